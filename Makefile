@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Each creates .venv when missing, installs the package and java when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench java check-models clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "java not found: installing default-jre-headless (TLC needs a JVM)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq default-jre-headless; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo apt-get install -y -qq default-jre-headless; \
+	  else echo "error: java is missing and this user cannot apt-get install default-jre-headless; install a Java 11+ runtime and retry" >&2; exit 1; fi; }
+
+test: $(STAMP) java
+	$(PY) -m pytest -q
+
+demo: $(STAMP) java
+	$(PY) -m ownership.demo
+
+check-models: $(STAMP) java
+	$(VENV)/bin/ownership check --all --config Large
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(VENV)/bin/ownership bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,18 @@
+"""ownership: distributed futures for fine-grained tasks on the Ownership protocol.
+
+The public API (``remote``, ``get``, ``wait``, ``put``, ``shared``, ``cancel``,
+``cluster``, ``connect``) is re-exported from :mod:`ownership.api` once that
+module exists; the checker wrappers live in :mod:`ownership.tla`.
+"""
+
+__version__ = "0.1.0"
+
+try:  # the API layer is optional while the package is being assembled
+    from .api import *  # noqa: F401,F403
+    from .api import __all__ as _api_all
+except ImportError as exc:  # pragma: no cover - only while api.py is absent
+    if exc.name != f"{__name__}.api":
+        raise
+    _api_all = []
+
+__all__ = ["__version__", *_api_all]

@@ -1,0 +1,1 @@
+"""trio shells around the core: services, transports, serialization."""

@@ -1,0 +1,73 @@
+"""The transport interface shared by the TCP and in-memory networks.
+
+A process (worker, node, head, driver) has one :class:`Transport` endpoint,
+named by its address string. Addresses are opaque to the core: ``"host:port"``
+over TCP, any unique string (``"w1@n1"``) in memory. Messages are the core's
+``@message`` classes (see :mod:`ownership.core.messages`).
+
+Delivery semantics both transports share, and the protocol relies on:
+- per sender/receiver pair, messages arrive in the order they were sent,
+  unless a test reorders them on the in-memory network;
+- a message to a dead or unknown peer is dropped, and the sender learns of
+  the death through a failure notification, never through the send call;
+- ``send`` does not wait for the receiver to process the message.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import attrs
+
+__all__ = ["Envelope", "Transport", "TransportClosed"]
+
+
+class TransportClosed(Exception):
+    """The endpoint was closed (or its process crashed) while in use."""
+
+
+@attrs.frozen
+class Envelope:
+    """One message in flight: who sent it, to whom, and what."""
+
+    src: str
+    dst: str
+    msg: Any
+
+
+class Transport(abc.ABC):
+    """One process's endpoint on a network."""
+
+    @property
+    @abc.abstractmethod
+    def address(self) -> str:
+        """This endpoint's address, as peers name it."""
+
+    @abc.abstractmethod
+    def send_nowait(self, dst: str, msg: Any) -> None:
+        """Queue ``msg`` for ``dst``; never blocks, never raises for a dead peer."""
+
+    async def send(self, dst: str, msg: Any) -> None:
+        """Queue ``msg`` for ``dst`` and checkpoint."""
+        import trio
+
+        self.send_nowait(dst, msg)
+        await trio.lowlevel.checkpoint()
+
+    @abc.abstractmethod
+    async def receive(self) -> Envelope:
+        """The next message for this endpoint; raises TransportClosed once closed."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close the endpoint; pending receives raise TransportClosed."""
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> Envelope:
+        try:
+            return await self.receive()
+        except TransportClosed:
+            raise StopAsyncIteration from None

@@ -1,0 +1,1 @@
+"""Model-checker wrappers (TLC, Apalache), TLA+ values, ITF traces, state graphs."""
