@@ -1,0 +1,158 @@
+"""Length-prefixed frames on a byte stream.
+
+A frame is ``length:u64be`` followed by ``length`` bytes of body. The length
+is checked against a limit *before* the body is allocated, so a peer cannot
+make us reserve memory by announcing a huge frame. The body's layout belongs
+to :mod:`ownership.runtime.serialization`.
+
+Why 512 MiB by default: values that are too large for a frame do not travel
+in frames at all on one node (they live in shared memory), and copies between
+nodes of arrays of a few hundred MiB still fit; beyond that a single frame
+would hold a connection (and every message queued behind it) for seconds, and
+a wrong or hostile length would cost that much memory. Configure it per
+transport (``max_frame_size``).
+
+:class:`ByteReceiver` is the one buffered reader of a connection: the
+handshake reads its fixed-format fields through it, then frames are read
+through the same object, so bytes that arrived together with the last
+handshake message are not lost.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import trio
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_SIZE",
+    "FRAME_HEADER",
+    "ByteReceiver",
+    "FrameError",
+    "FrameTooLarge",
+    "TruncatedFrame",
+    "frame_header",
+    "receive_frame",
+]
+
+DEFAULT_MAX_FRAME_SIZE = 512 * 2**20
+
+FRAME_HEADER = struct.Struct("!Q")
+
+# Reads of at least this size go straight into the destination buffer
+# (socket.recv_into), so a large frame is not copied through our staging buffer.
+_DIRECT_READ = 32 * 1024
+# Below glibc's mmap threshold, so the staging buffer is cheap to keep.
+_CHUNK = 64 * 1024
+
+
+class FrameError(ValueError):
+    """A frame is malformed: bad length, bad layout, undecodable envelope."""
+
+
+class FrameTooLarge(FrameError):
+    """A frame announces more bytes than the receiver's ``max_frame_size``."""
+
+
+class TruncatedFrame(FrameError):
+    """The stream ended in the middle of a frame or handshake message."""
+
+
+def frame_header(body_len: int) -> bytes:
+    return FRAME_HEADER.pack(body_len)
+
+
+class ByteReceiver:
+    """Exact-size reads from a trio stream, with one staging buffer.
+
+    Not safe for concurrent use: a connection has exactly one reader task.
+    """
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._sock = getattr(stream, "socket", None)
+        self._buf = bytearray()
+        self._scratch = bytearray(_CHUNK) if self._sock is not None else None
+        self.bytes_received = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    async def _receive_some(self) -> bytes | memoryview:
+        """Some bytes (empty at EOF); a returned view is valid until the next call."""
+        if self._scratch is not None:
+            try:
+                got = await self._sock.recv_into(self._scratch)
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
+            self.bytes_received += got
+            return memoryview(self._scratch)[:got]
+        data = await self._stream.receive_some(_CHUNK)
+        self.bytes_received += len(data)
+        return data
+
+    async def at_eof(self) -> bool:
+        """True if the stream ended cleanly with nothing buffered."""
+        if self._buf:
+            return False
+        data = await self._receive_some()
+        if not data:
+            return True
+        self._buf += data
+        return False
+
+    async def receive_exactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes; TruncatedFrame if the stream ends first."""
+        while len(self._buf) < n:
+            data = await self._receive_some()
+            if not data:
+                raise TruncatedFrame(f"stream ended after {len(self._buf)} of {n} bytes")
+            self._buf += data
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    async def receive_into(self, view: memoryview) -> None:
+        """Fill ``view`` completely; TruncatedFrame if the stream ends first."""
+        total = len(view)
+        pos = min(len(self._buf), total)
+        if pos:
+            view[:pos] = self._buf[:pos]
+            del self._buf[:pos]
+        while pos < total:
+            remaining = total - pos
+            if self._sock is not None and remaining >= _DIRECT_READ:
+                try:
+                    got = await self._sock.recv_into(view[pos:])
+                except OSError as exc:
+                    raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
+                self.bytes_received += got
+                if got == 0:
+                    raise TruncatedFrame(f"stream ended after {pos} of {total} bytes")
+                pos += got
+            else:
+                data = await self._receive_some()
+                if not data:
+                    raise TruncatedFrame(f"stream ended after {pos} of {total} bytes")
+                take = min(len(data), remaining)
+                view[pos : pos + take] = data[:take]
+                pos += take
+                if take < len(data):
+                    self._buf += data[take:]
+
+
+async def receive_frame(receiver: ByteReceiver, max_frame_size: int) -> bytearray | None:
+    """The next frame's body, or None if the stream ended between frames.
+
+    The body is a fresh bytearray that nothing else writes to, so decoded
+    values may keep zero-copy views into it.
+    """
+    if await receiver.at_eof():
+        return None
+    (length,) = FRAME_HEADER.unpack(await receiver.receive_exactly(FRAME_HEADER.size))
+    if length > max_frame_size:
+        raise FrameTooLarge(f"frame of {length} bytes exceeds the limit of {max_frame_size} bytes")
+    body = bytearray(length)
+    await receiver.receive_into(memoryview(body))
+    return body

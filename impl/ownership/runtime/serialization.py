@@ -1,0 +1,358 @@
+"""Wire encoding of messages: msgpack envelopes, pickle-5 values out of band.
+
+The contract with the core (how a message field travels):
+
+* **Plain data** goes as msgpack and comes back equal and of the same type:
+  ``None``, ``bool``, ``int`` (64-bit), ``float``, ``str``, ``bytes``, ``list``,
+  ``dict`` and ``tuple`` of plain data. (``bytearray`` and ``memoryview``
+  arrive as ``bytes``; ints beyond 64 bits are pickled.)
+* **Any other Python object** in a field, at any depth (attrs records of the
+  core, sets, exceptions, functions, numpy arrays), is pickled with protocol 5
+  by cloudpickle (so functions and classes defined in ``__main__`` travel by
+  value), and arrives as an equal object. Nothing has to be marked.
+* **A :class:`SerializedValue`** is a user value that is already pickled: the
+  pickle stream plus its out-of-band buffers. It travels as it is, without
+  being unpickled on the way, and arrives as a ``SerializedValue`` whose
+  buffers are read-only views into the received frame. This is what a
+  store, an owner forwarding a value, or a scheduler should hold: they move
+  values without importing the user's modules. ``serialize(obj)`` makes one;
+  ``.deserialize()`` turns it back into the object where it is used.
+
+Every out-of-band buffer (from a numpy array, a ``PickleBuffer``, or a
+``SerializedValue``, also when nested inside a pickled record) goes after
+the envelope in the frame, 64-byte aligned, and is never copied into the
+pickle stream.
+
+Frame body layout (after the u64 length of :mod:`.framing`)::
+
+    nbuf:u32  buflen:u64 * nbuf  envlen:u32  envelope[envlen]  (pad to 64, buffer)*
+
+``envelope`` is the msgpack map ``{"type": <message class name>, "fields":
+{name: value}}``; non-plain values are msgpack ext types that name the
+buffers they use by index. Decoding checks every length and index and raises
+:class:`FrameError` (or :class:`UnknownMessageType`) on anything malformed.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from typing import Any, Iterable
+
+import cloudpickle
+import msgpack
+
+from ownership.core.messages import UnknownMessageType, message_fields, message_from_fields, message_type_of
+
+from .framing import FrameError, frame_header
+
+__all__ = [
+    "EncodedFrame",
+    "FrameError",
+    "SerializationError",
+    "SerializedValue",
+    "UnknownMessageType",
+    "decode_message",
+    "deserialize",
+    "encode_message",
+    "serialize",
+    "serialized_from_buffer",
+    "serialized_layout",
+]
+
+ALIGNMENT = 64
+
+_EXT_PICKLE = 1  # data: start:u32 count:u32 pickle-stream; OOB buffers[start:start+count]
+_EXT_VALUE = 2  # data: start:u32 count:u32; buffers[start] is the stream, the rest its OOB buffers
+_EXT_TUPLE = 3  # data: a msgpack array of the items
+
+_RANGE = struct.Struct("!II")
+_U32 = struct.Struct("!I")
+_U64 = struct.Struct("!Q")
+
+
+class SerializationError(TypeError):
+    """A message or value cannot be serialized (e.g. it holds a lock or a socket)."""
+
+
+def _pad(n: int) -> int:
+    return -n % ALIGNMENT
+
+
+def _as_view(buf: Any) -> memoryview:
+    view = buf.raw() if isinstance(buf, pickle.PickleBuffer) else memoryview(buf)
+    if not view.c_contiguous:
+        raise SerializationError("out-of-band buffer is not contiguous")
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+class SerializedValue:
+    """A pickled value: the protocol-5 pickle stream and its out-of-band buffers.
+
+    The buffers are views, not copies: of the original object's memory right
+    after :func:`serialize` (so mutating the object before the value is sent
+    or stored changes what is sent), of the received frame after a transport
+    delivered it, of the shared-memory mapping after the object store read it.
+    """
+
+    __slots__ = ("data", "buffers")
+
+    def __init__(self, data: bytes | memoryview, buffers: Iterable[Any] = ()) -> None:
+        self.data = data
+        self.buffers: tuple[memoryview, ...] = tuple(_as_view(b) for b in buffers)
+
+    @property
+    def nbytes(self) -> int:
+        """Total size: stream plus buffers (what the owner compares with the inline limit)."""
+        return len(self.data) + sum(b.nbytes for b in self.buffers)
+
+    def deserialize(self) -> Any:
+        return pickle.loads(self.data, buffers=self.buffers)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SerializedValue):
+            return NotImplemented
+        return (
+            bytes(self.data) == bytes(other.data)
+            and len(self.buffers) == len(other.buffers)
+            and all(a == b for a, b in zip(self.buffers, other.buffers))
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # content-compared and view-backed
+
+    def __repr__(self) -> str:
+        return f"SerializedValue(<{self.nbytes} bytes, {len(self.buffers)} buffers>)"
+
+    def __reduce_ex__(self, protocol: int):  # type: ignore[override]
+        # Nested in a pickled record (a task spec holding its arguments), the
+        # buffers still go out of band when the pickler has a buffer_callback.
+        if protocol >= 5:
+            return (_rebuild_serialized, (pickle.PickleBuffer(self.data), *map(pickle.PickleBuffer, self.buffers)))
+        return (_rebuild_serialized, (bytes(self.data), *map(bytes, self.buffers)))
+
+
+def _rebuild_serialized(data: Any, *buffers: Any) -> SerializedValue:
+    return SerializedValue(memoryview(data).toreadonly(), [memoryview(b).toreadonly() for b in buffers])
+
+
+def serialize(obj: Any) -> SerializedValue:
+    """Pickle ``obj`` (protocol 5, cloudpickle) with its large buffers out of band."""
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        data = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    except Exception as exc:
+        raise SerializationError(f"cannot serialize {type(obj).__qualname__}: {exc}") from exc
+    return SerializedValue(data, buffers)
+
+
+def deserialize(value: SerializedValue) -> Any:
+    return value.deserialize()
+
+
+# -- a value laid out in one contiguous buffer (shared-memory segments) ------
+
+
+def serialized_layout(value: SerializedValue) -> tuple[int, list[tuple[int, bytes | memoryview]]]:
+    """Size and ``(offset, chunk)`` writes that lay ``value`` out in one buffer.
+
+    Layout: ``nbuf:u32 len:u64*(nbuf+1)`` then the stream and every buffer,
+    each at a 64-byte aligned offset (so arrays read from it are aligned).
+    """
+    parts = [value.data, *value.buffers]
+    header = _U32.pack(len(value.buffers)) + b"".join(_U64.pack(len(memoryview(p).cast("B"))) for p in parts)
+    writes: list[tuple[int, bytes | memoryview]] = [(0, header)]
+    pos = len(header)
+    for part in parts:
+        pos += _pad(pos)
+        writes.append((pos, part))
+        pos += memoryview(part).nbytes
+    return pos, writes
+
+
+def serialized_from_buffer(buf: memoryview) -> SerializedValue:
+    """Read a value laid out by :func:`serialized_layout`, as views into ``buf``."""
+    buf = buf.cast("B") if buf.format != "B" else buf
+    try:
+        (nbuf,) = _U32.unpack_from(buf, 0)
+        if 4 + 8 * (nbuf + 1) > len(buf):
+            raise FrameError(f"value header announces {nbuf} buffers, more than fit in {len(buf)} bytes")
+        lengths = struct.unpack_from(f"!{nbuf + 1}Q", buf, 4)
+    except struct.error as exc:
+        raise FrameError(f"value header is truncated: {exc}") from None
+    pos = 4 + 8 * (nbuf + 1)
+    views = []
+    for length in lengths:
+        pos += _pad(pos)
+        if pos + length > len(buf):
+            raise FrameError(f"value part of {length} bytes at offset {pos} overruns {len(buf)} bytes")
+        views.append(buf[pos : pos + length])
+        pos += length
+    return SerializedValue(views[0], views[1:])
+
+
+# -- messages ----------------------------------------------------------------
+
+
+class EncodedFrame:
+    """One message as frame chunks, ready for the writer to coalesce."""
+
+    __slots__ = ("chunks", "nbytes")
+
+    def __init__(self, chunks: list[bytes | memoryview], nbytes: int) -> None:
+        self.chunks = chunks
+        self.nbytes = nbytes
+
+
+class _Encoder:
+    """Packs one message, collecting the out-of-band buffers in order.
+
+    Creates no reference cycle (the packer is a temporary, not an attribute):
+    CPython's garbage collector can crash when it clears a memoryview that a
+    PickleBuffer still exports, so buffers must be freed by refcount alone.
+    """
+
+    def __init__(self) -> None:
+        self.buffers: list[memoryview] = []
+
+    def pack(self, obj: Any) -> bytes:
+        return msgpack.Packer(strict_types=True, default=self.default).pack(obj)
+
+    def _pickle(self, obj: Any) -> msgpack.ExtType:
+        start = len(self.buffers)
+        found: list[pickle.PickleBuffer] = []
+        try:
+            data = cloudpickle.dumps(obj, protocol=5, buffer_callback=found.append)
+        except Exception as exc:
+            raise SerializationError(f"cannot pickle {type(obj).__qualname__}: {exc}") from None
+        self.buffers.extend(_as_view(b) for b in found)
+        return msgpack.ExtType(_EXT_PICKLE, _RANGE.pack(start, len(found)) + data)
+
+    def default(self, obj: Any) -> msgpack.ExtType:
+        if type(obj) is tuple:
+            return msgpack.ExtType(_EXT_TUPLE, self.pack(list(obj)))
+        if type(obj) is SerializedValue:
+            start = len(self.buffers)
+            self.buffers.append(_as_view(obj.data))
+            self.buffers.extend(obj.buffers)
+            return msgpack.ExtType(_EXT_VALUE, _RANGE.pack(start, 1 + len(obj.buffers)))
+        return self._pickle(obj)
+
+
+def encode_message(msg: Any) -> EncodedFrame:
+    """Encode a ``@message`` instance as a whole frame (header included).
+
+    Raises SerializationError for a field that cannot be pickled; the caller
+    learns at once, nothing is half-sent.
+    """
+    encoder = _Encoder()
+    envelope = encoder.pack({"type": message_type_of(msg), "fields": message_fields(msg)})
+    buffers = encoder.buffers
+    head = bytearray(_U32.pack(len(buffers)))
+    for b in buffers:
+        head += _U64.pack(b.nbytes)
+    head += _U32.pack(len(envelope))
+    head += envelope
+    chunks: list[bytes | memoryview] = [b""]
+    pos = len(head)
+    for b in buffers:
+        pad = _pad(pos)
+        if pad:
+            chunks.append(bytes(pad))
+            pos += pad
+        chunks.append(b)
+        pos += b.nbytes
+    header = frame_header(pos)
+    chunks[0] = header + head
+    return EncodedFrame(chunks, len(header) + pos)
+
+
+def _checked_range(data: bytes, nbuffers: int) -> tuple[int, int, bytes]:
+    if len(data) < _RANGE.size:
+        raise FrameError("ext value is shorter than its buffer range")
+    start, count = _RANGE.unpack_from(data)
+    if start + count > nbuffers:
+        raise FrameError(f"ext value names buffers {start}..{start + count - 1} of {nbuffers}")
+    return start, count, data[_RANGE.size :]
+
+
+class _Decoder:
+    """Unpacks one envelope against its frame's buffers (no reference cycles, see _Encoder)."""
+
+    def __init__(self, buffers: list[memoryview]) -> None:
+        self.buffers = buffers
+
+    def unpack(self, data: bytes | memoryview) -> Any:
+        return msgpack.unpackb(data, ext_hook=self.ext_hook, raw=False, strict_map_key=False, use_list=True)
+
+    def ext_hook(self, code: int, data: bytes) -> Any:
+        buffers = self.buffers
+        if code == _EXT_TUPLE:
+            items = self.unpack(data)
+            if not isinstance(items, list):
+                raise FrameError("malformed tuple ext")
+            return tuple(items)
+        if code == _EXT_VALUE:
+            start, count, rest = _checked_range(data, len(buffers))
+            if count < 1 or rest:
+                raise FrameError("malformed serialized-value ext")
+            return SerializedValue(buffers[start], buffers[start + 1 : start + count])
+        if code == _EXT_PICKLE:
+            start, count, stream = _checked_range(data, len(buffers))
+            try:
+                return pickle.loads(stream, buffers=buffers[start : start + count])
+            except Exception as exc:
+                raise FrameError(f"cannot unpickle a field: {type(exc).__name__}: {exc}") from None
+        raise FrameError(f"unknown ext type {code}")
+
+
+def decode_message(body: bytearray | memoryview) -> Any:
+    """Decode a frame body (without its length header) back into a message.
+
+    Raises FrameError for anything malformed and UnknownMessageType for a
+    well-formed envelope naming a type (or fields) this process does not know.
+    Decoded buffers are read-only views into ``body``.
+    """
+    view = memoryview(body).toreadonly()
+    size = len(view)
+    try:
+        (nbuf,) = _U32.unpack_from(view, 0)
+        if 4 + 8 * nbuf + 4 > size:
+            raise FrameError(f"frame announces {nbuf} buffers, more than fit in {size} bytes")
+        lengths = struct.unpack_from(f"!{nbuf}Q", view, 4)
+        (envlen,) = _U32.unpack_from(view, 4 + 8 * nbuf)
+    except struct.error as exc:
+        raise FrameError(f"frame header is truncated: {exc}") from None
+    pos = 4 + 8 * nbuf + 4
+    if pos + envlen > size:
+        raise FrameError(f"envelope of {envlen} bytes overruns the {size}-byte frame")
+    envelope = view[pos : pos + envlen]
+    pos += envlen
+    buffers: list[memoryview] = []
+    for length in lengths:
+        pos += _pad(pos)
+        if pos + length > size:
+            raise FrameError(f"buffer of {length} bytes at offset {pos} overruns the {size}-byte frame")
+        buffers.append(view[pos : pos + length])
+        pos += length
+    if pos != size:
+        raise FrameError(f"frame has {size - pos} trailing bytes after its last buffer")
+
+    try:
+        decoded = _Decoder(buffers).unpack(envelope)
+    except FrameError:
+        raise
+    except (ValueError, TypeError, RecursionError, msgpack.ExtraData) as exc:
+        raise FrameError(f"undecodable envelope: {type(exc).__name__}: {exc}") from None
+    if not isinstance(decoded, dict) or set(decoded) != {"type", "fields"}:
+        raise FrameError("envelope is not a {type, fields} map")
+    type_name, fields = decoded["type"], decoded["fields"]
+    if not isinstance(type_name, str):
+        raise FrameError("envelope type is not a string")
+    if not isinstance(fields, dict) or not all(isinstance(k, str) for k in fields):
+        raise FrameError(f"fields of {type_name!r} are not a map of names")
+    try:
+        return message_from_fields(type_name, fields)
+    except UnknownMessageType:
+        raise
+    except Exception as exc:  # a validator of the message class refused the values
+        raise UnknownMessageType(f"bad fields for message type {type_name!r}: {exc}") from None
