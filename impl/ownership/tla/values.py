@@ -41,17 +41,31 @@ __all__ = [
     "format_value",
     "format_state",
     "is_identifier",
+    "function_value",
+    "sort_key",
 ]
 
 
-@attrs.frozen(order=True)
+@attrs.frozen(order=True, repr=False)
 class ModelValue:
-    """A TLC model value (an uninterpreted constant such as ``p1``)."""
+    """A TLC model value (an uninterpreted constant such as ``p1``).
+
+    ``type`` is the uninterpreted type Apalache gives it (``PROC`` for
+    ``"p1_OF_PROC"`` in an ITF trace); it takes no part in equality, because
+    TLC has no such types and the same constant must compare equal whichever
+    checker produced it.
+    """
 
     name: str
+    type: str | None = attrs.field(default=None, eq=False, order=False)
 
     def __str__(self) -> str:
         return self.name
+
+    def __repr__(self) -> str:
+        if self.type is None:
+            return f"ModelValue({self.name!r})"
+        return f"ModelValue({self.name!r}, type={self.type!r})"
 
 
 class _FrozenDict(dict):
@@ -213,7 +227,7 @@ def _is_int(v: Any) -> bool:
     return type(v) is int  # bool is an int subclass but a different TLA+ type
 
 
-def _function_value(pairs: Iterable[tuple[Any, Any]]) -> Any:
+def function_value(pairs: Iterable[tuple[Any, Any]]) -> Any:
     """The Python value of a TLA+ function, normalised as TLC prints it."""
     mapping = dict(pairs)
     if not mapping:
@@ -364,7 +378,7 @@ class _Parser:
                 key = self.value()
                 continue
             self.expect(")", "or '@@' in a function")
-            return _function_value(pairs.items())
+            return function_value(pairs.items())
 
     def state(self) -> dict[str, Any]:
         state: dict[str, Any] = {}
@@ -411,7 +425,7 @@ def _format_string(s: str) -> str:
     return '"' + _NEEDS_ESCAPE.sub(lambda m: _UNESCAPES[m.group()], s) + '"'
 
 
-def _sort_key(v: Any) -> tuple[Any, ...]:
+def sort_key(v: Any) -> tuple[Any, ...]:
     """A total order over values so that sets and functions print stably."""
     if isinstance(v, bool):
         return (0, v)
@@ -422,11 +436,11 @@ def _sort_key(v: Any) -> tuple[Any, ...]:
     if isinstance(v, ModelValue):
         return (3, v.name)
     if isinstance(v, (tuple, list)):
-        return (4, len(v), tuple(_sort_key(x) for x in v))
+        return (4, len(v), tuple(sort_key(x) for x in v))
     if isinstance(v, (frozenset, set)):
-        return (5, len(v), tuple(sorted(_sort_key(x) for x in v)))
+        return (5, len(v), tuple(sorted(sort_key(x) for x in v)))
     if isinstance(v, Mapping):
-        return (6, len(v), tuple(sorted((_sort_key(k), _sort_key(x)) for k, x in v.items())))
+        return (6, len(v), tuple(sorted((sort_key(k), sort_key(x)) for k, x in v.items())))
     raise TypeError(f"no TLA+ value for {type(v).__name__} {v!r}")
 
 
@@ -445,7 +459,7 @@ def format_value(v: Any) -> str:
     if isinstance(v, (tuple, list)):
         return "<<" + ", ".join(format_value(x) for x in v) + ">>"
     if isinstance(v, (frozenset, set)):
-        return "{" + ", ".join(format_value(x) for x in sorted(v, key=_sort_key)) + "}"
+        return "{" + ", ".join(format_value(x) for x in sorted(v, key=sort_key)) + "}"
     if isinstance(v, Mapping):
         if not v:
             return "<<>>"
@@ -454,7 +468,7 @@ def format_value(v: Any) -> str:
             return "<<" + ", ".join(format_value(v[i]) for i in range(1, len(keys) + 1)) + ">>"
         if all(isinstance(k, str) and is_identifier(k) for k in keys):
             return "[" + ", ".join(f"{k} |-> {format_value(x)}" for k, x in v.items()) + "]"
-        pairs = sorted(v.items(), key=lambda kv: _sort_key(kv[0]))
+        pairs = sorted(v.items(), key=lambda kv: sort_key(kv[0]))
         return "(" + " @@ ".join(f"{format_value(k)} :> {format_value(x)}" for k, x in pairs) + ")"
     raise TypeError(f"no TLA+ value for {type(v).__name__} {v!r}")
 
