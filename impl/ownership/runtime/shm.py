@@ -1,0 +1,252 @@
+"""The per-node shared-memory object store for large values.
+
+A large value lives in one POSIX shared-memory segment, laid out by
+:func:`~ownership.runtime.serialization.serialized_layout` (the pickle stream
+and its out-of-band buffers, each 64-byte aligned). Any process on the node
+maps the segment read-only and unpickles from the mapping, so a numpy array
+it gets is backed by the shared pages: no copy, not through the owner and
+not through the node. Values are immutable once written.
+
+Why not ``multiprocessing.shared_memory.SharedMemory``: on Python < 3.13 it
+registers every segment it *opens* with the resource tracker, which unlinks
+the segment when the opening process exits (and warns about "leaked"
+segments) -- a reader would destroy the node's object. We call the same
+``shm_open`` / ``shm_unlink`` primitives directly and track nothing: the node
+owns its segments, and frees them explicitly.
+
+Naming: ``own_<session>_<pid>_<key>``, where ``pid`` is the node process that
+owns the segment (workers write segments under their node's prefix; the node
+then owns them). So a node removes everything of its own at shutdown, and a
+node starting up removes the leftovers of dead nodes of its session
+(:func:`cleanup_leftovers`), even if a worker died between writing a
+segment and reporting it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import attrs
+
+from .serialization import SerializedValue, serialize, serialized_from_buffer, serialized_layout
+
+try:
+    import _posixshmem
+except ImportError:  # pragma: no cover - Windows
+    _posixshmem = None
+
+__all__ = [
+    "SHM_DIR",
+    "SegmentInfo",
+    "SharedMemoryStore",
+    "StoreUsage",
+    "cleanup_leftovers",
+    "list_segments",
+    "open_segment",
+    "safe_key",
+    "unlink_segment",
+    "write_segment",
+]
+
+SHM_DIR = Path("/dev/shm")
+_NAME_PART = re.compile(r"[A-Za-z0-9.-]{1,200}")
+_SEGMENT = re.compile(r"own_(?P<session>[A-Za-z0-9.-]+)_(?P<pid>\d+)_(?P<key>[A-Za-z0-9.-]+)")
+
+
+def _require_posix() -> Any:
+    if _posixshmem is None:  # pragma: no cover
+        raise OSError("POSIX shared memory is not available on this platform")
+    return _posixshmem
+
+
+@attrs.frozen
+class SegmentInfo:
+    name: str
+    size: int
+
+    @property
+    def session(self) -> str:
+        return _parse(self.name)[0]
+
+    @property
+    def node_pid(self) -> int:
+        return _parse(self.name)[1]
+
+    @property
+    def key(self) -> str:
+        return _parse(self.name)[2]
+
+
+@attrs.frozen
+class StoreUsage:
+    segments: int
+    bytes: int
+
+
+def _parse(name: str) -> tuple[str, int, str]:
+    m = _SEGMENT.fullmatch(name)
+    if m is None:
+        raise ValueError(f"{name!r} is not an ownership segment name")
+    return m["session"], int(m["pid"]), m["key"]
+
+
+def _check_part(what: str, value: str) -> str:
+    if not _NAME_PART.fullmatch(value):
+        raise ValueError(f"{what} {value!r} must be 1-200 characters of [A-Za-z0-9.-]")
+    return value
+
+
+def write_segment(name: str, value: SerializedValue) -> SegmentInfo:
+    """Create segment ``name`` holding ``value``; FileExistsError if it exists.
+
+    Written with ``pwrite`` rather than through a mapping: a full /dev/shm
+    then fails with ENOSPC here instead of killing us with SIGBUS later.
+    A failed write leaves no segment behind.
+    """
+    shm = _require_posix()
+    size, writes = serialized_layout(value)
+    fd = shm.shm_open("/" + name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+    try:
+        os.ftruncate(fd, size)
+        for offset, chunk in writes:
+            view = memoryview(chunk).cast("B")
+            while view:
+                written = os.pwrite(fd, view, offset)
+                view = view[written:]
+                offset += written
+    except BaseException:
+        shm.shm_unlink("/" + name)
+        raise
+    finally:
+        os.close(fd)
+    return SegmentInfo(name, size)
+
+
+def open_segment(name: str) -> SerializedValue:
+    """Map segment ``name`` read-only; the value's buffers are views of the mapping.
+
+    The mapping lives as long as any view of it (any array unpickled from
+    it); unlinking the segment meanwhile is safe, the pages go when the last
+    mapping does.
+    """
+    shm = _require_posix()
+    fd = shm.shm_open("/" + name, os.O_RDONLY, mode=0)
+    try:
+        size = os.fstat(fd).st_size
+        mapping = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+    return serialized_from_buffer(memoryview(mapping))
+
+
+def unlink_segment(name: str) -> bool:
+    """Remove segment ``name``; False if it was already gone."""
+    try:
+        _require_posix().shm_unlink("/" + name)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def list_segments(prefix: str = "own_") -> list[SegmentInfo]:
+    """Segments on this machine whose name starts with ``prefix`` (Linux: /dev/shm)."""
+    if not SHM_DIR.is_dir():  # pragma: no cover - no enumerable shm namespace
+        return []
+    found = []
+    with os.scandir(SHM_DIR) as entries:
+        for entry in entries:
+            if entry.name.startswith(prefix) and _SEGMENT.fullmatch(entry.name):
+                try:
+                    found.append(SegmentInfo(entry.name, entry.stat().st_size))
+                except FileNotFoundError:
+                    continue  # freed while we looked
+    return sorted(found, key=lambda s: s.name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cleanup_leftovers(session: str) -> list[str]:
+    """Unlink the segments of ``session`` whose node process is dead; returns their names."""
+    removed = []
+    for seg in list_segments(f"own_{_check_part('session', session)}_"):
+        if not _alive(seg.node_pid) and unlink_segment(seg.name):
+            removed.append(seg.name)
+    return removed
+
+
+class SharedMemoryStore:
+    """The shared-memory segments of one node, under ``own_<session>_<pid>_``.
+
+    The node process makes one with its own pid and frees segments when the
+    protocol frees their objects; a worker on the node makes one with the
+    node's pid (``node_pid``) to write a value it produced or to read one.
+    ``close()`` (or leaving the ``with`` block) unlinks every segment of the
+    node, including those written by its workers.
+    """
+
+    def __init__(self, session: str, node_pid: int | None = None) -> None:
+        self.session = _check_part("session", session)
+        self.node_pid = os.getpid() if node_pid is None else node_pid
+        self.prefix = f"own_{self.session}_{self.node_pid}_"
+
+    def segment_name(self, key: str) -> str:
+        return self.prefix + _check_part("object key", key)
+
+    def put(self, key: str, value: Any) -> SegmentInfo:
+        """Store ``value`` (a SerializedValue, or any object to serialize) under ``key``."""
+        if not isinstance(value, SerializedValue):
+            value = serialize(value)
+        return write_segment(self.segment_name(key), value)
+
+    def get(self, key: str) -> SerializedValue:
+        """The value under ``key``, zero-copy; FileNotFoundError if there is none."""
+        return open_segment(self.segment_name(key))
+
+    def get_value(self, key: str) -> Any:
+        return self.get(key).deserialize()
+
+    def __contains__(self, key: str) -> bool:
+        return (SHM_DIR / self.segment_name(key)).exists()
+
+    def free(self, key: str) -> bool:
+        return unlink_segment(self.segment_name(key))
+
+    def list(self) -> list[SegmentInfo]:
+        return list_segments(self.prefix)
+
+    def __iter__(self) -> Iterator[str]:
+        return (seg.key for seg in self.list())
+
+    def usage(self) -> StoreUsage:
+        segments = self.list()
+        return StoreUsage(len(segments), sum(s.size for s in segments))
+
+    def close(self) -> list[str]:
+        """Unlink every segment of this node; returns their names."""
+        return [seg.name for seg in self.list() if unlink_segment(seg.name)]
+
+    def __enter__(self) -> SharedMemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def safe_key(object_id: str) -> str:
+    """A segment key for any object id: the id itself if it is name-safe, else a digest."""
+    if _NAME_PART.fullmatch(object_id):
+        return object_id
+    return hashlib.sha256(object_id.encode()).hexdigest()[:40]

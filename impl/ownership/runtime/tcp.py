@@ -1,0 +1,592 @@
+"""The TCP transport: one authenticated, reused connection per peer pair.
+
+Peers are named by their listening address ``"host:port"``. The first message
+to a peer dials it; after the handshake (:mod:`.auth`) the connection carries
+frames both ways, for as long as both processes live.
+
+Writes are batched per connection: ``send_nowait`` encodes the message (so an
+unserializable message fails at the caller, at once) and appends the frame
+to the peer's queue; one writer task per connection takes whatever is queued
+and hands it to the kernel in as few ``send_all`` calls as it can (small
+frames are coalesced into one buffer; large out-of-band buffers are sent
+from where they are, uncopied).
+
+When both sides dial each other at the same moment, both would end up with
+two connections. The tie is broken the same way on both sides without extra
+messages: the connection dialed by the smaller address wins, so an acceptor
+that is itself dialing a larger peer answers that peer's dial with the
+``DUPLICATE`` verdict, and the loser waits for the winner's connection.
+A dial from a peer we already hold a connection to means that peer has lost
+it (or restarted, which its new incarnation shows): the new connection
+replaces the old one.
+
+Failures are local: a failed handshake, a malformed, oversize or unknown
+frame is logged (logger ``ownership.tcp``) and closes that one connection;
+the listener and every other connection keep going. Messages to a peer that
+cannot be reached are dropped and logged; the protocol learns about deaths
+through failure notifications, and ``on_peer_lost`` tells the runtime that a
+connection went away.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import deque
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
+
+import attrs
+import trio
+
+from .auth import INCARNATION_BYTES, HandshakeError, Hello, Verdict, acceptor_handshake, dialer_handshake
+from .framing import DEFAULT_MAX_FRAME_SIZE, ByteReceiver, FrameError, FrameTooLarge, receive_frame
+from .serialization import EncodedFrame, UnknownMessageType, decode_message, encode_message
+from .transport import Envelope, Transport, TransportClosed
+
+__all__ = [
+    "TCPTransport",
+    "TCPTransportStatistics",
+    "format_address",
+    "open_tcp_transport",
+    "parse_address",
+    "serve_tcp_transport",
+]
+
+logger = logging.getLogger("ownership.tcp")
+
+# Chunks at least this large are sent from where they are instead of being
+# copied into the batch buffer; the batch buffer is flushed at _FLUSH_AT.
+_LARGE_CHUNK = 64 * 1024
+_FLUSH_AT = 1024 * 1024
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6]:port"`` -> ``(host, port)``; ValueError otherwise."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not a host:port address: {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@attrs.frozen
+class TCPTransportStatistics:
+    """A snapshot of one endpoint's counters (trio ``statistics()`` style)."""
+
+    address: str
+    connections: int  # open and authenticated
+    connections_dialed: int
+    connections_accepted: int
+    frames_sent: int
+    bytes_sent: int
+    writes: int  # send_all calls: fewer than frames_sent when writes are batched
+    frames_received: int
+    bytes_received: int
+    messages_queued: int  # waiting for a connection or for the writer
+    messages_dropped: int  # to a peer that could not be reached or was lost
+    handshakes_failed: int
+    frames_rejected: int  # malformed, oversize, unknown type
+    peers_lost: int
+
+
+@attrs.define
+class _Counters:
+    connections_dialed: int = 0
+    connections_accepted: int = 0
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    writes: int = 0
+    frames_received: int = 0
+    bytes_received: int = 0
+    messages_dropped: int = 0
+    handshakes_failed: int = 0
+    frames_rejected: int = 0
+    peers_lost: int = 0
+
+
+@attrs.define(eq=False)
+class _Connection:
+    peer: _Peer
+    incarnation: bytes
+    stream: trio.SocketStream
+    receiver: ByteReceiver
+    dialed_by_me: bool
+    cancel_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    superseded: bool = False
+
+
+@attrs.define(eq=False)
+class _Peer:
+    address: str
+    queue: deque[EncodedFrame] = attrs.field(factory=deque)
+    data_ready: trio.Event = attrs.field(factory=trio.Event)
+    conn: _Connection | None = None
+    conn_changed: trio.Event = attrs.field(factory=trio.Event)
+    dialing: bool = False
+
+
+class TCPTransport(Transport):
+    """One process's endpoint on the TCP network; make it with :func:`open_tcp_transport`."""
+
+    def __init__(
+        self,
+        token: bytes,
+        *,
+        nursery: trio.Nursery,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        handshake_timeout: float = 10.0,
+        connect_timeout: float = 10.0,
+        max_inbound_messages: int = 10_000,
+        on_peer_lost: Callable[[str], None] | None = None,
+    ) -> None:
+        if len(token) < 16:
+            raise ValueError("a cluster token needs at least 16 bytes")
+        self._token = token
+        self._nursery = nursery
+        self._max_frame_size = max_frame_size
+        self._handshake_timeout = handshake_timeout
+        self._connect_timeout = connect_timeout
+        self._max_inbound = max_inbound_messages
+        self._on_peer_lost = on_peer_lost
+        self._incarnation = os.urandom(INCARNATION_BYTES)
+        self._address = ""
+        self._peers: dict[str, _Peer] = {}
+        self._open_connections = 0
+        self._counters = _Counters()
+        self._inbound_send, self._inbound_receive = trio.open_memory_channel[Envelope](math.inf)
+        self._inbound_space = trio.Event()
+        self._unsent = 0
+        self._all_sent = trio.Event()
+        self._all_sent.set()
+        self._closed = False
+
+    # -- Transport ------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def incarnation(self) -> bytes:
+        """Random per endpoint: tells a restarted peer at the same address from the old one."""
+        return self._incarnation
+
+    def send_nowait(self, dst: str, msg: Any) -> None:
+        """Queue ``msg`` for ``dst``; never blocks, never raises for a dead peer.
+
+        Raises SerializationError if ``msg`` cannot be encoded, FrameTooLarge
+        if its frame exceeds ``max_frame_size``, ValueError for an address
+        that is not ``host:port``.
+        """
+        if self._closed:
+            logger.debug("%s: closed, dropping %s to %s", self._address, type(msg).__name__, dst)
+            return
+        if dst == self._address:
+            self._inbound_send.send_nowait(Envelope(self._address, dst, msg))
+            return
+        frame = encode_message(msg)
+        if frame.nbytes - 8 > self._max_frame_size:
+            raise FrameTooLarge(
+                f"{type(msg).__name__} to {dst} encodes to {frame.nbytes - 8} bytes, "
+                f"over the frame limit of {self._max_frame_size} bytes"
+            )
+        peer = self._peers.get(dst)
+        if peer is None:
+            parse_address(dst)
+            peer = self._peers[dst] = _Peer(dst)
+        peer.queue.append(frame)
+        self._add_unsent(1)
+        peer.data_ready.set()
+        if peer.conn is None and not peer.dialing:
+            peer.dialing = True
+            self._nursery.start_soon(self._dial, peer, name=f"ownership.tcp dial {dst}")
+
+    async def receive(self) -> Envelope:
+        try:
+            envelope = await self._inbound_receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise TransportClosed(f"transport {self._address} is closed") from None
+        if self._inbound_receive.statistics().current_buffer_used < self._max_inbound:
+            self._inbound_space.set()
+        return envelope
+
+    async def aclose(self) -> None:
+        """Close the listener and every connection; queued messages are dropped."""
+        if self._closed:
+            return
+        self._closed = True
+        self._inbound_send.close()
+        self._inbound_receive.close()
+        dropped = sum(len(p.queue) for p in self._peers.values())
+        if dropped:
+            logger.info("%s: closing with %d unsent messages", self._address, dropped)
+        # Our tasks run in a nursery of their own (see open_tcp_transport), so
+        # this stops them without cancelling the caller.
+        self._nursery.cancel_scope.cancel()
+        with trio.CancelScope(shield=True):
+            await trio.lowlevel.checkpoint()
+
+    # -- observation ------------------------------------------------------------
+
+    def statistics(self) -> TCPTransportStatistics:
+        c = self._counters
+        return TCPTransportStatistics(
+            address=self._address,
+            connections=self._open_connections,
+            messages_queued=sum(len(p.queue) for p in self._peers.values()),
+            **attrs.asdict(c),
+        )
+
+    def connected_peers(self) -> list[str]:
+        return sorted(a for a, p in self._peers.items() if p.conn is not None)
+
+    async def wait_all_sent(self) -> None:
+        """Wait until every queued message was handed to the kernel or dropped."""
+        while self._unsent:
+            await self._all_sent.wait()
+        await trio.lowlevel.checkpoint()
+
+    def _add_unsent(self, n: int) -> None:
+        if self._unsent == 0 and n > 0:
+            self._all_sent = trio.Event()
+        self._unsent += n
+        if self._unsent == 0:
+            self._all_sent.set()
+
+    # -- listening ------------------------------------------------------------
+
+    async def _start(self, host: str, port: int, advertise_host: str | None) -> None:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        sockname = listeners[0].socket.getsockname()
+        public = advertise_host or host
+        if public in ("", "0.0.0.0", "::"):
+            raise ValueError(f"binding to {host!r} needs advertise_host: peers cannot dial {host!r}")
+        self._address = format_address(public, sockname[1])
+        await self._nursery.start(trio.serve_listeners, self._handle_incoming, listeners)
+        logger.debug("%s: listening", self._address)
+
+    def _hello(self) -> Hello:
+        return Hello(address=self._address, incarnation=self._incarnation)
+
+    async def _handle_incoming(self, stream: trio.SocketStream) -> None:
+        try:
+            remote = format_address(*stream.socket.getpeername()[:2])
+        except OSError:
+            remote = "<unknown>"
+        receiver = ByteReceiver(stream)
+        installed: list[_Connection] = []
+
+        def decide(hello: Hello) -> Verdict:
+            verdict = self._decide(hello)
+            if verdict is Verdict.ACCEPT:
+                peer = self._peers.get(hello.address)
+                if peer is None:
+                    peer = self._peers[hello.address] = _Peer(hello.address)
+                installed.append(self._install(peer, hello, stream, receiver, dialed_by_me=False))
+            return verdict
+
+        try:
+            with trio.fail_after(self._handshake_timeout):
+                hello, verdict = await acceptor_handshake(stream, receiver, self._token, self._hello(), decide)
+        except (HandshakeError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            reason = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc) or type(exc).__name__
+            self._counters.handshakes_failed += 1
+            logger.error("%s: handshake with %s failed: %s; connection closed", self._address, remote, reason)
+            await trio.aclose_forcefully(stream)
+            if installed:
+                self._connection_closed(installed[0], reason)
+            return
+        except Exception:
+            self._counters.handshakes_failed += 1
+            logger.exception("%s: handshake with %s crashed; connection closed", self._address, remote)
+            await trio.aclose_forcefully(stream)
+            if installed:
+                self._connection_closed(installed[0], "handshake crashed")
+            return
+        if verdict is Verdict.DUPLICATE:
+            logger.debug("%s: %s dialed while our own dial wins; declined", self._address, hello.address)
+            await trio.aclose_forcefully(stream)
+            return
+        self._counters.connections_accepted += 1
+        await self._run_connection(installed[0])
+
+    def _decide(self, hello: Hello) -> Verdict:
+        peer = self._peers.get(hello.address)
+        if peer is None or not self._address < hello.address:
+            return Verdict.ACCEPT
+        if peer.dialing:
+            return Verdict.DUPLICATE
+        conn = peer.conn
+        if conn is not None and conn.dialed_by_me and conn.incarnation == hello.incarnation:
+            return Verdict.DUPLICATE
+        return Verdict.ACCEPT
+
+    # -- dialing --------------------------------------------------------------
+
+    async def _dial(self, peer: _Peer) -> None:
+        try:
+            stream = receiver = None
+            try:
+                host, port = parse_address(peer.address)
+                with trio.fail_after(self._connect_timeout):
+                    stream = await trio.open_tcp_stream(host, port)
+                receiver = ByteReceiver(stream)
+                with trio.fail_after(self._handshake_timeout):
+                    hello, verdict = await dialer_handshake(stream, receiver, self._token, self._hello())
+                if hello.address != peer.address:
+                    raise HandshakeError(f"dialed {peer.address} but the peer is listening as {hello.address}")
+            except (HandshakeError, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
+                reason = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc) or type(exc).__name__
+                if isinstance(exc, HandshakeError):
+                    self._counters.handshakes_failed += 1
+                    logger.error("%s: handshake with %s failed: %s", self._address, peer.address, reason)
+                if stream is not None:
+                    await trio.aclose_forcefully(stream)
+                self._unreachable(peer, f"cannot connect: {reason}")
+                return
+            if verdict is Verdict.DUPLICATE:
+                await trio.aclose_forcefully(stream)
+                # The peer is dialing us too and its connection wins; it may
+                # already be installed, else it arrives within a handshake.
+                with trio.move_on_after(self._handshake_timeout):
+                    while peer.conn is None:
+                        await peer.conn_changed.wait()
+                if peer.conn is None:
+                    self._unreachable(peer, "its own connection to us never arrived")
+                return
+            peer.dialing = False
+            conn = self._install(peer, hello, stream, receiver, dialed_by_me=True)
+            self._counters.connections_dialed += 1
+        finally:
+            peer.dialing = False
+        await self._run_connection(conn)
+
+    def _unreachable(self, peer: _Peer, reason: str) -> None:
+        peer.dialing = False
+        dropped = self._drop_queue(peer)
+        logger.warning("%s: peer %s unreachable (%s); dropped %d messages", self._address, peer.address, reason, dropped)
+        self._forget(peer)
+        self._peer_lost(peer.address)
+
+    # -- connections ----------------------------------------------------------
+
+    def _install(
+        self, peer: _Peer, hello: Hello, stream: trio.SocketStream, receiver: ByteReceiver, *, dialed_by_me: bool
+    ) -> _Connection:
+        """Make the connection current for ``peer``, replacing an older one."""
+        old = peer.conn
+        if old is not None:
+            old.superseded = True
+            old.cancel_scope.cancel()
+            logger.info("%s: new connection with %s replaces the old one", self._address, hello.address)
+        conn = _Connection(peer, hello.incarnation, stream, receiver, dialed_by_me)
+        peer.conn = conn
+        peer.conn_changed.set()
+        peer.conn_changed = trio.Event()
+        self._open_connections += 1
+        return conn
+
+    async def _run_connection(self, conn: _Connection) -> None:
+        reason = "closed"
+        try:
+            with conn.cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer, conn, nursery.cancel_scope)
+                    reason = await self._reader(conn)
+                    nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(conn.stream)
+            self._connection_closed(conn, "replaced" if conn.superseded else reason)
+
+    async def _reader(self, conn: _Connection) -> str:
+        peer = conn.peer.address
+        while True:
+            try:
+                body = await receive_frame(conn.receiver, self._max_frame_size)
+                if body is None:
+                    return "peer closed the connection"
+                msg = decode_message(body)
+            except (FrameError, UnknownMessageType) as exc:
+                self._counters.frames_rejected += 1
+                logger.error("%s: bad frame from %s: %s; connection closed", self._address, peer, exc)
+                return f"bad frame: {exc}"
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                return f"connection broken: {exc}"
+            except Exception as exc:
+                self._counters.frames_rejected += 1
+                logger.exception("%s: decoding a frame from %s crashed; connection closed", self._address, peer)
+                return f"decode crashed: {exc!r}"
+            self._counters.frames_received += 1
+            self._counters.bytes_received += 8 + len(body)
+            try:
+                self._inbound_send.send_nowait(Envelope(peer, self._address, msg))
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return "transport closed"
+            # Backpressure: stop reading (TCP then slows the sender) while the
+            # service has too many messages still to handle.
+            while self._inbound_receive.statistics().current_buffer_used >= self._max_inbound:
+                self._inbound_space = trio.Event()
+                await self._inbound_space.wait()
+
+    async def _writer(self, conn: _Connection, scope: trio.CancelScope) -> None:
+        peer = conn.peer
+        try:
+            while True:
+                if not peer.queue:
+                    await peer.data_ready.wait()
+                    continue
+                peer.data_ready = trio.Event()
+                batch = list(peer.queue)
+                peer.queue.clear()
+                sent_before = self._counters.frames_sent
+                try:
+                    await self._write_batch(conn, batch)
+                finally:
+                    # A batch cut short by a broken or replaced connection is lost.
+                    self._counters.messages_dropped += len(batch) - (self._counters.frames_sent - sent_before)
+                    self._add_unsent(-len(batch))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            logger.warning("%s: writing to %s failed: %s", self._address, peer.address, exc)
+        except Exception:
+            logger.exception("%s: writer for %s crashed", self._address, peer.address)
+        scope.cancel()
+
+    async def _write_batch(self, conn: _Connection, batch: list[EncodedFrame]) -> None:
+        stream = conn.stream
+        out = bytearray()
+        for frame in batch:
+            for chunk in frame.chunks:
+                if len(chunk) >= _LARGE_CHUNK:
+                    if out:
+                        await stream.send_all(out)
+                        self._counters.writes += 1
+                        out = bytearray()
+                    await stream.send_all(chunk)
+                    self._counters.writes += 1
+                else:
+                    out += chunk
+            if len(out) >= _FLUSH_AT:
+                await stream.send_all(out)
+                self._counters.writes += 1
+                out = bytearray()
+            self._counters.frames_sent += 1
+            self._counters.bytes_sent += frame.nbytes
+        if out:
+            await stream.send_all(out)
+            self._counters.writes += 1
+
+    def _connection_closed(self, conn: _Connection, reason: str) -> None:
+        self._open_connections -= 1
+        peer = conn.peer
+        if peer.conn is not conn:
+            return  # replaced by a newer connection: nothing was lost
+        peer.conn = None
+        dropped = self._drop_queue(peer)
+        if self._closed:
+            return
+        logger.info(
+            "%s: connection with %s closed (%s)%s",
+            self._address,
+            peer.address,
+            reason,
+            f"; dropped {dropped} queued messages" if dropped else "",
+        )
+        self._forget(peer)
+        self._peer_lost(peer.address)
+
+    def _drop_queue(self, peer: _Peer) -> int:
+        dropped = len(peer.queue)
+        peer.queue.clear()
+        self._counters.messages_dropped += dropped
+        self._add_unsent(-dropped)
+        return dropped
+
+    def _forget(self, peer: _Peer) -> None:
+        if self._peers.get(peer.address) is peer and peer.conn is None and not peer.dialing:
+            del self._peers[peer.address]
+
+    def _peer_lost(self, address: str) -> None:
+        self._counters.peers_lost += 1
+        if self._on_peer_lost is not None:
+            try:
+                self._on_peer_lost(address)
+            except Exception:
+                logger.exception("%s: on_peer_lost(%s) raised", self._address, address)
+
+
+@asynccontextmanager
+async def open_tcp_transport(
+    token: bytes,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    advertise_host: str | None = None,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    handshake_timeout: float = 10.0,
+    connect_timeout: float = 10.0,
+    max_inbound_messages: int = 10_000,
+    on_peer_lost: Callable[[str], None] | None = None,
+) -> AsyncIterator[TCPTransport]:
+    """Listen on ``host:port`` (port 0 picks one) and yield the endpoint.
+
+    Binds to 127.0.0.1 unless told otherwise. Binding to a wildcard address
+    needs ``advertise_host``, the name peers dial. Everything the transport
+    runs lives in a nursery inside this context and stops when it exits.
+    """
+    try:
+        async with trio.open_nursery() as outer:
+            nursery = await outer.start(_open_background_nursery)
+            try:
+                transport = TCPTransport(
+                    token,
+                    nursery=nursery,
+                    max_frame_size=max_frame_size,
+                    handshake_timeout=handshake_timeout,
+                    connect_timeout=connect_timeout,
+                    max_inbound_messages=max_inbound_messages,
+                    on_peer_lost=on_peer_lost,
+                )
+            except BaseException:
+                nursery.cancel_scope.cancel()
+                raise
+            try:
+                await transport._start(host, port, advertise_host)
+                yield transport
+            finally:
+                await transport.aclose()
+    except BaseExceptionGroup as group:
+        # The body's own exception should reach the caller as itself, not
+        # wrapped in the group of our internal nursery.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+async def _open_background_nursery(*, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+    # A nursery that is not around the caller's body, so that closing the
+    # transport cancels its tasks and nothing of the caller's.
+    async with trio.open_nursery() as nursery:
+        task_status.started(nursery)
+        await trio.sleep_forever()
+
+
+async def serve_tcp_transport(
+    token: bytes,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    task_status: trio.TaskStatus[TCPTransport] = trio.TASK_STATUS_IGNORED,
+    **options: Any,
+) -> None:
+    """Service form of :func:`open_tcp_transport` for ``nursery.start``; runs until cancelled."""
+    async with open_tcp_transport(token, host, port, **options) as transport:
+        task_status.started(transport)
+        await trio.sleep_forever()

@@ -1,0 +1,151 @@
+"""The shared-memory object store, across real processes."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from ownership.runtime.shm import (
+    SHM_DIR,
+    SharedMemoryStore,
+    StoreUsage,
+    cleanup_leftovers,
+    list_segments,
+    open_segment,
+    safe_key,
+)
+
+pytestmark = pytest.mark.skipif(not SHM_DIR.is_dir(), reason="needs a Linux /dev/shm to enumerate segments")
+
+
+@pytest.fixture
+def session() -> str:
+    name = secrets.token_hex(6)
+    yield name
+    for seg in list_segments(f"own_{name}_"):  # whatever a failed test left
+        (SHM_DIR / seg.name).unlink(missing_ok=True)
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    # -W error: a resource_tracker warning in the child fails the test too.
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_value_written_here_is_read_zero_copy_in_another_process(session):
+    arr = np.arange(10 * 2**20 // 8, dtype=np.float64)
+    with SharedMemoryStore(session) as store:
+        info = store.put("obj1", {"arr": arr, "meta": "m"})
+        child = run_python(
+            f"""
+            import numpy as np
+            from ownership.runtime.shm import SharedMemoryStore
+            store = SharedMemoryStore({session!r}, node_pid={store.node_pid})
+            sv = store.get("obj1")
+            value = sv.deserialize()
+            a = value["arr"]
+            mapping = np.frombuffer(sv.buffers[0].obj, np.uint8)  # the whole mmap
+            start = mapping.ctypes.data
+            inside = start <= a.ctypes.data and a.ctypes.data + a.nbytes <= start + mapping.nbytes
+            print(np.shares_memory(a, mapping), inside, a.flags.writeable, a.flags.owndata, value["meta"], float(a.sum()))
+            """
+        )
+        assert child.returncode == 0, child.stderr
+        assert child.stderr == ""  # no resource_tracker noise
+        assert child.stdout.split() == ["True", "True", "False", "False", "m", str(float(arr.sum()))]
+        # The reader exiting did not unlink the node's segment.
+        assert store.list() == [info] and "obj1" in store
+        assert info.size >= arr.nbytes
+        assert store.free("obj1") is True
+        assert not (SHM_DIR / info.name).exists()
+        assert store.free("obj1") is False
+
+
+def test_value_written_by_a_worker_process_is_owned_by_the_node(session):
+    with SharedMemoryStore(session) as node:
+        child = run_python(
+            f"""
+            import numpy as np
+            from ownership.runtime.shm import SharedMemoryStore
+            worker_view = SharedMemoryStore({session!r}, node_pid={node.node_pid})
+            info = worker_view.put("result-7", np.full(1000, 7, dtype=np.int64))
+            print(info.name)
+            """
+        )
+        assert child.returncode == 0 and child.stderr == "", child.stderr
+        name = child.stdout.strip()
+        assert name == node.segment_name("result-7")
+        assert np.array_equal(node.get_value("result-7"), np.full(1000, 7))
+        assert node.usage().segments == 1
+    # Leaving the node's store unlinks what its workers wrote too.
+    assert not (SHM_DIR / name).exists()
+
+
+def test_reader_keeps_its_mapping_after_free(session):
+    store = SharedMemoryStore(session)
+    store.put("k", np.arange(100))
+    value = store.get_value("k")
+    store.free("k")
+    assert "k" not in store
+    assert int(value.sum()) == 4950  # pages stay until the last view goes
+
+
+def test_list_usage_and_close(session):
+    store = SharedMemoryStore(session)
+    a = store.put("a", b"x" * 1000)
+    b = store.put("b", np.zeros(5000))
+    assert store.list() == sorted([a, b], key=lambda s: s.name)
+    assert store.usage() == StoreUsage(2, a.size + b.size)
+    assert sorted(store) == ["a", "b"]
+    assert (a.session, a.node_pid, a.key) == (session, store.node_pid, "a")
+    assert sorted(store.close()) == sorted([a.name, b.name])
+    assert store.usage() == StoreUsage(0, 0)
+
+
+def test_cleanup_removes_only_dead_nodes_segments(session):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # that process has exited
+    dead_store = SharedMemoryStore(session, node_pid=dead_pid)
+    live_store = SharedMemoryStore(session)
+    other_session = SharedMemoryStore(secrets.token_hex(6), node_pid=dead_pid)
+    try:
+        stale = dead_store.put("left", 1)
+        kept = live_store.put("kept", 2)
+        foreign = other_session.put("foreign", 3)
+        assert cleanup_leftovers(session) == [stale.name]
+        assert live_store.list() == [kept]
+        assert other_session.list() == [foreign]
+    finally:
+        live_store.close()
+        other_session.close()
+
+
+def test_existing_key_and_missing_key_raise(session):
+    with SharedMemoryStore(session) as store:
+        store.put("k", 1)
+        with pytest.raises(FileExistsError):
+            store.put("k", 2)
+        assert store.get_value("k") == 1
+        with pytest.raises(FileNotFoundError):
+            store.get("absent")
+
+
+@pytest.mark.parametrize("bad", ["", "a_b", "a/b", "x" * 201])
+def test_unsafe_key_is_refused(session, bad):
+    with pytest.raises(ValueError, match="object key"):
+        SharedMemoryStore(session).put(bad, 1)
+
+
+def test_safe_key_maps_any_id_to_a_valid_key(session):
+    with SharedMemoryStore(session) as store:
+        key = safe_key("w1@n1:obj/3")
+        assert safe_key("w1@n1:obj/3") == key != safe_key("w1@n1:obj/4")
+        store.put(key, "v")
+        assert open_segment(store.segment_name(key)).deserialize() == "v"
+        assert safe_key("plain-id.1") == "plain-id.1"

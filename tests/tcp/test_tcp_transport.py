@@ -1,0 +1,375 @@
+"""The TCP transport over real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+
+import msgpack
+import numpy as np
+import pytest
+import trio
+
+from ownership.core.messages import message
+from ownership.runtime.auth import Hello, Verdict, dialer_handshake
+from ownership.runtime.framing import ByteReceiver, FrameTooLarge
+from ownership.runtime.serialization import SerializationError, SerializedValue, encode_message, serialize
+from ownership.runtime.tcp import open_tcp_transport, parse_address, serve_tcp_transport
+from ownership.runtime.transport import TransportClosed
+
+TCP_LOGGER = "ownership.tcp"
+
+
+@message
+class TcpTestPing:
+    seq: int
+    body: object = None
+
+
+@message
+class TcpTestPong:
+    seq: int
+
+
+class LostPeers:
+    """Records on_peer_lost calls; tests wait on it instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.addresses: list[str] = []
+        self._changed = trio.Event()
+
+    def __call__(self, address: str) -> None:
+        self.addresses.append(address)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, address: str) -> None:
+        with trio.fail_after(10):
+            while address not in self.addresses:
+                await self._changed.wait()
+
+
+async def exchange(a, b, n: int = 3) -> None:
+    """a pings b n times and b answers each: the pair works."""
+    for i in range(n):
+        a.send_nowait(b.address, TcpTestPing(seq=i))
+    with trio.fail_after(10):
+        for i in range(n):
+            env = await b.receive()
+            assert (env.src, env.msg) == (a.address, TcpTestPing(seq=i))
+            b.send_nowait(env.src, TcpTestPong(seq=i))
+        for i in range(n):
+            env = await a.receive()
+            assert (env.src, env.msg) == (b.address, TcpTestPong(seq=i))
+
+
+def error_records(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == TCP_LOGGER and r.levelno >= logging.ERROR]
+
+
+async def test_messages_arrive_in_order_over_one_connection(token):
+    async with open_tcp_transport(token) as a, open_tcp_transport(token) as b:
+        n = 5000
+        for i in range(n):
+            a.send_nowait(b.address, TcpTestPing(seq=i, body={"i": i, "pad": "x" * (i % 50)}))
+            if i % 7 == 0:
+                await trio.lowlevel.checkpoint()  # let the writer run mid-stream too
+        with trio.fail_after(20):
+            for i in range(n):
+                env = await b.receive()
+                assert env.msg.seq == i and env.msg.body["i"] == i
+                b.send_nowait(env.src, TcpTestPong(seq=i))
+            for i in range(n):
+                assert (await a.receive()).msg == TcpTestPong(seq=i)
+        sa, sb = a.statistics(), b.statistics()
+        # The replies reused a's connection: one connection, dialed once.
+        assert (sa.connections, sb.connections) == (1, 1)
+        assert (sa.connections_dialed, sa.connections_accepted) == (1, 0)
+        assert (sb.connections_dialed, sb.connections_accepted) == (0, 1)
+        assert sa.frames_sent == sb.frames_received == n
+        assert sa.bytes_sent == sb.bytes_received
+
+
+async def test_small_sends_are_coalesced_into_few_writes(token):
+    async with open_tcp_transport(token) as a, open_tcp_transport(token) as b:
+        await exchange(a, b, 1)  # connect first, so the batch below is queued on a live connection
+        before = a.statistics()
+        n = 2000
+        for i in range(n):
+            a.send_nowait(b.address, TcpTestPing(seq=i))
+        with trio.fail_after(10):
+            for i in range(n):
+                assert (await b.receive()).msg.seq == i
+        after = a.statistics()
+        assert after.frames_sent - before.frames_sent == n
+        writes = after.writes - before.writes
+        # ~30 bytes a frame: 2000 frames fit in one or two 1 MiB batches.
+        assert 1 <= writes <= 2, writes
+
+
+async def test_numpy_array_of_10_mib_crosses_out_of_band(token):
+    arr = np.random.default_rng(0).random(10 * 2**20 // 8)
+    async with open_tcp_transport(token) as a, open_tcp_transport(token) as b:
+        a.send_nowait(b.address, TcpTestPing(seq=1, body=arr))
+        a.send_nowait(b.address, TcpTestPing(seq=2, body=serialize({"arr": arr})))
+        with trio.fail_after(20):
+            first = (await b.receive()).msg.body
+            second = (await b.receive()).msg.body
+        assert np.array_equal(first, arr) and not first.flags.owndata and not first.flags.writeable
+        assert isinstance(second, SerializedValue)
+        assert np.array_equal(second.deserialize()["arr"], arr)
+        # Each frame is the array plus well under a page of envelope and stream.
+        stats = a.statistics()
+        assert stats.frames_sent == 2
+        assert 2 * arr.nbytes < stats.bytes_sent < 2 * arr.nbytes + 8192
+        assert stats.bytes_sent == b.statistics().bytes_received
+
+
+async def test_simultaneous_dials_end_with_one_connection(token):
+    for _ in range(5):
+        async with open_tcp_transport(token) as a, open_tcp_transport(token) as b:
+            # Both sides queue before either dial can finish: both dial at once.
+            for i in range(50):
+                a.send_nowait(b.address, TcpTestPing(seq=i))
+                b.send_nowait(a.address, TcpTestPing(seq=i))
+            with trio.fail_after(10):
+                for i in range(50):
+                    assert (await a.receive()).msg.seq == i
+                    assert (await b.receive()).msg.seq == i
+            sa, sb = a.statistics(), b.statistics()
+            assert (sa.connections, sb.connections) == (1, 1)
+            assert sa.messages_dropped == sb.messages_dropped == 0
+            # The winner is the dial of the smaller address, on both sides.
+            small, large = sorted([sa, sb], key=lambda s: s.address)
+            assert (small.connections_dialed, small.connections_accepted) == (1, 0)
+            assert (large.connections_dialed, large.connections_accepted) == (0, 1)
+            assert small.peers_lost == large.peers_lost == 0
+
+
+async def test_send_to_unreachable_peer_drops_and_reports(token):
+    lost = LostPeers()
+    async with open_tcp_transport(token) as gone:
+        dead_address = gone.address
+    async with open_tcp_transport(token, on_peer_lost=lost) as a:
+        for i in range(10):
+            a.send_nowait(dead_address, TcpTestPing(seq=i))  # does not raise
+        await lost.wait_for(dead_address)
+        assert a.statistics().messages_dropped == 10
+        await a.wait_all_sent()
+
+
+async def test_reconnects_after_peer_restarts_on_same_port(token):
+    lost = LostPeers()
+    async with open_tcp_transport(token, on_peer_lost=lost) as a:
+        async with open_tcp_transport(token) as b:
+            address = b.address
+            await exchange(a, b)
+        await lost.wait_for(address)
+        host, port = parse_address(address)
+        async with open_tcp_transport(token, host, port) as b2:
+            assert b2.address == address
+            await exchange(a, b2)
+            assert a.statistics().connections_dialed == 2
+
+
+async def test_restarted_peer_dials_back_on_same_port(token):
+    async with open_tcp_transport(token) as a:
+        async with open_tcp_transport(token) as b:
+            address = b.address
+            await exchange(b, a)
+        host, port = parse_address(address)
+        async with open_tcp_transport(token, host, port) as b2:
+            await exchange(b2, a)
+            await exchange(a, b2)
+            assert a.statistics().connections == 1
+
+
+async def test_dial_from_new_incarnation_replaces_stale_connection(token, caplog):
+    # A peer that restarted dials while we still hold its old connection
+    # (we have not seen it die yet): the new connection replaces the old,
+    # and the old one is closed.
+    caplog.set_level(logging.INFO, logger=TCP_LOGGER)
+    async with open_tcp_transport(token) as a:
+        old = await authenticated_raw_client(a.address, token, incarnation=b"\x01" * 16)
+        new = await authenticated_raw_client(a.address, token, incarnation=b"\x02" * 16)
+        await assert_closed_by_peer(old)
+        await old.aclose()
+        assert any("replaces the old one" in r.getMessage() for r in caplog.records)
+        # Messages to that address now go over the new connection.
+        a.send_nowait("127.0.0.1:9", TcpTestPing(seq=7))
+        receiver = ByteReceiver(new)
+        (length,) = struct.unpack("!Q", await receiver.receive_exactly(8))
+        assert len(await receiver.receive_exactly(length)) == length
+        stats = a.statistics()
+        assert (stats.connections, stats.peers_lost, stats.messages_dropped) == (1, 0, 0)
+        await new.aclose()
+
+
+async def test_wrong_token_is_rejected_and_listener_keeps_serving(token, caplog):
+    lost = LostPeers()
+    async with open_tcp_transport(token) as server, open_tcp_transport(token) as good:
+        async with open_tcp_transport(b"w" * 32, on_peer_lost=lost) as bad:
+            bad.send_nowait(server.address, TcpTestPing(seq=666))
+            await lost.wait_for(server.address)
+            assert bad.statistics().messages_dropped == 1
+        assert server.statistics().handshakes_failed == 1
+        assert any("failed to prove the cluster token" in m for m in error_records(caplog))
+        await exchange(good, server)
+        assert server.statistics().frames_received == 3  # the bad ping never got through
+
+
+async def raw_connect(address: str) -> trio.SocketStream:
+    return await trio.open_tcp_stream(*parse_address(address))
+
+
+async def assert_closed_by_peer(stream: trio.SocketStream) -> None:
+    with trio.fail_after(10):
+        while True:
+            try:
+                data = await stream.receive_some()
+            except trio.BrokenResourceError:
+                return  # reset: closed with our bytes unread
+            if not data:
+                return
+
+
+async def authenticated_raw_client(address: str, token: bytes, incarnation: bytes = b"\x01" * 16) -> trio.SocketStream:
+    """A client that passes the handshake as "127.0.0.1:9" and then sends raw bytes."""
+    stream = await raw_connect(address)
+    receiver = ByteReceiver(stream)
+    hello = Hello(address="127.0.0.1:9", incarnation=incarnation)
+    peer, verdict = await dialer_handshake(stream, receiver, token, hello)
+    assert (peer.address, verdict) == (address, Verdict.ACCEPT)
+    return stream
+
+
+def raw_frame(envelope: object) -> bytes:
+    env = msgpack.packb(envelope)
+    body = struct.pack("!II", 0, len(env)) + env
+    return struct.pack("!Q", len(body)) + body
+
+
+BAD_FRAMES = {
+    # name: (bytes after the handshake, expected log text)
+    "oversize": (struct.pack("!Q", 2**40), "exceeds the limit"),
+    "unknown-type": (raw_frame({"type": "NoSuchMessage", "fields": {}}), "unknown message type 'NoSuchMessage'"),
+    "bad-fields": (raw_frame({"type": "TcpTestPing", "fields": {"nope": 1}}), "bad fields"),
+    "malformed": (struct.pack("!Q", 6) + b"\xff" * 6, "bad frame"),
+    "truncated": (struct.pack("!Q", 100) + b"\x00" * 10, "stream ended"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_FRAMES))
+async def test_bad_frame_closes_only_that_connection(token, caplog, kind):
+    payload, expected = BAD_FRAMES[kind]
+    async with open_tcp_transport(token, max_frame_size=2**20) as server, open_tcp_transport(token) as good:
+        await exchange(good, server)  # a live connection before the bad one
+        stream = await authenticated_raw_client(server.address, token)
+        await stream.send_all(payload)
+        if kind == "truncated":
+            await stream.send_eof()
+        # The oversize header alone is refused: the body is never awaited, and
+        # 1 TiB is never allocated.
+        await assert_closed_by_peer(stream)
+        await stream.aclose()
+        assert any(expected in m for m in error_records(caplog)), error_records(caplog)
+        assert server.statistics().frames_rejected == 1
+        await exchange(good, server)
+        await exchange(server, good)
+        assert server.statistics().connections == 1
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x00" * 64, b"OWN"],
+    ids=["http", "zeros", "short"],
+)
+async def test_garbage_before_handshake_is_rejected(token, caplog, garbage):
+    async with open_tcp_transport(token) as server, open_tcp_transport(token) as good:
+        stream = await raw_connect(server.address)
+        await stream.send_all(garbage)
+        await stream.send_eof()
+        await assert_closed_by_peer(stream)
+        await stream.aclose()
+        assert server.statistics().handshakes_failed == 1
+        assert any("handshake" in m for m in error_records(caplog))
+        await exchange(good, server)
+
+
+async def test_silent_client_times_out_in_handshake(token, caplog):
+    async with open_tcp_transport(token, handshake_timeout=0.2) as server, open_tcp_transport(token) as good:
+        stream = await raw_connect(server.address)
+        await assert_closed_by_peer(stream)
+        await stream.aclose()
+        assert any("timed out" in m for m in error_records(caplog))
+        await exchange(good, server)
+
+
+async def test_unserializable_message_raises_at_send(token):
+    async with open_tcp_transport(token) as a, open_tcp_transport(token) as b:
+        with pytest.raises(SerializationError):
+            a.send_nowait(b.address, TcpTestPing(seq=0, body=threading.Lock()))
+        await exchange(a, b)
+
+
+async def test_message_over_frame_limit_raises_at_send(token):
+    async with open_tcp_transport(token, max_frame_size=1024) as a, open_tcp_transport(token) as b:
+        with pytest.raises(FrameTooLarge):
+            a.send_nowait(b.address, TcpTestPing(seq=0, body=b"x" * 2048))
+        assert a.statistics().messages_queued == 0
+        await exchange(a, b)
+
+
+async def test_bad_address_raises_value_error(token):
+    async with open_tcp_transport(token) as a:
+        with pytest.raises(ValueError, match="host:port"):
+            a.send_nowait("no-port", TcpTestPing(seq=0))
+
+
+async def test_send_to_self_is_delivered_locally(token):
+    async with open_tcp_transport(token) as a:
+        a.send_nowait(a.address, TcpTestPing(seq=5))
+        env = await a.receive()
+        assert (env.src, env.dst, env.msg) == (a.address, a.address, TcpTestPing(seq=5))
+        assert a.statistics().connections == 0
+
+
+async def test_receive_after_close_raises_transport_closed(token):
+    async with open_tcp_transport(token) as a:
+        async with trio.open_nursery() as nursery:
+            failures = []
+
+            async def waiter():
+                with pytest.raises(TransportClosed):
+                    await a.receive()
+                failures.append("closed")
+
+            nursery.start_soon(waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            await a.aclose()
+        assert failures == ["closed"]
+        a.send_nowait("127.0.0.1:9", TcpTestPing(seq=0))  # dropped quietly after close
+        assert [env async for env in a] == []
+
+
+async def test_body_exception_propagates_unwrapped(token):
+    with pytest.raises(KeyError, match="mine"):
+        async with open_tcp_transport(token):
+            raise KeyError("mine")
+
+
+async def test_serve_tcp_transport_runs_in_a_nursery(token):
+    async with trio.open_nursery() as nursery:
+        a = await nursery.start(serve_tcp_transport, token)
+        b = await nursery.start(serve_tcp_transport, token)
+        await exchange(a, b)
+        nursery.cancel_scope.cancel()
+
+
+async def test_encoded_size_matches_wire_bytes(token):
+    msg = TcpTestPing(seq=1, body=np.arange(1000))
+    async with open_tcp_transport(token) as a, open_tcp_transport(token) as b:
+        a.send_nowait(b.address, msg)
+        await b.receive()
+        assert a.statistics().bytes_sent == encode_message(msg).nbytes
