@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import pickle
 import struct
 
 import attrs
@@ -217,3 +218,54 @@ def test_corrupted_frame_raises_only_frame_errors(data):
     except (FrameError, UnknownMessageType):
         return
     assert isinstance(msg, SerTestCarrier)  # a flip that still decodes must still be a valid message
+
+
+@message
+class SerTestInner:
+    ids: tuple
+    note: str = ""
+
+
+def test_registered_classes_travel_as_msgpack_records(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("protocol metadata must not be pickled")
+
+    monkeypatch.setattr("ownership.runtime.serialization.cloudpickle.dumps", refuse)
+    msg = SerTestCarrier(value=SerTestInner(ids=("a", "b"), note="n"), other=[SerTestInner(ids=())])
+    assert round_trip(msg) == msg
+
+
+def test_unknown_record_type_is_refused():
+    body = _body({"type": "SerTestCarrier", "fields": {"value": msgpack.ExtType(4, msgpack.packb(["NoSuchRecord", {}]))}})
+    with pytest.raises(UnknownMessageType, match="NoSuchRecord"):
+        decode_message(body)
+
+
+@attrs.frozen(kw_only=True)
+class Payload:
+    """Stands in for the core's Payload record: same name and fields."""
+
+    data: bytes
+    buffers: tuple = ()
+    refs: tuple = ()
+
+
+def test_payload_record_goes_out_of_band_and_stays_pickled(monkeypatch):
+    from ownership.core import messages
+
+    monkeypatch.setattr(messages, "RECORD_TYPES", {"Payload": Payload}, raising=False)
+    arr = np.arange(1 << 16, dtype=np.int64)
+    sv = serialize(arr)
+    payload = Payload(data=bytes(sv.data), buffers=sv.buffers, refs=("r1",))
+    frame = encode_message(SerTestCarrier(value=payload))
+    assert any(len(c) == arr.nbytes and np.shares_memory(np.frombuffer(c, np.uint8), arr) for c in frame.chunks)
+    assert not any(bytes(sv.data) in bytes(c) for c in frame.chunks[:1])  # the stream is not in the envelope
+
+    raw = b"".join(bytes(c) for c in frame.chunks)
+    body = bytearray(raw[FRAME_HEADER.size :])
+    out = decode_message(body).value
+    assert isinstance(out, Payload) and out.refs == ("r1",)
+    assert type(out.data) is bytes and out.data == payload.data
+    assert all(isinstance(b, memoryview) and b.readonly for b in out.buffers)
+    assert np.shares_memory(np.frombuffer(out.buffers[0], np.uint8), np.frombuffer(body, np.uint8))
+    assert np.array_equal(pickle.loads(out.data, buffers=out.buffers), arr)

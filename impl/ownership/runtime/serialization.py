@@ -6,17 +6,24 @@ The contract with the core (how a message field travels):
   ``None``, ``bool``, ``int`` (64-bit), ``float``, ``str``, ``bytes``, ``list``,
   ``dict`` and ``tuple`` of plain data. (``bytearray`` and ``memoryview``
   arrive as ``bytes``; ints beyond 64 bits are pickled.)
-* **Any other Python object** in a field, at any depth (attrs records of the
-  core, sets, exceptions, functions, numpy arrays), is pickled with protocol 5
-  by cloudpickle (so functions and classes defined in ``__main__`` travel by
-  value), and arrives as an equal object. Nothing has to be marked.
-* **A :class:`SerializedValue`** is a user value that is already pickled: the
-  pickle stream plus its out-of-band buffers. It travels as it is, without
-  being unpickled on the way, and arrives as a ``SerializedValue`` whose
-  buffers are read-only views into the received frame. This is what a
-  store, an owner forwarding a value, or a scheduler should hold: they move
-  values without importing the user's modules. ``serialize(obj)`` makes one;
-  ``.deserialize()`` turns it back into the object where it is used.
+* **Registered classes** -- ``@message`` and ``@record`` classes of
+  :mod:`ownership.core.messages` -- go as msgpack too, field by field, named
+  by their registry name, at any depth (a ``TaskSpec`` in a ``PushTask``, a
+  ``TaskReply`` in a ``PutObject``). Nothing of the protocol's own metadata is
+  pickled, and a frame naming an unregistered type is refused with
+  :class:`UnknownMessageType`.
+* **A user value is a ``Payload`` record** (``data``: the protocol-5 pickle
+  stream; ``buffers``: its out-of-band buffers; other fields as usual). The
+  stream and every buffer go out of band, uncopied; on arrival ``data`` is
+  ``bytes`` and each of ``buffers`` is a read-only ``memoryview`` into the
+  received frame (bytes-like: ``len``, ``==`` and ``pickle.loads(data,
+  buffers=...)`` work; nothing is copied). The transport never unpickles a
+  payload. :class:`SerializedValue` (``serialize(obj)``) is the same thing
+  for code outside the core and travels the same way.
+* **Any other Python object** in a field (an exception, a function, a set)
+  is pickled with protocol 5 by cloudpickle, its buffers out of band, and
+  arrives as an equal object. The core should not need this; it is there so
+  that nothing is silently unencodable.
 
 Every out-of-band buffer (from a numpy array, a ``PickleBuffer``, or a
 ``SerializedValue``, also when nested inside a pickled record) goes after
@@ -42,6 +49,7 @@ from typing import Any, Iterable
 import cloudpickle
 import msgpack
 
+from ownership.core import messages as _messages
 from ownership.core.messages import UnknownMessageType, message_fields, message_from_fields, message_type_of
 
 from .framing import FrameError, frame_header
@@ -65,6 +73,8 @@ ALIGNMENT = 64
 _EXT_PICKLE = 1  # data: start:u32 count:u32 pickle-stream; OOB buffers[start:start+count]
 _EXT_VALUE = 2  # data: start:u32 count:u32; buffers[start] is the stream, the rest its OOB buffers
 _EXT_TUPLE = 3  # data: a msgpack array of the items
+_EXT_RECORD = 4  # data: msgpack [type name, {field: value}] of a registered @message/@record
+_EXT_PAYLOAD = 5  # data: msgpack [start, count, {other fields}]; buffers[start] is .data, the rest .buffers
 
 _RANGE = struct.Struct("!II")
 _U32 = struct.Struct("!I")
@@ -228,14 +238,49 @@ class _Encoder:
         return msgpack.ExtType(_EXT_PICKLE, _RANGE.pack(start, len(found)) + data)
 
     def default(self, obj: Any) -> msgpack.ExtType:
-        if type(obj) is tuple:
+        cls = type(obj)
+        if cls is tuple:
             return msgpack.ExtType(_EXT_TUPLE, self.pack(list(obj)))
-        if type(obj) is SerializedValue:
+        if cls is SerializedValue:
             start = len(self.buffers)
             self.buffers.append(_as_view(obj.data))
             self.buffers.extend(obj.buffers)
             return msgpack.ExtType(_EXT_VALUE, _RANGE.pack(start, 1 + len(obj.buffers)))
+        name = _registered_name(cls)
+        if name is not None:
+            fields = message_fields(obj)
+            if name == "Payload" and "data" in fields and "buffers" in fields:
+                start = len(self.buffers)
+                self.buffers.append(_as_view(fields.pop("data")))
+                extra = [_as_view(b) for b in fields.pop("buffers")]
+                self.buffers.extend(extra)
+                return msgpack.ExtType(_EXT_PAYLOAD, self.pack([start, 1 + len(extra), fields]))
+            return msgpack.ExtType(_EXT_RECORD, self.pack([name, fields]))
         return self._pickle(obj)
+
+
+def _record_types() -> dict[str, type]:
+    return getattr(_messages, "RECORD_TYPES", {})
+
+
+def _registered_name(cls: type) -> str | None:
+    """The registry name of a @message or @record class, None for anything else."""
+    name = cls.__name__
+    if _messages.MESSAGE_TYPES.get(name) is cls or _record_types().get(name) is cls:
+        return name
+    return None
+
+
+def _build_record(name: Any, fields: Any) -> Any:
+    if not isinstance(name, str) or not isinstance(fields, dict) or not all(isinstance(k, str) for k in fields):
+        raise FrameError("malformed record ext")
+    cls = _messages.MESSAGE_TYPES.get(name) or _record_types().get(name)
+    if cls is None:
+        raise UnknownMessageType(f"unknown message or record type {name!r}")
+    try:
+        return cls(**fields)
+    except Exception as exc:
+        raise UnknownMessageType(f"bad fields for {name!r}: {exc}") from None
 
 
 def encode_message(msg: Any) -> EncodedFrame:
@@ -296,6 +341,27 @@ class _Decoder:
             if count < 1 or rest:
                 raise FrameError("malformed serialized-value ext")
             return SerializedValue(buffers[start], buffers[start + 1 : start + count])
+        if code == _EXT_RECORD:
+            item = self.unpack(data)
+            if not isinstance(item, list) or len(item) != 2:
+                raise FrameError("malformed record ext")
+            return _build_record(*item)
+        if code == _EXT_PAYLOAD:
+            item = self.unpack(data)
+            if (
+                not isinstance(item, list)
+                or len(item) != 3
+                or not all(type(i) is int for i in item[:2])
+                or not isinstance(item[2], dict)
+            ):
+                raise FrameError("malformed payload ext")
+            start, count, fields = item
+            if start < 0 or count < 1 or start + count > len(buffers):
+                raise FrameError(f"payload names buffers {start}..{start + count - 1} of {len(buffers)}")
+            # The stream is small and copied (it is handed to pickle.loads as
+            # bytes); the out-of-band buffers stay views into the frame.
+            fields = {**fields, "data": bytes(buffers[start]), "buffers": tuple(buffers[start + 1 : start + count])}
+            return _build_record("Payload", fields)
         if code == _EXT_PICKLE:
             start, count, stream = _checked_range(data, len(buffers))
             try:
@@ -339,7 +405,7 @@ def decode_message(body: bytearray | memoryview) -> Any:
 
     try:
         decoded = _Decoder(buffers).unpack(envelope)
-    except FrameError:
+    except (FrameError, UnknownMessageType):
         raise
     except (ValueError, TypeError, RecursionError, msgpack.ExtraData) as exc:
         raise FrameError(f"undecodable envelope: {type(exc).__name__}: {exc}") from None
