@@ -10,6 +10,7 @@ import msgpack
 import numpy as np
 import pytest
 import trio
+import trio.testing
 
 from ownership.core.messages import message
 from ownership.runtime.auth import Hello, Verdict, dialer_handshake
@@ -373,3 +374,20 @@ async def test_encoded_size_matches_wire_bytes(token):
         a.send_nowait(b.address, msg)
         await b.receive()
         assert a.statistics().bytes_sent == encode_message(msg).nbytes
+
+
+async def test_slow_receiver_stops_reading_and_resumes_in_order(token):
+    async with open_tcp_transport(token, max_inbound_messages=3) as server:
+        async with open_tcp_transport(token) as c1, open_tcp_transport(token) as c2:
+            for i in range(200):
+                c1.send_nowait(server.address, TcpTestPing(seq=i))
+                c2.send_nowait(server.address, TcpTestPing(seq=i))
+            await trio.testing.wait_all_tasks_blocked()
+            # Both readers wait for the service to catch up (3 queued + at most one each).
+            assert server.statistics().frames_received <= 5
+            seen = {c1.address: [], c2.address: []}
+            with trio.fail_after(10):
+                for _ in range(400):
+                    env = await server.receive()
+                    seen[env.src].append(env.msg.seq)
+            assert seen == {c1.address: list(range(200)), c2.address: list(range(200))}

@@ -72,12 +72,31 @@ class ByteReceiver:
         self._stream = stream
         self._sock = getattr(stream, "socket", None)
         self._buf = bytearray()
+        self._pos = 0  # bytes of _buf already consumed
         self._scratch = bytearray(_CHUNK) if self._sock is not None else None
         self.bytes_received = 0
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return len(self._buf) - self._pos
+
+    def _consume(self, n: int) -> None:
+        self._pos += n
+        if self._pos == len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+
+    def _take(self, n: int) -> bytes:
+        out = bytes(self._buf[self._pos : self._pos + n])
+        self._consume(n)
+        return out
+
+    def _append(self, data: bytes | memoryview) -> None:
+        if self._pos and self._pos >= len(self._buf) // 2:
+            # Consumed bytes are dropped in bulk, not frame by frame.
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
 
     async def _receive_some(self) -> bytes | memoryview:
         """Some bytes (empty at EOF); a returned view is valid until the next call."""
@@ -94,32 +113,30 @@ class ByteReceiver:
 
     async def at_eof(self) -> bool:
         """True if the stream ended cleanly with nothing buffered."""
-        if self._buf:
+        if self.buffered:
             return False
         data = await self._receive_some()
         if not data:
             return True
-        self._buf += data
+        self._append(data)
         return False
 
     async def receive_exactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes; TruncatedFrame if the stream ends first."""
-        while len(self._buf) < n:
+        while self.buffered < n:
             data = await self._receive_some()
             if not data:
-                raise TruncatedFrame(f"stream ended after {len(self._buf)} of {n} bytes")
-            self._buf += data
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
-        return out
+                raise TruncatedFrame(f"stream ended after {self.buffered} of {n} bytes")
+            self._append(data)
+        return self._take(n)
 
     async def receive_into(self, view: memoryview) -> None:
         """Fill ``view`` completely; TruncatedFrame if the stream ends first."""
         total = len(view)
-        pos = min(len(self._buf), total)
+        pos = min(self.buffered, total)
         if pos:
-            view[:pos] = self._buf[:pos]
-            del self._buf[:pos]
+            view[:pos] = self._buf[self._pos : self._pos + pos]
+            self._consume(pos)
         while pos < total:
             remaining = total - pos
             if self._sock is not None and remaining >= _DIRECT_READ:
@@ -139,7 +156,7 @@ class ByteReceiver:
                 view[pos : pos + take] = data[:take]
                 pos += take
                 if take < len(data):
-                    self._buf += data[take:]
+                    self._append(data[take:])
 
 
 async def receive_frame(receiver: ByteReceiver, max_frame_size: int) -> bytearray | None:

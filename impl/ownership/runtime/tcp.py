@@ -162,6 +162,7 @@ class TCPTransport(Transport):
         self._counters = _Counters()
         self._inbound_send, self._inbound_receive = trio.open_memory_channel[Envelope](math.inf)
         self._inbound_space = trio.Event()
+        self._inbound_count = 0  # received from peers, not yet taken by receive()
         self._unsent = 0
         self._all_sent = trio.Event()
         self._all_sent.set()
@@ -189,6 +190,7 @@ class TCPTransport(Transport):
             logger.debug("%s: closed, dropping %s to %s", self._address, type(msg).__name__, dst)
             return
         if dst == self._address:
+            self._inbound_count += 1
             self._inbound_send.send_nowait(Envelope(self._address, dst, msg))
             return
         frame = encode_message(msg)
@@ -213,7 +215,8 @@ class TCPTransport(Transport):
             envelope = await self._inbound_receive.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise TransportClosed(f"transport {self._address} is closed") from None
-        if self._inbound_receive.statistics().current_buffer_used < self._max_inbound:
+        self._inbound_count -= 1
+        if self._inbound_count < self._max_inbound:
             self._inbound_space.set()
         return envelope
 
@@ -310,6 +313,12 @@ class TCPTransport(Transport):
             if installed:
                 self._connection_closed(installed[0], "handshake crashed")
             return
+        except BaseException:  # cancelled: the transport is closing
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+            if installed:
+                self._connection_closed(installed[0], "transport closed")
+            raise
         if verdict is Verdict.DUPLICATE:
             logger.debug("%s: %s dialed while our own dial wins; declined", self._address, hello.address)
             await trio.aclose_forcefully(stream)
@@ -350,6 +359,15 @@ class TCPTransport(Transport):
                 if stream is not None:
                     await trio.aclose_forcefully(stream)
                 self._unreachable(peer, f"cannot connect: {reason}")
+                return
+            except BaseException as exc:  # cancelled (the transport is closing), or a bug
+                if stream is not None:
+                    with trio.CancelScope(shield=True):
+                        await trio.aclose_forcefully(stream)
+                if not isinstance(exc, Exception):
+                    raise
+                logger.exception("%s: dialing %s crashed", self._address, peer.address)
+                self._unreachable(peer, f"dial crashed: {exc!r}")
                 return
             if verdict is Verdict.DUPLICATE:
                 await trio.aclose_forcefully(stream)
@@ -430,10 +448,12 @@ class TCPTransport(Transport):
                 self._inbound_send.send_nowait(Envelope(peer, self._address, msg))
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 return "transport closed"
+            self._inbound_count += 1
             # Backpressure: stop reading (TCP then slows the sender) while the
             # service has too many messages still to handle.
-            while self._inbound_receive.statistics().current_buffer_used >= self._max_inbound:
-                self._inbound_space = trio.Event()
+            while self._inbound_count >= self._max_inbound:
+                if self._inbound_space.is_set():  # one event shared by every waiting reader
+                    self._inbound_space = trio.Event()
                 await self._inbound_space.wait()
 
     async def _writer(self, conn: _Connection, scope: trio.CancelScope) -> None:
