@@ -167,7 +167,7 @@ def test_check_false_assumption_reported(fixtures: Path) -> None:
     result = check(fixtures / "Clock.tla", fixtures / "Clock_Assume.cfg")
     assert not result.ok
     [error] = result.errors
-    assert (error.kind, error.file, error.line) == ("assumption", fixtures / "Clock.tla", 11)
+    assert (error.kind, error.file, error.line) == ("assumption", fixtures / "Clock.tla", 14)
 
 
 def test_check_simulation_bounded_by_traces(fixtures: Path) -> None:

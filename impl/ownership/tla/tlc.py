@@ -57,6 +57,7 @@ __all__ = [
     "TraceState",
     "Violation",
     "check",
+    "config_invariants",
     "config_properties",
     "find_java",
     "parse_tool_output",
@@ -648,15 +649,24 @@ def _cfg_sections(text: str) -> list[tuple[str, int, int, list[str]]]:
     return sections
 
 
-def config_properties(text: str) -> list[str]:
-    """Names listed under PROPERTY/PROPERTIES in a TLC model config."""
+def _config_names(text: str, keywords: tuple[str, ...]) -> list[str]:
     return [
         word
         for keyword, _, _, words in _cfg_sections(text)
-        if keyword in ("PROPERTY", "PROPERTIES")
+        if keyword in keywords
         for word in words
         if re.fullmatch(r"\w+", word)
     ]
+
+
+def config_properties(text: str) -> list[str]:
+    """Names listed under PROPERTY/PROPERTIES in a TLC model config."""
+    return _config_names(text, ("PROPERTY", "PROPERTIES"))
+
+
+def config_invariants(text: str) -> list[str]:
+    """Names listed under INVARIANT/INVARIANTS in a TLC model config."""
+    return _config_names(text, ("INVARIANT", "INVARIANTS"))
 
 
 def _config_with_property(text: str, name: str) -> str:
