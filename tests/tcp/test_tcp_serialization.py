@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ownership.core.messages import message
 from ownership.runtime.framing import FRAME_HEADER, FrameError
 from ownership.runtime.serialization import (
     SerializationError,
@@ -27,7 +26,7 @@ from ownership.runtime.serialization import (
 )
 
 
-@message
+@attrs.frozen(kw_only=True)
 class SerTestCarrier:
     value: object
     other: object = None
@@ -220,7 +219,7 @@ def test_corrupted_frame_raises_only_frame_errors(data):
     assert isinstance(msg, SerTestCarrier)  # a flip that still decodes must still be a valid message
 
 
-@message
+@attrs.frozen(kw_only=True)
 class SerTestInner:
     ids: tuple
     note: str = ""
@@ -269,3 +268,7 @@ def test_payload_record_goes_out_of_band_and_stays_pickled(monkeypatch):
     assert all(isinstance(b, memoryview) and b.readonly for b in out.buffers)
     assert np.shares_memory(np.frombuffer(out.buffers[0], np.uint8), np.frombuffer(body, np.uint8))
     assert np.array_equal(pickle.loads(out.data, buffers=out.buffers), arr)
+
+
+# Registered by conftest while this module runs.
+TEST_MESSAGES = (SerTestCarrier, SerTestInner)

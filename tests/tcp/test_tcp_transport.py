@@ -6,13 +6,13 @@ import logging
 import struct
 import threading
 
+import attrs
 import msgpack
 import numpy as np
 import pytest
 import trio
 import trio.testing
 
-from ownership.core.messages import message
 from ownership.runtime.auth import Hello, Verdict, dialer_handshake
 from ownership.runtime.framing import ByteReceiver, FrameTooLarge
 from ownership.runtime.serialization import SerializationError, SerializedValue, encode_message, serialize
@@ -22,13 +22,13 @@ from ownership.runtime.transport import TransportClosed
 TCP_LOGGER = "ownership.tcp"
 
 
-@message
+@attrs.frozen(kw_only=True)
 class TcpTestPing:
     seq: int
     body: object = None
 
 
-@message
+@attrs.frozen(kw_only=True)
 class TcpTestPong:
     seq: int
 
@@ -391,3 +391,7 @@ async def test_slow_receiver_stops_reading_and_resumes_in_order(token):
                     env = await server.receive()
                     seen[env.src].append(env.msg.seq)
             assert seen == {c1.address: list(range(200)), c2.address: list(range(200))}
+
+
+# Registered by conftest while this module runs.
+TEST_MESSAGES = (TcpTestPing, TcpTestPong)
