@@ -158,6 +158,7 @@ class TCPTransport(Transport):
         self._incarnation = os.urandom(INCARNATION_BYTES)
         self._address = ""
         self._peers: dict[str, _Peer] = {}
+        self._watched: set[str] = set()
         self._open_connections = 0
         self._counters = _Counters()
         self._inbound_send, self._inbound_receive = trio.open_memory_channel[Envelope](math.inf)
@@ -210,6 +211,24 @@ class TCPTransport(Transport):
             peer.dialing = True
             self._nursery.start_soon(self._dial, peer, name=f"ownership.tcp dial {dst}")
 
+    def watch(self, address: str) -> None:
+        """Deliver a local ``PeerLost(address)`` once the connection to ``address`` is lost.
+
+        With no connection to ``address`` yet, one is opened now, so a peer
+        that is already dead is reported too (its dial fails). Reported
+        once; watch again to hear of a later loss.
+        """
+        parse_address(address)
+        if address == self._address or self._closed:
+            return
+        self._watched.add(address)
+        peer = self._peers.get(address)
+        if peer is None:
+            peer = self._peers[address] = _Peer(address)
+        if peer.conn is None and not peer.dialing:
+            peer.dialing = True
+            self._nursery.start_soon(self._dial, peer, name=f"ownership.tcp dial {address}")
+
     async def receive(self) -> Envelope:
         try:
             envelope = await self._inbound_receive.receive()
@@ -225,6 +244,7 @@ class TCPTransport(Transport):
         if self._closed:
             return
         self._closed = True
+        self._all_sent.set()
         self._inbound_send.close()
         self._inbound_receive.close()
         dropped = sum(len(p.queue) for p in self._peers.values())
@@ -251,8 +271,8 @@ class TCPTransport(Transport):
         return sorted(a for a, p in self._peers.items() if p.conn is not None)
 
     async def wait_all_sent(self) -> None:
-        """Wait until every queued message was handed to the kernel or dropped."""
-        while self._unsent:
+        """Wait until every queued message was handed to the kernel or dropped (or we closed)."""
+        while self._unsent and not self._closed:
             await self._all_sent.wait()
         await trio.lowlevel.checkpoint()
 
@@ -535,6 +555,14 @@ class TCPTransport(Transport):
 
     def _peer_lost(self, address: str) -> None:
         self._counters.peers_lost += 1
+        if address in self._watched:
+            self._watched.discard(address)
+            # The core's event type; imported here so the transport does not
+            # depend on the core for anything but watched peers.
+            from ownership.core.events import PeerLost
+
+            self._inbound_count += 1
+            self._inbound_send.send_nowait(Envelope(self._address, self._address, PeerLost(address=address)))
         if self._on_peer_lost is not None:
             try:
                 self._on_peer_lost(address)
