@@ -11,11 +11,20 @@ Delivery semantics both transports share, and the protocol relies on:
 - a message to a dead or unknown peer is dropped, and the sender learns of
   the death through a failure notification, never through the send call;
 - ``send`` does not wait for the receiver to process the message.
+
+Besides messages from peers, ``receive`` also yields *local notifications*
+addressed by the endpoint to itself (``src == dst == address``): a
+:class:`~ownership.core.events.PeerLost` for a peer passed to :meth:`watch`
+that went away, and :class:`~ownership.core.events.Tick` where the network
+drives time (the in-memory network's manual ticks). Shells feed those to
+their core as events, never as received messages.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -62,6 +71,28 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Close the endpoint; pending receives raise TransportClosed."""
+
+    def watch(self, address: str) -> None:
+        """Report (a local PeerLost notification) when process ``address`` goes away.
+
+        A node watches its workers and drivers: over TCP, the exit of a child
+        process or the loss of its connection; in memory, a crash.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot watch peers")
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """User code of this process runs off the event loop meanwhile.
+
+        The in-memory network counts this to know when the whole cluster is
+        quiet; other transports need not care.
+        """
+        yield
+
+    @contextlib.contextmanager
+    def idle(self) -> Iterator[None]:
+        """Inside :meth:`busy`: the user code waits on the network (a blocking get)."""
+        yield
 
     def __aiter__(self):
         return self

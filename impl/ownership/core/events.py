@@ -1,0 +1,282 @@
+"""Events into the cores and effects out of them (DESIGN §3).
+
+A core is driven only through ``handle(event) -> list[Effect]``. Events are
+received messages (:class:`Received`), API calls made in the core's process,
+timer ticks and local notifications (a peer process gone). Effects are what
+the shell must carry out: send a message, run user code, hand a value to a
+waiting API call, start or kill a worker process.
+
+Everything here is an attrs frozen value, so cores can log every stimulus
+(dask ``worker_state_machine`` style) and tests can compare effects.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from typing import Any
+
+import attrs
+
+from .messages import ErrorInfo, Payload, TaskSpec
+
+__all__ = [
+    "Event",
+    "Effect",
+    "Received",
+    "Tick",
+    "PeerLost",
+    "Submit",
+    "Put",
+    "AddLocalRef",
+    "RemoveLocalRef",
+    "GetValue",
+    "CancelGet",
+    "Cancel",
+    "TaskDone",
+    "TaskBlocked",
+    "TaskUnblocked",
+    "Send",
+    "Execute",
+    "CancelExecution",
+    "GetDone",
+    "StartWorker",
+    "KillWorker",
+    "Watch",
+    "ObjectFreed",
+    "Registered",
+    "IdGenerator",
+    "EventLog",
+    "LogEntry",
+]
+
+
+class Event:
+    """Base of everything a core's ``handle`` accepts."""
+
+    __slots__ = ()
+
+
+class Effect:
+    """Base of everything a core's ``handle`` returns."""
+
+    __slots__ = ()
+
+
+# ---------------------------------------------------------------------------
+# Events shared by every core.
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Received(Event):
+    """A message arrived from ``src``."""
+
+    src: str
+    msg: Any
+
+
+@attrs.frozen
+class Tick(Event):
+    """A timer period passed; the only notion of time a core has."""
+
+
+@attrs.frozen
+class PeerLost(Event):
+    """The transport saw a watched peer process exit (a node's worker or driver)."""
+
+    address: str
+
+
+# ---------------------------------------------------------------------------
+# Worker events: API calls and user code, in the worker's own process.
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Submit(Event):
+    """``f.remote()``: the owner is this worker; ids come from its IdGenerator."""
+
+    task: TaskSpec
+
+
+@attrs.frozen
+class Put(Event):
+    """``ownership.put(value)``: a new owned object with no lineage."""
+
+    object_id: str
+    value: Payload
+
+
+@attrs.frozen
+class AddLocalRef(Event):
+    """A Python ObjectRef/ActorRef came to life in this process."""
+
+    object_id: str
+    owner: str
+    kind: str = "object"
+
+
+@attrs.frozen
+class RemoveLocalRef(Event):
+    """A Python ObjectRef/ActorRef was dropped."""
+
+    object_id: str
+
+
+@attrs.frozen
+class GetValue(Event):
+    """An API call wants the value; answered by a :class:`GetDone` effect."""
+
+    request_id: int
+    object_id: str
+
+
+@attrs.frozen
+class CancelGet(Event):
+    """The API call gave up (cancelled or timed out)."""
+
+    request_id: int
+
+
+@attrs.frozen
+class Cancel(Event):
+    """``ownership.cancel(ref)`` at the owner."""
+
+    object_id: str
+
+
+@attrs.frozen
+class TaskDone(Event):
+    """User code of a task returned (``value``) or raised (``error``)."""
+
+    task_id: str
+    value: Payload | None = None
+    error: ErrorInfo | None = None
+
+
+@attrs.frozen
+class TaskBlocked(Event):
+    """A running task waits on a get: its lease's CPU can be lent."""
+
+    task_id: str
+
+
+@attrs.frozen
+class TaskUnblocked(Event):
+    task_id: str
+
+
+# ---------------------------------------------------------------------------
+# Effects.
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Send(Effect):
+    dst: str
+    msg: Any
+
+
+@attrs.frozen
+class Execute(Effect):
+    """Run user code: the task and its argument values, in order."""
+
+    task: TaskSpec
+    args: tuple[Payload, ...]
+
+
+@attrs.frozen
+class CancelExecution(Effect):
+    task_id: str
+
+
+@attrs.frozen
+class GetDone(Effect):
+    """Answer to :class:`GetValue`: exactly one of value / error / location."""
+
+    request_id: int
+    object_id: str
+    value: Payload | None = None
+    error: ErrorInfo | None = None
+    location: str | None = None  # an actor's worker address
+
+
+@attrs.frozen
+class StartWorker(Effect):
+    """The node needs one more worker process."""
+
+
+@attrs.frozen
+class KillWorker(Effect):
+    """Stop this worker process (its owner died, or its actor is gone)."""
+
+    worker: str
+
+
+@attrs.frozen
+class Watch(Effect):
+    """Tell the transport to report (PeerLost) when this process goes away."""
+
+    address: str
+
+
+@attrs.frozen
+class ObjectFreed(Effect):
+    """The store dropped its copy (the shell releases shared memory, if any)."""
+
+    object_id: str
+
+
+@attrs.frozen
+class Registered(Effect):
+    """The worker is registered with its node and the head: it may serve."""
+
+
+# ---------------------------------------------------------------------------
+# Deterministic ids and the bounded stimulus log.
+# ---------------------------------------------------------------------------
+
+
+@attrs.define
+class IdGenerator:
+    """Ids ``<address>/<kind><n>``: unique cluster-wide, reproducible per run.
+
+    Addresses are never reused, so a counter per process is enough.
+    """
+
+    address: str
+    _counter: itertools.count = attrs.field(factory=lambda: itertools.count(1))
+
+    def next(self, kind: str) -> str:
+        return f"{self.address}/{kind}{next(self._counter)}"
+
+
+@attrs.frozen
+class LogEntry:
+    seq: int
+    event: Event
+    effects: tuple[Effect, ...]
+
+
+class EventLog:
+    """The last ``maxlen`` stimuli of a core, with the effects each produced."""
+
+    def __init__(self, maxlen: int = 10_000) -> None:
+        self._entries: collections.deque[LogEntry] = collections.deque(maxlen=maxlen)
+        self._seq = 0
+
+    def append(self, event: Event, effects: list[Effect]) -> None:
+        self._seq += 1
+        self._entries.append(LogEntry(self._seq, event, tuple(effects)))
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def total(self) -> int:
+        """Stimuli seen since the core started (the log keeps only the last ones)."""
+        return self._seq

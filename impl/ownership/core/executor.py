@@ -1,0 +1,289 @@
+"""Task execution at a leased worker (or an actor's worker).
+
+A PushTask arrives straight from the owner. Inline arguments are used as
+they are; the references they carry make this worker a borrower for the
+task's duration (BorrowerReceiveRef). Arguments passed by reference are
+fetched from their owner (and a store). Once every argument is there, the
+shell runs the user code (an :class:`~ownership.core.events.Execute`
+effect) and reports back with :class:`~ownership.core.events.TaskDone`;
+the reply then carries the value (inline, or stored at this node), the
+references inside it, and what this worker still borrows.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .events import CancelExecution, Effect, Execute, Send
+from .messages import (
+    Borrower,
+    CancelTask,
+    ErrorInfo,
+    Payload,
+    PushTask,
+    PutObject,
+    RefInfo,
+    TaskReply,
+    TaskSpec,
+    WorkerBlocked,
+    WorkerUnblocked,
+)
+from .refcount import Waiter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .worker import WorkerCore
+
+__all__ = ["Running", "TaskExecutor"]
+
+
+@attrs.define(eq=False)
+class Running:
+    spec: TaskSpec
+    lease_id: str | None
+    attempt: int
+    args: list[Payload | None]
+    pending: set[int] = attrs.Factory(set)  # argument indexes still being fetched
+    arg_refs: list[RefInfo] = attrs.Factory(list)  # refs inside inline arguments (borrowed)
+    fetched: list[str] = attrs.Factory(list)  # arguments fetched by reference (held locally)
+    started: bool = False
+    cancelled: bool = False
+    blocked: bool = False
+    error: ErrorInfo | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "task_id": self.spec.task_id,
+            "owner": self.spec.owner,
+            "kind": self.spec.kind,
+            "attempt": self.attempt,
+            "lease_id": self.lease_id,
+            "pending_args": sorted(self.pending),
+            "started": self.started,
+            "cancelled": self.cancelled,
+            "blocked": self.blocked,
+        }
+
+
+class TaskExecutor:
+    """Runs the tasks pushed to this worker; hosts at most one actor."""
+
+    def __init__(self, worker: WorkerCore) -> None:
+        self.worker = worker
+        self.running: dict[str, Running] = {}
+        self.actor_id: str | None = None
+        self.actor_busy: str | None = None
+        self.actor_queue: collections.deque[str] = collections.deque()
+        # (task id, attempt) of finished tasks, to ignore a duplicated PushTask
+        self._finished: collections.deque[tuple[str, int]] = collections.deque(maxlen=4096)
+
+    @property
+    def refs(self):
+        return self.worker.refs
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "running": {tid: r.snapshot() for tid, r in sorted(self.running.items())},
+            "actor_id": self.actor_id,
+            "actor_busy": self.actor_busy,
+            "actor_queue": list(self.actor_queue),
+        }
+
+    def execute(self, msg: PushTask) -> list[Effect]:
+        """Spec: Scheduling!WorkerExecute
+
+        The leased worker receives the task from its owner, gets the
+        arguments, and runs it (the reply is sent by ``finish_task``).
+        """
+        spec = msg.task
+        if spec.owner in self.worker.dead_workers:
+            return []
+        if spec.task_id in self.running or (spec.task_id, msg.attempt) in self._finished:
+            return []  # a duplicated push
+        if spec.kind == "actor_method" and spec.actor_id != self.actor_id:
+            error = ErrorInfo(kind="actor_died", message=f"worker {self.worker.address} does not host actor {spec.actor_id}")
+            return [Send(spec.owner, self._reply(spec, msg.lease_id, msg.attempt, error=error))]
+        r = Running(spec=spec, lease_id=msg.lease_id, attempt=msg.attempt, args=[None] * len(spec.args))
+        self.running[spec.task_id] = r
+        fx: list[Effect] = []
+        for arg in spec.args:
+            if arg.value is not None:
+                r.arg_refs.extend(arg.value.refs)
+        fx += self.refs.receive_ref(list(r.arg_refs), caller=spec.owner)
+        for i, arg in enumerate(spec.args):
+            if arg.value is not None:
+                r.args[i] = arg.value
+            elif arg.ref is not None:
+                r.pending.add(i)
+        for i in sorted(r.pending):
+            ref = spec.args[i].ref
+            assert ref is not None
+            # Hold the argument until the task ends: its value may carry refs.
+            self.refs.hold(ref)
+            r.fetched.append(ref.object_id)
+        for i in sorted(r.pending):
+            ref = spec.args[i].ref
+            assert ref is not None
+            if spec.task_id in self.running:
+                fx += self.refs.get(ref.object_id, Waiter("arg", (spec.task_id, i)), owner=ref.owner, kind=ref.kind)
+        fx += self._maybe_start(r)
+        return fx
+
+    def arg_resolved(
+        self,
+        task_id: str,
+        index: int,
+        *,
+        value: Payload | None = None,
+        error: ErrorInfo | None = None,
+        location: str | None = None,
+    ) -> list[Effect]:
+        r = self.running.get(task_id)
+        if r is None or index not in r.pending:
+            return []
+        r.pending.discard(index)
+        if error is not None:
+            if r.error is None:
+                r.error = error
+        else:
+            r.args[index] = value
+        return self._maybe_start(r)
+
+    def _maybe_start(self, r: Running) -> list[Effect]:
+        if r.pending or r.started:
+            return []
+        if r.error is not None:
+            return self.finish_task(r.spec.task_id, error=r.error)
+        kind = r.spec.kind
+        if kind in ("actor_method", "actor_create"):
+            if self.actor_busy is not None and self.actor_busy != r.spec.task_id:
+                if r.spec.task_id not in self.actor_queue:
+                    self.actor_queue.append(r.spec.task_id)
+                return []
+            self.actor_busy = r.spec.task_id
+        r.started = True
+        args = tuple(a for a in r.args if a is not None)
+        return [Execute(task=r.spec, args=args)]
+
+    def finish_task(self, task_id: str, *, value: Payload | None = None, error: ErrorInfo | None = None) -> list[Effect]:
+        """Spec: RefCounting!WorkerFinishTask
+
+        The task returned: the reply carries the value (or where it is
+        stored), and reports which argument refs this worker still borrows
+        together with the borrowers it created for them.
+        """
+        r = self.running.pop(task_id, None)
+        if r is None:
+            return []
+        self._finished.append((task_id, r.attempt))
+        spec = r.spec
+        fx: list[Effect] = []
+        if r.blocked and r.lease_id is not None:
+            fx.append(Send(self.worker.node, WorkerUnblocked(worker=self.worker.address, lease_id=r.lease_id)))
+        if r.cancelled and error is None:
+            error = ErrorInfo(kind="cancelled", message=f"task {task_id} was cancelled")
+        refs_in_value: tuple[RefInfo, ...] = ()
+        if value is not None and error is None:
+            refs_in_value = value.refs
+            fx += self.return_ref_in_value(spec, refs_in_value)
+        for i in sorted(r.pending):
+            fx += self.refs.cancel_waiter(Waiter("arg", (task_id, i)))
+        for oid in r.fetched:
+            fx += self.refs.release_ref(oid)
+        borrowed, more = self.refs.report_task_borrows(r.arg_refs)
+        fx += more
+        if spec.kind == "actor_create" and error is None:
+            self.actor_id = spec.return_id
+            value = None
+        if self.actor_busy == task_id:
+            self.actor_busy = None
+        owner_alive = spec.owner not in self.worker.dead_workers
+        if owner_alive:
+            reply = self._reply(spec, r.lease_id, r.attempt, value=value if error is None else None, error=error, refs=refs_in_value, borrowed=tuple(borrowed))
+            if reply.value is not None and reply.value.size > self.worker.config.inline_threshold:
+                # Large values stay on this node; the store tells the owner once pinned.
+                stored = attrs.evolve(reply, value=None, location=self.worker.node)
+                fx.append(Send(self.worker.node, PutObject(object_id=spec.return_id, owner=spec.owner, value=reply.value, reply=stored)))
+            else:
+                fx.append(Send(spec.owner, reply))
+        fx += self._start_next_actor_task()
+        return fx
+
+    def _reply(self, spec: TaskSpec, lease_id: str | None, attempt: int, **fields: Any) -> TaskReply:
+        return TaskReply(
+            task_id=spec.task_id,
+            return_id=spec.return_id,
+            attempt=attempt,
+            worker=self.worker.address,
+            lease_id=lease_id,
+            **fields,
+        )
+
+    def return_ref_in_value(self, spec: TaskSpec, refs: tuple[RefInfo, ...]) -> list[Effect]:
+        """Spec: RefCounting!WorkerReturnRefInValue
+
+        The returned value contains references: the caller, owner of the
+        returned object, becomes a borrower of each (via that object), so
+        they outlive this task.
+        """
+        fx: list[Effect] = []
+        for info in refs:
+            ref = self.refs.get_ref(info.object_id)
+            if ref is None or info.object_id == spec.return_id:
+                continue
+            fx += self.refs._add_borrowers(ref, [Borrower(address=spec.owner, via=spec.return_id)])
+        return fx
+
+    def _start_next_actor_task(self) -> list[Effect]:
+        while self.actor_busy is None and self.actor_queue:
+            r = self.running.get(self.actor_queue.popleft())
+            if r is not None:
+                return self._maybe_start(r)
+        return []
+
+    def cancel(self, msg: CancelTask) -> list[Effect]:
+        """The owner cancelled a task: stop it, or answer at once if it has not started."""
+        r = self.running.get(msg.task_id)
+        if r is None:
+            return []
+        r.cancelled = True
+        if r.started:
+            return [CancelExecution(task_id=msg.task_id)]
+        if msg.task_id in self.actor_queue:
+            self.actor_queue.remove(msg.task_id)
+        return self.finish_task(msg.task_id, error=ErrorInfo(kind="cancelled", message=f"task {msg.task_id} was cancelled"))
+
+    def blocked(self, task_id: str, blocked: bool) -> list[Effect]:
+        """A task waits on a get (or stops waiting): lend or take back its CPU."""
+        r = self.running.get(task_id)
+        if r is None or r.blocked == blocked or r.lease_id is None:
+            return []
+        r.blocked = blocked
+        cls = WorkerBlocked if blocked else WorkerUnblocked
+        return [Send(self.worker.node, cls(worker=self.worker.address, lease_id=r.lease_id))]
+
+    def handle_owner_death(self, dead_workers: set[str]) -> list[Effect]:
+        """Tasks whose owner died are useless: stop them without a reply."""
+        fx: list[Effect] = []
+        for task_id in sorted(self.running):
+            r = self.running[task_id]
+            if r.spec.owner not in dead_workers:
+                continue
+            if r.started:
+                fx.append(CancelExecution(task_id=task_id))
+            del self.running[task_id]
+            self._finished.append((task_id, r.attempt))
+            if task_id in self.actor_queue:
+                self.actor_queue.remove(task_id)
+            if self.actor_busy == task_id:
+                self.actor_busy = None
+            for i in sorted(r.pending):
+                fx += self.refs.cancel_waiter(Waiter("arg", (task_id, i)))
+            for oid in r.fetched:
+                fx += self.refs.release_ref(oid)
+            _, more = self.refs.report_task_borrows(r.arg_refs)
+            fx += more
+        fx += self._start_next_actor_task()
+        return fx

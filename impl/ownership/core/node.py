@@ -1,0 +1,141 @@
+"""One node's protocol state: local scheduler, object store, notification relay.
+
+The node relays failure notifications from the head to its own workers, so
+the head keeps one connection per node (and every worker hears of every
+death), and it registers its workers with the head before it leases them,
+so that a node death always names every worker that was on the node.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import CoreConfig
+from .events import Effect, Event, EventLog, IdGenerator, KillWorker, PeerLost, Received, Send, Tick
+from .messages import (
+    ClusterView,
+    FreeObject,
+    Heartbeat,
+    NodeDied,
+    PullObject,
+    PutObject,
+    RegisterWorker,
+    RequestLease,
+    Resources,
+    ReturnLease,
+    WorkerBlocked,
+    WorkerDied,
+    WorkerRegistered,
+    WorkerUnblocked,
+)
+from .scheduler import DRIVER, LocalScheduler, SchedulingPolicy
+from .store import ObjectStore
+from .worker import UnexpectedEvent
+
+__all__ = ["NodeCore"]
+
+
+class NodeCore:
+    def __init__(
+        self,
+        address: str,
+        head: str,
+        resources: Resources,
+        *,
+        pool_size: int,
+        config: CoreConfig | None = None,
+        policy: SchedulingPolicy | None = None,
+    ) -> None:
+        self.address = address
+        self.head = head
+        self.config = config or CoreConfig()
+        self.ids = IdGenerator(address)
+        self.dead_workers: set[str] = set()
+        self.dead_nodes: set[str] = set()
+        self.heartbeat_seq = 0
+        self.log = EventLog(self.config.log_size)
+        self.scheduler = LocalScheduler(self, resources, pool_size=pool_size, policy=policy)
+        self.store = ObjectStore(self)
+        self.dropped = 0
+
+    def start(self) -> list[Effect]:
+        """The node process started: say hello to the head, start the pool."""
+        fx = self._heartbeat() + self.scheduler.start()
+        return fx
+
+    def handle(self, event: Event) -> list[Effect]:
+        effects = self._dispatch(event)
+        self.log.append(event, effects)
+        return effects
+
+    def _dispatch(self, event: Event) -> list[Effect]:
+        if isinstance(event, Received):
+            return self._receive(event.src, event.msg)
+        if isinstance(event, PeerLost):
+            return self.scheduler.detect_worker_death(event.address)
+        if isinstance(event, Tick):
+            return self._heartbeat()
+        raise UnexpectedEvent(f"node core cannot handle {event!r}")
+
+    def _heartbeat(self) -> list[Effect]:
+        self.heartbeat_seq += 1
+        hb = self.scheduler.heartbeat(self.heartbeat_seq)
+        return [Send(self.head, Heartbeat(node=self.address, seq=self.heartbeat_seq, **hb))]
+
+    def _receive(self, src: str, msg: Any) -> list[Effect]:
+        s = self.scheduler
+        if isinstance(msg, RequestLease):
+            return s.handle_request(msg)
+        if isinstance(msg, ReturnLease):
+            return s.release_lease(msg)
+        if isinstance(msg, PutObject):
+            return self.store.pin_copy(msg)
+        if isinstance(msg, PullObject):
+            return self.store.serve_copy(msg)
+        if isinstance(msg, FreeObject):
+            return self.store.free(msg)
+        if isinstance(msg, (WorkerBlocked, WorkerUnblocked)):
+            return s.blocked(msg)
+        if isinstance(msg, RegisterWorker):
+            return s.register_worker(msg)
+        if isinstance(msg, WorkerRegistered):
+            return s.worker_registered(msg)
+        if isinstance(msg, ClusterView):
+            return s.update_view(msg)
+        if isinstance(msg, (WorkerDied, NodeDied)):
+            return self._failure(msg)
+        self.dropped += 1
+        return []
+
+    def _failure(self, msg: WorkerDied | NodeDied) -> list[Effect]:
+        """A death published by the head: reclaim, free, and tell our workers."""
+        if isinstance(msg, WorkerDied):
+            dead = {msg.worker}
+        else:
+            dead = set(msg.workers)
+            self.dead_nodes.add(msg.node)
+            if msg.node == self.address:
+                # Declared dead (we missed heartbeats): our workers are gone for
+                # everyone else, so they must stop too.
+                return [KillWorker(worker=w) for w in sorted(self.scheduler.workers)]
+        self.dead_workers |= dead
+        fx: list[Effect] = []
+        fx += self.scheduler.reclaim_leases(dead)
+        fx += self.store.free_owned(dead)
+        for worker in sorted(self.scheduler.workers):
+            if worker not in dead:
+                fx.append(Send(worker, msg))
+        return fx
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "scheduler": self.scheduler.snapshot(),
+            "store": self.store.snapshot(),
+            "dead_workers": sorted(self.dead_workers),
+            "dead_nodes": sorted(self.dead_nodes),
+        }
+
+    def drivers(self) -> list[str]:
+        return [a for a, w in sorted(self.scheduler.workers.items()) if w.state == DRIVER]
+

@@ -1,0 +1,140 @@
+"""Failure handling at every worker (paper §4.3).
+
+A failure notification (WorkerDied from a local scheduler, NodeDied from the
+head) makes every worker scan its table:
+- an owned object whose copies were all on a dead node is **reconstructed**
+  from lineage: its creating task is resubmitted, recursively recreating
+  lost owned arguments, within the task's retry budget;
+- a task whose pending location was the dead worker is resubmitted;
+- a borrowed reference whose **owner** died **fate-shares**: the holder
+  drops it and every get on it fails with OwnerDiedError; tasks this worker
+  runs for the dead owner stop (their results can go nowhere);
+- dead borrowers are forgotten.
+Nothing waits forever: every waiter gets the value or a documented error.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .events import Effect
+from .messages import ErrorInfo, NodeDied, WorkerDied
+from .refcount import FAILED, FREED, LOST, READY, Reference
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .worker import WorkerCore
+
+__all__ = ["FailureHandler"]
+
+
+class FailureHandler:
+    def __init__(self, worker: WorkerCore) -> None:
+        self.worker = worker
+
+    @property
+    def refs(self):
+        return self.worker.refs
+
+    def handle_failure(self, msg: WorkerDied | NodeDied) -> list[Effect]:
+        """Spec: FateSharing!OwnerHandleFailure
+
+        On a worker or node death notification, scan the ownership table:
+        recover owned objects whose copies or pending task were there, let
+        references whose owner died fate-share, forget dead borrowers.
+        """
+        w = self.worker
+        if isinstance(msg, WorkerDied):
+            dead_workers, dead_nodes = {msg.worker}, set()
+        else:
+            dead_workers, dead_nodes = set(msg.workers), {msg.node}
+        dead_workers -= w.dead_workers
+        dead_nodes -= w.dead_nodes
+        if not dead_workers and not dead_nodes:
+            return []  # a duplicate notification
+        w.dead_workers |= dead_workers
+        w.dead_nodes |= dead_nodes
+        fx: list[Effect] = []
+        fx += w.executor.handle_owner_death(dead_workers)
+        fx += w.submitter.handle_failure(dead_workers, dead_nodes)
+        for object_id in sorted(self.refs.table):
+            ref = self.refs.table.get(object_id)
+            if ref is None:
+                continue
+            if ref.owned:
+                fx += self._scan_owned(ref, dead_workers, dead_nodes)
+            else:
+                fx += self._scan_borrowed(ref, dead_workers, dead_nodes)
+        for object_id in sorted(self.refs.table):
+            fx += self.refs.check(object_id)
+        return fx
+
+    def _scan_owned(self, ref: Reference, dead_workers: set[str], dead_nodes: set[str]) -> list[Effect]:
+        fx: list[Effect] = []
+        for b in [b for b in ref.borrowers if b in dead_workers]:
+            del ref.borrowers[b]
+        ref.remote_waiters = [r for r in ref.remote_waiters if r not in dead_workers]
+        if ref.kind != "object":
+            return fx
+        if ref.fetching in dead_nodes:
+            ref.fetching = None
+        lost = ref.locations & dead_nodes
+        if lost:
+            ref.locations -= lost
+            if not ref.locations and ref.value is None and ref.status == READY:
+                ref.status = LOST
+        if ref.status == LOST:
+            if ref.in_scope() or ref.remote_waiters:
+                fx += self.reconstruct(ref)
+            else:
+                ref.status = FREED  # nobody needs it now; its lineage stays
+        elif ref.waiters and ref.fetching is None:
+            fx += self.refs.fetch(ref)
+        return fx
+
+    def _scan_borrowed(self, ref: Reference, dead_workers: set[str], dead_nodes: set[str]) -> list[Effect]:
+        ref.sub_borrowers = [b for b in ref.sub_borrowers if b.address not in dead_workers]
+        if ref.owner in dead_workers:
+            return self.fate_share(ref)
+        fx: list[Effect] = []
+        if ref.kind == "actor":
+            if ref.locations & dead_workers and ref.status != FAILED:
+                error = ErrorInfo(kind="actor_died", message=f"the actor {ref.object_id} on worker {min(ref.locations)} died")
+                fx += self.refs.set_failed(ref, error)
+            return fx
+        ref.locations -= dead_nodes
+        if ref.fetching in dead_nodes:
+            ref.fetching = None
+            if ref.waiters:
+                fx += self.refs.fetch(ref)
+        return fx
+
+    def reconstruct(self, ref: Reference) -> list[Effect]:
+        """Spec: FateSharing!OwnerReconstruct
+
+        Every copy of an owned object is gone while it is still referenced:
+        resubmit the task that created it (its lost owned arguments are
+        recreated the same way), unless its retry budget is spent.
+        """
+        if not ref.owned or ref.status not in (LOST, FREED):
+            return []
+        task = self.worker.submitter.tasks.get(ref.task_id) if ref.task_id else None
+        if task is None:
+            error = ErrorInfo(kind="object_lost", message=f"object {ref.object_id} was lost and has no lineage to recreate it")
+            return self.refs.set_failed(ref, error)
+        return self.worker.submitter.resubmit(task)
+
+    def fate_share(self, ref: Reference) -> list[Effect]:
+        """Spec: FateSharing!HolderFateShare
+
+        The owner of a borrowed reference died: the holder drops the value
+        and everything waiting on it fails with OwnerDiedError.
+        """
+        if ref.owned or ref.owner not in self.worker.dead_workers or ref.status == FAILED:
+            return []
+        ref.sub_borrowers = []
+        ref.owner_waiting = 0
+        ref.value = None
+        ref.locations.clear()
+        ref.fetching = None
+        error = ErrorInfo(kind="owner_died", message=f"the owner {ref.owner} of object {ref.object_id} died")
+        return self.refs.set_failed(ref, error)

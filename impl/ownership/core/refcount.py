@@ -1,0 +1,693 @@
+"""The ownership table and distributed reference counting (paper §4.2).
+
+One :class:`Reference` per object this worker knows: the objects it owns
+(the ownership table of DESIGN §2: lineage, value or locations, local refs,
+submitted-task refs, borrowers, contained-in) and the objects it borrows
+(owner address, local count, the sub-borrowers it created).
+
+Counting is hierarchical, as in the paper and Ray:
+- a task argument that carries a reference (``shared(x)``, or a ref inside
+  a value) is a *submitted-task ref* at the caller; the executor becomes a
+  borrower and, when the task ends, reports in its reply whether it still
+  holds the ref and which borrowers it created itself;
+- the caller merges that report: an owner adds the borrowers and sends each
+  a WaitForRefRemoved; a borrower keeps them as its own sub-borrowers and
+  reports them later, when it is asked;
+- a borrower answers WaitForRefRemoved with RefRemoved once it no longer
+  uses the ref, handing its sub-borrowers to the owner;
+- a reference inside an object's value is held by that object
+  (*contained-in*) for as long as the value exists; whoever receives the
+  value (the caller for a returned value, any process served the value)
+  is registered as a borrower of the inner reference, with ``via`` naming
+  the outer object so that an early WaitForRefRemoved is not answered
+  before the value arrives.
+The owner frees an object when local refs, submitted-task refs, borrowers
+and contained-in are all gone; the entry itself stays while a pending task
+will produce it or another object's lineage may need it again.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .events import Effect, GetDone, Send
+from .messages import (
+    Borrower,
+    BorrowInfo,
+    ErrorInfo,
+    FreeObject,
+    GetObject,
+    ObjectCopy,
+    ObjectStored,
+    ObjectValue,
+    Payload,
+    PullObject,
+    RefInfo,
+    RefRemoved,
+    WaitForRefRemoved,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .worker import WorkerCore
+
+__all__ = ["Reference", "Waiter", "ReferenceCounter"]
+
+# Owned objects: pending (its task runs), ready (value inline and/or copies
+# at `locations`), lost (every copy gone, to be reconstructed), freed (out of
+# scope, value dropped; the entry stays for lineage), failed (error).
+# Borrowed objects: unknown (not fetched), ready (value cached), failed.
+PENDING, READY, LOST, FREED, FAILED, UNKNOWN = "pending", "ready", "lost", "freed", "failed", "unknown"
+
+
+@attrs.frozen
+class Waiter:
+    """Who waits for a value: an API call, a task argument, an actor call."""
+
+    kind: str  # "api" | "arg" | "actor"
+    key: Any  # request id | (task_id, arg index) | actor id
+
+
+@attrs.define(eq=False)
+class Reference:
+    object_id: str
+    owner: str
+    owned: bool
+    kind: str = "object"  # or "actor"
+    # -- counts (DESIGN §2) ------------------------------------------------
+    local: int = 0  # Python ObjectRefs alive in this process
+    submitted: int = 0  # pending tasks of ours that take it as an argument
+    task_args: int = 0  # tasks executing here that got it inside an argument
+    lineage: int = 0  # owned: tasks whose lineage names it (reconstruction)
+    contained_in: set[str] = attrs.Factory(set)  # objects whose value holds it
+    contains: set[str] = attrs.Factory(set)  # refs inside this object's value
+    borrowers: collections.Counter = attrs.Factory(collections.Counter)  # owner: asks outstanding
+    sub_borrowers: list[Borrower] = attrs.Factory(list)  # borrower: to report upward
+    owner_waiting: int = 0  # borrower: WaitForRefRemoved not yet answered
+    registrar: str | None = None  # borrower: who reports us to the owner
+    # -- value ---------------------------------------------------------------
+    status: str = PENDING
+    task_id: str | None = None  # owned: the task that creates it (lineage)
+    value: Payload | None = None  # inline value or cached copy
+    locations: set[str] = attrs.Factory(set)  # nodes with a copy; an actor's worker
+    error: ErrorInfo | None = None
+    lineage_deps: tuple[str, ...] = ()  # owned args its lineage keeps
+    # -- fetching ------------------------------------------------------------
+    fetching: str | None = None  # "owner" or the node being pulled from
+    waiters: list[Waiter] = attrs.Factory(list)
+    remote_waiters: list[str] = attrs.Factory(list)  # owner: GetObject requesters
+
+    def in_scope(self) -> bool:
+        """Referenced at all, as the owner counts it (value must be kept)."""
+        return bool(
+            self.local
+            or self.submitted
+            or self.task_args
+            or self.contained_in
+            or self.borrowers
+            or self.waiters
+        )
+
+    def in_use(self) -> bool:
+        """Used in this process, as a borrower counts it (sub-borrowers excluded)."""
+        return bool(self.local or self.submitted or self.task_args or self.contained_in or self.waiters)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "object_id": self.object_id,
+            "owner": self.owner,
+            "owned": self.owned,
+            "kind": self.kind,
+            "local": self.local,
+            "submitted": self.submitted,
+            "task_args": self.task_args,
+            "lineage": self.lineage,
+            "contained_in": sorted(self.contained_in),
+            "contains": sorted(self.contains),
+            "borrowers": dict(sorted(self.borrowers.items())),
+            "sub_borrowers": [(b.address, b.via) for b in self.sub_borrowers],
+            "owner_waiting": self.owner_waiting,
+            "status": self.status,
+            "task_id": self.task_id,
+            "has_value": self.value is not None,
+            "size": self.value.size if self.value is not None else None,
+            "locations": sorted(self.locations),
+            "error": self.error.kind if self.error else None,
+            "fetching": self.fetching,
+        }
+
+
+def _err(kind: str, message: str) -> ErrorInfo:
+    return ErrorInfo(kind=kind, message=message)
+
+
+class ReferenceCounter:
+    """The worker's ownership table and borrowed references."""
+
+    def __init__(self, worker: WorkerCore) -> None:
+        self.worker = worker
+        self.table: dict[str, Reference] = {}
+
+    # -- small helpers -------------------------------------------------------
+    @property
+    def address(self) -> str:
+        return self.worker.address
+
+    def get_ref(self, object_id: str) -> Reference | None:
+        return self.table.get(object_id)
+
+    def owned(self) -> list[Reference]:
+        return [r for r in self.table.values() if r.owned]
+
+    def borrowed(self) -> list[Reference]:
+        return [r for r in self.table.values() if not r.owned]
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return {oid: ref.snapshot() for oid, ref in sorted(self.table.items())}
+
+    def add_owned(self, object_id: str, *, kind: str = "object", task_id: str | None = None) -> Reference:
+        if object_id in self.table:
+            raise ValueError(f"object {object_id} already in the ownership table")
+        ref = Reference(object_id=object_id, owner=self.address, owned=True, kind=kind, task_id=task_id)
+        self.table[object_id] = ref
+        return ref
+
+    def _borrowed_entry(self, info: RefInfo, registrar: str | None) -> Reference:
+        ref = self.table.get(info.object_id)
+        if ref is None:
+            ref = Reference(
+                object_id=info.object_id,
+                owner=info.owner,
+                owned=info.owner == self.address,
+                kind=info.kind,
+                status=UNKNOWN,
+                registrar=registrar,
+            )
+            if ref.owned:
+                # Our own object came back after we forgot it: it is gone.
+                ref.status = FAILED
+                ref.error = _err("object_lost", f"object {info.object_id} was already freed by its owner")
+            self.table[info.object_id] = ref
+        return ref
+
+    # -- local references (API) -----------------------------------------------
+    def add_local_ref(self, object_id: str, owner: str, kind: str = "object") -> list[Effect]:
+        """A Python ref came to life here (API call or deserialization)."""
+        ref = self.table.get(object_id)
+        if ref is None:
+            ref = self._borrowed_entry(RefInfo(object_id=object_id, owner=owner, kind=kind), registrar=None)
+            if owner in self.worker.dead_workers and not ref.owned:
+                ref.status, ref.error = FAILED, _owner_died(object_id, owner)
+        ref.local += 1
+        return []
+
+    def hold(self, info: RefInfo) -> Reference:
+        """Count one more local holder (an executing task's argument)."""
+        ref = self.table.get(info.object_id)
+        if ref is None:
+            ref = self._borrowed_entry(info, registrar=None)
+        ref.local += 1
+        return ref
+
+    def release_ref(self, object_id: str) -> list[Effect]:
+        """Spec: RefCounting!HolderReleaseRef
+
+        A Python ref was dropped; when nothing else holds the object the
+        owner frees it, a borrower answers its owner.
+        """
+        ref = self.table.get(object_id)
+        if ref is None or ref.local <= 0:
+            return []
+        ref.local -= 1
+        return self.check(object_id)
+
+    # -- submitting tasks that carry references ---------------------------------
+    def submit_with_ref(self, object_ids: list[str]) -> list[Effect]:
+        """Spec: RefCounting!HolderSubmitWithRef
+
+        The caller (owner or borrower) passes references to a task: each
+        counts as a submitted-task ref until the task replies.
+        """
+        for oid in object_ids:
+            ref = self.table.get(oid)
+            if ref is not None:
+                ref.submitted += 1
+        return []
+
+    def release_submitted(self, object_ids: list[str]) -> list[Effect]:
+        fx: list[Effect] = []
+        for oid in object_ids:
+            ref = self.table.get(oid)
+            if ref is not None and ref.submitted > 0:
+                ref.submitted -= 1
+        for oid in dict.fromkeys(object_ids):
+            fx += self.check(oid)
+        return fx
+
+    def receive_ref(self, refs: list[RefInfo], caller: str) -> list[Effect]:
+        """Spec: RefCounting!BorrowerReceiveRef
+
+        An executor gets references inside a task's arguments: it becomes a
+        borrower until the task ends (then it reports to the caller).
+        """
+        for info in refs:
+            ref = self._borrowed_entry(info, registrar=caller)
+            ref.task_args += 1
+        return []
+
+    def report_task_borrows(self, refs: list[RefInfo]) -> tuple[list[BorrowInfo], list[Effect]]:
+        """The executor's half of WorkerFinishTask: what it still borrows."""
+        infos: dict[str, BorrowInfo] = {}
+        for info in refs:
+            ref = self.table.get(info.object_id)
+            if ref is None:
+                continue
+            if ref.task_args > 0:
+                ref.task_args -= 1
+        fx: list[Effect] = []
+        for info in refs:
+            ref = self.table.get(info.object_id)
+            if ref is None or ref.owned or info.object_id in infos:
+                continue
+            infos[info.object_id] = BorrowInfo(
+                object_id=ref.object_id,
+                owner=ref.owner,
+                held=ref.in_use(),
+                borrowers=tuple(ref.sub_borrowers),
+                kind=ref.kind,
+            )
+            # The caller takes over these borrowers (and us, if we still hold it).
+            ref.sub_borrowers = []
+            ref.registrar = None
+        for oid in list(infos):
+            fx += self.check(oid)
+        for info in refs:
+            if info.object_id not in infos:
+                fx += self.check(info.object_id)
+        return list(infos.values()), fx
+
+    def handle_reply(self, executor: str, held_ids: list[str], borrowed: tuple[BorrowInfo, ...]) -> list[Effect]:
+        """Spec: RefCounting!HolderHandleReply
+
+        The caller merges the executor's report: an owner waits on every new
+        borrower, a borrower keeps them to report upward; then the task's
+        submitted-task refs are released.
+        """
+        fx: list[Effect] = []
+        for info in borrowed:
+            new = [Borrower(address=executor)] if info.held else []
+            new += list(info.borrowers)
+            new = [b for b in new if b.address != self.address]
+            ref = self.table.get(info.object_id)
+            if ref is None:
+                # We no longer track it: hand the borrowers to the owner directly.
+                if new and info.owner != self.address:
+                    fx.append(Send(info.owner, RefRemoved(object_id=info.object_id, borrower=self.address, borrowers=tuple(new))))
+                continue
+            fx += self._add_borrowers(ref, new)
+        fx += self.release_submitted(held_ids)
+        return fx
+
+    def _add_borrowers(self, ref: Reference, new: list[Borrower]) -> list[Effect]:
+        fx: list[Effect] = []
+        for b in new:
+            if b.address == self.address:
+                continue
+            if ref.owned:
+                if b.address in self.worker.dead_workers:
+                    continue
+                ref.borrowers[b.address] += 1
+                fx.append(Send(b.address, WaitForRefRemoved(object_id=ref.object_id, owner=self.address, via=b.via)))
+            else:
+                ref.sub_borrowers.append(b)
+        return fx
+
+    def register_receiver(self, outer: Reference, receiver: str) -> list[Effect]:
+        """``receiver`` gets ``outer``'s value: it borrows every ref inside it."""
+        if receiver == self.address:
+            return []
+        fx: list[Effect] = []
+        for inner_id in sorted(outer.contains):
+            inner = self.table.get(inner_id)
+            if inner is None:
+                continue
+            fx += self._add_borrowers(inner, [Borrower(address=receiver, via=outer.object_id)])
+        return fx
+
+    # -- borrower side ---------------------------------------------------------
+    def handle_wait_for_ref_removed(self, msg: WaitForRefRemoved) -> list[Effect]:
+        """Spec: RefCounting!BorrowerHandleWaitForRefRemoved
+
+        The owner asks to be told when this borrower no longer holds the ref.
+        """
+        ref = self.table.get(msg.object_id)
+        if ref is None:
+            outer = self.table.get(msg.via) if msg.via else None
+            if outer is not None and outer.value is None and outer.status in (PENDING, UNKNOWN, LOST):
+                # The value that carries the ref is still on its way: hold the
+                # ref for it now, so the answer waits for that value.
+                ref = self._borrowed_entry(RefInfo(object_id=msg.object_id, owner=msg.owner), registrar=None)
+                ref.contained_in.add(outer.object_id)
+                outer.contains.add(ref.object_id)
+            else:
+                return [Send(msg.owner, RefRemoved(object_id=msg.object_id, borrower=self.address))]
+        if ref.owned:
+            return []
+        ref.owner_waiting += 1
+        return self.check(msg.object_id)
+
+    def send_ref_removed(self, ref: Reference) -> list[Effect]:
+        """Spec: RefCounting!BorrowerSendRefRemoved
+
+        A borrower that no longer uses the ref answers its owner, handing
+        over the borrowers it created, and forgets the ref.
+        """
+        if ref.owned or ref.in_use() or ref.owner_waiting <= 0:
+            return []
+        fx: list[Effect] = []
+        if ref.owner not in self.worker.dead_workers:
+            fx.append(Send(ref.owner, RefRemoved(object_id=ref.object_id, borrower=self.address, borrowers=tuple(ref.sub_borrowers))))
+            for _ in range(ref.owner_waiting - 1):
+                fx.append(Send(ref.owner, RefRemoved(object_id=ref.object_id, borrower=self.address)))
+        ref.sub_borrowers = []
+        ref.owner_waiting = 0
+        fx += self._delete(ref)
+        return fx
+
+    # -- owner side --------------------------------------------------------------
+    def handle_ref_removed(self, msg: RefRemoved) -> list[Effect]:
+        """Spec: RefCounting!OwnerHandleRefRemoved
+
+        A borrower is done: forget it, wait on the borrowers it hands over,
+        and free the object if nothing else references it.
+        """
+        ref = self.table.get(msg.object_id)
+        if ref is None or not ref.owned:
+            return []
+        if ref.borrowers[msg.borrower] > 0:
+            ref.borrowers[msg.borrower] -= 1
+        if ref.borrowers[msg.borrower] <= 0:
+            del ref.borrowers[msg.borrower]
+        fx = self._add_borrowers(ref, list(msg.borrowers))
+        fx += self.check(msg.object_id)
+        return fx
+
+    def free(self, ref: Reference) -> list[Effect]:
+        """Spec: RefCounting!OwnerFree
+
+        Nothing references the object any more: drop its value and tell
+        every node with a copy; the refs its value held are released.
+        """
+        if not ref.owned or ref.in_scope() or ref.status not in (READY, LOST):
+            return []
+        fx: list[Effect] = []
+        if ref.kind == "actor":
+            fx += self.worker.submitter.kill_actor(ref.object_id)
+        else:
+            for node in sorted(ref.locations):
+                fx.append(Send(node, FreeObject(object_id=ref.object_id)))
+        ref.locations.clear()
+        ref.value = None
+        ref.status = FREED
+        fx += self._release_contents(ref)
+        return fx
+
+    def _release_contents(self, ref: Reference) -> list[Effect]:
+        fx: list[Effect] = []
+        inner_ids = sorted(ref.contains)
+        ref.contains.clear()
+        for inner_id in inner_ids:
+            inner = self.table.get(inner_id)
+            if inner is not None:
+                inner.contained_in.discard(ref.object_id)
+        for inner_id in inner_ids:
+            fx += self.check(inner_id)
+        return fx
+
+    def _delete(self, ref: Reference) -> list[Effect]:
+        if self.table.get(ref.object_id) is not ref:
+            return []
+        del self.table[ref.object_id]
+        fx = self._release_contents(ref)
+        for waiter in ref.waiters:
+            fx += self._resolve(ref, waiter, error=_err("object_lost", f"object {ref.object_id} is no longer referenced"))
+        ref.waiters = []
+        fx += self.worker.submitter.forget_lineage(ref)
+        if ref.owned:
+            deps = ref.lineage_deps
+            ref.lineage_deps = ()
+            for dep in deps:
+                d = self.table.get(dep)
+                if d is not None and d.lineage > 0:
+                    d.lineage -= 1
+            for dep in dict.fromkeys(deps):
+                fx += self.check(dep)
+        return fx
+
+    def check(self, object_id: str) -> list[Effect]:
+        """Apply whatever release the counts now allow (free, answer, forget)."""
+        ref = self.table.get(object_id)
+        if ref is None:
+            return []
+        fx: list[Effect] = []
+        if ref.owned:
+            if ref.in_scope():
+                return []
+            if ref.status in (READY, LOST):
+                fx += self.free(ref)
+            if ref.status in (FREED, FAILED) and ref.lineage == 0 and not ref.remote_waiters:
+                fx += self._delete(ref)
+            return fx
+        if ref.in_use():
+            return []
+        if ref.owner_waiting > 0:
+            return self.send_ref_removed(ref)
+        if ref.sub_borrowers and ref.owner not in self.worker.dead_workers:
+            if ref.registrar is not None and ref.registrar in self.worker.dead_workers:
+                # Nobody is left to report us: hand our borrowers to the owner.
+                fx.append(Send(ref.owner, RefRemoved(object_id=ref.object_id, borrower=self.address, borrowers=tuple(ref.sub_borrowers))))
+                ref.sub_borrowers = []
+                return fx + self._delete(ref)
+            return []
+        return self._delete(ref)
+
+    # -- values --------------------------------------------------------------------
+    def set_contents(self, outer: Reference, refs: tuple[RefInfo, ...]) -> None:
+        """``outer``'s value holds ``refs``: each is contained-in ``outer``."""
+        for info in refs:
+            if info.object_id == outer.object_id:
+                continue
+            inner = self.table.get(info.object_id)
+            if inner is None:
+                inner = self._borrowed_entry(info, registrar=None)
+            inner.contained_in.add(outer.object_id)
+            outer.contains.add(info.object_id)
+
+    def set_ready(
+        self,
+        ref: Reference,
+        *,
+        value: Payload | None = None,
+        location: str | None = None,
+        refs: tuple[RefInfo, ...] = (),
+    ) -> list[Effect]:
+        """An owned object got its value (inline) or a stored copy."""
+        fx: list[Effect] = []
+        ref.status = READY
+        ref.error = None
+        if value is not None:
+            ref.value = value
+        if location is not None:
+            ref.locations.add(location)
+        self.set_contents(ref, refs)
+        fx += self._wake(ref)
+        fx += self.check(ref.object_id)
+        return fx
+
+    def set_failed(self, ref: Reference, error: ErrorInfo) -> list[Effect]:
+        fx: list[Effect] = []
+        ref.status = FAILED
+        ref.error = error
+        ref.fetching = None
+        fx += self._wake(ref)
+        fx += self.check(ref.object_id)
+        return fx
+
+    def _wake(self, ref: Reference) -> list[Effect]:
+        """Hand the value (or the error) to everyone waiting for it."""
+        fx: list[Effect] = []
+        if ref.status in (READY, FAILED):
+            requesters, ref.remote_waiters = ref.remote_waiters, []
+            for requester in requesters:
+                if requester not in self.worker.dead_workers:
+                    fx += self._serve(ref, requester)
+        ready = self._resolution(ref)
+        if ready is not None:
+            waiters, ref.waiters = ref.waiters, []
+            for waiter in waiters:
+                fx += self._resolve(ref, waiter, **ready)
+        if ref.owned:
+            fx += self.worker.submitter.dependency_resolved(ref)
+        return fx
+
+    def _resolution(self, ref: Reference) -> dict[str, Any] | None:
+        if ref.error is not None:
+            return {"error": ref.error}
+        if ref.kind == "actor":
+            if ref.status == READY and ref.locations:
+                return {"location": min(ref.locations)}
+            return None
+        if ref.value is not None:
+            return {"value": ref.value}
+        return None
+
+    def _resolve(self, ref: Reference, waiter: Waiter, **result: Any) -> list[Effect]:
+        if waiter.kind == "api":
+            return [GetDone(request_id=waiter.key, object_id=ref.object_id, **result)]
+        if waiter.kind == "arg":
+            task_id, index = waiter.key
+            return self.worker.executor.arg_resolved(task_id, index, **result)
+        if waiter.kind == "actor":
+            return self.worker.submitter.actor_located(waiter.key, **result)
+        raise ValueError(f"unknown waiter kind {waiter.kind!r}")
+
+    def get(self, object_id: str, waiter: Waiter, *, owner: str | None = None, kind: str = "object") -> list[Effect]:
+        """Ask for a value (API get, a task argument, an actor's address)."""
+        ref = self.table.get(object_id)
+        if ref is None:
+            if owner is None:
+                return self._resolve(
+                    Reference(object_id=object_id, owner="", owned=False),
+                    waiter,
+                    error=_err("object_lost", f"object {object_id} is not referenced here"),
+                )
+            ref = self._borrowed_entry(RefInfo(object_id=object_id, owner=owner, kind=kind), registrar=None)
+        ready = self._resolution(ref)
+        if ready is not None:
+            return self._resolve(ref, waiter, **ready)
+        ref.waiters.append(waiter)
+        return self.fetch(ref)
+
+    def cancel_waiter(self, waiter: Waiter) -> list[Effect]:
+        fx: list[Effect] = []
+        for ref in list(self.table.values()):
+            if waiter in ref.waiters:
+                ref.waiters.remove(waiter)
+                fx += self.check(ref.object_id)
+        return fx
+
+    def fetch(self, ref: Reference) -> list[Effect]:
+        """Start getting the value if nobody is getting it yet."""
+        if ref.fetching is not None or ref.error is not None:
+            return []
+        if ref.owned:
+            if ref.status == READY and ref.value is None and ref.locations:
+                return self._pull(ref)
+            if ref.status in (LOST, FREED):
+                return self.worker.failures.reconstruct(ref)
+            return []  # pending: the task reply will wake the waiters
+        if ref.owner in self.worker.dead_workers:
+            return self.worker.failures.fate_share(ref)
+        if ref.locations and ref.kind != "actor":
+            return self._pull(ref)
+        ref.fetching = "owner"
+        return [Send(ref.owner, GetObject(object_id=ref.object_id, requester=self.address))]
+
+    def _pull(self, ref: Reference) -> list[Effect]:
+        alive = sorted(n for n in ref.locations if n not in self.worker.dead_nodes)
+        if not alive:
+            return []
+        node = self.worker.node if self.worker.node in alive else alive[0]
+        ref.fetching = node
+        return [Send(node, PullObject(object_id=ref.object_id, requester=self.address))]
+
+    def handle_get_object(self, src: str, msg: GetObject) -> list[Effect]:
+        """The owner serves its object's value, locations, or error."""
+        ref = self.table.get(msg.object_id)
+        if ref is None or not ref.owned:
+            return [Send(msg.requester, ObjectValue(object_id=msg.object_id, error=_err("object_lost", f"object {msg.object_id} was freed by its owner")))]
+        if ref.status in (READY, FAILED) and (ref.error is not None or ref.value is not None or ref.locations):
+            return self._serve(ref, msg.requester)
+        ref.remote_waiters.append(msg.requester)
+        if ref.status in (LOST, FREED):
+            return self.worker.failures.reconstruct(ref)
+        return []
+
+    def _serve(self, ref: Reference, requester: str) -> list[Effect]:
+        if ref.error is not None:
+            return [Send(requester, ObjectValue(object_id=ref.object_id, error=ref.error))]
+        if ref.value is not None and ref.kind != "actor":
+            reply = ObjectValue(object_id=ref.object_id, value=ref.value)
+        else:
+            reply = ObjectValue(object_id=ref.object_id, locations=tuple(sorted(ref.locations)))
+        return self.register_receiver(ref, requester) + [Send(requester, reply)]
+
+    def handle_object_value(self, src: str, msg: ObjectValue) -> list[Effect]:
+        """The owner answered our GetObject."""
+        ref = self.table.get(msg.object_id)
+        if ref is None or ref.owned or ref.fetching != "owner":
+            return []
+        ref.fetching = None
+        if msg.error is not None:
+            return self.set_failed(ref, msg.error)
+        if msg.value is not None:
+            ref.value = msg.value
+            ref.status = READY
+            self.set_contents(ref, msg.value.refs)
+            return self._wake(ref)
+        ref.locations = set(msg.locations)
+        if ref.kind == "actor":
+            ref.status = READY
+            return self._wake(ref)
+        if not ref.locations:
+            return self.fetch(ref)
+        return self._pull(ref)
+
+    def handle_object_copy(self, src: str, msg: ObjectCopy) -> list[Effect]:
+        """A store answered our PullObject."""
+        ref = self.table.get(msg.object_id)
+        if ref is None or ref.fetching != src:
+            return []
+        ref.fetching = None
+        if msg.value is not None:
+            ref.value = msg.value
+            if not ref.owned:
+                ref.status = READY
+            self.set_contents(ref, msg.value.refs)
+            return self._wake(ref)
+        ref.locations.discard(src)
+        if ref.owned:
+            if not ref.locations and ref.value is None:
+                ref.status = LOST
+                return self.worker.failures.reconstruct(ref)
+            return self.fetch(ref)
+        if ref.locations:
+            return self._pull(ref)
+        return self.fetch(ref)
+
+    def handle_object_stored(self, src: str, msg: ObjectStored) -> list[Effect]:
+        """Our put reached the store: the copy there is now the primary one."""
+        ref = self.table.get(msg.object_id)
+        if ref is None or not ref.owned or ref.status != READY:
+            return [Send(msg.node, FreeObject(object_id=msg.object_id))]
+        ref.locations.add(msg.node)
+        if ref.value is not None and ref.value.size > self.worker.config.inline_threshold:
+            ref.value = None  # the store keeps it; the owner's heap need not
+        return []
+
+    def put(self, object_id: str, value: Payload) -> list[Effect]:
+        """``ownership.put``: a new owned object; large values go to the local store."""
+        from .messages import PutObject
+
+        ref = self.add_owned(object_id)
+        ref.local += 1
+        fx = self.set_ready(ref, value=value, refs=value.refs)
+        if value.size > self.worker.config.inline_threshold:
+            fx.append(Send(self.worker.node, PutObject(object_id=object_id, owner=self.address, value=value)))
+        return fx
+
+
+def _owner_died(object_id: str, owner: str) -> ErrorInfo:
+    return ErrorInfo(kind="owner_died", message=f"the owner {owner} of object {object_id} died")

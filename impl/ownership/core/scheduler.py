@@ -1,0 +1,355 @@
+"""The local scheduler of a node (paper §4.1): resources, worker pool, leases.
+
+An owner asks its local scheduler for a lease with the task's resource shape.
+The scheduler grants one of its idle workers when the policy picks this node
+and the resources are free; otherwise it redirects the owner (spillback) to
+the node the policy picks, or queues the request until resources free up. A
+redirected request is granted or queued there, never redirected again, so a
+request moves at most once.
+
+The scheduler also watches its workers: it publishes their death (through
+the head), reclaims their leases and starts replacements, and reclaims the
+leases of owners that died (their workers are stopped: they fate-share).
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from .events import Effect, KillWorker, Send, StartWorker, Watch
+from .messages import (
+    ClusterView,
+    LeaseGranted,
+    NodeView,
+    RegisterWorker,
+    RequestLease,
+    Resources,
+    ReturnLease,
+    Spillback,
+    WorkerBlocked,
+    WorkerDied,
+    WorkerRegistered,
+    WorkerUnblocked,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .node import NodeCore
+
+__all__ = ["WorkerSlot", "LeaseRecord", "SchedulingPolicy", "LocalFirstPolicy", "LocalScheduler"]
+
+IDLE, LEASED, REGISTERING, DYING, DRIVER = "idle", "leased", "registering", "dying", "driver"
+
+
+def _as_dict(resources: Resources) -> dict[str, float]:
+    return {k: float(v) for k, v in resources}
+
+
+def _fits(need: Resources, have: dict[str, float]) -> bool:
+    return all(have.get(k, 0.0) + 1e-9 >= v for k, v in need)
+
+
+@attrs.define(eq=False)
+class WorkerSlot:
+    address: str
+    state: str = REGISTERING
+    lease_id: str | None = None
+
+
+@attrs.define(eq=False)
+class LeaseRecord:
+    lease_id: str
+    owner: str
+    worker: str
+    resources: Resources
+    actor: bool = False
+    blocked: bool = False
+
+
+class SchedulingPolicy(Protocol):
+    """Where a request that cannot be granted here right now should go."""
+
+    def spill_target(self, request: RequestLease, scheduler: LocalScheduler) -> str | None: ...
+
+
+class LocalFirstPolicy:
+    """Local first; else the least-loaded node with room; else any node that fits.
+
+    "Least loaded" is the most free CPU in the last view from the head, ties
+    broken by name so that a run is reproducible.
+    """
+
+    def spill_target(self, request: RequestLease, scheduler: LocalScheduler) -> str | None:
+        others = [v for n, v in sorted(scheduler.view.items()) if n != scheduler.node and n not in scheduler.dead_nodes]
+        with_room = [v for v in others if _fits(request.resources, v["available"])]
+        if with_room:
+            return max(with_room, key=lambda v: (v["available"].get("CPU", 0.0), _neg(v["node"])))["node"]
+        if _fits(request.resources, scheduler.total):
+            return None  # wait here for our own resources
+        feasible = [v for v in others if _fits(request.resources, v["total"])]
+        if feasible:
+            return max(feasible, key=lambda v: (v["available"].get("CPU", 0.0), _neg(v["node"])))["node"]
+        return None
+
+
+def _neg(name: str) -> tuple[int, ...]:
+    # orders names descending, so max() prefers the smallest name on ties
+    return tuple(-ord(c) for c in name)
+
+
+class LocalScheduler:
+    def __init__(self, node: NodeCore, total: Resources, *, pool_size: int, policy: SchedulingPolicy | None = None) -> None:
+        self.node_core = node
+        self.total = _as_dict(total)
+        self.available = dict(self.total)
+        self.pool_size = pool_size
+        self.policy: SchedulingPolicy = policy or LocalFirstPolicy()
+        self.workers: dict[str, WorkerSlot] = {}
+        self.leases: dict[str, LeaseRecord] = {}
+        self.queue: collections.deque[RequestLease] = collections.deque()
+        self.starting = 0
+        self.view: dict[str, dict[str, Any]] = {}
+        self.drivers_pending: set[str] = set()
+
+    @property
+    def node(self) -> str:
+        return self.node_core.address
+
+    @property
+    def dead_nodes(self) -> set[str]:
+        return self.node_core.dead_nodes
+
+    @property
+    def dead_workers(self) -> set[str]:
+        return self.node_core.dead_workers
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "total": dict(sorted(self.total.items())),
+            "available": dict(sorted(self.available.items())),
+            "workers": {a: {"state": w.state, "lease_id": w.lease_id} for a, w in sorted(self.workers.items())},
+            "leases": {
+                lid: {"owner": l.owner, "worker": l.worker, "resources": dict(l.resources), "actor": l.actor, "blocked": l.blocked}
+                for lid, l in sorted(self.leases.items())
+            },
+            "queue": [(r.request_id, r.owner) for r in self.queue],
+            "starting": self.starting,
+        }
+
+    # ------------------------------------------------------------------ pool
+    def start(self) -> list[Effect]:
+        """Start the node's initial worker processes."""
+        self.starting += self.pool_size
+        return [StartWorker() for _ in range(self.pool_size)]
+
+    def register_worker(self, msg: RegisterWorker) -> list[Effect]:
+        """A worker (or a driver) on this node says hello: register it with the head."""
+        if msg.worker in self.workers or msg.worker in self.dead_workers:
+            return []
+        self.workers[msg.worker] = WorkerSlot(address=msg.worker, state=REGISTERING)
+        if not msg.driver and self.starting > 0:
+            self.starting -= 1
+        fx: list[Effect] = [Watch(address=msg.worker)]
+        head = self.node_core.head
+        fwd = RegisterWorker(worker=msg.worker, node=self.node, driver=msg.driver)
+        fx.append(Send(head, fwd))
+        if msg.driver:
+            self.drivers_pending.add(msg.worker)
+        return fx
+
+    def worker_registered(self, msg: WorkerRegistered) -> list[Effect]:
+        """The head knows the worker now (so a node death will name it): use it."""
+        slot = self.workers.get(msg.worker)
+        if slot is None or slot.state != REGISTERING:
+            return []
+        if msg.worker in self.drivers_pending:
+            self.drivers_pending.discard(msg.worker)
+            slot.state = DRIVER
+        else:
+            slot.state = IDLE
+        return [Send(msg.worker, WorkerRegistered(worker=msg.worker, node=self.node))] + self._drain()
+
+    def _idle_worker(self) -> WorkerSlot | None:
+        for address in sorted(self.workers):
+            slot = self.workers[address]
+            if slot.state == IDLE:
+                return slot
+        return None
+
+    def _can_grant(self, msg: RequestLease) -> bool:
+        return _fits(msg.resources, self.available) and self._idle_worker() is not None
+
+    def _need_worker(self) -> list[Effect]:
+        """Resources are free but every worker is busy (blocked, actors): start one."""
+        if self._idle_worker() is not None or self.starting > 0:
+            return []
+        alive = sum(1 for w in self.workers.values() if w.state != DRIVER)
+        if alive >= self.node_core.config.max_workers_per_node:
+            return []
+        self.starting += 1
+        return [StartWorker()]
+
+    # ------------------------------------------------------------------ leases
+    def handle_request(self, msg: RequestLease) -> list[Effect]:
+        """Decide on a lease request: grant, redirect, or queue."""
+        if msg.owner in self.dead_workers:
+            return []
+        if any(r.request_id == msg.request_id for r in self.queue):
+            return []  # a duplicated request
+        if self._can_grant(msg):
+            return self.grant_lease(msg)
+        if not msg.spilled:
+            target = self.policy.spill_target(msg, self)
+            if target is not None:
+                return self.spillback(msg, target)
+        self.queue.append(msg)
+        if _fits(msg.resources, self.available):
+            return self._need_worker()
+        return []
+
+    def grant_lease(self, msg: RequestLease) -> list[Effect]:
+        """Spec: Scheduling!SchedulerGrantLease
+
+        The policy picks this node and the resources are free: allocate
+        them and lease an idle local worker to the owner.
+        """
+        slot = self._idle_worker()
+        if slot is None or not _fits(msg.resources, self.available):
+            return []
+        for k, v in msg.resources:
+            self.available[k] = self.available.get(k, 0.0) - v
+        lease_id = self.node_core.ids.next("l")
+        slot.state, slot.lease_id = LEASED, lease_id
+        self.leases[lease_id] = LeaseRecord(lease_id=lease_id, owner=msg.owner, worker=slot.address, resources=msg.resources, actor=msg.actor)
+        return [Send(msg.owner, LeaseGranted(request_id=msg.request_id, lease_id=lease_id, worker=slot.address, node=self.node))]
+
+    def spillback(self, msg: RequestLease, target: str) -> list[Effect]:
+        """Spec: Scheduling!SchedulerSpillback
+
+        The policy picks another node: reject the request and redirect the
+        owner there (the owner records it before it asks again).
+        """
+        if msg.spilled or target == self.node:
+            return []
+        view = self.view.get(target)
+        if view is not None:
+            # Count the redirected work against the target until its next heartbeat.
+            for k, v in msg.resources:
+                view["available"][k] = view["available"].get(k, 0.0) - v
+        return [Send(msg.owner, Spillback(request_id=msg.request_id, node=target))]
+
+    def release_lease(self, msg: ReturnLease) -> list[Effect]:
+        """Spec: Scheduling!SchedulerReleaseLease
+
+        The owner gives the worker back: free its resources and make it
+        idle (or stop it, for an actor's lease), then serve queued requests.
+        """
+        lease = self.leases.pop(msg.lease_id, None)
+        if lease is None:
+            return []  # unknown or already released (a duplicate)
+        self._free(lease)
+        slot = self.workers.get(lease.worker)
+        fx: list[Effect] = []
+        if slot is not None and slot.lease_id == lease.lease_id:
+            slot.lease_id = None
+            if msg.kill:
+                slot.state = DYING
+                fx.append(KillWorker(worker=slot.address))
+            else:
+                slot.state = IDLE
+        return fx + self._drain()
+
+    def _free(self, lease: LeaseRecord) -> None:
+        if lease.blocked:
+            return  # its resources were lent while it waited
+        for k, v in lease.resources:
+            self.available[k] = self.available.get(k, 0.0) + v
+
+    def _drain(self) -> list[Effect]:
+        """Grant queued requests that fit now, oldest first."""
+        fx: list[Effect] = []
+        for msg in list(self.queue):
+            if msg.owner in self.dead_workers:
+                self.queue.remove(msg)
+                continue
+            if self._can_grant(msg):
+                self.queue.remove(msg)
+                fx += self.grant_lease(msg)
+        if any(_fits(m.resources, self.available) for m in self.queue):
+            fx += self._need_worker()
+        return fx
+
+    def blocked(self, msg: WorkerBlocked | WorkerUnblocked) -> list[Effect]:
+        """A leased worker waits on a get: lend its resources (Ray does the same)."""
+        lease = self.leases.get(msg.lease_id)
+        if lease is None or lease.worker != msg.worker:
+            return []
+        block = isinstance(msg, WorkerBlocked)
+        if lease.blocked == block:
+            return []
+        lease.blocked = block
+        sign = 1.0 if block else -1.0
+        for k, v in lease.resources:
+            self.available[k] = self.available.get(k, 0.0) + sign * v
+        return self._drain() if block else []
+
+    def update_view(self, msg: ClusterView) -> list[Effect]:
+        """A fresh view of the other nodes: redirect queued requests that now fit elsewhere."""
+        self.view = {
+            v.node: {"node": v.node, "total": _as_dict(v.total), "available": _as_dict(v.available)} for v in msg.nodes
+        }
+        fx: list[Effect] = []
+        for req in list(self.queue):
+            if req.spilled or _fits(req.resources, self.available):
+                continue
+            target = self.policy.spill_target(req, self)
+            if target is not None:
+                self.queue.remove(req)
+                fx += self.spillback(req, target)
+        return fx
+
+    # ------------------------------------------------------------------ failures
+    def detect_worker_death(self, address: str) -> list[Effect]:
+        """Spec: Scheduling!SchedulerDetectWorkerDeath
+
+        A local worker process exited: reclaim its lease and resources,
+        publish its death (through the head), keep the pool's size.
+        """
+        slot = self.workers.pop(address, None)
+        if slot is None:
+            return []
+        fx: list[Effect] = []
+        for lease in sorted(self.leases.values(), key=lambda l: l.lease_id):
+            if lease.worker == address:
+                del self.leases[lease.lease_id]
+                self._free(lease)
+        self.dead_workers.add(address)
+        fx.append(Send(self.node_core.head, WorkerDied(worker=address, node=self.node)))
+        alive = sum(1 for w in self.workers.values() if w.state != DRIVER) + self.starting
+        if slot.state != DRIVER and alive < self.pool_size:
+            self.starting += 1
+            fx.append(StartWorker())
+        return fx + self._drain()
+
+    def reclaim_leases(self, dead_owners: set[str]) -> list[Effect]:
+        """Owners died: their leased workers fate-share (stopped), requests dropped."""
+        fx: list[Effect] = []
+        for req in list(self.queue):
+            if req.owner in dead_owners:
+                self.queue.remove(req)
+        for lease in sorted(self.leases.values(), key=lambda l: l.lease_id):
+            if lease.owner in dead_owners:
+                slot = self.workers.get(lease.worker)
+                if slot is not None and slot.state != DYING:
+                    slot.state = DYING
+                    fx.append(KillWorker(worker=lease.worker))
+        return fx
+
+    def heartbeat(self, seq: int) -> dict[str, Any]:
+        return {
+            "total": tuple(sorted(self.total.items())),
+            "available": tuple(sorted(self.available.items())),
+            "workers": tuple(sorted(self.workers)),
+        }

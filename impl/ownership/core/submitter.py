@@ -1,0 +1,795 @@
+"""Task submission at the owner (paper §4.1, fig. 8).
+
+The caller of a task owns its return object. It writes the table entry,
+resolves the arguments (small owned values inline, large ones by reference,
+pending ones awaited), then asks its local scheduler for a lease. The
+scheduler grants a worker or redirects the owner to another node
+(spillback). The owner records every new location *before* it dispatches
+there, so the pending location of a task is always known to it. Granted
+leases are reused for later tasks of the same scheduling key (pipelining up
+to ``pipeline_depth``) and returned when the queue is empty, after
+``lease_idle_ticks`` ticks. An actor's lease is held for the actor's life.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .events import Effect, Send
+from .messages import (
+    Arg,
+    CancelTask,
+    ErrorInfo,
+    FreeObject,
+    LeaseGranted,
+    Payload,
+    PushTask,
+    RequestLease,
+    ReturnLease,
+    Spillback,
+    TaskReply,
+    TaskSpec,
+)
+from .refcount import FAILED, FREED, LOST, PENDING, READY, Reference, Waiter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .worker import WorkerCore
+
+__all__ = ["TaskEntry", "Lease", "KeyState", "ActorState", "TaskSubmitter"]
+
+# Task states at the owner.
+WAITING, QUEUED, RUNNING, DONE = "waiting", "queued", "running", "done"
+
+
+@attrs.define(eq=False)
+class TaskEntry:
+    spec: TaskSpec
+    key: tuple
+    retries_left: int
+    state: str = WAITING
+    attempt: int = 0
+    location: str | None = None  # requested node while leasing, leased worker while running
+    lease_id: str | None = None
+    request_id: str | None = None
+    deps: set[str] = attrs.Factory(set)  # owned arguments not ready yet
+    held: list[str] = attrs.Factory(list)  # submitted-task refs this task holds
+    holding: bool = False  # whether ``held`` is currently counted
+    cancelled: bool = False
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "task_id": self.spec.task_id,
+            "return_id": self.spec.return_id,
+            "kind": self.spec.kind,
+            "state": self.state,
+            "attempt": self.attempt,
+            "retries_left": self.retries_left,
+            "location": self.location,
+            "lease_id": self.lease_id,
+            "request_id": self.request_id,
+            "deps": sorted(self.deps),
+            "cancelled": self.cancelled,
+        }
+
+
+@attrs.define(eq=False)
+class Lease:
+    lease_id: str
+    worker: str
+    node: str
+    key: tuple
+    running: set[str] = attrs.Factory(set)
+    idle_ticks: int = 0
+
+
+@attrs.define(eq=False)
+class KeyState:
+    queue: collections.deque = attrs.Factory(collections.deque)
+    requests: dict[str, str | None] = attrs.Factory(dict)  # request id -> bound task id
+    leases: dict[str, Lease] = attrs.Factory(dict)
+
+
+@attrs.define(eq=False)
+class ActorState:
+    actor_id: str
+    owner: str
+    worker: str | None = None
+    node: str | None = None
+    lease_id: str | None = None
+    dead: ErrorInfo | None = None
+    locating: bool = False
+    queue: collections.deque = attrs.Factory(collections.deque)  # calls waiting for the address
+
+
+def _scheduling_key(spec: TaskSpec) -> tuple:
+    if spec.kind == "actor_create":
+        return ("actor", spec.task_id)
+    deps = tuple(sorted(a.ref.object_id for a in spec.args if a.ref is not None))
+    return ("task", spec.resources, deps)
+
+
+class TaskSubmitter:
+    """Owner side of scheduling: tasks, lease requests, leases, actor calls."""
+
+    def __init__(self, worker: WorkerCore) -> None:
+        self.worker = worker
+        self.tasks: dict[str, TaskEntry] = {}
+        self.keys: dict[tuple, KeyState] = {}
+        self.requests: dict[str, tuple] = {}  # request id -> scheduling key
+        self.leases: dict[str, Lease] = {}
+        self.actors: dict[str, ActorState] = {}
+        self.waiting_on: dict[str, set[str]] = {}  # owned object -> tasks waiting for it
+        self.request_nodes: dict[str, str] = {}  # lease request -> node it waits at
+
+    @property
+    def refs(self):
+        return self.worker.refs
+
+    @property
+    def address(self) -> str:
+        return self.worker.address
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "tasks": {tid: t.snapshot() for tid, t in sorted(self.tasks.items())},
+            "leases": {
+                lid: {"worker": l.worker, "node": l.node, "running": sorted(l.running), "idle_ticks": l.idle_ticks}
+                for lid, l in sorted(self.leases.items())
+            },
+            "requests": {rid: self.keys[k].requests.get(rid) for rid, k in sorted(self.requests.items())},
+            "queues": {repr(k): list(ks.queue) for k, ks in self.keys.items() if ks.queue},
+            "actors": {
+                aid: {"worker": a.worker, "node": a.node, "lease_id": a.lease_id, "dead": a.dead is not None, "queue": list(a.queue)}
+                for aid, a in sorted(self.actors.items())
+            },
+        }
+
+    # ------------------------------------------------------------------ submit
+    def submit(self, spec: TaskSpec) -> list[Effect]:
+        """Spec: Scheduling!OwnerSubmit
+
+        The caller becomes the owner: it writes the table entry (lineage,
+        pending) and the task's argument references, then queues the task
+        once its owned arguments exist.
+        """
+        if spec.owner != self.address:
+            raise ValueError(f"task {spec.task_id} is owned by {spec.owner}, not by {self.address}")
+        if spec.task_id in self.tasks:
+            raise ValueError(f"task {spec.task_id} submitted twice")
+        kind = "actor" if spec.kind == "actor_create" else "object"
+        ret = self.refs.add_owned(spec.return_id, kind=kind, task_id=spec.task_id)
+        ret.local += 1  # the ObjectRef/ActorRef the API hands back
+        task = TaskEntry(spec=spec, key=_scheduling_key(spec), retries_left=max(0, spec.max_retries))
+        self.tasks[spec.task_id] = task
+        held: list[str] = []
+        for arg in spec.args:
+            if arg.ref is not None:
+                held.append(arg.ref.object_id)
+            if arg.value is not None:
+                held.extend(r.object_id for r in arg.value.refs)
+        task.held = held
+        task.holding = True
+        fx = self.refs.submit_with_ref(held)
+        if spec.max_retries > 0:
+            deps = tuple(
+                a.ref.object_id
+                for a in spec.args
+                if a.ref is not None and (r := self.refs.get_ref(a.ref.object_id)) is not None and r.owned
+            )
+            for dep in deps:
+                self.refs.table[dep].lineage += 1
+            ret.lineage_deps = deps
+        if spec.kind == "actor_create":
+            self.actors[spec.return_id] = ActorState(actor_id=spec.return_id, owner=self.address)
+        if spec.kind == "actor_method":
+            return fx + self._submit_actor_call(task)
+        return fx + self._resolve_dependencies(task)
+
+    def _resolve_dependencies(self, task: TaskEntry) -> list[Effect]:
+        """Wait for owned arguments that are pending; recreate lost ones."""
+        fx: list[Effect] = []
+        task.state = WAITING
+        task.deps.clear()
+        for arg in task.spec.args:
+            if arg.ref is None:
+                continue
+            ref = self.refs.get_ref(arg.ref.object_id)
+            if ref is None:
+                continue
+            if not ref.owned:
+                if arg.ref.owner in self.worker.dead_workers:
+                    return fx + self._fail(task, _owner_died_error(arg.ref))
+                continue
+            if ref.status == FAILED:
+                return fx + self._fail(task, ref.error)
+            if ref.status == READY:
+                continue
+            task.deps.add(ref.object_id)
+            self.waiting_on.setdefault(ref.object_id, set()).add(task.spec.task_id)
+        for dep in sorted(task.deps):
+            ref = self.refs.table[dep]
+            if ref.status in (LOST, FREED):
+                fx += self.worker.failures.reconstruct(ref)
+        if task.state == WAITING and not task.deps:
+            fx += self._enqueue(task)
+        return fx
+
+    def dependency_resolved(self, ref: Reference) -> list[Effect]:
+        """An owned object became ready or failed: release tasks waiting on it."""
+        waiting = self.waiting_on.get(ref.object_id)
+        if not waiting or ref.status not in (READY, FAILED):
+            return []
+        del self.waiting_on[ref.object_id]
+        fx: list[Effect] = []
+        for task_id in sorted(waiting):
+            task = self.tasks.get(task_id)
+            if task is None or task.state != WAITING or ref.object_id not in task.deps:
+                continue
+            if ref.status == FAILED:
+                fx += self._fail(task, ref.error)
+                continue
+            task.deps.discard(ref.object_id)
+            if not task.deps:
+                fx += self._enqueue(task)
+        return fx
+
+    def _enqueue(self, task: TaskEntry) -> list[Effect]:
+        task.state = QUEUED
+        task.location = None
+        ks = self.keys.setdefault(task.key, KeyState())
+        ks.queue.append(task.spec.task_id)
+        return self._pump(task.key)
+
+    def _pump(self, key: tuple) -> list[Effect]:
+        """Dispatch queued tasks onto leases with room; lease more if needed."""
+        ks = self.keys.get(key)
+        if ks is None:
+            return []
+        fx: list[Effect] = []
+        depth = max(1, self.worker.config.pipeline_depth)
+        if key[0] != "actor":
+            for lease in sorted(ks.leases.values(), key=lambda l: l.lease_id):
+                while ks.queue and len(lease.running) < depth:
+                    task = self.tasks[ks.queue[0]]
+                    fx += self.reuse_lease(lease, task)
+        unbound = [tid for tid in ks.queue if self.tasks[tid].request_id is None]
+        while unbound and len(ks.requests) < max(1, self.worker.config.max_pending_lease_requests):
+            fx += self.request_lease(self.tasks[unbound.pop(0)])
+        if key[0] != "actor" and not ks.queue and self.worker.config.lease_idle_ticks <= 0:
+            for lease in sorted(ks.leases.values(), key=lambda l: l.lease_id):
+                if not lease.running:
+                    fx += self.return_lease(lease)
+        self._gc_key(key)
+        return fx
+
+    def _gc_key(self, key: tuple) -> None:
+        ks = self.keys.get(key)
+        if ks is not None and not ks.queue and not ks.requests and not ks.leases:
+            del self.keys[key]
+
+    # ------------------------------------------------------------------ leases
+    def request_lease(self, task: TaskEntry) -> list[Effect]:
+        """Spec: Scheduling!OwnerRequestLease
+
+        Ask the local scheduler for a worker; the requested node becomes the
+        task's pending location before the request leaves.
+        """
+        if task.state != QUEUED or task.request_id is not None:
+            return []
+        ks = self.keys[task.key]
+        request_id = self.worker.ids.next("q")
+        node = self.worker.node
+        task.request_id = request_id
+        task.location = node
+        ks.requests[request_id] = task.spec.task_id
+        self.requests[request_id] = task.key
+        self.request_nodes[request_id] = node
+        deps = tuple(sorted(a.ref.object_id for a in task.spec.args if a.ref is not None))
+        msg = RequestLease(
+            request_id=request_id,
+            owner=self.address,
+            task_id=task.spec.task_id,
+            resources=task.spec.resources,
+            deps=deps,
+            actor=task.spec.kind == "actor_create",
+        )
+        return [Send(node, msg)]
+
+    def handle_spillback(self, msg: Spillback) -> list[Effect]:
+        """Spec: Scheduling!OwnerHandleSpillback
+
+        The scheduler redirected the request: record the new node as the
+        pending location, then ask that node's scheduler.
+        """
+        key = self.requests.get(msg.request_id)
+        if key is None or msg.node in self.worker.dead_nodes:
+            return self._retry_request(msg.request_id) if key is not None else []
+        ks = self.keys[key]
+        task_id = ks.requests[msg.request_id]
+        task = self.tasks.get(task_id) if task_id else None
+        if task is not None and task.request_id == msg.request_id:
+            task.location = msg.node
+        resources = task.spec.resources if task is not None else key[1]
+        deps = key[2] if key[0] == "task" else ()
+        req = RequestLease(
+            request_id=msg.request_id,
+            owner=self.address,
+            task_id=task_id or "",
+            resources=resources,
+            deps=deps,
+            spilled=True,
+            actor=key[0] == "actor",
+        )
+        self.request_nodes[msg.request_id] = msg.node
+        return [Send(msg.node, req)]
+
+    def handle_grant(self, msg: LeaseGranted) -> list[Effect]:
+        """Spec: Scheduling!OwnerHandleGrant
+
+        A worker is leased to us: record the worker as the task's location,
+        then push the task to it directly.
+        """
+        if msg.lease_id in self.leases:
+            return []  # a duplicate of a grant we already use
+        key = self.requests.get(msg.request_id)
+        if key is None:
+            # A grant nobody waits for (the request was retried): give it back.
+            return [Send(msg.node, ReturnLease(lease_id=msg.lease_id, worker=msg.worker))]
+        if msg.worker in self.worker.dead_workers or msg.node in self.worker.dead_nodes:
+            return self._retry_request(msg.request_id)
+        del self.requests[msg.request_id]
+        self.request_nodes.pop(msg.request_id, None)
+        ks = self.keys[key]
+        task_id = ks.requests.pop(msg.request_id)
+        lease = Lease(lease_id=msg.lease_id, worker=msg.worker, node=msg.node, key=key)
+        self.leases[lease.lease_id] = lease
+        task = self.tasks.get(task_id) if task_id else None
+        if task is not None and task.request_id == msg.request_id:
+            task.request_id = None
+        fx: list[Effect] = []
+        if key[0] == "actor":
+            actor = self.actors.get(task.spec.return_id) if task is not None else None
+            if task is None or actor is None or task.state != QUEUED:
+                del self.leases[lease.lease_id]
+                self._gc_key(key)
+                return [Send(msg.node, ReturnLease(lease_id=msg.lease_id, worker=msg.worker, kill=True))]
+            actor.lease_id, actor.node = lease.lease_id, lease.node
+            ks.leases[lease.lease_id] = lease
+            return self._dispatch(lease, task)
+        ks.leases[lease.lease_id] = lease
+        if task is None or task.state != QUEUED:
+            task = self.tasks[ks.queue[0]] if ks.queue else None
+        if task is None:
+            return self.return_lease(lease) + self._pump(key)
+        fx += self._dispatch(lease, task)
+        fx += self._pump(key)
+        return fx
+
+    def reuse_lease(self, lease: Lease, task: TaskEntry) -> list[Effect]:
+        """Spec: Scheduling!OwnerReuseLease
+
+        A leased worker of the same scheduling key has room: the owner
+        bypasses the scheduler and dispatches the next queued task to it.
+        """
+        if task.state != QUEUED or lease.key != task.key:
+            return []
+        if len(lease.running) >= max(1, self.worker.config.pipeline_depth):
+            return []
+        return self._dispatch(lease, task)
+
+    def _dispatch(self, lease: Lease, task: TaskEntry) -> list[Effect]:
+        ks = self.keys.get(task.key)
+        if ks is not None and task.spec.task_id in ks.queue:
+            ks.queue.remove(task.spec.task_id)
+        if task.request_id is not None and ks is not None:
+            # The request stays pending; whichever task is queued when it is
+            # granted will use it.
+            ks.requests[task.request_id] = None
+            task.request_id = None
+        task.state = RUNNING
+        task.location = lease.worker  # recorded before the task leaves
+        task.lease_id = lease.lease_id
+        task.attempt += 1
+        lease.running.add(task.spec.task_id)
+        lease.idle_ticks = 0
+        spec = self._resolved_spec(task)
+        return [Send(lease.worker, PushTask(task=spec, lease_id=lease.lease_id, attempt=task.attempt))]
+
+    def _resolved_spec(self, task: TaskEntry) -> TaskSpec:
+        """Inline owned arguments that are small and ready (DESIGN §2)."""
+        args: list[Arg] = []
+        changed = False
+        for arg in task.spec.args:
+            if arg.ref is not None:
+                ref = self.refs.get_ref(arg.ref.object_id)
+                if (
+                    ref is not None
+                    and ref.owned
+                    and ref.kind == "object"
+                    and ref.value is not None
+                    and ref.value.size <= self.worker.config.inline_threshold
+                ):
+                    args.append(Arg(value=ref.value, name=arg.name))
+                    changed = True
+                    continue
+            args.append(arg)
+        return attrs.evolve(task.spec, args=tuple(args)) if changed else task.spec
+
+    def return_lease(self, lease: Lease) -> list[Effect]:
+        """Spec: Scheduling!OwnerReturnLease
+
+        No queued task of the lease's scheduling key is left (or the idle
+        timeout passed): give the worker back to its scheduler.
+        """
+        if lease.running or lease.lease_id not in self.leases:
+            return []
+        del self.leases[lease.lease_id]
+        ks = self.keys.get(lease.key)
+        if ks is not None:
+            ks.leases.pop(lease.lease_id, None)
+            self._gc_key(lease.key)
+        if lease.node in self.worker.dead_nodes or lease.worker in self.worker.dead_workers:
+            return []
+        return [Send(lease.node, ReturnLease(lease_id=lease.lease_id, worker=lease.worker))]
+
+    def tick(self) -> list[Effect]:
+        """Idle leases age by one tick; old enough ones are returned."""
+        fx: list[Effect] = []
+        for lease in sorted(self.leases.values(), key=lambda l: l.lease_id):
+            if lease.key[0] == "actor" or lease.running:
+                continue
+            ks = self.keys.get(lease.key)
+            if ks is not None and ks.queue:
+                continue
+            lease.idle_ticks += 1
+            if lease.idle_ticks >= self.worker.config.lease_idle_ticks:
+                fx += self.return_lease(lease)
+        return fx
+
+    # ------------------------------------------------------------------ replies
+    def handle_reply(self, msg: TaskReply) -> list[Effect]:
+        """Spec: Scheduling!OwnerHandleReply
+
+        The task finished: store its result in the table (value inline, or
+        the node holding the copy), merge the executor's borrowed refs,
+        release the task's references, and reuse or return the lease.
+        """
+        fx: list[Effect] = []
+        lease = self.leases.get(msg.lease_id) if msg.lease_id else None
+        task = self.tasks.get(msg.task_id)
+        if lease is not None and msg.task_id in lease.running:
+            lease.running.discard(msg.task_id)
+            lease.idle_ticks = 0
+        current = task is not None and task.state == RUNNING and msg.attempt == task.attempt
+        if not current:
+            fx += self._late_reply(msg)
+            fx += self.refs.handle_reply(msg.worker, [], msg.borrowed)
+            if lease is not None:
+                fx += self._pump(lease.key)
+            return fx
+        assert task is not None
+        task.state = DONE
+        task.location = None
+        ret = self.refs.get_ref(task.spec.return_id)
+        if task.spec.kind == "actor_create":
+            fx += self._actor_created(task, msg)
+        elif ret is not None and not task.cancelled:
+            if msg.error is not None:
+                fx += self.refs.set_failed(ret, msg.error)
+            else:
+                fx += self.refs.set_ready(ret, value=msg.value, location=msg.location, refs=msg.refs)
+        elif msg.location is not None:
+            fx.append(Send(msg.location, FreeObject(object_id=msg.return_id)))
+        fx += self.refs.handle_reply(msg.worker, task.held if task.holding else [], msg.borrowed)
+        task.holding = False
+        if lease is not None and lease.key[0] != "actor":
+            fx += self._pump(lease.key)
+        fx += self._maybe_forget(task)
+        return fx
+
+    def _late_reply(self, msg: TaskReply) -> list[Effect]:
+        """A reply for an attempt we gave up on: keep or free its stored copy."""
+        if msg.location is None:
+            return []
+        ref = self.refs.get_ref(msg.return_id)
+        if ref is not None and ref.owned and ref.in_scope() and ref.status in (READY, PENDING, LOST) and msg.error is None:
+            ref.locations.add(msg.location)
+            if ref.status != READY:
+                return self.refs.set_ready(ref, location=msg.location, refs=msg.refs)
+            return []
+        return [Send(msg.location, FreeObject(object_id=msg.return_id))]
+
+    def _maybe_forget(self, task: TaskEntry) -> list[Effect]:
+        ret = self.refs.get_ref(task.spec.return_id)
+        if ret is None and task.state in (DONE, FAILED) and self.tasks.get(task.spec.task_id) is task:
+            del self.tasks[task.spec.task_id]
+        return []
+
+    def forget_lineage(self, ref: Reference) -> list[Effect]:
+        """An object left the table: its task's lineage (and actor record) go too."""
+        task = self.tasks.get(ref.task_id) if (ref.owned and ref.task_id) else None
+        if task is not None and task.state in (DONE, FAILED):
+            del self.tasks[task.spec.task_id]
+        if ref.kind == "actor":
+            actor = self.actors.get(ref.object_id)
+            if actor is not None and actor.lease_id is None and not actor.queue:
+                del self.actors[ref.object_id]
+        return []
+
+    def _fail(self, task: TaskEntry, error: ErrorInfo | None) -> list[Effect]:
+        """The task will not produce its value: fail the return object."""
+        error = error or ErrorInfo(kind="object_lost", message=f"task {task.spec.task_id} failed")
+        ks = self.keys.get(task.key)
+        if ks is not None and task.spec.task_id in ks.queue:
+            ks.queue.remove(task.spec.task_id)
+        if task.request_id is not None and ks is not None and task.request_id in ks.requests:
+            ks.requests[task.request_id] = None
+        task.request_id = None
+        for dep in task.deps:
+            waiting = self.waiting_on.get(dep)
+            if waiting is not None:
+                waiting.discard(task.spec.task_id)
+                if not waiting:
+                    del self.waiting_on[dep]
+        task.deps.clear()
+        task.state = FAILED
+        task.location = None
+        fx: list[Effect] = []
+        if task.spec.kind == "actor_create":
+            actor = self.actors.get(task.spec.return_id)
+            if actor is not None:
+                fx += self._actor_dead(actor, error)
+        ret = self.refs.get_ref(task.spec.return_id)
+        if ret is not None and ret.status != FAILED:
+            fx += self.refs.set_failed(ret, error)
+        if task.holding:
+            task.holding = False
+            fx += self.refs.release_submitted(task.held)
+        fx += self._pump(task.key) if task.key in self.keys else []
+        fx += self._maybe_forget(task)
+        return fx
+
+    # ------------------------------------------------------------------ cancel
+    def cancel(self, object_id: str) -> list[Effect]:
+        """``ownership.cancel``: fail the return object now; stop the task if it runs."""
+        ref = self.refs.get_ref(object_id)
+        if ref is None or not ref.owned or ref.task_id is None:
+            return []
+        task = self.tasks.get(ref.task_id)
+        if task is None or task.state not in (WAITING, QUEUED, RUNNING):
+            return []
+        error = ErrorInfo(kind="cancelled", message=f"task {task.spec.task_id} was cancelled")
+        if task.state == RUNNING:
+            task.cancelled = True
+            fx: list[Effect] = []
+            if task.location is not None and task.location not in self.worker.dead_workers:
+                fx.append(Send(task.location, CancelTask(task_id=task.spec.task_id)))
+            return fx + self.refs.set_failed(ref, error)
+        return self._fail(task, error)
+
+    # ------------------------------------------------------------------ failures
+    def handle_failure(self, dead_workers: set[str], dead_nodes: set[str]) -> list[Effect]:
+        """Spec: Scheduling!OwnerHandleFailure
+
+        A worker or node died: leases there are gone, lease requests waiting
+        at a dead node are asked again, and every task whose pending location
+        was the dead worker is resubmitted (or fails when out of retries).
+        """
+        fx: list[Effect] = []
+        for lease in sorted(self.leases.values(), key=lambda l: l.lease_id):
+            if lease.worker in dead_workers or lease.node in dead_nodes:
+                del self.leases[lease.lease_id]
+                ks = self.keys.get(lease.key)
+                if ks is not None:
+                    ks.leases.pop(lease.lease_id, None)
+        for request_id, node in sorted(self.request_nodes.items()):
+            if node in dead_nodes:
+                fx += self._retry_request(request_id)
+        for task in sorted(self.tasks.values(), key=lambda t: t.spec.task_id):
+            if task.state == QUEUED and task.request_id is not None and task.location in dead_nodes:
+                fx += self._retry_request(task.request_id)
+        for actor in sorted(self.actors.values(), key=lambda a: a.actor_id):
+            if actor.dead is None and actor.worker is not None and (actor.worker in dead_workers or actor.node in dead_nodes):
+                fx += self._actor_dead(
+                    actor, ErrorInfo(kind="actor_died", message=f"the actor {actor.actor_id} on worker {actor.worker} died")
+                )
+        for task in sorted(self.tasks.values(), key=lambda t: t.spec.task_id):
+            if task.state == RUNNING and task.location in dead_workers:
+                if task.spec.kind == "actor_method":
+                    fx += self._fail(
+                        task,
+                        ErrorInfo(kind="actor_died", message=f"the actor running task {task.spec.task_id} died"),
+                    )
+                else:
+                    fx += self.resubmit(task)
+            elif task.state == WAITING:
+                for arg in task.spec.args:
+                    if arg.ref is not None and arg.ref.owner in dead_workers:
+                        fx += self._fail(task, _owner_died_error(arg.ref))
+                        break
+        for key in list(self.keys):
+            fx += self._pump(key)
+        return fx
+
+    def _retry_request(self, request_id: str) -> list[Effect]:
+        """A lease request sat at a node that died: ask the local scheduler again."""
+        key = self.requests.pop(request_id, None)
+        self.request_nodes.pop(request_id, None)
+        if key is None:
+            return []
+        ks = self.keys[key]
+        task_id = ks.requests.pop(request_id, None)
+        task = self.tasks.get(task_id) if task_id else None
+        if task is not None and task.request_id == request_id:
+            task.request_id = None
+            task.location = None
+            if task.state == QUEUED:
+                return self.request_lease(task) + self._pump(key)
+        return self._pump(key)
+
+    def resubmit(self, task: TaskEntry) -> list[Effect]:
+        """Spec: Scheduling!OwnerResubmit
+
+        The task's worker died (or its value was lost): run it again if the
+        retry budget allows, else fail its return object.
+        """
+        if task.state in (WAITING, QUEUED) or (task.state == RUNNING and task.location not in self.worker.dead_workers):
+            return []
+        if task.retries_left <= 0:
+            kind = "worker_crashed" if task.state == RUNNING else "object_lost"
+            where = f" on {task.location}" if task.state == RUNNING else ""
+            message = (
+                f"the worker running task {task.spec.task_id}{where} died and no retries are left"
+                if kind == "worker_crashed"
+                else f"object {task.spec.return_id} was lost and task {task.spec.task_id} has no retries left"
+            )
+            return self._fail(task, ErrorInfo(kind=kind, message=message))
+        fx: list[Effect] = []
+        if task.state == RUNNING:
+            lease = self.leases.get(task.lease_id) if task.lease_id else None
+            if lease is not None:
+                lease.running.discard(task.spec.task_id)
+        elif not task.holding:
+            # Reconstruction of a finished task: it holds its arguments again.
+            task.holding = True
+            fx += self.refs.submit_with_ref(task.held)
+        task.retries_left -= 1
+        task.lease_id = None
+        task.location = None
+        task.cancelled = False
+        ret = self.refs.get_ref(task.spec.return_id)
+        if ret is not None:
+            ret.status = PENDING
+            ret.error = None
+        fx += self._resolve_dependencies(task)
+        return fx
+
+    # ------------------------------------------------------------------ actors
+    def _actor_created(self, task: TaskEntry, msg: TaskReply) -> list[Effect]:
+        actor = self.actors.get(task.spec.return_id)
+        ret = self.refs.get_ref(task.spec.return_id)
+        fx: list[Effect] = []
+        lease = self.leases.get(msg.lease_id) if msg.lease_id else None
+        if msg.error is not None or actor is None or ret is None or task.cancelled or not ret.in_scope():
+            error = msg.error or ErrorInfo(kind="cancelled", message=f"actor {task.spec.return_id} is no longer referenced")
+            if lease is not None:
+                fx += self._drop_actor_lease(lease, kill=True)
+            if actor is not None:
+                fx += self._actor_dead(actor, error)
+            if ret is not None and ret.status != FAILED:
+                fx += self.refs.set_failed(ret, error)
+            return fx
+        actor.worker = msg.worker
+        if lease is not None:
+            # The actor keeps its lease for life, apart from the task leases.
+            ks = self.keys.get(lease.key)
+            if ks is not None:
+                ks.leases.pop(lease.lease_id, None)
+                self._gc_key(lease.key)
+        fx += self.refs.set_ready(ret, location=msg.worker)
+        fx += self._flush_actor_queue(actor)
+        return fx
+
+    def _drop_actor_lease(self, lease: Lease, *, kill: bool) -> list[Effect]:
+        self.leases.pop(lease.lease_id, None)
+        ks = self.keys.get(lease.key)
+        if ks is not None:
+            ks.leases.pop(lease.lease_id, None)
+            self._gc_key(lease.key)
+        if lease.node in self.worker.dead_nodes or lease.worker in self.worker.dead_workers:
+            return []
+        return [Send(lease.node, ReturnLease(lease_id=lease.lease_id, worker=lease.worker, kill=kill))]
+
+    def kill_actor(self, actor_id: str) -> list[Effect]:
+        """The last reference to an actor is gone: give its lease back, stopping it."""
+        actor = self.actors.get(actor_id)
+        if actor is None:
+            return []
+        fx: list[Effect] = []
+        if actor.lease_id is not None:
+            lease = self.leases.get(actor.lease_id)
+            actor.lease_id = None
+            if lease is not None:
+                fx += self._drop_actor_lease(lease, kill=True)
+        if actor.dead is None:
+            actor.dead = ErrorInfo(kind="actor_died", message=f"actor {actor_id} was stopped: no references left")
+        if not actor.queue:
+            ret = self.refs.get_ref(actor_id)
+            if ret is None or not ret.owned:
+                self.actors.pop(actor_id, None)
+        return fx
+
+    def _actor_dead(self, actor: ActorState, error: ErrorInfo) -> list[Effect]:
+        fx: list[Effect] = []
+        actor.dead = error
+        if actor.lease_id is not None:
+            lease = self.leases.get(actor.lease_id)
+            actor.lease_id = None
+            if lease is not None:
+                fx += self._drop_actor_lease(lease, kill=True)
+        queued, actor.queue = list(actor.queue), collections.deque()
+        for task_id in queued:
+            task = self.tasks.get(task_id)
+            if task is not None:
+                fx += self._fail(task, error)
+        ret = self.refs.get_ref(actor.actor_id)
+        if ret is not None and ret.status not in (FAILED, FREED):
+            fx += self.refs.set_failed(ret, error)
+        for task in sorted(self.tasks.values(), key=lambda t: t.spec.task_id):
+            if task.spec.kind == "actor_method" and task.spec.actor_id == actor.actor_id and task.state == RUNNING:
+                fx += self._fail(task, error)
+        if not ret or not ret.owned:
+            self.actors.pop(actor.actor_id, None)
+        return fx
+
+    def _submit_actor_call(self, task: TaskEntry) -> list[Effect]:
+        spec = task.spec
+        actor_id = spec.actor_id
+        assert actor_id is not None
+        actor = self.actors.get(actor_id)
+        handle = self.refs.get_ref(actor_id)
+        if actor is None:
+            owner = handle.owner if handle is not None else ""
+            actor = self.actors[actor_id] = ActorState(actor_id=actor_id, owner=owner)
+        if actor.dead is not None:
+            return self._fail(task, actor.dead)
+        task.state = QUEUED
+        actor.queue.append(spec.task_id)
+        if actor.worker is not None:
+            return self._flush_actor_queue(actor)
+        if actor.owner != self.address and not actor.locating:
+            actor.locating = True
+            return self.refs.get(actor_id, Waiter("actor", actor_id), owner=actor.owner, kind="actor")
+        return []
+
+    def actor_located(self, actor_id: str, *, location: str | None = None, error: ErrorInfo | None = None, value: Payload | None = None) -> list[Effect]:
+        actor = self.actors.get(actor_id)
+        if actor is None:
+            return []
+        actor.locating = False
+        if error is not None or location is None:
+            return self._actor_dead(actor, error or ErrorInfo(kind="actor_died", message=f"actor {actor_id} has no worker"))
+        if location in self.worker.dead_workers:
+            return self._actor_dead(actor, ErrorInfo(kind="actor_died", message=f"the actor {actor_id} on worker {location} died"))
+        actor.worker = location
+        return self._flush_actor_queue(actor)
+
+    def _flush_actor_queue(self, actor: ActorState) -> list[Effect]:
+        fx: list[Effect] = []
+        while actor.queue and actor.worker is not None:
+            task = self.tasks.get(actor.queue.popleft())
+            if task is None or task.state != QUEUED:
+                continue
+            task.state = RUNNING
+            task.location = actor.worker  # recorded before the task leaves
+            task.attempt += 1
+            spec = self._resolved_spec(task)
+            fx.append(Send(actor.worker, PushTask(task=spec, lease_id=None, attempt=task.attempt)))
+        return fx
+
+
+def _owner_died_error(ref) -> ErrorInfo:
+    return ErrorInfo(kind="owner_died", message=f"the owner {ref.owner} of argument {ref.object_id} died")

@@ -1,0 +1,185 @@
+"""One worker process's protocol state: owner, borrower and executor at once.
+
+:class:`WorkerCore` composes the parts of DESIGN §2 that live in a worker
+(the driver is a worker too): the ownership table and reference counts
+(:class:`~ownership.core.refcount.ReferenceCounter`), task submission
+(:class:`~ownership.core.submitter.TaskSubmitter`), execution
+(:class:`~ownership.core.executor.TaskExecutor`) and failure handling
+(:class:`~ownership.core.recovery.FailureHandler`). It is driven only
+through :meth:`WorkerCore.handle`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import CoreConfig
+from .events import (
+    AddLocalRef,
+    Cancel,
+    CancelGet,
+    Effect,
+    Event,
+    EventLog,
+    GetValue,
+    IdGenerator,
+    Put,
+    Received,
+    Registered,
+    RemoveLocalRef,
+    Submit,
+    TaskBlocked,
+    TaskDone,
+    TaskUnblocked,
+    Tick,
+)
+from .executor import TaskExecutor
+from .messages import (
+    CancelTask,
+    GetObject,
+    LeaseGranted,
+    NodeDied,
+    ObjectCopy,
+    ObjectStored,
+    ObjectValue,
+    PushTask,
+    RefRemoved,
+    Spillback,
+    TaskReply,
+    WaitForRefRemoved,
+    WorkerDied,
+    WorkerRegistered,
+)
+from .recovery import FailureHandler
+from .refcount import ReferenceCounter, Waiter
+from .submitter import TaskSubmitter
+
+__all__ = ["WorkerCore", "UnexpectedEvent"]
+
+
+class UnexpectedEvent(ValueError):
+    """An event or message this core does not handle (it is logged and dropped)."""
+
+
+class WorkerCore:
+    def __init__(self, address: str, node: str, config: CoreConfig | None = None, *, driver: bool = False) -> None:
+        self.address = address
+        self.node = node
+        self.driver = driver
+        self.config = config or CoreConfig()
+        self.ids = IdGenerator(address)
+        self.dead_workers: set[str] = set()
+        self.dead_nodes: set[str] = set()
+        self.registered = False
+        self.log = EventLog(self.config.log_size)
+        self.refs = ReferenceCounter(self)
+        self.submitter = TaskSubmitter(self)
+        self.executor = TaskExecutor(self)
+        self.failures = FailureHandler(self)
+        self.dropped: int = 0  # messages ignored (from dead peers, unknown types)
+
+    # ------------------------------------------------------------------ ids
+    def new_task_ids(self) -> tuple[str, str]:
+        """A task id and its return object's id, for the API to build a TaskSpec."""
+        task_id = self.ids.next("t")
+        return task_id, f"{task_id}.r"
+
+    def new_object_id(self) -> str:
+        return self.ids.next("p")
+
+    # ------------------------------------------------------------------ entry point
+    def handle(self, event: Event) -> list[Effect]:
+        effects = self._dispatch(event)
+        self.log.append(event, effects)
+        return effects
+
+    def _dispatch(self, event: Event) -> list[Effect]:
+        if isinstance(event, Received):
+            return self._receive(event.src, event.msg)
+        if isinstance(event, RemoveLocalRef):
+            return self.refs.release_ref(event.object_id)
+        if isinstance(event, AddLocalRef):
+            return self.refs.add_local_ref(event.object_id, event.owner, event.kind)
+        if isinstance(event, GetValue):
+            ref = self.refs.get_ref(event.object_id)
+            owner = ref.owner if ref is not None else None
+            return self.refs.get(event.object_id, Waiter("api", event.request_id), owner=owner)
+        if isinstance(event, CancelGet):
+            return self.refs.cancel_waiter(Waiter("api", event.request_id))
+        if isinstance(event, Submit):
+            return self.submitter.submit(event.task)
+        if isinstance(event, Put):
+            return self.refs.put(event.object_id, event.value)
+        if isinstance(event, TaskDone):
+            return self.executor.finish_task(event.task_id, value=event.value, error=event.error)
+        if isinstance(event, TaskBlocked):
+            return self.executor.blocked(event.task_id, True)
+        if isinstance(event, TaskUnblocked):
+            return self.executor.blocked(event.task_id, False)
+        if isinstance(event, Cancel):
+            return self.submitter.cancel(event.object_id)
+        if isinstance(event, Tick):
+            return self.submitter.tick()
+        raise UnexpectedEvent(f"worker core cannot handle {event!r}")
+
+    def _receive(self, src: str, msg: Any) -> list[Effect]:
+        if src in self.dead_workers:
+            # A message sent before its sender's death arrived after the
+            # notification: the scan already accounted for that process.
+            self.dropped += 1
+            return []
+        if isinstance(msg, TaskReply):
+            return self.submitter.handle_reply(msg)
+        if isinstance(msg, PushTask):
+            return self.executor.execute(msg)
+        if isinstance(msg, LeaseGranted):
+            return self.submitter.handle_grant(msg)
+        if isinstance(msg, Spillback):
+            return self.submitter.handle_spillback(msg)
+        if isinstance(msg, GetObject):
+            return self.refs.handle_get_object(src, msg)
+        if isinstance(msg, ObjectValue):
+            return self.refs.handle_object_value(src, msg)
+        if isinstance(msg, ObjectCopy):
+            return self.refs.handle_object_copy(src, msg)
+        if isinstance(msg, ObjectStored):
+            return self.refs.handle_object_stored(src, msg)
+        if isinstance(msg, WaitForRefRemoved):
+            return self.refs.handle_wait_for_ref_removed(msg)
+        if isinstance(msg, RefRemoved):
+            return self.refs.handle_ref_removed(msg)
+        if isinstance(msg, (WorkerDied, NodeDied)):
+            return self.failures.handle_failure(msg)
+        if isinstance(msg, CancelTask):
+            return self.executor.cancel(msg)
+        if isinstance(msg, WorkerRegistered):
+            if self.registered:
+                return []
+            self.registered = True
+            return [Registered()]
+        self.dropped += 1
+        return []
+
+    # ------------------------------------------------------------------ inspection
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "node": self.node,
+            "driver": self.driver,
+            "objects": self.refs.snapshot(),
+            "submitter": self.submitter.snapshot(),
+            "executor": self.executor.snapshot(),
+            "dead_workers": sorted(self.dead_workers),
+            "dead_nodes": sorted(self.dead_nodes),
+        }
+
+    def is_idle(self) -> bool:
+        """No table entry, task, lease or actor left (the no-leak check)."""
+        return not (
+            self.refs.table
+            or self.submitter.tasks
+            or self.submitter.leases
+            or self.submitter.keys
+            or self.submitter.actors
+            or self.executor.running
+        )

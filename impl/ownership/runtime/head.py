@@ -1,0 +1,76 @@
+"""The head service: membership and failure publication, around :class:`HeadCore`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from ..core.config import CoreConfig
+from ..core.events import Effect, Event, Received, Send, Tick
+from ..core.head import HeadCore
+from .transport import Transport, TransportClosed
+
+__all__ = ["HeadRuntime", "serve"]
+
+
+class HeadRuntime:
+    def __init__(self, transport: Transport, core: HeadCore, nursery: trio.Nursery, *, tick_interval: float | None = None) -> None:
+        self.transport = transport
+        self.core = core
+        self.address = core.address
+        self.tick_interval = tick_interval
+        self._nursery = nursery
+        self.closed = False
+
+    def handle(self, event: Event) -> None:
+        self._apply(self.core.handle(event))
+
+    def _apply(self, effects: list[Effect]) -> None:
+        for e in effects:
+            if isinstance(e, Send):
+                self.transport.send_nowait(e.dst, e.msg)
+            else:
+                raise TypeError(f"head shell cannot carry out {e!r}")
+
+    async def _receive_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    env = await self.transport.receive()
+                except TransportClosed:
+                    return
+                if env.src == env.dst == self.address and isinstance(env.msg, Tick):
+                    self.handle(env.msg)
+                else:
+                    self.handle(Received(env.src, env.msg))
+        finally:
+            self.closed = True
+            self._nursery.cancel_scope.cancel()
+
+    async def _ticker(self) -> None:
+        assert self.tick_interval is not None
+        while True:
+            await trio.sleep(self.tick_interval)
+            self.handle(Tick())
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.core.snapshot()
+
+
+async def serve(
+    transport: Transport,
+    *,
+    config: CoreConfig | None = None,
+    tick_interval: float | None = None,
+    task_status: trio.TaskStatus[HeadRuntime] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the head until its transport closes."""
+    core = HeadCore(transport.address, config)
+    async with trio.open_nursery() as nursery:
+        rt = HeadRuntime(transport, core, nursery, tick_interval=tick_interval)
+        nursery.start_soon(rt._receive_loop, name=f"receive {rt.address}")
+        if tick_interval is not None:
+            nursery.start_soon(rt._ticker, name=f"ticks {rt.address}")
+        task_status.started(rt)
+    rt.closed = True

@@ -1,0 +1,124 @@
+"""The node service: local scheduler + object store, around :class:`NodeCore`.
+
+A node starts and stops worker processes through a :class:`WorkerLauncher`
+(in-memory: trio tasks; over TCP: OS processes) and learns of their exit
+through :meth:`Transport.watch` (a local PeerLost notification).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import trio
+
+from ..core.config import CoreConfig
+from ..core.events import Effect, Event, KillWorker, ObjectFreed, PeerLost, Received, Send, StartWorker, Tick, Watch
+from ..core.messages import Resources
+from ..core.node import NodeCore
+from ..core.scheduler import SchedulingPolicy
+from .transport import Transport, TransportClosed
+
+__all__ = ["WorkerLauncher", "NodeRuntime", "serve"]
+
+
+class WorkerLauncher(Protocol):
+    """Starts and stops worker processes for a node."""
+
+    async def launch(self, node: str) -> None:
+        """Start one worker process for ``node``; it registers itself with the node."""
+
+    def kill(self, worker: str) -> None:
+        """Stop worker ``worker`` (its exit is then seen through ``Transport.watch``)."""
+
+
+class NodeRuntime:
+    def __init__(
+        self,
+        transport: Transport,
+        core: NodeCore,
+        nursery: trio.Nursery,
+        launcher: WorkerLauncher,
+        *,
+        tick_interval: float | None = None,
+    ) -> None:
+        self.transport = transport
+        self.core = core
+        self.address = core.address
+        self.launcher = launcher
+        self.tick_interval = tick_interval
+        self._nursery = nursery
+        self.closed = False
+        self.ready = trio.Event()
+        #: called with an object id when the store frees a copy (shared memory cleanup)
+        self.on_object_freed: list[Any] = []
+
+    def handle(self, event: Event) -> None:
+        self._apply(self.core.handle(event))
+        if not self.ready.is_set():
+            s = self.core.scheduler
+            if sum(1 for w in s.workers.values() if w.state == "idle") >= s.pool_size:
+                self.ready.set()
+
+    def _apply(self, effects: list[Effect]) -> None:
+        for e in effects:
+            if isinstance(e, Send):
+                self.transport.send_nowait(e.dst, e.msg)
+            elif isinstance(e, StartWorker):
+                self._nursery.start_soon(self.launcher.launch, self.address)
+            elif isinstance(e, KillWorker):
+                self.launcher.kill(e.worker)
+            elif isinstance(e, Watch):
+                self.transport.watch(e.address)
+            elif isinstance(e, ObjectFreed):
+                for hook in self.on_object_freed:
+                    hook(e.object_id)
+            else:
+                raise TypeError(f"node shell cannot carry out {e!r}")
+
+    async def _receive_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    env = await self.transport.receive()
+                except TransportClosed:
+                    return
+                if env.src == env.dst == self.address and isinstance(env.msg, (Tick, PeerLost)):
+                    self.handle(env.msg)
+                else:
+                    self.handle(Received(env.src, env.msg))
+        finally:
+            self.closed = True
+            self._nursery.cancel_scope.cancel()
+
+    async def _ticker(self) -> None:
+        assert self.tick_interval is not None
+        while True:
+            await trio.sleep(self.tick_interval)
+            self.handle(Tick())
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.core.snapshot()
+
+
+async def serve(
+    transport: Transport,
+    *,
+    head: str,
+    resources: Resources,
+    pool_size: int,
+    launcher: WorkerLauncher,
+    config: CoreConfig | None = None,
+    policy: SchedulingPolicy | None = None,
+    tick_interval: float | None = None,
+    task_status: trio.TaskStatus[NodeRuntime] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run one node until its transport closes; starts its initial workers."""
+    core = NodeCore(transport.address, head, resources, pool_size=pool_size, config=config, policy=policy)
+    async with trio.open_nursery() as nursery:
+        rt = NodeRuntime(transport, core, nursery, launcher, tick_interval=tick_interval)
+        nursery.start_soon(rt._receive_loop, name=f"receive {rt.address}")
+        if tick_interval is not None:
+            nursery.start_soon(rt._ticker, name=f"ticks {rt.address}")
+        rt._apply(core.start())
+        task_status.started(rt)
+    rt.closed = True

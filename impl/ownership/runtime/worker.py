@@ -1,0 +1,478 @@
+"""The worker service: a trio shell around :class:`~ownership.core.worker.WorkerCore`.
+
+The shell feeds the core every stimulus (messages from the transport, local
+notifications, timer ticks, API calls, finished user code) and carries out
+the effects (send, run user code, answer a waiting get). It assumes nothing
+about the transport beyond :class:`~ownership.runtime.transport.Transport`,
+so the same service runs on the in-memory network and over TCP.
+
+User code: ``async def`` functions run on this worker's trio loop; sync
+functions run in a thread (``trio.to_thread``), so the worker keeps serving
+owners, borrowers and its node while they run; a blocking ``ownership.get``
+inside them goes back to the loop through ``trio.from_thread``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import inspect
+import itertools
+import pickle
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from ..core.config import CoreConfig
+from ..core.events import (
+    AddLocalRef,
+    Cancel,
+    CancelExecution,
+    CancelGet,
+    Effect,
+    Event,
+    Execute,
+    GetDone,
+    GetValue,
+    PeerLost,
+    Put,
+    Received,
+    Registered,
+    RemoveLocalRef,
+    Send,
+    Submit,
+    TaskBlocked,
+    TaskDone,
+    TaskUnblocked,
+    Tick,
+)
+from ..core.messages import Arg, ErrorInfo, Payload, RefInfo, RegisterWorker, TaskSpec
+from ..core.worker import WorkerCore
+from ..errors import (
+    ActorDiedError,
+    GetTimeoutError,
+    NoRuntimeError,
+    ObjectLostError,
+    OwnerDiedError,
+    OwnershipError,
+    TaskCancelledError,
+    TaskError,
+    WorkerCrashedError,
+)
+from .refs import ActorRef, ObjectRef, Shared, _Ref, _runtime_var, _task_var, current_task_id
+from .transport import Transport, TransportClosed
+from .values import error_from_exception, pack, unpack
+
+__all__ = ["WorkerRuntime", "serve", "exception_from_error"]
+
+
+def exception_from_error(error: ErrorInfo) -> OwnershipError:
+    """The documented exception for an :class:`ErrorInfo` (DESIGN §7)."""
+    if error.kind == "task":
+        cause = None
+        if error.exception is not None:
+            try:
+                cause = pickle.loads(error.exception.data)
+            except Exception:
+                cause = None
+        return TaskError(error.message, type_name=error.type_name, remote_traceback=error.traceback, cause=cause)
+    cls = {
+        "owner_died": OwnerDiedError,
+        "object_lost": ObjectLostError,
+        "worker_crashed": WorkerCrashedError,
+        "actor_died": ActorDiedError,
+        "cancelled": TaskCancelledError,
+    }.get(error.kind, OwnershipError)
+    return cls(error.message)
+
+
+@attrs.define(eq=False)
+class _GetSlot:
+    event: trio.Event = attrs.Factory(trio.Event)
+    result: GetDone | None = None
+    callback: Any = None
+
+
+class WorkerRuntime:
+    """One worker (or driver) process: its core, its transport, its user code."""
+
+    def __init__(self, transport: Transport, core: WorkerCore, nursery: trio.Nursery, *, tick_interval: float | None = None) -> None:
+        self.transport = transport
+        self.core = core
+        self.address = core.address
+        self.tick_interval = tick_interval
+        self._nursery = nursery
+        self.token = trio.lowlevel.current_trio_token()
+        self._loop_thread = threading.get_ident()
+        self._gets: dict[int, _GetSlot] = {}
+        self._get_ids = itertools.count(1)
+        self._scopes: dict[str, trio.CancelScope] = {}
+        self._functions: dict[str, Any] = {}
+        self._releases: collections.deque[str] = collections.deque()
+        self._blocked: collections.Counter[str] = collections.Counter()
+        self.actor: Any = None
+        self.closed = False
+        self.registered = trio.Event()
+        self.tasks_run = 0
+
+    # ------------------------------------------------------------------ core plumbing
+    def handle(self, event: Event) -> None:
+        if self.closed:
+            raise NoRuntimeError(f"worker {self.address} has stopped")
+        self._apply(self.core.handle(event))
+
+    def _apply(self, effects: list[Effect]) -> None:
+        for e in effects:
+            if isinstance(e, Send):
+                self.transport.send_nowait(e.dst, e.msg)
+            elif isinstance(e, GetDone):
+                slot = self._gets.get(e.request_id)
+                if slot is not None and slot.result is None:
+                    slot.result = e
+                    slot.event.set()
+                    if slot.callback is not None:
+                        slot.callback()
+            elif isinstance(e, Execute):
+                self._nursery.start_soon(self._run_task, e, name=f"task {e.task.task_id}")
+            elif isinstance(e, CancelExecution):
+                scope = self._scopes.get(e.task_id)
+                if scope is not None:
+                    scope.cancel()
+            elif isinstance(e, Registered):
+                self.registered.set()
+            else:
+                raise TypeError(f"worker shell cannot carry out {e!r}")
+
+    async def _receive_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    env = await self.transport.receive()
+                except TransportClosed:
+                    return
+                if env.src == env.dst == self.address and isinstance(env.msg, (Tick, PeerLost)):
+                    self.handle(env.msg)
+                else:
+                    self.handle(Received(env.src, env.msg))
+        finally:
+            self._stop()
+
+    async def _ticker(self) -> None:
+        assert self.tick_interval is not None
+        while True:
+            await trio.sleep(self.tick_interval)
+            self.handle(Tick())
+
+    def _stop(self) -> None:
+        self.closed = True
+        self._nursery.cancel_scope.cancel()
+
+    def on_loop_thread(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
+    # ------------------------------------------------------------------ references
+    def release_threadsafe(self, object_id: str) -> None:
+        """Called from ``__del__`` on any thread: queue the release for the loop."""
+        if self.closed:
+            return
+        self._releases.append(object_id)
+        try:
+            self.token.run_sync_soon(self._drain_releases, idempotent=True)
+        except trio.RunFinishedError:
+            pass
+
+    def _drain_releases(self) -> None:
+        while self._releases:
+            oid = self._releases.popleft()
+            if not self.closed:
+                self._apply(self.core.handle(RemoveLocalRef(oid)))
+
+    def _adopt(self, info: RefInfo) -> _Ref:
+        """A reference found while unpickling becomes a local ref object."""
+        self.handle(AddLocalRef(info.object_id, info.owner, info.kind))
+        cls = ActorRef if info.kind == "actor" else ObjectRef
+        return cls(info.object_id, info.owner, self)
+
+    def _pack_args(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Arg, ...]:
+        out: list[Arg] = []
+        items: list[tuple[str | None, Any]] = [(None, a) for a in args] + list(kwargs.items())
+        for name, value in items:
+            if type(value) is ObjectRef:
+                out.append(Arg(ref=value.__ownership_ref__(), name=name))
+            elif isinstance(value, Shared):
+                out.append(Arg(value=pack(value.ref), name=name))
+            else:
+                out.append(Arg(value=pack(value), name=name))
+        return tuple(out)
+
+    # ------------------------------------------------------------------ API
+    def _threadsafe(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.on_loop_thread():
+            return fn(*args, **kwargs)
+        return trio.from_thread.run_sync(functools.partial(fn, *args, **kwargs), trio_token=self.token)
+
+    def submit_task(
+        self,
+        function_id: str,
+        function: Payload,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        *,
+        resources: tuple[tuple[str, float], ...],
+        max_retries: int,
+        kind: str = "task",
+        name: str = "",
+    ) -> _Ref:
+        return self._threadsafe(self._submit, function_id, function, args, kwargs, resources, max_retries, kind, name, None, None)
+
+    def submit_actor_call(self, actor: ActorRef, method: str, args: Sequence[Any], kwargs: dict[str, Any]) -> ObjectRef:
+        return self._threadsafe(
+            self._submit, "", Payload(data=b""), args, kwargs, (), 0, "actor_method", method, actor.object_id, method
+        )
+
+    def _submit(
+        self,
+        function_id: str,
+        function: Payload,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        resources: tuple[tuple[str, float], ...],
+        max_retries: int,
+        kind: str,
+        name: str,
+        actor_id: str | None,
+        method: str | None,
+    ) -> _Ref:
+        packed = self._pack_args(args, kwargs)
+        task_id, return_id = self.core.new_task_ids()
+        spec = TaskSpec(
+            task_id=task_id,
+            owner=self.address,
+            return_id=return_id,
+            function_id=function_id,
+            function=function,
+            args=packed,
+            resources=resources,
+            max_retries=max_retries,
+            kind=kind,
+            actor_id=actor_id,
+            method=method,
+            name=name,
+        )
+        self.handle(Submit(spec))
+        cls = ActorRef if kind == "actor_create" else ObjectRef
+        return cls(return_id, self.address, self)
+
+    def put(self, value: Any) -> ObjectRef:
+        return self._threadsafe(self._put, value)
+
+    def _put(self, value: Any) -> ObjectRef:
+        payload = pack(value)
+        oid = self.core.new_object_id()
+        self.handle(Put(oid, payload))
+        return ObjectRef(oid, self.address, self)
+
+    def cancel(self, ref: ObjectRef) -> None:
+        self._threadsafe(self.handle, Cancel(ref.object_id))
+
+    def _register_gets(self, refs: Sequence[_Ref]) -> list[int]:
+        rids = []
+        for ref in refs:
+            if not isinstance(ref, ObjectRef):
+                raise TypeError(f"get() takes ObjectRefs, not {type(ref).__qualname__}")
+            if ref._runtime is not self:
+                raise ValueError(f"{ref!r} belongs to another process")
+            rid = next(self._get_ids)
+            self._gets[rid] = _GetSlot()
+            rids.append(rid)
+            self.handle(GetValue(rid, ref.object_id))
+        return rids
+
+    def _release_gets(self, rids: list[int]) -> None:
+        for rid in rids:
+            slot = self._gets.pop(rid, None)
+            if slot is not None and slot.result is None and not self.closed:
+                self.handle(CancelGet(rid))
+
+    @contextlib.contextmanager
+    def _maybe_blocked(self, task_id: str | None, waiting: bool):
+        """Tell the node a leased task waits on a get (its CPU can be lent)."""
+        if task_id is None or not waiting:
+            yield
+            return
+        self._blocked[task_id] += 1
+        if self._blocked[task_id] == 1:
+            self.handle(TaskBlocked(task_id))
+        try:
+            yield
+        finally:
+            self._blocked[task_id] -= 1
+            if self._blocked[task_id] <= 0:
+                del self._blocked[task_id]
+                if not self.closed:
+                    self.handle(TaskUnblocked(task_id))
+
+    def _value_of(self, done: GetDone) -> Any:
+        if done.error is not None:
+            raise exception_from_error(done.error)
+        assert done.value is not None
+        return unpack(done.value, self._adopt)
+
+    async def get_many(self, refs: Sequence[ObjectRef], timeout: float | None = None, *, task_id: str | None = None) -> list[Any]:
+        task_id = task_id if task_id is not None else current_task_id()
+        rids = self._register_gets(refs)
+        try:
+            waiting = any(self._gets[r].result is None for r in rids)
+            with self._maybe_blocked(task_id, waiting):
+                try:
+                    with trio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
+                        for rid in rids:
+                            await self._gets[rid].event.wait()
+                        if not waiting:
+                            await trio.lowlevel.checkpoint()
+                except trio.TooSlowError:
+                    raise GetTimeoutError(f"get() timed out after {timeout} s waiting for {len(refs)} object(s)") from None
+            results = [self._gets[rid].result for rid in rids]
+        finally:
+            self._release_gets(rids)
+        return [self._value_of(done) for done in results]  # type: ignore[arg-type]
+
+    async def get_one(self, ref: ObjectRef) -> Any:
+        return (await self.get_many([ref]))[0]
+
+    def get_blocking(self, refs: Sequence[ObjectRef], timeout: float | None = None) -> list[Any]:
+        """A blocking get from a task's thread: wait on the loop, off the busy count."""
+        task_id = current_task_id()
+
+        async def run() -> list[Any]:
+            with self.transport.idle():
+                return await self.get_many(refs, timeout, task_id=task_id)
+
+        try:
+            return trio.from_thread.run(run, trio_token=self.token)
+        except trio.RunFinishedError:
+            raise WorkerCrashedError(f"worker {self.address} stopped while waiting in get()") from None
+
+    async def wait(self, refs: Sequence[ObjectRef], num_returns: int = 1, timeout: float | None = None) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        refs = list(refs)
+        if not 0 <= num_returns <= len(refs):
+            raise ValueError(f"num_returns={num_returns} but {len(refs)} refs were given")
+        enough = trio.Event()
+        rids = self._register_gets(refs)
+        try:
+            def done_count() -> int:
+                return sum(1 for r in rids if self._gets[r].result is not None)
+
+            def on_done() -> None:
+                if done_count() >= num_returns:
+                    enough.set()
+
+            for rid in rids:
+                self._gets[rid].callback = on_done
+            on_done()
+            with trio.move_on_after(timeout) if timeout is not None else contextlib.nullcontext():
+                await enough.wait()
+            await trio.lowlevel.checkpoint()
+            ready_flags = [self._gets[r].result is not None for r in rids]
+        finally:
+            self._release_gets(rids)
+        ready = [ref for ref, ok in zip(refs, ready_flags) if ok][: max(num_returns, 0) or None]
+        ready_set = {id(r) for r in ready}
+        return ready, [ref for ref in refs if id(ref) not in ready_set]
+
+    def wait_blocking(self, refs: Sequence[ObjectRef], num_returns: int = 1, timeout: float | None = None):
+        async def run():
+            with self.transport.idle():
+                return await self.wait(refs, num_returns, timeout)
+
+        return trio.from_thread.run(run, trio_token=self.token)
+
+    # ------------------------------------------------------------------ user code
+    def _function(self, spec: TaskSpec) -> Any:
+        fn = self._functions.get(spec.function_id)
+        if fn is None:
+            fn = self._functions[spec.function_id] = pickle.loads(spec.function.data)
+        return fn
+
+    async def _run_user(self, fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+            return await fn(*args, **kwargs)
+        with self.transport.busy():
+            return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), abandon_on_cancel=True)
+
+    async def _call(self, spec: TaskSpec, payloads: tuple[Payload, ...]) -> Any:
+        values = [unpack(p, self._adopt) for p in payloads]
+        args = [v for a, v in zip(spec.args, values) if a.name is None]
+        kwargs = {a.name: v for a, v in zip(spec.args, values) if a.name is not None}
+        del values
+        if spec.kind == "actor_create":
+            self.actor = await self._run_user(self._function(spec), args, kwargs)
+            return None
+        if spec.kind == "actor_method":
+            if self.actor is None:
+                raise ActorDiedError(f"worker {self.address} hosts no actor")
+            fn = getattr(self.actor, spec.method or "")
+        else:
+            fn = self._function(spec)
+        return await self._run_user(fn, args, kwargs)
+
+    async def _run_task(self, effect: Execute) -> None:
+        spec = effect.task
+        _runtime_var.set(self)
+        _task_var.set(spec.task_id)
+        value: Payload | None = None
+        error: ErrorInfo | None = None
+        with trio.CancelScope() as scope:
+            self._scopes[spec.task_id] = scope
+            try:
+                result = await self._call(spec, effect.args)
+                if spec.kind != "actor_create":
+                    value = pack(result)
+                del result
+            except Exception as exc:
+                error = error_from_exception(exc)
+                del exc
+        self._scopes.pop(spec.task_id, None)
+        if scope.cancelled_caught:
+            error = ErrorInfo(kind="cancelled", message=f"task {spec.task_id} was cancelled")
+            value = None
+        self.tasks_run += 1
+        # Refs the task dropped are released before the reply reports what it still holds.
+        self._drain_releases()
+        if not self.closed:
+            self.handle(TaskDone(spec.task_id, value=value, error=error))
+
+    # ------------------------------------------------------------------ inspection
+    def snapshot(self) -> dict[str, Any]:
+        return self.core.snapshot()
+
+
+async def serve(
+    transport: Transport,
+    *,
+    node: str,
+    config: CoreConfig | None = None,
+    driver: bool = False,
+    tick_interval: float | None = None,
+    task_status: trio.TaskStatus[WorkerRuntime] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run one worker (or driver) process until its transport closes.
+
+    Registers with ``node`` (which registers it with the head) and passes
+    the :class:`WorkerRuntime` to ``task_status.started`` once registered.
+    """
+    core = WorkerCore(transport.address, node, config, driver=driver)
+    async with trio.open_nursery() as nursery:
+        rt = WorkerRuntime(transport, core, nursery, tick_interval=tick_interval)
+        _runtime_var.set(rt)
+        nursery.start_soon(rt._receive_loop, name=f"receive {rt.address}")
+        if tick_interval is not None:
+            nursery.start_soon(rt._ticker, name=f"ticks {rt.address}")
+        transport.send_nowait(node, RegisterWorker(worker=rt.address, node=node, driver=driver))
+        await rt.registered.wait()
+        task_status.started(rt)
+    rt.closed = True
