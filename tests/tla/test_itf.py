@@ -221,7 +221,7 @@ def _composites(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 values = st.recursive(scalars, _composites, max_leaves=16)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(values)
 def test_encode_then_decode_roundtrip(value: Any) -> None:
     encoded = encode_value(value)
@@ -240,7 +240,7 @@ def traces(draw: st.DrawFn) -> ITFTrace:
     return ITFTrace.from_states(states, actions=actions, meta=meta, loop=loop)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(traces())
 def test_dumps_then_loads_trace_roundtrip(trace: ITFTrace) -> None:
     read = loads_itf(dumps_itf(trace))

@@ -181,7 +181,7 @@ def test_check_simulation_bounded_by_traces(fixtures: Path) -> None:
 
 
 def test_check_simulation_stops_at_timeout(fixtures: Path) -> None:
-    result = check(fixtures / "MCCounter.tla", fixtures / "MCCounter_Ok.cfg", simulate=True, timeout=2.0)
+    result = check(fixtures / "MCCounter.tla", fixtures / "MCCounter_Ok.cfg", simulate=True, timeout=1.5)
     assert result.timed_out
     assert result.ok  # nothing found in the time given
     assert result.errors == []

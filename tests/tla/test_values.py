@@ -245,7 +245,7 @@ def _composites(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 values = st.recursive(scalars, _composites, max_leaves=20)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(values)
 def test_format_then_parse_roundtrip(value: Any) -> None:
     text = format_value(value)
@@ -255,7 +255,7 @@ def test_format_then_parse_roundtrip(value: Any) -> None:
     assert format_value(parsed) == text
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.dictionaries(identifiers, values, max_size=4))
 def test_format_state_then_parse_roundtrip(state: dict[str, Any]) -> None:
     assert parse_state(format_state(state)) == state
