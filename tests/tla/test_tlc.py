@@ -159,7 +159,7 @@ def test_check_config_names_missing_invariant(fixtures: Path) -> None:
     result = check(fixtures / "Clock.tla", fixtures / "Clock_BadInv.cfg")
     assert not result.ok
     [error] = result.errors
-    assert error.kind == "config"
+    assert (error.kind, error.file) == ("config", fixtures / "Clock_BadInv.cfg")
     assert "NoSuchInvariant" in error.text
 
 

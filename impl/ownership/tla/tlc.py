@@ -860,7 +860,8 @@ def check(
             )
         violation = Violation(**reader.violation)
 
-    errors = reader.errors
+    # TLC names no file for config errors; the config is the only candidate.
+    errors = [attrs.evolve(e, file=config) if e.kind == "config" and e.file is None else e for e in reader.errors]
     finished_normally = exit_code == 0 or violation is not None or errors
     if not finished_normally and not timed_out:
         tail = "\n".join((stderr.strip() or output.strip()).splitlines()[-15:])
