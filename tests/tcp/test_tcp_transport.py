@@ -354,6 +354,55 @@ async def test_receive_after_close_raises_transport_closed(token):
         assert [env async for env in a] == []
 
 
+async def test_wait_all_sent_returns_when_closed_mid_dial(token):
+    # A listener that accepts and never answers: the dial hangs in the handshake.
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    mute = f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+    async with trio.open_nursery() as outer:
+        outer.start_soon(trio.serve_listeners, lambda stream: trio.sleep_forever(), listeners)
+        async with open_tcp_transport(token, handshake_timeout=60) as a:
+            a.send_nowait(mute, TcpTestPing(seq=0))
+            with trio.fail_after(10):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(a.wait_all_sent)
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert a.statistics().messages_queued == 1
+                    await a.aclose()
+        outer.cancel_scope.cancel()
+
+
+async def test_watched_peer_loss_is_a_local_notification(token):
+    from ownership.core.events import PeerLost
+
+    async with open_tcp_transport(token) as node:
+        async with open_tcp_transport(token) as worker:
+            await exchange(worker, node)
+            node.watch(worker.address)
+            await trio.testing.wait_all_tasks_blocked()
+            node.send_nowait(node.address, TcpTestPing(seq=99))
+            assert (await node.receive()).msg == TcpTestPing(seq=99)  # nothing reported while it lives
+        with trio.fail_after(10):
+            env = await node.receive()
+        assert (env.src, env.dst, env.msg) == (node.address, node.address, PeerLost(address=worker.address))
+
+
+async def test_watching_a_dead_address_reports_it(token):
+    from ownership.core.events import PeerLost
+
+    async with open_tcp_transport(token) as gone:
+        dead = gone.address
+    async with open_tcp_transport(token) as node:
+        node.watch(dead)
+        with trio.fail_after(10):
+            env = await node.receive()
+        assert env.msg == PeerLost(address=dead)
+        # Reported once: further failed sends do not repeat it.
+        node.send_nowait(dead, TcpTestPing(seq=1))
+        await node.wait_all_sent()
+        node.send_nowait(node.address, TcpTestPing(seq=2))
+        assert (await node.receive()).msg == TcpTestPing(seq=2)
+
+
 async def test_body_exception_propagates_unwrapped(token):
     with pytest.raises(KeyError, match="mine"):
         async with open_tcp_transport(token):
