@@ -1,0 +1,274 @@
+"""The rows on Ray.
+
+Single-node rows: ``ray.init(num_cpus=2, include_dashboard=False)``. The
+remote-get and recovery rows need an object in *another* node's store, so
+they run on a two-node ``ray.cluster_utils.Cluster`` (head and node B, one
+CPU each; the driver is on the head). Ray keeps a large object in the
+plasma store of the node's raylet, not in the worker that made it, so the
+holder of the only copy that recovery kills is node B: every process of it
+(raylet, store, workers) gets SIGKILL, and Ray's owner re-executes the task
+on the head. Ray learns of the death from the GCS health check, whose
+defaults we keep.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bench.harness import RunnerDoc, Sample, Unavailable, runner_main, timer
+from bench.rows import MIB, ROW_BY_KEY, Sizes, percentile
+from bench.workloads import Sink, check_array, checksum, make_array, make_array_recording, noop, read_recorded
+
+NUM_CPUS = 2
+STORE_BYTES_PER_NODE = 1024 * MIB  # room for the 100 MiB object and its copy
+
+_remote_cache: dict[Any, Any] = {}
+
+
+def _remote(fn: Any) -> Any:
+    """``ray.remote(fn)`` once per process, so nested tasks do not re-export it."""
+    import ray
+
+    handle = _remote_cache.get(fn)
+    if handle is None:
+        handle = _remote_cache[fn] = ray.remote(fn)
+    return handle
+
+
+# ---------------------------------------------------------------- task bodies
+def nested_outer(inner: int) -> int:
+    import ray
+
+    task = _remote(noop)
+    return len(ray.get([task.remote() for _ in range(inner)]))
+
+
+def borrower(refs: list[Any], depth: int) -> int:
+    # A list of refs is passed as refs (not resolved): this task borrows them
+    # and lends them to the next borrower, which is how Ray borrows.
+    import ray
+
+    if depth > 1:
+        return ray.get(_remote(borrower).remote(refs, depth - 1))
+    return sum(ray.get(refs))
+
+
+# ---------------------------------------------------------------- single node rows
+def row_sync(s: Sizes) -> Sample:
+    import ray
+
+    task = _remote(noop)
+    lat = []
+    for _ in range(s.sync_round_trips):
+        t0 = timer()
+        ray.get(task.remote())
+        lat.append(timer() - t0)
+    return {"sync_p50": percentile(lat, 50) * 1e3, "sync_p99": percentile(lat, 99) * 1e3}
+
+
+def row_async(s: Sizes) -> Sample:
+    import ray
+
+    task = _remote(noop)
+    t0 = timer()
+    refs = [task.remote() for _ in range(s.async_tasks)]
+    values = ray.get(refs)
+    dt = timer() - t0
+    assert values == [None] * s.async_tasks
+    return {"async": s.async_tasks / dt}
+
+
+def row_actor(s: Sizes) -> Sample:
+    import ray
+
+    actor = _remote(Sink).remote()
+    ray.get(actor.ping.remote())  # created and placed: not part of the rate
+    t0 = timer()
+    refs = [actor.ping.remote() for _ in range(s.actor_calls)]
+    values = ray.get(refs)
+    dt = timer() - t0
+    assert values == [None] * s.actor_calls
+    ray.kill(actor)
+    return {"actor": s.actor_calls / dt}
+
+
+def row_nested(s: Sizes) -> Sample:
+    import ray
+
+    outer = _remote(nested_outer)
+    t0 = timer()
+    counts = ray.get([outer.remote(s.nested_inner) for _ in range(s.nested_outer)])
+    dt = timer() - t0
+    assert counts == [s.nested_inner] * s.nested_outer
+    return {"nested": s.nested_outer * (1 + s.nested_inner) / dt}
+
+
+def _array(s: Sizes) -> tuple[Any, int]:
+    array = make_array(s.array_mib * MIB)
+    return array, checksum(array)
+
+
+def row_array_ref(s: Sizes) -> Sample:
+    import ray
+
+    array, expected = _array(s)
+    task = _remote(checksum)
+    t0 = timer()
+    ref = ray.put(array)
+    values = ray.get([task.remote(ref) for _ in range(s.array_tasks)])
+    dt = timer() - t0
+    assert values == [expected] * s.array_tasks
+    return {"array_ref": s.array_tasks / dt}
+
+
+def row_array_value(s: Sizes) -> Sample:
+    import ray
+
+    array, expected = _array(s)
+    task = _remote(checksum)
+    t0 = timer()
+    values = ray.get([task.remote(array) for _ in range(s.array_tasks)])
+    dt = timer() - t0
+    assert values == [expected] * s.array_tasks
+    return {"array_value": s.array_tasks / dt}
+
+
+def row_borrow(s: Sizes) -> Sample:
+    import ray
+
+    task = _remote(borrower)
+    t0 = timer()
+    refs = [ray.put(i) for i in range(s.borrow_refs)]
+    total = ray.get(task.remote(refs, s.borrow_chain))
+    del refs
+    dt = timer() - t0
+    assert total == sum(range(s.borrow_refs))
+    return {"borrow": dt * 1e3}
+
+
+SINGLE_NODE: dict[str, Callable[[Sizes], Sample]] = {
+    "sync": row_sync,
+    "async": row_async,
+    "actor": row_actor,
+    "nested": row_nested,
+    "array_ref": row_array_ref,
+    "array_value": row_array_value,
+    "borrow": row_borrow,
+}
+
+
+# ---------------------------------------------------------------- two nodes
+class TwoNodes:
+    """Head (driver, 1 CPU) and node B (1 CPU), re-adding B after each kill."""
+
+    def __init__(self) -> None:
+        import ray
+        from ray.cluster_utils import Cluster
+
+        self.cluster = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 1, "include_dashboard": False, "object_store_memory": STORE_BYTES_PER_NODE},
+        )
+        self.node_b = self._add_b()
+        ray.init(address=self.cluster.address, log_to_driver=False)
+        self.cluster.wait_for_nodes()
+
+    def _add_b(self) -> Any:
+        return self.cluster.add_node(num_cpus=1, object_store_memory=STORE_BYTES_PER_NODE)
+
+    def on_b(self, soft: bool) -> Any:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        return NodeAffinitySchedulingStrategy(node_id=self.node_b.node_id, soft=soft)
+
+    def row_remote_get(self, s: Sizes) -> Sample:
+        import ray
+
+        nbytes = s.remote_get_mib * MIB
+        ref = _remote(make_array).options(scheduling_strategy=self.on_b(soft=False)).remote(nbytes)
+        ray.wait([ref], fetch_local=False)  # made and sealed on B, not pulled yet
+        t0 = timer()
+        value = ray.get(ref)
+        dt = timer() - t0
+        check_array(value, nbytes)
+        del value, ref
+        return {"remote_get": nbytes / dt / 1e9}
+
+    def row_recovery(self, s: Sizes) -> Sample:
+        import ray
+
+        nbytes = s.recovery_mib * MIB
+        with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
+            record = os.path.join(tmp, "made-by")
+            # soft affinity: made on B, and free to be re-made on the head once B is gone
+            task = _remote(make_array_recording).options(scheduling_strategy=self.on_b(soft=True), max_retries=3)
+            ref = task.remote(nbytes, record)
+            ray.wait([ref], fetch_local=False)
+            killed_pid, _ = read_recorded(record)
+            os.unlink(record)
+            t0 = timer()
+            self.cluster.remove_node(self.node_b, allow_graceful=False)  # SIGKILL to raylet, store, workers
+            value = ray.get(ref, timeout=300)
+            dt = timer() - t0
+            check_array(value, nbytes)
+            remade_pid, _ = read_recorded(record)  # absent file: not re-executed -> error
+            assert remade_pid != killed_pid, "the value was not reconstructed"
+        del value, ref
+        self.node_b = self._add_b()
+        self.cluster.wait_for_nodes()
+        return {"recovery": dt * 1e3}
+
+    def close(self) -> None:
+        import ray
+
+        ray.shutdown()
+        self.cluster.shutdown()
+
+
+def body(doc: RunnerDoc, rows: Sequence[str]) -> None:
+    try:
+        import ray
+    except ImportError as exc:
+        raise Unavailable("not installed", f"import ray failed: {exc}") from None
+    warnings.simplefilter("ignore")
+    doc.set_version(ray.__version__)
+    doc.set_setup(
+        single_node=f"ray.init(num_cpus={NUM_CPUS}, include_dashboard=False)",
+        two_nodes=f"ray.cluster_utils.Cluster: head + node B, 1 CPU and {STORE_BYTES_PER_NODE // MIB} MiB store each",
+    )
+    doc.note("remote_get", "driver on the head ray.get()s an object made on node B (pulled B -> head store)")
+    doc.note("recovery", "node B (raylet + plasma + workers) SIGKILLed via cluster_utils.remove_node; "
+             "detection by the GCS health check at Ray's defaults")
+    doc.note("borrow", "list of ObjectRefs passed unresolved through nested tasks; the last one ray.get()s them")
+    single = [r for r in rows if not ROW_BY_KEY[r].two_nodes]
+    double = [r for r in rows if ROW_BY_KEY[r].two_nodes]
+    if single:
+        ray.init(num_cpus=NUM_CPUS, include_dashboard=False, log_to_driver=False)
+        try:
+            for key in single:
+                doc.run_row(key, SINGLE_NODE[key])
+        finally:
+            ray.shutdown()
+    if double:
+        try:
+            nodes = TwoNodes()
+        except Exception as exc:
+            doc.skip_rows(double, f"the two-node cluster did not start: {type(exc).__name__}: {exc}")
+            return
+        try:
+            for key in double:
+                doc.run_row(key, getattr(nodes, f"row_{key}"))
+        finally:
+            nodes.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runner_main("ray", body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

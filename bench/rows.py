@@ -1,0 +1,201 @@
+"""What is measured, in which unit, at which size: shared by every system.
+
+A *row* is one workload (one function per system); it yields one or more
+*metrics* per repeat (the sync row yields p50 and p99 from the same round
+trips). The table, the JSON and the chart are keyed by metric.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import attrs
+
+__all__ = [
+    "Metric",
+    "Row",
+    "Sizes",
+    "ROWS",
+    "METRICS",
+    "FULL",
+    "QUICK",
+    "MIB",
+    "parse_rows",
+    "percentile",
+    "median",
+]
+
+MIB = 1024 * 1024
+
+
+@attrs.frozen
+class Metric:
+    key: str
+    title: str
+    unit: str
+    better: Literal["higher", "lower"]
+
+
+@attrs.frozen
+class Row:
+    key: str
+    title: str
+    metrics: tuple[Metric, ...]
+    #: Runs whose figures are thrown away before the repeats; 0 where a run
+    #: destroys something expensive (recovery kills a node) and the rows
+    #: before it already warmed the code paths.
+    warmup: int = 1
+    #: Needs the two-node layout (an object on another node's store).
+    two_nodes: bool = False
+
+
+@attrs.frozen
+class Sizes:
+    """Every size a row uses; all systems get the same instance."""
+
+    repeats: int
+    sync_round_trips: int
+    async_tasks: int
+    actor_calls: int
+    nested_outer: int
+    nested_inner: int
+    array_mib: int
+    array_tasks: int
+    remote_get_mib: int
+    recovery_mib: int
+    recovery_repeats: int
+    borrow_refs: int
+    borrow_chain: int
+
+    def to_json(self) -> dict[str, int]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, int]) -> Sizes:
+        return cls(**data)
+
+
+FULL = Sizes(
+    repeats=5,
+    sync_round_trips=500,
+    async_tasks=5000,
+    actor_calls=5000,
+    nested_outer=10,
+    nested_inner=100,
+    array_mib=10,
+    array_tasks=100,
+    remote_get_mib=100,
+    recovery_mib=10,
+    recovery_repeats=3,
+    borrow_refs=1000,
+    borrow_chain=3,
+)
+
+# Tiny, so that the smoke test runs every code path in seconds. The objects
+# stay above the 100 KiB inline threshold (ours and Ray's) so that they still
+# live in a node's store.
+QUICK = Sizes(
+    repeats=2,
+    sync_round_trips=20,
+    async_tasks=40,
+    actor_calls=40,
+    nested_outer=2,
+    nested_inner=5,
+    array_mib=1,
+    array_tasks=3,
+    remote_get_mib=2,
+    recovery_mib=1,
+    recovery_repeats=1,
+    borrow_refs=20,
+    borrow_chain=3,
+)
+
+_MS_LOW = dict(unit="ms", better="lower")
+
+ROWS: tuple[Row, ...] = (
+    Row("sync", "sync round trip of a no-op task", (
+        Metric("sync_p50", "sync latency p50", **_MS_LOW),  # type: ignore[arg-type]
+        Metric("sync_p99", "sync latency p99", **_MS_LOW),  # type: ignore[arg-type]
+    )),
+    Row("async", "no-op tasks from one driver", (
+        Metric("async", "async throughput", "tasks/s", "higher"),
+    )),
+    Row("actor", "async calls to one actor (1:1)", (
+        Metric("actor", "actor calls", "calls/s", "higher"),
+    )),
+    # Counts every task: the outer ones and the ones they submit.
+    Row("nested", "tasks each submitting and getting tasks", (
+        Metric("nested", "nested tasks", "tasks/s", "higher"),
+    )),
+    Row("array_ref", "numpy array put once, passed by reference", (
+        Metric("array_ref", "array by reference", "tasks/s", "higher"),
+    )),
+    Row("array_value", "numpy array passed by value on every call", (
+        Metric("array_value", "array by value", "tasks/s", "higher"),
+    )),
+    # From the put of the refs to the chain's answer back and the driver's
+    # refs dropped; the release messages that follow are asynchronous in all
+    # three systems and are not waited for.
+    Row("borrow", "refs through a chain of borrowers, released", (
+        Metric("borrow", "borrowing chain", "ms", "lower"),
+    )),
+    Row("remote_get", "get of an object held in another node's store", (
+        Metric("remote_get", "remote get", "GB/s", "higher"),
+    ), two_nodes=True),
+    Row("recovery", "SIGKILL of the holder of an object's only copy to its reconstructed value", (
+        Metric("recovery", "recovery", "ms", "lower"),
+    ), warmup=0, two_nodes=True),
+)
+
+ROW_BY_KEY = {row.key: row for row in ROWS}
+METRICS: tuple[Metric, ...] = tuple(m for row in ROWS for m in row.metrics)
+METRIC_BY_KEY = {m.key: m for m in METRICS}
+
+
+def parse_rows(text: str | None) -> tuple[str, ...]:
+    """Row keys from ``--rows a,b``: all rows when empty; unknown names are an error."""
+    if not text:
+        return tuple(row.key for row in ROWS)
+    wanted = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in wanted if name not in ROW_BY_KEY]
+    if unknown:
+        raise ValueError(f"unknown row(s) {', '.join(unknown)}; rows are {', '.join(ROW_BY_KEY)}")
+    # Table order, whatever order they were given in.
+    return tuple(row.key for row in ROWS if row.key in wanted)
+
+
+def row_sizes_text(row: str, sizes: Sizes) -> str:
+    """The size of a row in words, for the table."""
+    s = sizes
+    return {
+        "sync": f"{s.sync_round_trips} round trips",
+        "async": f"{s.async_tasks} tasks",
+        "actor": f"{s.actor_calls} calls",
+        "nested": f"{s.nested_outer} x {s.nested_inner}",
+        "array_ref": f"{s.array_mib} MiB x {s.array_tasks}",
+        "array_value": f"{s.array_mib} MiB x {s.array_tasks}",
+        "borrow": f"{s.borrow_refs} refs x {s.borrow_chain} borrowers",
+        "remote_get": f"{s.remote_get_mib} MiB",
+        "recovery": f"{s.recovery_mib} MiB",
+    }[row]
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100): always one of the measured values."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    if not values:
+        raise ValueError("median of no values")
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[mid]
+    return (ordered[mid - 1] + ordered[mid]) / 2
