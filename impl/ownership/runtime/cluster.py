@@ -1,0 +1,279 @@
+"""The embedded local cluster, and connecting a driver to a running one.
+
+    async with ownership.cluster(nodes=2, num_cpus=2) as cluster:
+        ref = f.remote(1)                    # this process is the driver
+        print(await ref)
+
+``cluster()`` starts a head and ``nodes`` nodes as subprocesses of this
+process (each node then starts its workers), over TCP on 127.0.0.1, with a
+fresh cluster token in a private session directory; the calling context
+becomes a driver attached to the first node. Leaving the block stops the
+driver, then every process, and removes the session directory and any
+shared-memory segment of the session.
+
+``connect("HOST:PORT")`` attaches a driver to a cluster that is already
+running (started by ``ownership start``), given the address of one of its
+nodes, or of its head when this machine's session file names a node of it.
+
+Time: every service ticks every ``tick`` seconds (default 0.1 s); nodes
+heartbeat to the head on each tick, and the head declares a node dead after
+``node_timeout`` seconds without one (default 5 s).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ..core.config import CoreConfig
+from .auth import default_token_path, generate_token, load_token, ownership_home, write_token
+from .process import (
+    DEFAULT_NODE_TIMEOUT,
+    DEFAULT_TICK,
+    ProcessStartError,
+    _drain,
+    read_ready_line,
+    read_ready_line_sync,
+    service_command,
+)
+from .refs import _runtime_var
+from .shm import cleanup_leftovers
+from .tcp import open_tcp_transport, parse_address
+from .worker import WorkerRuntime
+from .worker import serve as serve_worker
+
+__all__ = ["LocalCluster", "cluster", "connect", "session_file", "spawn_service"]
+
+logger = logging.getLogger("ownership.cluster")
+
+
+def session_file() -> Path:
+    """Where ``ownership start`` records the cluster it started on this machine."""
+    return ownership_home() / "session.json"
+
+
+class LocalCluster:
+    """Handles to the processes of an embedded cluster."""
+
+    def __init__(self, nursery: trio.Nursery, session: str, session_dir: Path, token: bytes, options: list[str]) -> None:
+        self._nursery = nursery
+        self.session = session
+        self.session_dir = session_dir
+        self.token_file = session_dir / "cluster.token"
+        self._token = token
+        self._options = options
+        self.head = ""
+        self.nodes: list[str] = []
+        self.driver: WorkerRuntime | None = None
+        self.processes: dict[str, trio.Process] = {}
+
+    def pid(self, address: str) -> int:
+        """The pid of the head or of a node."""
+        return self.processes[address].pid
+
+    def kill(self, address: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` (default SIGKILL) to the head or a node; its workers follow it."""
+        proc = self.processes[address]
+        if proc.returncode is None:
+            proc.send_signal(sig)
+
+    async def wait_exit(self, address: str) -> int:
+        return await self.processes[address].wait()
+
+    def alive(self, address: str) -> bool:
+        return self.processes[address].returncode is None
+
+    async def add_node(self, num_cpus: float | None = None, resources: dict[str, float] | None = None) -> str:
+        """Start one more node process; returns its address once its workers are up."""
+        options = ["--head", self.head, "--session", self.session]
+        if num_cpus is not None:
+            options += ["--num-cpus", str(num_cpus)]
+        if resources:
+            options += ["--resources", json.dumps(resources)]
+        address = await self._start("node", options)
+        self.nodes.append(address)
+        return address
+
+    async def _start(self, role: str, options: list[str]) -> str:
+        command = service_command(role, self.token_file, *self._options, *options, "--lifeline")
+        proc = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            with trio.fail_after(60):
+                address = await read_ready_line(proc.stdout)
+        except BaseException as exc:
+            proc.kill()
+            with trio.CancelScope(shield=True):
+                await proc.wait()
+            if isinstance(exc, trio.TooSlowError):
+                raise ProcessStartError(f"{role} process did not get ready within 60 s") from None
+            if isinstance(exc, ProcessStartError):
+                raise ProcessStartError(f"{role} process exited with {proc.returncode} before it was ready") from None
+            raise
+        self.processes[address] = proc
+        self._nursery.start_soon(_drain, proc.stdout, address, name=f"stdout of {address}")
+        logger.info("%s %s started (pid %d)", role, address, proc.pid)
+        return address
+
+    async def _stop_all(self, grace: float) -> None:
+        """Close every lifeline (a clean stop), then kill what is left after ``grace``."""
+        for proc in self.processes.values():
+            if proc.stdin is not None:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    await proc.stdin.aclose()
+        with trio.move_on_after(grace):
+            for proc in self.processes.values():
+                await proc.wait()
+        for address, proc in self.processes.items():
+            if proc.returncode is None:
+                logger.warning("%s (pid %d) did not stop within %.1f s: killing it", address, proc.pid, grace)
+                proc.kill()
+                await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def cluster(
+    nodes: int = 1,
+    num_cpus: float | None = None,
+    *,
+    host: str = "127.0.0.1",
+    tick: float = DEFAULT_TICK,
+    node_timeout: float = DEFAULT_NODE_TIMEOUT,
+    config: dict[str, Any] | None = None,
+    stop_grace: float = 10.0,
+) -> AsyncIterator[LocalCluster]:
+    """Start an embedded local cluster; the calling context becomes its driver.
+
+    ``num_cpus`` per node defaults to ``os.cpu_count()``; each node keeps
+    that many workers. ``config`` overrides :class:`CoreConfig` fields for
+    every process (the driver included).
+    """
+    if nodes < 1:
+        raise ValueError("a cluster needs at least one node")
+    overrides = dict(config or {})
+    options = ["--host", host, "--tick", str(tick), "--node-timeout", str(node_timeout), "--config", json.dumps(overrides)]
+    driver_config = CoreConfig(**{"node_timeout_ticks": max(1, math.ceil(node_timeout / tick)), **overrides})
+    session = secrets.token_hex(4)
+    session_dir = Path(tempfile.mkdtemp(prefix=f"ownership-{session}-"))
+    token = generate_token()
+    write_token(token, session_dir / "cluster.token")
+    try:
+        async with trio.open_nursery() as nursery:
+            local = LocalCluster(nursery, session, session_dir, token, options)
+            try:
+                local.head = await local._start("head", [])
+                async with trio.open_nursery() as starting:  # nodes start their workers in parallel
+                    for _ in range(nodes):
+                        starting.start_soon(local.add_node, num_cpus)
+                async with _attach_driver(token, host, local.nodes[0], driver_config, tick) as driver:
+                    local.driver = driver
+                    yield local
+            finally:
+                with trio.CancelScope(shield=True):
+                    await local._stop_all(stop_grace)
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    finally:
+        shutil.rmtree(session_dir, ignore_errors=True)
+        for name in cleanup_leftovers(session):
+            logger.warning("removed leftover shared-memory segment %s", name)
+
+
+@contextlib.asynccontextmanager
+async def _attach_driver(
+    token: bytes, host: str, node: str, config: CoreConfig, tick: float, timeout: float = 30.0
+) -> AsyncIterator[WorkerRuntime]:
+    attaching = trio.CancelScope(deadline=trio.current_time() + timeout)
+
+    def peer_lost(address: str) -> None:
+        if address == node:
+            attaching.cancel()  # no node there (or it died while we registered)
+
+    async with open_tcp_transport(token, host, on_peer_lost=peer_lost) as transport:
+        async with trio.open_nursery() as nursery:
+            driver: WorkerRuntime | None = None
+            with attaching:
+                driver = await nursery.start(
+                    lambda **kw: serve_worker(transport, node=node, driver=True, config=config, tick_interval=tick, **kw)
+                )
+            if driver is None:
+                raise ConnectionError(f"cannot attach a driver to node {node}: it does not answer")
+            reset = _runtime_var.set(driver)
+            try:
+                yield driver
+            finally:
+                _runtime_var.reset(reset)
+                await transport.aclose()
+
+
+def spawn_service(
+    role: str, token_file: Path | str, *options: str, lifeline: bool = True, timeout: float = 60.0
+) -> tuple[subprocess.Popen, str]:
+    """Start a service process from synchronous code; returns it and its address.
+
+    With ``lifeline`` the child stops when this process dies or closes the
+    child's stdin (``proc.stdin.close()`` is the clean stop); without it, the
+    child runs until signalled (``ownership start``). Its stdout must then be
+    read or closed by the caller; it is left open for that.
+    """
+    command = service_command(role, token_file, *options, *(["--lifeline"] if lifeline else []))
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE if lifeline else subprocess.DEVNULL, stdout=subprocess.PIPE)
+    try:
+        address = read_ready_line_sync(proc.stdout.fileno(), timeout)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, address
+
+
+def _node_for(address: str) -> str:
+    """``address`` itself, or a node of the session whose head it is."""
+    path = session_file()
+    if path.exists():
+        info = json.loads(path.read_text())
+        if info.get("head") == address and info.get("nodes"):
+            return info["nodes"][0]
+    return address
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    address: str,
+    *,
+    token_file: Path | str | None = None,
+    host: str = "127.0.0.1",
+    tick: float = DEFAULT_TICK,
+    config: dict[str, Any] | None = None,
+) -> AsyncIterator[WorkerRuntime]:
+    """Attach the calling context as a driver to a running cluster.
+
+    ``address`` is a node's HOST:PORT (or the head's, when this machine's
+    session file, written by ``ownership start``, names one of its nodes).
+    The token comes from ``token_file`` (default ``~/.ownership/cluster.token``).
+    """
+    parse_address(address)
+    token = load_token(token_file if token_file is not None else default_token_path())
+    node = _node_for(address)
+    try:
+        async with _attach_driver(token, host, node, CoreConfig(**(config or {})), tick) as driver:
+            yield driver
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

@@ -1,0 +1,370 @@
+"""One ownership service (head, node or worker) as an OS process over TCP.
+
+    python -m ownership.runtime.process --role head   --token-file F [--host H] [--port P]
+    python -m ownership.runtime.process --role node   --token-file F --head ADDR [--num-cpus N]
+    python -m ownership.runtime.process --role worker --token-file F --node ADDR
+
+The process serves the same trio service as on the in-memory network
+(:mod:`.head`, :mod:`.node`, :mod:`.worker`), over a :class:`~.tcp.TCPTransport`
+authenticated with the cluster token read from ``--token-file`` (mode 0600).
+Once it serves, it prints exactly one line, ``OWNERSHIP-READY <address>``, on
+stdout (a node: once its initial workers have registered); everything else
+goes to stderr through :mod:`logging`.
+
+A node starts its workers as child processes (:class:`SubprocessLauncher`),
+learns of their exit through the transport (``watch``: their connection
+closes when they die), and removes its shared-memory segments on the way
+out (and those left by dead nodes of its session on the way in).
+
+Stopping: SIGTERM or SIGINT stop the service cleanly. With ``--lifeline``
+the process also stops when its stdin reaches end of file, i.e. when the
+process that started it dies, however it dies: that is how workers follow
+their node, and an embedded cluster's processes follow their driver.
+(``PR_SET_PDEATHSIG`` would not do: trio starts children from a worker
+thread, and the signal fires when that *thread* exits.)
+
+Time: services tick every ``--tick`` seconds (default 0.1). A node sends a
+heartbeat to the head on every tick, and the head declares a node dead after
+``--node-timeout`` seconds without one (default 5, i.e. 50 ticks); both
+defaults are documented in the README and in :func:`.cluster.cluster`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ..core.config import CoreConfig
+from .auth import load_token
+from .shm import SharedMemoryStore, cleanup_leftovers
+from .tcp import open_tcp_transport
+
+__all__ = [
+    "DEFAULT_NODE_TIMEOUT",
+    "DEFAULT_TICK",
+    "READY_PREFIX",
+    "ProcessStartError",
+    "SubprocessLauncher",
+    "main",
+    "read_ready_line",
+    "read_ready_line_sync",
+    "service_command",
+]
+
+logger = logging.getLogger("ownership.process")
+
+READY_PREFIX = "OWNERSHIP-READY "
+DEFAULT_TICK = 0.1
+DEFAULT_NODE_TIMEOUT = 5.0
+_MAX_READY_LINE = 4096
+
+
+class ProcessStartError(RuntimeError):
+    """A service process exited, or said something else, before it was ready."""
+
+
+def service_command(role: str, token_file: Path | str, *options: str) -> list[str]:
+    """The argv that starts one service process with this interpreter."""
+    return [sys.executable, "-m", "ownership.runtime.process", "--role", role, "--token-file", str(token_file), *options]
+
+
+def _take_ready(buf: bytearray) -> str | None:
+    """Consume complete lines of ``buf``; the address once the ready line is among them."""
+    while (nl := buf.find(b"\n")) >= 0:
+        line = bytes(buf[:nl]).decode(errors="replace").rstrip("\r")
+        del buf[: nl + 1]
+        if line.startswith(READY_PREFIX):
+            return line[len(READY_PREFIX) :].strip()
+        logger.warning("child said %r before it was ready", line)
+    if len(buf) > _MAX_READY_LINE:
+        raise ProcessStartError(f"child wrote {len(buf)} bytes without a newline before it was ready")
+    return None
+
+
+async def read_ready_line(stream: trio.abc.ReceiveStream) -> str:
+    """Read up to the ``OWNERSHIP-READY`` line of a child; returns its address.
+
+    Other lines before it (a stray print in user code imported early) are
+    logged and skipped. End of file first means the child died.
+    """
+    buf = bytearray()
+    while (address := _take_ready(buf)) is None:
+        data = await stream.receive_some()
+        if not data:
+            raise ProcessStartError("child exited before it was ready")
+        buf += data
+    return address
+
+
+def read_ready_line_sync(fd: int, timeout: float) -> str:
+    """:func:`read_ready_line` for synchronous callers (a blocking pipe fd)."""
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while (address := _take_ready(buf)) is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProcessStartError(f"child did not get ready within {timeout} s")
+            if not selector.select(remaining):
+                continue
+            data = os.read(fd, 4096)
+            if not data:
+                raise ProcessStartError("child exited before it was ready")
+            buf += data
+    return address
+
+
+async def _drain(stream: trio.abc.ReceiveStream | None, who: str) -> None:
+    """Keep reading a child's stdout so it never blocks on a full pipe."""
+    if stream is None:
+        return
+    try:
+        while data := await stream.receive_some():
+            for line in data.decode(errors="replace").splitlines():
+                logger.info("%s: %s", who, line)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+
+
+class SubprocessLauncher:
+    """Starts a node's workers as child processes; satisfies ``node.WorkerLauncher``.
+
+    A worker's death is learnt by the node through its transport (the
+    worker's connection closes); the launcher reaps the process and logs
+    how it ended.
+    """
+
+    def __init__(self, nursery: trio.Nursery, command: Sequence[str], *, startup_timeout: float = 60.0) -> None:
+        self._nursery = nursery
+        self._command = list(command)
+        self._startup_timeout = startup_timeout
+        self.workers: dict[str, trio.Process] = {}
+        self.failed_starts = 0
+
+    async def launch(self, node: str) -> None:
+        proc = await trio.lowlevel.open_process(
+            [*self._command, "--node", node], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        try:
+            with trio.fail_after(self._startup_timeout):
+                address = await read_ready_line(proc.stdout)
+        except BaseException as exc:  # includes being cancelled: never leave it running
+            proc.kill()
+            with trio.CancelScope(shield=True):
+                await proc.wait()
+            if not isinstance(exc, (trio.TooSlowError, ProcessStartError)):
+                raise
+            self.failed_starts += 1
+            logger.error("worker process %d for node %s did not start: %s", proc.pid, node, exc or "timed out")
+            return
+        self.workers[address] = proc
+        self._nursery.start_soon(self._reap, address, proc, name=f"reap {address}")
+
+    async def _reap(self, address: str, proc: trio.Process) -> None:
+        try:
+            await _drain(proc.stdout, address)
+            code = await proc.wait()
+        finally:
+            self.workers.pop(address, None)
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        (logger.info if code in (0, -signal.SIGTERM, -signal.SIGKILL) else logger.warning)(
+            "worker %s (pid %d) ended with %s", address, proc.pid, how
+        )
+
+    def kill(self, worker: str) -> None:
+        proc = self.workers.get(worker)
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+
+    def pid_of(self, worker: str) -> int | None:
+        proc = self.workers.get(worker)
+        return None if proc is None else proc.pid
+
+    def kill_all(self) -> None:
+        for proc in list(self.workers.values()):
+            if proc.returncode is None:
+                proc.kill()
+
+
+# -- the process ---------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ownership.runtime.process", description=__doc__.splitlines()[0])
+    p.add_argument("--role", choices=("head", "node", "worker"), required=True)
+    p.add_argument("--token-file", required=True, help="the cluster token (mode 0600)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port to bind (default: any free port)")
+    p.add_argument("--advertise-host", default=None, help="the name peers dial, when --host is a wildcard")
+    p.add_argument("--head", help="node: the head's HOST:PORT")
+    p.add_argument("--node", help="worker: its node's HOST:PORT")
+    p.add_argument("--num-cpus", type=float, default=None, help="node: CPUs to offer (default: os.cpu_count())")
+    p.add_argument("--resources", default="{}", help='node: extra resources as JSON, e.g. {"GPU": 1}')
+    p.add_argument("--session", default=None, help="node: session name for shared-memory segments")
+    p.add_argument("--tick", type=float, default=DEFAULT_TICK, help=f"seconds per tick (default {DEFAULT_TICK})")
+    p.add_argument(
+        "--node-timeout",
+        type=float,
+        default=DEFAULT_NODE_TIMEOUT,
+        help=f"head: seconds without heartbeat before a node is dead (default {DEFAULT_NODE_TIMEOUT})",
+    )
+    p.add_argument("--config", default="{}", help="CoreConfig overrides as JSON")
+    p.add_argument("--lifeline", action="store_true", help="stop when stdin reaches end of file")
+    p.add_argument("--log-level", default=os.environ.get("OWNERSHIP_LOG_LEVEL", "WARNING"))
+    return p
+
+
+def _config(args: argparse.Namespace) -> CoreConfig:
+    overrides: dict[str, Any] = json.loads(args.config)
+    overrides.setdefault("node_timeout_ticks", max(1, math.ceil(args.node_timeout / args.tick)))
+    return CoreConfig(**overrides)
+
+
+async def _watch_signals(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            logger.info("received %s: stopping", signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+async def _watch_lifeline(scope: trio.CancelScope) -> None:
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    async with stdin:
+        while await stdin.receive_some():
+            pass
+    logger.info("lifeline closed (the process that started us is gone): stopping")
+    scope.cancel()
+
+
+def _announce(address: str) -> None:
+    sys.stdout.write(f"{READY_PREFIX}{address}\n")
+    sys.stdout.flush()
+
+
+async def _run_head(args: argparse.Namespace, token: bytes, config: CoreConfig) -> None:
+    from .head import serve as serve_head
+
+    async with open_tcp_transport(token, args.host, args.port, advertise_host=args.advertise_host) as transport:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(lambda **kw: serve_head(transport, config=config, tick_interval=args.tick, **kw))
+            _announce(transport.address)
+
+
+async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig) -> None:
+    from .node import serve as serve_node
+
+    if not args.head:
+        raise SystemExit("--role node needs --head HOST:PORT")
+    cpus = float(args.num_cpus if args.num_cpus is not None else (os.cpu_count() or 1))
+    resources = {"CPU": cpus, **{k: float(v) for k, v in json.loads(args.resources).items()}}
+    session = args.session or "default"
+    for name in cleanup_leftovers(session):
+        logger.warning("removed shared-memory segment %s of a dead node", name)
+    store = SharedMemoryStore(session)
+    worker_command = service_command(
+        "worker", args.token_file, "--host", args.host, "--tick", str(args.tick), "--config", args.config, "--lifeline"
+    )
+    if args.advertise_host:
+        worker_command += ["--advertise-host", args.advertise_host]
+    try:
+        async with open_tcp_transport(token, args.host, args.port, advertise_host=args.advertise_host) as transport:
+            async with trio.open_nursery() as nursery:
+                launcher = SubprocessLauncher(nursery, worker_command)
+                try:
+                    rt = await nursery.start(
+                        lambda **kw: serve_node(
+                            transport,
+                            head=args.head,
+                            resources=tuple(sorted(resources.items())),
+                            pool_size=max(1, int(cpus)),
+                            launcher=launcher,
+                            config=config,
+                            tick_interval=args.tick,
+                            **kw,
+                        )
+                    )
+                    await rt.ready.wait()
+                    _announce(transport.address)
+                    await trio.sleep_forever()
+                finally:
+                    launcher.kill_all()
+    finally:
+        for name in store.close():
+            logger.info("removed shared-memory segment %s", name)
+
+
+async def _run_worker(args: argparse.Namespace, token: bytes, config: CoreConfig, scope: trio.CancelScope) -> None:
+    from .worker import serve as serve_worker
+
+    if not args.node:
+        raise SystemExit("--role worker needs --node HOST:PORT")
+
+    def peer_lost(address: str) -> None:
+        # A worker belongs to its node: without it, it can neither get
+        # leases nor hear of deaths, so it stops (its owners learn it from
+        # the node's death notice).
+        if address == args.node:
+            logger.warning("lost the connection to node %s: stopping", address)
+            scope.cancel()
+
+    async with open_tcp_transport(
+        token, args.host, args.port, advertise_host=args.advertise_host, on_peer_lost=peer_lost
+    ) as transport:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda **kw: serve_worker(transport, node=args.node, config=config, tick_interval=args.tick, **kw)
+            )
+            _announce(transport.address)
+
+
+async def _run(args: argparse.Namespace) -> None:
+    token = load_token(args.token_file)
+    config = _config(args)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals, nursery.cancel_scope)
+        if args.lifeline:
+            nursery.start_soon(_watch_lifeline, nursery.cancel_scope)
+        if args.role == "head":
+            await _run_head(args, token, config)
+        elif args.role == "node":
+            await _run_node(args, token, config)
+        else:
+            await _run_worker(args, token, config, nursery.cancel_scope)
+        # The service ended by itself (its transport closed): stop watchers.
+        nursery.cancel_scope.cancel()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format=f"%(asctime)s {args.role}[{os.getpid()}] %(name)s %(levelname)s: %(message)s",
+    )
+    try:
+        trio.run(_run, args)
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, ValueError) as exc:  # the token file, the address to bind: a clear line, not a traceback
+        logger.error("%s: %s", type(exc).__name__, exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
