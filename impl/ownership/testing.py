@@ -74,7 +74,22 @@ class MemoryCluster:
         self.network.crash(address)
 
     def tick(self, address: str | None = None) -> None:
+        """One timer tick to ``address`` (or every process); see :meth:`advance`."""
         self.network.tick(address)
+
+    async def advance(self, ticks: int = 1) -> None:
+        """Let ``ticks`` timer periods pass, each followed by all the messages it causes.
+
+        Heartbeats, lease timeouts and the head's failure detection move on
+        ticks; with ``tick_interval=None`` this is the only clock.
+        """
+        for _ in range(ticks):
+            self.network.tick()
+            await self._deliver_all()
+
+    async def detect_failures(self) -> None:
+        """Tick past the head's heartbeat timeout, so dead nodes are declared."""
+        await self.advance(self.config.node_timeout_ticks + 2)
 
     # ------------------------------------------------------------------ inspection
     def alive_workers(self, node: str | None = None) -> list[str]:
@@ -138,7 +153,8 @@ class MemoryCluster:
         return out
 
     async def settle(self) -> None:
-        await self.network.settle()
+        """Wait until no message is in flight and every process is idle."""
+        await self._deliver_all()
 
     async def quiesce(self, *, rounds: int = 50) -> None:
         """Collect garbage, deliver everything, and tick until nothing changes.
@@ -150,11 +166,8 @@ class MemoryCluster:
         last: Any = None
         for _ in range(rounds):
             gc.collect()
-            await self.network.settle()
-            if self.network.in_flight():
-                await self._deliver_all()
+            await self._deliver_all()
             self.network.tick()
-            await self.network.settle()
             await self._deliver_all()
             state = self.leaks()
             if state == last:
@@ -167,13 +180,13 @@ class MemoryCluster:
         raise RuntimeError("the cluster did not quiesce")
 
     async def _deliver_all(self) -> None:
-        # With auto delivery the background task is already moving messages.
+        if self.auto:
+            # The background delivery task moves the messages and tells when done.
+            await self.network.wait_quiet()
+            return
+        await self.network.settle()
         while self.network.in_flight():
-            if self.auto:
-                await self.network.settle()
-                await trio.lowlevel.checkpoint()
-            else:
-                await self.network.step()
+            await self.network.step()
 
     auto = True
 
@@ -236,7 +249,7 @@ async def memory_cluster(
                 nursery, "driver@n1", worker_service.serve, node="n1", driver=True, config=config, tick_interval=tick_interval, parent="n1"
             )
             if not auto:
-                await network.settle()
+                await network.wait_quiet()
                 startup_delivery.cancel()
         token = _runtime_var.set(cluster.driver)
         try:

@@ -264,6 +264,27 @@ class TaskExecutor:
         cls = WorkerBlocked if blocked else WorkerUnblocked
         return [Send(self.worker.node, cls(worker=self.worker.address, lease_id=r.lease_id))]
 
+    def fate_share_tasks(self, dead_workers: set[str]) -> list[Effect]:
+        """Running tasks that hold a reference whose owner died fail with OwnerDiedError.
+
+        The task is a holder of the references it received (paper §4.3,
+        fig. 11): it reports the failure to its (live) owner at once; its
+        user code, if already running, is cancelled or left to finish unheard.
+        """
+        fx: list[Effect] = []
+        for task_id in sorted(self.running):
+            r = self.running.get(task_id)
+            if r is None or r.spec.owner in dead_workers:
+                continue
+            dead = sorted({info.owner for info in r.arg_refs if info.owner in dead_workers})
+            if not dead:
+                continue
+            if r.started:
+                fx.append(CancelExecution(task_id=task_id))
+            error = ErrorInfo(kind="owner_died", message=f"task {task_id} holds a reference owned by {dead[0]}, which died")
+            fx += self.finish_task(task_id, error=error)
+        return fx
+
     def handle_owner_death(self, dead_workers: set[str]) -> list[Effect]:
         """Tasks whose owner died are useless: stop them without a reply."""
         fx: list[Effect] = []

@@ -80,6 +80,7 @@ class HeadCore:
         return rec if rec.alive else None
 
     def _heartbeat(self, msg: Heartbeat) -> list[Effect]:
+        new = msg.node not in self.nodes or not self.nodes[msg.node].total
         rec = self._record(msg.node)
         if rec is None:
             return []  # declared dead already: a node does not come back
@@ -93,6 +94,10 @@ class HeadCore:
                 if r.alive
             )
         )
+        if new:
+            # Membership changed: every node learns of the newcomer now,
+            # not one heartbeat period later.
+            return self._broadcast(view)
         return [Send(msg.node, view)]
 
     def _publish_worker_death(self, msg: WorkerDied) -> list[Effect]:

@@ -121,7 +121,7 @@ class NodeCore:
         self.dead_workers |= dead
         fx: list[Effect] = []
         fx += self.scheduler.reclaim_leases(dead)
-        fx += self.store.free_owned(dead)
+        fx += self.store.handle_failure(dead)
         for worker in sorted(self.scheduler.workers):
             if worker not in dead:
                 fx.append(Send(worker, msg))

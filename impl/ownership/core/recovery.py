@@ -64,6 +64,7 @@ class FailureHandler:
                 fx += self._scan_owned(ref, dead_workers, dead_nodes)
             else:
                 fx += self._scan_borrowed(ref, dead_workers, dead_nodes)
+        fx += w.executor.fate_share_tasks(dead_workers)
         for object_id in sorted(self.refs.table):
             fx += self.refs.check(object_id)
         return fx
@@ -83,10 +84,11 @@ class FailureHandler:
             if not ref.locations and ref.value is None and ref.status == READY:
                 ref.status = LOST
         if ref.status == LOST:
-            if ref.in_scope() or ref.remote_waiters:
+            # Reconstruction is lazy (as in Ray): only for an object someone waits for now.
+            if ref.waiters or ref.remote_waiters or self.worker.submitter.waiting_on.get(ref.object_id):
                 fx += self.reconstruct(ref)
-            else:
-                ref.status = FREED  # nobody needs it now; its lineage stays
+            elif not ref.in_scope():
+                ref.status = FREED  # nobody refers to it; its lineage stays
         elif ref.waiters and ref.fetching is None:
             fx += self.refs.fetch(ref)
         return fx

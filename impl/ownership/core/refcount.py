@@ -528,6 +528,8 @@ class ReferenceCounter:
             waiters, ref.waiters = ref.waiters, []
             for waiter in waiters:
                 fx += self._resolve(ref, waiter, **ready)
+        elif ref.waiters and ref.status == READY:
+            fx += self.fetch(ref)  # the value is in a store: pull a copy
         if ref.owned:
             fx += self.worker.submitter.dependency_resolved(ref)
         return fx
@@ -652,9 +654,16 @@ class ReferenceCounter:
             return []
         ref.fetching = None
         if msg.value is not None:
+            if ref.owned:
+                # The owner hands the copy to its waiters but keeps no copy
+                # itself: the stores hold the value (and may lose it).
+                waiters, ref.waiters = ref.waiters, []
+                fx: list[Effect] = []
+                for waiter in waiters:
+                    fx += self._resolve(ref, waiter, value=msg.value)
+                return fx + self.check(ref.object_id)
             ref.value = msg.value
-            if not ref.owned:
-                ref.status = READY
+            ref.status = READY
             self.set_contents(ref, msg.value.refs)
             return self._wake(ref)
         ref.locations.discard(src)

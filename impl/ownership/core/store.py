@@ -73,8 +73,11 @@ class ObjectStore:
             return []
         return [ObjectFreed(object_id=msg.object_id)]
 
-    def free_owned(self, dead_owners: set[str]) -> list[Effect]:
-        """Copies whose owner died fate-share with it."""
+    def handle_failure(self, dead_owners: set[str]) -> list[Effect]:
+        """Spec: FateSharing!StoreHandleFailure
+
+        The object store frees the copies whose owner died (fig. 11b).
+        """
         fx: list[Effect] = []
         for oid in sorted(self.objects):
             if self.objects[oid].owner in dead_owners:

@@ -141,6 +141,8 @@ class MemoryNetwork:
         self._quiet_threads = trio.Event()
         self._quiet_threads.set()
         self._lot = trio.lowlevel.ParkingLot()
+        self._quiet_waiters: list[trio.Event] = []
+        self.running = False
         self.stats: dict[str, collections.Counter] = {
             "sent": collections.Counter(),
             "delivered": collections.Counter(),
@@ -355,12 +357,42 @@ class MemoryNetwork:
         raise RuntimeError(f"network not quiet after {max_steps} deliveries (a livelock?)")
 
     async def run(self) -> None:
-        """Deliver automatically forever, one message per settled cluster."""
-        while True:
-            if not self._flight:
-                await self._lot.park()
-                continue
-            await self.step()
+        """Deliver automatically forever, one message per settled cluster.
+
+        Only one task may call ``settle`` while this runs (trio wakes every
+        ``wait_all_tasks_blocked`` waiter at once); others use :meth:`wait_quiet`.
+        """
+        if self.running:
+            raise RuntimeError("this network already delivers automatically")
+        self.running = True
+        try:
+            while True:
+                await self.settle()
+                if not self._flight:
+                    waiters, self._quiet_waiters = self._quiet_waiters, []
+                    for ev in waiters:
+                        ev.set()
+                    await self._lot.park()
+                    continue
+                heads = self.deliverable()
+                mid, _ = heads[self._rng.randrange(len(heads))]
+                self.deliver(mid)
+        finally:
+            self.running = False
+
+    async def wait_quiet(self) -> None:
+        """Wait until nothing is in flight and every process has reacted.
+
+        With :meth:`run` going, the delivery task tells; without it, this is
+        :meth:`settle` (messages in flight then stay where they are).
+        """
+        if not self.running:
+            await self.settle()
+            return
+        ev = trio.Event()
+        self._quiet_waiters.append(ev)
+        self._lot.unpark_all()
+        await ev.wait()
 
 
 class MemoryLauncher:

@@ -90,6 +90,30 @@ def exception_from_error(error: ErrorInfo) -> OwnershipError:
     return cls(error.message)
 
 
+_KINDS: dict[type, str] = {
+    OwnerDiedError: "owner_died",
+    ObjectLostError: "object_lost",
+    ActorDiedError: "actor_died",
+    WorkerCrashedError: "worker_crashed",
+    TaskCancelledError: "cancelled",
+}
+
+
+def error_info_of(exc: BaseException) -> ErrorInfo:
+    """How a task's exception travels to its owner.
+
+    A documented error that user code let through (a get on a dead owner's
+    object, a nested task's failure) keeps its kind, so the caller sees the
+    same error class; anything else becomes a TaskError with the traceback.
+    """
+    if isinstance(exc, TaskError):
+        return ErrorInfo(kind="task", message=str(exc.args[0]), type_name=exc.type_name, traceback=exc.remote_traceback)
+    for cls, kind in _KINDS.items():
+        if type(exc) is cls:
+            return ErrorInfo(kind=kind, message=str(exc))
+    return error_from_exception(exc)
+
+
 @attrs.define(eq=False)
 class _GetSlot:
     event: trio.Event = attrs.Factory(trio.Event)
@@ -426,25 +450,28 @@ class WorkerRuntime:
         _task_var.set(spec.task_id)
         value: Payload | None = None
         error: ErrorInfo | None = None
+        result: Any = None
         with trio.CancelScope() as scope:
             self._scopes[spec.task_id] = scope
             try:
                 result = await self._call(spec, effect.args)
                 if spec.kind != "actor_create":
                     value = pack(result)
-                del result
             except Exception as exc:
-                error = error_from_exception(exc)
+                error = error_info_of(exc)
                 del exc
         self._scopes.pop(spec.task_id, None)
         if scope.cancelled_caught:
             error = ErrorInfo(kind="cancelled", message=f"task {spec.task_id} was cancelled")
             value = None
         self.tasks_run += 1
-        # Refs the task dropped are released before the reply reports what it still holds.
+        # Refs the task dropped are released before the reply reports what it
+        # still holds; refs inside the returned value stay alive until the
+        # reply has registered the caller as their borrower.
         self._drain_releases()
         if not self.closed:
             self.handle(TaskDone(spec.task_id, value=value, error=error))
+        del result
 
     # ------------------------------------------------------------------ inspection
     def snapshot(self) -> dict[str, Any]:
