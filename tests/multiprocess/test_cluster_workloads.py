@@ -10,6 +10,7 @@ from pathlib import Path
 import cloudpickle
 import pytest
 import trio
+import trio.testing
 
 import ownership
 from ownership.runtime.cluster import connect
@@ -75,3 +76,120 @@ async def test_sigkilled_worker_task_is_retried(running_cluster, tmp_path):
             result, pid = await die_once.remote(str(marker))
     assert result == "second attempt"
     assert int(marker.read_text()) != pid  # the first worker died; another ran the retry
+
+
+@ownership.remote
+def total(arr):
+    return float(arr.sum()), arr.nbytes
+
+
+@ownership.remote
+def make_array(n):
+    import numpy as np
+
+    return np.ones(n)
+
+
+@ownership.remote
+def read_shared(ref):
+    # ``ref`` is the future itself (shared()), not its value: this task is a borrower.
+    assert isinstance(ref, ownership.ObjectRef)
+    return ownership.get(ref) + 1
+
+
+async def test_shared_ref_makes_the_task_a_borrower(running_cluster):
+    async with connect(running_cluster.nodes[0], token_file=running_cluster.token_file):
+        with trio.fail_after(60):
+            ref = add.remote(10, 20)
+            assert await read_shared.remote(ownership.shared(ref)) == 31
+
+
+async def test_numpy_10_mib_by_reference_across_nodes(running_cluster):
+    import numpy as np
+
+    arr = np.arange(10 * 2**20 // 8, dtype=np.float64)
+    async with connect(running_cluster.nodes[0], token_file=running_cluster.token_file):
+        with trio.fail_after(60):
+            ref = ownership.put(arr)
+            assert await total.remote(ref) == (float(arr.sum()), arr.nbytes)
+            made = make_array.remote(10 * 2**20 // 8)
+            assert await total.remote(made) == (float(10 * 2**20 // 8), 10 * 2**20)
+            got = await made
+            assert got.nbytes == 10 * 2**20 and float(got.sum()) == 10 * 2**20 // 8
+
+
+def wait_for_file(path: str, timeout: float = 60.0) -> None:
+    """Inside a task: block until the test creates ``path`` (a cross-process barrier)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.02)
+
+
+async def wait_for_files(paths, timeout: float = 60.0) -> None:
+    """In the test: wait (polling a real condition) until every path exists."""
+    with trio.fail_after(timeout):
+        while not all(os.path.exists(p) for p in paths):
+            await trio.sleep(0.02)
+
+
+@ownership.remote
+def pending_until(path: str):
+    wait_for_file(path)
+    return "released"
+
+
+@ownership.remote
+def owner_of_pending(path: str):
+    # This worker owns the pending future and hands it out inside its value:
+    # the caller becomes a borrower of a future owned by this process.
+    return [pending_until.remote(path)], os.getpid()
+
+
+async def test_borrower_waiting_on_killed_owner_gets_owner_died(running_cluster, tmp_path):
+    release = str(tmp_path / "release")
+    try:
+        async with connect(running_cluster.nodes[0], token_file=running_cluster.token_file):
+            with trio.fail_after(60):
+                (ref,), owner_pid = await owner_of_pending.remote(release)
+                killed_at = []
+                async with trio.open_nursery() as nursery:
+
+                    async def borrower_get():
+                        with pytest.raises(ownership.OwnerDiedError):
+                            await ownership.get(ref)
+                        return trio.current_time() - killed_at[0]
+
+                    async def run():
+                        elapsed.append(await borrower_get())
+
+                    elapsed: list[float] = []
+                    nursery.start_soon(run)
+                    await trio.testing.wait_all_tasks_blocked()
+                    killed_at.append(trio.current_time())
+                    os.kill(owner_pid, signal.SIGKILL)
+                # The node sees the owner's connection close at once and
+                # publishes the death; no heartbeat timeout is involved.
+                assert elapsed and elapsed[0] < 5.0, elapsed
+    finally:
+        Path(release).touch()  # let the orphaned task finish, so the shared cluster gets its CPU back
+
+
+async def test_driver_exit_returns_its_leases(running_cluster, tmp_path):
+    cpus = 2 * len(running_cluster.nodes)
+    async with connect(running_cluster.nodes[0], token_file=running_cluster.token_file):
+        with trio.fail_after(60):
+            # Each actor holds its lease, and here a CPU, for its whole life.
+            actors = [Counter.options(num_cpus=1).remote() for _ in range(cpus)]
+            await ownership.get([a.incr.remote(1) for a in actors])
+    # The first driver is gone: its actors and leases with it. A new driver
+    # can use every CPU again.
+    release = str(tmp_path / "go")
+    async with connect(running_cluster.nodes[0], token_file=running_cluster.token_file):
+        with trio.fail_after(60):
+            refs = [pending_until.remote(release) for _ in range(cpus)]
+            Path(release).touch()
+            assert await ownership.get(refs) == ["released"] * cpus

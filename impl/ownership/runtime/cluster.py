@@ -60,6 +60,18 @@ __all__ = ["LocalCluster", "cluster", "connect", "session_file", "spawn_service"
 logger = logging.getLogger("ownership.cluster")
 
 
+def _single(group: BaseExceptionGroup) -> BaseException:
+    """The one exception inside nested single-member groups of our own nurseries.
+
+    The caller's exception, raised in the body of ``cluster()``, reaches it
+    as itself rather than wrapped once per nursery between us.
+    """
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def session_file() -> Path:
     """Where ``ownership start`` records the cluster it started on this machine."""
     return ownership_home() / "session.json"
@@ -185,9 +197,7 @@ async def cluster(
                     await local._stop_all(stop_grace)
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+        raise _single(group) from None
     finally:
         shutil.rmtree(session_dir, ignore_errors=True)
         for name in cleanup_leftovers(session):
@@ -274,6 +284,4 @@ async def connect(
         async with _attach_driver(token, host, node, CoreConfig(**(config or {})), tick) as driver:
             yield driver
     except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+        raise _single(group) from None

@@ -1,0 +1,117 @@
+"""ownership.cluster(): an embedded cluster of subprocesses, and node failures in it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pytest
+import trio
+
+import ownership
+from ownership.runtime.cluster import cluster
+from ownership.runtime.shm import list_segments
+
+pytestmark = pytest.mark.slow
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@ownership.remote
+def square(x):
+    return x * x, os.getppid()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_embedded_cluster_runs_tasks_and_stops_everything():
+    async with cluster(nodes=1, num_cpus=1) as local:
+        pids = {address: local.pid(address) for address in [local.head, *local.nodes]}
+        session_dir = local.session_dir
+        assert (session_dir / "cluster.token").stat().st_mode & 0o777 == 0o600
+        with trio.fail_after(60):
+            results = await ownership.get([square.remote(i) for i in range(5)])
+        assert [r for r, _ in results] == [0, 1, 4, 9, 16]
+        assert {ppid for _, ppid in results} == {pids[local.nodes[0]]}
+    assert not any(_alive(pid) for pid in pids.values())
+    assert not session_dir.exists()
+    assert list_segments(f"own_{local.session}_") == []
+    with pytest.raises(ownership.NoRuntimeError):
+        square.remote(1)  # the driver is gone with the cluster
+
+
+def wait_for_file(path: str, timeout: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.02)
+
+
+@ownership.remote
+def produce(i: int, marks: str, gate: str):
+    # Record where this attempt runs (its node is our parent), then wait at the gate.
+    tmp = Path(marks, f".{i}-{os.getpid()}")
+    tmp.write_text(str(os.getppid()))
+    tmp.rename(Path(marks, f"{i}-{os.getpid()}"))  # atomic: the test never reads half a mark
+    wait_for_file(gate)
+    return np.full(2**18, i, dtype=np.float64)  # 2 MiB: stored at the executing node
+
+
+async def wait_placed(marks: Path, ids: range) -> dict[int, int]:
+    """Task id -> node pid of its first attempt, once every task in ``ids`` started."""
+    while True:
+        placed: dict[int, int] = {}
+        for p in marks.glob("[0-9]*"):
+            i = int(p.name.split("-")[0])
+            if i in ids:
+                placed.setdefault(i, int(p.read_text()))
+        if len(placed) == len(ids):
+            return placed
+        await trio.sleep(0.02)
+
+
+async def test_killed_node_tasks_rerun_and_lost_objects_reconstructed(tmp_path):
+    marks, gate1, gate2 = tmp_path / "marks", tmp_path / "gate1", tmp_path / "gate2"
+    marks.mkdir()
+    async with cluster(nodes=2, num_cpus=2, node_timeout=1.0) as local:
+        owner = local.driver.core
+        victim = next(n for n in local.nodes if n != owner.node)
+        victim_pid = local.pid(victim)
+        with trio.fail_after(120):
+            # Four tasks at once on 2 + 2 CPUs: two of them run on the victim.
+            stored = [produce.remote(i, str(marks), str(gate1)) for i in range(4)]
+            first = await wait_placed(marks, range(4))
+            stored_on_victim = sorted(i for i, pid in first.items() if pid == victim_pid)
+            assert len(stored_on_victim) == 2, first
+            gate1.touch()
+            # Finished, and nobody fetched them: the victim holds the only copies.
+            while not all(owner.refs.table[r.object_id].locations for r in stored):
+                await trio.sleep(0.02)
+
+            running = [produce.remote(i, str(marks), str(gate2)) for i in range(4, 8)]
+            second = await wait_placed(marks, range(4, 8))
+            running_on_victim = sorted(i for i, pid in second.items() if pid == victim_pid)
+            assert len(running_on_victim) == 2, second
+
+            local.kill(victim, signal.SIGKILL)
+            assert await local.wait_exit(victim) == -signal.SIGKILL
+            gate2.touch()
+            values = await ownership.get(stored + running)
+        assert [float(v[0]) for v in values] == [float(i) for i in range(8)]
+        assert all(v.shape == (2**18,) and float(v.sum()) == i * 2**18 for i, v in enumerate(values))
+        # The lost objects and the interrupted tasks ran again, on the survivor.
+        again = {int(p.name.split("-")[0]) for p in marks.glob("[0-9]*") if int(p.read_text()) != victim_pid}
+        assert set(stored_on_victim + running_on_victim) <= again
