@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -34,6 +35,36 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@ownership.remote
+def big(n):
+    return np.ones(n)
+
+
+@ownership.remote
+def borrow_sum(ref):
+    return float(ownership.get(ref).sum())
+
+
+@ownership.remote
+class Holder:
+    def __init__(self):
+        self.kept = []
+
+    def keep(self, ref):
+        self.kept.append(ref)  # an actor holding a borrowed ref
+        return len(self.kept)
+
+
+async def wait_empty(local, timeout: float = 30.0):
+    """Poll the cluster's state (a real condition) until nothing is held anywhere."""
+    with trio.fail_after(timeout):
+        while True:
+            snapshot = await local.snapshot()
+            if snapshot.is_empty() and not snapshot.unreachable:
+                return snapshot
+            await trio.sleep(0.05)
+
+
 async def test_embedded_cluster_runs_tasks_and_stops_everything():
     async with cluster(nodes=1, num_cpus=1) as local:
         pids = {address: local.pid(address) for address in [local.head, *local.nodes]}
@@ -48,6 +79,23 @@ async def test_embedded_cluster_runs_tasks_and_stops_everything():
     assert list_segments(f"own_{local.session}_") == []
     with pytest.raises(ownership.NoRuntimeError):
         square.remote(1)  # the driver is gone with the cluster
+
+
+async def test_no_object_or_lease_left_after_the_workload(tmp_path):
+    async with cluster(nodes=2, num_cpus=1) as local:
+        with trio.fail_after(90):
+            large = big.remote(2**18)  # 2 MiB: stored at a node
+            holder = Holder.remote()
+            assert await holder.keep.remote(ownership.shared(large)) == 1
+            assert await borrow_sum.remote(ownership.shared(large)) == 2**18
+            assert await ownership.get([square.remote(i) for i in range(3)])
+            during = await local.snapshot()
+            assert during.objects() and any(during.stored().values())
+            del large, holder  # the last refs: the actor and its borrowed ref go too
+            gc.collect()
+            after = await wait_empty(local)
+        assert after.objects() == {} and not any(after.stored().values())
+        assert all(s["shm"]["segments"] == 0 for s in after.nodes.values())
 
 
 def wait_for_file(path: str, timeout: float = 60.0) -> None:

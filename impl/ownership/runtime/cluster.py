@@ -51,6 +51,7 @@ from .process import (
 )
 from .refs import _runtime_var
 from .shm import cleanup_leftovers
+from .status import ClusterSnapshot, StatusTransport, cluster_snapshot
 from .tcp import open_tcp_transport, parse_address
 from .worker import WorkerRuntime
 from .worker import serve as serve_worker
@@ -107,6 +108,10 @@ class LocalCluster:
 
     def alive(self, address: str) -> bool:
         return self.processes[address].returncode is None
+
+    async def snapshot(self, timeout: float = 5.0) -> ClusterSnapshot:
+        """What every process of the cluster holds (``ownership status`` / ``memory``)."""
+        return await cluster_snapshot(self._token, self.head, timeout=timeout)
 
     async def add_node(self, num_cpus: float | None = None, resources: dict[str, float] | None = None) -> str:
         """Start one more node process; returns its address once its workers are up."""
@@ -214,7 +219,8 @@ async def _attach_driver(
         if address == node:
             attaching.cancel()  # no node there (or it died while we registered)
 
-    async with open_tcp_transport(token, host, on_peer_lost=peer_lost) as transport:
+    async with open_tcp_transport(token, host, on_peer_lost=peer_lost) as tcp:
+        transport = StatusTransport(tcp, "driver")
         async with trio.open_nursery() as nursery:
             driver: WorkerRuntime | None = None
             with attaching:
@@ -223,6 +229,7 @@ async def _attach_driver(
                 )
             if driver is None:
                 raise ConnectionError(f"cannot attach a driver to node {node}: it does not answer")
+            transport.snapshot = lambda: {**driver.snapshot(), "pid": os.getpid()}
             reset = _runtime_var.set(driver)
             try:
                 yield driver

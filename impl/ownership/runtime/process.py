@@ -50,6 +50,7 @@ import trio
 from ..core.config import CoreConfig
 from .auth import load_token
 from .shm import SharedMemoryStore, cleanup_leftovers
+from .status import StatusTransport
 from .tcp import open_tcp_transport
 
 __all__ = [
@@ -254,14 +255,19 @@ async def _watch_lifeline(scope: trio.CancelScope) -> None:
 def _announce(address: str) -> None:
     sys.stdout.write(f"{READY_PREFIX}{address}\n")
     sys.stdout.flush()
+    # From now on stdout is the log: whoever started us may stop reading
+    # the pipe (``ownership start`` does), and a print must not hit EPIPE.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
 
 async def _run_head(args: argparse.Namespace, token: bytes, config: CoreConfig) -> None:
     from .head import serve as serve_head
 
-    async with open_tcp_transport(token, args.host, args.port, advertise_host=args.advertise_host) as transport:
+    async with open_tcp_transport(token, args.host, args.port, advertise_host=args.advertise_host) as tcp:
+        transport = StatusTransport(tcp, "head")
         async with trio.open_nursery() as nursery:
-            await nursery.start(lambda **kw: serve_head(transport, config=config, tick_interval=args.tick, **kw))
+            rt = await nursery.start(lambda **kw: serve_head(transport, config=config, tick_interval=args.tick, **kw))
+            transport.snapshot = rt.snapshot
             _announce(transport.address)
 
 
@@ -282,7 +288,8 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig) 
     if args.advertise_host:
         worker_command += ["--advertise-host", args.advertise_host]
     try:
-        async with open_tcp_transport(token, args.host, args.port, advertise_host=args.advertise_host) as transport:
+        async with open_tcp_transport(token, args.host, args.port, advertise_host=args.advertise_host) as tcp:
+            transport = StatusTransport(tcp, "node")
             async with trio.open_nursery() as nursery:
                 launcher = SubprocessLauncher(nursery, worker_command)
                 try:
@@ -298,6 +305,12 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig) 
                             **kw,
                         )
                     )
+                    transport.snapshot = lambda: {
+                        **rt.snapshot(),
+                        "pid": os.getpid(),
+                        "worker_pids": {a: p.pid for a, p in launcher.workers.items()},
+                        "shm": {"segments": store.usage().segments, "bytes": store.usage().bytes},
+                    }
                     await rt.ready.wait()
                     _announce(transport.address)
                     await trio.sleep_forever()
@@ -324,11 +337,13 @@ async def _run_worker(args: argparse.Namespace, token: bytes, config: CoreConfig
 
     async with open_tcp_transport(
         token, args.host, args.port, advertise_host=args.advertise_host, on_peer_lost=peer_lost
-    ) as transport:
+    ) as tcp:
+        transport = StatusTransport(tcp, "worker")
         async with trio.open_nursery() as nursery:
-            await nursery.start(
+            rt = await nursery.start(
                 lambda **kw: serve_worker(transport, node=args.node, config=config, tick_interval=args.tick, **kw)
             )
+            transport.snapshot = lambda: {**rt.snapshot(), "pid": os.getpid()}
             _announce(transport.address)
 
 
