@@ -239,17 +239,29 @@ async def _attach_driver(
 
 
 def spawn_service(
-    role: str, token_file: Path | str, *options: str, lifeline: bool = True, timeout: float = 60.0
+    role: str,
+    token_file: Path | str,
+    *options: str,
+    lifeline: bool = True,
+    timeout: float = 60.0,
+    stderr: Any = None,
 ) -> tuple[subprocess.Popen, str]:
     """Start a service process from synchronous code; returns it and its address.
 
     With ``lifeline`` the child stops when this process dies or closes the
-    child's stdin (``proc.stdin.close()`` is the clean stop); without it, the
-    child runs until signalled (``ownership start``). Its stdout must then be
-    read or closed by the caller; it is left open for that.
+    child's stdin (``proc.stdin.close()`` is the clean stop). Without it the
+    child is a daemon in its own session that runs until signalled
+    (``ownership start``). Once the child is ready it no longer writes to
+    the stdout pipe, which the caller may close.
     """
     command = service_command(role, token_file, *options, *(["--lifeline"] if lifeline else []))
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE if lifeline else subprocess.DEVNULL, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE if lifeline else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        start_new_session=not lifeline,
+    )
     try:
         address = read_ready_line_sync(proc.stdout.fileno(), timeout)
     except BaseException:
