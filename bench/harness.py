@@ -145,6 +145,10 @@ class RunnerDoc:
         else:
             self._record(key, {"status": "ok", "metrics": _summary(row, samples)}, started)
 
+    def mark_na(self, key: str, reason: str) -> None:
+        """A row the system cannot run, found out before the row started."""
+        self._record(key, {"status": "n/a", "reason": reason}, timer())
+
     def skip_rows(self, keys: Sequence[str], reason: str) -> None:
         """Rows that could not start because their setup failed."""
         for key in keys:

@@ -25,6 +25,7 @@ __all__ = [
     "parse_rows",
     "percentile",
     "median",
+    "row_sizes_text",
 ]
 
 MIB = 1024 * 1024
@@ -116,21 +117,21 @@ _MS_LOW = dict(unit="ms", better="lower")
 
 ROWS: tuple[Row, ...] = (
     Row("sync", "sync round trip of a no-op task", (
-        Metric("sync_p50", "sync latency p50", **_MS_LOW),  # type: ignore[arg-type]
-        Metric("sync_p99", "sync latency p99", **_MS_LOW),  # type: ignore[arg-type]
+        Metric("sync_p50", "sync p50", **_MS_LOW),  # type: ignore[arg-type]
+        Metric("sync_p99", "sync p99", **_MS_LOW),  # type: ignore[arg-type]
     )),
     Row("async", "no-op tasks from one driver", (
-        Metric("async", "async throughput", "tasks/s", "higher"),
+        Metric("async", "async", "tasks/s", "higher"),
     )),
     Row("actor", "async calls to one actor (1:1)", (
         Metric("actor", "actor calls", "calls/s", "higher"),
     )),
     # Counts every task: the outer ones and the ones they submit.
     Row("nested", "tasks each submitting and getting tasks", (
-        Metric("nested", "nested tasks", "tasks/s", "higher"),
+        Metric("nested", "nested", "tasks/s", "higher"),
     )),
     Row("array_ref", "numpy array put once, passed by reference", (
-        Metric("array_ref", "array by reference", "tasks/s", "higher"),
+        Metric("array_ref", "array by ref", "tasks/s", "higher"),
     )),
     Row("array_value", "numpy array passed by value on every call", (
         Metric("array_value", "array by value", "tasks/s", "higher"),
@@ -139,7 +140,7 @@ ROWS: tuple[Row, ...] = (
     # refs dropped; the release messages that follow are asynchronous in all
     # three systems and are not waited for.
     Row("borrow", "refs through a chain of borrowers, released", (
-        Metric("borrow", "borrowing chain", "ms", "lower"),
+        Metric("borrow", "borrowing", "ms", "lower"),
     )),
     Row("remote_get", "get of an object held in another node's store", (
         Metric("remote_get", "remote get", "GB/s", "higher"),

@@ -1,0 +1,300 @@
+"""The rows on our runtime, through the public API (``import ownership``).
+
+The cluster is the embedded multi-process one, ``ownership.cluster(...)``,
+when the package has it, and otherwise the in-process
+``ownership.testing.memory_cluster(...)``; the JSON's ``setup.cluster`` says
+which, and the table prints it. Figures from the in-process cluster are not
+comparable with the peers' multi-process ones: every worker shares one
+interpreter there.
+
+Layouts, matching the peers':
+- single-node rows: one node with 2 CPUs (2 workers);
+- remote get: two nodes; the object is made on node 2 (which alone offers the
+  custom resource ``holder``) and got by the driver on node 1;
+- recovery: three nodes, ``holder`` on nodes 2 and 3, a fresh cluster per
+  repeat. The process that holds the object's only copy is killed, and the
+  owner's lineage reconstruction re-runs the task on the other holder node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import inspect
+import os
+import signal
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from bench.harness import NotApplicable, RunnerDoc, Sample, Unavailable, runner_main, timer
+from bench.rows import MIB, ROW_BY_KEY, Sizes, percentile
+from bench.workloads import Sink, check_array, checksum, make_array, make_array_recording, noop, read_recorded
+
+CPUS = 2
+HOLDER = "holder"  # custom resource that pins the object's maker to chosen nodes
+ON_HOLDER = {HOLDER: 0.01}
+
+_remote_cache: dict[Any, Any] = {}
+
+
+def _remote(target: Any, **options: Any) -> Any:
+    """``ownership.remote(target)`` once per process (its function is packed once)."""
+    import ownership
+
+    key = (target, repr(sorted(options.items())))
+    handle = _remote_cache.get(key)
+    if handle is None:
+        handle = _remote_cache[key] = ownership.remote(target).options(**options) if options else ownership.remote(target)
+    return handle
+
+
+def _identity() -> str:
+    """The executing worker's address ("w1@n2") where the runtime exposes it."""
+    try:
+        from ownership.runtime.refs import current_runtime
+
+        return str(current_runtime().address)
+    except Exception:
+        return ""
+
+
+# ---------------------------------------------------------------- task bodies
+def nested_outer(inner: int) -> int:
+    import ownership
+
+    task = _remote(noop)
+    return len(ownership.get([task.remote() for _ in range(inner)]))
+
+
+def borrower(refs: list[Any], depth: int) -> int:
+    # The list holds refs, so they arrive as refs: this task borrows them and
+    # lends them on to the next one (a borrower of a borrower).
+    import ownership
+
+    if depth > 1:
+        return ownership.get(_remote(borrower).remote(refs, depth - 1))
+    return sum(ownership.get(refs))
+
+
+def make_recording_here(nbytes: int, record: str) -> Any:
+    return make_array_recording(nbytes, record, _identity())
+
+
+# ---------------------------------------------------------------- clusters
+class Clusters:
+    """Opens our clusters; ``kind`` names the one used, for the report."""
+
+    def __init__(self) -> None:
+        import ownership
+
+        self.embedded = callable(getattr(ownership, "cluster", None))
+        if self.embedded:
+            self.kind = "embedded multi-process (ownership.cluster)"
+            self._factory = ownership.cluster
+        else:
+            from ownership.testing import memory_cluster
+
+            self.kind = "in-process (ownership.testing.memory_cluster)"
+            self._factory = memory_cluster
+
+    @contextlib.asynccontextmanager
+    async def open(self, nodes: int = 1, holders: Sequence[int] = ()) -> AsyncIterator[Any]:
+        """``nodes`` nodes; node ``i`` in ``holders`` (1-based) also offers ``holder``."""
+        cpus = CPUS if nodes == 1 else 1
+        node_resources = {f"n{i}": {HOLDER: 1.0} for i in holders}
+        if self.embedded:
+            params = inspect.signature(self._factory).parameters
+            kwargs: dict[str, Any] = {"nodes": nodes, "num_cpus": cpus}
+            if node_resources:
+                if "node_resources" not in params:
+                    raise NotApplicable("ownership.cluster() cannot give one node a custom resource, so an object cannot be placed on another node")
+                kwargs["node_resources"] = node_resources
+            async with self._factory(**kwargs) as cluster:
+                yield cluster
+        else:
+            async with self._factory(
+                nodes=nodes, workers_per_node=cpus, cpus_per_node=cpus, node_resources=node_resources
+            ) as cluster:
+                yield cluster
+
+    def kill_holder(self, cluster: Any, pid: int, identity: str) -> str:
+        """Kill the process holding the only copy; returns what was killed."""
+        if self.embedded:
+            os.kill(pid, signal.SIGKILL)
+            return f"pid {pid} ({identity or 'worker'})"
+        # In-process: large objects live in the node's store, so the holder is
+        # the node; it is crashed on the memory network (no OS process to kill).
+        node = identity.rsplit("@", 1)[-1]
+        if not node:
+            raise RuntimeError("the maker's address is unknown, so its node cannot be crashed")
+        cluster.crash(node)
+        return f"node {node} crashed on the memory network"
+
+
+# ---------------------------------------------------------------- rows
+class OurRows:
+    def __init__(self, clusters: Clusters) -> None:
+        self.clusters = clusters
+        self.killed: list[str] = []
+
+    async def row_sync(self, s: Sizes) -> Sample:
+        task = _remote(noop)
+        lat = []
+        for _ in range(s.sync_round_trips):
+            t0 = timer()
+            await task.remote()
+            lat.append(timer() - t0)
+        return {"sync_p50": percentile(lat, 50) * 1e3, "sync_p99": percentile(lat, 99) * 1e3}
+
+    async def row_async(self, s: Sizes) -> Sample:
+        import ownership
+
+        task = _remote(noop)
+        t0 = timer()
+        refs = [task.remote() for _ in range(s.async_tasks)]
+        values = await ownership.get(refs)
+        dt = timer() - t0
+        assert values == [None] * s.async_tasks
+        return {"async": s.async_tasks / dt}
+
+    async def row_actor(self, s: Sizes) -> Sample:
+        import ownership
+
+        actor = _remote(Sink).remote()
+        await actor.ping.remote()  # created and placed: not part of the rate
+        t0 = timer()
+        refs = [actor.ping.remote() for _ in range(s.actor_calls)]
+        values = await ownership.get(refs)
+        dt = timer() - t0
+        assert values == [None] * s.actor_calls
+        del actor, refs
+        return {"actor": s.actor_calls / dt}
+
+    async def row_nested(self, s: Sizes) -> Sample:
+        import ownership
+
+        outer = _remote(nested_outer)
+        t0 = timer()
+        counts = await ownership.get([outer.remote(s.nested_inner) for _ in range(s.nested_outer)])
+        dt = timer() - t0
+        assert counts == [s.nested_inner] * s.nested_outer
+        return {"nested": s.nested_outer * (1 + s.nested_inner) / dt}
+
+    async def row_array_ref(self, s: Sizes) -> Sample:
+        import ownership
+
+        array = make_array(s.array_mib * MIB)
+        expected = checksum(array)
+        task = _remote(checksum)
+        t0 = timer()
+        ref = ownership.put(array)
+        values = await ownership.get([task.remote(ref) for _ in range(s.array_tasks)])
+        dt = timer() - t0
+        assert values == [expected] * s.array_tasks
+        return {"array_ref": s.array_tasks / dt}
+
+    async def row_array_value(self, s: Sizes) -> Sample:
+        import ownership
+
+        array = make_array(s.array_mib * MIB)
+        expected = checksum(array)
+        task = _remote(checksum)
+        t0 = timer()
+        values = await ownership.get([task.remote(array) for _ in range(s.array_tasks)])
+        dt = timer() - t0
+        assert values == [expected] * s.array_tasks
+        return {"array_value": s.array_tasks / dt}
+
+    async def row_borrow(self, s: Sizes) -> Sample:
+        import ownership
+
+        task = _remote(borrower)
+        t0 = timer()
+        refs = [ownership.put(i) for i in range(s.borrow_refs)]
+        total = await task.remote(refs, s.borrow_chain)
+        del refs
+        dt = timer() - t0
+        assert total == sum(range(s.borrow_refs))
+        return {"borrow": dt * 1e3}
+
+    async def row_remote_get(self, s: Sizes) -> Sample:
+        import ownership
+
+        nbytes = s.remote_get_mib * MIB
+        ref = _remote(make_array, resources=ON_HOLDER).remote(nbytes)
+        ready, _ = await ownership.wait([ref], num_returns=1, timeout=300)
+        assert ready, "the object was not made in time"
+        t0 = timer()
+        value = await ref
+        dt = timer() - t0
+        check_array(value, nbytes)
+        del value, ref
+        return {"remote_get": nbytes / dt / 1e9}
+
+    async def row_recovery(self, s: Sizes) -> Sample:
+        import ownership
+
+        nbytes = s.recovery_mib * MIB
+        with tempfile.TemporaryDirectory(prefix="bench-ours-") as tmp:
+            record = os.path.join(tmp, "made-by")
+            async with self.clusters.open(nodes=3, holders=(2, 3)) as cluster:
+                ref = _remote(make_recording_here, resources=ON_HOLDER, max_retries=3).remote(nbytes, record)
+                ready, _ = await ownership.wait([ref], num_returns=1, timeout=300)
+                assert ready, "the object was not made in time"
+                killed_pid, identity = read_recorded(record)
+                os.unlink(record)
+                t0 = timer()
+                what = self.clusters.kill_holder(cluster, killed_pid, identity)
+                value = await ownership.get(ref, timeout=300)
+                dt = timer() - t0
+                check_array(value, nbytes)
+                remade_pid, remade_by = read_recorded(record)  # absent file: not re-executed -> error
+                assert (remade_pid, remade_by) != (killed_pid, identity), "the value was not reconstructed"
+                self.killed.append(what)
+                del value, ref
+                gc.collect()
+        return {"recovery": dt * 1e3}
+
+
+async def _run(doc: RunnerDoc, rows: Sequence[str], clusters: Clusters) -> None:
+    impl = OurRows(clusters)
+    single = [r for r in rows if not ROW_BY_KEY[r].two_nodes]
+    if single:
+        async with clusters.open(nodes=1) as _:
+            for key in single:
+                await doc.run_row_async(key, getattr(impl, f"row_{key}"))
+    if "remote_get" in rows:
+        try:
+            async with clusters.open(nodes=2, holders=(2,)) as _:
+                await doc.run_row_async("remote_get", impl.row_remote_get)
+        except NotApplicable as exc:
+            doc.mark_na("remote_get", str(exc))
+    if "recovery" in rows:
+        await doc.run_row_async("recovery", impl.row_recovery)
+        if impl.killed:
+            doc.note("recovery", f"killed: {impl.killed[-1]}")
+
+
+def body(doc: RunnerDoc, rows: Sequence[str]) -> None:
+    try:
+        import ownership
+        import trio
+
+        from ownership import get, put, remote  # noqa: F401  (the API this runner needs)
+        clusters = Clusters()
+    except ImportError as exc:
+        raise Unavailable("not available", f"our API is not importable: {exc}") from None
+    doc.set_version(getattr(ownership, "__version__", "unknown"))
+    doc.set_setup(cluster=clusters.kind, cpus=f"{CPUS} per single node; 1 per node in the multi-node rows")
+    doc.note("remote_get", "driver on node 1 gets an object made on node 2")
+    doc.note("borrow", "list of refs passed through nested tasks; the last one gets their values")
+    trio.run(_run, doc, rows, clusters)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return runner_main("ours", body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
