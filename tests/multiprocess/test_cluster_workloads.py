@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -187,6 +188,31 @@ async def test_driver_exit_returns_its_leases(running_cluster, tmp_path):
             await ownership.get([a.incr.remote(1) for a in actors])
     # The first driver is gone: its actors and leases with it. A new driver
     # can use every CPU again.
+    release = str(tmp_path / "go")
+    async with connect(running_cluster.nodes[0], token_file=running_cluster.token_file):
+        with trio.fail_after(60):
+            refs = [pending_until.remote(release) for _ in range(cpus)]
+            Path(release).touch()
+            assert await ownership.get(refs) == ["released"] * cpus
+
+
+async def test_driver_crash_returns_its_leases(running_cluster, tmp_path):
+    cpus = 2 * len(running_cluster.nodes)
+    program = Path(__file__).with_name("driver_programs.py")
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, str(program), "hold-actors", running_cluster.nodes[0], running_cluster.token_file, str(cpus)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        with trio.fail_after(60):
+            assert (await proc.stdout.receive_some()).strip() == b"READY"  # its actors hold every CPU
+        proc.kill()  # SIGKILL: no goodbye to anyone
+        assert await proc.wait() == -signal.SIGKILL
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await proc.stdout.aclose()
     release = str(tmp_path / "go")
     async with connect(running_cluster.nodes[0], token_file=running_cluster.token_file):
         with trio.fail_after(60):
