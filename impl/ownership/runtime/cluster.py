@@ -32,7 +32,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +245,7 @@ def spawn_service(
     lifeline: bool = True,
     timeout: float = 60.0,
     stderr: Any = None,
+    prefix: Sequence[str] = (),
 ) -> tuple[subprocess.Popen, str]:
     """Start a service process from synchronous code; returns it and its address.
 
@@ -252,9 +253,10 @@ def spawn_service(
     child's stdin (``proc.stdin.close()`` is the clean stop). Without it the
     child is a daemon in its own session that runs until signalled
     (``ownership start``). Once the child is ready it no longer writes to
-    the stdout pipe, which the caller may close.
+    the stdout pipe, which the caller may close. ``prefix`` runs the command
+    through another one (``ip netns exec NS``: a process on another "host").
     """
-    command = service_command(role, token_file, *options, *(["--lifeline"] if lifeline else []))
+    command = [*prefix, *service_command(role, token_file, *options, *(["--lifeline"] if lifeline else []))]
     proc = subprocess.Popen(
         command,
         stdin=subprocess.PIPE if lifeline else subprocess.DEVNULL,
