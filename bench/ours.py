@@ -2,32 +2,35 @@
 
 The cluster is the embedded multi-process one, ``ownership.cluster(...)``,
 when the package has it, and otherwise the in-process
-``ownership.testing.memory_cluster(...)``; the JSON's ``setup.cluster`` says
-which, and the table prints it. Figures from the in-process cluster are not
-comparable with the peers' multi-process ones: every worker shares one
-interpreter there.
+``ownership.testing.memory_cluster(...)`` (``OWNERSHIP_BENCH_CLUSTER=memory``
+forces it); the JSON's ``setup.cluster`` says which, and the table prints
+it. Figures from the in-process cluster are not comparable with the peers'
+multi-process ones: every worker shares one interpreter there.
 
 Layouts, matching the peers':
 - single-node rows: one node with 2 CPUs (2 workers);
-- remote get: two nodes; the object is made on node 2 (which alone offers the
-  custom resource ``holder``) and got by the driver on node 1;
-- recovery: three nodes, ``holder`` on nodes 2 and 3, a fresh cluster per
-  repeat. The process that holds the object's only copy is killed, and the
-  owner's lineage reconstruction re-runs the task on the other holder node.
+- remote get and recovery: the driver's node plus two nodes offering the
+  custom resource ``holder``, 1 CPU each. For remote get the object is made
+  on a holder node and got by the driver. For recovery: large values live
+  in the node's store, so the process holding the only copy is the maker's
+  node; it gets SIGKILL (its workers follow it), and the owner's lineage
+  reconstruction re-runs the task on the other holder.
+  A new holder node replaces the killed one before the next repeat.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import inspect
 import os
 import signal
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from bench.harness import NotApplicable, RunnerDoc, Sample, Unavailable, runner_main, timer
+import trio
+
+from bench.harness import RunnerDoc, Sample, Unavailable, runner_main, timer
 from bench.rows import MIB, ROW_BY_KEY, Sizes, percentile
 from bench.workloads import Sink, check_array, checksum, make_array, make_array_recording, noop, read_recorded
 
@@ -50,13 +53,14 @@ def _remote(target: Any, **options: Any) -> Any:
 
 
 def _identity() -> str:
-    """The executing worker's address ("w1@n2") where the runtime exposes it."""
+    """``<address> <node pid>`` of the executing worker (workers are children of their node)."""
     try:
         from ownership.runtime.refs import current_runtime
 
-        return str(current_runtime().address)
+        address = str(current_runtime().address)
     except Exception:
-        return ""
+        address = "?"
+    return f"{address} {os.getppid()}"
 
 
 # ---------------------------------------------------------------- task bodies
@@ -82,60 +86,82 @@ def make_recording_here(nbytes: int, record: str) -> Any:
 
 
 # ---------------------------------------------------------------- clusters
+def _embedded_factory() -> Any:
+    """``ownership.cluster`` (issue 4), or where it lives until the API re-exports it."""
+    import ownership
+
+    if os.environ.get("OWNERSHIP_BENCH_CLUSTER") == "memory":
+        return None
+    factory = getattr(ownership, "cluster", None)
+    if callable(factory):
+        return factory
+    try:
+        from ownership.runtime.cluster import cluster
+    except ImportError:
+        return None
+    return cluster
+
+
 class Clusters:
     """Opens our clusters; ``kind`` names the one used, for the report."""
 
     def __init__(self) -> None:
-        import ownership
-
-        self.embedded = callable(getattr(ownership, "cluster", None))
-        if self.embedded:
-            self.kind = "embedded multi-process (ownership.cluster)"
-            self._factory = ownership.cluster
+        factory = _embedded_factory()
+        self.embedded = factory is not None
+        if factory is not None:
+            self.kind = "embedded multi-process (ownership.cluster), default tick and node timeout"
+            self._factory = factory
         else:
             from ownership.testing import memory_cluster
 
-            self.kind = "in-process (ownership.testing.memory_cluster)"
+            self.kind = "in-process (ownership.testing.memory_cluster): not comparable with multi-process peers"
             self._factory = memory_cluster
 
     @contextlib.asynccontextmanager
-    async def open(self, nodes: int = 1, holders: Sequence[int] = ()) -> AsyncIterator[Any]:
-        """``nodes`` nodes; node ``i`` in ``holders`` (1-based) also offers ``holder``."""
-        cpus = CPUS if nodes == 1 else 1
-        node_resources = {f"n{i}": {HOLDER: 1.0} for i in holders}
+    async def open(self, holders: int = 0) -> AsyncIterator[Any]:
+        """One plain node (the driver's), plus ``holders`` nodes offering ``holder``.
+
+        Without holders the node has 2 CPUs; with them every node has 1.
+        """
+        cpus = CPUS if holders == 0 else 1
         if self.embedded:
-            params = inspect.signature(self._factory).parameters
-            kwargs: dict[str, Any] = {"nodes": nodes, "num_cpus": cpus}
-            if node_resources:
-                if "node_resources" not in params:
-                    raise NotApplicable("ownership.cluster() cannot give one node a custom resource, so an object cannot be placed on another node")
-                kwargs["node_resources"] = node_resources
-            async with self._factory(**kwargs) as cluster:
+            async with self._factory(nodes=1, num_cpus=cpus) as cluster:
+                async with trio.open_nursery() as starting:  # nodes start in parallel
+                    for _ in range(holders):
+                        starting.start_soon(self.add_holder, cluster)
                 yield cluster
         else:
+            node_resources = {f"n{i}": {HOLDER: 1.0} for i in range(2, 2 + holders)}
             async with self._factory(
-                nodes=nodes, workers_per_node=cpus, cpus_per_node=cpus, node_resources=node_resources
+                nodes=1 + holders, workers_per_node=cpus, cpus_per_node=cpus, node_resources=node_resources
             ) as cluster:
                 yield cluster
 
-    def kill_holder(self, cluster: Any, pid: int, identity: str) -> str:
-        """Kill the process holding the only copy; returns what was killed."""
+    async def add_holder(self, cluster: Any) -> None:
+        await cluster.add_node(num_cpus=1, resources={HOLDER: 1.0})
+
+    def kill_holder(self, cluster: Any, identity: str) -> str:
+        """Kill the process that holds the only copy: the node whose store has it."""
+        address, _, node_pid = identity.partition(" ")
         if self.embedded:
-            os.kill(pid, signal.SIGKILL)
-            return f"pid {pid} ({identity or 'worker'})"
-        # In-process: large objects live in the node's store, so the holder is
-        # the node; it is crashed on the memory network (no OS process to kill).
-        node = identity.rsplit("@", 1)[-1]
-        if not node:
-            raise RuntimeError("the maker's address is unknown, so its node cannot be crashed")
+            # Large values live in the node's shared-memory store, so the node
+            # (not the worker that made the value) holds the copy; its
+            # workers die with it.
+            node = next((a for a in cluster.nodes if cluster.pid(a) == int(node_pid)), None)
+            if node is None:
+                raise RuntimeError(f"the maker's node (pid {node_pid}) is not a node of this cluster")
+            cluster.kill(node, signal.SIGKILL)
+            return f"SIGKILL to node {node} (pid {node_pid}) and so its workers"
+        node = address.rsplit("@", 1)[-1]
         cluster.crash(node)
-        return f"node {node} crashed on the memory network"
+        return f"node {node} crashed on the memory network (no OS process to kill)"
 
 
 # ---------------------------------------------------------------- rows
 class OurRows:
     def __init__(self, clusters: Clusters) -> None:
         self.clusters = clusters
+        self.cluster: Any = None  # the multi-node cluster, while its rows run
         self.killed: list[str] = []
 
     async def row_sync(self, s: Sizes) -> Sample:
@@ -233,27 +259,35 @@ class OurRows:
         return {"remote_get": nbytes / dt / 1e9}
 
     async def row_recovery(self, s: Sizes) -> Sample:
+        if not self.clusters.embedded:
+            # The memory network cannot add a node: a fresh cluster per repeat.
+            async with self.clusters.open(holders=2) as cluster:
+                return await self._recover_once(cluster, s)
+        sample = await self._recover_once(self.cluster, s)
+        await self.clusters.add_holder(self.cluster)  # replaces the killed one, untimed
+        return sample
+
+    async def _recover_once(self, cluster: Any, s: Sizes) -> Sample:
         import ownership
 
         nbytes = s.recovery_mib * MIB
         with tempfile.TemporaryDirectory(prefix="bench-ours-") as tmp:
             record = os.path.join(tmp, "made-by")
-            async with self.clusters.open(nodes=3, holders=(2, 3)) as cluster:
-                ref = _remote(make_recording_here, resources=ON_HOLDER, max_retries=3).remote(nbytes, record)
-                ready, _ = await ownership.wait([ref], num_returns=1, timeout=300)
-                assert ready, "the object was not made in time"
-                killed_pid, identity = read_recorded(record)
-                os.unlink(record)
-                t0 = timer()
-                what = self.clusters.kill_holder(cluster, killed_pid, identity)
-                value = await ownership.get(ref, timeout=300)
-                dt = timer() - t0
-                check_array(value, nbytes)
-                remade_pid, remade_by = read_recorded(record)  # absent file: not re-executed -> error
-                assert (remade_pid, remade_by) != (killed_pid, identity), "the value was not reconstructed"
-                self.killed.append(what)
-                del value, ref
-                gc.collect()
+            ref = _remote(make_recording_here, resources=ON_HOLDER, max_retries=3).remote(nbytes, record)
+            ready, _ = await ownership.wait([ref], num_returns=1, timeout=300)
+            assert ready, "the object was not made in time"
+            killed_pid, identity = read_recorded(record)
+            os.unlink(record)
+            t0 = timer()
+            what = self.clusters.kill_holder(cluster, identity)
+            value = await ownership.get(ref, timeout=300)
+            dt = timer() - t0
+            check_array(value, nbytes)
+            remade_pid, remade_by = read_recorded(record)  # absent file: not re-executed -> error
+            assert (remade_pid, remade_by) != (killed_pid, identity), "the value was not reconstructed"
+            self.killed.append(what)
+            del value, ref
+            gc.collect()
         return {"recovery": dt * 1e3}
 
 
@@ -261,17 +295,15 @@ async def _run(doc: RunnerDoc, rows: Sequence[str], clusters: Clusters) -> None:
     impl = OurRows(clusters)
     single = [r for r in rows if not ROW_BY_KEY[r].two_nodes]
     if single:
-        async with clusters.open(nodes=1) as _:
+        async with clusters.open() as _:
             for key in single:
                 await doc.run_row_async(key, getattr(impl, f"row_{key}"))
-    if "remote_get" in rows:
-        try:
-            async with clusters.open(nodes=2, holders=(2,)) as _:
-                await doc.run_row_async("remote_get", impl.row_remote_get)
-        except NotApplicable as exc:
-            doc.mark_na("remote_get", str(exc))
-    if "recovery" in rows:
-        await doc.run_row_async("recovery", impl.row_recovery)
+    double = [r for r in rows if ROW_BY_KEY[r].two_nodes]
+    if double:
+        async with clusters.open(holders=2) as cluster:
+            impl.cluster = cluster
+            for key in double:
+                await doc.run_row_async(key, getattr(impl, f"row_{key}"))
         if impl.killed:
             doc.note("recovery", f"killed: {impl.killed[-1]}")
 
@@ -279,7 +311,6 @@ async def _run(doc: RunnerDoc, rows: Sequence[str], clusters: Clusters) -> None:
 def body(doc: RunnerDoc, rows: Sequence[str]) -> None:
     try:
         import ownership
-        import trio
 
         from ownership import get, put, remote  # noqa: F401  (the API this runner needs)
         clusters = Clusters()
@@ -287,7 +318,7 @@ def body(doc: RunnerDoc, rows: Sequence[str]) -> None:
         raise Unavailable("not available", f"our API is not importable: {exc}") from None
     doc.set_version(getattr(ownership, "__version__", "unknown"))
     doc.set_setup(cluster=clusters.kind, cpus=f"{CPUS} per single node; 1 per node in the multi-node rows")
-    doc.note("remote_get", "driver on node 1 gets an object made on node 2")
+    doc.note("remote_get", "the driver gets an object made on another node (one with the holder resource)")
     doc.note("borrow", "list of refs passed through nested tasks; the last one gets their values")
     trio.run(_run, doc, rows, clusters)
 
@@ -297,4 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run the module under its importable name, so that the task bodies above
+    # are pickled by reference (workers import them) and not by value.
+    import bench.ours
+
+    raise SystemExit(bench.ours.main())

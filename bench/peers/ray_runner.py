@@ -271,4 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run the module under its importable name, so that the task bodies above
+    # are pickled by reference (workers import them) and not by value.
+    import bench.peers.ray_runner
+
+    raise SystemExit(bench.peers.ray_runner.main())
