@@ -124,7 +124,10 @@ class HeadCore:
         rec.alive = False
         workers = tuple(sorted(rec.workers - self.published))
         self.published |= set(workers)
-        return self._broadcast(NodeDied(node=node, workers=workers))
+        msg = NodeDied(node=node, workers=workers)
+        # The node itself is told too: if it is only cut off, it must stop its
+        # workers, which everyone else now counts as dead.
+        return self._broadcast(msg) + [Send(node, msg)]
 
     def snapshot(self) -> dict[str, Any]:
         return {

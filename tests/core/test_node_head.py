@@ -1,0 +1,171 @@
+"""LocalScheduler, ObjectStore and HeadCore."""
+
+from __future__ import annotations
+
+from ownership.core.config import CoreConfig
+from ownership.core.events import KillWorker, ObjectFreed, PeerLost, Received, StartWorker, Tick, Watch
+from ownership.core.head import HeadCore
+from ownership.core.messages import (
+    ClusterView,
+    FreeObject,
+    Heartbeat,
+    LeaseGranted,
+    NodeDied,
+    NodeView,
+    ObjectCopy,
+    ObjectStored,
+    PullObject,
+    PutObject,
+    RegisterWorker,
+    RequestLease,
+    ReturnLease,
+    Spillback,
+    TaskReply,
+    WorkerBlocked,
+    WorkerDied,
+    WorkerRegistered,
+    WorkerUnblocked,
+)
+from ownership.core.node import NodeCore
+
+CPU1 = (("CPU", 1.0),)
+
+
+def node(cpus: float = 2.0, workers: tuple[str, ...] = ("w1", "w2"), name: str = "n1") -> NodeCore:
+    n = NodeCore(name, "head", (("CPU", cpus),), pool_size=len(workers))
+    assert [type(e) for e in n.start()].count(StartWorker) == len(workers)
+    for w in workers:
+        n.handle(Received(w, RegisterWorker(worker=w, node=name)))
+        n.handle(Received("head", WorkerRegistered(worker=w, node=name)))
+    return n
+
+
+def req(i: int, owner: str = "o", resources=CPU1, spilled: bool = False) -> RequestLease:
+    return RequestLease(request_id=f"q{i}", owner=owner, task_id=f"t{i}", resources=resources, spilled=spilled)
+
+
+def sends(fx):
+    return [(e.dst, e.msg) for e in fx if hasattr(e, "msg")]
+
+
+def test_registration_goes_through_the_head_before_use() -> None:
+    n = NodeCore("n1", "head", CPU1, pool_size=1)
+    fx = n.handle(Received("w1", RegisterWorker(worker="w1", node="n1")))
+    assert Watch(address="w1") in fx and ("head", RegisterWorker(worker="w1", node="n1")) in sends(fx)
+    assert n.scheduler.workers["w1"].state == "registering"
+    fx = n.handle(Received("head", WorkerRegistered(worker="w1", node="n1")))
+    assert sends(fx) == [("w1", WorkerRegistered(worker="w1", node="n1"))]
+    assert n.scheduler.workers["w1"].state == "idle"
+
+
+def test_grant_when_local_resources_are_free() -> None:
+    n = node()
+    [(dst, grant)] = sends(n.handle(Received("o", req(1))))
+    assert dst == "o" and isinstance(grant, LeaseGranted) and grant.worker == "w1"
+    assert n.scheduler.available["CPU"] == 1.0
+
+
+def test_spill_to_least_loaded_node_with_room() -> None:
+    n = node(cpus=1.0, workers=("w1",))
+    n.handle(Received("o", req(1)))
+    view = ClusterView(nodes=(NodeView(node="n2", total=(("CPU", 4.0),), available=(("CPU", 1.0),)), NodeView(node="n3", total=(("CPU", 4.0),), available=(("CPU", 3.0),))))
+    n.handle(Received("head", view))
+    assert sends(n.handle(Received("o", req(2)))) == [("o", Spillback(request_id="q2", node="n3"))]
+
+
+def test_queue_when_nowhere_has_room_then_grant_on_release() -> None:
+    n = node(cpus=1.0, workers=("w1", "w2"))
+    [(_, grant)] = sends(n.handle(Received("o", req(1))))
+    assert sends(n.handle(Received("o", req(2)))) == []
+    assert [r.request_id for r in n.scheduler.queue] == ["q2"]
+    fx = n.handle(Received("o", ReturnLease(lease_id=grant.lease_id, worker=grant.worker)))
+    [(dst, second)] = sends(fx)
+    assert dst == "o" and second.request_id == "q2"
+
+
+def test_spilled_request_is_never_spilled_again() -> None:
+    n = node(cpus=1.0, workers=("w1",))
+    n.handle(Received("o", req(1)))
+    n.handle(Received("head", ClusterView(nodes=(NodeView(node="n2", total=CPU1, available=CPU1),))))
+    assert sends(n.handle(Received("o", req(2, spilled=True)))) == []
+    assert len(n.scheduler.queue) == 1
+
+
+def test_worker_death_publishes_reclaims_and_replaces() -> None:
+    n = node()
+    n.handle(Received("o", req(1)))
+    fx = n.handle(PeerLost("w1"))
+    assert ("head", WorkerDied(worker="w1", node="n1")) in sends(fx)
+    assert StartWorker() in fx
+    assert n.scheduler.leases == {} and n.scheduler.available["CPU"] == 2.0
+
+
+def test_owner_death_stops_its_leased_workers() -> None:
+    n = node()
+    n.handle(Received("o", req(1)))
+    fx = n.handle(Received("head", WorkerDied(worker="o", node="n9")))
+    assert KillWorker(worker="w1") in fx
+
+
+def test_blocked_worker_lends_its_cpu() -> None:
+    n = node(cpus=1.0, workers=("w1", "w2"))
+    [(_, grant)] = sends(n.handle(Received("o", req(1))))
+    n.handle(Received("o", req(2)))
+    fx = n.handle(Received("w1", WorkerBlocked(worker="w1", lease_id=grant.lease_id)))
+    [(_, second)] = sends(fx)
+    assert isinstance(second, LeaseGranted) and second.worker == "w2"
+    n.handle(Received("w1", WorkerUnblocked(worker="w1", lease_id=grant.lease_id)))
+    assert n.scheduler.available["CPU"] == -1.0  # oversubscribed until one returns
+
+
+def test_store_pins_copy_then_relays_reply() -> None:
+    n = node()
+    from ownership.core.messages import Payload
+
+    reply = TaskReply(task_id="t", return_id="o/t.r", attempt=1, worker="w1", lease_id=None, location="n1")
+    fx = n.handle(Received("w1", PutObject(object_id="o/t.r", owner="o", value=Payload(data=b"v"), reply=reply)))
+    assert sends(fx) == [("o", reply)]
+    assert sends(n.handle(Received("r", PullObject(object_id="o/t.r", requester="r")))) == [("r", ObjectCopy(object_id="o/t.r", value=Payload(data=b"v")))]
+    assert n.handle(Received("o", FreeObject(object_id="o/t.r"))) == [ObjectFreed(object_id="o/t.r")]
+    assert sends(n.handle(Received("r", PullObject(object_id="o/t.r", requester="r")))) == [("r", ObjectCopy(object_id="o/t.r"))]
+
+
+def test_store_frees_copies_of_a_dead_owner_and_refuses_new_ones() -> None:
+    from ownership.core.messages import Payload
+
+    n = node()
+    fx = n.handle(Received("o", PutObject(object_id="o/p", owner="o", value=Payload(data=b"v"))))
+    assert sends(fx) == [("o", ObjectStored(object_id="o/p", node="n1"))]
+    fx = n.handle(Received("head", WorkerDied(worker="o", node="n2")))
+    assert ObjectFreed(object_id="o/p") in fx
+    assert n.handle(Received("x", PutObject(object_id="o/q", owner="o", value=Payload(data=b"v")))) == []
+    assert n.store.objects == {}
+
+
+def test_head_declares_silent_node_dead_after_timeout() -> None:
+    head = HeadCore("head", CoreConfig(node_timeout_ticks=2))
+    for name in ("n1", "n2"):
+        head.handle(Received(name, Heartbeat(node=name, seq=1, total=CPU1, available=CPU1, workers=(f"w@{name}",))))
+    for _ in range(2):
+        head.handle(Tick())
+        head.handle(Received("n1", Heartbeat(node="n1", seq=2, total=CPU1, available=CPU1)))
+    fx = head.handle(Tick())
+    died = NodeDied(node="n2", workers=("w@n2",))
+    assert ("n1", died) in sends(fx) and ("n2", died) in sends(fx)
+    assert head.handle(Received("n2", Heartbeat(node="n2", seq=3, total=CPU1, available=CPU1))) == []
+
+
+def test_head_publishes_a_worker_death_once_to_every_node() -> None:
+    head = HeadCore("head")
+    for name in ("n1", "n2"):
+        head.handle(Received(name, Heartbeat(node=name, seq=1, total=CPU1, available=CPU1)))
+    msg = WorkerDied(worker="w", node="n1")
+    assert sorted(d for d, _ in sends(head.handle(Received("n1", msg)))) == ["n1", "n2"]
+    assert head.handle(Received("n1", msg)) == []
+
+
+def test_head_tells_every_node_about_a_newcomer() -> None:
+    head = HeadCore("head")
+    head.handle(Received("n1", Heartbeat(node="n1", seq=1, total=CPU1, available=CPU1)))
+    fx = head.handle(Received("n2", Heartbeat(node="n2", seq=1, total=CPU1, available=CPU1)))
+    assert sorted(d for d, m in sends(fx) if isinstance(m, ClusterView)) == ["n1", "n2"]

@@ -1,0 +1,149 @@
+"""ReferenceCounter: local, submitted-task, borrower and contained-in counts."""
+
+from __future__ import annotations
+
+from ownership.core.events import AddLocalRef, GetDone, GetValue, Put, Received, RemoveLocalRef, Submit, TaskDone
+from ownership.core.messages import (
+    Arg,
+    Borrower,
+    BorrowInfo,
+    FreeObject,
+    GetObject,
+    ObjectValue,
+    PushTask,
+    PutObject,
+    RefInfo,
+    RefRemoved,
+    TaskReply,
+    WaitForRefRemoved,
+)
+from ownership.core.worker import WorkerCore
+
+
+def test_put_then_release_frees_the_entry(h) -> None:
+    w = WorkerCore("a", "n1")
+    w.handle(Put("a/p1", h.value(b"x")))
+    assert w.refs.get_ref("a/p1").status == "ready"
+    w.handle(RemoveLocalRef("a/p1"))
+    assert w.refs.table == {}
+
+
+def test_large_put_goes_to_local_store_and_free_tells_it(h) -> None:
+    w = WorkerCore("a", "n1")
+    big = h.value(b"x" * (w.config.inline_threshold + 1))
+    fx = w.handle(Put("a/p1", big))
+    assert any(getattr(e, "msg", None) == PutObject(object_id="a/p1", owner="a", value=big) for e in fx)
+    from ownership.core.messages import ObjectStored
+
+    w.handle(Received("n1", ObjectStored(object_id="a/p1", node="n1")))
+    assert w.refs.get_ref("a/p1").locations == {"n1"} and w.refs.get_ref("a/p1").value is None
+    fx = w.handle(RemoveLocalRef("a/p1"))
+    assert [e.msg for e in fx] == [FreeObject(object_id="a/p1")] and fx[0].dst == "n1"
+
+
+def test_submitted_ref_keeps_object_until_reply(mini, h) -> None:
+    d = mini.driver
+    d.handle(Put(d.new_object_id(), h.value(b"1")))
+    [oid] = list(d.refs.table)
+    s = h.spec(d, args=[Arg(ref=RefInfo(object_id=oid, owner=d.address))])
+    mini.r.feed(d.address, Submit(s))
+    mini.r.feed(d.address, RemoveLocalRef(oid))
+    assert d.refs.get_ref(oid).submitted == 1
+    mini.r.run(skip=lambda f: isinstance(f[2], PushTask))
+    worker = d.submitter.tasks[s.task_id].location
+    mini.r.deliver_type(PushTask)
+    mini.r.feed(worker, TaskDone(s.task_id, value=h.value()))
+    mini.r.deliver_type(TaskReply)
+    assert d.refs.get_ref(oid) is None
+
+
+def test_owner_waits_on_borrower_reported_in_reply(mini, h) -> None:
+    d = mini.driver
+    oid = d.new_object_id()
+    d.handle(Put(oid, h.value(b"1")))
+    shared = h.value(b"ref", refs=[RefInfo(object_id=oid, owner=d.address)])
+    s = h.spec(d, args=[Arg(value=shared)])
+    mini.r.feed(d.address, Submit(s))
+    mini.r.run(skip=lambda f: isinstance(f[2], PushTask))
+    worker = d.submitter.tasks[s.task_id].location
+    mini.r.deliver_type(PushTask)
+    w = mini.workers[worker]
+    assert w.refs.get_ref(oid).task_args == 1
+    mini.r.feed(worker, AddLocalRef(oid, d.address))  # the task kept the ref (an actor would)
+    mini.r.feed(worker, TaskDone(s.task_id, value=h.value()))
+    reply = mini.r.sent(TaskReply)[0][2]
+    assert reply.borrowed == (BorrowInfo(object_id=oid, owner=d.address, held=True),)
+    mini.r.deliver_type(TaskReply)
+    assert d.refs.get_ref(oid).borrowers == {worker: 1}
+    mini.r.feed(d.address, RemoveLocalRef(oid))
+    assert d.refs.get_ref(oid) is not None, "freed while a borrower holds it"
+    mini.r.deliver_type(WaitForRefRemoved)
+    assert not mini.r.sent(RefRemoved), "the borrower still holds it"
+    mini.r.feed(worker, RemoveLocalRef(oid))
+    mini.r.deliver_type(RefRemoved)
+    assert d.refs.get_ref(oid) is None and w.refs.get_ref(oid) is None
+
+
+def test_ref_removed_hands_over_sub_borrowers(h) -> None:
+    o = WorkerCore("o", "n1")
+    oid = "o/p1"
+    o.handle(Put(oid, h.value()))
+    o.refs.get_ref(oid).borrowers["b"] += 1
+    o.handle(RemoveLocalRef(oid))
+    fx = o.handle(Received("b", RefRemoved(object_id=oid, borrower="b", borrowers=(Borrower(address="c"),))))
+    assert [(e.dst, e.msg) for e in fx] == [("c", WaitForRefRemoved(object_id=oid, owner="o", via=None))]
+    assert o.refs.get_ref(oid).borrowers == {"c": 1}
+    o.handle(Received("c", RefRemoved(object_id=oid, borrower="c")))
+    assert o.refs.table == {}
+
+
+def test_wait_for_unknown_ref_is_answered_at_once() -> None:
+    b = WorkerCore("b", "n1")
+    fx = b.handle(Received("o", WaitForRefRemoved(object_id="o/p1", owner="o")))
+    assert [(e.dst, e.msg) for e in fx] == [("o", RefRemoved(object_id="o/p1", borrower="b"))]
+
+
+def test_wait_via_a_pending_value_waits_for_that_value(h) -> None:
+    # b owns y, whose task is still running; y's value will hold x (owned by o).
+    b = WorkerCore("b", "n1")
+    y = h.spec(b)
+    b.handle(Submit(y))
+    fx = b.handle(Received("o", WaitForRefRemoved(object_id="o/x", owner="o", via=y.return_id)))
+    assert not [e for e in fx if isinstance(getattr(e, "msg", None), RefRemoved)]
+    assert b.refs.get_ref("o/x").contained_in == {y.return_id}
+    # y is dropped: nothing holds x any more, so b answers.
+    b.handle(RemoveLocalRef(y.return_id))
+    reply = TaskReply(task_id=y.task_id, return_id=y.return_id, attempt=0, worker="w", lease_id=None, value=h.value(refs=[RefInfo(object_id="o/x", owner="o")]), refs=(RefInfo(object_id="o/x", owner="o"),))
+    b.submitter.tasks[y.task_id].state = "running"
+    fx = b.handle(Received("w", reply))
+    assert ("o", RefRemoved(object_id="o/x", borrower="b")) in [(e.dst, e.msg) for e in fx if hasattr(e, "msg")]
+    assert "o/x" not in b.refs.table
+
+
+def test_contained_ref_lives_as_long_as_the_outer_value(h) -> None:
+    o = WorkerCore("o", "n1")
+    o.handle(Put("o/x", h.value(b"inner")))
+    o.handle(Put("o/y", h.value(b"outer", refs=[RefInfo(object_id="o/x", owner="o")])))
+    o.handle(RemoveLocalRef("o/x"))
+    assert o.refs.get_ref("o/x").contained_in == {"o/y"}
+    # A reader of y becomes a borrower of x.
+    fx = o.handle(Received("r", GetObject(object_id="o/y", requester="r")))
+    msgs = [(e.dst, e.msg) for e in fx]
+    assert ("r", WaitForRefRemoved(object_id="o/x", owner="o", via="o/y")) in msgs
+    assert any(isinstance(m, ObjectValue) and m.value is not None for _, m in msgs)
+    o.handle(RemoveLocalRef("o/y"))
+    assert set(o.refs.table) == {"o/x"}, "x stays while its reader may hold it"
+    o.handle(Received("r", RefRemoved(object_id="o/x", borrower="r")))
+    assert o.refs.table == {}
+
+
+def test_get_of_unknown_object_fails_with_object_lost() -> None:
+    w = WorkerCore("a", "n1")
+    [done] = w.handle(GetValue(7, "z/p9"))
+    assert isinstance(done, GetDone) and done.error.kind == "object_lost"
+
+
+def test_owner_answers_get_object_for_freed_object_with_error() -> None:
+    o = WorkerCore("o", "n1")
+    [send] = o.handle(Received("r", GetObject(object_id="o/p1", requester="r")))
+    assert send.dst == "r" and send.msg.error.kind == "object_lost"
