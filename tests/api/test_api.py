@@ -1,0 +1,238 @@
+"""The public API on the in-memory cluster."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+import pytest
+import trio
+
+import ownership
+from ownership.runtime.refs import current_runtime
+from ownership.testing import memory_cluster
+
+
+@ownership.remote
+def add(a, b):
+    return a + b
+
+
+@ownership.remote
+def thread_name() -> str:
+    return threading.current_thread().name
+
+
+@ownership.remote
+async def loop_thread() -> bool:
+    trio.lowlevel.current_task()  # only works on the worker's trio loop
+    return True
+
+
+@ownership.remote
+def nested_blocking(x):
+    # A sync task (in a thread) submits a task and blocks on it.
+    return ownership.get(add.remote(x, 1)) * 10
+
+
+@ownership.remote
+async def nested_owner():
+    ref = add.remote(1, 1)
+    return ref.owner, current_runtime().address, await ref
+
+
+class Boom(Exception):
+    pass
+
+
+@ownership.remote
+def fail():
+    raise Boom("bad input 42")
+
+
+class Unpicklable(Exception):
+    def __reduce__(self):
+        raise TypeError("nope")
+
+
+@ownership.remote
+def fail_unpicklable():
+    raise Unpicklable("cannot travel")
+
+
+@ownership.remote
+async def slow(t: float):
+    await trio.sleep(t)
+    return t
+
+
+@ownership.remote
+async def forever():
+    await trio.sleep_forever()
+
+
+async def test_remote_returns_a_ref_at_once_and_await_gets_the_value() -> None:
+    async with memory_cluster() as c:
+        ref = add.remote(1, 2)
+        assert isinstance(ref, ownership.ObjectRef) and ref.owner == c.driver.address
+        assert await ref == 3
+        assert await ownership.get([add.remote(i, i) for i in range(5)]) == [0, 2, 4, 6, 8]
+        assert await add.remote(b=2, a=1) == 3
+
+
+async def test_refs_as_arguments_are_dereferenced_and_shared_ones_are_not() -> None:
+    async with memory_cluster():
+        x = ownership.put(20)
+        assert await add.remote(x, 1) == 21
+
+        @ownership.remote
+        async def kind(r):
+            return type(r).__name__, await r
+
+        assert await kind.remote(ownership.shared(x)) == ("ObjectRef", 20)
+
+
+async def test_sync_tasks_run_in_threads_and_async_ones_on_the_loop() -> None:
+    async with memory_cluster():
+        assert await thread_name.remote() != threading.main_thread().name
+        assert await loop_thread.remote() is True
+
+
+async def test_blocking_get_inside_a_sync_task() -> None:
+    async with memory_cluster(workers_per_node=1):
+        assert await nested_blocking.remote(4) == 50
+
+
+async def test_nested_remote_makes_the_executing_worker_the_owner() -> None:
+    async with memory_cluster() as c:
+        owner, executor, value = await nested_owner.remote()
+        assert owner == executor != c.driver.address and value == 2
+
+
+async def test_task_error_carries_type_message_and_remote_traceback() -> None:
+    async with memory_cluster():
+        with pytest.raises(ownership.TaskError) as info:
+            await fail.remote()
+        err = info.value
+        assert err.type_name.endswith("Boom") and "bad input 42" in str(err)
+        assert ", in fail\n" in err.remote_traceback and "Boom: bad input 42" in err.remote_traceback
+        assert isinstance(err.cause, Boom)
+
+
+async def test_unpicklable_exception_arrives_without_cause() -> None:
+    async with memory_cluster():
+        with pytest.raises(ownership.TaskError) as info:
+            await fail_unpicklable.remote()
+        assert info.value.cause is None and "cannot travel" in str(info.value)
+
+
+async def test_get_timeout_raises_get_timeout_error() -> None:
+    async with memory_cluster():
+        ref = forever.remote()
+        with pytest.raises(ownership.GetTimeoutError):
+            await ownership.get(ref, timeout=0.05)
+        ownership.cancel(ref)
+
+
+async def test_cancelled_await_leaks_nothing() -> None:
+    async with memory_cluster() as c:
+        ref = slow.remote(0.01)
+        with trio.move_on_after(0.001):
+            await ref
+        assert not any(r.waiters for r in c.driver.core.refs.table.values())
+        assert await ref == 0.01
+        del ref
+        gc.collect()
+        await c.quiesce()
+        assert c.leaks() == {}
+
+
+async def test_wait_returns_ready_and_not_ready() -> None:
+    async with memory_cluster():
+        fast, never = add.remote(1, 1), forever.remote()
+        ready, not_ready = await ownership.wait([never, fast], num_returns=1, timeout=5)
+        assert ready == [fast] and not_ready == [never]
+        ready, not_ready = await ownership.wait([never], timeout=0.02)
+        assert ready == [] and not_ready == [never]
+        ownership.cancel(never)
+
+
+async def test_cancel_running_task_raises_task_cancelled() -> None:
+    async with memory_cluster() as c:
+        ref = forever.remote()
+        await c.settle()
+        ownership.cancel(ref)
+        with pytest.raises(ownership.TaskCancelledError):
+            await ref
+        del ref
+        gc.collect()
+        await c.quiesce()
+        assert c.leaks() == {}
+
+
+async def test_large_put_lives_in_the_store_until_dropped() -> None:
+    async with memory_cluster() as c:
+        big = b"z" * (300 * 1024)
+        ref = ownership.put(big)
+        await c.settle()
+        assert ref.object_id in c.nodes["n1"].core.store.objects
+        assert await add.remote(ref, b"!") == big + b"!"
+        del ref
+        gc.collect()
+        await c.quiesce()
+        assert c.nodes["n1"].core.store.objects == {}
+
+
+async def test_dropping_the_last_python_ref_releases_the_object() -> None:
+    async with memory_cluster() as c:
+        ref = ownership.put("x")
+        oid = ref.object_id
+        copy = ref
+        del ref
+        gc.collect()
+        await c.settle()
+        assert c.driver.core.refs.get_ref(oid) is not None
+        del copy
+        gc.collect()
+        await c.settle()
+        assert c.driver.core.refs.get_ref(oid) is None
+
+
+def test_api_outside_a_cluster_raises_no_runtime() -> None:
+    with pytest.raises(ownership.NoRuntimeError):
+        add.remote(1, 2)
+    with pytest.raises(ownership.NoRuntimeError):
+        ownership.put(1)
+
+
+def test_calling_a_remote_function_directly_is_an_error() -> None:
+    with pytest.raises(TypeError, match=r"\.remote"):
+        add(1, 2)
+
+
+def test_bad_options_are_rejected_clearly() -> None:
+    with pytest.raises(ValueError, match="max_retries"):
+        add.options(max_retries=-1)
+    with pytest.raises(ValueError, match="bad resource"):
+        ownership.remote(resources={"GPU": -1})(lambda: 1)
+    with pytest.raises(TypeError, match="function or a class"):
+        ownership.remote(42)
+
+
+async def test_a_ref_cannot_be_pickled_on_its_own() -> None:
+    import pickle
+
+    async with memory_cluster():
+        ref = ownership.put(1)
+        with pytest.raises(TypeError, match="only travel"):
+            pickle.dumps(ref)
+
+
+async def test_options_route_tasks_by_custom_resource() -> None:
+    async with memory_cluster(nodes=2, node_resources={"n2": {"special": 1}}):
+
+        @ownership.remote(resources={"special": 1})
+        def where():
+            return current_runtime().core.node
+
+        assert await where.remote() == "n2"
