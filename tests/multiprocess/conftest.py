@@ -7,6 +7,7 @@ driver to this one with ``ownership.runtime.cluster.connect``.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import subprocess
 
 import attrs
@@ -41,6 +42,7 @@ def stop(procs: list[subprocess.Popen]) -> None:
 def running_cluster(tmp_path_factory):
     token_file = write_token(generate_token(), tmp_path_factory.mktemp("session") / "cluster.token")
     common = ["--tick", "0.1", "--node-timeout", "5"]
+    session = secrets.token_hex(4)
     procs = []
     try:
         head, head_addr = spawn_service("head", token_file, *common)
@@ -48,7 +50,7 @@ def running_cluster(tmp_path_factory):
         nodes = []
         for _ in range(2):
             proc, address = spawn_service(
-                "node", token_file, *common, "--head", head_addr, "--num-cpus", "2", "--session", "mptest"
+                "node", token_file, *common, "--head", head_addr, "--num-cpus", "2", "--session", session
             )
             procs.append(proc)
             nodes.append((address, proc.pid))

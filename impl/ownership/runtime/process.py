@@ -26,7 +26,7 @@ thread, and the signal fires when that *thread* exits.)
 Time: services tick every ``--tick`` seconds (default 0.1). A node sends a
 heartbeat to the head on every tick, and the head declares a node dead after
 ``--node-timeout`` seconds without one (default 5, i.e. 50 ticks); both
-defaults are documented in the README and in :func:`.cluster.cluster`.
+defaults are also documented in :func:`.cluster.cluster` and ``ownership start --help``.
 """
 
 from __future__ import annotations
