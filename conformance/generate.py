@@ -12,10 +12,9 @@ For a spec and one of its model configs:
    ties are broken by the states' text, never by TLC's fingerprints, so the
    same spec and config always give the same paths.
 3. Each path is written as an ITF trace ``traces/<Spec>/<Config>_<cover>_NNNN.itf.json``.
-   The trace's ``#meta`` has the spec hash, the config, the checker version
-   and the generator's settings; each state's ``#meta`` has the action that
-   led to it with its parameters, and the id of the edge it took (a hash of
-   the two states' text) for coverage.
+   The trace's ``#meta`` has the spec hash, the config, the model's
+   constants, the checker version and the generator's settings; each
+   state's ``#meta`` has the action that led to it with its parameters.
 4. For each Test* predicate of the spec's tests module, TLC looks for a
    counterexample to ``~TestX`` (a temporary module extending the model and
    the tests module, with ``INVARIANT NotTestX``): a shortest behaviour that
@@ -43,20 +42,23 @@ import attrs
 from ownership.tla.graph import Edge, GraphFormatError, StateGraph, cover_actions, cover_edges, path_to_trace
 from ownership.tla.itf import ITFTrace, dumps_itf, encode_value
 from ownership.tla.tlc import CheckResult, TraceState, check
-from ownership.tla.values import TLARecord, parse_state
+from ownership.tla.values import TLARecord, parse_state, parse_value
 
 from .specs import SpecError, SpecModel, spec_hash, strip_cfg
 
 __all__ = [
+    "Exploration",
     "GeneratedSet",
     "GenerationError",
     "LAST_ACTION",
     "StateGraphData",
     "action_of",
+    "covering_paths",
     "edge_id",
+    "explore",
     "generate",
     "read_state_graph",
-    "state_id",
+    "canonical",
     "test_file_name",
 ]
 
@@ -182,14 +184,17 @@ def read_state_graph(path: Path, *, last_action: str = LAST_ACTION) -> StateGrap
     return StateGraphData(graph, last, loops, str(path))
 
 
-def state_id(label: str) -> str:
-    return hashlib.sha256(label.encode()).hexdigest()[:16]
+def canonical(value: Any) -> str:
+    """A value's ITF JSON with sorted keys: equal TLA+ values, equal text."""
+    return json.dumps(encode_value(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def edge_id(graph: StateGraph, edge: Edge) -> str:
-    """A run-independent name of an edge: its states' text (fingerprints are random per run)."""
-    text = graph.labels[edge.source] + "\0" + graph.labels[edge.target]
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def edge_id(source: dict[str, Any], target: dict[str, Any]) -> str:
+    """A run-independent name of a transition, from its two states (TLC's
+    fingerprints change from run to run): generation counts the model's
+    edges with it, replay the edges it exercised."""
+    text = canonical(TLARecord(source)) + "\0" + canonical(TLARecord(target))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def action_of(state: dict[str, Any], fallback: str, last_action: str = LAST_ACTION) -> tuple[str, Any]:
@@ -207,20 +212,13 @@ def action_of(state: dict[str, Any], fallback: str, last_action: str = LAST_ACTI
 # ---------------------------------------------------------------------------
 
 
-def _itf(
-    steps: list[TraceState],
-    meta: dict[str, Any],
-    edge_ids: list[str | None] | None = None,
-) -> str:
+def _itf(steps: list[TraceState], meta: dict[str, Any]) -> str:
     variables = tuple(sorted(steps[0].state)) if steps else ()
     states = tuple({v: s.state[v] for v in variables} for s in steps)
     state_meta = []
     for i, step in enumerate(steps):
         name, params = action_of(step.state, step.action)
-        smeta: dict[str, Any] = {"action": name, "params": encode_value(params)}
-        if edge_ids is not None and edge_ids[i] is not None:
-            smeta["edge"] = edge_ids[i]
-        state_meta.append(smeta)
+        state_meta.append({"action": name, "params": encode_value(params)})
     trace = ITFTrace(variables, states, meta, (), None, tuple(state_meta))
     return dumps_itf(trace)
 
@@ -262,11 +260,276 @@ def _tlc_failure(what: str, result: CheckResult) -> GenerationError:
     return GenerationError(f"{what}: {detail}")
 
 
-def _copy_modules(spec: SpecModel, into: Path) -> None:
-    # TLC finds extended modules next to the root module: run on a copy so
-    # the temporary module and config never land in spec/.
-    for path in spec.spec_dir.glob("*.tla"):
-        shutil.copy2(path, into / path.name)
+
+# ---------------------------------------------------------------------------
+# Running TLC on the model, as the implementation can follow it
+# ---------------------------------------------------------------------------
+
+_ROOT = "ConformanceModel"
+_CONSTANTS_BEGIN = "ownership-conformance-constants-begin"
+_CONSTANTS_END = "ownership-conformance-constants-end"
+
+
+def _constant_names(module: Path) -> list[str]:
+    """The CONSTANT(S) a spec module declares (operator constants left out)."""
+    text = _strip_comments(module.read_text(encoding="utf-8"))
+    names: list[str] = []
+    for m in re.finditer(r"^\s*CONSTANTS?\b(.*?)(?=^\S)", text, flags=re.S | re.M):
+        depth = 0
+        item = ""
+        for ch in m.group(1) + ",":
+            if ch in "([{":
+                depth += 1
+            elif ch in ")]}":
+                depth -= 1
+            if ch == "," and depth == 0:
+                if "(" not in item and (ident := re.match(r"\s*([A-Za-z_]\w*)\s*$", item)):
+                    names.append(ident.group(1))
+                item = ""
+            else:
+                item += ch
+    return names
+
+
+def _strip_comments(text: str) -> str:
+    text = re.sub(r"\(\*.*?\*\)", lambda m: re.sub(r"[^\n]", " ", m.group(0)), text, flags=re.S)
+    return re.sub(r"\\\*[^\n]*", "", text)
+
+
+def _root_module(spec: SpecModel, eager: frozenset[str], last_action: str) -> str:
+    """A module over the model that prints the constants and, given the
+    actions the implementation takes on its own (``eager``), keeps only the
+    behaviours it can follow: in a state where such an action is enabled,
+    the next step is one of them (the implementation takes them inside the
+    stimulus that enabled them, before the harness can apply another)."""
+    names = _constant_names(spec.module)
+    record = ", ".join(f"{n} |-> {n}" for n in names) or 'none |-> "none"'
+    lines = [
+        f"---- MODULE {_ROOT} ----",
+        f"EXTENDS {spec.model.stem}, TLC",
+        f'ASSUME PrintT("{_CONSTANTS_BEGIN}") /\\ PrintT([{record}]) /\\ PrintT("{_CONSTANTS_END}")',
+    ]
+    if eager:
+        actions = ", ".join(f'"{a}"' for a in sorted(eager))
+        lines += [
+            f"ConformanceEager == {{{actions}}}",
+            f"ConformanceUnsettled == ENABLED (Next /\\ {last_action}'.name \\in ConformanceEager /\\ vars' # vars)",
+            "ConformanceSettled == ~ConformanceUnsettled",
+            f"ConformanceOrder == ConformanceUnsettled => {last_action}'.name \\in ConformanceEager",
+        ]
+    else:
+        lines.append("ConformanceSettled == TRUE")
+    lines.append("====")
+    return "\n".join(lines) + "\n"
+
+
+def _constants(output: str) -> dict[str, Any]:
+    begin = output.find(f'"{_CONSTANTS_BEGIN}"')
+    end = output.find(f'"{_CONSTANTS_END}"')
+    if begin < 0 or end < 0:
+        return {}
+    text = output[begin + len(_CONSTANTS_BEGIN) + 2 : end]
+    text = re.sub(r"@!@!@(?:START|END)MSG[^@]*@!@!@", "", text).strip()
+    value = parse_value(text)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+@attrs.frozen(eq=False)
+class Exploration:
+    """A model explored by TLC: its graph (if dumped), constants, checker."""
+
+    spec: SpecModel
+    config: str
+    cfg_path: Path
+    cfg_text: str
+    data: StateGraphData | None
+    constants: dict[str, Any]
+    checker: str
+    eager: frozenset[str]
+    meta: dict[str, Any]
+
+    def settled(self, node: int) -> bool:
+        return not any(e.action in self.eager for e in self.data.graph.successors(node)) if self.data else True
+
+
+class _Workspace:
+    """A temporary copy of spec/ with the conformance root module."""
+
+    def __init__(self, spec: SpecModel, eager: frozenset[str], last_action: str) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="ownership-traces-")
+        self.dir = Path(self._tmp.name)
+        # TLC finds extended modules next to the root module: run on a copy
+        # so the temporary modules and configs never land in spec/.
+        for path in spec.spec_dir.glob("*.tla"):
+            shutil.copy2(path, self.dir / path.name)
+        (self.dir / f"{_ROOT}.tla").write_text(_root_module(spec, eager, last_action), encoding="utf-8")
+        self.eager = eager
+
+    def config(self, name: str, cfg_text: str, *extra: str) -> Path:
+        text = strip_cfg(cfg_text)
+        if self.eager:
+            text += "ACTION_CONSTRAINT ConformanceOrder\n"
+        text += "".join(line + "\n" for line in extra)
+        path = self.dir / f"{name}.cfg"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def __enter__(self) -> _Workspace:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _base_meta(spec: SpecModel, config: str, cfg_path: Path, cfg_text: str, eager: frozenset[str]) -> dict[str, Any]:
+    meta = {
+        "source": spec.model.name,
+        "spec": spec.name,
+        "config": config,
+        "config_file": cfg_path.name,
+        "spec_hash": spec_hash(spec),
+        "config_hash": "sha256:" + hashlib.sha256(cfg_text.encode()).hexdigest(),
+        "generator": GENERATOR,
+    }
+    if eager:
+        meta["eager"] = sorted(eager)
+    return meta
+
+
+def explore(
+    spec: SpecModel,
+    config: str,
+    workspace: _Workspace,
+    *,
+    graph: bool = True,
+    workers: int = 1,
+) -> Exploration:
+    """Run TLC on the model (dumping its state graph when ``graph``)."""
+    cfg_path = spec.config(config)
+    cfg_text = cfg_path.read_text(encoding="utf-8")
+    config_name = config if config in spec.configs else cfg_path.stem
+    cfg = workspace.config("Generate", cfg_text)
+    dot = workspace.dir / "graph.dot"
+    result = check(
+        workspace.dir / f"{_ROOT}.tla", cfg, workers=workers, deadlock=False, dump_dot=dot if graph else None
+    )
+    if not result.ok or (graph and not dot.is_file()):
+        raise _tlc_failure(f"TLC could not explore {spec.model.name} under {cfg_path.name}", result)
+    data = None
+    if graph:
+        data = read_state_graph(dot)
+        dot.unlink()
+    return Exploration(
+        spec=spec,
+        config=config_name,
+        cfg_path=cfg_path,
+        cfg_text=cfg_text,
+        data=data,
+        constants=_constants(result.output),
+        checker=_tlc_version(result),
+        eager=workspace.eager,
+        meta=_base_meta(spec, config_name, cfg_path, cfg_text, workspace.eager),
+    )
+
+
+def covering_paths(ex: Exploration, cover: str, max_paths: int | None = None) -> list[list[Edge]]:
+    """Paths that cover the graph's edges or actions, each extended along
+    the implementation's own steps until it ends in a settled state (where
+    the implementation has nothing left to do by itself)."""
+    if cover not in ("edges", "actions"):
+        raise ValueError(f"cover must be 'edges' or 'actions', not {cover!r}")
+    assert ex.data is not None
+    g = ex.data.graph
+    if cover == "edges":
+        paths = cover_edges(g, max_paths)
+    else:
+        paths = cover_actions(g, key=lambda _g, e: ex.data.action_key(e), max_paths=max_paths)
+    for path in paths:
+        node = path[-1].target
+        for _ in range(len(g.states)):
+            if ex.settled(node):
+                break
+            step = next(e for e in g.successors(node) if e.action in ex.eager)
+            path.append(step)
+            node = step.target
+    return paths
+
+
+def _trace(ex: Exploration, steps: list[TraceState], meta: dict[str, Any]) -> str:
+    full = {**ex.meta, "checker": ex.checker, **meta}
+    if ex.constants:
+        full["constants"] = {k: encode_value(v) for k, v in sorted(ex.constants.items())}
+    return _itf(steps, full)
+
+
+def graph_index(ex: Exploration, cover: str, max_paths: int | None, paths: list[list[Edge]]) -> dict[str, Any]:
+    assert ex.data is not None
+    g = ex.data.graph
+    return {
+        "spec": ex.spec.name,
+        "config": ex.config,
+        "spec_hash": ex.meta["spec_hash"],
+        "config_hash": ex.meta["config_hash"],
+        "checker": ex.checker,
+        "eager": sorted(ex.eager),
+        "states": len(g.states),
+        "edges": len(g.edges),
+        "stuttering_edges": ex.data.self_loops,
+        "actions": dict(sorted(ex.data.action_names().items())),
+        "action_params": len(ex.data.action_keys()),
+        "cover": cover,
+        "max_paths": max_paths,
+        "traces": len(paths),
+        "steps": sum(len(p) for p in paths),
+    }
+
+
+def path_text(ex: Exploration, path: list[Edge], index: int, total: int, cover: str) -> str:
+    """The ITF text of covering path ``index`` (1-based) of ``total``."""
+    assert ex.data is not None
+    g = ex.data.graph
+    meta = {
+        "cover": cover,
+        "trace": f"{index}/{total}",
+        "description": f"path {index} of {total} covering the {cover} of {ex.spec.model.stem} ({ex.config})",
+    }
+    return _trace(ex, path_to_trace(g, path), meta)
+
+
+def test_text(ex: Exploration, workspace: _Workspace, test: str, *, workers: int = 1) -> str | None:
+    """The ITF text of a shortest behaviour that ends, settled, in a state
+    where ``test`` holds; ``None`` when no reachable state satisfies it."""
+    spec = ex.spec
+    if spec.tests_module is None:
+        raise SpecError(f"{spec.name} has no tests module, so no Test* predicates to trace")
+    module = f"Conformance{test}"
+    negated = f"Not{test}"
+    (workspace.dir / f"{module}.tla").write_text(
+        f"---- MODULE {module} ----\n"
+        f"EXTENDS {_ROOT}, {spec.tests_module.stem}\n"
+        f"\\* A counterexample to {negated} is a behaviour that reaches {test}.\n"
+        f"{negated} == ~({test} /\\ ConformanceSettled)\n"
+        "====\n",
+        encoding="utf-8",
+    )
+    cfg = workspace.config(module, ex.cfg_text, f"INVARIANT {negated}")
+    result = check(workspace.dir / f"{module}.tla", cfg, workers=workers, deadlock=False)
+    if result.errors:
+        raise _tlc_failure(f"TLC could not check {test}", result)
+    if result.violation is None:
+        if result.ok:
+            return None
+        raise _tlc_failure(f"TLC did not finish looking for {test}", result)
+    if result.violation.kind != "invariant" or result.violation.name != negated:
+        raise _tlc_failure(f"TLC stopped on something else while looking for {test}", result)
+    meta = {
+        "test": test,
+        "description": f"a shortest behaviour of {spec.model.stem} ({ex.config}) that ends in a state where {test} holds",
+    }
+    return _trace(ex, list(result.violation.trace), meta)
 
 
 def generate(
@@ -278,32 +541,25 @@ def generate(
     max_paths: int | None = None,
     graph: bool = True,
     tests: bool | Iterable[str] = True,
+    eager: frozenset[str] | None = None,
     workers: int = 1,
     on_status: Callable[[str], None] | None = None,
 ) -> GeneratedSet:
     """Write the traces of ``spec`` under ``config`` into ``out_dir``.
 
-    Old traces of the same config and cover (and old test traces, when
-    tests are generated) are removed first, so the folder holds exactly
-    what this run produced.
+    ``eager`` names the actions the implementation takes by itself (default:
+    those of the spec's mapping, see :mod:`conformance.mappings`). Old
+    traces of the same config and cover (and old test traces, when tests
+    are generated) are removed first, so the folder holds exactly what this
+    run produced.
     """
     if cover not in ("edges", "actions"):
         raise ValueError(f"cover must be 'edges' or 'actions', not {cover!r}")
     status = on_status or (lambda _msg: None)
-    cfg_path = spec.config(config)
-    cfg_text = cfg_path.read_text(encoding="utf-8")
-    config_name = config if config in spec.configs else cfg_path.stem
-    digest = spec_hash(spec)
-    cfg_digest = "sha256:" + hashlib.sha256(cfg_text.encode()).hexdigest()
-    base_meta = {
-        "source": spec.model.name,
-        "spec": spec.name,
-        "config": config_name,
-        "config_file": cfg_path.name,
-        "spec_hash": digest,
-        "config_hash": cfg_digest,
-        "generator": GENERATOR,
-    }
+    if eager is None:
+        from .mappings import eager_actions
+
+        eager = eager_actions(spec.name)
     if tests is True:
         test_names = list(spec.tests)
     elif tests is False:
@@ -318,109 +574,36 @@ def generate(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    graph_info: dict[str, Any] = {}
-    checker: str | None = None
     test_files: dict[str, Path] = {}
     missing: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="ownership-traces-") as tmp_name:
-        tmp = Path(tmp_name)
-        _copy_modules(spec, tmp)
+    index: dict[str, Any] = {}
+    with _Workspace(spec, eager, LAST_ACTION) as ws:
+        status(f"{spec.name} {config}: TLC is exploring the model")
+        ex = explore(spec, config, ws, graph=graph, workers=workers)
         if graph:
-            status(f"{spec.name} {config_name}: TLC is dumping the state graph")
-            gen_cfg = tmp / "Generate.cfg"
-            gen_cfg.write_text(strip_cfg(cfg_text), encoding="utf-8")
-            dot = tmp / "graph.dot"
-            result = check(tmp / spec.model.name, gen_cfg, workers=workers, deadlock=False, dump_dot=dot)
-            if not result.ok or not dot.is_file():
-                raise _tlc_failure(f"TLC could not explore {spec.model.name} under {cfg_path.name}", result)
-            checker = _tlc_version(result)
-            status(f"{spec.name} {config_name}: reading {result.distinct_states:,} states")
-            data = read_state_graph(dot)
-            dot.unlink()
-            g = data.graph
-            status(f"{spec.name} {config_name}: covering {len(g.edges):,} edges ({cover})")
-            if cover == "edges":
-                paths = cover_edges(g, max_paths)
-            else:
-                paths = cover_actions(g, key=lambda _g, e: data.action_key(e), max_paths=max_paths)
-            graph_info = {
-                "spec": spec.name,
-                "config": config_name,
-                "spec_hash": digest,
-                "config_hash": cfg_digest,
-                "checker": checker,
-                "states": len(g.states),
-                "edges": len(g.edges),
-                "stuttering_edges": data.self_loops,
-                "actions": dict(sorted(data.action_names().items())),
-                "action_params": len(data.action_keys()),
-                "cover": cover,
-                "max_paths": max_paths,
-                "traces": len(paths),
-                "steps": sum(len(p) for p in paths),
-            }
-            for old in out_dir.glob(f"{config_name}_{cover}_*.itf.json"):
+            assert ex.data is not None
+            status(f"{spec.name} {ex.config}: covering {len(ex.data.graph.edges):,} edges ({cover})")
+            paths = covering_paths(ex, cover, max_paths)
+            index = graph_index(ex, cover, max_paths, paths)
+            for old in out_dir.glob(f"{ex.config}_{cover}_*.itf.json"):
                 old.unlink()
             width = max(4, len(str(len(paths))))
             for i, path in enumerate(paths, start=1):
-                steps = path_to_trace(g, path)
-                meta = {
-                    **base_meta,
-                    "checker": checker,
-                    "cover": cover,
-                    "trace": f"{i}/{len(paths)}",
-                    "description": f"path {i} of {len(paths)} covering the {cover} of {spec.model.stem} ({config_name})",
-                }
-                ids: list[str | None] = [None] + [edge_id(g, e) for e in path]
-                file = out_dir / f"{config_name}_{cover}_{i:0{width}d}.itf.json"
-                file.write_text(_itf(steps, meta, ids), encoding="utf-8")
+                file = out_dir / f"{ex.config}_{cover}_{i:0{width}d}.itf.json"
+                file.write_text(path_text(ex, path, i, len(paths), cover), encoding="utf-8")
                 written.append(file)
-            (out_dir / f"{config_name}_{cover}.index.json").write_text(json.dumps(graph_info, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+            index_file = out_dir / f"{ex.config}_{cover}.index.json"
+            index_file.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         for test in test_names:
-            status(f"{spec.name} {config_name}: TLC is looking for a behaviour where {test} holds")
-            steps, version = _test_trace(spec, test, cfg_text, tmp, workers)
-            checker = checker or version
+            status(f"{spec.name} {ex.config}: TLC is looking for a behaviour where {test} holds")
+            text = test_text(ex, ws, test, workers=workers)
             file = out_dir / test_file_name(test)
-            if steps is None:
-                missing[test] = f"no reachable state of {config_name} satisfies {test}"
+            if text is None:
+                missing[test] = f"no reachable settled state of {ex.config} satisfies {test}"
                 if file.exists():
                     file.unlink()
                 continue
-            meta = {
-                **base_meta,
-                "checker": version,
-                "test": test,
-                "description": f"a shortest behaviour of {spec.model.stem} ({config_name}) that ends in a state where {test} holds",
-            }
-            file.write_text(_itf(steps, meta), encoding="utf-8")
+            file.write_text(text, encoding="utf-8")
             test_files[test] = file
             written.append(file)
-    return GeneratedSet(spec.name, config_name, out_dir, tuple(written), test_files, missing, graph_info, checker)
-
-
-def _test_trace(spec: SpecModel, test: str, cfg_text: str, tmp: Path, workers: int) -> tuple[list[TraceState] | None, str]:
-    assert spec.tests_module is not None
-    module = f"Conformance{test}"
-    negated = f"Not{test}"
-    (tmp / f"{module}.tla").write_text(
-        f"---- MODULE {module} ----\n"
-        f"EXTENDS {spec.model.stem}, {spec.tests_module.stem}\n"
-        f"\\* A counterexample to {negated} is a behaviour that reaches {test}.\n"
-        f"{negated} == ~{test}\n"
-        "====\n",
-        encoding="utf-8",
-    )
-    cfg = tmp / f"{module}.cfg"
-    cfg.write_text(strip_cfg(cfg_text) + f"INVARIANT {negated}\n", encoding="utf-8")
-    result = check(tmp / f"{module}.tla", cfg, workers=workers, deadlock=False)
-    version = _tlc_version(result)
-    if result.errors:
-        raise _tlc_failure(f"TLC could not check {test}", result)
-    if result.violation is None:
-        if result.ok:
-            return None, version
-        raise _tlc_failure(f"TLC did not finish looking for {test}", result)
-    if result.violation.kind != "invariant" or result.violation.name != negated:
-        raise _tlc_failure(f"TLC stopped on something else while looking for {test}", result)
-    return list(result.violation.trace), version
-
+    return GeneratedSet(spec.name, ex.config, out_dir, tuple(written), test_files, missing, index, ex.checker)

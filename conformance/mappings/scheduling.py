@@ -1,0 +1,552 @@
+"""Scheduling (spec/Scheduling.tla, paper §4.1) <-> the implementation.
+
+Binding of the model's values (from the trace's constants):
+
+- node ``n`` is the node process named ``n``; its CPU is ``Capacity[n]``
+  (every lease takes one CPU) and its pool the workers ``WorkerNode`` puts
+  there: ``w<i>@<n>`` for the i-th of them in name order;
+- owner ``o`` is a driver on ``OwnerNode[o]``: ``driver@<n>``, then
+  ``driver2@<n>``...; key ``k`` is a resource shape (one CPU, plus a marker
+  resource per key when there are several keys);
+- task ``t`` is the task the owner submits at ``OwnerSubmit(o, t)``;
+- workers of one node are interchangeable until a step tells them apart:
+  the first grant of ``w`` binds ``w`` to the worker the scheduler picked
+  (the scheduler picks the first idle worker by address, the spec any).
+
+Stimuli: ``OwnerSubmit`` submits a task on the driver; a step that consumes
+a message delivers the one in-flight message matching it (the head's relay
+of WorkerDied/NodeDied through the owner's node is delivered hop by hop);
+``WorkerCrash``/``NodeCrash`` crash the process; ``HeadDetectNodeDeath``
+lets heartbeat rounds pass until the head declares the node dead;
+``OwnerReturnLease`` is the owner's idle-lease timeout (a tick, or the
+submitter's ``return_lease`` for that lease when a tick would return
+several). Before a lease request is delivered, one heartbeat round makes
+the scheduler's view of the other nodes current, since the spec's
+spillback policy reads the cluster as it is.
+
+Eager actions (no stimulus; the implementation takes them inside the step
+that enables them): OwnerRequestLease and OwnerReuseLease (``_pump`` after
+every owner event), OwnerResubmit (the failure scan), SchedulerDetectWorkerDeath
+(the node watches its workers: the crash reaches it at once) and
+LoseMessage (the network drops messages to a dead process at once).
+
+Projection: every variable but ``lastAction``. ``crashes``, ``execs`` and
+``ranOn`` are the harness's record of the environment (crashes it caused,
+task runs it saw replies of). A crashed node's ``pool`` and ``granted`` are
+its state when it crashed (the spec keeps them as the last report the
+cluster has). ``deadWorkers`` is compared together with the workers of
+``deadNodes``: the implementation adds a dead node's workers to its
+dead-worker set, the spec keeps the node only, and both mean the same to
+``LocationDied``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from ownership.core.config import CoreConfig
+from ownership.core.messages import (
+    LeaseGranted,
+    NodeDied,
+    PushTask,
+    RequestLease,
+    ReturnLease,
+    Spillback,
+    TaskReply,
+    WorkerDied,
+)
+from ownership.core.scheduler import DRIVER
+from ownership.core.refcount import FAILED
+from ownership.core.submitter import DONE, QUEUED, RUNNING, WAITING
+from ownership.runtime.transport import Envelope
+from ownership.runtime.values import pack_function
+from ownership.tla.values import ModelValue, TLARecord, function_value
+
+from ..cluster import ModelCluster, NodeShape, StimulusError, model_cluster
+from . import Mapping
+
+__all__ = ["SchedulingMapping", "MAPPING", "conformance_task"]
+
+
+async def conformance_task() -> None:
+    """The user code of every task: the spec does not look at values."""
+    return None
+
+
+def _record(**fields: Any) -> TLARecord:
+    return TLARecord(fields)
+
+
+def _fn(pairs: Any) -> Any:
+    return function_value(pairs)
+
+
+@attrs.define
+class _Binding:
+    owner_addr: dict[ModelValue, str]
+    node_addr: dict[ModelValue, str]
+    worker_addr: dict[ModelValue, str]
+    key_resources: dict[ModelValue, tuple[tuple[str, float], ...]]
+    task_id: dict[ModelValue, str] = attrs.Factory(dict)
+
+    def inverse(self) -> dict[str, ModelValue]:
+        out: dict[str, ModelValue] = {}
+        for table in (self.owner_addr, self.node_addr, self.worker_addr, self.task_id):
+            out.update({v: k for k, v in table.items()})
+        return out
+
+
+class SchedulingMapping(Mapping):
+    spec = "Scheduling"
+    eager = frozenset({"OwnerRequestLease", "OwnerReuseLease", "OwnerResubmit", "SchedulerDetectWorkerDeath", "LoseMessage"})
+
+    def __init__(self, constants: dict[str, Any]) -> None:
+        super().__init__(constants)
+        c = constants
+        try:
+            self.owners = sorted(c["Owners"])
+            self.nodes = sorted(c["Nodes"])
+            self.workers = sorted(c["Workers"])
+            self.tasks = sorted(c["Tasks"])
+            self.keys = sorted(c["Keys"])
+            self.owner_node = dict(c["OwnerNode"])
+            self.worker_node = dict(c["WorkerNode"])
+            self.capacity = dict(c["Capacity"])
+            self.task_owner = dict(c["TaskOwner"])
+            self.task_key = dict(c["TaskKey"])
+            self.max_retries = int(c["MaxRetries"])
+            self.none = {name: c[name] for name in ("NoOwner", "NoNode", "NoWorker", "NoTask", "NoKey")}
+        except KeyError as exc:
+            raise ValueError(f"the trace's constants lack {exc.args[0]}: regenerate it with `ownership traces generate`") from None
+        owner_addr: dict[ModelValue, str] = {}
+        per_node: dict[ModelValue, int] = {}
+        for o in self.owners:
+            n = self.owner_node[o]
+            per_node[n] = per_node.get(n, 0) + 1
+            owner_addr[o] = f"driver@{n.name}" if per_node[n] == 1 else f"driver{per_node[n]}@{n.name}"
+        worker_addr: dict[ModelValue, str] = {}
+        for n in self.nodes:
+            on_node = [w for w in self.workers if self.worker_node[w] == n]
+            for i, w in enumerate(on_node, start=1):
+                worker_addr[w] = f"w{i}@{n.name}"
+        if len(self.keys) == 1:
+            key_resources = {self.keys[0]: (("CPU", 1.0),)}
+        else:
+            key_resources = {k: tuple(sorted((("CPU", 1.0), (f"key-{k.name}", 1.0)))) for k in self.keys}
+        self.bind = _Binding(owner_addr, {n: n.name for n in self.nodes}, worker_addr, key_resources)
+        self.c: ModelCluster | None = None
+        self.refs: dict[ModelValue, Any] = {}
+        self.crashes = 0
+        self.pinned: set[ModelValue] = set()  # workers whose binding a step has fixed
+        self.frozen: dict[ModelValue, tuple[Any, Any]] = {}
+        self.request_task: dict[str, str] = {}  # request id -> task id
+        self.lease_request: dict[str, str] = {}  # lease id -> request id
+        self.lease_key: dict[str, ModelValue] = {}
+        self.execs: dict[ModelValue, int] = {t: 0 for t in self.tasks}
+        self.ran_on: dict[ModelValue, set[ModelValue]] = {t: set() for t in self.tasks}
+        self._seen_events = 0
+        self._function = pack_function(conformance_task)
+
+    # ------------------------------------------------------------------ cluster
+    def cluster(self) -> Any:
+        shapes = {}
+        for n in self.nodes:
+            resources = {"CPU": float(self.capacity[n])}
+            if len(self.keys) > 1:
+                resources.update({f"key-{k.name}": 1000.0 for k in self.keys})
+            pool = sum(1 for w in self.workers if self.worker_node[w] == n)
+            shapes[n.name] = NodeShape(tuple(sorted(resources.items())), pool)
+        pools = [s.pool_size for s in shapes.values()] or [1]
+        config = CoreConfig(
+            lease_idle_ticks=1,
+            node_timeout_ticks=1,
+            pipeline_depth=1,
+            max_pending_lease_requests=1,
+            max_workers_per_node=max(pools),
+        )
+        drivers = {self.bind.owner_addr[o]: self.owner_node[o].name for o in self.owners}
+        return model_cluster(shapes, drivers, config=config)
+
+    async def start(self, cluster: ModelCluster) -> None:
+        self.c = cluster
+        missing = [a for a in self.bind.worker_addr.values() if a not in cluster.workers]
+        if missing:
+            raise StimulusError(f"the cluster did not start workers {missing}")
+        self._observe()
+
+    def _observe(self) -> None:
+        """Read what was sent since the last look (ids the spec needs)."""
+        assert self.c is not None
+        events = self.c.events
+        inv = self.bind.inverse()
+        for event in events[self._seen_events :]:
+            if event.kind != "send" or event.envelope is None:
+                continue
+            env = event.envelope
+            msg = env.msg
+            if isinstance(msg, RequestLease) and msg.task_id:
+                self.request_task.setdefault(msg.request_id, msg.task_id)
+            elif isinstance(msg, LeaseGranted):
+                self.lease_request[msg.lease_id] = msg.request_id
+                task = self._task_of_request(msg.request_id)
+                if task is not None:
+                    self.lease_key[msg.lease_id] = self.task_key[task]
+            elif isinstance(msg, TaskReply):
+                t = inv.get(msg.task_id)
+                w = inv.get(env.src)
+                if t in self.execs:
+                    self.execs[t] += 1
+                    if w is not None:
+                        self.ran_on[t].add(w)
+        self._seen_events = len(events)
+
+    def _task_of_request(self, request_id: str) -> ModelValue | None:
+        task_id = self.request_task.get(request_id)
+        return self.bind.inverse().get(task_id) if task_id else None
+
+    # ------------------------------------------------------------------ stimuli
+    def _runtime(self, address: str) -> Any:
+        assert self.c is not None
+        rt = self.c.runtimes().get(address)
+        if rt is None:
+            raise StimulusError(f"process {address} is not alive")
+        return rt
+
+    async def apply(self, action: str, params: dict[str, Any]) -> None:
+        assert self.c is not None
+        handler = getattr(self, f"_do_{action}", None)
+        if handler is None:
+            raise StimulusError(f"the Scheduling mapping has no stimulus for {action}")
+        await handler(params)
+        await self.c.settle()
+        self._observe()
+
+    async def _do_OwnerSubmit(self, p: dict[str, Any]) -> None:
+        o, t = p["o"], p["t"]
+        rt = self._runtime(self.bind.owner_addr[o])
+        function_id, function = self._function
+        ref = rt.submit_task(
+            function_id, function, (), {}, resources=self.bind.key_resources[self.task_key[t]], max_retries=self.max_retries, name=t.name
+        )
+        self.refs[t] = ref
+        self.bind.task_id[t] = ref.object_id.removesuffix(".r")
+
+    async def _deliver_spec_message(self, m: dict[str, Any]) -> None:
+        """Deliver the in-flight message that is ``m``, hop by hop through relays."""
+        assert self.c is not None
+        final = self._final_destination(m)
+        for _ in range(4):
+            matches = [(mid, env) for mid, env in self.c.network.in_flight() if m in self._spec_messages(env)]
+            if not matches:
+                raise StimulusError(f"no message in flight is {_show(m)}")
+            direct = [(mid, env) for mid, env in matches if env.dst == final]
+            mid, env = (direct or matches)[0]
+            await self.c.deliver(mid)
+            self._observe()
+            if env.dst == final:
+                return
+        raise StimulusError(f"{_show(m)} did not reach {final} through its relays")
+
+    def _final_destination(self, m: dict[str, Any]) -> str:
+        kind = m["type"]
+        if kind in ("RequestLease", "ReturnLease"):
+            return self.bind.node_addr[m["node"]]
+        if kind == "PushTask":
+            return self.bind.worker_addr[m["worker"]]
+        return self.bind.owner_addr[m["owner"]]
+
+    async def _do_SchedulerGrantLease(self, p: dict[str, Any]) -> None:
+        assert self.c is not None
+        await self.c.refresh_views()
+        since = len(self.c.events)
+        await self._deliver_spec_message(p["m"])
+        node = self.bind.node_addr[p["m"]["node"]]
+        grants = [
+            e.envelope.msg
+            for e in self.c.events[since:]
+            if e.kind == "send" and e.envelope is not None and e.envelope.src == node and isinstance(e.envelope.msg, LeaseGranted)
+        ]
+        if grants and p.get("w") in self.bind.worker_addr:
+            self._bind_symmetric(p["w"], grants[-1].worker)
+
+    _do_SchedulerSpillback = _do_SchedulerGrantLease
+
+    def _bind_symmetric(self, w: ModelValue, address: str) -> None:
+        """Workers of one node are interchangeable until one is told apart:
+        the worker the scheduler picks is the one the trace names."""
+        current = self.bind.worker_addr[w]
+        other = self.bind.inverse().get(address)
+        if current != address and w not in self.pinned and other in self.bind.worker_addr and other not in self.pinned:
+            if self.worker_node[other] == self.worker_node[w]:
+                self.bind.worker_addr[w], self.bind.worker_addr[other] = address, current
+        self.pinned.add(w)
+
+    async def _do_OwnerHandleSpillback(self, p: dict[str, Any]) -> None:
+        await self._deliver_spec_message(p["m"])
+
+    _do_OwnerHandleGrant = _do_OwnerHandleSpillback
+    _do_SchedulerReleaseLease = _do_OwnerHandleSpillback
+    _do_WorkerExecute = _do_OwnerHandleSpillback
+    _do_OwnerHandleReply = _do_OwnerHandleSpillback
+    _do_OwnerHandleFailure = _do_OwnerHandleSpillback
+
+    async def _do_OwnerReturnLease(self, p: dict[str, Any]) -> None:
+        assert self.c is not None
+        o, w = p["o"], p["w"]
+        address = self.bind.owner_addr[o]
+        rt = self._runtime(address)
+        sub = rt.core.submitter
+        worker = self.bind.worker_addr[w]
+        leases = [l for l in sub.leases.values() if l.worker == worker and l.key[0] != "actor"]
+        if not leases:
+            raise StimulusError(f"{address} holds no lease of {worker}")
+        idle = [
+            l
+            for l in sub.leases.values()
+            if l.key[0] != "actor" and not l.running and not (sub.keys.get(l.key) and sub.keys[l.key].queue)
+        ]
+        if [l.lease_id for l in idle] == [leases[0].lease_id] and rt.core.config.lease_idle_ticks == 1:
+            await self.c.tick_and_settle(address)  # the idle timeout: returns this lease alone
+        else:
+            rt._apply(sub.return_lease(leases[0]))  # the timeout of this one lease
+
+    async def _do_WorkerCrash(self, p: dict[str, Any]) -> None:
+        assert self.c is not None
+        address = self.bind.worker_addr[p["w"]]
+        self.pinned.add(p["w"])
+        self._runtime(address)
+        self.c.crash(address)
+        self.crashes += 1
+
+    async def _do_NodeCrash(self, p: dict[str, Any]) -> None:
+        assert self.c is not None
+        n = p["n"]
+        address = self.bind.node_addr[n]
+        self._runtime(address)
+        self.frozen[n] = (self._pool(n), self._granted(n))
+        self.c.crash(address)
+        self.crashes += 1
+
+    async def _do_HeadDetectNodeDeath(self, p: dict[str, Any]) -> None:
+        assert self.c is not None and self.c.head is not None
+        address = self.bind.node_addr[p["n"]]
+        record = self.c.head.core.nodes.get(address)
+        if record is None or not record.alive:
+            raise StimulusError(f"the head does not count {address} as a member")
+        for _ in range(self.c.config.node_timeout_ticks + 3):
+            await self.c.refresh_views()
+            await self.c.tick_and_settle("head")
+            if not record.alive:
+                return
+        raise StimulusError(f"the head did not declare {address} dead after its heartbeat timeout")
+
+    # ------------------------------------------------------------------ projection
+    def _msg(self, kind: str, o: Any = None, t: Any = None, k: Any = None, n: Any = None, w: Any = None, r: Any = None) -> TLARecord:
+        none = self.none
+        return _record(
+            type=kind,
+            owner=none["NoOwner"] if o is None else o,
+            task=none["NoTask"] if t is None else t,
+            key=none["NoKey"] if k is None else k,
+            node=none["NoNode"] if n is None else n,
+            worker=none["NoWorker"] if w is None else w,
+            retry_at=none["NoNode"] if r is None else r,
+        )
+
+    def _spec_messages(self, env: Envelope) -> list[TLARecord]:
+        """The spec messages an in-flight envelope stands for (none for
+        messages the spec does not model)."""
+        inv = self.bind.inverse()
+        msg = env.msg
+        src, dst = inv.get(env.src), inv.get(env.dst)
+        if isinstance(msg, RequestLease):
+            t = inv.get(msg.task_id, _unbound(msg.task_id))
+            return [self._msg("RequestLease", src, t, self.task_key.get(t), dst)]
+        if isinstance(msg, LeaseGranted):
+            t = self._task_of_request(msg.request_id) or _unbound(msg.request_id)
+            return [self._msg("LeaseGranted", dst, t, self.task_key.get(t), src, inv.get(msg.worker))]
+        if isinstance(msg, Spillback):
+            t = self._task_of_request(msg.request_id) or _unbound(msg.request_id)
+            return [self._msg("Spillback", dst, t, self.task_key.get(t), src, r=inv.get(msg.node))]
+        if isinstance(msg, PushTask):
+            t = inv.get(msg.task.task_id, _unbound(msg.task.task_id))
+            return [self._msg("PushTask", src, t, self.task_key.get(t), self.worker_node.get(dst), dst)]
+        if isinstance(msg, TaskReply):
+            t = inv.get(msg.task_id, _unbound(msg.task_id))
+            return [self._msg("TaskReply", dst, t, self.task_key.get(t), self.worker_node.get(src), src)]
+        if isinstance(msg, ReturnLease):
+            return [self._msg("ReturnLease", src, None, self.lease_key.get(msg.lease_id), dst, inv.get(msg.worker))]
+        if isinstance(msg, (WorkerDied, NodeDied)):
+            return [self._notification(msg, o) for o in self._notified_owners(env)]
+        return []
+
+    def _notification(self, msg: WorkerDied | NodeDied, o: ModelValue) -> TLARecord:
+        inv = self.bind.inverse()
+        if isinstance(msg, WorkerDied):
+            w = inv.get(msg.worker, _unbound(msg.worker))
+            return self._msg("WorkerDied", o, n=self.worker_node.get(w), w=w)
+        return self._msg("NodeDied", o, n=inv.get(msg.node, _unbound(msg.node)))
+
+    def _notified_owners(self, env: Envelope) -> list[ModelValue]:
+        """Owners a WorkerDied/NodeDied in flight is on its way to: the
+        scheduler -> head -> owner's node -> owner relay is one spec message."""
+        assert self.c is not None and self.c.head is not None
+        owners = []
+        for o in self.owners:
+            address, node = self.bind.owner_addr[o], self.bind.node_addr[self.owner_node[o]]
+            if env.dst == address:
+                owners.append(o)
+            elif env.dst == node and env.src == "head":
+                owners.append(o)
+            elif env.dst == "head" and isinstance(env.msg, WorkerDied) and env.msg.worker not in self.c.head.core.published:
+                owners.append(o)
+        return owners
+
+    def _pool(self, n: ModelValue) -> frozenset:
+        assert self.c is not None
+        if n in self.frozen:
+            return self.frozen[n][0]
+        inv = self.bind.inverse()
+        sched = self.c.nodes[self.bind.node_addr[n]].core.scheduler
+        return frozenset(inv.get(a, _unbound(a)) for a, slot in sched.workers.items() if slot.state != DRIVER)
+
+    def _task_of_lease(self, lease_id: str) -> Any:
+        """The task whose lease request this lease answered (spec: granted and held record it)."""
+        request = self.lease_request.get(lease_id)
+        return (self._task_of_request(request) if request else None) or _unbound(lease_id)
+
+    def _granted(self, n: ModelValue) -> frozenset:
+        assert self.c is not None
+        if n in self.frozen:
+            return self.frozen[n][1]
+        inv = self.bind.inverse()
+        sched = self.c.nodes[self.bind.node_addr[n]].core.scheduler
+        out = set()
+        for lease in sched.leases.values():
+            out.add(
+                _record(
+                    worker=inv.get(lease.worker, _unbound(lease.worker)),
+                    owner=inv.get(lease.owner, _unbound(lease.owner)),
+                    task=self._task_of_lease(lease.lease_id),
+                )
+            )
+        return frozenset(out)
+
+    def _key_of(self, key: tuple) -> Any:
+        for k, resources in self.bind.key_resources.items():
+            if key == ("task", resources, ()):
+                return k
+        return _unbound(repr(key))
+
+    def project(self) -> dict[str, Any]:
+        assert self.c is not None and self.c.head is not None
+        self._observe()
+        net = self.c.network
+        b = self.bind
+        inv = b.inverse()
+        state: dict[str, Any] = {
+            "nodeAlive": _fn((n, net.alive(b.node_addr[n])) for n in self.nodes),
+            "workerAlive": _fn((w, net.alive(b.worker_addr[w])) for w in self.workers),
+            "crashes": self.crashes,
+            "members": frozenset(n for n in self.nodes if (r := self.c.head.core.nodes.get(b.node_addr[n])) is not None and r.alive),
+            "pool": _fn((n, self._pool(n)) for n in self.nodes),
+            "granted": _fn((n, self._granted(n)) for n in self.nodes),
+            "execs": _fn((t, self.execs[t]) for t in self.tasks),
+            "ranOn": _fn((t, frozenset(self.ran_on[t])) for t in self.tasks),
+        }
+        status, location, retries = {}, {}, {}
+        no_loc = _record(node=self.none["NoNode"], worker=self.none["NoWorker"])
+        queue, held, dead_workers, dead_nodes = {}, {}, {}, {}
+        for o in self.owners:
+            rt = self.c.runtimes().get(b.owner_addr[o])
+            sub = rt.core.submitter if rt is not None else None
+            per_key = {}
+            for k in self.keys:
+                ks = sub.keys.get(("task", b.key_resources[k], ())) if sub else None
+                waiting = [sub.tasks[tid] for tid in ks.queue] if ks else []
+                per_key[k] = tuple(inv.get(x.spec.task_id, _unbound(x.spec.task_id)) for x in waiting if x.request_id is None)
+            queue[o] = _fn(per_key.items())
+            held[o] = frozenset(
+                _record(worker=inv.get(l.worker, _unbound(l.worker)), owner=o, task=self._task_of_lease(l.lease_id))
+                for l in (sub.leases.values() if sub else ())
+                if l.key[0] != "actor"
+            )
+            dead_workers[o] = frozenset(inv.get(a, _unbound(a)) for a in rt.core.dead_workers) if rt else frozenset()
+            dead_nodes[o] = frozenset(inv.get(a, _unbound(a)) for a in rt.core.dead_nodes) if rt else frozenset()
+        for t in self.tasks:
+            o = self.task_owner[t]
+            rt = self.c.runtimes().get(b.owner_addr[o])
+            task = rt.core.submitter.tasks.get(b.task_id[t]) if (rt is not None and t in b.task_id) else None
+            if t not in b.task_id:
+                status[t], location[t], retries[t] = "new", no_loc, self.max_retries
+                continue
+            if task is None:
+                status[t], location[t], retries[t] = _unbound(f"{b.task_id[t]} (forgotten by its owner)"), no_loc, -1
+                continue
+            retries[t] = task.retries_left
+            if task.state in (WAITING, QUEUED) and task.request_id is None:
+                status[t], location[t] = "queued", no_loc
+            elif task.state == QUEUED:
+                n = inv.get(task.location, _unbound(str(task.location)))
+                status[t], location[t] = "requested", _record(node=n, worker=self.none["NoWorker"])
+            elif task.state == RUNNING:
+                w = inv.get(task.location, _unbound(str(task.location)))
+                status[t], location[t] = "pushed", _record(node=self.worker_node.get(w, _unbound("?")), worker=w)
+            elif task.state == DONE:
+                status[t], location[t] = "done", no_loc
+            elif task.state == FAILED:
+                status[t], location[t] = "failed", no_loc
+            else:
+                status[t], location[t] = _unbound(task.state), no_loc
+        msgs = set()
+        for _mid, env in net.in_flight():
+            msgs.update(self._spec_messages(env))
+        for n in self.nodes:
+            rt = self.c.runtimes().get(b.node_addr[n])
+            if rt is not None:
+                for req in rt.core.scheduler.queue:
+                    msgs.update(self._spec_messages(Envelope(req.owner, b.node_addr[n], req)))
+        state.update(
+            status=_fn(status.items()),
+            location=_fn(location.items()),
+            retries=_fn(retries.items()),
+            queue=_fn(queue.items()),
+            held=_fn(held.items()),
+            deadWorkers=_fn((o, self._with_node_workers(dead_workers[o], dead_nodes[o])) for o in self.owners),
+            deadNodes=_fn(dead_nodes.items()),
+            msgs=frozenset(msgs),
+        )
+        return state
+
+    def _with_node_workers(self, workers: frozenset, nodes: frozenset) -> frozenset:
+        return frozenset(workers) | frozenset(w for w in self.workers if self.worker_node[w] in nodes)
+
+    def abstract(self, state: dict[str, Any]) -> dict[str, Any]:
+        out = super().abstract(state)
+        if "deadWorkers" in out and "deadNodes" in out:
+            out["deadWorkers"] = _fn(
+                (o, self._with_node_workers(out["deadWorkers"][o], out["deadNodes"][o])) for o in self.owners
+            )
+        return out
+
+
+class _Unbound(str):
+    """An implementation id no model value is bound to (shows up in diffs)."""
+
+    def __repr__(self) -> str:
+        return f"<unbound {str(self)}>"
+
+
+def _unbound(what: str) -> _Unbound:
+    return _Unbound(what)
+
+
+def _show(m: Any) -> str:
+    from ownership.tla.values import format_value
+
+    return format_value(m)
+
+
+MAPPING = SchedulingMapping
