@@ -112,4 +112,122 @@ def add_subparsers(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     what.add_argument("--tests-only", action="store_true", help="only the targeted traces (no state graph)")
     gen.set_defaults(func=_run_generate)
     traces.set_defaults(func=lambda _args, p=traces: (p.print_help(), EXIT_ERROR)[1])
+    _add_conformance(subparsers)
 
+
+
+# ---------------------------------------------------------------------------
+# conformance run
+# ---------------------------------------------------------------------------
+
+
+def _pct(share: float) -> str:
+    return f"{100 * share:.1f} %"
+
+
+def _run_replay(args: argparse.Namespace, console: Console | None = None) -> int:
+    import json
+
+    import trio
+
+    from .replay import TraceError, coverage, find_indexes, load_traces, replay
+    from .shrink import shrink
+
+    console = console or Console()
+    paths = [Path(p) for p in (args.paths or ["traces"])]
+    try:
+        traces = load_traces(paths)
+    except (TraceError, FileNotFoundError) as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return EXIT_ERROR
+    if not traces:
+        console.print(f"[bold red]error:[/] no *.itf.json traces under {', '.join(map(str, paths))}", highlight=False)
+        return EXIT_ERROR
+
+    async def main() -> list[Any]:
+        results = []
+        for path, trace in traces:
+            try:
+                result = await replay(trace, source=str(path), timeout=args.timeout)
+            except TraceError as exc:
+                console.print(f"[bold red]error:[/] {exc}", highlight=False)
+                results.append(None)
+                continue
+            results.append(result)
+            if args.verbose or not result.passed:
+                mark = "[green]✓[/]" if result.passed else "[bold red]✗[/]"
+                console.print(f"{mark} {path} ({result.length - 1} steps, {result.seconds:.2f} s)", highlight=False)
+            if result.divergence is not None:
+                console.print(result.divergence.describe(), highlight=False, markup=False, soft_wrap=True)
+                if not args.no_shrink:
+                    corpus = [t for _p, t in traces]
+                    from .mappings import load_mapping
+
+                    cls = load_mapping(result.spec)
+                    shrunk = await shrink(trace, result.divergence, corpus, eager=cls.eager if cls else frozenset(), source=str(path), timeout=args.timeout)
+                    if shrunk is not None:
+                        div = shrunk.result.divergence
+                        console.print(
+                            f"  shrunk to {len(shrunk.trace.states) - 1} steps (from {shrunk.original_length - 1}), "
+                            f"diverging at step {div.step if div else '?'}:",
+                            highlight=False,
+                        )
+                        for step in div.steps[1:] if div else ():
+                            console.print(f"    {step.index}. {step}", highlight=False, markup=False, soft_wrap=True)
+                    else:
+                        console.print("  no shorter diverging trace found", highlight=False)
+        return results
+
+    results = trio.run(main)
+    done = [r for r in results if r is not None]
+    status = EXIT_OK if len(done) == len(results) else EXIT_ERROR
+    groups: dict[str, list[Any]] = {}
+    for r in done:
+        groups.setdefault(f"{r.spec}/{r.config}", []).append(r)
+    for name, rs in sorted(groups.items()):
+        passed = sum(1 for r in rs if r.passed)
+        steps = sum(r.length - 1 for r in rs)
+        color = "green" if passed == len(rs) else "red"
+        console.print(f"[bold {color}]{name}: {passed} of {len(rs)} traces passed[/] ({steps:,} steps)", highlight=False)
+        if passed != len(rs):
+            status = max(status, EXIT_FAILED)
+    cov = coverage(done, find_indexes(paths))
+    for name, entry in cov.items():
+        edges, actions, params = entry["edges"], entry["actions"], entry["action_params"]
+        if "total" in edges:
+            line = (
+                f"coverage {name}: edges {edges['exercised']:,}/{edges['total']:,} ({_pct(edges['share'])}), "
+                f"actions {len(actions['exercised'])}/{actions['total']} ({_pct(actions['share'])}), "
+                f"actions with parameters {params['exercised']}/{params['total']} ({_pct(params['share'])})"
+            )
+            if actions.get("missed"):
+                line += f"; never exercised: {', '.join(actions['missed'])}"
+        else:
+            line = f"coverage {name}: {edges['exercised']:,} edges, {len(actions['exercised'])} actions (no graph index next to the traces)"
+        console.print(line, highlight=False)
+    out = args.coverage
+    if out is None:
+        first = paths[0]
+        out = (first if first.is_dir() else first.parent) / "coverage.json"
+    out.write_text(json.dumps(cov, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    console.print(f"coverage written to {out}", highlight=False)
+    return status
+
+
+def _add_conformance(subparsers: Any) -> None:
+    conf = subparsers.add_parser("conformance", help="check the implementation against the specs, in both directions")
+    sub = conf.add_subparsers(dest="conformance_command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        help="replay ITF traces on the in-memory cluster and compare every settled state",
+        description="Replay each trace stimulus by stimulus on an in-memory cluster shaped like the model, "
+        "compare the mapping's projection of the implementation with the trace after every settled step, "
+        "report the first divergence with a diff and a shrunk trace, and the spec-level coverage reached.",
+    )
+    run.add_argument("paths", nargs="*", metavar="PATH", help="trace files or folders (default: traces/)")
+    run.add_argument("--coverage", type=Path, metavar="FILE", help="where to write coverage JSON (default: <first folder>/coverage.json)")
+    run.add_argument("--timeout", type=float, default=60.0, help="seconds one trace may take (default 60)")
+    run.add_argument("--no-shrink", action="store_true", help="do not search for shorter diverging traces")
+    run.add_argument("-v", "--verbose", action="store_true", help="list every trace, not only failures")
+    run.set_defaults(func=_run_replay)
+    conf.set_defaults(func=lambda _args, p=conf: (p.print_help(), EXIT_ERROR)[1])

@@ -49,16 +49,25 @@ class Step:
 
     def __str__(self) -> str:
         if isinstance(self.params, dict) and self.params:
-            shown = ", ".join(f"{k} = {format_value(v)}" for k, v in self.params.items() if not _is_null(v))
+            shown = ", ".join(f"{k} = {_compact(v)}" for k, v in sorted(self.params.items()) if not _is_null(v))
             return f"{self.action}({shown})"
         return self.action
 
 
 def _is_null(value: Any) -> bool:
+    """The specs' null values (``NoWorker``, a message of type "None")."""
     name = getattr(value, "name", None)
     if isinstance(name, str) and name.startswith("No"):
         return True
     return isinstance(value, dict) and value.get("type") == "None"
+
+
+def _compact(value: Any) -> str:
+    """A message record as ``Type{field: value, ...}`` without its null fields."""
+    if isinstance(value, dict) and isinstance(value.get("type"), str):
+        fields = ", ".join(f"{k}: {_compact(v)}" for k, v in sorted(value.items()) if k != "type" and not _is_null(v))
+        return f"{value['type']}{{{fields}}}"
+    return format_value(value)
 
 
 @attrs.frozen
