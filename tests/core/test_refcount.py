@@ -91,7 +91,7 @@ def test_ref_removed_hands_over_sub_borrowers(h) -> None:
     o.refs.get_ref(oid).borrowers["b"] += 1
     o.handle(RemoveLocalRef(oid))
     fx = o.handle(Received("b", RefRemoved(object_id=oid, borrower="b", borrowers=(Borrower(address="c"),))))
-    assert [(e.dst, e.msg) for e in fx] == [("c", WaitForRefRemoved(object_id=oid, owner="o", via=None))]
+    assert [(e.dst, e.msg) for e in fx] == [("c", WaitForRefRemoved(object_id=oid, owner="o", via=None, borrower="c"))]
     assert o.refs.get_ref(oid).borrowers == {"c": 1}
     o.handle(Received("c", RefRemoved(object_id=oid, borrower="c")))
     assert o.refs.table == {}
@@ -100,7 +100,7 @@ def test_ref_removed_hands_over_sub_borrowers(h) -> None:
 def test_wait_for_unknown_ref_is_answered_at_once() -> None:
     b = WorkerCore("b", "n1")
     fx = b.handle(Received("o", WaitForRefRemoved(object_id="o/p1", owner="o")))
-    assert [(e.dst, e.msg) for e in fx] == [("o", RefRemoved(object_id="o/p1", borrower="b"))]
+    assert [(e.dst, e.msg) for e in fx] == [("o", RefRemoved(object_id="o/p1", borrower="b", owner="o"))]
 
 
 def test_wait_via_a_pending_value_waits_for_that_value(h) -> None:
@@ -116,7 +116,7 @@ def test_wait_via_a_pending_value_waits_for_that_value(h) -> None:
     reply = TaskReply(task_id=y.task_id, return_id=y.return_id, attempt=0, worker="w", lease_id=None, value=h.value(refs=[RefInfo(object_id="o/x", owner="o")]), refs=(RefInfo(object_id="o/x", owner="o"),))
     b.submitter.tasks[y.task_id].state = "running"
     fx = b.handle(Received("w", reply))
-    assert ("o", RefRemoved(object_id="o/x", borrower="b")) in [(e.dst, e.msg) for e in fx if hasattr(e, "msg")]
+    assert ("o", RefRemoved(object_id="o/x", borrower="b", owner="o")) in [(e.dst, e.msg) for e in fx if hasattr(e, "msg")]
     assert "o/x" not in b.refs.table
 
 
@@ -129,7 +129,7 @@ def test_contained_ref_lives_as_long_as_the_outer_value(h) -> None:
     # A reader of y becomes a borrower of x.
     fx = o.handle(Received("r", GetObject(object_id="o/y", requester="r")))
     msgs = [(e.dst, e.msg) for e in fx]
-    assert ("r", WaitForRefRemoved(object_id="o/x", owner="o", via="o/y")) in msgs
+    assert ("r", WaitForRefRemoved(object_id="o/x", owner="o", via="o/y", borrower="r")) in msgs
     assert any(isinstance(m, ObjectValue) and m.value is not None for _, m in msgs)
     o.handle(RemoveLocalRef("o/y"))
     assert set(o.refs.table) == {"o/x"}, "x stays while its reader may hold it"
@@ -147,3 +147,31 @@ def test_owner_answers_get_object_for_freed_object_with_error() -> None:
     o = WorkerCore("o", "n1")
     [send] = o.handle(Received("r", GetObject(object_id="o/p1", requester="r")))
     assert send.dst == "r" and send.msg.error.kind == "object_lost"
+
+
+def test_sub_borrower_naming_the_caller_still_reaches_the_owner(h) -> None:
+    # w runs a task of caller c (not the owner o) and lent x to c itself in
+    # a nested task that c still runs: c would drop itself from the report,
+    # so w keeps that entry and hands it to o once w is done (RefCounting,
+    # deviation 2 from Ray).
+    w = WorkerCore("w", "n1")
+    from ownership.core.messages import Payload, PushTask, TaskSpec
+
+    shared = Payload(data=b"ref", refs=(RefInfo(object_id="o/x", owner="o"),))
+    task = TaskSpec(task_id="c/t1", owner="c", return_id="c/t1.r", function_id="f", function=Payload(data=b"f"), args=(Arg(value=shared),))
+    w.handle(Received("c", PushTask(task=task, lease_id="l", attempt=1)))
+    w.refs.get_ref("o/x").sub_borrowers.append(Borrower(address="c"))
+    fx = w.handle(TaskDone("c/t1", value=h.value()))
+    [reply] = [e.msg for e in fx if isinstance(getattr(e, "msg", None), TaskReply)]
+    assert reply.borrowed[0].borrowers == (Borrower(address="c"),)
+    handed = [e.msg for e in fx if isinstance(getattr(e, "msg", None), RefRemoved)]
+    assert handed == [RefRemoved(object_id="o/x", borrower="w", borrowers=(Borrower(address="c"),), owner="o", answer=False)]
+    assert w.refs.table == {}
+
+
+def test_handed_over_borrowers_do_not_count_as_an_answer(h) -> None:
+    o = WorkerCore("o", "n1")
+    o.handle(Put("o/x", h.value()))
+    o.refs.get_ref("o/x").borrowers["w"] += 1
+    o.handle(Received("w", RefRemoved(object_id="o/x", borrower="w", borrowers=(Borrower(address="c"),), answer=False)))
+    assert o.refs.get_ref("o/x").borrowers == {"w": 1, "c": 1}

@@ -69,19 +69,23 @@ def test_spillback_records_new_node_before_asking_it(h) -> None:
 
 def test_lease_reused_for_queued_task_of_same_key(mini, h) -> None:
     d = mini.driver
-    a, b = h.spec(d), h.spec(d)
-    mini.r.feed(d.address, Submit(a))
-    mini.r.feed(d.address, Submit(b))
+    a, b, c = h.spec(d), h.spec(d), h.spec(d)
+    for s in (a, b, c):
+        mini.r.feed(d.address, Submit(s))
     assert len(mini.r.sent(RequestLease)) == 1  # one request per key at a time
     mini.r.deliver_type(RequestLease)
     mini.r.deliver_type(LeaseGranted)
+    # a runs; b now has the key's one request; c waits in the queue.
+    assert [d.submitter.tasks[s.task_id].state for s in (a, b, c)] == ["running", "queued", "queued"]
+    assert d.submitter.tasks[b.task_id].request_id is not None
+    assert list(d.submitter.keys[d.submitter.tasks[c.task_id].key].queue) == [c.task_id]
     mini.r.deliver_type(PushTask, task=d.submitter.tasks[a.task_id].spec)
     worker = d.submitter.tasks[a.task_id].location
     mini.r.feed(worker, TaskDone(a.task_id, value=h.value()))
     mini.r.deliver_type(TaskReply)
     [(_, dst, push)] = mini.r.sent(PushTask)
-    assert dst == worker and push.task.task_id == b.task_id
-    assert d.submitter.tasks[b.task_id].location == worker
+    assert dst == worker and push.task.task_id == c.task_id
+    assert d.submitter.tasks[c.task_id].location == worker
 
 
 def test_idle_lease_returned_after_idle_ticks(h) -> None:

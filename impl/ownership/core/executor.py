@@ -192,7 +192,7 @@ class TaskExecutor:
             fx += self.refs.cancel_waiter(Waiter("arg", (task_id, i)))
         for oid in r.fetched:
             fx += self.refs.release_ref(oid)
-        borrowed, more = self.refs.report_task_borrows(r.arg_refs)
+        borrowed, more = self.refs.report_task_borrows(r.arg_refs, spec.owner)
         fx += more
         if spec.kind == "actor_create" and error is None:
             self.actor_id = spec.return_id
@@ -304,7 +304,7 @@ class TaskExecutor:
                 fx += self.refs.cancel_waiter(Waiter("arg", (task_id, i)))
             for oid in r.fetched:
                 fx += self.refs.release_ref(oid)
-            _, more = self.refs.report_task_borrows(r.arg_refs)
+            _, more = self.refs.report_task_borrows(r.arg_refs, r.spec.owner)
             fx += more
         fx += self._start_next_actor_task()
         return fx

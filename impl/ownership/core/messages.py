@@ -335,13 +335,19 @@ class WaitForRefRemoved:
     object_id: str
     owner: str
     via: str | None = None  # the borrower got the ref inside this object's value
+    borrower: str = ""  # the addressee
 
 
 @message
 class RefRemoved:
+    """Borrower -> owner: one WaitForRefRemoved answered (``answer``), or, with
+    ``answer=False``, sub-borrowers handed over without answering anything."""
+
     object_id: str
     borrower: str
     borrowers: tuple[Borrower, ...] = ()  # the borrower's own borrowers, now the owner's to wait on
+    owner: str = ""  # the addressee
+    answer: bool = True
 
 
 @message

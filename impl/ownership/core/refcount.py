@@ -86,7 +86,6 @@ class Reference:
     borrowers: collections.Counter = attrs.Factory(collections.Counter)  # owner: asks outstanding
     sub_borrowers: list[Borrower] = attrs.Factory(list)  # borrower: to report upward
     owner_waiting: int = 0  # borrower: WaitForRefRemoved not yet answered
-    registrar: str | None = None  # borrower: who reports us to the owner
     # -- value ---------------------------------------------------------------
     status: str = PENDING
     task_id: str | None = None  # owned: the task that creates it (lineage)
@@ -174,7 +173,7 @@ class ReferenceCounter:
         self.table[object_id] = ref
         return ref
 
-    def _borrowed_entry(self, info: RefInfo, registrar: str | None) -> Reference:
+    def _borrowed_entry(self, info: RefInfo) -> Reference:
         ref = self.table.get(info.object_id)
         if ref is None:
             ref = Reference(
@@ -183,7 +182,6 @@ class ReferenceCounter:
                 owned=info.owner == self.address,
                 kind=info.kind,
                 status=UNKNOWN,
-                registrar=registrar,
             )
             if ref.owned:
                 # Our own object came back after we forgot it: it is gone.
@@ -194,10 +192,14 @@ class ReferenceCounter:
 
     # -- local references (API) -----------------------------------------------
     def add_local_ref(self, object_id: str, owner: str, kind: str = "object") -> list[Effect]:
-        """A Python ref came to life here (API call or deserialization)."""
+        """Spec: RefCounting!BorrowerAddLocalRef
+
+        A Python ref came to life here (an API call, or a value unpickled by
+        a task that may keep it beyond the task's end: actor state, globals).
+        """
         ref = self.table.get(object_id)
         if ref is None:
-            ref = self._borrowed_entry(RefInfo(object_id=object_id, owner=owner, kind=kind), registrar=None)
+            ref = self._borrowed_entry(RefInfo(object_id=object_id, owner=owner, kind=kind))
             if owner in self.worker.dead_workers and not ref.owned:
                 ref.status, ref.error = FAILED, _owner_died(object_id, owner)
         ref.local += 1
@@ -207,7 +209,7 @@ class ReferenceCounter:
         """Count one more local holder (an executing task's argument)."""
         ref = self.table.get(info.object_id)
         if ref is None:
-            ref = self._borrowed_entry(info, registrar=None)
+            ref = self._borrowed_entry(info)
         ref.local += 1
         return ref
 
@@ -253,12 +255,19 @@ class ReferenceCounter:
         borrower until the task ends (then it reports to the caller).
         """
         for info in refs:
-            ref = self._borrowed_entry(info, registrar=caller)
+            ref = self._borrowed_entry(info)
             ref.task_args += 1
         return []
 
-    def report_task_borrows(self, refs: list[RefInfo]) -> tuple[list[BorrowInfo], list[Effect]]:
-        """The executor's half of WorkerFinishTask: what it still borrows."""
+    def report_task_borrows(self, refs: list[RefInfo], caller: str) -> tuple[list[BorrowInfo], list[Effect]]:
+        """The executor's half of WorkerFinishTask: what it still borrows.
+
+        The sub-borrowers go to the caller. They are forgotten here only when
+        the caller is the owner (which waits on them at once) or when they
+        can reach the owner through the caller; a sub-borrower that *is* the
+        caller would be dropped there (nobody reports itself), so it is kept
+        to be handed to the owner later (RefCounting, deviation 2 from Ray).
+        """
         infos: dict[str, BorrowInfo] = {}
         for info in refs:
             ref = self.table.get(info.object_id)
@@ -279,8 +288,10 @@ class ReferenceCounter:
                 kind=ref.kind,
             )
             # The caller takes over these borrowers (and us, if we still hold it).
-            ref.sub_borrowers = []
-            ref.registrar = None
+            if caller == ref.owner:
+                ref.sub_borrowers = []
+            else:
+                ref.sub_borrowers = [b for b in ref.sub_borrowers if b.address == caller]
         for oid in list(infos):
             fx += self.check(oid)
         for info in refs:
@@ -304,7 +315,7 @@ class ReferenceCounter:
             if ref is None:
                 # We no longer track it: hand the borrowers to the owner directly.
                 if new and info.owner != self.address:
-                    fx.append(Send(info.owner, RefRemoved(object_id=info.object_id, borrower=self.address, borrowers=tuple(new))))
+                    fx.append(Send(info.owner, self._hand_over(info.object_id, info.owner, tuple(new))))
                 continue
             fx += self._add_borrowers(ref, new)
         fx += self.release_submitted(held_ids)
@@ -319,7 +330,7 @@ class ReferenceCounter:
                 if b.address in self.worker.dead_workers:
                     continue
                 ref.borrowers[b.address] += 1
-                fx.append(Send(b.address, WaitForRefRemoved(object_id=ref.object_id, owner=self.address, via=b.via)))
+                fx.append(Send(b.address, WaitForRefRemoved(object_id=ref.object_id, owner=self.address, via=b.via, borrower=b.address)))
             else:
                 ref.sub_borrowers.append(b)
         return fx
@@ -348,11 +359,11 @@ class ReferenceCounter:
             if outer is not None and outer.value is None and outer.status in (PENDING, UNKNOWN, LOST):
                 # The value that carries the ref is still on its way: hold the
                 # ref for it now, so the answer waits for that value.
-                ref = self._borrowed_entry(RefInfo(object_id=msg.object_id, owner=msg.owner), registrar=None)
+                ref = self._borrowed_entry(RefInfo(object_id=msg.object_id, owner=msg.owner))
                 ref.contained_in.add(outer.object_id)
                 outer.contains.add(ref.object_id)
             else:
-                return [Send(msg.owner, RefRemoved(object_id=msg.object_id, borrower=self.address))]
+                return [Send(msg.owner, RefRemoved(object_id=msg.object_id, borrower=self.address, owner=msg.owner))]
         if ref.owned:
             return []
         ref.owner_waiting += 1
@@ -368,9 +379,9 @@ class ReferenceCounter:
             return []
         fx: list[Effect] = []
         if ref.owner not in self.worker.dead_workers:
-            fx.append(Send(ref.owner, RefRemoved(object_id=ref.object_id, borrower=self.address, borrowers=tuple(ref.sub_borrowers))))
+            fx.append(Send(ref.owner, RefRemoved(object_id=ref.object_id, borrower=self.address, borrowers=tuple(ref.sub_borrowers), owner=ref.owner)))
             for _ in range(ref.owner_waiting - 1):
-                fx.append(Send(ref.owner, RefRemoved(object_id=ref.object_id, borrower=self.address)))
+                fx.append(Send(ref.owner, RefRemoved(object_id=ref.object_id, borrower=self.address, owner=ref.owner)))
         ref.sub_borrowers = []
         ref.owner_waiting = 0
         fx += self._delete(ref)
@@ -386,7 +397,7 @@ class ReferenceCounter:
         ref = self.table.get(msg.object_id)
         if ref is None or not ref.owned:
             return []
-        if ref.borrowers[msg.borrower] > 0:
+        if msg.answer and ref.borrowers[msg.borrower] > 0:
             ref.borrowers[msg.borrower] -= 1
         if ref.borrowers[msg.borrower] <= 0:
             del ref.borrowers[msg.borrower]
@@ -411,10 +422,15 @@ class ReferenceCounter:
         ref.locations.clear()
         ref.value = None
         ref.status = FREED
-        fx += self._release_contents(ref)
+        fx += self.release_contents(ref)
         return fx
 
-    def _release_contents(self, ref: Reference) -> list[Effect]:
+    def release_contents(self, ref: Reference) -> list[Effect]:
+        """Spec: RefCounting!HolderReleaseContents
+
+        A value that contains refs goes out of scope (freed, or a cached copy
+        dropped): the refs inside it are no longer contained in it.
+        """
         fx: list[Effect] = []
         inner_ids = sorted(ref.contains)
         ref.contains.clear()
@@ -430,7 +446,7 @@ class ReferenceCounter:
         if self.table.get(ref.object_id) is not ref:
             return []
         del self.table[ref.object_id]
-        fx = self._release_contents(ref)
+        fx = self.release_contents(ref)
         for waiter in ref.waiters:
             fx += self._resolve(ref, waiter, error=_err("object_lost", f"object {ref.object_id} is no longer referenced"))
         ref.waiters = []
@@ -465,13 +481,16 @@ class ReferenceCounter:
         if ref.owner_waiting > 0:
             return self.send_ref_removed(ref)
         if ref.sub_borrowers and ref.owner not in self.worker.dead_workers:
-            if ref.registrar is not None and ref.registrar in self.worker.dead_workers:
-                # Nobody is left to report us: hand our borrowers to the owner.
-                fx.append(Send(ref.owner, RefRemoved(object_id=ref.object_id, borrower=self.address, borrowers=tuple(ref.sub_borrowers))))
-                ref.sub_borrowers = []
-                return fx + self._delete(ref)
-            return []
-        return self._delete(ref)
+            # We are done with it, but borrowers we created are not known to
+            # the owner yet: hand them over now rather than wait to be asked
+            # (the ask may never come, if whoever was to report us is gone).
+            fx.append(Send(ref.owner, self._hand_over(ref.object_id, ref.owner, tuple(ref.sub_borrowers))))
+            ref.sub_borrowers = []
+        return fx + self._delete(ref)
+
+    def _hand_over(self, object_id: str, owner: str, borrowers: tuple[Borrower, ...]) -> RefRemoved:
+        """Borrowers for the owner to wait on, answering no request of its own."""
+        return RefRemoved(object_id=object_id, borrower=self.address, borrowers=borrowers, owner=owner, answer=False)
 
     # -- values --------------------------------------------------------------------
     def set_contents(self, outer: Reference, refs: tuple[RefInfo, ...]) -> None:
@@ -481,7 +500,7 @@ class ReferenceCounter:
                 continue
             inner = self.table.get(info.object_id)
             if inner is None:
-                inner = self._borrowed_entry(info, registrar=None)
+                inner = self._borrowed_entry(info)
             inner.contained_in.add(outer.object_id)
             outer.contains.add(info.object_id)
 
@@ -565,7 +584,7 @@ class ReferenceCounter:
                     waiter,
                     error=_err("object_lost", f"object {object_id} is not referenced here"),
                 )
-            ref = self._borrowed_entry(RefInfo(object_id=object_id, owner=owner, kind=kind), registrar=None)
+            ref = self._borrowed_entry(RefInfo(object_id=object_id, owner=owner, kind=kind))
         ready = self._resolution(ref)
         if ready is not None:
             return self._resolve(ref, waiter, **ready)

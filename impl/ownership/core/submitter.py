@@ -244,7 +244,13 @@ class TaskSubmitter:
         return self._pump(task.key)
 
     def _pump(self, key: tuple) -> list[Effect]:
-        """Dispatch queued tasks onto leases with room; lease more if needed."""
+        """Take every step the key's queue allows now, in spec order.
+
+        Queued tasks go to held leases with room (OwnerReuseLease); what is
+        left asks for a lease, one request per key at a time
+        (OwnerRequestLease); with nothing queued, idle leases go back
+        (OwnerReturnLease, at once when ``lease_idle_ticks`` is 0).
+        """
         ks = self.keys.get(key)
         if ks is None:
             return []
@@ -253,11 +259,9 @@ class TaskSubmitter:
         if key[0] != "actor":
             for lease in sorted(ks.leases.values(), key=lambda l: l.lease_id):
                 while ks.queue and len(lease.running) < depth:
-                    task = self.tasks[ks.queue[0]]
-                    fx += self.reuse_lease(lease, task)
-        unbound = [tid for tid in ks.queue if self.tasks[tid].request_id is None]
-        while unbound and len(ks.requests) < max(1, self.worker.config.max_pending_lease_requests):
-            fx += self.request_lease(self.tasks[unbound.pop(0)])
+                    fx += self.reuse_lease(lease, self.tasks[ks.queue[0]])
+        while ks.queue and len(ks.requests) < max(1, self.worker.config.max_pending_lease_requests):
+            fx += self.request_lease(self.tasks[ks.queue[0]])
         if key[0] != "actor" and not ks.queue and self.worker.config.lease_idle_ticks <= 0:
             for lease in sorted(ks.leases.values(), key=lambda l: l.lease_id):
                 if not lease.running:
@@ -280,6 +284,8 @@ class TaskSubmitter:
         if task.state != QUEUED or task.request_id is not None:
             return []
         ks = self.keys[task.key]
+        if task.spec.task_id in ks.queue:
+            ks.queue.remove(task.spec.task_id)  # a requested task leaves the queue
         request_id = self.worker.ids.next("q")
         node = self.worker.node
         task.request_id = request_id
@@ -305,13 +311,23 @@ class TaskSubmitter:
         pending location, then ask that node's scheduler.
         """
         key = self.requests.get(msg.request_id)
-        if key is None or msg.node in self.worker.dead_nodes:
-            return self._retry_request(msg.request_id) if key is not None else []
+        if key is None:
+            return []  # the request was given up (its task resubmitted)
         ks = self.keys[key]
         task_id = ks.requests[msg.request_id]
         task = self.tasks.get(task_id) if task_id else None
-        if task is not None and task.request_id == msg.request_id:
-            task.location = msg.node
+        current = task is not None and task.state == QUEUED and task.request_id == msg.request_id
+        if not current or msg.node in self.worker.dead_nodes:
+            # Nobody needs this lease any more, or the node we are sent to is
+            # known dead: the task goes back to the head of its queue.
+            fx = self._forget_request(msg.request_id)
+            if current:
+                assert task is not None
+                task.location = None
+                ks.queue.appendleft(task.spec.task_id)
+            return fx + self._pump(key)
+        assert task is not None
+        task.location = msg.node  # recorded before the request leaves
         resources = task.spec.resources if task is not None else key[1]
         deps = key[2] if key[0] == "task" else ()
         req = RequestLease(
@@ -336,37 +352,54 @@ class TaskSubmitter:
             return []  # a duplicate of a grant we already use
         key = self.requests.get(msg.request_id)
         if key is None:
-            # A grant nobody waits for (the request was retried): give it back.
+            # A grant nobody waits for (the request was given up): give it back.
             return [Send(msg.node, ReturnLease(lease_id=msg.lease_id, worker=msg.worker))]
-        if msg.worker in self.worker.dead_workers or msg.node in self.worker.dead_nodes:
-            return self._retry_request(msg.request_id)
-        del self.requests[msg.request_id]
-        self.request_nodes.pop(msg.request_id, None)
         ks = self.keys[key]
-        task_id = ks.requests.pop(msg.request_id)
+        task_id = ks.requests[msg.request_id]
+        task = self.tasks.get(task_id) if task_id else None
+        current = task is not None and task.state == QUEUED and task.request_id == msg.request_id
+        fx: list[Effect] = self._forget_request(msg.request_id)
+        if msg.worker in self.worker.dead_workers or msg.node in self.worker.dead_nodes:
+            # A worker we know is dead: its scheduler dropped the lease when it
+            # published the death. The task goes back to the head of its queue.
+            if current:
+                assert task is not None
+                task.location = None
+                ks.queue.appendleft(task.spec.task_id)
+            return fx + self._pump(key)
         lease = Lease(lease_id=msg.lease_id, worker=msg.worker, node=msg.node, key=key)
         self.leases[lease.lease_id] = lease
-        task = self.tasks.get(task_id) if task_id else None
-        if task is not None and task.request_id == msg.request_id:
-            task.request_id = None
-        fx: list[Effect] = []
         if key[0] == "actor":
             actor = self.actors.get(task.spec.return_id) if task is not None else None
-            if task is None or actor is None or task.state != QUEUED:
+            if not current or actor is None:
                 del self.leases[lease.lease_id]
                 self._gc_key(key)
-                return [Send(msg.node, ReturnLease(lease_id=msg.lease_id, worker=msg.worker, kill=True))]
+                return fx + [Send(msg.node, ReturnLease(lease_id=msg.lease_id, worker=msg.worker, kill=True))]
+            assert task is not None
             actor.lease_id, actor.node = lease.lease_id, lease.node
             ks.leases[lease.lease_id] = lease
-            return self._dispatch(lease, task)
+            return fx + self._dispatch(lease, task)
         ks.leases[lease.lease_id] = lease
-        if task is None or task.state != QUEUED:
+        if not current:
             task = self.tasks[ks.queue[0]] if ks.queue else None
         if task is None:
-            return self.return_lease(lease) + self._pump(key)
+            return fx + self.return_lease(lease) + self._pump(key)
         fx += self._dispatch(lease, task)
         fx += self._pump(key)
         return fx
+
+    def _forget_request(self, request_id: str) -> list[Effect]:
+        """A lease request is answered or given up: unbind it from its task."""
+        key = self.requests.pop(request_id, None)
+        self.request_nodes.pop(request_id, None)
+        if key is None:
+            return []
+        ks = self.keys.get(key)
+        task_id = ks.requests.pop(request_id, None) if ks is not None else None
+        task = self.tasks.get(task_id) if task_id else None
+        if task is not None and task.request_id == request_id:
+            task.request_id = None
+        return []
 
     def reuse_lease(self, lease: Lease, task: TaskEntry) -> list[Effect]:
         """Spec: Scheduling!OwnerReuseLease
@@ -384,11 +417,7 @@ class TaskSubmitter:
         ks = self.keys.get(task.key)
         if ks is not None and task.spec.task_id in ks.queue:
             ks.queue.remove(task.spec.task_id)
-        if task.request_id is not None and ks is not None:
-            # The request stays pending; whichever task is queued when it is
-            # granted will use it.
-            ks.requests[task.request_id] = None
-            task.request_id = None
+        task.request_id = None
         task.state = RUNNING
         task.location = lease.worker  # recorded before the task leaves
         task.lease_id = lease.lease_id
@@ -586,18 +615,18 @@ class TaskSubmitter:
                 if ks is not None:
                     ks.leases.pop(lease.lease_id, None)
         for request_id, node in sorted(self.request_nodes.items()):
-            if node in dead_nodes:
-                fx += self._retry_request(request_id)
-        for task in sorted(self.tasks.values(), key=lambda t: t.spec.task_id):
-            if task.state == QUEUED and task.request_id is not None and task.location in dead_nodes:
-                fx += self._retry_request(task.request_id)
+            key = self.requests.get(request_id)
+            if node in dead_nodes and key is not None and self.keys[key].requests.get(request_id) is None:
+                fx += self._forget_request(request_id)  # nobody waits on it
         for actor in sorted(self.actors.values(), key=lambda a: a.actor_id):
             if actor.dead is None and actor.worker is not None and (actor.worker in dead_workers or actor.node in dead_nodes):
                 fx += self._actor_dead(
                     actor, ErrorInfo(kind="actor_died", message=f"the actor {actor.actor_id} on worker {actor.worker} died")
                 )
         for task in sorted(self.tasks.values(), key=lambda t: t.spec.task_id):
-            if task.state == RUNNING and task.location in dead_workers:
+            if task.state == QUEUED and task.request_id is not None and task.location in dead_nodes:
+                fx += self.resubmit(task)
+            elif task.state == RUNNING and task.location in dead_workers:
                 if task.spec.kind == "actor_method":
                     fx += self._fail(
                         task,
@@ -614,33 +643,22 @@ class TaskSubmitter:
             fx += self._pump(key)
         return fx
 
-    def _retry_request(self, request_id: str) -> list[Effect]:
-        """A lease request sat at a node that died: ask the local scheduler again."""
-        key = self.requests.pop(request_id, None)
-        self.request_nodes.pop(request_id, None)
-        if key is None:
-            return []
-        ks = self.keys[key]
-        task_id = ks.requests.pop(request_id, None)
-        task = self.tasks.get(task_id) if task_id else None
-        if task is not None and task.request_id == request_id:
-            task.request_id = None
-            task.location = None
-            if task.state == QUEUED:
-                return self.request_lease(task) + self._pump(key)
-        return self._pump(key)
-
     def resubmit(self, task: TaskEntry) -> list[Effect]:
         """Spec: Scheduling!OwnerResubmit
 
         The task's worker died (or its value was lost): run it again if the
         retry budget allows, else fail its return object.
         """
-        if task.state in (WAITING, QUEUED) or (task.state == RUNNING and task.location not in self.worker.dead_workers):
+        requested = task.state == QUEUED and task.request_id is not None and task.location in self.worker.dead_nodes
+        pushed = task.state == RUNNING and task.location in self.worker.dead_workers
+        if not (requested or pushed or task.state == DONE):
             return []
+        if requested:
+            assert task.request_id is not None
+            self._forget_request(task.request_id)
         if task.retries_left <= 0:
-            kind = "worker_crashed" if task.state == RUNNING else "object_lost"
-            where = f" on {task.location}" if task.state == RUNNING else ""
+            kind = "worker_crashed" if (pushed or requested) else "object_lost"
+            where = f" on {task.location}" if (pushed or requested) else ""
             message = (
                 f"the worker running task {task.spec.task_id}{where} died and no retries are left"
                 if kind == "worker_crashed"
