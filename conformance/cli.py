@@ -230,4 +230,118 @@ def _add_conformance(subparsers: Any) -> None:
     run.add_argument("--no-shrink", action="store_true", help="do not search for shorter diverging traces")
     run.add_argument("-v", "--verbose", action="store_true", help="list every trace, not only failures")
     run.set_defaults(func=_run_replay)
+    _add_validate(sub)
     conf.set_defaults(func=lambda _args, p=conf: (p.print_help(), EXIT_ERROR)[1])
+
+
+# ---------------------------------------------------------------------------
+# conformance validate / log
+# ---------------------------------------------------------------------------
+
+
+def _header_spec(log: Path) -> tuple[str | None, str | None]:
+    from .eventlog import read_log
+
+    header, _lines = read_log(log)
+    return header.get("spec"), header.get("config")
+
+
+def _run_validate(args: argparse.Namespace, console: Console | None = None) -> int:
+    from ownership.tla.tlc import JavaNotFound
+
+    from .eventlog import LogFormatError
+    from .generate import GenerationError
+    from .specs import SpecError, resolve_spec
+    from .validate import validate
+
+    console = console or Console()
+    try:
+        spec_name, config = _header_spec(args.log)
+        spec = resolve_spec(args.spec or spec_name or "", args.spec_dir)
+        config = args.config or config or "Small"
+        with console.status(f"TLC is checking {args.log} against {spec.name} ({config})"):
+            v = validate(args.log, spec, config, workers=args.workers)
+    except (LogFormatError, SpecError, GenerationError, JavaNotFound, FileNotFoundError) as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return EXIT_ERROR
+    if v.accepted:
+        console.print(
+            f"[bold green]accepted[/]: {spec.name} ({config}) can take all {v.lines} lines of {args.log} in order ({v.seconds:.1f} s)",
+            highlight=False,
+        )
+        return EXIT_OK
+    from ownership.tla.values import format_value
+
+    from .replay import Step
+
+    console.print(
+        f"[bold red]rejected[/]: {spec.name} ({config}) takes the first {v.consumed} of {v.lines} lines of {args.log}; "
+        f"no behaviour can take line {v.consumed + 1}:",
+        highlight=False,
+    )
+    if v.failed is not None:
+        step = Step(v.consumed + 1, v.failed.action, v.failed.params)
+        console.print(f"  clock {v.failed.clock}, {v.failed.process}: {step}", highlight=False, markup=False, soft_wrap=True)
+    if v.state is not None:
+        console.print("  a state the spec can be in just before it:", highlight=False)
+        for name, value in sorted(v.state.items()):
+            console.print(f"    {name} = {format_value(value)}", highlight=False, markup=False, soft_wrap=True)
+    return EXIT_FAILED
+
+
+def _run_log(args: argparse.Namespace, console: Console | None = None) -> int:
+    import trio
+
+    from .eventlog import random_workload, write_log
+    from .mappings import load_mapping
+    from .replay import TraceError, model_constants
+    from .specs import SpecError, resolve_spec
+
+    console = console or Console()
+    try:
+        spec = resolve_spec(args.spec, args.spec_dir)
+        cls = load_mapping(spec.name)
+        if cls is None:
+            raise SpecError(f"no mapping for {spec.name} in conformance/mappings/")
+        constants = model_constants(spec, args.config, args.traces)
+    except (SpecError, TraceError, FileNotFoundError) as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return EXIT_ERROR
+
+    async def main() -> Any:
+        return await random_workload(cls(constants), seed=args.seed, max_steps=args.max_steps)
+
+    header, lines = trio.run(main)
+    header["config"] = args.config
+    out = args.output or Path(f"{spec.name.lower()}-{args.config.lower()}-seed{args.seed}.ndjson")
+    write_log(out, header, lines)
+    console.print(f"wrote {len(lines)} actions of a random run (seed {args.seed}) on {spec.name} ({args.config}) to {out}", highlight=False)
+    return EXIT_OK
+
+
+def _add_validate(sub: Any) -> None:
+    val = sub.add_parser(
+        "validate",
+        help="check an implementation event log (NDJSON) against a spec with TLC",
+        description="Write the log into a trace spec with a cursor over it (EWD998ChanTrace style) and ask TLC "
+        "for a behaviour of the spec that takes every line; report accepted, or the first line no behaviour "
+        "can take with a state the spec can be in just before it.",
+    )
+    val.add_argument("log", type=Path, metavar="LOG", help="NDJSON event log (ownership conformance log)")
+    val.add_argument("--spec", help="spec name (default: the log's header)")
+    val.add_argument("--config", help="model config whose constants the run used (default: the log's header, else Small)")
+    val.add_argument("--spec-dir", type=Path, default=None, help="where the specs live (default: ./spec)")
+    val.add_argument("--workers", type=_positive, default=1, help="TLC worker threads (default 1)")
+    val.set_defaults(func=_run_validate)
+    log = sub.add_parser(
+        "log",
+        help="run a seeded random workload (with crashes) on the in-memory cluster and write its event log",
+    )
+    log.add_argument("--spec", required=True, help="spec whose mapping names the events")
+    log.add_argument("--config", default="Small", help="model config shaping the cluster (default: Small)")
+    log.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    log.add_argument("--max-steps", type=_positive, default=200, help="stimuli at most (default 200)")
+    log.add_argument("--traces", type=Path, default=Path("traces"), help="traces root holding the model's constants (default: traces/)")
+    log.add_argument("--spec-dir", type=Path, default=None, help="where the specs live (default: ./spec)")
+    log.add_argument("-o", "--output", type=Path, help="log file (default: <spec>-<config>-seed<N>.ndjson)")
+    log.set_defaults(func=_run_log)

@@ -57,6 +57,8 @@ class ModelCluster(MemoryCluster):
         #: every message ever sent, by id (the network forgets delivered ones)
         self.sent: dict[int, Envelope] = {}
         self.events: list[NetworkEvent] = []
+        #: messages a crash dropped from the network and the harness put back (see crash)
+        self.kept: set[int] = set()
         network.observers.append(self._observe)
 
     def _observe(self, event: NetworkEvent) -> None:
@@ -93,6 +95,7 @@ class ModelCluster(MemoryCluster):
         if keep_outgoing:
             doomed = {address, *self._descendants(address)}
             kept = [(mid, env) for mid, env in self.network.in_flight() if env.src in doomed and env.dst not in doomed]
+        self.kept.update(mid for mid, _env in kept)
         self.network.crash(address)
         for mid, env in kept:
             if self.network.alive(env.dst):

@@ -484,6 +484,7 @@ def graph_index(ex: Exploration, cover: str, max_paths: int | None, paths: list[
         "max_paths": max_paths,
         "traces": len(paths),
         "steps": sum(len(p) for p in paths),
+        "constants": {k: encode_value(v) for k, v in sorted(ex.constants.items())},
     }
 
 

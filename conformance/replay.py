@@ -345,3 +345,20 @@ def find_indexes(paths: Iterable[Path]) -> dict[tuple[str, str], dict[str, Any]]
             data = json.loads(f.read_text(encoding="utf-8"))
             out.setdefault((data["spec"], data["config"]), data)
     return out
+
+
+def model_constants(spec: Any, config: str, traces_root: Path = Path("traces")) -> dict[str, Any]:
+    """The constants of ``spec``'s model ``config``, as its traces record
+    them (``traces/<Spec>/<Config>_*.index.json``), else from TLC."""
+    folder = Path(traces_root) / spec.name
+    for index in sorted(folder.glob(f"{config}_*.index.json")) if folder.is_dir() else ():
+        data = json.loads(index.read_text(encoding="utf-8"))
+        if isinstance(data.get("constants"), dict):
+            return {k: decode_value(v, f"{index}: constants.{k}") for k, v in data["constants"].items()}
+    from .generate import _Workspace, explore, LAST_ACTION
+
+    with _Workspace(spec, frozenset(), LAST_ACTION) as ws:
+        ex = explore(spec, config, ws, graph=False)
+    if not ex.constants:
+        raise TraceError(f"TLC printed no constants for {spec.name} ({config})")
+    return ex.constants

@@ -47,7 +47,9 @@ from typing import Any
 import attrs
 
 from ownership.core.config import CoreConfig
+from ownership.core.events import PeerLost, Received, Send, Submit, TaskDone, Tick
 from ownership.core.messages import (
+    ClusterView,
     LeaseGranted,
     NodeDied,
     PushTask,
@@ -65,6 +67,7 @@ from ownership.runtime.values import pack_function
 from ownership.tla.values import ModelValue, TLARecord, function_value
 
 from ..cluster import ModelCluster, NodeShape, StimulusError, model_cluster
+from ..eventlog import CoreStep, LogLine, NetStep
 from . import Mapping
 
 __all__ = ["SchedulingMapping", "MAPPING", "conformance_task"]
@@ -98,7 +101,159 @@ class _Binding:
         return out
 
 
-class SchedulingMapping(Mapping):
+class _EventLogMixin:
+    """The event log of a run (implementation -> model): the stimuli a random
+    environment may give, and the spec actions of a recorded run."""
+
+    def snapshot_for_log(self: Any, process: str, core: Any) -> Any:
+        """Task states of an owner, before and after a stimulus: a resubmit
+        shows only there (it need not send anything at once)."""
+        sub = getattr(core, "submitter", None)
+        if sub is None:
+            return None
+        return {tid: (t.state, t.retries_left) for tid, t in sub.tasks.items()}
+
+    def offers(self: Any) -> list[tuple[str, Any]]:
+        """The stimuli a random environment may give now (within the model's bounds)."""
+        assert self.c is not None and self.c.head is not None
+        c = self.c
+        out: list[tuple[str, Any]] = []
+
+        def offer(name: str, action: str, params: dict[str, Any]) -> None:
+            out.append((name, lambda: self.apply(action, params)))
+
+        for o in self.owners:
+            for t in self.constants["SubmitOrder"]:
+                if self.task_owner[t] == o and t not in self.bind.task_id:
+                    offer(f"submit {t}", "OwnerSubmit", {"o": o, "t": t})
+                    break
+        for mid, env in c.network.in_flight():
+            if self._spec_messages(env):
+                out.append((f"deliver {mid}", lambda mid=mid, env=env: self._deliver_raw(mid, env)))
+        if self.crashes < int(self.constants.get("MaxCrashes", 0)):
+            owner_nodes = set(self.owner_node.values())
+            for w in self.workers:
+                if c.network.alive(self.bind.worker_addr[w]) and c.network.alive(self.bind.node_addr[self.worker_node[w]]):
+                    offer(f"crash {w}", "WorkerCrash", {"w": w})
+            for n in self.nodes:
+                if n not in owner_nodes and c.network.alive(self.bind.node_addr[n]):
+                    offer(f"crash {n}", "NodeCrash", {"n": n})
+        for n in self.nodes:
+            record = c.head.core.nodes.get(self.bind.node_addr[n])
+            if record is not None and record.alive and not c.network.alive(self.bind.node_addr[n]):
+                offer(f"detect {n}", "HeadDetectNodeDeath", {"n": n})
+        for o in self.owners:
+            rt = c.runtimes().get(self.bind.owner_addr[o])
+            if rt is not None and any(not l.running for l in rt.core.submitter.leases.values()):
+                out.append((f"timeout {o}", lambda address=self.bind.owner_addr[o]: c.tick_and_settle(address)))
+        return out
+
+    async def _deliver_raw(self: Any, mid: int, env: Envelope) -> None:
+        assert self.c is not None
+        if isinstance(env.msg, RequestLease):
+            await self.c.refresh_views()  # as in replay: spillback reads the cluster as it is
+        if mid in dict(self.c.network.in_flight()):
+            await self.c.deliver(mid)
+        self._observe()
+
+    def recognize(self: Any, steps: list[CoreStep | NetStep]) -> list[LogLine]:
+        """The spec actions of a recorded run, in clock order."""
+        self._observe()
+        inv = self.bind.inverse()
+        lines: list[LogLine] = []
+        dead: set[str] = set()
+
+        def add(clock: int, process: str, action: str, **params: Any) -> None:
+            lines.append(LogLine(clock, process, action, {k: v for k, v in params.items() if v is not None}))
+
+        for s in steps:
+            if isinstance(s, NetStep):
+                ev = s.event
+                if ev.kind == "crash" and ev.address is not None:
+                    parent_dead = any(ev.address.endswith("@" + d) for d in dead)
+                    dead.add(ev.address)
+                    x = inv.get(ev.address)
+                    if x in self.bind.worker_addr and not parent_dead:
+                        add(s.clock, ev.address, "WorkerCrash", w=x)
+                    elif x in self.bind.node_addr:
+                        add(s.clock, ev.address, "NodeCrash", n=x)
+                elif ev.kind == "drop" and ev.envelope is not None and ev.id not in self.c.kept:
+                    if not self.c.network.alive(ev.envelope.dst):
+                        for m in self._spec_messages(ev.envelope):
+                            add(s.clock, ev.envelope.dst, "LoseMessage", m=m)
+                continue
+            p, event = s.process, s.event
+            x = inv.get(p)
+            sends = [e for e in s.effects if isinstance(e, Send)]
+            if x in self.bind.owner_addr:
+                grant_lease = None
+                if isinstance(event, Submit):
+                    add(s.clock, p, "OwnerSubmit", o=x, t=inv.get(event.task.task_id))
+                elif isinstance(event, Received):
+                    msg = event.msg
+                    env = Envelope(event.src, p, msg)
+                    kinds = {LeaseGranted: "OwnerHandleGrant", Spillback: "OwnerHandleSpillback", TaskReply: "OwnerHandleReply"}
+                    for cls, action in kinds.items():
+                        if isinstance(msg, cls):
+                            for m in self._spec_messages(env):
+                                add(s.clock, p, action, o=x, m=m)
+                    if isinstance(msg, LeaseGranted):
+                        grant_lease = msg.lease_id
+                    if isinstance(msg, (WorkerDied, NodeDied)):
+                        add(s.clock, p, "OwnerHandleFailure", o=x, m=self._notification(msg, x))
+                        before, after = s.before or {}, s.after or {}
+                        for tid in sorted(after, key=lambda t: inv.get(t, _unbound(t))):
+                            if tid in before and after[tid][1] < before[tid][1] or (
+                                tid in before and after[tid][0] == FAILED and before[tid][0] != FAILED
+                            ):
+                                add(s.clock, p, "OwnerResubmit", o=x, t=inv.get(tid))
+                for e in sends:
+                    msg = e.msg
+                    if isinstance(msg, RequestLease) and not msg.spilled:
+                        add(s.clock, p, "OwnerRequestLease", o=x, t=inv.get(msg.task_id))
+                    elif isinstance(msg, PushTask):
+                        if grant_lease is not None and msg.lease_id == grant_lease:
+                            grant_lease = None  # the grant's own push
+                        else:
+                            add(s.clock, p, "OwnerReuseLease", o=x, w=inv.get(e.dst), t=inv.get(msg.task.task_id))
+                    elif isinstance(msg, ReturnLease):
+                        add(s.clock, p, "OwnerReturnLease", o=x, w=inv.get(msg.worker))
+            elif x in self.bind.node_addr:
+                n = x
+                if isinstance(event, Received) and isinstance(event.msg, ReturnLease):
+                    for m in self._spec_messages(Envelope(event.src, p, event.msg)):
+                        add(s.clock, p, "SchedulerReleaseLease", n=n, m=m)
+                if isinstance(event, PeerLost) and event.address in inv:
+                    add(s.clock, p, "SchedulerDetectWorkerDeath", n=n, w=inv[event.address])
+                for e in sends:
+                    msg = e.msg
+                    if isinstance(msg, (LeaseGranted, Spillback)):
+                        task_id = self.request_task.get(msg.request_id, "")
+                        owner = inv.get(e.dst)
+                        request = RequestLease(request_id=msg.request_id, owner=e.dst, task_id=task_id, resources=())
+                        for m in self._spec_messages(Envelope(e.dst, p, request)):
+                            if isinstance(msg, LeaseGranted):
+                                add(s.clock, p, "SchedulerGrantLease", n=n, w=inv.get(msg.worker), m=m)
+                            else:
+                                add(s.clock, p, "SchedulerSpillback", n=n, m=m)
+                        del owner
+            elif p == "head":
+                if isinstance(event, Tick):
+                    for node in dict.fromkeys(e.msg.node for e in sends if isinstance(e.msg, NodeDied)):
+                        if node in inv:
+                            add(s.clock, p, "HeadDetectNodeDeath", n=inv[node])
+            elif x in self.bind.worker_addr:
+                if isinstance(event, TaskDone):
+                    for e in sends:
+                        if isinstance(e.msg, TaskReply):
+                            t = inv.get(e.msg.task_id)
+                            o = inv.get(e.dst)
+                            m = self._msg("PushTask", o, t, self.task_key.get(t), self.worker_node[x], x)
+                            add(s.clock, p, "WorkerExecute", w=x, m=m)
+        return lines
+
+
+class SchedulingMapping(_EventLogMixin, Mapping):
     spec = "Scheduling"
     eager = frozenset({"OwnerRequestLease", "OwnerReuseLease", "OwnerResubmit", "SchedulerDetectWorkerDeath", "LoseMessage"})
 
@@ -116,7 +271,10 @@ class SchedulingMapping(Mapping):
             self.capacity = dict(c["Capacity"])
             self.task_owner = dict(c["TaskOwner"])
             self.task_key = dict(c["TaskKey"])
-            self.max_retries = int(c["MaxRetries"])
+            if "TaskRetries" in c:
+                self.task_retries = {t: int(r) for t, r in dict(c["TaskRetries"]).items()}
+            else:
+                self.task_retries = {t: int(c["MaxRetries"]) for t in self.tasks}
             self.none = {name: c[name] for name in ("NoOwner", "NoNode", "NoWorker", "NoTask", "NoKey")}
         except KeyError as exc:
             raise ValueError(f"the trace's constants lack {exc.args[0]}: regenerate it with `ownership traces generate`") from None
@@ -228,7 +386,7 @@ class SchedulingMapping(Mapping):
         rt = self._runtime(self.bind.owner_addr[o])
         function_id, function = self._function
         ref = rt.submit_task(
-            function_id, function, (), {}, resources=self.bind.key_resources[self.task_key[t]], max_retries=self.max_retries, name=t.name
+            function_id, function, (), {}, resources=self.bind.key_resources[self.task_key[t]], max_retries=self.task_retries[t], name=t.name
         )
         self.refs[t] = ref
         self.bind.task_id[t] = ref.object_id.removesuffix(".r")
@@ -480,7 +638,7 @@ class SchedulingMapping(Mapping):
             rt = self.c.runtimes().get(b.owner_addr[o])
             task = rt.core.submitter.tasks.get(b.task_id[t]) if (rt is not None and t in b.task_id) else None
             if t not in b.task_id:
-                status[t], location[t], retries[t] = "new", no_loc, self.max_retries
+                status[t], location[t], retries[t] = "new", no_loc, self.task_retries[t]
                 continue
             if task is None:
                 status[t], location[t], retries[t] = _unbound(f"{b.task_id[t]} (forgotten by its owner)"), no_loc, -1
