@@ -92,7 +92,51 @@ class TaskExecutor:
         }
 
     def execute(self, msg: PushTask) -> list[Effect]:
-        """Spec: Scheduling!WorkerExecute
+        r"""Spec: Scheduling!WorkerExecute
+        Spec: FateSharing!WorkerExecute
+
+            \* Scheduling
+            WorkerExecute(w, m) ==
+                /\ m.type = "PushTask"
+                /\ m \in msgs
+                /\ m.worker = w
+                /\ workerAlive[w]
+                /\ msgs' = (msgs \ {m}) \cup {TaskReplyMsg(m.owner, m.task, w)}
+                /\ execs' = [execs EXCEPT ![m.task] = @ + 1]
+                /\ ranOn' = [ranOn EXCEPT ![m.task] = @ \cup {w}]
+                /\ lastAction' = Step("WorkerExecute", NoOwner, NoTask, NoNode, w, NoNode, m)
+                /\ UNCHANGED <<envVars, schedVars, ownerVars>>
+
+            \* FateSharing
+            WorkerExecute(w, m) ==
+                /\ m \in msgs
+                /\ m.type = "PushTask"
+                /\ m.dst = w
+                /\ Alive(w)
+                /\ ctx[w].body = "idle"
+                /\ LET x == m.task
+                       o == m.owner
+                       doomed == \E r \in m.shared \cup {<<x, o>>} : DeathAnnounced(r[2])
+                       failedArgs == {y \in Args[x] : LiveCopies(y, o) = {} /\ ArgFailed(o, y)}
+                   IN \/ /\ doomed
+                         /\ ctx' = [ctx EXCEPT ![w] = [IdleCtx EXCEPT !.owner = o, !.body = "failed"]]
+                         /\ msgs' = (msgs \ {m}) \cup
+                                    (IF DeathAnnounced(o) THEN {} ELSE Send({TaskReplyMsg(x, o, w, nodeOf[w], "OwnerDied")}))
+                      \/ /\ ~doomed
+                         /\ \A y \in Args[x] : LiveCopies(y, o) # {} \/ ArgFailed(o, y)
+                         /\ IF failedArgs # {}
+                            THEN /\ ctx' = [ctx EXCEPT ![w] = [IdleCtx EXCEPT !.owner = o, !.body = "failed"]]
+                                 /\ msgs' = (msgs \ {m}) \cup
+                                            Send({TaskReplyMsg(x, o, w, nodeOf[w], table[o][CHOOSE y \in failedArgs : TRUE].err)})
+                            ELSE /\ ctx' = [ctx EXCEPT ![w] =
+                                              [owner |-> o, borrowed |-> m.shared, pc |-> 1, body |-> "running",
+                                               val |-> {x} \cup UNION {ArgValue(o, y) : y \in Args[x]}]]
+                                 /\ msgs' = msgs \ {m}
+                /\ lastAction' = Step("WorkerExecute", w, m.task, NoNode, m)
+                /\ UNCHANGED <<up, crashes, status, nodeOf, got, table, copies, announced,
+                               announcedNodes>>
+
+        Implementation:
 
         The leased worker receives the task from its owner, gets the
         arguments, and runs it (the reply is sent by ``finish_task``).
@@ -168,7 +212,30 @@ class TaskExecutor:
         return [Execute(task=r.spec, args=args)]
 
     def finish_task(self, task_id: str, *, value: Payload | None = None, error: ErrorInfo | None = None) -> list[Effect]:
-        """Spec: RefCounting!WorkerFinishTask
+        r"""Spec: RefCounting!WorkerFinishTask
+        Spec: FateSharing!WorkerFinishTask
+
+            \* RefCounting
+            WorkerFinishTask(w, p) ==
+                /\ FinishTask(w, p, FALSE)
+                /\ lastAction' = Act("WorkerFinishTask", [w |-> w, p |-> p])
+                /\ UNCHANGED <<local, submitted, contained, borrowers, removeWaits,
+                               tasksLeft, freed, passedOn>>
+
+            \* FateSharing
+            WorkerFinishTask(w) ==
+                /\ Running(w)
+                /\ ctx[w].pc > Len(Body[w[1]])
+                /\ ctx' = [ctx EXCEPT ![w].body = "finished"]
+                /\ IF w = Driver \/ DeathAnnounced(ctx[w].owner)
+                   THEN UNCHANGED <<copies, msgs>>
+                   ELSE /\ copies' = copies \cup {[obj |-> w[1], owner |-> ctx[w].owner,
+                                                   node |-> nodeOf[w], val |-> ctx[w].val]}
+                        /\ msgs' = msgs \cup Send({TaskReplyMsg(w[1], ctx[w].owner, w, nodeOf[w], "")})
+                /\ lastAction' = Step("WorkerFinishTask", w, w[1], NoNode, NoMsg)
+                /\ UNCHANGED <<up, crashes, status, nodeOf, got, table, announced, announcedNodes>>
+
+        Implementation:
 
         The task returned: the reply carries the value (or where it is
         stored), and reports which argument refs this worker still borrows
@@ -222,7 +289,16 @@ class TaskExecutor:
         )
 
     def return_ref_in_value(self, spec: TaskSpec, refs: tuple[RefInfo, ...]) -> list[Effect]:
-        """Spec: RefCounting!WorkerReturnRefInValue
+        r"""Spec: RefCounting!WorkerReturnRefInValue
+
+            \* RefCounting
+            WorkerReturnRefInValue(w, p) ==
+                /\ FinishTask(w, p, TRUE)
+                /\ lastAction' = Act("WorkerReturnRefInValue", [w |-> w, p |-> p])
+                /\ UNCHANGED <<local, submitted, contained, borrowers, removeWaits,
+                               tasksLeft, freed, passedOn>>
+
+        Implementation:
 
         The returned value contains references: the caller, owner of the
         returned object, becomes a borrower of each (via that object), so

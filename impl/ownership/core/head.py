@@ -113,7 +113,31 @@ class HeadCore:
         return [Send(name, msg) for name, rec in sorted(self.nodes.items()) if rec.alive]
 
     def detect_node_death(self, node: str) -> list[Effect]:
-        """Spec: Scheduling!HeadDetectNodeDeath
+        r"""Spec: Scheduling!HeadDetectNodeDeath
+        Spec: FateSharing!HeadDetectNodeDeath
+
+            \* Scheduling
+            HeadDetectNodeDeath(n) ==
+                /\ n \in members
+                /\ ~nodeAlive[n]
+                /\ members' = members \ {n}
+                /\ msgs' = msgs \cup {NodeDiedMsg(o, n) : o \in Owners}
+                /\ lastAction' = Step("HeadDetectNodeDeath", NoOwner, NoTask, n, NoWorker, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, pool, granted, ownerVars, histVars>>
+
+            \* FateSharing
+            HeadDetectNodeDeath(n) ==
+                /\ n \notin up
+                /\ n \notin announcedNodes
+                /\ announcedNodes' = announcedNodes \cup {n}
+                /\ LET D == {w \in Workers : Born(w) /\ nodeOf[w] = n}
+                   IN msgs' = msgs
+                              \cup {NodeDiedMsg(n, p) : p \in {p \in Workers : Interested(p, D, {n})}}
+                              \cup {NodeDiedStoreMsg(n, s) : s \in {s \in Nodes : StoreInterested(s, D)}}
+                /\ lastAction' = Step("HeadDetectNodeDeath", NoWorker, Root, n, NoMsg)
+                /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, table, copies, announced>>
+
+        Implementation:
 
         A node missed its heartbeats: declare it dead and publish the death,
         naming every worker that was registered on it.

@@ -36,7 +36,31 @@ class FailureHandler:
         return self.worker.refs
 
     def handle_failure(self, msg: WorkerDied | NodeDied) -> list[Effect]:
-        """Spec: FateSharing!OwnerHandleFailure
+        r"""Spec: FateSharing!OwnerHandleFailure
+
+            \* FateSharing
+            OwnerHandleFailure(o, m) ==
+                /\ m \in msgs
+                /\ IsNotification(m)
+                /\ m.dst = o
+                /\ Alive(o)
+                /\ ~\E r \in HeldRefs(o) : r[2] \in DeadIn(m)
+                /\ LET D == DeadIn(m)
+                       N == IF m.type = "NodeDied" THEN {m.node} ELSE {}
+                   IN table' = [table EXCEPT ![o] = [x \in DOMAIN table[o] |->
+                                  LET e == table[o][x] IN
+                                  IF e.st = "pending" /\ e.worker \in D
+                                  THEN [e EXCEPT !.st = "retry"]
+                                  ELSE IF e.st = "ready" /\ e.locs \cap N # {}
+                                  THEN [e EXCEPT !.st = IF e.locs \ N = {} THEN "lost" ELSE "ready",
+                                                 !.locs = e.locs \ N]
+                                  ELSE e]]
+                /\ msgs' = msgs \ {m}
+                /\ lastAction' = Step("OwnerHandleFailure", o, Root, NoNode, m)
+                /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, copies, announced,
+                               announcedNodes>>
+
+        Implementation:
 
         On a worker or node death notification, scan the ownership table:
         recover owned objects whose copies or pending task were there, let
@@ -56,6 +80,9 @@ class FailureHandler:
         fx: list[Effect] = []
         fx += w.executor.handle_owner_death(dead_workers)
         fx += w.submitter.handle_failure(dead_workers, dead_nodes)
+        for task in w.submitter.tasks_at(dead_workers, dead_nodes):
+            fx += self.reexecute(task)
+        fx += w.submitter.pump_all()
         for object_id in sorted(self.refs.table):
             ref = self.refs.table.get(object_id)
             if ref is None:
@@ -110,8 +137,52 @@ class FailureHandler:
                 fx += self.refs.fetch(ref)
         return fx
 
+    def reexecute(self, task) -> list[Effect]:
+        r"""Spec: FateSharing!OwnerReexecute
+
+            \* FateSharing
+            OwnerReexecute(o, x) ==
+                /\ Alive(o)
+                /\ x \in DOMAIN table[o]
+                /\ table[o][x].st = "retry"
+                /\ table' = [table EXCEPT ![o][x] =
+                               IF @.budget > 0 THEN [@ EXCEPT !.st = "waiting", !.budget = @ - 1]
+                               ELSE [@ EXCEPT !.st = "error", !.err = "WorkerCrashed"]]
+                /\ lastAction' = Step("OwnerReexecute", o, x, NoNode, NoMsg)
+                /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, copies, announced,
+                               announcedNodes, msgs>>
+
+        Implementation:
+
+        The worker running the task died (or the node its lease request was
+        at): its owner submits it again, within its retry budget. When that
+        worker was itself an owner, this is the dead owner's owner re-running
+        the dead owner's task, whose new run submits (recreates) the children.
+        """
+        w = self.worker
+        requested = task.request_id is not None and task.location in w.dead_nodes
+        pushed = task.lease_id is not None and task.location in w.dead_workers
+        if not (requested or pushed):
+            return []
+        return w.submitter.resubmit(task)
+
     def reconstruct(self, ref: Reference) -> list[Effect]:
-        """Spec: FateSharing!OwnerReconstruct
+        r"""Spec: FateSharing!OwnerReconstruct
+
+            \* FateSharing
+            OwnerReconstruct(o, x) ==
+                /\ Alive(o)
+                /\ x \in DOMAIN table[o]
+                /\ table[o][x].st = "lost"
+                /\ Needed(o, x)
+                /\ table' = [table EXCEPT ![o][x] =
+                               IF @.budget > 0 THEN [@ EXCEPT !.st = "waiting", !.budget = @ - 1]
+                               ELSE [@ EXCEPT !.st = "error", !.err = "ObjectLost"]]
+                /\ lastAction' = Step("OwnerReconstruct", o, x, NoNode, NoMsg)
+                /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, copies, announced,
+                               announcedNodes, msgs>>
+
+        Implementation:
 
         Every copy of an owned object is gone while it is still referenced:
         resubmit the task that created it (its lost owned arguments are
@@ -126,7 +197,22 @@ class FailureHandler:
         return self.worker.submitter.resubmit(task)
 
     def fate_share(self, ref: Reference) -> list[Effect]:
-        """Spec: FateSharing!HolderFateShare
+        r"""Spec: FateSharing!HolderFateShare
+
+            \* FateSharing
+            HolderFateShare(h, x) ==
+                /\ Running(h)
+                /\ \E r \in HeldRefs(h) :
+                      /\ r[1] = x
+                      /\ \E m \in msgs : IsNotification(m) /\ m.dst = h /\ r[2] \in DeadIn(m)
+                /\ ctx' = [ctx EXCEPT ![h].body = "failed"]
+                /\ msgs' = msgs \cup (IF DeathAnnounced(ctx[h].owner) THEN {}
+                                      ELSE Send({TaskReplyMsg(h[1], ctx[h].owner, h, nodeOf[h], "OwnerDied")}))
+                /\ lastAction' = Step("HolderFateShare", h, x, NoNode, NoMsg)
+                /\ UNCHANGED <<up, crashes, status, nodeOf, got, table, copies, announced,
+                               announcedNodes>>
+
+        Implementation:
 
         The owner of a borrowed reference died: the holder drops the value
         and everything waiting on it fails with OwnerDiedError.

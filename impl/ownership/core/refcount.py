@@ -192,7 +192,18 @@ class ReferenceCounter:
 
     # -- local references (API) -----------------------------------------------
     def add_local_ref(self, object_id: str, owner: str, kind: str = "object") -> list[Effect]:
-        """Spec: RefCounting!BorrowerAddLocalRef
+        r"""Spec: RefCounting!BorrowerAddLocalRef
+
+            \* RefCounting
+            BorrowerAddLocalRef(b) ==
+                /\ Running(b) > 0
+                /\ local[b] < MaxLocal
+                /\ local' = [local EXCEPT ![b] = @ + 1]
+                /\ lastAction' = Act("BorrowerAddLocalRef", [b |-> b])
+                /\ UNCHANGED <<submitted, contained, running, borrowers, subBorrowers,
+                               removeWaits, tasksLeft, freed, msgs, passedOn>>
+
+        Implementation:
 
         A Python ref came to life here (an API call, or a value unpickled by
         a task that may keep it beyond the task's end: actor state, globals).
@@ -214,7 +225,17 @@ class ReferenceCounter:
         return ref
 
     def release_ref(self, object_id: str) -> list[Effect]:
-        """Spec: RefCounting!HolderReleaseRef
+        r"""Spec: RefCounting!HolderReleaseRef
+
+            \* RefCounting
+            HolderReleaseRef(p) ==
+                /\ local[p] > 0
+                /\ local' = [local EXCEPT ![p] = @ - 1]
+                /\ lastAction' = Act("HolderReleaseRef", [p |-> p])
+                /\ UNCHANGED <<submitted, contained, running, borrowers, subBorrowers,
+                               removeWaits, tasksLeft, freed, msgs, passedOn>>
+
+        Implementation:
 
         A Python ref was dropped; when nothing else holds the object the
         owner frees it, a borrower answers its owner.
@@ -227,7 +248,22 @@ class ReferenceCounter:
 
     # -- submitting tasks that carry references ---------------------------------
     def submit_with_ref(self, object_ids: list[str]) -> list[Effect]:
-        """Spec: RefCounting!HolderSubmitWithRef
+        r"""Spec: RefCounting!HolderSubmitWithRef
+
+            \* RefCounting
+            HolderSubmitWithRef(p, c) ==
+                /\ c \in (IF p = Owner THEN OwnerWorkers ELSE Borrowers \ {p})
+                /\ HasHandle(p)
+                /\ tasksLeft > 0
+                /\ submitted' = [submitted EXCEPT ![p] = @ + 1]
+                /\ msgs' = Put(msgs, {PushTaskMsg(p, c)})
+                /\ tasksLeft' = tasksLeft - 1
+                /\ passedOn' = (passedOn \/ p # Owner)
+                /\ lastAction' = Act("HolderSubmitWithRef", [p |-> p, c |-> c])
+                /\ UNCHANGED <<local, contained, running, borrowers, subBorrowers,
+                               removeWaits, freed>>
+
+        Implementation:
 
         The caller (owner or borrower) passes references to a task: each
         counts as a submitted-task ref until the task replies.
@@ -249,7 +285,18 @@ class ReferenceCounter:
         return fx
 
     def receive_ref(self, refs: list[RefInfo], caller: str) -> list[Effect]:
-        """Spec: RefCounting!BorrowerReceiveRef
+        r"""Spec: RefCounting!BorrowerReceiveRef
+
+            \* RefCounting
+            BorrowerReceiveRef(b, p) ==
+                /\ PushTaskMsg(p, b) \in DOMAIN msgs
+                /\ running' = [running EXCEPT ![b][p] = @ + 1]
+                /\ msgs' = Take(msgs, PushTaskMsg(p, b))
+                /\ lastAction' = Act("BorrowerReceiveRef", [b |-> b, p |-> p])
+                /\ UNCHANGED <<local, submitted, contained, borrowers, subBorrowers,
+                               removeWaits, tasksLeft, freed, passedOn>>
+
+        Implementation:
 
         An executor gets references inside a task's arguments: it becomes a
         borrower until the task ends (then it reports to the caller).
@@ -300,7 +347,29 @@ class ReferenceCounter:
         return list(infos.values()), fx
 
     def handle_reply(self, executor: str, held_ids: list[str], borrowed: tuple[BorrowInfo, ...]) -> list[Effect]:
-        """Spec: RefCounting!HolderHandleReply
+        r"""Spec: RefCounting!HolderHandleReply
+
+            \* RefCounting
+            HolderHandleReply(p, w) ==
+                \E m \in DOMAIN msgs :
+                /\ m.type = "TaskReply"
+                /\ m.caller = p
+                /\ m.worker = w
+                /\ LET learned == ((IF m.borrowing THEN {m.worker} ELSE {}) \cup m.borrowers)
+                                   \ {p}
+                   IN  IF p = Owner
+                       THEN /\ OwnerLearn(learned, {}, Take(msgs, m))
+                            /\ UNCHANGED subBorrowers
+                       ELSE /\ subBorrowers' = [subBorrowers EXCEPT ![p] = @ \cup learned]
+                            /\ msgs' = Take(msgs, m)
+                            /\ UNCHANGED borrowers
+                /\ submitted' = [submitted EXCEPT ![p] = @ - 1]
+                /\ contained' = IF m.contained THEN [contained EXCEPT ![p] = @ + 1]
+                                               ELSE contained
+                /\ lastAction' = Act("HolderHandleReply", [p |-> p, w |-> w, m |-> m])
+                /\ UNCHANGED <<local, running, removeWaits, tasksLeft, freed, passedOn>>
+
+        Implementation:
 
         The caller merges the executor's report: an owner waits on every new
         borrower, a borrower keeps them to report upward; then the task's
@@ -349,7 +418,25 @@ class ReferenceCounter:
 
     # -- borrower side ---------------------------------------------------------
     def handle_wait_for_ref_removed(self, msg: WaitForRefRemoved) -> list[Effect]:
-        """Spec: RefCounting!BorrowerHandleWaitForRefRemoved
+        r"""Spec: RefCounting!BorrowerHandleWaitForRefRemoved
+
+            \* RefCounting
+            BorrowerHandleWaitForRefRemoved(b, m) ==
+                /\ m \in DOMAIN msgs
+                /\ m.type = "WaitForRefRemoved"
+                /\ m.borrower = b
+                /\ IF Holds(b)
+                   THEN /\ removeWaits' = [removeWaits EXCEPT ![b] = @ + 1]
+                        /\ msgs' = Take(msgs, m)
+                        /\ UNCHANGED subBorrowers
+                   ELSE /\ msgs' = Put(Take(msgs, m), {RefRemovedMsg(b, subBorrowers[b])})
+                        /\ subBorrowers' = [subBorrowers EXCEPT ![b] = {}]
+                        /\ UNCHANGED removeWaits
+                /\ lastAction' = Act("BorrowerHandleWaitForRefRemoved", [b |-> b, m |-> m])
+                /\ UNCHANGED <<local, submitted, contained, running, borrowers,
+                               tasksLeft, freed, passedOn>>
+
+        Implementation:
 
         The owner asks to be told when this borrower no longer holds the ref.
         """
@@ -370,7 +457,20 @@ class ReferenceCounter:
         return self.check(msg.object_id)
 
     def send_ref_removed(self, ref: Reference) -> list[Effect]:
-        """Spec: RefCounting!BorrowerSendRefRemoved
+        r"""Spec: RefCounting!BorrowerSendRefRemoved
+
+            \* RefCounting
+            BorrowerSendRefRemoved(b) ==
+                /\ removeWaits[b] > 0
+                /\ ~Holds(b)
+                /\ removeWaits' = [removeWaits EXCEPT ![b] = @ - 1]
+                /\ msgs' = Put(msgs, {RefRemovedMsg(b, subBorrowers[b])})
+                /\ subBorrowers' = [subBorrowers EXCEPT ![b] = {}]
+                /\ lastAction' = Act("BorrowerSendRefRemoved", [b |-> b])
+                /\ UNCHANGED <<local, submitted, contained, running, borrowers,
+                               tasksLeft, freed, passedOn>>
+
+        Implementation:
 
         A borrower that no longer uses the ref answers its owner, handing
         over the borrowers it created, and forgets the ref.
@@ -389,7 +489,19 @@ class ReferenceCounter:
 
     # -- owner side --------------------------------------------------------------
     def handle_ref_removed(self, msg: RefRemoved) -> list[Effect]:
-        """Spec: RefCounting!OwnerHandleRefRemoved
+        r"""Spec: RefCounting!OwnerHandleRefRemoved
+
+            \* RefCounting
+            OwnerHandleRefRemoved(o, m) ==
+                /\ o = Owner
+                /\ m \in DOMAIN msgs
+                /\ m.type = "RefRemoved"
+                /\ OwnerLearn(m.borrowers, {m.borrower}, Take(msgs, m))
+                /\ lastAction' = Act("OwnerHandleRefRemoved", [o |-> o, m |-> m])
+                /\ UNCHANGED <<local, submitted, contained, running, subBorrowers,
+                               removeWaits, tasksLeft, freed, passedOn>>
+
+        Implementation:
 
         A borrower is done: forget it, wait on the borrowers it hands over,
         and free the object if nothing else references it.
@@ -406,7 +518,23 @@ class ReferenceCounter:
         return fx
 
     def free(self, ref: Reference) -> list[Effect]:
-        """Spec: RefCounting!OwnerFree
+        r"""Spec: RefCounting!OwnerFree
+
+            \* RefCounting
+            OwnerFree(o) ==
+                /\ o = Owner
+                /\ ~freed
+                /\ local[o] = 0
+                /\ submitted[o] = 0
+                /\ contained[o] = 0
+                /\ \A b \in Borrowers : borrowers[b] = 0
+                /\ freed' = TRUE
+                /\ msgs' = Put(msgs, {FreeObjectMsg})
+                /\ lastAction' = Act("OwnerFree", [o |-> o])
+                /\ UNCHANGED <<local, submitted, contained, running, borrowers,
+                               subBorrowers, removeWaits, tasksLeft, passedOn>>
+
+        Implementation:
 
         Nothing references the object any more: drop its value and tell
         every node with a copy; the refs its value held are released.
@@ -426,7 +554,17 @@ class ReferenceCounter:
         return fx
 
     def release_contents(self, ref: Reference) -> list[Effect]:
-        """Spec: RefCounting!HolderReleaseContents
+        r"""Spec: RefCounting!HolderReleaseContents
+
+            \* RefCounting
+            HolderReleaseContents(p) ==
+                /\ contained[p] > 0
+                /\ contained' = [contained EXCEPT ![p] = @ - 1]
+                /\ lastAction' = Act("HolderReleaseContents", [p |-> p])
+                /\ UNCHANGED <<local, submitted, running, borrowers, subBorrowers,
+                               removeWaits, tasksLeft, freed, msgs, passedOn>>
+
+        Implementation:
 
         A value that contains refs goes out of scope (freed, or a cached copy
         dropped): the refs inside it are no longer contained in it.
@@ -575,7 +713,29 @@ class ReferenceCounter:
         raise ValueError(f"unknown waiter kind {waiter.kind!r}")
 
     def get(self, object_id: str, waiter: Waiter, *, owner: str | None = None, kind: str = "object") -> list[Effect]:
-        """Ask for a value (API get, a task argument, an actor's address)."""
+        r"""Spec: FateSharing!HolderGet
+
+            \* FateSharing
+            HolderGet(h, x) ==
+                /\ WaitingFor(h, x)
+                /\ LET o == RefOf(h, x)[2]
+                       e == table[o][x]
+                   IN /\ Alive(o)
+                      /\ \/ /\ e.st = "ready"
+                            /\ \E c \in LiveCopies(x, o) :
+                                  /\ c.node \in e.locs
+                                  /\ got' = [got EXCEPT ![h] = @ \cup {[obj |-> x, res |-> "value", val |-> c.val]}]
+                         \/ /\ e.st = "error"
+                            /\ got' = [got EXCEPT ![h] = @ \cup {[obj |-> x, res |-> e.err, val |-> {}]}]
+                /\ ctx' = [ctx EXCEPT ![h].pc = @ + 1]
+                /\ lastAction' = Step("HolderGet", h, x, NoNode, NoMsg)
+                /\ UNCHANGED <<up, crashes, status, nodeOf, table, copies, announced,
+                               announcedNodes, msgs>>
+
+        Implementation:
+
+Ask for a value (API get, a task argument, an actor's address).
+        """
         ref = self.table.get(object_id)
         if ref is None:
             if owner is None:

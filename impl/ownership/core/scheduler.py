@@ -210,7 +210,22 @@ class LocalScheduler:
         return []
 
     def grant_lease(self, msg: RequestLease) -> list[Effect]:
-        """Spec: Scheduling!SchedulerGrantLease
+        r"""Spec: Scheduling!SchedulerGrantLease
+
+            \* Scheduling
+            SchedulerGrantLease(n, m) ==
+                /\ m.type = "RequestLease"
+                /\ m \in msgs
+                /\ m.node = n
+                /\ nodeAlive[n]
+                /\ HasFreeSlot(n)  \* one slot per lease
+                /\ \E w \in IdleWorkers(n) :
+                    /\ granted' = [granted EXCEPT ![n] = @ \cup {[worker |-> w, owner |-> m.owner, task |-> m.task]}]
+                    /\ msgs' = (msgs \ {m}) \cup {LeaseGrantedMsg(m.owner, m.task, n, w)}
+                    /\ lastAction' = Step("SchedulerGrantLease", NoOwner, NoTask, n, w, NoNode, m)
+                /\ UNCHANGED <<envVars, members, pool, ownerVars, histVars>>
+
+        Implementation:
 
         The policy picks this node and the resources are free: allocate
         them and lease an idle local worker to the owner.
@@ -226,7 +241,22 @@ class LocalScheduler:
         return [Send(msg.owner, LeaseGranted(request_id=msg.request_id, lease_id=lease_id, worker=slot.address, node=self.node))]
 
     def spillback(self, msg: RequestLease, target: str) -> list[Effect]:
-        """Spec: Scheduling!SchedulerSpillback
+        r"""Spec: Scheduling!SchedulerSpillback
+
+            \* Scheduling
+            SchedulerSpillback(n, m) ==
+                /\ m.type = "RequestLease"
+                /\ m \in msgs
+                /\ m.node = n
+                /\ nodeAlive[n]
+                /\ ~CanGrant(n)
+                /\ \E r \in members \ {n} :
+                    /\ CanGrant(r)
+                    /\ msgs' = (msgs \ {m}) \cup {SpillbackMsg(m.owner, m.task, n, r)}
+                    /\ lastAction' = Step("SchedulerSpillback", NoOwner, NoTask, n, NoWorker, r, m)
+                /\ UNCHANGED <<envVars, schedVars, ownerVars, histVars>>
+
+        Implementation:
 
         The policy picks another node: reject the request and redirect the
         owner there (the owner records it before it asks again).
@@ -241,7 +271,20 @@ class LocalScheduler:
         return [Send(msg.owner, Spillback(request_id=msg.request_id, node=target))]
 
     def release_lease(self, msg: ReturnLease) -> list[Effect]:
-        """Spec: Scheduling!SchedulerReleaseLease
+        r"""Spec: Scheduling!SchedulerReleaseLease
+
+            \* Scheduling
+            SchedulerReleaseLease(n, m) ==
+                /\ m.type = "ReturnLease"
+                /\ m \in msgs
+                /\ m.node = n
+                /\ nodeAlive[n]
+                /\ granted' = [granted EXCEPT ![n] = {l \in @ : ~(l.worker = m.worker /\ l.owner = m.owner)}]
+                /\ msgs' = msgs \ {m}
+                /\ lastAction' = Step("SchedulerReleaseLease", NoOwner, NoTask, n, NoWorker, NoNode, m)
+                /\ UNCHANGED <<envVars, members, pool, ownerVars, histVars>>
+
+        Implementation:
 
         The owner gives the worker back: free its resources and make it
         idle (or stop it, for an actor's lease), then serve queued requests.
@@ -312,7 +355,34 @@ class LocalScheduler:
 
     # ------------------------------------------------------------------ failures
     def detect_worker_death(self, address: str) -> list[Effect]:
-        """Spec: Scheduling!SchedulerDetectWorkerDeath
+        r"""Spec: Scheduling!SchedulerDetectWorkerDeath
+        Spec: FateSharing!SchedulerDetectWorkerDeath
+
+            \* Scheduling
+            SchedulerDetectWorkerDeath(n, w) ==
+                /\ nodeAlive[n]
+                /\ w \in pool[n]
+                /\ ~workerAlive[w]
+                /\ pool' = [pool EXCEPT ![n] = @ \ {w}]
+                /\ granted' = [granted EXCEPT ![n] = {l \in @ : l.worker # w}]
+                /\ msgs' = msgs \cup {WorkerDiedMsg(o, w) : o \in Owners}
+                /\ lastAction' = Step("SchedulerDetectWorkerDeath", NoOwner, NoTask, n, w, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, members, ownerVars, histVars>>
+
+            \* FateSharing
+            SchedulerDetectWorkerDeath(n, w) ==
+                /\ n \in up
+                /\ status[w] = "dead"
+                /\ nodeOf[w] = n
+                /\ w \notin announced
+                /\ announced' = announced \cup {w}
+                /\ msgs' = msgs
+                           \cup {WorkerDiedMsg(w, n, p) : p \in {p \in Workers : Interested(p, {w}, {})}}
+                           \cup {WorkerDiedStoreMsg(w, n, s) : s \in {s \in Nodes : StoreInterested(s, {w})}}
+                /\ lastAction' = Step("SchedulerDetectWorkerDeath", w, Root, n, NoMsg)
+                /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, table, copies, announcedNodes>>
+
+        Implementation:
 
         A local worker process exited: reclaim its lease and resources,
         publish its death (through the head), keep the pool's size.

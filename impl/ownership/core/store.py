@@ -48,9 +48,7 @@ class ObjectStore:
         }
 
     def pin_copy(self, msg: PutObject) -> list[Effect]:
-        """Spec: FateSharing!StorePinCopy
-
-        A large value made on this node is stored as its primary copy,
+        """A large value made on this node is stored as its primary copy,
         pinned until its owner frees it; then the owner is told where it is.
         """
         if msg.owner in self.node_core.dead_workers:
@@ -74,7 +72,21 @@ class ObjectStore:
         return [ObjectFreed(object_id=msg.object_id)]
 
     def handle_failure(self, dead_owners: set[str]) -> list[Effect]:
-        """Spec: FateSharing!StoreHandleFailure
+        r"""Spec: FateSharing!StoreHandleFailure
+
+            \* FateSharing
+            StoreHandleFailure(s, m) ==
+                /\ m \in msgs
+                /\ IsNotification(m)
+                /\ m.dstNode = s
+                /\ s \in up
+                /\ copies' = {c \in copies : ~(c.node = s /\ c.owner \in DeadIn(m))}
+                /\ msgs' = msgs \ {m}
+                /\ lastAction' = Step("StoreHandleFailure", NoWorker, Root, s, m)
+                /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, table, announced,
+                               announcedNodes>>
+
+        Implementation:
 
         The object store frees the copies whose owner died (fig. 11b).
         """

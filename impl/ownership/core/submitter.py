@@ -149,7 +149,33 @@ class TaskSubmitter:
 
     # ------------------------------------------------------------------ submit
     def submit(self, spec: TaskSpec) -> list[Effect]:
-        """Spec: Scheduling!OwnerSubmit
+        r"""Spec: Scheduling!OwnerSubmit
+        Spec: FateSharing!OwnerSubmit
+
+            \* Scheduling
+            OwnerSubmit(o, t) ==
+                /\ TaskOwner[t] = o
+                /\ status[t] = "new"
+                /\ \A u \in Tasks : TaskOwner[u] = o /\ Rank(u) < Rank(t) => status[u] # "new"
+                /\ status' = [status EXCEPT ![t] = "queued"]
+                /\ queue' = [queue EXCEPT ![o][TaskKey[t]] = Append(@, t)]
+                /\ lastAction' = Step("OwnerSubmit", o, t, NoNode, NoWorker, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, schedVars, location, retries, held, deadWorkers,
+                               deadNodes, msgs, histVars>>
+
+            \* FateSharing
+            OwnerSubmit(o, x) ==
+                /\ AtStep(o, "submit")
+                /\ StepObj(o) = x
+                /\ table' = [table EXCEPT ![o][x] =
+                                [st |-> "waiting", worker |-> NoWorker, locs |-> {},
+                                 budget |-> Retries[x], err |-> ""]]
+                /\ ctx' = [ctx EXCEPT ![o].pc = @ + 1]
+                /\ lastAction' = Step("OwnerSubmit", o, x, NoNode, NoMsg)
+                /\ UNCHANGED <<up, crashes, status, nodeOf, got, copies, announced,
+                               announcedNodes, msgs>>
+
+        Implementation:
 
         The caller becomes the owner: it writes the table entry (lineage,
         pending) and the task's argument references, then queues the task
@@ -276,7 +302,25 @@ class TaskSubmitter:
 
     # ------------------------------------------------------------------ leases
     def request_lease(self, task: TaskEntry) -> list[Effect]:
-        """Spec: Scheduling!OwnerRequestLease
+        r"""Spec: Scheduling!OwnerRequestLease
+
+            \* Scheduling
+            OwnerRequestLease(o, t) ==
+                LET k == TaskKey[t] IN
+                /\ TaskOwner[t] = o
+                /\ queue[o][k] # <<>>
+                /\ t = Head(queue[o][k])
+                /\ ~\E u \in Tasks : TaskOwner[u] = o /\ TaskKey[u] = k /\ status[u] = "requested"
+                /\ IdleLeases(o, k) = {}
+                /\ queue' = [queue EXCEPT ![o][k] = Tail(@)]
+                /\ status' = [status EXCEPT ![t] = "requested"]
+                /\ location' = [location EXCEPT ![t] = AtNode(OwnerNode[o])]
+                /\ msgs' = msgs \cup {RequestLeaseMsg(o, t, OwnerNode[o])}
+                /\ lastAction' = Step("OwnerRequestLease", o, t, NoNode, NoWorker, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, schedVars, retries, held, deadWorkers, deadNodes,
+                               histVars>>
+
+        Implementation:
 
         Ask the local scheduler for a worker; the requested node becomes the
         task's pending location before the request leaves.
@@ -305,7 +349,36 @@ class TaskSubmitter:
         return [Send(node, msg)]
 
     def handle_spillback(self, msg: Spillback) -> list[Effect]:
-        """Spec: Scheduling!OwnerHandleSpillback
+        r"""Spec: Scheduling!OwnerHandleSpillback
+
+            \* Scheduling
+            OwnerHandleSpillback(o, m) ==
+                LET t == m.task
+                    k == TaskKey[t]
+                    current == status[t] = "requested" /\ location[t].node = m.node
+                IN
+                /\ m \in msgs
+                /\ m.type = "Spillback"
+                /\ m.owner = o
+                /\ \/ /\ current
+                      /\ m.retry_at \notin deadNodes[o]
+                      /\ location' = [location EXCEPT ![t] = AtNode(m.retry_at)]
+                      /\ msgs' = (msgs \ {m}) \cup {RequestLeaseMsg(o, t, m.retry_at)}
+                      /\ UNCHANGED <<status, queue>>
+                   \/ /\ current
+                      /\ m.retry_at \in deadNodes[o]
+                      /\ status' = [status EXCEPT ![t] = "queued"]
+                      /\ location' = [location EXCEPT ![t] = NoLocation]
+                      /\ queue' = [queue EXCEPT ![o][k] = <<t>> \o @]
+                      /\ msgs' = msgs \ {m}
+                   \/ /\ ~current
+                      /\ msgs' = msgs \ {m}
+                      /\ UNCHANGED <<status, location, queue>>
+                /\ lastAction' = Step("OwnerHandleSpillback", o, NoTask, NoNode, NoWorker, NoNode, m)
+                /\ UNCHANGED <<envVars, schedVars, retries, held, deadWorkers, deadNodes,
+                               histVars>>
+
+        Implementation:
 
         The scheduler redirected the request: record the new node as the
         pending location, then ask that node's scheduler.
@@ -343,7 +416,58 @@ class TaskSubmitter:
         return [Send(msg.node, req)]
 
     def handle_grant(self, msg: LeaseGranted) -> list[Effect]:
-        """Spec: Scheduling!OwnerHandleGrant
+        r"""Spec: Scheduling!OwnerHandleGrant
+        Spec: FateSharing!OwnerDispatch
+
+            \* Scheduling
+            OwnerHandleGrant(o, m) ==
+                LET t == m.task
+                    w == m.worker
+                    k == TaskKey[t]
+                    current == status[t] = "requested" /\ location[t].node = m.node
+                    knownDead == w \in deadWorkers[o] \/ WorkerNode[w] \in deadNodes[o]
+                IN
+                /\ m \in msgs
+                /\ m.type = "LeaseGranted"
+                /\ m.owner = o
+                /\ \/ /\ current
+                      /\ ~knownDead
+                      /\ location' = [location EXCEPT ![t] = AtWorker(w)]
+                      /\ status' = [status EXCEPT ![t] = "pushed"]
+                      /\ held' = [held EXCEPT ![o] = @ \cup {[worker |-> w, owner |-> o, task |-> t]}]
+                      /\ msgs' = (msgs \ {m}) \cup {PushTaskMsg(o, t, w)}
+                      /\ UNCHANGED queue
+                   \/ /\ current
+                      /\ knownDead
+                      /\ status' = [status EXCEPT ![t] = "queued"]
+                      /\ location' = [location EXCEPT ![t] = NoLocation]
+                      /\ queue' = [queue EXCEPT ![o][k] = <<t>> \o @]
+                      /\ msgs' = msgs \ {m}
+                      /\ UNCHANGED held
+                   \/ /\ ~current
+                      /\ msgs' = msgs \ {m}
+                      /\ UNCHANGED <<status, location, queue, held>>
+                /\ lastAction' = Step("OwnerHandleGrant", o, NoTask, NoNode, NoWorker, NoNode, m)
+                /\ UNCHANGED <<envVars, schedVars, retries, deadWorkers, deadNodes,
+                               histVars>>
+
+            \* FateSharing
+            OwnerDispatch(o, x, n) ==
+                /\ Alive(o)
+                /\ x \in DOMAIN table[o]
+                /\ table[o][x].st = "waiting"
+                /\ \A y \in Args[x] : table[o][y].st \in {"ready", "error"}
+                /\ n = IF Placement[x] \in up THEN Placement[x] ELSE HeadNode
+                /\ FreeExecs(x) # {}
+                /\ LET w == <<x, NextExec(x)>>
+                   IN /\ table' = [table EXCEPT ![o][x].st = "pending", ![o][x].worker = w]
+                      /\ status' = [status EXCEPT ![w] = "alive"]
+                      /\ nodeOf' = [nodeOf EXCEPT ![w] = n]
+                      /\ msgs' = msgs \cup {PushTaskMsg(x, o, w, n, SharedRefs(o, x))}
+                /\ lastAction' = Step("OwnerDispatch", o, x, n, NoMsg)
+                /\ UNCHANGED <<up, crashes, ctx, got, copies, announced, announcedNodes>>
+
+        Implementation:
 
         A worker is leased to us: record the worker as the task's location,
         then push the task to it directly.
@@ -402,7 +526,25 @@ class TaskSubmitter:
         return []
 
     def reuse_lease(self, lease: Lease, task: TaskEntry) -> list[Effect]:
-        """Spec: Scheduling!OwnerReuseLease
+        r"""Spec: Scheduling!OwnerReuseLease
+
+            \* Scheduling
+            OwnerReuseLease(o, w, t) ==
+                LET k == TaskKey[t] IN
+                /\ TaskOwner[t] = o
+                /\ \E h \in held[o] : h.worker = w /\ TaskKey[h.task] = k
+                /\ ~Busy(o, w)
+                /\ queue[o][k] # <<>>
+                /\ t = Head(queue[o][k])
+                /\ queue' = [queue EXCEPT ![o][k] = Tail(@)]
+                /\ status' = [status EXCEPT ![t] = "pushed"]
+                /\ location' = [location EXCEPT ![t] = AtWorker(w)]
+                /\ msgs' = msgs \cup {PushTaskMsg(o, t, w)}
+                /\ lastAction' = Step("OwnerReuseLease", o, t, NoNode, w, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, schedVars, retries, held, deadWorkers, deadNodes,
+                               histVars>>
+
+        Implementation:
 
         A leased worker of the same scheduling key has room: the owner
         bypasses the scheduler and dispatches the next queued task to it.
@@ -448,7 +590,21 @@ class TaskSubmitter:
         return attrs.evolve(task.spec, args=tuple(args)) if changed else task.spec
 
     def return_lease(self, lease: Lease) -> list[Effect]:
-        """Spec: Scheduling!OwnerReturnLease
+        r"""Spec: Scheduling!OwnerReturnLease
+
+            \* Scheduling
+            OwnerReturnLease(o, w) ==
+                /\ \E h \in held[o] :
+                    /\ h.worker = w
+                    /\ queue[o][TaskKey[h.task]] = <<>>
+                    /\ ~Busy(o, w)
+                    /\ held' = [held EXCEPT ![o] = @ \ {h}]
+                    /\ msgs' = msgs \cup {ReturnLeaseMsg(o, TaskKey[h.task], w)}
+                /\ lastAction' = Step("OwnerReturnLease", o, NoTask, NoNode, w, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, schedVars, status, location, retries, queue,
+                               deadWorkers, deadNodes, histVars>>
+
+        Implementation:
 
         No queued task of the lease's scheduling key is left (or the idle
         timeout passed): give the worker back to its scheduler.
@@ -480,7 +636,42 @@ class TaskSubmitter:
 
     # ------------------------------------------------------------------ replies
     def handle_reply(self, msg: TaskReply) -> list[Effect]:
-        """Spec: Scheduling!OwnerHandleReply
+        r"""Spec: Scheduling!OwnerHandleReply
+        Spec: FateSharing!OwnerHandleReply
+
+            \* Scheduling
+            OwnerHandleReply(o, m) ==
+                LET t == m.task IN
+                /\ m \in msgs
+                /\ m.type = "TaskReply"
+                /\ m.owner = o
+                /\ IF status[t] = "pushed" /\ location[t].worker = m.worker
+                   THEN /\ status' = [status EXCEPT ![t] = "done"]
+                        /\ location' = [location EXCEPT ![t] = NoLocation]
+                   ELSE UNCHANGED <<status, location>>
+                /\ msgs' = msgs \ {m}
+                /\ lastAction' = Step("OwnerHandleReply", o, NoTask, NoNode, NoWorker, NoNode, m)
+                /\ UNCHANGED <<envVars, schedVars, retries, queue, held, deadWorkers,
+                               deadNodes, histVars>>
+
+            \* FateSharing
+            OwnerHandleReply(o, m) ==
+                /\ m \in msgs
+                /\ m.type = "TaskReply"
+                /\ m.dst = o
+                /\ Alive(o)
+                /\ msgs' = msgs \ {m}
+                /\ IF table[o][m.task].st = "pending" /\ table[o][m.task].worker = m.worker
+                   THEN table' = [table EXCEPT ![o][m.task] =
+                                    IF m.err = ""
+                                    THEN [@ EXCEPT !.st = "ready", !.locs = {m.node}]
+                                    ELSE [@ EXCEPT !.st = "error", !.err = m.err]]
+                   ELSE UNCHANGED table
+                /\ lastAction' = Step("OwnerHandleReply", o, m.task, NoNode, m)
+                /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, copies, announced,
+                               announcedNodes>>
+
+        Implementation:
 
         The task finished: store its result in the table (value inline, or
         the node holding the copy), merge the executor's borrowed refs,
@@ -601,7 +792,26 @@ class TaskSubmitter:
 
     # ------------------------------------------------------------------ failures
     def handle_failure(self, dead_workers: set[str], dead_nodes: set[str]) -> list[Effect]:
-        """Spec: Scheduling!OwnerHandleFailure
+        r"""Spec: Scheduling!OwnerHandleFailure
+
+            \* Scheduling
+            OwnerHandleFailure(o, m) ==
+                /\ m \in msgs
+                /\ m.owner = o
+                /\ m.type \in {"WorkerDied", "NodeDied"}
+                /\ IF m.type = "WorkerDied"
+                   THEN /\ deadWorkers' = [deadWorkers EXCEPT ![o] = @ \cup {m.worker}]
+                        /\ held' = [held EXCEPT ![o] = {h \in @ : h.worker # m.worker}]
+                        /\ UNCHANGED deadNodes
+                   ELSE /\ deadNodes' = [deadNodes EXCEPT ![o] = @ \cup {m.node}]
+                        /\ held' = [held EXCEPT ![o] = {h \in @ : WorkerNode[h.worker] # m.node}]
+                        /\ UNCHANGED deadWorkers
+                /\ msgs' = msgs \ {m}
+                /\ lastAction' = Step("OwnerHandleFailure", o, NoTask, NoNode, NoWorker, NoNode, m)
+                /\ UNCHANGED <<envVars, schedVars, status, location, retries, queue,
+                               histVars>>
+
+        Implementation:
 
         A worker or node died: leases there are gone, lease requests waiting
         at a dead node are asked again, and every task whose pending location
@@ -624,27 +834,53 @@ class TaskSubmitter:
                     actor, ErrorInfo(kind="actor_died", message=f"the actor {actor.actor_id} on worker {actor.worker} died")
                 )
         for task in sorted(self.tasks.values(), key=lambda t: t.spec.task_id):
-            if task.state == QUEUED and task.request_id is not None and task.location in dead_nodes:
-                fx += self.resubmit(task)
-            elif task.state == RUNNING and task.location in dead_workers:
-                if task.spec.kind == "actor_method":
-                    fx += self._fail(
-                        task,
-                        ErrorInfo(kind="actor_died", message=f"the actor running task {task.spec.task_id} died"),
-                    )
-                else:
-                    fx += self.resubmit(task)
+            if task.state == RUNNING and task.location in dead_workers and task.spec.kind == "actor_method":
+                error = ErrorInfo(kind="actor_died", message=f"the actor running task {task.spec.task_id} died")
+                fx += self._fail(task, error)
             elif task.state == WAITING:
                 for arg in task.spec.args:
                     if arg.ref is not None and arg.ref.owner in dead_workers:
                         fx += self._fail(task, _owner_died_error(arg.ref))
                         break
+        return fx
+
+    def tasks_at(self, dead_workers: set[str], dead_nodes: set[str]) -> list[TaskEntry]:
+        """Pending tasks whose recorded location died (the ownership-table scan)."""
+        out = []
+        for task in sorted(self.tasks.values(), key=lambda t: t.spec.task_id):
+            if task.state == QUEUED and task.request_id is not None and task.location in dead_nodes:
+                out.append(task)
+            elif task.state == RUNNING and task.location in dead_workers and task.spec.kind != "actor_method":
+                out.append(task)
+        return out
+
+    def pump_all(self) -> list[Effect]:
+        fx: list[Effect] = []
         for key in list(self.keys):
             fx += self._pump(key)
         return fx
 
     def resubmit(self, task: TaskEntry) -> list[Effect]:
-        """Spec: Scheduling!OwnerResubmit
+        r"""Spec: Scheduling!OwnerResubmit
+
+            \* Scheduling
+            OwnerResubmit(o, t) ==
+                LET k == TaskKey[t] IN
+                /\ TaskOwner[t] = o
+                /\ status[t] \in {"requested", "pushed"}
+                /\ LocationDied(o, t)
+                /\ IF retries[t] > 0
+                   THEN /\ status' = [status EXCEPT ![t] = "queued"]
+                        /\ queue' = [queue EXCEPT ![o][k] = Append(@, t)]
+                        /\ retries' = [retries EXCEPT ![t] = @ - 1]
+                   ELSE /\ status' = [status EXCEPT ![t] = "failed"]
+                        /\ UNCHANGED <<queue, retries>>
+                /\ location' = [location EXCEPT ![t] = NoLocation]
+                /\ lastAction' = Step("OwnerResubmit", o, t, NoNode, NoWorker, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, schedVars, held, deadWorkers, deadNodes, msgs,
+                               histVars>>
+
+        Implementation:
 
         The task's worker died (or its value was lost): run it again if the
         retry budget allows, else fail its return object.
