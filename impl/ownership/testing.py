@@ -251,6 +251,9 @@ async def memory_cluster(
             if not auto:
                 await network.wait_quiet()
                 startup_delivery.cancel()
+            # Startup handshakes race with each other; what the caller does
+            # from here on is reproducible for the seed.
+            network.reseed()
         token = _runtime_var.set(cluster.driver)
         try:
             yield cluster

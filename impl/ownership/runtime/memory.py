@@ -356,6 +356,10 @@ class MemoryNetwork:
             steps += 1
         raise RuntimeError(f"network not quiet after {max_steps} deliveries (a livelock?)")
 
+    def reseed(self, seed: int | None = None) -> None:
+        """Restart the delivery order's generator (e.g. once a cluster has started)."""
+        self._rng = random.Random(self.seed if seed is None else seed)
+
     async def run(self) -> None:
         """Deliver automatically forever, one message per settled cluster.
 

@@ -1,0 +1,93 @@
+"""The trio shells on the in-memory network: manual stepping, crashes, snapshots."""
+
+from __future__ import annotations
+
+import gc
+
+import trio
+
+import ownership
+from ownership.core.config import CoreConfig
+from ownership.core.messages import PushTask, RequestLease
+from ownership.testing import memory_cluster
+
+
+@ownership.remote
+def double(x: int) -> int:
+    return 2 * x
+
+
+async def test_manual_cluster_moves_only_when_messages_are_delivered() -> None:
+    async with memory_cluster(auto=False, tick_interval=None) as c:
+        ref = double.remote(21)
+        await c.network.settle()
+        [(mid, env)] = c.network.in_flight()
+        assert isinstance(env.msg, RequestLease) and env.dst == "n1"
+        c.network.deliver(mid)
+        await c.network.settle()
+        assert [type(e.msg) for _, e in c.network.in_flight()] == [ownership.core.messages.LeaseGranted]
+        await c.network.run_until_quiet()
+        assert c.network.stats["delivered"]["PushTask"] == 1
+        with trio.fail_after(5):
+            assert await ref == 42
+
+
+async def test_seeded_manual_runs_deliver_in_the_same_order() -> None:
+    orders = []
+    for _ in range(2):
+        async with memory_cluster(auto=False, tick_interval=None, seed=3) as c:
+            seen: list[str] = []
+            c.network.observers.append(lambda e: seen.append(f"{e.kind}:{type(e.envelope.msg).__name__}") if e.envelope else None)
+            refs = [double.remote(i) for i in range(4)]
+            await c.network.run_until_quiet()
+            assert await ownership.get(refs) == [0, 2, 4, 6]
+            orders.append(seen)
+    assert orders[0] == orders[1]
+
+
+async def test_worker_death_reaches_every_worker_through_the_head() -> None:
+    async with memory_cluster(nodes=2, workers_per_node=2, tick_interval=None) as c:
+        c.crash("w1@n2")
+        await c.settle()
+        for address, rt in c.runtimes().items():
+            if hasattr(rt.core, "dead_workers") and address != "head":
+                assert "w1@n2" in rt.core.dead_workers, address
+        # The node keeps its pool size.
+        assert len(c.alive_workers("n2")) == 2
+
+
+async def test_node_death_is_declared_after_missed_heartbeats() -> None:
+    config = CoreConfig(node_timeout_ticks=3)
+    async with memory_cluster(nodes=2, tick_interval=None, config=config) as c:
+        c.crash("n2")
+        await c.advance(3)
+        assert c.head.core.nodes["n2"].alive, "not before the timeout"
+        await c.advance(1)
+        assert not c.head.core.nodes["n2"].alive
+        assert "n2" in c.driver.core.dead_nodes
+        assert {"w1@n2", "w2@n2"} <= c.driver.core.dead_workers
+
+
+async def test_driver_crash_frees_what_it_owned_everywhere() -> None:
+    async with memory_cluster(nodes=2, tick_interval=None) as c:
+        big = ownership.put(b"b" * (200 * 1024))
+        await c.settle()
+        assert big.object_id in c.nodes["n1"].core.store.objects
+        c.crash(c.driver.address)
+        await c.settle()
+        assert c.nodes["n1"].core.store.objects == {}
+        assert c.leaks() == {}
+        del big
+        gc.collect()
+
+
+async def test_snapshot_shows_every_process_and_what_is_in_flight() -> None:
+    async with memory_cluster(nodes=1, workers_per_node=1, auto=False, tick_interval=None) as c:
+        double.remote(1)
+        await c.network.settle()
+        snap = c.snapshot()
+        assert set(snap["processes"]) == {"head", "n1", "w1@n1", "driver@n1"}
+        assert [m[3] for m in snap["in_flight"]] == ["RequestLease"]
+        await c.network.run_until_quiet()
+        assert not c.snapshot()["in_flight"]
+        assert c.network.stats["sent"][PushTask.__name__] == 1
