@@ -134,3 +134,13 @@ def test_unknown_event_is_a_clear_error() -> None:
     w = WorkerCore("w", "n1")
     with pytest.raises(UnexpectedEvent):
         w.handle(object())  # type: ignore[arg-type]
+
+
+def test_task_arriving_with_a_dead_owners_ref_fails_before_running() -> None:
+    w = WorkerCore("w", "n1")
+    w.handle(Received("n1", WorkerDied(worker="p", node="n2")))
+    shared = Payload(data=b"ref", refs=(RefInfo(object_id="p/x", owner="p"),))
+    fx = w.handle(Received("o", push(args=[Arg(value=shared)])))
+    assert not [e for e in fx if isinstance(e, Execute)]
+    [reply] = [e.msg for e in fx if isinstance(getattr(e, "msg", None), TaskReply)]
+    assert reply.error.kind == "owner_died" and w.refs.table == {}

@@ -156,6 +156,12 @@ class TaskExecutor:
             if arg.value is not None:
                 r.arg_refs.extend(arg.value.refs)
         fx += self.refs.receive_ref(list(r.arg_refs), caller=spec.owner)
+        doomed = sorted({info.owner for info in r.arg_refs if info.owner in self.worker.dead_workers})
+        if doomed:
+            # It holds a reference whose owner is already known dead: it
+            # fate-shares before it runs.
+            error = ErrorInfo(kind="owner_died", message=f"task {spec.task_id} holds a reference owned by {doomed[0]}, which died")
+            return fx + self.finish_task(spec.task_id, error=error)
         for i, arg in enumerate(spec.args):
             if arg.value is not None:
                 r.args[i] = arg.value

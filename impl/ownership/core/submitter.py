@@ -457,7 +457,7 @@ class TaskSubmitter:
                 /\ x \in DOMAIN table[o]
                 /\ table[o][x].st = "waiting"
                 /\ \A y \in Args[x] : table[o][y].st \in {"ready", "error"}
-                /\ n = IF Placement[x] \in up THEN Placement[x] ELSE HeadNode
+                /\ n = PlaceOf(x)
                 /\ FreeExecs(x) # {}
                 /\ LET w == <<x, NextExec(x)>>
                    IN /\ table' = [table EXCEPT ![o][x].st = "pending", ![o][x].worker = w]
