@@ -16,6 +16,7 @@ which is how the conformance harness drives the implementation step by step.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 from collections.abc import AsyncIterator
 from typing import Any
@@ -203,12 +204,16 @@ async def memory_cluster(
     config: CoreConfig | None = None,
     tick_interval: float | None = 0.05,
     auto: bool = True,
+    deterministic: bool = True,
 ) -> AsyncIterator[MemoryCluster]:
     """An in-memory cluster; the calling context becomes its driver.
 
     ``cpus_per_node`` defaults to ``workers_per_node``. ``tick_interval``
     drives heartbeats and lease timeouts from trio's clock (None: only
     ``cluster.tick()``). With ``auto=False`` the caller delivers messages.
+    With ``deterministic=False`` automatic delivery does not wait for sync
+    task code running in threads, so such tasks overlap (the order then
+    depends on their timing).
     """
     if nodes < 1 or workers_per_node < 0:
         raise ValueError("a cluster needs at least one node and workers_per_node >= 0")
@@ -224,7 +229,7 @@ async def memory_cluster(
             # Startup handshakes need deliveries; the caller takes over after.
             nursery.start_soon(_deliver_until_cancelled, network, startup_delivery)
         else:
-            nursery.start_soon(network.run, name="memory network delivery")
+            nursery.start_soon(functools.partial(network.run, wait_for_threads=deterministic), name="memory network delivery")
         if True:
             cluster.head = await network.spawn(nursery, "head", head_service.serve, config=config, tick_interval=tick_interval)
             for i in range(1, nodes + 1):

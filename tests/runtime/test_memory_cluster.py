@@ -91,3 +91,20 @@ async def test_snapshot_shows_every_process_and_what_is_in_flight() -> None:
         await c.network.run_until_quiet()
         assert not c.snapshot()["in_flight"]
         assert c.network.stats["sent"][PushTask.__name__] == 1
+
+
+@ownership.remote
+def sleepy(t: float) -> float:
+    import time
+
+    time.sleep(t)  # user code that takes real time in its thread
+    return t
+
+
+async def test_non_deterministic_mode_overlaps_sync_tasks() -> None:
+    async with memory_cluster(nodes=1, workers_per_node=2, deterministic=False) as c:
+        start = trio.current_time()
+        assert await ownership.get([sleepy.remote(0.5), sleepy.remote(0.5)]) == [0.5, 0.5]
+        # One after the other they take 1 s at least.
+        assert trio.current_time() - start < 0.95, "the two tasks did not overlap"
+        assert c.network.busy_threads == 0

@@ -324,15 +324,16 @@ class MemoryNetwork:
     def busy_threads(self) -> int:
         return self._busy
 
-    async def settle(self) -> None:
+    async def settle(self, *, threads: bool = True) -> None:
         """Wait until every process has reacted to what it received.
 
-        That is: every trio task is blocked, and no user code runs in a
-        thread (a thread waiting on a blocking get does not count).
+        That is: every trio task is blocked, and (unless ``threads=False``) no
+        user code runs in a thread (a thread waiting on a blocking get does
+        not count).
         """
         while True:
             await trio.testing.wait_all_tasks_blocked()
-            if self._busy <= 0:
+            if self._busy <= 0 or not threads:
                 return
             await self._quiet_threads.wait()
 
@@ -360,8 +361,12 @@ class MemoryNetwork:
         """Restart the delivery order's generator (e.g. once a cluster has started)."""
         self._rng = random.Random(self.seed if seed is None else seed)
 
-    async def run(self) -> None:
+    async def run(self, *, wait_for_threads: bool = True) -> None:
         """Deliver automatically forever, one message per settled cluster.
+
+        With ``wait_for_threads=False`` deliveries go on while sync user code
+        runs in threads: tasks overlap as they would across processes, at the
+        price of an order that depends on the threads' timing.
 
         Only one task may call ``settle`` while this runs (trio wakes every
         ``wait_all_tasks_blocked`` waiter at once); others use :meth:`wait_quiet`.
@@ -371,7 +376,11 @@ class MemoryNetwork:
         self.running = True
         try:
             while True:
-                await self.settle()
+                await self.settle(threads=wait_for_threads)
+                if not self._flight and not wait_for_threads and self._busy > 0:
+                    # Quiet only counts once user code has finished too.
+                    await self._quiet_or_message()
+                    continue
                 if not self._flight:
                     waiters, self._quiet_waiters = self._quiet_waiters, []
                     for ev in waiters:
@@ -383,6 +392,21 @@ class MemoryNetwork:
                 self.deliver(mid)
         finally:
             self.running = False
+
+    async def _quiet_or_message(self) -> None:
+        """Wait until the threads are done or something is sent."""
+        async with trio.open_nursery() as nursery:
+
+            async def threads_done() -> None:
+                await self._quiet_threads.wait()
+                nursery.cancel_scope.cancel()
+
+            async def message() -> None:
+                await self._lot.park()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(threads_done)
+            nursery.start_soon(message)
 
     async def wait_quiet(self) -> None:
         """Wait until nothing is in flight and every process has reacted.
