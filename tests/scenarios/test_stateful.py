@@ -78,6 +78,18 @@ async def read_shared(ref) -> Any:
     return await ref
 
 
+@ownership.remote
+async def relay_shared(ref) -> Any:
+    # A borrower lends the ref on: the nested task is a borrower of a borrower.
+    return await read_shared.remote(ownership.shared(ref))
+
+
+@ownership.remote
+def echo_ref(ref) -> list:
+    # A borrower returns the ref it borrowed inside its value.
+    return [ref]
+
+
 @ownership.remote(max_retries=2)
 def make_big(x: int) -> bytes:
     return bytes([x % 256]) * BIG
@@ -250,6 +262,20 @@ class OwnershipMachine(RuleBasedStateMachine):
         if h.kind != "value" or h.ref is None:
             return Handle(self._submit(lambda: square.remote(4)), 16, epoch=self.crashes)
         return Handle(self._submit(lambda: read_shared.remote(ownership.shared(h.ref))), ("same", h), epoch=self.crashes)
+
+    @rule(target=handles, h=handles)
+    def submit_relay(self, h: Handle) -> Handle:
+        """A borrower passes the future on to a task of its own."""
+        if h.kind != "value" or h.ref is None:
+            return Handle(self._submit(lambda: square.remote(5)), 25, epoch=self.crashes)
+        return Handle(self._submit(lambda: relay_shared.remote(ownership.shared(h.ref))), ("same", h), epoch=self.crashes)
+
+    @rule(target=handles, h=handles)
+    def submit_echo(self, h: Handle) -> Handle:
+        """A borrower returns the future it borrowed inside its value."""
+        if h.kind != "value" or h.ref is None:
+            return Handle(self._submit(lambda: square.remote(6)), 36, epoch=self.crashes)
+        return Handle(self._submit(lambda: echo_ref.remote(ownership.shared(h.ref))), ("same", h), kind="wrapped", epoch=self.crashes)
 
     @rule(target=handles, x=st.integers(0, 255))
     def submit_big(self, x: int) -> Handle:
