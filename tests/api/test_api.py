@@ -236,3 +236,56 @@ async def test_options_route_tasks_by_custom_resource() -> None:
             return current_runtime().core.node
 
         assert await where.remote() == "n2"
+
+
+@ownership.remote
+class Counter:
+    def __init__(self, start: int) -> None:
+        self.n = start
+
+    def incr(self) -> int:
+        self.n += 1
+        return self.n
+
+    async def incr_async(self) -> int:
+        self.n += 1
+        return self.n
+
+
+@ownership.remote
+async def bump_twice(counter) -> int:
+    # A borrowed handle: this task calls the actor its caller created.
+    await counter.incr.remote()
+    return await counter.incr_async.remote()
+
+
+async def test_actor_methods_run_in_order_and_handles_can_be_passed() -> None:
+    async with memory_cluster() as c:
+        counter = Counter.remote(10)
+        assert await ownership.get([counter.incr.remote() for _ in range(3)]) == [11, 12, 13]
+        assert await bump_twice.remote(counter) == 15
+        assert await counter.incr.remote() == 16
+        del counter
+        gc.collect()
+        await c.quiesce()
+        assert c.leaks() == {}
+
+
+@ownership.remote
+class BadInit:
+    def __init__(self) -> None:
+        raise ValueError("no")
+
+    def ping(self) -> int:
+        return 1
+
+
+async def test_actor_whose_constructor_raises_fails_its_calls() -> None:
+    async with memory_cluster() as c:
+        actor = BadInit.remote()
+        with pytest.raises(ownership.TaskError, match="no"):
+            await actor.ping.remote()
+        del actor
+        gc.collect()
+        await c.quiesce()
+        assert c.leaks() == {}
