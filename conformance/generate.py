@@ -296,29 +296,48 @@ def _strip_comments(text: str) -> str:
     return re.sub(r"\\\*[^\n]*", "", text)
 
 
-def _root_module(spec: SpecModel, eager: frozenset[str], last_action: str) -> str:
-    """A module over the model that prints the constants and, given the
-    actions the implementation takes on its own (``eager``), keeps only the
-    behaviours it can follow: in a state where such an action is enabled,
-    the next step is one of them (the implementation takes them inside the
-    stimulus that enabled them, before the harness can apply another)."""
+def _root_module(
+    spec: SpecModel,
+    eager: frozenset[str],
+    last_action: str,
+    definitions: tuple[str, ...] = (),
+    choices: tuple[str, ...] = (),
+) -> str:
+    """A module over the model that prints the constants and keeps only the
+    behaviours the implementation can follow.
+
+    ``eager`` names the actions the implementation takes on its own: in a
+    state where one is enabled, the next step is one of them (the
+    implementation takes them inside the stimulus that enabled them, before
+    the harness can apply another). ``choices`` are action formulas (over
+    ``lastAction'``) for choices the implementation makes deterministically
+    where the spec may choose (which idle worker a scheduler grants);
+    ``definitions`` are the operators they use.
+    """
     names = _constant_names(spec.module)
     record = ", ".join(f"{n} |-> {n}" for n in names) or 'none |-> "none"'
     lines = [
         f"---- MODULE {_ROOT} ----",
         f"EXTENDS {spec.model.stem}, TLC",
         f'ASSUME PrintT("{_CONSTANTS_BEGIN}") /\\ PrintT([{record}]) /\\ PrintT("{_CONSTANTS_END}")',
+        f"\\* No state satisfies it: a run that only prints the constants.",
+        f"ConformanceNothing == {last_action} # {last_action}",
     ]
+    conjuncts = list(choices)
     if eager:
         actions = ", ".join(f'"{a}"' for a in sorted(eager))
         lines += [
             f"ConformanceEager == {{{actions}}}",
             f"ConformanceUnsettled == ENABLED (Next /\\ {last_action}'.name \\in ConformanceEager /\\ vars' # vars)",
             "ConformanceSettled == ~ConformanceUnsettled",
-            f"ConformanceOrder == ConformanceUnsettled => {last_action}'.name \\in ConformanceEager",
         ]
+        conjuncts.insert(0, f"ConformanceUnsettled => {last_action}'.name \\in ConformanceEager")
     else:
         lines.append("ConformanceSettled == TRUE")
+    lines += list(definitions)
+    if conjuncts:
+        lines.append("ConformanceOrder ==")
+        lines += [f"    /\\ {c}" for c in conjuncts]
     lines.append("====")
     return "\n".join(lines) + "\n"
 
@@ -362,12 +381,20 @@ class _Workspace:
         # so the temporary modules and configs never land in spec/.
         for path in spec.spec_dir.glob("*.tla"):
             shutil.copy2(path, self.dir / path.name)
-        (self.dir / f"{_ROOT}.tla").write_text(_root_module(spec, eager, last_action), encoding="utf-8")
+        self.spec = spec
+        self.last_action = last_action
         self.eager = eager
+        self.choices: tuple[str, ...] = ()
+        self.set_choices((), ())
+
+    def set_choices(self, definitions: tuple[str, ...], choices: tuple[str, ...]) -> None:
+        self.choices = tuple(choices)
+        text = _root_module(self.spec, self.eager, self.last_action, tuple(definitions), self.choices)
+        (self.dir / f"{_ROOT}.tla").write_text(text, encoding="utf-8")
 
     def config(self, name: str, cfg_text: str, *extra: str) -> Path:
         text = strip_cfg(cfg_text)
-        if self.eager:
+        if self.eager or self.choices:
             text += "ACTION_CONSTRAINT ConformanceOrder\n"
         text += "".join(line + "\n" for line in extra)
         path = self.dir / f"{name}.cfg"
@@ -384,6 +411,29 @@ class _Workspace:
         self.close()
 
 
+def read_constants(spec: SpecModel, config: str, workspace: _Workspace, *, workers: int = 1) -> dict[str, Any]:
+    """The model's constants, from a TLC run that explores nothing."""
+    cfg_text = spec.config(config).read_text(encoding="utf-8")
+    cfg = workspace.dir / "Constants.cfg"
+    cfg.write_text(strip_cfg(cfg_text) + "CONSTRAINT ConformanceNothing\n", encoding="utf-8")
+    result = check(workspace.dir / f"{_ROOT}.tla", cfg, workers=workers, deadlock=False)
+    if result.errors:
+        raise _tlc_failure(f"TLC could not read the constants of {spec.model.name} under {config}", result)
+    return _constants(result.output)
+
+
+def prepare(spec: SpecModel, config: str, workspace: _Workspace, *, workers: int = 1) -> dict[str, Any]:
+    """Read the constants and install the mapping's choice constraints."""
+    from .mappings import load_mapping
+
+    constants = read_constants(spec, config, workspace, workers=workers)
+    cls = load_mapping(spec.name)
+    if cls is not None and constants:
+        definitions, choices = cls.model_choices(constants)
+        workspace.set_choices(tuple(definitions), tuple(choices))
+    return constants
+
+
 def _base_meta(spec: SpecModel, config: str, cfg_path: Path, cfg_text: str, eager: frozenset[str]) -> dict[str, Any]:
     meta = {
         "source": spec.model.name,
@@ -397,6 +447,10 @@ def _base_meta(spec: SpecModel, config: str, cfg_path: Path, cfg_text: str, eage
     if eager:
         meta["eager"] = sorted(eager)
     return meta
+
+
+def _choices_meta(workspace: _Workspace) -> dict[str, Any]:
+    return {"choices": list(workspace.choices)} if workspace.choices else {}
 
 
 def explore(
@@ -431,7 +485,7 @@ def explore(
         constants=_constants(result.output),
         checker=_tlc_version(result),
         eager=workspace.eager,
-        meta=_base_meta(spec, config_name, cfg_path, cfg_text, workspace.eager),
+        meta={**_base_meta(spec, config_name, cfg_path, cfg_text, workspace.eager), **_choices_meta(workspace)},
     )
 
 
@@ -579,6 +633,8 @@ def generate(
     missing: dict[str, str] = {}
     index: dict[str, Any] = {}
     with _Workspace(spec, eager, LAST_ACTION) as ws:
+        status(f"{spec.name} {config}: TLC is reading the model's constants")
+        prepare(spec, config, ws, workers=workers)
         status(f"{spec.name} {config}: TLC is exploring the model")
         ex = explore(spec, config, ws, graph=graph, workers=workers)
         if graph:

@@ -355,10 +355,10 @@ def model_constants(spec: Any, config: str, traces_root: Path = Path("traces")) 
         data = json.loads(index.read_text(encoding="utf-8"))
         if isinstance(data.get("constants"), dict):
             return {k: decode_value(v, f"{index}: constants.{k}") for k, v in data["constants"].items()}
-    from .generate import _Workspace, explore, LAST_ACTION
+    from .generate import LAST_ACTION, _Workspace, read_constants
 
     with _Workspace(spec, frozenset(), LAST_ACTION) as ws:
-        ex = explore(spec, config, ws, graph=False)
-    if not ex.constants:
+        constants = read_constants(spec, config, ws)
+    if not constants:
         raise TraceError(f"TLC printed no constants for {spec.name} ({config})")
-    return ex.constants
+    return constants

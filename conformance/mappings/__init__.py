@@ -69,6 +69,14 @@ class Mapping(abc.ABC):
     def project(self) -> dict[str, Any]:
         """The spec's variables as the implementation has them now."""
 
+    @classmethod
+    def model_choices(cls, constants: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """TLA+ definitions and action formulas (over ``lastAction'``) that
+        resolve the spec's choices the way the implementation does, for
+        trace generation: traces with a choice the implementation never
+        makes cannot be followed, so they are not generated."""
+        return [], []
+
     def abstract(self, state: dict[str, Any]) -> dict[str, Any]:
         """The trace's state in the projection's terms (default: itself,
         without the unobserved variables)."""

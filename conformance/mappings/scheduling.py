@@ -64,7 +64,7 @@ from ownership.core.refcount import FAILED
 from ownership.core.submitter import DONE, QUEUED, RUNNING, WAITING
 from ownership.runtime.transport import Envelope
 from ownership.runtime.values import pack_function
-from ownership.tla.values import ModelValue, TLARecord, function_value
+from ownership.tla.values import ModelValue, TLAFunction, TLARecord, format_value, function_value
 
 from ..cluster import ModelCluster, NodeShape, StimulusError, model_cluster
 from ..eventlog import CoreStep, LogLine, NetStep
@@ -306,6 +306,19 @@ class SchedulingMapping(_EventLogMixin, Mapping):
         self.ran_on: dict[ModelValue, set[ModelValue]] = {t: set() for t in self.tasks}
         self._seen_events = 0
         self._function = pack_function(conformance_task)
+
+    @classmethod
+    def model_choices(cls, constants: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """A scheduler grants its first idle worker in address order
+        (``LocalScheduler._idle_worker``); the spec may grant any."""
+        mapping = cls(constants)
+        rank = TLAFunction({w: int(a.split("@")[0].removeprefix("w")) for w, a in mapping.bind.worker_addr.items()})
+        definitions = [f"ConformanceWorkerRank == {format_value(rank)}"]
+        choices = [
+            "lastAction'.name = \"SchedulerGrantLease\" => \\A v \\in IdleWorkers(lastAction'.params.n) :"
+            " ConformanceWorkerRank[lastAction'.params.w] <= ConformanceWorkerRank[v]"
+        ]
+        return definitions, choices
 
     # ------------------------------------------------------------------ cluster
     def cluster(self) -> Any:
