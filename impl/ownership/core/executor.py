@@ -108,33 +108,33 @@ class TaskExecutor:
                 /\ UNCHANGED <<envVars, schedVars, ownerVars>>
 
             \* FateSharing
-            WorkerExecute(w, m) ==
-                /\ m \in msgs
-                /\ m.type = "PushTask"
-                /\ m.dst = w
-                /\ Alive(w)
-                /\ ctx[w].body = "idle"
-                /\ LET x == m.task
-                       o == m.owner
-                       doomed == \E r \in m.shared \cup {<<x, o>>} : DeathAnnounced(r[2])
-                       failedArgs == {y \in Args[x] : LiveCopies(y, o) = {} /\ ArgFailed(o, y)}
-                   IN \/ /\ doomed
-                         /\ ctx' = [ctx EXCEPT ![w] = [IdleCtx EXCEPT !.owner = o, !.body = "failed"]]
-                         /\ msgs' = (msgs \ {m}) \cup
-                                    (IF DeathAnnounced(o) THEN {} ELSE Send({TaskReplyMsg(x, o, w, nodeOf[w], "OwnerDied")}))
-                      \/ /\ ~doomed
-                         /\ \A y \in Args[x] : LiveCopies(y, o) # {} \/ ArgFailed(o, y)
-                         /\ IF failedArgs # {}
-                            THEN /\ ctx' = [ctx EXCEPT ![w] = [IdleCtx EXCEPT !.owner = o, !.body = "failed"]]
-                                 /\ msgs' = (msgs \ {m}) \cup
-                                            Send({TaskReplyMsg(x, o, w, nodeOf[w], table[o][CHOOSE y \in failedArgs : TRUE].err)})
-                            ELSE /\ ctx' = [ctx EXCEPT ![w] =
-                                              [owner |-> o, borrowed |-> m.shared, pc |-> 1, body |-> "running",
-                                               val |-> {x} \cup UNION {ArgValue(o, y) : y \in Args[x]}]]
-                                 /\ msgs' = msgs \ {m}
-                /\ lastAction' = Step("WorkerExecute", w, m.task, NoNode, m)
-                /\ UNCHANGED <<up, crashes, status, nodeOf, got, table, copies, announced,
-                               announcedNodes>>
+            WorkerExecute(w) ==
+                \E m \in msgs :
+                   /\ m.type = "PushTask"
+                   /\ m.dst = w
+                   /\ Alive(w)
+                   /\ ctx[w].body = "idle"
+                   /\ LET x == m.task
+                          o == m.owner
+                          doomed == \E r \in m.shared \cup {<<x, o>>} : DeathAnnounced(r[2])
+                          failedArgs == {y \in Args[x] : LiveCopies(y, o) = {} /\ ArgFailed(o, y)}
+                      IN \/ /\ doomed
+                            /\ ctx' = [ctx EXCEPT ![w] = [IdleCtx EXCEPT !.owner = o, !.body = "failed"]]
+                            /\ msgs' = (msgs \ {m}) \cup
+                                       (IF DeathAnnounced(o) THEN {} ELSE Send({TaskReplyMsg(x, o, w, nodeOf[w], "OwnerDied")}))
+                         \/ /\ ~doomed
+                            /\ \A y \in Args[x] : LiveCopies(y, o) # {} \/ ArgFailed(o, y)
+                            /\ IF failedArgs # {}
+                               THEN /\ ctx' = [ctx EXCEPT ![w] = [IdleCtx EXCEPT !.owner = o, !.body = "failed"]]
+                                    /\ msgs' = (msgs \ {m}) \cup
+                                               Send({TaskReplyMsg(x, o, w, nodeOf[w], table[o][CHOOSE y \in failedArgs : TRUE].err)})
+                               ELSE /\ ctx' = [ctx EXCEPT ![w] =
+                                                 [owner |-> o, borrowed |-> m.shared, pc |-> 1, body |-> "running",
+                                                  val |-> {x} \cup UNION {ArgValue(o, y) : y \in Args[x]}]]
+                                    /\ msgs' = msgs \ {m}
+                   /\ lastAction' = Step("WorkerExecute", w, m.task, NoNode, m)
+                   /\ UNCHANGED <<up, crashes, status, nodeOf, got, table, copies, announced,
+                                  announcedNodes>>
 
         Implementation:
 

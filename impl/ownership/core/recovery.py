@@ -39,26 +39,26 @@ class FailureHandler:
         r"""Spec: FateSharing!OwnerHandleFailure
 
             \* FateSharing
-            OwnerHandleFailure(o, m) ==
-                /\ m \in msgs
-                /\ IsNotification(m)
-                /\ m.dst = o
-                /\ Alive(o)
-                /\ ~\E r \in HeldRefs(o) : r[2] \in DeadIn(m)
-                /\ LET D == DeadIn(m)
-                       N == IF m.type = "NodeDied" THEN {m.node} ELSE {}
-                   IN table' = [table EXCEPT ![o] = [x \in DOMAIN table[o] |->
-                                  LET e == table[o][x] IN
-                                  IF e.st = "pending" /\ e.worker \in D
-                                  THEN [e EXCEPT !.st = "retry"]
-                                  ELSE IF e.st = "ready" /\ e.locs \cap N # {}
-                                  THEN [e EXCEPT !.st = IF e.locs \ N = {} THEN "lost" ELSE "ready",
-                                                 !.locs = e.locs \ N]
-                                  ELSE e]]
-                /\ msgs' = msgs \ {m}
-                /\ lastAction' = Step("OwnerHandleFailure", o, Root, NoNode, m)
-                /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, copies, announced,
-                               announcedNodes>>
+            OwnerHandleFailure(o) ==
+                \E m \in msgs :
+                   /\ IsNotification(m)
+                   /\ m.dst = o
+                   /\ Alive(o)
+                   /\ ~\E r \in HeldRefs(o) : r[2] \in DeadIn(m)
+                   /\ LET D == DeadIn(m)
+                          N == IF m.type = "NodeDied" THEN {m.node} ELSE {}
+                      IN table' = [table EXCEPT ![o] = [x \in DOMAIN table[o] |->
+                                     LET e == table[o][x] IN
+                                     IF e.st = "pending" /\ e.worker \in D
+                                     THEN [e EXCEPT !.st = "retry"]
+                                     ELSE IF e.st = "ready" /\ e.locs \cap N # {}
+                                     THEN [e EXCEPT !.st = IF e.locs \ N = {} THEN "lost" ELSE "ready",
+                                                    !.locs = e.locs \ N]
+                                     ELSE e]]
+                   /\ msgs' = msgs \ {m}
+                   /\ lastAction' = Step("OwnerHandleFailure", o, Root, NoNode, m)
+                   /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, copies, announced,
+                                  announcedNodes>>
 
         Implementation:
 

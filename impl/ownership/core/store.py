@@ -75,16 +75,16 @@ class ObjectStore:
         r"""Spec: FateSharing!StoreHandleFailure
 
             \* FateSharing
-            StoreHandleFailure(s, m) ==
-                /\ m \in msgs
-                /\ IsNotification(m)
-                /\ m.dstNode = s
-                /\ s \in up
-                /\ copies' = {c \in copies : ~(c.node = s /\ c.owner \in DeadIn(m))}
-                /\ msgs' = msgs \ {m}
-                /\ lastAction' = Step("StoreHandleFailure", NoWorker, Root, s, m)
-                /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, table, announced,
-                               announcedNodes>>
+            StoreHandleFailure(s) ==
+                \E m \in msgs :
+                   /\ IsNotification(m)
+                   /\ m.dstNode = s
+                   /\ s \in up
+                   /\ copies' = {c \in copies : ~(c.node = s /\ c.owner \in DeadIn(m))}
+                   /\ msgs' = msgs \ {m}
+                   /\ lastAction' = Step("StoreHandleFailure", NoWorker, Root, s, m)
+                   /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, table, announced,
+                                  announcedNodes>>
 
         Implementation:
 

@@ -655,21 +655,21 @@ class TaskSubmitter:
                                deadNodes, histVars>>
 
             \* FateSharing
-            OwnerHandleReply(o, m) ==
-                /\ m \in msgs
-                /\ m.type = "TaskReply"
-                /\ m.dst = o
-                /\ Alive(o)
-                /\ msgs' = msgs \ {m}
-                /\ IF table[o][m.task].st = "pending" /\ table[o][m.task].worker = m.worker
-                   THEN table' = [table EXCEPT ![o][m.task] =
-                                    IF m.err = ""
-                                    THEN [@ EXCEPT !.st = "ready", !.locs = {m.node}]
-                                    ELSE [@ EXCEPT !.st = "error", !.err = m.err]]
-                   ELSE UNCHANGED table
-                /\ lastAction' = Step("OwnerHandleReply", o, m.task, NoNode, m)
-                /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, copies, announced,
-                               announcedNodes>>
+            OwnerHandleReply(o) ==
+                \E m \in msgs :
+                   /\ m.type = "TaskReply"
+                   /\ m.dst = o
+                   /\ Alive(o)
+                   /\ msgs' = msgs \ {m}
+                   /\ IF table[o][m.task].st = "pending" /\ table[o][m.task].worker = m.worker
+                      THEN table' = [table EXCEPT ![o][m.task] =
+                                       IF m.err = ""
+                                       THEN [@ EXCEPT !.st = "ready", !.locs = {m.node}]
+                                       ELSE [@ EXCEPT !.st = "error", !.err = m.err]]
+                      ELSE UNCHANGED table
+                   /\ lastAction' = Step("OwnerHandleReply", o, m.task, NoNode, m)
+                   /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, copies, announced,
+                                  announcedNodes>>
 
         Implementation:
 
