@@ -561,7 +561,7 @@ def test_text(ex: Exploration, workspace: _Workspace, test: str, *, workers: int
     if spec.tests_module is None:
         raise SpecError(f"{spec.name} has no tests module, so no Test* predicates to trace")
     module = f"Conformance{test}"
-    negated = f"Not{test}"
+    negated = f"ConformanceNot{test}"
     (workspace.dir / f"{module}.tla").write_text(
         f"---- MODULE {module} ----\n"
         f"EXTENDS {_ROOT}, {spec.tests_module.stem}\n"
@@ -616,7 +616,7 @@ def generate(
 
         eager = eager_actions(spec.name)
     if tests is True:
-        test_names = list(spec.tests)
+        test_names = list(spec.tests_for(config))
     elif tests is False:
         test_names = []
     else:

@@ -51,6 +51,12 @@ class SpecModel:
     tests_module: Path | None
     tests: tuple[str, ...]
     deadlock: bool = True
+    #: the config a test predicate is meant for (manifest ``tests[].config``)
+    test_configs: dict[str, str] = attrs.field(factory=dict)
+
+    def tests_for(self, config: str) -> tuple[str, ...]:
+        """The test predicates meant for ``config`` (those naming no config go with every one)."""
+        return tuple(t for t in self.tests if self.test_configs.get(t, config) == config)
 
     def config(self, name: str) -> Path:
         if name in self.configs:
@@ -119,9 +125,11 @@ def resolve_spec(name: str, spec_dir: Path | None = None) -> SpecModel:
             configs[cfg.stem.removeprefix(f"{model.stem}_")] = cfg
     tests_module = spec_dir / manifest.get("tests_module", f"{name}Tests.tla")
     tests: tuple[str, ...] = ()
+    test_configs: dict[str, str] = {}
     listed = manifest.get("tests")
     if isinstance(listed, list):
         tests = tuple(t["name"] if isinstance(t, dict) else str(t) for t in listed)
+        test_configs = {t["name"]: t["config"] for t in listed if isinstance(t, dict) and "config" in t}
     elif tests_module.is_file():
         tests = _tests_in(tests_module)
     return SpecModel(
@@ -133,6 +141,7 @@ def resolve_spec(name: str, spec_dir: Path | None = None) -> SpecModel:
         tests_module=tests_module if tests_module.is_file() else None,
         tests=tests,
         deadlock=bool(manifest.get("deadlock", True)),
+        test_configs=test_configs,
     )
 
 
