@@ -43,9 +43,10 @@
 (* borrow, and the owner frees x while it is used (mutant                  *)
 (* "reborrow-absorbed").                                                   *)
 (*                                                                         *)
-(* (2) A borrower forgets its sub-borrowers only when it hands them to the *)
-(* owner.  Cleared on every report, the list can reach a caller that it    *)
-(* names, which does not report itself, and never the owner (mutant        *)
+(* (2) A borrower that reports its sub-borrowers to a caller keeps the one *)
+(* that is the caller itself, to hand it to the owner later.  Cleared on   *)
+(* every report, the list can reach a caller that it names, which does not *)
+(* report itself, and never the owner (mutant                              *)
 (* "reply-clears-subborrowers").                                           *)
 (***************************************************************************)
 EXTENDS Naturals, FiniteSets
@@ -105,7 +106,8 @@ VARIABLES
     \* @type: PROC -> Set(PROC);
     subBorrowers,
         \* subBorrowers[b]: borrowers that b learned of from the replies of
-        \* its own tasks and has not reported yet.  Domain Borrowers.
+        \* its own tasks and has not handed on (see FinishTask).  Domain
+        \* Borrowers.
     \* @type: PROC -> Int;
     removeWaits,
         \* removeWaits[b]: WaitForRefRemoved requests b has received and not
@@ -326,14 +328,14 @@ HolderReleaseContents(p) ==
                    removeWaits, tasksLeft, freed, msgs, passedOn>>
 
 (***************************************************************************)
-(* A task at w finishes and w replies to the task's caller.  The task's    *)
+(* A task at w finishes and w replies to the task's caller p.  The task's  *)
 (* pin on x is dropped; the reply reports whether w still borrows x        *)
-(* without it, and the sub-borrowers w has collected.  w forgets them only *)
-(* when the caller is the owner, which waits on them at once.  A borrower  *)
-(* caller need not be on the sub-borrowers' way to the owner: if w and c   *)
-(* pass x back and forth, w's list can name c itself, and c does not       *)
-(* report itself to itself.  Deviation from Ray, which clears the list on  *)
-(* every report (mutant "reply-clears-subborrowers").                      *)
+(* without it, and the sub-borrowers w has collected, which p takes over,  *)
+(* except p itself: p does not report itself to itself.  So w forgets them *)
+(* all but p, and keeps p to hand it to the owner later.  (When p is the   *)
+(* owner, which is no borrower, w forgets them all.)  If w and p pass x    *)
+(* back and forth, w's list can name p.  Deviation from Ray, which clears  *)
+(* the whole list on every report (mutant "reply-clears-subborrowers").    *)
 (***************************************************************************)
 FinishTask(w, p, inValue) ==
     /\ running[w][p] > 0
@@ -344,9 +346,7 @@ FinishTask(w, p, inValue) ==
        IN  /\ running' = [running EXCEPT ![w][p] = @ - 1]
            /\ msgs' = Put(msgs, {TaskReplyMsg(p, w, still, subBorrowers[w],
                                               inValue)})
-    /\ subBorrowers' = IF p = Owner
-                       THEN [subBorrowers EXCEPT ![w] = {}]
-                       ELSE subBorrowers
+    /\ subBorrowers' = [subBorrowers EXCEPT ![w] = @ \cap {p}]
 
 WorkerFinishTask(w, p) ==
     (***********************************************************************)

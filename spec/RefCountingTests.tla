@@ -63,7 +63,7 @@ TestReborrowWhileRefRemovedInFlight ==
 (***************************************************************************)
 (* x went back and forth between two workers: a task reply carries the     *)
 (* worker's sub-borrower list to a caller that the list names.  The worker *)
-(* keeps the list, since that caller does not report itself.               *)
+(* keeps that caller in its list, since the caller does not report itself. *)
 (***************************************************************************)
 TestSubBorrowersReportedToOneOfThem ==
     \E m \in DOMAIN msgs :
