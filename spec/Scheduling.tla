@@ -1,0 +1,751 @@
+------------------------------ MODULE Scheduling ------------------------------
+(***************************************************************************)
+(* Task scheduling under ownership: Wang et al., "Ownership: A Distributed *)
+(* Futures System for Fine-Grained Tasks", NSDI 2021, section 4.1 and      *)
+(* figure 8.                                                               *)
+(*                                                                         *)
+(* The caller of a task owns its future, so the owner is the process that  *)
+(* must always know where the task is (the "pending location" of its      *)
+(* ownership table).  The owner asks its local scheduler for a worker      *)
+(* lease; the scheduler either grants a local idle worker or redirects the *)
+(* owner (spillback) to a node its policy picks.  Either way the owner     *)
+(* records the new location BEFORE it dispatches there, and it sends the   *)
+(* task itself straight to the leased worker.  A lease is reused for later *)
+(* tasks of the same scheduling key and returned when the owner's queue    *)
+(* for that key is empty.  Schedulers publish worker deaths, the head      *)
+(* publishes node deaths, and the owner resubmits every task whose         *)
+(* recorded location died, within a retry budget.                          *)
+(*                                                                         *)
+(* Owners are processes that do not crash here, and neither do their      *)
+(* local nodes nor the head: the loss of an owner is FateSharing's topic.  *)
+(* Workers and the other nodes crash, at most MaxCrashes times in all.     *)
+(* Messages between live processes are delivered, in any order; a message *)
+(* to a dead process is lost (LoseMessage).                                *)
+(***************************************************************************)
+EXTENDS Naturals, Sequences, FiniteSets
+
+CONSTANTS
+    \* @type: Set(OWNER);
+    Owners,
+    \* @type: Set(NODE);
+    Nodes,
+    \* @type: Set(WORKER);
+    Workers,
+    \* @type: Set(TASK);
+    Tasks,
+    \* Scheduling keys: the resource shape of a task.  A lease is for one key.
+    \* @type: Set(KEY);
+    Keys,
+    \* @type: OWNER -> NODE;
+    OwnerNode,
+    \* @type: WORKER -> NODE;
+    WorkerNode,
+    \* Slots per node: every lease takes one slot, whatever its key.
+    \* @type: NODE -> Int;
+    Capacity,
+    \* @type: TASK -> OWNER;
+    TaskOwner,
+    \* @type: TASK -> KEY;
+    TaskKey,
+    \* The program order in which each owner submits its tasks.
+    \* @type: Seq(TASK);
+    SubmitOrder,
+    \* @type: Int;
+    MaxCrashes,
+    \* How many times each task may be resubmitted after a failure (Ray's
+    \* per-task max_retries).
+    \* @type: TASK -> Int;
+    TaskRetries,
+    \* Null values, so that every message record has the same fields.
+    \* @type: OWNER;
+    NoOwner,
+    \* @type: NODE;
+    NoNode,
+    \* @type: WORKER;
+    NoWorker,
+    \* @type: TASK;
+    NoTask,
+    \* @type: KEY;
+    NoKey
+
+ASSUME
+    /\ OwnerNode \in [Owners -> Nodes]
+    /\ WorkerNode \in [Workers -> Nodes]
+    /\ Capacity \in [Nodes -> Nat]
+    /\ TaskOwner \in [Tasks -> Owners]
+    /\ TaskKey \in [Tasks -> Keys]
+    /\ SubmitOrder \in Seq(Tasks)
+    /\ Len(SubmitOrder) = Cardinality(Tasks)
+    /\ \A t \in Tasks : \E i \in 1..Len(SubmitOrder) : SubmitOrder[i] = t
+    /\ MaxCrashes \in Nat
+    /\ TaskRetries \in [Tasks -> Nat]
+    /\ NoOwner \notin Owners /\ NoNode \notin Nodes /\ NoWorker \notin Workers
+    /\ NoTask \notin Tasks /\ NoKey \notin Keys
+
+(***************************************************************************)
+(* Messages.  Every message is a record with the same fields so that msgs *)
+(* has one type (Apalache); a field that a message type does not use      *)
+(* holds the null value of its type.  `type` is the core message class    *)
+(* name; the other fields are the class's fields:                          *)
+(*   RequestLease  owner task key node         node = scheduler asked      *)
+(*   LeaseGranted  owner task key node worker  node = granting scheduler   *)
+(*   Spillback     owner task key node retry_at                            *)
+(*   PushTask      owner task key node worker  node = the worker's node    *)
+(*   TaskReply     owner task key node worker                              *)
+(*   ReturnLease   owner key node worker                                   *)
+(*   WorkerDied    owner node worker           owner = subscriber          *)
+(*   NodeDied      owner node                  owner = subscriber          *)
+(***************************************************************************)
+
+(***************************************************************************)
+(* @typeAlias: msg = {type: Str, owner: OWNER, task: TASK, key: KEY,      *)
+(*     node: NODE, worker: WORKER, retry_at: NODE};                        *)
+(* @typeAlias: loc = {node: NODE, worker: WORKER};                         *)
+(* @typeAlias: lease = {worker: WORKER, owner: OWNER, task: TASK};         *)
+(* @typeAlias: action = {name: Str, params: {o: OWNER, t: TASK, n: NODE,  *)
+(*     w: WORKER, r: NODE, m: $msg}};                                      *)
+(***************************************************************************)
+Scheduling_typedefs == TRUE
+
+VARIABLES
+    \* Environment: which processes are up, and how many crashes happened.
+    \* @type: NODE -> Bool;
+    nodeAlive,
+    \* @type: WORKER -> Bool;
+    workerAlive,
+    \* @type: Int;
+    crashes,
+    \* Head: the nodes it believes alive (membership from heartbeats).
+    \* @type: Set(NODE);
+    members,
+    \* Scheduler of each node: the workers it believes alive, and the
+    \* leases it has granted (one record per grant, named by the task whose
+    \* request it answered).
+    \* @type: NODE -> Set(WORKER);
+    pool,
+    \* @type: NODE -> Set($lease);
+    granted,
+    \* Owner's table, per task (held by TaskOwner[t]): its state, its
+    \* pending location, and the retries it has left.
+    \* @type: TASK -> Str;
+    status,
+    \* @type: TASK -> $loc;
+    location,
+    \* @type: TASK -> Int;
+    retries,
+    \* Owner: the FIFO queue of tasks waiting for a worker, per key.
+    \* @type: OWNER -> (KEY -> Seq(TASK));
+    queue,
+    \* Owner: the leases it holds (the scheduler's lease records; a lease's
+    \* key is its task's key).
+    \* @type: OWNER -> Set($lease);
+    held,
+    \* Owner: the failures it has been notified of.
+    \* @type: OWNER -> Set(WORKER);
+    deadWorkers,
+    \* @type: OWNER -> Set(NODE);
+    deadNodes,
+    \* Network: messages in flight, and requests queued at a scheduler.
+    \* @type: Set($msg);
+    msgs,
+    \* History, for NoDuplicateExecutionWithoutFailure only: how many times
+    \* each task ran, and on which workers.
+    \* @type: TASK -> Int;
+    execs,
+    \* @type: TASK -> Set(WORKER);
+    ranOn,
+    \* Auxiliary: the last action and its parameters, for trace replay.
+    \* Excluded from the model's VIEW and from every invariant.
+    \* @type: $action;
+    lastAction
+
+envVars == <<nodeAlive, workerAlive, crashes>>
+schedVars == <<members, pool, granted>>
+ownerVars == <<status, location, retries, queue, held, deadWorkers, deadNodes>>
+histVars == <<execs, ranOn>>
+vars == <<nodeAlive, workerAlive, crashes, members, pool, granted, status,
+          location, retries, queue, held, deadWorkers, deadNodes, msgs,
+          execs, ranOn, lastAction>>
+
+-----------------------------------------------------------------------------
+(***************************************************************************)
+(* Helpers.                                                                *)
+(***************************************************************************)
+Statuses == {"new", "queued", "requested", "pushed", "done", "failed"}
+Finished(t) == status[t] \in {"done", "failed"}
+
+\* A pending location is a node (a lease request is there) or a leased
+\* worker (the task was pushed to it); the worker's node comes with it so
+\* that a NodeDied notification can be matched against it.
+\* @type: $loc;
+NoLocation == [node |-> NoNode, worker |-> NoWorker]
+\* @type: NODE => $loc;
+AtNode(n) == [node |-> n, worker |-> NoWorker]
+\* @type: WORKER => $loc;
+AtWorker(w) == [node |-> WorkerNode[w], worker |-> w]
+Locations == {NoLocation} \cup {AtNode(n) : n \in Nodes} \cup {AtWorker(w) : w \in Workers}
+
+\* @type: (Str, OWNER, TASK, KEY, NODE, WORKER, NODE) => $msg;
+Msg(type, o, t, k, n, w, r) ==
+    [type |-> type, owner |-> o, task |-> t, key |-> k, node |-> n,
+     worker |-> w, retry_at |-> r]
+RequestLeaseMsg(o, t, n) == Msg("RequestLease", o, t, TaskKey[t], n, NoWorker, NoNode)
+LeaseGrantedMsg(o, t, n, w) == Msg("LeaseGranted", o, t, TaskKey[t], n, w, NoNode)
+SpillbackMsg(o, t, n, r) == Msg("Spillback", o, t, TaskKey[t], n, NoWorker, r)
+PushTaskMsg(o, t, w) == Msg("PushTask", o, t, TaskKey[t], WorkerNode[w], w, NoNode)
+TaskReplyMsg(o, t, w) == Msg("TaskReply", o, t, TaskKey[t], WorkerNode[w], w, NoNode)
+ReturnLeaseMsg(o, k, w) == Msg("ReturnLease", o, NoTask, k, WorkerNode[w], w, NoNode)
+WorkerDiedMsg(o, w) == Msg("WorkerDied", o, NoTask, NoKey, WorkerNode[w], w, NoNode)
+NodeDiedMsg(o, n) == Msg("NodeDied", o, NoTask, NoKey, n, NoWorker, NoNode)
+NoMsg == Msg("None", NoOwner, NoTask, NoKey, NoNode, NoWorker, NoNode)
+
+\* Every message that can exist, by type.  Next draws the message an action
+\* receives from these constant sets, not from msgs, so that TLC can name
+\* the action in traces; the action itself requires m \in msgs.
+RequestLeaseMsgs == {RequestLeaseMsg(TaskOwner[t], t, n) : t \in Tasks, n \in Nodes}
+LeaseGrantedMsgs == {LeaseGrantedMsg(TaskOwner[t], t, WorkerNode[w], w) : t \in Tasks, w \in Workers}
+SpillbackMsgs == {SpillbackMsg(TaskOwner[t], t, n, r) : t \in Tasks, n \in Nodes, r \in Nodes}
+PushTaskMsgs == {PushTaskMsg(TaskOwner[t], t, w) : t \in Tasks, w \in Workers}
+TaskReplyMsgs == {TaskReplyMsg(TaskOwner[t], t, w) : t \in Tasks, w \in Workers}
+ReturnLeaseMsgs == {ReturnLeaseMsg(o, k, w) : o \in Owners, k \in Keys, w \in Workers}
+FailureMsgs == {WorkerDiedMsg(o, w) : o \in Owners, w \in Workers}
+               \cup {NodeDiedMsg(o, n) : o \in Owners, n \in Nodes}
+Messages ==
+    RequestLeaseMsgs \cup LeaseGrantedMsgs \cup SpillbackMsgs \cup PushTaskMsgs
+    \cup TaskReplyMsgs \cup ReturnLeaseMsgs \cup FailureMsgs
+
+\* lastAction: the action's name and its parameters by name.  o, t, n, w
+\* and m are the parameters of the action's signature; w is also the
+\* worker a scheduler chose to lease and r the node it redirected to.  A
+\* parameter the action does not have holds its null value (the record
+\* keeps one shape for Apalache).
+\* @type: (Str, OWNER, TASK, NODE, WORKER, NODE, $msg) => $action;
+Step(name, o, t, n, w, r, m) ==
+    [name |-> name, params |-> [o |-> o, t |-> t, n |-> n, w |-> w, r |-> r, m |-> m]]
+
+\* Schedulers answer for their node, workers for themselves; owners never
+\* die in this spec.
+DestAlive(m) ==
+    CASE m.type \in {"RequestLease", "ReturnLease"} -> nodeAlive[m.node]
+      [] m.type = "PushTask" -> workerAlive[m.worker]
+      [] OTHER -> TRUE
+
+Rank(t) == CHOOSE i \in 1..Len(SubmitOrder) : SubmitOrder[i] = t
+
+\* Scheduler view.  The pool may still list a dead worker whose death the
+\* scheduler has not noticed yet: it may lease it out.
+IdleWorkers(n) == {w \in pool[n] : ~\E l \in granted[n] : l.worker = w}
+HasFreeSlot(n) == Cardinality(granted[n]) < Capacity[n]
+CanGrant(n) == HasFreeSlot(n) /\ IdleWorkers(n) # {}
+
+\* Owner view: a held lease is busy while a task of the owner is pushed to it.
+Busy(o, w) == \E u \in Tasks : TaskOwner[u] = o /\ status[u] = "pushed" /\ location[u].worker = w
+IdleLeases(o, k) == {h \in held[o] : TaskKey[h.task] = k /\ ~Busy(o, h.worker)}
+LocationDied(o, t) ==
+    location[t].node \in deadNodes[o] \/ location[t].worker \in deadWorkers[o]
+
+-----------------------------------------------------------------------------
+Init ==
+    /\ nodeAlive = [n \in Nodes |-> TRUE]
+    /\ workerAlive = [w \in Workers |-> TRUE]
+    /\ crashes = 0
+    /\ members = Nodes
+    /\ pool = [n \in Nodes |-> {w \in Workers : WorkerNode[w] = n}]
+    /\ granted = [n \in Nodes |-> {}]
+    /\ status = [t \in Tasks |-> "new"]
+    /\ location = [t \in Tasks |-> NoLocation]
+    /\ retries = TaskRetries
+    /\ queue = [o \in Owners |-> [k \in Keys |-> <<>>]]
+    /\ held = [o \in Owners |-> {}]
+    /\ deadWorkers = [o \in Owners |-> {}]
+    /\ deadNodes = [o \in Owners |-> {}]
+    /\ msgs = {}
+    /\ execs = [t \in Tasks |-> 0]
+    /\ ranOn = [t \in Tasks |-> {}]
+    /\ lastAction = Step("Init", NoOwner, NoTask, NoNode, NoWorker, NoNode, NoMsg)
+
+-----------------------------------------------------------------------------
+(***************************************************************************)
+(* f.remote(): the owner writes the table entry and queues the task under *)
+(* its scheduling key, in program order.                                   *)
+(***************************************************************************)
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.submit
+OwnerSubmit(o, t) ==
+    /\ TaskOwner[t] = o
+    /\ status[t] = "new"
+    /\ \A u \in Tasks : TaskOwner[u] = o /\ Rank(u) < Rank(t) => status[u] # "new"
+    /\ status' = [status EXCEPT ![t] = "queued"]
+    /\ queue' = [queue EXCEPT ![o][TaskKey[t]] = Append(@, t)]
+    /\ lastAction' = Step("OwnerSubmit", o, t, NoNode, NoWorker, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, schedVars, location, retries, held, deadWorkers,
+                   deadNodes, msgs, histVars>>
+
+(***************************************************************************)
+(* Fig. 8c, step 1: the owner asks its LOCAL scheduler for a lease for the *)
+(* head of a key's queue.  It records that node as the task's location in *)
+(* the same step as it sends, so the location is known before dispatch.   *)
+(* One request per key is outstanding at a time, and none is sent while   *)
+(* an idle lease of that key is held (that lease is reused instead).      *)
+(***************************************************************************)
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.request_lease
+OwnerRequestLease(o, t) ==
+    LET k == TaskKey[t] IN
+    /\ TaskOwner[t] = o
+    /\ queue[o][k] # <<>>
+    /\ t = Head(queue[o][k])
+    /\ ~\E u \in Tasks : TaskOwner[u] = o /\ TaskKey[u] = k /\ status[u] = "requested"
+    /\ IdleLeases(o, k) = {}
+    /\ queue' = [queue EXCEPT ![o][k] = Tail(@)]
+    /\ status' = [status EXCEPT ![t] = "requested"]
+    /\ location' = [location EXCEPT ![t] = AtNode(OwnerNode[o])]
+    /\ msgs' = msgs \cup {RequestLeaseMsg(o, t, OwnerNode[o])}
+    /\ lastAction' = Step("OwnerRequestLease", o, t, NoNode, NoWorker, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, schedVars, retries, held, deadWorkers, deadNodes,
+                   histVars>>
+
+(***************************************************************************)
+(* Fig. 8c, step 2a: the policy picks this node, and the scheduler leases *)
+(* one of its idle workers, within the node's slots.  A request that can  *)
+(* neither be granted nor spilled waits in the scheduler's queue, which   *)
+(* is the RequestLease message staying in msgs.                           *)
+(***************************************************************************)
+\* impl: impl/ownership/core/scheduler.py::LocalScheduler.grant_lease
+SchedulerGrantLease(n, m) ==
+    /\ m.type = "RequestLease"
+    /\ m \in msgs
+    /\ m.node = n
+    /\ nodeAlive[n]
+    /\ HasFreeSlot(n)  \* one slot per lease
+    /\ \E w \in IdleWorkers(n) :
+        /\ granted' = [granted EXCEPT ![n] = @ \cup {[worker |-> w, owner |-> m.owner, task |-> m.task]}]
+        /\ msgs' = (msgs \ {m}) \cup {LeaseGrantedMsg(m.owner, m.task, n, w)}
+        /\ lastAction' = Step("SchedulerGrantLease", NoOwner, NoTask, n, w, NoNode, m)
+    /\ UNCHANGED <<envVars, members, pool, ownerVars, histVars>>
+
+(***************************************************************************)
+(* Fig. 8c, step 2b: the node cannot grant, so the scheduler redirects    *)
+(* the owner to another node that can.  The policy (local first, else any *)
+(* node with a free slot and an idle worker) reads the cluster resource   *)
+(* view, which lists every node the head has not yet declared dead: the   *)
+(* chosen node may be dead already, or full by the time the owner gets    *)
+(* there.                                                                  *)
+(***************************************************************************)
+\* impl: impl/ownership/core/scheduler.py::LocalScheduler.spillback
+SchedulerSpillback(n, m) ==
+    /\ m.type = "RequestLease"
+    /\ m \in msgs
+    /\ m.node = n
+    /\ nodeAlive[n]
+    /\ ~CanGrant(n)
+    /\ \E r \in members \ {n} :
+        /\ CanGrant(r)
+        /\ msgs' = (msgs \ {m}) \cup {SpillbackMsg(m.owner, m.task, n, r)}
+        /\ lastAction' = Step("SchedulerSpillback", NoOwner, NoTask, n, NoWorker, r, m)
+    /\ UNCHANGED <<envVars, schedVars, ownerVars, histVars>>
+
+(***************************************************************************)
+(* Fig. 8c, step 3b: the owner records the node it is redirected to as    *)
+(* the task's location, then repeats the request there.  An answer from a *)
+(* location the task has left (it was resubmitted) is dropped.  A         *)
+(* redirect to a node the owner knows is dead puts the task back at the   *)
+(* head of its queue instead.                                              *)
+(***************************************************************************)
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_spillback
+OwnerHandleSpillback(o, m) ==
+    LET t == m.task
+        k == TaskKey[t]
+        current == status[t] = "requested" /\ location[t].node = m.node
+    IN
+    /\ m \in msgs
+    /\ m.type = "Spillback"
+    /\ m.owner = o
+    /\ \/ /\ current
+          /\ m.retry_at \notin deadNodes[o]
+          /\ location' = [location EXCEPT ![t] = AtNode(m.retry_at)]
+          /\ msgs' = (msgs \ {m}) \cup {RequestLeaseMsg(o, t, m.retry_at)}
+          /\ UNCHANGED <<status, queue>>
+       \/ /\ current
+          /\ m.retry_at \in deadNodes[o]
+          /\ status' = [status EXCEPT ![t] = "queued"]
+          /\ location' = [location EXCEPT ![t] = NoLocation]
+          /\ queue' = [queue EXCEPT ![o][k] = <<t>> \o @]
+          /\ msgs' = msgs \ {m}
+       \/ /\ ~current
+          /\ msgs' = msgs \ {m}
+          /\ UNCHANGED <<status, location, queue>>
+    /\ lastAction' = Step("OwnerHandleSpillback", o, NoTask, NoNode, NoWorker, NoNode, m)
+    /\ UNCHANGED <<envVars, schedVars, retries, held, deadWorkers, deadNodes,
+                   histVars>>
+
+(***************************************************************************)
+(* Fig. 8c, step 3a: the owner records the leased worker as the task's    *)
+(* location, then pushes the task to it directly (no scheduler on the     *)
+(* path).  A grant of a worker the owner already knows is dead is not     *)
+(* used: the task goes back to the head of its queue (the scheduler       *)
+(* dropped that lease when it published the death).  A stale grant can    *)
+(* only come from a node that died, whose leases died with it.            *)
+(***************************************************************************)
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_grant
+OwnerHandleGrant(o, m) ==
+    LET t == m.task
+        w == m.worker
+        k == TaskKey[t]
+        current == status[t] = "requested" /\ location[t].node = m.node
+        knownDead == w \in deadWorkers[o] \/ WorkerNode[w] \in deadNodes[o]
+    IN
+    /\ m \in msgs
+    /\ m.type = "LeaseGranted"
+    /\ m.owner = o
+    /\ \/ /\ current
+          /\ ~knownDead
+          /\ location' = [location EXCEPT ![t] = AtWorker(w)]
+          /\ status' = [status EXCEPT ![t] = "pushed"]
+          /\ held' = [held EXCEPT ![o] = @ \cup {[worker |-> w, owner |-> o, task |-> t]}]
+          /\ msgs' = (msgs \ {m}) \cup {PushTaskMsg(o, t, w)}
+          /\ UNCHANGED queue
+       \/ /\ current
+          /\ knownDead
+          /\ status' = [status EXCEPT ![t] = "queued"]
+          /\ location' = [location EXCEPT ![t] = NoLocation]
+          /\ queue' = [queue EXCEPT ![o][k] = <<t>> \o @]
+          /\ msgs' = msgs \ {m}
+          /\ UNCHANGED held
+       \/ /\ ~current
+          /\ msgs' = msgs \ {m}
+          /\ UNCHANGED <<status, location, queue, held>>
+    /\ lastAction' = Step("OwnerHandleGrant", o, NoTask, NoNode, NoWorker, NoNode, m)
+    /\ UNCHANGED <<envVars, schedVars, retries, deadWorkers, deadNodes,
+                   histVars>>
+
+(***************************************************************************)
+(* Fig. 8d: worker reuse.  The owner bypasses the scheduler and pushes    *)
+(* the next queued task of a key to an idle lease it holds for that key,  *)
+(* recording the worker as its location first.                            *)
+(***************************************************************************)
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.reuse_lease
+OwnerReuseLease(o, w, t) ==
+    LET k == TaskKey[t] IN
+    /\ TaskOwner[t] = o
+    /\ \E h \in held[o] : h.worker = w /\ TaskKey[h.task] = k
+    /\ ~Busy(o, w)
+    /\ queue[o][k] # <<>>
+    /\ t = Head(queue[o][k])
+    /\ queue' = [queue EXCEPT ![o][k] = Tail(@)]
+    /\ status' = [status EXCEPT ![t] = "pushed"]
+    /\ location' = [location EXCEPT ![t] = AtWorker(w)]
+    /\ msgs' = msgs \cup {PushTaskMsg(o, t, w)}
+    /\ lastAction' = Step("OwnerReuseLease", o, t, NoNode, w, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, schedVars, retries, held, deadWorkers, deadNodes,
+                   histVars>>
+
+(***************************************************************************)
+(* The owner returns an idle lease once its queue for the lease's key is  *)
+(* empty (the paper also returns on a timeout; an empty queue is the case *)
+(* that matters for progress).                                             *)
+(***************************************************************************)
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.return_lease
+OwnerReturnLease(o, w) ==
+    /\ \E h \in held[o] :
+        /\ h.worker = w
+        /\ queue[o][TaskKey[h.task]] = <<>>
+        /\ ~Busy(o, w)
+        /\ held' = [held EXCEPT ![o] = @ \ {h}]
+        /\ msgs' = msgs \cup {ReturnLeaseMsg(o, TaskKey[h.task], w)}
+    /\ lastAction' = Step("OwnerReturnLease", o, NoTask, NoNode, w, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, schedVars, status, location, retries, queue,
+                   deadWorkers, deadNodes, histVars>>
+
+\* The scheduler frees the slot and the worker.  A lease it already dropped
+\* (the worker died) is simply not there any more.
+\* impl: impl/ownership/core/scheduler.py::LocalScheduler.release_lease
+SchedulerReleaseLease(n, m) ==
+    /\ m.type = "ReturnLease"
+    /\ m \in msgs
+    /\ m.node = n
+    /\ nodeAlive[n]
+    /\ granted' = [granted EXCEPT ![n] = {l \in @ : ~(l.worker = m.worker /\ l.owner = m.owner)}]
+    /\ msgs' = msgs \ {m}
+    /\ lastAction' = Step("SchedulerReleaseLease", NoOwner, NoTask, n, NoWorker, NoNode, m)
+    /\ UNCHANGED <<envVars, members, pool, ownerVars, histVars>>
+
+(***************************************************************************)
+(* The leased worker runs the pushed task and replies to the owner.  The  *)
+(* run and the reply are one step: a crash "during" the run is a crash    *)
+(* before it (the PushTask is lost) or after it (the reply is in flight). *)
+(***************************************************************************)
+\* impl: impl/ownership/core/executor.py::TaskExecutor.execute
+WorkerExecute(w, m) ==
+    /\ m.type = "PushTask"
+    /\ m \in msgs
+    /\ m.worker = w
+    /\ workerAlive[w]
+    /\ msgs' = (msgs \ {m}) \cup {TaskReplyMsg(m.owner, m.task, w)}
+    /\ execs' = [execs EXCEPT ![m.task] = @ + 1]
+    /\ ranOn' = [ranOn EXCEPT ![m.task] = @ \cup {w}]
+    /\ lastAction' = Step("WorkerExecute", NoOwner, NoTask, NoNode, w, NoNode, m)
+    /\ UNCHANGED <<envVars, schedVars, ownerVars>>
+
+\* The task is done when the reply comes from the location the owner has
+\* recorded; a reply from a worker the task was resubmitted away from is
+\* dropped (the new run will answer).
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_reply
+OwnerHandleReply(o, m) ==
+    LET t == m.task IN
+    /\ m \in msgs
+    /\ m.type = "TaskReply"
+    /\ m.owner = o
+    /\ IF status[t] = "pushed" /\ location[t].worker = m.worker
+       THEN /\ status' = [status EXCEPT ![t] = "done"]
+            /\ location' = [location EXCEPT ![t] = NoLocation]
+       ELSE UNCHANGED <<status, location>>
+    /\ msgs' = msgs \ {m}
+    /\ lastAction' = Step("OwnerHandleReply", o, NoTask, NoNode, NoWorker, NoNode, m)
+    /\ UNCHANGED <<envVars, schedVars, retries, queue, held, deadWorkers,
+                   deadNodes, histVars>>
+
+-----------------------------------------------------------------------------
+(***************************************************************************)
+(* Failures (section 4.3, failure detection).  Crashes are environment    *)
+(* steps, bounded by MaxCrashes.  A node crash kills its workers; its     *)
+(* scheduler's state stays as it was, which is the last resource report   *)
+(* the rest of the cluster has from it.                                   *)
+(***************************************************************************)
+\* env: impl/ownership/runtime/memory.py::MemoryNetwork.crash
+WorkerCrash(w) ==
+    /\ crashes < MaxCrashes
+    /\ workerAlive[w]
+    /\ nodeAlive[WorkerNode[w]]
+    /\ workerAlive' = [workerAlive EXCEPT ![w] = FALSE]
+    /\ crashes' = crashes + 1
+    /\ lastAction' = Step("WorkerCrash", NoOwner, NoTask, NoNode, w, NoNode, NoMsg)
+    /\ UNCHANGED <<nodeAlive, schedVars, ownerVars, msgs, histVars>>
+
+\* The owners' own nodes do not crash: that would kill the owners.
+\* env: impl/ownership/runtime/memory.py::MemoryNetwork.crash
+NodeCrash(n) ==
+    /\ crashes < MaxCrashes
+    /\ nodeAlive[n]
+    /\ \A o \in Owners : OwnerNode[o] # n
+    /\ nodeAlive' = [nodeAlive EXCEPT ![n] = FALSE]
+    /\ workerAlive' = [w \in Workers |-> IF WorkerNode[w] = n THEN FALSE ELSE workerAlive[w]]
+    /\ crashes' = crashes + 1
+    /\ lastAction' = Step("NodeCrash", NoOwner, NoTask, n, NoWorker, NoNode, NoMsg)
+    /\ UNCHANGED <<schedVars, ownerVars, msgs, histVars>>
+
+\* A message to a dead process is lost.
+\* env: impl/ownership/runtime/memory.py::MemoryNetwork.drop
+LoseMessage(m) ==
+    /\ m \in msgs
+    /\ ~DestAlive(m)
+    /\ msgs' = msgs \ {m}
+    /\ lastAction' = Step("LoseMessage", NoOwner, NoTask, NoNode, NoWorker, NoNode, m)
+    /\ UNCHANGED <<envVars, schedVars, ownerVars, histVars>>
+
+(***************************************************************************)
+(* A local scheduler notices that one of its workers died, drops the      *)
+(* worker and its lease (freeing the slot), and publishes WorkerDied to   *)
+(* every owner.                                                            *)
+(***************************************************************************)
+\* impl: impl/ownership/core/scheduler.py::LocalScheduler.detect_worker_death
+SchedulerDetectWorkerDeath(n, w) ==
+    /\ nodeAlive[n]
+    /\ w \in pool[n]
+    /\ ~workerAlive[w]
+    /\ pool' = [pool EXCEPT ![n] = @ \ {w}]
+    /\ granted' = [granted EXCEPT ![n] = {l \in @ : l.worker # w}]
+    /\ msgs' = msgs \cup {WorkerDiedMsg(o, w) : o \in Owners}
+    /\ lastAction' = Step("SchedulerDetectWorkerDeath", NoOwner, NoTask, n, w, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, members, ownerVars, histVars>>
+
+\* The head misses a node's heartbeats, removes it from the membership and
+\* publishes NodeDied to every owner.
+\* impl: impl/ownership/core/head.py::HeadCore.detect_node_death
+HeadDetectNodeDeath(n) ==
+    /\ n \in members
+    /\ ~nodeAlive[n]
+    /\ members' = members \ {n}
+    /\ msgs' = msgs \cup {NodeDiedMsg(o, n) : o \in Owners}
+    /\ lastAction' = Step("HeadDetectNodeDeath", NoOwner, NoTask, n, NoWorker, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, pool, granted, ownerVars, histVars>>
+
+(***************************************************************************)
+(* The owner remembers the failure and drops the leases that died with    *)
+(* it.  Which tasks it must resubmit follows from comparing each pending  *)
+(* location with what it knows is dead (the ownership-table scan), see    *)
+(* OwnerResubmit.                                                          *)
+(***************************************************************************)
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_failure
+OwnerHandleFailure(o, m) ==
+    /\ m \in msgs
+    /\ m.owner = o
+    /\ m.type \in {"WorkerDied", "NodeDied"}
+    /\ IF m.type = "WorkerDied"
+       THEN /\ deadWorkers' = [deadWorkers EXCEPT ![o] = @ \cup {m.worker}]
+            /\ held' = [held EXCEPT ![o] = {h \in @ : h.worker # m.worker}]
+            /\ UNCHANGED deadNodes
+       ELSE /\ deadNodes' = [deadNodes EXCEPT ![o] = @ \cup {m.node}]
+            /\ held' = [held EXCEPT ![o] = {h \in @ : WorkerNode[h.worker] # m.node}]
+            /\ UNCHANGED deadWorkers
+    /\ msgs' = msgs \ {m}
+    /\ lastAction' = Step("OwnerHandleFailure", o, NoTask, NoNode, NoWorker, NoNode, m)
+    /\ UNCHANGED <<envVars, schedVars, status, location, retries, queue,
+                   histVars>>
+
+(***************************************************************************)
+(* A pending task whose recorded location is known dead is resubmitted:   *)
+(* back to the end of its key's queue, using one retry; with no retry     *)
+(* left it fails (WorkerCrashedError to whoever gets its future).         *)
+(***************************************************************************)
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.resubmit
+OwnerResubmit(o, t) ==
+    LET k == TaskKey[t] IN
+    /\ TaskOwner[t] = o
+    /\ status[t] \in {"requested", "pushed"}
+    /\ LocationDied(o, t)
+    /\ IF retries[t] > 0
+       THEN /\ status' = [status EXCEPT ![t] = "queued"]
+            /\ queue' = [queue EXCEPT ![o][k] = Append(@, t)]
+            /\ retries' = [retries EXCEPT ![t] = @ - 1]
+       ELSE /\ status' = [status EXCEPT ![t] = "failed"]
+            /\ UNCHANGED <<queue, retries>>
+    /\ location' = [location EXCEPT ![t] = NoLocation]
+    /\ lastAction' = Step("OwnerResubmit", o, t, NoNode, NoWorker, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, schedVars, held, deadWorkers, deadNodes, msgs,
+                   histVars>>
+
+\* Every task has finished: the system may stay as it is.  A stuttering
+\* step, so that termination is not reported as a deadlock.
+\* none: stuttering after termination, no stimulus to map
+Terminated ==
+    /\ \A t \in Tasks : Finished(t)
+    /\ UNCHANGED vars
+
+-----------------------------------------------------------------------------
+Next ==
+    \/ \E o \in Owners, t \in Tasks : OwnerSubmit(o, t)
+    \/ \E o \in Owners, t \in Tasks : OwnerRequestLease(o, t)
+    \/ \E n \in Nodes, m \in RequestLeaseMsgs : SchedulerGrantLease(n, m)
+    \/ \E n \in Nodes, m \in RequestLeaseMsgs : SchedulerSpillback(n, m)
+    \/ \E o \in Owners, m \in SpillbackMsgs : OwnerHandleSpillback(o, m)
+    \/ \E o \in Owners, m \in LeaseGrantedMsgs : OwnerHandleGrant(o, m)
+    \/ \E o \in Owners, w \in Workers, t \in Tasks : OwnerReuseLease(o, w, t)
+    \/ \E o \in Owners, w \in Workers : OwnerReturnLease(o, w)
+    \/ \E n \in Nodes, m \in ReturnLeaseMsgs : SchedulerReleaseLease(n, m)
+    \/ \E w \in Workers, m \in PushTaskMsgs : WorkerExecute(w, m)
+    \/ \E o \in Owners, m \in TaskReplyMsgs : OwnerHandleReply(o, m)
+    \/ \E w \in Workers : WorkerCrash(w)
+    \/ \E n \in Nodes : NodeCrash(n)
+    \/ \E m \in Messages : LoseMessage(m)
+    \/ \E n \in Nodes, w \in Workers : SchedulerDetectWorkerDeath(n, w)
+    \/ \E n \in Nodes : HeadDetectNodeDeath(n)
+    \/ \E o \in Owners, m \in FailureMsgs : OwnerHandleFailure(o, m)
+    \/ \E o \in Owners, t \in Tasks : OwnerResubmit(o, t)
+    \/ Terminated
+
+(***************************************************************************)
+(* The steps of each process, for fairness.                               *)
+(***************************************************************************)
+OwnerStep(o) ==
+    \/ \E t \in Tasks : OwnerSubmit(o, t)
+    \/ \E t \in Tasks : OwnerRequestLease(o, t)
+    \/ \E m \in SpillbackMsgs : OwnerHandleSpillback(o, m)
+    \/ \E m \in LeaseGrantedMsgs : OwnerHandleGrant(o, m)
+    \/ \E w \in Workers, t \in Tasks : OwnerReuseLease(o, w, t)
+    \/ \E w \in Workers : OwnerReturnLease(o, w)
+    \/ \E m \in TaskReplyMsgs : OwnerHandleReply(o, m)
+    \/ \E m \in FailureMsgs : OwnerHandleFailure(o, m)
+    \/ \E t \in Tasks : OwnerResubmit(o, t)
+SchedulerStep(n) ==
+    \/ \E m \in RequestLeaseMsgs : SchedulerGrantLease(n, m)
+    \/ \E m \in RequestLeaseMsgs : SchedulerSpillback(n, m)
+    \/ \E m \in ReturnLeaseMsgs : SchedulerReleaseLease(n, m)
+    \/ \E w \in Workers : SchedulerDetectWorkerDeath(n, w)
+WorkerStep(w) == \E m \in PushTaskMsgs : WorkerExecute(w, m)
+HeadStep == \E n \in Nodes : HeadDetectNodeDeath(n)
+
+\* Every process that is up keeps taking steps (weak fairness per process,
+\* on protocol steps only): crashes and message loss are the environment's
+\* choice and have no fairness.
+Fairness ==
+    /\ \A o \in Owners : WF_vars(OwnerStep(o))
+    /\ \A n \in Nodes : WF_vars(SchedulerStep(n))
+    /\ \A w \in Workers : WF_vars(WorkerStep(w))
+    /\ WF_vars(HeadStep)
+
+Spec == Init /\ [][Next]_vars /\ Fairness
+
+-----------------------------------------------------------------------------
+(***************************************************************************)
+(* Invariants.                                                             *)
+(***************************************************************************)
+TypeOK ==
+    /\ nodeAlive \in [Nodes -> BOOLEAN]
+    /\ workerAlive \in [Workers -> BOOLEAN]
+    /\ crashes \in 0..MaxCrashes
+    /\ members \subseteq Nodes
+    /\ pool \in [Nodes -> SUBSET Workers]
+    /\ granted \in [Nodes -> SUBSET [worker : Workers, owner : Owners, task : Tasks]]
+    /\ status \in [Tasks -> Statuses]
+    /\ location \in [Tasks -> Locations]
+    /\ retries \in [Tasks -> Nat]
+    /\ \A t \in Tasks : retries[t] <= TaskRetries[t]
+    /\ queue \in [Owners -> [Keys -> Seq(Tasks)]]
+    /\ held \in [Owners -> SUBSET [worker : Workers, owner : Owners, task : Tasks]]
+    /\ deadWorkers \in [Owners -> SUBSET Workers]
+    /\ deadNodes \in [Owners -> SUBSET Nodes]
+    /\ msgs \subseteq Messages
+    /\ execs \in [Tasks -> Nat]
+    /\ ranOn \in [Tasks -> SUBSET Workers]
+
+\* Where message m puts its task: at the node a lease request (or that
+\* node's answer) is at, or at the worker a PushTask (or that worker's
+\* reply) is at.  Failure notifications and ReturnLease carry no task.
+Place(m) ==
+    CASE m.type \in {"RequestLease", "LeaseGranted", "Spillback"} -> AtNode(m.node)
+      [] m.type \in {"PushTask", "TaskReply"} -> AtWorker(m.worker)
+      [] OTHER -> NoLocation
+LocAlive(l) == IF l.worker # NoWorker THEN workerAlive[l.worker] ELSE nodeAlive[l.node]
+Pending(t) == status[t] \in {"requested", "pushed"}
+
+(***************************************************************************)
+(* The owner always knows where each pending task is: a requested task's  *)
+(* location is a node and a pushed task's a worker; while that process is *)
+(* alive it does hold the task; and no other live process holds a task    *)
+(* that is not finished.  (A dead location may have lost the task: that   *)
+(* is for OwnerResubmit.)                                                  *)
+(***************************************************************************)
+PendingLocationKnown ==
+    /\ \A t \in Tasks :
+        /\ status[t] = "requested" => location[t].node \in Nodes /\ location[t].worker = NoWorker
+        /\ status[t] = "pushed" => location[t].worker \in Workers
+        /\ ~Pending(t) => location[t] = NoLocation
+        /\ Pending(t) /\ LocAlive(location[t])
+               => \E m \in msgs : m.task = t /\ Place(m) = location[t]
+    /\ \A m \in msgs :
+        (/\ m.task # NoTask
+         /\ status[m.task] \in {"queued", "requested", "pushed"}
+         /\ LocAlive(Place(m)))
+            => Place(m) = location[m.task]
+
+\* A worker is leased to at most one owner, once, at a time: at its
+\* scheduler and in the owners' tables.
+NoDoubleLease ==
+    /\ \A n \in Nodes : \A l1, l2 \in granted[n] : l1.worker = l2.worker => l1 = l2
+    /\ \A o1, o2 \in Owners : \A h1 \in held[o1], h2 \in held[o2] :
+           h1.worker = h2.worker => h1 = h2
+
+CapacityRespected == \A n \in Nodes : Cardinality(granted[n]) <= Capacity[n]
+
+\* A task runs again only after a worker it ran on died: every run beyond
+\* the first is paid for by a dead worker in its history.
+NoDuplicateExecutionWithoutFailure ==
+    \A t \in Tasks : execs[t] <= 1 + Cardinality({w \in ranOn[t] : ~workerAlive[w]})
+
+(***************************************************************************)
+(* Liveness: with finitely many crashes and weakly fair protocol steps,   *)
+(* every submitted task finishes: done, or failed once its retries are   *)
+(* spent.                                                                  *)
+(***************************************************************************)
+EveryTaskCompletes == \A t \in Tasks : (status[t] # "new") ~> Finished(t)
+
+=============================================================================
