@@ -41,7 +41,7 @@ def _run_generate(args: argparse.Namespace, console: Console | None = None) -> i
     from .generate import GenerationError, generate
     from .specs import SpecError, default_spec_dir, known_specs, resolve_spec
 
-    console = console or Console()
+    console = console or Console(soft_wrap=True)
     spec_dir = args.spec_dir or default_spec_dir()
     names = args.specs or known_specs(spec_dir)
     if not names:
@@ -133,7 +133,7 @@ def _run_replay(args: argparse.Namespace, console: Console | None = None) -> int
     from .replay import TraceError, coverage, find_indexes, load_traces, replay
     from .shrink import shrink
 
-    console = console or Console()
+    console = console or Console(soft_wrap=True)
     paths = [Path(p) for p in (args.paths or ["traces"])]
     try:
         traces = load_traces(paths)
@@ -254,7 +254,7 @@ def _run_validate(args: argparse.Namespace, console: Console | None = None) -> i
     from .specs import SpecError, resolve_spec
     from .validate import validate
 
-    console = console or Console()
+    console = console or Console(soft_wrap=True)
     try:
         spec_name, config = _header_spec(args.log)
         spec = resolve_spec(args.spec or spec_name or "", args.spec_dir)
@@ -297,7 +297,7 @@ def _run_log(args: argparse.Namespace, console: Console | None = None) -> int:
     from .replay import TraceError, model_constants
     from .specs import SpecError, resolve_spec
 
-    console = console or Console()
+    console = console or Console(soft_wrap=True)
     try:
         spec = resolve_spec(args.spec, args.spec_dir)
         cls = load_mapping(spec.name)

@@ -59,7 +59,7 @@ __all__ = [
     "generate",
     "read_state_graph",
     "canonical",
-    "test_file_name",
+    "targeted_file_name",
 ]
 
 #: The auxiliary variable every spec keeps: ``[name |-> "...", params |-> [...]]``.
@@ -223,7 +223,7 @@ def _itf(steps: list[TraceState], meta: dict[str, Any]) -> str:
     return dumps_itf(trace)
 
 
-def test_file_name(test: str) -> str:
+def targeted_file_name(test: str) -> str:
     """``TestLeaseReusedThrice`` -> ``test_lease_reused_thrice.itf.json``."""
     stem = test.removeprefix("Test") or test
     snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", stem).lower()
@@ -654,7 +654,7 @@ def generate(
         for test in test_names:
             status(f"{spec.name} {ex.config}: TLC is looking for a behaviour where {test} holds")
             text = test_text(ex, ws, test, workers=workers)
-            file = out_dir / test_file_name(test)
+            file = out_dir / targeted_file_name(test)
             if text is None:
                 missing[test] = f"no reachable settled state of {ex.config} satisfies {test}"
                 if file.exists():

@@ -1,0 +1,123 @@
+"""Model -> traces: the generator, on a tiny fixture spec and on the committed corpus."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conformance.generate import edge_id, generate, targeted_file_name
+from conformance.replay import load_traces
+from conformance.specs import resolve_spec, spec_hash, strip_cfg
+from ownership.cli import main
+from ownership.tla.itf import load_itf
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = HERE / "fixtures"
+REPO = HERE.parents[1]
+TRACES = REPO / "traces"
+SPEC_DIR = REPO / "spec"
+
+
+@pytest.fixture(scope="module")
+def counter_traces(tmp_path_factory):
+    """The fixture spec's traces, generated twice into two folders."""
+    spec = resolve_spec("Counter", FIXTURES)
+    outs = []
+    for name, tests in (("first", True), ("second", False)):
+        out = tmp_path_factory.mktemp(name)
+        result = generate(spec, "Small", out, cover="edges", tests=tests)
+        outs.append((out, result))
+    return outs
+
+
+def test_strip_cfg_drops_view_symmetry_invariants_and_properties():
+    text = (FIXTURES / "MCCounter_Small.cfg").read_text() + "SYMMETRY Sym\nPROPERTIES\n    Live\n    Safe\n"
+    stripped = strip_cfg(text)
+    for keyword in ("VIEW", "SYMMETRY", "INVARIANT", "PROPERTIES", "Live", "TypeOK", "\\*"):
+        assert keyword not in stripped
+    assert "SPECIFICATION Spec" in stripped and "Procs <- MCProcs" in stripped and "Max = 2" in stripped
+
+
+def test_generated_traces_cover_every_edge_of_the_graph(counter_traces):
+    out, result = counter_traces[0]
+    g = result.graph
+    # counts 0..2 for two processes, and the lastAction each state was reached by
+    assert g["edges"] > 9 and g["actions"] == {"Inc": g["actions"]["Inc"], "Reset": g["actions"]["Reset"]}
+    traces = load_traces([out])
+    covering = [t for p, t in traces if p.name.startswith("Small_edges_")]
+    assert len(covering) == g["traces"]
+    edges = {edge_id(t.states[i - 1], t.states[i]) for t in covering for i in range(1, len(t.states))}
+    assert len(edges) == g["edges"]
+
+
+def test_generated_traces_record_spec_config_checker_constants_and_actions(counter_traces):
+    out, _result = counter_traces[0]
+    trace = load_itf(next(out.glob("Small_edges_*.itf.json")))
+    meta = trace.meta
+    assert meta["spec"] == "Counter" and meta["config"] == "Small" and meta["source"] == "MCCounter.tla"
+    assert meta["spec_hash"] == spec_hash(resolve_spec("Counter", FIXTURES))
+    assert meta["checker"].startswith("TLC2 Version 2.15")
+    assert meta["constants"]["Max"] == {"#bigint": "2"}
+    for state, smeta in zip(trace.states, trace.state_meta):
+        # each state's lastAction is its own (no VIEW), and #meta repeats it
+        assert state["lastAction"]["name"] == smeta["action"]
+        assert {k: str(v) for k, v in state["lastAction"]["params"].items()} == {
+            k: v.removesuffix("_OF_MODEL") for k, v in smeta["params"].items()
+        }
+
+
+def test_generation_is_deterministic(counter_traces):
+    (a, _), (b, _) = counter_traces
+    names = sorted(p.name for p in a.iterdir() if not p.name.startswith("test_"))
+    assert names == sorted(p.name for p in b.iterdir())
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_targeted_trace_ends_where_the_test_predicate_holds(counter_traces):
+    out, result = counter_traces[0]
+    assert set(result.tests) == {"TestBothAtMax"}
+    assert "TestAboveMax" in result.missing_tests
+    trace = load_itf(out / targeted_file_name("TestBothAtMax"))
+    assert trace.meta["test"] == "TestBothAtMax"
+    assert all(v == 2 for v in trace.states[-1]["count"].values())
+    assert all(any(v != 2 for v in s["count"].values()) for s in trace.states[:-1])
+    assert len(trace.states) == 5  # the shortest way: four increments
+
+
+def test_generate_cli_reports_an_unknown_spec(capsys, tmp_path):
+    assert main(["traces", "generate", "NoSuchSpec", "--spec-dir", str(FIXTURES), "--out", str(tmp_path)]) == 2
+    assert "no model for spec 'NoSuchSpec'" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_committed_traces_have_not_drifted(tmp_path):
+    """Regenerating the corpus's covering traces gives the committed bytes,
+    and every committed trace was generated from the current spec."""
+    indexes = sorted(TRACES.glob("*/*.index.json"))
+    assert indexes, "no committed trace index"
+    for index_file in indexes:
+        index = json.loads(index_file.read_text())
+        spec = resolve_spec(index["spec"], SPEC_DIR)
+        out = tmp_path / index["spec"] / index["config"]
+        generate(spec, index["config"], out, cover=index["cover"], max_paths=index["max_paths"], tests=False)
+        prefix = f"{index['config']}_{index['cover']}"
+        committed = sorted(index_file.parent.glob(f"{prefix}*"))
+        fresh = sorted(out.glob(f"{prefix}*"))
+        assert [p.name for p in fresh] == [p.name for p in committed], f"{index_file}: regenerate the traces"
+        for new, old in zip(fresh, committed):
+            assert new.read_bytes() == old.read_bytes(), f"{old} drifted: run `ownership traces generate {index['spec']} --config {index['config']} --cover {index['cover']}`"
+    for path, trace in load_traces([TRACES]):
+        spec = resolve_spec(trace.meta["spec"], SPEC_DIR)
+        assert trace.meta["spec_hash"] == spec_hash(spec), f"{path} was generated from another version of the spec"
+
+
+def test_spec_hash_changes_with_the_spec(tmp_path):
+    for f in FIXTURES.iterdir():
+        shutil.copy2(f, tmp_path / f.name)
+    before = spec_hash(resolve_spec("Counter", tmp_path))
+    (tmp_path / "Counter.tla").write_text((tmp_path / "Counter.tla").read_text().replace("count[p] < Max", "count[p] < Max + 0"))
+    assert spec_hash(resolve_spec("Counter", tmp_path)) != before
