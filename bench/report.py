@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ __all__ = [
     "draw_chart",
     "result_stem",
     "print_report",
+    "markdown_table",
+    "main",
 ]
 
 PEERS = ("ray", "dask")
@@ -234,9 +237,10 @@ def draw_chart(result: dict[str, Any], path: Path) -> Path:
     else:  # Ray missing somewhere: the group's label names its baseline
         ax.set_ylabel("relative to Ray or the named baseline (= 1.0), higher is better", fontsize=8)
     machine = result.get("machine", {})
+    load = machine.get("load_average_at_start") or ["?"]
     ax.set_title(
         f"ownership bench {result['date'][:10]}{' (quick)' if result.get('quick') else ''}: "
-        f"{machine.get('cores')} cores, {machine.get('python')}",
+        f"{machine.get('cores')} cores, {machine.get('python')}, load {load[0]} at start",
         fontsize=10,
     )
     ax.legend()
@@ -250,3 +254,58 @@ def draw_chart(result: dict[str, Any], path: Path) -> Path:
 def print_report(result: dict[str, Any], console: Console) -> None:
     console.print(render_table(result))
     console.print(render_notes(result))
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The table as GitHub markdown, for the README's performance section."""
+    systems: dict[str, Any] = result["systems"]
+    sizes = Sizes.from_json(result["sizes"])
+    peers = [p for p in PEERS if p in systems] if "ours" in systems else []
+    head = ["row", "size", "unit", *systems, *[f"ours/{p}" for p in peers]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
+    for key in result["metrics"]:
+        metric = METRIC_BY_KEY[key]
+        cells = [metric.title, row_sizes_text(_row_of(key), sizes), f"{metric.unit} ({'higher' if metric.better == 'higher' else 'lower'} is better)"]
+        cells += [_cell(doc, key).plain for doc in systems.values()]
+        for peer in peers:
+            ratio = result.get("ratios", {}).get(key, {}).get(peer)
+            cells.append("-" if ratio is None else f"{ratio:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    machine = result.get("machine", {})
+    versions = machine.get("versions", {})
+    lines.append("")
+    lines.append(
+        f"{result['date']}{' (quick sizes)' if result.get('quick') else ''}; {machine.get('cores')} cores "
+        f"({machine.get('cpu')}), {machine.get('python')}, {machine.get('os')}; load {machine.get('load_average_at_start')} at start; "
+        + ", ".join(f"{k} {versions[k]}" for k in ("ownership", "ray", "dask", "numpy") if k in versions)
+        + ". Medians over repeats; a ratio above 1.0 means ours is better."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Re-render a saved result: ``python -m bench.report FILE.json [--markdown] [--chart PNG]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
+    parser.add_argument("result", type=Path)
+    parser.add_argument("--markdown", action="store_true", help="print the markdown table instead of the rich one")
+    parser.add_argument("--chart", type=Path, default=None, help="also draw the chart to this PNG")
+    args = parser.parse_args(argv)
+    try:
+        result = json.loads(args.result.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        parser.error(f"cannot read {args.result}: {exc}")
+    if "ratios" not in result:
+        add_ratios(result)
+    if args.markdown:
+        print(markdown_table(result), end="")
+    else:
+        print_report(result, Console(width=140))
+    if args.chart is not None:
+        draw_chart(result, args.chart)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -113,14 +113,15 @@ class DaskRows:
 
     def row_actor(self, s: Sizes) -> Sample:
         c = self.client
-        actor = c.submit(Sink, actor=True, pure=False).result()
+        created = c.submit(Sink, actor=True, pure=False)  # the actor lives while this future does
+        actor = created.result()
         actor.ping().result()  # created and placed: not part of the rate
         t0 = timer()
         futures = [actor.ping() for _ in range(s.actor_calls)]
         values = [f.result() for f in futures]
         dt = timer() - t0
         assert values == [None] * s.actor_calls
-        del actor
+        del actor, created
         return {"actor": s.actor_calls / dt}
 
     def row_nested(self, s: Sizes) -> Sample:

@@ -8,7 +8,8 @@
 
 Each system runs in its own subprocess, one after the other, with the same
 sizes. A peer that is not installed is reported as such, not failed. Writes
-``<out>/<date>.json`` and ``<out>/<date>.png`` and prints the table.
+``<out>/<date>.json``, ``<out>/<date>.png`` and ``<out>/<date>.md`` (the
+table in markdown) and prints the table.
 
 Exit status: 0 when every requested system ran or is reported missing, 1
 when a system or a row failed, 2 for bad usage (unknown row or system, or
@@ -68,6 +69,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)  # a log or a pipe: one line per metric
     err = Console(stderr=True)
     try:
         bench = _import_bench()
@@ -91,6 +94,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         chart = bench.report.draw_chart(result, out_dir / f"{stem}.png")
         result["chart"] = chart.name
     bench.report.write_json(result, json_path)
+    (out_dir / f"{stem}.md").write_text(bench.report.markdown_table(result))
     bench.report.print_report(result, console)
-    console.print(f"wrote {json_path}" + (f" and {out_dir / result['chart']}" if "chart" in result else ""))
+    console.print(f"wrote {json_path}, {json_path.with_suffix('.md').name}" + (f" and {result['chart']}" if "chart" in result else ""))
     return EXIT_FAILED if bench.driver.has_errors(result) else EXIT_OK

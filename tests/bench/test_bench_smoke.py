@@ -56,6 +56,8 @@ def test_bench_quick_ours_measures_every_row(tmp_path: Path) -> None:
     for metric in METRICS:
         assert metric.title in proc.stdout
     assert "in-process" in proc.stdout or "embedded" in proc.stdout
+    markdown = json_path.with_suffix(".md").read_text()
+    assert markdown.startswith("| row |") and all(f"| {m.title} |" in markdown for m in METRICS)
     if HAVE_MATPLOTLIB:
         png = json_path.with_suffix(".png")
         assert result["chart"] == png.name
