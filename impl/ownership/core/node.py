@@ -17,6 +17,7 @@ from .messages import (
     FreeObject,
     Heartbeat,
     NodeDied,
+    ObjectCopy,
     PullObject,
     PutObject,
     RegisterWorker,
@@ -29,7 +30,7 @@ from .messages import (
     WorkerUnblocked,
 )
 from .scheduler import DRIVER, LocalScheduler, SchedulingPolicy
-from .store import ObjectStore
+from .store import FetchObject, ObjectStore
 from .worker import UnexpectedEvent
 
 __all__ = ["NodeCore"]
@@ -94,6 +95,10 @@ class NodeCore:
             return self.store.serve_copy(msg)
         if isinstance(msg, FreeObject):
             return self.store.free(msg)
+        if isinstance(msg, FetchObject):
+            return self.store.fetch(msg)
+        if isinstance(msg, ObjectCopy):
+            return self.store.copy_arrived(src, msg)
         if isinstance(msg, (WorkerBlocked, WorkerUnblocked)):
             return s.blocked(msg)
         if isinstance(msg, RegisterWorker):
@@ -122,6 +127,8 @@ class NodeCore:
         fx: list[Effect] = []
         fx += self.scheduler.reclaim_leases(dead)
         fx += self.store.handle_failure(dead)
+        if isinstance(msg, NodeDied):
+            fx += self.store.handle_node_failure(msg.node)
         for worker in sorted(self.scheduler.workers):
             if worker not in dead:
                 fx.append(Send(worker, msg))
@@ -132,6 +139,7 @@ class NodeCore:
             "address": self.address,
             "scheduler": self.scheduler.snapshot(),
             "store": self.store.snapshot(),
+            "fetching": {oid: f.source for oid, f in sorted(self.store.fetching.items())},
             "dead_workers": sorted(self.dead_workers),
             "dead_nodes": sorted(self.dead_nodes),
         }

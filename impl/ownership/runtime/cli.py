@@ -31,7 +31,7 @@ from rich.table import Table
 
 from .auth import default_token_path, generate_token, load_token, ownership_home, write_token
 from .cluster import session_file, spawn_service
-from .process import DEFAULT_NODE_TIMEOUT, DEFAULT_TICK
+from .launch import DEFAULT_NODE_TIMEOUT, DEFAULT_TICK
 from .shm import cleanup_leftovers
 from .status import ClusterSnapshot, cluster_snapshot, memory_rows
 from .tcp import parse_address

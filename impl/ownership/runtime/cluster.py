@@ -40,11 +40,11 @@ import trio
 
 from ..core.config import CoreConfig
 from .auth import default_token_path, generate_token, load_token, ownership_home, write_token
-from .process import (
+from .launch import (
     DEFAULT_NODE_TIMEOUT,
     DEFAULT_TICK,
     ProcessStartError,
-    _drain,
+    drain,
     read_ready_line,
     read_ready_line_sync,
     service_command,
@@ -140,7 +140,7 @@ class LocalCluster:
                 raise ProcessStartError(f"{role} process exited with {proc.returncode} before it was ready") from None
             raise
         self.processes[address] = proc
-        self._nursery.start_soon(_drain, proc.stdout, address, name=f"stdout of {address}")
+        self._nursery.start_soon(drain, proc.stdout, address, name=f"stdout of {address}")
         logger.info("%s %s started (pid %d)", role, address, proc.pid)
         return address
 
@@ -225,7 +225,9 @@ async def _attach_driver(
             driver: WorkerRuntime | None = None
             with attaching:
                 driver = await nursery.start(
-                    lambda **kw: serve_worker(transport, node=node, driver=True, config=config, tick_interval=tick, **kw)
+                    lambda **kw: serve_worker(
+                        transport, node=node, driver=True, config=config, tick_interval=tick, shared_memory=True, **kw
+                    )
                 )
             if driver is None:
                 raise ConnectionError(f"cannot attach a driver to node {node}: it does not answer")

@@ -2,7 +2,9 @@
 
 A node starts and stops worker processes through a :class:`WorkerLauncher`
 (in-memory: trio tasks; over TCP: OS processes) and learns of their exit
-through :meth:`Transport.watch` (a local PeerLost notification).
+through :meth:`Transport.watch` (a local PeerLost notification). Over TCP,
+its store's large copies live in the node's shared memory
+(:class:`~.objects.NodeObjects`); in memory they are Python objects.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import trio
 
 from ..core.config import CoreConfig
 from ..core.events import Effect, Event, KillWorker, ObjectFreed, PeerLost, Received, Send, StartWorker, Tick, Watch
-from ..core.messages import Resources
+from ..core.messages import ObjectCopy, Resources
 from ..core.node import NodeCore
 from ..core.scheduler import SchedulingPolicy
+from ..core.store import ObjectFetched
+from .objects import NodeObjects
+from .shm import SharedMemoryStore
 from .transport import Transport, TransportClosed
 
 __all__ = ["WorkerLauncher", "NodeRuntime", "serve"]
@@ -40,6 +45,7 @@ class NodeRuntime:
         launcher: WorkerLauncher,
         *,
         tick_interval: float | None = None,
+        shm: SharedMemoryStore | None = None,
     ) -> None:
         self.transport = transport
         self.core = core
@@ -49,20 +55,54 @@ class NodeRuntime:
         self._nursery = nursery
         self.closed = False
         self.ready = trio.Event()
-        #: called with an object id when the store frees a copy (shared memory cleanup)
-        self.on_object_freed: list[Any] = []
+        #: the store's copies in shared memory (TCP runtime only)
+        self.objects: NodeObjects | None = None
+        if shm is not None:
+            self.objects = NodeObjects(shm, self.address, transport.send_nowait)
 
     def handle(self, event: Event) -> None:
-        self._apply(self.core.handle(event))
+        if self.objects is None:
+            self._apply(self.core.handle(event))
+        else:
+            self._handle_with_objects(event)
         if not self.ready.is_set():
             s = self.core.scheduler
             if sum(1 for w in s.workers.values() if w.state == "idle") >= s.pool_size:
                 self.ready.set()
 
+    def _handle_with_objects(self, event: Event) -> None:
+        objects = self.objects
+        assert objects is not None
+        segment = None
+        if isinstance(event, Received) and not self._stale_copy(event.src, event.msg):
+            msg, segment = objects.incoming(event.src, event.msg)
+            if msg is None:
+                return  # the object plane's own message
+            event = Received(event.src, msg)
+        elif isinstance(event, PeerLost):
+            objects.worker_lost(event.address)
+        effects = self.core.handle(event)
+        if segment is not None:
+            offered = event.msg  # type: ignore[attr-defined]
+            kept = self.core.store.objects.get(offered.object_id)
+            objects.settle(offered.object_id, segment, kept.value if kept else None, offered.value)
+        self._apply(effects)
+
+    def _stale_copy(self, src: str, msg: Any) -> bool:
+        """A copy nobody here waits for any more: not worth a segment (the core drops it)."""
+        if not isinstance(msg, ObjectCopy):
+            return False
+        pending = self.core.store.fetching.get(msg.object_id)
+        return pending is None or pending.source != src
+
     def _apply(self, effects: list[Effect]) -> None:
         for e in effects:
             if isinstance(e, Send):
-                self.transport.send_nowait(e.dst, e.msg)
+                msg = e.msg
+                if self.objects is not None and isinstance(msg, ObjectFetched):
+                    kept = self.core.store.objects.get(msg.object_id)
+                    msg = self.objects.outgoing(e.dst, msg, kept.value if kept else None)
+                self.transport.send_nowait(e.dst, msg)
             elif isinstance(e, StartWorker):
                 self._nursery.start_soon(self.launcher.launch, self.address)
             elif isinstance(e, KillWorker):
@@ -70,8 +110,8 @@ class NodeRuntime:
             elif isinstance(e, Watch):
                 self.transport.watch(e.address)
             elif isinstance(e, ObjectFreed):
-                for hook in self.on_object_freed:
-                    hook(e.object_id)
+                if self.objects is not None:
+                    self.objects.freed(e.object_id)
             else:
                 raise TypeError(f"node shell cannot carry out {e!r}")
 
@@ -97,7 +137,10 @@ class NodeRuntime:
             self.handle(Tick())
 
     def snapshot(self) -> dict[str, Any]:
-        return self.core.snapshot()
+        snap = self.core.snapshot()
+        if self.objects is not None:
+            snap["shm"] = self.objects.snapshot()
+        return snap
 
 
 async def serve(
@@ -110,12 +153,17 @@ async def serve(
     config: CoreConfig | None = None,
     policy: SchedulingPolicy | None = None,
     tick_interval: float | None = None,
+    shm: SharedMemoryStore | None = None,
     task_status: trio.TaskStatus[NodeRuntime] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run one node until its transport closes; starts its initial workers."""
+    """Run one node until its transport closes; starts its initial workers.
+
+    With ``shm`` the store keeps its large copies in those shared-memory
+    segments; the caller unlinks what is left (``shm.close()``) after.
+    """
     core = NodeCore(transport.address, head, resources, pool_size=pool_size, config=config, policy=policy)
     async with trio.open_nursery() as nursery:
-        rt = NodeRuntime(transport, core, nursery, launcher, tick_interval=tick_interval)
+        rt = NodeRuntime(transport, core, nursery, launcher, tick_interval=tick_interval, shm=shm)
         nursery.start_soon(rt._receive_loop, name=f"receive {rt.address}")
         if tick_interval is not None:
             nursery.start_soon(rt._ticker, name=f"ticks {rt.address}")

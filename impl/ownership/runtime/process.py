@@ -36,19 +36,27 @@ import json
 import logging
 import math
 import os
-import selectors
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 from ..core.config import CoreConfig
 from .auth import load_token
+from .launch import (
+    DEFAULT_NODE_TIMEOUT,
+    DEFAULT_TICK,
+    READY_PREFIX,
+    ProcessStartError,
+    drain,
+    read_ready_line,
+    read_ready_line_sync,
+    service_command,
+)
 from .shm import SharedMemoryStore, cleanup_leftovers
 from .status import StatusTransport
 from .tcp import open_tcp_transport
@@ -66,79 +74,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("ownership.process")
-
-READY_PREFIX = "OWNERSHIP-READY "
-DEFAULT_TICK = 0.1
-DEFAULT_NODE_TIMEOUT = 5.0
-_MAX_READY_LINE = 4096
-
-
-class ProcessStartError(RuntimeError):
-    """A service process exited, or said something else, before it was ready."""
-
-
-def service_command(role: str, token_file: Path | str, *options: str) -> list[str]:
-    """The argv that starts one service process with this interpreter."""
-    return [sys.executable, "-m", "ownership.runtime.process", "--role", role, "--token-file", str(token_file), *options]
-
-
-def _take_ready(buf: bytearray) -> str | None:
-    """Consume complete lines of ``buf``; the address once the ready line is among them."""
-    while (nl := buf.find(b"\n")) >= 0:
-        line = bytes(buf[:nl]).decode(errors="replace").rstrip("\r")
-        del buf[: nl + 1]
-        if line.startswith(READY_PREFIX):
-            return line[len(READY_PREFIX) :].strip()
-        logger.warning("child said %r before it was ready", line)
-    if len(buf) > _MAX_READY_LINE:
-        raise ProcessStartError(f"child wrote {len(buf)} bytes without a newline before it was ready")
-    return None
-
-
-async def read_ready_line(stream: trio.abc.ReceiveStream) -> str:
-    """Read up to the ``OWNERSHIP-READY`` line of a child; returns its address.
-
-    Other lines before it (a stray print in user code imported early) are
-    logged and skipped. End of file first means the child died.
-    """
-    buf = bytearray()
-    while (address := _take_ready(buf)) is None:
-        data = await stream.receive_some()
-        if not data:
-            raise ProcessStartError("child exited before it was ready")
-        buf += data
-    return address
-
-
-def read_ready_line_sync(fd: int, timeout: float) -> str:
-    """:func:`read_ready_line` for synchronous callers (a blocking pipe fd)."""
-    deadline = time.monotonic() + timeout
-    buf = bytearray()
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while (address := _take_ready(buf)) is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ProcessStartError(f"child did not get ready within {timeout} s")
-            if not selector.select(remaining):
-                continue
-            data = os.read(fd, 4096)
-            if not data:
-                raise ProcessStartError("child exited before it was ready")
-            buf += data
-    return address
-
-
-async def _drain(stream: trio.abc.ReceiveStream | None, who: str) -> None:
-    """Keep reading a child's stdout so it never blocks on a full pipe."""
-    if stream is None:
-        return
-    try:
-        while data := await stream.receive_some():
-            for line in data.decode(errors="replace").splitlines():
-                logger.info("%s: %s", who, line)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        return
 
 
 class SubprocessLauncher:
@@ -177,7 +112,7 @@ class SubprocessLauncher:
 
     async def _reap(self, address: str, proc: trio.Process) -> None:
         try:
-            await _drain(proc.stdout, address)
+            await drain(proc.stdout, address)
             code = await proc.wait()
         finally:
             self.workers.pop(address, None)
@@ -302,6 +237,7 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig) 
                             launcher=launcher,
                             config=config,
                             tick_interval=args.tick,
+                            shm=store,
                             **kw,
                         )
                     )
@@ -309,7 +245,7 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig) 
                         **rt.snapshot(),
                         "pid": os.getpid(),
                         "worker_pids": {a: p.pid for a, p in launcher.workers.items()},
-                        "shm": {"segments": store.usage().segments, "bytes": store.usage().bytes},
+                        "tcp": attrs.asdict(tcp.statistics()),
                     }
                     await rt.ready.wait()
                     _announce(transport.address)
@@ -341,9 +277,11 @@ async def _run_worker(args: argparse.Namespace, token: bytes, config: CoreConfig
         transport = StatusTransport(tcp, "worker")
         async with trio.open_nursery() as nursery:
             rt = await nursery.start(
-                lambda **kw: serve_worker(transport, node=args.node, config=config, tick_interval=args.tick, **kw)
+                lambda **kw: serve_worker(
+                    transport, node=args.node, config=config, tick_interval=args.tick, shared_memory=True, **kw
+                )
             )
-            transport.snapshot = lambda: {**rt.snapshot(), "pid": os.getpid()}
+            transport.snapshot = lambda: {**rt.snapshot(), "pid": os.getpid(), "tcp": attrs.asdict(tcp.statistics())}
             _announce(transport.address)
 
 

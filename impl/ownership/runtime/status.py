@@ -151,10 +151,11 @@ class ClusterSnapshot:
         return {node: dict(snap.get("store", {})) for node, snap in self.nodes.items()}
 
     def is_empty(self) -> bool:
-        """No owned object, no borrowed ref, no stored copy, no lease anywhere."""
+        """No owned object, no borrowed ref, no stored copy, no pull, no lease anywhere."""
         return (
             not any(dict(_entries(s)) for s in self.workers.values())
             and not any(self.stored().values())
+            and not any(s.get("fetching") for s in self.nodes.values())
             and not any(s.get("scheduler", {}).get("leases") for s in self.nodes.values())
         )
 

@@ -63,6 +63,7 @@ from ..errors import (
     TaskError,
     WorkerCrashedError,
 )
+from .objects import WorkerObjects
 from .refs import ActorRef, ObjectRef, Shared, _Ref, _runtime_var, _task_var, current_task_id
 from .transport import Transport, TransportClosed
 from .values import error_from_exception, pack, unpack
@@ -124,7 +125,15 @@ class _GetSlot:
 class WorkerRuntime:
     """One worker (or driver) process: its core, its transport, its user code."""
 
-    def __init__(self, transport: Transport, core: WorkerCore, nursery: trio.Nursery, *, tick_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        core: WorkerCore,
+        nursery: trio.Nursery,
+        *,
+        tick_interval: float | None = None,
+        shared_memory: bool = False,
+    ) -> None:
         self.transport = transport
         self.core = core
         self.address = core.address
@@ -142,6 +151,10 @@ class WorkerRuntime:
         self.closed = False
         self.registered = trio.Event()
         self.tasks_run = 0
+        #: large values through the node's shared memory (TCP runtime only)
+        self.objects: WorkerObjects | None = None
+        if shared_memory:
+            self.objects = WorkerObjects(self.address, core.node, transport.send_nowait, self._owner_of)
 
     # ------------------------------------------------------------------ core plumbing
     def handle(self, event: Event) -> None:
@@ -152,7 +165,10 @@ class WorkerRuntime:
     def _apply(self, effects: list[Effect]) -> None:
         for e in effects:
             if isinstance(e, Send):
-                self.transport.send_nowait(e.dst, e.msg)
+                if self.objects is None:
+                    self.transport.send_nowait(e.dst, e.msg)
+                else:
+                    self.transport.send_nowait(*self.objects.outgoing(e.dst, e.msg))
             elif isinstance(e, GetDone):
                 slot = self._gets.get(e.request_id)
                 if slot is not None and slot.result is None:
@@ -180,10 +196,16 @@ class WorkerRuntime:
                     return
                 if env.src == env.dst == self.address and isinstance(env.msg, (Tick, PeerLost)):
                     self.handle(env.msg)
-                else:
+                elif self.objects is None:
                     self.handle(Received(env.src, env.msg))
+                elif (translated := self.objects.incoming(env.src, env.msg)) is not None:
+                    self.handle(Received(*translated))
         finally:
             self._stop()
+
+    def _owner_of(self, object_id: str) -> str:
+        ref = self.core.refs.table.get(object_id)
+        return ref.owner if ref is not None else ""
 
     async def _ticker(self) -> None:
         assert self.tick_interval is not None
@@ -475,7 +497,10 @@ class WorkerRuntime:
 
     # ------------------------------------------------------------------ inspection
     def snapshot(self) -> dict[str, Any]:
-        return self.core.snapshot()
+        snap = self.core.snapshot()
+        if self.objects is not None:
+            snap["shm"] = self.objects.snapshot()
+        return snap
 
 
 async def serve(
@@ -485,16 +510,20 @@ async def serve(
     config: CoreConfig | None = None,
     driver: bool = False,
     tick_interval: float | None = None,
+    shared_memory: bool = False,
     task_status: trio.TaskStatus[WorkerRuntime] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one worker (or driver) process until its transport closes.
 
     Registers with ``node`` (which registers it with the head) and passes
     the :class:`WorkerRuntime` to ``task_status.started`` once registered.
+    With ``shared_memory`` (the TCP runtime) large values go through the
+    node's object plane (:mod:`.objects`): pulls through the node, and
+    segments mapped where the node's shared memory is ours too.
     """
     core = WorkerCore(transport.address, node, config, driver=driver)
     async with trio.open_nursery() as nursery:
-        rt = WorkerRuntime(transport, core, nursery, tick_interval=tick_interval)
+        rt = WorkerRuntime(transport, core, nursery, tick_interval=tick_interval, shared_memory=shared_memory)
         _runtime_var.set(rt)
         nursery.start_soon(rt._receive_loop, name=f"receive {rt.address}")
         if tick_interval is not None:

@@ -1,0 +1,343 @@
+"""Large values through a node's shared memory (the TCP runtime's object plane).
+
+The cores move large values as :class:`~ownership.core.messages.Payload`
+records: a worker sends its node ``PutObject``, a reader pulls a copy. Over
+TCP the shells change how the bytes travel, not what the cores see:
+
+* **Writing.** A worker on the node's machine writes a large value it made
+  (a task's return, a ``put``) straight into a new shared-memory segment
+  under its node's prefix and sends the node :class:`SegmentStored` instead
+  of the bytes. The node maps the segment read-only and hands its core a
+  ``PutObject`` whose payload is backed by the mapping: the store core pins
+  it as the primary copy and answers the owner as before. The value never
+  passes through the node's heap, nor through the owner.
+* **Reading.** Every pull of a worker goes to its own node
+  (:class:`~ownership.core.store.FetchObject`). If the node holds the copy,
+  a worker that can map the node's segments gets :class:`SegmentCopy` (the
+  segment's name) and maps it: its payload's buffers, and so the numpy
+  arrays unpickled from them, are read-only views of the shared pages. If
+  the copy is on another node, the node pulls it from there, writes it into
+  a segment of its own, keeps it as a secondary copy (the owner is told, and
+  frees it with the others), and answers the same way.
+* **Freeing.** When the store core drops a copy (the owner freed the object,
+  or the owner died), the node unlinks its segment. A reader's mapping
+  stays valid after the unlink; the pages go with the last mapping. A reader
+  holds a reference to the object while it maps, so the owner cannot free
+  the object in between; if the segment is gone anyway (its owner died), the
+  reader's core hears "no copy" and recovers as from any failed pull.
+
+Whether a worker can map its node's segments is checked, not assumed: the
+node tells each worker that registers its segment prefix and an identity of
+its shared-memory namespace (:class:`SharedMemoryInfo`); a worker whose own
+namespace matches (same machine, same ``/dev/shm``) answers
+:class:`MapsSegments`, and only then writes and maps. A driver attached
+from another machine keeps getting bytes over TCP, through its node.
+
+Nothing here runs on the in-memory network: there the shells move payloads
+as Python objects and workers pull straight from the source node.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ..core.messages import ObjectCopy, Payload, PullObject, PutObject, RefInfo, RegisterWorker, TaskReply, message
+from ..core.store import FetchObject, ObjectFetched
+from .serialization import SerializedValue
+from .shm import SHM_DIR, SharedMemoryStore, open_segment, unlink_segment, write_segment
+
+__all__ = [
+    "MapsSegments",
+    "NodeObjects",
+    "SegmentCopy",
+    "SegmentStored",
+    "SharedMemoryInfo",
+    "WorkerObjects",
+    "machine_shm_id",
+]
+
+logger = logging.getLogger("ownership.objects")
+
+
+# -- shell messages (never seen by a core) ----------------------------------------
+
+
+@message
+class SharedMemoryInfo:
+    """Node -> a worker that registers: where the node's segments are."""
+
+    prefix: str
+    shm_id: str  # identity of the node's /dev/shm (machine_shm_id())
+
+
+@message
+class MapsSegments:
+    """Worker -> its node: this process shares the node's /dev/shm.
+
+    ``pid`` names the segments it writes (see :func:`segment_key`), so the
+    node can remove those it never heard of once the worker is gone.
+    """
+
+    worker: str
+    pid: int
+
+
+@message
+class SegmentStored:
+    """Worker -> its node: PutObject, with the value in segment ``segment``."""
+
+    object_id: str
+    owner: str
+    segment: str
+    size: int
+    refs: tuple[RefInfo, ...] = ()
+    reply: TaskReply | None = None
+
+
+@message
+class SegmentCopy:
+    """Node -> its worker: ObjectFetched, with the value in segment ``segment``."""
+
+    object_id: str
+    source: str
+    segment: str
+    refs: tuple[RefInfo, ...] = ()
+
+
+@functools.cache
+def machine_shm_id() -> str:
+    """Who shares this process's POSIX shared memory: boot id and /dev/shm's inode.
+
+    Empty when there is no shared-memory namespace to list (then nothing is
+    shared). Two processes with the same id see the same segments.
+    """
+    try:
+        st = os.stat(SHM_DIR)
+    except OSError:
+        return ""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:  # pragma: no cover - not Linux
+        boot = "?"
+    return f"{boot}:{st.st_dev}:{st.st_ino}"
+
+
+def payload_from_segment(name: str, refs: tuple[RefInfo, ...] = ()) -> Payload:
+    """Map segment ``name``: a payload whose buffers are read-only views of it."""
+    sv = open_segment(name)
+    return Payload(data=bytes(sv.data), buffers=tuple(sv.buffers), refs=refs)  # type: ignore[arg-type]
+
+
+def _as_serialized(payload: Payload) -> SerializedValue:
+    return SerializedValue(payload.data, payload.buffers)
+
+
+_keys = itertools.count(1)
+
+
+def segment_key(object_id: str) -> str:
+    """A fresh segment key for a copy of ``object_id``.
+
+    Fresh per copy (a digest of the id, the writing process, a counter): a
+    task retried on the same node writes a new segment, never over one that
+    readers may still map.
+    """
+    digest = hashlib.sha256(object_id.encode()).hexdigest()[:24]
+    return f"{digest}-{os.getpid()}-{next(_keys)}"
+
+
+@attrs.define
+class ObjectPlaneStatistics:
+    segments_written: int = 0
+    segments_mapped: int = 0
+    bytes_mapped: int = 0
+    fetches: int = 0
+    fallbacks: int = 0  # values that went as bytes because shared memory failed
+
+
+class WorkerObjects:
+    """The worker (or driver) side: rewrites its core's pulls and puts."""
+
+    def __init__(self, address: str, node: str, send: Callable[[str, Any], None], owner_of: Callable[[str], str]) -> None:
+        self.address = address
+        self.node = node
+        self._send = send
+        self._owner_of = owner_of
+        self.prefix: str | None = None  # the node's segment prefix, once we know we can map it
+        self.stats = ObjectPlaneStatistics()
+        #: the segments this process mapped, most recent last (kept short)
+        self.mapped: list[str] = []
+
+    def outgoing(self, dst: str, msg: Any) -> tuple[str, Any]:
+        """The message the core sends to ``dst``, as it travels."""
+        if isinstance(msg, PullObject) and msg.requester == self.address:
+            self.stats.fetches += 1
+            fetch = FetchObject(object_id=msg.object_id, owner=self._owner_of(msg.object_id), source=dst, requester=self.address)
+            return self.node, fetch
+        if isinstance(msg, PutObject) and dst == self.node and self.prefix is not None:
+            name = self.prefix + segment_key(msg.object_id)
+            try:
+                info = write_segment(name, _as_serialized(msg.value))
+            except OSError as exc:  # /dev/shm full, or gone: the node gets the bytes
+                self.stats.fallbacks += 1
+                logger.warning("%s: cannot write segment %s (%s): sending the value to the node", self.address, name, exc)
+                return dst, msg
+            self.stats.segments_written += 1
+            stored = SegmentStored(
+                object_id=msg.object_id, owner=msg.owner, segment=info.name, size=info.size, refs=msg.value.refs, reply=msg.reply
+            )
+            return dst, stored
+        return dst, msg
+
+    def incoming(self, src: str, msg: Any) -> tuple[str, Any] | None:
+        """A received message as the core should see it (None: consumed here)."""
+        if isinstance(msg, SharedMemoryInfo):
+            if src == self.node and msg.shm_id and msg.shm_id == machine_shm_id():
+                self.prefix = msg.prefix
+                self._send(self.node, MapsSegments(worker=self.address, pid=os.getpid()))
+            return None
+        if isinstance(msg, SegmentCopy):
+            if src != self.node:
+                logger.error("%s: a segment from %s, not from our node: ignored", self.address, src)
+                return None
+            try:
+                value: Payload | None = payload_from_segment(msg.segment, msg.refs)
+            except (OSError, ValueError) as exc:
+                # Freed under us (its owner died): to the core, a pull that found no copy.
+                logger.info("%s: cannot map segment %s: %s", self.address, msg.segment, exc)
+                value = None
+            else:
+                self.stats.segments_mapped += 1
+                self.stats.bytes_mapped += value.size
+                self.mapped = [*self.mapped[-15:], msg.segment]
+            return msg.source, ObjectCopy(object_id=msg.object_id, value=value)
+        if isinstance(msg, ObjectFetched):
+            return msg.source, ObjectCopy(object_id=msg.object_id, value=msg.value)
+        return src, msg
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"prefix": self.prefix, **attrs.asdict(self.stats), "mapped": list(self.mapped)}
+
+
+class NodeObjects:
+    """The node side: keeps the store core's large copies in shared memory."""
+
+    def __init__(self, store: SharedMemoryStore, address: str, send: Callable[[str, Any], None]) -> None:
+        self.store = store
+        self.address = address
+        self._send = send
+        self.segments: dict[str, str] = {}  # object id -> segment of our copy
+        self.mappers: dict[str, int] = {}  # local workers that map our segments -> their pids
+        self.stats = ObjectPlaneStatistics()
+
+    # -- received, before the core --------------------------------------------------
+    def incoming(self, src: str, msg: Any) -> tuple[Any, str | None]:
+        """``(message for the core or None, segment it brings)``."""
+        if isinstance(msg, RegisterWorker):
+            # Before the core answers: a worker knows where segments are by the
+            # time it is registered (one connection keeps the order).
+            self._send(src, SharedMemoryInfo(prefix=self.store.prefix, shm_id=machine_shm_id()))
+            return msg, None
+        if isinstance(msg, MapsSegments):
+            if msg.worker == src:
+                self.mappers[src] = msg.pid
+            return None, None
+        if isinstance(msg, SegmentStored):
+            return self._segment_stored(src, msg)
+        if isinstance(msg, PutObject):
+            return self._store_bytes(msg, msg.value, lambda v: attrs.evolve(msg, value=v))
+        if isinstance(msg, ObjectCopy) and msg.value is not None:
+            return self._store_bytes(msg, msg.value, lambda v: attrs.evolve(msg, value=v))
+        return msg, None
+
+    def _segment_stored(self, src: str, msg: SegmentStored) -> tuple[Any, str | None]:
+        if not msg.segment.startswith(self.store.prefix):
+            logger.error("%s: %s names segment %r outside this node's prefix: ignored", self.address, src, msg.segment)
+            return None, None
+        try:
+            value = payload_from_segment(msg.segment, msg.refs)
+        except (OSError, ValueError) as exc:
+            logger.error("%s: cannot map segment %s stored by %s: %s", self.address, msg.segment, src, exc)
+            unlink_segment(msg.segment)
+            return None, None
+        put = PutObject(object_id=msg.object_id, owner=msg.owner, value=value, reply=msg.reply)
+        return put, msg.segment
+
+    def _store_bytes(self, msg: Any, value: Payload, rebuild: Callable[[Payload], Any]) -> tuple[Any, str | None]:
+        """A value that came as bytes: write it into a segment of ours and map it."""
+        name = self.store.prefix + segment_key(msg.object_id)
+        try:
+            write_segment(name, _as_serialized(value))
+            mapped = payload_from_segment(name, value.refs)
+        except (OSError, ValueError) as exc:  # /dev/shm full: keep it in our heap
+            unlink_segment(name)
+            self.stats.fallbacks += 1
+            logger.warning("%s: cannot write segment %s (%s): the copy stays in memory", self.address, name, exc)
+            return msg, None
+        self.stats.segments_written += 1
+        return rebuild(mapped), name
+
+    # -- after the core -------------------------------------------------------------
+    def settle(self, object_id: str, segment: str, kept: Payload | None, offered: Payload) -> None:
+        """The core handled a copy we put in ``segment``: keep the segment only if
+        the store kept that very copy (not a duplicate, not a dead owner's)."""
+        if kept is offered:
+            old = self.segments.get(object_id)
+            if old is not None and old != segment:  # pragma: no cover - the store keeps the first copy
+                unlink_segment(old)
+            self.segments[object_id] = segment
+        else:
+            unlink_segment(segment)
+
+    def outgoing(self, dst: str, msg: Any, kept: Payload | None) -> Any:
+        """A message of the core as it travels: a copy in a segment goes by name."""
+        if isinstance(msg, ObjectFetched) and msg.value is not None and dst in self.mappers and msg.value is kept:
+            segment = self.segments.get(msg.object_id)
+            if segment is not None:
+                return SegmentCopy(object_id=msg.object_id, source=msg.source, segment=segment, refs=msg.value.refs)
+        return msg
+
+    def freed(self, object_id: str) -> None:
+        segment = self.segments.pop(object_id, None)
+        if segment is not None:
+            unlink_segment(segment)
+
+    def worker_lost(self, address: str) -> list[str]:
+        """A local worker is gone: remove the segments it wrote that we never
+        kept (it died between writing one and telling us); returns their names."""
+        pid = self.mappers.pop(address, None)
+        if pid is None:
+            return []
+        kept = set(self.segments.values())
+        removed = []
+        for seg in self.store.list():
+            if seg.key.split("-")[1:2] == [str(pid)] and seg.name not in kept and unlink_segment(seg.name):
+                removed.append(seg.name)
+        if removed:
+            logger.info("%s: removed %d segment(s) left by worker %s", self.address, len(removed), address)
+        return removed
+
+    def close(self) -> None:
+        """Unlink every segment of the node (written by it or by its workers)."""
+        self.segments.clear()
+        for name in self.store.close():
+            logger.info("%s: removed shared-memory segment %s", self.address, name)
+
+    def snapshot(self) -> dict[str, Any]:
+        usage = self.store.usage()
+        return {
+            "prefix": self.store.prefix,
+            "segments": usage.segments,
+            "bytes": usage.bytes,
+            "objects": dict(sorted(self.segments.items())),
+            **attrs.asdict(self.stats),
+        }

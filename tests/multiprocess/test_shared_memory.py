@@ -1,0 +1,125 @@
+"""Large values in a node's shared memory, with real processes over TCP.
+
+A value made on node A is written by the producing worker straight into a
+segment of A; a task on A maps that segment (no copy: its array is a
+read-only view of /dev/shm, and the bytes never crossed a socket to the owner
+or to A's node process); a task on B gets it through a pull, which B's node
+writes into a segment of its own. Once the refs are dropped the segments are
+gone and ``ownership memory`` lists nothing.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+
+import cloudpickle
+import numpy as np
+import pytest
+import trio
+
+import ownership
+from ownership.runtime.shm import list_segments
+from ownership.runtime.status import memory_rows
+
+pytestmark = pytest.mark.slow
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+N = 10 * 2**20 // 8  # 10 MiB of float64
+MiB = 2**20
+
+
+def mapping_of(arr: np.ndarray) -> str | None:
+    """The file mapped at the array's data, from this process's /proc/self/maps."""
+    address = arr.__array_interface__["data"][0]
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            low, high = (int(x, 16) for x in fields[0].split("-"))
+            if low <= address < high:
+                return fields[5].strip() if len(fields) > 5 else ""
+    return None
+
+
+@ownership.remote(resources={"A": 1})
+def make(n):
+    return np.arange(n, dtype=np.float64)
+
+
+def describe(arr):
+    return {"sum": float(arr.sum()), "writeable": arr.flags.writeable, "mapping": mapping_of(arr), "node_pid": os.getppid()}
+
+
+@ownership.remote(resources={"A": 1})
+def read_on_a(arr):
+    return describe(arr)
+
+
+@ownership.remote(resources={"B": 1})
+def read_on_b(arr):
+    return describe(arr)
+
+
+def segment_of(mapping: str, session: str, node_pid: int) -> tuple[str, int]:
+    """The segment name and the pid that wrote it, from a /dev/shm mapping of a node."""
+    prefix = f"/dev/shm/own_{session}_{node_pid}_"
+    assert mapping.startswith(prefix), mapping
+    name = mapping.removeprefix("/dev/shm/").removesuffix(" (deleted)")
+    writer = int(name.removeprefix(prefix.removeprefix("/dev/shm/")).split("-")[1])
+    return name, writer
+
+
+async def test_10_mib_array_is_mapped_on_its_node_and_pulled_to_another():
+    expected = float(np.arange(N, dtype=np.float64).sum())
+    async with ownership.cluster(nodes=1, num_cpus=1) as local:
+        with trio.fail_after(120):
+            a = await local.add_node(num_cpus=1, resources={"A": 1})
+            b = await local.add_node(num_cpus=1, resources={"B": 1})
+            pid_a, pid_b, session = local.pid(a), local.pid(b), local.session
+            ref = make.remote(N)
+
+            # On A: the reader maps the segment the producing worker wrote.
+            on_a = await read_on_a.remote(ref)
+            assert on_a["sum"] == expected and on_a["node_pid"] == pid_a
+            assert on_a["writeable"] is False
+            name, writer = segment_of(on_a["mapping"], session, pid_a)
+            snap = await local.snapshot()
+            assert writer in snap.nodes[a]["worker_pids"].values()  # a worker of A wrote it, not A
+            assert snap.nodes[a]["shm"]["objects"] == {ref.object_id: name}
+            assert snap.nodes[a]["store"][ref.object_id]["pinned"] is True
+            # The 10 MiB crossed no socket: not to A's node process, not to the owner.
+            assert snap.nodes[a]["tcp"]["bytes_received"] < MiB
+            assert local.driver.transport.statistics().bytes_received < MiB
+
+            # On B: B's node pulled a copy from A into a segment of its own.
+            on_b = await read_on_b.remote(ref)
+            assert on_b["sum"] == expected and on_b["node_pid"] == pid_b and on_b["writeable"] is False
+            name_b, writer_b = segment_of(on_b["mapping"], session, pid_b)
+            assert writer_b == pid_b
+            snap = await local.snapshot()
+            assert snap.nodes[b]["store"][ref.object_id]["pinned"] is False  # a secondary copy
+            assert snap.nodes[b]["shm"]["objects"] == {ref.object_id: name_b}
+            assert sorted(local.driver.core.refs.table[ref.object_id].locations) == sorted([a, b])
+
+            # The owner's own get maps a copy on its node too.
+            got = await ref
+            assert float(got.sum()) == expected and not got.flags.writeable
+            segment_of(mapping_of(got), session, local.pid(local.nodes[0]))
+            del got
+
+            del ref
+            gc.collect()
+            while memory_rows(await local.snapshot()) or list_segments(f"own_{session}_"):
+                await trio.sleep(0.05)
+            result = await trio.run_process(
+                [sys.executable, "-m", "ownership.cli", "memory", "--json", "--address", local.head, "--token-file", str(local.token_file)],
+                capture_stdout=True,
+                capture_stderr=True,
+            )
+            assert json.loads(result.stdout) == []
+            snap = await local.snapshot()
+            assert all(s["shm"]["segments"] == 0 and not s["store"] for s in snap.nodes.values())
+    assert list_segments(f"own_{session}_") == []
