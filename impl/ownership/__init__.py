@@ -2,7 +2,8 @@
 
 The public API (``remote``, ``get``, ``wait``, ``put``, ``shared``, ``cancel``,
 ``cluster``, ``connect``) is re-exported from :mod:`ownership.api` once that
-module exists; the checker wrappers live in :mod:`ownership.tla`.
+module exists; the checker wrappers live in :mod:`ownership.tla`;
+``ownership.testing`` (the in-memory cluster) is imported on first use.
 """
 
 __version__ = "0.1.0"
@@ -16,3 +17,13 @@ except ImportError as exc:  # pragma: no cover - only while api.py is absent
     _api_all = []
 
 __all__ = ["__version__", *_api_all]
+
+
+def __getattr__(name: str):
+    # ``ownership.testing`` (the in-memory cluster) is loaded on first use: it
+    # needs trio.testing, hence pytest, which no worker process should import.
+    if name == "testing":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.testing")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

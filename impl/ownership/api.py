@@ -3,9 +3,14 @@
     @ownership.remote
     def f(x): ...
 
-    async with ownership.testing.memory_cluster() as cluster:
+    async with ownership.cluster(nodes=2) as cluster:   # or ownership.testing.memory_cluster()
         ref = f.remote(1)              # an ObjectRef, at once; this process owns it
         value = await ref              # or: await ownership.get(ref, timeout=5)
+
+``ownership.cluster()`` starts an embedded cluster of OS processes over TCP;
+``ownership.connect("HOST:PORT")`` attaches to one started with ``ownership
+start``; ``ownership.testing.memory_cluster()`` runs every process as a trio
+task on an in-memory network (deterministic, for tests).
 
 Inside a task, ``f.remote()`` makes the executing worker the owner of the new
 future. ``ownership.get`` is awaited in async code and blocks in a sync
@@ -31,6 +36,7 @@ from .errors import (
     TaskError,
     WorkerCrashedError,
 )
+from .runtime.cluster import LocalCluster, cluster, connect
 from .runtime.refs import ActorMethod, ActorRef, ObjectRef, Shared, current_runtime
 from .runtime.values import pack_function
 
@@ -41,6 +47,9 @@ __all__ = [
     "put",
     "shared",
     "cancel",
+    "cluster",
+    "connect",
+    "LocalCluster",
     "ObjectRef",
     "ActorRef",
     "ActorMethod",
@@ -208,5 +217,3 @@ def cancel(ref: ObjectRef) -> None:
         raise TypeError(f"cancel() takes an ObjectRef, not {type(ref).__qualname__}")
     current_runtime().cancel(ref)
 
-
-from . import testing as testing  # noqa: E402  (makes `ownership.testing` available after `import ownership`)

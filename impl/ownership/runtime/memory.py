@@ -32,7 +32,6 @@ from typing import Any
 
 import attrs
 import trio
-import trio.testing
 
 from ..core.events import PeerLost, Tick
 from .transport import Envelope, Transport, TransportClosed
@@ -331,8 +330,12 @@ class MemoryNetwork:
         user code runs in a thread (a thread waiting on a blocking get does
         not count).
         """
+        # trio.testing imports pytest: loaded here, not with the module, so
+        # that importing ownership (every worker process does) stays light.
+        from trio.testing import wait_all_tasks_blocked
+
         while True:
-            await trio.testing.wait_all_tasks_blocked()
+            await wait_all_tasks_blocked()
             if self._busy <= 0 or not threads:
                 return
             await self._quiet_threads.wait()
