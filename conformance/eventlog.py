@@ -36,7 +36,7 @@ import attrs
 from ownership.runtime.memory import NetworkEvent
 from ownership.tla.itf import decode_value, encode_value
 
-__all__ = ["CoreStep", "NetStep", "LogLine", "Recorder", "write_log", "read_log", "LogFormatError", "random_workload"]
+__all__ = ["CoreStep", "NetStep", "UserStep", "LogLine", "Recorder", "write_log", "read_log", "LogFormatError", "random_workload"]
 
 FORMAT = "ownership-eventlog/1"
 
@@ -66,6 +66,17 @@ class NetStep:
 
 
 @attrs.frozen
+class UserStep:
+    """Something user code did that no core sees (keeping a ref in a global,
+    dropping one): the user program's own log line, on the same clock."""
+
+    clock: int
+    process: str
+    kind: str
+    detail: Any = None
+
+
+@attrs.frozen
 class LogLine:
     clock: int
     process: str
@@ -89,7 +100,7 @@ class Recorder:
 
     def __init__(self, cluster: Any, snapshot: Any = None) -> None:
         self.cluster = cluster
-        self.steps: list[CoreStep | NetStep] = []
+        self.steps: list[CoreStep | NetStep | UserStep] = []
         self.clock = 0
         self._snapshot = snapshot
         self._wrapped: set[int] = set()
@@ -120,6 +131,9 @@ class Recorder:
 
         core.handle = handle
         self._wrapped.add(id(core))
+
+    def user(self, process: str, kind: str, detail: Any = None) -> None:
+        self.steps.append(UserStep(self._tick(), process, kind, detail))
 
     def _network(self, event: NetworkEvent) -> None:
         if event.kind in ("crash", "drop"):
@@ -179,6 +193,8 @@ async def random_workload(mapping: Any, *, seed: int, max_steps: int = 200) -> t
     async with mapping.cluster() as cluster:
         await mapping.start(cluster)
         recorder = Recorder(cluster, mapping.snapshot_for_log)
+        mapping.recorder = recorder
+        mapping.rng = rng
         for _ in range(max_steps):
             recorder.wrap_all()
             offers = mapping.offers()

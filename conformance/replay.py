@@ -136,6 +136,8 @@ def mapping_for(trace: ITFTrace, source: str) -> Mapping:
     cls = load_mapping(spec)
     if cls is None:
         raise TraceError(f"{source}: no mapping for spec {spec} (conformance/mappings/)")
+    if getattr(cls, "log_only", None):
+        raise TraceError(f"{source}: {spec} traces are not replayed: {cls.log_only}")
     return cls(_constants(trace, source))
 
 

@@ -105,3 +105,62 @@ def test_trace_module_holds_the_log_as_records():
     assert '[action |-> "SchedulerGrantLease", params |-> [m |-> [type |-> "RequestLease", task |-> t1]]]' in text
     assert "TraceIncomplete == l <= Len(TraceLog)" in text
     json.dumps(text)
+
+
+# ---------------------------------------------------------------------------
+# RefCounting: random programs that pass one object around
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def refcounting_constants():
+    from conformance.replay import model_constants
+
+    return model_constants(resolve_spec("RefCounting", SPEC_DIR), "Small", REPO / "traces")
+
+
+async def _refcounting_log(constants, seed: int, path: Path):
+    from conformance.mappings.refcounting import RefCountingMapping
+
+    # Values that contain x are left out: the implementation keeps the
+    # executor as a borrower of a returned ref and registers the caller as
+    # one (via the value), where the spec counts contained-in at the caller
+    # only; such runs are rejected (reported, see the conformance notes).
+    header, lines = await random_workload(RefCountingMapping(constants, return_refs=False), seed=seed)
+    write_log(path, {**header, "config": "Small"}, lines)
+    return lines
+
+
+@pytest.mark.slow
+async def test_random_programs_passing_a_ref_around_are_accepted(refcounting_constants, tmp_path):
+    spec = resolve_spec("RefCounting", SPEC_DIR)
+    seen = set()
+    for seed in (1, 2, 3):
+        path = tmp_path / f"rc{seed}.ndjson"
+        lines = await _refcounting_log(refcounting_constants, seed, path)
+        seen |= {line.action for line in lines}
+        result = validate(path, spec, "Small")
+        assert result.accepted, f"seed {seed}: rejected at line {result.consumed + 1}: {result.failed}"
+    assert {"HolderSubmitWithRef", "BorrowerReceiveRef", "HolderHandleReply", "OwnerHandleRefRemoved", "OwnerFree"} <= seen
+
+
+@pytest.mark.slow
+async def test_planted_bug_free_ignoring_borrowers_is_caught(refcounting_constants, tmp_path, monkeypatch):
+    """The owner frees x once its own counts reach zero, whatever its
+    borrowers still hold (the spec mutant free-ignores-borrowers)."""
+    from ownership.core.refcount import Reference
+
+    def in_scope_ignoring_borrowers(self) -> bool:
+        return bool(self.local or self.submitted or self.task_args or self.contained_in or self.waiters)
+
+    monkeypatch.setattr(Reference, "in_scope", in_scope_ignoring_borrowers)
+    spec = resolve_spec("RefCounting", SPEC_DIR)
+    rejected = []
+    for seed in (1, 2, 3):
+        path = tmp_path / f"bug{seed}.ndjson"
+        await _refcounting_log(refcounting_constants, seed, path)
+        result = validate(path, spec, "Small")
+        if not result.accepted:
+            rejected.append(result)
+    assert rejected, "no run's log was rejected although the owner frees under its borrowers"
+    assert any(r.failed is not None and r.failed.action == "OwnerFree" for r in rejected), [str(r.failed) for r in rejected]
