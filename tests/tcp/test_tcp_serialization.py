@@ -229,7 +229,7 @@ def test_registered_classes_travel_as_msgpack_records(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("protocol metadata must not be pickled")
 
-    monkeypatch.setattr("ownership.runtime.serialization.cloudpickle.dumps", refuse)
+    monkeypatch.setattr("ownership.runtime.serialization.dumps_oob", refuse)
     msg = SerTestCarrier(value=SerTestInner(ids=("a", "b"), note="n"), other=[SerTestInner(ids=())])
     assert round_trip(msg) == msg
 

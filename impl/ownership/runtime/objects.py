@@ -51,7 +51,7 @@ import attrs
 
 from ..core.messages import ObjectCopy, Payload, PullObject, PutObject, RefInfo, RegisterWorker, TaskReply, message
 from ..core.store import FetchObject, ObjectFetched
-from .serialization import SerializedValue
+from .values import SerializedValue
 from .shm import SHM_DIR, SharedMemoryStore, open_segment, unlink_segment, write_segment
 
 __all__ = [

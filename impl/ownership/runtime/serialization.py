@@ -25,6 +25,10 @@ The contract with the core (how a message field travels):
   arrives as an equal object. The core should not need this; it is there so
   that nothing is silently unencodable.
 
+Values are pickled in one place, :mod:`.values` (``pack`` for the cores'
+payloads, ``serialize`` for views); this module only encodes and decodes
+frames, and re-exports the view helpers it is used with.
+
 Every out-of-band buffer (from a numpy array, a ``PickleBuffer``, or a
 ``SerializedValue``, also when nested inside a pickled record) goes after
 the envelope in the frame, 64-byte aligned, and is never copied into the
@@ -44,15 +48,25 @@ from __future__ import annotations
 
 import pickle
 import struct
-from typing import Any, Iterable
+from typing import Any
 
-import cloudpickle
 import msgpack
 
 from ownership.core import messages as _messages
 from ownership.core.messages import UnknownMessageType, message_fields, message_from_fields, message_type_of
 
 from .framing import FrameError, frame_header
+from .values import (
+    ALIGNMENT,
+    SerializationError,
+    SerializedValue,
+    as_view,
+    deserialize,
+    dumps_oob,
+    serialize,
+    serialized_from_buffer,
+    serialized_layout,
+)
 
 __all__ = [
     "EncodedFrame",
@@ -68,8 +82,6 @@ __all__ = [
     "serialized_layout",
 ]
 
-ALIGNMENT = 64
-
 _EXT_PICKLE = 1  # data: start:u32 count:u32 pickle-stream; OOB buffers[start:start+count]
 _EXT_VALUE = 2  # data: start:u32 count:u32; buffers[start] is the stream, the rest its OOB buffers
 _EXT_TUPLE = 3  # data: a msgpack array of the items
@@ -81,123 +93,9 @@ _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
 
 
-class SerializationError(TypeError):
-    """A message or value cannot be serialized (e.g. it holds a lock or a socket)."""
-
-
 def _pad(n: int) -> int:
     return -n % ALIGNMENT
 
-
-def _as_view(buf: Any) -> memoryview:
-    view = buf.raw() if isinstance(buf, pickle.PickleBuffer) else memoryview(buf)
-    if not view.c_contiguous:
-        raise SerializationError("out-of-band buffer is not contiguous")
-    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
-
-
-class SerializedValue:
-    """A pickled value: the protocol-5 pickle stream and its out-of-band buffers.
-
-    The buffers are views, not copies: of the original object's memory right
-    after :func:`serialize` (so mutating the object before the value is sent
-    or stored changes what is sent), of the received frame after a transport
-    delivered it, of the shared-memory mapping after the object store read it.
-    """
-
-    __slots__ = ("data", "buffers")
-
-    def __init__(self, data: bytes | memoryview, buffers: Iterable[Any] = ()) -> None:
-        self.data = data
-        self.buffers: tuple[memoryview, ...] = tuple(_as_view(b) for b in buffers)
-
-    @property
-    def nbytes(self) -> int:
-        """Total size: stream plus buffers (what the owner compares with the inline limit)."""
-        return len(self.data) + sum(b.nbytes for b in self.buffers)
-
-    def deserialize(self) -> Any:
-        return pickle.loads(self.data, buffers=self.buffers)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SerializedValue):
-            return NotImplemented
-        return (
-            bytes(self.data) == bytes(other.data)
-            and len(self.buffers) == len(other.buffers)
-            and all(a == b for a, b in zip(self.buffers, other.buffers))
-        )
-
-    __hash__ = None  # type: ignore[assignment]  # content-compared and view-backed
-
-    def __repr__(self) -> str:
-        return f"SerializedValue(<{self.nbytes} bytes, {len(self.buffers)} buffers>)"
-
-    def __reduce_ex__(self, protocol: int):  # type: ignore[override]
-        # Nested in a pickled record (a task spec holding its arguments), the
-        # buffers still go out of band when the pickler has a buffer_callback.
-        if protocol >= 5:
-            return (_rebuild_serialized, (pickle.PickleBuffer(self.data), *map(pickle.PickleBuffer, self.buffers)))
-        return (_rebuild_serialized, (bytes(self.data), *map(bytes, self.buffers)))
-
-
-def _rebuild_serialized(data: Any, *buffers: Any) -> SerializedValue:
-    return SerializedValue(memoryview(data).toreadonly(), [memoryview(b).toreadonly() for b in buffers])
-
-
-def serialize(obj: Any) -> SerializedValue:
-    """Pickle ``obj`` (protocol 5, cloudpickle) with its large buffers out of band."""
-    buffers: list[pickle.PickleBuffer] = []
-    try:
-        data = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-    except Exception as exc:
-        raise SerializationError(f"cannot serialize {type(obj).__qualname__}: {exc}") from exc
-    return SerializedValue(data, buffers)
-
-
-def deserialize(value: SerializedValue) -> Any:
-    return value.deserialize()
-
-
-# -- a value laid out in one contiguous buffer (shared-memory segments) ------
-
-
-def serialized_layout(value: SerializedValue) -> tuple[int, list[tuple[int, bytes | memoryview]]]:
-    """Size and ``(offset, chunk)`` writes that lay ``value`` out in one buffer.
-
-    Layout: ``nbuf:u32 len:u64*(nbuf+1)`` then the stream and every buffer,
-    each at a 64-byte aligned offset (so arrays read from it are aligned).
-    """
-    parts = [value.data, *value.buffers]
-    header = _U32.pack(len(value.buffers)) + b"".join(_U64.pack(len(memoryview(p).cast("B"))) for p in parts)
-    writes: list[tuple[int, bytes | memoryview]] = [(0, header)]
-    pos = len(header)
-    for part in parts:
-        pos += _pad(pos)
-        writes.append((pos, part))
-        pos += memoryview(part).nbytes
-    return pos, writes
-
-
-def serialized_from_buffer(buf: memoryview) -> SerializedValue:
-    """Read a value laid out by :func:`serialized_layout`, as views into ``buf``."""
-    buf = buf.cast("B") if buf.format != "B" else buf
-    try:
-        (nbuf,) = _U32.unpack_from(buf, 0)
-        if 4 + 8 * (nbuf + 1) > len(buf):
-            raise FrameError(f"value header announces {nbuf} buffers, more than fit in {len(buf)} bytes")
-        lengths = struct.unpack_from(f"!{nbuf + 1}Q", buf, 4)
-    except struct.error as exc:
-        raise FrameError(f"value header is truncated: {exc}") from None
-    pos = 4 + 8 * (nbuf + 1)
-    views = []
-    for length in lengths:
-        pos += _pad(pos)
-        if pos + length > len(buf):
-            raise FrameError(f"value part of {length} bytes at offset {pos} overruns {len(buf)} bytes")
-        views.append(buf[pos : pos + length])
-        pos += length
-    return SerializedValue(views[0], views[1:])
 
 
 # -- messages ----------------------------------------------------------------
@@ -229,12 +127,11 @@ class _Encoder:
 
     def _pickle(self, obj: Any) -> msgpack.ExtType:
         start = len(self.buffers)
-        found: list[pickle.PickleBuffer] = []
         try:
-            data = cloudpickle.dumps(obj, protocol=5, buffer_callback=found.append)
-        except Exception as exc:
-            raise SerializationError(f"cannot pickle {type(obj).__qualname__}: {exc}") from None
-        self.buffers.extend(_as_view(b) for b in found)
+            data, found = dumps_oob(obj)
+        except SerializationError as exc:
+            raise SerializationError(f"cannot pickle {type(obj).__qualname__}: {exc.__cause__}") from None
+        self.buffers.extend(as_view(b) for b in found)
         return msgpack.ExtType(_EXT_PICKLE, _RANGE.pack(start, len(found)) + data)
 
     def default(self, obj: Any) -> msgpack.ExtType:
@@ -243,7 +140,7 @@ class _Encoder:
             return msgpack.ExtType(_EXT_TUPLE, self.pack(list(obj)))
         if cls is SerializedValue:
             start = len(self.buffers)
-            self.buffers.append(_as_view(obj.data))
+            self.buffers.append(as_view(obj.data))
             self.buffers.extend(obj.buffers)
             return msgpack.ExtType(_EXT_VALUE, _RANGE.pack(start, 1 + len(obj.buffers)))
         name = _registered_name(cls)
@@ -251,8 +148,8 @@ class _Encoder:
             fields = message_fields(obj)
             if name == "Payload" and "data" in fields and "buffers" in fields:
                 start = len(self.buffers)
-                self.buffers.append(_as_view(fields.pop("data")))
-                extra = [_as_view(b) for b in fields.pop("buffers")]
+                self.buffers.append(as_view(fields.pop("data")))
+                extra = [as_view(b) for b in fields.pop("buffers")]
                 self.buffers.extend(extra)
                 return msgpack.ExtType(_EXT_PAYLOAD, self.pack([start, 1 + len(extra), fields]))
             return msgpack.ExtType(_EXT_RECORD, self.pack([name, fields]))

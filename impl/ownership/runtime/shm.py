@@ -1,7 +1,7 @@
 """The per-node shared-memory object store for large values.
 
 A large value lives in one POSIX shared-memory segment, laid out by
-:func:`~ownership.runtime.serialization.serialized_layout` (the pickle stream
+:func:`~ownership.runtime.values.serialized_layout` (the pickle stream
 and its out-of-band buffers, each 64-byte aligned). Any process on the node
 maps the segment read-only and unpickles from the mapping, so a numpy array
 it gets is backed by the shared pages: no copy, not through the owner and
@@ -33,7 +33,7 @@ from typing import Any, Iterator
 
 import attrs
 
-from .serialization import SerializedValue, serialize, serialized_from_buffer, serialized_layout
+from .values import SerializedValue, serialize, serialized_from_buffer, serialized_layout
 
 try:
     import _posixshmem

@@ -1,13 +1,22 @@
-"""User values <-> :class:`~ownership.core.messages.Payload`.
+"""User values as pickles: the one place where values are pickled.
 
-Values are pickled with cloudpickle, protocol 5, large buffers out of band
-(``Payload.buffers``), so a transport can ship them without another copy.
-While pickling, every reference found inside the value (an ObjectRef or
-ActorRef anywhere in it) is recorded in ``Payload.refs``: the protocol must
-count it (contained-in, borrowing). Unpickling turns each reference back
-into a Python ref object bound to the receiving process, through the
-``adopt`` callback, so that a process never shares ref objects with
-another, even on the in-memory network.
+Values are pickled with cloudpickle, protocol 5, large buffers out of band.
+Two forms carry the result:
+
+* :func:`pack` makes a :class:`~ownership.core.messages.Payload`, what the
+  cores carry. While pickling, every reference found inside the value (an
+  ObjectRef or ActorRef anywhere in it) is recorded in ``Payload.refs``: the
+  protocol must count it (contained-in, borrowing). The buffers are copied:
+  a put or a task's result is the value as it was at that moment, even if
+  the caller changes the object afterwards. :func:`unpack` turns each
+  reference back into a Python ref object bound to the receiving process,
+  through the ``adopt`` callback, so that a process never shares ref objects
+  with another, even on the in-memory network.
+* :func:`serialize` makes a :class:`SerializedValue`: the same stream and
+  buffers as views, with no references allowed in it. The wire codec
+  (:mod:`.serialization`) ships both forms out of band, and the
+  shared-memory store lays either out in one segment
+  (:func:`serialized_layout`, :func:`serialized_from_buffer`).
 
 Any object whose class defines ``__ownership_ref__() -> RefInfo`` is treated
 as a reference.
@@ -18,27 +27,57 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import struct
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import cloudpickle
 
 from ..core.messages import ErrorInfo, Payload, RefInfo
+from .framing import FrameError
 
-__all__ = ["pack", "unpack", "pack_function", "error_from_exception", "UnpicklableValue"]
+__all__ = [
+    "ALIGNMENT",
+    "SerializationError",
+    "SerializedValue",
+    "UnpicklableValue",
+    "as_view",
+    "deserialize",
+    "dumps_oob",
+    "error_from_exception",
+    "pack",
+    "pack_function",
+    "serialize",
+    "serialized_from_buffer",
+    "serialized_layout",
+    "unpack",
+]
+
+ALIGNMENT = 64
+
+_U32 = struct.Struct("!I")
+_U64 = struct.Struct("!Q")
 
 
-class UnpicklableValue(TypeError):
+class SerializationError(TypeError):
+    """A message or value cannot be serialized (e.g. it holds a lock or a socket)."""
+
+
+class UnpicklableValue(SerializationError):
     """The value cannot be pickled, so it cannot leave this process."""
 
 
 class _Pickler(cloudpickle.Pickler):
-    def __init__(self, file: io.BytesIO, refs: list[RefInfo], buffers: list[pickle.PickleBuffer]) -> None:
+    """Protocol 5, buffers out of band; records references when ``refs`` is a list."""
+
+    def __init__(self, file: io.BytesIO, buffers: list[pickle.PickleBuffer], refs: list[RefInfo] | None = None) -> None:
         super().__init__(file, protocol=5, buffer_callback=buffers.append)
         self._refs = refs
 
     def persistent_id(self, obj: Any) -> Any:
+        if self._refs is None:
+            return None  # a ref then refuses to pickle (it may only travel as a value's ref)
         hook = getattr(type(obj), "__ownership_ref__", None)
         if hook is None:
             return None
@@ -48,7 +87,7 @@ class _Pickler(cloudpickle.Pickler):
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, buffers: tuple[bytes, ...], adopt: Callable[[RefInfo], Any]) -> None:
+    def __init__(self, file: io.BytesIO, buffers: Iterable[Any], adopt: Callable[[RefInfo], Any]) -> None:
         super().__init__(file, buffers=buffers)
         self._adopt = adopt
 
@@ -57,20 +96,33 @@ class _Unpickler(pickle.Unpickler):
         return self._adopt(RefInfo(object_id=object_id, owner=owner, kind=kind))
 
 
-def pack(value: Any) -> Payload:
-    """Pickle ``value``, recording the references inside it."""
-    refs: list[RefInfo] = []
+def dumps_oob(obj: Any, refs: list[RefInfo] | None = None) -> tuple[bytes, list[pickle.PickleBuffer]]:
+    """``obj``'s protocol-5 pickle stream and its out-of-band buffers (uncopied).
+
+    References inside ``obj`` are appended to ``refs``; with ``refs=None``
+    a reference cannot be pickled. Raises SerializationError.
+    """
     buffers: list[pickle.PickleBuffer] = []
     f = io.BytesIO()
     try:
-        _Pickler(f, refs, buffers).dump(value)
+        _Pickler(f, buffers, refs).dump(obj)
     except Exception as exc:
-        raise UnpicklableValue(f"cannot send a value of type {type(value).__qualname__}: {exc}") from exc
+        raise SerializationError(f"cannot serialize {type(obj).__qualname__}: {exc}") from exc
+    return f.getvalue(), buffers
+
+
+def pack(value: Any) -> Payload:
+    """Pickle ``value``, recording the references inside it; the buffers are copied."""
+    refs: list[RefInfo] = []
+    try:
+        data, buffers = dumps_oob(value, refs)
+    except SerializationError as exc:
+        raise UnpicklableValue(f"cannot send a value of type {type(value).__qualname__}: {exc.__cause__}") from exc.__cause__
     unique: dict[str, RefInfo] = {}
     for info in refs:
         unique.setdefault(info.object_id, info)
     return Payload(
-        data=f.getvalue(),
+        data=data,
         buffers=tuple(bytes(b.raw()) for b in buffers),
         refs=tuple(unique.values()),
     )
@@ -101,3 +153,117 @@ def error_from_exception(exc: BaseException) -> ErrorInfo:
     cls = type(exc)
     type_name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     return ErrorInfo(kind="task", message=str(exc), type_name=type_name, traceback=tb, exception=exception)
+
+
+# -- views: SerializedValue and the one-buffer layout -----------------------------
+
+
+def _pad(n: int) -> int:
+    return -n % ALIGNMENT
+
+
+def as_view(buf: Any) -> memoryview:
+    view = buf.raw() if isinstance(buf, pickle.PickleBuffer) else memoryview(buf)
+    if not view.c_contiguous:
+        raise SerializationError("out-of-band buffer is not contiguous")
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+class SerializedValue:
+    """A pickled value: the protocol-5 pickle stream and its out-of-band buffers.
+
+    The buffers are views, not copies: of the original object's memory right
+    after :func:`serialize` (so mutating the object before the value is sent
+    or stored changes what is sent), of the received frame after a transport
+    delivered it, of the shared-memory mapping after the object store read it.
+    """
+
+    __slots__ = ("data", "buffers")
+
+    def __init__(self, data: bytes | memoryview, buffers: Iterable[Any] = ()) -> None:
+        self.data = data
+        self.buffers: tuple[memoryview, ...] = tuple(as_view(b) for b in buffers)
+
+    @property
+    def nbytes(self) -> int:
+        """Total size: stream plus buffers (what the owner compares with the inline limit)."""
+        return len(self.data) + sum(b.nbytes for b in self.buffers)
+
+    def deserialize(self) -> Any:
+        return pickle.loads(self.data, buffers=self.buffers)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SerializedValue):
+            return NotImplemented
+        return (
+            bytes(self.data) == bytes(other.data)
+            and len(self.buffers) == len(other.buffers)
+            and all(a == b for a, b in zip(self.buffers, other.buffers))
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # content-compared and view-backed
+
+    def __repr__(self) -> str:
+        return f"SerializedValue(<{self.nbytes} bytes, {len(self.buffers)} buffers>)"
+
+    def __reduce_ex__(self, protocol: int):  # type: ignore[override]
+        # Nested in a pickled record (a task spec holding its arguments), the
+        # buffers still go out of band when the pickler has a buffer_callback.
+        if protocol >= 5:
+            return (_rebuild_serialized, (pickle.PickleBuffer(self.data), *map(pickle.PickleBuffer, self.buffers)))
+        return (_rebuild_serialized, (bytes(self.data), *map(bytes, self.buffers)))
+
+
+def _rebuild_serialized(data: Any, *buffers: Any) -> SerializedValue:
+    return SerializedValue(memoryview(data).toreadonly(), [memoryview(b).toreadonly() for b in buffers])
+
+
+def serialize(obj: Any) -> SerializedValue:
+    """Pickle ``obj`` (protocol 5, cloudpickle) with its large buffers out of band, uncopied."""
+    data, buffers = dumps_oob(obj)
+    return SerializedValue(data, buffers)
+
+
+def deserialize(value: SerializedValue) -> Any:
+    return value.deserialize()
+
+
+# -- a value laid out in one contiguous buffer (shared-memory segments) ------
+
+
+def serialized_layout(value: SerializedValue) -> tuple[int, list[tuple[int, bytes | memoryview]]]:
+    """Size and ``(offset, chunk)`` writes that lay ``value`` out in one buffer.
+
+    Layout: ``nbuf:u32 len:u64*(nbuf+1)`` then the stream and every buffer,
+    each at a 64-byte aligned offset (so arrays read from it are aligned).
+    """
+    parts = [value.data, *value.buffers]
+    header = _U32.pack(len(value.buffers)) + b"".join(_U64.pack(len(memoryview(p).cast("B"))) for p in parts)
+    writes: list[tuple[int, bytes | memoryview]] = [(0, header)]
+    pos = len(header)
+    for part in parts:
+        pos += _pad(pos)
+        writes.append((pos, part))
+        pos += memoryview(part).nbytes
+    return pos, writes
+
+
+def serialized_from_buffer(buf: memoryview) -> SerializedValue:
+    """Read a value laid out by :func:`serialized_layout`, as views into ``buf``."""
+    buf = buf.cast("B") if buf.format != "B" else buf
+    try:
+        (nbuf,) = _U32.unpack_from(buf, 0)
+        if 4 + 8 * (nbuf + 1) > len(buf):
+            raise FrameError(f"value header announces {nbuf} buffers, more than fit in {len(buf)} bytes")
+        lengths = struct.unpack_from(f"!{nbuf + 1}Q", buf, 4)
+    except struct.error as exc:
+        raise FrameError(f"value header is truncated: {exc}") from None
+    pos = 4 + 8 * (nbuf + 1)
+    views = []
+    for length in lengths:
+        pos += _pad(pos)
+        if pos + length > len(buf):
+            raise FrameError(f"value part of {length} bytes at offset {pos} overruns {len(buf)} bytes")
+        views.append(buf[pos : pos + length])
+        pos += length
+    return SerializedValue(views[0], views[1:])
