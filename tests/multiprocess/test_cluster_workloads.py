@@ -71,6 +71,8 @@ async def test_tasks_nested_tasks_and_actor_over_tcp(running_cluster):
 
 
 async def test_sigkilled_worker_task_is_retried(running_cluster, tmp_path):
+    """A worker SIGKILLed in the middle of a task: its node publishes the death,
+    the owner resubmits the task, and another worker runs it."""
     marker = tmp_path / "died"
     async with connect(running_cluster.nodes[0], token_file=running_cluster.token_file):
         with trio.fail_after(60):

@@ -132,6 +132,16 @@ async def wait_placed(marks: Path, ids: range) -> dict[int, int]:
 
 
 async def test_killed_node_tasks_rerun_and_lost_objects_reconstructed(tmp_path):
+    """SIGKILL the node holding the only copies of large objects (and running tasks).
+
+    This is the issue's "kill the worker that holds the only copy": in our
+    design, as in Ray's plasma store, a large value lives in its node's store
+    (shared memory) and outlives the worker that produced it
+    (test_shared_memory.py kills that worker and loses nothing), so the only
+    copy dies with the node process. The owner reconstructs the lost objects
+    from lineage, the interrupted tasks run again elsewhere, and get returns
+    the right values.
+    """
     marks, gate1, gate2 = tmp_path / "marks", tmp_path / "gate1", tmp_path / "gate2"
     marks.mkdir()
     async with cluster(nodes=2, num_cpus=2, node_timeout=1.0) as local:
@@ -156,6 +166,8 @@ async def test_killed_node_tasks_rerun_and_lost_objects_reconstructed(tmp_path):
 
             local.kill(victim, signal.SIGKILL)
             assert await local.wait_exit(victim) == -signal.SIGKILL
+            # Its segments outlive it (nobody unlinked them) until the cluster exits.
+            assert len(list_segments(f"own_{local.session}_{victim_pid}_")) >= 2
             gate2.touch()
             values = await ownership.get(stored + running)
         assert [float(v[0]) for v in values] == [float(i) for i in range(8)]
@@ -163,3 +175,4 @@ async def test_killed_node_tasks_rerun_and_lost_objects_reconstructed(tmp_path):
         # The lost objects and the interrupted tasks ran again, on the survivor.
         again = {int(p.name.split("-")[0]) for p in marks.glob("[0-9]*") if int(p.read_text()) != victim_pid}
         assert set(stored_on_victim + running_on_victim) <= again
+    assert list_segments(f"own_{local.session}_") == []  # the dead node's leftovers too

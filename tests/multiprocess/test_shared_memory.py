@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import sys
 
 import cloudpickle
@@ -45,7 +46,9 @@ def mapping_of(arr: np.ndarray) -> str | None:
 
 
 @ownership.remote(resources={"A": 1})
-def make(n):
+def make(n, runs: str):
+    with open(runs, "a") as f:  # one line per execution
+        f.write(f"{os.getpid()}\n")
     return np.arange(n, dtype=np.float64)
 
 
@@ -72,14 +75,18 @@ def segment_of(mapping: str, session: str, node_pid: int) -> tuple[str, int]:
     return name, writer
 
 
-async def test_10_mib_array_is_mapped_on_its_node_and_pulled_to_another():
+async def test_10_mib_array_is_mapped_on_its_node_and_pulled_to_another(tmp_path):
+    """Also: the copy outlives the worker that made it (it is the node's, as in
+    Ray's plasma store): SIGKILLing that worker loses nothing, and nothing is
+    recomputed."""
+    runs = tmp_path / "runs"
     expected = float(np.arange(N, dtype=np.float64).sum())
     async with ownership.cluster(nodes=1, num_cpus=1) as local:
         with trio.fail_after(120):
             a = await local.add_node(num_cpus=1, resources={"A": 1})
             b = await local.add_node(num_cpus=1, resources={"B": 1})
             pid_a, pid_b, session = local.pid(a), local.pid(b), local.session
-            ref = make.remote(N)
+            ref = make.remote(N, str(runs))
 
             # On A: the reader maps the segment the producing worker wrote.
             on_a = await read_on_a.remote(ref)
@@ -94,6 +101,11 @@ async def test_10_mib_array_is_mapped_on_its_node_and_pulled_to_another():
             assert snap.nodes[a]["tcp"]["bytes_received"] < MiB
             assert local.driver.transport.statistics().bytes_received < MiB
 
+            # The producing worker dies; its value stays in A's shared memory.
+            os.kill(writer, signal.SIGKILL)
+            while writer in (await local.snapshot()).nodes[a]["worker_pids"].values():
+                await trio.sleep(0.05)  # until A has seen the death (and published it)
+
             # On B: B's node pulled a copy from A into a segment of its own.
             on_b = await read_on_b.remote(ref)
             assert on_b["sum"] == expected and on_b["node_pid"] == pid_b and on_b["writeable"] is False
@@ -103,6 +115,7 @@ async def test_10_mib_array_is_mapped_on_its_node_and_pulled_to_another():
             assert snap.nodes[b]["store"][ref.object_id]["pinned"] is False  # a secondary copy
             assert snap.nodes[b]["shm"]["objects"] == {ref.object_id: name_b}
             assert sorted(local.driver.core.refs.table[ref.object_id].locations) == sorted([a, b])
+            assert runs.read_text().split() == [str(writer)]  # made once: no reconstruction
 
             # The owner's own get maps a copy on its node too.
             got = await ref
