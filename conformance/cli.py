@@ -43,7 +43,20 @@ def _run_generate(args: argparse.Namespace, console: Console | None = None) -> i
 
     console = console or Console(soft_wrap=True)
     spec_dir = args.spec_dir or default_spec_dir()
-    names = args.specs or known_specs(spec_dir)
+    names = args.specs
+    if not names:
+        from .mappings import load_mapping
+
+        # By default the specs whose traces the harness replays: the corpus
+        # under traces/ is what `conformance run` checks.
+        names = []
+        for name in known_specs(spec_dir):
+            cls = load_mapping(name)
+            if cls is None or getattr(cls, "log_only", None):
+                why = getattr(cls, "log_only", None) or "no mapping in conformance/mappings/"
+                console.print(f"[dim]{name}: not traced by default ({why}); name it to generate its traces anyway[/]", highlight=False)
+            else:
+                names.append(name)
     if not names:
         console.print(f"[bold red]error:[/] no spec manifests (*.json) in {spec_dir}; name a spec", highlight=False)
         return EXIT_ERROR
@@ -130,7 +143,8 @@ def _run_replay(args: argparse.Namespace, console: Console | None = None) -> int
 
     import trio
 
-    from .replay import TraceError, coverage, find_indexes, load_traces, replay
+    from .coverage import coverage, find_indexes
+    from .replay import TraceError, load_traces, replay
     from .shrink import shrink
 
     console = console or Console(soft_wrap=True)

@@ -49,7 +49,6 @@ import attrs
 from ownership.core.config import CoreConfig
 from ownership.core.events import PeerLost, Received, Send, Submit, TaskDone, Tick
 from ownership.core.messages import (
-    ClusterView,
     LeaseGranted,
     NodeDied,
     PushTask,
@@ -59,8 +58,8 @@ from ownership.core.messages import (
     TaskReply,
     WorkerDied,
 )
-from ownership.core.scheduler import DRIVER
 from ownership.core.refcount import FAILED
+from ownership.core.scheduler import DRIVER
 from ownership.core.submitter import DONE, QUEUED, RUNNING, WAITING
 from ownership.runtime.transport import Envelope
 from ownership.runtime.values import pack_function

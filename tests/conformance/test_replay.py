@@ -7,7 +7,8 @@ from pathlib import Path
 
 import attrs
 
-from conformance.replay import coverage, find_indexes, replay
+from conformance.coverage import coverage, find_indexes
+from conformance.replay import replay
 from conformance.shrink import _candidates
 from ownership.cli import main
 from ownership.core.submitter import TaskSubmitter
