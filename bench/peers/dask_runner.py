@@ -91,7 +91,12 @@ class DaskRows:
         self.cluster.close()
 
     def workers(self) -> list[str]:
-        return sorted(self.client.scheduler_info()["workers"])
+        # nthreads() asks the scheduler each time; scheduler_info()'s worker
+        # list can be overwritten by a periodic refresh that carries none.
+        workers = sorted(self.client.nthreads())
+        if len(workers) < N_WORKERS:
+            raise RuntimeError(f"the cluster has {len(workers)} worker(s), {N_WORKERS} needed")
+        return workers
 
     def row_sync(self, s: Sizes) -> Sample:
         c = self.client
