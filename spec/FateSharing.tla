@@ -293,7 +293,7 @@ Init ==
 (* lineage into its table (task, arguments, retry budget).  Arguments are  *)
 (* resolved before dispatch, so the entry waits.                           *)
 (***************************************************************************)
-\* impl: impl/ownership/core/recovery.py::FailureHandler.submit
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.submit
 OwnerSubmit(o, x) ==
     /\ AtStep(o, "submit")
     /\ StepObj(o) = x
@@ -313,7 +313,7 @@ OwnerSubmit(o, x) ==
 (* owner always knows where its task is), and pushes the task with the     *)
 (* references it shares.                                                   *)
 (***************************************************************************)
-\* impl: impl/ownership/core/recovery.py::FailureHandler.dispatch
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_grant
 OwnerDispatch(o, x, n) ==
     /\ Alive(o)
     /\ x \in DOMAIN table[o]
@@ -390,7 +390,7 @@ WorkerFinishTask(w) ==
 (* The owner records the result of the execution it dispatched last; a     *)
 (* reply from an execution it already gave up on is stale and dropped.     *)
 (***************************************************************************)
-\* impl: impl/ownership/core/recovery.py::FailureHandler.handle_reply
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_reply
 OwnerHandleReply(o) ==
     \E m \in msgs :
        /\ m.type = "TaskReply"
@@ -413,7 +413,7 @@ OwnerHandleReply(o) ==
 (* error).  The owner handles a lost object meanwhile; a dead owner never  *)
 (* answers, and the holder waits for the notification to fate-share.       *)
 (***************************************************************************)
-\* impl: impl/ownership/core/recovery.py::FailureHandler.get
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.get
 HolderGet(h, x) ==
     /\ WaitingFor(h, x)
     /\ LET o == RefOf(h, x)[2]

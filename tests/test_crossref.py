@@ -27,18 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SPEC_DIR = ROOT / "spec"
 CORE_MODULES = ["submitter", "scheduler", "executor", "refcount", "recovery", "store", "head", "node", "worker"]
 
-# Spec comments that name a method the implementation does not have, because
-# the action is served by the method that serves the same step of another
-# spec (contract: "one core method serves two actions ... its docstring
-# lists each"). The spec's comment is to be changed to the method on the
-# right; once it is, the entry here is stale and the test says so.
-SPEC_FIXES_PENDING = {
-    ("FateSharing", "OwnerSubmit"): "impl/ownership/core/submitter.py::TaskSubmitter.submit",
-    ("FateSharing", "OwnerDispatch"): "impl/ownership/core/submitter.py::TaskSubmitter.handle_grant",
-    ("FateSharing", "OwnerHandleReply"): "impl/ownership/core/submitter.py::TaskSubmitter.handle_reply",
-    ("FateSharing", "HolderGet"): "impl/ownership/core/refcount.py::ReferenceCounter.get",
-}
-
 DEF = re.compile(r"^([A-Z]\w*)\s*(\([^)]*\))?\s*==")
 ANNOT = re.compile(r"\\\*\s*(impl|env|none):\s*(\S.*)$")
 WORD = re.compile(r"\b([A-Za-z_]\w*)\b")
@@ -197,13 +185,6 @@ def test_every_next_action_is_implemented(action: Action) -> None:
     if action.kind == "env":
         assert resolve(action.target) is not None, f"env target {action.target} does not exist"
         return
-    if key in SPEC_FIXES_PENDING:
-        assert resolve(action.target) is None, (
-            f"{action.module}!{action.name}: the spec now points at an existing method; remove it from SPEC_FIXES_PENDING"
-        )
-        served = SPEC_FIXES_PENDING[key]
-        assert served in [q for q, _ in DOCS.get(key, [])], f"{served} must name {action.module}!{action.name}"
-        return
     fn = resolve(action.target)
     assert fn is not None, f"{action.module}!{action.name}: impl target {action.target} does not exist"
     names = [q for q, _ in DOCS.get(key, [])]
@@ -220,9 +201,3 @@ def test_every_spec_line_names_an_existing_action(key: tuple[str, str]) -> None:
     for qual, fn in DOCS[key]:
         doc = " ".join((inspect.getdoc(fn) or "").split())
         assert header in doc, f"{qual} must carry the TLA+ text of {module}!{name} (starting `{actions[name].header}`)"
-
-
-def test_pending_spec_fixes_are_still_needed() -> None:
-    present = {(a.module, a.name): a for a in ACTIONS}
-    stale = [k for k in SPEC_FIXES_PENDING if k not in present or present[k].target == SPEC_FIXES_PENDING[k]]
-    assert not stale, f"remove from SPEC_FIXES_PENDING: {stale}"
