@@ -185,7 +185,7 @@ async def test_segment_outside_the_node_prefix_is_refused_and_left_alone(node, s
     other = SharedMemoryStore(store.session, node_pid=1)  # pid 1: never ours
     try:
         info = other.put("k", ARRAY)
-        node.handle(Received("w1", SegmentStored(object_id="o/x", owner="o", segment=info.name, size=info.size)))
+        node.handle(Received("w1", SegmentStored(object_id="o/x", owner="o", segment=info.name)))
         assert node.core.store.objects == {} and node.transport.take() == []
         assert [s.name for s in other.list()] == [info.name]  # not ours to unlink
     finally:
@@ -207,7 +207,7 @@ async def test_unkept_copies_lose_their_segment(node, store) -> None:
 async def test_segments_of_a_dead_worker_that_were_never_stored_are_removed(node, store) -> None:
     node.handle(Received("w1", MapsSegments(worker="w1", pid=4242)))
     kept = write_segment(store.prefix + "abc-4242-1", serialize(ARRAY))
-    node.handle(Received("w1", SegmentStored(object_id="o/x", owner="o", segment=kept.name, size=kept.size)))
+    node.handle(Received("w1", SegmentStored(object_id="o/x", owner="o", segment=kept.name)))
     orphan = write_segment(store.prefix + "abc-4242-2", serialize(ARRAY))  # it died before telling us
     other = write_segment(store.prefix + "abc-4343-1", serialize(ARRAY))  # another worker's
     node.handle(PeerLost(address="w1"))

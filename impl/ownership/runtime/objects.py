@@ -97,7 +97,6 @@ class SegmentStored:
     object_id: str
     owner: str
     segment: str
-    size: int
     refs: tuple[RefInfo, ...] = ()
     reply: TaskReply | None = None
 
@@ -192,9 +191,7 @@ class WorkerObjects:
                 logger.warning("%s: cannot write segment %s (%s): sending the value to the node", self.address, name, exc)
                 return dst, msg
             self.stats.segments_written += 1
-            stored = SegmentStored(
-                object_id=msg.object_id, owner=msg.owner, segment=info.name, size=info.size, refs=msg.value.refs, reply=msg.reply
-            )
+            stored = SegmentStored(object_id=msg.object_id, owner=msg.owner, segment=info.name, refs=msg.value.refs, reply=msg.reply)
             return dst, stored
         return dst, msg
 
@@ -205,10 +202,10 @@ class WorkerObjects:
                 self.prefix = msg.prefix
                 self._send(self.node, MapsSegments(worker=self.address, pid=os.getpid()))
             return None
+        if isinstance(msg, (SegmentCopy, ObjectFetched)) and src != self.node:
+            logger.error("%s: %s from %s, not from our node: ignored", self.address, type(msg).__name__, src)
+            return None
         if isinstance(msg, SegmentCopy):
-            if src != self.node:
-                logger.error("%s: a segment from %s, not from our node: ignored", self.address, src)
-                return None
             try:
                 value: Payload | None = payload_from_segment(msg.segment, msg.refs)
             except (OSError, ValueError) as exc:
@@ -339,5 +336,6 @@ class NodeObjects:
             "segments": usage.segments,
             "bytes": usage.bytes,
             "objects": dict(sorted(self.segments.items())),
-            **attrs.asdict(self.stats),
+            "segments_written": self.stats.segments_written,
+            "fallbacks": self.stats.fallbacks,
         }
