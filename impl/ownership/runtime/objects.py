@@ -323,12 +323,6 @@ class NodeObjects:
             logger.info("%s: removed %d segment(s) left by worker %s", self.address, len(removed), address)
         return removed
 
-    def close(self) -> None:
-        """Unlink every segment of the node (written by it or by its workers)."""
-        self.segments.clear()
-        for name in self.store.close():
-            logger.info("%s: removed shared-memory segment %s", self.address, name)
-
     def snapshot(self) -> dict[str, Any]:
         usage = self.store.usage()
         return {
