@@ -83,11 +83,20 @@ def test_queue_when_nowhere_has_room_then_grant_on_release() -> None:
     assert dst == "o" and second.request_id == "q2"
 
 
-def test_spilled_request_is_never_spilled_again() -> None:
+def test_spilled_request_is_spilled_again_when_no_room_here() -> None:
     n = node(cpus=1.0, workers=("w1",))
     n.handle(Received("o", req(1)))
     n.handle(Received("head", ClusterView(nodes=(NodeView(node="n2", total=CPU1, available=CPU1),))))
-    assert sends(n.handle(Received("o", req(2, spilled=True)))) == []
+    fx = sends(n.handle(Received("o", req(2, spilled=True))))
+    assert [(dst, type(msg).__name__) for dst, msg in fx] == [("o", "Spillback")]
+    assert len(n.scheduler.queue) == 0
+
+
+def test_spilled_request_waits_when_room_here_but_no_idle_worker() -> None:
+    n = node(cpus=2.0, workers=("w1",))
+    n.handle(Received("o", req(1)))
+    n.handle(Received("head", ClusterView(nodes=(NodeView(node="n2", total=CPU1, available=CPU1),))))
+    assert [type(m).__name__ for _d, m in sends(n.handle(Received("o", req(2, spilled=True))))] == []
     assert len(n.scheduler.queue) == 1
 
 

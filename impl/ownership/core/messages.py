@@ -263,7 +263,7 @@ class RequestLease:
     task_id: str
     resources: Resources
     deps: tuple[str, ...] = ()
-    spilled: bool = False  # a redirected request is granted or queued, never spilled again
+    spilled: bool = False  # redirected once already: spilled again only when the node has no room at all
     actor: bool = False
 
 

@@ -200,9 +200,14 @@ class LocalScheduler:
             return []  # a duplicated request
         if self._can_grant(msg):
             return self.grant_lease(msg)
-        if not msg.spilled:
+        # A redirected request is redirected again only when this node has no
+        # room for it at all (its view of us was stale) and the policy sees a
+        # node with room, as Scheduling!SchedulerSpillback allows; queueing it
+        # instead can wait forever behind tasks that wait for it. With room
+        # here but no idle worker yet, it waits for the worker being started.
+        if not msg.spilled or not _fits(msg.resources, self.available):
             target = self.policy.spill_target(msg, self)
-            if target is not None:
+            if target is not None and target != self.node:
                 return self.spillback(msg, target)
         self.queue.append(msg)
         if _fits(msg.resources, self.available):
@@ -261,7 +266,7 @@ class LocalScheduler:
         The policy picks another node: reject the request and redirect the
         owner there (the owner records it before it asks again).
         """
-        if msg.spilled or target == self.node:
+        if target == self.node:
             return []
         view = self.view.get(target)
         if view is not None:
@@ -345,8 +350,8 @@ class LocalScheduler:
         }
         fx: list[Effect] = []
         for req in list(self.queue):
-            if req.spilled or _fits(req.resources, self.available):
-                continue
+            if _fits(req.resources, self.available):
+                continue  # room here: it waits for the worker being started
             target = self.policy.spill_target(req, self)
             if target is not None:
                 self.queue.remove(req)
