@@ -226,7 +226,7 @@ def draw_chart(result: dict[str, Any], path: Path) -> Path:
                             ha="center", va="bottom", fontsize=7, rotation=90)
             else:
                 plotted.append(value)
-                ax.annotate(f"{value:.2g}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=7)
+                ax.annotate(f"{value:.0f}" if value >= 10 else f"{value:.2g}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=7)
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
     if plotted and max(plotted) / max(min(plotted), 1e-9) > 30:
         ax.set_yscale("log")
