@@ -7,14 +7,15 @@ from typing import Any
 import trio
 
 from ..core.config import CoreConfig
-from ..core.events import Effect, Event, Received, Send, Tick
+from ..core.events import Effect, Event, Send
 from ..core.head import HeadCore
-from .transport import Transport, TransportClosed
+from .shell import ServiceShell
+from .transport import Transport
 
 __all__ = ["HeadRuntime", "serve"]
 
 
-class HeadRuntime:
+class HeadRuntime(ServiceShell):
     def __init__(self, transport: Transport, core: HeadCore, nursery: trio.Nursery, *, tick_interval: float | None = None) -> None:
         self.transport = transport
         self.core = core
@@ -32,27 +33,6 @@ class HeadRuntime:
                 self.transport.send_nowait(e.dst, e.msg)
             else:
                 raise TypeError(f"head shell cannot carry out {e!r}")
-
-    async def _receive_loop(self) -> None:
-        try:
-            while True:
-                try:
-                    env = await self.transport.receive()
-                except TransportClosed:
-                    return
-                if env.src == env.dst == self.address and isinstance(env.msg, Tick):
-                    self.handle(env.msg)
-                else:
-                    self.handle(Received(env.src, env.msg))
-        finally:
-            self.closed = True
-            self._nursery.cancel_scope.cancel()
-
-    async def _ticker(self) -> None:
-        assert self.tick_interval is not None
-        while True:
-            await trio.sleep(self.tick_interval)
-            self.handle(Tick())
 
     def snapshot(self) -> dict[str, Any]:
         return self.core.snapshot()

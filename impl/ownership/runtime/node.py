@@ -14,14 +14,15 @@ from typing import Any, Protocol
 import trio
 
 from ..core.config import CoreConfig
-from ..core.events import Effect, Event, KillWorker, ObjectFreed, PeerLost, Received, Send, StartWorker, Tick, Watch
+from ..core.events import Effect, Event, KillWorker, ObjectFreed, PeerLost, Received, Send, StartWorker, Watch
 from ..core.messages import ObjectCopy, Resources
 from ..core.node import NodeCore
 from ..core.scheduler import SchedulingPolicy
 from ..core.store import ObjectFetched
 from .objects import NodeObjects
 from .shm import SharedMemoryStore
-from .transport import Transport, TransportClosed
+from .shell import ServiceShell
+from .transport import Transport
 
 __all__ = ["WorkerLauncher", "NodeRuntime", "serve"]
 
@@ -36,7 +37,7 @@ class WorkerLauncher(Protocol):
         """Stop worker ``worker`` (its exit is then seen through ``Transport.watch``)."""
 
 
-class NodeRuntime:
+class NodeRuntime(ServiceShell):
     def __init__(
         self,
         transport: Transport,
@@ -114,27 +115,6 @@ class NodeRuntime:
                     self.objects.freed(e.object_id)
             else:
                 raise TypeError(f"node shell cannot carry out {e!r}")
-
-    async def _receive_loop(self) -> None:
-        try:
-            while True:
-                try:
-                    env = await self.transport.receive()
-                except TransportClosed:
-                    return
-                if env.src == env.dst == self.address and isinstance(env.msg, (Tick, PeerLost)):
-                    self.handle(env.msg)
-                else:
-                    self.handle(Received(env.src, env.msg))
-        finally:
-            self.closed = True
-            self._nursery.cancel_scope.cancel()
-
-    async def _ticker(self) -> None:
-        assert self.tick_interval is not None
-        while True:
-            await trio.sleep(self.tick_interval)
-            self.handle(Tick())
 
     def snapshot(self) -> dict[str, Any]:
         snap = self.core.snapshot()

@@ -38,7 +38,6 @@ from ..core.events import (
     Execute,
     GetDone,
     GetValue,
-    PeerLost,
     Put,
     Received,
     Registered,
@@ -48,7 +47,6 @@ from ..core.events import (
     TaskBlocked,
     TaskDone,
     TaskUnblocked,
-    Tick,
 )
 from ..core.messages import Arg, ErrorInfo, Payload, RefInfo, RegisterWorker, TaskSpec
 from ..core.worker import WorkerCore
@@ -65,7 +63,8 @@ from ..errors import (
 )
 from .objects import WorkerObjects
 from .refs import ActorRef, ObjectRef, Shared, _Ref, _runtime_var, _task_var, current_task_id
-from .transport import Transport, TransportClosed
+from .shell import ServiceShell
+from .transport import Envelope, Transport
 from .values import error_from_exception, pack, unpack
 
 __all__ = ["WorkerRuntime", "serve", "exception_from_error"]
@@ -122,7 +121,7 @@ class _GetSlot:
     callback: Any = None
 
 
-class WorkerRuntime:
+class WorkerRuntime(ServiceShell):
     """One worker (or driver) process: its core, its transport, its user code."""
 
     def __init__(
@@ -187,35 +186,15 @@ class WorkerRuntime:
             else:
                 raise TypeError(f"worker shell cannot carry out {e!r}")
 
-    async def _receive_loop(self) -> None:
-        try:
-            while True:
-                try:
-                    env = await self.transport.receive()
-                except TransportClosed:
-                    return
-                if env.src == env.dst == self.address and isinstance(env.msg, (Tick, PeerLost)):
-                    self.handle(env.msg)
-                elif self.objects is None:
-                    self.handle(Received(env.src, env.msg))
-                elif (translated := self.objects.incoming(env.src, env.msg)) is not None:
-                    self.handle(Received(*translated))
-        finally:
-            self._stop()
+    def _received(self, env: Envelope) -> None:
+        if self.objects is None:
+            self.handle(Received(env.src, env.msg))
+        elif (translated := self.objects.incoming(env.src, env.msg)) is not None:
+            self.handle(Received(*translated))
 
     def _owner_of(self, object_id: str) -> str:
         ref = self.core.refs.table.get(object_id)
         return ref.owner if ref is not None else ""
-
-    async def _ticker(self) -> None:
-        assert self.tick_interval is not None
-        while True:
-            await trio.sleep(self.tick_interval)
-            self.handle(Tick())
-
-    def _stop(self) -> None:
-        self.closed = True
-        self._nursery.cancel_scope.cancel()
 
     def on_loop_thread(self) -> bool:
         return threading.get_ident() == self._loop_thread

@@ -1,0 +1,58 @@
+"""What every service shell shares: the loops that feed a core.
+
+A shell (head, node, worker) turns what arrives on its transport into core
+events, and its timer into ticks. Local notifications (a tick, a watched
+peer lost) come back on the transport addressed from the process to itself
+and go to the core as they are; everything else is a message received.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import trio
+
+from ..core.events import Event, PeerLost, Received, Tick
+from .transport import Envelope, Transport, TransportClosed
+
+__all__ = ["ServiceShell"]
+
+
+class ServiceShell(abc.ABC):
+    transport: Transport
+    address: str
+    tick_interval: float | None
+    closed: bool
+    _nursery: trio.Nursery
+
+    @abc.abstractmethod
+    def handle(self, event: Event) -> None:
+        """Give ``event`` to the core and carry out its effects."""
+
+    def _received(self, env: Envelope) -> None:
+        """A message from a peer; shells with an object plane translate it first."""
+        self.handle(Received(env.src, env.msg))
+
+    def _stop(self) -> None:
+        self.closed = True
+        self._nursery.cancel_scope.cancel()
+
+    async def _receive_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    env = await self.transport.receive()
+                except TransportClosed:
+                    return
+                if env.src == env.dst == self.address and isinstance(env.msg, (Tick, PeerLost)):
+                    self.handle(env.msg)
+                else:
+                    self._received(env)
+        finally:
+            self._stop()
+
+    async def _ticker(self) -> None:
+        assert self.tick_interval is not None
+        while True:
+            await trio.sleep(self.tick_interval)
+            self.handle(Tick())
