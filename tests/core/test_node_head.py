@@ -92,10 +92,19 @@ def test_spilled_request_is_spilled_again_when_no_room_here() -> None:
     assert len(n.scheduler.queue) == 0
 
 
-def test_spilled_request_waits_when_room_here_but_no_idle_worker() -> None:
+def test_spilled_request_is_spilled_again_when_room_here_but_no_idle_worker() -> None:
+    # as Scheduling!SchedulerSpillback: no idle worker here, another node has room
     n = node(cpus=2.0, workers=("w1",))
     n.handle(Received("o", req(1)))
     n.handle(Received("head", ClusterView(nodes=(NodeView(node="n2", total=CPU1, available=CPU1),))))
+    assert sends(n.handle(Received("o", req(2, spilled=True)))) == [("o", Spillback(request_id="q2", node="n2"))]
+    assert len(n.scheduler.queue) == 0
+
+
+def test_spilled_request_waits_when_no_idle_worker_and_no_room_elsewhere() -> None:
+    n = node(cpus=2.0, workers=("w1",))
+    n.handle(Received("o", req(1)))
+    n.handle(Received("head", ClusterView(nodes=(NodeView(node="n2", total=CPU1, available=(("CPU", 0.0),)),))))
     assert [type(m).__name__ for _d, m in sends(n.handle(Received("o", req(2, spilled=True))))] == []
     assert len(n.scheduler.queue) == 1
 

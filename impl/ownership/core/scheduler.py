@@ -4,8 +4,8 @@ An owner asks its local scheduler for a lease with the task's resource shape.
 The scheduler grants one of its idle workers when the policy picks this node
 and the resources are free; otherwise it redirects the owner (spillback) to
 the node the policy picks, or queues the request until resources free up. A
-redirected request is granted or queued there, never redirected again, so a
-request moves at most once.
+redirected request is treated like any other: it is redirected again when
+this node cannot grant it and the policy sees room elsewhere.
 
 The scheduler also watches its workers: it publishes their death (through
 the head), reclaims their leases and starts replacements, and reclaims the
@@ -200,15 +200,17 @@ class LocalScheduler:
             return []  # a duplicated request
         if self._can_grant(msg):
             return self.grant_lease(msg)
-        # A redirected request is redirected again only when this node has no
-        # room for it at all (its view of us was stale) and the policy sees a
-        # node with room, as Scheduling!SchedulerSpillback allows; queueing it
-        # instead can wait forever behind tasks that wait for it. With room
-        # here but no idle worker yet, it waits for the worker being started.
-        if not msg.spilled or not _fits(msg.resources, self.available):
-            target = self.policy.spill_target(msg, self)
-            if target is not None and target != self.node:
-                return self.spillback(msg, target)
+        # Whether or not it was redirected here, a request this node cannot
+        # grant now goes to a node the policy sees room on, as
+        # Scheduling!SchedulerSpillback says: waiting here can last forever
+        # (behind tasks that wait for it when we are full; for a worker start
+        # that may never come, capped by max_workers_per_node, when we have
+        # room but no idle worker). Each redirect counts against the target's
+        # view until its next heartbeat, so a request bounces a bounded number
+        # of times before the policy finds no room elsewhere and it waits here.
+        target = self.policy.spill_target(msg, self)
+        if target is not None and target != self.node:
+            return self.spillback(msg, target)
         self.queue.append(msg)
         if _fits(msg.resources, self.available):
             return self._need_worker()
