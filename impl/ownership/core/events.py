@@ -48,6 +48,7 @@ __all__ = [
     "IdGenerator",
     "EventLog",
     "LogEntry",
+    "PayloadSummary",
 ]
 
 
@@ -253,6 +254,74 @@ class IdGenerator:
 
 
 @attrs.frozen
+class PayloadSummary:
+    """A value as the log keeps it: its size and the refs inside, not its bytes.
+
+    The log holds its entries long after the values are freed; with the
+    payloads themselves, 10,000 entries could pin gigabytes of freed
+    arrays (and the shared-memory pages they map).
+    """
+
+    size: int
+    refs: tuple = ()
+
+
+#: Payloads up to this size stay in the log as they are: summarizing costs
+#: more than they weigh (10,000 entries of them are at most ~10 MiB).
+SUMMARY_OVER = 1024
+# Fields that may hold a Payload, per class (annotations are strings here).
+_CARRIERS = ("Payload", "TaskSpec", "TaskReply", "Arg", "ErrorInfo", "Any")
+_walk_cache: dict[type, tuple[str, ...]] = {}
+_PLAIN = frozenset({type(None), str, int, float, bool, bytes})
+
+
+def _fields_to_walk(cls: type) -> tuple[str, ...]:
+    names = _walk_cache.get(cls)
+    if names is None:
+        if attrs.has(cls):
+            names = tuple(a.name for a in attrs.fields(cls) if any(c in str(a.type) for c in _CARRIERS))
+        else:
+            names = ()
+        _walk_cache[cls] = names
+    return names
+
+
+def summarized(obj: Any) -> Any:
+    """``obj`` with every Payload over SUMMARY_OVER bytes inside it (at any
+    depth) replaced by a :class:`PayloadSummary`; ``obj`` itself when it holds none."""
+    cls = type(obj)
+    if cls is Payload:
+        size = len(obj.data)
+        for b in obj.buffers:
+            size += len(b)
+        return PayloadSummary(size, obj.refs) if size > SUMMARY_OVER else obj
+    if cls is tuple:
+        changed = False
+        items = []
+        for x in obj:
+            light = summarized(x) if type(x) not in _PLAIN else x
+            changed = changed or light is not x
+            items.append(light)
+        return tuple(items) if changed else obj
+    names = _walk_cache.get(cls)
+    if names is None:
+        names = _fields_to_walk(cls)
+    if not names:
+        return obj
+    changes = None
+    for name in names:
+        value = getattr(obj, name)
+        if type(value) in _PLAIN:
+            continue
+        light = summarized(value)
+        if light is not value:
+            if changes is None:
+                changes = {}
+            changes[name] = light
+    return attrs.evolve(obj, **changes) if changes else obj
+
+
+@attrs.frozen
 class LogEntry:
     seq: int
     event: Event
@@ -260,7 +329,11 @@ class LogEntry:
 
 
 class EventLog:
-    """The last ``maxlen`` stimuli of a core, with the effects each produced."""
+    """The last ``maxlen`` stimuli of a core, with the effects each produced.
+
+    Values are logged as :class:`PayloadSummary` (size and refs), so a freed
+    value does not stay in memory because the log still mentions it.
+    """
 
     def __init__(self, maxlen: int = 10_000) -> None:
         self._entries: collections.deque[LogEntry] = collections.deque(maxlen=maxlen)
@@ -268,7 +341,7 @@ class EventLog:
 
     def append(self, event: Event, effects: list[Effect]) -> None:
         self._seq += 1
-        self._entries.append(LogEntry(self._seq, event, tuple(effects)))
+        self._entries.append(LogEntry(self._seq, summarized(event), tuple(summarized(e) for e in effects)))
 
     def __iter__(self):
         return iter(self._entries)
