@@ -20,9 +20,9 @@ of WorkerDied/NodeDied through the owner's node is delivered hop by hop);
 lets heartbeat rounds pass until the head declares the node dead;
 ``OwnerReturnLease`` is the owner's idle-lease timeout (a tick, or the
 submitter's ``return_lease`` for that lease when a tick would return
-several). Before a lease request is delivered, one heartbeat round makes
-the scheduler's view of the other nodes current, since the spec's
-spillback policy reads the cluster as it is.
+several). Before a lease request is delivered, two heartbeat rounds make
+every scheduler's view of the other nodes current (see ``_current_views``),
+since the spec's spillback policy reads the cluster as it is.
 
 Eager actions (no stimulus; the implementation takes them inside the step
 that enables them): OwnerRequestLease and OwnerReuseLease (``_pump`` after
@@ -150,7 +150,7 @@ class _EventLogMixin:
     async def _deliver_raw(self: Any, mid: int, env: Envelope) -> None:
         assert self.c is not None
         if isinstance(env.msg, RequestLease):
-            await self.c.refresh_views()  # as in replay: spillback reads the cluster as it is
+            await self._current_views()  # as in replay: spillback reads the cluster as it is
         if mid in dict(self.c.network.in_flight()):
             await self.c.deliver(mid)
         self._observe()
@@ -427,9 +427,22 @@ class SchedulingMapping(_EventLogMixin, Mapping):
             return self.bind.worker_addr[m["worker"]]
         return self.bind.owner_addr[m["owner"]]
 
-    async def _do_SchedulerGrantLease(self, p: dict[str, Any]) -> None:
+    async def _current_views(self) -> None:
+        """Every node's view of every other node as it is now.
+
+        One heartbeat round is not enough: the nodes' heartbeats reach the
+        head in whatever order their tasks ran, and the head answers each
+        with the records it has, so a node heard from early gets the other
+        nodes' previous reports. A second round answers every node from
+        records the first round made current.
+        """
         assert self.c is not None
         await self.c.refresh_views()
+        await self.c.refresh_views()
+
+    async def _do_SchedulerGrantLease(self, p: dict[str, Any]) -> None:
+        assert self.c is not None
+        await self._current_views()
         since = len(self.c.events)
         await self._deliver_spec_message(p["m"])
         node = self.bind.node_addr[p["m"]["node"]]
