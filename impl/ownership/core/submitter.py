@@ -711,13 +711,20 @@ class TaskSubmitter:
         return fx
 
     def _late_reply(self, msg: TaskReply) -> list[Effect]:
-        """A reply for an attempt we gave up on: keep or free its stored copy."""
-        if msg.location is None:
+        """A reply for an attempt we gave up on: keep or free its stored copy.
+
+        The copy is kept as a location of the object, but while the task
+        runs again the object waits for that run (FateSharing!OwnerHandleReply
+        drops a stale reply), and a copy on a node known dead is gone.
+        """
+        if msg.location is None or msg.location in self.worker.dead_nodes:
             return []
         ref = self.refs.get_ref(msg.return_id)
         if ref is not None and ref.owned and ref.in_scope() and ref.status in (READY, PENDING, LOST) and msg.error is None:
             ref.locations.add(msg.location)
-            if ref.status != READY:
+            task = self.tasks.get(msg.task_id)
+            rerun = task is not None and task.state in (WAITING, QUEUED, RUNNING)
+            if ref.status != READY and not rerun:
                 return self.refs.set_ready(ref, location=msg.location, refs=msg.refs)
             return []
         return [Send(msg.location, FreeObject(object_id=msg.return_id))]
