@@ -9,6 +9,7 @@ and go to the core as they are; everything else is a message received.
 from __future__ import annotations
 
 import abc
+from typing import Any, ClassVar
 
 import trio
 
@@ -24,6 +25,10 @@ class ServiceShell(abc.ABC):
     tick_interval: float | None
     closed: bool
     _nursery: trio.Nursery
+    #: Set in a service process started with ``--event-log DIR``
+    #: (runtime/steplog.py): every shell of the process records its core's
+    #: steps from its first event on. None costs one check per shell start.
+    step_log: ClassVar[Any] = None
 
     @abc.abstractmethod
     def handle(self, event: Event) -> None:
@@ -38,6 +43,8 @@ class ServiceShell(abc.ABC):
         self._nursery.cancel_scope.cancel()
 
     async def _receive_loop(self) -> None:
+        if self.step_log is not None:
+            self.step_log.attach(self)
         try:
             while True:
                 try:
