@@ -18,6 +18,13 @@ nodes, or of its head when this machine's session file names a node of it.
 Time: every service ticks every ``tick`` seconds (default 0.1 s); nodes
 heartbeat to the head on each tick, and the head declares a node dead after
 ``node_timeout`` seconds without one (default 5 s).
+
+With ``event_log=DIR`` every process of the cluster, the driver included,
+appends its core steps to a file of its own in DIR (:mod:`.steplog`), and
+the cluster records in ``DIR/cluster.ndjson`` what only it knows: which
+process is the head, the nodes in order, the driver, every ``kill`` and
+``kill_worker``, and when the caller's block ended. ``ownership conformance
+log --from-dir DIR`` merges them into one event log.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +60,7 @@ from .launch import (
 from .refs import _runtime_var
 from .shm import cleanup_leftovers
 from .status import ClusterSnapshot, StatusTransport, cluster_snapshot
+from .steplog import StepLog
 from .tcp import open_tcp_transport, parse_address
 from .worker import WorkerRuntime
 from .worker import serve as serve_worker
@@ -92,6 +101,14 @@ class LocalCluster:
         self.nodes: list[str] = []
         self.driver: WorkerRuntime | None = None
         self.processes: dict[str, trio.Process] = {}
+        #: ``cluster.ndjson`` of the event log, when there is one
+        self._harness_fd: int | None = None
+
+    def _record(self, **record: Any) -> None:
+        """One line of ``cluster.ndjson`` (one write: a crash of ours loses no earlier line)."""
+        if self._harness_fd is not None:
+            record.setdefault("time", time.monotonic_ns())
+            os.write(self._harness_fd, (json.dumps(record, sort_keys=True) + "\n").encode())
 
     def pid(self, address: str) -> int:
         """The pid of the head or of a node."""
@@ -101,7 +118,25 @@ class LocalCluster:
         """Send ``sig`` (default SIGKILL) to the head or a node; its workers follow it."""
         proc = self.processes[address]
         if proc.returncode is None:
+            self._record(kill=address, pid=proc.pid, signal=int(sig))
             proc.send_signal(sig)
+
+    def kill_worker(self, pid: int, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` (default SIGKILL) to a worker process of this cluster, by pid.
+
+        A worker is a child of its node process; any other pid is refused
+        (it may be reused by now, or never have been ours).
+        """
+        nodes = {self.processes[a].pid for a in self.nodes if self.alive(a)}
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            raise ProcessLookupError(f"no process {pid}") from None
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid not in nodes:
+            raise ValueError(f"process {pid} is not a worker of this cluster (its parent {ppid} is none of its live nodes)")
+        self._record(kill=None, pid=pid, signal=int(sig))
+        os.kill(pid, sig)
 
     async def wait_exit(self, address: str) -> int:
         return await self.processes[address].wait()
@@ -170,17 +205,27 @@ async def cluster(
     node_timeout: float = DEFAULT_NODE_TIMEOUT,
     config: dict[str, Any] | None = None,
     stop_grace: float = 10.0,
+    event_log: Path | str | None = None,
 ) -> AsyncIterator[LocalCluster]:
     """Start an embedded local cluster; the calling context becomes its driver.
 
     ``num_cpus`` per node defaults to ``os.cpu_count()``; each node keeps
     that many workers. ``config`` overrides :class:`CoreConfig` fields for
-    every process (the driver included).
+    every process (the driver included). ``event_log``: a folder where every
+    process logs its core steps (see the module doc); it may exist, but
+    must not hold the logs of an earlier run.
     """
     if nodes < 1:
         raise ValueError("a cluster needs at least one node")
     overrides = dict(config or {})
     options = ["--host", host, "--tick", str(tick), "--node-timeout", str(node_timeout), "--config", json.dumps(overrides)]
+    step_log: StepLog | None = None
+    if event_log is not None:
+        log_dir = Path(event_log).resolve()
+        if log_dir.is_dir() and any(log_dir.glob("*.steps")):
+            raise FileExistsError(f"{log_dir} already holds step logs (*.steps) of another run: give an empty folder")
+        step_log = StepLog(log_dir)
+        options += ["--event-log", str(log_dir)]
     driver_config = CoreConfig(**{"node_timeout_ticks": max(1, math.ceil(node_timeout / tick)), **overrides})
     session = secrets.token_hex(4)
     session_dir = Path(tempfile.mkdtemp(prefix=f"ownership-{session}-"))
@@ -189,17 +234,28 @@ async def cluster(
     try:
         async with trio.open_nursery() as nursery:
             local = LocalCluster(nursery, session, session_dir, token, options)
+            if step_log is not None:
+                local._harness_fd = os.open(
+                    step_log.directory / "cluster.ndjson", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600
+                )
+                local._record(format="ownership-cluster/1", pid=os.getpid())
             try:
                 local.head = await local._start("head", [])
                 async with trio.open_nursery() as starting:  # nodes start their workers in parallel
                     for _ in range(nodes):
                         starting.start_soon(local.add_node, num_cpus)
-                async with _attach_driver(token, host, local.nodes[0], driver_config, tick) as driver:
+                async with _attach_driver(token, host, local.nodes[0], driver_config, tick, step_log=step_log) as driver:
                     local.driver = driver
-                    yield local
+                    local._record(head=local.head, nodes=local.nodes, driver=driver.address)
+                    try:
+                        yield local
+                    finally:
+                        local._record(end=True)
             finally:
                 with trio.CancelScope(shield=True):
                     await local._stop_all(stop_grace)
+                if local._harness_fd is not None:
+                    os.close(local._harness_fd)
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         raise _single(group) from None
@@ -211,7 +267,7 @@ async def cluster(
 
 @contextlib.asynccontextmanager
 async def _attach_driver(
-    token: bytes, host: str, node: str, config: CoreConfig, tick: float, timeout: float = 30.0
+    token: bytes, host: str, node: str, config: CoreConfig, tick: float, timeout: float = 30.0, step_log: StepLog | None = None
 ) -> AsyncIterator[WorkerRuntime]:
     attaching = trio.CancelScope(deadline=trio.current_time() + timeout)
 
@@ -231,6 +287,8 @@ async def _attach_driver(
                 )
             if driver is None:
                 raise ConnectionError(f"cannot attach a driver to node {node}: it does not answer")
+            if step_log is not None:
+                step_log.attach(driver)  # before the caller can submit anything
             transport.snapshot = lambda: {**driver.snapshot(), "pid": os.getpid()}
             reset = _runtime_var.set(driver)
             try:
@@ -238,6 +296,8 @@ async def _attach_driver(
             finally:
                 _runtime_var.reset(reset)
                 await transport.aclose()
+                if step_log is not None:
+                    step_log.close()
 
 
 def spawn_service(

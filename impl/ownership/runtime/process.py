@@ -160,6 +160,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", default="{}", help="CoreConfig overrides as JSON")
     p.add_argument("--lifeline", action="store_true", help="stop when stdin reaches end of file")
+    p.add_argument(
+        "--event-log",
+        default=None,
+        metavar="DIR",
+        help="append every core step to a file of this process in DIR (runtime/steplog.py); a node passes it to its workers",
+    )
     p.add_argument("--log-level", default=os.environ.get("OWNERSHIP_LOG_LEVEL", "WARNING"))
     return p
 
@@ -222,6 +228,8 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig) 
     )
     if args.advertise_host:
         worker_command += ["--advertise-host", args.advertise_host]
+    if args.event_log:
+        worker_command += ["--event-log", args.event_log]
     try:
         async with open_tcp_transport(token, args.host, args.port, advertise_host=args.advertise_host) as tcp:
             transport = StatusTransport(tcp, "node")
@@ -309,6 +317,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format=f"%(asctime)s {args.role}[{os.getpid()}] %(name)s %(levelname)s: %(message)s",
     )
+    step_log = None
+    if args.event_log:
+        from .shell import ServiceShell
+        from .steplog import StepLog
+
+        step_log = ServiceShell.step_log = StepLog(args.event_log)
     try:
         trio.run(_run, args)
     except KeyboardInterrupt:
@@ -316,6 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:  # the token file, the address to bind: a clear line, not a traceback
         logger.error("%s: %s", type(exc).__name__, exc)
         return 2
+    finally:
+        if step_log is not None:
+            step_log.close()  # a clean stop; a SIGKILLed process leaves no stop mark
     return 0
 
 
