@@ -156,8 +156,21 @@ class _EventLogMixin:
         self._observe()
 
     def recognize(self: Any, steps: list[CoreStep | NetStep]) -> list[LogLine]:
-        """The spec actions of a recorded run, in clock order."""
-        self._observe()
+        """The spec actions of a recorded run, in clock order.
+
+        Without a cluster (``self.c`` None: the merged step logs of a TCP
+        run, conformance/merge.py) the ids come from the steps' own sends,
+        and every drop is of a message to a dead process (the merge makes
+        no other).
+        """
+        if self.c is not None:
+            self._observe()
+        else:
+            for s in steps:
+                if isinstance(s, CoreStep):
+                    for e in s.effects:
+                        if isinstance(e, Send):
+                            self._observe_send(Envelope(s.process, e.dst, e.msg))
         inv = self.bind.inverse()
         lines: list[LogLine] = []
         dead: set[str] = set()
@@ -176,8 +189,8 @@ class _EventLogMixin:
                         add(s.clock, ev.address, "WorkerCrash", w=x)
                     elif x in self.bind.node_addr:
                         add(s.clock, ev.address, "NodeCrash", n=x)
-                elif ev.kind == "drop" and ev.envelope is not None and ev.id not in self.c.kept:
-                    if not self.c.network.alive(ev.envelope.dst):
+                elif ev.kind == "drop" and ev.envelope is not None and (self.c is None or ev.id not in self.c.kept):
+                    if self.c is None or not self.c.network.alive(ev.envelope.dst):
                         for m in self._spec_messages(ev.envelope):
                             add(s.clock, ev.envelope.dst, "LoseMessage", m=m)
                 continue
@@ -352,25 +365,27 @@ class SchedulingMapping(_EventLogMixin, Mapping):
         events = self.c.events
         inv = self.bind.inverse()
         for event in events[self._seen_events :]:
-            if event.kind != "send" or event.envelope is None:
-                continue
-            env = event.envelope
-            msg = env.msg
-            if isinstance(msg, RequestLease) and msg.task_id:
-                self.request_task.setdefault(msg.request_id, msg.task_id)
-            elif isinstance(msg, LeaseGranted):
-                self.lease_request[msg.lease_id] = msg.request_id
-                task = self._task_of_request(msg.request_id)
-                if task is not None:
-                    self.lease_key[msg.lease_id] = self.task_key[task]
-            elif isinstance(msg, TaskReply):
-                t = inv.get(msg.task_id)
-                w = inv.get(env.src)
-                if t in self.execs:
-                    self.execs[t] += 1
-                    if w is not None:
-                        self.ran_on[t].add(w)
+            if event.kind == "send" and event.envelope is not None:
+                self._observe_send(event.envelope, inv)
         self._seen_events = len(events)
+
+    def _observe_send(self, env: Envelope, inv: dict[str, ModelValue] | None = None) -> None:
+        msg = env.msg
+        if isinstance(msg, RequestLease) and msg.task_id:
+            self.request_task.setdefault(msg.request_id, msg.task_id)
+        elif isinstance(msg, LeaseGranted):
+            self.lease_request[msg.lease_id] = msg.request_id
+            task = self._task_of_request(msg.request_id)
+            if task is not None:
+                self.lease_key[msg.lease_id] = self.task_key[task]
+        elif isinstance(msg, TaskReply):
+            inv = self.bind.inverse() if inv is None else inv
+            t = inv.get(msg.task_id)
+            w = inv.get(env.src)
+            if t in self.execs:
+                self.execs[t] += 1
+                if w is not None:
+                    self.ran_on[t].add(w)
 
     def _task_of_request(self, request_id: str) -> ModelValue | None:
         task_id = self.request_task.get(request_id)
