@@ -80,9 +80,8 @@ class FailureHandler:
         fx: list[Effect] = []
         fx += w.executor.handle_owner_death(dead_workers)
         fx += w.submitter.handle_failure(dead_workers, dead_nodes)
-        for task in w.submitter.tasks_at(dead_workers, dead_nodes):
-            fx += self.reexecute(task)
-        fx += w.submitter.pump_all()
+        # Copies on dead nodes are written off before any task runs again,
+        # so a re-executed task waits for (and so rebuilds) a lost argument.
         for object_id in sorted(self.refs.table):
             ref = self.refs.table.get(object_id)
             if ref is None:
@@ -91,6 +90,9 @@ class FailureHandler:
                 fx += self._scan_owned(ref, dead_workers, dead_nodes)
             else:
                 fx += self._scan_borrowed(ref, dead_workers, dead_nodes)
+        for task in w.submitter.tasks_at(dead_workers, dead_nodes):
+            fx += self.reexecute(task)
+        fx += w.submitter.pump_all()
         fx += w.executor.fate_share_tasks(dead_workers)
         for object_id in sorted(self.refs.table):
             fx += self.refs.check(object_id)
