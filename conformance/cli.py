@@ -321,6 +321,8 @@ def _run_log(args: argparse.Namespace, console: Console | None = None) -> int:
     except (SpecError, TraceError, FileNotFoundError) as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_ERROR
+    if args.from_dir is not None:
+        return _log_from_dir(args, spec, constants, console)
 
     async def main() -> Any:
         return await random_workload(cls(constants), seed=args.seed, max_steps=args.max_steps)
@@ -330,6 +332,38 @@ def _run_log(args: argparse.Namespace, console: Console | None = None) -> int:
     out = args.output or Path(f"{spec.name.lower()}-{args.config.lower()}-seed{args.seed}.ndjson")
     write_log(out, header, lines)
     console.print(f"wrote {len(lines)} actions of a random run (seed {args.seed}) on {spec.name} ({args.config}) to {out}", highlight=False)
+    return EXIT_OK
+
+
+def _log_from_dir(args: argparse.Namespace, spec: Any, constants: dict[str, Any], console: Console) -> int:
+    """The event log of a TCP run, from the step logs of its processes."""
+    from ownership.tla.itf import encode_value
+
+    from .eventlog import write_log
+    from .merge import StepLogError, event_log, merge_dir
+
+    try:
+        run = merge_dir(args.from_dir)
+        lines, binding = event_log(run, spec.name, constants)
+    except (StepLogError, ValueError, OSError) as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return EXIT_ERROR
+    for note in (*run.notes, *binding):
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    header = {
+        "spec": spec.name,
+        "config": args.config,
+        "constants": {k: encode_value(v) for k, v in sorted(constants.items())},
+        "source": str(args.from_dir),
+    }
+    out = args.output or args.from_dir / f"{spec.name.lower()}.ndjson"
+    write_log(out, header, lines)
+    crashed = ", ".join(sorted(run.crashed)) or "none"
+    console.print(
+        f"wrote {len(lines)} actions of the TCP run in {args.from_dir} ({len(run.processes)} processes, "
+        f"{len(run.steps)} steps merged, crashed: {crashed}) on {spec.name} ({args.config}) to {out}",
+        highlight=False,
+    )
     return EXIT_OK
 
 
@@ -349,7 +383,14 @@ def _add_validate(sub: Any) -> None:
     val.set_defaults(func=_run_validate)
     log = sub.add_parser(
         "log",
-        help="run a seeded random workload (with crashes) on the in-memory cluster and write its event log",
+        help="run a seeded random workload (with crashes) on the in-memory cluster and write its event log; "
+        "or, with --from-dir, merge the step logs of a TCP run into one",
+    )
+    log.add_argument(
+        "--from-dir",
+        type=Path,
+        metavar="DIR",
+        help="step logs of a TCP run (ownership.cluster(event_log=DIR)): merge them in causal order instead of running anything",
     )
     log.add_argument("--spec", required=True, help="spec whose mapping names the events")
     log.add_argument("--config", default="Small", help="model config shaping the cluster (default: Small)")
@@ -357,5 +398,5 @@ def _add_validate(sub: Any) -> None:
     log.add_argument("--max-steps", type=_positive, default=200, help="stimuli at most (default 200)")
     log.add_argument("--traces", type=Path, default=Path("traces"), help="traces root holding the model's constants (default: traces/)")
     log.add_argument("--spec-dir", type=Path, default=None, help="where the specs live (default: ./spec)")
-    log.add_argument("-o", "--output", type=Path, help="log file (default: <spec>-<config>-seed<N>.ndjson)")
+    log.add_argument("-o", "--output", type=Path, help="log file (default: <spec>-<config>-seed<N>.ndjson; with --from-dir, DIR/<spec>.ndjson)")
     log.set_defaults(func=_run_log)
