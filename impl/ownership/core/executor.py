@@ -311,9 +311,15 @@ class TaskExecutor:
         they outlive this task.
         """
         fx: list[Effect] = []
+        # A ref the caller passed to this task it counts itself (a
+        # submitted-task ref until the reply, then contained-in) and reports
+        # up its own chain; registered here too, it would reach the owner a
+        # second time, as our sub-borrower.
+        passed = {a.ref.object_id for a in spec.args if a.ref is not None}
+        passed |= {r.object_id for a in spec.args if a.value is not None for r in a.value.refs}
         for info in refs:
             ref = self.refs.get_ref(info.object_id)
-            if ref is None or info.object_id == spec.return_id:
+            if ref is None or info.object_id == spec.return_id or info.object_id in passed:
                 continue
             fx += self.refs._add_borrowers(ref, [Borrower(address=spec.owner, via=spec.return_id)])
         return fx
