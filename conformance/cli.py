@@ -312,6 +312,8 @@ def _run_log(args: argparse.Namespace, console: Console | None = None) -> int:
     from .specs import SpecError, resolve_spec
 
     console = console or Console(soft_wrap=True)
+    if args.from_dir is not None:
+        return _log_from_dir(args, console)
     try:
         spec = resolve_spec(args.spec, args.spec_dir)
         cls = load_mapping(spec.name)
@@ -321,8 +323,6 @@ def _run_log(args: argparse.Namespace, console: Console | None = None) -> int:
     except (SpecError, TraceError, FileNotFoundError) as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_ERROR
-    if args.from_dir is not None:
-        return _log_from_dir(args, spec, constants, console)
 
     async def main() -> Any:
         return await random_workload(cls(constants), seed=args.seed, max_steps=args.max_steps)
@@ -335,17 +335,21 @@ def _run_log(args: argparse.Namespace, console: Console | None = None) -> int:
     return EXIT_OK
 
 
-def _log_from_dir(args: argparse.Namespace, spec: Any, constants: dict[str, Any], console: Console) -> int:
+def _log_from_dir(args: argparse.Namespace, console: Console) -> int:
     """The event log of a TCP run, from the step logs of its processes."""
     from ownership.tla.itf import encode_value
 
     from .eventlog import write_log
     from .merge import StepLogError, event_log, merge_dir
+    from .replay import TraceError, model_constants
+    from .specs import SpecError, resolve_spec
 
     try:
-        run = merge_dir(args.from_dir)
+        spec = resolve_spec(args.spec, args.spec_dir)
+        run = merge_dir(args.from_dir)  # bad files first: before TLC is asked for the constants
+        constants = model_constants(spec, args.config, args.traces)
         lines, binding = event_log(run, spec.name, constants)
-    except (StepLogError, ValueError, OSError) as exc:
+    except (StepLogError, SpecError, TraceError, ValueError, OSError) as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_ERROR
     for note in (*run.notes, *binding):

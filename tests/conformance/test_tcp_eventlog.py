@@ -1,0 +1,212 @@
+"""Implementation -> model over TCP: step logs of real processes, merged, checked by TLC.
+
+One run of real processes shaped like Scheduling's Small model (two nodes
+of one slot and one worker each, one owner on the first): the owner's
+first task holds the first node's worker, so its second spills to the other
+node, where its worker is SIGKILLed in the middle of it; the owner retries
+it on the lease it still holds. The processes' step logs are merged and
+validated against the spec.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cloudpickle
+import pytest
+import trio
+
+import ownership
+from conformance.eventlog import read_log, write_log
+from conformance.merge import StepLogError, event_log, merge_dir
+from conformance.replay import model_constants
+from conformance.specs import resolve_spec
+from conformance.validate import validate
+from ownership.cli import main
+from ownership.runtime.cluster import cluster
+from ownership.tla.itf import encode_value
+
+pytestmark = pytest.mark.slow
+
+# Workers cannot import this test module: ship its functions by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC_DIR = REPO / "spec"
+
+
+def _wait_for_file(path: str) -> None:
+    """Inside a task: block until ``path`` exists (a cross-process barrier)."""
+    while not os.path.exists(path):
+        time.sleep(0.01)
+
+
+@ownership.remote
+def hold(release: str) -> str:
+    _wait_for_file(release)
+    return "held"
+
+
+@ownership.remote
+def killed_once(marker: str, never: str) -> str:
+    if not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        _wait_for_file(never)  # the test kills this worker here
+    return "retried"
+
+
+async def _until_exists(path: Path) -> None:
+    with trio.fail_after(60):
+        while not path.exists():
+            await trio.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def constants():
+    # From the config itself (TLC), not from traces/: validation reads the config.
+    with tempfile.TemporaryDirectory() as empty:
+        return model_constants(resolve_spec("Scheduling", SPEC_DIR), "Small", Path(empty))
+
+
+@pytest.fixture(scope="module")
+def traces_root(constants, tmp_path_factory):
+    """A traces root whose index records these constants, so the CLI need not ask TLC again."""
+    import json
+
+    root = tmp_path_factory.mktemp("traces")
+    (root / "Scheduling").mkdir()
+    index = {"constants": {k: encode_value(v) for k, v in sorted(constants.items())}}
+    (root / "Scheduling" / "Small_edges.index.json").write_text(json.dumps(index))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tcp_run(constants, tmp_path_factory):
+    """The step logs of the run described in the module doc."""
+    nodes = sorted(constants["Nodes"])
+    capacity = {constants["Capacity"][n] for n in nodes}
+    per_node = {n: sum(1 for w in constants["Workers"] if constants["WorkerNode"][w] == n) for n in nodes}
+    order = constants["SubmitOrder"]
+    t1, t2 = order
+    retries = constants["TaskRetries"]
+    shape_ok = (
+        len(constants["Owners"]) == 1
+        and capacity == {1}
+        and set(per_node.values()) == {1}
+        and len(nodes) == 2
+        and retries[t2] >= 1
+        and len(constants["Keys"]) == 1
+    )
+    assert shape_ok, f"Scheduling Small changed shape ({constants}): adapt this run to it"
+    tmp = tmp_path_factory.mktemp("tcp")
+    log_dir = tmp / "steps"
+
+    async def workload() -> None:
+        config = {"pipeline_depth": 1, "max_pending_lease_requests": 1, "lease_idle_ticks": 1_000_000}
+        async with cluster(nodes=len(nodes), num_cpus=1, config=config, event_log=log_dir) as local:
+            with trio.fail_after(90):
+                first = hold.options(max_retries=retries[t1]).remote(str(tmp / "release"))
+                second = killed_once.options(max_retries=retries[t2]).remote(str(tmp / "marker"), str(tmp / "never"))
+                await _until_exists(tmp / "marker")  # the second task runs on the other node's worker
+                with pytest.raises(ValueError, match="not a worker of this cluster"):
+                    local.kill_worker(os.getpid())
+                (tmp / "release").touch()
+                assert await first == "held"  # the owner keeps the idle lease (long idle timeout)
+                local.kill_worker(int((tmp / "marker").read_text()))
+                assert await second == "retried"
+
+    trio.run(workload)
+    return log_dir
+
+
+def _header(constants) -> dict:
+    return {"spec": "Scheduling", "config": "Small", "constants": {k: encode_value(v) for k, v in sorted(constants.items())}}
+
+
+def test_tcp_run_with_a_worker_killed_mid_task_is_accepted(tcp_run, constants, traces_root, tmp_path, capsys):
+    status = main(["conformance", "log", "--from-dir", str(tcp_run), "--spec", "Scheduling", "--config", "Small",
+                   "--traces", str(traces_root), "--spec-dir", str(SPEC_DIR), "-o", str(tmp_path / "run.ndjson")])
+    text = capsys.readouterr().out
+    assert status == 0, text
+    assert "crashed: 127.0.0.1:" in text
+    _header_data, lines = read_log(tmp_path / "run.ndjson")
+    actions = [line.action for line in lines]
+    t2 = constants["SubmitOrder"][1]
+    crash = actions.index("WorkerCrash")
+    killed = lines[crash].params["w"]
+    # The killed worker never finished its task: its push is lost, the owner
+    # hears of the death, resubmits, and reuses the lease it kept.
+    assert not any(l.action == "WorkerExecute" and l.params["w"] == killed for l in lines)
+    lost = [l for l in lines[crash:] if l.action == "LoseMessage"]
+    assert [(l.params["m"]["type"], l.params["m"]["task"], l.params["m"]["worker"]) for l in lost] == [("PushTask", t2, killed)]
+    assert actions[crash:].count("OwnerResubmit") == 1 and "OwnerReuseLease" in actions[crash:]
+    assert actions.count("WorkerExecute") == 2 and actions[-1] == "OwnerHandleReply"
+    clocks = [line.clock for line in lines]
+    assert clocks == sorted(clocks)
+    status = main(["conformance", "validate", str(tmp_path / "run.ndjson"), "--spec-dir", str(SPEC_DIR)])
+    text = capsys.readouterr().out
+    assert status == 0, text
+    assert f"accepted: Scheduling (Small) can take all {len(lines)} lines" in text
+
+
+def test_tcp_log_missing_a_send_is_rejected_at_its_receipt(tcp_run, constants, tmp_path):
+    lines, _notes = event_log(merge_dir(tcp_run), "Scheduling", constants)
+    spill = next(i for i, l in enumerate(lines) if l.action == "SchedulerSpillback")
+    tampered = lines[:spill] + lines[spill + 1 :]
+    receipt = next(i for i, l in enumerate(tampered) if l.action == "OwnerHandleSpillback")
+    path = tmp_path / "tampered.ndjson"
+    write_log(path, _header(constants), tampered)
+    result = validate(path, resolve_spec("Scheduling", SPEC_DIR), "Small")
+    assert not result.accepted
+    # Every line before the redirect's receipt is taken; the receipt is not:
+    # no Spillback was ever sent.
+    assert result.consumed == receipt and result.failed == tampered[receipt]
+    assert result.state is not None and not any(m["type"] == "Spillback" for m in result.state["msgs"])
+
+
+def test_step_log_cut_short_is_read_to_its_last_complete_record(tcp_run, constants, traces_root, tmp_path, capsys):
+    copy = tmp_path / "steps"
+    shutil.copytree(tcp_run, copy)
+    victim = max(copy.glob("worker-*.steps"), key=lambda p: p.stat().st_size)
+    whole = event_log(merge_dir(copy), "Scheduling", constants)[0]
+    with open(victim, "ab") as f:
+        f.write(b'{"seq":999,"time":1,"what":"Rec')  # a process killed in the middle of a write
+    run = merge_dir(copy)
+    assert any(str(victim) in note and "cut short" in note for note in run.notes), run.notes
+    assert event_log(run, "Scheduling", constants)[0] == whole
+    status = main(["conformance", "log", "--from-dir", str(copy), "--spec", "Scheduling", "--traces", str(traces_root),
+                   "--spec-dir", str(SPEC_DIR), "-o", str(tmp_path / "cut.ndjson")])
+    text = capsys.readouterr().out
+    assert status == 0 and "cut short" in text and "kept the" in text, text
+
+
+def test_bad_step_logs_get_a_clear_error_naming_the_file_and_line(tcp_run, tmp_path, capsys):
+    with pytest.raises(StepLogError, match="no such folder"):
+        merge_dir(tmp_path / "missing")
+    with pytest.raises(StepLogError, match=r"no step logs \(\*\.steps\)"):
+        merge_dir(tmp_path)
+    copy = tmp_path / "steps"
+    shutil.copytree(tcp_run, copy)
+    victim = sorted(copy.glob("node-*.steps"))[0]
+    lines = victim.read_text().splitlines(keepends=True)
+    victim.write_text("".join(lines[:2] + lines[3:]))  # a record missing in the middle
+    with pytest.raises(StepLogError, match=rf"{victim}:3: step 3 where step 2 was due"):
+        merge_dir(copy)
+    victim.write_text("".join(lines[:2] + ["{oops\n"] + lines[2:]))
+    with pytest.raises(StepLogError, match=rf"{victim}:3: not JSON"):
+        merge_dir(copy)
+    victim.write_text('{"format": "something else"}\n')
+    status = main(["conformance", "log", "--from-dir", str(copy), "--spec", "Scheduling", "--spec-dir", str(SPEC_DIR)])
+    text = capsys.readouterr().out
+    assert status == 2 and f"{victim}:1: the first line must be a header" in text, text
+
+
+async def test_cluster_refuses_an_event_log_folder_of_another_run(tcp_run):
+    with pytest.raises(FileExistsError, match="already holds step logs"):
+        async with cluster(nodes=1, num_cpus=1, event_log=tcp_run):
+            pass
