@@ -189,16 +189,19 @@ def get(refs: ObjectRef | Iterable[ObjectRef], *, timeout: float | None = None) 
     return values[0] if single else values
 
 
-def wait(refs: Iterable[ObjectRef], *, num_returns: int = 1, timeout: float | None = None) -> Any:
+def wait(refs: Iterable[ObjectRef], *, num_returns: int = 1, timeout: float | None = None, fetch_local: bool = True) -> Any:
     """``(ready, not_ready)``: wait until ``num_returns`` refs have a value or an error.
 
     Awaited in async code, blocking in a sync task; on timeout returns what is ready.
+    With ``fetch_local=False`` (as in Ray) a ref is ready once its object is
+    available somewhere in the cluster (a node's store has it, or it failed):
+    the owner's table says so, and nothing is pulled to this process's node.
     """
     rt = current_runtime()
     items = list(refs)
     if rt.on_loop_thread():
-        return rt.wait(items, num_returns, timeout)
-    return rt.wait_blocking(items, num_returns, timeout)
+        return rt.wait(items, num_returns, timeout, fetch_local)
+    return rt.wait_blocking(items, num_returns, timeout, fetch_local)
 
 
 def put(value: Any) -> ObjectRef:

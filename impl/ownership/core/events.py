@@ -127,17 +127,25 @@ class RemoveLocalRef(Event):
 
 @attrs.frozen
 class GetValue(Event):
-    """An API call wants the value; answered by a :class:`GetDone` effect."""
+    """An API call wants the value; answered by a :class:`GetDone` effect.
+
+    With ``fetch=False`` (``wait(fetch_local=False)``) it wants only to know
+    that the object is available somewhere: GetDone comes once a copy exists
+    (its ``location``), or with the value or error if one is at hand, and
+    no copy is pulled.
+    """
 
     request_id: int
     object_id: str
+    fetch: bool = True
 
 
 @attrs.frozen
 class CancelGet(Event):
-    """The API call gave up (cancelled or timed out)."""
+    """The API call gave up (cancelled or timed out); ``fetch`` as in its GetValue."""
 
     request_id: int
+    fetch: bool = True
 
 
 @attrs.frozen

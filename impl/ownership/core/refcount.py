@@ -66,7 +66,7 @@ PENDING, READY, LOST, FREED, FAILED, UNKNOWN = "pending", "ready", "lost", "free
 class Waiter:
     """Who waits for a value: an API call, a task argument, an actor call."""
 
-    kind: str  # "api" | "arg" | "actor"
+    kind: str  # "api" | "located" (an API wait that fetches nothing) | "arg" | "actor"
     key: Any  # request id | (task_id, arg index) | actor id
 
 
@@ -686,7 +686,7 @@ class ReferenceCounter:
             for waiter in waiters:
                 fx += self._resolve(ref, waiter, **ready)
         elif ref.waiters and ref.status == READY:
-            fx += self.fetch(ref)  # the value is in a store: pull a copy
+            fx += self.fetch(ref)  # the value is in a store: pull a copy (or just say where it is)
         if ref.owned:
             fx += self.worker.submitter.dependency_resolved(ref)
         return fx
@@ -702,8 +702,31 @@ class ReferenceCounter:
             return {"value": ref.value}
         return None
 
+    def _located(self, ref: Reference) -> dict[str, Any] | None:
+        """What a waiter that fetches nothing needs: the value, an error, or a live copy somewhere."""
+        ready = self._resolution(ref)
+        if ready is not None or ref.kind != "object":
+            return ready
+        alive = sorted(n for n in ref.locations if n not in self.worker.dead_nodes)
+        return {"location": alive[0]} if alive else None
+
+    def _resolve_located(self, ref: Reference) -> list[Effect]:
+        """Answer the waiters that only want to know the object is available
+        somewhere (``wait(fetch_local=False)``), without pulling a copy."""
+        if not any(w.kind == "located" for w in ref.waiters):
+            return []
+        found = self._located(ref)
+        if found is None:
+            return []
+        fx: list[Effect] = []
+        located = [w for w in ref.waiters if w.kind == "located"]
+        ref.waiters = [w for w in ref.waiters if w.kind != "located"]
+        for waiter in located:
+            fx += self._resolve(ref, waiter, **found)
+        return fx
+
     def _resolve(self, ref: Reference, waiter: Waiter, **result: Any) -> list[Effect]:
-        if waiter.kind == "api":
+        if waiter.kind in ("api", "located"):
             return [GetDone(request_id=waiter.key, object_id=ref.object_id, **result)]
         if waiter.kind == "arg":
             task_id, index = waiter.key
@@ -745,7 +768,7 @@ Ask for a value (API get, a task argument, an actor's address).
                     error=_err("object_lost", f"object {object_id} is not referenced here"),
                 )
             ref = self._borrowed_entry(RefInfo(object_id=object_id, owner=owner, kind=kind))
-        ready = self._resolution(ref)
+        ready = self._located(ref) if waiter.kind == "located" else self._resolution(ref)
         if ready is not None:
             return self._resolve(ref, waiter, **ready)
         ref.waiters.append(waiter)
@@ -760,9 +783,21 @@ Ask for a value (API get, a task argument, an actor's address).
         return fx
 
     def fetch(self, ref: Reference) -> list[Effect]:
-        """Start getting the value if nobody is getting it yet."""
+        """Start getting the value if nobody is getting it yet.
+
+        Waiters that fetch nothing (``wait(fetch_local=False)``) are answered
+        as soon as a live copy is known; a copy is pulled only for the
+        others. For a borrowed object they ask the owner where it is.
+        """
+        located = any(w.kind == "located" for w in ref.waiters)
+        fx = self._resolve_located(ref) if located else []
         if ref.fetching is not None or ref.error is not None:
-            return []
+            return fx
+        if located and not ref.waiters:
+            return fx  # only where it is was wanted
+        return fx + self._start_fetch(ref)
+
+    def _start_fetch(self, ref: Reference) -> list[Effect]:
         if ref.owned:
             if ref.status == READY and ref.value is None and ref.locations:
                 return self._pull(ref)
@@ -822,9 +857,7 @@ Ask for a value (API get, a task argument, an actor's address).
         if ref.kind == "actor":
             ref.status = READY
             return self._wake(ref)
-        if not ref.locations:
-            return self.fetch(ref)
-        return self._pull(ref)
+        return self.fetch(ref)
 
     def handle_object_copy(self, src: str, msg: ObjectCopy) -> list[Effect]:
         """A store answered our PullObject."""

@@ -103,9 +103,9 @@ class WorkerCore:
         if isinstance(event, GetValue):
             ref = self.refs.get_ref(event.object_id)
             owner = ref.owner if ref is not None else None
-            return self.refs.get(event.object_id, Waiter("api", event.request_id), owner=owner)
+            return self.refs.get(event.object_id, Waiter("api" if event.fetch else "located", event.request_id), owner=owner)
         if isinstance(event, CancelGet):
-            return self.refs.cancel_waiter(Waiter("api", event.request_id))
+            return self.refs.cancel_waiter(Waiter("api" if event.fetch else "located", event.request_id))
         if isinstance(event, Submit):
             return self.submitter.submit(event.task)
         if isinstance(event, Put):

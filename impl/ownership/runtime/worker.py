@@ -304,7 +304,7 @@ class WorkerRuntime(ServiceShell):
     def cancel(self, ref: ObjectRef) -> None:
         self._threadsafe(self.handle, Cancel(ref.object_id))
 
-    def _register_gets(self, refs: Sequence[_Ref]) -> list[int]:
+    def _register_gets(self, refs: Sequence[_Ref], fetch: bool = True) -> list[int]:
         rids = []
         for ref in refs:
             if not isinstance(ref, ObjectRef):
@@ -314,14 +314,14 @@ class WorkerRuntime(ServiceShell):
             rid = next(self._get_ids)
             self._gets[rid] = _GetSlot()
             rids.append(rid)
-            self.handle(GetValue(rid, ref.object_id))
+            self.handle(GetValue(rid, ref.object_id, fetch=fetch))
         return rids
 
-    def _release_gets(self, rids: list[int]) -> None:
+    def _release_gets(self, rids: list[int], fetch: bool = True) -> None:
         for rid in rids:
             slot = self._gets.pop(rid, None)
             if slot is not None and slot.result is None and not self.closed:
-                self.handle(CancelGet(rid))
+                self.handle(CancelGet(rid, fetch=fetch))
 
     @contextlib.contextmanager
     def _maybe_blocked(self, task_id: str | None, waiting: bool):
@@ -382,12 +382,14 @@ class WorkerRuntime(ServiceShell):
         except trio.RunFinishedError:
             raise WorkerCrashedError(f"worker {self.address} stopped while waiting in get()") from None
 
-    async def wait(self, refs: Sequence[ObjectRef], num_returns: int = 1, timeout: float | None = None) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    async def wait(
+        self, refs: Sequence[ObjectRef], num_returns: int = 1, timeout: float | None = None, fetch_local: bool = True
+    ) -> tuple[list[ObjectRef], list[ObjectRef]]:
         refs = list(refs)
         if not 0 <= num_returns <= len(refs):
             raise ValueError(f"num_returns={num_returns} but {len(refs)} refs were given")
         enough = trio.Event()
-        rids = self._register_gets(refs)
+        rids = self._register_gets(refs, fetch=fetch_local)
         try:
             def done_count() -> int:
                 return sum(1 for r in rids if self._gets[r].result is not None)
@@ -404,15 +406,15 @@ class WorkerRuntime(ServiceShell):
             await trio.lowlevel.checkpoint()
             ready_flags = [self._gets[r].result is not None for r in rids]
         finally:
-            self._release_gets(rids)
+            self._release_gets(rids, fetch=fetch_local)
         ready = [ref for ref, ok in zip(refs, ready_flags) if ok][: max(num_returns, 0) or None]
         ready_set = {id(r) for r in ready}
         return ready, [ref for ref in refs if id(ref) not in ready_set]
 
-    def wait_blocking(self, refs: Sequence[ObjectRef], num_returns: int = 1, timeout: float | None = None):
+    def wait_blocking(self, refs: Sequence[ObjectRef], num_returns: int = 1, timeout: float | None = None, fetch_local: bool = True):
         async def run():
             with self.transport.idle():
-                return await self.wait(refs, num_returns, timeout)
+                return await self.wait(refs, num_returns, timeout, fetch_local)
 
         return trio.from_thread.run(run, trio_token=self.token)
 
