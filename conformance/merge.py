@@ -512,6 +512,7 @@ def bind_scheduling(mapping: Any, run: MergedRun) -> list[str]:
     mapping.bind.node_addr = node_addr
     mapping.bind.worker_addr = worker_addr
     mapping.bind.task_id = task_id
+    mapping.head_address = run.harness.head or next((l.address for l in logs.values() if l.role == "head"), "head")
     return notes
 
 
