@@ -64,28 +64,18 @@ def _identity() -> str:
 
 
 async def wait_stored(ref: Any, timeout: float = 300.0) -> None:
-    """Until the owner (this driver) records a stored copy of ``ref``, without fetching it.
+    """Until ``ref``'s object is stored somewhere, without fetching it.
 
-    ``ownership.wait`` fetches the values it waits for, which would put a
-    copy on the driver's node and spoil both remote get (no transfer left to
-    time) and recovery (a surviving copy, nothing to reconstruct). Until the
-    API has a non-fetching wait (Ray's ``fetch_local=False``), this polls
-    the owner's table, as the runtime's own multi-process tests do.
+    ``ownership.wait(fetch_local=False)`` (Ray's ``fetch_local=False``):
+    a plain wait or get would put a copy on the driver's node and spoil both
+    remote get (no transfer left to time) and recovery (a surviving copy,
+    nothing to reconstruct).
     """
-    from ownership.core.refcount import READY
-    from ownership.runtime.refs import current_runtime
+    import ownership
 
-    table = current_runtime().core.refs.table
-    with trio.fail_after(timeout):
-        while True:
-            entry = table.get(ref.object_id)
-            if entry is None:
-                raise RuntimeError(f"{ref!r} is not in this driver's ownership table")
-            if entry.status == READY and entry.locations:
-                return
-            if entry.error is not None:
-                raise RuntimeError(f"{ref!r} failed: {entry.error}")
-            await trio.sleep(0.002)
+    ready, _ = await ownership.wait([ref], timeout=timeout, fetch_local=False)
+    if not ready:
+        raise RuntimeError(f"{ref!r} was not stored within {timeout} s")
 
 
 # ---------------------------------------------------------------- task bodies
