@@ -21,6 +21,12 @@ implementation took them.
 Parameters are ITF-encoded spec values; a line gives the parameters the
 step fixes, and :mod:`conformance.validate` asks TLC for a behaviour of the
 spec whose ``lastAction`` matches each line in turn.
+
+Over TCP no one process sees every step: each process writes its own
+(``ownership.cluster(event_log=DIR)``, ``runtime/steplog.py``) and
+:mod:`conformance.merge` orders them by causality into the same
+:class:`CoreStep`/:class:`NetStep` list, with Lamport clocks, for the same
+``recognize`` (``ownership conformance log --from-dir DIR``).
 """
 
 from __future__ import annotations
