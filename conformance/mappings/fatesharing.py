@@ -75,15 +75,18 @@ import attrs
 import trio
 
 from ownership.core.config import CoreConfig
+from ownership.core.events import PeerLost, Received, Send, Submit, TaskDone, Tick
 from ownership.core.messages import (
     ClusterView,
     Heartbeat,
     LeaseGranted,
+    NodeDied,
     PushTask,
     PutObject,
     RequestLease,
     Spillback,
     TaskReply,
+    WorkerDied,
 )
 from ownership.core.refcount import FAILED, LOST, PENDING, READY
 from ownership.core.submitter import RUNNING
@@ -95,6 +98,7 @@ from ownership.runtime.worker import error_info_of
 from ownership.tla.values import ModelValue, TLARecord, format_value, function_value
 
 from ..cluster import ModelCluster, NodeShape, StimulusError, model_cluster
+from ..eventlog import CoreStep, LogLine, NetStep, UserStep
 from . import Mapping
 
 __all__ = ["FateSharingMapping", "MAPPING", "fate_body"]
@@ -195,6 +199,9 @@ class FateSharingMapping(Mapping):
         self.virtual: dict[tuple, TLARecord] = {}
         self._seen_events = 0
         self._function = pack_function(fate_body)
+        #: set by conformance.eventlog.random_workload: user code and the harness log what no core sees
+        self.recorder: Any = None
+        self.rng: Any = None
 
     # ------------------------------------------------------------------ trace generation
     @classmethod
@@ -257,6 +264,8 @@ class FateSharingMapping(Mapping):
             for e in self.execs.values():
                 if e.address == event.address and e.frozen is None:
                     e.stopped = True
+                    if e.body == "running" and self.recorder is not None:
+                        self.recorder.user(e.address, "HolderFateShare", {"w": e.key})
                     if e.body == "running" or (e.delivered and not e.started):
                         e.body = "failed"
             # a PushTask on its way to it is dropped with it: the spec still delivers it
@@ -306,9 +315,13 @@ class FateSharingMapping(Mapping):
                     kind = error_info_of(exc).kind
                     got = TLARecord(obj=y, res=_ERRORS.get(kind, kind), val=frozenset())
                 e.got.add(got)
+                if self.recorder is not None:
+                    self.recorder.user(e.address, "HolderGet", {"w": e.key, "x": y})
             e.pc += 1
         await self._wait_go(e)
         e.body = "finished"
+        if self.recorder is not None and e.key == self.driver:
+            self.recorder.user(e.address, "WorkerFinishTask", {"w": e.key})
 
     async def _wait_go(self, e: _Exec) -> None:
         await e.go.wait()
@@ -432,6 +445,8 @@ class FateSharingMapping(Mapping):
             del self.virtual[e.key]  # its worker was stopped: the execution fails, as the spec's doomed one
             e.delivered = True
             e.body = "failed"
+            if self.recorder is not None:
+                self.recorder.user(e.address, "WorkerExecute", {"w": e.key, "x": e.key[0]})
             return
         for mid, env in self.c.network.in_flight():
             if env.dst == e.address and isinstance(env.msg, PushTask) and env.msg.task.task_id == e.task_id:
@@ -462,11 +477,16 @@ class FateSharingMapping(Mapping):
     async def _do_WorkerCrash(self, p: dict[str, Any]) -> None:
         e = self._exec(p["w"])
         self.env_dead_workers.add(e.address)
+        if self.recorder is not None:
+            owns = any(self.parent[x] == e.key[0] for x in e.refs)
+            self.recorder.user(e.address, "OwnerCrash" if owns else "WorkerCrash", {"w": e.key})
         self._crash(e.address)
 
     _do_OwnerCrash = _do_WorkerCrash
 
     async def _do_NodeCrash(self, p: dict[str, Any]) -> None:
+        if self.recorder is not None:
+            self.recorder.user(p["n"].name, "NodeCrash", {"n": p["n"]})
         self._crash(p["n"].name)
 
     async def _do_HeadDetectNodeDeath(self, p: dict[str, Any]) -> None:
@@ -632,6 +652,183 @@ class FateSharingMapping(Mapping):
 
     def _entry_none(self) -> TLARecord:
         return TLARecord(st="none", worker=self.no_worker, locs=frozenset(), budget=0, err="")
+
+    # ------------------------------------------------------------------ event log (implementation -> model)
+    def offers(self) -> list[tuple[str, Any]]:
+        """The stimuli a random environment may give now (within the model's crash budget)."""
+        assert self.c is not None and self.c.head is not None
+        c = self.c
+        out: list[tuple[str, Any]] = []
+
+        def offer(name: str, action: str, params: dict[str, Any]) -> None:
+            out.append((name, lambda: self.apply(action, params)))
+
+        undetected = [n for n in self.nodes if not c.network.alive(n.name) and self.c.head.core.nodes[n.name].alive]
+        for key, e in sorted(self.execs.items(), key=lambda kv: (kv[0][0].name, kv[0][1])):
+            alive = c.network.alive(e.address) and e.frozen is None
+            if alive and e.started and e.body == "running" and e.pc > len(self.body[key[0]]):
+                offer(f"finish {format_value(key)}", "WorkerFinishTask", {"w": key})
+            if alive and not undetected:
+                for x, ref in sorted(e.refs.items(), key=lambda kv: kv[0].name):
+                    tid = ref.object_id.removesuffix(".r")
+                    if self.parent[x] == key[0] and any(
+                        isinstance(env.msg, RequestLease) and env.msg.task_id == tid for _mid, env in c.network.in_flight()
+                    ):
+                        offer(f"dispatch {x.name}", "OwnerDispatch", {"w": key, "x": x})
+            if key in self.virtual:
+                offer(f"execute {format_value(key)}", "WorkerExecute", {"w": key})
+        for _mid, env in c.network.in_flight():
+            if isinstance(env.msg, PushTask) and (e := self._exec_of_push(env)) is not None:
+                offer(f"execute {format_value(e.key)}", "WorkerExecute", {"w": e.key})
+            elif isinstance(env.msg, TaskReply) and (m := self._reply_record(env)) is not None:
+                offer(f"reply {format_value(m['task'])}", "OwnerHandleReply", {"w": m["dst"], "m": m})
+        # Crashes are offered now and then, so that runs also get far into the program first.
+        if self.crashes < int(self.constants["MaxCrashes"]) and (self.rng is None or self.rng.random() < 0.2):
+            for key, e in sorted(self.execs.items(), key=lambda kv: (kv[0][0].name, kv[0][1])):
+                if key != self.driver and c.network.alive(e.address) and not e.stopped:
+                    offer(f"crash {format_value(key)}", "WorkerCrash", {"w": key})
+            for n in self.nodes:
+                if n != self.head_node and c.network.alive(n.name):
+                    offer(f"crash {n.name}", "NodeCrash", {"n": n})
+        for n in undetected:
+            offer(f"detect {n.name}", "HeadDetectNodeDeath", {"n": n})
+        return out
+
+    def snapshot_for_log(self, process: str, core: Any) -> Any:
+        """What a failure notification finds at a process (its subscriptions), and its tasks."""
+        sub = getattr(core, "submitter", None)
+        if sub is not None:
+            return {
+                "tasks": {tid: (t.state, t.retries_left, t.location) for tid, t in sub.tasks.items()},
+                "refs": {
+                    oid: (r.status, frozenset(r.locations), r.error.kind if r.error is not None else None)
+                    for oid, r in core.refs.table.items()
+                    if r.owned
+                },
+                "running": {
+                    tid: frozenset({r.spec.owner, *(i.owner for i in r.arg_refs)}) for tid, r in core.executor.running.items()
+                },
+            }
+        store = getattr(core, "store", None)
+        if store is not None:
+            return {"store": {oid: o.owner for oid, o in store.objects.items()}}
+        return None
+
+    def recognize(self, steps: list[CoreStep | NetStep | UserStep]) -> list[LogLine]:
+        """The spec actions of a recorded run, in clock order."""
+        lines: list[LogLine] = []
+
+        def add(clock: int, process: str, action: str, **params: Any) -> None:
+            lines.append(LogLine(clock, process, action, {k: v for k, v in params.items() if v is not None}))
+
+        # The driver's program starts with the cluster, before the recorder
+        # does: its first submits are the log's first lines.
+        recorded = {s.event.task.task_id for s in steps if isinstance(s, CoreStep) and isinstance(s.event, Submit)}
+        for tid, (x, owner) in sorted(self.task_of.items()):
+            if tid not in recorded and owner == self.driver and self.execs[owner].refs.get(x) is not None:
+                if self.execs[owner].refs[x].object_id == f"{tid}.r":
+                    add(0, self.execs[owner].address, "OwnerSubmit", w=owner, x=x)
+
+        for s in steps:
+            if isinstance(s, NetStep):
+                continue  # crashes are the harness's own steps (UserStep); losses are part of a crash
+            if isinstance(s, UserStep):
+                add(s.clock, s.process, s.kind, **s.detail)
+                continue
+            p, event = s.process, s.event
+            sends = [e for e in s.effects if isinstance(e, Send)]
+            if p == "head":
+                if isinstance(event, Tick):
+                    for e in sends:
+                        if isinstance(e.msg, NodeDied) and e.dst != e.msg.node:
+                            add(s.clock, p, "HeadDetectNodeDeath", n=ModelValue(e.msg.node))
+                            break
+                continue
+            if p in {n.name for n in self.nodes}:
+                if isinstance(event, PeerLost) and event.address in self.env_dead:
+                    e = self._exec_at(event.address)
+                    if e is not None:
+                        add(s.clock, p, "SchedulerDetectWorkerDeath", w=e.key, n=ModelValue(p))
+                elif isinstance(event, Received) and isinstance(event.msg, (WorkerDied, NodeDied)):
+                    dead = self._dead_in(event.msg)
+                    if any(owner in dead for owner in (s.before or {}).get("store", {}).values()):
+                        add(s.clock, p, "StoreHandleFailure", n=ModelValue(p))
+                continue
+            e = self._exec_at(p)
+            if e is None:
+                continue
+            if isinstance(event, Submit):
+                bound = self.task_of.get(event.task.task_id)
+                if bound is not None:
+                    add(s.clock, p, "OwnerSubmit", w=bound[1], x=bound[0])
+            elif isinstance(event, TaskDone) and event.error is None:
+                done = self.by_task.get((p, event.task_id))
+                if done is not None:
+                    add(s.clock, p, "WorkerFinishTask", w=done.key)
+            elif isinstance(event, Received):
+                msg = event.msg
+                if isinstance(msg, PushTask):
+                    run = self.by_task.get((p, msg.task.task_id))
+                    if run is not None:
+                        add(s.clock, p, "WorkerExecute", w=run.key, x=run.key[0])
+                elif isinstance(msg, TaskReply):
+                    bound = self.task_of.get(msg.task_id)
+                    if bound is not None:
+                        add(s.clock, p, "OwnerHandleReply", w=bound[1], x=bound[0])
+                elif isinstance(msg, (WorkerDied, NodeDied)):
+                    self._recognize_failure(s, e, msg, add)
+            for send in sends:
+                if isinstance(send.msg, PushTask):
+                    run = self.by_task.get((send.dst, send.msg.task.task_id))
+                    if run is not None and run.owner is not None:
+                        add(s.clock, p, "OwnerDispatch", w=run.owner, x=run.key[0], n=self._node_of(send.dst))
+            self._recognize_recovery(s, add)
+        return lines
+
+    def _exec_at(self, address: str) -> _Exec | None:
+        """The execution a process hosts (the last one bound to it)."""
+        found = [e for e in self.execs.values() if e.address == address]
+        return found[-1] if found else None
+
+    def _dead_in(self, msg: WorkerDied | NodeDied) -> set[str]:
+        if isinstance(msg, WorkerDied):
+            return {msg.worker}
+        return set(msg.workers) | {e.address for e in self.execs.values() if self._node_of(e.address).name == msg.node}
+
+    def _recognize_failure(self, s: CoreStep, e: _Exec, msg: WorkerDied | NodeDied, add: Any) -> None:
+        """A notification reached a worker: the spec delivers it only where it subscribed."""
+        dead = self._dead_in(msg)
+        dead_nodes = {msg.node} if isinstance(msg, NodeDied) else set()
+        before, after = s.before or {}, s.after or {}
+        pending = any(state == RUNNING and where in dead for state, _r, where in before.get("tasks", {}).values())
+        copies = any(st == READY and locs & dead_nodes for st, locs, _k in before.get("refs", {}).values())
+        held = {tid for tid, owners in before.get("running", {}).items() if owners & dead}
+        if not (pending or copies or held):
+            return
+        for tid in sorted(held):
+            run = self.by_task.get((s.process, tid))
+            if run is not None and tid not in after.get("running", {}):
+                add(s.clock, s.process, "HolderFateShare", w=run.key)
+        add(s.clock, s.process, "OwnerHandleFailure", w=e.key)
+
+    def _recognize_recovery(self, s: CoreStep, add: Any) -> None:
+        """Re-executions and reconstructions a step started (or gave up for lack of budget)."""
+        before, after = s.before or {}, s.after or {}
+        found = []
+        for tid, (state, retries, _where) in before.get("tasks", {}).items():
+            now = after.get("tasks", {}).get(tid)
+            bound = self.task_of.get(tid)
+            if now is None or bound is None:
+                continue
+            st_before = before.get("refs", {}).get(f"{tid}.r", (None, None, None))[0]
+            st_after, _locs, kind = after.get("refs", {}).get(f"{tid}.r", (None, None, None))
+            spent = now[1] < retries
+            gave_up = st_before != FAILED and st_after == FAILED and kind in ("worker_crashed", "object_lost")
+            if spent or gave_up:
+                action = "OwnerReexecute" if state == RUNNING or kind == "worker_crashed" else "OwnerReconstruct"
+                found.append((action != "OwnerReexecute", tid, action, bound))
+        for _order, _tid, action, (x, owner) in sorted(found, key=lambda f: (f[0], f[1])):
+            add(s.clock, s.process, action, w=owner, x=x)
 
 
 MAPPING = FateSharingMapping
