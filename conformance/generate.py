@@ -7,11 +7,17 @@ For a spec and one of its model configs:
    graph (``-dump dot,actionlabels``). Without a VIEW every state is itself,
    so each state's ``lastAction`` names the action and the parameters of
    every edge into it (TLC 2.15 labels edges with the action name only).
-2. Paths from the initial state cover every edge (``--cover edges``) or
-   every action with each of its parameter values (``--cover actions``);
-   ties are broken by the states' text, never by TLC's fingerprints, so the
-   same spec and config always give the same paths.
-3. Each path is written as an ITF trace ``traces/<Spec>/<Config>_<cover>_NNNN.itf.json``.
+2. Walks from the initial state cover every edge (``--cover edges``) or
+   every action with each of its parameter values (``--cover actions``):
+   each walk goes on to the nearest uncovered edge until none is reachable
+   (:func:`greedy_walks`), so there are few, long traces. Ties are broken
+   by the states' text, never by TLC's fingerprints, so the same spec and
+   config always give the same traces. The model is the one the
+   implementation can follow (its own steps taken at once, its choices
+   made its way) and, when the manifest says so for the config, a smaller
+   part of it (:func:`config_constraints`).
+3. Each path is written as an ITF trace ``traces/<Spec>/<Config>_<cover>_NNNN.itf.json``
+   (one line of JSON).
    The trace's ``#meta`` has the spec hash, the config, the model's
    constants, the checker version and the generator's settings; each
    state's ``#meta`` has the action that led to it with its parameters.
@@ -33,13 +39,13 @@ import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from ownership.tla.graph import Edge, GraphFormatError, StateGraph, cover_actions, cover_edges, path_to_trace
+from ownership.tla.graph import Edge, GraphFormatError, StateGraph, path_to_trace
 from ownership.tla.itf import ITFTrace, dumps_itf, encode_value
 from ownership.tla.tlc import CheckResult, TraceState, check
 from ownership.tla.values import TLARecord, parse_state, parse_value
@@ -57,6 +63,7 @@ __all__ = [
     "edge_id",
     "explore",
     "generate",
+    "greedy_walks",
     "read_state_graph",
     "canonical",
     "targeted_file_name",
@@ -220,7 +227,9 @@ def _itf(steps: list[TraceState], meta: dict[str, Any]) -> str:
         name, params = action_of(step.state, step.action)
         state_meta.append({"action": name, "params": encode_value(params)})
     trace = ITFTrace(variables, states, meta, (), None, tuple(state_meta))
-    return dumps_itf(trace)
+    # One line: a corpus of long walks is read by programs, and indented
+    # ITF is several times larger.
+    return dumps_itf(trace, indent=None)
 
 
 def targeted_file_name(test: str) -> str:
@@ -422,14 +431,40 @@ def read_constants(spec: SpecModel, config: str, workspace: _Workspace, *, worke
     return _constants(result.output)
 
 
+def config_constraints(spec: SpecModel, config: str) -> list[str]:
+    """The action constraints a config's manifest entry names for its traces.
+
+    ``"conformance": {"action_constraint": "SmallCrashPoints"}`` (a name or a
+    list of names of action formulas of the model module) restricts the
+    graph the traces cover, not the model TLC checks: a config small enough
+    to check with crashes anywhere can have far more edges than a corpus
+    worth committing.
+    """
+    manifest = spec.spec_dir / f"{spec.name}.json"
+    if config not in spec.configs or not manifest.is_file():
+        return []
+    entry = json.loads(manifest.read_text(encoding="utf-8")).get("configs", {}).get(config, {})
+    names = (entry.get("conformance") or {}).get("action_constraint", [])
+    names = [names] if isinstance(names, str) else list(names)
+    bad = [n for n in names if not isinstance(n, str) or not re.fullmatch(r"[A-Za-z_]\w*", n)]
+    if bad:
+        raise SpecError(f"{manifest}: configs.{config}.conformance.action_constraint must name operators, not {bad!r}")
+    return names
+
+
 def prepare(spec: SpecModel, config: str, workspace: _Workspace, *, workers: int = 1) -> dict[str, Any]:
-    """Read the constants and install the mapping's choice constraints."""
+    """Read the constants and install the mapping's choice constraints and
+    the config's own constraints on its traces (:func:`config_constraints`)."""
     from .mappings import load_mapping
 
     constants = read_constants(spec, config, workspace, workers=workers)
     cls = load_mapping(spec.name)
+    definitions: list[str] = []
+    choices: list[str] = []
     if cls is not None and constants:
-        definitions, choices = cls.model_choices(constants)
+        definitions, choices = (list(x) for x in cls.model_choices(constants))
+    choices += config_constraints(spec, config)
+    if definitions or choices:
         workspace.set_choices(tuple(definitions), tuple(choices))
     return constants
 
@@ -489,18 +524,79 @@ def explore(
     )
 
 
+def _nearest_uncovered(
+    g: StateGraph, sources: list[int], uncovered: set[Hashable], cls: Callable[[Edge], Hashable]
+) -> list[Edge] | None:
+    """A shortest path from one of ``sources`` whose last edge is of an
+    uncovered class (``None`` when none is reachable).
+
+    Breadth-first, sources and successors in the graph's stable order (state
+    text, never fingerprints), so the same graph gives the same path.
+    """
+    parent: dict[int, Edge | None] = {s: None for s in sources}
+    frontier = list(parent)
+    while frontier:
+        following: list[int] = []
+        for node in frontier:
+            for edge in g.successors(node):
+                if cls(edge) in uncovered:
+                    path = [edge]
+                    while (back := parent[path[-1].source]) is not None:
+                        path.append(back)
+                    path.reverse()
+                    return path
+                if edge.target not in parent:
+                    parent[edge.target] = edge
+                    following.append(edge.target)
+        frontier = following
+    return None
+
+
+def greedy_walks(
+    g: StateGraph, cls: Callable[[Edge], Hashable], max_paths: int | None = None
+) -> list[list[Edge]]:
+    """Few, long paths from the initial states that take an edge of every class.
+
+    A path starts at the initial state nearest to an uncovered class and
+    keeps walking to the nearest edge of an uncovered class (breadth-first
+    from where it is) until none is reachable from there (the model's
+    history variables and crash budget make its graph mostly acyclic, so a
+    walk ends in a terminal state); then the next path starts again from
+    the initial states. Each replay starts a cluster, so fewer paths replay
+    faster than one shortest path per edge, and walking on from where the
+    last uncovered edge left the model repeats fewer prefixes.
+    """
+    if max_paths is not None and max_paths < 0:
+        raise ValueError(f"max_paths must not be negative, got {max_paths}")
+    initial = sorted(g.initial, key=g.labels.__getitem__)
+    reachable = set(g.reachable())
+    uncovered = {cls(e) for e in g.edges if e.source in reachable}
+    paths: list[list[Edge]] = []
+    while uncovered and (max_paths is None or len(paths) < max_paths):
+        path: list[Edge] = []
+        sources = initial
+        while (route := _nearest_uncovered(g, sources, uncovered, cls)) is not None:
+            path += route
+            uncovered.difference_update(cls(e) for e in route)
+            sources = [route[-1].target]
+        if not path:
+            break  # cannot happen: every class left is on a reachable edge
+        paths.append(path)
+    return paths
+
+
 def covering_paths(ex: Exploration, cover: str, max_paths: int | None = None) -> list[list[Edge]]:
-    """Paths that cover the graph's edges or actions, each extended along
-    the implementation's own steps until it ends in a settled state (where
-    the implementation has nothing left to do by itself)."""
+    """Paths that cover the graph's edges or actions (:func:`greedy_walks`),
+    each extended along the implementation's own steps until it ends in a
+    settled state (where the implementation has nothing left to do by itself)."""
     if cover not in ("edges", "actions"):
         raise ValueError(f"cover must be 'edges' or 'actions', not {cover!r}")
     assert ex.data is not None
     g = ex.data.graph
     if cover == "edges":
-        paths = cover_edges(g, max_paths)
+        paths = greedy_walks(g, lambda e: e, max_paths)
     else:
-        paths = cover_actions(g, key=lambda _g, e: ex.data.action_key(e), max_paths=max_paths)
+        paths = greedy_walks(g, ex.data.action_key, max_paths)
     for path in paths:
         node = path[-1].target
         for _ in range(len(g.states)):
@@ -529,6 +625,7 @@ def graph_index(ex: Exploration, cover: str, max_paths: int | None, paths: list[
         "config_hash": ex.meta["config_hash"],
         "checker": ex.checker,
         "eager": sorted(ex.eager),
+        "choices": list(ex.meta.get("choices", [])),
         "states": len(g.states),
         "edges": len(g.edges),
         "stuttering_edges": ex.data.self_loops,
