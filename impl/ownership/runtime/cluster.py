@@ -295,9 +295,11 @@ async def _attach_driver(
                 yield driver
             finally:
                 _runtime_var.reset(reset)
-                await transport.aclose()
-                if step_log is not None:
-                    step_log.close()
+                try:
+                    await transport.aclose()
+                finally:
+                    if step_log is not None:
+                        step_log.close()
 
 
 def spawn_service(
