@@ -31,8 +31,6 @@ from ownership.cli import main
 from ownership.runtime.cluster import cluster
 from ownership.tla.itf import encode_value
 
-pytestmark = pytest.mark.slow
-
 # Workers cannot import this test module: ship its functions by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -128,6 +126,7 @@ def _header(constants) -> dict:
     return {"spec": "Scheduling", "config": "Small", "constants": {k: encode_value(v) for k, v in sorted(constants.items())}}
 
 
+@pytest.mark.slow  # the TCP run (module fixture)
 def test_tcp_run_with_a_worker_killed_mid_task_is_accepted(tcp_run, constants, traces_root, tmp_path, capsys):
     status = main(["conformance", "log", "--from-dir", str(tcp_run), "--spec", "Scheduling", "--config", "Small",
                    "--traces", str(traces_root), "--spec-dir", str(SPEC_DIR), "-o", str(tmp_path / "run.ndjson")])
@@ -154,6 +153,7 @@ def test_tcp_run_with_a_worker_killed_mid_task_is_accepted(tcp_run, constants, t
     assert f"accepted: Scheduling (Small) can take all {len(lines)} lines" in text
 
 
+@pytest.mark.slow  # the TCP run (module fixture)
 def test_tcp_log_missing_a_send_is_rejected_at_its_receipt(tcp_run, constants, tmp_path):
     lines, _notes = event_log(merge_dir(tcp_run), "Scheduling", constants)
     spill = next(i for i, l in enumerate(lines) if l.action == "SchedulerSpillback")
@@ -169,6 +169,7 @@ def test_tcp_log_missing_a_send_is_rejected_at_its_receipt(tcp_run, constants, t
     assert result.state is not None and not any(m["type"] == "Spillback" for m in result.state["msgs"])
 
 
+@pytest.mark.slow  # the TCP run (module fixture)
 def test_step_log_cut_short_is_read_to_its_last_complete_record(tcp_run, constants, traces_root, tmp_path, capsys):
     copy = tmp_path / "steps"
     shutil.copytree(tcp_run, copy)
@@ -185,6 +186,7 @@ def test_step_log_cut_short_is_read_to_its_last_complete_record(tcp_run, constan
     assert status == 0 and "cut short" in text and "kept the" in text, text
 
 
+@pytest.mark.slow  # the TCP run (module fixture)
 def test_bad_step_logs_get_a_clear_error_naming_the_file_and_line(tcp_run, tmp_path, capsys):
     with pytest.raises(StepLogError, match="no such folder"):
         merge_dir(tmp_path / "missing")
@@ -206,7 +208,76 @@ def test_bad_step_logs_get_a_clear_error_naming_the_file_and_line(tcp_run, tmp_p
     assert status == 2 and f"{victim}:1: the first line must be a header" in text, text
 
 
+@pytest.mark.slow  # the TCP run (module fixture)
 async def test_cluster_refuses_an_event_log_folder_of_another_run(tcp_run):
     with pytest.raises(FileExistsError, match="already holds step logs"):
         async with cluster(nodes=1, num_cpus=1, event_log=tcp_run):
             pass
+
+
+# ---------------------------------------------------------------------------
+# The merge itself, on step logs written by the sink for stand-in cores
+# ---------------------------------------------------------------------------
+
+
+class _Core:
+    """A stand-in core: answers each event with the effects it is given."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.answers: list = []
+
+    def handle(self, event):
+        return self.answers.pop(0) if self.answers else []
+
+
+class _Shell:
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.core = _Core(address)
+
+
+def _two_processes(directory: Path, b_first: bool):
+    """A sends m1 to B; B sends m2 to A. With ``b_first`` each receives the
+    other's message before sending its own: no run can do that."""
+    from ownership.core.events import Received, Send, Tick
+    from ownership.core.messages import WorkerDied
+    from ownership.runtime.steplog import StepLog
+
+    log = StepLog(directory)
+    a, b = _Shell("a:1"), _Shell("b:2")
+    log.attach(a)
+    log.attach(b)
+    m1, m2 = WorkerDied(worker="x", node="a:1"), WorkerDied(worker="y", node="b:2")
+    if b_first:
+        b.core.handle(Received("a:1", m1))
+        b.core.answers.append([Send("a:1", m2)])
+        b.core.handle(Tick())
+        a.core.handle(Received("b:2", m2))
+        a.core.answers.append([Send("b:2", m1)])
+        a.core.handle(Tick())
+    else:
+        # B logs its receipt first (a skewed clock, or a slow writer): the
+        # merge must still put A's send first.
+        b.core.handle(Received("a:1", m1))
+        a.core.answers.append([Send("b:2", m1)])
+        a.core.handle(Tick())
+    log.close()
+    return m1, m2
+
+
+def test_merge_puts_each_receipt_after_its_send_whatever_the_times_logged(tmp_path):
+    from ownership.core.events import Received
+
+    m1, _m2 = _two_processes(tmp_path, b_first=False)
+    run = merge_dir(tmp_path)
+    assert [(s.process, type(s.event).__name__) for s in run.steps] == [("a:1", "Tick"), ("b:2", "Received")]
+    send, receipt = run.steps
+    assert send.clock < receipt.clock and receipt.event == Received("a:1", m1)
+    assert any("no cluster.ndjson" in note for note in run.notes)
+
+
+def test_merge_refuses_logs_that_contradict_causality(tmp_path):
+    _two_processes(tmp_path, b_first=True)
+    with pytest.raises(StepLogError, match="contradict causality"):
+        merge_dir(tmp_path)
