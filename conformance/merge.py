@@ -17,9 +17,10 @@ them that causality allows:
   A worker of a crashed node dies with it. A message to a dead process that
   it never took is lost after the crash, and so is a task it was running
   (a received ``PushTask`` with no ``TaskDone``);
-- **the end**: steps after the cluster's block ended are left out
-  (shutdown is not part of the run); the files share one clock, so that cut
-  is consistent.
+- **the end**: steps after the cluster's block ended (without
+  ``cluster.ndjson``: after the first clean stop of a driver, node or head)
+  are left out: shutdown is not part of the run. The files share one
+  clock (one machine's monotonic clock), so that cut is consistent.
 
 Each step gets a Lamport clock computed over this graph; the steps are
 ordered by it, ties broken by the time each process logged them. The
@@ -249,7 +250,10 @@ def read_dir(directory: Path) -> tuple[dict[str, ProcessLog], Harness, list[str]
         if note:
             notes.append(note)
     else:
-        notes.append(f"{directory}: no {HARNESS}: no kills known, the run ends with the logs, nodes ordered by start")
+        notes.append(
+            f"{directory}: no {HARNESS}: crashes only where a peer saw the process lost, the run ends at the first "
+            "clean stop of a driver, node or head, nodes in order of start"
+        )
     return processes, harness, notes
 
 
@@ -302,6 +306,12 @@ def _edge(a: _Node, b: _Node) -> None:
 def merge(processes: dict[str, ProcessLog], harness: Harness, notes: Iterable[str] = ()) -> MergedRun:
     notes = list(notes)
     end = harness.end
+    if end is None:
+        # No word from the cluster: the run ends where the shutdown begins,
+        # at the first clean stop of a driver, node or head (a worker may
+        # stop cleanly during the run, when its node dies).
+        stops = [l.stop for l in processes.values() if l.stop is not None and l.role in ("driver", "node", "head")]
+        end = min(stops, default=None)
     chains: dict[str, list[_Node]] = {}
     cut = 0
     for address, log in processes.items():
