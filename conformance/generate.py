@@ -625,7 +625,6 @@ def graph_index(ex: Exploration, cover: str, max_paths: int | None, paths: list[
         "config_hash": ex.meta["config_hash"],
         "checker": ex.checker,
         "eager": sorted(ex.eager),
-        "choices": list(ex.meta.get("choices", [])),
         "states": len(g.states),
         "edges": len(g.edges),
         "stuttering_edges": ex.data.self_loops,

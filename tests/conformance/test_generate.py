@@ -93,26 +93,75 @@ def test_generate_cli_reports_an_unknown_spec(capsys, tmp_path):
     assert "no model for spec 'NoSuchSpec'" in capsys.readouterr().out
 
 
+def _traced_small_specs() -> list[str]:
+    """Specs whose Small traces are committed: a manifest with a Small
+    config (spec/*.json) and a mapping that replays their traces."""
+    from conformance.mappings import load_mapping
+    from conformance.specs import known_specs
+
+    out = []
+    for name in known_specs(SPEC_DIR):
+        cls = load_mapping(name)
+        if cls is not None and not getattr(cls, "log_only", None) and "Small" in resolve_spec(name, SPEC_DIR).configs:
+            out.append(name)
+    return out
+
+
 @pytest.mark.slow
-def test_committed_traces_have_not_drifted(tmp_path):
-    """Regenerating the corpus's covering traces gives the committed bytes,
-    and every committed trace was generated from the current spec."""
-    indexes = sorted(TRACES.glob("*/*.index.json"))
-    assert indexes, "no committed trace index"
+@pytest.mark.parametrize("spec_name", _traced_small_specs())
+def test_committed_small_traces_have_not_drifted(spec_name, tmp_path):
+    """Regenerating a spec's Small covering traces gives the committed bytes
+    (one TLC run over the Small graph; the targeted traces, one TLC run
+    each, are checked by their spec hash in the test below)."""
+    spec = resolve_spec(spec_name, SPEC_DIR)
+    folder = TRACES / spec_name
+    indexes = sorted(folder.glob("Small_*.index.json"))
+    assert indexes, f"no committed Small traces of {spec_name}: run `ownership traces generate {spec_name} --config Small`"
     for index_file in indexes:
         index = json.loads(index_file.read_text())
-        spec = resolve_spec(index["spec"], SPEC_DIR)
-        out = tmp_path / index["spec"] / index["config"]
-        generate(spec, index["config"], out, cover=index["cover"], max_paths=index["max_paths"], tests=False)
-        prefix = f"{index['config']}_{index['cover']}"
-        committed = sorted(index_file.parent.glob(f"{prefix}*"))
-        fresh = sorted(out.glob(f"{prefix}*"))
-        assert [p.name for p in fresh] == [p.name for p in committed], f"{index_file}: regenerate the traces"
+        out = tmp_path / index["cover"]
+        generate(spec, "Small", out, cover=index["cover"], max_paths=index["max_paths"], tests=False)
+        prefix = f"Small_{index['cover']}"
+        committed = sorted(folder.glob(f"{prefix}[_.]*"))
+        fresh = sorted(out.glob(f"{prefix}[_.]*"))
+        regenerate = f"run `ownership traces generate {spec_name} --config Small --cover {index['cover']}`"
+        assert [p.name for p in fresh] == [p.name for p in committed], f"{index_file}: {regenerate}"
         for new, old in zip(fresh, committed):
-            assert new.read_bytes() == old.read_bytes(), f"{old} drifted: run `ownership traces generate {index['spec']} --config {index['config']} --cover {index['cover']}`"
-    for path, trace in load_traces([TRACES]):
-        spec = resolve_spec(trace.meta["spec"], SPEC_DIR)
-        assert trace.meta["spec_hash"] == spec_hash(spec), f"{path} was generated from another version of the spec"
+            assert new.read_bytes() == old.read_bytes(), f"{old} drifted: {regenerate}"
+
+
+def test_committed_traces_come_from_the_current_specs(corpus):
+    """Every committed trace (covering or targeted, every config) names the
+    hash of the spec modules it was generated from: a spec change without
+    regenerated traces fails here, in a second."""
+    hashes = {}
+    for path, trace in corpus:
+        name = trace.meta["spec"]
+        if name not in hashes:
+            hashes[name] = spec_hash(resolve_spec(name, SPEC_DIR))
+        assert trace.meta["spec_hash"] == hashes[name], f"{path} was generated from another version of the spec: regenerate it"
+    for index_file in sorted(TRACES.glob("*/*.index.json")):
+        index = json.loads(index_file.read_text())
+        assert index["spec_hash"] == hashes.get(index["spec"], spec_hash(resolve_spec(index["spec"], SPEC_DIR))), index_file
+
+
+def test_greedy_walks_walk_on_through_covered_edges():
+    """A diamond, then a fork. A shortest path to each uncovered edge needs
+    three paths (the second branch of the diamond, then again to the
+    fork); walking on from where the last uncovered edge ended, through
+    covered edges, needs the two the branches force."""
+    from conformance.generate import greedy_walks
+    from ownership.tla.graph import Edge, StateGraph
+
+    names = dict(zip(range(1, 8), "abcdefg"))
+    pairs = [(1, 2), (1, 3), (2, 4), (3, 4), (4, 5), (5, 6), (5, 7)]
+    g = StateGraph({n: {"x": v} for n, v in names.items()}, dict(names), tuple(Edge(a, b, "X") for a, b in pairs), (1,))
+    walks = greedy_walks(g, lambda e: e)
+    assert [[(e.source, e.target) for e in w] for w in walks] == [
+        [(1, 2), (2, 4), (4, 5), (5, 6)],
+        [(1, 3), (3, 4), (4, 5), (5, 7)],
+    ]
+    assert greedy_walks(g, lambda e: e, max_paths=1) == walks[:1]
 
 
 def test_spec_hash_changes_with_the_spec(tmp_path):
