@@ -350,19 +350,25 @@ def merge(processes: dict[str, ProcessLog], harness: Harness, notes: Iterable[st
             notes.append(f"killed process {kill.pid} left no step log: its crash is not in the run")
         elif address in processes:
             killed.setdefault(address, kill.time)
+    # Who noticed a death: a peer whose connection to it closed (PeerLost),
+    # the head declaring a node dead. Only the first is evidence of a crash:
+    # the head also declares a node dead that only missed heartbeats, which
+    # the spec does not allow, and the log must show it.
     observers: dict[str, list[_Node]] = {}
+    saw_lost: set[str] = set()
     for chain in chains.values():
         for node in chain:
             assert node.raw is not None
             ev = node.raw.event
             if isinstance(ev, PeerLost) and ev.address != node.process:
                 observers.setdefault(ev.address, []).append(node)
+                saw_lost.add(ev.address)
             for e in node.raw.effects:
                 if isinstance(e, Send) and isinstance(e.msg, NodeDied):
                     observers.setdefault(e.msg.node, []).append(node)
     crashes: dict[str, _Node] = {}
     for address, log in processes.items():
-        lost = address in observers and (log.stop is None or (end is not None and log.stop > end))
+        lost = address in saw_lost and log.stop is None  # a clean stop, even after the end, is no crash
         if address not in killed and not lost:
             continue
         chain = chains[address]
