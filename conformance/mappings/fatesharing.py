@@ -63,6 +63,23 @@ where the spec's worker fails its body and stays: such a worker projects
 as alive with a failed body, its death is not one the spec announces, and
 a PushTask that was on its way to it stays in flight until the trace
 delivers it (the execution then fails, as the spec's doomed one does).
+
+Event log (implementation -> model, :meth:`recognize`): one line per spec
+step, with the parameters ``w`` (the acting or dead worker), ``x`` and
+``n`` it fixes (never ``m``: TLC picks the message). Core steps give
+OwnerSubmit (a Submit), OwnerDispatch (a PushTask sent), WorkerExecute (a
+PushTask received), WorkerFinishTask (a task's value), OwnerHandleReply,
+SchedulerDetectWorkerDeath (a node sees a crashed worker exit),
+HeadDetectNodeDeath (the head's tick that publishes NodeDied),
+StoreHandleFailure (a node pinning a copy of the dead hears of it), and,
+where a notification finds a subscription (a task pending on the dead, a
+copy on the dead node, a running task holding the dead's reference),
+HolderFateShare then OwnerHandleFailure; OwnerReexecute and
+OwnerReconstruct come from the owner's task table before and after each
+step. User code logs its gets (HolderGet) and the driver's end, the
+harness its crashes and the workers a node stops for their dead owner
+(HolderFateShare). The driver's first submits happen while the cluster
+starts, before the recorder: they open the log.
 """
 
 from __future__ import annotations
