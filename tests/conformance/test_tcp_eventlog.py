@@ -208,11 +208,12 @@ def test_bad_step_logs_get_a_clear_error_naming_the_file_and_line(tcp_run, tmp_p
     assert status == 2 and f"{victim}:1: the first line must be a header" in text, text
 
 
-@pytest.mark.slow  # the TCP run (module fixture)
-async def test_cluster_refuses_an_event_log_folder_of_another_run(tcp_run):
+async def test_cluster_refuses_an_event_log_folder_of_another_run(tmp_path):
+    (tmp_path / "node-1-1.steps").write_text("")
     with pytest.raises(FileExistsError, match="already holds step logs"):
-        async with cluster(nodes=1, num_cpus=1, event_log=tcp_run):
+        async with cluster(nodes=1, num_cpus=1, event_log=tmp_path):
             pass
+    assert [p.name for p in tmp_path.iterdir()] == ["node-1-1.steps"]  # refused before anything started or wrote
 
 
 # ---------------------------------------------------------------------------
