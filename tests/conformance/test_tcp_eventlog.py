@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_DIR = REPO / "spec"
+TRACES = REPO / "traces"
 
 
 def _wait_for_file(path: str) -> None:
@@ -66,21 +66,9 @@ async def _until_exists(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def constants():
-    # From the config itself (TLC), not from traces/: validation reads the config.
-    with tempfile.TemporaryDirectory() as empty:
-        return model_constants(resolve_spec("Scheduling", SPEC_DIR), "Small", Path(empty))
-
-
-@pytest.fixture(scope="module")
-def traces_root(constants, tmp_path_factory):
-    """A traces root whose index records these constants, so the CLI need not ask TLC again."""
-    import json
-
-    root = tmp_path_factory.mktemp("traces")
-    (root / "Scheduling").mkdir()
-    index = {"constants": {k: encode_value(v) for k, v in sorted(constants.items())}}
-    (root / "Scheduling" / "Small_edges.index.json").write_text(json.dumps(index))
-    return root
+    # As the committed traces record them (the corpus drift test keeps them
+    # those of the config); TLC reads them when there are none.
+    return model_constants(resolve_spec("Scheduling", SPEC_DIR), "Small", TRACES)
 
 
 @pytest.fixture(scope="module")
@@ -127,9 +115,9 @@ def _header(constants) -> dict:
 
 
 @pytest.mark.slow  # the TCP run (module fixture)
-def test_tcp_run_with_a_worker_killed_mid_task_is_accepted(tcp_run, constants, traces_root, tmp_path, capsys):
+def test_tcp_run_with_a_worker_killed_mid_task_is_accepted(tcp_run, constants, tmp_path, capsys):
     status = main(["conformance", "log", "--from-dir", str(tcp_run), "--spec", "Scheduling", "--config", "Small",
-                   "--traces", str(traces_root), "--spec-dir", str(SPEC_DIR), "-o", str(tmp_path / "run.ndjson")])
+                   "--traces", str(TRACES), "--spec-dir", str(SPEC_DIR), "-o", str(tmp_path / "run.ndjson")])
     text = capsys.readouterr().out
     assert status == 0, text
     assert "crashed: 127.0.0.1:" in text
@@ -170,7 +158,7 @@ def test_tcp_log_missing_a_send_is_rejected_at_its_receipt(tcp_run, constants, t
 
 
 @pytest.mark.slow  # the TCP run (module fixture)
-def test_step_log_cut_short_is_read_to_its_last_complete_record(tcp_run, constants, traces_root, tmp_path, capsys):
+def test_step_log_cut_short_is_read_to_its_last_complete_record(tcp_run, constants, tmp_path, capsys):
     copy = tmp_path / "steps"
     shutil.copytree(tcp_run, copy)
     victim = max(copy.glob("worker-*.steps"), key=lambda p: p.stat().st_size)
@@ -180,7 +168,7 @@ def test_step_log_cut_short_is_read_to_its_last_complete_record(tcp_run, constan
     run = merge_dir(copy)
     assert any(str(victim) in note and "cut short" in note for note in run.notes), run.notes
     assert event_log(run, "Scheduling", constants)[0] == whole
-    status = main(["conformance", "log", "--from-dir", str(copy), "--spec", "Scheduling", "--traces", str(traces_root),
+    status = main(["conformance", "log", "--from-dir", str(copy), "--spec", "Scheduling", "--traces", str(TRACES),
                    "--spec-dir", str(SPEC_DIR), "-o", str(tmp_path / "cut.ndjson")])
     text = capsys.readouterr().out
     assert status == 0 and "cut short" in text and "kept the" in text, text
