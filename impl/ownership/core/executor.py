@@ -38,6 +38,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Running", "TaskExecutor"]
 
+#: finished (task, attempt) pairs remembered to drop a duplicated PushTask
+_FINISHED_KEPT = 4096
+
 
 @attrs.define(eq=False)
 class Running:
@@ -76,8 +79,11 @@ class TaskExecutor:
         self.actor_id: str | None = None
         self.actor_busy: str | None = None
         self.actor_queue: collections.deque[str] = collections.deque()
-        # (task id, attempt) of finished tasks, to ignore a duplicated PushTask
-        self._finished: collections.deque[tuple[str, int]] = collections.deque(maxlen=4096)
+        # (task id, attempt) of the last finished tasks, to ignore a duplicated
+        # PushTask: the deque keeps the order to forget in, the set answers
+        # the membership test of every push in O(1).
+        self._finished: collections.deque[tuple[str, int]] = collections.deque()
+        self._finished_set: set[tuple[str, int]] = set()
 
     @property
     def refs(self):
@@ -144,7 +150,7 @@ class TaskExecutor:
         spec = msg.task
         if spec.owner in self.worker.dead_workers:
             return []
-        if spec.task_id in self.running or (spec.task_id, msg.attempt) in self._finished:
+        if spec.task_id in self.running or (spec.task_id, msg.attempt) in self._finished_set:
             return []  # a duplicated push
         if spec.kind == "actor_method" and spec.actor_id != self.actor_id:
             error = ErrorInfo(kind="actor_died", message=f"worker {self.worker.address} does not host actor {spec.actor_id}")
@@ -250,7 +256,7 @@ class TaskExecutor:
         r = self.running.pop(task_id, None)
         if r is None:
             return []
-        self._finished.append((task_id, r.attempt))
+        self._remember_finished(task_id, r.attempt)
         spec = r.spec
         fx: list[Effect] = []
         if r.blocked and r.lease_id is not None:
@@ -283,6 +289,15 @@ class TaskExecutor:
                 fx.append(Send(spec.owner, reply))
         fx += self._start_next_actor_task()
         return fx
+
+    def _remember_finished(self, task_id: str, attempt: int) -> None:
+        key = (task_id, attempt)
+        if key in self._finished_set:
+            return
+        self._finished.append(key)
+        self._finished_set.add(key)
+        if len(self._finished) > _FINISHED_KEPT:
+            self._finished_set.discard(self._finished.popleft())
 
     def _reply(self, spec: TaskSpec, lease_id: str | None, attempt: int, **fields: Any) -> TaskReply:
         return TaskReply(
@@ -383,7 +398,7 @@ class TaskExecutor:
             if r.started:
                 fx.append(CancelExecution(task_id=task_id))
             del self.running[task_id]
-            self._finished.append((task_id, r.attempt))
+            self._remember_finished(task_id, r.attempt)
             if task_id in self.actor_queue:
                 self.actor_queue.remove(task_id)
             if self.actor_busy == task_id:
