@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import functools
 import inspect
 import itertools
 import pickle
+import queue
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -114,6 +116,79 @@ def error_info_of(exc: BaseException) -> ErrorInfo:
     return error_from_exception(exc)
 
 
+class _TaskThreads:
+    """Threads that run sync user code, one call at a time each, kept for reuse.
+
+    ``trio.to_thread.run_sync`` costs a few hundred microseconds per call
+    on the 2-core machines here (its limiter, its from-thread message loop,
+    a thread-cache handshake), several times a no-op task's whole budget.
+    A thread of ours waits on its own queue and reports back with one
+    ``run_sync_soon``. A cancelled call is abandoned, as with
+    ``abandon_on_cancel=True``: its thread finishes the call unheard and is
+    then reused; the next call takes another thread meanwhile.
+    """
+
+    def __init__(self, token: trio.lowlevel.TrioToken, name: str) -> None:
+        self._token = token
+        self._name = name
+        self._idle: list[queue.SimpleQueue] = []
+        self._count = 0
+        self._closed = False
+
+    async def run(self, fn: Any) -> Any:
+        """``fn()`` in one of our threads, in a copy of the caller's context."""
+        jobs = self._idle.pop() if self._idle else self._start()
+        done = trio.Event()
+        result: list[Any] = []  # [value] or [None, exception]
+
+        def back(value: Any, exc: BaseException | None) -> None:  # on the loop thread
+            result.extend((value,) if exc is None else (None, exc))
+            if self._closed:
+                jobs.put(None)
+            else:
+                self._idle.append(jobs)
+            done.set()
+
+        jobs.put((contextvars.copy_context(), fn, back))
+        await done.wait()
+        if len(result) == 2:
+            exc = result.pop()
+            try:
+                raise exc
+            finally:
+                del exc
+        return result[0]
+
+    def _start(self) -> queue.SimpleQueue:
+        jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._count += 1
+        name = f"{self._name} task thread {self._count}"
+        threading.Thread(target=self._serve, args=(jobs,), name=name, daemon=True).start()
+        return jobs
+
+    def _serve(self, jobs: queue.SimpleQueue) -> None:
+        while (job := jobs.get()) is not None:
+            context, fn, back = job
+            value: Any = None
+            exc: BaseException | None = None
+            try:
+                value = context.run(fn)
+            except BaseException as e:  # handed to the caller, which raises it
+                exc = e
+            del job, context, fn
+            try:
+                self._token.run_sync_soon(back, value, exc)
+            except trio.RunFinishedError:
+                return
+            del back, value, exc
+
+    def close(self) -> None:
+        """Idle threads exit now; busy ones once their call returns."""
+        self._closed = True
+        while self._idle:
+            self._idle.pop().put(None)
+
+
 @attrs.define(eq=False)
 class _GetSlot:
     event: trio.Event = attrs.Factory(trio.Event)
@@ -150,6 +225,7 @@ class WorkerRuntime(ServiceShell):
         self.closed = False
         self.registered = trio.Event()
         self.tasks_run = 0
+        self._threads = _TaskThreads(self.token, self.address)
         #: large values through the node's shared memory (TCP runtime only)
         self.objects: WorkerObjects | None = None
         if shared_memory:
@@ -296,8 +372,12 @@ class WorkerRuntime(ServiceShell):
         return self._threadsafe(self._put, value)
 
     def _put(self, value: Any) -> ObjectRef:
-        payload = pack(value)
-        oid = self.core.new_object_id()
+        if self.objects is None:
+            payload, oid = pack(value), None
+        else:
+            # Pickled once, a large value straight into the node's shared memory.
+            payload, oid = self.objects.pack(value, self.core.config.inline_threshold, self.core.new_object_id)
+        oid = oid or self.core.new_object_id()
         self.handle(Put(oid, payload))
         return ObjectRef(oid, self.address, self)
 
@@ -429,7 +509,7 @@ class WorkerRuntime(ServiceShell):
         if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
             return await fn(*args, **kwargs)
         with self.transport.busy():
-            return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), abandon_on_cancel=True)
+            return await self._threads.run(functools.partial(fn, *args, **kwargs))
 
     async def _call(self, spec: TaskSpec, payloads: tuple[Payload, ...]) -> Any:
         values = [unpack(p, self._adopt) for p in payloads]
@@ -503,13 +583,18 @@ async def serve(
     segments mapped where the node's shared memory is ours too.
     """
     core = WorkerCore(transport.address, node, config, driver=driver)
-    async with trio.open_nursery() as nursery:
-        rt = WorkerRuntime(transport, core, nursery, tick_interval=tick_interval, shared_memory=shared_memory)
-        _runtime_var.set(rt)
-        nursery.start_soon(rt._receive_loop, name=f"receive {rt.address}")
-        if tick_interval is not None:
-            nursery.start_soon(rt._ticker, name=f"ticks {rt.address}")
-        transport.send_nowait(node, RegisterWorker(worker=rt.address, node=node, driver=driver))
-        await rt.registered.wait()
-        task_status.started(rt)
-    rt.closed = True
+    rt: WorkerRuntime | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            rt = WorkerRuntime(transport, core, nursery, tick_interval=tick_interval, shared_memory=shared_memory)
+            _runtime_var.set(rt)
+            nursery.start_soon(rt._receive_loop, name=f"receive {rt.address}")
+            if tick_interval is not None:
+                nursery.start_soon(rt._ticker, name=f"ticks {rt.address}")
+            transport.send_nowait(node, RegisterWorker(worker=rt.address, node=node, driver=driver))
+            await rt.registered.wait()
+            task_status.started(rt)
+    finally:
+        if rt is not None:
+            rt.closed = True
+            rt._threads.close()
