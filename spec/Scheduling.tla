@@ -323,12 +323,14 @@ SchedulerGrantLease(n, m) ==
     /\ UNCHANGED <<envVars, members, pool, ownerVars, histVars>>
 
 (***************************************************************************)
-(* Fig. 8c, step 2b: the node cannot grant, so the scheduler redirects    *)
-(* the owner to another node that can.  The policy (local first, else any *)
-(* node with a free slot and an idle worker) reads the cluster resource   *)
-(* view, which lists every node the head has not yet declared dead: the   *)
-(* chosen node may be dead already, or full by the time the owner gets    *)
-(* there.                                                                  *)
+(* Fig. 8c, step 2b: the node cannot grant (no free slot, or no idle      *)
+(* worker), so the scheduler redirects the owner to another node with a   *)
+(* free slot.  The policy (local first, else any node with room) reads    *)
+(* the cluster resource view: slots, not workers, and every node the head *)
+(* has not yet declared dead.  The chosen node may be dead already, full  *)
+(* by the time the owner gets there, or without an idle worker; it then   *)
+(* redirects the request in turn (a redirected request is one like any    *)
+(* other), or keeps it until it can grant or redirect.                    *)
 (***************************************************************************)
 \* impl: impl/ownership/core/scheduler.py::LocalScheduler.spillback
 SchedulerSpillback(n, m) ==
@@ -338,7 +340,7 @@ SchedulerSpillback(n, m) ==
     /\ nodeAlive[n]
     /\ ~CanGrant(n)
     /\ \E r \in members \ {n} :
-        /\ CanGrant(r)
+        /\ HasFreeSlot(r)
         /\ msgs' = (msgs \ {m}) \cup {SpillbackMsg(m.owner, m.task, n, r)}
         /\ lastAction' = Step("SchedulerSpillback", NoOwner, NoTask, n, NoWorker, r, m)
     /\ UNCHANGED <<envVars, schedVars, ownerVars, histVars>>

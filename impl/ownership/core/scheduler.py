@@ -258,7 +258,7 @@ class LocalScheduler:
                 /\ nodeAlive[n]
                 /\ ~CanGrant(n)
                 /\ \E r \in members \ {n} :
-                    /\ CanGrant(r)
+                    /\ HasFreeSlot(r)
                     /\ msgs' = (msgs \ {m}) \cup {SpillbackMsg(m.owner, m.task, n, r)}
                     /\ lastAction' = Step("SchedulerSpillback", NoOwner, NoTask, n, NoWorker, r, m)
                 /\ UNCHANGED <<envVars, schedVars, ownerVars, histVars>>
