@@ -824,6 +824,12 @@ Ask for a value (API get, a task argument, an actor's address).
         ref = self.table.get(msg.object_id)
         if ref is None or not ref.owned:
             return [Send(msg.requester, ObjectValue(object_id=msg.object_id, error=_err("object_lost", f"object {msg.object_id} was freed by its owner")))]
+        if self._storing(ref):
+            # A large put on its way into our node's store: answer with its
+            # location once stored (ObjectStored) rather than send the value
+            # through the owner's socket.
+            ref.remote_waiters.append(msg.requester)
+            return []
         if ref.status in (READY, FAILED) and (ref.error is not None or ref.value is not None or ref.locations):
             return self._serve(ref, msg.requester)
         ref.remote_waiters.append(msg.requester)
@@ -896,7 +902,23 @@ Ask for a value (API get, a task argument, an actor's address).
         ref.locations.add(msg.node)
         if ref.value is not None and ref.value.size > self.worker.config.inline_threshold:
             ref.value = None  # the store keeps it; the owner's heap need not
-        return []
+        fx: list[Effect] = []
+        requesters, ref.remote_waiters = ref.remote_waiters, []
+        for requester in requesters:
+            if requester not in self.worker.dead_workers:
+                fx += self._serve(ref, requester)
+        return fx
+
+    def _storing(self, ref: Reference) -> bool:
+        """An owned large value still on its way into the local store (put() sent it)."""
+        return (
+            ref.kind == "object"
+            and ref.status == READY
+            and not ref.locations
+            and ref.value is not None
+            and ref.value.size > self.worker.config.inline_threshold
+            and self.worker.node not in self.worker.dead_nodes
+        )
 
     def put(self, object_id: str, value: Payload) -> list[Effect]:
         """``ownership.put``: a new owned object; large values go to the local store."""

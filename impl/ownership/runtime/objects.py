@@ -39,6 +39,7 @@ as Python objects and workers pull straight from the source node.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import itertools
@@ -51,7 +52,7 @@ import attrs
 
 from ..core.messages import ObjectCopy, Payload, PullObject, PutObject, RefInfo, RegisterWorker, TaskReply, message
 from ..core.store import FetchObject, ObjectFetched
-from .values import SerializedValue
+from .values import SerializationError, SerializedValue, dumps_oob, pack
 from .shm import SHM_DIR, SharedMemoryStore, open_segment, unlink_segment, write_segment
 
 __all__ = [
@@ -130,10 +131,14 @@ def machine_shm_id() -> str:
     return f"{boot}:{st.st_dev}:{st.st_ino}"
 
 
-def payload_from_segment(name: str, refs: tuple[RefInfo, ...] = ()) -> Payload:
+def payload_from_segment(name: str, refs: tuple[RefInfo, ...] = (), *, populate: bool = False) -> Payload:
     """Map segment ``name``: a payload whose buffers are read-only views of it."""
-    sv = open_segment(name)
+    sv = open_segment(name, populate=populate)
     return Payload(data=bytes(sv.data), buffers=tuple(sv.buffers), refs=refs)  # type: ignore[arg-type]
+
+
+#: Mappings a worker keeps for reuse (segments it read most recently).
+MAPPINGS_KEPT = 8
 
 
 def _as_serialized(payload: Payload) -> SerializedValue:
@@ -161,6 +166,7 @@ class ObjectPlaneStatistics:
     bytes_mapped: int = 0
     fetches: int = 0
     fallbacks: int = 0  # values that went as bytes because shared memory failed
+    mappings_reused: int = 0  # SegmentCopy answered from a mapping this worker kept
 
 
 class WorkerObjects:
@@ -175,6 +181,51 @@ class WorkerObjects:
         self.stats = ObjectPlaneStatistics()
         #: the segments this process mapped, most recent last (kept short)
         self.mapped: list[str] = []
+        #: values put here that are already in a segment: object id -> segment
+        self._written: dict[str, str] = {}
+        #: segment -> (stream, buffers) of its mapping, most recently used last.
+        #: A segment's content never changes (a new copy gets a new name), so
+        #: a task reading the same object again (an argument passed by
+        #: reference to many tasks) reuses the mapping and its mapped pages.
+        #: Only segments that still exist are kept, so a freed object's
+        #: pages are not held here beyond the next mapping.
+        self._maps: collections.OrderedDict[str, tuple[bytes, tuple[memoryview, ...]]] = collections.OrderedDict()
+
+    def pack(self, value: Any, threshold: int, new_id: Callable[[], str]) -> tuple[Payload, str | None]:
+        """``value`` as a payload, pickled once; ``(payload, object id)``.
+
+        A value larger than ``threshold`` goes straight into a new segment of
+        our node under a new object id (``new_id()``): its payload is backed
+        by the segment's mapping, one copy of the buffers instead of two
+        (pack's heap copy, then the segment), and the PutObject that
+        follows for that id goes as SegmentStored, naming the segment. A
+        smaller value is packed as :func:`~.values.pack` does (id None).
+        """
+        refs: list[RefInfo] = []
+        try:
+            data, buffers = dumps_oob(value, refs)
+        except SerializationError:
+            return pack(value), None  # raises the error pack() gives for it
+        first: dict[str, RefInfo] = {}
+        for info in refs:
+            first.setdefault(info.object_id, info)
+        unique = tuple(first.values())
+        serialized = SerializedValue(data, buffers)
+        if self.prefix is not None and serialized.nbytes > threshold:
+            object_id = new_id()
+            name = self.prefix + segment_key(object_id)
+            try:
+                write_segment(name, serialized)
+                payload = payload_from_segment(name, unique)
+            except (OSError, ValueError) as exc:  # /dev/shm full: the value goes by the heap
+                unlink_segment(name)
+                self.stats.fallbacks += 1
+                logger.warning("%s: cannot write segment %s (%s): packing the value in memory", self.address, name, exc)
+            else:
+                self.stats.segments_written += 1
+                self._written[object_id] = name
+                return payload, object_id
+        return Payload(data=data, buffers=tuple(bytes(b.raw()) for b in buffers), refs=unique), None
 
     def outgoing(self, dst: str, msg: Any) -> tuple[str, Any]:
         """The message the core sends to ``dst``, as it travels."""
@@ -182,6 +233,9 @@ class WorkerObjects:
             self.stats.fetches += 1
             fetch = FetchObject(object_id=msg.object_id, owner=self._owner_of(msg.object_id), source=dst, requester=self.address)
             return self.node, fetch
+        if isinstance(msg, PutObject) and dst == self.node and (written := self._written.pop(msg.object_id, None)) is not None:
+            stored = SegmentStored(object_id=msg.object_id, owner=msg.owner, segment=written, refs=msg.value.refs, reply=msg.reply)
+            return dst, stored
         if isinstance(msg, PutObject) and dst == self.node and self.prefix is not None:
             name = self.prefix + segment_key(msg.object_id)
             try:
@@ -206,20 +260,33 @@ class WorkerObjects:
             logger.error("%s: %s from %s, not from our node: ignored", self.address, type(msg).__name__, src)
             return None
         if isinstance(msg, SegmentCopy):
-            try:
-                value: Payload | None = payload_from_segment(msg.segment, msg.refs)
-            except (OSError, ValueError) as exc:
-                # Freed under us (its owner died): to the core, a pull that found no copy.
-                logger.info("%s: cannot map segment %s: %s", self.address, msg.segment, exc)
-                value = None
-            else:
-                self.stats.segments_mapped += 1
-                self.stats.bytes_mapped += value.size
-                self.mapped = [*self.mapped[-15:], msg.segment]
-            return msg.source, ObjectCopy(object_id=msg.object_id, value=value)
+            return msg.source, ObjectCopy(object_id=msg.object_id, value=self._map(msg.segment, msg.refs))
         if isinstance(msg, ObjectFetched):
             return msg.source, ObjectCopy(object_id=msg.object_id, value=msg.value)
         return src, msg
+
+    def _map(self, segment: str, refs: tuple[RefInfo, ...]) -> Payload | None:
+        """The value in ``segment``, from a kept mapping or a new one (None: gone)."""
+        kept = self._maps.get(segment)
+        if kept is not None:
+            self._maps.move_to_end(segment)
+            self.stats.mappings_reused += 1
+            return Payload(data=kept[0], buffers=kept[1], refs=refs)  # type: ignore[arg-type]
+        try:
+            value = payload_from_segment(segment, refs, populate=True)
+        except (OSError, ValueError) as exc:
+            # Freed under us (its owner died): to the core, a pull that found no copy.
+            logger.info("%s: cannot map segment %s: %s", self.address, segment, exc)
+            return None
+        self.stats.segments_mapped += 1
+        self.stats.bytes_mapped += value.size
+        self.mapped = [*self.mapped[-15:], segment]
+        for name in [n for n in self._maps if not os.path.exists(SHM_DIR / n)]:
+            del self._maps[name]  # freed: let its pages go with the values still using them
+        self._maps[segment] = (value.data, value.buffers)  # type: ignore[assignment]
+        while len(self._maps) > MAPPINGS_KEPT:
+            self._maps.popitem(last=False)
+        return value
 
     def snapshot(self) -> dict[str, Any]:
         return {"prefix": self.prefix, **attrs.asdict(self.stats), "mapped": list(self.mapped)}

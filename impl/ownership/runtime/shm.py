@@ -127,18 +127,27 @@ def write_segment(name: str, value: SerializedValue) -> SegmentInfo:
     return SegmentInfo(name, size)
 
 
-def open_segment(name: str) -> SerializedValue:
+#: Linux: fault the whole mapping in at mmap time (one call) instead of
+#: one page fault per 4 KiB page as the reader touches it.
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
+def open_segment(name: str, *, populate: bool = False) -> SerializedValue:
     """Map segment ``name`` read-only; the value's buffers are views of the mapping.
 
     The mapping lives as long as any view of it (any array unpickled from
     it); unlinking the segment meanwhile is safe, the pages go when the last
-    mapping does.
+    mapping does. ``populate`` maps every page at once, for a reader that
+    will read the value: page by page, the faults cost several times more
+    on the VMs here (10 MiB read with a stride of a page: 1-6 ms faulting
+    page by page, 0.1 ms after a 0.9 ms MAP_POPULATE).
     """
     shm = _require_posix()
     fd = shm.shm_open("/" + name, os.O_RDONLY, mode=0)
     try:
         size = os.fstat(fd).st_size
-        mapping = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        flags = mmap.MAP_SHARED | (_POPULATE if populate else 0)
+        mapping = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
     return serialized_from_buffer(memoryview(mapping))

@@ -1,0 +1,82 @@
+"""The worker side of the object plane: large values pickled straight into a
+segment, and mappings reused by readers."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+import numpy as np
+import pytest
+
+from ownership.core.messages import ObjectCopy, PutObject
+from ownership.runtime.objects import MAPPINGS_KEPT, SegmentCopy, SegmentStored, WorkerObjects
+from ownership.runtime.serialization import serialize
+from ownership.runtime.shm import SHM_DIR, SharedMemoryStore, unlink_segment, write_segment
+from ownership.runtime.values import UnpicklableValue, pack, unpack
+
+pytestmark = pytest.mark.skipif(not SHM_DIR.is_dir(), reason="needs a Linux /dev/shm to enumerate segments")
+
+ARRAY = np.arange(300_000, dtype=np.float64)  # 2.3 MB
+THRESHOLD = 100 * 1024
+
+
+@pytest.fixture
+def store():
+    shm = SharedMemoryStore(secrets.token_hex(6))
+    yield shm
+    shm.close()
+
+
+def worker(store: SharedMemoryStore | None) -> tuple[WorkerObjects, list]:
+    sent: list = []
+    objects = WorkerObjects("w1", "n1", lambda dst, msg: sent.append((dst, msg)), lambda oid: "o")
+    objects.prefix = store.prefix if store is not None else None  # as after the SharedMemoryInfo handshake
+    return objects, sent
+
+
+def test_large_value_is_pickled_into_one_segment_and_put_by_its_name(store) -> None:
+    objects, _ = worker(store)
+    payload, oid = objects.pack(ARRAY, THRESHOLD, lambda: "o/p1")
+    assert oid == "o/p1" and all(b.readonly for b in payload.buffers)
+    [segment] = store.list()
+    dst, msg = objects.outgoing("n1", PutObject(object_id="o/p1", owner="o", value=payload))
+    assert dst == "n1" and msg == SegmentStored(object_id="o/p1", owner="o", segment=segment.name)
+    assert store.list() == [segment]  # not written a second time
+    assert np.array_equal(unpack(payload, lambda info: info), ARRAY)
+
+
+def test_small_value_or_no_shared_memory_is_packed_in_memory(store) -> None:
+    objects, _ = worker(store)
+    assert objects.pack([1, 2], THRESHOLD, lambda: pytest.fail("no id for a small value")) == (pack([1, 2]), None)
+    remote, _ = worker(None)
+    payload, oid = remote.pack(ARRAY, THRESHOLD, lambda: "o/p1")
+    assert oid is None and payload.size == pack(ARRAY).size and store.list() == []
+
+
+def test_unpicklable_value_raises_as_pack_does(store) -> None:
+    objects, _ = worker(store)
+    with pytest.raises(UnpicklableValue):
+        objects.pack(threading.Lock(), THRESHOLD, lambda: "o/p1")
+    assert store.list() == []
+
+
+def test_reader_reuses_the_mapping_of_a_segment_it_read(store) -> None:
+    reader, _ = worker(store)
+    seg = write_segment(store.prefix + "k-1-1", serialize(ARRAY))
+    copy = SegmentCopy(object_id="o/x", source="n1", segment=seg.name)
+    _, first = reader.incoming("n1", copy)
+    _, again = reader.incoming("n1", copy)
+    assert isinstance(again, ObjectCopy) and again.value.buffers[0] is first.value.buffers[0]
+    assert reader.stats.segments_mapped == 1 and reader.stats.mappings_reused == 1
+
+
+def test_reader_drops_kept_mappings_of_freed_segments_and_keeps_a_few(store) -> None:
+    reader, _ = worker(store)
+    gone = write_segment(store.prefix + "k-1-1", serialize(ARRAY))
+    reader.incoming("n1", SegmentCopy(object_id="o/x", source="n1", segment=gone.name))
+    unlink_segment(gone.name)  # freed by its node
+    names = [write_segment(store.prefix + f"k-1-{i}", serialize(i)).name for i in range(2, 3 + MAPPINGS_KEPT)]
+    for name in names:
+        reader.incoming("n1", SegmentCopy(object_id=name, source="n1", segment=name))
+    assert list(reader._maps) == names[-MAPPINGS_KEPT:]
