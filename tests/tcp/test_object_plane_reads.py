@@ -80,3 +80,29 @@ def test_reader_drops_kept_mappings_of_freed_segments_and_keeps_a_few(store) -> 
     for name in names:
         reader.incoming("n1", SegmentCopy(object_id=name, source="n1", segment=name))
     assert list(reader._maps) == names[-MAPPINGS_KEPT:]
+
+
+async def test_large_frame_body_arrives_whole_in_a_fresh_mapping() -> None:
+    import mmap
+
+    import trio.testing
+
+    from ownership.core.messages import Payload, PutObject
+    from ownership.runtime.framing import LARGE_FRAME, ByteReceiver, receive_frame
+    from ownership.runtime.serialization import decode_message, encode_message
+
+    big = np.arange(LARGE_FRAME // 8 + 5, dtype=np.float64)
+    msg = PutObject(object_id="o/x", owner="o", value=pack(big))
+    send, receive = trio.testing.memory_stream_pair()
+    frame = encode_message(msg)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send.send_all, b"".join(bytes(c) for c in frame.chunks))
+        body = await receive_frame(ByteReceiver(receive), max_frame_size=1 << 30)
+    assert isinstance(body, mmap.mmap) and len(body) == frame.nbytes - 8
+    got = decode_message(body)
+    assert np.array_equal(unpack(got.value, lambda info: info), big)
+    small = encode_message(PutObject(object_id="o/y", owner="o", value=Payload(data=b"x")))
+    send2, receive2 = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send2.send_all, b"".join(bytes(c) for c in small.chunks))
+        assert isinstance(await receive_frame(ByteReceiver(receive2), max_frame_size=1 << 30), bytearray)
