@@ -114,9 +114,11 @@ def test_trace_module_holds_the_log_as_records():
 
 @pytest.fixture(scope="module")
 def refcounting_constants():
+    """Medium's constants (three tasks): Small has one task, too few for a
+    random program to pass x on."""
     from conformance.replay import model_constants
 
-    return model_constants(resolve_spec("RefCounting", SPEC_DIR), "Small", REPO / "traces")
+    return model_constants(resolve_spec("RefCounting", SPEC_DIR), "Medium", REPO / "traces")
 
 
 async def _refcounting_log(constants, seed: int, path: Path):
@@ -127,7 +129,7 @@ async def _refcounting_log(constants, seed: int, path: Path):
     # one (via the value), where the spec counts contained-in at the caller
     # only; such runs are rejected (reported, see the conformance notes).
     header, lines = await random_workload(RefCountingMapping(constants, return_refs=False), seed=seed)
-    write_log(path, {**header, "config": "Small"}, lines)
+    write_log(path, {**header, "config": "Medium"}, lines)
     return lines
 
 
@@ -139,7 +141,7 @@ async def test_random_programs_passing_a_ref_around_are_accepted(refcounting_con
         path = tmp_path / f"rc{seed}.ndjson"
         lines = await _refcounting_log(refcounting_constants, seed, path)
         seen |= {line.action for line in lines}
-        result = validate(path, spec, "Small")
+        result = validate(path, spec, "Medium")
         assert result.accepted, f"seed {seed}: rejected at line {result.consumed + 1}: {result.failed}"
     assert {"HolderSubmitWithRef", "BorrowerReceiveRef", "HolderHandleReply", "OwnerHandleRefRemoved", "OwnerFree"} <= seen
 
@@ -159,7 +161,7 @@ async def test_planted_bug_free_ignoring_borrowers_is_caught(refcounting_constan
     for seed in (1, 2, 3):
         path = tmp_path / f"bug{seed}.ndjson"
         await _refcounting_log(refcounting_constants, seed, path)
-        result = validate(path, spec, "Small")
+        result = validate(path, spec, "Medium")
         if not result.accepted:
             rejected.append(result)
     assert rejected, "no run's log was rejected although the owner frees under its borrowers"
