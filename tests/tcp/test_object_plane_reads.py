@@ -106,3 +106,20 @@ async def test_large_frame_body_arrives_whole_in_a_fresh_mapping() -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(send2.send_all, b"".join(bytes(c) for c in small.chunks))
         assert isinstance(await receive_frame(ByteReceiver(receive2), max_frame_size=1 << 30), bytearray)
+
+
+def test_pull_of_an_object_whose_segment_we_still_map_is_answered_here(store) -> None:
+    from ownership.core.messages import PullObject
+    from ownership.runtime.objects import WorkerObjects
+
+    delivered: list = []
+    reader = WorkerObjects("w1", "n1", lambda dst, msg: None, lambda oid: "o", lambda src, msg: delivered.append((src, msg)))
+    reader.prefix = store.prefix
+    seg = write_segment(store.prefix + "k-1-1", serialize(ARRAY))
+    _, first = reader.incoming("n1", SegmentCopy(object_id="o/x", source="n1", segment=seg.name))
+    assert reader.outgoing("n1", PullObject(object_id="o/x", requester="w1")) is None
+    [(src, copy)] = delivered
+    assert src == "n1" and copy.object_id == "o/x" and copy.value.buffers[0] is first.value.buffers[0]
+    unlink_segment(seg.name)  # freed by the node: the next pull goes to the node again
+    assert reader.outgoing("n1", PullObject(object_id="o/x", requester="w1"))[0] == "n1"
+    assert len(delivered) == 1

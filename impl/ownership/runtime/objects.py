@@ -172,11 +172,20 @@ class ObjectPlaneStatistics:
 class WorkerObjects:
     """The worker (or driver) side: rewrites its core's pulls and puts."""
 
-    def __init__(self, address: str, node: str, send: Callable[[str, Any], None], owner_of: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        address: str,
+        node: str,
+        send: Callable[[str, Any], None],
+        owner_of: Callable[[str], str],
+        deliver: Callable[[str, Any], None] | None = None,
+    ) -> None:
         self.address = address
         self.node = node
         self._send = send
         self._owner_of = owner_of
+        #: hands the worker a message as if received (a pull answered here)
+        self._deliver = deliver
         self.prefix: str | None = None  # the node's segment prefix, once we know we can map it
         self.stats = ObjectPlaneStatistics()
         #: the segments this process mapped, most recent last (kept short)
@@ -190,6 +199,8 @@ class WorkerObjects:
         #: Only segments that still exist are kept, so a freed object's
         #: pages are not held here beyond the next mapping.
         self._maps: collections.OrderedDict[str, tuple[bytes, tuple[memoryview, ...]]] = collections.OrderedDict()
+        #: object id -> the kept segment holding it, and the refs inside it
+        self._by_object: dict[str, tuple[str, tuple[RefInfo, ...]]] = {}
 
     def pack(self, value: Any, threshold: int, new_id: Callable[[], str]) -> tuple[Payload, str | None]:
         """``value`` as a payload, pickled once; ``(payload, object id)``.
@@ -227,10 +238,16 @@ class WorkerObjects:
                 return payload, object_id
         return Payload(data=data, buffers=tuple(bytes(b.raw()) for b in buffers), refs=unique), None
 
-    def outgoing(self, dst: str, msg: Any) -> tuple[str, Any]:
-        """The message the core sends to ``dst``, as it travels."""
+    def outgoing(self, dst: str, msg: Any) -> tuple[str, Any] | None:
+        """The message the core sends to ``dst``, as it travels (None: answered here)."""
         if isinstance(msg, PullObject) and msg.requester == self.address:
             self.stats.fetches += 1
+            kept = self._kept_copy(msg.object_id)
+            if kept is not None and self._deliver is not None:
+                # We still map the node's segment of this object: the node
+                # would answer with that very segment, so answer ourselves.
+                self._deliver(dst, ObjectCopy(object_id=msg.object_id, value=kept))
+                return None
             fetch = FetchObject(object_id=msg.object_id, owner=self._owner_of(msg.object_id), source=dst, requester=self.address)
             return self.node, fetch
         if isinstance(msg, PutObject) and dst == self.node and (written := self._written.pop(msg.object_id, None)) is not None:
@@ -260,10 +277,27 @@ class WorkerObjects:
             logger.error("%s: %s from %s, not from our node: ignored", self.address, type(msg).__name__, src)
             return None
         if isinstance(msg, SegmentCopy):
-            return msg.source, ObjectCopy(object_id=msg.object_id, value=self._map(msg.segment, msg.refs))
+            value = self._map(msg.segment, msg.refs)
+            if value is not None:
+                self._by_object[msg.object_id] = (msg.segment, msg.refs)
+            return msg.source, ObjectCopy(object_id=msg.object_id, value=value)
         if isinstance(msg, ObjectFetched):
             return msg.source, ObjectCopy(object_id=msg.object_id, value=msg.value)
         return src, msg
+
+    def _kept_copy(self, object_id: str) -> Payload | None:
+        """The value of ``object_id`` from a kept mapping whose segment still exists."""
+        found = self._by_object.get(object_id)
+        if found is None:
+            return None
+        segment, refs = found
+        kept = self._maps.get(segment)
+        if kept is None or not os.path.exists(SHM_DIR / segment):
+            del self._by_object[object_id]
+            return None
+        self._maps.move_to_end(segment)
+        self.stats.mappings_reused += 1
+        return Payload(data=kept[0], buffers=kept[1], refs=refs)  # type: ignore[arg-type]
 
     def _map(self, segment: str, refs: tuple[RefInfo, ...]) -> Payload | None:
         """The value in ``segment``, from a kept mapping or a new one (None: gone)."""
@@ -286,6 +320,8 @@ class WorkerObjects:
         self._maps[segment] = (value.data, value.buffers)  # type: ignore[assignment]
         while len(self._maps) > MAPPINGS_KEPT:
             self._maps.popitem(last=False)
+        if len(self._by_object) > 4 * MAPPINGS_KEPT:
+            self._by_object = {oid: kept for oid, kept in self._by_object.items() if kept[0] in self._maps}
         return value
 
     def snapshot(self) -> dict[str, Any]:

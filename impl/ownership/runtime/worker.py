@@ -229,7 +229,7 @@ class WorkerRuntime(ServiceShell):
         #: large values through the node's shared memory (TCP runtime only)
         self.objects: WorkerObjects | None = None
         if shared_memory:
-            self.objects = WorkerObjects(self.address, core.node, transport.send_nowait, self._owner_of)
+            self.objects = WorkerObjects(self.address, core.node, transport.send_nowait, self._owner_of, self._deliver_soon)
 
     # ------------------------------------------------------------------ core plumbing
     def handle(self, event: Event) -> None:
@@ -243,7 +243,9 @@ class WorkerRuntime(ServiceShell):
                 if self.objects is None:
                     self.transport.send_nowait(e.dst, e.msg)
                 else:
-                    self.transport.send_nowait(*self.objects.outgoing(e.dst, e.msg))
+                    routed = self.objects.outgoing(e.dst, e.msg)
+                    if routed is not None:  # None: the object plane answered it here
+                        self.transport.send_nowait(*routed)
             elif isinstance(e, GetDone):
                 slot = self._gets.get(e.request_id)
                 if slot is not None and slot.result is None:
@@ -267,6 +269,15 @@ class WorkerRuntime(ServiceShell):
             self.handle(Received(env.src, env.msg))
         elif (translated := self.objects.incoming(env.src, env.msg)) is not None:
             self.handle(Received(*translated))
+
+    def _deliver_soon(self, src: str, msg: Any) -> None:
+        """A message for our core as if ``src`` sent it, after the current event."""
+
+        def deliver() -> None:
+            if not self.closed:
+                self.handle(Received(src, msg))
+
+        self.token.run_sync_soon(deliver)
 
     def _owner_of(self, object_id: str) -> str:
         ref = self.core.refs.table.get(object_id)
