@@ -107,7 +107,7 @@ def validate(log: Path, spec: SpecModel, config: str, *, workers: int = 1, timeo
     started = time.monotonic()
     _header, lines = read_log(log)
     cfg_text = spec.config(config).read_text(encoding="utf-8")
-    base_cfg = strip_cfg(cfg_text, drop=("VIEW", "SYMMETRY", "PROPERTY", "INVARIANT", "SPECIFICATION", "INIT", "NEXT"))
+    base_cfg = strip_cfg(cfg_text, drop=("VIEW", "SYMMETRY", "PROPERTY", "INVARIANT", "SPECIFICATION", "INIT", "NEXT", "ACTION_CONSTRAINT"))
     with tempfile.TemporaryDirectory(prefix="ownership-validate-") as tmp_name:
         tmp = Path(tmp_name)
         for path in spec.spec_dir.glob("*.tla"):

@@ -32,14 +32,14 @@ SmallSubmitOrder == <<t1, t2>>
 SmallTaskRetries == (t1 :> 0) @@ (t2 :> 1)
 
 (***************************************************************************)
-(* Where Small's conformance traces crash a process (spec/Scheduling.json *)
-(* names it for the traces only: TLC checks Small, and validates logs,    *)
-(* with crashes anywhere).  A crash comes when one task is still pending  *)
-(* and the others are done, and it hits where that task is (its node or   *)
-(* worker) or where it is being redirected to.  Traces covering every     *)
-(* edge of Small with crashes anywhere are three times as many (about     *)
-(* 700, 30 MB), most of them orders of notifications that touch no task;  *)
-(* Medium checks all of those.                                            *)
+(* Where Small crashes a process (its ACTION_CONSTRAINT): when one task  *)
+(* is still pending and the others are done, at where that task is (its  *)
+(* node or worker) or where it is being redirected to.  Small is the     *)
+(* conformance model, whose every edge the committed traces cover; with  *)
+(* crashes anywhere that cover is three times as many traces (about 700, *)
+(* 30 MB), most of them orders of notifications that touch no task.      *)
+(* Medium checks crashes anywhere.  Log validation drops the constraint: *)
+(* a log is a behaviour of the spec, the constraint only bounds a model. *)
 (***************************************************************************)
 SmallCrashPoints ==
     LET crash == lastAction'.name \in {"WorkerCrash", "NodeCrash"}
