@@ -38,10 +38,21 @@ Frame body layout (after the u64 length of :mod:`.framing`)::
 
     nbuf:u32  buflen:u64 * nbuf  envlen:u32  envelope[envlen]  (pad to 64, buffer)*
 
-``envelope`` is the msgpack map ``{"type": <message class name>, "fields":
-{name: value}}``; non-plain values are msgpack ext types that name the
-buffers they use by index. Decoding checks every length and index and raises
-:class:`FrameError` (or :class:`UnknownMessageType`) on anything malformed.
+``envelope`` is the message as a *tagged array*: ``[TAG(name), value of
+each field, in the class's field order]``, where ``TAG`` is an ext of type 6
+holding the registry name; a record inside it is a tagged array too, a tuple
+is ``[TAG(""), items...]``, and a Payload is ``[TAG("Payload"), RANGE, other
+fields...]`` with its stream and buffers out of band (``RANGE`` is an ext of
+type 7 naming them). One msgpack packer walks the whole message and one
+unpacker rebuilds it (``list_hook`` turns tagged arrays back into objects);
+the envelope is packed and unpacked in a single C pass, with one Python call
+per record, not a nested packer per record, which made the envelope the
+largest cost of a small task's round trip. Decoding also accepts the older
+map envelope ``{"type": <name>, "fields": {name: value}}`` with nested ext
+records (type 4) and tuples (type 3), which hand-written frames use. Non-plain
+values are msgpack ext types that name the buffers they use by index.
+Decoding checks every length and index and raises :class:`FrameError` (or
+:class:`UnknownMessageType`) on anything malformed.
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ import pickle
 import struct
 from typing import Any
 
+import attrs
 import msgpack
 
 from ownership.core import messages as _messages
@@ -87,6 +99,10 @@ _EXT_VALUE = 2  # data: start:u32 count:u32; buffers[start] is the stream, the r
 _EXT_TUPLE = 3  # data: a msgpack array of the items
 _EXT_RECORD = 4  # data: msgpack [type name, {field: value}] of a registered @message/@record
 _EXT_PAYLOAD = 5  # data: msgpack [start, count, {other fields}]; buffers[start] is .data, the rest .buffers
+_EXT_TAG = 6  # data: a registry name (utf-8); b"" tags a tuple. Heads a tagged array.
+_EXT_RANGE = 7  # data: start:u32 count:u32; a Payload's stream (buffers[start]) and buffers
+_EXT_BARE_PAYLOAD = 8  # data: start:u32 count:u32; a whole Payload without refs (most values)
+_EXT_EMPTY_TUPLE = 9  # data: empty; ()
 
 _RANGE = struct.Struct("!II")
 _U32 = struct.Struct("!I")
@@ -134,26 +150,50 @@ class _Encoder:
         self.buffers.extend(as_view(b) for b in found)
         return msgpack.ExtType(_EXT_PICKLE, _RANGE.pack(start, len(found)) + data)
 
-    def default(self, obj: Any) -> msgpack.ExtType:
+    def default(self, obj: Any) -> Any:
+        # Returns what the same packer packs next: a tagged array of the
+        # object's fields (which come back here if they are not plain).
         cls = type(obj)
-        if cls is tuple:
-            return msgpack.ExtType(_EXT_TUPLE, self.pack(list(obj)))
-        if cls is SerializedValue:
-            start = len(self.buffers)
-            self.buffers.append(as_view(obj.data))
-            self.buffers.extend(obj.buffers)
-            return msgpack.ExtType(_EXT_VALUE, _RANGE.pack(start, 1 + len(obj.buffers)))
-        name = _registered_name(cls)
-        if name is not None:
-            fields = message_fields(obj)
-            if name == "Payload" and "data" in fields and "buffers" in fields:
-                start = len(self.buffers)
-                self.buffers.append(as_view(fields.pop("data")))
-                extra = [as_view(b) for b in fields.pop("buffers")]
-                self.buffers.extend(extra)
-                return msgpack.ExtType(_EXT_PAYLOAD, self.pack([start, 1 + len(extra), fields]))
-            return msgpack.ExtType(_EXT_RECORD, self.pack([name, fields]))
-        return self._pickle(obj)
+        shape = _shapes.get(cls)
+        if shape is None:
+            if cls is tuple:
+                return [_TUPLE_TAG, *obj] if obj else _EMPTY_TUPLE
+            if cls is SerializedValue:
+                return msgpack.ExtType(_EXT_VALUE, self._out_of_band(obj.data, obj.buffers))
+            shape = _shape_of(cls)
+            if shape is None:
+                return self._pickle(obj)
+        tag, names, payload = shape
+        if payload:
+            span = self._out_of_band(obj.data, obj.buffers)
+            if not obj.refs and names == ("refs",):
+                return msgpack.ExtType(_EXT_BARE_PAYLOAD, span)
+            return [tag, msgpack.ExtType(_EXT_RANGE, span), *[getattr(obj, n) for n in names]]
+        return [tag, *[getattr(obj, n) for n in names]]
+
+    def _out_of_band(self, data: Any, buffers: Any) -> bytes:
+        start = len(self.buffers)
+        self.buffers.append(as_view(data))
+        self.buffers.extend(as_view(b) for b in buffers)
+        return _RANGE.pack(start, 1 + len(buffers))
+
+
+_TUPLE_TAG = msgpack.ExtType(_EXT_TAG, b"")
+_EMPTY_TUPLE = msgpack.ExtType(_EXT_EMPTY_TUPLE, b"")
+#: registered class -> (its tag, the fields sent after the tag, whether it is
+#: a Payload: stream and buffers go as one RANGE before the other fields)
+_shapes: dict[type, tuple[msgpack.ExtType, tuple[str, ...], bool]] = {}
+
+
+def _shape_of(cls: type) -> tuple[msgpack.ExtType, tuple[str, ...], bool] | None:
+    name = _registered_name(cls)
+    if name is None:
+        return None
+    names = tuple(a.name for a in attrs.fields(cls))
+    payload = name == "Payload" and names[:2] == ("data", "buffers")
+    shape = (msgpack.ExtType(_EXT_TAG, name.encode()), names[2:] if payload else names, payload)
+    _shapes[cls] = shape
+    return shape
 
 
 def _record_types() -> dict[str, type]:
@@ -166,6 +206,146 @@ def _registered_name(cls: type) -> str | None:
     if _messages.MESSAGE_TYPES.get(name) is cls or _record_types().get(name) is cls:
         return name
     return None
+
+
+class _Tag:
+    """A decoded TAG: the class it names and a builder for the array it heads."""
+
+    __slots__ = ("name", "cls", "build")
+
+    def __init__(self, name: str, cls: type | None, build: Any) -> None:
+        self.name = name
+        self.cls = cls  # None: a tuple
+        self.build = build  # items (the tag first) -> the object
+
+
+class _Range:
+    """A Payload's stream and buffers, as the decoded RANGE ext names them."""
+
+    __slots__ = ("data", "buffers")
+
+    def __init__(self, data: bytes, buffers: tuple[memoryview, ...]) -> None:
+        self.data = data
+        self.buffers = buffers
+
+
+def _tuple_of(items: list) -> tuple:
+    return tuple(items[1:])
+
+
+def _builder(name: str, cls: type, names: tuple[str, ...], payload: bool) -> Any:
+    """A function building ``cls`` from a tagged array, with keyword arguments
+    read by position (attrs classes here are keyword-only): generated once per
+    class, as attrs generates its own methods, so a record costs one call."""
+    first = 2 if payload else 1
+    kwargs = [f"{n}=items[{first + i}]" for i, n in enumerate(names)]
+    if payload:
+        kwargs[:0] = ["data=items[1].data", "buffers=items[1].buffers"]
+        check = "len(items) != N or type(items[1]) is not Range"
+    else:
+        check = "len(items) != N"
+    source = (
+        "def build(items):\n"
+        f"    if {check}:\n"
+        "        raise UnknownMessageType(f'bad fields for {NAME!r}: {len(items) - 1} values')\n"
+        "    try:\n"
+        f"        return cls({', '.join(kwargs)})\n"
+        "    except Exception as exc:\n"
+        "        raise UnknownMessageType(f'bad fields for {NAME!r}: {exc}') from None\n"
+    )
+    namespace = {"cls": cls, "N": first + len(names), "NAME": name, "Range": _Range, "UnknownMessageType": UnknownMessageType}
+    exec(source, namespace)
+    return namespace["build"]
+
+
+_TUPLE = _Tag("", None, _tuple_of)
+#: tag bytes -> decoded tag, valid while the registries are the same objects
+_tags: dict[bytes, _Tag] = {}
+_tags_of: tuple[int, int] = (0, 0)
+
+
+def _registry_class(name: str) -> type | None:
+    return _messages.MESSAGE_TYPES.get(name) or _record_types().get(name)
+
+
+def _tag_of(data: bytes) -> _Tag:
+    global _tags_of
+    tag = _tags.get(data)
+    if tag is not None:
+        return tag
+    if not data:
+        return _TUPLE
+    try:
+        name = data.decode()
+    except UnicodeDecodeError:
+        raise FrameError("malformed tag ext") from None
+    cls = _registry_class(name)
+    if cls is None or not attrs.has(cls):
+        raise UnknownMessageType(f"unknown message or record type {name!r}")
+    names = tuple(a.name for a in attrs.fields(cls))
+    payload = name == "Payload" and names[:2] == ("data", "buffers")
+    tag = _tags[data] = _Tag(name, cls, _builder(name, cls, names[2:] if payload else names, payload))
+    return tag
+
+
+def _check_registries() -> None:
+    """Forget decoded tags and encoded shapes when a registry was replaced (tests do)."""
+    global _tags_of
+    current = (id(_messages.MESSAGE_TYPES), id(_record_types()))
+    if current != _tags_of:
+        _tags.clear()
+        _shapes.clear()
+        _tags_of = current
+
+
+class _ArrayDecoder:
+    """Unpacks a tagged-array envelope against its frame's buffers (no cycles, see _Encoder)."""
+
+    def __init__(self, buffers: list[memoryview]) -> None:
+        self.buffers = buffers
+
+    def unpack(self, data: bytes | memoryview) -> Any:
+        return msgpack.unpackb(
+            data, ext_hook=self.ext_hook, list_hook=_build_tagged, raw=False, strict_map_key=False, use_list=True
+        )
+
+    def ext_hook(self, code: int, data: bytes) -> Any:
+        if code == _EXT_TAG:
+            return _tags.get(data) or _tag_of(data)
+        if code == _EXT_EMPTY_TUPLE:
+            if data:
+                raise FrameError("malformed empty-tuple ext")
+            return ()
+        buffers = self.buffers
+        if code in _RANGE_EXTS:
+            start, count, rest = _checked_range(data, len(buffers))
+            if count < 1 or rest:
+                raise FrameError("malformed buffer range ext")
+            if code == _EXT_VALUE:
+                return SerializedValue(buffers[start], buffers[start + 1 : start + count])
+            # The stream is small and copied (it is handed to pickle.loads
+            # as bytes); the out-of-band buffers stay views into the frame.
+            span = _Range(bytes(buffers[start]), tuple(buffers[start + 1 : start + count]))
+            if code == _EXT_RANGE:
+                return span
+            payload = (_tags.get(b"Payload") or _tag_of(b"Payload")).build
+            return payload([None, span, ()])
+        if code == _EXT_PICKLE:
+            start, count, stream = _checked_range(data, len(buffers))
+            try:
+                return pickle.loads(stream, buffers=buffers[start : start + count])
+            except Exception as exc:
+                raise FrameError(f"cannot unpickle a field: {type(exc).__name__}: {exc}") from None
+        raise FrameError(f"unknown ext type {code}")
+
+
+_RANGE_EXTS = frozenset({_EXT_VALUE, _EXT_RANGE, _EXT_BARE_PAYLOAD})
+
+
+def _build_tagged(items: list) -> Any:
+    if items and type(items[0]) is _Tag:
+        return items[0].build(items)
+    return items
 
 
 def _build_record(name: Any, fields: Any) -> Any:
@@ -186,8 +366,12 @@ def encode_message(msg: Any) -> EncodedFrame:
     Raises SerializationError for a field that cannot be pickled; the caller
     learns at once, nothing is half-sent.
     """
+    _check_registries()
     encoder = _Encoder()
-    envelope = encoder.pack({"type": message_type_of(msg), "fields": message_fields(msg)})
+    if _messages.MESSAGE_TYPES.get(type(msg).__name__) is type(msg):
+        envelope = encoder.pack(msg)
+    else:  # not a registered message: the receiver refuses it by name
+        envelope = encoder.pack({"type": message_type_of(msg), "fields": message_fields(msg)})
     buffers = encoder.buffers
     head = bytearray(_U32.pack(len(buffers)))
     for b in buffers:
@@ -300,12 +484,19 @@ def decode_message(body: bytearray | memoryview) -> Any:
     if pos != size:
         raise FrameError(f"frame has {size - pos} trailing bytes after its last buffer")
 
+    tagged = envlen > 0 and (0x90 <= envelope[0] <= 0x9F or envelope[0] in (0xDC, 0xDD))
+    if tagged:
+        _check_registries()
     try:
-        decoded = _Decoder(buffers).unpack(envelope)
+        decoded = (_ArrayDecoder if tagged else _Decoder)(buffers).unpack(envelope)
     except (FrameError, UnknownMessageType):
         raise
     except (ValueError, TypeError, RecursionError, msgpack.ExtraData) as exc:
         raise FrameError(f"undecodable envelope: {type(exc).__name__}: {exc}") from None
+    if tagged:
+        if _messages.MESSAGE_TYPES.get(type(decoded).__name__) is not type(decoded):
+            raise FrameError("envelope is not a tagged message array")
+        return decoded
     if not isinstance(decoded, dict) or set(decoded) != {"type", "fields"}:
         raise FrameError("envelope is not a {type, fields} map")
     type_name, fields = decoded["type"], decoded["fields"]
