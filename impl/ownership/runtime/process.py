@@ -310,6 +310,29 @@ async def _run(args: argparse.Namespace) -> None:
         nursery.cancel_scope.cancel()
 
 
+def _profile_on_signal(directory: str, role: str) -> None:
+    """SIGUSR1 starts a CPU-time cProfile of the loop thread; the next one
+    writes it to ``<directory>/<role>-<pid>-<n>.prof`` (benchmark profiling:
+    the samplers count a process preempted on a busy machine as running)."""
+    import cProfile
+    import time
+
+    state: dict[str, Any] = {"profile": None, "n": 0}
+
+    def toggle(signum: int, frame: Any) -> None:
+        profile = state["profile"]
+        if profile is None:
+            state["profile"] = profile = cProfile.Profile(time.process_time)
+            profile.enable()
+            return
+        profile.disable()
+        state["profile"] = None
+        state["n"] += 1
+        profile.dump_stats(os.path.join(directory, f"{role}-{os.getpid()}-{state['n']}.prof"))
+
+    signal.signal(signal.SIGUSR1, toggle)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -323,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .steplog import StepLog
 
         step_log = ServiceShell.step_log = StepLog(args.event_log)
+    if os.environ.get("OWNERSHIP_PROFILE_DIR"):
+        _profile_on_signal(os.environ["OWNERSHIP_PROFILE_DIR"], args.role)
     try:
         trio.run(_run, args)
     except KeyboardInterrupt:
