@@ -18,7 +18,8 @@ SLOW = 5.0
 
 
 @ownership.remote(resources={"holder": 1})
-def make_big(n: int) -> bytes:
+async def make_big(n: int) -> bytes:
+    # async: on the worker's loop, not in a thread the autojump clock cannot see
     return b"v" * n
 
 
@@ -37,6 +38,12 @@ def fail() -> None:
 def ready_in_borrower(refs: list) -> int:
     # A sync task (blocking wait): it borrows the refs and asks their owner.
     ready, _ = ownership.wait(refs, num_returns=len(refs), timeout=10 * SLOW, fetch_local=False)
+    return len(ready)
+
+
+@ownership.remote
+async def ready_in_async_borrower(refs: list) -> int:
+    ready, _ = await ownership.wait(refs, num_returns=len(refs), timeout=10 * SLOW, fetch_local=False)
     return len(ready)
 
 
@@ -95,13 +102,20 @@ async def test_wait_fetch_local_false_failed_task_counts_as_ready() -> None:
             await ref
 
 
-async def test_wait_fetch_local_false_in_borrower_asks_the_owner_and_pulls_nothing(autojump_clock) -> None:
+async def test_wait_fetch_local_false_in_sync_borrower_asks_the_owner_and_pulls_nothing() -> None:
     async with memory_cluster(nodes=2, node_resources=HOLDER) as c:
         made = make_big.remote(BIG)
         await ownership.wait([made], timeout=10, fetch_local=False)
+        assert await ready_in_borrower.remote([made]) == 1
+        assert _pulls(c, "n2") == 0
+
+
+async def test_wait_fetch_local_false_in_async_borrower_waits_for_the_owner_to_store_it(autojump_clock) -> None:
+    # On the loop, not in a thread: the autojump clock must see every waiter.
+    async with memory_cluster(nodes=2, node_resources=HOLDER) as c:
         later = make_big_slowly.remote(BIG)
-        counted = ready_in_borrower.options(resources={}).remote([made, later])
+        counted = ready_in_async_borrower.remote([later])
         ready, _ = await ownership.wait([counted], timeout=SLOW / 2)
         assert ready == []  # the borrower still waits for `later`
-        assert await counted == 2
+        assert await counted == 1
         assert _pulls(c, "n2") == 0
