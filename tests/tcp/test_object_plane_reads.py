@@ -123,3 +123,21 @@ def test_pull_of_an_object_whose_segment_we_still_map_is_answered_here(store) ->
     unlink_segment(seg.name)  # freed by the node: the next pull goes to the node again
     assert reader.outgoing("n1", PullObject(object_id="o/x", requester="w1"))[0] == "n1"
     assert len(delivered) == 1
+
+
+def test_owner_lookup_of_an_object_we_still_map_is_answered_here_unless_it_holds_refs(store) -> None:
+    from ownership.core.messages import GetObject, ObjectValue, RefInfo
+    from ownership.runtime.objects import WorkerObjects
+
+    delivered: list = []
+    reader = WorkerObjects("w1", "n1", lambda dst, msg: None, lambda oid: "o", lambda src, msg: delivered.append((src, msg)))
+    reader.prefix = store.prefix
+    plain = write_segment(store.prefix + "k-1-1", serialize(ARRAY))
+    holding = write_segment(store.prefix + "k-1-2", serialize(ARRAY))
+    reader.incoming("n1", SegmentCopy(object_id="o/x", source="n1", segment=plain.name))
+    reader.incoming("n1", SegmentCopy(object_id="o/y", source="n1", segment=holding.name, refs=(RefInfo(object_id="o/z", owner="o"),)))
+    assert reader.outgoing("o", GetObject(object_id="o/x", requester="w1")) is None
+    [(src, answer)] = delivered
+    assert src == "o" and isinstance(answer, ObjectValue) and answer.value is not None and answer.value.refs == ()
+    # The owner must register us as a borrower of the refs inside: it is asked.
+    assert reader.outgoing("o", GetObject(object_id="o/y", requester="w1")) == ("o", GetObject(object_id="o/y", requester="w1"))

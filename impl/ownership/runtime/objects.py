@@ -50,7 +50,7 @@ from typing import Any
 
 import attrs
 
-from ..core.messages import ObjectCopy, Payload, PullObject, PutObject, RefInfo, RegisterWorker, TaskReply, message
+from ..core.messages import GetObject, ObjectCopy, ObjectValue, Payload, PullObject, PutObject, RefInfo, RegisterWorker, TaskReply, message
 from ..core.store import FetchObject, ObjectFetched
 from .values import SerializationError, SerializedValue, dumps_oob, pack
 from .shm import SHM_DIR, SharedMemoryStore, open_segment, unlink_segment, write_segment
@@ -250,6 +250,15 @@ class WorkerObjects:
                 return None
             fetch = FetchObject(object_id=msg.object_id, owner=self._owner_of(msg.object_id), source=dst, requester=self.address)
             return self.node, fetch
+        if isinstance(msg, GetObject) and msg.requester == self.address and self._deliver is not None:
+            kept = self._kept_copy(msg.object_id)
+            if kept is not None and not kept.refs:
+                # Asking the owner where the value is, while we map a live
+                # copy of it: the owner's answer would lead to that copy.
+                # (A value holding refs still goes through the owner, which
+                # registers us as a borrower of them.)
+                self._deliver(dst, ObjectValue(object_id=msg.object_id, value=kept))
+                return None
         if isinstance(msg, PutObject) and dst == self.node and (written := self._written.pop(msg.object_id, None)) is not None:
             stored = SegmentStored(object_id=msg.object_id, owner=msg.owner, segment=written, refs=msg.value.refs, reply=msg.reply)
             return dst, stored
