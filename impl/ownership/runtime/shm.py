@@ -130,6 +130,10 @@ def write_segment(name: str, value: SerializedValue) -> SegmentInfo:
 #: Linux: fault the whole mapping in at mmap time (one call) instead of
 #: one page fault per 4 KiB page as the reader touches it.
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+#: Larger values are mapped lazily even when ``populate`` is asked: a reader
+#: may touch a small part of them (100 MiB populated: 10-20 ms of the
+#: driver's CPU in a remote get that reads 4 bytes of it).
+POPULATE_MAX = 32 * 1024 * 1024
 
 
 def open_segment(name: str, *, populate: bool = False) -> SerializedValue:
@@ -137,16 +141,17 @@ def open_segment(name: str, *, populate: bool = False) -> SerializedValue:
 
     The mapping lives as long as any view of it (any array unpickled from
     it); unlinking the segment meanwhile is safe, the pages go when the last
-    mapping does. ``populate`` maps every page at once, for a reader that
-    will read the value: page by page, the faults cost several times more
-    on the VMs here (10 MiB read with a stride of a page: 1-6 ms faulting
-    page by page, 0.1 ms after a 0.9 ms MAP_POPULATE).
+    mapping does. ``populate`` maps every page of a segment up to
+    POPULATE_MAX at once, for a reader that will read the value: page by
+    page, the faults cost several times more on the VMs here (10 MiB read
+    with a stride of a page: 1-6 ms faulting page by page, 0.1 ms after a
+    0.9 ms MAP_POPULATE).
     """
     shm = _require_posix()
     fd = shm.shm_open("/" + name, os.O_RDONLY, mode=0)
     try:
         size = os.fstat(fd).st_size
-        flags = mmap.MAP_SHARED | (_POPULATE if populate else 0)
+        flags = mmap.MAP_SHARED | (_POPULATE if populate and size <= POPULATE_MAX else 0)
         mapping = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
