@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench java check-models clean
+.PHONY: demo test bench java check-models conformance-full clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ demo: $(STAMP) java
 
 check-models: $(STAMP) java
 	$(VENV)/bin/ownership check --all --config Large
+
+# Edge covers too big to commit, generated and replayed here (minutes, not in CI):
+# Scheduling Medium (crashes anywhere) and RefCounting TwoTasks (two tasks).
+CONFORMANCE_OUT ?= /tmp/ownership-conformance-full
+conformance-full: $(STAMP) java
+	rm -rf $(CONFORMANCE_OUT)
+	$(VENV)/bin/ownership traces generate Scheduling --config Medium --no-tests --out $(CONFORMANCE_OUT)
+	$(VENV)/bin/ownership traces generate RefCounting --config TwoTasks --no-tests --out $(CONFORMANCE_OUT)
+	$(VENV)/bin/ownership conformance run --no-shrink $(CONFORMANCE_OUT)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
