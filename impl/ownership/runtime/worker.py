@@ -219,7 +219,9 @@ class WorkerRuntime(ServiceShell):
         self._get_ids = itertools.count(1)
         self._scopes: dict[str, trio.CancelScope] = {}
         self._functions: dict[str, Any] = {}
-        self._releases: collections.deque[str] = collections.deque()
+        # Work handed over from other threads, in their order: a release
+        # (an object id) or a submission (a TaskSpec). See _drain_releases.
+        self._releases: collections.deque[str | TaskSpec] = collections.deque()
         self._blocked: collections.Counter[str] = collections.Counter()
         self.actor: Any = None
         self.closed = False
@@ -298,10 +300,20 @@ class WorkerRuntime(ServiceShell):
             pass
 
     def _drain_releases(self) -> None:
+        """Carry out what other threads handed over, in order.
+
+        Every loop-side entry point a task thread calls (a get, a wait, a
+        put, a cancel) drains first, so the core sees a thread's calls in
+        the order the thread made them although submissions do not wait.
+        """
         while self._releases:
-            oid = self._releases.popleft()
-            if not self.closed:
-                self._apply(self.core.handle(RemoveLocalRef(oid)))
+            op = self._releases.popleft()
+            if self.closed:
+                continue
+            if type(op) is str:
+                self._apply(self.core.handle(RemoveLocalRef(op)))
+            else:
+                self._apply(self.core.handle(Submit(op)))
 
     def _adopt(self, info: RefInfo) -> _Ref:
         """A reference found while unpickling becomes a local ref object."""
@@ -325,7 +337,11 @@ class WorkerRuntime(ServiceShell):
     def _threadsafe(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if self.on_loop_thread():
             return fn(*args, **kwargs)
-        return trio.from_thread.run_sync(functools.partial(fn, *args, **kwargs), trio_token=self.token)
+        return trio.from_thread.run_sync(functools.partial(self._after_drain, fn, *args, **kwargs), trio_token=self.token)
+
+    def _after_drain(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self._drain_releases()
+        return fn(*args, **kwargs)
 
     def submit_task(
         self,
@@ -339,12 +355,10 @@ class WorkerRuntime(ServiceShell):
         kind: str = "task",
         name: str = "",
     ) -> _Ref:
-        return self._threadsafe(self._submit, function_id, function, args, kwargs, resources, max_retries, kind, name, None, None)
+        return self._submit(function_id, function, args, kwargs, resources, max_retries, kind, name, None, None)
 
     def submit_actor_call(self, actor: ActorRef, method: str, args: Sequence[Any], kwargs: dict[str, Any]) -> ObjectRef:
-        return self._threadsafe(
-            self._submit, "", Payload(data=b""), args, kwargs, (), 0, "actor_method", method, actor.object_id, method
-        )
+        return self._submit("", Payload(data=b""), args, kwargs, (), 0, "actor_method", method, actor.object_id, method)
 
     def _submit(
         self,
@@ -375,7 +389,20 @@ class WorkerRuntime(ServiceShell):
             method=method,
             name=name,
         )
-        self.handle(Submit(spec))
+        if self.on_loop_thread():
+            self.handle(Submit(spec))
+        else:
+            # From a task thread the submission does not wait for the loop
+            # (a round trip through trio.from_thread costs more than a small
+            # task): the arguments were pickled here, errors and all, and the
+            # loop submits in this thread's order (see _drain_releases).
+            if self.closed:
+                raise NoRuntimeError(f"worker {self.address} has stopped")
+            self._releases.append(spec)
+            try:
+                self.token.run_sync_soon(self._drain_releases, idempotent=True)
+            except trio.RunFinishedError:
+                raise NoRuntimeError(f"worker {self.address} has stopped") from None
         cls = ActorRef if kind == "actor_create" else ObjectRef
         return cls(return_id, self.address, self)
 
@@ -465,6 +492,7 @@ class WorkerRuntime(ServiceShell):
         task_id = current_task_id()
 
         async def run() -> list[Any]:
+            self._drain_releases()
             with self.transport.idle():
                 return await self.get_many(refs, timeout, task_id=task_id)
 
@@ -504,6 +532,7 @@ class WorkerRuntime(ServiceShell):
 
     def wait_blocking(self, refs: Sequence[ObjectRef], num_returns: int = 1, timeout: float | None = None, fetch_local: bool = True):
         async def run():
+            self._drain_releases()
             with self.transport.idle():
                 return await self.wait(refs, num_returns, timeout, fetch_local)
 
