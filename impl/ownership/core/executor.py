@@ -79,6 +79,9 @@ class TaskExecutor:
         self.actor_id: str | None = None
         self.actor_busy: str | None = None
         self.actor_queue: collections.deque[str] = collections.deque()
+        # The same ids as a set: a call arriving while the actor is busy is
+        # checked against it, and thousands of calls can be queued.
+        self._actor_queued: set[str] = set()
         # (task id, attempt) of the last finished tasks, to ignore a duplicated
         # PushTask: the deque keeps the order to forget in, the set answers
         # the membership test of every push in O(1).
@@ -215,8 +218,9 @@ class TaskExecutor:
         kind = r.spec.kind
         if kind in ("actor_method", "actor_create"):
             if self.actor_busy is not None and self.actor_busy != r.spec.task_id:
-                if r.spec.task_id not in self.actor_queue:
+                if r.spec.task_id not in self._actor_queued:
                     self.actor_queue.append(r.spec.task_id)
+                    self._actor_queued.add(r.spec.task_id)
                 return []
             self.actor_busy = r.spec.task_id
         r.started = True
@@ -341,7 +345,9 @@ class TaskExecutor:
 
     def _start_next_actor_task(self) -> list[Effect]:
         while self.actor_busy is None and self.actor_queue:
-            r = self.running.get(self.actor_queue.popleft())
+            task_id = self.actor_queue.popleft()
+            self._actor_queued.discard(task_id)
+            r = self.running.get(task_id)
             if r is not None:
                 return self._maybe_start(r)
         return []
@@ -354,8 +360,9 @@ class TaskExecutor:
         r.cancelled = True
         if r.started:
             return [CancelExecution(task_id=msg.task_id)]
-        if msg.task_id in self.actor_queue:
+        if msg.task_id in self._actor_queued:
             self.actor_queue.remove(msg.task_id)
+            self._actor_queued.discard(msg.task_id)
         return self.finish_task(msg.task_id, error=ErrorInfo(kind="cancelled", message=f"task {msg.task_id} was cancelled"))
 
     def blocked(self, task_id: str, blocked: bool) -> list[Effect]:
@@ -399,8 +406,9 @@ class TaskExecutor:
                 fx.append(CancelExecution(task_id=task_id))
             del self.running[task_id]
             self._remember_finished(task_id, r.attempt)
-            if task_id in self.actor_queue:
+            if task_id in self._actor_queued:
                 self.actor_queue.remove(task_id)
+                self._actor_queued.discard(task_id)
             if self.actor_busy == task_id:
                 self.actor_busy = None
             for i in sorted(r.pending):
