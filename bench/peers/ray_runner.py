@@ -237,7 +237,7 @@ def body(doc: RunnerDoc, rows: Sequence[str]) -> None:
     warnings.simplefilter("ignore")
     doc.set_version(ray.__version__)
     doc.set_setup(
-        single_node=f"ray.init(num_cpus={NUM_CPUS}, include_dashboard=False)",
+        single_node=f"ray.init(address=\"local\", num_cpus={NUM_CPUS}, include_dashboard=False)",
         two_nodes=f"ray.cluster_utils.Cluster: head + node B, 1 CPU and {STORE_BYTES_PER_NODE // MIB} MiB store each",
     )
     doc.note("remote_get", "driver on the head ray.get()s an object made on node B (pulled B -> head store)")
@@ -247,7 +247,7 @@ def body(doc: RunnerDoc, rows: Sequence[str]) -> None:
     single = [r for r in rows if not ROW_BY_KEY[r].two_nodes]
     double = [r for r in rows if ROW_BY_KEY[r].two_nodes]
     if single:
-        ray.init(num_cpus=NUM_CPUS, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=NUM_CPUS, include_dashboard=False, log_to_driver=False)
         try:
             for key in single:
                 doc.run_row(key, SINGLE_NODE[key])
