@@ -182,6 +182,23 @@ class _TaskThreads:
                 return
             del back, value, exc
 
+    def submit(self, context: contextvars.Context, fn: Any, back: Any) -> None:
+        """``fn()`` in one of our threads; ``back(value, exc)`` then runs on the loop.
+
+        No trio task waits for it: the caller is the loop itself, which
+        starts the call and hears of its end from ``back``.
+        """
+        jobs = self._idle.pop() if self._idle else self._start()
+
+        def done(value: Any, exc: BaseException | None) -> None:  # on the loop thread
+            if self._closed:
+                jobs.put(None)
+            else:
+                self._idle.append(jobs)
+            back(value, exc)
+
+        jobs.put((context, fn, done))
+
     def close(self) -> None:
         """Idle threads exit now; busy ones once their call returns."""
         self._closed = True
@@ -228,6 +245,12 @@ class WorkerRuntime(ServiceShell):
         self.registered = trio.Event()
         self.tasks_run = 0
         self._threads = _TaskThreads(self.token, self.address)
+        # Sync user code runs straight in one of our threads, with no trio
+        # task per task (see _start_in_thread): the task ids running so, and
+        # the work _apply left for after the current event (_run_deferred).
+        self._in_threads: dict[str, Any] = {}
+        self._deferred: collections.deque[tuple[Any, Any, Any]] = collections.deque()
+        self._running_deferred = False
         #: large values through the node's shared memory (TCP runtime only)
         self.objects: WorkerObjects | None = None
         if shared_memory:
@@ -238,6 +261,21 @@ class WorkerRuntime(ServiceShell):
         if self.closed:
             raise NoRuntimeError(f"worker {self.address} has stopped")
         self._apply(self.core.handle(event))
+        if self._deferred and not self._running_deferred:
+            self._run_deferred()
+
+    def _run_deferred(self) -> None:
+        """Starts and abandons of thread-run tasks, once the effects that asked
+        for them are all carried out: they feed the core again (refs adopted
+        from the arguments, a TaskDone), which must not happen in the middle
+        of applying another event's effects."""
+        self._running_deferred = True
+        try:
+            while self._deferred:
+                action, arg, extra = self._deferred.popleft()
+                action(arg, extra)
+        finally:
+            self._running_deferred = False
 
     def _apply(self, effects: list[Effect]) -> None:
         for e in effects:
@@ -256,11 +294,17 @@ class WorkerRuntime(ServiceShell):
                     if slot.callback is not None:
                         slot.callback()
             elif isinstance(e, Execute):
-                self._nursery.start_soon(self._run_task, e, name=f"task {e.task.task_id}")
+                fn = self._sync_callable(e.task)
+                if fn is None:
+                    self._nursery.start_soon(self._run_task, e, name=f"task {e.task.task_id}")
+                else:
+                    self._deferred.append((self._start_in_thread, e, fn))
             elif isinstance(e, CancelExecution):
                 scope = self._scopes.get(e.task_id)
                 if scope is not None:
                     scope.cancel()
+                else:  # a thread-run task, or none (then _abandon finds nothing)
+                    self._deferred.append((self._abandon, e.task_id, None))
             elif isinstance(e, Registered):
                 self.registered.set()
             else:
@@ -314,6 +358,8 @@ class WorkerRuntime(ServiceShell):
                 self._apply(self.core.handle(RemoveLocalRef(op)))
             else:
                 self._apply(self.core.handle(Submit(op)))
+        if self._deferred and not self._running_deferred:
+            self._run_deferred()
 
     def _adopt(self, info: RefInfo) -> _Ref:
         """A reference found while unpickling becomes a local ref object."""
@@ -567,6 +613,85 @@ class WorkerRuntime(ServiceShell):
             fn = self._function(spec)
         return await self._run_user(fn, args, kwargs)
 
+    def _sync_callable(self, spec: TaskSpec) -> Any:
+        """The plain function a task runs, if it can run straight in a thread;
+        None sends it the general way (a coroutine function, no actor yet,
+        a function that does not unpickle: ``_run_task`` reports those)."""
+        try:
+            if spec.kind == "actor_method":
+                if self.actor is None:
+                    return None
+                fn = getattr(self.actor, spec.method or "")
+            else:
+                fn = self._function(spec)
+        except Exception:
+            return None
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+            return None
+        return fn
+
+    def _start_in_thread(self, effect: Execute, fn: Any) -> None:
+        """``_run_task`` for sync user code, without a trio task: the call goes
+        to a thread now and its end comes back through ``_thread_done``."""
+        spec = effect.task
+        if self.closed:
+            return
+        try:
+            values = [unpack(p, self._adopt) for p in effect.args]
+        except Exception as exc:
+            self._finish(spec, None, error_info_of(exc))
+            return
+        args = [v for a, v in zip(spec.args, values) if a.name is None]
+        kwargs = {a.name: v for a, v in zip(spec.args, values) if a.name is not None}
+        del values
+        context = contextvars.copy_context()
+        context.run(_runtime_var.set, self)
+        context.run(_task_var.set, spec.task_id)
+        busy = self.transport.busy()
+        busy.__enter__()
+        self._in_threads[spec.task_id] = busy
+        self._threads.submit(context, functools.partial(fn, *args, **kwargs), functools.partial(self._thread_done, spec))
+
+    def _thread_done(self, spec: TaskSpec, result: Any, exc: BaseException | None) -> None:
+        busy = self._in_threads.pop(spec.task_id, None)
+        if busy is None:  # abandoned (cancelled): already reported
+            return
+        busy.__exit__(None, None, None)
+        if exc is not None and not isinstance(exc, Exception):
+            self._nursery.start_soon(_reraise, exc)  # as a trio task running it would
+            return
+        value: Payload | None = None
+        error: ErrorInfo | None = None
+        if exc is not None:
+            error = error_info_of(exc)
+        elif spec.kind == "actor_create":
+            self.actor = result
+        else:
+            try:
+                value = pack(result)
+            except Exception as e:
+                error = error_info_of(e)
+        del exc, result
+        self._finish(spec, value, error)
+
+    def _abandon(self, task_id: str, _: Any) -> None:
+        """A cancelled thread-run task: reported now, its thread finishes unheard."""
+        busy = self._in_threads.pop(task_id, None)
+        if busy is None:
+            return
+        busy.__exit__(None, None, None)
+        self._finish_id(task_id, None, ErrorInfo(kind="cancelled", message=f"task {task_id} was cancelled"))
+
+    def _finish(self, spec: TaskSpec, value: Payload | None, error: ErrorInfo | None) -> None:
+        self._finish_id(spec.task_id, value, error)
+
+    def _finish_id(self, task_id: str, value: Payload | None, error: ErrorInfo | None) -> None:
+        self.tasks_run += 1
+        # As in _run_task: drops first, then the reply.
+        self._drain_releases()
+        if not self.closed:
+            self.handle(TaskDone(task_id, value=value, error=error))
+
     async def _run_task(self, effect: Execute) -> None:
         spec = effect.task
         _runtime_var.set(self)
@@ -602,6 +727,10 @@ class WorkerRuntime(ServiceShell):
         if self.objects is not None:
             snap["shm"] = self.objects.snapshot()
         return snap
+
+
+async def _reraise(exc: BaseException) -> None:
+    raise exc
 
 
 async def serve(
