@@ -45,6 +45,9 @@ class ServiceShell(abc.ABC):
     async def _receive_loop(self) -> None:
         if self.step_log is not None:
             self.step_log.attach(self)
+        set_receiver = getattr(self.transport, "set_receiver", None)
+        if set_receiver is not None:
+            set_receiver(self._deliver_direct)
         try:
             while True:
                 try:
@@ -58,8 +61,26 @@ class ServiceShell(abc.ABC):
         finally:
             self._stop()
 
+    def _deliver_direct(self, env: Envelope) -> None:
+        """A peer's message handed over by the transport's reader (set_receiver).
+
+        What handling raises stops the shell as it would in the receive loop:
+        it is raised again in the shell's nursery, not in the transport's.
+        """
+        if self.closed:
+            return
+        try:
+            self._received(env)
+        except BaseException as exc:
+            self.closed = True
+            self._nursery.start_soon(_reraise, exc)
+
     async def _ticker(self) -> None:
         assert self.tick_interval is not None
         while True:
             await trio.sleep(self.tick_interval)
             self.handle(Tick())
+
+
+async def _reraise(exc: BaseException) -> None:
+    raise exc

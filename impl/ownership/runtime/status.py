@@ -77,6 +77,21 @@ class StatusTransport(Transport):
                 return env
             self._answer(env.src, env.msg)
 
+    def set_receiver(self, deliver: Callable[[Envelope], None]) -> bool:
+        """As the inner transport's ``set_receiver``, status requests answered
+        here; False when the inner transport delivers only through receive()."""
+        inner = getattr(self.inner, "set_receiver", None)
+        if inner is None:
+            return False
+
+        def direct(env: Envelope) -> None:
+            if isinstance(env.msg, StatusRequest):
+                self._answer(env.src, env.msg)
+            else:
+                deliver(env)
+
+        return bool(inner(direct))
+
     def _answer(self, src: str, request: StatusRequest) -> None:
         try:
             snapshot = {"starting": True} if self.snapshot is None else self.snapshot()
