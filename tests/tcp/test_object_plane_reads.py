@@ -82,7 +82,7 @@ def test_reader_drops_kept_mappings_of_freed_segments_and_keeps_a_few(store) -> 
     assert list(reader._maps) == names[-MAPPINGS_KEPT:]
 
 
-async def test_large_frame_body_arrives_whole_in_a_fresh_mapping() -> None:
+async def test_large_frame_body_arrives_whole_in_a_mapping() -> None:
     import mmap
 
     import trio.testing
@@ -98,7 +98,7 @@ async def test_large_frame_body_arrives_whole_in_a_fresh_mapping() -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(send.send_all, b"".join(bytes(c) for c in frame.chunks))
         body = await receive_frame(ByteReceiver(receive), max_frame_size=1 << 30)
-    assert isinstance(body, mmap.mmap) and len(body) == frame.nbytes - 8
+    assert isinstance(body, memoryview) and isinstance(body.obj, mmap.mmap) and len(body) == frame.nbytes - 8
     got = decode_message(body)
     assert np.array_equal(unpack(got.value, lambda info: info), big)
     small = encode_message(PutObject(object_id="o/y", owner="o", value=Payload(data=b"x")))
@@ -166,3 +166,29 @@ def test_read_only_or_small_buffers_are_copied_every_time() -> None:
     assert pack(frozen).buffers[0] is not pack(frozen).buffers[0]
     small = np.arange(1000, dtype=np.float64)
     assert pack(small).buffers[0] is not pack(small).buffers[0]
+
+
+async def test_large_frame_buffer_is_reused_only_once_no_value_uses_it() -> None:
+    import trio.testing
+
+    from ownership.core.messages import PutObject
+    from ownership.runtime.framing import LARGE_FRAME, ByteReceiver, receive_frame
+    from ownership.runtime.serialization import decode_message, encode_message
+
+    async def received(value: np.ndarray) -> np.ndarray:
+        send, receive = trio.testing.memory_stream_pair()
+        frame = encode_message(PutObject(object_id="o/x", owner="o", value=pack(value)))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send.send_all, b"".join(bytes(c) for c in frame.chunks))
+            body = await receive_frame(ByteReceiver(receive), max_frame_size=1 << 30)
+        return unpack(decode_message(body).value, lambda info: info)
+
+    n = LARGE_FRAME // 8 + 5
+    first = await received(np.full(n, 1.0))
+    second = await received(np.full(n, 2.0))  # the first frame's buffer is in use: not reused
+    assert first[0] == 1.0 and first[-1] == 1.0 and second[0] == 2.0
+    address = first.__array_interface__["data"][0]
+    del first
+    third = await received(np.full(n, 3.0))
+    assert third.__array_interface__["data"][0] == address  # freed, so reused
+    assert second[0] == 2.0 and second[-1] == 2.0 and third[-1] == 3.0
