@@ -319,14 +319,18 @@ def summarized(obj: Any) -> Any:
     changes = None
     for name in names:
         value = getattr(obj, name)
-        if type(value) in _PLAIN:
-            continue
+        vcls = type(value)
+        if vcls in _PLAIN or _walk_cache.get(vcls, _UNSEEN) == ():
+            continue  # nothing inside can be a Payload: no call needed
         light = summarized(value)
         if light is not value:
             if changes is None:
                 changes = {}
             changes[name] = light
     return attrs.evolve(obj, **changes) if changes else obj
+
+
+_UNSEEN: tuple = (None,)
 
 
 @attrs.frozen
@@ -344,15 +348,18 @@ class EventLog:
     """
 
     def __init__(self, maxlen: int = 10_000) -> None:
-        self._entries: collections.deque[LogEntry] = collections.deque(maxlen=maxlen)
+        # (seq, event, effects) tuples: a LogEntry is built only when read,
+        # the log being written on every step and read almost never.
+        self._entries: collections.deque[tuple[int, Event, tuple[Effect, ...]]] = collections.deque(maxlen=maxlen)
         self._seq = 0
 
     def append(self, event: Event, effects: list[Effect]) -> None:
         self._seq += 1
-        self._entries.append(LogEntry(self._seq, summarized(event), tuple(summarized(e) for e in effects)))
+        # Summarized now, not when read: the log must not keep a freed value alive.
+        self._entries.append((self._seq, summarized(event), tuple(map(summarized, effects)) if effects else ()))
 
     def __iter__(self):
-        return iter(self._entries)
+        return (LogEntry(seq, event, effects) for seq, event, effects in self._entries)
 
     def __len__(self) -> int:
         return len(self._entries)
