@@ -311,6 +311,8 @@ def summarized(obj: Any) -> Any:
             changed = changed or light is not x
             items.append(light)
         return tuple(items) if changed else obj
+    if cls is TaskSpec and _light_spec(obj):
+        return obj
     names = _walk_cache.get(cls)
     if names is None:
         names = _fields_to_walk(cls)
@@ -331,6 +333,19 @@ def summarized(obj: Any) -> Any:
 
 
 _UNSEEN: tuple = (None,)
+
+
+def _light_spec(spec: TaskSpec) -> bool:
+    """No Payload in ``spec`` is over SUMMARY_OVER: the common case, checked
+    without the general walk (a TaskSpec is in every step of a task)."""
+    f = spec.function
+    if f.buffers or len(f.data) > SUMMARY_OVER:
+        return False
+    for a in spec.args:
+        v = a.value
+        if v is not None and (v.buffers or len(v.data) > SUMMARY_OVER):
+            return False
+    return True
 
 
 @attrs.frozen

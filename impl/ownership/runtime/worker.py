@@ -251,6 +251,7 @@ class WorkerRuntime(ServiceShell):
         self._in_threads: dict[str, Any] = {}
         self._deferred: collections.deque[tuple[Any, Any, Any]] = collections.deque()
         self._running_deferred = False
+        self._is_async: dict[tuple[bool, str | None], bool] = {}
         #: large values through the node's shared memory (TCP runtime only)
         self.objects: WorkerObjects | None = None
         if shared_memory:
@@ -626,9 +627,15 @@ class WorkerRuntime(ServiceShell):
                 fn = self._function(spec)
         except Exception:
             return None
-        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
-            return None
-        return fn
+        # inspect's check costs more than a no-op task's decode: once per
+        # function, and once per method of the one actor a worker hosts.
+        key = (spec.kind == "actor_method", spec.method if spec.kind == "actor_method" else spec.function_id)
+        is_async = self._is_async.get(key)
+        if is_async is None:
+            is_async = self._is_async[key] = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+                getattr(fn, "__call__", None)
+            )
+        return None if is_async else fn
 
     def _start_in_thread(self, effect: Execute, fn: Any) -> None:
         """``_run_task`` for sync user code, without a trio task: the call goes
