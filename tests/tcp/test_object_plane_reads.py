@@ -192,3 +192,41 @@ async def test_large_frame_buffer_is_reused_only_once_no_value_uses_it() -> None
     third = await received(np.full(n, 3.0))
     assert third.__array_interface__["data"][0] == address  # freed, so reused
     assert second[0] == 2.0 and second[-1] == 2.0 and third[-1] == 3.0
+
+
+async def test_large_body_over_tcp_arrives_whole_when_nothing_follows_it() -> None:
+    # The reader raises SO_RCVLOWAT while a large body arrives: it must
+    # never wait for more bytes than the body still needs (here the sender
+    # sends one frame in uneven pieces and then waits for our answer).
+    import trio
+
+    import functools
+    import socket
+
+    import trio.testing
+
+    from ownership.runtime.framing import ByteReceiver, frame_header, receive_frame
+
+    body = bytes(range(256)) * (4096 + 77)  # ~1 MiB, not a multiple of any chunk
+    pieces = [frame_header(len(body)), body[:700_000], body[700_000:1_048_000], body[1_048_000:]]
+    answered = trio.Event()
+
+    async def serve(stream: trio.SocketStream) -> None:
+        for piece in pieces[:-1]:
+            await stream.send_all(piece)
+        await trio.testing.wait_all_tasks_blocked()  # the reader took all it could: the tail comes later
+        await stream.send_all(pieces[-1])
+        await answered.wait()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, serve, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        with trio.fail_after(20):
+            got = await receive_frame(ByteReceiver(stream), max_frame_size=1 << 30)
+        answered.set()
+        assert bytes(got) == body
+        # Back to any byte: the next frame may be a few bytes and nothing after it.
+        assert stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+        await stream.aclose()
+        nursery.cancel_scope.cancel()

@@ -21,6 +21,7 @@ handshake message are not lost.
 from __future__ import annotations
 
 import mmap
+import socket
 import struct
 import sys
 
@@ -44,6 +45,8 @@ FRAME_HEADER = struct.Struct("!Q")
 # Reads of at least this size go straight into the destination buffer
 # (socket.recv_into), so a large frame is not copied through our staging buffer.
 _DIRECT_READ = 32 * 1024
+# SO_RCVLOWAT while a large body arrives: a wake-up per this many bytes.
+_LOWAT = 512 * 1024
 # Below glibc's mmap threshold, so the staging buffer is cheap to keep.
 _CHUNK = 64 * 1024
 
@@ -139,26 +142,48 @@ class ByteReceiver:
         if pos:
             view[:pos] = self._buf[self._pos : self._pos + pos]
             self._consume(pos)
-        while pos < total:
-            remaining = total - pos
-            if self._sock is not None and remaining >= _DIRECT_READ:
-                try:
-                    got = await self._sock.recv_into(view[pos:])
-                except OSError as exc:
-                    raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
-                self.bytes_received += got
-                if got == 0:
-                    raise TruncatedFrame(f"stream ended after {pos} of {total} bytes")
-                pos += got
-            else:
-                data = await self._receive_some()
-                if not data:
-                    raise TruncatedFrame(f"stream ended after {pos} of {total} bytes")
-                take = min(len(data), remaining)
-                view[pos : pos + take] = data[:take]
-                pos += take
-                if take < len(data):
-                    self._append(data[take:])
+        lowat = 1
+        try:
+            while pos < total:
+                remaining = total - pos
+                if self._sock is not None and remaining >= _DIRECT_READ:
+                    # Wake up for the rest of a large body once a good part
+                    # of it is there, not for every few segments the
+                    # sender's kernel hands over; never for more than this
+                    # body still needs (the sender is sending that much).
+                    want = min(remaining, _LOWAT)
+                    if want != lowat:
+                        lowat = self._set_lowat(want)
+                    try:
+                        got = await self._sock.recv_into(view[pos:])
+                    except OSError as exc:
+                        raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
+                    self.bytes_received += got
+                    if got == 0:
+                        raise TruncatedFrame(f"stream ended after {pos} of {total} bytes")
+                    pos += got
+                else:
+                    if lowat != 1:  # the rest is small: any byte will do
+                        lowat = self._set_lowat(1)
+                    data = await self._receive_some()
+                    if not data:
+                        raise TruncatedFrame(f"stream ended after {pos} of {total} bytes")
+                    take = min(len(data), remaining)
+                    view[pos : pos + take] = data[:take]
+                    pos += take
+                    if take < len(data):
+                        self._append(data[take:])
+        finally:
+            if lowat != 1:
+                self._set_lowat(1)
+
+    def _set_lowat(self, n: int) -> int:
+        """SO_RCVLOWAT of our socket (the last value set; 1 if it cannot be set)."""
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, n)
+        except (OSError, AttributeError):
+            return 1
+        return n
 
 
 #: Frames from this size on (large values) are received into memory that
