@@ -143,31 +143,6 @@ def test_owner_lookup_of_an_object_we_still_map_is_answered_here_unless_it_holds
     assert reader.outgoing("o", GetObject(object_id="o/y", requester="w1")) == ("o", GetObject(object_id="o/y", requester="w1"))
 
 
-def test_value_packed_again_unchanged_shares_its_snapshot() -> None:
-    array = np.arange(2**20, dtype=np.float64)  # 8 MiB, writable
-    first, second = pack(array), pack(array)
-    assert first.buffers[0] is second.buffers[0]  # compared, not copied again
-    assert np.array_equal(unpack(second, lambda info: info), array)
-
-
-def test_value_changed_after_packing_gets_a_new_snapshot_and_the_old_one_stays() -> None:
-    array = np.arange(2**20, dtype=np.float64)
-    before = pack(array)
-    array[12345] = -1.0
-    after = pack(array)
-    assert after.buffers[0] is not before.buffers[0]
-    assert unpack(before, lambda info: info)[12345] == 12345.0  # the value as it was when packed
-    assert unpack(after, lambda info: info)[12345] == -1.0
-
-
-def test_read_only_or_small_buffers_are_copied_every_time() -> None:
-    frozen = np.arange(2**20, dtype=np.float64)
-    frozen.flags.writeable = False
-    assert pack(frozen).buffers[0] is not pack(frozen).buffers[0]
-    small = np.arange(1000, dtype=np.float64)
-    assert pack(small).buffers[0] is not pack(small).buffers[0]
-
-
 async def test_large_frame_buffer_is_reused_only_once_no_value_uses_it() -> None:
     import trio.testing
 

@@ -24,14 +24,10 @@ as a reference.
 
 from __future__ import annotations
 
-import collections
-import ctypes
 import hashlib
 import io
 import pickle
 import struct
-import sys
-import threading
 import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -115,62 +111,6 @@ def dumps_oob(obj: Any, refs: list[RefInfo] | None = None) -> tuple[bytes, list[
     return f.getvalue(), buffers
 
 
-#: Buffers from this size on are compared with the last snapshots before
-#: being copied (below it a copy is cheaper than the bookkeeping).
-SNAPSHOT_SHARE_MIN = 1024 * 1024
-#: Snapshots remembered for sharing, most recent last.
-SNAPSHOTS_KEPT = 4
-
-_libc_memcmp: Any = None
-try:
-    _libc_memcmp = ctypes.CDLL(None).memcmp
-    _libc_memcmp.restype = ctypes.c_int
-    _libc_memcmp.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
-except (OSError, AttributeError):  # pragma: no cover - no C library to call: always copy
-    _libc_memcmp = None
-
-#: (address, size) of a source buffer -> the last snapshot taken of it
-_snapshots: collections.OrderedDict[tuple[int, int], bytes] = collections.OrderedDict()
-_snapshots_lock = threading.Lock()
-
-
-def snapshot(buf: pickle.PickleBuffer) -> bytes:
-    """An immutable copy of ``buf``'s bytes as they are now.
-
-    A large buffer that still holds exactly the bytes of a snapshot taken
-    of it before (the same array passed by value to many tasks) shares
-    that snapshot instead of being copied again: bytes are immutable, so
-    sharing is indistinguishable from copying, and comparing (~1.5 ms for
-    10 MiB here) costs far less than copying into fresh memory (10-13 ms
-    for 10 MiB on the VMs here, most of it page faults), and the copies
-    kept for lineage do not multiply. Only writable buffers are compared
-    (their address is what ctypes can take); others are copied.
-    """
-    view = buf.raw()
-    n = view.nbytes
-    if n < SNAPSHOT_SHARE_MIN or _libc_memcmp is None or view.readonly:
-        return bytes(view)
-    address = ctypes.addressof(ctypes.c_char.from_buffer(view))
-    key = (address, n)
-    with _snapshots_lock:
-        # Forget snapshots nobody else uses any more (their memory goes).
-        for k in [k for k in _snapshots if sys.getrefcount(_snapshots[k]) <= 2]:
-            del _snapshots[k]
-        previous = _snapshots.get(key)
-    if previous is not None and _libc_memcmp(address, ctypes.cast(ctypes.c_char_p(previous), ctypes.c_void_p), n) == 0:
-        with _snapshots_lock:
-            if key in _snapshots:
-                _snapshots.move_to_end(key)
-        return previous
-    copy = bytes(view)
-    with _snapshots_lock:
-        _snapshots[key] = copy
-        _snapshots.move_to_end(key)
-        while len(_snapshots) > SNAPSHOTS_KEPT:
-            _snapshots.popitem(last=False)
-    return copy
-
-
 def pack(value: Any) -> Payload:
     """Pickle ``value``, recording the references inside it; the buffers are copied."""
     refs: list[RefInfo] = []
@@ -183,7 +123,7 @@ def pack(value: Any) -> Payload:
         unique.setdefault(info.object_id, info)
     return Payload(
         data=data,
-        buffers=tuple(snapshot(b) for b in buffers),
+        buffers=tuple(bytes(b.raw()) for b in buffers),
         refs=tuple(unique.values()),
     )
 
