@@ -322,8 +322,14 @@ def summarized(obj: Any) -> Any:
     for name in names:
         value = getattr(obj, name)
         vcls = type(value)
+        # The common cases settled here, without a call: nothing inside can
+        # be a Payload, a small Payload, a TaskSpec with no large value.
         if vcls in _PLAIN or _walk_cache.get(vcls, _UNSEEN) == ():
-            continue  # nothing inside can be a Payload: no call needed
+            continue
+        if vcls is Payload and not value.buffers and len(value.data) <= SUMMARY_OVER:
+            continue
+        if vcls is TaskSpec and _light_spec(value):
+            continue
         light = summarized(value)
         if light is not value:
             if changes is None:
