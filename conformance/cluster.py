@@ -126,6 +126,21 @@ class ModelCluster(MemoryCluster):
         await self.network.settle()
         await self.deliver_where(lambda env: isinstance(env.msg, (Heartbeat, ClusterView)))
 
+    async def declare_node_dead(self, address: str) -> None:
+        """Heartbeat rounds until the head declares the node at ``address``
+        dead (Scheduling/FateSharing ``HeadDetectNodeDeath``): its timeout
+        and a few rounds to spare, else :class:`StimulusError`."""
+        assert self.head is not None
+        record = self.head.core.nodes.get(address)
+        if record is None or not record.alive:
+            raise StimulusError(f"the head does not count {address} as a member")
+        for _ in range(self.config.node_timeout_ticks + 3):
+            await self.refresh_views()
+            await self.tick_and_settle("head")
+            if not record.alive:
+                return
+        raise StimulusError(f"the head did not declare {address} dead after its heartbeat timeout")
+
     async def settle(self) -> None:
         await self.network.settle()
 

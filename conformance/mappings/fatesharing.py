@@ -509,15 +509,7 @@ class FateSharingMapping(Mapping):
     async def _do_HeadDetectNodeDeath(self, p: dict[str, Any]) -> None:
         assert self.c is not None and self.c.head is not None
         address = p["n"].name
-        record = self.c.head.core.nodes.get(address)
-        if record is None or not record.alive:
-            raise StimulusError(f"the head does not count {address} as a member")
-        for _ in range(self.c.config.node_timeout_ticks + 3):
-            await self.c.refresh_views()
-            await self.c.tick_and_settle("head")
-            if not record.alive:
-                return
-        raise StimulusError(f"the head did not declare {address} dead after its heartbeat timeout")
+        await self.c.declare_node_dead(address)
 
     # ------------------------------------------------------------------ projection
     def _node_of(self, address: str) -> ModelValue:

@@ -331,11 +331,7 @@ class _ArrayDecoder:
             payload = (_tags.get(b"Payload") or _tag_of(b"Payload")).build
             return payload([None, span, ()])
         if code == _EXT_PICKLE:
-            start, count, stream = _checked_range(data, len(buffers))
-            try:
-                return pickle.loads(stream, buffers=buffers[start : start + count])
-            except Exception as exc:
-                raise FrameError(f"cannot unpickle a field: {type(exc).__name__}: {exc}") from None
+            return _unpickle_field(data, buffers)
         raise FrameError(f"unknown ext type {code}")
 
 
@@ -401,6 +397,15 @@ def _checked_range(data: bytes, nbuffers: int) -> tuple[int, int, bytes]:
     return start, count, data[_RANGE.size :]
 
 
+def _unpickle_field(data: bytes, buffers: list[memoryview]) -> Any:
+    """A field the encoder pickled (no msgpack form), with its out-of-band buffers."""
+    start, count, stream = _checked_range(data, len(buffers))
+    try:
+        return pickle.loads(stream, buffers=buffers[start : start + count])
+    except Exception as exc:
+        raise FrameError(f"cannot unpickle a field: {type(exc).__name__}: {exc}") from None
+
+
 class _Decoder:
     """Unpacks one envelope against its frame's buffers (no reference cycles, see _Encoder)."""
 
@@ -444,11 +449,7 @@ class _Decoder:
             fields = {**fields, "data": bytes(buffers[start]), "buffers": tuple(buffers[start + 1 : start + count])}
             return _build_record("Payload", fields)
         if code == _EXT_PICKLE:
-            start, count, stream = _checked_range(data, len(buffers))
-            try:
-                return pickle.loads(stream, buffers=buffers[start : start + count])
-            except Exception as exc:
-                raise FrameError(f"cannot unpickle a field: {type(exc).__name__}: {exc}") from None
+            return _unpickle_field(data, buffers)
         raise FrameError(f"unknown ext type {code}")
 
 
