@@ -88,7 +88,7 @@ def test_ref_removed_hands_over_sub_borrowers(h) -> None:
     o = WorkerCore("o", "n1")
     oid = "o/p1"
     o.handle(Put(oid, h.value()))
-    o.refs.get_ref(oid).borrowers["b"] += 1
+    o.refs.get_ref(oid).borrowers["b"] = 1
     o.handle(RemoveLocalRef(oid))
     fx = o.handle(Received("b", RefRemoved(object_id=oid, borrower="b", borrowers=(Borrower(address="c"),))))
     assert [(e.dst, e.msg) for e in fx] == [("c", WaitForRefRemoved(object_id=oid, owner="o", via=None, borrower="c"))]
@@ -172,6 +172,6 @@ def test_sub_borrower_naming_the_caller_still_reaches_the_owner(h) -> None:
 def test_handed_over_borrowers_do_not_count_as_an_answer(h) -> None:
     o = WorkerCore("o", "n1")
     o.handle(Put("o/x", h.value()))
-    o.refs.get_ref("o/x").borrowers["w"] += 1
+    o.refs.get_ref("o/x").borrowers["w"] = 1
     o.handle(Received("w", RefRemoved(object_id="o/x", borrower="w", borrowers=(Borrower(address="c"),), answer=False)))
     assert o.refs.get_ref("o/x").borrowers == {"w": 1, "c": 1}

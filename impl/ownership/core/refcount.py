@@ -28,7 +28,6 @@ will produce it or another object's lineage may need it again.
 
 from __future__ import annotations
 
-import collections
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -83,7 +82,10 @@ class Reference:
     lineage: int = 0  # owned: tasks whose lineage names it (reconstruction)
     contained_in: set[str] = attrs.Factory(set)  # objects whose value holds it
     contains: set[str] = attrs.Factory(set)  # refs inside this object's value
-    borrowers: collections.Counter = attrs.Factory(collections.Counter)  # owner: asks outstanding
+    # owner: borrower -> asks outstanding (a plain dict: a Counter costs a
+    # Python-level __init__ for every reference made, a measured 3 % of an
+    # actor-call driver)
+    borrowers: dict[str, int] = attrs.Factory(dict)
     sub_borrowers: list[Borrower] = attrs.Factory(list)  # borrower: to report upward
     owner_waiting: int = 0  # borrower: WaitForRefRemoved not yet answered
     # -- value ---------------------------------------------------------------
@@ -398,7 +400,7 @@ class ReferenceCounter:
             if ref.owned:
                 if b.address in self.worker.dead_workers:
                     continue
-                ref.borrowers[b.address] += 1
+                ref.borrowers[b.address] = ref.borrowers.get(b.address, 0) + 1
                 fx.append(Send(b.address, WaitForRefRemoved(object_id=ref.object_id, owner=self.address, via=b.via, borrower=b.address)))
             else:
                 ref.sub_borrowers.append(b)
@@ -509,10 +511,13 @@ class ReferenceCounter:
         ref = self.table.get(msg.object_id)
         if ref is None or not ref.owned:
             return []
-        if msg.answer and ref.borrowers[msg.borrower] > 0:
-            ref.borrowers[msg.borrower] -= 1
-        if ref.borrowers[msg.borrower] <= 0:
-            del ref.borrowers[msg.borrower]
+        asks = ref.borrowers.get(msg.borrower, 0)
+        if msg.answer and asks > 0:
+            asks -= 1
+        if asks > 0:
+            ref.borrowers[msg.borrower] = asks
+        else:
+            ref.borrowers.pop(msg.borrower, None)
         fx = self._add_borrowers(ref, list(msg.borrowers))
         fx += self.check(msg.object_id)
         return fx
