@@ -20,12 +20,12 @@ handshake message are not lost.
 
 from __future__ import annotations
 
-import mmap
 import socket
 import struct
-import sys
 
 import trio
+
+from .bufpool import frame_pool
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -191,60 +191,19 @@ class ByteReceiver:
 LARGE_FRAME = 4 * 1024 * 1024
 
 
-#: Bytes of large-frame buffers a process keeps for reuse. A buffer is
-#: reused once nothing refers to it any more (every value decoded from its
-#: frame is gone): re-filling memory that is already faulted in costs about
-#: half of filling fresh memory here (10 MiB from a socket: 3.6-4.7 ms
-#: reused, 6.1 ms fresh). Bounded, so an idle process keeps little.
-POOL_BYTES = 64 * 1024 * 1024
-_HUGE_PAGE = 2 * 1024 * 1024
-_pool: list[mmap.mmap] = []
-#: sys.getrefcount of a pooled mapping that nothing else refers to:
-#: the pool's list, the loop variable and getrefcount's argument.
-_FREE_REFS = 3
-
-
-def _new_mapping(size: int) -> mmap.mmap:
-    body = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    advice = getattr(mmap, "MADV_HUGEPAGE", None)
-    if advice is not None:
-        try:
-            body.madvise(advice)
-        except OSError:  # no transparent huge pages here: plain pages, still not zero-filled twice
-            pass
-    return body
-
-
 def _frame_buffer(length: int) -> bytearray | memoryview:
     """A writable buffer of ``length`` bytes for a frame body, nothing else using it.
 
     ``bytearray(length)`` zero-fills the whole buffer before the socket
     fills it again, faulting in every 4 KiB page on the way: on the VMs
     here page faults dominate (100 MiB: ~210 ms to allocate, ~50 ms to
-    fill). A large frame goes into a private anonymous mapping advised for
-    transparent huge pages, filled once by the socket, 2 MiB per fault
-    (~60 ms for 100 MiB), or into such a mapping of the pool that no value
-    uses any more (a view of it: values decoded from the frame keep it).
+    fill). A large frame goes into a buffer of :data:`~.bufpool.frame_pool`
+    (a huge-page mapping, reused once no value decoded from an earlier
+    frame uses it; values decoded from this frame keep views of it).
     """
     if length < LARGE_FRAME:
         return bytearray(length)
-    size = -(-length // _HUGE_PAGE) * _HUGE_PAGE
-    for kept in _pool:
-        if len(kept) == size and sys.getrefcount(kept) == _FREE_REFS:
-            return memoryview(kept)[:length]
-    body = _new_mapping(size)
-    if size <= POOL_BYTES:
-        room = POOL_BYTES - sum(len(m) for m in _pool)
-        if room < size:
-            for kept in list(_pool):  # drop buffers nobody uses, oldest first
-                if sys.getrefcount(kept) == _FREE_REFS + 1:  # + the list copy
-                    _pool.remove(kept)
-                    room += len(kept)
-                    if room >= size:
-                        break
-        if room >= size:
-            _pool.append(body)
-    return memoryview(body)[:length]
+    return frame_pool.take(length)
 
 
 async def receive_frame(receiver: ByteReceiver, max_frame_size: int) -> bytearray | memoryview | None:

@@ -52,7 +52,7 @@ import attrs
 
 from ..core.messages import GetObject, ObjectCopy, ObjectValue, Payload, PullObject, PutObject, RefInfo, RegisterWorker, TaskReply, message
 from ..core.store import FetchObject, ObjectFetched
-from .values import SerializationError, SerializedValue, dumps_oob, pack
+from .values import SerializationError, SerializedValue, dumps_oob, pack, snapshot
 from .shm import SHM_DIR, SharedMemoryStore, open_segment, unlink_segment, write_segment
 
 __all__ = [
@@ -236,7 +236,7 @@ class WorkerObjects:
                 self.stats.segments_written += 1
                 self._written[object_id] = name
                 return payload, object_id
-        return Payload(data=data, buffers=tuple(bytes(b.raw()) for b in buffers), refs=unique), None
+        return Payload(data=data, buffers=snapshot(buffers), refs=unique), None
 
     def outgoing(self, dst: str, msg: Any) -> tuple[str, Any] | None:
         """The message the core sends to ``dst``, as it travels (None: answered here)."""

@@ -35,6 +35,7 @@ from typing import Any
 import cloudpickle
 
 from ..core.messages import ErrorInfo, Payload, RefInfo
+from .bufpool import value_pool
 from .framing import FrameError
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "serialize",
     "serialized_from_buffer",
     "serialized_layout",
+    "snapshot",
     "unpack",
 ]
 
@@ -121,11 +123,26 @@ def pack(value: Any) -> Payload:
     unique: dict[str, RefInfo] = {}
     for info in refs:
         unique.setdefault(info.object_id, info)
-    return Payload(
-        data=data,
-        buffers=tuple(bytes(b.raw()) for b in buffers),
-        refs=tuple(unique.values()),
-    )
+    return Payload(data=data, buffers=snapshot(buffers), refs=tuple(unique.values()))
+
+
+def snapshot(buffers: Iterable[pickle.PickleBuffer]) -> tuple[bytes | memoryview, ...]:
+    """Copies of a value's out-of-band buffers, as they are now.
+
+    A large one is copied into memory of :data:`~.bufpool.value_pool`
+    (faulted in already when an earlier snapshot has been dropped), a small
+    one into ``bytes``.
+    """
+    out: list[bytes | memoryview] = []
+    for b in buffers:
+        raw = b.raw()
+        if raw.nbytes < value_pool.min_size:
+            out.append(bytes(raw))
+        else:
+            copy = value_pool.take(raw.nbytes)
+            copy[:] = raw
+            out.append(copy.toreadonly())
+    return tuple(out)
 
 
 def unpack(payload: Payload, adopt: Callable[[RefInfo], Any]) -> Any:

@@ -420,6 +420,12 @@ class WorkerRuntime(ServiceShell):
         actor_id: str | None,
         method: str | None,
     ) -> _Ref:
+        on_loop = self.on_loop_thread()
+        if on_loop:
+            # Refs dropped since the loop last ran are released first: a
+            # task they were the last to need lets go of its arguments,
+            # whose large buffers the arguments packed next can then reuse.
+            self._drain_releases()
         packed = self._pack_args(args, kwargs)
         task_id, return_id = self.core.new_task_ids()
         spec = TaskSpec(
@@ -436,7 +442,7 @@ class WorkerRuntime(ServiceShell):
             method=method,
             name=name,
         )
-        if self.on_loop_thread():
+        if on_loop:
             self.handle(Submit(spec))
         else:
             # From a task thread the submission does not wait for the loop
