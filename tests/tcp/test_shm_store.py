@@ -149,3 +149,81 @@ def test_safe_key_maps_any_id_to_a_valid_key(session):
         store.put(key, "v")
         assert open_segment(store.segment_name(key)).deserialize() == "v"
         assert safe_key("plain-id.1") == "plain-id.1"
+
+
+# -- spare segments: a freed large segment is written again once nobody maps it
+
+
+def _spares(store: SharedMemoryStore, **kw):
+    from ownership.runtime.shm import SpareSegments
+
+    return SpareSegments(store.prefix, min_size=1 << 20, **kw)
+
+
+def _inode(name: str) -> int:
+    return (SHM_DIR / name).stat().st_ino
+
+
+def test_a_freed_segment_is_reused_once_no_reader_maps_it(session: str) -> None:
+    from ownership.runtime.values import serialize
+
+    with SharedMemoryStore(session) as store:
+        spares = _spares(store)
+        first = store.put("a", np.full(1 << 18, 1.0))  # 2 MiB
+        inode = _inode(first.name)
+        reader = open_segment(first.name).deserialize()  # a process that still uses the value
+        assert spares.retire(first.name)
+        assert not (SHM_DIR / first.name).exists()  # nobody opens it by that name again
+        with pytest.raises(FileNotFoundError):
+            open_segment(first.name)
+        assert spares.write(store.prefix + "b", serialize(np.full(1 << 18, 2.0))) is None  # still mapped
+        assert reader[0] == 1.0 and reader[-1] == 1.0
+        del reader
+        info = spares.write(store.prefix + "c", serialize(np.full(1 << 18, 3.0)))
+        assert info is not None and _inode(info.name) == inode and spares.reused == 1
+        value = open_segment(info.name).deserialize()
+        assert value[0] == 3.0 and value[-1] == 3.0
+        spares.close()
+
+
+def test_a_reader_in_another_process_holds_a_segment_until_it_unmaps(session: str) -> None:
+    import os
+    import signal
+
+    from ownership.runtime.values import serialize
+
+    with SharedMemoryStore(session) as store:
+        spares = _spares(store)
+        seg = store.put("a", np.full(1 << 18, 1.0))
+        code = textwrap.dedent(f"""
+            import sys
+            from ownership.runtime.shm import open_segment
+            value = open_segment({seg.name!r}).deserialize()
+            print("mapped", flush=True)
+            sys.stdin.read()  # until the test kills it
+        """)
+        with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
+            try:
+                assert child.stdout.readline().strip() == "mapped"
+                assert spares.retire(seg.name)
+                assert spares.write(store.prefix + "b", serialize(np.full(1 << 18, 2.0))) is None
+                os.kill(child.pid, signal.SIGKILL)  # a dead reader's lock goes with it
+                child.wait(timeout=30)
+                assert spares.write(store.prefix + "c", serialize(np.full(1 << 18, 3.0))) is not None
+            finally:
+                child.kill()
+                spares.close()
+
+
+def test_spares_are_bounded_and_unlinked_when_idle(session: str) -> None:
+    with SharedMemoryStore(session) as store:
+        spares = _spares(store, limit=5 << 20, idle_seconds=10.0)
+        names = [store.put(str(i), np.zeros(1 << 18)).name for i in range(3)]  # 2 MiB each
+        small = store.put("small", np.zeros(10)).name
+        assert not spares.retire(small) and not (SHM_DIR / small).exists()  # small: just unlinked
+        for name in names:
+            assert spares.retire(name)
+        assert spares.kept_bytes <= 5 << 20 and len(store.list()) == 2  # the oldest went
+        assert store.usage() == StoreUsage(0, 0)  # spares hold no values
+        spares.trim(now=float("inf"))
+        assert spares.kept_bytes == 0 and store.list() == []

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import trio
 
 from ..core.config import CoreConfig
-from ..core.events import Effect, Event, KillWorker, ObjectFreed, PeerLost, Received, Send, StartWorker, Watch
+from ..core.events import Effect, Event, KillWorker, ObjectFreed, PeerLost, Received, Send, StartWorker, Tick, Watch
 from ..core.messages import ObjectCopy, Resources
 from ..core.node import NodeCore
 from ..core.scheduler import SchedulingPolicy
@@ -82,6 +82,8 @@ class NodeRuntime(ServiceShell):
             event = Received(event.src, msg)
         elif isinstance(event, PeerLost):
             objects.worker_lost(event.address)
+        elif isinstance(event, Tick):
+            objects.spares.trim()
         effects = self.core.handle(event)
         if segment is not None:
             offered = event.msg  # type: ignore[attr-defined]
@@ -150,3 +152,5 @@ async def serve(
         rt._apply(core.start())
         task_status.started(rt)
     rt.closed = True
+    if rt.objects is not None:
+        rt.objects.spares.close()

@@ -53,7 +53,7 @@ import attrs
 from ..core.messages import GetObject, ObjectCopy, ObjectValue, Payload, PullObject, PutObject, RefInfo, RegisterWorker, TaskReply, message
 from ..core.store import FetchObject, ObjectFetched
 from .values import SerializationError, SerializedValue, dumps_oob, pack, snapshot
-from .shm import SHM_DIR, SharedMemoryStore, open_segment, unlink_segment, write_segment
+from .shm import SHM_DIR, SharedMemoryStore, SpareSegments, open_segment, unlink_segment, write_segment
 
 __all__ = [
     "MapsSegments",
@@ -347,6 +347,8 @@ class NodeObjects:
         self.segments: dict[str, str] = {}  # object id -> segment of our copy
         self.mappers: dict[str, int] = {}  # local workers that map our segments -> their pids
         self.stats = ObjectPlaneStatistics()
+        #: large segments of freed objects, written again once nobody maps them
+        self.spares = SpareSegments(store.prefix)
 
     # -- received, before the core --------------------------------------------------
     def incoming(self, src: str, msg: Any) -> tuple[Any, str | None]:
@@ -385,7 +387,9 @@ class NodeObjects:
         """A value that came as bytes: write it into a segment of ours and map it."""
         name = self.store.prefix + segment_key(msg.object_id)
         try:
-            write_segment(name, _as_serialized(value))
+            serialized = _as_serialized(value)
+            if self.spares.write(name, serialized) is None:
+                write_segment(name, serialized)
             mapped = payload_from_segment(name, value.refs)
         except (OSError, ValueError) as exc:  # /dev/shm full: keep it in our heap
             unlink_segment(name)
@@ -418,7 +422,7 @@ class NodeObjects:
     def freed(self, object_id: str) -> None:
         segment = self.segments.pop(object_id, None)
         if segment is not None:
-            unlink_segment(segment)
+            self.spares.retire(segment)  # kept for a later copy, or unlinked
 
     def worker_lost(self, address: str) -> list[str]:
         """A local worker is gone: remove the segments it wrote that we never
@@ -443,5 +447,6 @@ class NodeObjects:
             "bytes": usage.bytes,
             "objects": dict(sorted(self.segments.items())),
             "segments_written": self.stats.segments_written,
+            "spares": {"kept_bytes": self.spares.kept_bytes, "reused": self.spares.reused},
             "fallbacks": self.stats.fallbacks,
         }

@@ -20,14 +20,31 @@ then owns them). So a node removes everything of its own at shutdown, and a
 node starting up removes the leftovers of dead nodes of its session
 (:func:`cleanup_leftovers`), even if a worker died between writing a
 segment and reporting it.
+
+Reuse (:class:`SpareSegments`): on the VMs here, filling a new segment
+costs mostly the allocation of its pages (a 100 MiB copy: ~60 ms into a
+new segment, a fraction of that into pages that exist). So the node keeps
+large segments of freed objects as spares and writes the next copy into one,
+but only once no process maps it any more. Who maps a segment is tracked
+by the kernel: a reader takes an open-file-description read lock
+(``F_OFD_SETLK``) before it maps a segment and closes its descriptor after;
+the lock lives with the mapping (the mapping holds the open file) and goes
+when the mapping does, or when the reader dies. The node reuses a spare only
+once its write lock is granted. A spare never gets its old name back (names
+are fresh per copy), and a reader checks, once it holds its lock, that the
+name it opened still names the file it locked.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import itertools
 import mmap
 import os
 import re
+import struct
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -44,6 +61,7 @@ __all__ = [
     "SHM_DIR",
     "SegmentInfo",
     "SharedMemoryStore",
+    "SpareSegments",
     "StoreUsage",
     "cleanup_leftovers",
     "list_segments",
@@ -109,22 +127,28 @@ def write_segment(name: str, value: SerializedValue) -> SegmentInfo:
     A failed write leaves no segment behind.
     """
     shm = _require_posix()
-    size, writes = serialized_layout(value)
     fd = shm.shm_open("/" + name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
     try:
-        os.ftruncate(fd, size)
-        for offset, chunk in writes:
-            view = memoryview(chunk).cast("B")
-            while view:
-                written = os.pwrite(fd, view, offset)
-                view = view[written:]
-                offset += written
+        size = _write_value(fd, value)
     except BaseException:
         shm.shm_unlink("/" + name)
         raise
     finally:
         os.close(fd)
     return SegmentInfo(name, size)
+
+
+def _write_value(fd: int, value: SerializedValue) -> int:
+    """Lay ``value`` out in the file ``fd`` (resized to fit); its size."""
+    size, writes = serialized_layout(value)
+    os.ftruncate(fd, size)
+    for offset, chunk in writes:
+        view = memoryview(chunk).cast("B")
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view = view[written:]
+            offset += written
+    return size
 
 
 #: Linux: fault the whole mapping in at mmap time (one call) instead of
@@ -136,20 +160,48 @@ _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 POPULATE_MAX = 32 * 1024 * 1024
 
 
+#: Linux open-file-description locks; elsewhere no segment is ever reused.
+_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", None)
+
+
+def _ofd_lock(fd: int, kind: int) -> bool:
+    """Lock all of ``fd``'s file (F_RDLCK or F_WRLCK) without waiting: False if refused."""
+    assert _OFD_SETLK is not None
+    # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks), padding
+    request = struct.pack("hhqqi4x", kind, os.SEEK_SET, 0, 0, 0)
+    try:
+        fcntl.fcntl(fd, _OFD_SETLK, request)
+    except (BlockingIOError, PermissionError):
+        return False
+    return True
+
+
 def open_segment(name: str, *, populate: bool = False) -> SerializedValue:
     """Map segment ``name`` read-only; the value's buffers are views of the mapping.
 
     The mapping lives as long as any view of it (any array unpickled from
     it); unlinking the segment meanwhile is safe, the pages go when the last
-    mapping does. ``populate`` maps every page of a segment up to
-    POPULATE_MAX at once, for a reader that will read the value: page by
-    page, the faults cost several times more on the VMs here (10 MiB read
-    with a stride of a page: 1-6 ms faulting page by page, 0.1 ms after a
-    0.9 ms MAP_POPULATE).
+    mapping does. While it lives, the node does not reuse the segment (the
+    read lock, see the module's doc). ``populate`` maps every page of a
+    segment up to POPULATE_MAX at once, for a reader that will read the
+    value: page by page, the faults cost several times more on the VMs here
+    (10 MiB read with a stride of a page: 1-6 ms faulting page by page,
+    0.1 ms after a 0.9 ms MAP_POPULATE).
+
+    FileNotFoundError when the segment is gone, or is being reused.
     """
     shm = _require_posix()
     fd = shm.shm_open("/" + name, os.O_RDONLY, mode=0)
     try:
+        if _OFD_SETLK is not None:
+            if not _ofd_lock(fd, fcntl.F_RDLCK):
+                raise FileNotFoundError(f"segment {name} is being reused")
+            try:
+                same = os.stat(SHM_DIR / name).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # freed and renamed a spare between our open and our lock
+                raise FileNotFoundError(f"segment {name} was freed")
         size = os.fstat(fd).st_size
         flags = mmap.MAP_SHARED | (_POPULATE if populate and size <= POPULATE_MAX else 0)
         mapping = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ)
@@ -245,7 +297,8 @@ class SharedMemoryStore:
         return (seg.key for seg in self.list())
 
     def usage(self) -> StoreUsage:
-        segments = self.list()
+        """Segments holding values (spares kept for reuse are not counted)."""
+        segments = [s for s in self.list() if not s.key.startswith("spare.")]
         return StoreUsage(len(segments), sum(s.size for s in segments))
 
     def close(self) -> list[str]:
@@ -257,6 +310,123 @@ class SharedMemoryStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@attrs.define(eq=False)
+class _Spare:
+    name: str
+    fd: int
+    size: int
+    since: float
+    locked: bool  # we hold its write lock: nobody maps it
+
+
+class SpareSegments:
+    """Large segments of freed objects, kept to write the next copies into.
+
+    ``retire`` takes a freed segment in place of unlinking it (renamed, so
+    nobody opens it by its old name again); ``write`` puts a value into a
+    spare that no process maps any more, under the value's new name.
+    Bounded by ``limit`` bytes; spares unused for ``idle_seconds`` are
+    unlinked at the next ``retire``, ``write`` or ``trim``.
+    """
+
+    def __init__(self, prefix: str, *, min_size: int = 8 << 20, limit: int = 512 << 20, idle_seconds: float = 30.0) -> None:
+        self.prefix = prefix
+        self.min_size = min_size
+        self.limit = limit
+        self.idle_seconds = idle_seconds
+        self.enabled = _OFD_SETLK is not None and _posixshmem is not None
+        self.reused = 0
+        self._spares: list[_Spare] = []
+        self._names = itertools.count(1)
+
+    @property
+    def kept_bytes(self) -> int:
+        return sum(s.size for s in self._spares)
+
+    def retire(self, name: str) -> bool:
+        """Segment ``name`` is freed: keep it as a spare (True) or unlink it (False)."""
+        path = SHM_DIR / name
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return False
+        if not self.enabled or size < self.min_size or size > self.limit:
+            unlink_segment(name)
+            return False
+        spare_name = f"{self.prefix}spare.{next(self._names)}-{os.getpid()}-0"
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            locked = _ofd_lock(fd, fcntl.F_WRLCK)
+            # From now on no reader gets it by its old name (a reader that
+            # opened it already finds the name gone once it holds its lock).
+            os.rename(path, SHM_DIR / spare_name)
+        except OSError:
+            os.close(fd)
+            unlink_segment(name)
+            return False
+        self._spares.append(_Spare(spare_name, fd, size, time.monotonic(), locked))
+        self._bound(time.monotonic())
+        return True
+
+    def write(self, name: str, value: SerializedValue) -> SegmentInfo | None:
+        """``value`` in a free spare renamed ``name``; None when no spare fits.
+
+        The smallest spare that holds ``value`` and that no process maps
+        any more; a spare is at most twice the value's size, so a small copy
+        does not tie up a large segment.
+        """
+        now = time.monotonic()
+        self._bound(now)
+        need, _ = serialized_layout(value)
+        for spare in sorted(self._spares, key=lambda s: s.size):
+            if not need <= spare.size <= 2 * need:
+                continue
+            if not spare.locked:
+                spare.locked = _ofd_lock(spare.fd, fcntl.F_WRLCK)
+                if not spare.locked:
+                    continue  # still mapped somewhere
+            self._spares.remove(spare)
+            try:
+                size = _write_value(spare.fd, value)
+                os.rename(SHM_DIR / spare.name, SHM_DIR / name)
+            except OSError:
+                self._drop(spare)
+                raise
+            finally:
+                os.close(spare.fd)  # releases our write lock: readers may map it now
+            self.reused += 1
+            return SegmentInfo(name, size)
+        return None
+
+    def trim(self, now: float | None = None) -> None:
+        """Unlink the spares unused for ``idle_seconds``."""
+        self._bound(time.monotonic() if now is None else now)
+
+    def close(self) -> None:
+        for spare in list(self._spares):
+            self._spares.remove(spare)
+            self._drop(spare)
+            os.close(spare.fd)
+
+    def _bound(self, now: float) -> None:
+        for spare in list(self._spares):
+            if now - spare.since >= self.idle_seconds:
+                self._spares.remove(spare)
+                self._drop(spare)
+                os.close(spare.fd)
+        while self._spares and self.kept_bytes > self.limit:
+            spare = self._spares.pop(0)  # the oldest
+            self._drop(spare)
+            os.close(spare.fd)
+
+    @staticmethod
+    def _drop(spare: _Spare) -> None:
+        unlink_segment(spare.name)
 
 
 def safe_key(object_id: str) -> str:
