@@ -205,3 +205,27 @@ async def test_large_body_over_tcp_arrives_whole_when_nothing_follows_it() -> No
         assert stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
         await stream.aclose()
         nursery.cancel_scope.cancel()
+
+
+def test_freeing_an_object_we_own_drops_our_kept_mapping_so_the_node_can_reuse_it(store) -> None:
+    import gc
+
+    from ownership.core.messages import FreeObject
+    from ownership.runtime.shm import SpareSegments
+
+    reader, _ = worker(store)
+    seg = write_segment(store.prefix + "k-1-1", serialize(ARRAY))
+    _, copy = reader.incoming("n1", SegmentCopy(object_id="o/x", source="n1", segment=seg.name))
+    assert copy.value is not None and np.asarray(unpack(copy.value, lambda info: info))[7] == 7.0
+    del copy
+    gc.collect()
+    spares = SpareSegments(store.prefix, min_size=1 << 20)
+    try:
+        assert spares.retire(seg.name)  # the node frees its copy
+        # Only our kept mapping still maps it: the node cannot reuse it yet.
+        assert spares.write(store.prefix + "k-1-2", serialize(ARRAY)) is None
+        assert reader.outgoing("n1", FreeObject(object_id="o/x")) == ("n1", FreeObject(object_id="o/x"))
+        gc.collect()
+        assert spares.write(store.prefix + "k-1-3", serialize(ARRAY + 1)) is not None
+    finally:
+        spares.close()

@@ -50,7 +50,7 @@ from typing import Any
 
 import attrs
 
-from ..core.messages import GetObject, ObjectCopy, ObjectValue, Payload, PullObject, PutObject, RefInfo, RegisterWorker, TaskReply, message
+from ..core.messages import FreeObject, GetObject, ObjectCopy, ObjectValue, Payload, PullObject, PutObject, RefInfo, RegisterWorker, TaskReply, message
 from ..core.store import FetchObject, ObjectFetched
 from .values import SerializationError, SerializedValue, dumps_oob, pack, snapshot
 from .shm import SHM_DIR, SharedMemoryStore, SpareSegments, open_segment, unlink_segment, write_segment
@@ -240,6 +240,14 @@ class WorkerObjects:
 
     def outgoing(self, dst: str, msg: Any) -> tuple[str, Any] | None:
         """The message the core sends to ``dst``, as it travels (None: answered here)."""
+        if isinstance(msg, FreeObject):
+            # We own it and free it: our kept mapping of its copy goes now, not
+            # at our next mapping, so the node may reuse the segment (shm's
+            # spares) as soon as no value of ours uses it.
+            found = self._by_object.pop(msg.object_id, None)
+            if found is not None:
+                self._maps.pop(found[0], None)
+            return dst, msg
         if isinstance(msg, PullObject) and msg.requester == self.address:
             self.stats.fetches += 1
             kept = self._kept_copy(msg.object_id)
