@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 
 import pytest
 import trio
+import trio.testing
 
 import ownership
 from ownership.runtime.refs import current_runtime
@@ -286,6 +288,103 @@ async def test_actor_whose_constructor_raises_fails_its_calls() -> None:
         with pytest.raises(ownership.TaskError, match="no"):
             await actor.ping.remote()
         del actor
+        gc.collect()
+        await c.quiesce()
+        assert c.leaks() == {}
+
+
+# In-process (memory cluster): the actor's thread and the test share these.
+HOLD_EVENTS = (threading.Event(), threading.Event())
+
+
+@ownership.remote
+class Ledger:
+    """A sync-only actor: its calls go through one thread, in order."""
+
+    def __init__(self) -> None:
+        self.entries: list[int] = []
+        self.lock = threading.Lock()
+
+    def add(self, i: int) -> int:
+        if not self.lock.acquire(blocking=False):
+            raise RuntimeError("two calls of one actor overlap")
+        try:
+            self.entries.append(i)
+            return len(self.entries)
+        finally:
+            self.lock.release()
+
+    def hold(self) -> int:
+        # Looked up in this very module: the class travels pickled by value,
+        # and its copy must wait on the test's events, not on copies of them.
+        started, release = sys.modules[__name__].HOLD_EVENTS
+        started.set()
+        release.wait()
+        return len(self.entries)
+
+    def entries_so_far(self) -> list[int]:
+        return list(self.entries)
+
+
+def _actor_runtime(c, actor):
+    worker = c.driver.core.submitter.actors[actor.object_id].worker
+    return c.workers[worker]
+
+
+async def test_sync_actor_calls_are_handed_over_at_once_and_run_one_at_a_time_in_order() -> None:
+    async with memory_cluster() as c:
+        ledger = Ledger.remote()
+        assert await ledger.add.remote(-1) == 1
+        rt = _actor_runtime(c, ledger)
+        assert rt.core.executor.calls_in_order  # no async method: one thread, in order
+        counts = await ownership.get([ledger.add.remote(i) for i in range(200)])
+        assert counts == list(range(2, 202))
+        assert await ledger.entries_so_far.remote() == [-1, *range(200)]
+        del ledger
+        gc.collect()
+        await c.quiesce()
+        assert c.leaks() == {}
+
+
+async def test_actor_with_an_async_method_keeps_one_call_at_a_time_in_the_core() -> None:
+    async with memory_cluster() as c:
+        counter = Counter.remote(0)
+        assert await counter.incr.remote() == 1
+        assert not _actor_runtime(c, counter).core.executor.calls_in_order
+        del counter
+        gc.collect()
+        await c.quiesce()
+
+
+async def test_cancelled_call_queued_behind_a_running_one_never_runs() -> None:
+    started, release = HOLD_EVENTS
+    started.clear()
+    release.clear()
+    # Deliveries go on while user code runs in threads (the deterministic
+    # network would hold the queued call back until `hold` returns).
+    async with memory_cluster(deterministic=False) as c:
+        ledger = Ledger.remote()
+        assert await ledger.add.remote(0) == 1
+        holding = ledger.hold.remote()
+        await trio.to_thread.run_sync(started.wait)
+        queued = ledger.add.remote(1)
+        rt = _actor_runtime(c, ledger)
+        # Until the worker has it: the network's delivery task moves a message
+        # each time every task is blocked, so we wait for that with a longer
+        # cushion than its own (the shortest cushion wakes first).
+        for _ in range(100):
+            if any(r.spec.method == "add" for r in rt.core.executor.running.values()):
+                break
+            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        [r] = [r for r in rt.core.executor.running.values() if r.spec.method == "add"]
+        assert r.started  # handed over while the other call still runs
+        ownership.cancel(queued)
+        with pytest.raises(ownership.TaskCancelledError):
+            await queued
+        release.set()
+        assert await holding == 1
+        assert await ledger.entries_so_far.remote() == [0]  # the cancelled call did not run
+        del ledger, holding, queued
         gc.collect()
         await c.quiesce()
         assert c.leaks() == {}

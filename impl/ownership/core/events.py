@@ -157,11 +157,18 @@ class Cancel(Event):
 
 @attrs.frozen
 class TaskDone(Event):
-    """User code of a task returned (``value``) or raised (``error``)."""
+    """User code of a task returned (``value``) or raised (``error``).
+
+    ``calls_in_order`` (an actor's creation only): the shell runs this
+    actor's calls one at a time, in the order it is handed them (a sync
+    actor on its own thread), so the core may hand it a call before the
+    previous one has ended.
+    """
 
     task_id: str
     value: Payload | None = None
     error: ErrorInfo | None = None
+    calls_in_order: bool = False
 
 
 @attrs.frozen

@@ -79,6 +79,11 @@ class TaskExecutor:
         self.actor_id: str | None = None
         self.actor_busy: str | None = None
         self.actor_queue: collections.deque[str] = collections.deque()
+        # The shell runs the actor's calls one at a time in the order it gets
+        # them (TaskDone.calls_in_order): a call is handed over as soon as its
+        # arguments are ready, and the shell's actor thread runs the next one
+        # without waiting for the loop to hear of the previous one's end.
+        self.calls_in_order = False
         # The same ids as a set: a call arriving while the actor is busy is
         # checked against it, and thousands of calls can be queued.
         self._actor_queued: set[str] = set()
@@ -98,6 +103,7 @@ class TaskExecutor:
             "actor_id": self.actor_id,
             "actor_busy": self.actor_busy,
             "actor_queue": list(self.actor_queue),
+            "calls_in_order": self.calls_in_order,
         }
 
     def execute(self, msg: PushTask) -> list[Effect]:
@@ -216,7 +222,9 @@ class TaskExecutor:
         if r.error is not None:
             return self.finish_task(r.spec.task_id, error=r.error)
         kind = r.spec.kind
-        if kind in ("actor_method", "actor_create"):
+        if kind == "actor_method" and self.calls_in_order:
+            pass  # the shell keeps them in order
+        elif kind in ("actor_method", "actor_create"):
             if self.actor_busy is not None and self.actor_busy != r.spec.task_id:
                 if r.spec.task_id not in self._actor_queued:
                     self.actor_queue.append(r.spec.task_id)
@@ -227,7 +235,9 @@ class TaskExecutor:
         args = tuple(a for a in r.args if a is not None)
         return [Execute(task=r.spec, args=args)]
 
-    def finish_task(self, task_id: str, *, value: Payload | None = None, error: ErrorInfo | None = None) -> list[Effect]:
+    def finish_task(
+        self, task_id: str, *, value: Payload | None = None, error: ErrorInfo | None = None, calls_in_order: bool = False
+    ) -> list[Effect]:
         r"""Spec: RefCounting!WorkerFinishTask
         Spec: FateSharing!WorkerFinishTask
 
@@ -279,6 +289,7 @@ class TaskExecutor:
         fx += more
         if spec.kind == "actor_create" and error is None:
             self.actor_id = spec.return_id
+            self.calls_in_order = calls_in_order
             value = None
         if self.actor_busy == task_id:
             self.actor_busy = None

@@ -111,7 +111,7 @@ class WorkerCore:
         if isinstance(event, Put):
             return self.refs.put(event.object_id, event.value)
         if isinstance(event, TaskDone):
-            return self.executor.finish_task(event.task_id, value=event.value, error=event.error)
+            return self.executor.finish_task(event.task_id, value=event.value, error=event.error, calls_in_order=event.calls_in_order)
         if isinstance(event, TaskBlocked):
             return self.executor.blocked(event.task_id, True)
         if isinstance(event, TaskUnblocked):

@@ -134,6 +134,7 @@ class _TaskThreads:
         self._idle: list[queue.SimpleQueue] = []
         self._count = 0
         self._closed = False
+        self._in_order: queue.SimpleQueue | None = None  # the actor's own thread
 
     async def run(self, fn: Any) -> Any:
         """``fn()`` in one of our threads, in a copy of the caller's context."""
@@ -199,11 +200,33 @@ class _TaskThreads:
 
         jobs.put((context, fn, done))
 
+    def submit_in_order(self, context: contextvars.Context, fn: Any, back: Any) -> None:
+        """As :meth:`submit`, on the one thread that runs calls in the order given.
+
+        An actor's calls queue up here while the previous one runs: the
+        thread goes from one to the next without waiting for the loop.
+        """
+        if self._in_order is None:
+            self._in_order = self._start()
+        self._in_order.put((context, fn, back))
+
     def close(self) -> None:
         """Idle threads exit now; busy ones once their call returns."""
         self._closed = True
+        if self._in_order is not None:
+            self._in_order.put(None)
         while self._idle:
             self._idle.pop().put(None)
+
+
+def _has_async_methods(cls: type) -> bool:
+    """Whether an actor class has a coroutine method (those run as trio tasks,
+    so its calls cannot all go through one thread in order)."""
+    for name in dir(cls):
+        attr = getattr(cls, name, None)
+        if inspect.iscoroutinefunction(attr) or inspect.iscoroutinefunction(getattr(attr, "__call__", None)):
+            return True
+    return False
 
 
 @attrs.define(eq=False)
@@ -663,7 +686,18 @@ class WorkerRuntime(ServiceShell):
         busy = self.transport.busy()
         busy.__enter__()
         self._in_threads[spec.task_id] = busy
-        self._threads.submit(context, functools.partial(fn, *args, **kwargs), functools.partial(self._thread_done, spec))
+        call = functools.partial(fn, *args, **kwargs)
+        back = functools.partial(self._thread_done, spec)
+        if spec.kind == "actor_method" and self.core.executor.calls_in_order:
+            self._threads.submit_in_order(context, functools.partial(self._unless_abandoned, spec.task_id, call), back)
+        else:
+            self._threads.submit(context, call, back)
+
+    def _unless_abandoned(self, task_id: str, call: Any) -> Any:
+        """``call()``, unless its task was cancelled while queued (it is reported already)."""
+        if task_id not in self._in_threads:
+            return None
+        return call()
 
     def _thread_done(self, spec: TaskSpec, result: Any, exc: BaseException | None) -> None:
         busy = self._in_threads.pop(spec.task_id, None)
@@ -675,17 +709,19 @@ class WorkerRuntime(ServiceShell):
             return
         value: Payload | None = None
         error: ErrorInfo | None = None
+        in_order = False
         if exc is not None:
             error = error_info_of(exc)
         elif spec.kind == "actor_create":
             self.actor = result
+            in_order = not _has_async_methods(type(result))
         else:
             try:
                 value = pack(result)
             except Exception as e:
                 error = error_info_of(e)
         del exc, result
-        self._finish(spec, value, error)
+        self._finish(spec, value, error, calls_in_order=in_order)
 
     def _abandon(self, task_id: str, _: Any) -> None:
         """A cancelled thread-run task: reported now, its thread finishes unheard."""
@@ -695,15 +731,15 @@ class WorkerRuntime(ServiceShell):
         busy.__exit__(None, None, None)
         self._finish_id(task_id, None, ErrorInfo(kind="cancelled", message=f"task {task_id} was cancelled"))
 
-    def _finish(self, spec: TaskSpec, value: Payload | None, error: ErrorInfo | None) -> None:
-        self._finish_id(spec.task_id, value, error)
+    def _finish(self, spec: TaskSpec, value: Payload | None, error: ErrorInfo | None, *, calls_in_order: bool = False) -> None:
+        self._finish_id(spec.task_id, value, error, calls_in_order=calls_in_order)
 
-    def _finish_id(self, task_id: str, value: Payload | None, error: ErrorInfo | None) -> None:
+    def _finish_id(self, task_id: str, value: Payload | None, error: ErrorInfo | None, *, calls_in_order: bool = False) -> None:
         self.tasks_run += 1
         # As in _run_task: drops first, then the reply.
         self._drain_releases()
         if not self.closed:
-            self.handle(TaskDone(task_id, value=value, error=error))
+            self.handle(TaskDone(task_id, value=value, error=error, calls_in_order=calls_in_order))
 
     async def _run_task(self, effect: Execute) -> None:
         spec = effect.task
