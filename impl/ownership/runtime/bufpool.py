@@ -156,10 +156,11 @@ def _physical_memory() -> int:
 
 
 #: Bodies of large frames received from sockets (values, object copies).
-#: 64 MiB: a stream of 10 MiB values reuses a handful of buffers; a larger
-#: bound (256 MiB, so that a 100 MiB remote get reuses its frame buffer)
-#: showed no gain above the noise of that row.
-frame_pool = BufferPool("frames", min_size=4 << 20, limit=64 << 20, idle_seconds=30.0)
+#: 256 MiB, so that a copy of a 100 MiB object reuses its frame buffer too:
+#: a fresh one is fast only when the kernel has huge pages at hand, and a
+#: remote get swung between 0.35 and 1.2 GB/s from one get to the next with
+#: a 64 MiB bound (1.1-1.3 GB/s once warm with this one).
+frame_pool = BufferPool("frames", min_size=4 << 20, limit=256 << 20, idle_seconds=30.0)
 
 #: Snapshots of large buffers inside values passed by value (pack copies
 #: them so that the caller may change the object afterwards). A burst of
