@@ -244,6 +244,7 @@ class FateSharingMapping(Mapping):
             node_timeout_ticks=1,
             pipeline_depth=1,
             max_pending_lease_requests=1,
+            return_idle_leases_on_request=False,
             max_workers_per_node=64,
         )
         return self._cluster(shapes, config)

@@ -275,7 +275,11 @@ class RefCountingMapping(Mapping):
         # Tasks of one caller to one borrower share its lease (pipelining),
         # so they can run there together, as the spec lets them.
         config = CoreConfig(
-            lease_idle_ticks=1, node_timeout_ticks=10**6, max_workers_per_node=1, pipeline_depth=max(1, self.max_tasks)
+            lease_idle_ticks=1,
+            node_timeout_ticks=10**6,
+            max_workers_per_node=1,
+            pipeline_depth=max(1, self.max_tasks),
+            return_idle_leases_on_request=False,
         )
         return model_cluster(shapes, {self.addr[self.owner]: "n0"}, config=config)
 

@@ -349,6 +349,7 @@ class SchedulingMapping(_EventLogMixin, Mapping):
             node_timeout_ticks=1,
             pipeline_depth=1,
             max_pending_lease_requests=1,
+            return_idle_leases_on_request=False,
             max_workers_per_node=max(pools),
         )
         drivers = {self.bind.owner_addr[o]: self.owner_node[o].name for o in self.owners}

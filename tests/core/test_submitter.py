@@ -167,3 +167,31 @@ def test_cancel_running_task_tells_its_worker(mini, h) -> None:
     mini.r.feed(d.address, Cancel(s.return_id))
     [(_, dst, _msg)] = mini.r.sent(CancelTask)
     assert dst == d.submitter.tasks[s.task_id].location
+
+
+def _idle_lease_then_other_key(h, config: CoreConfig):
+    m = h.Mini(config=config)
+    d = m.driver
+    first = h.spec(d)
+    m.r.feed(d.address, Submit(first))
+    m.r.run(skip=lambda f: isinstance(f[2], PushTask))
+    worker = d.submitter.tasks[first.task_id].location
+    m.r.deliver_type(PushTask)
+    m.r.feed(worker, TaskDone(first.task_id, value=h.value()))
+    m.r.deliver_type(TaskReply)
+    assert len(d.submitter.leases) == 1 and not m.r.sent(ReturnLease)  # idle, kept for its key
+    m.r.feed(d.address, Submit(h.spec(d, resources=(("CPU", 0.5),))))  # another scheduling key
+    return m
+
+
+def test_asking_a_lease_for_a_new_key_returns_idle_leases_of_keys_with_nothing_queued(h) -> None:
+    m = _idle_lease_then_other_key(h, CoreConfig(lease_idle_ticks=5))
+    sends = [type(msg).__name__ for _, _, msg in m.r.sent()]
+    assert sends.index("ReturnLease") < sends.index("RequestLease")  # the CPU goes back first
+    assert not m.driver.submitter.leases
+
+
+def test_idle_leases_of_other_keys_wait_for_their_ticks_when_told_to(h) -> None:
+    m = _idle_lease_then_other_key(h, CoreConfig(lease_idle_ticks=5, return_idle_leases_on_request=False))
+    assert not m.r.sent(ReturnLease) and len(m.r.sent(RequestLease)) == 1
+    assert len(m.driver.submitter.leases) == 1

@@ -19,6 +19,12 @@ class CoreConfig:
     pipeline_depth: int = 1
     #: lease requests in flight per scheduling key.
     max_pending_lease_requests: int = 1
+    #: before asking for a lease, give back the idle leases of other
+    #: scheduling keys that have nothing queued (OwnerReturnLease, taken
+    #: then rather than at a later tick): such a lease holds a CPU that the
+    #: new key needs (a task taking a new ref has a new key). The
+    #: conformance mappings turn it off: they take OwnerReturnLease with ticks.
+    return_idle_leases_on_request: bool = True
     #: ticks without a heartbeat after which the head declares a node dead.
     node_timeout_ticks: int = 10
     #: worker processes a node may run (tasks blocked in get, actors).
