@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import trio
 
 from ..core.events import Event, PeerLost, Received, Tick
+from .bufpool import frame_pool, value_pool
 from .transport import Envelope, Transport, TransportClosed
 
 __all__ = ["ServiceShell"]
@@ -80,6 +81,10 @@ class ServiceShell(abc.ABC):
         while True:
             await trio.sleep(self.tick_interval)
             self.handle(Tick())
+            # Large buffers nobody has used for a while go back to the kernel,
+            # also in a process that has stopped passing large values.
+            frame_pool.trim()
+            value_pool.trim()
 
 
 async def _reraise(exc: BaseException) -> None:
