@@ -88,8 +88,9 @@ def test_lease_reused_for_queued_task_of_same_key(mini, h) -> None:
     assert d.submitter.tasks[c.task_id].location == worker
 
 
-def test_idle_lease_returned_after_idle_ticks(h) -> None:
-    m = h.Mini(config=CoreConfig(lease_idle_ticks=2))
+def _one_task_ran(h, config: CoreConfig):
+    """A Mini cluster whose driver ran one task and holds its lease, idle."""
+    m = h.Mini(config=config)
     d = m.driver
     s = h.spec(d)
     m.r.feed(d.address, Submit(s))
@@ -98,6 +99,12 @@ def test_idle_lease_returned_after_idle_ticks(h) -> None:
     m.r.deliver_type(PushTask)
     m.r.feed(worker, TaskDone(s.task_id, value=h.value()))
     m.r.deliver_type(TaskReply)
+    return m
+
+
+def test_idle_lease_returned_after_idle_ticks(h) -> None:
+    m = _one_task_ran(h, CoreConfig(lease_idle_ticks=2))
+    d = m.driver
     assert not m.r.sent(ReturnLease)
     m.r.feed(d.address, Tick())
     assert not m.r.sent(ReturnLease)
@@ -170,15 +177,8 @@ def test_cancel_running_task_tells_its_worker(mini, h) -> None:
 
 
 def _idle_lease_then_other_key(h, config: CoreConfig):
-    m = h.Mini(config=config)
+    m = _one_task_ran(h, config)
     d = m.driver
-    first = h.spec(d)
-    m.r.feed(d.address, Submit(first))
-    m.r.run(skip=lambda f: isinstance(f[2], PushTask))
-    worker = d.submitter.tasks[first.task_id].location
-    m.r.deliver_type(PushTask)
-    m.r.feed(worker, TaskDone(first.task_id, value=h.value()))
-    m.r.deliver_type(TaskReply)
     assert len(d.submitter.leases) == 1 and not m.r.sent(ReturnLease)  # idle, kept for its key
     m.r.feed(d.address, Submit(h.spec(d, resources=(("CPU", 0.5),))))  # another scheduling key
     return m

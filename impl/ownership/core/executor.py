@@ -222,9 +222,8 @@ class TaskExecutor:
         if r.error is not None:
             return self.finish_task(r.spec.task_id, error=r.error)
         kind = r.spec.kind
-        if kind == "actor_method" and self.calls_in_order:
-            pass  # the shell keeps them in order
-        elif kind in ("actor_method", "actor_create"):
+        # One call at a time, unless the shell keeps a sync actor's calls in order.
+        if kind == "actor_create" or (kind == "actor_method" and not self.calls_in_order):
             if self.actor_busy is not None and self.actor_busy != r.spec.task_id:
                 if r.spec.task_id not in self._actor_queued:
                     self.actor_queue.append(r.spec.task_id)

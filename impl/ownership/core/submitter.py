@@ -292,23 +292,24 @@ class TaskSubmitter:
             while ks.queue and len(ks.requests) < max(1, self.worker.config.max_pending_lease_requests):
                 fx += self.request_lease(self.tasks[ks.queue[0]])
         if key[0] != "actor" and not ks.queue and self.worker.config.lease_idle_ticks <= 0:
-            for lease in sorted(ks.leases.values(), key=lambda l: l.lease_id):
-                if not lease.running:
-                    fx += self.return_lease(lease)
+            fx += self._return_idle(ks)
         self._gc_key(key)
         return fx
 
     def _return_idle_leases(self, *, but: tuple) -> list[Effect]:
         """OwnerReturnLease for every idle lease of a key (other than ``but``) with nothing queued."""
         fx: list[Effect] = []
-        for key in [k for k in self.keys if k != but and k[0] != "actor"]:
-            ks = self.keys[key]
-            if ks.queue:
-                continue
-            for lease in sorted(ks.leases.values(), key=lambda l: l.lease_id):
-                if not lease.running:
-                    fx += self.return_lease(lease)
+        for key in [k for k in self.keys if k != but and k[0] != "actor" and not self.keys[k].queue]:
+            fx += self._return_idle(self.keys[key])
             self._gc_key(key)
+        return fx
+
+    def _return_idle(self, ks: KeyState) -> list[Effect]:
+        """OwnerReturnLease for each lease of ``ks`` with no task running."""
+        fx: list[Effect] = []
+        for lease in sorted(ks.leases.values(), key=lambda l: l.lease_id):
+            if not lease.running:
+                fx += self.return_lease(lease)
         return fx
 
     def _gc_key(self, key: tuple) -> None:

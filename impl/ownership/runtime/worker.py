@@ -219,14 +219,15 @@ class _TaskThreads:
             self._idle.pop().put(None)
 
 
+def _is_coroutine_function(fn: Any) -> bool:
+    """``fn`` (or its ``__call__``) is ``async def``: it runs as a trio task."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
 def _has_async_methods(cls: type) -> bool:
     """Whether an actor class has a coroutine method (those run as trio tasks,
     so its calls cannot all go through one thread in order)."""
-    for name in dir(cls):
-        attr = getattr(cls, name, None)
-        if inspect.iscoroutinefunction(attr) or inspect.iscoroutinefunction(getattr(attr, "__call__", None)):
-            return True
-    return False
+    return any(_is_coroutine_function(getattr(cls, name, None)) for name in dir(cls))
 
 
 @attrs.define(eq=False)
@@ -622,7 +623,7 @@ class WorkerRuntime(ServiceShell):
         return fn
 
     async def _run_user(self, fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+        if _is_coroutine_function(fn):
             return await fn(*args, **kwargs)
         with self.transport.busy():
             return await self._threads.run(functools.partial(fn, *args, **kwargs))
@@ -661,9 +662,7 @@ class WorkerRuntime(ServiceShell):
         key = (spec.kind == "actor_method", spec.method if spec.kind == "actor_method" else spec.function_id)
         is_async = self._is_async.get(key)
         if is_async is None:
-            is_async = self._is_async[key] = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-                getattr(fn, "__call__", None)
-            )
+            is_async = self._is_async[key] = _is_coroutine_function(fn)
         return None if is_async else fn
 
     def _start_in_thread(self, effect: Execute, fn: Any) -> None:
