@@ -78,15 +78,20 @@ MediumTaskRetries == (t1 :> 0) @@ (t2 :> 1)
 
 (***************************************************************************)
 (* Reuse (CI): the Medium cluster with three tasks of one key and no      *)
-(* crashes, for lease reuse and pipelining (three tasks on one lease).    *)
-(* With a crash as well it has 35k states and takes a minute with the     *)
-(* liveness check, too slow for CI.                                        *)
+(* crashes, for lease reuse and pipelining (three tasks on one lease, the *)
+(* third pushed behind the first while the second asks for a lease).      *)
+(* Every config sets PipelineDepth to 2, the implementation's default;    *)
+(* Reuse is the one with a task to pipeline (Small and Medium have two    *)
+(* tasks of one key, and the second is the one that asks for a lease).   *)
+(* Pipeline is Reuse with one crash.                                      *)
 (***************************************************************************)
 ReuseTasks == {t1, t2, t3}
 ReuseTaskOwner == [t \in ReuseTasks |-> o1]
 ReuseTaskKey == [t \in ReuseTasks |-> k1]
 ReuseSubmitOrder == <<t1, t2, t3>>
 ReuseTaskRetries == [t \in ReuseTasks |-> 0]
+\* Pipeline: the pipelined t3 and t2 may be retried once, t1 not at all.
+PipelineTaskRetries == (t1 :> 0) @@ (t2 :> 1) @@ (t3 :> 1)
 
 (***************************************************************************)
 (* Large: two owners on n1 competing for its slot and for n2, two keys   *)

@@ -11,8 +11,9 @@
 (* owner (spillback) to a node its policy picks.  Either way the owner     *)
 (* records the new location BEFORE it dispatches there, and it sends the   *)
 (* task itself straight to the leased worker.  A lease is reused for later *)
-(* tasks of the same scheduling key and returned when the owner's queue    *)
-(* for that key is empty.  Schedulers publish worker deaths, the head      *)
+(* tasks of the same scheduling key, up to PipelineDepth tasks in flight   *)
+(* on one lease while the owner waits for another lease, and returned     *)
+(* when the owner's queue for that key is empty.  Schedulers publish worker deaths, the head      *)
 (* publishes node deaths, and the owner resubmits every task whose         *)
 (* recorded location died, within a retry budget.                          *)
 (*                                                                         *)
@@ -56,6 +57,12 @@ CONSTANTS
     \* per-task max_retries).
     \* @type: TASK -> Int;
     TaskRetries,
+    \* Tasks in flight on one lease: pushed to its worker and not yet
+    \* answered.  Above 1, the owner pushes the next task before the reply
+    \* to the previous one (the worker runs them one at a time), which hides
+    \* the round trip between a reply and the next push.
+    \* @type: Int;
+    PipelineDepth,
     \* Null values, so that every message record has the same fields.
     \* @type: OWNER;
     NoOwner,
@@ -79,6 +86,7 @@ ASSUME
     /\ \A t \in Tasks : \E i \in 1..Len(SubmitOrder) : SubmitOrder[i] = t
     /\ MaxCrashes \in Nat
     /\ TaskRetries \in [Tasks -> Nat]
+    /\ PipelineDepth \in Nat \ {0}
     /\ NoOwner \notin Owners /\ NoNode \notin Nodes /\ NoWorker \notin Workers
     /\ NoTask \notin Tasks /\ NoKey \notin Keys
 
@@ -238,8 +246,12 @@ IdleWorkers(n) == {w \in pool[n] : ~\E l \in granted[n] : l.worker = w}
 HasFreeSlot(n) == Cardinality(granted[n]) < Capacity[n]
 CanGrant(n) == HasFreeSlot(n) /\ IdleWorkers(n) # {}
 
-\* Owner view: a held lease is busy while a task of the owner is pushed to it.
-Busy(o, w) == \E u \in Tasks : TaskOwner[u] = o /\ status[u] = "pushed" /\ location[u].worker = w
+\* Owner view: the tasks of the owner pushed to a worker and not answered;
+\* a held lease is busy while there is one.
+InFlight(o, w) == {u \in Tasks : TaskOwner[u] = o /\ status[u] = "pushed" /\ location[u].worker = w}
+Busy(o, w) == InFlight(o, w) # {}
+\* The owner waits for a lease for key k: a task of k is at a scheduler.
+Requesting(o, k) == \E u \in Tasks : TaskOwner[u] = o /\ TaskKey[u] = k /\ status[u] = "requested"
 IdleLeases(o, k) == {h \in held[o] : TaskKey[h.task] = k /\ ~Busy(o, h.worker)}
 LocationDied(o, t) ==
     location[t].node \in deadNodes[o] \/ location[t].worker \in deadWorkers[o]
@@ -293,7 +305,7 @@ OwnerRequestLease(o, t) ==
     /\ TaskOwner[t] = o
     /\ queue[o][k] # <<>>
     /\ t = Head(queue[o][k])
-    /\ ~\E u \in Tasks : TaskOwner[u] = o /\ TaskKey[u] = k /\ status[u] = "requested"
+    /\ ~Requesting(o, k)
     /\ IdleLeases(o, k) = {}
     /\ queue' = [queue EXCEPT ![o][k] = Tail(@)]
     /\ status' = [status EXCEPT ![t] = "requested"]
@@ -421,15 +433,21 @@ OwnerHandleGrant(o, m) ==
 
 (***************************************************************************)
 (* Fig. 8d: worker reuse.  The owner bypasses the scheduler and pushes    *)
-(* the next queued task of a key to an idle lease it holds for that key,  *)
-(* recording the worker as its location first.                            *)
+(* the next queued task of a key to a lease it holds for that key,        *)
+(* recording the worker as its location first.  The lease is idle, or it  *)
+(* has fewer than PipelineDepth tasks in flight while the owner waits for *)
+(* another lease of the key (pipelining): the owner asks for parallelism  *)
+(* first and queues behind a busy worker only while that request is out,  *)
+(* so two tasks never wait on one worker while a lease could run them     *)
+(* side by side.                                                          *)
 (***************************************************************************)
 \* impl: impl/ownership/core/submitter.py::TaskSubmitter.reuse_lease
 OwnerReuseLease(o, w, t) ==
     LET k == TaskKey[t] IN
     /\ TaskOwner[t] = o
     /\ \E h \in held[o] : h.worker = w /\ TaskKey[h.task] = k
-    /\ ~Busy(o, w)
+    /\ \/ ~Busy(o, w)
+       \/ Cardinality(InFlight(o, w)) < PipelineDepth /\ Requesting(o, k)
     /\ queue[o][k] # <<>>
     /\ t = Head(queue[o][k])
     /\ queue' = [queue EXCEPT ![o][k] = Tail(@)]
@@ -737,6 +755,9 @@ NoDoubleLease ==
            h1.worker = h2.worker => h1 = h2
 
 CapacityRespected == \A n \in Nodes : Cardinality(granted[n]) <= Capacity[n]
+
+\* No worker has more than PipelineDepth tasks of one owner in flight.
+PipelineBounded == \A o \in Owners, w \in Workers : Cardinality(InFlight(o, w)) <= PipelineDepth
 
 \* A task runs again only after a worker it ran on died: every run beyond
 \* the first is paid for by a dead worker in its history.

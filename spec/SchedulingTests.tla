@@ -31,6 +31,18 @@ TestLeaseReusedForThreeTasks ==
            /\ \A t \in onIt : Rank(l.task) <= Rank(t)
 
 (***************************************************************************)
+(* Pipelining: two tasks of one owner are in flight on one worker (the   *)
+(* second was pushed before the first one's reply) while a third task of *)
+(* the key waits for a lease of its own.  Config: Reuse (PipelineDepth = *)
+(* 2).                                                                     *)
+(***************************************************************************)
+TestTaskPipelinedWhileRequesting ==
+    \E o \in Owners, w \in Workers :
+        /\ Cardinality(InFlight(o, w)) = 2
+        /\ \A t \in InFlight(o, w) : \E m \in msgs : m.type = "PushTask" /\ m.task = t
+        /\ \E t \in Tasks : TaskOwner[t] = o /\ status[t] = "requested"
+
+(***************************************************************************)
 (* Spillback (fig. 8c): a task is pushed to a worker on another node than *)
 (* its owner's, under a lease granted for that very task: its request was *)
 (* redirected there and granted.  Config: Small.                          *)

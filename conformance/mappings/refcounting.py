@@ -272,13 +272,17 @@ class RefCountingMapping(Mapping):
         shapes = {"n0": NodeShape((), 0)}
         for b in self.borrowers:
             shapes[f"n{b.name}"] = NodeShape((("CPU", 4.0), (_resource(b), 4.0)), 1)
-        # Tasks of one caller to one borrower share its lease (pipelining),
-        # so they can run there together, as the spec lets them.
+        # Tasks of one caller to one borrower share its lease (pipelining,
+        # whether or not a request is out), and the borrower runs them
+        # together, as the spec lets them.
         config = CoreConfig(
             lease_idle_ticks=1,
             node_timeout_ticks=10**6,
             max_workers_per_node=1,
             pipeline_depth=max(1, self.max_tasks),
+            pipeline_only_while_requesting=False,
+            pipeline_short_tasks_only=False,
+            tasks_at_once_per_worker=max(1, self.max_tasks),
             return_idle_leases_on_request=False,
         )
         return model_cluster(shapes, {self.addr[self.owner]: "n0"}, config=config)

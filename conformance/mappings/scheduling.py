@@ -9,6 +9,8 @@ Binding of the model's values (from the trace's constants):
   ``driver2@<n>``...; key ``k`` is a resource shape (one CPU, plus a marker
   resource per key when there are several keys);
 - task ``t`` is the task the owner submits at ``OwnerSubmit(o, t)``;
+- ``PipelineDepth`` is the owners' ``pipeline_depth``, and they pipeline
+  whenever the spec lets them (whatever the tasks' durations);
 - workers of one node are interchangeable until a step tells them apart:
   the first grant of ``w`` binds ``w`` to the worker the scheduler picked
   (the scheduler picks the first idle worker by address, the spec any).
@@ -290,6 +292,7 @@ class SchedulingMapping(_EventLogMixin, Mapping):
             else:
                 self.task_retries = {t: int(c["MaxRetries"]) for t in self.tasks}
             self.none = {name: c[name] for name in ("NoOwner", "NoNode", "NoWorker", "NoTask", "NoKey")}
+            self.pipeline_depth = int(c["PipelineDepth"])
         except KeyError as exc:
             raise ValueError(f"the trace's constants lack {exc.args[0]}: regenerate it with `ownership traces generate`") from None
         owner_addr: dict[ModelValue, str] = {}
@@ -347,7 +350,8 @@ class SchedulingMapping(_EventLogMixin, Mapping):
         config = CoreConfig(
             lease_idle_ticks=1,
             node_timeout_ticks=1,
-            pipeline_depth=1,
+            pipeline_depth=self.pipeline_depth,
+            pipeline_short_tasks_only=False,
             max_pending_lease_requests=1,
             return_idle_leases_on_request=False,
             max_workers_per_node=max(pools),

@@ -67,25 +67,118 @@ def test_spillback_records_new_node_before_asking_it(h) -> None:
     assert dst == "n2" and req.spilled
 
 
-def test_lease_reused_for_queued_task_of_same_key(mini, h) -> None:
-    d = mini.driver
+def test_lease_reused_for_queued_task_of_same_key(h) -> None:
+    m = h.Mini(config=CoreConfig(lease_idle_ticks=0, pipeline_depth=1))
+    d = m.driver
     a, b, c = h.spec(d), h.spec(d), h.spec(d)
     for s in (a, b, c):
-        mini.r.feed(d.address, Submit(s))
-    assert len(mini.r.sent(RequestLease)) == 1  # one request per key at a time
-    mini.r.deliver_type(RequestLease)
-    mini.r.deliver_type(LeaseGranted)
+        m.r.feed(d.address, Submit(s))
+    assert len(m.r.sent(RequestLease)) == 1  # one request per key at a time
+    m.r.deliver_type(RequestLease)
+    m.r.deliver_type(LeaseGranted)
     # a runs; b now has the key's one request; c waits in the queue.
     assert [d.submitter.tasks[s.task_id].state for s in (a, b, c)] == ["running", "queued", "queued"]
     assert d.submitter.tasks[b.task_id].request_id is not None
     assert list(d.submitter.keys[d.submitter.tasks[c.task_id].key].queue) == [c.task_id]
-    mini.r.deliver_type(PushTask, task=d.submitter.tasks[a.task_id].spec)
+    m.r.deliver_type(PushTask, task=d.submitter.tasks[a.task_id].spec)
     worker = d.submitter.tasks[a.task_id].location
-    mini.r.feed(worker, TaskDone(a.task_id, value=h.value()))
-    mini.r.deliver_type(TaskReply)
-    [(_, dst, push)] = mini.r.sent(PushTask)
+    m.r.feed(worker, TaskDone(a.task_id, value=h.value()))
+    m.r.deliver_type(TaskReply)
+    [(_, dst, push)] = m.r.sent(PushTask)
     assert dst == worker and push.task.task_id == c.task_id
     assert d.submitter.tasks[c.task_id].location == worker
+
+
+def _granted_one_of(h, count: int, config: CoreConfig | None = None, **cluster):
+    """A Mini cluster whose driver submitted ``count`` tasks of one key and got its first lease."""
+    m = h.Mini(config=config or CoreConfig(lease_idle_ticks=1, pipeline_depth=2, pipeline_short_tasks_only=False), **cluster)
+    d = m.driver
+    specs = [h.spec(d) for _ in range(count)]
+    for s in specs:
+        m.r.feed(d.address, Submit(s))
+    m.r.deliver_type(RequestLease)
+    m.r.deliver_type(LeaseGranted)
+    return m, [d.submitter.tasks[s.task_id] for s in specs]
+
+
+def test_pipelines_behind_a_busy_lease_while_a_request_is_out(h) -> None:
+    """Scheduling!OwnerReuseLease on a busy lease: the third task is pushed
+    to the first one's worker before its reply, while the second waits for
+    a lease of its own."""
+    m, (a, b, c) = _granted_one_of(h, 3)
+    assert [t.state for t in (a, b, c)] == ["running", "queued", "running"]
+    assert b.request_id is not None
+    pushes = m.r.sent(PushTask)
+    assert [p.task.task_id for _, _, p in pushes] == [a.spec.task_id, c.spec.task_id]
+    assert {dst for _, dst, _ in pushes} == {a.location} and c.location == a.location
+
+
+def _short_or_long_task_then_three(h, *, tick_while_running: bool):
+    """One task of function f runs (a tick passes meanwhile, or not), then three more are submitted."""
+    m = h.Mini(config=CoreConfig(lease_idle_ticks=5, pipeline_depth=2))
+    d = m.driver
+    first = h.spec(d)
+    m.r.feed(d.address, Submit(first))
+    m.r.deliver_type(RequestLease)
+    m.r.deliver_type(LeaseGranted)
+    m.r.deliver_type(PushTask)
+    worker = d.submitter.tasks[first.task_id].location
+    if tick_while_running:
+        m.r.feed(d.address, Tick())
+    m.r.feed(worker, TaskDone(first.task_id, value=h.value()))
+    m.r.deliver_type(TaskReply)
+    specs = [h.spec(d) for _ in range(3)]
+    for s in specs:
+        m.r.feed(d.address, Submit(s))
+    return m, [d.submitter.tasks[s.task_id] for s in specs]
+
+
+def test_pipelines_only_a_function_whose_last_task_was_short(h) -> None:
+    """By default the owner pipelines a task only if its function's last
+    task answered within the tick it was pushed in: behind a long task a
+    pipelined one would wait while a lease granted meanwhile idles."""
+    m, (a, b, c) = _short_or_long_task_then_three(h, tick_while_running=False)
+    assert [t.state for t in (a, b, c)] == ["running", "queued", "running"]  # c behind a
+    assert c.location == a.location and b.request_id is not None
+    m, (a, b, c) = _short_or_long_task_then_three(h, tick_while_running=True)
+    assert [t.state for t in (a, b, c)] == ["running", "queued", "queued"]  # c waits for a lease
+    assert b.request_id is not None
+
+
+def test_does_not_pipeline_what_a_new_lease_could_run(h) -> None:
+    """Two tasks, one lease: the second asks for a lease of its own instead
+    of queueing behind the first on its worker."""
+    m, (a, b) = _granted_one_of(h, 2)
+    assert [t.state for t in (a, b)] == ["running", "queued"]
+    assert b.request_id is not None
+    assert len(m.r.sent(PushTask)) == 1
+
+
+def test_idle_lease_returned_at_once_while_a_request_of_its_key_waits(h) -> None:
+    """With n1 full, b's request waits there; once a and c are done and the
+    queue is empty, their lease goes back before any tick, and n1 grants
+    b's request with the CPU it frees."""
+    m, (a, b, c) = _granted_one_of(h, 3, CoreConfig(lease_idle_ticks=5, pipeline_depth=2), nodes=1, cpus=1.0)
+    worker = a.location
+    m.r.deliver_type(RequestLease, task_id=b.spec.task_id)
+    assert not m.r.sent(LeaseGranted) and not m.r.sent(Spillback)  # n1 is full: b's request waits there
+    for t in (a, c):
+        m.r.deliver_type(PushTask, task=t.spec)
+        m.r.feed(worker, TaskDone(t.spec.task_id, value=h.value()))
+        m.r.deliver_type(TaskReply, task_id=t.spec.task_id)
+    [(_, _, ret)] = m.r.sent(ReturnLease)
+    assert ret.worker == worker
+    m.r.deliver_type(ReturnLease)
+    m.r.deliver_type(LeaseGranted)
+    assert b.state == "running"
+
+
+def test_idle_lease_kept_for_its_ticks_when_no_request_waits(h) -> None:
+    m, (a,) = _granted_one_of(h, 1, CoreConfig(lease_idle_ticks=5, pipeline_depth=2))
+    m.r.deliver_type(PushTask)
+    m.r.feed(a.location, TaskDone(a.spec.task_id, value=h.value()))
+    m.r.deliver_type(TaskReply)
+    assert not m.r.sent(ReturnLease)
 
 
 def _one_task_ran(h, config: CoreConfig):

@@ -87,6 +87,19 @@ class TaskExecutor:
         # The same ids as a set: a call arriving while the actor is busy is
         # checked against it, and thousands of calls can be queued.
         self._actor_queued: set[str] = set()
+        # Tasks pipelined onto this worker's lease (pipeline_depth > 1) whose
+        # arguments are ready, waiting for the CPU: a lease is one CPU, so one
+        # task runs at a time, unless the running one is blocked in a get and
+        # has lent its CPU (then the next one runs, as the scheduler would
+        # lease another worker for it).
+        self.task_queue: collections.deque[str] = collections.deque()
+        # The lease whose CPU this worker has lent to its node (WorkerBlocked)
+        # because every task it started waits in a get; None while it uses it.
+        self.lent_lease: str | None = None
+        # How many running tasks wait in a get: while none does, there is
+        # nothing to lend, without a look at each of thousands of queued
+        # actor calls.
+        self.blocked_tasks = 0
         # (task id, attempt) of the last finished tasks, to ignore a duplicated
         # PushTask: the deque keeps the order to forget in, the set answers
         # the membership test of every push in O(1).
@@ -104,6 +117,8 @@ class TaskExecutor:
             "actor_busy": self.actor_busy,
             "actor_queue": list(self.actor_queue),
             "calls_in_order": self.calls_in_order,
+            "task_queue": list(self.task_queue),
+            "lent_lease": self.lent_lease,
         }
 
     def execute(self, msg: PushTask) -> list[Effect]:
@@ -230,6 +245,10 @@ class TaskExecutor:
                     self._actor_queued.add(r.spec.task_id)
                 return []
             self.actor_busy = r.spec.task_id
+        elif kind == "task" and self._cpu_taken():
+            if r.spec.task_id not in self.task_queue:
+                self.task_queue.append(r.spec.task_id)
+            return []
         r.started = True
         args = tuple(a for a in r.args if a is not None)
         return [Execute(task=r.spec, args=args)]
@@ -269,11 +288,12 @@ class TaskExecutor:
         r = self.running.pop(task_id, None)
         if r is None:
             return []
+        if r.blocked:
+            self.blocked_tasks -= 1
         self._remember_finished(task_id, r.attempt)
         spec = r.spec
         fx: list[Effect] = []
-        if r.blocked and r.lease_id is not None:
-            fx.append(Send(self.worker.node, WorkerUnblocked(worker=self.worker.address, lease_id=r.lease_id)))
+        fx += self._update_lent()
         if r.cancelled and error is None:
             error = ErrorInfo(kind="cancelled", message=f"task {task_id} was cancelled")
         refs_in_value: tuple[RefInfo, ...] = ()
@@ -301,7 +321,8 @@ class TaskExecutor:
                 fx.append(Send(self.worker.node, PutObject(object_id=spec.return_id, owner=spec.owner, value=reply.value, reply=stored)))
             else:
                 fx.append(Send(spec.owner, reply))
-        fx += self._start_next_actor_task()
+        fx += self._start_next()
+        fx += self._update_lent()
         return fx
 
     def _remember_finished(self, task_id: str, attempt: int) -> None:
@@ -353,11 +374,21 @@ class TaskExecutor:
             fx += self.refs._add_borrowers(ref, [Borrower(address=spec.owner, via=spec.return_id)])
         return fx
 
-    def _start_next_actor_task(self) -> list[Effect]:
+    def _cpu_taken(self) -> bool:
+        """Whether tasks hold this worker's CPU (started and not blocked in a get)."""
+        holding = sum(1 for r in self.running.values() if r.started and not r.blocked and r.spec.kind == "task")
+        return holding >= max(1, self.worker.config.tasks_at_once_per_worker)
+
+    def _start_next(self) -> list[Effect]:
+        """Start what waited for the actor or for the CPU, now that one is free."""
         while self.actor_busy is None and self.actor_queue:
             task_id = self.actor_queue.popleft()
             self._actor_queued.discard(task_id)
             r = self.running.get(task_id)
+            if r is not None:
+                return self._maybe_start(r)
+        while self.task_queue and not self._cpu_taken():
+            r = self.running.get(self.task_queue.popleft())
             if r is not None:
                 return self._maybe_start(r)
         return []
@@ -370,10 +401,15 @@ class TaskExecutor:
         r.cancelled = True
         if r.started:
             return [CancelExecution(task_id=msg.task_id)]
-        if msg.task_id in self._actor_queued:
-            self.actor_queue.remove(msg.task_id)
-            self._actor_queued.discard(msg.task_id)
+        self._unqueue(msg.task_id)
         return self.finish_task(msg.task_id, error=ErrorInfo(kind="cancelled", message=f"task {msg.task_id} was cancelled"))
+
+    def _unqueue(self, task_id: str) -> None:
+        if task_id in self._actor_queued:
+            self.actor_queue.remove(task_id)
+            self._actor_queued.discard(task_id)
+        if task_id in self.task_queue:
+            self.task_queue.remove(task_id)
 
     def blocked(self, task_id: str, blocked: bool) -> list[Effect]:
         """A task waits on a get (or stops waiting): lend or take back its CPU."""
@@ -381,8 +417,33 @@ class TaskExecutor:
         if r is None or r.blocked == blocked or r.lease_id is None:
             return []
         r.blocked = blocked
-        cls = WorkerBlocked if blocked else WorkerUnblocked
-        return [Send(self.worker.node, cls(worker=self.worker.address, lease_id=r.lease_id))]
+        self.blocked_tasks += 1 if blocked else -1
+        # A task pipelined behind this one takes the CPU first; only a worker
+        # whose every started task waits lends it to the node.
+        fx = self._start_next() if blocked else []
+        return fx + self._update_lent()
+
+    def _update_lent(self) -> list[Effect]:
+        """Tell the node when this worker's CPU becomes free to lend, or is taken back.
+
+        The node counts lent CPU per lease, so the worker says it once per
+        change of the whole worker's state, not once per blocked task: with
+        two tasks on the lease, one unblocking must not take back a CPU the
+        other still lends, nor the other's block lend it twice.
+        """
+        if not self.blocked_tasks and self.lent_lease is None:
+            return []
+        waiting = [r.lease_id for r in self.running.values() if r.started and r.blocked and r.lease_id is not None]
+        lend = waiting[0] if waiting and not self._cpu_taken() else None
+        if lend == self.lent_lease:
+            return []
+        fx: list[Effect] = []
+        if self.lent_lease is not None:
+            fx.append(Send(self.worker.node, WorkerUnblocked(worker=self.worker.address, lease_id=self.lent_lease)))
+        if lend is not None:
+            fx.append(Send(self.worker.node, WorkerBlocked(worker=self.worker.address, lease_id=lend)))
+        self.lent_lease = lend
+        return fx
 
     def fate_share_tasks(self, dead_workers: set[str]) -> list[Effect]:
         """Running tasks that hold a reference whose owner died fail with OwnerDiedError.
@@ -415,10 +476,10 @@ class TaskExecutor:
             if r.started:
                 fx.append(CancelExecution(task_id=task_id))
             del self.running[task_id]
+            if r.blocked:
+                self.blocked_tasks -= 1
             self._remember_finished(task_id, r.attempt)
-            if task_id in self._actor_queued:
-                self.actor_queue.remove(task_id)
-                self._actor_queued.discard(task_id)
+            self._unqueue(task_id)
             if self.actor_busy == task_id:
                 self.actor_busy = None
             for i in sorted(r.pending):
@@ -427,5 +488,6 @@ class TaskExecutor:
                 fx += self.refs.release_ref(oid)
             _, more = self.refs.report_task_borrows(r.arg_refs, r.spec.owner)
             fx += more
-        fx += self._start_next_actor_task()
+        fx += self._start_next()
+        fx += self._update_lent()
         return fx

@@ -58,6 +58,7 @@ class TaskEntry:
     held: list[str] = attrs.Factory(list)  # submitted-task refs this task holds
     holding: bool = False  # whether ``held`` is currently counted
     cancelled: bool = False
+    pushed_at_tick: int = -1  # the owner's tick count when the current attempt was pushed
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -104,6 +105,10 @@ class ActorState:
     queue: collections.deque = attrs.Factory(collections.deque)  # calls waiting for the address
 
 
+#: functions whose last task duration (short or not) the owner remembers
+_SHORT_FUNCTIONS_KEPT = 1024
+
+
 def _scheduling_key(spec: TaskSpec) -> tuple:
     if spec.kind == "actor_create":
         return ("actor", spec.task_id)
@@ -120,6 +125,11 @@ class TaskSubmitter:
         self.keys: dict[tuple, KeyState] = {}
         self.requests: dict[str, tuple] = {}  # request id -> scheduling key
         self.leases: dict[str, Lease] = {}
+        # Ticks seen, and whether each function's last task answered within
+        # the tick it was pushed in (short), most recent last: only a short
+        # function's task is pipelined behind a busy worker.
+        self.ticks = 0
+        self.short_functions: collections.OrderedDict[str, bool] = collections.OrderedDict()
         self.actors: dict[str, ActorState] = {}
         self.waiting_on: dict[str, set[str]] = {}  # owned object -> tasks waiting for it
         self.request_nodes: dict[str, str] = {}  # lease request -> node it waits at
@@ -272,27 +282,50 @@ class TaskSubmitter:
     def _pump(self, key: tuple) -> list[Effect]:
         """Take every step the key's queue allows now, in spec order.
 
-        Queued tasks go to held leases with room (OwnerReuseLease); what is
-        left asks for a lease, one request per key at a time
-        (OwnerRequestLease); with nothing queued, idle leases go back
-        (OwnerReturnLease, at once when ``lease_idle_ticks`` is 0).
+        Queued tasks go to idle held leases (OwnerReuseLease); what is left
+        asks for a lease, one request per key at a time (OwnerRequestLease);
+        while that request is out, what is still left is pipelined onto busy
+        leases, up to ``pipeline_depth`` tasks in flight on each
+        (OwnerReuseLease again). Asking before pipelining keeps two tasks
+        from queueing on one worker when a second lease could run them side
+        by side. With nothing queued, idle leases go back (OwnerReturnLease,
+        at once when ``lease_idle_ticks`` is 0 or a request of the key waits).
         """
         ks = self.keys.get(key)
         if ks is None:
             return []
         fx: list[Effect] = []
+        leases = sorted(ks.leases.values(), key=lambda l: l.lease_id) if key[0] != "actor" else []
         depth = max(1, self.worker.config.pipeline_depth)
-        if key[0] != "actor":
-            for lease in sorted(ks.leases.values(), key=lambda l: l.lease_id):
-                while ks.queue and len(lease.running) < depth:
-                    fx += self.reuse_lease(lease, self.tasks[ks.queue[0]])
+        # Without the request rule (the RefCounting mapping), leases fill up first.
+        room = 1 if self.worker.config.pipeline_only_while_requesting else depth
+        for lease in leases:
+            while ks.queue and len(lease.running) < room:
+                pushed = self.reuse_lease(lease, self.tasks[ks.queue[0]])
+                if not pushed:
+                    break
+                fx += pushed
         if ks.queue and len(ks.requests) < max(1, self.worker.config.max_pending_lease_requests):
             if self.worker.config.return_idle_leases_on_request:
                 fx += self._return_idle_leases(but=key)
             while ks.queue and len(ks.requests) < max(1, self.worker.config.max_pending_lease_requests):
                 fx += self.request_lease(self.tasks[ks.queue[0]])
-        if key[0] != "actor" and not ks.queue and self.worker.config.lease_idle_ticks <= 0:
-            fx += self._return_idle(ks)
+        for lease in leases if ks.requests else []:
+            while ks.queue and len(lease.running) < depth:
+                pushed = self.reuse_lease(lease, self.tasks[ks.queue[0]])
+                if not pushed:
+                    break
+                fx += pushed
+        if key[0] != "actor" and not ks.queue:
+            if self.worker.config.lease_idle_ticks <= 0:
+                fx += self._return_idle(ks)
+            elif ks.requests and self.worker.config.return_idle_leases_on_request:
+                # A task of this key waits on a lease request that its node
+                # cannot grant yet (it is full), while a lease of the key has
+                # nothing left to do: give that lease back now, and the node
+                # grants the waiting request with its CPU, instead of at the
+                # next tick.
+                fx += self._return_idle(ks)
         self._gc_key(key)
         return fx
 
@@ -550,7 +583,8 @@ class TaskSubmitter:
                 LET k == TaskKey[t] IN
                 /\ TaskOwner[t] = o
                 /\ \E h \in held[o] : h.worker = w /\ TaskKey[h.task] = k
-                /\ ~Busy(o, w)
+                /\ \/ ~Busy(o, w)
+                   \/ Cardinality(InFlight(o, w)) < PipelineDepth /\ Requesting(o, k)
                 /\ queue[o][k] # <<>>
                 /\ t = Head(queue[o][k])
                 /\ queue' = [queue EXCEPT ![o][k] = Tail(@)]
@@ -563,13 +597,29 @@ class TaskSubmitter:
 
         Implementation:
 
-        A leased worker of the same scheduling key has room: the owner
-        bypasses the scheduler and dispatches the next queued task to it.
+        A leased worker of the same scheduling key is idle, or has room for
+        one more task while the owner waits for another lease of the key: the
+        owner bypasses the scheduler and dispatches the next queued task to
+        it. The worker runs the tasks it holds one at a time
+        (``TaskExecutor._maybe_start``).
+
+        The spec lets the owner pipeline; the owner does so only for a task
+        whose function's last task answered within the tick it was pushed
+        in (``pipeline_short_tasks_only``). A task that queues behind a long
+        one waits for it even if a lease granted meanwhile idles, while
+        behind a short one it saves the reply->push round trip.
         """
         if task.state != QUEUED or lease.key != task.key:
             return []
         if len(lease.running) >= max(1, self.worker.config.pipeline_depth):
             return []
+        ks = self.keys.get(task.key)
+        if lease.running:
+            config = self.worker.config
+            if config.pipeline_only_while_requesting and not (ks is not None and ks.requests):
+                return []
+            if config.pipeline_short_tasks_only and not self.short_functions.get(task.spec.function_id, False):
+                return []
         return self._dispatch(lease, task)
 
     def _dispatch(self, lease: Lease, task: TaskEntry) -> list[Effect]:
@@ -581,6 +631,7 @@ class TaskSubmitter:
         task.location = lease.worker  # recorded before the task leaves
         task.lease_id = lease.lease_id
         task.attempt += 1
+        task.pushed_at_tick = self.ticks
         lease.running.add(task.spec.task_id)
         lease.idle_ticks = 0
         spec = self._resolved_spec(task)
@@ -639,6 +690,7 @@ class TaskSubmitter:
 
     def tick(self) -> list[Effect]:
         """Idle leases age by one tick; old enough ones are returned."""
+        self.ticks += 1
         fx: list[Effect] = []
         for lease in sorted(self.leases.values(), key=lambda l: l.lease_id):
             if lease.key[0] == "actor" or lease.running:
@@ -710,6 +762,7 @@ class TaskSubmitter:
         assert task is not None
         task.state = DONE
         task.location = None
+        self._remember_duration(task)
         ret = self.refs.get_ref(task.spec.return_id)
         if task.spec.kind == "actor_create":
             fx += self._actor_created(task, msg)
@@ -726,6 +779,14 @@ class TaskSubmitter:
             fx += self._pump(lease.key)
         fx += self._maybe_forget(task)
         return fx
+
+    def _remember_duration(self, task: TaskEntry) -> None:
+        """Whether the task answered within the tick it was pushed in, by function."""
+        fid = task.spec.function_id
+        self.short_functions[fid] = task.pushed_at_tick == self.ticks
+        self.short_functions.move_to_end(fid)
+        if len(self.short_functions) > _SHORT_FUNCTIONS_KEPT:
+            self.short_functions.popitem(last=False)
 
     def _late_reply(self, msg: TaskReply) -> list[Effect]:
         """A reply for an attempt we gave up on: keep or free its stored copy.
