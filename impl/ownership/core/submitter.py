@@ -300,22 +300,14 @@ class TaskSubmitter:
         # Without the request rule (the RefCounting mapping), leases fill up first.
         room = 1 if self.worker.config.pipeline_only_while_requesting else depth
         for lease in leases:
-            while ks.queue and len(lease.running) < room:
-                pushed = self.reuse_lease(lease, self.tasks[ks.queue[0]])
-                if not pushed:
-                    break
-                fx += pushed
+            fx += self._fill(ks, lease, room)
         if ks.queue and len(ks.requests) < max(1, self.worker.config.max_pending_lease_requests):
             if self.worker.config.return_idle_leases_on_request:
                 fx += self._return_idle_leases(but=key)
             while ks.queue and len(ks.requests) < max(1, self.worker.config.max_pending_lease_requests):
                 fx += self.request_lease(self.tasks[ks.queue[0]])
         for lease in leases if ks.requests else []:
-            while ks.queue and len(lease.running) < depth:
-                pushed = self.reuse_lease(lease, self.tasks[ks.queue[0]])
-                if not pushed:
-                    break
-                fx += pushed
+            fx += self._fill(ks, lease, depth)
         if key[0] != "actor" and not ks.queue:
             if self.worker.config.lease_idle_ticks <= 0:
                 fx += self._return_idle(ks)
@@ -327,6 +319,16 @@ class TaskSubmitter:
                 # next tick.
                 fx += self._return_idle(ks)
         self._gc_key(key)
+        return fx
+
+    def _fill(self, ks: KeyState, lease: Lease, room: int) -> list[Effect]:
+        """OwnerReuseLease for queued tasks, in order, until ``lease`` has ``room`` in flight or refuses one."""
+        fx: list[Effect] = []
+        while ks.queue and len(lease.running) < room:
+            pushed = self.reuse_lease(lease, self.tasks[ks.queue[0]])
+            if not pushed:
+                break
+            fx += pushed
         return fx
 
     def _return_idle_leases(self, *, but: tuple) -> list[Effect]:
