@@ -293,7 +293,6 @@ class TaskExecutor:
         self._remember_finished(task_id, r.attempt)
         spec = r.spec
         fx: list[Effect] = []
-        fx += self._update_lent()
         if r.cancelled and error is None:
             error = ErrorInfo(kind="cancelled", message=f"task {task_id} was cancelled")
         refs_in_value: tuple[RefInfo, ...] = ()

@@ -615,9 +615,9 @@ class TaskSubmitter:
             return []
         if len(lease.running) >= max(1, self.worker.config.pipeline_depth):
             return []
-        ks = self.keys.get(task.key)
         if lease.running:
             config = self.worker.config
+            ks = self.keys.get(task.key)
             if config.pipeline_only_while_requesting and not (ks is not None and ks.requests):
                 return []
             if config.pipeline_short_tasks_only and not self.short_functions.get(task.spec.function_id, False):
@@ -783,7 +783,12 @@ class TaskSubmitter:
         return fx
 
     def _remember_duration(self, task: TaskEntry) -> None:
-        """Whether the task answered within the tick it was pushed in, by function."""
+        """Whether the task answered within the tick it was pushed in, by function.
+
+        Only plain tasks are pipelined, so only theirs are kept (an actor's
+        calls would crowd them out)."""
+        if task.spec.kind != "task":
+            return
         fid = task.spec.function_id
         self.short_functions[fid] = task.pushed_at_tick == self.ticks
         self.short_functions.move_to_end(fid)
