@@ -189,7 +189,9 @@ class TaskSubmitter:
 
         The caller becomes the owner: it writes the table entry (lineage,
         pending) and the task's argument references, then queues the task
-        once its owned arguments exist.
+        once its owned arguments exist. An actor call also counts its
+        actor's handle as a submitted-task ref (RefCounting!HolderSubmitWithRef
+        on the actor's reference), released by the call's reply or failure.
         """
         if spec.owner != self.address:
             raise ValueError(f"task {spec.task_id} is owned by {spec.owner}, not by {self.address}")
@@ -206,6 +208,11 @@ class TaskSubmitter:
                 held.append(arg.ref.object_id)
             if arg.value is not None:
                 held.extend(r.object_id for r in arg.value.refs)
+        if spec.kind == "actor_method" and spec.actor_id is not None:
+            # A call holds its actor as a task holds its arguments (a
+            # submitted-task ref): the actor outlives its last handle until
+            # every call submitted through it has replied, as in Ray.
+            held.append(spec.actor_id)
         task.held = held
         task.holding = True
         fx = self.refs.submit_with_ref(held)
