@@ -38,7 +38,7 @@ from .errors import (
 )
 from .runtime.cluster import LocalCluster, cluster, connect
 from .runtime.refs import ActorMethod, ActorRef, ObjectRef, Shared, current_runtime
-from .runtime.values import pack_function
+from .runtime.values import UnpicklableValue, pack_function
 
 __all__ = [
     "remote",
@@ -64,6 +64,7 @@ __all__ = [
     "TaskCancelledError",
     "GetTimeoutError",
     "NoRuntimeError",
+    "UnpicklableValue",
 ]
 
 _DEFAULT_TASK_RETRIES = 3

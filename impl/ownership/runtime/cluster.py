@@ -57,7 +57,7 @@ from .launch import (
     read_ready_line_sync,
     service_command,
 )
-from .refs import _runtime_var
+from .refs import _runtime_var, require_trio
 from .shm import cleanup_leftovers
 from .status import ClusterSnapshot, StatusTransport, cluster_snapshot
 from .steplog import StepLog
@@ -215,6 +215,7 @@ async def cluster(
     process logs its core steps (see the module doc); it may exist, but
     must not hold the logs of an earlier run.
     """
+    require_trio("ownership.cluster()")
     if nodes < 1:
         raise ValueError("a cluster needs at least one node")
     overrides = dict(config or {})
@@ -362,6 +363,7 @@ async def connect(
     session file, written by ``ownership start``, names one of its nodes).
     The token comes from ``token_file`` (default ``~/.ownership/cluster.token``).
     """
+    require_trio("ownership.connect()")
     parse_address(address)
     token = load_token(token_file if token_file is not None else default_token_path())
     node = _node_for(address)

@@ -15,7 +15,11 @@ the receiver becomes a borrower. Pickling one any other way is an error.
 from __future__ import annotations
 
 import contextvars
+import functools
 from typing import TYPE_CHECKING, Any
+
+import sniffio
+import trio
 
 from ..core.messages import RefInfo
 from ..errors import NoRuntimeError
@@ -23,21 +27,58 @@ from ..errors import NoRuntimeError
 if TYPE_CHECKING:  # pragma: no cover
     from .worker import WorkerRuntime
 
-__all__ = ["ObjectRef", "ActorRef", "ActorMethod", "Shared", "current_runtime", "current_task_id"]
+__all__ = ["ObjectRef", "ActorRef", "ActorMethod", "Shared", "current_runtime", "current_task_id", "require_trio"]
 
 _runtime_var: contextvars.ContextVar[WorkerRuntime | None] = contextvars.ContextVar("ownership_runtime", default=None)
 _task_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("ownership_task", default=None)
 
 
+#: the driver of :mod:`ownership.blocking`, seen from every thread of the process
+_process_runtime: WorkerRuntime | None = None
+
+NO_RUNTIME_HINT = (
+    "start a cluster with `async with ownership.cluster():` or attach to a running one with "
+    "`async with ownership.connect():` (under trio.run), or from plain synchronous code "
+    "`with ownership.blocking.cluster():` / `with ownership.blocking.connect():`"
+)
+
+
 def current_runtime() -> WorkerRuntime:
-    """The worker runtime of the calling context: the driver, or the executing worker."""
+    """The worker runtime of the calling context: the driver, or the executing worker.
+
+    The context's own (a trio driver, a task) comes first, then the
+    process's blocking driver, if one is attached.
+    """
     rt = _runtime_var.get()
     if rt is None:
-        raise NoRuntimeError(
-            "no ownership runtime in this context: use `async with ownership.testing.memory_cluster()` "
-            "(or call from inside a task)"
-        )
+        rt = _process_runtime
+        if rt is None or rt.closed:
+            raise NoRuntimeError(f"no ownership runtime here: {NO_RUNTIME_HINT}")
     return rt
+
+
+def require_trio(what: str) -> None:
+    """Raise a clear NoRuntimeError when ``what`` is awaited outside trio.
+
+    Under asyncio, trio's own calls fail with internal errors
+    (``'RunContext' object has no attribute 'runner'``).
+    """
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        library = _async_library()
+        under = f" under {library}" if library else ""
+        raise NoRuntimeError(
+            f"{what} runs under trio (`trio.run(main)`), not{under or ' here'}; from synchronous code, "
+            "or from an asyncio program or a notebook, use `ownership.blocking.cluster()` / `ownership.blocking.connect()`"
+        ) from None
+
+
+def _async_library() -> str:
+    try:
+        return sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return ""
 
 
 def current_task_id() -> str | None:
@@ -62,6 +103,14 @@ class _Ref:
             "it cannot be pickled on its own"
         )
 
+    def __copy__(self) -> Any:
+        # A copy is one more local reference, released when the copy is dropped.
+        self._runtime.add_local_ref_threadsafe(self.object_id, self.owner, self.kind)
+        return type(self)(self.object_id, self.owner, self._runtime)
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        return self.__copy__()
+
     def __del__(self) -> None:
         rt = getattr(self, "_runtime", None)
         if rt is not None:
@@ -83,7 +132,27 @@ class ObjectRef(_Ref):
     __slots__ = ()
 
     def __await__(self):
-        return self._runtime.get_one(self).__await__()
+        rt = self._runtime
+        if rt.on_loop_thread():
+            return rt.get_one(self).__await__()
+        return _await_elsewhere(rt, self).__await__()
+
+
+async def _await_elsewhere(rt: WorkerRuntime, ref: ObjectRef) -> Any:
+    """``await ref`` on another event loop than the runtime's (the runtime of
+    :mod:`ownership.blocking` runs in a thread of its own): a blocking get in
+    a worker thread of that loop, so the loop runs on meanwhile."""
+    get = functools.partial(rt.get_blocking, [ref])
+    library = _async_library()
+    if library == "trio":
+        values = await trio.to_thread.run_sync(get, abandon_on_cancel=True)
+    elif library == "asyncio":
+        import asyncio
+
+        values = await asyncio.get_running_loop().run_in_executor(None, get)
+    else:
+        raise NoRuntimeError(f"cannot await {ref!r} under {library or 'this event loop'}: use ownership.get({ref!r})")
+    return values[0]
 
 
 class ActorRef(_Ref):
@@ -105,6 +174,12 @@ class ActorMethod:
 
     def remote(self, *args: Any, **kwargs: Any) -> ObjectRef:
         return self._actor._runtime.submit_actor_call(self._actor, self._name, args, kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"actor method {self._name!r} cannot be called directly: use actor.{self._name}.remote(...), "
+            "which returns an ObjectRef"
+        )
 
     def __repr__(self) -> str:
         return f"ActorMethod({self._actor.object_id!r}, {self._name!r})"

@@ -24,17 +24,23 @@ as a reference.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
+import os
 import pickle
 import struct
 import traceback
+import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import cloudpickle
+import outcome
+import trio
 
 from ..core.messages import ErrorInfo, Payload, RefInfo
+from ..errors import OwnershipError
 from .bufpool import value_pool
 from .framing import FrameError
 
@@ -47,6 +53,7 @@ __all__ = [
     "deserialize",
     "dumps_oob",
     "error_from_exception",
+    "format_task_traceback",
     "pack",
     "pack_function",
     "serialize",
@@ -66,11 +73,48 @@ class SerializationError(TypeError):
     """A message or value cannot be serialized (e.g. it holds a lock or a socket)."""
 
 
-class UnpicklableValue(SerializationError):
-    """The value cannot be pickled, so it cannot leave this process."""
+class UnpicklableValue(SerializationError, OwnershipError):
+    """The value cannot be pickled, so it cannot leave this process.
+
+    A user's mistake, so an :class:`~ownership.errors.OwnershipError` like
+    every error of the API (and a TypeError, as pickle's own error is).
+    """
 
 
-class _Pickler(cloudpickle.Pickler):
+def _code_reduce_keeping_filename(code: types.CodeType) -> Any:
+    """cloudpickle's reduction of a code object, with its file name kept.
+
+    cloudpickle (3.x) writes ``<dynamic-code>`` as the file name of every
+    function it ships by value (a script's ``__main__``, a notebook cell, a
+    nested function), for reproducible pickles; a remote traceback then
+    cannot say where the user's code is. The name costs nothing to keep.
+    """
+    ctor, args = _CLOUDPICKLE_CODE_REDUCE(code)
+    args = list(args)
+    for i, arg in enumerate(args):
+        if isinstance(arg, str) and arg == "<dynamic-code>":
+            args[i] = code.co_filename
+            break
+    return ctor, tuple(args)
+
+
+_CLOUDPICKLE_CODE_REDUCE = cloudpickle.Pickler.dispatch_table.get(types.CodeType)
+
+
+class _CodePickler(cloudpickle.Pickler):
+    """cloudpickle, protocol 5, keeping the file names of the code it ships."""
+
+    if _CLOUDPICKLE_CODE_REDUCE is not None:
+        dispatch_table = collections.ChainMap({types.CodeType: _code_reduce_keeping_filename}, cloudpickle.Pickler.dispatch_table)
+
+
+def _dumps(obj: Any) -> bytes:
+    f = io.BytesIO()
+    _CodePickler(f, protocol=5).dump(obj)
+    return f.getvalue()
+
+
+class _Pickler(_CodePickler):
     """Protocol 5, buffers out of band; records references when ``refs`` is a list."""
 
     def __init__(self, file: io.BytesIO, buffers: list[pickle.PickleBuffer], refs: list[RefInfo] | None = None) -> None:
@@ -152,21 +196,76 @@ def unpack(payload: Payload, adopt: Callable[[RefInfo], Any]) -> Any:
 
 def pack_function(fn: Any) -> tuple[str, Payload]:
     """A function or class as ``(function_id, payload)``; the id is a content hash."""
-    data = cloudpickle.dumps(fn, protocol=5)
+    data = _dumps(fn)
     return hashlib.sha1(data).hexdigest()[:20], Payload(data=data)
 
 
-def error_from_exception(exc: BaseException) -> ErrorInfo:
+#: where the runtime's own frames come from: dropped from a task's traceback
+_RUNTIME_PATHS = tuple(
+    os.path.join(os.path.dirname(os.path.dirname(__file__)), part) for part in ("runtime" + os.sep, "core" + os.sep, "api.py", "blocking.py")
+) + tuple(os.path.dirname(m.__file__) + os.sep for m in (trio, outcome) if m.__file__)
+
+
+def _is_runtime_frame(filename: str) -> bool:
+    return filename.startswith(_RUNTIME_PATHS)
+
+
+def _user_frames(te: traceback.TracebackException) -> None:
+    """Drop the runtime's frames from ``te`` and the exceptions chained to it."""
+    seen: set[int] = set()
+    todo = [te]
+    while todo:
+        t = todo.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        t.stack = traceback.StackSummary.from_list([f for f in t.stack if not _is_runtime_frame(f.filename)])
+        todo += [c for c in (t.__cause__, t.__context__) if c is not None]
+
+
+def format_task_traceback(exc: BaseException, where: str = "") -> str:
+    """The traceback of a task's exception as its caller reads it.
+
+    Only the user's frames are kept (not the worker's, trio's or the API's).
+    An error the task let through from a task it waited on (a TaskError)
+    ends with that task's own remote traceback, so a nested failure reads
+    from the outermost call down to the line that raised.
+    """
+    from ..errors import TaskError
+
+    te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    if isinstance(exc, TaskError):
+        # Its cause has no traceback here, and its text is the remote one.
+        te.__cause__ = te.__context__ = None
+    _user_frames(te)
+    head = f"In {where}:\n" if where else ""
+    if isinstance(exc, TaskError) and exc.remote_traceback:
+        frames = "".join(te.stack.format())
+        stack = f"Traceback (most recent call last):\n{frames}" if frames else ""
+        return f"{head}{stack}{type(exc).__qualname__} from a task it waited on:\n{exc.remote_traceback.rstrip()}\n"
+    return head + "".join(te.format())
+
+
+def error_from_exception(exc: BaseException, where: str = "") -> ErrorInfo:
     """A task's exception as it travels: message, type, traceback, and the
-    exception itself when it pickles."""
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    exception itself when it pickles.
+
+    ``where`` names the task and the process (the traceback's first line).
+    A TaskError (a nested task's failure let through) keeps the message and
+    type of the error at its root, and travels itself as the cause.
+    """
+    from ..errors import TaskError
+
+    tb = format_task_traceback(exc, where)
     exception: Payload | None
     try:
-        data = cloudpickle.dumps(exc, protocol=5)
+        data = _dumps(exc)
         pickle.loads(data)
         exception = Payload(data=data)
     except Exception:
         exception = None
+    if isinstance(exc, TaskError):
+        return ErrorInfo(kind="task", message=str(exc.args[0]), type_name=exc.type_name, traceback=tb, exception=exception)
     cls = type(exc)
     type_name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     return ErrorInfo(kind="task", message=str(exc), type_name=type_name, traceback=tb, exception=exception)

@@ -20,6 +20,7 @@ import contextvars
 import functools
 import inspect
 import itertools
+import os
 import pickle
 import queue
 import threading
@@ -81,7 +82,7 @@ def exception_from_error(error: ErrorInfo) -> OwnershipError:
                 cause = pickle.loads(error.exception.data)
             except Exception:
                 cause = None
-        return TaskError(error.message, type_name=error.type_name, remote_traceback=error.traceback, cause=cause)
+        return TaskError.from_remote(error.message, type_name=error.type_name, remote_traceback=error.traceback, cause=cause)
     cls = {
         "owner_died": OwnerDiedError,
         "object_lost": ObjectLostError,
@@ -101,19 +102,18 @@ _KINDS: dict[type, str] = {
 }
 
 
-def error_info_of(exc: BaseException) -> ErrorInfo:
+def error_info_of(exc: BaseException, where: str = "") -> ErrorInfo:
     """How a task's exception travels to its owner.
 
     A documented error that user code let through (a get on a dead owner's
-    object, a nested task's failure) keeps its kind, so the caller sees the
-    same error class; anything else becomes a TaskError with the traceback.
+    object) keeps its kind, so the caller sees the same error class;
+    anything else, a nested task's failure included, becomes a TaskError
+    with the traceback (``where``: the task and process, its first line).
     """
-    if isinstance(exc, TaskError):
-        return ErrorInfo(kind="task", message=str(exc.args[0]), type_name=exc.type_name, traceback=exc.remote_traceback)
     for cls, kind in _KINDS.items():
         if type(exc) is cls:
             return ErrorInfo(kind=kind, message=str(exc))
-    return error_from_exception(exc)
+    return error_from_exception(exc, where)
 
 
 class _TaskThreads:
@@ -386,6 +386,19 @@ class WorkerRuntime(ServiceShell):
         if self._deferred and not self._running_deferred:
             self._run_deferred()
 
+    def add_local_ref_threadsafe(self, object_id: str, owner: str, kind: str) -> None:
+        """One more Python ref to an object this process holds (``copy.copy(ref)``).
+
+        Counted before the call returns, and after the releases this thread
+        queued before it (``_threadsafe`` drains them first).
+        """
+        if self.closed:
+            raise NoRuntimeError(f"worker {self.address} has stopped")
+        try:
+            self._threadsafe(self.handle, AddLocalRef(object_id, owner, kind))
+        except trio.RunFinishedError:
+            raise NoRuntimeError(f"worker {self.address} has stopped") from None
+
     def _adopt(self, info: RefInfo) -> _Ref:
         """A reference found while unpickling becomes a local ref object."""
         self.handle(AddLocalRef(info.object_id, info.owner, info.kind))
@@ -543,22 +556,50 @@ class WorkerRuntime(ServiceShell):
         return unpack(done.value, self._adopt)
 
     async def get_many(self, refs: Sequence[ObjectRef], timeout: float | None = None, *, task_id: str | None = None) -> list[Any]:
+        """The values of ``refs``, or the error of the first that failed.
+
+        As in Ray, an error ends the get at once (waiting for the other refs
+        could be waiting forever); when several have failed by then, the
+        first in list order wins. A value at hand wins over an expired
+        ``timeout``: only a get still missing values raises GetTimeoutError.
+        """
         task_id = task_id if task_id is not None else current_task_id()
         rids = self._register_gets(refs)
         try:
-            waiting = any(self._gets[r].result is None for r in rids)
-            with self._maybe_blocked(task_id, waiting):
-                try:
-                    with trio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
-                        for rid in rids:
-                            await self._gets[rid].event.wait()
-                        if not waiting:
-                            await trio.lowlevel.checkpoint()
-                except trio.TooSlowError:
-                    raise GetTimeoutError(f"get() timed out after {timeout} s waiting for {len(refs)} object(s)") from None
-            results = [self._gets[rid].result for rid in rids]
+            slots = [self._gets[r] for r in rids]
+            left = sum(1 for slot in slots if slot.result is None)
+            failed = any(slot.result is not None and slot.result.error is not None for slot in slots)
+            if left and not failed:
+                settled = trio.Event()
+
+                def watch(slot: _GetSlot) -> Any:
+                    def done() -> None:  # once, when the slot's result comes
+                        nonlocal left, failed
+                        left -= 1
+                        failed = failed or slot.result.error is not None  # type: ignore[union-attr]
+                        if left == 0 or failed:
+                            settled.set()
+
+                    return done
+
+                for slot in slots:
+                    if slot.result is None:
+                        slot.callback = watch(slot)
+                with self._maybe_blocked(task_id, True):
+                    try:
+                        with trio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
+                            await settled.wait()
+                    except trio.TooSlowError:
+                        if left and not failed:
+                            raise GetTimeoutError(f"get() timed out after {timeout} s waiting for {len(refs)} object(s)") from None
+            else:
+                await trio.lowlevel.checkpoint()
+            results = [slot.result for slot in slots]
         finally:
             self._release_gets(rids)
+        for done in results:
+            if done is not None and done.error is not None:
+                raise exception_from_error(done.error)
         return [self._value_of(done) for done in results]  # type: ignore[arg-type]
 
     async def get_one(self, ref: ObjectRef) -> Any:
@@ -674,7 +715,7 @@ class WorkerRuntime(ServiceShell):
         try:
             values = [unpack(p, self._adopt) for p in effect.args]
         except Exception as exc:
-            self._finish(spec, None, error_info_of(exc))
+            self._finish(spec, None, error_info_of(exc, self._where(spec)))
             return
         args = [v for a, v in zip(spec.args, values) if a.name is None]
         kwargs = {a.name: v for a, v in zip(spec.args, values) if a.name is not None}
@@ -710,7 +751,7 @@ class WorkerRuntime(ServiceShell):
         error: ErrorInfo | None = None
         in_order = False
         if exc is not None:
-            error = error_info_of(exc)
+            error = error_info_of(exc, self._where(spec))
         elif spec.kind == "actor_create":
             self.actor = result
             in_order = not _has_async_methods(type(result))
@@ -718,9 +759,14 @@ class WorkerRuntime(ServiceShell):
             try:
                 value = pack(result)
             except Exception as e:
-                error = error_info_of(e)
+                error = error_info_of(e, self._where(spec))
         del exc, result
         self._finish(spec, value, error, calls_in_order=in_order)
+
+    def _where(self, spec: TaskSpec) -> str:
+        """The first line of a task's remote traceback: which call, where."""
+        what = f"actor method {spec.method}()" if spec.kind == "actor_method" else f"task {spec.name or spec.function_id}()"
+        return f"{what} on worker {self.address} (pid {os.getpid()})"
 
     def _abandon(self, task_id: str, _: Any) -> None:
         """A cancelled thread-run task: reported now, its thread finishes unheard."""
@@ -754,7 +800,7 @@ class WorkerRuntime(ServiceShell):
                 if spec.kind != "actor_create":
                     value = pack(result)
             except Exception as exc:
-                error = error_info_of(exc)
+                error = error_info_of(exc, self._where(spec))
                 del exc
         self._scopes.pop(spec.task_id, None)
         if scope.cancelled_caught:
