@@ -381,6 +381,14 @@ async def test_cancelled_call_queued_behind_a_running_one_never_runs() -> None:
         ownership.cancel(queued)
         with pytest.raises(ownership.TaskCancelledError):
             await queued
+        # The owner fails the ref at once; the worker hears of the cancel
+        # by message. Only once it has may `hold` return, or the queued call
+        # runs next in the actor's thread before the cancel arrives.
+        for _ in range(100):
+            if not any(r.spec.method == "add" for r in rt.core.executor.running.values()):
+                break
+            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        assert not any(r.spec.method == "add" for r in rt.core.executor.running.values())
         release.set()
         assert await holding == 1
         assert await ledger.entries_so_far.remote() == [0]  # the cancelled call did not run
