@@ -45,6 +45,7 @@ __all__ = [
     "Watch",
     "ObjectFreed",
     "Registered",
+    "Infeasible",
     "IdGenerator",
     "EventLog",
     "LogEntry",
@@ -247,6 +248,17 @@ class ObjectFreed(Effect):
 @attrs.frozen
 class Registered(Effect):
     """The worker is registered with its node and the head: it may serve."""
+
+
+@attrs.frozen
+class Infeasible(Effect):
+    """No node of the cluster can run this task as asked: tell the user
+    (once per function and resource shape; the task keeps waiting)."""
+
+    task_id: str
+    name: str
+    resources: tuple[tuple[str, float], ...]
+    node: str
 
 
 # ---------------------------------------------------------------------------

@@ -282,6 +282,16 @@ class Spillback:
 
 
 @message
+class LeaseInfeasible:
+    """Scheduler -> owner: no live node has the resources the request asks
+    for. The request keeps waiting (a node that has them may join); the
+    owner tells its user once."""
+
+    request_id: str
+    node: str
+
+
+@message
 class PushTask:
     task: TaskSpec
     lease_id: str | None

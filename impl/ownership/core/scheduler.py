@@ -23,6 +23,7 @@ from .events import Effect, KillWorker, Send, StartWorker, Watch
 from .messages import (
     ClusterView,
     LeaseGranted,
+    LeaseInfeasible,
     NodeView,
     RegisterWorker,
     RequestLease,
@@ -111,7 +112,10 @@ class LocalScheduler:
         self.queue: collections.deque[RequestLease] = collections.deque()
         self.starting = 0
         self.view: dict[str, dict[str, Any]] = {}
+        self.view_known = False  # a view came from the head (else "no node has it" is a guess)
         self.drivers_pending: set[str] = set()
+        #: queued requests no live node has the resources for (owners told)
+        self.infeasible: dict[str, RequestLease] = {}
 
     @property
     def node(self) -> str:
@@ -136,6 +140,10 @@ class LocalScheduler:
             },
             "queue": [(r.request_id, r.owner) for r in self.queue],
             "starting": self.starting,
+            "infeasible": [
+                {"request_id": r.request_id, "owner": r.owner, "task_id": r.task_id, "resources": dict(r.resources)}
+                for r in self.infeasible.values()
+            ],
         }
 
     # ------------------------------------------------------------------ pool
@@ -212,9 +220,39 @@ class LocalScheduler:
         if target is not None and target != self.node:
             return self.spillback(msg, target)
         self.queue.append(msg)
+        fx = self._announce_infeasible([msg])
         if _fits(msg.resources, self.available):
-            return self._need_worker()
-        return []
+            fx += self._need_worker()
+        return fx
+
+    def _feasible(self, msg: RequestLease) -> bool:
+        """Some live node of the cluster (this one included) has the resources at all."""
+        if _fits(msg.resources, self.total):
+            return True
+        return any(
+            _fits(msg.resources, v["total"]) for n, v in self.view.items() if n != self.node and n not in self.dead_nodes
+        )
+
+    def _dequeue(self, req: RequestLease) -> None:
+        self.queue.remove(req)
+        self.infeasible.pop(req.request_id, None)
+
+    def _announce_infeasible(self, requests: Any) -> list[Effect]:
+        """Tell the owner of each of these queued requests that no node can
+        grant it as the cluster is now (Ray announces infeasible tasks the
+        same way), once; forget those that became feasible. The request
+        stays queued: a node with the resources may join, and
+        ``update_view`` then sends it there."""
+        if not self.view_known:
+            return []  # judged on the first view
+        fx: list[Effect] = []
+        for req in requests:
+            if self._feasible(req):
+                self.infeasible.pop(req.request_id, None)
+            elif req.request_id not in self.infeasible and req.owner not in self.dead_workers:
+                self.infeasible[req.request_id] = req
+                fx.append(Send(req.owner, LeaseInfeasible(request_id=req.request_id, node=self.node)))
+        return fx
 
     def grant_lease(self, msg: RequestLease) -> list[Effect]:
         r"""Spec: Scheduling!SchedulerGrantLease
@@ -322,10 +360,10 @@ class LocalScheduler:
         fx: list[Effect] = []
         for msg in list(self.queue):
             if msg.owner in self.dead_workers:
-                self.queue.remove(msg)
+                self._dequeue(msg)
                 continue
             if self._can_grant(msg):
-                self.queue.remove(msg)
+                self._dequeue(msg)
                 fx += self.grant_lease(msg)
         if any(_fits(m.resources, self.available) for m in self.queue):
             fx += self._need_worker()
@@ -350,15 +388,16 @@ class LocalScheduler:
         self.view = {
             v.node: {"node": v.node, "total": _as_dict(v.total), "available": _as_dict(v.available)} for v in msg.nodes
         }
+        self.view_known = True
         fx: list[Effect] = []
         for req in list(self.queue):
             if _fits(req.resources, self.available):
                 continue  # room here: it waits for the worker being started
             target = self.policy.spill_target(req, self)
             if target is not None:
-                self.queue.remove(req)
+                self._dequeue(req)
                 fx += self.spillback(req, target)
-        return fx
+        return fx + self._announce_infeasible(self.queue)
 
     # ------------------------------------------------------------------ failures
     def detect_worker_death(self, address: str) -> list[Effect]:
@@ -415,7 +454,7 @@ class LocalScheduler:
         fx: list[Effect] = []
         for req in list(self.queue):
             if req.owner in dead_owners:
-                self.queue.remove(req)
+                self._dequeue(req)
         for lease in sorted(self.leases.values(), key=lambda l: l.lease_id):
             if lease.owner in dead_owners:
                 slot = self.workers.get(lease.worker)

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .events import Effect, Send
+from .events import Effect, Infeasible, Send
 from .messages import (
     Arg,
     CancelTask,
     ErrorInfo,
     FreeObject,
     LeaseGranted,
+    LeaseInfeasible,
     Payload,
     PushTask,
     RequestLease,
@@ -133,6 +134,8 @@ class TaskSubmitter:
         self.actors: dict[str, ActorState] = {}
         self.waiting_on: dict[str, set[str]] = {}  # owned object -> tasks waiting for it
         self.request_nodes: dict[str, str] = {}  # lease request -> node it waits at
+        self.infeasible: dict[str, str] = {}  # lease request -> node that found no node for it
+        self.infeasible_told: set[tuple[str, tuple]] = set()  # (function, resources) the user heard of
 
     @property
     def refs(self):
@@ -155,7 +158,34 @@ class TaskSubmitter:
                 aid: {"worker": a.worker, "node": a.node, "lease_id": a.lease_id, "dead": a.dead is not None, "queue": list(a.queue)}
                 for aid, a in sorted(self.actors.items())
             },
+            "infeasible": self._infeasible_snapshot(),
         }
+
+    def _infeasible_snapshot(self) -> dict[str, dict[str, Any]]:
+        """Lease requests no node can grant, with a task still waiting on them."""
+        out = {}
+        for rid, node in sorted(self.infeasible.items()):
+            task = self._task_of_request(rid)
+            if task is None:
+                continue  # its tasks were cancelled; the request itself waits on at the node
+            ks = self.keys[task.key]
+            out[rid] = {
+                "node": node,
+                "task_id": task.spec.task_id,
+                "name": task.spec.name,
+                "resources": dict(task.spec.resources),
+                "tasks_waiting": len(ks.queue) + sum(1 for t in ks.requests.values() if t),
+            }
+        return out
+
+    def _task_of_request(self, request_id: str) -> TaskEntry | None:
+        """The task a lease request is for: the one bound to it, else the first of its key's queue."""
+        key = self.requests.get(request_id)
+        ks = self.keys.get(key) if key is not None else None
+        if ks is None:
+            return None
+        task_id = ks.requests.get(request_id) or (ks.queue[0] if ks.queue else None)
+        return self.tasks.get(task_id) if task_id else None
 
     # ------------------------------------------------------------------ submit
     def submit(self, spec: TaskSpec) -> list[Effect]:
@@ -460,6 +490,7 @@ class TaskSubmitter:
             return fx + self._pump(key)
         assert task is not None
         task.location = msg.node  # recorded before the request leaves
+        self.infeasible.pop(msg.request_id, None)  # a node that can run it was found
         resources = task.spec.resources if task is not None else key[1]
         deps = key[2] if key[0] == "task" else ()
         req = RequestLease(
@@ -571,10 +602,31 @@ class TaskSubmitter:
         fx += self._pump(key)
         return fx
 
+    def handle_infeasible(self, msg: LeaseInfeasible) -> list[Effect]:
+        """The scheduler has no node for a request of ours: tell the user.
+
+        Not a protocol step: the request still waits at that node (a node
+        with the resources may join), and nothing in the table changes. The
+        user hears of it once per function and resource shape.
+        """
+        if self.request_nodes.get(msg.request_id) != msg.node:
+            return []  # answered, given up, or sent elsewhere since
+        self.infeasible[msg.request_id] = msg.node
+        task = self._task_of_request(msg.request_id)
+        if task is None:
+            return []
+        told = (task.spec.name or task.spec.function_id, task.spec.resources)
+        if told in self.infeasible_told:
+            return []
+        if len(self.infeasible_told) < _SHORT_FUNCTIONS_KEPT:
+            self.infeasible_told.add(told)
+        return [Infeasible(task_id=task.spec.task_id, name=told[0], resources=task.spec.resources, node=msg.node)]
+
     def _forget_request(self, request_id: str) -> list[Effect]:
         """A lease request is answered or given up: unbind it from its task."""
         key = self.requests.pop(request_id, None)
         self.request_nodes.pop(request_id, None)
+        self.infeasible.pop(request_id, None)
         if key is None:
             return []
         ks = self.keys.get(key)

@@ -38,6 +38,7 @@ from .messages import (
     CancelTask,
     GetObject,
     LeaseGranted,
+    LeaseInfeasible,
     NodeDied,
     ObjectCopy,
     ObjectStored,
@@ -136,6 +137,8 @@ class WorkerCore:
             return self.submitter.handle_grant(msg)
         if isinstance(msg, Spillback):
             return self.submitter.handle_spillback(msg)
+        if isinstance(msg, LeaseInfeasible):
+            return self.submitter.handle_infeasible(msg)
         if isinstance(msg, GetObject):
             return self.refs.handle_get_object(src, msg)
         if isinstance(msg, ObjectValue):

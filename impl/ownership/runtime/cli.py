@@ -1,7 +1,7 @@
 """``ownership start | stop | status | memory``: a cluster of daemons on this machine.
 
-    ownership start --head [--host 127.0.0.1] [--port P] [--num-cpus N]
-    ownership start --address HOST:PORT [--num-cpus N]      # one more node
+    ownership start --head [--host 127.0.0.1] [--port P] [--num-cpus N] [--resources '{"GPU": 1}']
+    ownership start --address HOST:PORT [--num-cpus N] [--resources JSON]   # one more node
     ownership status                                        # nodes, workers, resources, leases
     ownership memory                                        # objects: owner, size, copies, refs, borrowers
     ownership stop
@@ -30,10 +30,10 @@ from rich.console import Console
 from rich.table import Table
 
 from .auth import default_token_path, generate_token, load_token, ownership_home, write_token
-from .cluster import session_file, spawn_service
+from .cluster import check_resources, session_file, spawn_service
 from .launch import DEFAULT_NODE_TIMEOUT, DEFAULT_TICK
 from .shm import cleanup_leftovers
-from .status import ClusterSnapshot, cluster_snapshot, memory_rows
+from .status import ClusterSnapshot, cluster_snapshot, infeasible_rows, memory_rows
 from .tcp import parse_address
 
 __all__ = ["add_subparsers"]
@@ -47,6 +47,13 @@ def add_subparsers(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     start.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     start.add_argument("--port", type=int, default=0, help="head port (default: any free port)")
     start.add_argument("--num-cpus", type=float, default=None, help="CPUs the node offers (default: all)")
+    start.add_argument(
+        "--resources",
+        type=_resources_arg,
+        default=None,
+        metavar="JSON",
+        help='custom resources the node offers besides its CPUs, e.g. \'{"GPU": 1}\'',
+    )
     start.add_argument("--token-file", type=Path, default=None, help="cluster token (default ~/.ownership/cluster.token)")
     start.add_argument("--tick", type=float, default=DEFAULT_TICK, help=f"seconds per tick (default {DEFAULT_TICK})")
     start.add_argument(
@@ -68,6 +75,19 @@ def add_subparsers(subparsers: argparse._SubParsersAction) -> None:  # type: ign
         p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each answer (default 5)")
         p.add_argument("--json", action="store_true", help="print JSON instead of tables")
         p.set_defaults(func=func)
+
+
+def _resources_arg(text: str) -> dict[str, float]:
+    """``--resources '{"GPU": 1}'``, checked before anything starts (argparse
+    turns the ValueError into a one-line usage error, exit 2)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc.msg}): {text!r}; write it like '{{\"GPU\": 1}}'") from None
+    try:
+        return check_resources(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # -- session file ---------------------------------------------------------------
@@ -131,6 +151,8 @@ def _start(args: argparse.Namespace) -> int:
     node_options = [*common, *port_options, "--head", session["head"], "--session", session["session"]]
     if args.num_cpus is not None:
         node_options += ["--num-cpus", str(args.num_cpus)]
+    if args.resources:
+        node_options += ["--resources", json.dumps(args.resources)]
     with open(logs / f"node-{len(session['nodes']) + 1}.log", "ab") as log:
         proc, node = spawn_service("node", token_file, *node_options, lifeline=False, stderr=log)
     proc.stdout.close()
@@ -227,6 +249,14 @@ def _status(args: argparse.Namespace) -> int:
         for lid, lease in sorted(s.get("scheduler", {}).get("leases", {}).items()):
             leases.add_row(lid, node, lease["owner"], lease["worker"], _fmt_resources(lease["resources"]), str(lease["actor"]), str(lease["blocked"]))
     out.print(leases)
+    infeasible = infeasible_rows(snap)
+    if infeasible:
+        table = Table(title="infeasible tasks: no node has the resources they ask for")
+        for col in ("task", "function", "asks for", "tasks waiting", "owner", "waits at node"):
+            table.add_column(col)
+        for r in infeasible:
+            table.add_row(str(r["task_id"]), f"{r['name']}()", _fmt_resources(r["resources"]), str(r["tasks_waiting"]), r["owner"], r["node"])
+        out.print(table)
     if snap.unreachable:
         out.print(f"[yellow]no answer from: {', '.join(snap.unreachable)}[/]")
     return 0

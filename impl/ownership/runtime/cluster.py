@@ -65,7 +65,7 @@ from .tcp import open_tcp_transport, parse_address
 from .worker import WorkerRuntime
 from .worker import serve as serve_worker
 
-__all__ = ["LocalCluster", "cluster", "connect", "session_file", "spawn_service"]
+__all__ = ["LocalCluster", "check_resources", "cluster", "connect", "session_file", "spawn_service"]
 
 logger = logging.getLogger("ownership.cluster")
 
@@ -149,7 +149,12 @@ class LocalCluster:
         return await cluster_snapshot(self._token, self.head, timeout=timeout)
 
     async def add_node(self, num_cpus: float | None = None, resources: dict[str, float] | None = None) -> str:
-        """Start one more node process; returns its address once its workers are up."""
+        """Start one more node process; returns its address once its workers are up.
+
+        ``resources``: custom resources the node offers besides its CPUs
+        (``{"GPU": 1}``); a task that asks for them runs there.
+        """
+        resources = check_resources(resources)
         options = ["--head", self.head, "--session", self.session]
         if num_cpus is not None:
             options += ["--num-cpus", str(num_cpus)]
@@ -200,6 +205,7 @@ async def cluster(
     nodes: int = 1,
     num_cpus: float | None = None,
     *,
+    resources: dict[str, float] | None = None,
     host: str = "127.0.0.1",
     tick: float = DEFAULT_TICK,
     node_timeout: float = DEFAULT_NODE_TIMEOUT,
@@ -210,7 +216,8 @@ async def cluster(
     """Start an embedded local cluster; the calling context becomes its driver.
 
     ``num_cpus`` per node defaults to ``os.cpu_count()``; each node keeps
-    that many workers. ``config`` overrides :class:`CoreConfig` fields for
+    that many workers. ``resources``: custom resources each node offers
+    besides its CPUs (``{"GPU": 1}``; ``add_node`` gives others). ``config`` overrides :class:`CoreConfig` fields for
     every process (the driver included). ``event_log``: a folder where every
     process logs its core steps (see the module doc); it may exist, but
     must not hold the logs of an earlier run.
@@ -218,6 +225,7 @@ async def cluster(
     require_trio("ownership.cluster()")
     if nodes < 1:
         raise ValueError("a cluster needs at least one node")
+    resources = check_resources(resources)
     overrides = dict(config or {})
     options = ["--host", host, "--tick", str(tick), "--node-timeout", str(node_timeout), "--config", json.dumps(overrides)]
     step_log: StepLog | None = None
@@ -244,7 +252,7 @@ async def cluster(
                 local.head = await local._start("head", [])
                 async with trio.open_nursery() as starting:  # nodes start their workers in parallel
                     for _ in range(nodes):
-                        starting.start_soon(local.add_node, num_cpus)
+                        starting.start_soon(local.add_node, num_cpus, resources)
                 async with _attach_driver(token, host, local.nodes[0], driver_config, tick, step_log=step_log) as driver:
                     local.driver = driver
                     local._record(head=local.head, nodes=local.nodes, driver=driver.address)
@@ -301,6 +309,27 @@ async def _attach_driver(
                 finally:
                     if step_log is not None:
                         step_log.close()
+
+
+def check_resources(resources: Any) -> dict[str, float]:
+    """Custom resources a node offers, checked: names to amounts >= 0, CPUs apart.
+
+    Raises ValueError with a one-line reason.
+    """
+    if resources is None:
+        return {}
+    if not isinstance(resources, dict):
+        raise ValueError(f"resources must be a mapping of names to amounts, like {{\"GPU\": 1}}, not {type(resources).__name__}")
+    out: dict[str, float] = {}
+    for name, amount in resources.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a resource name must be a non-empty string, not {name!r}")
+        if name == "CPU":
+            raise ValueError("give a node's CPUs with num_cpus (--num-cpus), not as a resource")
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount) or amount < 0:
+            raise ValueError(f"resource {name!r}: the amount must be a number >= 0, not {amount!r}")
+        out[name] = float(amount)
+    return out
 
 
 def spawn_service(

@@ -29,6 +29,7 @@ __all__ = [
     "StatusRequest",
     "StatusTransport",
     "cluster_snapshot",
+    "infeasible_rows",
     "memory_rows",
     "query_status",
 ]
@@ -197,6 +198,20 @@ async def cluster_snapshot(token: bytes, head: str, *, timeout: float = 5.0, hos
         workers = {a: r.snapshot for a, r in (await query_status(transport, worker_addresses, timeout)).items()}
     unreachable = tuple(sorted(set(node_addresses) - set(nodes) | set(worker_addresses) - set(workers)))
     return ClusterSnapshot(head=head_snap, nodes=nodes, workers=workers, unreachable=unreachable)
+
+
+def infeasible_rows(snapshot: ClusterSnapshot) -> list[dict[str, Any]]:
+    """Tasks that wait for resources no node of the cluster has, by owner.
+
+    The owner's word counts (a node may still hold a request whose tasks
+    were cancelled since).
+    """
+    rows = []
+    for address, snap in sorted(snapshot.workers.items()):
+        infeasible = snap.get("submitter", {}).get("infeasible", {})
+        for request_id, entry in sorted(infeasible.items() if isinstance(infeasible, dict) else ()):
+            rows.append({"owner": address, "request_id": request_id, **entry})
+    return rows
 
 
 def memory_rows(snapshot: ClusterSnapshot) -> list[dict[str, Any]]:

@@ -20,6 +20,8 @@ import contextvars
 import functools
 import inspect
 import itertools
+import json
+import logging
 import os
 import pickle
 import queue
@@ -41,6 +43,7 @@ from ..core.events import (
     Execute,
     GetDone,
     GetValue,
+    Infeasible,
     Put,
     Received,
     Registered,
@@ -70,7 +73,19 @@ from .shell import ServiceShell
 from .transport import Envelope, Transport
 from .values import error_from_exception, pack, unpack
 
-__all__ = ["WorkerRuntime", "serve", "exception_from_error"]
+__all__ = ["WorkerRuntime", "serve", "exception_from_error", "infeasible_warning"]
+
+logger = logging.getLogger("ownership.scheduling")
+
+
+def infeasible_warning(e: Infeasible) -> str:
+    """What the user reads when no node can run a task as asked (as Ray warns)."""
+    shape = json.dumps({k: (int(v) if float(v).is_integer() else v) for k, v in e.resources})
+    return (
+        f"task {e.name}() ({e.task_id}) cannot be scheduled: it asks for {shape} and no node of the cluster has that much. "
+        f"It waits at node {e.node} until a node that has joins (ownership start --address HEAD --resources ...), "
+        f"or ask for less with {e.name}.options(...)."
+    )
 
 
 def exception_from_error(error: ErrorInfo) -> OwnershipError:
@@ -332,6 +347,8 @@ class WorkerRuntime(ServiceShell):
                     self._deferred.append((self._abandon, e.task_id, None))
             elif isinstance(e, Registered):
                 self.registered.set()
+            elif isinstance(e, Infeasible):
+                logger.warning("%s", infeasible_warning(e))
             else:
                 raise TypeError(f"worker shell cannot carry out {e!r}")
 
