@@ -3,7 +3,8 @@
 The public API (``remote``, ``get``, ``wait``, ``put``, ``shared``, ``cancel``,
 ``cluster``, ``connect``) is re-exported from :mod:`ownership.api` once that
 module exists; the checker wrappers live in :mod:`ownership.tla`;
-``ownership.testing`` (the in-memory cluster) is imported on first use.
+``ownership.testing`` (the in-memory cluster) and ``ownership.blocking`` (a
+driver for synchronous code: scripts, notebooks) are imported on first use.
 """
 
 __version__ = "0.1.0"
@@ -22,8 +23,9 @@ __all__ = ["__version__", *_api_all]
 def __getattr__(name: str):
     # ``ownership.testing`` (the in-memory cluster) is loaded on first use: it
     # needs trio.testing, hence pytest, which no worker process should import.
-    if name == "testing":
+    # ``ownership.blocking`` too, as no worker process needs it.
+    if name in ("testing", "blocking"):
         import importlib
 
-        return importlib.import_module(f"{__name__}.testing")
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

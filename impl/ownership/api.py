@@ -10,7 +10,13 @@
 ``ownership.cluster()`` starts an embedded cluster of OS processes over TCP;
 ``ownership.connect("HOST:PORT")`` attaches to one started with ``ownership
 start``; ``ownership.testing.memory_cluster()`` runs every process as a trio
-task on an in-memory network (deterministic, for tests).
+task on an in-memory network (deterministic, for tests). From synchronous
+code (a script, a notebook), ``with ownership.blocking.cluster() as c:``
+runs the driver on a thread of its own (:mod:`ownership.blocking`).
+
+A task's exception reaches ``get`` as a :class:`TaskError` that is also an
+instance of the exception's own type (``except ZeroDivisionError`` works),
+with the remote traceback in its message.
 
 Inside a task, ``f.remote()`` makes the executing worker the owner of the new
 future. ``ownership.get`` is awaited in async code and blocks in a sync

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
+import outcome
 import trio
 
 from ..core.config import CoreConfig
@@ -623,7 +624,8 @@ class WorkerRuntime(ServiceShell):
         return (await self.get_many([ref]))[0]
 
     def get_blocking(self, refs: Sequence[ObjectRef], timeout: float | None = None) -> list[Any]:
-        """A blocking get from a task's thread: wait on the loop, off the busy count."""
+        """A blocking get from another thread (a task's, or a blocking driver's):
+        wait on the loop, off the busy count."""
         task_id = current_task_id()
 
         async def run() -> list[Any]:
@@ -631,10 +633,52 @@ class WorkerRuntime(ServiceShell):
             with self.transport.idle():
                 return await self.get_many(refs, timeout, task_id=task_id)
 
+        return self.call_from_thread(run, "get()")
+
+    def call_from_thread(self, async_fn: Any, what: str = "a call") -> Any:
+        """``await async_fn()`` on this worker's loop, from another thread, blocking.
+
+        A KeyboardInterrupt in the waiting thread (Ctrl-C in a script or a
+        notebook blocked in ``get``) cancels the call on the loop, so the
+        get it made is withdrawn, and propagates at once. The call's own
+        errors are raised here, never in the worker's nursery.
+        """
+        if self.on_loop_thread():
+            raise RuntimeError(f"a blocking {what} on the worker's own event loop would wait forever: await it instead")
+        scope = trio.CancelScope()
+        box: queue.SimpleQueue = queue.SimpleQueue()
+
+        async def run() -> None:
+            try:
+                with scope:
+                    box.put(outcome.Value(await async_fn()))
+                    return
+                box.put(outcome.Error(KeyboardInterrupt()))  # cancelled for the caller, who is gone
+            except trio.Cancelled:
+                box.put(outcome.Error(WorkerCrashedError(f"worker {self.address} stopped while waiting in {what}")))
+                raise
+            except BaseException as exc:  # the caller's to handle (a TaskError, a timeout)
+                box.put(outcome.Error(exc))
+                if not isinstance(exc, Exception):
+                    raise
+
+        def start() -> None:  # on the loop
+            try:
+                self._nursery.start_soon(run)
+            except RuntimeError:  # the worker is stopping: its nursery takes no new task
+                box.put(outcome.Error(WorkerCrashedError(f"worker {self.address} has stopped: cannot wait in {what}")))
+
         try:
-            return trio.from_thread.run(run, trio_token=self.token)
+            self.token.run_sync_soon(start)
         except trio.RunFinishedError:
-            raise WorkerCrashedError(f"worker {self.address} stopped while waiting in get()") from None
+            raise WorkerCrashedError(f"worker {self.address} has stopped: cannot wait in {what}") from None
+        try:
+            result = box.get()
+        except KeyboardInterrupt:
+            with contextlib.suppress(trio.RunFinishedError):
+                self.token.run_sync_soon(scope.cancel)
+            raise
+        return result.unwrap()
 
     async def wait(
         self, refs: Sequence[ObjectRef], num_returns: int = 1, timeout: float | None = None, fetch_local: bool = True
@@ -671,7 +715,7 @@ class WorkerRuntime(ServiceShell):
             with self.transport.idle():
                 return await self.wait(refs, num_returns, timeout, fetch_local)
 
-        return trio.from_thread.run(run, trio_token=self.token)
+        return self.call_from_thread(run, "wait()")
 
     # ------------------------------------------------------------------ user code
     def _function(self, spec: TaskSpec) -> Any:
