@@ -62,6 +62,22 @@ async def test_task_no_node_can_run_is_announced_once_and_shown_as_infeasible(ca
         assert _infeasible_warnings(caplog) == [text]
 
 
+@ownership.remote(resources={"GPU": 2})
+class OnTwoGpus:
+    def ping(self) -> int:
+        return 1
+
+
+async def test_actor_no_node_can_host_is_announced_as_an_actor(caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="ownership.scheduling")
+    async with memory_cluster(nodes=1, node_resources={"n1": {"GPU": 1}}) as c:
+        actor = OnTwoGpus.remote()
+        await _until(lambda: c.driver.core.submitter.infeasible, "the driver hears its actor is infeasible")
+        [text] = _infeasible_warnings(caplog)
+        assert text.startswith("actor OnTwoGpus (") and '"GPU": 2' in text
+        del actor
+
+
 @pytest.mark.slow
 async def test_cluster_nodes_offer_resources_and_a_joining_node_runs_what_none_could(caplog) -> None:
     caplog.set_level(logging.WARNING, logger="ownership.scheduling")

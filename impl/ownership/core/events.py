@@ -259,6 +259,7 @@ class Infeasible(Effect):
     name: str
     resources: tuple[tuple[str, float], ...]
     node: str
+    kind: str = "task"  # or "actor_create"
 
 
 # ---------------------------------------------------------------------------

@@ -620,7 +620,7 @@ class TaskSubmitter:
             return []
         if len(self.infeasible_told) < _SHORT_FUNCTIONS_KEPT:
             self.infeasible_told.add(told)
-        return [Infeasible(task_id=task.spec.task_id, name=told[0], resources=task.spec.resources, node=msg.node)]
+        return [Infeasible(task_id=task.spec.task_id, name=told[0], resources=task.spec.resources, node=msg.node, kind=task.spec.kind)]
 
     def _forget_request(self, request_id: str) -> list[Effect]:
         """A lease request is answered or given up: unbind it from its task."""

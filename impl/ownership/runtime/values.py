@@ -105,7 +105,8 @@ class _CodePickler(cloudpickle.Pickler):
     """cloudpickle, protocol 5, keeping the file names of the code it ships."""
 
     if _CLOUDPICKLE_CODE_REDUCE is not None:
-        dispatch_table = collections.ChainMap({types.CodeType: _code_reduce_keeping_filename}, cloudpickle.Pickler.dispatch_table)
+        # Flat, as deep as cloudpickle's own: looked up for every object it reduces.
+        dispatch_table = collections.ChainMap({types.CodeType: _code_reduce_keeping_filename}, *cloudpickle.Pickler.dispatch_table.maps)
 
 
 def _dumps(obj: Any) -> bytes:

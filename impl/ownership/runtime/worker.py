@@ -82,8 +82,9 @@ logger = logging.getLogger("ownership.scheduling")
 def infeasible_warning(e: Infeasible) -> str:
     """What the user reads when no node can run a task as asked (as Ray warns)."""
     shape = json.dumps({k: (int(v) if float(v).is_integer() else v) for k, v in e.resources})
+    what = f"actor {e.name}" if e.kind == "actor_create" else f"task {e.name}()"
     return (
-        f"task {e.name}() ({e.task_id}) cannot be scheduled: it asks for {shape} and no node of the cluster has that much. "
+        f"{what} ({e.task_id}) cannot be scheduled: it asks for {shape} and no node of the cluster has that much. "
         f"It waits at node {e.node} until a node that has joins (ownership start --address HEAD --resources ...), "
         f"or ask for less with {e.name}.options(...)."
     )
