@@ -117,8 +117,6 @@ class _DualTaskError(TaskError):
             raise AttributeError(name)
         return getattr(cause, name)
 
-    __str__ = TaskError.__str__
-
 
 _DUALS: dict[type, type | None] = {}
 
