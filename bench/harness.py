@@ -108,8 +108,7 @@ class RunnerDoc:
 
     # ------------------------------------------------------------------ rows
     def _plan(self, row: Row) -> tuple[int, int]:
-        repeats = self.sizes.recovery_repeats if row.key == "recovery" else self.sizes.repeats
-        return row.warmup, repeats
+        return row.warmup, getattr(self.sizes, row.repeats_field)
 
     def run_row(self, key: str, fn: RowFn) -> None:
         row = ROW_BY_KEY[key]

@@ -302,13 +302,61 @@ class OurRows:
         return {"recovery": dt * 1e3}
 
 
+# ---------------------------------------------------------------- applications
+def serving_config(s: Sizes, by_value: bool) -> Any:
+    from examples.serving import ServingConfig
+
+    return ServingConfig(
+        requests=s.serving_requests, clients=s.serving_clients, models=s.serving_models, batch=s.serving_batch,
+        timeout=s.serving_timeout_ms / 1000, raw_side=s.serving_raw_side, scale=4, pool=8, by_value=by_value,
+    )
+
+
+def video_config(s: Sizes) -> Any:
+    from examples.video import VideoConfig
+
+    return VideoConfig(frames=s.video_frames, height=s.video_height, width=s.video_width, in_flight=s.video_in_flight)
+
+
+class OurApps:
+    """examples/serving.py and examples/video.py, as they run by themselves."""
+
+    async def row_serving(self, s: Sizes) -> Sample:
+        from examples import serving
+
+        sample: Sample = {}
+        for by_value, name in ((False, "serving_ref"), (True, "serving_value")):
+            config = serving_config(s, by_value)
+            deployment = await serving.start(config)  # actors created and answering: untimed
+            report = await serving.run(config, deployment)
+            del deployment
+            if report.ok != config.requests or serving.check(report):
+                raise AssertionError(f"{name}: {config.requests - report.ok} requests failed, wrong labels {serving.check(report)[:5]}")
+            sample[name] = report.throughput
+            sample[f"{name}_p50"] = report.percentile(50) * 1e3
+            sample[f"{name}_p99"] = report.percentile(99) * 1e3
+        return sample
+
+    async def row_video(self, s: Sizes) -> Sample:
+        from examples import video
+
+        config = video_config(s)
+        decoder, _ = await video.create_decoder(config)
+        report = await video.run(config, decoder)
+        del decoder
+        if report.wrong or report.trajectory != video.positions(config.frames):
+            raise AssertionError(f"wrong frames {report.wrong[:5]}")
+        return {"video": report.fps, "video_p50": report.percentile(50) * 1e3, "video_p99": report.percentile(99) * 1e3}
+
+
 async def _run(doc: RunnerDoc, rows: Sequence[str], clusters: Clusters) -> None:
     impl = OurRows(clusters)
+    apps = OurApps()
     single = [r for r in rows if not ROW_BY_KEY[r].two_nodes]
     if single:
         async with clusters.open() as _:
             for key in single:
-                await doc.run_row_async(key, getattr(impl, f"row_{key}"))
+                await doc.run_row_async(key, getattr(impl, f"row_{key}", None) or getattr(apps, f"row_{key}"))
     double = [r for r in rows if ROW_BY_KEY[r].two_nodes]
     if double:
         async with clusters.open(holders=2) as cluster:
@@ -331,6 +379,8 @@ def body(doc: RunnerDoc, rows: Sequence[str]) -> None:
     doc.set_setup(cluster=clusters.kind, cpus=f"{CPUS} per single node; 1 per node in the multi-node rows")
     doc.note("remote_get", "the driver gets an object made on another node (one with the holder resource)")
     doc.note("borrow", "list of refs passed through nested tasks; the last one gets their values")
+    doc.note("serving", "examples/serving.py: 0-CPU Router and Model actors, 1-CPU preprocess tasks, closed-loop clients on the driver")
+    doc.note("video", "examples/video.py: 0-CPU Decoder actor, 1-CPU flow/cumsum/smooth tasks, frames by reference")
     trio.run(_run, doc, rows, clusters)
 
 

@@ -50,6 +50,8 @@ class Row:
     warmup: int = 1
     #: Needs the two-node layout (an object on another node's store).
     two_nodes: bool = False
+    #: The field of :class:`Sizes` that says how many repeats the row gets.
+    repeats_field: str = "repeats"
 
 
 @attrs.frozen
@@ -69,6 +71,18 @@ class Sizes:
     recovery_repeats: int
     borrow_refs: int
     borrow_chain: int
+    #: the applications (examples/serving.py, examples/video.py)
+    app_repeats: int
+    serving_requests: int
+    serving_clients: int
+    serving_models: int
+    serving_batch: int
+    serving_timeout_ms: float
+    serving_raw_side: int  # the preprocessed image is (4 * raw_side)^2 x 3 float32
+    video_frames: int
+    video_height: int
+    video_width: int
+    video_in_flight: int
 
     def to_json(self) -> dict[str, int]:
         return attrs.asdict(self)
@@ -92,6 +106,17 @@ FULL = Sizes(
     recovery_repeats=3,
     borrow_refs=1000,
     borrow_chain=3,
+    app_repeats=3,
+    serving_requests=600,
+    serving_clients=8,
+    serving_models=2,
+    serving_batch=8,
+    serving_timeout_ms=10.0,
+    serving_raw_side=56,  # 224 x 224 x 3 float32 = 588 KiB per image
+    video_frames=300,
+    video_height=240,  # 300 KiB float32 frames: in the node's store
+    video_width=320,
+    video_in_flight=8,
 )
 
 # Tiny, so that the smoke test runs every code path in seconds. The objects
@@ -111,6 +136,17 @@ QUICK = Sizes(
     recovery_repeats=1,
     borrow_refs=20,
     borrow_chain=3,
+    app_repeats=1,
+    serving_requests=24,
+    serving_clients=4,
+    serving_models=2,
+    serving_batch=4,
+    serving_timeout_ms=5.0,
+    serving_raw_side=8,
+    video_frames=16,
+    video_height=32,
+    video_width=48,
+    video_in_flight=4,
 )
 
 ROWS: tuple[Row, ...] = (
@@ -145,7 +181,22 @@ ROWS: tuple[Row, ...] = (
     ), two_nodes=True),
     Row("recovery", "SIGKILL of the holder of an object's only copy to its reconstructed value", (
         Metric("recovery", "recovery", "ms", "lower"),
-    ), warmup=0, two_nodes=True),
+    ), warmup=0, two_nodes=True, repeats_field="recovery_repeats"),
+    # The paper's applications (Fig. 3), the same code on every system
+    # (examples/serving.py, examples/video.py and their ports in bench/peers).
+    Row("serving", "model serving: Preprocess task, Router actor batching to Model actors", (
+        Metric("serving_ref", "serving by ref", "requests/s", "higher"),
+        Metric("serving_ref_p50", "serving by ref p50", "ms", "lower"),
+        Metric("serving_ref_p99", "serving by ref p99", "ms", "lower"),
+        Metric("serving_value", "serving by value", "requests/s", "higher"),
+        Metric("serving_value_p50", "serving by value p50", "ms", "lower"),
+        Metric("serving_value_p99", "serving by value p99", "ms", "lower"),
+    ), repeats_field="app_repeats"),
+    Row("video", "video stabilisation: Decoder actor, per-frame Flow, CumSum, Smooth tasks", (
+        Metric("video", "video", "frames/s", "higher"),
+        Metric("video_p50", "video frame p50", "ms", "lower"),
+        Metric("video_p99", "video frame p99", "ms", "lower"),
+    ), repeats_field="app_repeats"),
 )
 
 ROW_BY_KEY = {row.key: row for row in ROWS}
@@ -178,6 +229,9 @@ def row_sizes_text(row: str, sizes: Sizes) -> str:
         "borrow": f"{s.borrow_refs} refs x {s.borrow_chain} borrowers",
         "remote_get": f"{s.remote_get_mib} MiB",
         "recovery": f"{s.recovery_mib} MiB",
+        "serving": f"{s.serving_requests} requests, {s.serving_clients} clients, batch {s.serving_batch}, "
+                   f"{s.serving_models} models, {4 * s.serving_raw_side}^2 px",
+        "video": f"{s.video_frames} frames {s.video_height}x{s.video_width}, {s.video_in_flight} in flight",
     }[row]
 
 

@@ -142,16 +142,19 @@ class Model:
         return os.getpid()
 
     def predict(self, batch: list[Any]) -> list[int]:
-        # By reference the list holds futures (refs inside a list travel as
-        # refs): this actor borrows them and fetches the images here.
-        refs = [i for i, item in enumerate(batch) if isinstance(item, ownership.ObjectRef)]
-        if refs:
-            values = ownership.get([batch[i] for i in refs])
-            batch = list(batch)
-            for i, value in zip(refs, values):
-                batch[i] = value
         self.batches += 1
-        return predict_batch(self.weights, batch, self.pool)
+        return predict_batch(self.weights, self.resolve(batch), self.pool)
+
+    def resolve(self, batch: list[Any]) -> list[Any]:
+        """The images of a batch: by reference the list holds futures (refs
+        inside a list travel as refs), which this actor borrows and fetches."""
+        refs = [i for i, item in enumerate(batch) if isinstance(item, ownership.ObjectRef)]
+        if not refs:
+            return batch
+        batch = list(batch)
+        for i, value in zip(refs, ownership.get([batch[i] for i in refs])):
+            batch[i] = value
+        return batch
 
 
 class Router:

@@ -48,7 +48,7 @@ def test_bench_quick_ours_measures_every_row(tmp_path: Path) -> None:
         assert outcome["status"] == "ok", (row.key, outcome)
         for metric in row.metrics:
             measured = outcome["metrics"][metric.key]
-            expected_repeats = QUICK.recovery_repeats if row.key == "recovery" else QUICK.repeats
+            expected_repeats = getattr(QUICK, row.repeats_field)
             assert len(measured["samples"]) == expected_repeats
             assert all(v > 0 for v in measured["samples"]), (metric.key, measured)
             assert min(measured["samples"]) <= measured["median"] <= max(measured["samples"])
