@@ -150,6 +150,173 @@ def row_borrow(s: Sizes) -> Sample:
     return {"borrow": dt * 1e3}
 
 
+# ---------------------------------------------------------------- applications
+# examples/serving.py and examples/video.py on Ray: the same stage functions
+# and actor classes; only the client side (asyncio instead of trio) and the
+# way a future is passed by reference (inside a list) differ.
+def _serving_classes() -> tuple[Any, Any]:
+    import ray
+
+    from examples import serving
+
+    class RayModel(serving.Model):
+        def resolve(self, batch: list[Any]) -> list[Any]:
+            refs = [i for i, item in enumerate(batch) if isinstance(item, ray.ObjectRef)]
+            if not refs:
+                return batch
+            batch = list(batch)
+            for i, value in zip(refs, ray.get([batch[i] for i in refs])):
+                batch[i] = value
+            return batch
+
+    class RayRouter(serving.Router):
+        def submit(self, boxed: list[Any]) -> Any:
+            # A ref inside a list stays a ref (Ray resolves top-level ones).
+            return super().submit(boxed[0])
+
+    return ray.remote(num_cpus=0)(RayModel), ray.remote(num_cpus=0)(RayRouter)
+
+
+async def _serve(config: Any, router: Any) -> Any:
+    """The client side of examples/serving.py (its Frontend and run) on asyncio."""
+    import asyncio
+
+    from examples import serving
+
+    preprocess = _remote(serving.preprocess)
+    batches: dict[int, list[Any]] = {}  # number -> [event, ref, remaining]
+    latencies: list[float] = []
+    outcomes: list[Any] = [None] * config.requests
+    pending: set[Any] = set()
+    counter = iter(range(config.requests))
+
+    def batch(number: int) -> list[Any]:
+        return batches.setdefault(number, [asyncio.Event(), None, 0])
+
+    def record(sent: list[Any]) -> None:
+        for number, _model, ref, size in sent:
+            b = batch(number)
+            b[1], b[2] = ref, size
+            b[0].set()
+
+    async def timeout(number: int) -> None:
+        await asyncio.sleep(config.timeout)
+        b = batches.get(number)
+        if b is not None and not b[0].is_set():
+            record(await router.flush.remote(number))
+
+    async def client() -> None:
+        for i in counter:
+            t0 = timer()
+            image = preprocess.remote(serving.raw_image(i, config.raw_side), config.scale)
+            item = [await image] if config.by_value else [image]
+            number, index, sent = await router.submit.remote(item)
+            record(sent)
+            b = batch(number)
+            if index == 0 and not b[0].is_set():
+                task = asyncio.ensure_future(timeout(number))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            await b[0].wait()
+            outcomes[i] = (await b[1])[index]
+            b[2] -= 1
+            if b[2] == 0:
+                del batches[number]
+            latencies.append(timer() - t0)
+
+    t0 = timer()
+    await asyncio.gather(*(client() for _ in range(config.clients)))
+    wall = timer() - t0
+    await asyncio.gather(*pending)
+    return serving.ServingReport(config=config, outcomes=outcomes, latencies=latencies, wall=wall, retried=0, dead_models=[])
+
+
+def row_serving(s: Sizes) -> Sample:
+    import asyncio
+
+    import ray
+
+    from bench.ours import serving_config
+    from examples import serving
+
+    model_cls, router_cls = _serving_classes()
+    sample: Sample = {}
+    for by_value, name in ((False, "serving_ref"), (True, "serving_value")):
+        config = serving_config(s, by_value)
+        models = [model_cls.remote(config.pool, config.classes) for _ in range(config.models)]
+        ray.get([m.pid.remote() for m in models])
+        router = router_cls.remote(models, config.batch)
+        ray.get(router.flush.remote(-1))
+        report = asyncio.run(_serve(config, router))
+        for actor in (router, *models):
+            ray.kill(actor)
+        if report.ok != config.requests or serving.check(report):
+            raise AssertionError(f"{name}: wrong labels {serving.check(report)[:5]}")
+        sample[name] = report.throughput
+        sample[f"{name}_p50"] = report.percentile(50) * 1e3
+        sample[f"{name}_p99"] = report.percentile(99) * 1e3
+    return sample
+
+
+async def _stream(config: Any, decoder: Any) -> Any:
+    """The driver of examples/video.py (its run) on asyncio."""
+    import asyncio
+    import collections
+
+    from examples import video
+
+    flow, cumsum, smooth = _remote(video.flow), _remote(video.cumsum), _remote(video.smooth)
+    tex = video.texture(config.height, config.width, config.seed)
+    path = video.positions(config.frames)
+    queue: asyncio.Queue = asyncio.Queue(config.in_flight)
+    trajectory: list[Any] = []
+    latencies: list[float] = []
+    wrong: list[int] = []
+
+    async def produce() -> None:
+        previous = None
+        window: collections.deque = collections.deque(maxlen=config.window)
+        for i in range(config.frames):
+            t0 = timer()
+            frame = decoder.decode.remote()
+            point = (0, 0) if previous is None else cumsum.remote(window[-1], flow.remote(previous, frame))
+            window.append(point)
+            await queue.put((i, t0, point, smooth.remote(frame, *window)))
+            previous = frame
+
+    async def sink() -> None:
+        for _ in range(config.frames):
+            i, t0, point, out = await queue.get()
+            frame = await out
+            latencies.append(timer() - t0)
+            trajectory.append(point if isinstance(point, tuple) else await point)
+            if not video._matches(frame, i, config, tex, path):
+                wrong.append(i)
+
+    t0 = timer()
+    await asyncio.gather(produce(), sink())
+    wall = timer() - t0
+    return video.VideoReport(config=config, outputs=[], trajectory=trajectory, latencies=latencies, wall=wall, wrong=wrong)
+
+
+def row_video(s: Sizes) -> Sample:
+    import asyncio
+
+    import ray
+
+    from bench.ours import video_config
+    from examples import video
+
+    config = video_config(s)
+    decoder = ray.remote(num_cpus=0)(video.Decoder).remote(config.height, config.width, config.seed)
+    ray.get(decoder.pid.remote())
+    report = asyncio.run(_stream(config, decoder))
+    ray.kill(decoder)
+    if report.wrong or report.trajectory != video.positions(config.frames):
+        raise AssertionError(f"wrong frames {report.wrong[:5]}")
+    return {"video": report.fps, "video_p50": report.percentile(50) * 1e3, "video_p99": report.percentile(99) * 1e3}
+
+
 SINGLE_NODE: dict[str, Callable[[Sizes], Sample]] = {
     "sync": row_sync,
     "async": row_async,
@@ -158,6 +325,8 @@ SINGLE_NODE: dict[str, Callable[[Sizes], Sample]] = {
     "array_ref": row_array_ref,
     "array_value": row_array_value,
     "borrow": row_borrow,
+    "serving": row_serving,
+    "video": row_video,
 }
 
 
@@ -244,6 +413,8 @@ def body(doc: RunnerDoc, rows: Sequence[str]) -> None:
     doc.note("recovery", "node B (raylet + plasma + workers) SIGKILLed via cluster_utils.remove_node; "
              "detection by the GCS health check at Ray's defaults")
     doc.note("borrow", "list of ObjectRefs passed unresolved through nested tasks; the last one ray.get()s them")
+    doc.note("serving", "examples/serving.py's actors and stages; num_cpus=0 actors; asyncio clients; refs passed inside a list")
+    doc.note("video", "examples/video.py's Decoder and stages; num_cpus=0 Decoder; asyncio driver")
     single = [r for r in rows if not ROW_BY_KEY[r].two_nodes]
     double = [r for r in rows if ROW_BY_KEY[r].two_nodes]
     if single:

@@ -5,6 +5,14 @@
     ownership bench                          # every row, every system, full sizes
     ownership bench --quick --systems ours   # tiny sizes: seconds, for the smoke test
     ownership bench --rows sync,async --systems ours,ray --out /tmp/b
+    ownership bench --rows serving,video     # the paper's two applications
+    ownership bench --scale [--quick] [--curves inflight,memory,...]
+
+``--scale`` measures how cost grows with the work instead (curves: tasks in
+flight, memory per live object and borrowed ref, release of a borrowed
+fan-out, reconstruction against lineage depth, throughput against node
+processes and concurrent owners) and writes ``<date>-scale.json``,
+``-scale.md`` and ``-scale.png``.
 
 Each system runs in its own subprocess, one after the other, with the same
 sizes. A peer that is not installed is reported as such, not failed. Writes
@@ -43,6 +51,7 @@ def _import_bench() -> Any:
     import bench.driver
     import bench.report
     import bench.rows
+    import bench.scale
 
     return bench
 
@@ -62,6 +71,9 @@ def add_subparsers(subparsers: Any) -> None:
     parser.add_argument("--timeout", type=float, default=None, help="seconds per system before its runner is killed "
                         "(default: 600 with --quick, 3600 otherwise)")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib needed)")
+    parser.add_argument("--scale", action="store_true", help="the cost-growth curves instead of the rows")
+    parser.add_argument("--curves", default=None, help="with --scale, comma-separated curves (default: all): "
+                        "inflight,memory,release,lineage,nodes,owners")
     parser.set_defaults(func=run_bench_command)
 
 
@@ -74,7 +86,12 @@ def run_bench_command(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     try:
         bench = _import_bench()
+        if args.scale and args.rows:
+            raise ValueError("--rows is for the rows; with --scale give --curves")
+        if args.curves and not args.scale:
+            raise ValueError("--curves needs --scale")
         rows = bench.rows.parse_rows(args.rows)
+        curves = bench.scale.parse_curves(args.curves)
         systems = bench.driver.parse_systems(args.systems)
     except (ValueError, FileNotFoundError) as exc:
         err.print(f"[red]error:[/red] {exc}")
@@ -83,6 +100,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
         err.print("[red]error:[/red] --timeout must be a positive number of seconds")
         return EXIT_USAGE
     out_dir: Path = args.out if args.out is not None else bench.RESULTS_DIR
+    if args.scale:
+        return _run_scale(bench, args, systems, curves, out_dir, console, err)
     result = bench.driver.run_bench(
         systems, rows, quick=args.quick, timeout=args.timeout, progress=lambda line: err.print(f"[dim]{line}[/dim]")
     )
@@ -98,3 +117,26 @@ def run_bench_command(args: argparse.Namespace) -> int:
     bench.report.print_report(result, console)
     console.print(f"wrote {json_path}, {json_path.with_suffix('.md').name}" + (f" and {result['chart']}" if "chart" in result else ""))
     return EXIT_FAILED if bench.driver.has_errors(result) else EXIT_OK
+
+
+def _run_scale(bench: Any, args: argparse.Namespace, systems: Any, curves: Any, out_dir: Path, console: Any, err: Any) -> int:
+    result = bench.scale.run_scale(
+        systems, curves, quick=args.quick, timeout=args.timeout, progress=lambda line: err.print(f"[dim]{line}[/dim]")
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = bench.report.result_stem(out_dir) + "-scale"
+    json_path = out_dir / f"{stem}.json"
+    if not args.no_chart:
+        result["chart"] = bench.scale.draw(result, out_dir / f"{stem}.png").name
+    bench.report.write_json(result, json_path)
+    text = bench.scale.markdown(result)
+    (out_dir / f"{stem}.md").write_text(text)
+    console.print(text, markup=False, highlight=False)
+    for name, doc in result["systems"].items():
+        for key, outcome in doc.get("curves", {}).items():
+            if outcome.get("status") == "error":
+                console.print(f"{name} {key}: error - {outcome.get('error')}", markup=False)
+        if doc.get("status") == "error":
+            console.print(f"{name}: error - {(doc.get('reason') or '').strip().splitlines()[-1:]}", markup=False)
+    console.print(f"wrote {json_path}, {json_path.with_suffix('.md').name}" + (f" and {result['chart']}" if "chart" in result else ""))
+    return EXIT_FAILED if bench.scale.has_errors(result) else EXIT_OK
