@@ -205,6 +205,17 @@ class DaskRows:
         c.wait_for_workers(N_WORKERS, timeout=120)  # the nanny restarts the killed worker
         return {"recovery": dt * 1e3}
 
+    # The applications run on their own asynchronous client of this cluster.
+    def row_serving(self, s: Sizes) -> Sample:
+        from bench.peers.dask_apps import row_serving
+
+        return row_serving(self.cluster.scheduler_address, s)
+
+    def row_video(self, s: Sizes) -> Sample:
+        from bench.peers.dask_apps import row_video
+
+        return row_video(self.cluster.scheduler_address, s)
+
 
 def body(doc: RunnerDoc, rows: Sequence[str]) -> None:
     try:
@@ -221,6 +232,9 @@ def body(doc: RunnerDoc, rows: Sequence[str]) -> None:
     doc.note("remote_get", "scattered to worker A; a task pinned to worker B takes it as argument (includes one task)")
     doc.note("recovery", "the worker process that computed it SIGKILLed; the scheduler recomputes the task")
     doc.note("borrow", "futures inside an opaque argument, bound to each borrower's worker client")
+    doc.note("serving", "examples/serving.py's actors and stages as Dask actors; the Router returns the future of a task "
+             "that calls the Model (an actor's result is not a future); asyncio clients")
+    doc.note("video", "examples/video.py's stages; the Decoder actor's frames come out of tasks chained in order")
     rows_impl = DaskRows()
     try:
         for key in rows:
