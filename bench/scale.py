@@ -64,9 +64,12 @@ CURVES: tuple[Curve, ...] = (
         CurveMetric("tasks_per_s", "throughput", "tasks/s", "rate"),
         CurveMetric("driver_cpu_us", "driver CPU per task", "us", "per_unit"),
     )),
-    Curve("memory", "small objects kept alive by the driver", "live objects", (
+    Curve("memory", "small objects put and kept alive by the driver", "live objects", (
         CurveMetric("owned_bytes", "driver memory per owned object (put)", "bytes", "per_unit"),
-        CurveMetric("borrowed_bytes", "driver memory per borrowed ref (made by a task)", "bytes", "per_unit"),
+    )),
+    Curve("borrowed", "refs a task put and returned, kept alive by the driver", "borrowed refs", (
+        CurveMetric("borrowed_bytes", "driver memory per borrowed ref", "bytes", "per_unit"),
+        CurveMetric("borrowed_us", "wall time per ref, task start to refs in hand", "us", "per_unit"),
     )),
     Curve("release", "one object borrowed by k tasks; the driver drops it at once", "borrowing tasks", (
         CurveMetric("release_ms", "submission to release", "ms", "total"),
@@ -88,6 +91,7 @@ CURVE_BY_KEY = {c.key: c for c in CURVES}
 class ScaleSizes:
     inflight: tuple[int, ...]
     memory: tuple[int, ...]
+    borrowed: tuple[int, ...]
     release: tuple[int, ...]
     lineage: tuple[int, ...]
     nodes: tuple[int, ...]
@@ -111,6 +115,7 @@ class ScaleSizes:
 FULL = ScaleSizes(
     inflight=(1_000, 10_000, 100_000),
     memory=(10_000, 100_000, 1_000_000),
+    borrowed=(10_000, 100_000, 1_000_000),
     release=(1, 10, 100, 1_000),
     lineage=(1, 10, 100, 1_000),
     nodes=(1, 2, 4, 8),
@@ -124,6 +129,7 @@ FULL = ScaleSizes(
 QUICK = ScaleSizes(
     inflight=(300, 3_000),
     memory=(10_000, 50_000),
+    borrowed=(10_000, 20_000),
     release=(1, 10, 100),
     lineage=(1, 10, 30),
     nodes=(1, 2, 4),

@@ -1,9 +1,10 @@
 """The scale curves on our runtime (see :mod:`bench.scale`).
 
-Layouts: the in-flight, memory and release curves run on one node with 2
-CPUs; the lineage curve on the driver's node plus a ``holder`` node that
-runs the chain and is SIGKILLed, and a spare holder (node timeout 1 s, so
-that detection does not hide the rebuild); the nodes curve on 1..8 node
+Layouts: the in-flight and release curves run on one node with 2 CPUs;
+each memory and borrowed point in a fresh driver process with a 1-CPU
+node; the lineage curve on the driver's node plus a ``holder`` node that
+runs the chain and is SIGKILLed, and a 2-CPU spare holder (node timeout
+1 s, so that detection does not hide the rebuild); the nodes curve on 1..8 node
 processes sharing ``total_cpus`` CPUs; the owners curve on one node with
 ``total_cpus`` CPUs.
 """
@@ -76,9 +77,12 @@ class OurScale:
         return {"tasks_per_s": n / dt, "driver_cpu_us": cpu / n * 1e6}
 
     async def memory(self, n: int) -> dict[str, float]:
-        # Each figure in a fresh interpreter: memory freed by an earlier
-        # point stays in this process's heap and would be reused, not counted.
-        return {kind: await trio.to_thread.run_sync(_memory_in_subprocess, kind, n) for kind in ("owned_bytes", "borrowed_bytes")}
+        # Each point in a fresh interpreter: memory freed by an earlier point
+        # stays in this process's heap and would be reused, not counted.
+        return await trio.to_thread.run_sync(_memory_in_subprocess, "owned", n)
+
+    async def borrowed(self, n: int) -> dict[str, float]:
+        return await trio.to_thread.run_sync(_memory_in_subprocess, "borrowed", n)
 
     async def release(self, k: int) -> dict[str, float]:
         import ownership
@@ -154,18 +158,25 @@ class OurScale:
         return {"tasks_per_s": inner * k / dt}
 
 
-def _memory_in_subprocess(kind: str, n: int) -> float:
+#: a memory point that has not finished by then has failed
+MEMORY_POINT_TIMEOUT = 900.0
+
+
+def _memory_in_subprocess(kind: str, n: int) -> dict[str, float]:
     import json
     import subprocess
     import sys
 
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.scale_ours", "--memory-point", kind, str(n)],
-        capture_output=True, text=True, timeout=1800, check=False,
-    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.scale_ours", "--memory-point", kind, str(n)],
+            capture_output=True, text=True, timeout=MEMORY_POINT_TIMEOUT, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(f"the {kind} point at {n} did not finish within {MEMORY_POINT_TIMEOUT:.0f} s") from None
     if out.returncode != 0:
-        raise RuntimeError(f"memory point {kind} {n} failed: {out.stderr.strip().splitlines()[-1:] or out.returncode}")
-    return float(json.loads(out.stdout.strip().splitlines()[-1])[kind])
+        raise RuntimeError(f"the {kind} point at {n} failed: {out.stderr.strip().splitlines()[-1:] or out.returncode}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 async def _memory_point(kind: str, n: int) -> dict[str, float]:
@@ -176,22 +187,26 @@ async def _memory_point(kind: str, n: int) -> dict[str, float]:
         await ownership.get(_remote(make_refs).remote(10))  # warm: the function and the worker
         await trio.sleep(0)
         base = rss_bytes()
-        if kind == "owned_bytes":
+        t0 = timer()
+        if kind == "owned":
             refs = [ownership.put(i) for i in range(n)]
             await trio.sleep(0)  # let the loop take the puts' bookkeeping
         else:
             refs = await _remote(make_refs).remote(n)
+        dt = timer() - t0
         per = (rss_bytes() - base) / n
-        assert len(refs) == n and await ownership.get(refs[-1]) == n - 1
+        assert len(refs) == n and await ownership.get(refs[-1], timeout=60) == n - 1
         del refs
-    return {kind: per}
+    if kind == "owned":
+        return {"owned_bytes": per}
+    return {"borrowed_bytes": per, "borrowed_us": dt / n * 1e6}
 
 
 async def _run(doc: ScaleDoc, curves: Sequence[str]) -> None:
     import ownership
 
     impl = OurScale(doc.sizes)
-    shared = [c for c in curves if c in ("inflight", "memory", "release")]
+    shared = [c for c in curves if c in ("inflight", "release")]
     if shared:
         async with ownership.cluster(nodes=1, num_cpus=2):
             await ownership.get([_remote(noop).remote() for _ in range(200)])  # warm

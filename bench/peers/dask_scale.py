@@ -30,8 +30,7 @@ from bench.scale import NotApplicable, ScaleDoc, Unavailable, cpu_seconds, rss_b
 from bench.workloads import noop
 
 
-def identity(x: int) -> int:
-    return x
+NO_BORROWING = "Dask has no borrowing: the scheduler counts the clients and tasks that want a key"
 
 
 def make_block(nbytes: int) -> Any:
@@ -81,7 +80,10 @@ class DaskScale:
         return {"owned_bytes": _memory_in_subprocess(n)}
 
     def release(self, k: int) -> dict[str, float]:
-        raise NotApplicable("Dask has no borrowing: the scheduler counts the clients and tasks that want a key")
+        raise NotApplicable(NO_BORROWING)
+
+    def borrowed(self, n: int) -> dict[str, float]:
+        raise NotApplicable(NO_BORROWING)
 
     def lineage(self, depth: int) -> dict[str, float]:
         from distributed import wait
@@ -138,9 +140,11 @@ class DaskScale:
 
 
 def _memory_in_subprocess(n: int) -> float:
+    from bench.scale_ours import MEMORY_POINT_TIMEOUT
+
     out = subprocess.run(
         [sys.executable, "-m", "bench.peers.dask_scale", "--memory-point", str(n)],
-        capture_output=True, text=True, timeout=1800, check=False,
+        capture_output=True, text=True, timeout=MEMORY_POINT_TIMEOUT, check=False,
     )
     if out.returncode != 0:
         raise RuntimeError(f"memory point {n} failed: {out.stderr.strip().splitlines()[-1:] or out.returncode}")
@@ -184,8 +188,8 @@ def body(doc: ScaleDoc, curves: Sequence[str]) -> None:
             impl.client.close()
             cluster.close()
     for key in (c for c in curves if c != "inflight"):
-        if key == "release":
-            doc.mark_na(key, "Dask has no borrowing: the scheduler counts the clients and tasks that want a key")
+        if key in ("release", "borrowed"):
+            doc.mark_na(key, NO_BORROWING)
             continue
         doc.run_curve(key, getattr(impl, key))
 

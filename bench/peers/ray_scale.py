@@ -79,7 +79,10 @@ class RayScale:
         return {"tasks_per_s": n / dt, "driver_cpu_us": cpu / n * 1e6}
 
     def memory(self, n: int) -> dict[str, float]:
-        return {kind: _memory_in_subprocess(kind, n) for kind in ("owned_bytes", "borrowed_bytes")}
+        return _memory_in_subprocess("owned", n)
+
+    def borrowed(self, n: int) -> dict[str, float]:
+        return _memory_in_subprocess("borrowed", n)
 
     def release(self, k: int) -> dict[str, float]:
         import ray
@@ -175,14 +178,19 @@ class RayScale:
         return {"tasks_per_s": inner * k / dt}
 
 
-def _memory_in_subprocess(kind: str, n: int) -> float:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.peers.ray_scale", "--memory-point", kind, str(n)],
-        capture_output=True, text=True, timeout=1800, check=False,
-    )
+def _memory_in_subprocess(kind: str, n: int) -> dict[str, float]:
+    from bench.scale_ours import MEMORY_POINT_TIMEOUT
+
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.peers.ray_scale", "--memory-point", kind, str(n)],
+            capture_output=True, text=True, timeout=MEMORY_POINT_TIMEOUT, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(f"the {kind} point at {n} did not finish within {MEMORY_POINT_TIMEOUT:.0f} s") from None
     if out.returncode != 0:
-        raise RuntimeError(f"memory point {kind} {n} failed: {out.stderr.strip().splitlines()[-1:] or out.returncode}")
-    return float(json.loads(out.stdout.strip().splitlines()[-1])[kind])
+        raise RuntimeError(f"the {kind} point at {n} failed: {out.stderr.strip().splitlines()[-1:] or out.returncode}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _memory_point(kind: str, n: int) -> dict[str, float]:
@@ -192,13 +200,17 @@ def _memory_point(kind: str, n: int) -> dict[str, float]:
     try:
         ray.get(_remote(make_refs).remote(10))
         base = rss_bytes()
-        refs = [ray.put(i) for i in range(n)] if kind == "owned_bytes" else ray.get(_remote(make_refs).remote(n))
+        t0 = timer()
+        refs = [ray.put(i) for i in range(n)] if kind == "owned" else ray.get(_remote(make_refs).remote(n))
+        dt = timer() - t0
         per = (rss_bytes() - base) / n
-        assert len(refs) == n and ray.get(refs[-1]) == n - 1
+        assert len(refs) == n and ray.get(refs[-1], timeout=60) == n - 1
         del refs
     finally:
         ray.shutdown()
-    return {kind: per}
+    if kind == "owned":
+        return {"owned_bytes": per}
+    return {"borrowed_bytes": per, "borrowed_us": dt / n * 1e6}
 
 
 def body(doc: ScaleDoc, curves: Sequence[str]) -> None:

@@ -6,7 +6,7 @@
     ownership bench --quick --systems ours   # tiny sizes: seconds, for the smoke test
     ownership bench --rows sync,async --systems ours,ray --out /tmp/b
     ownership bench --rows serving,video     # the paper's two applications
-    ownership bench --scale [--quick] [--curves inflight,memory,...]
+    ownership bench --scale [--quick] [--curves inflight,memory,borrowed,...]
 
 ``--scale`` measures how cost grows with the work instead (curves: tasks in
 flight, memory per live object and borrowed ref, release of a borrowed
@@ -73,7 +73,7 @@ def add_subparsers(subparsers: Any) -> None:
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib needed)")
     parser.add_argument("--scale", action="store_true", help="the cost-growth curves instead of the rows")
     parser.add_argument("--curves", default=None, help="with --scale, comma-separated curves (default: all): "
-                        "inflight,memory,release,lineage,nodes,owners")
+                        "inflight,memory,borrowed,release,lineage,nodes,owners")
     parser.set_defaults(func=run_bench_command)
 
 

@@ -28,7 +28,7 @@ def _bench(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.Compl
 
 @pytest.mark.slow
 def test_scale_quick_ours_measures_its_curves(tmp_path: Path) -> None:
-    curves = ("inflight", "memory", "release")
+    curves = ("inflight", "memory", "borrowed", "release")
     proc = _bench(tmp_path, "--scale", "--systems", "ours", "--curves", ",".join(curves))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [json_path] = tmp_path.glob("*-scale.json")
