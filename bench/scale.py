@@ -115,7 +115,7 @@ class ScaleSizes:
 FULL = ScaleSizes(
     inflight=(1_000, 10_000, 100_000),
     memory=(10_000, 100_000, 1_000_000),
-    borrowed=(10_000, 100_000, 1_000_000),
+    borrowed=(10_000, 100_000, 300_000),
     release=(1, 10, 100, 1_000),
     lineage=(1, 10, 100, 1_000),
     nodes=(1, 2, 4, 8),
