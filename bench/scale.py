@@ -445,6 +445,15 @@ def draw(result: dict[str, Any], path: Path) -> Path:
         ax.set_xscale("log", base=10 if curve.loglog else 2)
         if curve.loglog:
             ax.set_yscale("log")
+        # A flat line should look flat: at least a decade on log axes, zero at the bottom on linear ones.
+        values = [y for line in ax.get_lines() for y in line.get_ydata()]
+        if values and curve.loglog:
+            low, high = min(values), max(values)
+            if high / low < 10:
+                middle = math.sqrt(low * high)
+                ax.set_ylim(middle / math.sqrt(10), middle * math.sqrt(10))
+        elif values:
+            ax.set_ylim(0, max(values) * 1.15)
         ax.set_title(f"{curve.key}: {metric.title}", fontsize=8)
         ax.set_xlabel(curve.x_label, fontsize=8)
         ax.set_ylabel(metric.unit, fontsize=8)
