@@ -13,7 +13,7 @@ import trio
 
 import ownership
 from ownership.core.messages import Heartbeat
-from ownership.runtime.auth import Hello, Verdict, dialer_handshake, load_token
+from ownership.runtime.auth import Channel, Hello, Verdict, dialer_handshake, load_token
 from ownership.runtime.cluster import connect
 from ownership.runtime.framing import ByteReceiver
 from ownership.runtime.tcp import open_tcp_transport, parse_address
@@ -38,13 +38,13 @@ async def closed_by_peer(stream: trio.SocketStream) -> bool:
                 return True
 
 
-async def authenticated(address: str, token: bytes) -> trio.SocketStream:
+async def authenticated(address: str, token: bytes) -> tuple[trio.SocketStream, Channel]:
     stream = await trio.open_tcp_stream(*parse_address(address))
-    _, verdict = await dialer_handshake(
-        stream, ByteReceiver(stream), token, Hello(address="127.0.0.1:9", incarnation=secrets.token_bytes(16))
+    _, verdict, channel = await dialer_handshake(
+        stream, ByteReceiver(stream), token, Hello(address="127.0.0.1:9", incarnation=secrets.token_bytes(4)), address
     )
     assert verdict is Verdict.ACCEPT
-    return stream
+    return stream, channel
 
 
 def frame(envelope: object) -> bytes:
@@ -53,20 +53,27 @@ def frame(envelope: object) -> bytes:
     return struct.pack("!Q", len(body)) + body
 
 
+# kind: (sent after a handshake, tagged as a member tags its frames, bytes)
 BAD = {
-    "garbage": (False, b"\x16\x03\x01\x02\x00" + bytes(200)),  # a TLS hello, say
-    "oversize": (True, struct.pack("!Q", 2**62)),
-    "unknown-type": (True, frame({"type": "FormatDisk", "fields": {}})),
-    "malformed": (True, struct.pack("!Q", 9) + b"\xc1" * 9),
+    "garbage": (False, False, b"\x16\x03\x01\x02\x00" + bytes(200)),  # a TLS hello, say
+    "oversize": (True, False, struct.pack("!Q", 2**62)),
+    "unknown-type": (True, True, frame({"type": "FormatDisk", "fields": {}})),
+    "malformed": (True, True, struct.pack("!Q", 9) + b"\xc1" * 9),
+    "untagged": (True, False, frame({"type": "FormatDisk", "fields": {}}) + bytes(16)),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(BAD))
 async def test_bad_input_is_refused_and_cluster_keeps_working(running_cluster, kind):
-    needs_auth, payload = BAD[kind]
+    needs_auth, tag, payload = BAD[kind]
     token = load_token(running_cluster.token_file)
     for target in (running_cluster.head, *running_cluster.nodes):
-        stream = await (authenticated(target, token) if needs_auth else trio.open_tcp_stream(*parse_address(target)))
+        if needs_auth:
+            stream, channel = await authenticated(target, token)
+            if tag:
+                payload = BAD[kind][2] + channel.outgoing.tag(BAD[kind][2])
+        else:
+            stream = await trio.open_tcp_stream(*parse_address(target))
         await stream.send_all(payload)
         assert await closed_by_peer(stream), target
         await stream.aclose()

@@ -13,10 +13,10 @@ import pytest
 import trio
 import trio.testing
 
-from ownership.runtime.auth import Hello, Verdict, dialer_handshake
-from ownership.runtime.framing import ByteReceiver, FrameTooLarge
+from ownership.runtime.auth import Channel, Hello, Verdict, dialer_handshake
+from ownership.runtime.framing import TAG_BYTES, ByteReceiver, FrameTooLarge
 from ownership.runtime.serialization import SerializationError, SerializedValue, encode_message, serialize
-from ownership.runtime.tcp import open_tcp_transport, parse_address, serve_tcp_transport
+from ownership.runtime.tcp import open_tcp_transport, parse_address, parse_identity, serve_tcp_transport
 from ownership.runtime.transport import TransportClosed
 
 TCP_LOGGER = "ownership.tcp"
@@ -160,51 +160,96 @@ async def test_send_to_unreachable_peer_drops_and_reports(token):
         await a.wait_all_sent()
 
 
-async def test_reconnects_after_peer_restarts_on_same_port(token):
+async def test_process_on_a_recycled_port_is_a_new_identity(token):
+    from ownership.core.events import PeerLost
+
     lost = LostPeers()
     async with open_tcp_transport(token, on_peer_lost=lost) as a:
         async with open_tcp_transport(token) as b:
-            address = b.address
+            old = b.address
             await exchange(a, b)
-        await lost.wait_for(address)
-        host, port = parse_address(address)
+        await lost.wait_for(old)
+        host, port, _ = parse_identity(old)
         async with open_tcp_transport(token, host, port) as b2:
-            assert b2.address == address
+            assert b2.address != old and b2.listen_address == b.listen_address
+            # The old process is gone: a message to it is dropped and it is
+            # reported lost, though a member listens at its address.
+            lost.addresses.clear()
+            a.send_nowait(old, TcpTestPing(seq=666))
+            await lost.wait_for(old)
+            a.watch(old)
+            with trio.fail_after(10):
+                assert (await a.receive()).msg == PeerLost(address=old)
+            # The new one is reachable under its own name, and never saw
+            # what was meant for the old one.
             await exchange(a, b2)
-            assert a.statistics().connections_dialed == 2
+            sa = a.statistics()
+            assert (sa.connections, sa.messages_dropped, sa.handshakes_failed) == (1, 1, 0)
+            assert b2.statistics().frames_received == 3
 
 
 async def test_restarted_peer_dials_back_on_same_port(token):
     async with open_tcp_transport(token) as a:
         async with open_tcp_transport(token) as b:
-            address = b.address
             await exchange(b, a)
-        host, port = parse_address(address)
+        host, port, _ = parse_identity(b.address)
         async with open_tcp_transport(token, host, port) as b2:
             await exchange(b2, a)
             await exchange(a, b2)
             assert a.statistics().connections == 1
 
 
-async def test_dial_from_new_incarnation_replaces_stale_connection(token, caplog):
-    # A peer that restarted dials while we still hold its old connection
-    # (we have not seen it die yet): the new connection replaces the old,
-    # and the old one is closed.
+async def test_connection_from_new_incarnation_reports_the_old_one_lost(token, caplog):
+    # A peer restarted on its port dials while we still hold the old
+    # process's connection (we have not seen it die yet): only one process
+    # listens at an address, so the old one is reported lost at once and
+    # its connection closed.
+    from ownership.core.events import PeerLost
+
     caplog.set_level(logging.INFO, logger=TCP_LOGGER)
     async with open_tcp_transport(token) as a:
-        old = await authenticated_raw_client(a.address, token, incarnation=b"\x01" * 16)
-        new = await authenticated_raw_client(a.address, token, incarnation=b"\x02" * 16)
+        old, _ = await authenticated_raw_client(a.address, token, incarnation=b"\x01" * 4)
+        a.watch("127.0.0.1:9#01010101")
+        new, channel = await authenticated_raw_client(a.address, token, incarnation=b"\x02" * 4)
         await assert_closed_by_peer(old)
         await old.aclose()
-        assert any("replaces the old one" in r.getMessage() for r in caplog.records)
-        # Messages to that address now go over the new connection.
-        a.send_nowait("127.0.0.1:9", TcpTestPing(seq=7))
+        with trio.fail_after(10):
+            assert (await a.receive()).msg == PeerLost(address="127.0.0.1:9#01010101")
+        assert any("127.0.0.1:9#01010101 is gone" in r.getMessage() for r in caplog.records)
+        # Messages to the new process go over the new connection.
+        a.send_nowait("127.0.0.1:9#02020202", TcpTestPing(seq=7))
         receiver = ByteReceiver(new)
-        (length,) = struct.unpack("!Q", await receiver.receive_exactly(8))
-        assert len(await receiver.receive_exactly(length)) == length
+        header = await receiver.receive_exactly(8)
+        (length,) = struct.unpack("!Q", header)
+        body = await receiver.receive_exactly(length)
+        assert channel.incoming.check(header + body, await receiver.receive_exactly(TAG_BYTES))
         stats = a.statistics()
-        assert (stats.connections, stats.peers_lost, stats.messages_dropped) == (1, 0, 0)
+        assert (stats.connections, stats.peers_lost, stats.messages_dropped) == (1, 1, 0)
         await new.aclose()
+
+
+async def test_resolve_names_the_process_and_keeps_the_connection(token):
+    async with open_tcp_transport(token) as a, open_tcp_transport(token) as b:
+        assert b.address == f"{b.listen_address}#{b.incarnation.hex()}"
+        assert await a.resolve(b.listen_address) == b.address
+        assert await a.resolve(b.address) == b.address  # no second dial: the connection is there
+        await exchange(a, b)
+        assert (a.statistics().connections_dialed, b.statistics().connections_accepted) == (1, 1)
+
+
+async def test_resolve_of_a_gone_process_or_a_closed_port_is_a_connection_error(token):
+    async with open_tcp_transport(token) as gone:
+        dead = gone.address
+    async with open_tcp_transport(token) as a:
+        with pytest.raises(ConnectionError, match="cannot reach"):
+            await a.resolve(dead.partition("#")[0])
+        host, port, _ = parse_identity(dead)
+        async with open_tcp_transport(token, host, port) as successor:
+            with pytest.raises(ConnectionError, match="is gone"):
+                await a.resolve(dead)
+            assert await a.resolve(dead.partition("#")[0]) == successor.address
+        with pytest.raises(ValueError, match="host:port"):
+            await a.resolve("nowhere")
 
 
 async def test_wrong_token_is_rejected_and_listener_keeps_serving(token, caplog):
@@ -235,14 +280,23 @@ async def assert_closed_by_peer(stream: trio.SocketStream) -> None:
                 return
 
 
-async def authenticated_raw_client(address: str, token: bytes, incarnation: bytes = b"\x01" * 16) -> trio.SocketStream:
-    """A client that passes the handshake as "127.0.0.1:9" and then sends raw bytes."""
+async def authenticated_raw_client(
+    address: str, token: bytes, incarnation: bytes = b"\x01" * 4
+) -> tuple[trio.SocketStream, Channel]:
+    """A client that passes the handshake as "127.0.0.1:9" and then sends raw bytes.
+
+    The channel tags what it sends (:func:`tagged`), as a member would.
+    """
     stream = await raw_connect(address)
     receiver = ByteReceiver(stream)
     hello = Hello(address="127.0.0.1:9", incarnation=incarnation)
-    peer, verdict = await dialer_handshake(stream, receiver, token, hello)
-    assert (peer.address, verdict) == (address, Verdict.ACCEPT)
-    return stream
+    peer, verdict, channel = await dialer_handshake(stream, receiver, token, hello, address)
+    assert (peer.identity, verdict) == (address, Verdict.ACCEPT)
+    return stream, channel
+
+
+def tagged(channel: Channel, frame: bytes) -> bytes:
+    return frame + channel.outgoing.tag(frame)
 
 
 def raw_frame(envelope: object) -> bytes:
@@ -252,22 +306,22 @@ def raw_frame(envelope: object) -> bytes:
 
 
 BAD_FRAMES = {
-    # name: (bytes after the handshake, expected log text)
-    "oversize": (struct.pack("!Q", 2**40), "exceeds the limit"),
-    "unknown-type": (raw_frame({"type": "NoSuchMessage", "fields": {}}), "unknown message type 'NoSuchMessage'"),
-    "bad-fields": (raw_frame({"type": "TcpTestPing", "fields": {"nope": 1}}), "bad fields"),
-    "malformed": (struct.pack("!Q", 6) + b"\xff" * 6, "bad frame"),
-    "truncated": (struct.pack("!Q", 100) + b"\x00" * 10, "stream ended"),
+    # name: (bytes after the handshake, whether they are tagged, expected log text)
+    "oversize": (struct.pack("!Q", 2**40), False, "exceeds the limit"),
+    "unknown-type": (raw_frame({"type": "NoSuchMessage", "fields": {}}), True, "unknown message type 'NoSuchMessage'"),
+    "bad-fields": (raw_frame({"type": "TcpTestPing", "fields": {"nope": 1}}), True, "bad fields"),
+    "malformed": (struct.pack("!Q", 6) + b"\xff" * 6, True, "bad frame"),
+    "truncated": (struct.pack("!Q", 100) + b"\x00" * 10, False, "stream ended"),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_FRAMES))
 async def test_bad_frame_closes_only_that_connection(token, caplog, kind):
-    payload, expected = BAD_FRAMES[kind]
+    payload, tag, expected = BAD_FRAMES[kind]
     async with open_tcp_transport(token, max_frame_size=2**20) as server, open_tcp_transport(token) as good:
         await exchange(good, server)  # a live connection before the bad one
-        stream = await authenticated_raw_client(server.address, token)
-        await stream.send_all(payload)
+        stream, channel = await authenticated_raw_client(server.address, token)
+        await stream.send_all(tagged(channel, payload) if tag else payload)
         if kind == "truncated":
             await stream.send_eof()
         # The oversize header alone is refused: the body is never awaited, and
@@ -279,6 +333,76 @@ async def test_bad_frame_closes_only_that_connection(token, caplog, kind):
         await exchange(good, server)
         await exchange(server, good)
         assert server.statistics().connections == 1
+
+
+def _ping(seq: int) -> bytes:
+    return b"".join(bytes(c) for c in encode_message(TcpTestPing(seq=seq)).chunks)
+
+
+def _forged(channel: Channel) -> bytes:
+    frame = _ping(1)
+    tag = bytearray(channel.outgoing.tag(frame))
+    tag[0] ^= 1
+    return frame + bytes(tag)
+
+
+def _replayed(channel: Channel) -> bytes:
+    first = tagged(channel, _ping(1))
+    return first + first
+
+
+def _reordered(channel: Channel) -> bytes:
+    first, second = tagged(channel, _ping(1)), tagged(channel, _ping(2))
+    return second + first
+
+
+def _reflected(channel: Channel) -> bytes:
+    # Tagged as the server's own frames are: sent back at it, it must fail.
+    frame = _ping(1)
+    return frame + channel.incoming.tag(frame)
+
+
+def _untagged(channel: Channel) -> bytes:
+    return _ping(1) + bytes(TAG_BYTES)
+
+
+UNAUTHENTIC = {"forged": _forged, "replayed": _replayed, "reordered": _reordered, "reflected": _reflected, "untagged": _untagged}
+
+
+@pytest.mark.parametrize("kind", sorted(UNAUTHENTIC))
+async def test_frame_with_a_bad_tag_closes_only_that_connection(token, caplog, kind):
+    async with open_tcp_transport(token) as server, open_tcp_transport(token) as good:
+        await exchange(good, server)
+        stream, channel = await authenticated_raw_client(server.address, token)
+        await stream.send_all(UNAUTHENTIC[kind](channel))
+        await assert_closed_by_peer(stream)
+        await stream.aclose()
+        await trio.testing.wait_all_tasks_blocked()  # the server is done closing it
+        assert any("failed authentication" in m for m in error_records(caplog)), error_records(caplog)
+        stats = server.statistics()
+        assert (stats.bad_macs, stats.frames_rejected, stats.connections) == (1, 0, 1)
+        # The authentic frame before a replay was delivered, and only it.
+        delivered = 1 if kind == "replayed" else 0
+        with trio.fail_after(10):
+            for _ in range(delivered):
+                assert (await server.receive()).msg == TcpTestPing(seq=1)
+        await exchange(good, server)
+        assert server.statistics().frames_received == 3 + delivered + 3
+
+
+async def test_large_frames_are_tagged_in_pieces_both_ways(token):
+    # Frames over the one-call size, with an out-of-band buffer, both ways.
+    arr = np.arange(3 * 2**20 // 8, dtype=np.float64)
+    async with open_tcp_transport(token) as a, open_tcp_transport(token) as b:
+        for i in range(3):
+            a.send_nowait(b.address, TcpTestPing(seq=i, body=arr))
+            b.send_nowait(a.address, TcpTestPing(seq=i, body=b"x" * 100_000))  # in the envelope, not a buffer
+        with trio.fail_after(20):
+            for i in range(3):
+                got = await b.receive()
+                assert got.msg.seq == i and np.array_equal(got.msg.body, arr)
+                assert (await a.receive()).msg == TcpTestPing(seq=i, body=b"x" * 100_000)
+        assert a.statistics().bad_macs == b.statistics().bad_macs == 0
 
 
 @pytest.mark.parametrize(
@@ -328,6 +452,15 @@ async def test_bad_address_raises_value_error(token):
             a.send_nowait("no-port", TcpTestPing(seq=0))
 
 
+async def test_bare_address_where_an_identity_is_needed_raises_value_error(token):
+    async with open_tcp_transport(token) as a, open_tcp_transport(token) as b:
+        with pytest.raises(ValueError, match="bare host:port.*resolve"):
+            a.send_nowait(b.listen_address, TcpTestPing(seq=0))
+        with pytest.raises(ValueError, match="bare host:port"):
+            a.watch(b.listen_address)
+        assert a.statistics().messages_queued == 0
+
+
 async def test_send_to_self_is_delivered_locally(token):
     async with open_tcp_transport(token) as a:
         a.send_nowait(a.address, TcpTestPing(seq=5))
@@ -350,14 +483,14 @@ async def test_receive_after_close_raises_transport_closed(token):
             await trio.testing.wait_all_tasks_blocked()
             await a.aclose()
         assert failures == ["closed"]
-        a.send_nowait("127.0.0.1:9", TcpTestPing(seq=0))  # dropped quietly after close
+        a.send_nowait("127.0.0.1:9#01010101", TcpTestPing(seq=0))  # dropped quietly after close
         assert [env async for env in a] == []
 
 
 async def test_wait_all_sent_returns_when_closed_mid_dial(token):
     # A listener that accepts and never answers: the dial hangs in the handshake.
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    mute = f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+    mute = f"127.0.0.1:{listeners[0].socket.getsockname()[1]}#00000000"
     async with trio.open_nursery() as outer:
         outer.start_soon(trio.serve_listeners, lambda stream: trio.sleep_forever(), listeners)
         async with open_tcp_transport(token, handshake_timeout=60) as a:
@@ -422,7 +555,7 @@ async def test_encoded_size_matches_wire_bytes(token):
     async with open_tcp_transport(token) as a, open_tcp_transport(token) as b:
         a.send_nowait(b.address, msg)
         await b.receive()
-        assert a.statistics().bytes_sent == encode_message(msg).nbytes
+        assert a.statistics().bytes_sent == encode_message(msg).nbytes + TAG_BYTES
 
 
 async def test_slow_receiver_stops_reading_and_resumes_in_order(token):

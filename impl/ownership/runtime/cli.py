@@ -145,7 +145,8 @@ def _start(args: argparse.Namespace) -> int:
         parse_address(args.address)
         token_file = Path(args.token_file or (session or {}).get("token_file") or default_token_path())
         load_token(token_file)  # refuse an exposed or missing token before starting anything
-        if not session or session.get("head") != args.address:
+        head = (session or {}).get("head") or ""
+        if args.address not in (head, head.partition("#")[0]):  # the session names the head by identity
             session = {"session": secrets.token_hex(4), "token_file": str(token_file), "nodes": [], "pids": {}, "head": args.address}
         port_options = ["--port", str(args.port)] if args.port else []
     node_options = [*common, *port_options, "--head", session["head"], "--session", session["session"]]

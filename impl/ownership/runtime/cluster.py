@@ -14,6 +14,9 @@ shared-memory segment of the session.
 ``connect("HOST:PORT")`` attaches a driver to a cluster that is already
 running (started by ``ownership start``), given the address of one of its
 nodes, or of its head when this machine's session file names a node of it.
+Processes are named by their identity, ``HOST:PORT#INCARNATION`` (what
+``cluster.head``, ``cluster.nodes`` and the ready lines hold); wherever a
+person gives an address, a bare ``HOST:PORT`` will do.
 
 Time: every service ticks every ``tick`` seconds (default 0.1 s); nodes
 heartbeat to the head on each tick, and the head declares a node dead after
@@ -285,6 +288,11 @@ async def _attach_driver(
             attaching.cancel()  # no node there (or it died while we registered)
 
     async with open_tcp_transport(token, host, on_peer_lost=peer_lost) as tcp:
+        try:
+            with trio.fail_after(timeout):
+                node = await tcp.resolve(node)
+        except (ConnectionError, trio.TooSlowError) as exc:
+            raise ConnectionError(f"cannot attach a driver to node {node}: {exc or 'it does not answer'}") from None
         transport = StatusTransport(tcp, "driver")
         async with trio.open_nursery() as nursery:
             driver: WorkerRuntime | None = None
@@ -368,11 +376,12 @@ def spawn_service(
 
 
 def _node_for(address: str) -> str:
-    """``address`` itself, or a node of the session whose head it is."""
+    """``address`` itself, or a node of the session whose head it is (named by address or identity)."""
     path = session_file()
     if path.exists():
         info = json.loads(path.read_text())
-        if info.get("head") == address and info.get("nodes"):
+        head = info.get("head")
+        if isinstance(head, str) and info.get("nodes") and address in (head, head.partition("#")[0]):
             return info["nodes"][0]
     return address
 
@@ -388,8 +397,9 @@ async def connect(
 ) -> AsyncIterator[WorkerRuntime]:
     """Attach the calling context as a driver to a running cluster.
 
-    ``address`` is a node's HOST:PORT (or the head's, when this machine's
-    session file, written by ``ownership start``, names one of its nodes).
+    ``address`` is a node's HOST:PORT or identity (or the head's, when this
+    machine's session file, written by ``ownership start``, names one of its
+    nodes).
     The token comes from ``token_file`` (default ``~/.ownership/cluster.token``).
     """
     require_trio("ownership.connect()")

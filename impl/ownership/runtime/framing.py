@@ -22,15 +22,27 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import TYPE_CHECKING, Callable
 
 import trio
 
 from .bufpool import frame_pool
 
+if TYPE_CHECKING:
+    from .auth import FrameMac
+
+#: The size of the tag after each frame of a connection (:mod:`.auth`).
+TAG_BYTES = 16
+#: Frames up to this size (header included) are tagged in one call over
+#: one buffer, larger ones piece by piece: the one-shot call costs about
+#: 1 us a frame, the piecewise one about 4.
+ONE_SHOT_TAG = 64 * 1024
+
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
     "FRAME_HEADER",
     "ByteReceiver",
+    "FrameAuthError",
     "FrameError",
     "FrameTooLarge",
     "TruncatedFrame",
@@ -49,6 +61,8 @@ _DIRECT_READ = 32 * 1024
 _LOWAT = 512 * 1024
 # Below glibc's mmap threshold, so the staging buffer is cheap to keep.
 _CHUNK = 64 * 1024
+# Reads before the handshake ends: a hello is at most 300 bytes.
+_SMALL_CHUNK = 512
 
 
 class FrameError(ValueError):
@@ -63,6 +77,10 @@ class TruncatedFrame(FrameError):
     """The stream ended in the middle of a frame or handshake message."""
 
 
+class FrameAuthError(FrameError):
+    """A frame's tag does not match: forged, replayed, reordered or corrupted."""
+
+
 def frame_header(body_len: int) -> bytes:
     return FRAME_HEADER.pack(body_len)
 
@@ -71,6 +89,7 @@ class ByteReceiver:
     """Exact-size reads from a trio stream, with one staging buffer.
 
     Not safe for concurrent use: a connection has exactly one reader task.
+    Reads at most 512 bytes at a time until :meth:`authenticated` is called.
     """
 
     def __init__(self, stream: trio.abc.ReceiveStream) -> None:
@@ -78,8 +97,15 @@ class ByteReceiver:
         self._sock = getattr(stream, "socket", None)
         self._buf = bytearray()
         self._pos = 0  # bytes of _buf already consumed
-        self._scratch = bytearray(_CHUNK) if self._sock is not None else None
+        self._chunk = _SMALL_CHUNK
+        self._scratch = bytearray(_SMALL_CHUNK) if self._sock is not None else None
         self.bytes_received = 0
+
+    def authenticated(self) -> None:
+        """The peer passed the handshake: from now on read in large pieces."""
+        self._chunk = _CHUNK
+        if self._sock is not None:
+            self._scratch = bytearray(_CHUNK)
 
     @property
     def buffered(self) -> int:
@@ -112,7 +138,7 @@ class ByteReceiver:
                 raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
             self.bytes_received += got
             return memoryview(self._scratch)[:got]
-        data = await self._stream.receive_some(_CHUNK)
+        data = await self._stream.receive_some(self._chunk)
         self.bytes_received += len(data)
         return data
 
@@ -135,13 +161,19 @@ class ByteReceiver:
             self._append(data)
         return self._take(n)
 
-    async def receive_into(self, view: memoryview) -> None:
-        """Fill ``view`` completely; TruncatedFrame if the stream ends first."""
+    async def receive_into(self, view: memoryview, feed: Callable[[memoryview], None] | None = None) -> None:
+        """Fill ``view`` completely; TruncatedFrame if the stream ends first.
+
+        ``feed`` gets each piece of ``view`` as it is filled, in order (a
+        frame's tag is computed while the piece is still in the cache).
+        """
         total = len(view)
         pos = min(self.buffered, total)
         if pos:
             view[:pos] = self._buf[self._pos : self._pos + pos]
             self._consume(pos)
+            if feed is not None:
+                feed(view[:pos])
         lowat = 1
         try:
             while pos < total:
@@ -161,6 +193,8 @@ class ByteReceiver:
                     self.bytes_received += got
                     if got == 0:
                         raise TruncatedFrame(f"stream ended after {pos} of {total} bytes")
+                    if feed is not None:
+                        feed(view[pos : pos + got])
                     pos += got
                 else:
                     if lowat != 1:  # the rest is small: any byte will do
@@ -170,6 +204,8 @@ class ByteReceiver:
                         raise TruncatedFrame(f"stream ended after {pos} of {total} bytes")
                     take = min(len(data), remaining)
                     view[pos : pos + take] = data[:take]
+                    if feed is not None:
+                        feed(view[pos : pos + take])
                     pos += take
                     if take < len(data):
                         self._append(data[take:])
@@ -206,18 +242,38 @@ def _frame_buffer(length: int) -> bytearray | memoryview:
     return frame_pool.take(length)
 
 
-async def receive_frame(receiver: ByteReceiver, max_frame_size: int) -> bytearray | memoryview | None:
+async def receive_frame(
+    receiver: ByteReceiver, max_frame_size: int, mac: FrameMac | None = None
+) -> bytearray | memoryview | None:
     """The next frame's body, or None if the stream ended between frames.
 
     The body is a buffer (a bytearray, or a view of an anonymous mapping
     for a large frame) that nothing else uses or writes to while any view
     of it lives, so decoded values may keep zero-copy views into it.
+
+    With ``mac`` (the incoming side of a connection's channel) the frame's
+    tag follows the body and is checked first: FrameAuthError if it does
+    not match, and nothing of the frame is returned.
     """
     if await receiver.at_eof():
         return None
-    (length,) = FRAME_HEADER.unpack(await receiver.receive_exactly(FRAME_HEADER.size))
+    header = await receiver.receive_exactly(FRAME_HEADER.size)
+    (length,) = FRAME_HEADER.unpack(header)
     if length > max_frame_size:
         raise FrameTooLarge(f"frame of {length} bytes exceeds the limit of {max_frame_size} bytes")
     body = _frame_buffer(length)
-    await receiver.receive_into(memoryview(body))
+    if mac is None:
+        await receiver.receive_into(memoryview(body))
+        return body
+    number = mac.frames
+    if length + FRAME_HEADER.size <= ONE_SHOT_TAG:
+        await receiver.receive_into(memoryview(body))
+        ok = mac.check(header + body, await receiver.receive_exactly(TAG_BYTES))
+    else:
+        pieces = mac.begin()
+        pieces.update(header)
+        await receiver.receive_into(memoryview(body), pieces.update)
+        ok = pieces.matches(await receiver.receive_exactly(TAG_BYTES))
+    if not ok:
+        raise FrameAuthError(f"frame {number} ({length} bytes) failed authentication")
     return body

@@ -4,11 +4,15 @@
     python -m ownership.runtime.process --role node   --token-file F --head ADDR [--num-cpus N]
     python -m ownership.runtime.process --role worker --token-file F --node ADDR
 
+``ADDR`` is a ``HOST:PORT`` or a process identity ``HOST:PORT#INCARNATION``
+(see :mod:`.auth`); the process dials it first and fails with a clear line
+when nothing of the cluster answers there.
+
 The process serves the same trio service as on the in-memory network
 (:mod:`.head`, :mod:`.node`, :mod:`.worker`), over a :class:`~.tcp.TCPTransport`
 authenticated with the cluster token read from ``--token-file`` (mode 0600).
-Once it serves, it prints exactly one line, ``OWNERSHIP-READY <address>``, on
-stdout (a node: once its initial workers have registered); everything else
+Once it serves, it prints exactly one line, ``OWNERSHIP-READY <identity>``,
+on stdout (a node: once its initial workers have registered); everything else
 goes to stderr through :mod:`logging`.
 
 A node starts its workers as child processes (:class:`SubprocessLauncher`),
@@ -232,6 +236,7 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig) 
         worker_command += ["--event-log", args.event_log]
     try:
         async with open_tcp_transport(token, args.host, args.port, advertise_host=args.advertise_host) as tcp:
+            head = await tcp.resolve(args.head)
             transport = StatusTransport(tcp, "node")
             async with trio.open_nursery() as nursery:
                 launcher = SubprocessLauncher(nursery, worker_command)
@@ -239,7 +244,7 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig) 
                     rt = await nursery.start(
                         lambda **kw: serve_node(
                             transport,
-                            head=args.head,
+                            head=head,
                             resources=tuple(sorted(resources.items())),
                             pool_size=max(1, int(cpus)),
                             launcher=launcher,
@@ -270,23 +275,25 @@ async def _run_worker(args: argparse.Namespace, token: bytes, config: CoreConfig
 
     if not args.node:
         raise SystemExit("--role worker needs --node HOST:PORT")
+    node = args.node
 
     def peer_lost(address: str) -> None:
         # A worker belongs to its node: without it, it can neither get
         # leases nor hear of deaths, so it stops (its owners learn it from
         # the node's death notice).
-        if address == args.node:
+        if address == node:
             logger.warning("lost the connection to node %s: stopping", address)
             scope.cancel()
 
     async with open_tcp_transport(
         token, args.host, args.port, advertise_host=args.advertise_host, on_peer_lost=peer_lost
     ) as tcp:
+        node = await tcp.resolve(args.node)
         transport = StatusTransport(tcp, "worker")
         async with trio.open_nursery() as nursery:
             rt = await nursery.start(
                 lambda **kw: serve_worker(
-                    transport, node=args.node, config=config, tick_interval=args.tick, shared_memory=True, **kw
+                    transport, node=node, config=config, tick_interval=args.tick, shared_memory=True, **kw
                 )
             )
             transport.snapshot = lambda: {**rt.snapshot(), "pid": os.getpid(), "tcp": attrs.asdict(tcp.statistics())}
@@ -333,6 +340,14 @@ def _profile_on_signal(directory: str, role: str) -> None:
     signal.signal(signal.SIGUSR1, toggle)
 
 
+def _single(group: BaseExceptionGroup) -> BaseException:
+    """The one exception inside nested single-member groups, else the group itself."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -349,10 +364,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.environ.get("OWNERSHIP_PROFILE_DIR"):
         _profile_on_signal(os.environ["OWNERSHIP_PROFILE_DIR"], args.role)
     try:
-        trio.run(_run, args)
+        try:
+            trio.run(_run, args)
+        except BaseExceptionGroup as group:  # our nurseries wrap what the service raised
+            raise _single(group) from None
     except KeyboardInterrupt:
         return 130
-    except (OSError, ValueError) as exc:  # the token file, the address to bind: a clear line, not a traceback
+    except (OSError, ValueError) as exc:  # the token file, the address to bind or dial: a clear line, not a traceback
         logger.error("%s: %s", type(exc).__name__, exc)
         return 2
     finally:

@@ -184,8 +184,16 @@ def _entries(worker_snapshot: dict) -> Iterator[tuple[str, dict]]:
 
 
 async def cluster_snapshot(token: bytes, head: str, *, timeout: float = 5.0, host: str = "127.0.0.1") -> ClusterSnapshot:
-    """Ask the head for its nodes, the nodes for their workers, and everyone for their state."""
+    """Ask the head for its nodes, the nodes for their workers, and everyone for their state.
+
+    ``head`` is the head's ``HOST:PORT`` or identity.
+    """
     async with open_tcp_transport(token, host) as transport:
+        try:
+            with trio.fail_after(timeout):
+                head = await transport.resolve(head)
+        except (ConnectionError, trio.TooSlowError) as exc:
+            raise ConnectionError(f"the head at {head} does not answer: {exc or 'timed out'}") from None
         got = await query_status(transport, [head], timeout)
         if head not in got:
             raise ConnectionError(f"the head at {head} does not answer")

@@ -1,8 +1,14 @@
 """The TCP transport: one authenticated, reused connection per peer pair.
 
-Peers are named by their listening address ``"host:port"``. The first message
-to a peer dials it; after the handshake (:mod:`.auth`) the connection carries
-frames both ways, for as long as both processes live.
+Peers are named by their identity ``"host:port#incarnation"`` (:mod:`.auth`):
+where they listen, and a random number drawn when their endpoint opened, so
+a process that gets a dead one's port is a new name. The first message to
+a peer dials it; the handshake checks that the process listening there is
+the one named, and after it the connection carries frames both ways, each
+with its tag, for as long as both processes live. A peer that turns out to
+be gone (nothing listens, or another incarnation does) is reported lost. A
+bare ``host:port`` (what a person types) becomes an identity with
+:meth:`TCPTransport.resolve`, which dials it and keeps the connection.
 
 Writes: ``send_nowait`` encodes the message (so an unserializable message
 fails at the caller, at once). When the connection is idle and the frame is
@@ -17,19 +23,23 @@ they are, uncopied).
 
 When both sides dial each other at the same moment, both would end up with
 two connections. The tie is broken the same way on both sides without extra
-messages: the connection dialed by the smaller address wins, so an acceptor
+messages: the connection dialed by the smaller identity wins, so an acceptor
 that is itself dialing a larger peer answers that peer's dial with the
 ``DUPLICATE`` verdict, and the loser waits for the winner's connection.
 A dial from a peer we already hold a connection to means that peer has lost
-it (or restarted, which its new incarnation shows): the new connection
-replaces the old one.
+it: the new connection replaces the old one. A connection from a new
+incarnation at an address means the older ones there are gone: they are
+reported lost at once.
 
-Failures are local: a failed handshake, a malformed, oversize or unknown
-frame is logged (logger ``ownership.tcp``) and closes that one connection;
-the listener and every other connection keep going. Messages to a peer that
-cannot be reached are dropped and logged; the protocol learns about deaths
-through failure notifications, and ``on_peer_lost`` tells the runtime that a
-connection went away.
+Failures are local: a failed handshake, a frame whose tag does not match, a
+malformed, oversize or unknown frame is logged (logger ``ownership.tcp``)
+and closes that one connection; the listener and every other connection
+keep going. Unauthenticated connections are bounded: at most
+``max_handshakes`` at once (the oldest is closed for a new one: a member's
+handshake takes one round trip, an idle squatter stays), each reading in
+small pieces. Messages to a peer that cannot be reached are dropped and
+logged; the protocol learns about deaths through failure notifications, and
+``on_peer_lost`` tells the runtime that a connection went away.
 """
 
 from __future__ import annotations
@@ -44,8 +54,31 @@ from typing import Any, AsyncIterator, Callable
 import attrs
 import trio
 
-from .auth import INCARNATION_BYTES, HandshakeError, Hello, Verdict, acceptor_handshake, dialer_handshake
-from .framing import DEFAULT_MAX_FRAME_SIZE, ByteReceiver, FrameError, FrameTooLarge, receive_frame
+from .auth import (
+    INCARNATION_BYTES,
+    Channel,
+    HandshakeAbandoned,
+    HandshakeError,
+    Hello,
+    PeerMismatch,
+    Verdict,
+    acceptor_handshake,
+    dialer_handshake,
+    format_address,
+    format_identity,
+    parse_address,
+    parse_identity,
+)
+from .framing import (
+    DEFAULT_MAX_FRAME_SIZE,
+    ONE_SHOT_TAG,
+    TAG_BYTES,
+    ByteReceiver,
+    FrameAuthError,
+    FrameError,
+    FrameTooLarge,
+    receive_frame,
+)
 from .serialization import EncodedFrame, UnknownMessageType, decode_message, encode_message
 from .transport import Envelope, Transport, TransportClosed
 
@@ -53,8 +86,10 @@ __all__ = [
     "TCPTransport",
     "TCPTransportStatistics",
     "format_address",
+    "format_identity",
     "open_tcp_transport",
     "parse_address",
+    "parse_identity",
     "serve_tcp_transport",
 ]
 
@@ -64,41 +99,33 @@ logger = logging.getLogger("ownership.tcp")
 # copied into the batch buffer; the batch buffer is flushed at _FLUSH_AT.
 _LARGE_CHUNK = 64 * 1024
 _FLUSH_AT = 1024 * 1024
-# Frames up to this size may be written by send_nowait itself.
-_DIRECT_WRITE = 64 * 1024
-
-
-def parse_address(address: str) -> tuple[str, int]:
-    """``"host:port"`` or ``"[v6]:port"`` -> ``(host, port)``; ValueError otherwise."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"not a host:port address: {address!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
-
-
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+# Frames up to this size (header included) may be written by send_nowait
+# itself; they are tagged in one call.
+_DIRECT_WRITE = ONE_SHOT_TAG
+# At most one warning about the handshake cap per this many seconds.
+_CAP_WARNING_INTERVAL = 10.0
 
 
 @attrs.frozen
 class TCPTransportStatistics:
     """A snapshot of one endpoint's counters (trio ``statistics()`` style)."""
 
-    address: str
+    address: str  # this endpoint's identity
     connections: int  # open and authenticated
+    handshakes_pending: int  # accepted connections not yet authenticated
     connections_dialed: int
     connections_accepted: int
     frames_sent: int
-    bytes_sent: int
+    bytes_sent: int  # on the wire: frames and their tags
     writes: int  # hand-offs to the kernel: fewer than frames_sent when writes are batched
     frames_received: int
     bytes_received: int
     messages_queued: int  # waiting for a connection or for the writer
     messages_dropped: int  # to a peer that could not be reached or was lost
     handshakes_failed: int
+    handshakes_refused: int  # closed unauthenticated: over max_handshakes at once
     frames_rejected: int  # malformed, oversize, unknown type
+    bad_macs: int  # frames whose tag did not match (forged, replayed, reordered)
     peers_lost: int
 
 
@@ -113,17 +140,19 @@ class _Counters:
     bytes_received: int = 0
     messages_dropped: int = 0
     handshakes_failed: int = 0
+    handshakes_refused: int = 0
     frames_rejected: int = 0
+    bad_macs: int = 0
     peers_lost: int = 0
 
 
 @attrs.define(eq=False)
 class _Connection:
     peer: _Peer
-    incarnation: bytes
     stream: trio.SocketStream
     receiver: ByteReceiver
     dialed_by_me: bool
+    channel: Channel
     cancel_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     superseded: bool = False
     #: handshake done and the writer started: send_nowait may write itself
@@ -139,7 +168,7 @@ class _Connection:
 
 @attrs.define(eq=False)
 class _Peer:
-    address: str
+    address: str  # its identity
     queue: deque[EncodedFrame] = attrs.field(factory=deque)
     data_ready: trio.Event = attrs.field(factory=trio.Event)
     conn: _Connection | None = None
@@ -159,10 +188,13 @@ class TCPTransport(Transport):
         handshake_timeout: float = 10.0,
         connect_timeout: float = 10.0,
         max_inbound_messages: int = 10_000,
+        max_handshakes: int = 64,
         on_peer_lost: Callable[[str], None] | None = None,
     ) -> None:
         if len(token) < 16:
             raise ValueError("a cluster token needs at least 16 bytes")
+        if max_handshakes < 1:
+            raise ValueError("max_handshakes must be at least 1")
         self._token = token
         self._nursery = nursery
         self._max_frame_size = max_frame_size
@@ -170,8 +202,13 @@ class TCPTransport(Transport):
         self._connect_timeout = connect_timeout
         self._max_inbound = max_inbound_messages
         self._on_peer_lost = on_peer_lost
+        self._max_handshakes = max_handshakes
         self._incarnation = os.urandom(INCARNATION_BYTES)
-        self._address = ""
+        self._listen = ""  # host:port
+        self._address = ""  # host:port#incarnation: our identity
+        # Accepted connections still in their handshake, oldest first.
+        self._handshaking: dict[trio.CancelScope, None] = {}
+        self._cap_warned_at = -math.inf
         self._peers: dict[str, _Peer] = {}
         self._watched: set[str] = set()
         self._open_connections = 0
@@ -191,7 +228,13 @@ class TCPTransport(Transport):
 
     @property
     def address(self) -> str:
+        """This endpoint's identity, ``host:port#incarnation``."""
         return self._address
+
+    @property
+    def listen_address(self) -> str:
+        """Where this endpoint listens, ``host:port``."""
+        return self._listen
 
     @property
     def incarnation(self) -> bytes:
@@ -199,11 +242,11 @@ class TCPTransport(Transport):
         return self._incarnation
 
     def send_nowait(self, dst: str, msg: Any) -> None:
-        """Queue ``msg`` for ``dst``; never blocks, never raises for a dead peer.
+        """Queue ``msg`` for identity ``dst``; never blocks, never raises for a dead peer.
 
         Raises SerializationError if ``msg`` cannot be encoded, FrameTooLarge
-        if its frame exceeds ``max_frame_size``, ValueError for an address
-        that is not ``host:port``.
+        if its frame exceeds ``max_frame_size``, ValueError for a ``dst``
+        that is not ``host:port#incarnation`` (a bare address: :meth:`resolve` it).
         """
         if self._closed:
             logger.debug("%s: closed, dropping %s to %s", self._address, type(msg).__name__, dst)
@@ -220,7 +263,7 @@ class TCPTransport(Transport):
             )
         peer = self._peers.get(dst)
         if peer is None:
-            parse_address(dst)
+            parse_identity(dst)
             peer = self._peers[dst] = _Peer(dst)
         conn = peer.conn
         if (
@@ -244,13 +287,14 @@ class TCPTransport(Transport):
             self._nursery.start_soon(self._dial, peer, name=f"ownership.tcp dial {dst}")
 
     def watch(self, address: str) -> None:
-        """Deliver a local ``PeerLost(address)`` once the connection to ``address`` is lost.
+        """Deliver a local ``PeerLost(address)`` once the connection to identity ``address`` is lost.
 
         With no connection to ``address`` yet, one is opened now, so a peer
-        that is already dead is reported too (its dial fails). Reported
-        once; watch again to hear of a later loss.
+        that is already dead is reported too (its dial fails, or finds
+        another incarnation). Reported once; watch again to hear of a later
+        loss. ValueError for a bare ``host:port``.
         """
-        parse_address(address)
+        parse_identity(address)
         if address == self._address or self._closed:
             return
         self._watched.add(address)
@@ -260,6 +304,66 @@ class TCPTransport(Transport):
         if peer.conn is None and not peer.dialing:
             peer.dialing = True
             self._nursery.start_soon(self._dial, peer, name=f"ownership.tcp dial {address}")
+
+    async def resolve(self, address: str) -> str:
+        """The identity of the process listening at ``address``, and a connection to it.
+
+        ``address`` is a bare ``host:port`` (what a person types) or an
+        identity (then this checks that the process still listens there).
+        With a connection open to a process at that address, no dial is
+        needed; otherwise it is dialed, and the connection is kept for the
+        messages that follow. Raises ConnectionError (with the reason) when
+        nothing answers there, it is not a member of this cluster, or a
+        different process than the identity named listens there; ValueError
+        for a malformed address.
+        """
+        host, port = parse_address(address)
+        if self._closed:
+            raise TransportClosed(f"transport {self._address} is closed")
+        base = address.partition("#")[0]
+        if base == self._listen and address in (base, self._address):
+            return self._address
+        for identity, peer in self._peers.items():
+            if peer.conn is not None and identity.partition("#")[0] == base and address in (base, identity):
+                return identity
+        stream = None
+        try:
+            with trio.fail_after(self._connect_timeout):
+                stream = await trio.open_tcp_stream(host, port)
+            receiver = ByteReceiver(stream)
+            with trio.fail_after(self._handshake_timeout):
+                hello, verdict, channel = await dialer_handshake(stream, receiver, self._token, self._hello(), address)
+        except (HandshakeError, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
+            reason = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc) or type(exc).__name__
+            if isinstance(exc, HandshakeError) and not (isinstance(exc, PeerMismatch) and exc.same_address):
+                self._counters.handshakes_failed += 1
+                logger.error("%s: handshake with %s failed: %s", self._address, address, reason)
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+            raise ConnectionError(f"cannot reach {address}: {reason}") from None
+        except BaseException:
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
+            raise
+        identity = hello.identity
+        peer = self._peers.get(identity)
+        if peer is None:
+            peer = self._peers[identity] = _Peer(identity)
+        if verdict is Verdict.DUPLICATE:
+            await trio.aclose_forcefully(stream)
+            # The peer is dialing us too and its connection wins.
+            with trio.move_on_after(self._handshake_timeout):
+                while peer.conn is None:
+                    await peer.conn_changed.wait()
+            if peer.conn is None:
+                self._forget(peer)
+                raise ConnectionError(f"cannot reach {address}: its own connection to us never arrived")
+            return identity
+        conn = self._install(peer, hello, stream, receiver, channel, dialed_by_me=True)
+        self._counters.connections_dialed += 1
+        self._nursery.start_soon(self._run_connection, conn, name=f"ownership.tcp connection {identity}")
+        return identity
 
     def set_receiver(self, deliver: Callable[[Envelope], None]) -> bool:
         """Messages from peers go to ``deliver`` straight from the connection's
@@ -307,6 +411,7 @@ class TCPTransport(Transport):
         return TCPTransportStatistics(
             address=self._address,
             connections=self._open_connections,
+            handshakes_pending=len(self._handshaking),
             messages_queued=sum(len(p.queue) for p in self._peers.values()),
             **attrs.asdict(c),
         )
@@ -335,12 +440,33 @@ class TCPTransport(Transport):
         public = advertise_host or host
         if public in ("", "0.0.0.0", "::"):
             raise ValueError(f"binding to {host!r} needs advertise_host: peers cannot dial {host!r}")
-        self._address = format_address(public, sockname[1])
+        self._listen = format_address(public, sockname[1])
+        self._address = format_identity(self._listen, self._incarnation)
         await self._nursery.start(trio.serve_listeners, self._handle_incoming, listeners)
         logger.debug("%s: listening", self._address)
 
     def _hello(self) -> Hello:
-        return Hello(address=self._address, incarnation=self._incarnation)
+        return Hello(address=self._listen, incarnation=self._incarnation)
+
+    def _admit_handshake(self, scope: trio.CancelScope, remote: str) -> None:
+        """Count ``scope`` among the handshakes in progress, closing the oldest over the cap."""
+        while len(self._handshaking) >= self._max_handshakes:
+            oldest = next(iter(self._handshaking))
+            del self._handshaking[oldest]
+            oldest.cancel()
+            self._counters.handshakes_refused += 1
+            now = trio.current_time()
+            if now - self._cap_warned_at >= _CAP_WARNING_INTERVAL:
+                self._cap_warned_at = now
+                logger.warning(
+                    "%s: more than %d unauthenticated connections at once (the latest from %s): closing the oldest "
+                    "(%d so far)",
+                    self._address,
+                    self._max_handshakes,
+                    remote,
+                    self._counters.handshakes_refused,
+                )
+        self._handshaking[scope] = None
 
     async def _handle_incoming(self, stream: trio.SocketStream) -> None:
         try:
@@ -349,23 +475,34 @@ class TCPTransport(Transport):
             remote = "<unknown>"
         receiver = ByteReceiver(stream)
         installed: list[_Connection] = []
+        pending = trio.CancelScope()
+        self._admit_handshake(pending, remote)
 
-        def decide(hello: Hello) -> Verdict:
-            verdict = self._decide(hello)
+        def decide(hello: Hello, channel: Channel) -> Verdict:
+            self._handshaking.pop(pending, None)  # authenticated: no longer counted, never evicted
+            identity = hello.identity
+            verdict = self._decide(identity)
             if verdict is Verdict.ACCEPT:
-                peer = self._peers.get(hello.address)
+                peer = self._peers.get(identity)
                 if peer is None:
-                    peer = self._peers[hello.address] = _Peer(hello.address)
-                installed.append(self._install(peer, hello, stream, receiver, dialed_by_me=False))
+                    peer = self._peers[identity] = _Peer(identity)
+                installed.append(self._install(peer, hello, stream, receiver, channel, dialed_by_me=False))
             return verdict
 
         try:
             with trio.fail_after(self._handshake_timeout):
-                hello, verdict = await acceptor_handshake(stream, receiver, self._token, self._hello(), decide)
+                with pending:
+                    hello, verdict = await acceptor_handshake(stream, receiver, self._token, self._hello(), decide)
+            if pending.cancelled_caught:  # evicted over the cap: counted and logged there
+                await trio.aclose_forcefully(stream)
+                return
         except (HandshakeError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             reason = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc) or type(exc).__name__
             self._counters.handshakes_failed += 1
-            logger.error("%s: handshake with %s failed: %s; connection closed", self._address, remote, reason)
+            # A dialer that leaves on seeing our hello wanted a process that
+            # used to listen here: routine after a restart, not an attack.
+            level = logging.INFO if isinstance(exc, HandshakeAbandoned) else logging.ERROR
+            logger.log(level, "%s: handshake with %s failed: %s; connection closed", self._address, remote, reason)
             await trio.aclose_forcefully(stream)
             if installed:
                 self._connection_closed(installed[0], reason)
@@ -383,21 +520,23 @@ class TCPTransport(Transport):
             if installed:
                 self._connection_closed(installed[0], "transport closed")
             raise
+        finally:
+            self._handshaking.pop(pending, None)
         if verdict is Verdict.DUPLICATE:
-            logger.debug("%s: %s dialed while our own dial wins; declined", self._address, hello.address)
+            logger.debug("%s: %s dialed while our own dial wins; declined", self._address, hello.identity)
             await trio.aclose_forcefully(stream)
             return
         self._counters.connections_accepted += 1
         await self._run_connection(installed[0])
 
-    def _decide(self, hello: Hello) -> Verdict:
-        peer = self._peers.get(hello.address)
-        if peer is None or not self._address < hello.address:
+    def _decide(self, identity: str) -> Verdict:
+        peer = self._peers.get(identity)
+        if peer is None or not self._address < identity:
             return Verdict.ACCEPT
         if peer.dialing:
             return Verdict.DUPLICATE
         conn = peer.conn
-        if conn is not None and conn.dialed_by_me and conn.incarnation == hello.incarnation:
+        if conn is not None and conn.dialed_by_me:
             return Verdict.DUPLICATE
         return Verdict.ACCEPT
 
@@ -407,17 +546,20 @@ class TCPTransport(Transport):
         try:
             stream = receiver = None
             try:
-                host, port = parse_address(peer.address)
+                host, port, _ = parse_identity(peer.address)
                 with trio.fail_after(self._connect_timeout):
                     stream = await trio.open_tcp_stream(host, port)
                 receiver = ByteReceiver(stream)
                 with trio.fail_after(self._handshake_timeout):
-                    hello, verdict = await dialer_handshake(stream, receiver, self._token, self._hello())
-                if hello.address != peer.address:
-                    raise HandshakeError(f"dialed {peer.address} but the peer is listening as {hello.address}")
+                    hello, verdict, channel = await dialer_handshake(
+                        stream, receiver, self._token, self._hello(), peer.address
+                    )
             except (HandshakeError, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
                 reason = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc) or type(exc).__name__
-                if isinstance(exc, HandshakeError):
+                # Another incarnation at the address: the process is gone,
+                # as if the connection had been refused. Anything else is
+                # not a member where one should be (a relay, a mistake).
+                if isinstance(exc, HandshakeError) and not (isinstance(exc, PeerMismatch) and exc.same_address):
                     self._counters.handshakes_failed += 1
                     logger.error("%s: handshake with %s failed: %s", self._address, peer.address, reason)
                 if stream is not None:
@@ -444,7 +586,7 @@ class TCPTransport(Transport):
                     self._unreachable(peer, "its own connection to us never arrived")
                 return
             peer.dialing = False
-            conn = self._install(peer, hello, stream, receiver, dialed_by_me=True)
+            conn = self._install(peer, hello, stream, receiver, channel, dialed_by_me=True)
             self._counters.connections_dialed += 1
         finally:
             peer.dialing = False
@@ -460,20 +602,54 @@ class TCPTransport(Transport):
     # -- connections ----------------------------------------------------------
 
     def _install(
-        self, peer: _Peer, hello: Hello, stream: trio.SocketStream, receiver: ByteReceiver, *, dialed_by_me: bool
+        self,
+        peer: _Peer,
+        hello: Hello,
+        stream: trio.SocketStream,
+        receiver: ByteReceiver,
+        channel: Channel,
+        *,
+        dialed_by_me: bool,
     ) -> _Connection:
-        """Make the connection current for ``peer``, replacing an older one."""
+        """Make the authenticated connection current for ``peer``, replacing an older one."""
         old = peer.conn
         if old is not None:
             old.superseded = True
             old.cancel_scope.cancel()
-            logger.info("%s: new connection with %s replaces the old one", self._address, hello.address)
-        conn = _Connection(peer, hello.incarnation, stream, receiver, dialed_by_me)
+            logger.info("%s: new connection with %s replaces the old one", self._address, peer.address)
+        receiver.authenticated()
+        conn = _Connection(peer, stream, receiver, dialed_by_me, channel)
         peer.conn = conn
         peer.conn_changed.set()
         peer.conn_changed = trio.Event()
         self._open_connections += 1
+        self._bury_older_incarnations(peer, hello.address)
         return conn
+
+    def _bury_older_incarnations(self, peer: _Peer, address: str) -> None:
+        """Report lost every other process we know at ``address``: only one listens there.
+
+        ``peer`` has just proved it listens at ``address`` (it holds the
+        token, and its hello is in the MACs), so any other incarnation
+        there has gone, whatever its connection still seems to say.
+        """
+        for other in [p for a, p in self._peers.items() if p is not peer and a.partition("#")[0] == address]:
+            if other.dialing:
+                continue  # its dial finds the new incarnation and reports it
+            conn, other.conn = other.conn, None
+            if conn is not None:
+                conn.superseded = True  # closing it reports nothing more
+                conn.cancel_scope.cancel()
+            dropped = self._drop_queue(other)
+            logger.warning(
+                "%s: %s is gone: %s listens at its address now%s",
+                self._address,
+                other.address,
+                peer.address,
+                f"; dropped {dropped} queued messages" if dropped else "",
+            )
+            self._forget(other)
+            self._peer_lost(other.address)
 
     async def _run_connection(self, conn: _Connection) -> None:
         reason = "closed"
@@ -492,12 +668,17 @@ class TCPTransport(Transport):
 
     async def _reader(self, conn: _Connection) -> str:
         peer = conn.peer.address
+        mac = conn.channel.incoming
         while True:
             try:
-                body = await receive_frame(conn.receiver, self._max_frame_size)
+                body = await receive_frame(conn.receiver, self._max_frame_size, mac)
                 if body is None:
                     return "peer closed the connection"
                 msg = decode_message(body)
+            except FrameAuthError as exc:
+                self._counters.bad_macs += 1
+                logger.error("%s: frame from %s rejected: %s; connection closed", self._address, peer, exc)
+                return f"bad frame: {exc}"
             except (FrameError, UnknownMessageType) as exc:
                 self._counters.frames_rejected += 1
                 logger.error("%s: bad frame from %s: %s; connection closed", self._address, peer, exc)
@@ -509,7 +690,7 @@ class TCPTransport(Transport):
                 logger.exception("%s: decoding a frame from %s crashed; connection closed", self._address, peer)
                 return f"decode crashed: {exc!r}"
             self._counters.frames_received += 1
-            self._counters.bytes_received += 8 + len(body)
+            self._counters.bytes_received += 8 + len(body) + TAG_BYTES
             if self._direct is not None and self._inbound_count == 0 and not self._closed:
                 self._direct(Envelope(peer, self._address, msg))
                 continue
@@ -534,23 +715,34 @@ class TCPTransport(Transport):
         """
         chunks = frame.chunks
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        data = data + conn.channel.outgoing.tag(data)  # tagged now: this frame is the next on the wire
+        nbytes = frame.nbytes + TAG_BYTES
         try:
             written = os.write(conn.stream.socket.fileno(), data)
         except (BlockingIOError, InterruptedError):
             written = 0
         except OSError:
-            conn.rest = (memoryview(data), frame.nbytes)
+            conn.rest = (memoryview(data), nbytes)
             return False
         self._counters.writes += 1
         if written == len(data):
             self._counters.frames_sent += 1
-            self._counters.bytes_sent += frame.nbytes
+            self._counters.bytes_sent += nbytes
             return True
-        conn.rest = (memoryview(data)[written:], frame.nbytes)
+        conn.rest = (memoryview(data)[written:], nbytes)
         return False
 
-    async def _write_all(self, conn: _Connection, data: bytes | bytearray | memoryview) -> None:
-        """All of ``data`` to the kernel; waits for room when the socket is full."""
+    async def _write_all(
+        self,
+        conn: _Connection,
+        data: bytes | bytearray | memoryview,
+        feed: Callable[[memoryview], None] | None = None,
+    ) -> None:
+        """All of ``data`` to the kernel; waits for room when the socket is full.
+
+        ``feed`` gets each piece once the kernel has it (a large frame's
+        tag is computed while the piece is still in the cache).
+        """
         sock = conn.stream.socket
         view = memoryview(data).cast("B")
         self._counters.writes += 1
@@ -560,6 +752,8 @@ class TCPTransport(Transport):
             except (BlockingIOError, InterruptedError):
                 await trio.lowlevel.wait_writable(sock)
                 continue
+            if feed is not None:
+                feed(view[:written])
             view = view[written:]
 
     async def _writer(self, conn: _Connection, scope: trio.CancelScope) -> None:
@@ -604,21 +798,33 @@ class TCPTransport(Transport):
         scope.cancel()
 
     async def _write_batch(self, conn: _Connection, batch: list[EncodedFrame]) -> None:
+        mac = conn.channel.outgoing
         out = bytearray()
         for frame in batch:
-            for chunk in frame.chunks:
-                if len(chunk) >= _LARGE_CHUNK:
-                    if out:
-                        await self._write_all(conn, out)
-                        out = bytearray()
-                    await self._write_all(conn, chunk)
-                else:
+            if frame.nbytes <= ONE_SHOT_TAG:
+                start = len(out)
+                for chunk in frame.chunks:
                     out += chunk
+                with memoryview(out) as whole, whole[start:] as this:  # released before out grows
+                    tag = mac.tag(this)
+                out += tag
+            else:
+                pieces = mac.begin()
+                for chunk in frame.chunks:
+                    if len(chunk) >= _LARGE_CHUNK:
+                        if out:
+                            await self._write_all(conn, out)
+                            out = bytearray()
+                        await self._write_all(conn, chunk, pieces.update)
+                    else:
+                        out += chunk
+                        pieces.update(chunk)
+                out += pieces.tag()
             if len(out) >= _FLUSH_AT:
                 await self._write_all(conn, out)
                 out = bytearray()
             self._counters.frames_sent += 1
-            self._counters.bytes_sent += frame.nbytes
+            self._counters.bytes_sent += frame.nbytes + TAG_BYTES
         if out:
             await self._write_all(conn, out)
 
@@ -684,6 +890,7 @@ async def open_tcp_transport(
     handshake_timeout: float = 10.0,
     connect_timeout: float = 10.0,
     max_inbound_messages: int = 10_000,
+    max_handshakes: int = 64,
     on_peer_lost: Callable[[str], None] | None = None,
 ) -> AsyncIterator[TCPTransport]:
     """Listen on ``host:port`` (port 0 picks one) and yield the endpoint.
@@ -703,6 +910,7 @@ async def open_tcp_transport(
                     handshake_timeout=handshake_timeout,
                     connect_timeout=connect_timeout,
                     max_inbound_messages=max_inbound_messages,
+                    max_handshakes=max_handshakes,
                     on_peer_lost=on_peer_lost,
                 )
             except BaseException:

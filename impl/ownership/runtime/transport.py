@@ -1,9 +1,11 @@
 """The transport interface shared by the TCP and in-memory networks.
 
 A process (worker, node, head, driver) has one :class:`Transport` endpoint,
-named by its address string. Addresses are opaque to the core: ``"host:port"``
-over TCP, any unique string (``"w1@n1"``) in memory. Messages are the core's
-``@message`` classes (see :mod:`ownership.core.messages`).
+named by its address string, which is the process's identity: never reused
+by another process. Addresses are opaque to the core:
+``"host:port#incarnation"`` over TCP (a process on a dead one's port has
+another incarnation), any unique string (``"w1@n1"``) in memory. Messages
+are the core's ``@message`` classes (see :mod:`ownership.core.messages`).
 
 Delivery semantics both transports share, and the protocol relies on:
 - per sender/receiver pair, messages arrive in the order they were sent,
@@ -63,6 +65,14 @@ class Transport(abc.ABC):
 
         self.send_nowait(dst, msg)
         await trio.lowlevel.checkpoint()
+
+    async def resolve(self, address: str) -> str:
+        """The identity of the process at ``address``, as this network names it.
+
+        Over TCP a person names a place (``host:port``) and this finds out
+        which process listens there; in memory names are identities already.
+        """
+        return address
 
     @abc.abstractmethod
     async def receive(self) -> Envelope:
