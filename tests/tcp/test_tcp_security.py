@@ -191,4 +191,18 @@ async def test_unauthenticated_bytes_reach_the_log_escaped(token, caplog, addres
         assert m.isprintable() and len(m) < 400, m
 
 
+async def test_a_flood_of_bad_handshakes_is_counted_but_not_all_logged(token, caplog):
+    async with open_tcp_transport(token) as server, open_tcp_transport(token) as good:
+        for _ in range(30):
+            stream = await trio.open_tcp_stream(*parse_identity(server.address)[:2])
+            await stream.send_all(b"GET / HTTP/1.0\r\n\r\n")
+            await assert_closed_by_peer(stream)
+            await stream.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.statistics().handshakes_failed == 30
+        logged = [r for r in caplog.records if r.name == TCP_LOGGER and "handshake with" in r.getMessage()]
+        assert len(logged) == 20 and all(r.levelno == logging.ERROR for r in logged)
+        await exchange(good, server)
+
+
 TEST_MESSAGES = (TcpSecPing,)

@@ -102,8 +102,11 @@ _FLUSH_AT = 1024 * 1024
 # Frames up to this size (header included) may be written by send_nowait
 # itself; they are tagged in one call.
 _DIRECT_WRITE = ONE_SHOT_TAG
-# At most one warning about the handshake cap per this many seconds.
+# At most one warning about the handshake cap per this many seconds, and
+# at most _FAILURE_LOG_LIMIT failed incoming handshakes logged per window.
 _CAP_WARNING_INTERVAL = 10.0
+_FAILURE_LOG_WINDOW = 10.0
+_FAILURE_LOG_LIMIT = 20
 
 
 @attrs.frozen
@@ -209,6 +212,8 @@ class TCPTransport(Transport):
         # Accepted connections still in their handshake, oldest first.
         self._handshaking: dict[trio.CancelScope, None] = {}
         self._cap_warned_at = -math.inf
+        self._failure_log_window = -math.inf
+        self._failures_logged = self._failures_not_logged = 0
         self._peers: dict[str, _Peer] = {}
         self._watched: set[str] = set()
         self._open_connections = 0
@@ -500,9 +505,18 @@ class TCPTransport(Transport):
             reason = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc) or type(exc).__name__
             self._counters.handshakes_failed += 1
             # A dialer that leaves on seeing our hello wanted a process that
-            # used to listen here: routine after a restart, not an attack.
-            level = logging.INFO if isinstance(exc, HandshakeAbandoned) else logging.ERROR
-            logger.log(level, "%s: handshake with %s failed: %s; connection closed", self._address, remote, reason)
+            # used to listen here (routine after a restart), and one that
+            # closes without a byte is a port check: neither is an attack.
+            quiet = isinstance(exc, HandshakeAbandoned) or (
+                receiver.bytes_received == 0 and not isinstance(exc, trio.TooSlowError)
+            )
+            self._log_handshake_failure(
+                logging.INFO if quiet else logging.ERROR,
+                "%s: handshake with %s failed: %s; connection closed",
+                self._address,
+                remote,
+                reason,
+            )
             await trio.aclose_forcefully(stream)
             if installed:
                 self._connection_closed(installed[0], reason)
@@ -528,6 +542,24 @@ class TCPTransport(Transport):
             return
         self._counters.connections_accepted += 1
         await self._run_connection(installed[0])
+
+    def _log_handshake_failure(self, level: int, message: str, *args: Any) -> None:
+        """Log a failed incoming handshake, at most 20 in 10 s: a flood must not fill the disk."""
+        now = trio.current_time()
+        if now - self._failure_log_window >= _FAILURE_LOG_WINDOW:
+            if self._failures_not_logged:
+                logger.warning(
+                    "%s: %d more failed handshakes in the last %.0f s were counted, not logged",
+                    self._address,
+                    self._failures_not_logged,
+                    now - self._failure_log_window,
+                )
+            self._failure_log_window, self._failures_logged, self._failures_not_logged = now, 0, 0
+        if self._failures_logged < _FAILURE_LOG_LIMIT:
+            self._failures_logged += 1
+            logger.log(level, message, *args)
+        else:
+            self._failures_not_logged += 1
 
     def _decide(self, identity: str) -> Verdict:
         peer = self._peers.get(identity)
