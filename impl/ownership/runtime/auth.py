@@ -31,9 +31,12 @@ transcript that both MACs cover, so neither MAC can be replayed on another
 connection; the role labels stop a MAC being reflected back at its author.
 The dialer checks whom it reached before it proves anything, and the
 acceptor proves itself only after the dialer did: a listener on a stale or
-mistyped address that relays the handshake to a real member hears a hello
-that names the wrong process, and the dialer leaves. The verdict lets the
-acceptor decline a connection that duplicates one being set up (:mod:`.tcp`).
+mistyped address that relays the handshake to a real member hands the
+dialer a hello that names the wrong process, and the dialer leaves; if it
+rewrites that hello to name the process expected there, the dialer's MAC
+covers hellos the member never sent, and the member refuses it. The
+verdict lets the acceptor decline a connection that duplicates one being
+set up (:mod:`.tcp`).
 
 Frames. Both ends then derive two keys, one per direction::
 
