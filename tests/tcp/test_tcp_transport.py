@@ -237,6 +237,19 @@ async def test_resolve_names_the_process_and_keeps_the_connection(token):
         assert (a.statistics().connections_dialed, b.statistics().connections_accepted) == (1, 1)
 
 
+async def test_ipv6_identities_resolve_and_carry_messages(token):
+    try:
+        listener = (await trio.open_tcp_listeners(0, host="::1"))[0]
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    await listener.aclose()
+    async with open_tcp_transport(token, "::1") as a, open_tcp_transport(token, "::1") as b:
+        host, port, incarnation = parse_identity(b.address)
+        assert (host, b.address) == ("::1", f"[::1]:{port}#{incarnation}")
+        assert await a.resolve(f"[::1]:{port}") == b.address
+        await exchange(a, b)
+
+
 async def test_resolve_of_a_gone_process_or_a_closed_port_is_a_connection_error(token):
     async with open_tcp_transport(token) as gone:
         dead = gone.address
