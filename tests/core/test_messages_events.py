@@ -32,8 +32,10 @@ def sample(cls: type) -> object:
             fields[a.name] = values[a.name]
         elif a.default is not attrs.NOTHING:
             continue
-        elif a.type in ("int",):
+        elif a.type in ("int", "Count"):
             fields[a.name] = 1
+        elif a.type == "dict":
+            fields[a.name] = {"k": 1}
         else:
             fields[a.name] = f"{a.name}-x"
     return cls(**fields)

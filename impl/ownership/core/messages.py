@@ -20,7 +20,12 @@ transport helpers and the spec cross-reference have one place to read.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import math
+import reprlib
+import types
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 import attrs
 
@@ -30,6 +35,13 @@ __all__ = [
     "message",
     "record",
     "UnknownMessageType",
+    "InvalidMessage",
+    "Address",
+    "Count",
+    "Amount",
+    "Bounds",
+    "validate",
+    "check_source",
     "message_type_of",
     "message_from_fields",
     "message_fields",
@@ -66,15 +78,18 @@ def message_fields(msg: Any) -> dict[str, Any]:
 
 
 def message_from_fields(type_name: str, fields: dict[str, Any]) -> Any:
-    """Rebuild a message; unknown types and bad fields raise clear errors."""
+    """Rebuild a message; unknown types and bad fields raise clear errors
+    (:class:`InvalidMessage` for a field that does not fit, see :func:`validate`)."""
     try:
         cls = MESSAGE_TYPES[type_name]
     except KeyError:
         raise UnknownMessageType(f"unknown message type {type_name!r}") from None
     try:
-        return cls(**fields)
+        msg = cls(**fields)
     except TypeError as exc:
         raise UnknownMessageType(f"bad fields for message type {type_name!r}: {exc}") from None
+    validate(msg)
+    return msg
 
 
 RECORD_TYPES: dict[str, type] = {}
@@ -123,7 +138,8 @@ def structure(tree: Any) -> Any:
     """Inverse of :func:`unstructure`; lists come back as tuples.
 
     Unknown type names raise :class:`UnknownMessageType`, so a peer cannot
-    make this process build an arbitrary class.
+    make this process build an arbitrary class; fields that do not fit
+    their class raise :class:`InvalidMessage`.
     """
     if isinstance(tree, dict) and _TAG in tree:
         name = tree[_TAG]
@@ -132,9 +148,11 @@ def structure(tree: Any) -> Any:
             raise UnknownMessageType(f"unknown message or record type {name!r}")
         fields = {k: structure(v) for k, v in tree.items() if k != _TAG}
         try:
-            return cls(**fields)
+            obj = cls(**fields)
         except TypeError as exc:
             raise UnknownMessageType(f"bad fields for {name!r}: {exc}") from None
+        validate(obj, deep=False)  # its records were checked as they were built
+        return obj
     if isinstance(tree, list):
         return tuple(structure(x) for x in tree)
     if isinstance(tree, dict):
@@ -143,10 +161,220 @@ def structure(tree: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------
+# Validation: what a decoder checks before any core sees a message.
+# ---------------------------------------------------------------------------
+
+
+class InvalidMessage(UnknownMessageType):
+    """A received message, or a record inside it, has a field that does not fit its class."""
+
+
+@attrs.frozen
+class Bounds:
+    """Field metadata: ``low <= value <= high`` (which also refuses NaN)."""
+
+    low: float
+    high: float
+
+
+#: Field metadata: a str that must not be empty.
+NON_EMPTY = "non-empty"
+
+#: A process as its peers name it: opaque to the cores, never empty.
+Address = Annotated[str, NON_EMPTY]
+#: A count, attempt or sequence number: a non-negative 64-bit integer.
+Count = Annotated[int, Bounds(0, 2**63 - 1)]
+#: An amount of a resource: finite and non-negative; ints pass too
+#: (``num_cpus=2``), bools do not.
+Amount = Annotated[float, Bounds(0.0, 1e18)]
+
+
+def validate(obj: Any, *, deep: bool = True) -> None:
+    """Raise :class:`InvalidMessage` unless every field of ``obj`` (a
+    ``@message`` or ``@record``) fits its annotation.
+
+    The check of each class is compiled once from its annotations (str,
+    int, bool, float, bytes, ``X | None``, ``tuple[X, ...]``, fixed tuples,
+    ``Literal``, registered records, and the metadata of :data:`Address`,
+    :data:`Count` and :data:`Amount`). ``deep=False`` checks a record-typed
+    field's class only, for decoders that validated the record when they
+    built it.
+    """
+    cls = type(obj)
+    checks = _checkers_deep if deep else _checkers_shallow
+    check = checks.get(cls)
+    if check is None:
+        check = checks[cls] = _compile_checker(cls, deep)
+    check(obj)
+
+
+_checkers_deep: dict[type, Callable[[Any], None]] = {}
+_checkers_shallow: dict[type, Callable[[Any], None]] = {}
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+_SHOWN_AS_VALUES = (str, bytes, int, float, bool, type(None))
+
+
+def _show(value: Any) -> str:
+    # The value came from a peer and goes into a log line: escaped and short.
+    kind = reprlib.repr(type(value).__name__)[1:-1]
+    if type(value) in _SHOWN_AS_VALUES:
+        return f"{kind} {reprlib.repr(value)}"
+    return kind
+
+
+def _fail(cls_name: str, path: str, expected: str, value: Any) -> None:
+    raise InvalidMessage(f"bad field {cls_name}.{path}: expected {expected}, got {_show(value)}")
+
+
+def _registered(cls: Any) -> bool:
+    name = getattr(cls, "__name__", None)
+    return isinstance(cls, type) and (MESSAGE_TYPES.get(name) is cls or RECORD_TYPES.get(name) is cls)
+
+
+class _CheckWriter:
+    """Writes the statements that check values against annotations."""
+
+    def __init__(self, cls: type, deep: bool, prefix: str) -> None:
+        self.cls = cls
+        self.deep = deep
+        self.prefix = prefix
+        self.namespace: dict[str, Any] = {}
+        self.lines: list[str] = []
+        self._vars = 0
+        self.name = self.const(cls.__name__)
+        self.fail = self.const(_fail)
+
+    def const(self, value: Any) -> str:
+        name = f"{self.prefix}c{len(self.namespace)}"
+        self.namespace[name] = value
+        return name
+
+    def var(self) -> str:
+        self._vars += 1
+        return f"{self.prefix}v{self._vars}"
+
+    def failing(self, condition: str, expr: str, path: str, expected: str, indent: str) -> None:
+        self.lines.append(f"{indent}if {condition}:")
+        self.lines.append(f"{indent}    {self.fail}({self.name}, {path!r}, {expected!r}, {expr})")
+
+    def check(self, hint: Any, expr: str, path: str, indent: str) -> None:
+        meta: tuple = ()
+        if typing.get_origin(hint) is Annotated:
+            hint, *rest = typing.get_args(hint)
+            meta = tuple(rest)
+        origin = typing.get_origin(hint)
+        bounds = next((m for m in meta if isinstance(m, Bounds)), None)
+        if hint is Any or hint is object:
+            return
+        if origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(hint) if a is not type(None)]
+            if len(options) != 1 or len(typing.get_args(hint)) != 2:
+                raise TypeError(f"{self.cls.__name__}.{path}: only X | None unions can be checked, not {hint!r}")
+            self.lines.append(f"{indent}if {expr} is not None:")
+            self.check(options[0], expr, path, indent + "    ")
+            return
+        if origin is Literal:
+            allowed = typing.get_args(hint)
+            self.failing(f"{expr} not in {self.const(frozenset(allowed))} or type({expr}) not in {self.const(frozenset(map(type, allowed)))}", expr, path, "one of " + ", ".join(map(repr, allowed)), indent)
+            return
+        if hint is str:
+            if NON_EMPTY in meta:
+                self.failing(f"type({expr}) is not str or not {expr}", expr, path, "a non-empty str", indent)
+            else:
+                self.failing(f"type({expr}) is not str", expr, path, "str", indent)
+            return
+        if hint is bool:
+            self.failing(f"type({expr}) is not bool", expr, path, "bool", indent)
+            return
+        if hint is int:
+            if bounds is not None:
+                self.failing(f"type({expr}) is not int or not {bounds.low!r} <= {expr} <= {bounds.high!r}", expr, path, f"an int in [{bounds.low}, {bounds.high}]", indent)
+            else:
+                self.failing(f"type({expr}) is not int", expr, path, "int", indent)
+            return
+        if hint is float:
+            cond = f"(type({expr}) is not float and type({expr}) is not int)"
+            if bounds is not None:
+                self.failing(f"{cond} or not {bounds.low!r} <= {expr} <= {bounds.high!r}", expr, path, f"a number in [{bounds.low}, {bounds.high}]", indent)
+            else:
+                self.failing(cond, expr, path, "a number", indent)
+            return
+        if hint is bytes:
+            self.failing(f"type({expr}) not in {self.const(_BYTES_LIKE)}", expr, path, "bytes", indent)
+            return
+        if hint is dict or origin is dict:
+            self.failing(f"type({expr}) is not dict", expr, path, "dict", indent)
+            return
+        if hint is tuple or origin is tuple:
+            args = typing.get_args(hint)
+            if len(args) == 2 and args[1] is Ellipsis:
+                self.failing(f"type({expr}) is not tuple", expr, path, "tuple", indent)
+                item = self.var()
+                body: list[str] = []
+                outer, self.lines = self.lines, body
+                self.check(args[0], item, path + "[]", indent + "    ")
+                self.lines = outer
+                if body:
+                    self.lines.append(f"{indent}for {item} in {expr}:")
+                    self.lines.extend(body)
+                return
+            if not args:
+                self.failing(f"type({expr}) is not tuple", expr, path, "tuple", indent)
+                return
+            self.failing(f"type({expr}) is not tuple or len({expr}) != {len(args)}", expr, path, f"a tuple of {len(args)}", indent)
+            for i, a in enumerate(args):
+                item = self.var()
+                self.lines.append(f"{indent}{item} = {expr}[{i}]")
+                self.check(a, item, f"{path}[{i}]", indent)
+            return
+        if _registered(hint):
+            self.failing(f"type({expr}) is not {self.const(hint)}", expr, path, hint.__name__, indent)
+            if self.deep:
+                self.lines.append(f"{indent}{self.const(validate)}({expr})")
+            return
+        raise TypeError(f"{self.cls.__name__}.{path}: cannot check values of type {hint!r}")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls, include_extras=True)
+    except Exception as exc:
+        raise TypeError(f"cannot resolve the field types of {cls.__name__}: {exc}") from None
+
+
+def check_source(cls: type, exprs: dict[str, str], *, deep: bool = False, indent: str = "    ", prefix: str = "_chk_") -> tuple[list[str], dict[str, Any]]:
+    """Python statements that check the fields of ``cls``, each read from the
+    expression ``exprs[name]`` (fields not named are not checked), and the
+    namespace they need (names start with ``prefix``).
+
+    A decoder builds its own per-class function from these, so that a
+    message is checked as it is built without a call per field.
+    """
+    hints = _hints(cls)
+    writer = _CheckWriter(cls, deep, prefix)
+    for a in attrs.fields(cls):
+        if a.name in exprs:
+            writer.check(hints.get(a.name, Any), exprs[a.name], a.name, indent)
+    return writer.lines, writer.namespace
+
+
+def _compile_checker(cls: type, deep: bool) -> Callable[[Any], None]:
+    if not attrs.has(cls) or not _registered(cls):
+        raise InvalidMessage(f"{cls.__name__!r} is not a registered message or record")
+    names = [a.name for a in attrs.fields(cls)]
+    exprs = {n: f"_f{i}" for i, n in enumerate(names)}
+    lines, namespace = check_source(cls, exprs, deep=deep)
+    body = [f"    _f{i} = obj.{n}" for i, n in enumerate(names)] + lines
+    source = "def check(obj):\n" + "\n".join(body or ["    pass"]) + "\n    return None\n"
+    exec(source, namespace)
+    return namespace["check"]
+
+
+# ---------------------------------------------------------------------------
 # Records: values nested inside messages.
 # ---------------------------------------------------------------------------
 
-Resources = tuple[tuple[str, float], ...]
+Resources = tuple[tuple[str, Amount], ...]
 
 
 @record
@@ -154,7 +382,7 @@ class RefInfo:
     """A reference as it travels: which object, who owns it, object or actor."""
 
     object_id: str
-    owner: str
+    owner: Address
     kind: str = "object"
 
 
@@ -208,13 +436,13 @@ class TaskSpec:
     """
 
     task_id: str
-    owner: str
+    owner: Address
     return_id: str
     function_id: str
     function: Payload
     args: tuple[Arg, ...] = ()
     resources: Resources = ()
-    max_retries: int = 0
+    max_retries: Count = 0
     kind: str = "task"
     actor_id: str | None = None
     method: str | None = None
@@ -225,7 +453,7 @@ class TaskSpec:
 class Borrower:
     """A worker holding a reference; ``via`` names the object whose value gave it."""
 
-    address: str
+    address: Address
     via: str | None = None
 
 
@@ -234,7 +462,7 @@ class BorrowInfo:
     """What an executor reports about one borrowed ref when its task ends."""
 
     object_id: str
-    owner: str
+    owner: Address
     held: bool
     borrowers: tuple[Borrower, ...] = ()
     kind: str = "object"
@@ -244,7 +472,7 @@ class BorrowInfo:
 class NodeView:
     """One node as the head last heard of it."""
 
-    node: str
+    node: Address
     total: Resources
     available: Resources
 
@@ -259,7 +487,7 @@ class RequestLease:
     """Owner -> scheduler: lease a worker for ``task_id`` (paper fig. 8c)."""
 
     request_id: str
-    owner: str
+    owner: Address
     task_id: str
     resources: Resources
     deps: tuple[str, ...] = ()
@@ -271,14 +499,14 @@ class RequestLease:
 class LeaseGranted:
     request_id: str
     lease_id: str
-    worker: str
-    node: str
+    worker: Address
+    node: Address
 
 
 @message
 class Spillback:
     request_id: str
-    node: str
+    node: Address
 
 
 @message
@@ -295,7 +523,7 @@ class LeaseInfeasible:
 class PushTask:
     task: TaskSpec
     lease_id: str | None
-    attempt: int
+    attempt: Count
 
 
 @message
@@ -304,11 +532,11 @@ class TaskReply:
 
     task_id: str
     return_id: str
-    attempt: int
-    worker: str
+    attempt: Count
+    worker: Address
     lease_id: str | None
     value: Payload | None = None
-    location: str | None = None  # node whose store holds the value
+    location: Address | None = None  # node whose store holds the value
     error: ErrorInfo | None = None
     refs: tuple[RefInfo, ...] = ()  # refs contained in the return value
     borrowed: tuple[BorrowInfo, ...] = ()
@@ -317,7 +545,7 @@ class TaskReply:
 @message
 class ReturnLease:
     lease_id: str
-    worker: str
+    worker: Address
     kill: bool = False  # an actor's lease: stop the worker
 
 
@@ -328,14 +556,14 @@ class CancelTask:
 
 @message
 class WorkerDied:
-    worker: str
-    node: str
+    worker: Address
+    node: Address
 
 
 @message
 class NodeDied:
-    node: str
-    workers: tuple[str, ...] = ()
+    node: Address
+    workers: tuple[Address, ...] = ()
 
 
 @message
@@ -343,7 +571,7 @@ class WaitForRefRemoved:
     """Owner -> borrower: answer with RefRemoved once you no longer hold it."""
 
     object_id: str
-    owner: str
+    owner: Address
     via: str | None = None  # the borrower got the ref inside this object's value
     borrower: str = ""  # the addressee
 
@@ -354,7 +582,7 @@ class RefRemoved:
     ``answer=False``, sub-borrowers handed over without answering anything."""
 
     object_id: str
-    borrower: str
+    borrower: Address
     borrowers: tuple[Borrower, ...] = ()  # the borrower's own borrowers, now the owner's to wait on
     owner: str = ""  # the addressee
     answer: bool = True
@@ -363,7 +591,7 @@ class RefRemoved:
 @message
 class GetObject:
     object_id: str
-    requester: str
+    requester: Address
 
 
 @message
@@ -372,14 +600,14 @@ class ObjectValue:
 
     object_id: str
     value: Payload | None = None
-    locations: tuple[str, ...] = ()
+    locations: tuple[Address, ...] = ()
     error: ErrorInfo | None = None
 
 
 @message
 class PullObject:
     object_id: str
-    requester: str
+    requester: Address
 
 
 @message
@@ -400,7 +628,7 @@ class PutObject:
     """
 
     object_id: str
-    owner: str
+    owner: Address
     value: Payload
     reply: TaskReply | None = None
 
@@ -408,7 +636,7 @@ class PutObject:
 @message
 class ObjectStored:
     object_id: str
-    node: str
+    node: Address
 
 
 @message
@@ -418,11 +646,11 @@ class FreeObject:
 
 @message
 class Heartbeat:
-    node: str
-    seq: int
+    node: Address
+    seq: Count
     total: Resources = ()
     available: Resources = ()
-    workers: tuple[str, ...] = ()
+    workers: tuple[Address, ...] = ()
 
 
 @message
@@ -432,26 +660,26 @@ class ClusterView:
 
 @message
 class RegisterWorker:
-    worker: str
-    node: str
+    worker: Address
+    node: Address
     driver: bool = False
 
 
 @message
 class WorkerRegistered:
-    worker: str
-    node: str
+    worker: Address
+    node: Address
 
 
 @message
 class WorkerBlocked:
     """A leased worker waits on a get: its CPU can run other tasks meanwhile."""
 
-    worker: str
+    worker: Address
     lease_id: str
 
 
 @message
 class WorkerUnblocked:
-    worker: str
+    worker: Address
     lease_id: str

@@ -34,9 +34,21 @@ import attrs
 import trio
 
 from ..core.events import PeerLost, Tick
+from ..core.messages import MESSAGE_TYPES, RECORD_TYPES, InvalidMessage, validate
 from .transport import Envelope, Transport, TransportClosed
 
 __all__ = ["MemoryNetwork", "MemoryTransport", "MemoryLauncher", "NetworkEvent", "AddressInUse"]
+
+
+class _Registered:
+    """Membership in the message registries, looked up on every delivery."""
+
+    def __contains__(self, cls: type) -> bool:
+        name = cls.__name__
+        return MESSAGE_TYPES.get(name) is cls or RECORD_TYPES.get(name) is cls
+
+
+_REGISTERED = _Registered()
 
 
 class AddressInUse(ValueError):
@@ -47,7 +59,7 @@ class AddressInUse(ValueError):
 class NetworkEvent:
     """What happened to a message (for observers: logs, conformance)."""
 
-    kind: str  # "send" | "deliver" | "drop" | "duplicate" | "crash" | "tick"
+    kind: str  # "send" | "deliver" | "drop" | "duplicate" | "crash" | "tick" | "reject"
     id: int | None
     envelope: Envelope | None
     address: str | None = None
@@ -106,6 +118,11 @@ class MemoryTransport(Transport):
         self._close()
         await trio.lowlevel.checkpoint()
 
+    def reject(self, peer: str, reason: str) -> None:
+        # Counted under a key of its own: the receiver, not the network, refused it.
+        self._network.stats["rejected"]["by the receiver"] += 1
+        self._network._disconnect(self._address, peer)
+
     def watch(self, address: str) -> None:
         self._network._watch(self._address, address)
 
@@ -146,6 +163,7 @@ class MemoryNetwork:
             "sent": collections.Counter(),
             "delivered": collections.Counter(),
             "dropped": collections.Counter(),
+            "rejected": collections.Counter(),
         }
         self.observers: list[Callable[[NetworkEvent], None]] = []
         self.steps = 0
@@ -275,9 +293,23 @@ class MemoryNetwork:
         return sorted(heads.values(), key=lambda x: x[0])
 
     def deliver(self, mid: int) -> Envelope:
-        """Hand message ``mid`` to its receiver (any in-flight message, in any order)."""
+        """Hand message ``mid`` to its receiver (any in-flight message, in any order).
+
+        A message of a registered type is first checked against its class,
+        as a TCP decoder does: one whose fields do not fit is not delivered,
+        is counted in ``stats["rejected"]``, and the two processes are
+        disconnected (:meth:`MemoryTransport.reject`).
+        """
         env = self._flight.pop(mid)
         self.steps += 1
+        if type(env.msg) in _REGISTERED:
+            try:
+                validate(env.msg)
+            except InvalidMessage:
+                self.stats["rejected"][type(env.msg).__name__] += 1
+                self._notify(NetworkEvent("reject", mid, env))
+                self._disconnect(env.dst, env.src)
+                return env
         ep = self._endpoints.get(env.dst)
         if ep is None or env.dst in self._dead or not ep._put(env):
             self.stats["dropped"][type(env.msg).__name__] += 1
@@ -286,6 +318,20 @@ class MemoryNetwork:
             self.stats["delivered"][type(env.msg).__name__] += 1
             self._notify(NetworkEvent("deliver", mid, env))
         return env
+
+    def _disconnect(self, address: str, peer: str) -> None:
+        """What a closed connection does over TCP: messages between the two
+        in flight are lost, and each hears PeerLost of the other if it watches it."""
+        if address == peer:
+            return
+        for mid in [m for m, env in self._flight.items() if {env.src, env.dst} == {address, peer}]:
+            self._drop(mid)
+        for watcher, watched in ((address, peer), (peer, address)):
+            watchers = self._watchers.get(watched)
+            if watchers is not None and watcher in watchers and self.alive(watcher):
+                watchers.discard(watcher)
+                self._endpoints[watcher]._put(Envelope(watcher, watcher, PeerLost(watched)))
+        self._lot.unpark_all()
 
     def drop(self, mid: int) -> Envelope:
         """Spec env: the message is lost."""

@@ -52,7 +52,10 @@ map envelope ``{"type": <name>, "fields": {name: value}}`` with nested ext
 records (type 4) and tuples (type 3), which hand-written frames use. Non-plain
 values are msgpack ext types that name the buffers they use by index.
 Decoding checks every length and index and raises :class:`FrameError` (or
-:class:`UnknownMessageType`) on anything malformed.
+:class:`UnknownMessageType`) on anything malformed, and checks every field
+of every message and record against its class's annotations as it builds
+them (:func:`ownership.core.messages.validate`), raising
+:class:`InvalidMessage`: no core sees a field that does not fit its class.
 """
 
 from __future__ import annotations
@@ -65,7 +68,15 @@ import attrs
 import msgpack
 
 from ownership.core import messages as _messages
-from ownership.core.messages import UnknownMessageType, message_fields, message_from_fields, message_type_of
+from ownership.core.messages import (
+    InvalidMessage,
+    UnknownMessageType,
+    check_source,
+    message_fields,
+    message_from_fields,
+    message_type_of,
+    validate,
+)
 
 from .framing import FrameError, frame_header
 from .values import (
@@ -83,6 +94,7 @@ from .values import (
 __all__ = [
     "EncodedFrame",
     "FrameError",
+    "InvalidMessage",
     "SerializationError",
     "SerializedValue",
     "UnknownMessageType",
@@ -235,25 +247,33 @@ def _tuple_of(items: list) -> tuple:
 
 def _builder(name: str, cls: type, names: tuple[str, ...], payload: bool) -> Any:
     """A function building ``cls`` from a tagged array, with keyword arguments
-    read by position (attrs classes here are keyword-only): generated once per
-    class, as attrs generates its own methods, so a record costs one call."""
+    read by position (attrs classes here are keyword-only), each field
+    checked against its annotation first (:func:`ownership.core.messages.check_source`):
+    generated once per class, as attrs generates its own methods, so a
+    record costs one call. Records inside it were checked when they were built.
+    """
     first = 2 if payload else 1
-    kwargs = [f"{n}=items[{first + i}]" for i, n in enumerate(names)]
+    local = {n: f"_f{i}" for i, n in enumerate(names)}
+    checks, namespace = check_source(cls, local)
+    kwargs = [f"{n}={local[n]}" for n in names]
     if payload:
+        # The stream and buffers come from the frame's own buffer table.
         kwargs[:0] = ["data=items[1].data", "buffers=items[1].buffers"]
         check = "len(items) != N or type(items[1]) is not Range"
     else:
         check = "len(items) != N"
+    unpack = [f"    {local[n]} = items[{first + i}]" for i, n in enumerate(names)]
     source = (
         "def build(items):\n"
         f"    if {check}:\n"
         "        raise UnknownMessageType(f'bad fields for {NAME!r}: {len(items) - 1} values')\n"
-        "    try:\n"
+        + "".join(line + "\n" for line in unpack + checks)
+        + "    try:\n"
         f"        return cls({', '.join(kwargs)})\n"
         "    except Exception as exc:\n"
         "        raise UnknownMessageType(f'bad fields for {NAME!r}: {exc}') from None\n"
     )
-    namespace = {"cls": cls, "N": first + len(names), "NAME": name, "Range": _Range, "UnknownMessageType": UnknownMessageType}
+    namespace.update(cls=cls, N=first + len(names), NAME=name, Range=_Range, UnknownMessageType=UnknownMessageType)
     exec(source, namespace)
     return namespace["build"]
 
@@ -351,9 +371,11 @@ def _build_record(name: Any, fields: Any) -> Any:
     if cls is None:
         raise UnknownMessageType(f"unknown message or record type {name!r}")
     try:
-        return cls(**fields)
+        obj = cls(**fields)
     except Exception as exc:
         raise UnknownMessageType(f"bad fields for {name!r}: {exc}") from None
+    validate(obj, deep=False)  # its records were checked as they were built
+    return obj
 
 
 def encode_message(msg: Any) -> EncodedFrame:

@@ -4,11 +4,20 @@ A shell (head, node, worker) turns what arrives on its transport into core
 events, and its timer into ticks. Local notifications (a tick, a watched
 peer lost) come back on the transport addressed from the process to itself
 and go to the core as they are; everything else is a message received.
+
+A handler's exception never ends a service. Messages reach a core only
+after their fields were checked against their classes (the decoder does it
+over TCP, the in-memory network on delivery), and a core drops what it
+cannot use; should a core still raise on a message, the shell logs it once
+(escaped, bounded), counts it (``handler_errors``) and closes the
+connection it came from (:meth:`Transport.reject`), and goes on serving.
 """
 
 from __future__ import annotations
 
 import abc
+import logging
+import traceback
 from typing import Any, ClassVar
 
 import trio
@@ -17,7 +26,15 @@ from ..core.events import Event, PeerLost, Received, Tick
 from .bufpool import frame_pool, value_pool
 from .transport import Envelope, Transport, TransportClosed
 
-__all__ = ["ServiceShell"]
+__all__ = ["ServiceShell", "printable"]
+
+logger = logging.getLogger("ownership.shell")
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """``text`` fit for one log line: control characters escaped, at most ``limit`` characters."""
+    shown = repr(text)[1:-1]
+    return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
 class ServiceShell(abc.ABC):
@@ -30,6 +47,11 @@ class ServiceShell(abc.ABC):
     #: (runtime/steplog.py): every shell of the process records its core's
     #: steps from its first event on. None costs one check per shell start.
     step_log: ClassVar[Any] = None
+    #: Events whose handling raised: each was logged and dropped (a
+    #: message's connection closed); the service went on.
+    handler_errors: int = 0
+    #: (event type, exception type) pairs already logged with a traceback.
+    _errors_traced: set[tuple[str, str]] | None = None
 
     @abc.abstractmethod
     def handle(self, event: Event) -> None:
@@ -38,6 +60,56 @@ class ServiceShell(abc.ABC):
     def _received(self, env: Envelope) -> None:
         """A message from a peer; shells with an object plane translate it first."""
         self.handle(Received(env.src, env.msg))
+
+    def _message(self, env: Envelope) -> None:
+        """A message from a peer, through the backstop: what handling it
+        raises closes its connection and is logged, never ends the service."""
+        try:
+            self._received(env)
+        except Exception as exc:
+            self.handler_failed(env.src, env.msg, exc)
+
+    def _local(self, event: Event) -> None:
+        """A tick or a local notification, through the same backstop."""
+        try:
+            self.handle(event)
+        except Exception as exc:
+            self.handler_failed(None, event, exc)
+
+    def handler_failed(self, src: str | None, what: Any, exc: Exception) -> None:
+        """Handling ``what`` (from peer ``src``; None: a local event) raised ``exc``.
+
+        Logged in one line, with the traceback the first time this event
+        type fails with this exception type; the peer's connection is
+        closed, so a peer that keeps sending what we cannot handle costs
+        one handshake per message.
+        """
+        self.handler_errors += 1
+        kind = type(what).__name__
+        if self._errors_traced is None:
+            self._errors_traced = set()
+        key = (kind, type(exc).__name__)
+        trace = ""
+        if key not in self._errors_traced:
+            self._errors_traced.add(key)
+            # Code lines only: the exception's text can carry a peer's bytes.
+            trace = "\n" + "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+        reason = printable(f"{type(exc).__name__}: {exc}")
+        if src is None:
+            logger.error("%s: handling %s failed (%s); dropped it%s", self.address, kind, reason, trace)
+            return
+        logger.error(
+            "%s: %s from %s could not be handled (%s); closing that connection%s",
+            self.address,
+            printable(kind, 80),
+            printable(src, 80),
+            reason,
+            trace,
+        )
+        try:
+            self.transport.reject(src, reason)
+        except Exception:
+            logger.exception("%s: closing the connection with %s failed", self.address, printable(src, 80))
 
     def _stop(self) -> None:
         self.closed = True
@@ -56,22 +128,23 @@ class ServiceShell(abc.ABC):
                 except TransportClosed:
                     return
                 if env.src == env.dst == self.address and isinstance(env.msg, (Tick, PeerLost)):
-                    self.handle(env.msg)
+                    self._local(env.msg)
                 else:
-                    self._received(env)
+                    self._message(env)
         finally:
             self._stop()
 
     def _deliver_direct(self, env: Envelope) -> None:
         """A peer's message handed over by the transport's reader (set_receiver).
 
-        What handling raises stops the shell as it would in the receive loop:
-        it is raised again in the shell's nursery, not in the transport's.
+        Handled through the same backstop as in the receive loop; anything
+        else it raises (a cancellation) is raised again in the shell's
+        nursery, not in the transport's.
         """
         if self.closed:
             return
         try:
-            self._received(env)
+            self._message(env)
         except BaseException as exc:
             self.closed = True
             self._nursery.start_soon(_reraise, exc)
@@ -80,7 +153,7 @@ class ServiceShell(abc.ABC):
         assert self.tick_interval is not None
         while True:
             await trio.sleep(self.tick_interval)
-            self.handle(Tick())
+            self._local(Tick())
             # Large buffers nobody has used for a while go back to the kernel,
             # also in a process that has stopped passing large values.
             frame_pool.trim()

@@ -105,6 +105,9 @@ class StatusTransport(Transport):
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    def reject(self, peer: str, reason: str) -> None:
+        self.inner.reject(peer, reason)
+
     def watch(self, address: str) -> None:
         self.inner.watch(address)
 

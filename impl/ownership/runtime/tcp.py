@@ -370,6 +370,14 @@ class TCPTransport(Transport):
         self._nursery.start_soon(self._run_connection, conn, name=f"ownership.tcp connection {identity}")
         return identity
 
+    def reject(self, peer: str, reason: str) -> None:
+        """Close the connection with ``peer`` (its message could not be handled);
+        counted in ``frames_rejected``. The caller logs ``reason``."""
+        self._counters.frames_rejected += 1
+        p = self._peers.get(peer)
+        if p is not None and p.conn is not None:
+            p.conn.cancel_scope.cancel()
+
     def set_receiver(self, deliver: Callable[[Envelope], None]) -> bool:
         """Messages from peers go to ``deliver`` straight from the connection's
         reader, sparing a task switch each, whenever nothing received earlier

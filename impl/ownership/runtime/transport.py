@@ -82,6 +82,17 @@ class Transport(abc.ABC):
     async def aclose(self) -> None:
         """Close the endpoint; pending receives raise TransportClosed."""
 
+    def reject(self, peer: str, reason: str) -> None:
+        """Close the connection with ``peer``: a message from it could not be handled.
+
+        What was queued for ``peer`` is dropped and watchers of it hear
+        PeerLost, as for any lost connection; the peer may connect again.
+        Counted with the frames the transport rejected itself. A shell calls
+        this for a message its core could not handle, so one bad peer costs
+        its own connection only.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot reject peers")
+
     def watch(self, address: str) -> None:
         """Report (a local PeerLost notification) when process ``address`` goes away.
 

@@ -365,7 +365,10 @@ class WorkerRuntime(ServiceShell):
 
         def deliver() -> None:
             if not self.closed:
-                self.handle(Received(src, msg))
+                try:
+                    self.handle(Received(src, msg))
+                except Exception as exc:  # the shell's backstop, as for any message
+                    self.handler_failed(src, msg, exc)
 
         self.token.run_sync_soon(deliver)
 
