@@ -29,7 +29,7 @@ from .runtime import node as node_service
 from .runtime import worker as worker_service
 from .runtime.head import HeadRuntime
 from .runtime.memory import MemoryLauncher, MemoryNetwork
-from .runtime.node import NodeRuntime
+from .runtime.node import NodeRuntime, WorkerStartError
 from .runtime.refs import _runtime_var
 from .runtime.worker import WorkerRuntime
 
@@ -51,8 +51,9 @@ class _RecordingLauncher(MemoryLauncher):
         if not self.network.alive(node):
             return
         rt = await self.network.spawn(self.nursery, address, serve_worker, node=node, parent=node, **self.worker_options)
-        if rt is not None:
-            self.cluster.workers[address] = rt
+        if rt is None:
+            raise WorkerStartError(f"worker {address} crashed while it started", worker=address)
+        self.cluster.workers[address] = rt
 
 
 class MemoryCluster:

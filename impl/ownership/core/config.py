@@ -47,5 +47,10 @@ class CoreConfig:
     node_timeout_ticks: int = 10
     #: worker processes a node may run (tasks blocked in get, actors).
     max_workers_per_node: int = 64
+    #: worker starts that may fail in a row before a node stops starting
+    #: workers for ``worker_start_pause_ticks`` (its queued requests spill
+    #: to other nodes meanwhile); then it tries one start again.
+    max_worker_start_failures: int = 3
+    worker_start_pause_ticks: int = 50
     #: stimuli each core keeps in its log.
     log_size: int = 10_000

@@ -26,6 +26,7 @@ __all__ = [
     "Received",
     "Tick",
     "PeerLost",
+    "WorkerStartFailed",
     "Submit",
     "Put",
     "AddLocalRef",
@@ -88,6 +89,19 @@ class PeerLost(Event):
     """The transport saw a watched peer process exit (a node's worker or driver)."""
 
     address: str
+
+
+@attrs.frozen
+class WorkerStartFailed(Event):
+    """A node's launcher could not start a worker process (a :class:`StartWorker`
+    came to nothing): it failed, timed out, or died before it was ready.
+
+    ``worker`` is the process's address when it got far enough to have one
+    (it may even have registered), None otherwise.
+    """
+
+    worker: str | None = None
+    reason: str = ""
 
 
 # ---------------------------------------------------------------------------
@@ -221,7 +235,8 @@ class GetDone(Effect):
 
 @attrs.frozen
 class StartWorker(Effect):
-    """The node needs one more worker process."""
+    """The node needs one more worker process. It registers itself
+    (RegisterWorker), or the shell reports :class:`WorkerStartFailed`."""
 
 
 @attrs.frozen

@@ -60,6 +60,11 @@ class HeadCore:
         raise UnexpectedEvent(f"head core cannot handle {event!r}")
 
     def _receive(self, src: str, msg: Any) -> list[Effect]:
+        if isinstance(msg, (Heartbeat, RegisterWorker, WorkerDied)) and msg.node != src:
+            # Only a node speaks for itself: a record for any other name
+            # would be a member nobody can reach, declared dead later.
+            self.dropped += 1
+            return []
         if isinstance(msg, Heartbeat):
             return self._heartbeat(msg)
         if isinstance(msg, RegisterWorker):

@@ -383,7 +383,7 @@ class RefInfo:
 
     object_id: str
     owner: Address
-    kind: str = "object"
+    kind: Literal["object", "actor"] = "object"
 
 
 @record
@@ -412,7 +412,7 @@ class ErrorInfo:
     ``object_lost``, ``worker_crashed``, ``actor_died``, ``cancelled``.
     """
 
-    kind: str
+    kind: Literal["task", "owner_died", "object_lost", "worker_crashed", "actor_died", "cancelled"]
     message: str
     type_name: str = ""
     traceback: str = ""
@@ -443,7 +443,7 @@ class TaskSpec:
     args: tuple[Arg, ...] = ()
     resources: Resources = ()
     max_retries: Count = 0
-    kind: str = "task"
+    kind: Literal["task", "actor_create", "actor_method"] = "task"
     actor_id: str | None = None
     method: str | None = None
     name: str = ""
@@ -465,7 +465,7 @@ class BorrowInfo:
     owner: Address
     held: bool
     borrowers: tuple[Borrower, ...] = ()
-    kind: str = "object"
+    kind: Literal["object", "actor"] = "object"
 
 
 @record

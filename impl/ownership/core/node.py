@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import CoreConfig
-from .events import Effect, Event, EventLog, IdGenerator, KillWorker, PeerLost, Received, Send, Tick
+from .events import Effect, Event, EventLog, IdGenerator, KillWorker, PeerLost, Received, Send, Tick, WorkerStartFailed
 from .messages import (
     ClusterView,
     FreeObject,
@@ -75,7 +75,9 @@ class NodeCore:
         if isinstance(event, PeerLost):
             return self.scheduler.detect_worker_death(event.address)
         if isinstance(event, Tick):
-            return self._heartbeat()
+            return self._heartbeat() + self.scheduler.tick()
+        if isinstance(event, WorkerStartFailed):
+            return self.scheduler.worker_start_failed(event.worker)
         raise UnexpectedEvent(f"node core cannot handle {event!r}")
 
     def _heartbeat(self) -> list[Effect]:
@@ -85,6 +87,12 @@ class NodeCore:
 
     def _receive(self, src: str, msg: Any) -> list[Effect]:
         s = self.scheduler
+        if not self._from_its_sender(src, msg):
+            # A field names the sender, or the message is the head's to
+            # send, and another process sent it: acting on it would serve
+            # (or kill) a process that never asked.
+            self.dropped += 1
+            return []
         if isinstance(msg, RequestLease):
             return s.handle_request(msg)
         if isinstance(msg, ReturnLease):
@@ -111,6 +119,14 @@ class NodeCore:
             return self._failure(msg)
         self.dropped += 1
         return []
+
+    def _from_its_sender(self, src: str, msg: Any) -> bool:
+        """Whether ``src`` may send ``msg``: a lease is asked for, returned and
+        lent by its own owner or worker, a copy is asked for by its reader,
+        stored by a process of this node and freed by its owner, a process
+        registers itself, here, and membership and deaths come from the head."""
+        check = _SENDER_CHECKS.get(type(msg))
+        return check is None or check(self, src, msg)
 
     def _failure(self, msg: WorkerDied | NodeDied) -> list[Effect]:
         """A death published by the head: reclaim, free, and tell our workers."""
@@ -147,3 +163,34 @@ class NodeCore:
     def drivers(self) -> list[str]:
         return [a for a, w in sorted(self.scheduler.workers.items()) if w.state == DRIVER]
 
+
+def _returned_by_owner(core: NodeCore, src: str, msg: ReturnLease) -> bool:
+    lease = core.scheduler.leases.get(msg.lease_id)
+    return lease is None or lease.owner == src
+
+
+def _freed_by_owner(core: NodeCore, src: str, msg: FreeObject) -> bool:
+    kept = core.store.objects.get(msg.object_id)
+    return kept is None or kept.owner == src
+
+
+def _from_head(core: NodeCore, src: str, msg: Any) -> bool:
+    return src == core.head
+
+
+#: message type -> whether its sender is the one it claims to be (see _from_its_sender)
+_SENDER_CHECKS: dict[type, Any] = {
+    RequestLease: lambda core, src, msg: msg.owner == src,
+    ReturnLease: _returned_by_owner,
+    WorkerBlocked: lambda core, src, msg: msg.worker == src,
+    WorkerUnblocked: lambda core, src, msg: msg.worker == src,
+    RegisterWorker: lambda core, src, msg: msg.worker == src and msg.node == core.address,
+    PullObject: lambda core, src, msg: msg.requester == src,
+    PutObject: lambda core, src, msg: src in core.scheduler.workers,
+    FreeObject: _freed_by_owner,
+    FetchObject: lambda core, src, msg: msg.requester == src,
+    WorkerRegistered: _from_head,
+    ClusterView: _from_head,
+    WorkerDied: _from_head,
+    NodeDied: _from_head,
+}

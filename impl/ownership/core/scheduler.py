@@ -10,6 +10,10 @@ this node cannot grant it and the policy sees room elsewhere.
 The scheduler also watches its workers: it publishes their death (through
 the head), reclaims their leases and starts replacements, and reclaims the
 leases of owners that died (their workers are stopped: they fate-share).
+A worker that fails to start frees its slot at once (WorkerStartFailed);
+after ``max_worker_start_failures`` failures in a row the node starts none
+for ``worker_start_pause_ticks`` ticks and sends its queued requests to
+nodes that can run them.
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ class LocalFirstPolicy:
         with_room = [v for v in others if _fits(request.resources, v["available"])]
         if with_room:
             return max(with_room, key=lambda v: (v["available"].get("CPU", 0.0), _neg(v["node"])))["node"]
-        if _fits(request.resources, scheduler.total):
+        if _fits(request.resources, scheduler.total) and not scheduler.start_paused:
             return None  # wait here for our own resources
         feasible = [v for v in others if _fits(request.resources, v["total"])]
         if feasible:
@@ -111,6 +115,10 @@ class LocalScheduler:
         self.leases: dict[str, LeaseRecord] = {}
         self.queue: collections.deque[RequestLease] = collections.deque()
         self.starting = 0
+        #: worker starts that failed in a row, and the ticks left before one
+        #: is tried again once there were max_worker_start_failures of them
+        self.start_failures = 0
+        self.start_pause_left = 0
         self.view: dict[str, dict[str, Any]] = {}
         self.view_known = False  # a view came from the head (else "no node has it" is a guess)
         self.drivers_pending: set[str] = set()
@@ -144,6 +152,8 @@ class LocalScheduler:
                 {"request_id": r.request_id, "owner": r.owner, "task_id": r.task_id, "resources": dict(r.resources)}
                 for r in self.infeasible.values()
             ],
+            "start_failures": self.start_failures,
+            "start_pause_left": self.start_pause_left,
         }
 
     # ------------------------------------------------------------------ pool
@@ -177,6 +187,7 @@ class LocalScheduler:
             slot.state = DRIVER
         else:
             slot.state = IDLE
+            self.start_failures = self.start_pause_left = 0  # starting works
         return [Send(msg.worker, WorkerRegistered(worker=msg.worker, node=self.node))] + self._drain()
 
     def _idle_worker(self) -> WorkerSlot | None:
@@ -196,8 +207,67 @@ class LocalScheduler:
         alive = sum(1 for w in self.workers.values() if w.state != DRIVER)
         if alive >= self.node_core.config.max_workers_per_node:
             return []
+        return self._start_worker()
+
+    @property
+    def start_paused(self) -> bool:
+        """Too many worker starts failed in a row: none is tried for a while."""
+        return self.start_pause_left > 0
+
+    def _start_worker(self) -> list[Effect]:
+        if self.start_paused:
+            return []
         self.starting += 1
         return [StartWorker()]
+
+    def _replenish(self) -> list[Effect]:
+        """Start a worker if the pool is short of its size or a queued request needs one."""
+        alive = sum(1 for w in self.workers.values() if w.state != DRIVER) + self.starting
+        if alive < self.pool_size:
+            return self._start_worker()
+        if any(_fits(m.resources, self.available) for m in self.queue):
+            return self._need_worker()
+        return []
+
+    def worker_start_failed(self, worker: str | None) -> list[Effect]:
+        """A StartWorker came to nothing (below the specs, whose pools are given).
+
+        Its slot is free again: start another, unless too many starts failed
+        in a row; then pause, and queued requests that no worker here will
+        serve go to nodes that can run them, as Scheduling!SchedulerSpillback
+        allows of any request this node cannot grant.
+        """
+        if worker is not None:
+            if worker in self.workers or worker in self.dead_workers:
+                return []  # it registered: a death comes as PeerLost, as for any worker
+            # A hello it sent before it died must not make it a worker now.
+            self.dead_workers.add(worker)
+        if self.starting > 0:
+            self.starting -= 1
+        self.start_failures += 1
+        if self.start_failures >= max(1, self.node_core.config.max_worker_start_failures):
+            self.start_pause_left = max(1, self.node_core.config.worker_start_pause_ticks)
+        return self._replenish() + self._redirect_queue()
+
+    def _redirect_queue(self) -> list[Effect]:
+        """Queued requests that no worker here will serve soon (none idle, none
+        starting) go where the policy sends them."""
+        if self.starting > 0 or self._idle_worker() is not None:
+            return []
+        fx: list[Effect] = []
+        for req in list(self.queue):
+            target = self.policy.spill_target(req, self)
+            if target is not None and target != self.node:
+                self.queue.remove(req)
+                fx += self.spillback(req, target)
+        return fx
+
+    def tick(self) -> list[Effect]:
+        """A paused node tries one worker start again once the pause is over."""
+        if not self.start_paused:
+            return []
+        self.start_pause_left -= 1
+        return [] if self.start_paused else self._replenish()
 
     # ------------------------------------------------------------------ leases
     def handle_request(self, msg: RequestLease) -> list[Effect]:
@@ -391,7 +461,7 @@ class LocalScheduler:
         self.view_known = True
         fx: list[Effect] = []
         for req in list(self.queue):
-            if _fits(req.resources, self.available):
+            if _fits(req.resources, self.available) and not self.start_paused:
                 continue  # room here: it waits for the worker being started
             target = self.policy.spill_target(req, self)
             if target is not None:
@@ -445,8 +515,7 @@ class LocalScheduler:
         fx.append(Send(self.node_core.head, WorkerDied(worker=address, node=self.node)))
         alive = sum(1 for w in self.workers.values() if w.state != DRIVER) + self.starting
         if slot.state != DRIVER and alive < self.pool_size:
-            self.starting += 1
-            fx.append(StartWorker())
+            fx += self._start_worker()
         return fx + self._drain()
 
     def reclaim_leases(self, dead_owners: set[str]) -> list[Effect]:

@@ -129,6 +129,12 @@ class WorkerCore:
             # notification: the scan already accounted for that process.
             self.dropped += 1
             return []
+        if not self._from_its_sender(src, msg):
+            # A field names the sender, and another process sent it: the
+            # answer would go to a process that never asked (or to no
+            # process at all), or a death would be believed on hearsay.
+            self.dropped += 1
+            return []
         if isinstance(msg, TaskReply):
             return self.submitter.handle_reply(msg)
         if isinstance(msg, PushTask):
@@ -163,6 +169,14 @@ class WorkerCore:
         self.dropped += 1
         return []
 
+    def _from_its_sender(self, src: str, msg: Any) -> bool:
+        """Whether ``src`` may send ``msg``: whoever asks, answers or grants
+        says so in the message, a stored value's reply comes from the node
+        that stores it, a task is pushed and cancelled by its owner, and
+        deaths and our registration come from our node."""
+        check = _SENDER_CHECKS.get(type(msg))
+        return check is None or check(self, src, msg)
+
     # ------------------------------------------------------------------ inspection
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -186,3 +200,24 @@ class WorkerCore:
             or self.submitter.actors
             or self.executor.running
         )
+
+
+def _cancelled_by_owner(core: WorkerCore, src: str, msg: CancelTask) -> bool:
+    running = core.executor.running.get(msg.task_id)
+    return running is None or running.spec.owner == src
+
+
+#: message type -> whether its sender is the one it claims to be (see _from_its_sender)
+_SENDER_CHECKS: dict[type, Any] = {
+    TaskReply: lambda core, src, msg: msg.location == src if msg.location is not None else msg.worker == src,
+    PushTask: lambda core, src, msg: msg.task.owner == src,
+    GetObject: lambda core, src, msg: msg.requester == src,
+    WaitForRefRemoved: lambda core, src, msg: msg.owner == src,
+    RefRemoved: lambda core, src, msg: msg.borrower == src,
+    LeaseGranted: lambda core, src, msg: msg.node == src,
+    ObjectStored: lambda core, src, msg: msg.node == src,
+    CancelTask: _cancelled_by_owner,
+    WorkerDied: lambda core, src, msg: src == core.node,
+    NodeDied: lambda core, src, msg: src == core.node,
+    WorkerRegistered: lambda core, src, msg: src == core.node,
+}

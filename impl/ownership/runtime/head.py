@@ -30,12 +30,12 @@ class HeadRuntime(ServiceShell):
     def _apply(self, effects: list[Effect]) -> None:
         for e in effects:
             if isinstance(e, Send):
-                self.transport.send_nowait(e.dst, e.msg)
+                self.send(e.dst, e.msg)
             else:
                 raise TypeError(f"head shell cannot carry out {e!r}")
 
     def snapshot(self) -> dict[str, Any]:
-        return self.core.snapshot()
+        return {**self.core.snapshot(), "handler_errors": self.handler_errors, "messages_unsendable": self.messages_unsendable}
 
 
 async def serve(

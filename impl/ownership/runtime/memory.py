@@ -35,6 +35,7 @@ import trio
 
 from ..core.events import PeerLost, Tick
 from ..core.messages import MESSAGE_TYPES, RECORD_TYPES, InvalidMessage, validate
+from .launch import WorkerStartError
 from .transport import Envelope, Transport, TransportClosed
 
 __all__ = ["MemoryNetwork", "MemoryTransport", "MemoryLauncher", "NetworkEvent", "AddressInUse"]
@@ -253,7 +254,8 @@ class MemoryNetwork:
         self._lot.unpark_all()
 
     def _watch(self, watcher: str, address: str) -> None:
-        if address in self._dead:
+        # A process that never was is as gone as a dead one (over TCP, the dial fails).
+        if address in self._dead or address not in self._endpoints:
             self._endpoints[watcher]._put(Envelope(watcher, watcher, PeerLost(address)))
         else:
             self._watchers[address].add(watcher)
@@ -496,7 +498,9 @@ class MemoryLauncher:
         self.started.append(address)
         if not self.network.alive(node):
             return
-        await self.network.spawn(self.nursery, address, serve_worker, node=node, parent=node, **self.worker_options)
+        rt = await self.network.spawn(self.nursery, address, serve_worker, node=node, parent=node, **self.worker_options)
+        if rt is None:
+            raise WorkerStartError(f"worker {address} crashed while it started", worker=address)
 
     def kill(self, worker: str) -> None:
         self.network.crash(worker)

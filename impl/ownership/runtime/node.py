@@ -2,36 +2,58 @@
 
 A node starts and stops worker processes through a :class:`WorkerLauncher`
 (in-memory: trio tasks; over TCP: OS processes) and learns of their exit
-through :meth:`Transport.watch` (a local PeerLost notification). Over TCP,
+through :meth:`Transport.watch` (a local PeerLost notification); a start
+that fails is an event too (:class:`WorkerStartFailed`), so the scheduler
+frees the slot and starts another or sends its requests elsewhere. Over TCP,
 its store's large copies live in the node's shared memory
 (:class:`~.objects.NodeObjects`); in memory they are Python objects.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 import trio
 
 from ..core.config import CoreConfig
-from ..core.events import Effect, Event, KillWorker, ObjectFreed, PeerLost, Received, Send, StartWorker, Tick, Watch
+from ..core.events import (
+    Effect,
+    Event,
+    KillWorker,
+    ObjectFreed,
+    PeerLost,
+    Received,
+    Send,
+    StartWorker,
+    Tick,
+    Watch,
+    WorkerStartFailed,
+)
 from ..core.messages import ObjectCopy, Resources
 from ..core.node import NodeCore
 from ..core.scheduler import SchedulingPolicy
 from ..core.store import ObjectFetched
+from .launch import WorkerStartError
 from .objects import NodeObjects
 from .shm import SharedMemoryStore
-from .shell import ServiceShell
+from .shell import ServiceShell, printable
 from .transport import Transport
 
-__all__ = ["WorkerLauncher", "NodeRuntime", "serve"]
+__all__ = ["WorkerLauncher", "WorkerStartError", "NodeRuntime", "serve"]
+
+logger = logging.getLogger("ownership.node")
 
 
 class WorkerLauncher(Protocol):
     """Starts and stops worker processes for a node."""
 
     async def launch(self, node: str) -> None:
-        """Start one worker process for ``node``; it registers itself with the node."""
+        """Start one worker process for ``node``; it registers itself with the node.
+
+        Returns once the worker serves; raises :class:`WorkerStartError` if
+        it does not (any other exception counts as a failed start too).
+        """
 
     def kill(self, worker: str) -> None:
         """Stop worker ``worker`` (its exit is then seen through ``Transport.watch``)."""
@@ -59,7 +81,7 @@ class NodeRuntime(ServiceShell):
         #: the store's copies in shared memory (TCP runtime only)
         self.objects: NodeObjects | None = None
         if shm is not None:
-            self.objects = NodeObjects(shm, self.address, transport.send_nowait)
+            self.objects = NodeObjects(shm, self.address, self.send)
 
     def handle(self, event: Event) -> None:
         if self.objects is None:
@@ -68,7 +90,9 @@ class NodeRuntime(ServiceShell):
             self._handle_with_objects(event)
         if not self.ready.is_set():
             s = self.core.scheduler
-            if sum(1 for w in s.workers.values() if w.state == "idle") >= s.pool_size:
+            if sum(1 for w in s.workers.values() if w.state == "idle") >= s.pool_size or (s.start_paused and not s.starting):
+                # Ready with a full pool, or once starting workers failed too
+                # often: the node serves with what it has, and says so.
                 self.ready.set()
 
     def _handle_with_objects(self, event: Event) -> None:
@@ -105,9 +129,9 @@ class NodeRuntime(ServiceShell):
                 if self.objects is not None and isinstance(msg, ObjectFetched):
                     kept = self.core.store.objects.get(msg.object_id)
                     msg = self.objects.outgoing(e.dst, msg, kept.value if kept else None)
-                self.transport.send_nowait(e.dst, msg)
+                self.send(e.dst, msg)
             elif isinstance(e, StartWorker):
-                self._nursery.start_soon(self.launcher.launch, self.address)
+                self._nursery.start_soon(self._launch, name=f"start a worker for {self.address}")
             elif isinstance(e, KillWorker):
                 self.launcher.kill(e.worker)
             elif isinstance(e, Watch):
@@ -118,8 +142,32 @@ class NodeRuntime(ServiceShell):
             else:
                 raise TypeError(f"node shell cannot carry out {e!r}")
 
+    async def _launch(self) -> None:
+        """One StartWorker: the launcher starts the process; a failure goes to the core."""
+        try:
+            await self.launcher.launch(self.address)
+        except Exception as exc:
+            worker = exc.worker if isinstance(exc, WorkerStartError) else None
+            reason = printable(str(exc) if isinstance(exc, WorkerStartError) else f"{type(exc).__name__}: {exc}")
+            if self.closed:
+                return
+            self._local(WorkerStartFailed(worker=worker, reason=reason))
+            s = self.core.scheduler
+            if s.start_paused:
+                logger.error(
+                    "%s: %d worker starts failed in a row (last: %s); starting none for %d ticks, queued requests go to other nodes",
+                    self.address,
+                    s.start_failures,
+                    reason,
+                    s.start_pause_left,
+                )
+            else:
+                logger.warning("%s: a worker did not start (%s); starting another", self.address, reason)
+
     def snapshot(self) -> dict[str, Any]:
         snap = self.core.snapshot()
+        snap["handler_errors"] = self.handler_errors
+        snap["messages_unsendable"] = self.messages_unsendable
         if self.objects is not None:
             snap["shm"] = self.objects.snapshot()
         return snap

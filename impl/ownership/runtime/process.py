@@ -36,6 +36,7 @@ defaults are also documented in :func:`.cluster.cluster` and ``ownership start -
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -52,10 +53,12 @@ import trio
 from ..core.config import CoreConfig
 from .auth import load_token
 from .launch import (
+    ADDRESS_PREFIX,
     DEFAULT_NODE_TIMEOUT,
     DEFAULT_TICK,
     READY_PREFIX,
     ProcessStartError,
+    WorkerStartError,
     drain,
     read_ready_line,
     read_ready_line_sync,
@@ -83,9 +86,12 @@ logger = logging.getLogger("ownership.process")
 class SubprocessLauncher:
     """Starts a node's workers as child processes; satisfies ``node.WorkerLauncher``.
 
-    A worker's death is learnt by the node through its transport (the
-    worker's connection closes); the launcher reaps the process and logs
-    how it ended.
+    A start that fails (the process cannot be spawned, exits, or is not
+    ready within ``startup_timeout``) raises :class:`WorkerStartError`,
+    which the node turns into a core event; the process is killed and
+    reaped first. A worker's death once it serves is learnt by the node
+    through its transport (the worker's connection closes); the launcher
+    reaps the process and logs how it ended.
     """
 
     def __init__(self, nursery: trio.Nursery, command: Sequence[str], *, startup_timeout: float = 60.0) -> None:
@@ -93,24 +99,41 @@ class SubprocessLauncher:
         self._command = list(command)
         self._startup_timeout = startup_timeout
         self.workers: dict[str, trio.Process] = {}
+        #: pid -> process, for workers not yet ready
+        self.starting: dict[int, trio.Process] = {}
         self.failed_starts = 0
 
     async def launch(self, node: str) -> None:
-        proc = await trio.lowlevel.open_process(
-            [*self._command, "--node", node], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
+        try:
+            proc = await trio.lowlevel.open_process(
+                [*self._command, "--node", node], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+        except OSError as exc:
+            self.failed_starts += 1
+            raise WorkerStartError(f"cannot start a worker process for node {node}: {exc}") from None
+        said: list[str] = []  # the address it announced before it said hello to the node
+        self.starting[proc.pid] = proc
         try:
             with trio.fail_after(self._startup_timeout):
-                address = await read_ready_line(proc.stdout)
+                address = await read_ready_line(proc.stdout, said.append)
         except BaseException as exc:  # includes being cancelled: never leave it running
             proc.kill()
             with trio.CancelScope(shield=True):
                 await proc.wait()
             if not isinstance(exc, (trio.TooSlowError, ProcessStartError)):
                 raise
+            if not said:
+                # What it wrote before it died is still in the pipe.
+                with trio.move_on_after(5), contextlib.suppress(ProcessStartError, trio.BrokenResourceError):
+                    await read_ready_line(proc.stdout, said.append)
             self.failed_starts += 1
-            logger.error("worker process %d for node %s did not start: %s", proc.pid, node, exc or "timed out")
-            return
+            why = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
+            raise WorkerStartError(
+                f"worker process {proc.pid} for node {node} did not start: {why} ({_how_it_ended(proc.returncode)})",
+                worker=said[0] if said else None,
+            ) from None
+        finally:
+            self.starting.pop(proc.pid, None)
         self.workers[address] = proc
         self._nursery.start_soon(self._reap, address, proc, name=f"reap {address}")
 
@@ -120,7 +143,7 @@ class SubprocessLauncher:
             code = await proc.wait()
         finally:
             self.workers.pop(address, None)
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        how = _how_it_ended(code)
         (logger.info if code in (0, -signal.SIGTERM, -signal.SIGKILL) else logger.warning)(
             "worker %s (pid %d) ended with %s", address, proc.pid, how
         )
@@ -135,9 +158,19 @@ class SubprocessLauncher:
         return None if proc is None else proc.pid
 
     def kill_all(self) -> None:
-        for proc in list(self.workers.values()):
+        for proc in [*self.workers.values(), *self.starting.values()]:
             if proc.returncode is None:
                 proc.kill()
+
+
+def _how_it_ended(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+        return f"signal {-code}"
+    return f"exit code {code}"
 
 
 # -- the process ---------------------------------------------------------------
@@ -258,6 +291,7 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig) 
                         **rt.snapshot(),
                         "pid": os.getpid(),
                         "worker_pids": {a: p.pid for a, p in launcher.workers.items()},
+                        "starting_pids": sorted(launcher.starting),
                         "tcp": attrs.asdict(tcp.statistics()),
                     }
                     await rt.ready.wait()
@@ -290,6 +324,10 @@ async def _run_worker(args: argparse.Namespace, token: bytes, config: CoreConfig
     ) as tcp:
         node = await tcp.resolve(args.node)
         transport = StatusTransport(tcp, "worker")
+        # Before the hello to the node: if we die now, the node's launcher
+        # knows we may have registered (see launch.py).
+        sys.stdout.write(f"{ADDRESS_PREFIX}{transport.address}\n")
+        sys.stdout.flush()
         async with trio.open_nursery() as nursery:
             rt = await nursery.start(
                 lambda **kw: serve_worker(

@@ -24,6 +24,7 @@ import trio
 
 from ..core.events import Event, PeerLost, Received, Tick
 from .bufpool import frame_pool, value_pool
+from .framing import FrameError
 from .transport import Envelope, Transport, TransportClosed
 
 __all__ = ["ServiceShell", "printable"]
@@ -50,6 +51,8 @@ class ServiceShell(abc.ABC):
     #: Events whose handling raised: each was logged and dropped (a
     #: message's connection closed); the service went on.
     handler_errors: int = 0
+    #: Messages to an address no process can have, dropped (see :meth:`send`).
+    messages_unsendable: int = 0
     #: (event type, exception type) pairs already logged with a traceback.
     _errors_traced: set[tuple[str, str]] | None = None
 
@@ -110,6 +113,29 @@ class ServiceShell(abc.ABC):
             self.transport.reject(src, reason)
         except Exception:
             logger.exception("%s: closing the connection with %s failed", self.address, printable(src, 80))
+
+    def send(self, dst: str, msg: Any) -> None:
+        """Hand a core's message to the transport.
+
+        A destination no process can have (a malformed address, taken from
+        a peer's message) is a peer that cannot be reached: the message is
+        dropped and logged (``messages_unsendable``), as one to a dead peer
+        would be, and the other effects of the step are still carried out.
+        A message that cannot be encoded still raises.
+        """
+        try:
+            self.transport.send_nowait(dst, msg)
+        except FrameError:
+            raise
+        except ValueError as exc:
+            self.messages_unsendable += 1
+            logger.warning(
+                "%s: dropped %s to %s: %s",
+                self.address,
+                type(msg).__name__,
+                printable(dst, 80),
+                printable(str(exc)),
+            )
 
     def _stop(self) -> None:
         self.closed = True

@@ -296,7 +296,7 @@ class WorkerRuntime(ServiceShell):
         #: large values through the node's shared memory (TCP runtime only)
         self.objects: WorkerObjects | None = None
         if shared_memory:
-            self.objects = WorkerObjects(self.address, core.node, transport.send_nowait, self._owner_of, self._deliver_soon)
+            self.objects = WorkerObjects(self.address, core.node, self.send, self._owner_of, self._deliver_soon)
 
     # ------------------------------------------------------------------ core plumbing
     def handle(self, event: Event) -> None:
@@ -323,11 +323,11 @@ class WorkerRuntime(ServiceShell):
         for e in effects:
             if isinstance(e, Send):
                 if self.objects is None:
-                    self.transport.send_nowait(e.dst, e.msg)
+                    self.send(e.dst, e.msg)
                 else:
                     routed = self.objects.outgoing(e.dst, e.msg)
                     if routed is not None:  # None: the object plane answered it here
-                        self.transport.send_nowait(*routed)
+                        self.send(*routed)
             elif isinstance(e, GetDone):
                 slot = self._gets.get(e.request_id)
                 if slot is not None and slot.result is None:
@@ -763,6 +763,8 @@ class WorkerRuntime(ServiceShell):
                 fn = self._function(spec)
         except Exception:
             return None
+        if not callable(fn):
+            return None  # _run_task reports it as the task's error
         # inspect's check costs more than a no-op task's decode: once per
         # function, and once per method of the one actor a worker hosts.
         key = (spec.kind == "actor_method", spec.method if spec.kind == "actor_method" else spec.function_id)
@@ -883,6 +885,8 @@ class WorkerRuntime(ServiceShell):
     # ------------------------------------------------------------------ inspection
     def snapshot(self) -> dict[str, Any]:
         snap = self.core.snapshot()
+        snap["handler_errors"] = self.handler_errors
+        snap["messages_unsendable"] = self.messages_unsendable
         if self.objects is not None:
             snap["shm"] = self.objects.snapshot()
         return snap
