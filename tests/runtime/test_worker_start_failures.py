@@ -1,0 +1,90 @@
+"""A worker that fails to start frees its slot: the node starts another, or sends its requests elsewhere."""
+
+from __future__ import annotations
+
+import trio
+
+import ownership
+from ownership.core.config import CoreConfig
+from ownership.core.messages import RegisterWorker
+from ownership.runtime.launch import WorkerStartError
+from ownership.testing import memory_cluster
+
+
+@ownership.remote
+def double(x: int) -> int:
+    return 2 * x
+
+
+def failing_launches(cluster, node: str, count: int | None) -> list[str]:
+    """Make the next ``count`` (None: every) worker starts of ``node`` fail; returns a log of them."""
+    launch = cluster.launcher.launch
+    failed: list[str] = []
+
+    async def launch_or_fail(at: str) -> None:
+        if at == node and (count is None or len(failed) < count):
+            failed.append(at)
+            raise WorkerStartError(f"start {len(failed)} of a worker for {at} failed")
+        await launch(at)
+
+    cluster.launcher.launch = launch_or_fail
+    return failed
+
+
+async def test_failed_start_frees_its_slot_and_another_worker_starts() -> None:
+    async with memory_cluster(nodes=1, workers_per_node=1, tick_interval=None) as c:
+        await c.settle()
+        failed = failing_launches(c, "n1", 2)
+        c.crash("w1@n1")
+        with trio.fail_after(10):
+            assert await double.remote(21) == 42
+        s = c.nodes["n1"].core.scheduler
+        assert len(failed) == 2 and s.starting == 0
+        assert s.start_failures == 0, "a worker that registered resets the count"
+        assert c.alive_workers("n1") == ["w2@n1"]
+
+
+async def test_too_many_failed_starts_pause_and_requests_go_to_another_node() -> None:
+    config = CoreConfig(max_worker_start_failures=3, worker_start_pause_ticks=5)
+    async with memory_cluster(nodes=2, workers_per_node=1, tick_interval=None, config=config) as c:
+        await c.settle()
+        failed = failing_launches(c, "n1", None)
+        c.crash("w1@n1")
+        await c.settle()
+        s = c.nodes["n1"].core.scheduler
+        assert len(failed) == 3 and s.starting == 0 and s.start_paused
+        # More tasks than n2 has room for: n1, which has the CPUs but cannot
+        # start a worker, sends them on instead of queueing them for good.
+        with trio.fail_after(10):
+            assert await ownership.get([double.remote(i) for i in range(4)]) == [0, 2, 4, 6]
+        assert not s.queue
+        # The pause ends: one start is tried (and fails again, which pauses again).
+        await c.advance(config.worker_start_pause_ticks)
+        assert len(failed) == 4 and s.start_paused
+        # Starting works again: the next try brings the pool back.
+        c.launcher.launch = type(c.launcher).launch.__get__(c.launcher)
+        await c.advance(config.worker_start_pause_ticks)
+        assert c.alive_workers("n1") == ["w2@n1"] and not s.start_paused and s.start_failures == 0
+
+
+async def test_worker_dying_between_its_hello_and_registration_is_replaced() -> None:
+    async with memory_cluster(nodes=1, workers_per_node=1, auto=False, tick_interval=None) as c:
+        net = c.network
+        c.crash("w1@n1")
+        await net.settle()
+        # w2's hello reaches the node, which asks the head to register it...
+        with trio.fail_after(10):
+            while not any(e.src == "n1" and e.dst == "head" and isinstance(e.msg, RegisterWorker) for _, e in net.in_flight()):
+                [(mid, _)] = [(mid, e) for mid, e in net.deliverable() if e.src in ("w2@n1", "n1")][:1] or [(None, None)]
+                assert mid is not None, "w2's registration is not on its way"
+                net.deliver(mid)
+                await net.settle()
+            # ...and dies before the head's answer is back.
+            c.crash("w2@n1")
+            await net.run_until_quiet()
+            s = c.nodes["n1"].core.scheduler
+            assert s.starting == 0 and "w2@n1" not in s.workers
+            assert c.alive_workers("n1") == ["w3@n1"]
+            ref = double.remote(21)
+            await net.run_until_quiet()
+            assert await ref == 42
