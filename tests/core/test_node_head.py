@@ -152,11 +152,12 @@ def test_store_frees_copies_of_a_dead_owner_and_refuses_new_ones() -> None:
     from ownership.core.messages import Payload
 
     n = node()
-    fx = n.handle(Received("o", PutObject(object_id="o/p", owner="o", value=Payload(data=b"v"))))
+    # A worker of this node stores the values of tasks it ran for owner o.
+    fx = n.handle(Received("w1", PutObject(object_id="o/p", owner="o", value=Payload(data=b"v"))))
     assert sends(fx) == [("o", ObjectStored(object_id="o/p", node="n1"))]
     fx = n.handle(Received("head", WorkerDied(worker="o", node="n2")))
     assert ObjectFreed(object_id="o/p") in fx
-    assert n.handle(Received("x", PutObject(object_id="o/q", owner="o", value=Payload(data=b"v")))) == []
+    assert n.handle(Received("w1", PutObject(object_id="o/q", owner="o", value=Payload(data=b"v")))) == []
     assert n.store.objects == {}
 
 

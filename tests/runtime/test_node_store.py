@@ -17,6 +17,7 @@ from ownership.core.messages import (
     Payload,
     PullObject,
     PutObject,
+    RegisterWorker,
     WorkerDied,
 )
 from ownership.core.node import NodeCore
@@ -26,8 +27,12 @@ CPU1 = (("CPU", 1.0),)
 BIG = Payload(data=b"v", buffers=(b"x" * 1000,))
 
 
-def node(address: str = "n1") -> NodeCore:
-    return NodeCore(address, "head", CPU1, pool_size=1)
+def node(address: str = "n1", workers: tuple[str, ...] = ("w1", "w2", "w3")) -> NodeCore:
+    """A node whose ``workers`` said hello: a node keeps values for its own processes only."""
+    n = NodeCore(address, "head", CPU1, pool_size=1)
+    for w in workers:
+        n.handle(Received(w, RegisterWorker(worker=w, node=address)))
+    return n
 
 
 def sends(fx) -> list[tuple[str, object]]:

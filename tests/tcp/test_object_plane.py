@@ -100,6 +100,12 @@ def worker(address: str = "w1", owners: dict[str, str] | None = None) -> tuple[W
     return WorkerObjects(address, "n1", transport.send_nowait, lambda oid: owners.get(oid, "")), transport
 
 
+def register(node: NodeRuntime, address: str) -> None:
+    """A process says hello to the node (which keeps values for its own processes only)."""
+    node.handle(Received(address, RegisterWorker(worker=address, node="n1")))
+    node.transport.take()
+
+
 def connect(node: NodeRuntime, objects: WorkerObjects, transport: Recorder) -> None:
     """The registration handshake, as the shells run it."""
     node.handle(Received(objects.address, RegisterWorker(worker=objects.address, node="n1")))
@@ -158,6 +164,7 @@ async def test_worker_on_another_machine_sends_bytes_and_pulls_through_its_node(
         FetchObject(object_id="o/x", owner="o", source="n2", requester="d1"),
     )
     # The node writes the bytes into its own segment, and answers a non-mapper with bytes.
+    register(node, "d1")
     node.handle(Received("d1", put))
     assert len(store.list()) == 1
     node.transport.take()
@@ -193,6 +200,7 @@ async def test_segment_outside_the_node_prefix_is_refused_and_left_alone(node, s
 
 
 async def test_unkept_copies_lose_their_segment(node, store) -> None:
+    register(node, "w1")
     node.handle(Received("head", WorkerDied(worker="dead", node="n9")))
     node.handle(Received("w1", PutObject(object_id="o/x", owner="dead", value=pack(ARRAY))))
     assert node.core.store.objects == {} and store.list() == []  # a dead owner's copy fate-shares
@@ -205,6 +213,7 @@ async def test_unkept_copies_lose_their_segment(node, store) -> None:
 
 
 async def test_segments_of_a_dead_worker_that_were_never_stored_are_removed(node, store) -> None:
+    register(node, "w1")
     node.handle(Received("w1", MapsSegments(worker="w1", pid=4242)))
     kept = write_segment(store.prefix + "abc-4242-1", serialize(ARRAY))
     node.handle(Received("w1", SegmentStored(object_id="o/x", owner="o", segment=kept.name)))

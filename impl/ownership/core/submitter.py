@@ -1044,14 +1044,7 @@ class TaskSubmitter:
             assert task.request_id is not None
             self._forget_request(task.request_id)
         if task.retries_left <= 0:
-            kind = "worker_crashed" if (pushed or requested) else "object_lost"
-            where = f" on {task.location}" if (pushed or requested) else ""
-            message = (
-                f"the worker running task {task.spec.task_id}{where} died and no retries are left"
-                if kind == "worker_crashed"
-                else f"object {task.spec.return_id} was lost and task {task.spec.task_id} has no retries left"
-            )
-            return self._fail(task, ErrorInfo(kind=kind, message=message))
+            return self._fail(task, _out_of_retries(task, pushed=pushed, requested=requested))
         fx: list[Effect] = []
         if task.state == RUNNING:
             lease = self.leases.get(task.lease_id) if task.lease_id else None
@@ -1194,6 +1187,25 @@ class TaskSubmitter:
             spec = self._resolved_spec(task)
             fx.append(Send(actor.worker, PushTask(task=spec, lease_id=None, attempt=task.attempt)))
         return fx
+
+
+def _out_of_retries(task: TaskEntry, *, pushed: bool, requested: bool) -> ErrorInfo:
+    """Why a task that cannot be retried failed, in the words of what happened to it."""
+    tid, where = task.spec.task_id, task.location
+    if task.spec.kind == "actor_create" and (pushed or requested):
+        # The actor never came to be: its calls fail as an actor's do.
+        what = f"the worker creating actor {task.spec.return_id} on {where} died" if pushed else (
+            f"the lease request for actor {task.spec.return_id} waited at node {where}, which died"
+        )
+        return ErrorInfo(kind="actor_died", message=f"{what}, and no retries are left")
+    if pushed:
+        return ErrorInfo(kind="worker_crashed", message=f"the worker running task {tid} on {where} died and no retries are left")
+    if requested:
+        return ErrorInfo(
+            kind="worker_crashed",
+            message=f"task {tid} never ran: its lease request waited at node {where}, which died, and no retries are left",
+        )
+    return ErrorInfo(kind="object_lost", message=f"object {task.spec.return_id} was lost and task {tid} has no retries left")
 
 
 def _owner_died_error(ref) -> ErrorInfo:

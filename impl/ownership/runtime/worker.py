@@ -812,7 +812,11 @@ class WorkerRuntime(ServiceShell):
             return
         busy.__exit__(None, None, None)
         if exc is not None and not isinstance(exc, Exception):
-            self._nursery.start_soon(_reraise, exc)  # as a trio task running it would
+            # As a trio task running it would: a SystemExit ends the worker.
+            # Not once the worker has stopped (its nursery takes no task), nor
+            # a cancellation of the loop the thread was waiting on.
+            if not self.closed and not isinstance(exc, trio.Cancelled):
+                self._nursery.start_soon(_reraise, exc)
             return
         value: Payload | None = None
         error: ErrorInfo | None = None
