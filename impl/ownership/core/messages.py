@@ -516,7 +516,7 @@ class LeaseInfeasible:
     owner tells its user once."""
 
     request_id: str
-    node: str
+    node: Address
 
 
 @message

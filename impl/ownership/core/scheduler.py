@@ -258,7 +258,7 @@ class LocalScheduler:
         for req in list(self.queue):
             target = self.policy.spill_target(req, self)
             if target is not None and target != self.node:
-                self.queue.remove(req)
+                self._dequeue(req)
                 fx += self.spillback(req, target)
         return fx
 

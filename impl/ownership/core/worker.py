@@ -215,6 +215,7 @@ _SENDER_CHECKS: dict[type, Any] = {
     WaitForRefRemoved: lambda core, src, msg: msg.owner == src,
     RefRemoved: lambda core, src, msg: msg.borrower == src,
     LeaseGranted: lambda core, src, msg: msg.node == src,
+    LeaseInfeasible: lambda core, src, msg: msg.node == src,
     ObjectStored: lambda core, src, msg: msg.node == src,
     CancelTask: _cancelled_by_owner,
     WorkerDied: lambda core, src, msg: src == core.node,
