@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import attrs
 import pytest
 
@@ -81,3 +83,27 @@ def test_worker_core_logs_every_stimulus_with_its_effects() -> None:
     w.handle(Tick())
     [entry] = list(w.log)
     assert entry.event == Tick() and entry.effects == ()
+
+
+def test_errors_about_a_peers_names_are_escaped_and_short() -> None:
+    with pytest.raises(m.UnknownMessageType) as raised:
+        m.message_from_fields("Evil\nline" + "x" * 10_000, {})
+    text = str(raised.value)
+    assert "\n" not in text and "\\n" in text and len(text) < 300
+
+
+def test_validate_names_the_field_and_refuses_what_does_not_fit() -> None:
+    ok = m.Heartbeat(node="n1", seq=3, total=(("CPU", 2),), workers=("w",))
+    m.validate(ok)
+    for bad, field in [
+        (m.Heartbeat(node="", seq=1), "Heartbeat.node"),
+        (m.Heartbeat(node="n1", seq=-1), "Heartbeat.seq"),
+        (m.Heartbeat(node="n1", seq=True), "Heartbeat.seq"),  # type: ignore[arg-type]
+        (m.Heartbeat(node="n1", seq=2**64), "Heartbeat.seq"),
+        (m.Heartbeat(node="n1", seq=1, total=(("CPU", float("nan")),)), "Heartbeat.total[][1]"),
+        (m.Heartbeat(node="n1", seq=1, workers=["w"]), "Heartbeat.workers"),  # type: ignore[arg-type]
+        (m.PushTask(task=m.TaskSpec(task_id="t", owner="o", return_id="r", function_id="f", function=m.Payload(data=b""), kind="rm -rf"), lease_id=None, attempt=1), "TaskSpec.kind"),  # type: ignore[arg-type]
+        (m.PushTask(task={"task_id": "t"}, lease_id=None, attempt=1), "PushTask.task"),  # type: ignore[arg-type]
+    ]:
+        with pytest.raises(m.InvalidMessage, match=re.escape(f"bad field {field}:")):
+            m.validate(bad)

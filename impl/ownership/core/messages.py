@@ -14,13 +14,19 @@ into nested dicts/lists tagged with type names, :func:`structure` rebuilds it.
 runtime (protocol 5, out-of-band buffers kept apart), which a TCP encoder
 ships as bytes.
 
+Field annotations are also what a received message is checked against
+before any core sees it (:func:`validate`; the TCP decoder builds the same
+checks into its per-class builders with :func:`check_source`): a message
+with a field of the wrong type, an empty :data:`Address`, a negative or
+huge :data:`Count`, a negative or non-finite resource :data:`Amount`, or a
+``kind`` outside its ``Literal``, raises :class:`InvalidMessage`.
+
 The concrete message classes are all defined in this module so that the
 transport helpers and the spec cross-reference have one place to read.
 """
 
 from __future__ import annotations
 
-import math
 import reprlib
 import types
 import typing
@@ -42,6 +48,7 @@ __all__ = [
     "Bounds",
     "validate",
     "check_source",
+    "peer_text",
     "message_type_of",
     "message_from_fields",
     "message_fields",
@@ -50,6 +57,15 @@ __all__ = [
 ]
 
 MESSAGE_TYPES: dict[str, type] = {}
+
+_bounded = reprlib.Repr()
+_bounded.maxstring = _bounded.maxother = 160
+
+
+def peer_text(value: Any) -> str:
+    """``value`` (which a peer sent) for the text of an error, which gets
+    logged: a repr, escaped and shortened."""
+    return _bounded.repr(value)
 
 T = TypeVar("T")
 
@@ -83,11 +99,11 @@ def message_from_fields(type_name: str, fields: dict[str, Any]) -> Any:
     try:
         cls = MESSAGE_TYPES[type_name]
     except KeyError:
-        raise UnknownMessageType(f"unknown message type {type_name!r}") from None
+        raise UnknownMessageType(f"unknown message type {peer_text(type_name)}") from None
     try:
         msg = cls(**fields)
     except TypeError as exc:
-        raise UnknownMessageType(f"bad fields for message type {type_name!r}: {exc}") from None
+        raise UnknownMessageType(f"bad fields for message type {peer_text(type_name)}: {peer_text(str(exc))}") from None
     validate(msg)
     return msg
 
@@ -145,12 +161,12 @@ def structure(tree: Any) -> Any:
         name = tree[_TAG]
         cls = MESSAGE_TYPES.get(name) or RECORD_TYPES.get(name)
         if cls is None:
-            raise UnknownMessageType(f"unknown message or record type {name!r}")
+            raise UnknownMessageType(f"unknown message or record type {peer_text(name)}")
         fields = {k: structure(v) for k, v in tree.items() if k != _TAG}
         try:
             obj = cls(**fields)
         except TypeError as exc:
-            raise UnknownMessageType(f"bad fields for {name!r}: {exc}") from None
+            raise UnknownMessageType(f"bad fields for {peer_text(name)}: {peer_text(str(exc))}") from None
         validate(obj, deep=False)  # its records were checked as they were built
         return obj
     if isinstance(tree, list):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
+import logging
 import math
 import random
 from collections.abc import Awaitable, Callable, Iterator
@@ -41,15 +42,12 @@ from .transport import Envelope, Transport, TransportClosed
 __all__ = ["MemoryNetwork", "MemoryTransport", "MemoryLauncher", "NetworkEvent", "AddressInUse"]
 
 
-class _Registered:
-    """Membership in the message registries, looked up on every delivery."""
-
-    def __contains__(self, cls: type) -> bool:
-        name = cls.__name__
-        return MESSAGE_TYPES.get(name) is cls or RECORD_TYPES.get(name) is cls
+logger = logging.getLogger("ownership.memory")
 
 
-_REGISTERED = _Registered()
+def _registered(cls: type) -> bool:
+    name = cls.__name__
+    return MESSAGE_TYPES.get(name) is cls or RECORD_TYPES.get(name) is cls
 
 
 class AddressInUse(ValueError):
@@ -304,10 +302,11 @@ class MemoryNetwork:
         """
         env = self._flight.pop(mid)
         self.steps += 1
-        if type(env.msg) in _REGISTERED:
+        if _registered(type(env.msg)):
             try:
                 validate(env.msg)
-            except InvalidMessage:
+            except InvalidMessage as exc:
+                logger.warning("%s: bad message from %s: %s; disconnected", env.dst, env.src, exc)
                 self.stats["rejected"][type(env.msg).__name__] += 1
                 self._notify(NetworkEvent("reject", mid, env))
                 self._disconnect(env.dst, env.src)

@@ -75,6 +75,7 @@ from ownership.core.messages import (
     message_fields,
     message_from_fields,
     message_type_of,
+    peer_text,
     validate,
 )
 
@@ -301,7 +302,7 @@ def _tag_of(data: bytes) -> _Tag:
         raise FrameError("malformed tag ext") from None
     cls = _registry_class(name)
     if cls is None or not attrs.has(cls):
-        raise UnknownMessageType(f"unknown message or record type {name!r}")
+        raise UnknownMessageType(f"unknown message or record type {peer_text(name)}")
     names = tuple(a.name for a in attrs.fields(cls))
     payload = name == "Payload" and names[:2] == ("data", "buffers")
     tag = _tags[data] = _Tag(name, cls, _builder(name, cls, names[2:] if payload else names, payload))
@@ -369,11 +370,11 @@ def _build_record(name: Any, fields: Any) -> Any:
         raise FrameError("malformed record ext")
     cls = _messages.MESSAGE_TYPES.get(name) or _record_types().get(name)
     if cls is None:
-        raise UnknownMessageType(f"unknown message or record type {name!r}")
+        raise UnknownMessageType(f"unknown message or record type {peer_text(name)}")
     try:
         obj = cls(**fields)
     except Exception as exc:
-        raise UnknownMessageType(f"bad fields for {name!r}: {exc}") from None
+        raise UnknownMessageType(f"bad fields for {peer_text(name)}: {peer_text(str(exc))}") from None
     validate(obj, deep=False)  # its records were checked as they were built
     return obj
 
@@ -526,10 +527,10 @@ def decode_message(body: bytearray | memoryview) -> Any:
     if not isinstance(type_name, str):
         raise FrameError("envelope type is not a string")
     if not isinstance(fields, dict) or not all(isinstance(k, str) for k in fields):
-        raise FrameError(f"fields of {type_name!r} are not a map of names")
+        raise FrameError(f"fields of {peer_text(type_name)} are not a map of names")
     try:
         return message_from_fields(type_name, fields)
     except UnknownMessageType:
         raise
     except Exception as exc:  # a validator of the message class refused the values
-        raise UnknownMessageType(f"bad fields for message type {type_name!r}: {exc}") from None
+        raise UnknownMessageType(f"bad fields for message type {peer_text(type_name)}: {peer_text(str(exc))}") from None
