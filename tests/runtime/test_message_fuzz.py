@@ -349,16 +349,14 @@ async def test_every_message_type_over_tcp_leaves_head_node_and_worker_serving(t
         # instead of its sender (only a worker asks third parties, see
         # TO_THIRD_PARTIES).
         assert views[tcp_cluster.head]["messages_unsendable"] == views[tcp_cluster.node]["messages_unsendable"] == 0
-        # The driver gives its lease back at once and leaves only then: its
-        # death would stop a worker it still leased (fate-sharing), and the
-        # next example would find one worker fewer.
+        # The driver gives its lease back with the reply (lease_idle_ticks 0)
+        # and leaves once that is on the wire: its death would stop a worker
+        # it still leased (fate-sharing), and the next example would find
+        # one worker fewer.
         async with connect(tcp_cluster.node, token_file=tcp_cluster.token_file, config={"lease_idle_ticks": 0}) as driver:
             assert await double.remote(21) == 42
-            while any(
-                lease["owner"] == driver.address
-                for lease in (await snapshots(token, [tcp_cluster.node]))[tcp_cluster.node]["scheduler"]["leases"].values()
-            ):
-                await trio.sleep(0.05)
+            assert not driver.core.submitter.leases
+            await driver.transport.inner.wait_all_sent()
 
 
 async def snapshots(token: bytes, addresses: list[str]) -> dict[str, dict]:
