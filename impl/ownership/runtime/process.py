@@ -11,9 +11,11 @@ when nothing of the cluster answers there.
 The process serves the same trio service as on the in-memory network
 (:mod:`.head`, :mod:`.node`, :mod:`.worker`), over a :class:`~.tcp.TCPTransport`
 authenticated with the cluster token read from ``--token-file`` (mode 0600).
-Once it serves, it prints exactly one line, ``OWNERSHIP-READY <identity>``,
-on stdout (a node: once its initial workers have registered); everything else
-goes to stderr through :mod:`logging`.
+Once it serves, it prints exactly one line, ``OWNERSHIP-READY <identity>``, on
+stdout (a node: once its initial workers have registered, or starting them
+failed too often); a worker prints ``OWNERSHIP-ADDRESS <identity>`` before
+it, before its hello to the node (see :mod:`.launch`). Everything else goes
+to stderr through :mod:`logging`.
 
 A node starts its workers as child processes (:class:`SubprocessLauncher`),
 learns of their exit through the transport (``watch``: their connection
