@@ -88,3 +88,39 @@ async def test_worker_dying_between_its_hello_and_registration_is_replaced() -> 
             ref = double.remote(21)
             await net.run_until_quiet()
             assert await ref == 42
+
+
+class NeverStarts:
+    """A launcher whose every start fails (a broken worker command, say)."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    async def launch(self, node: str) -> None:
+        self.tries += 1
+        raise WorkerStartError("the worker command is broken")
+
+    def kill(self, worker: str) -> None:
+        pass
+
+
+async def test_node_whose_workers_never_start_is_ready_after_the_failures_not_never() -> None:
+    from ownership.runtime import node as node_service
+    from ownership.runtime.memory import MemoryNetwork
+
+    network = MemoryNetwork()
+    launcher = NeverStarts()
+    config = CoreConfig(max_worker_start_failures=3)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(network.run)
+        rt = await network.spawn(
+            nursery, "n1", node_service.serve, head="head", resources=(("CPU", 2.0),), pool_size=2, launcher=launcher, config=config
+        )
+        with trio.fail_after(10):
+            await rt.ready.wait()
+        s = rt.core.scheduler
+        assert s.start_paused and s.starting == 0 and not s.workers
+        # Three failures in a row paused it; the pool's other start was under
+        # way by then (and failed too): a bounded number of tries.
+        assert launcher.tries == config.max_worker_start_failures + 1
+        nursery.cancel_scope.cancel()
