@@ -293,21 +293,53 @@ class Stage:
         return attrs.asdict(self)
 
 
+#: process groups of the runs going on, ended at once when the runner is interrupted
+_live_groups: set[int] = set()
+_live_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+class Interrupted(Exception):
+    """The runner was told to stop (SIGINT, SIGTERM)."""
+
+
+def _end_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def stop_all_runs() -> None:
+    """End every run going on and start no new one (the runner was interrupted)."""
+    _stopping.set()
+    with _live_lock:
+        groups = list(_live_groups)
+    for pgid in groups:
+        _end_group(pgid)
+
+
 def _run(cmd: Sequence[str], *, cwd: Path, env: dict[str, str], limit: float, log: Path) -> tuple[int | None, str]:
     """Run ``cmd`` in its own process group; ``None`` when ``limit`` fired (the group is ended)."""
     with log.open("w", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        with _live_lock:  # so that stop_all_runs either sees this run or stops it from starting
+            if _stopping.is_set():
+                raise Interrupted("the runner was interrupted")
+            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            _live_groups.add(proc.pid)
         try:
             rc: int | None = proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
             rc = None
-        # Whatever the run left behind (a test's cluster processes after
-        # pytest-timeout ended it, the whole run when the limit fired) goes.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        finally:
+            # Whatever the run left behind (a test's cluster processes after
+            # pytest-timeout ended it, the whole run when the limit fired) goes.
+            _end_group(proc.pid)
+            proc.wait()
+            with _live_lock:
+                _live_groups.discard(proc.pid)
+    if _stopping.is_set():
+        raise Interrupted("the runner was interrupted")
     return rc, log.read_text(encoding="utf-8", errors="replace")
 
 
@@ -565,6 +597,9 @@ def check_tree(root: Path, mutant: Mutant | None, options: Options, *, unreliabl
     """Plant ``mutant`` (None: the unmutated tree) in a fresh copy and run both checks."""
     name = mutant.name if mutant else "(unmutated)"
     result = Result(name=name, part=mutant.part if mutant else "", aspect=mutant.aspect if mutant else "", why=mutant.why if mutant else "")
+    if _stopping.is_set():
+        result.error = "not run: the runner was interrupted"
+        return result
     workdir = Path(tempfile.mkdtemp(prefix=f"ownership-mutant-{name.strip('()')}-"))
     try:
         copy = make_copy(workdir / "tree", root)
@@ -579,7 +614,7 @@ def check_tree(root: Path, mutant: Mutant | None, options: Options, *, unreliabl
             copy, env, paths=options.tests, test_timeout=options.test_timeout, limit=options.tests_limit, max_hangs=options.max_hangs
         )
         result.unreliable = [t for t in result.tests.failures if t in unreliable]
-    except (MutantError, RunnerError, OSError, subprocess.SubprocessError) as exc:
+    except (MutantError, RunnerError, Interrupted, OSError, subprocess.SubprocessError) as exc:
         result.error = str(exc)
     finally:
         if not options.keep:
@@ -676,9 +711,7 @@ def print_report(results: Sequence[Result], unreliable: set[str], out: Any = Non
 
 def baseline(root: Path, options: Options, runs: int, jobs: int, log: Callable[[str], None]) -> tuple[set[str], list[Result]]:
     """Run the unmutated tree: the corpus must pass; tests that fail there are unreliable."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(jobs, runs))) as pool:
-        futures = [pool.submit(check_tree, root, None, options, unreliable=set(), conformance=i == 0) for i in range(runs)]
-        results = [f.result() for f in futures]
+    results = _in_pool(min(jobs, runs), lambda i: check_tree(root, None, options, unreliable=set(), conformance=i == 0), range(runs))
     unreliable: set[str] = set()
     for i, r in enumerate(results, start=1):
         if r.error:
@@ -716,10 +749,26 @@ def run_mutants(
             log(f"[{done}/{len(mutants)}] {summary_line(r)} ({time.monotonic() - start:.0f} s)")
         return r
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for mutant, result in zip(mutants, pool.map(one, mutants)):
-            results[mutant.name] = result
+    for mutant, result in zip(mutants, _in_pool(jobs, one, mutants)):
+        results[mutant.name] = result
     return [results[m.name] for m in mutants]
+
+
+def _in_pool(jobs: int, fn: Callable[[Any], Result], items: Sequence[Any]) -> list[Result]:
+    """``fn`` over ``items``, ``jobs`` at a time; interrupted, every run going on is ended first."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        futures = [pool.submit(fn, item) for item in items]
+        return [f.result() for f in futures]
+    except BaseException:
+        stop_all_runs()  # so that the threads' waits return
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -774,12 +823,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.monotonic()
     log(f"{len(mutants)} mutants, {args.jobs} at a time; each against the conformance corpus and {' '.join(options.tests)}")
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         unreliable, _ = baseline(REPO, options, args.baseline_runs, args.jobs, log) if args.baseline_runs > 0 else (set(), [])
+        results = run_mutants(mutants, options, jobs=args.jobs, unreliable=unreliable, log=log)
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    results = run_mutants(mutants, options, jobs=args.jobs, unreliable=unreliable, log=log)
+    except KeyboardInterrupt:
+        print("interrupted: every run was ended", file=sys.stderr)
+        return EXIT_ERROR
     print_report(results, unreliable)
     log(f"{time.monotonic() - start:.0f} s in all")
     if args.json:
