@@ -45,23 +45,32 @@ def _alive(pid: int) -> bool:
 
 
 async def test_cli_start_status_memory_stop(tmp_path, monkeypatch):
+    """A cluster whose token is not at the default path, reached by the head's
+    bare HOST:PORT: the session file (which names the head by identity)
+    supplies the token to start, status and connect."""
     home = tmp_path / "home"
     monkeypatch.setenv("OWNERSHIP_HOME", str(home))  # the CLI children inherit it
     try:
         with trio.fail_after(120):
-            await cli("start", "--head", "--num-cpus", "1")
+            token_file = tmp_path / "elsewhere" / "cluster.token"
+            await cli("start", "--head", "--num-cpus", "1", "--token-file", str(token_file))
             session = json.loads(session_file().read_text())
-            token_file = home / "cluster.token"
             assert session["token_file"] == str(token_file)
             assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-            await cli("start", "--address", session["head"], "--num-cpus", "1")
-            session = json.loads(session_file().read_text())
+            assert not (home / "cluster.token").exists()
+            bare = session["head"].partition("#")[0]
+            assert bare != session["head"]
+            await cli("start", "--address", bare, "--num-cpus", "1")
+            joined = json.loads(session_file().read_text())
+            assert joined["session"] == session["session"] and joined["head"] == session["head"]
+            session = joined
             assert len(session["nodes"]) == 2 and all(_alive(p) for p in session["pids"].values())
 
-            status = json.loads(await cli("status", "--json"))
-            assert sorted(n for n, rec in status["head"]["nodes"].items() if rec["alive"]) == sorted(session["nodes"])
+            for address in ((), ("--address", bare)):
+                status = json.loads(await cli("status", "--json", *address))
+                assert sorted(n for n, rec in status["head"]["nodes"].items() if rec["alive"]) == sorted(session["nodes"])
 
-            async with connect(session["head"]) as driver:
+            async with connect(bare) as driver:
                 ref = big.remote(2**18)  # 2 MiB, stored at a node
                 await ownership.wait([ref])
                 rows = json.loads(await cli("memory", "--json"))
@@ -105,13 +114,15 @@ async def test_cli_driver_from_another_machine_and_without_an_address(tmp_path, 
         with trio.fail_after(180):
             started = await trio.to_thread.run_sync(lambda: cli.ownership(home_a, "start", "--head", "--num-cpus", "1"))
             assert started.code == 0, started.err
-            head = cli.session(home_a)["head"]
+            head = cli.session(home_a)["head"]  # its identity
+            address = head.partition("#")[0]  # what a person types
             # `start --head` says what to do next, with the head's address.
-            for step in (f"ownership start --address {head}", "ownership.connect()", f'ownership.connect("{head}")', "ownership status", "ownership stop"):
+            for step in (f"ownership start --address {address}", "ownership.connect()", f'ownership.connect("{address}")', "ownership status", "ownership stop"):
                 assert step in started.out, started.out
             cli.second_machine(home_b, home_a / "cluster.token")
-            joined = await trio.to_thread.run_sync(lambda: cli.ownership(home_b, "start", "--address", head, "--num-cpus", "1"))
+            joined = await trio.to_thread.run_sync(lambda: cli.ownership(home_b, "start", "--address", address, "--num-cpus", "1"))
             assert joined.code == 0 and f"joined the cluster whose head is {head}" in joined.out, joined
+            assert cli.session(home_b)["head"] == head
             node_b = cli.session(home_b)["nodes"][0]
 
             # The second machine: a driver there cannot map the nodes' shared
@@ -119,7 +130,7 @@ async def test_cli_driver_from_another_machine_and_without_an_address(tmp_path, 
             monkeypatch.setenv("OWNERSHIP_HOME", str(home_b))
             monkeypatch.setattr("ownership.runtime.objects.machine_shm_id", lambda: "another-machine")
             monkeypatch.setattr("ownership.runtime.cluster.machine_shm_id", lambda: "another-machine")
-            async with connect(head) as driver:
+            async with connect(address) as driver:
                 assert driver.objects is not None and driver.objects.prefix is None
                 array = await big.remote(2**18)  # 2 MiB back from a node, as bytes
                 assert array.shape == (2**18,) and array.sum() == 2**18
@@ -138,7 +149,7 @@ async def test_cli_driver_from_another_machine_and_without_an_address(tmp_path, 
                 assert driver.objects is not None and driver.objects.prefix is not None  # same machine: shared memory
                 assert await shout.remote("again") > 0
             monkeypatch.setenv("OWNERSHIP_HOME", str(home_b))
-            monkeypatch.setenv("OWNERSHIP_ADDRESS", head)
+            monkeypatch.setenv("OWNERSHIP_ADDRESS", address)
             async with connect() as driver:
                 assert driver.core.node in (cli.session(home_a)["nodes"][0], node_b)
             monkeypatch.delenv("OWNERSHIP_ADDRESS")

@@ -169,7 +169,8 @@ def test_driver_on_another_host_connects_to_the_head(two_hosts, tmp_path):
         )
         procs.append(node)
         program = Path(__file__).with_name("driver_programs.py")
-        env = {**os.environ, "OWNERSHIP_HOME": str(home_b), "OWNERSHIP_ADDRESS": head_addr}
+        # The head's bare HOST:PORT, as a person sets it (head_addr is its identity).
+        env = {**os.environ, "OWNERSHIP_HOME": str(home_b), "OWNERSHIP_ADDRESS": head_addr.partition("#")[0]}
         driver = subprocess.Popen(
             [*on_b, sys.executable, str(program), "from-elsewhere"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
         )

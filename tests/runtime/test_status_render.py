@@ -107,7 +107,7 @@ def test_status_shows_whole_addresses_roles_totals_and_demand(width):
     for address in (N1, N2, N3, DRIVER, W1, ACTOR):
         assert address in out, (address, out)  # whole, on one line
     text = _unwrapped(out)
-    assert f"cluster of head {HEAD}: 2 nodes alive, 1 dead, 2 workers (1 actor), 1 driver" in text
+    assert f"cluster of head {HEAD.partition('#')[0]}: 2 nodes alive, 1 dead, 2 workers (1 actor), 1 driver" in text
     assert "total 3/4 CPU 2 3 (2.57 MiB)" in text
     # Nodes by number in the processes table, so every address fits whole.
     assert f"1 {N1} 2/2 CPU" in text and f"3 {N3} dead 0 0" in text

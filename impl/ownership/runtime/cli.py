@@ -427,19 +427,20 @@ def _start_node(args: argparse.Namespace) -> int:
 
 def _print_next_steps(args: argparse.Namespace, session: dict[str, Any], node: str, token_file: Path) -> None:
     head = session["head"]
+    address = head.partition("#")[0]  # what a person types; the identity is for the session file
     out = Console(highlight=False, soft_wrap=True)
     out.print(f"[bold green]Started a cluster[/]: head {head}, node {node}")
     out.print(f"  token {token_file}, logs in {_logs(session)}")
     out.print()
     out.print("[bold]Next steps[/]")
     out.print("  Add a node (on another machine, copy the token file there first, mode 0600):")
-    out.print(f"    ownership start --address {head}")
+    out.print(f"    ownership start --address {address}")
     if args.host in ("127.0.0.1", "localhost", "::1"):
         out.print("    (the head listens on 127.0.0.1: for other machines, start it with --host ADDRESS)")
     out.print("  Connect a driver from Python, on this machine:")
     out.print("    async with ownership.connect(): ...")
     out.print("  or from another machine that has the token:")
-    out.print(f'    async with ownership.connect("{head}"): ...')
+    out.print(f'    async with ownership.connect("{address}"): ...')
     out.print("  See the cluster, its objects:")
     out.print("    ownership status")
     out.print("    ownership memory")
@@ -584,7 +585,8 @@ def render_status(snap: ClusterSnapshot, out: Console, head_address: str) -> Non
     actors = sum(1 for p in procs.values() if p["role"].startswith("actor"))
     workers = len(procs) - drivers
     out.print(
-        f"[bold]cluster[/] of head {head_address}: {len(alive)} node{'s' * (len(alive) != 1)} alive"
+        # the head's HOST:PORT, as people reach it (processes below go by identity)
+        f"[bold]cluster[/] of head {head_address.partition('#')[0]}: {len(alive)} node{'s' * (len(alive) != 1)} alive"
         + (f", {len(head_nodes) - len(alive)} dead" if len(head_nodes) > len(alive) else "")
         + f", {workers} worker{'s' * (workers != 1)} ({actors} actor{'s' * (actors != 1)}), {drivers} driver{'s' * (drivers != 1)}"
     )
@@ -699,7 +701,7 @@ def render_memory(snap: ClusterSnapshot, out: Console) -> None:
             if where
             else f"with their owners: {count} (small values, pending results, actors)"
         )
-        table = _table(title)
+        table = _table()
         for col, kw in (("object", {"overflow": "fold"}), ("size", {"justify": "right"}), ("made by", {}), ("owner", {}),
                         ("status", {}), ("references", {"overflow": "fold"})):
             table.add_column(col, **kw)
@@ -710,6 +712,7 @@ def render_memory(snap: ClusterSnapshot, out: Console) -> None:
                 status += f", {len(r['stored_at'])} copies"
             table.add_row(_short_id(r["object_id"], r["owner"]), human_size(r["size"]), r["made_by"], owner, status, _refs(r, procs))
         out.print()
+        out.print(f"[bold]{title}[/]")  # a line of its own: it wraps at the terminal's width, not the table's
         out.print(table)
     if snap.unreachable:
         out.print(f"[yellow]no answer from: {', '.join(snap.unreachable)}[/]")
