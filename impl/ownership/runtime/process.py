@@ -344,7 +344,6 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig, 
     head_lost = trio.Event()
     head = args.head  # its identity, once resolved
 
-
     def peer_lost(address: str) -> None:
         # A node that cannot reach its head before it serves has no cluster
         # to join: it says so once and exits, instead of retrying every tick.
