@@ -210,7 +210,8 @@ async def test_cli_status_and_memory_show_a_busy_cluster(tmp_path, monkeypatch, 
     lines = status.out.splitlines()
     assert all(len(line) <= 80 for line in lines), status.out
     text = " ".join(status.out.split())
-    assert f"cluster of head {head}: 1 node alive, 1 worker (0 actors), 1 driver" in text
+    # The header names the head as people type it; the session keeps its identity.
+    assert f"cluster of head {head.partition('#')[0]}: 1 node alive, 1 worker (0 actors), 1 driver" in text
     assert node in status.out and driver.address in status.out  # whole addresses
     assert f"{driver.address} 1 driver" in text and "running gated" in text
     assert "total 1/1 CPU" in text
