@@ -126,7 +126,17 @@ def test_other_threads_of_the_process_use_the_driver_too(session) -> None:
         assert list(pool.map(work, range(8))) == [i * i for i in range(8)]
 
 
-def test_ctrl_c_interrupts_a_blocking_get_promptly_and_withdraws_it(session) -> None:
+@pytest.fixture
+def python_sigint_handler():
+    # Ctrl-C as in a terminal: a shell that starts the tests in the
+    # background (`make test &`, the mutants runner started so) has them
+    # ignore SIGINT, and the get would wait out its timeout.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_interrupts_a_blocking_get_promptly_and_withdraws_it(session, python_sigint_handler) -> None:
     ref = forever.remote()
     driver = session.driver
     sent: list[float] = []
