@@ -116,7 +116,7 @@ class NodeCore:
         if isinstance(msg, ClusterView):
             return s.update_view(msg)
         if isinstance(msg, (WorkerDied, NodeDied)):
-            return self._failure(msg)
+            return self.handle_failure(msg)
         self.dropped += 1
         return []
 
@@ -128,7 +128,7 @@ class NodeCore:
         check = _SENDER_CHECKS.get(type(msg))
         return check is None or check(self, src, msg)
 
-    def _failure(self, msg: WorkerDied | NodeDied) -> list[Effect]:
+    def handle_failure(self, msg: WorkerDied | NodeDied) -> list[Effect]:
         """A death published by the head: reclaim, free, and tell our workers."""
         if isinstance(msg, WorkerDied):
             dead = {msg.worker}

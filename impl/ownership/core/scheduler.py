@@ -200,7 +200,7 @@ class LocalScheduler:
     def _can_grant(self, msg: RequestLease) -> bool:
         return _fits(msg.resources, self.available) and self._idle_worker() is not None
 
-    def _need_worker(self) -> list[Effect]:
+    def start_worker(self) -> list[Effect]:
         """Resources are free but every worker is busy (blocked, actors): start one."""
         if self._idle_worker() is not None or self.starting > 0:
             return []
@@ -226,7 +226,7 @@ class LocalScheduler:
         if alive < self.pool_size:
             return self._start_worker()
         if any(_fits(m.resources, self.available) for m in self.queue):
-            return self._need_worker()
+            return self.start_worker()
         return []
 
     def worker_start_failed(self, worker: str | None) -> list[Effect]:
@@ -292,7 +292,7 @@ class LocalScheduler:
         self.queue.append(msg)
         fx = self._announce_infeasible([msg])
         if _fits(msg.resources, self.available):
-            fx += self._need_worker()
+            fx += self.start_worker()
         return fx
 
     def _feasible(self, msg: RequestLease) -> bool:
@@ -436,7 +436,7 @@ class LocalScheduler:
                 self._dequeue(msg)
                 fx += self.grant_lease(msg)
         if any(_fits(m.resources, self.available) for m in self.queue):
-            fx += self._need_worker()
+            fx += self.start_worker()
         return fx
 
     def blocked(self, msg: WorkerBlocked | WorkerUnblocked) -> list[Effect]:
