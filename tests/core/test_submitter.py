@@ -288,3 +288,24 @@ def test_idle_leases_of_other_keys_wait_for_their_ticks_when_told_to(h) -> None:
     m = _idle_lease_then_other_key(h, CoreConfig(lease_idle_ticks=5, return_idle_leases_on_request=False))
     assert not m.r.sent(ReturnLease) and len(m.r.sent(RequestLease)) == 1
     assert len(m.driver.submitter.leases) == 1
+
+
+def test_idle_lease_returned_at_once_while_a_request_of_another_key_waits(h) -> None:
+    """With n1 full, a task of another scheduling key waits there on its
+    request; once a's lease is idle it goes back before any tick, and n1
+    grants the waiting request with the CPU it frees."""
+    m, (a,) = _granted_one_of(h, 1, CoreConfig(lease_idle_ticks=5), nodes=1, cpus=1.0)
+    d = m.driver
+    other = h.spec(d, resources=(("CPU", 0.5),))
+    m.r.feed(d.address, Submit(other))
+    m.r.deliver_type(RequestLease, task_id=other.task_id)
+    assert not m.r.sent(LeaseGranted) and not m.r.sent(Spillback)  # n1 is full: it waits there
+    worker = a.location
+    m.r.deliver_type(PushTask, task=a.spec)
+    m.r.feed(worker, TaskDone(a.spec.task_id, value=h.value()))
+    m.r.deliver_type(TaskReply, task_id=a.spec.task_id)
+    [(_, _, ret)] = m.r.sent(ReturnLease)
+    assert ret.worker == worker
+    m.r.deliver_type(ReturnLease)
+    m.r.deliver_type(LeaseGranted)
+    assert d.submitter.tasks[other.task_id].state == "running"

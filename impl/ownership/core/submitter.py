@@ -348,12 +348,12 @@ class TaskSubmitter:
         if key[0] != "actor" and not ks.queue:
             if self.worker.config.lease_idle_ticks <= 0:
                 fx += self._return_idle(ks)
-            elif ks.requests and self.worker.config.return_idle_leases_on_request:
-                # A task of this key waits on a lease request that its node
-                # cannot grant yet (it is full), while a lease of the key has
-                # nothing left to do: give that lease back now, and the node
-                # grants the waiting request with its CPU, instead of at the
-                # next tick.
+            elif (ks.requests or self.requests) and self.worker.config.return_idle_leases_on_request:
+                # A task (of this key or another) waits on a lease request
+                # that its node may not grant yet (it is full), while a lease
+                # of this key has nothing left to do: give that lease back
+                # now, and the node grants the waiting request with its CPU,
+                # instead of at the next tick.
                 fx += self._return_idle(ks)
         self._gc_key(key)
         return fx
