@@ -53,7 +53,10 @@ class Running:
     fetched: list[str] = attrs.Factory(list)  # arguments fetched by reference (held locally)
     started: bool = False
     cancelled: bool = False
-    blocked: bool = False
+    blocked: bool = False  # started, and waits in a get
+    # not started, and an argument's owner said it is being made
+    # (ObjectPending): its CPU is lent until every argument is here
+    waiting_arg: bool = False
     error: ErrorInfo | None = None
 
     def snapshot(self) -> dict[str, Any]:
@@ -67,6 +70,7 @@ class Running:
             "started": self.started,
             "cancelled": self.cancelled,
             "blocked": self.blocked,
+            "waiting_arg": self.waiting_arg,
         }
 
 
@@ -94,11 +98,12 @@ class TaskExecutor:
         # lease another worker for it).
         self.task_queue: collections.deque[str] = collections.deque()
         # The lease whose CPU this worker has lent to its node (WorkerBlocked)
-        # because every task it started waits in a get; None while it uses it.
+        # because every task it started waits in a get, or its task waits for
+        # an argument being made; None while it uses it.
         self.lent_lease: str | None = None
-        # How many running tasks wait in a get: while none does, there is
-        # nothing to lend, without a look at each of thousands of queued
-        # actor calls.
+        # How many tasks wait in a get or for an argument being made: while
+        # none does, there is nothing to lend, without a look at each of
+        # thousands of queued actor calls.
         self.blocked_tasks = 0
         # (task id, attempt) of the last finished tasks, to ignore a duplicated
         # PushTask: the deque keeps the order to forget in, the set answers
@@ -231,9 +236,31 @@ class TaskExecutor:
             r.args[index] = value
         return self._maybe_start(r)
 
+    def arg_pending(self, task_id: str) -> list[Effect]:
+        """An argument of a task that has not started is being made (its
+        owner said ObjectPending): lend the CPU to the node meanwhile, as a
+        task blocked in a get does. The argument may be rebuilt by a task
+        that needs this very CPU (a one-CPU node)."""
+        r = self.running.get(task_id)
+        if r is None or r.started or r.waiting_arg or not r.pending or r.lease_id is None:
+            return []
+        r.waiting_arg = True
+        self.blocked_tasks += 1
+        return self._update_lent()
+
     def _maybe_start(self, r: Running) -> list[Effect]:
         if r.pending or r.started:
             return []
+        if r.waiting_arg:
+            # Every argument is here: the CPU it lent is taken back, once the
+            # task runs (or queues for the CPU, or fails).
+            r.waiting_arg = False
+            self.blocked_tasks -= 1
+            started = self._start(r)
+            return self._update_lent() + started
+        return self._start(r)
+
+    def _start(self, r: Running) -> list[Effect]:
         if r.error is not None:
             return self.finish_task(r.spec.task_id, error=r.error)
         kind = r.spec.kind
@@ -288,7 +315,7 @@ class TaskExecutor:
         r = self.running.pop(task_id, None)
         if r is None:
             return []
-        if r.blocked:
+        if r.blocked or r.waiting_arg:
             self.blocked_tasks -= 1
         self._remember_finished(task_id, r.attempt)
         spec = r.spec
@@ -432,7 +459,11 @@ class TaskExecutor:
         """
         if not self.blocked_tasks and self.lent_lease is None:
             return []
-        waiting = [r.lease_id for r in self.running.values() if r.started and r.blocked and r.lease_id is not None]
+        waiting = [
+            r.lease_id
+            for r in self.running.values()
+            if r.lease_id is not None and ((r.started and r.blocked) or r.waiting_arg)
+        ]
         lend = waiting[0] if waiting and not self._cpu_taken() else None
         if lend == self.lent_lease:
             return []
@@ -475,7 +506,7 @@ class TaskExecutor:
             if r.started:
                 fx.append(CancelExecution(task_id=task_id))
             del self.running[task_id]
-            if r.blocked:
+            if r.blocked or r.waiting_arg:
                 self.blocked_tasks -= 1
             self._remember_finished(task_id, r.attempt)
             self._unqueue(task_id)

@@ -606,8 +606,16 @@ class RefRemoved:
 
 @message
 class GetObject:
+    """Requester -> owner: where is the object (or what is it)?
+
+    ``bad`` names the nodes the requester found without a copy since it
+    last asked: dead as far as it knows, or a store that answered
+    ObjectCopy(value=None). The owner writes them off first.
+    """
+
     object_id: str
     requester: Address
+    bad: tuple[Address, ...] = ()
 
 
 @message
@@ -618,6 +626,14 @@ class ObjectValue:
     value: Payload | None = None
     locations: tuple[Address, ...] = ()
     error: ErrorInfo | None = None
+
+
+@message
+class ObjectPending:
+    """Owner -> requester: the object is being made (its task runs, or it is
+    being rebuilt); an ObjectValue follows once it is there."""
+
+    object_id: str
 
 
 @message
@@ -683,8 +699,13 @@ class RegisterWorker:
 
 @message
 class WorkerRegistered:
+    """Head -> node, then node -> the worker: registered. To the worker it
+    carries the deaths its node has heard of, which it must know too."""
+
     worker: Address
     node: Address
+    dead_workers: tuple[Address, ...] = ()
+    dead_nodes: tuple[Address, ...] = ()
 
 
 @message

@@ -15,6 +15,7 @@ Nothing waits forever: every waiter gets the value or a documented error.
 
 from __future__ import annotations
 
+import collections
 from typing import TYPE_CHECKING
 
 from .events import Effect
@@ -30,6 +31,9 @@ __all__ = ["FailureHandler"]
 class FailureHandler:
     def __init__(self, worker: WorkerCore) -> None:
         self.worker = worker
+        # Objects waiting to be rebuilt while a rebuild is under way (see
+        # reconstruct); None when none is.
+        self._rebuilding: collections.deque[Reference] | None = None
 
     @property
     def refs(self):
@@ -116,7 +120,7 @@ class FailureHandler:
             # Reconstruction is lazy (as in Ray): only for an object someone waits for now.
             if ref.waiters or ref.remote_waiters or self.worker.submitter.waiting_on.get(ref.object_id):
                 fx += self.reconstruct(ref)
-            elif not ref.in_scope():
+            elif not ref.in_scope() and ref.task_id is not None:
                 ref.status = FREED  # nobody refers to it; its lineage stays
         elif ref.waiters and ref.fetching is None:
             fx += self.refs.fetch(ref)
@@ -132,7 +136,7 @@ class FailureHandler:
                 error = ErrorInfo(kind="actor_died", message=f"the actor {ref.object_id} on worker {min(ref.locations)} died")
                 fx += self.refs.set_failed(ref, error)
             return fx
-        ref.locations -= dead_nodes
+        self.refs.found_without(ref, ref.locations & dead_nodes)
         if ref.fetching in dead_nodes:
             ref.fetching = None
             if ref.waiters:
@@ -189,10 +193,35 @@ class FailureHandler:
         Every copy of an owned object is gone while it is still referenced:
         resubmit the task that created it (its lost owned arguments are
         recreated the same way), unless its retry budget is spent.
+
+        A resubmitted task that finds an argument lost calls this again: the
+        outermost call takes the objects so found from a worklist, so a
+        lineage of any length is rebuilt without a recursion as deep.
         """
         if not ref.owned or ref.status not in (LOST, FREED):
             return []
-        task = self.worker.submitter.tasks.get(ref.task_id) if ref.task_id else None
+        if self._rebuilding is not None:
+            self._rebuilding.append(ref)
+            return []
+        self._rebuilding = collections.deque([ref])
+        fx: list[Effect] = []
+        try:
+            while self._rebuilding:
+                fx += self._rebuild(self._rebuilding.popleft())
+        finally:
+            self._rebuilding = None
+        return fx
+
+    def _rebuild(self, ref: Reference) -> list[Effect]:
+        if ref.status not in (LOST, FREED):
+            return []  # rebuilt already, for another dependent
+        if ref.task_id is None:
+            error = ErrorInfo(
+                kind="object_lost",
+                message=f"object {ref.object_id} was lost: it was made by put, so nothing can make it again",
+            )
+            return self.refs.set_failed(ref, error)
+        task = self.worker.submitter.tasks.get(ref.task_id)
         if task is None:
             error = ErrorInfo(kind="object_lost", message=f"object {ref.object_id} was lost and has no lineage to recreate it")
             return self.refs.set_failed(ref, error)

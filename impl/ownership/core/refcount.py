@@ -28,6 +28,7 @@ will produce it or another object's lineage may need it again.
 
 from __future__ import annotations
 
+import collections
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -40,6 +41,7 @@ from .messages import (
     FreeObject,
     GetObject,
     ObjectCopy,
+    ObjectPending,
     ObjectStored,
     ObjectValue,
     Payload,
@@ -97,6 +99,9 @@ class Reference:
     lineage_deps: tuple[str, ...] = ()  # owned args its lineage keeps
     # -- fetching ------------------------------------------------------------
     fetching: str | None = None  # "owner" or the node being pulled from
+    # borrower: nodes found without a copy since the owner last answered
+    # (dead, or a store without it), for the owner to write off (GetObject.bad)
+    no_copy: tuple[str, ...] = ()
     waiters: list[Waiter] = attrs.Factory(list)
     remote_waiters: list[str] = attrs.Factory(list)  # owner: GetObject requesters
 
@@ -150,6 +155,9 @@ class ReferenceCounter:
     def __init__(self, worker: WorkerCore) -> None:
         self.worker = worker
         self.table: dict[str, Reference] = {}
+        # Objects whose lineage pin went while pins are being released (see
+        # _release_lineage); None when none are.
+        self._unpinned: collections.deque[str] | None = None
 
     # -- small helpers -------------------------------------------------------
     @property
@@ -542,9 +550,13 @@ class ReferenceCounter:
         Implementation:
 
         Nothing references the object any more: drop its value and tell
-        every node with a copy; the refs its value held are released.
+        every node with a copy; the refs its value held are released. A
+        ``put`` object that another object's lineage names is kept: nothing
+        could make it again, and that object's rebuild would need it.
         """
         if not ref.owned or ref.in_scope() or ref.status not in (READY, LOST):
+            return []
+        if ref.task_id is None and ref.lineage > 0:
             return []
         fx: list[Effect] = []
         if ref.kind == "actor":
@@ -601,8 +613,26 @@ class ReferenceCounter:
                 d = self.table.get(dep)
                 if d is not None and d.lineage > 0:
                     d.lineage -= 1
-            for dep in dict.fromkeys(deps):
-                fx += self.check(dep)
+            fx += self._release_lineage(dict.fromkeys(deps))
+        return fx
+
+    def _release_lineage(self, object_ids: Any) -> list[Effect]:
+        """Free or forget what lost a lineage pin, as the counts allow.
+
+        Forgetting an entry releases its own pins: the outermost call takes
+        the objects so unpinned from a worklist, so a lineage of any length
+        goes without a recursion as deep.
+        """
+        if self._unpinned is not None:
+            self._unpinned.extend(object_ids)
+            return []
+        self._unpinned = collections.deque(object_ids)
+        fx: list[Effect] = []
+        try:
+            while self._unpinned:
+                fx += self.check(self._unpinned.popleft())
+        finally:
+            self._unpinned = None
         return fx
 
     def check(self, object_id: str) -> list[Effect]:
@@ -805,30 +835,63 @@ Ask for a value (API get, a task argument, an actor's address).
     def _start_fetch(self, ref: Reference) -> list[Effect]:
         if ref.owned:
             if ref.status == READY and ref.value is None and ref.locations:
-                return self._pull(ref)
+                fx = self._pull(ref)
+                if fx:
+                    return fx
+                ref.status = LOST  # every copy was on a node known dead
             if ref.status in (LOST, FREED):
                 return self.worker.failures.reconstruct(ref)
             return []  # pending: the task reply will wake the waiters
         if ref.owner in self.worker.dead_workers:
             return self.worker.failures.fate_share(ref)
         if ref.locations and ref.kind != "actor":
-            return self._pull(ref)
+            fx = self._pull(ref)
+            if fx:
+                return fx
+        # Nowhere left to pull from (or never told): ask the owner, naming
+        # the nodes found without a copy. A borrower never stops asking.
+        return self._ask_owner(ref)
+
+    def _ask_owner(self, ref: Reference) -> list[Effect]:
         ref.fetching = "owner"
-        return [Send(ref.owner, GetObject(object_id=ref.object_id, requester=self.address))]
+        bad, ref.no_copy = ref.no_copy, ()
+        return [Send(ref.owner, GetObject(object_id=ref.object_id, requester=self.address, bad=bad))]
+
+    def found_without(self, ref: Reference, nodes: set[str]) -> None:
+        """``nodes`` have no copy of ``ref`` (dead, or their store said so)."""
+        ref.locations -= nodes
+        if not ref.owned:
+            ref.no_copy = tuple(sorted(set(ref.no_copy) | nodes))
 
     def _pull(self, ref: Reference) -> list[Effect]:
-        alive = sorted(n for n in ref.locations if n not in self.worker.dead_nodes)
-        if not alive:
+        """Pull a copy from a live location (our node's first); none: []."""
+        dead = {n for n in ref.locations if n in self.worker.dead_nodes}
+        if dead:
+            self.found_without(ref, dead)
+        if not ref.locations:
             return []
-        node = self.worker.node if self.worker.node in alive else alive[0]
+        node = self.worker.node if self.worker.node in ref.locations else min(ref.locations)
         ref.fetching = node
         return [Send(node, PullObject(object_id=ref.object_id, requester=self.address))]
 
     def handle_get_object(self, src: str, msg: GetObject) -> list[Effect]:
-        """The owner serves its object's value, locations, or error."""
+        """The owner serves its object's value, locations, or error.
+
+        The nodes the requester found without a copy are written off first,
+        as a failed pull of the owner's own would: with no copy left, the
+        object is lost. A requester that must wait (the object is pending,
+        or lost or freed and so rebuilt now: someone needs it) is told so
+        at once (ObjectPending), then answered when the value is there.
+        """
         ref = self.table.get(msg.object_id)
         if ref is None or not ref.owned:
             return [Send(msg.requester, ObjectValue(object_id=msg.object_id, error=_err("object_lost", f"object {msg.object_id} was freed by its owner")))]
+        if ref.kind == "object":
+            if msg.bad:
+                ref.locations -= set(msg.bad)
+            if ref.status == READY and not ref.locations and ref.value is None:
+                ref.status = LOST
+                ref.fetching = None
         if self._storing(ref):
             # A large put on its way into our node's store: answer with its
             # location once stored (ObjectStored) rather than send the value
@@ -837,10 +900,12 @@ Ask for a value (API get, a task argument, an actor's address).
             return []
         if ref.status in (READY, FAILED) and (ref.error is not None or ref.value is not None or ref.locations):
             return self._serve(ref, msg.requester)
-        ref.remote_waiters.append(msg.requester)
+        if msg.requester not in ref.remote_waiters:
+            ref.remote_waiters.append(msg.requester)
+        fx: list[Effect] = [Send(msg.requester, ObjectPending(object_id=msg.object_id))]
         if ref.status in (LOST, FREED):
-            return self.worker.failures.reconstruct(ref)
-        return []
+            fx += self.worker.failures.reconstruct(ref)
+        return fx
 
     def _serve(self, ref: Reference, requester: str) -> list[Effect]:
         if ref.error is not None:
@@ -870,6 +935,22 @@ Ask for a value (API get, a task argument, an actor's address).
             return self._wake(ref)
         return self.fetch(ref)
 
+    def handle_object_pending(self, src: str, msg: ObjectPending) -> list[Effect]:
+        """The owner says our object is being made: wait for its ObjectValue.
+
+        A task here that waits for it as an argument, and has not started,
+        lends its CPU to the node meanwhile: the object may be made by a
+        task that needs a CPU of this very node.
+        """
+        ref = self.table.get(msg.object_id)
+        if ref is None or ref.owned or ref.fetching != "owner":
+            return []
+        fx: list[Effect] = []
+        for waiter in ref.waiters:
+            if waiter.kind == "arg":
+                fx += self.worker.executor.arg_pending(waiter.key[0])
+        return fx
+
     def handle_object_copy(self, src: str, msg: ObjectCopy) -> list[Effect]:
         """A store answered our PullObject."""
         ref = self.table.get(msg.object_id)
@@ -889,14 +970,11 @@ Ask for a value (API get, a task argument, an actor's address).
             ref.status = READY
             self.set_contents(ref, msg.value.refs)
             return self._wake(ref)
-        ref.locations.discard(src)
+        self.found_without(ref, {src})
         if ref.owned:
             if not ref.locations and ref.value is None:
                 ref.status = LOST
                 return self.worker.failures.reconstruct(ref)
-            return self.fetch(ref)
-        if ref.locations:
-            return self._pull(ref)
         return self.fetch(ref)
 
     def handle_object_stored(self, src: str, msg: ObjectStored) -> list[Effect]:

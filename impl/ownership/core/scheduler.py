@@ -188,7 +188,15 @@ class LocalScheduler:
         else:
             slot.state = IDLE
             self.start_failures = self.start_pause_left = 0  # starting works
-        return [Send(msg.worker, WorkerRegistered(worker=msg.worker, node=self.node))] + self._drain()
+        # A worker that registers after a death was published must know of
+        # it too: an owner may still name a dead node to it.
+        registered = WorkerRegistered(
+            worker=msg.worker,
+            node=self.node,
+            dead_workers=tuple(sorted(self.dead_workers)),
+            dead_nodes=tuple(sorted(self.dead_nodes)),
+        )
+        return [Send(msg.worker, registered)] + self._drain()
 
     def _idle_worker(self) -> WorkerSlot | None:
         for address in sorted(self.workers):

@@ -41,6 +41,7 @@ from .messages import (
     LeaseInfeasible,
     NodeDied,
     ObjectCopy,
+    ObjectPending,
     ObjectStored,
     ObjectValue,
     PushTask,
@@ -149,6 +150,8 @@ class WorkerCore:
             return self.refs.handle_get_object(src, msg)
         if isinstance(msg, ObjectValue):
             return self.refs.handle_object_value(src, msg)
+        if isinstance(msg, ObjectPending):
+            return self.refs.handle_object_pending(src, msg)
         if isinstance(msg, ObjectCopy):
             return self.refs.handle_object_copy(src, msg)
         if isinstance(msg, ObjectStored):
@@ -162,12 +165,19 @@ class WorkerCore:
         if isinstance(msg, CancelTask):
             return self.executor.cancel(msg)
         if isinstance(msg, WorkerRegistered):
-            if self.registered:
-                return []
-            self.registered = True
-            return [Registered()]
+            return self.handle_registered(msg)
         self.dropped += 1
         return []
+
+    def handle_registered(self, msg: WorkerRegistered) -> list[Effect]:
+        """Our node registered us: we serve from now on, knowing every death
+        it has heard of (they were published before we could hear them)."""
+        if self.registered:
+            return []
+        self.registered = True
+        self.dead_workers.update(w for w in msg.dead_workers if w != self.address)
+        self.dead_nodes.update(msg.dead_nodes)
+        return [Registered()]
 
     def _from_its_sender(self, src: str, msg: Any) -> bool:
         """Whether ``src`` may send ``msg``: whoever asks, answers or grants
@@ -207,11 +217,17 @@ def _cancelled_by_owner(core: WorkerCore, src: str, msg: CancelTask) -> bool:
     return running is None or running.spec.owner == src
 
 
+def _from_the_owner(core: WorkerCore, src: str, msg: ObjectPending) -> bool:
+    ref = core.refs.get_ref(msg.object_id)
+    return ref is None or ref.owner == src
+
+
 #: message type -> whether its sender is the one it claims to be (see _from_its_sender)
 _SENDER_CHECKS: dict[type, Any] = {
     TaskReply: lambda core, src, msg: msg.location == src if msg.location is not None else msg.worker == src,
     PushTask: lambda core, src, msg: msg.task.owner == src,
     GetObject: lambda core, src, msg: msg.requester == src,
+    ObjectPending: _from_the_owner,
     WaitForRefRemoved: lambda core, src, msg: msg.owner == src,
     RefRemoved: lambda core, src, msg: msg.borrower == src,
     LeaseGranted: lambda core, src, msg: msg.node == src,
