@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 
+import pytest
 import trio
 
 import ownership
@@ -228,29 +229,50 @@ async def occupy() -> None:
     await trio.sleep_forever()
 
 
-async def test_long_lineage_is_rebuilt_without_deep_recursion() -> None:
+DEPTH = 1000
+CHAIN_NODES = {"n1": {"CPU": 0.0}, "n2": {"chain": 1000.0}, "n3": {"chain": 1.0, "n3": 1.0}}
+
+
+def chain_cluster():
     # Every value goes to a store (inline_threshold 0), so a lost node loses
     # the whole chain; n3 can rebuild it, but is kept from making it first.
-    depth = 1000
     config = CoreConfig(node_timeout_ticks=3, inline_threshold=0)
-    nodes = {"n1": {"CPU": 0.0}, "n2": {"chain": 1000.0}, "n3": {"chain": 1.0, "n3": 1.0}}
-    async with cluster(nodes=3, workers_per_node=1, node_resources=nodes, config=config) as c:
-        blocker = occupy.remote()
-        await c.settle()
-        x = first.remote()
-        for _ in range(depth):
-            x = after.remote(x)
-        await c.settle()
-        # The chain's values were freed as it went, but for the last one;
-        # their lineage stays, to make them again.
-        owned = c.driver.core.refs.table
-        assert c.driver.core.refs.get_ref(x.object_id).locations == {"n2"}
-        assert sum(1 for r in owned.values() if r.status == "freed") == depth
-        ownership.cancel(blocker)
-        c.crash("n2")
-        await c.detect_failures()
+    return cluster(nodes=3, workers_per_node=1, node_resources=CHAIN_NODES, config=config)
+
+
+async def lost_chain(c, root):
+    """``root`` then DEPTH tasks each taking the previous value, all lost with n2."""
+    blocker = occupy.remote()
+    await c.settle()
+    x = root.remote()
+    for _ in range(DEPTH):
+        x = after.remote(x)
+    await c.settle()
+    # The chain's values were freed as it went, but for the last one;
+    # their lineage stays, to make them again.
+    owned = c.driver.core.refs.table
+    assert c.driver.core.refs.get_ref(x.object_id).locations == {"n2"}
+    assert sum(1 for r in owned.values() if r.status == "freed") == DEPTH
+    ownership.cancel(blocker)
+    c.crash("n2")
+    await c.detect_failures()
+    return x, blocker
+
+
+async def test_long_lineage_is_rebuilt_without_deep_recursion() -> None:
+    async with chain_cluster() as c:
+        x, blocker = await lost_chain(c, first)
         with trio.fail_after(60):
-            assert await x == depth
+            assert await x == DEPTH
         assert x.object_id in c.nodes["n3"].core.store.objects
+        del x, blocker
+        await assert_no_leaks(c)
+
+
+async def test_long_lineage_whose_root_cannot_be_rebuilt_fails_without_deep_recursion() -> None:
+    async with chain_cluster() as c:
+        x, blocker = await lost_chain(c, first.options(max_retries=0))
+        with trio.fail_after(60), pytest.raises(ownership.ObjectLostError, match="no retries left"):
+            await x
         del x, blocker
         await assert_no_leaks(c)

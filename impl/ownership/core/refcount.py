@@ -927,6 +927,7 @@ Ask for a value (API get, a task argument, an actor's address).
         if msg.value is not None:
             ref.value = msg.value
             ref.status = READY
+            ref.no_copy = ()
             self.set_contents(ref, msg.value.refs)
             return self._wake(ref)
         ref.locations = set(msg.locations)
@@ -968,6 +969,7 @@ Ask for a value (API get, a task argument, an actor's address).
                 return fx + self.check(ref.object_id)
             ref.value = msg.value
             ref.status = READY
+            ref.no_copy = ()
             self.set_contents(ref, msg.value.refs)
             return self._wake(ref)
         self.found_without(ref, {src})

@@ -133,6 +133,9 @@ class TaskSubmitter:
         self.short_functions: collections.OrderedDict[str, bool] = collections.OrderedDict()
         self.actors: dict[str, ActorState] = {}
         self.waiting_on: dict[str, set[str]] = {}  # owned object -> tasks waiting for it
+        # Objects whose waiting tasks are to be released while some are
+        # being released (see dependency_resolved); None when none are.
+        self._resolving: collections.deque[Reference] | None = None
         self.request_nodes: dict[str, str] = {}  # lease request -> node it waits at
         self.infeasible: dict[str, str] = {}  # lease request -> node that found no node for it
         self.infeasible_told: set[tuple[str, tuple]] = set()  # (function, resources) the user heard of
@@ -291,7 +294,27 @@ class TaskSubmitter:
         return fx
 
     def dependency_resolved(self, ref: Reference) -> list[Effect]:
-        """An owned object became ready or failed: release tasks waiting on it."""
+        """An owned object became ready or failed: release tasks waiting on it.
+
+        A failed task fails the objects waiting on its own, and so on down a
+        lineage: the outermost call takes them from a worklist, so a lineage
+        of any length fails without a recursion as deep.
+        """
+        if not self.waiting_on.get(ref.object_id) or ref.status not in (READY, FAILED):
+            return []
+        if self._resolving is not None:
+            self._resolving.append(ref)
+            return []
+        self._resolving = collections.deque([ref])
+        fx: list[Effect] = []
+        try:
+            while self._resolving:
+                fx += self._release_waiting(self._resolving.popleft())
+        finally:
+            self._resolving = None
+        return fx
+
+    def _release_waiting(self, ref: Reference) -> list[Effect]:
         waiting = self.waiting_on.get(ref.object_id)
         if not waiting or ref.status not in (READY, FAILED):
             return []
