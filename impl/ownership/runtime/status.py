@@ -42,6 +42,10 @@ class StatusRequest:
     """Anyone with the token -> any process: send me your snapshot."""
 
     request_id: str
+    #: the dashboard's query: also what the process's core logged since the
+    #: last such query (``dashboard/probe.py``); the snapshot only if asked
+    probe: bool = False
+    snapshot: bool = True
 
 
 @message
@@ -49,6 +53,7 @@ class StatusReply:
     request_id: str
     role: str  # head, node, worker or driver
     snapshot: dict
+    probe: dict | None = None
 
 
 class StatusTransport(Transport):
@@ -62,6 +67,8 @@ class StatusTransport(Transport):
         self.inner = inner
         self.role = role
         self.snapshot = snapshot
+        #: the process's core, once it runs: the dashboard's probe reads it
+        self.core: Any = None
         self.requests_answered = 0
 
     @property
@@ -94,13 +101,21 @@ class StatusTransport(Transport):
         return bool(inner(direct))
 
     def _answer(self, src: str, request: StatusRequest) -> None:
+        probe = None
         try:
-            snapshot = {"starting": True} if self.snapshot is None else self.snapshot()
+            if not request.snapshot:
+                snapshot = {}
+            else:
+                snapshot = {"starting": True} if self.snapshot is None else self.snapshot()
+            if request.probe and self.core is not None:
+                from ..dashboard.probe import report
+
+                probe = report(self.core, self.role)
         except Exception as exc:  # a snapshot must never take the process down
             logger.exception("%s: snapshot failed", self.address)
             snapshot = {"error": repr(exc)}
         self.requests_answered += 1
-        self.inner.send_nowait(src, StatusReply(request_id=request.request_id, role=self.role, snapshot=snapshot))
+        self.inner.send_nowait(src, StatusReply(request_id=request.request_id, role=self.role, snapshot=snapshot, probe=probe))
 
     async def aclose(self) -> None:
         await self.inner.aclose()
