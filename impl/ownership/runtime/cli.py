@@ -1,6 +1,7 @@
 """``ownership start | stop | status | memory``: a cluster of daemons on this machine.
 
     ownership start --head [--host 127.0.0.1] [--port P] [--num-cpus N] [--resources '{"GPU": 1}']
+                    [--dashboard-port P | --no-dashboard]
     ownership start --address HOST:PORT [--num-cpus N] [--resources JSON]   # one more node
     ownership status                                        # nodes, workers, resources, leases
     ownership memory                                        # objects: owner, size, copies, refs, borrowers
@@ -8,7 +9,8 @@
 
 ``start --head`` creates a fresh cluster token (``~/.ownership/cluster.token``,
 mode 0600; ``$OWNERSHIP_HOME`` moves the directory), starts the head and one
-node, and records them in ``~/.ownership/session.json``; logs go to
+node, and records them in ``~/.ownership/session.json``; the head serves the
+dashboard (its URL printed, and recorded in the session file); logs go to
 ``~/.ownership/logs/``. A driver attaches with
 ``async with ownership.connect("HOST:PORT")`` (the head's address, or a
 node's). ``stop`` stops every process the session file names.
@@ -27,8 +29,11 @@ from typing import Any
 
 import trio
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from ..dashboard.server import DEFAULT_PORT as DASHBOARD_PORT
+from ..dashboard.server import url_of
 from .auth import default_token_path, generate_token, load_token, ownership_home, write_token
 from .cluster import check_resources, session_file, spawn_service
 from .launch import DEFAULT_NODE_TIMEOUT, DEFAULT_TICK
@@ -59,6 +64,11 @@ def add_subparsers(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     start.add_argument(
         "--node-timeout", type=float, default=DEFAULT_NODE_TIMEOUT, help=f"heartbeat timeout (default {DEFAULT_NODE_TIMEOUT} s)"
     )
+    start.add_argument(
+        "--dashboard-port", type=int, default=None, help=f"head: the dashboard's port (default {DASHBOARD_PORT}, or any free one if taken; 0: any)"
+    )
+    start.add_argument("--dashboard-host", default="127.0.0.1", help="head: address the dashboard binds (default 127.0.0.1)")
+    start.add_argument("--no-dashboard", action="store_true", help="head: run without the dashboard")
     start.set_defaults(func=_start)
 
     stop = subparsers.add_parser("stop", help="stop every process of this machine's session")
@@ -132,11 +142,21 @@ def _start(args: argparse.Namespace) -> int:
         if session and any(_alive(pid) for pid in session.get("pids", {}).values()):
             err.print(f"[red]a cluster is already running here (head {session['head']}); `ownership stop` it first[/]")
             return 1
+        listener = None if args.no_dashboard else _dashboard_socket(args, err)
+        if listener is False:
+            return 1
         token_file = write_token(generate_token(), args.token_file or default_token_path())
         session = {"session": secrets.token_hex(4), "token_file": str(token_file), "nodes": [], "pids": {}}
+        dashboard = [] if listener is None else ["--dashboard-fd", str(listener.fileno())]
         with open(logs / "head.log", "ab") as log:
-            proc, head = spawn_service("head", token_file, *common, "--port", str(args.port), lifeline=False, stderr=log)
+            proc, head = spawn_service(
+                "head", token_file, *common, "--port", str(args.port), *dashboard, lifeline=False, stderr=log,
+                pass_fds=() if listener is None else (listener.fileno(),),
+            )
         proc.stdout.close()
+        if listener is not None:
+            session["dashboard"] = url_of(listener)
+            listener.close()  # the head has its own copy
         session.update(head=head)
         session["pids"][head] = proc.pid
         _write_session(session)
@@ -150,6 +170,8 @@ def _start(args: argparse.Namespace) -> int:
             session = {"session": secrets.token_hex(4), "token_file": str(token_file), "nodes": [], "pids": {}, "head": args.address}
         port_options = ["--port", str(args.port)] if args.port else []
     node_options = [*common, *port_options, "--head", session["head"], "--session", session["session"]]
+    if session.get("dashboard"):
+        node_options.append("--dashboard-probe")
     if args.num_cpus is not None:
         node_options += ["--num-cpus", str(args.num_cpus)]
     if args.resources:
@@ -163,10 +185,33 @@ def _start(args: argparse.Namespace) -> int:
     out = Console()
     if args.head:
         out.print(f"head  {session['head']}\nnode  {node}\ntoken {token_file}")
+        if session.get("dashboard"):
+            out.print(f"dashboard {session['dashboard']}")
         out.print(f'connect a driver with: async with ownership.connect("{session["head"]}"): ...')
     else:
         out.print(f"node  {node} (head {session['head']})")
     return 0
+
+
+def _dashboard_socket(args: argparse.Namespace, err: Console) -> Any:
+    """The dashboard's listening socket for the head to inherit; False after a clear error."""
+    from ..dashboard.server import bind
+
+    port = DASHBOARD_PORT if args.dashboard_port is None else args.dashboard_port
+    try:
+        return bind(args.dashboard_host, port)
+    except OSError as exc:
+        if args.dashboard_port is not None:
+            err.print(f"[red]{escape(exc.strerror or str(exc))}[/]: choose another --dashboard-port (0: any free port), or --no-dashboard")
+            return False
+    # The default port is taken (another cluster's dashboard?): any free one.
+    try:
+        sock = bind(args.dashboard_host, 0)
+    except OSError as exc:
+        err.print(f"[red]{escape(exc.strerror or str(exc))}[/]: pass --dashboard-host, or --no-dashboard")
+        return False
+    err.print(f"[yellow]the dashboard's default port {DASHBOARD_PORT} is taken: serving it on {url_of(sock)}[/]")
+    return sock
 
 
 def _stop(args: argparse.Namespace) -> int:

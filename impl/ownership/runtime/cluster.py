@@ -22,6 +22,11 @@ Time: every service ticks every ``tick`` seconds (default 0.1 s); nodes
 heartbeat to the head on each tick, and the head declares a node dead after
 ``node_timeout`` seconds without one (default 5 s).
 
+The head serves the dashboard (:mod:`ownership.dashboard`) on a free port of
+127.0.0.1 (``dashboard_host``, ``dashboard_port`` to choose), printed on
+stderr at start and kept as ``cluster.dashboard_url``; ``dashboard=False``,
+or ``OWNERSHIP_DASHBOARD=0`` in the environment, runs without it.
+
 With ``event_log=DIR`` every process of the cluster, the driver included,
 appends its core steps to a file of its own in DIR (:mod:`.steplog`), and
 the cluster records in ``DIR/cluster.ndjson`` what only it knows: which
@@ -41,6 +46,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -68,7 +74,7 @@ from .tcp import open_tcp_transport, parse_address
 from .worker import WorkerRuntime
 from .worker import serve as serve_worker
 
-__all__ = ["LocalCluster", "check_resources", "cluster", "connect", "session_file", "spawn_service"]
+__all__ = ["LocalCluster", "check_resources", "cluster", "connect", "dashboard_default", "session_file", "spawn_service"]
 
 logger = logging.getLogger("ownership.cluster")
 
@@ -103,6 +109,8 @@ class LocalCluster:
         self.head = ""
         self.nodes: list[str] = []
         self.driver: WorkerRuntime | None = None
+        #: the dashboard's address, None when the cluster runs without one
+        self.dashboard_url: str | None = None
         self.processes: dict[str, trio.Process] = {}
         #: ``cluster.ndjson`` of the event log, when there is one
         self._harness_fd: int | None = None
@@ -167,9 +175,9 @@ class LocalCluster:
         self.nodes.append(address)
         return address
 
-    async def _start(self, role: str, options: list[str]) -> str:
+    async def _start(self, role: str, options: list[str], pass_fds: Sequence[int] = ()) -> str:
         command = service_command(role, self.token_file, *self._options, *options, "--lifeline")
-        proc = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        proc = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=tuple(pass_fds))
         try:
             with trio.fail_after(60):
                 address = await read_ready_line(proc.stdout)
@@ -215,6 +223,9 @@ async def cluster(
     config: dict[str, Any] | None = None,
     stop_grace: float = 10.0,
     event_log: Path | str | None = None,
+    dashboard: bool | None = None,
+    dashboard_host: str = "127.0.0.1",
+    dashboard_port: int = 0,
 ) -> AsyncIterator[LocalCluster]:
     """Start an embedded local cluster; the calling context becomes its driver.
 
@@ -223,14 +234,19 @@ async def cluster(
     besides its CPUs (``{"GPU": 1}``; ``add_node`` gives others). ``config`` overrides :class:`CoreConfig` fields for
     every process (the driver included). ``event_log``: a folder where every
     process logs its core steps (see the module doc); it may exist, but
-    must not hold the logs of an earlier run.
+    must not hold the logs of an earlier run. ``dashboard``: serve the
+    dashboard from the head (default: yes, unless ``OWNERSHIP_DASHBOARD=0``).
     """
     require_trio("ownership.cluster()")
     if nodes < 1:
         raise ValueError("a cluster needs at least one node")
     resources = check_resources(resources)
+    if dashboard is None:
+        dashboard = dashboard_default()
     overrides = dict(config or {})
     options = ["--host", host, "--tick", str(tick), "--node-timeout", str(node_timeout), "--config", json.dumps(overrides)]
+    if dashboard:
+        options.append("--dashboard-probe")  # nodes and workers note steps from their start
     step_log: StepLog | None = None
     if event_log is not None:
         log_dir = Path(event_log).resolve()
@@ -252,11 +268,21 @@ async def cluster(
                 )
                 local._record(format="ownership-cluster/1", pid=os.getpid())
             try:
-                local.head = await local._start("head", [])
+                if dashboard:
+                    from ..dashboard.server import bind, url_of
+
+                    with bind(dashboard_host, dashboard_port) as listener:
+                        local.head = await local._start("head", ["--dashboard-fd", str(listener.fileno())], (listener.fileno(),))
+                        local.dashboard_url = url_of(listener)
+                    print(f"ownership: dashboard at {local.dashboard_url}", file=sys.stderr, flush=True)
+                else:
+                    local.head = await local._start("head", [])
                 async with trio.open_nursery() as starting:  # nodes start their workers in parallel
                     for _ in range(nodes):
                         starting.start_soon(local.add_node, num_cpus, resources)
-                async with _attach_driver(token, host, local.nodes[0], driver_config, tick, step_log=step_log) as driver:
+                async with _attach_driver(
+                    token, host, local.nodes[0], driver_config, tick, step_log=step_log, probe=dashboard
+                ) as driver:
                     local.driver = driver
                     local._record(head=local.head, nodes=local.nodes, driver=driver.address)
                     try:
@@ -277,9 +303,22 @@ async def cluster(
             logger.warning("removed leftover shared-memory segment %s", name)
 
 
+def dashboard_default() -> bool:
+    """Whether a cluster serves the dashboard when not told: yes, unless
+    ``OWNERSHIP_DASHBOARD`` is ``0``, ``no``, ``off`` or ``false``."""
+    return os.environ.get("OWNERSHIP_DASHBOARD", "1").strip().lower() not in ("0", "no", "off", "false")
+
+
 @contextlib.asynccontextmanager
 async def _attach_driver(
-    token: bytes, host: str, node: str, config: CoreConfig, tick: float, timeout: float = 30.0, step_log: StepLog | None = None
+    token: bytes,
+    host: str,
+    node: str,
+    config: CoreConfig,
+    tick: float,
+    timeout: float = 30.0,
+    step_log: StepLog | None = None,
+    probe: bool = False,
 ) -> AsyncIterator[WorkerRuntime]:
     attaching = trio.CancelScope(deadline=trio.current_time() + timeout)
 
@@ -307,6 +346,11 @@ async def _attach_driver(
             if step_log is not None:
                 step_log.attach(driver)  # before the caller can submit anything
             transport.snapshot = lambda: {**driver.snapshot(), "pid": os.getpid()}
+            transport.core = driver.core
+            if probe:
+                from ..dashboard.probe import probe_of
+
+                probe_of(driver.core)  # before the caller can submit anything
             reset = _runtime_var.set(driver)
             try:
                 yield driver
@@ -348,6 +392,7 @@ def spawn_service(
     timeout: float = 60.0,
     stderr: Any = None,
     prefix: Sequence[str] = (),
+    pass_fds: Sequence[int] = (),
 ) -> tuple[subprocess.Popen, str]:
     """Start a service process from synchronous code; returns it and its address.
 
@@ -365,6 +410,7 @@ def spawn_service(
         stdout=subprocess.PIPE,
         stderr=stderr,
         start_new_session=not lifeline,
+        pass_fds=tuple(pass_fds),
     )
     try:
         address = read_ready_line_sync(proc.stdout.fileno(), timeout)
@@ -386,6 +432,15 @@ def _node_for(address: str) -> str:
     return address
 
 
+def _has_dashboard(address: str) -> bool:
+    """Whether this machine's session file says the cluster of ``address`` serves a dashboard."""
+    path = session_file()
+    if not path.exists():
+        return False
+    info = json.loads(path.read_text())
+    return bool(info.get("dashboard")) and (info.get("head") == address or address in info.get("nodes", ()))
+
+
 @contextlib.asynccontextmanager
 async def connect(
     address: str,
@@ -401,13 +456,17 @@ async def connect(
     machine's session file, written by ``ownership start``, names one of its
     nodes).
     The token comes from ``token_file`` (default ``~/.ownership/cluster.token``).
+    When the session file says the cluster serves a dashboard, the driver
+    notes its steps for it from the start (elsewhere, from its first question).
     """
     require_trio("ownership.connect()")
     parse_address(address)
     token = load_token(token_file if token_file is not None else default_token_path())
     node = _node_for(address)
     try:
-        async with _attach_driver(token, host, node, CoreConfig(**(config or {})), tick) as driver:
+        async with _attach_driver(
+            token, host, node, CoreConfig(**(config or {})), tick, probe=_has_dashboard(address)
+        ) as driver:
             yield driver
     except BaseExceptionGroup as group:
         raise _single(group) from None
