@@ -123,12 +123,11 @@ async def test_collector_counts_the_same_in_any_order_reports_arrive() -> None:
         views.append(counts)
         assert counts["square"] == {"submitted": 10, "pending": 0, "running": 0, "finished": 10, "failed": 0, "retried": 0}
         assert counts["parse_port"] == {"submitted": 1, "pending": 0, "running": 0, "finished": 0, "failed": 1, "retried": 0}
-        assert counts["block"]["submitted"] == 1 and counts["block"]["finished"] == 1 and counts["block"]["retried"] == 1
+        assert counts["block"] == {"submitted": 1, "pending": 0, "running": 0, "finished": 1, "failed": 0, "retried": 1}
         assert counts["Keeper.__init__"]["finished"] == 1 and counts["Keeper.keep"]["finished"] == 1
         [failed] = tasks["failed"]
         assert failed["function"] == "parse_port" and failed["type"] == "ValueError"
         assert "invalid literal for int()" in failed["traceback"]
-        assert collector.functions["square"]["finished_total"] == 10  # each counted once, whatever came first
         failures = collector.failures_view()
         [death] = [d for d in failures["deaths"] if d["kind"] == "node"]
         [rerun] = death["recovered"]
@@ -152,12 +151,16 @@ def test_probe_takes_over_the_log_and_counts_what_it_drops(monkeypatch) -> None:
     probe = probe_of(core)
     assert isinstance(probe, ProbeLog) and isinstance(core.log, EventLog) and probe_of(core) is probe
     assert (len(core.log), core.log.total) == before  # the same log, going on
-    for i in range(5):
-        spec = TaskSpec(task_id=f"t{i}", owner="w", return_id=f"t{i}.r", function_id="f", function=Payload(data=b""), name="f")
+    for i in range(5):  # five actor classes: each first creation is noted
+        spec = TaskSpec(
+            task_id=f"t{i}", owner="w", return_id=f"t{i}.r", function_id="f", function=Payload(data=b""), name=f"A{i}", kind="actor_create"
+        )
         core.handle(Submit(spec))
     assert core.log.total == before[1] + 5 and len(core.log) == before[0] + 5
     out = report(core, "worker")
-    assert [r[0] for r in out["records"]] == ["submit"] * 3 and out["dropped"] == 2
-    assert [r[2] for r in out["records"]] == ["t2", "t3", "t4"] and all(isinstance(r[1], float) for r in out["records"])
+    assert out["records"] == [["actor", "t2.r", "A2"], ["actor", "t3.r", "A3"], ["actor", "t4.r", "A4"]] and out["dropped"] == 2
+    # Counted all the same: submitted 1, finished 0, failed 0, run again 0; pending 1, running 0.
+    assert sorted(out["functions"]) == [["actor_create", f"A{i}", None, 1, 0, 0, 0] for i in range(5)]
+    assert sorted(out["in_flight"]) == [["actor_create", f"A{i}", None, 1, 0] for i in range(5)]
     again = report(core, "worker")
     assert again["records"] == [] and again["dropped"] == 0

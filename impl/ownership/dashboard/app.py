@@ -127,6 +127,7 @@ def create_app(collector: Collector) -> Starlette:
     async def api(request: Request) -> Response:
         try:
             name, view = _view(request)
+            collector.looked()
             if name in _NEED_TABLES:
                 # The tables as they are now, not as a page saw them last.
                 collector.watch_tables()
@@ -151,6 +152,8 @@ def create_app(collector: Collector) -> Starlette:
 
         async def stream() -> AsyncIterator[str]:
             watching = name in _NEED_TABLES
+            collector.watchers += 1
+            collector.looked()
             if watching:
                 collector.watch_tables()
             last = None
@@ -168,15 +171,18 @@ def create_app(collector: Collector) -> Starlette:
                             break
                         yield ": keepalive\n\n"
             finally:
+                collector.watchers -= 1
                 if watching:
                     collector.unwatch_tables()
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     async def timeline(request: Request) -> Response:
+        collector.looked()
         return JSONResponse({"traceEvents": collector.trace_events(), "displayTimeUnit": "ms"})
 
     async def metrics(request: Request) -> Response:
+        collector.looked()
         return Response(metrics_text(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     routes = [

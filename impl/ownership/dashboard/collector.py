@@ -2,19 +2,20 @@
 
 The collector runs in the head process. Every ``interval`` it reads the
 head's own core (in-process) and asks every node and worker, over the
-cluster's own transport and token, for what its probe recorded since the
-last time (:mod:`.probe`) with a :class:`~ownership.runtime.status.StatusRequest`:
+cluster's own transport and token, for what its probe noted since the last
+time (:mod:`.probe`) with a :class:`~ownership.runtime.status.StatusRequest`:
 nodes always with their snapshot (scheduler, store: small), workers with
 theirs (ownership tables: large) only while a page that shows objects is
 open. Replies are taken as they come; a process that does not answer in
 time is asked again later, and one the cluster declared dead is no longer
 asked.
 
-From the records it keeps what the pages and ``/metrics`` show: tasks by
-function and state, each attempt as a bar on its worker (the task stream),
-failed tasks with their tracebacks, deaths with what followed them, and
-the processes' counters. Everything is bounded: the last ``keep_tasks``
-tasks in detail, the counts for all of them.
+What it keeps: each process's latest counts (task counts by function are
+its own as an owner, so reports may come in any order and nothing is
+counted twice), the bars of the task stream (each run an executor reported,
+and the attempts owners saw die with their workers), failed tasks with
+their tracebacks, deaths with what followed them. Bounded: the last
+``keep_attempts`` bars, the last ``keep_failed`` failures.
 """
 
 from __future__ import annotations
@@ -30,55 +31,29 @@ import trio
 
 from ..runtime.status import ClusterSnapshot, StatusReply, StatusRequest, memory_rows
 
-__all__ = ["Collector", "Attempt", "TaskRecord", "Death"]
+__all__ = ["Collector", "Bar", "Death"]
 
 logger = logging.getLogger("ownership.dashboard")
 
-PENDING, RUNNING, FINISHED, FAILED = "pending", "running", "finished", "failed"
-_DONE = (FINISHED, FAILED)
 #: a request unanswered this long is given up on (the process is asked again)
 _REQUEST_TIMEOUT = 5.0
+_COUNTS = ("submitted", "finished", "failed", "retried", "pending", "running")
 
 
-@attrs.define(eq=False)
-class Attempt:
+class Bar:
     """One run of a task on one worker: a bar of the task stream."""
 
-    task_id: str
-    name: str
-    worker: str
-    attempt: int
-    start: float
-    end: float | None = None
-    #: running, ok, failed (user code raised), cancelled, killed (its worker died)
-    outcome: str = "running"
-    #: who said when it started and ended: the executor (exact) or, until it
-    #: does (or if it died first), the owner (when it pushed, when it heard)
-    start_by: str = "owner"
-    end_by: str = "owner"
+    __slots__ = ("task_id", "key", "worker", "attempt", "start", "end", "outcome")
 
-
-@attrs.define(eq=False)
-class TaskRecord:
-    task_id: str
-    name: str
-    kind: str = "task"
-    owner: str = ""
-    state: str = PENDING
-    submitted: float | None = None
-    resources: dict[str, float] = attrs.Factory(dict)
-    attempt: int = 0
-    #: the attempt whose end the state says (records of processes come in any order)
-    done_attempt: int = 0
-    attempts: list[Attempt] = attrs.Factory(list)
-    finished: float | None = None
-    error: dict[str, Any] | None = None
-    #: attempts heard of, and those that returned a value (reports come in
-    #: any order: what is counted is what is in these sets)
-    seen: set[int] = attrs.Factory(set)
-    succeeded: set[int] = attrs.Factory(set)
-    #: times its owner sent it again after its worker died
-    resubmitted: list[float] = attrs.Factory(list)
+    def __init__(self, task_id: str, key: tuple, worker: str, attempt: int, start: float, end: float | None, outcome: str) -> None:
+        self.task_id = task_id
+        self.key = key  # (kind, name, actor id)
+        self.worker = worker
+        self.attempt = attempt
+        self.start = start
+        self.end = end
+        #: running, ok, failed (user code raised), cancelled, killed (its worker died)
+        self.outcome = outcome
 
 
 @attrs.define(eq=False)
@@ -104,6 +79,20 @@ class Notice:
 
 
 @attrs.define(eq=False)
+class Rerun:
+    """A task pushed again by its owner: a retry, or a reconstruction."""
+
+    task_id: str
+    key: tuple
+    attempt: int
+    time: float | None
+    worker: str
+    reconstruction: bool
+    done: float | None = None
+    error: str | None = None
+
+
+@attrs.define(eq=False)
 class Process:
     address: str
     role: str
@@ -115,59 +104,51 @@ class Process:
     #: when ``snapshot`` came (monotonic)
     snapshot_at: float = 0.0
     sent: dict[str, list[int]] = attrs.Factory(dict)
+    #: as an owner: [kind, name, actor, submitted, finished, failed, run again]
+    functions: list[list] = attrs.Factory(list)
+    #: as an owner, at the last summary: [kind, name, actor, pending, running],
+    #: and [kind, name, actor, resources, tasks] not pushed yet
+    in_flight: list[list] = attrs.Factory(list)
+    pending: list[list] = attrs.Factory(list)
+    #: as an executor: [task, attempt, name, kind, actor, owner, start]
+    running: list[list] = attrs.Factory(list)
     steps: int = 0
     last_report: float | None = None
-
-
-def _counts() -> dict[str, int]:
-    # States now (pending .. failed), and events so far (*_total never go
-    # down: a reconstructed task finishes twice).
-    return {"submitted": 0, PENDING: 0, RUNNING: 0, FINISHED: 0, FAILED: 0, "retried": 0, "finished_total": 0, "failed_total": 0}
 
 
 class Collector:
     """Gathers the cluster's state in the head process (see the module doc)."""
 
-    def __init__(
-        self,
-        head: Any,
-        *,
-        interval: float = 0.5,
-        keep_tasks: int = 50_000,
-        keep_attempts: int = 50_000,
-        keep_failed: int = 200,
-    ) -> None:
+    def __init__(self, head: Any, *, interval: float = 0.5, keep_attempts: int = 50_000, keep_failed: int = 200) -> None:
         self.head = head
         self.interval = interval
-        self.keep_tasks = keep_tasks
+        self.keep_attempts = keep_attempts
         self.started = time.time()
         self.processes: dict[str, Process] = {}
         self.head_snapshot: dict[str, Any] = {}
-        self.tasks: collections.OrderedDict[str, TaskRecord] = collections.OrderedDict()
-        self.keep_attempts = keep_attempts
         #: (task id, attempt) -> its bar, oldest first
-        self.attempts: collections.OrderedDict[tuple[str, int], Attempt] = collections.OrderedDict()
-        self.functions: dict[str, dict[str, int]] = {}
-        self.failed: collections.deque[TaskRecord] = collections.deque(maxlen=keep_failed)
+        self.bars: collections.OrderedDict[tuple[str, int], Bar] = collections.OrderedDict()
+        #: failed tasks, latest last
+        self.failed: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep_failed)
+        self.failed_total = 0
         self.deaths: list[Death] = []
+        self.notices: collections.deque[Notice] = collections.deque(maxlen=1000)
+        self.reruns: collections.OrderedDict[tuple[str, int], Rerun] = collections.OrderedDict()
         self.actor_names: dict[str, str] = {}
-        #: worker -> the last attempt started there
-        self._last_on: dict[str, Attempt] = {}
         #: worker -> "stopped" (its node stopped it: an actor no longer
         #: referenced, an owner's death) or "died", as its node saw it exit
         self.exits: dict[str, str] = {}
-        self.records_dropped = 0
-        self.tasks_forgotten = 0
         self.detections: list[float] = []
-        #: tasks run more than once, and failure notices: matched with the
-        #: deaths when shown, as the processes' reports come in any order
-        self.reruns: collections.OrderedDict[str, TaskRecord] = collections.OrderedDict()
-        self.notices: collections.deque[Notice] = collections.deque(maxlen=1000)
+        self.records_dropped = 0
         self.version = 0
         #: pages open that show ownership tables (workers' full snapshots),
         #: and since when the workers are asked for them
         self.object_watchers = 0
         self._tables_since: float | None = None
+        #: pages open, and when someone last asked (an API call, a scrape):
+        #: processes sum up their tables only while someone looks
+        self.watchers = 0
+        self.looked_at = float("-inf")
         self._changed = trio.Event()
         self._dirty = False
         self._wake = trio.Event()
@@ -193,6 +174,15 @@ class Collector:
     def wake(self) -> None:
         """Poll now (a page that needs the ownership tables just opened)."""
         self._wake.set()
+
+    def looked(self) -> None:
+        """Someone asked for a view or the metrics: summaries are wanted for a while."""
+        if not self.watched():
+            self.wake()
+        self.looked_at = time.monotonic()
+
+    def watched(self) -> bool:
+        return self.watchers > 0 or time.monotonic() - self.looked_at < 60.0
 
     def watch_tables(self) -> None:
         """A page that shows the ownership tables opened: ask the workers for them, now."""
@@ -228,7 +218,7 @@ class Collector:
         from .probe import report
 
         self.head_snapshot = self.head.snapshot()
-        self.take(self.head.address, "head", self.head_snapshot, report(self.head.core, "head"))
+        self.take(self.head.address, "head", self.head_snapshot, report(self.head.core, "head", summary=False))
         now = time.monotonic()
         for address, (_, sent) in list(self._outstanding.items()):
             if now - sent > _REQUEST_TIMEOUT:
@@ -239,18 +229,20 @@ class Collector:
                 node = self.processes[address] = Process(address=address, role="node", node=address)
             node.alive = bool(rec.get("alive"))
             if node.alive:
-                self._ask(address, snapshot=True)
+                self._ask(address, snapshot=True, summary=True)
+        summary = self.watched()
         for proc in list(self.processes.values()):
             if proc.role in ("worker", "driver") and proc.alive:
-                self._ask(proc.address, snapshot=self.object_watchers > 0)
+                self._ask(proc.address, snapshot=self.object_watchers > 0, summary=summary or not proc.summary)
 
-    def _ask(self, address: str, *, snapshot: bool) -> None:
+    def _ask(self, address: str, *, snapshot: bool, summary: bool) -> None:
         if address in self._outstanding or self._transport is None:
             return
         rid = f"dash-{next(self._ids)}"
         self._outstanding[address] = (rid, time.monotonic())
         try:
-            self._transport.send_nowait(address, StatusRequest(request_id=rid, probe=True, snapshot=snapshot))
+            request = StatusRequest(request_id=rid, probe=2 if summary else 1, snapshot=snapshot)
+            self._transport.send_nowait(address, request)
         except Exception:  # an address the transport refuses: forget it, never stop
             logger.exception("dashboard: cannot ask %s", address)
             self._outstanding.pop(address, None)
@@ -288,11 +280,16 @@ class Collector:
         proc.last_report = probe.get("time")
         proc.sent = probe.get("sent", proc.sent)
         proc.steps = probe.get("steps", proc.steps)
+        if "functions" in probe:
+            proc.functions = probe["functions"]
         summary = probe.get("summary")
         if summary is not None:
             proc.summary = summary
             proc.node = summary.get("node", proc.node)
             proc.role = "driver" if summary.get("driver") else "worker"
+            proc.in_flight = probe.get("in_flight", [])
+            proc.pending = probe.get("pending", [])
+            proc.running = probe.get("running", [])
         self.records_dropped += probe.get("dropped", 0)
         for record in probe.get("records", ()):
             handler = self._handlers.get(record[0])
@@ -315,175 +312,71 @@ class Collector:
             if proc is not None:
                 proc.alive = False
 
-    # ------------------------------------------------------------------ tasks
-    def _task(self, task_id: str, name: str) -> TaskRecord:
-        task = self.tasks.get(task_id)
-        if task is None:
-            task = self.tasks[task_id] = TaskRecord(task_id=task_id, name=name)
-            counts = self.functions.setdefault(name, _counts())
-            counts["submitted"] += 1
-            counts[PENDING] += 1
-            if len(self.tasks) > self.keep_tasks:
-                self.tasks.popitem(last=False)
-                self.tasks_forgotten += 1
-        return task
-
-    def _set_state(self, task: TaskRecord, state: str) -> None:
-        if task.state == state:
-            return
-        counts = self.functions.setdefault(task.name, _counts())
-        counts[task.state] -= 1
-        counts[state] += 1
-        if state == FAILED:
-            counts["failed_total"] += 1
-        task.state = state
-
-    def _display_name(self, name: str, kind: str, actor_id: str | None) -> str:
+    # ------------------------------------------------------------------ records
+    def display_name(self, key: Any) -> str:
+        kind, name, actor_id = key
         if kind == "actor_method" and actor_id:
             return f"{self.actor_names.get(actor_id, 'actor')}.{name}"
         if kind == "actor_create":
             return f"{name}.__init__"
         return name
 
-    def _on_submit(self, owner: str, r: list) -> None:
-        _, t, task_id, name, kind, actor_id, return_id, resources = r[:8]
-        if kind == "actor_create":
-            self.actor_names[return_id] = name
-        task = self._task(task_id, self._display_name(name, kind, actor_id))
-        task.kind, task.owner, task.submitted, task.resources = kind, owner, t, resources or {}
+    def _add_bar(self, bar: Bar) -> None:
+        key = (bar.task_id, bar.attempt)
+        if key in self.bars and bar.outcome == "killed":
+            return  # the executor said it ran (and ended) after all
+        self.bars[key] = bar
+        if len(self.bars) > self.keep_attempts:
+            self.bars.popitem(last=False)
 
-    def _bar(self, task: TaskRecord, attempt: int, worker: str, t: float) -> tuple[Attempt, bool]:
-        """The bar of one attempt, made if new (True)."""
-        key = (task.task_id, attempt)
-        bar = self.attempts.get(key)
-        if bar is not None:
-            return bar, False
-        bar = self.attempts[key] = Attempt(task_id=task.task_id, name=task.name, worker=worker, attempt=attempt, start=t)
-        task.attempts.append(bar)
-        if len(self.attempts) > self.keep_attempts:
-            self.attempts.popitem(last=False)
-        return bar, True
+    def _on_actor(self, owner: str, r: list) -> None:
+        self.actor_names[r[1]] = r[2]
 
-    def _on_push(self, owner: str, r: list) -> None:
-        _, t, task_id, attempt, worker = r[:5]
-        task = self.tasks.get(task_id)
-        if task is None or t is None:
-            return
-        self._bar(task, attempt, worker, t)
-        self._attempt_began(task, attempt)
-
-    def _on_start(self, worker: str, r: list) -> None:
-        _, t, task_id, name, attempt, owner, kind, actor_id = r[:8]
+    def _on_ran(self, worker: str, r: list) -> None:
+        _, task_id, name, kind, actor_id, attempt, _owner, start, end, err_kind = r[:10]
         if kind == "actor_create":
             self.actor_names.setdefault(f"{task_id}.r", name)
-        task = self._task(task_id, self._display_name(name, kind, actor_id))
-        task.owner = task.owner or owner
-        task.kind = kind
-        if t is not None:  # (a start logged before the dashboard asked has no time: counted, not drawn)
-            previous = self._last_on.get(worker)
-            if kind == "actor_method" and previous is not None and previous.end is not None and previous.end > t:
-                # An actor's calls are handed to its thread as their arguments
-                # become ready and run one after the other: each starts when
-                # the previous one on that worker ended, if that was later.
-                t = previous.end
-            bar, _ = self._bar(task, attempt, worker, t)
-            bar.start, bar.start_by, bar.worker = t, "executor", worker
-            if bar.end is not None and bar.end_by == "owner" and bar.end < t:
-                bar.end = t
-            self._last_on[worker] = bar
-        self._attempt_began(task, attempt)
-
-    def _attempt_began(self, task: TaskRecord, attempt: int) -> None:
-        """An attempt was pushed or started (whichever is heard first counts it)."""
-        if attempt not in task.seen:
-            task.seen.add(attempt)
-            if attempt > 1:
-                self.functions.setdefault(task.name, _counts())["retried"] += 1
-                self.reruns[task.task_id] = task
-                if len(self.reruns) > 10_000:
-                    self.reruns.popitem(last=False)
-        if task.state in _DONE and attempt <= task.done_attempt:
-            task.attempt = max(task.attempt, attempt)  # heard after its end
-            return
-        task.attempt = max(task.attempt, attempt)
-        self._set_state(task, RUNNING)
-
-    def _succeeded(self, task: TaskRecord, attempt: int) -> None:
-        if attempt not in task.succeeded:
-            task.succeeded.add(attempt)
-            self.functions.setdefault(task.name, _counts())["finished_total"] += 1
-
-    def _end_bar(self, task: TaskRecord, attempt: int, t: float | None, outcome: str, by: str) -> None:
-        bar = self.attempts.get((task.task_id, attempt))
-        if bar is None or (by == "owner" and bar.end_by == "executor" and bar.end is not None):
-            return
-        bar.end = max(bar.start, t) if t is not None else bar.start
-        bar.outcome, bar.end_by = outcome, by
-
-    def _on_end(self, worker: str, r: list) -> None:
-        _, t, task_id, err_kind, _err_type, attempt = r[:6]
-        task = self.tasks.get(task_id)
-        if task is None:
-            return
+        if start is None or end is None:
+            return  # ran before the dashboard asked: counted by its owner, not drawn
         outcome = "ok" if err_kind is None else ("cancelled" if err_kind == "cancelled" else "failed")
-        self._end_bar(task, attempt, t, outcome, "executor")
-        if err_kind is None:
-            self._succeeded(task, attempt)
-        if attempt >= task.attempt and attempt > task.done_attempt and task.state not in _DONE:
-            # The owner's reply says the same, or more (its traceback).
-            task.done_attempt = attempt
-            task.finished = t
-            self._set_state(task, FINISHED if err_kind is None else FAILED)
+        self._add_bar(Bar(task_id, (kind, name, actor_id), worker, attempt, start, end, outcome))
 
-    def _on_reply(self, owner: str, r: list) -> None:
-        _, t, task_id, attempt, worker, err_kind, err_type, message, traceback = r[:9]
-        task = self.tasks.get(task_id)
-        if task is None:
-            return
-        self._end_bar(task, attempt, t, "ok" if err_kind is None else "failed", "owner")
-        if err_kind is None:
-            self._succeeded(task, attempt)
-        if attempt < task.attempt or attempt < task.done_attempt:
-            return  # a reply for an attempt given up on
-        counted = task.state in _DONE and task.done_attempt == attempt
-        task.attempt = max(task.attempt, attempt)
-        task.done_attempt = attempt
-        task.finished = t
-        if err_kind is None:
-            if not counted:
-                self._set_state(task, FINISHED)
-        else:
-            task.error = {"kind": err_kind, "type": err_type or "", "message": message or "", "traceback": traceback or "", "worker": worker}
-            self._set_state(task, FAILED)
-            if not any(f is task for f in self.failed):
-                self.failed.append(task)
+    def _on_killed(self, owner: str, r: list) -> None:
+        _, pushed, t, task_id, kind, name, actor_id, attempt, worker = r[:9]
+        if pushed is not None and t is not None:
+            self._add_bar(Bar(task_id, (kind, name, actor_id), worker, attempt, pushed, t, "killed"))
 
-    def _on_gone(self, owner: str, r: list) -> None:
-        _, t, task_id, err_kind, message = r[:5]
-        task = self.tasks.get(task_id)
-        if task is None or task.state == FINISHED:
-            return
-        task.finished = t
-        task.error = {"kind": err_kind or "unknown", "type": "", "message": message or "", "traceback": "", "worker": ""}
-        for bar in task.attempts:
-            if bar.end is None:
-                bar.end, bar.outcome = (t if t is not None else bar.start), "killed"
-        self._set_state(task, FAILED)
-        self.failed.append(task)
+    def _on_failed(self, owner: str, r: list) -> None:
+        _, t, task_id, kind, name, actor_id, attempt, worker, err_kind, err_type, message, traceback = r[:12]
+        self.failed_total += 1
+        self.failed.append(
+            {
+                "task_id": task_id,
+                "key": (kind, name, actor_id),
+                "owner": owner,
+                "worker": worker or "",
+                "time": t,
+                "kind": err_kind or "unknown",
+                "type": err_type or "",
+                "message": message or "",
+                "traceback": traceback or "",
+                "attempts": attempt,
+            }
+        )
 
-    def _on_resubmit(self, owner: str, r: list) -> None:
-        _, t, task_id, _retries_left = r[:4]
-        task = self.tasks.get(task_id)
-        if task is None:
-            return
-        for bar in task.attempts:
-            if bar.end is None:
-                bar.end, bar.outcome = (t if t is not None else bar.start), "killed"
-        if t is not None:
-            task.resubmitted.append(t)
-            self.reruns[task_id] = task
-        if task.state == RUNNING:
-            self._set_state(task, PENDING)
+    def _on_rerun(self, owner: str, r: list) -> None:
+        _, t, task_id, kind, name, actor_id, attempt, worker, finished_before = r[:9]
+        self.reruns[(task_id, attempt)] = Rerun(
+            task_id=task_id, key=(kind, name, actor_id), attempt=attempt, time=t, worker=worker, reconstruction=bool(finished_before)
+        )
+        if len(self.reruns) > 10_000:
+            self.reruns.popitem(last=False)
+
+    def _on_rerun_done(self, owner: str, r: list) -> None:
+        _, t, task_id, attempt, err_kind = r[:5]
+        rerun = self.reruns.get((task_id, attempt))
+        if rerun is not None:
+            rerun.done, rerun.error = t, err_kind
 
     def _on_notified(self, worker: str, r: list) -> None:
         _, t, dead_workers, dead_nodes, fate_shared, lost = r[:6]
@@ -494,18 +387,14 @@ class Collector:
         if t is None:
             t = time.time()
         detection = None if heard is None else max(0.0, t - heard)
-        death = Death(time=t, kind=kind, address=address, node=node, workers=list(workers), detection=detection)
-        self.deaths.append(death)
+        self.deaths.append(Death(time=t, kind=kind, address=address, node=node, workers=list(workers), detection=detection))
         if detection is not None:
             self.detections.append(detection)
-        dead = set(workers) | {address}
-        for a in dead:
+        for a in set(workers) | {address}:
             proc = self.processes.get(a)
             if proc is not None:
                 proc.alive = False
-        for bar in reversed(self.attempts.values()):
-            if bar.end is None and bar.worker in dead:
-                bar.end, bar.outcome = max(bar.start, t), "killed"
+                proc.running = []
 
     def _on_exited(self, node: str, r: list) -> None:
         _, _t, address, cause = r[:4]
@@ -513,6 +402,7 @@ class Collector:
         proc = self.processes.get(address)
         if proc is not None:
             proc.alive = False
+            proc.running = []
 
     def is_failure(self, death: Death) -> bool:
         """A node's death, or a worker's that nobody asked for (not a driver leaving,
@@ -533,13 +423,12 @@ class Collector:
         return None
 
     _handlers = {
-        "submit": _on_submit,
-        "push": _on_push,
-        "start": _on_start,
-        "end": _on_end,
-        "reply": _on_reply,
-        "gone": _on_gone,
-        "resubmit": _on_resubmit,
+        "actor": _on_actor,
+        "ran": _on_ran,
+        "killed": _on_killed,
+        "failed": _on_failed,
+        "rerun": _on_rerun,
+        "rerun_done": _on_rerun_done,
         "notified": _on_notified,
         "died": _on_died,
         "exited": _on_exited,
@@ -587,7 +476,7 @@ class Collector:
                 role = "actor " + self.actor_names.get(s["actor_id"], s["actor_id"])
             else:
                 role = "task worker"
-            running = [self.tasks[t].name if t in self.tasks else t for t in s.get("running", [])] if proc.alive else []
+            running = [self.display_name((r[3], r[2], r[4])) for r in proc.running] if proc.alive else []
             workers.append(
                 {
                     "address": proc.address,
@@ -617,82 +506,103 @@ class Collector:
     def _demand(self, head_nodes: dict[str, Any]) -> dict[str, Any]:
         totals = [rec.get("total", {}) for rec in head_nodes.values() if rec.get("alive")]
         shapes: dict[tuple, dict[str, Any]] = {}
-        for task in self.tasks.values():
-            if task.state != PENDING or task.kind == "actor_method":
+        for proc in self.processes.values():
+            if not proc.alive:
                 continue
-            key = (task.name, tuple(sorted(task.resources.items())))
-            entry = shapes.get(key)
-            if entry is None:
-                feasible = any(all(total.get(k, 0.0) >= v for k, v in task.resources.items()) for total in totals)
-                entry = shapes[key] = {"function": task.name, "resources": task.resources, "tasks": 0, "feasible": feasible}
-            entry["tasks"] += 1
+            for kind, name, actor_id, resources, n in proc.pending:
+                if kind == "actor_method":
+                    continue  # an actor's calls wait for the actor, not for resources
+                function = self.display_name((kind, name, actor_id))
+                shape = (function, tuple(sorted(resources.items())))
+                entry = shapes.get(shape)
+                if entry is None:
+                    feasible = any(all(total.get(k, 0.0) >= v for k, v in resources.items()) for total in totals)
+                    entry = shapes[shape] = {"function": function, "resources": resources, "tasks": 0, "feasible": feasible}
+                entry["tasks"] += n
         rows = sorted(shapes.values(), key=lambda e: (-e["tasks"], e["function"]))
-        waiting_at_owners = sum(p.summary.get("queued_to_lease", 0) for p in self.processes.values() if p.alive)
-        requests = sum(p.summary.get("lease_requests", 0) for p in self.processes.values() if p.alive)
+        alive = [p for p in self.processes.values() if p.alive]
         return {
             "pending": [r for r in rows if r["feasible"]],
             "infeasible": [r for r in rows if not r["feasible"]],
-            "queued_at_owners": waiting_at_owners,
-            "lease_requests": requests,
+            "queued_at_owners": sum(p.summary.get("queued_to_lease", 0) for p in alive),
+            "lease_requests": sum(p.summary.get("lease_requests", 0) for p in alive),
         }
 
+    def function_counts(self) -> dict[str, dict[str, int]]:
+        """Display name -> counts, summed over the owners: submitted, finished,
+        failed and run again as each owner counted them (a dead owner's last
+        report included), pending and running now (live owners)."""
+        out: dict[str, dict[str, int]] = {}
+
+        def counts_of(key: tuple) -> dict[str, int]:
+            name = self.display_name(key)
+            counts = out.get(name)
+            if counts is None:
+                counts = out[name] = dict.fromkeys(_COUNTS, 0)
+            return counts
+
+        for proc in self.processes.values():
+            for kind, name, actor_id, submitted, finished, failed, rerun in proc.functions:
+                counts = counts_of((kind, name, actor_id))
+                counts["submitted"] += submitted
+                counts["finished"] += finished
+                counts["failed"] += failed
+                counts["retried"] += rerun
+            if proc.alive:
+                for kind, name, actor_id, pending, running in proc.in_flight:
+                    counts = counts_of((kind, name, actor_id))
+                    counts["pending"] += pending
+                    counts["running"] += running
+        return out
+
     def tasks_view(self) -> dict[str, Any]:
-        functions = [{"function": name, **counts} for name, counts in sorted(self.functions.items())]
-        failed = []
-        for task in reversed(self.failed):
-            err = task.error or {}
-            failed.append(
-                {
-                    "task_id": task.task_id,
-                    "function": task.name,
-                    "owner": task.owner,
-                    "worker": err.get("worker", ""),
-                    "time": task.finished,
-                    "kind": err.get("kind", ""),
-                    "type": err.get("type", ""),
-                    "message": err.get("message", ""),
-                    "traceback": err.get("traceback", ""),
-                    "attempts": task.attempt,
-                }
-            )
-        totals = _counts()
-        for counts in self.functions.values():
-            for k, v in counts.items():
+        counts = self.function_counts()
+        functions = [{"function": name, **c} for name, c in sorted(counts.items())]
+        failed = [{"function": self.display_name(f["key"]), **{k: v for k, v in f.items() if k != "key"}} for f in reversed(self.failed)]
+        totals = dict.fromkeys(_COUNTS, 0)
+        for c in counts.values():
+            for k, v in c.items():
                 totals[k] += v
-        return {"functions": functions, "failed": failed, "totals": totals, "forgotten": self.tasks_forgotten}
+        return {"functions": functions, "failed": failed, "totals": totals, "failed_total": self.failed_total}
 
     def stream_view(self, window: float = 60.0, limit: int = 5000) -> dict[str, Any]:
         now = time.time()
         since = now - window
-        bars = []
-        for bar in reversed(self.attempts.values()):
+        bars: list[Bar] = []
+        for proc in self.processes.values():
+            if proc.alive:
+                for task_id, attempt, name, kind, actor_id, _owner, start in proc.running:
+                    if start is not None and (task_id, attempt) not in self.bars:
+                        bars.append(Bar(task_id, (kind, name, actor_id), proc.address, attempt, start, None, "running"))
+        for bar in reversed(self.bars.values()):
+            if len(bars) >= limit:
+                break
             if bar.end is not None and bar.end < since:
                 continue
             bars.append(bar)
-            if len(bars) >= limit:
-                break
-        names = sorted(self.functions)
+        bars.sort(key=lambda b: b.start)
         workers = [
             {"address": p.address, "node": p.node, "alive": p.alive, "role": p.role}
             for p in sorted(self.processes.values(), key=lambda p: (p.node or "", p.role != "driver", p.address))
             if p.role in ("worker", "driver")
         ]
+        names = {id(b): self.display_name(b.key) for b in bars}
         return {
             "now": now,
             "since": max(since, min((b.start for b in bars), default=now)),
-            "functions": names,
+            "functions": sorted(set(names.values()) | set(self.function_counts())),
             "workers": workers,
             "bars": [
                 {
                     "task_id": b.task_id,
-                    "function": b.name,
+                    "function": names[id(b)],
                     "worker": b.worker,
                     "attempt": b.attempt,
                     "start": b.start,
                     "end": b.end,
                     "outcome": b.outcome,
                 }
-                for b in reversed(bars)
+                for b in bars
             ],
             "deaths": [{"time": d.time, "kind": d.kind, "address": d.address} for d in self.deaths if d.time >= since and self.is_failure(d)],
         }
@@ -791,9 +701,10 @@ class Collector:
         }
 
     def failure_effects(self) -> dict[int, dict[str, list[dict[str, Any]]]]:
-        """What followed each death (by its index in ``deaths``): tasks sent
-        again, borrowed refs fate-shared, objects lost, and the reruns'
-        results with the time from the death to each."""
+        """What followed each death (by its index in ``deaths``): tasks pushed
+        again, borrowed refs fate-shared, objects lost, and the time from the
+        death to each rerun's result. Matched by time and address when shown,
+        as the processes' reports come in any order."""
         deaths = [d for d in self.deaths if self.is_failure(d)]
         index = {id(d): i for i, d in enumerate(self.deaths)}
         out: dict[int, dict[str, list[dict[str, Any]]]] = {
@@ -806,28 +717,25 @@ class Collector:
             effects = out[index[id(death)]]
             effects["fate_shared"] += [{"object": o, "holder": notice.worker, "time": notice.time} for o in notice.fate_shared]
             effects["lost"] += [{"object": o, "owner": notice.worker, "time": notice.time} for o in notice.lost]
-        for task in self.reruns.values():
-            for t in task.resubmitted:
-                death = self._death_before(t, deaths)
-                if death is not None:
-                    out[index[id(death)]]["retried"].append({"task": task.task_id, "function": task.name, "time": t})
-            last = max(task.attempts, key=lambda a: a.attempt, default=None)
-            if last is None or last.attempt < 2:
-                continue
-            death = self._death_before(last.start, deaths)
+        for rerun in self.reruns.values():
+            death = self._death_before(rerun.time, deaths)
             if death is None:
                 continue
+            function = self.display_name(rerun.key)
+            effects = out[index[id(death)]]
+            if not rerun.reconstruction:
+                effects["retried"].append({"task": rerun.task_id, "function": function, "time": rerun.time})
             item: dict[str, Any] = {
-                "task": task.task_id,
-                "function": task.name,
-                "kind": "reconstruction" if any(a < last.attempt for a in task.succeeded) else "retry",
-                "attempt": last.attempt,
+                "task": rerun.task_id,
+                "function": function,
+                "kind": "reconstruction" if rerun.reconstruction else "retry",
+                "attempt": rerun.attempt,
             }
-            if task.state == FINISHED and task.finished is not None and last.attempt == task.done_attempt:
-                item["seconds"] = max(0.0, task.finished - death.time)
-            elif task.state == FAILED:
+            if rerun.done is not None and rerun.error is None:
+                item["seconds"] = max(0.0, rerun.done - death.time)
+            elif rerun.error is not None:
                 item["failed"] = True
-            out[index[id(death)]]["recovered"].append(item)
+            effects["recovered"].append(item)
         return out
 
     def recoveries(self) -> list[float]:
@@ -856,7 +764,7 @@ class Collector:
         return {
             "deaths": deaths,
             "stopped": sum(1 for d in self.deaths if not self.is_failure(d)),
-            "failed_tasks": sum(c[FAILED] for c in self.functions.values()),
+            "failed_tasks": self.failed_total,
         }
 
     # ------------------------------------------------------------------ timeline
@@ -882,12 +790,12 @@ class Collector:
             return got
 
         now = time.time()
-        for bar in sorted(self.attempts.values(), key=lambda b: b.start):
+        for bar in sorted(self.bars.values(), key=lambda b: b.start):
             pid, tid = ids(bar.worker)
             end = bar.end if bar.end is not None else now
             events.append(
                 {
-                    "name": bar.name,
+                    "name": self.display_name(bar.key),
                     "cat": "task",
                     "ph": "X",
                     "ts": round(bar.start * 1e6, 3),

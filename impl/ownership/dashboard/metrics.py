@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector as _PromCollector
 
-from .collector import FAILED, FINISHED, PENDING, RUNNING, Collector
+from .collector import Collector
 
 __all__ = ["metrics_text", "registry_for"]
 
@@ -38,14 +38,14 @@ class _ClusterMetrics(_PromCollector):
         submitted = CounterMetricFamily("ownership_tasks_submitted", "Tasks submitted, by function.", labels=fn)
         finished = CounterMetricFamily("ownership_tasks_finished", "Task results returned to their owners, by function.", labels=fn)
         failed = CounterMetricFamily("ownership_tasks_failed", "Tasks ended with an error, by function.", labels=fn)
-        retried = CounterMetricFamily("ownership_tasks_retried", "Task attempts after the first (retries and reconstructions), by function.", labels=fn)
+        retried = CounterMetricFamily("ownership_tasks_retried", "Tasks pushed again (retries and reconstructions), by function.", labels=fn)
         states = GaugeMetricFamily("ownership_tasks", "Tasks now pending or running, by function and state.", labels=["function", "state"])
-        for name, counts in sorted(c.functions.items()):
+        for name, counts in sorted(c.function_counts().items()):
             submitted.add_metric([name], counts["submitted"])
-            finished.add_metric([name], counts["finished_total"])
-            failed.add_metric([name], counts["failed_total"])
+            finished.add_metric([name], counts["finished"])
+            failed.add_metric([name], counts["failed"])
             retried.add_metric([name], counts["retried"])
-            for state in (PENDING, RUNNING, FINISHED, FAILED):
+            for state in ("pending", "running"):
                 states.add_metric([name, state], counts[state])
         yield from (submitted, finished, failed, retried, states)
 

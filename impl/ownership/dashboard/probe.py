@@ -2,43 +2,47 @@
 
 Every core keeps a log of its stimuli (``core/events.py::EventLog``): each
 ``handle(event)`` appends the event and its effects. The dashboard's probe
-takes the place of that log object in a process once the dashboard first
-asks (:func:`probe_of`): it logs exactly as before, and also notes, with
-the wall-clock time, the few steps the dashboard shows:
+takes the place of that log object in a process (:func:`probe_of`): it logs
+exactly as before, and also reads each step as it goes by. Nothing here
+changes what a core decides: the probe reads the event, the effects, and
+the core's tables after the step.
 
-``["submit", t, task, name, kind, actor, return_id, resources]``
-    an owner's ``Submit`` (``f.remote()``);
-``["push", t, task, attempt, worker]``
-    an owner's ``PushTask`` sent (the attempt's bar until its executor
-    tells more, and for good if the executor dies first);
-``["start", t, task, name, attempt, owner, kind, actor]``
-    an executor's ``Execute`` effect (user code handed to the shell);
-``["end", t, task, error kind or None, error type, attempt]``
-    an executor's ``TaskDone`` (user code returned or raised);
-``["reply", t, task, attempt, worker, error kind, error type, message, traceback]``
-    an owner's ``TaskReply`` received;
-``["gone", t, task, error kind, message]``
-    an owner's task that ended without a reply (its worker died with no
-    retries left, cancelled, its argument's owner died);
-``["resubmit", t, task, retries left]``
-    an owner's task sent again after its worker died;
-``["notified", t, dead workers, dead nodes, fate-shared ids, lost ids]``
+What it keeps is shaped by its cost, paid on every task. A task that
+succeeds costs its owner a counter and a dict entry (submit to reply), and
+its executor one record, ``("ran", ...)``, with the wall-clock start and end
+of its run. Everything else is rare and noted in detail:
+
+``("actor", actor id, class name)``
+    an owner creating an actor (to name its methods);
+``("ran", task, name, kind, actor, attempt, owner, start, end, error kind)``
+    an executor's run of a task, from its ``Execute`` effect to its
+    ``TaskDone``: a bar of the task stream;
+``("failed", t, task, kind, name, actor, attempt, worker, error kind, type, message, traceback)``
+    an owner's task that ended in an error (a ``TaskReply`` with one, or no
+    reply: its worker died with no retries left, it was cancelled);
+``("killed", pushed, t, task, kind, name, actor, attempt, worker)``
+    an owner's attempt lost with its worker (the bar its executor never sent);
+``("rerun", t, task, kind, name, actor, attempt, worker, finished before)``
+    an owner pushing a task again: a retry, or a reconstruction of a task
+    that had finished (its value was lost);
+``("rerun_done", t, task, attempt, error kind)``
+    the result of such an attempt at the owner;
+``("notified", t, dead workers, dead nodes, fate-shared ids, lost ids)``
     a worker's failure notification, with the borrowed objects whose owner
     died (they fate-share) and the owned ones whose every copy died;
-``["died", t, "node" | "worker", address, node, workers, last heartbeat t]``
+``("died", t, "node" | "worker", address, node, workers, last heartbeat t)``
     the head's publication of a death;
-``["exited", t, worker, "stopped" | "died"]``
+``("exited", t, worker, "stopped" | "died")``
     a node's worker process gone, stopped by the node (``KillWorker``: an
     actor no longer referenced, a dead owner's lease) or not.
 
-and counts the messages the core sends, by type, with the bytes of user
-values they carry. Nothing here changes what a core decides: the probe reads
-the event, the effects, and the core's tables after the step.
+Beside the records, each report (:func:`report`) carries the owner's task
+counts by function (submitted, finished, failed, run again, and now pending
+or running), what its executor runs now, and the messages the core sent by
+type with the bytes of user values they carried.
 
-Without a dashboard nothing is installed and nothing is paid. With one, the
-cost per step is a type lookup and, for the steps above, a clock read and a
-short list; the records wait in a bounded queue until the next report
-(:func:`report`), and what overflows is counted as dropped.
+Without a dashboard nothing is installed and nothing is paid. Records wait
+in a bounded queue until the next report; what overflows is counted.
 """
 
 from __future__ import annotations
@@ -67,24 +71,36 @@ logger = logging.getLogger("ownership.dashboard")
 
 #: records kept between two reports; past that the oldest are dropped (and counted)
 MAX_RECORDS = 200_000
-#: tasks an owner follows between submit and reply (for "gone" and "resubmit")
-_MAX_OPEN = 100_000
+#: tasks an owner follows between submit and reply
+_MAX_OPEN = 200_000
 #: object ids listed per failure notification
 _MAX_IDS = 1_000
+
+# An owner's open task: [function key, return id, retries left, resources,
+# attempt pushed (0: none yet), when, to which worker, whether it is a
+# finished task run again (its result is not counted twice)]
+_KEY, _RETURN, _RETRIES, _RESOURCES, _ATTEMPT, _PUSHED, _WORKER, _REBUILD = range(8)
+# A function's counts: submitted, finished, failed, run again
+_SUBMITTED, _FINISHED, _FAILED, _RERUN = range(4)
+
+
+def _size(p: Any) -> int:
+    # Payload.size, without its generator for the common case of no buffer
+    return len(p.data) + sum(map(len, p.buffers)) if p.buffers else len(p.data)
 
 
 def _push_bytes(msg: PushTask) -> int:
     task = msg.task
-    n = task.function.size
+    n = _size(task.function)
     for a in task.args:
         if a.value is not None:
-            n += a.value.size
+            n += _size(a.value)
     return n
 
 
 def _value_bytes(msg: Any) -> int:
     value = msg.value
-    return 0 if value is None else value.size
+    return 0 if value is None else _size(value)
 
 
 _PAYLOAD_BYTES = {PushTask: _push_bytes, TaskReply: _value_bytes, ObjectValue: _value_bytes, ObjectCopy: _value_bytes, PutObject: _value_bytes}
@@ -98,19 +114,21 @@ class ProbeLog(EventLog):
         self.__dict__.update(log.__dict__)
         self._core = core
         self.broken = False
-        self.records: collections.deque[list] = collections.deque(maxlen=MAX_RECORDS)
+        # Tuples of plain values: the garbage collector soon stops looking
+        # at them, so records waiting for a report cost it nothing.
+        self.records: collections.deque[tuple] = collections.deque(maxlen=MAX_RECORDS)
         self.recorded = 0
         self.reported = 0
         #: message type -> [messages sent, bytes of user values in them]
         self.sent: dict[type, list[int]] = {}
-        #: owner side: task id -> [return id, retries left when last seen]
+        #: owner side: (kind, name, actor id) -> counts (see _SUBMITTED ...)
+        self.functions: dict[tuple, list[int]] = {}
+        #: owner side: task id -> its open entry (see _KEY ...)
         self._open: dict[str, list] = {}
+        #: executor side: task id -> (start, attempt, name, kind, actor, owner)
+        self._running: dict[str, tuple] = {}
         self._published: set[str] = set()
         self._stopping: set[str] = set()
-        #: executor side: task id -> the attempt it runs
-        self._running: dict[str, int] = {}
-        #: owner side: finished tasks sent again (task id -> its attempts then)
-        self._rebuilding: dict[str, int] = {}
         self._heard: dict[str, float] = {}
         self._clock: Any = _no_time
         self._on_event = {
@@ -120,8 +138,8 @@ class ProbeLog(EventLog):
             Cancel: self._cancel,
             PeerLost: self._peer_lost,
         }
-        # What the core logged before: noted without times (the log has
-        # none), so counts, failures and tracebacks from before the
+        # What the core logged before is read too, without times (the log
+        # has none): counts, failures and tracebacks from before the
         # dashboard asked are not lost; the task stream starts now.
         try:
             for _, event, effects in log._entries:
@@ -143,65 +161,95 @@ class ProbeLog(EventLog):
             logger.exception("the dashboard's probe failed: it notes no more steps (the process goes on)")
 
     def _observe(self, event: Any, effects: Any) -> None:
+        # On every step of the core: a few lookups when there is nothing to note.
         on_event = self._on_event.get(type(event))
         if on_event is not None:
             on_event(event)
         for e in effects:
             cls = type(e)
             if cls is Send:
-                mtype = type(e.msg)
+                msg = e.msg
+                mtype = type(msg)
                 counts = self.sent.get(mtype)
                 if counts is None:
                     counts = self.sent[mtype] = [0, 0]
                 counts[0] += 1
                 size = _PAYLOAD_BYTES.get(mtype)
                 if size is not None:
-                    counts[1] += size(e.msg)
-                if mtype is PushTask:
-                    msg = e.msg
-                    self._note(["push", self._clock(), msg.task.task_id, msg.attempt, e.dst])
+                    counts[1] += size(msg)
+                    if mtype is PushTask:
+                        self._pushed(e.dst, msg)
                 elif mtype is NodeDied or mtype is WorkerDied:
-                    self._death_sent(e.msg)
+                    self._death_sent(msg)
             elif cls is Execute:
-                self._start(e)
+                spec = e.task
+                running = self._core.executor.running.get(spec.task_id)
+                attempt = 1 if running is None else running.attempt
+                self._running[spec.task_id] = (self._clock(), attempt, spec.name, spec.kind, spec.actor_id, spec.owner)
             elif cls is KillWorker:
                 self._stopping.add(e.worker)
 
-    def _note(self, record: list) -> None:
+    def _note(self, record: tuple) -> None:
         self.recorded += 1
         self.records.append(record)
 
     # -- owner side -----------------------------------------------------------------
     def _submit(self, event: Submit) -> None:
         spec = event.task
-        self._note(
-            ["submit", self._clock(), spec.task_id, spec.name, spec.kind, spec.actor_id, spec.return_id, dict(spec.resources)]
-        )
+        key = (spec.kind, spec.name, spec.actor_id)
+        counts = self.functions.get(key)
+        if counts is None:
+            counts = self.functions[key] = [0, 0, 0, 0]
+            if spec.kind == "actor_create":
+                self._note(("actor", spec.return_id, spec.name))
+        counts[_SUBMITTED] += 1
         if len(self._open) >= _MAX_OPEN:
             del self._open[next(iter(self._open))]
-        self._open[spec.task_id] = [spec.return_id, spec.max_retries]
+        self._open[spec.task_id] = [key, spec.return_id, spec.max_retries, spec.resources, 0, None, None, False]
+
+    def _pushed(self, worker: str, msg: PushTask) -> None:
+        task_id = msg.task.task_id
+        attempt = msg.attempt
+        entry = self._open.get(task_id)
+        if entry is not None:
+            entry[_ATTEMPT], entry[_PUSHED], entry[_WORKER] = attempt, self._clock(), worker
+            if attempt > 1:
+                key = entry[_KEY]
+                self.functions[key][_RERUN] += 1
+                self._note(("rerun", entry[_PUSHED], task_id, *key, attempt, worker, False))
+            return
+        if attempt > 1:
+            # A task that had finished runs again: its value was lost.
+            spec = msg.task
+            key = (spec.kind, spec.name, spec.actor_id)
+            counts = self.functions.get(key)
+            if counts is None:
+                counts = self.functions[key] = [0, 0, 0, 0]
+            counts[_RERUN] += 1
+            now = self._clock()
+            self._open[task_id] = [key, spec.return_id, 0, spec.resources, attempt, now, worker, True]
+            self._note(("rerun", now, task_id, *key, attempt, worker, True))
 
     def _reply(self, msg: TaskReply) -> None:
+        entry = self._open.get(msg.task_id)
+        if entry is None or entry[_ATTEMPT] != msg.attempt:
+            return  # the reply of an attempt given up on
+        del self._open[msg.task_id]
         err = msg.error
-        self._note(
-            [
-                "reply",
-                self._clock(),
-                msg.task_id,
-                msg.attempt,
-                msg.worker,
-                None if err is None else err.kind,
-                None if err is None else err.type_name,
-                None if err is None else err.message,
-                None if err is None else err.traceback,
-            ]
-        )
-        task = self._core.submitter.tasks.get(msg.task_id)
-        if task is None or task.state in ("done", "failed"):
-            self._open.pop(msg.task_id, None)
+        key = entry[_KEY]
+        if err is None:
+            if not entry[_REBUILD]:
+                self.functions[key][_FINISHED] += 1
+        else:
+            self.functions[key][_FAILED] += 1
+            self._note(
+                ("failed", self._clock(), msg.task_id, *key, msg.attempt, msg.worker, err.kind, err.type_name, err.message, err.traceback)
+            )
+        if msg.attempt > 1:
+            self._note(("rerun_done", self._clock(), msg.task_id, msg.attempt, None if err is None else err.kind))
 
-    def _check_open(self) -> None:
-        """After a failure or a cancel: which followed tasks ended, or went again."""
+    def _check_open(self, deaths: bool) -> None:
+        """After a failure notice or a cancel: which open tasks ended, or went again."""
         if not self._open:
             return
         tasks = self._core.submitter.tasks
@@ -209,32 +257,37 @@ class ProbeLog(EventLog):
         now = self._clock()
         for task_id, entry in list(self._open.items()):
             task = tasks.get(task_id)
-            if task is None or task.state == "failed":
-                ref = table.get(entry[0])
+            gone = task is None or task.state == "failed"
+            if not gone and task.retries_left >= entry[_RETRIES]:
+                continue
+            if deaths and entry[_PUSHED] is not None and (gone or task.state != "running"):
+                # The pushed attempt died with its worker: its bar, from the owner.
+                self._note(("killed", entry[_PUSHED], now, task_id, *entry[_KEY], entry[_ATTEMPT], entry[_WORKER]))
+                entry[_PUSHED] = None
+            if gone:
+                ref = table.get(entry[_RETURN])
                 err = None if ref is None else ref.error
-                self._note(["gone", now, task_id, None if err is None else err.kind, None if err is None else err.message])
                 del self._open[task_id]
-            elif task.retries_left < entry[1]:
-                entry[1] = task.retries_left
-                self._note(["resubmit", now, task_id, task.retries_left])
+                key = entry[_KEY]
+                self.functions[key][_FAILED] += 1
+                self._note(
+                    ("failed", now, task_id, *key, entry[_ATTEMPT], entry[_WORKER], None if err is None else err.kind, "",
+                     "" if err is None else err.message, "")
+                )
+            else:
+                entry[_RETRIES] = task.retries_left
 
     def _cancel(self, event: Cancel) -> None:
-        self._check_open()
+        self._check_open(deaths=False)
 
     # -- executor side ----------------------------------------------------------------
-    def _start(self, effect: Execute) -> None:
-        spec = effect.task
-        running = self._core.executor.running.get(spec.task_id)
-        attempt = 1 if running is None else running.attempt
-        self._running[spec.task_id] = attempt
-        self._note(["start", self._clock(), spec.task_id, spec.name, attempt, spec.owner, spec.kind, spec.actor_id])
-
     def _done(self, event: TaskDone) -> None:
+        run = self._running.pop(event.task_id, None)
+        if run is None:
+            return
+        start, attempt, name, kind, actor_id, owner = run
         err = event.error
-        attempt = self._running.pop(event.task_id, 1)
-        self._note(
-            ["end", self._clock(), event.task_id, None if err is None else err.kind, None if err is None else err.type_name, attempt]
-        )
+        self._note(("ran", event.task_id, name, kind, actor_id, attempt, owner, start, self._clock(), None if err is None else err.kind))
 
     # -- failures ------------------------------------------------------------------------
     def _received(self, event: Received) -> None:
@@ -255,7 +308,7 @@ class ProbeLog(EventLog):
         """A node saw one of its processes exit: stopped by it, or died."""
         cause = "stopped" if event.address in self._stopping else "died"
         self._stopping.discard(event.address)
-        self._note(["exited", self._clock(), event.address, cause])
+        self._note(("exited", self._clock(), event.address, cause))
 
     def _notified(self, workers: set[str], nodes: set[str]) -> None:
         fate_shared: list[str] = []
@@ -266,24 +319,13 @@ class ProbeLog(EventLog):
                     fate_shared.append(oid)
             elif ref.owned and ref.status == "lost" and len(lost) < _MAX_IDS:
                 lost.append(oid)  # rebuilt when something waits for it
-        now = self._clock()
         for task_id, task in self._core.submitter.tasks.items():
-            # A finished task going again: its object was lost with the node,
-            # and something waits for it (reconstruction starts at once).
-            if (
-                task.attempt >= 1
-                and task.state in ("waiting", "queued")
-                and task_id not in self._open
-                and self._rebuilding.get(task_id) != task.attempt
-            ):
-                self._rebuilding[task_id] = task.attempt
-                if len(self._rebuilding) > _MAX_OPEN:
-                    del self._rebuilding[next(iter(self._rebuilding))]
-                if len(lost) < _MAX_IDS:
-                    lost.append(task.spec.return_id)
-                self._note(["resubmit", now, task_id, task.retries_left])
-        self._note(["notified", now, sorted(workers), sorted(nodes), fate_shared, lost])
-        self._check_open()
+            # A finished task going again at once (something waits for its
+            # value): the value was lost with the node.
+            if task.attempt >= 1 and task.state in ("waiting", "queued") and task_id not in self._open and len(lost) < _MAX_IDS:
+                lost.append(task.spec.return_id)
+        self._note(("notified", self._clock(), sorted(workers), sorted(nodes), fate_shared, lost))
+        self._check_open(deaths=True)
 
     def _death_sent(self, msg: NodeDied | WorkerDied) -> None:
         """A head publishes a death (once, whoever it tells)."""
@@ -293,12 +335,12 @@ class ProbeLog(EventLog):
             if "node " + msg.node in self._published:
                 return
             self._published.add("node " + msg.node)
-            self._note(["died", self._clock(), "node", msg.node, msg.node, list(msg.workers), self._heard.get(msg.node)])
+            self._note(("died", self._clock(), "node", msg.node, msg.node, list(msg.workers), self._heard.get(msg.node)))
         else:
             if "worker " + msg.worker in self._published:
                 return
             self._published.add("worker " + msg.worker)
-            self._note(["died", self._clock(), "worker", msg.worker, msg.node, [msg.worker], None])
+            self._note(("died", self._clock(), "worker", msg.worker, msg.node, [msg.worker], None))
 
 
 def _no_time() -> None:
@@ -313,6 +355,27 @@ def probe_of(core: Any) -> ProbeLog:
     return log
 
 
+def _owner_summary(probe: ProbeLog) -> tuple[list[list], list[list]]:
+    """Tasks pending and running now by function, and those not yet pushed
+    by function and resource shape (the demand)."""
+    now: dict[tuple, list[int]] = {}
+    demand: dict[tuple, int] = {}
+    for entry in probe._open.values():
+        key = entry[_KEY]
+        state = now.get(key)
+        if state is None:
+            state = now[key] = [0, 0]
+        if entry[_PUSHED] is None:
+            state[0] += 1
+            shape = (key, entry[_RESOURCES])
+            demand[shape] = demand.get(shape, 0) + 1
+        else:
+            state[1] += 1
+    in_flight = [[*key, *counts] for key, counts in now.items()]
+    pending = [[*key, dict(resources), n] for (key, resources), n in demand.items()]
+    return in_flight, pending
+
+
 def _worker_summary(core: Any) -> dict[str, Any]:
     owned = borrowed = borrowers = inline_bytes = 0
     for ref in core.refs.table.values():
@@ -320,35 +383,31 @@ def _worker_summary(core: Any) -> dict[str, Any]:
             owned += 1
             borrowers += len(ref.borrowers)
             if ref.value is not None:
-                inline_bytes += ref.value.size
+                inline_bytes += _size(ref.value)
         else:
             borrowed += 1
     sub = core.submitter
-    states: dict[str, int] = {}
-    for task in sub.tasks.values():
-        states[task.state] = states.get(task.state, 0) + 1
     ex = core.executor
     return {
         "node": core.node,
         "driver": core.driver,
         "actor_id": ex.actor_id,
-        "running": sorted(ex.running),
         "queued": len(ex.task_queue) + len(ex.actor_queue),
         "owned": owned,
         "borrowed": borrowed,
         "borrowers": borrowers,
         "inline_bytes": inline_bytes,
-        "tasks": states,
         "queued_to_lease": sum(len(ks.queue) for ks in sub.keys.values()),
         "leases_held": len(sub.leases),
         "lease_requests": len(sub.requests),
     }
 
 
-def report(core: Any, role: str) -> dict[str, Any]:
-    """Everything recorded since the last report, the counters, a short summary."""
+def report(core: Any, role: str, *, summary: bool = True) -> dict[str, Any]:
+    """Everything noted since the last report and the counters; with
+    ``summary``, what the process holds now (a pass over its tables)."""
     probe = probe_of(core)
-    records = list(probe.records)
+    records = list(map(list, probe.records))  # lists travel as msgpack arrays, in C
     probe.records.clear()
     dropped = probe.recorded - probe.reported - len(records)
     probe.reported = probe.recorded
@@ -362,5 +421,9 @@ def report(core: Any, role: str) -> dict[str, Any]:
         "sent": {cls.__name__: list(counts) for cls, counts in probe.sent.items()},
     }
     if hasattr(core, "refs"):
-        out["summary"] = _worker_summary(core)
+        out["functions"] = [[*key, *counts] for key, counts in probe.functions.items()]
+        if summary:
+            out["summary"] = _worker_summary(core)
+            out["in_flight"], out["pending"] = _owner_summary(probe)
+            out["running"] = [[task_id, *run[1:], run[0]] for task_id, run in probe._running.items()]
     return out

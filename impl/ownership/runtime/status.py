@@ -42,9 +42,10 @@ class StatusRequest:
     """Anyone with the token -> any process: send me your snapshot."""
 
     request_id: str
-    #: the dashboard's query: also what the process's core logged since the
-    #: last such query (``dashboard/probe.py``); the snapshot only if asked
-    probe: bool = False
+    #: the dashboard's query (``dashboard/probe.py``): 1, also what the
+    #: process's core logged since the last such query; 2, and a summary of
+    #: its tables. The snapshot only if asked.
+    probe: int = 0
     snapshot: bool = True
 
 
@@ -110,7 +111,7 @@ class StatusTransport(Transport):
             if request.probe and self.core is not None:
                 from ..dashboard.probe import report
 
-                probe = report(self.core, self.role)
+                probe = report(self.core, self.role, summary=request.probe > 1)
         except Exception as exc:  # a snapshot must never take the process down
             logger.exception("%s: snapshot failed", self.address)
             snapshot = {"error": repr(exc)}

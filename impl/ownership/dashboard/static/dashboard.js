@@ -177,8 +177,7 @@ function renderTasks(d) {
   });
   main.replaceChildren(
     h("p", { id: "task-totals" },
-      `${t.submitted} submitted · ${t.pending} pending · ${t.running} running · ${t.finished} finished · ${t.failed} failed · ${t.retried} retried`,
-      d.forgotten ? h("span", { class: "muted" }, ` (the oldest ${d.forgotten} forgotten in detail)`) : ""),
+      `${t.submitted} submitted · ${t.pending} pending · ${t.running} running · ${t.finished} finished · ${t.failed} failed · ${t.retried} run again`),
     h("div", { class: "legend" }, ["finished", "failed", "running", "pending"].map(k =>
       h("span", {}, h("i", { style: `background: var(--${{ finished: "ok", failed: "fail", running: "run", pending: "pend" }[k]})` }), k))),
     ...section("By function", d.functions.length, d.functions.length ? table("functions", [
@@ -189,7 +188,7 @@ function renderTasks(d) {
       { title: "running", get: f => f.running, num: true },
       { title: "finished", get: f => f.finished, num: true },
       { title: "failed", get: f => f.failed, num: true },
-      { title: "retried", get: f => f.retried, num: true },
+      { title: "run again", get: f => f.retried, num: true },
     ], d.functions, f => ({ "data-function": f.function })) : empty("No task submitted yet.")),
     ...section("Failed tasks", d.failed.length, h("div", { id: "failed-tasks" }, failed.length ? failed : empty("No task failed."))),
   );
