@@ -119,9 +119,14 @@ class Process:
 class Collector:
     """Gathers the cluster's state in the head process (see the module doc)."""
 
-    def __init__(self, head: Any, *, interval: float = 0.5, keep_attempts: int = 50_000, keep_failed: int = 200) -> None:
+    def __init__(
+        self, head: Any, *, interval: float = 0.5, idle_interval: float = 2.0, keep_attempts: int = 50_000, keep_failed: int = 200
+    ) -> None:
         self.head = head
+        #: seconds between polls while someone looks, and while nobody does
+        #: (then only to keep the history: records, counts)
         self.interval = interval
+        self.idle_interval = idle_interval
         self.keep_attempts = keep_attempts
         self.started = time.time()
         self.processes: dict[str, Process] = {}
@@ -165,7 +170,7 @@ class Collector:
             self.poll()
             task_status.started()
             while True:
-                with trio.move_on_after(self.interval):
+                with trio.move_on_after(self.interval if self.watched() else self.idle_interval):
                     await self._wake.wait()
                 self._wake = trio.Event()
                 self.poll()
@@ -223,17 +228,22 @@ class Collector:
         for address, (_, sent) in list(self._outstanding.items()):
             if now - sent > _REQUEST_TIMEOUT:
                 del self._outstanding[address]
+        watched = self.watched()
         for address, rec in sorted(self.head_snapshot.get("nodes", {}).items()):
             node = self.processes.get(address)
             if node is None:
                 node = self.processes[address] = Process(address=address, role="node", node=address)
             node.alive = bool(rec.get("alive"))
+            # The head knows each node's workers (heartbeats): a node's own
+            # snapshot (scheduler, store) is asked for only while someone looks.
+            for worker in rec.get("workers", ()):
+                if worker not in self.processes:
+                    self.processes[worker] = Process(address=worker, role="worker", node=address)
             if node.alive:
-                self._ask(address, snapshot=True, summary=True)
-        summary = self.watched()
+                self._ask(address, snapshot=watched or node.snapshot is None, summary=False)
         for proc in list(self.processes.values()):
             if proc.role in ("worker", "driver") and proc.alive:
-                self._ask(proc.address, snapshot=self.object_watchers > 0, summary=summary or not proc.summary)
+                self._ask(proc.address, snapshot=self.object_watchers > 0, summary=watched or not proc.summary)
 
     def _ask(self, address: str, *, snapshot: bool, summary: bool) -> None:
         if address in self._outstanding or self._transport is None:
