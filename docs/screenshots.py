@@ -23,28 +23,31 @@ from ownership.demo import cluster, workload
 OUT = Path(__file__).resolve().parent / "dashboard"
 
 
-def _wait_for(driver, css: str, timeout: float = 20.0) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
+def _wait_for(driver, css: str, text: str = "", timeout: float = 30.0) -> None:
+    """Until an element matching ``css`` (whose text has ``text``) is on the page."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, timeout).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css)))
+    script = "return Array.from(document.querySelectorAll(arguments[0]), e => e.textContent).join(' ')"
+    WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+        lambda d: (found := d.execute_script(script, css)) and text in found,
+        message=f"no {css!r} with {text!r} on {driver.current_url}",
+    )
 
 
 def shoot(url: str, out: Path, shared_object: str) -> list[Path]:
     ready = {
-        "cluster": "#nodes tbody tr",
-        "tasks": "#failed-tasks details",
-        "stream": "#stream-svg rect.task.killed",
-        "objects": "#graph-svg .gnode.borrower",
-        "failures": "#deaths tbody tr:nth-child(2)",  # the worker and the node
+        "cluster": ("#workers tbody tr", "actor Keeper"),
+        "tasks": ("#task-totals", "0 pending · 0 running"),  # every task of the workload ended
+        "stream": ("#stream-svg rect.task.killed", ""),
+        "objects": ("#graph-svg .gnode.borrower", ""),
+        "failures": ("#deaths tbody tr:nth-child(2)", ""),  # the worker and the node
     }
     written = []
     with chromium(width=1400, height=900) as driver:
         for page in PAGES:
             query = f"?object={shared_object}" if page == "objects" else ""
             driver.get(f"{url}{page}{query}")
-            _wait_for(driver, ready[page])
+            _wait_for(driver, *ready[page])
             if page == "tasks":
                 driver.execute_script("document.querySelector('#failed-tasks details').open = true")
             path = out / f"{page}.png"

@@ -114,13 +114,19 @@ class Process:
     running: list[list] = attrs.Factory(list)
     steps: int = 0
     last_report: float | None = None
+    #: when ``summary`` (and what comes with it) came (monotonic)
+    summary_at: float = float("-inf")
+
+    def fresh(self, within: float) -> bool:
+        """Whether the summary is recent: an old one says what ran then, not now."""
+        return self.alive and time.monotonic() - self.summary_at < within
 
 
 class Collector:
     """Gathers the cluster's state in the head process (see the module doc)."""
 
     def __init__(
-        self, head: Any, *, interval: float = 0.5, idle_interval: float = 2.0, keep_attempts: int = 50_000, keep_failed: int = 200
+        self, head: Any, *, interval: float = 0.5, idle_interval: float = 1.0, keep_attempts: int = 50_000, keep_failed: int = 200
     ) -> None:
         self.head = head
         #: seconds between polls while someone looks, and while nobody does
@@ -188,6 +194,9 @@ class Collector:
 
     def watched(self) -> bool:
         return self.watchers > 0 or time.monotonic() - self.looked_at < 60.0
+
+    def _freshness(self) -> float:
+        return 2 * self.interval + 2.0
 
     def watch_tables(self) -> None:
         """A page that shows the ownership tables opened: ask the workers for them, now."""
@@ -295,6 +304,7 @@ class Collector:
         summary = probe.get("summary")
         if summary is not None:
             proc.summary = summary
+            proc.summary_at = time.monotonic()
             proc.node = summary.get("node", proc.node)
             proc.role = "driver" if summary.get("driver") else "worker"
             proc.in_flight = probe.get("in_flight", [])
@@ -414,6 +424,10 @@ class Collector:
             proc.alive = False
             proc.running = []
 
+    def _ended(self, proc: Process) -> str:
+        """How a process no longer alive ended: stopped on purpose, or died."""
+        return "stopped" if self.exits.get(proc.address) == "stopped" or proc.role == "driver" else "dead"
+
     def is_failure(self, death: Death) -> bool:
         """A node's death, or a worker's that nobody asked for (not a driver leaving,
         not an actor stopped once unreferenced)."""
@@ -486,7 +500,7 @@ class Collector:
                 role = "actor " + self.actor_names.get(s["actor_id"], s["actor_id"])
             else:
                 role = "task worker"
-            running = [self.display_name((r[3], r[2], r[4])) for r in proc.running] if proc.alive else []
+            running = [self.display_name((r[3], r[2], r[4])) for r in proc.running] if proc.fresh(self._freshness()) else []
             workers.append(
                 {
                     "address": proc.address,
@@ -494,7 +508,7 @@ class Collector:
                     "pid": proc.pid,
                     "role": role,
                     "alive": proc.alive,
-                    "state": slot.get("state", "dead" if not proc.alive else "?"),
+                    "state": slot.get("state", "?") if proc.alive else self._ended(proc),
                     "lease": slot.get("lease_id"),
                     "running": running,
                     "queued": s.get("queued", 0),
@@ -517,7 +531,7 @@ class Collector:
         totals = [rec.get("total", {}) for rec in head_nodes.values() if rec.get("alive")]
         shapes: dict[tuple, dict[str, Any]] = {}
         for proc in self.processes.values():
-            if not proc.alive:
+            if not proc.fresh(self._freshness()):
                 continue
             for kind, name, actor_id, resources, n in proc.pending:
                 if kind == "actor_method":
@@ -558,7 +572,7 @@ class Collector:
                 counts["finished"] += finished
                 counts["failed"] += failed
                 counts["retried"] += rerun
-            if proc.alive:
+            if proc.fresh(self._freshness()):
                 for kind, name, actor_id, pending, running in proc.in_flight:
                     counts = counts_of((kind, name, actor_id))
                     counts["pending"] += pending
@@ -580,7 +594,7 @@ class Collector:
         since = now - window
         bars: list[Bar] = []
         for proc in self.processes.values():
-            if proc.alive:
+            if proc.fresh(self._freshness()):
                 for task_id, attempt, name, kind, actor_id, _owner, start in proc.running:
                     if start is not None and (task_id, attempt) not in self.bars:
                         bars.append(Bar(task_id, (kind, name, actor_id), proc.address, attempt, start, None, "running"))
@@ -592,7 +606,7 @@ class Collector:
             bars.append(bar)
         bars.sort(key=lambda b: b.start)
         workers = [
-            {"address": p.address, "node": p.node, "alive": p.alive, "role": p.role}
+            {"address": p.address, "node": p.node, "alive": p.alive, "role": p.role, "ended": None if p.alive else self._ended(p)}
             for p in sorted(self.processes.values(), key=lambda p: (p.node or "", p.role != "driver", p.address))
             if p.role in ("worker", "driver")
         ]

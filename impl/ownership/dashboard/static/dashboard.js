@@ -203,7 +203,7 @@ let streamWindow = "fit";
 function colorOf(functions, name) { return PALETTE[Math.max(0, functions.indexOf(name)) % PALETTE.length]; }
 
 function renderStream(d) {
-  const width = Math.max(600, main.clientWidth - 24);
+  const width = Math.max(600, main.clientWidth - 70);  // main's and the panel's padding
   const label = 250, lane = 22, top = 24;
   const rows = d.workers;
   const rowOf = new Map(rows.map((w, i) => [w.address, i]));
@@ -219,7 +219,7 @@ function renderStream(d) {
   const svg = s("svg", { id: "stream-svg", width, height, viewBox: `0 0 ${width} ${height}` });
   rows.forEach((w, i) => {
     svg.append(s("rect", { class: "lane" + (i % 2 ? " alt" : ""), x: 0, y: top + i * lane, width, height: lane }));
-    svg.append(s("text", { x: 4, y: top + i * lane + 15, class: "mono" }, `${w.role === "driver" ? "driver " : ""}${w.address}${w.alive ? "" : " (dead)"}`));
+    svg.append(s("text", { x: 4, y: top + i * lane + 15, class: "mono" }, `${w.role === "driver" ? "driver " : ""}${w.address}${w.alive ? "" : ` (${w.ended})`}`));
   });
   const axis = s("g", { class: "axis" });
   const span = t1 - t0, step = [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300].find(st => span / st <= 8) || 600;
