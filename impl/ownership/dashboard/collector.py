@@ -37,6 +37,10 @@ logger = logging.getLogger("ownership.dashboard")
 
 #: a request unanswered this long is given up on (the process is asked again)
 _REQUEST_TIMEOUT = 5.0
+#: a process whose connection closed is not asked again for this long: it
+#: has most likely died (the head will say), and asking again would dial a
+#: dead address, with a warning each time
+_LOST_BACKOFF = 10.0
 _COUNTS = ("submitted", "finished", "failed", "retried", "pending", "running")
 
 
@@ -116,6 +120,8 @@ class Process:
     last_report: float | None = None
     #: when ``summary`` (and what comes with it) came (monotonic)
     summary_at: float = float("-inf")
+    #: when our connection to it was lost (monotonic): not asked for a while
+    lost_at: float = float("-inf")
 
     def fresh(self, within: float) -> bool:
         """Whether the summary is recent: an old one says what ran then, not now."""
@@ -181,6 +187,13 @@ class Collector:
                 self._wake = trio.Event()
                 self.poll()
                 self._publish()
+
+    def peer_lost(self, address: str) -> None:
+        """The transport's connection to ``address`` closed (``on_peer_lost``)."""
+        self._outstanding.pop(address, None)
+        proc = self.processes.get(address)
+        if proc is not None:
+            proc.lost_at = time.monotonic()
 
     def wake(self) -> None:
         """Poll now (a page that needs the ownership tables just opened)."""
@@ -256,6 +269,9 @@ class Collector:
 
     def _ask(self, address: str, *, snapshot: bool, summary: bool) -> None:
         if address in self._outstanding or self._transport is None:
+            return
+        proc = self.processes.get(address)
+        if proc is not None and time.monotonic() - proc.lost_at < _LOST_BACKOFF:
             return
         rid = f"dash-{next(self._ids)}"
         self._outstanding[address] = (rid, time.monotonic())

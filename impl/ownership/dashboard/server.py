@@ -87,7 +87,9 @@ async def serve(head: Any, options: DashboardOptions) -> None:
         config.include_server_header = False
         collector = Collector(head, interval=options.interval)
         app = create_app(collector)
-        async with open_tcp_transport(options.token, options.host, advertise_host=options.advertise_host) as transport:
+        async with open_tcp_transport(
+            options.token, options.host, advertise_host=options.advertise_host, on_peer_lost=collector.peer_lost
+        ) as transport:
             async with trio.open_nursery() as nursery:
                 await nursery.start(collector.run, transport)
                 logger.info("dashboard at http://%s:%d/ (pid %d)", host, port, os.getpid())
