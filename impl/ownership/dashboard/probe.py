@@ -260,7 +260,8 @@ class ProbeLog(EventLog):
             gone = task is None or task.state == "failed"
             if not gone and task.retries_left >= entry[_RETRIES]:
                 continue
-            if deaths and entry[_PUSHED] is not None and (gone or task.state != "running"):
+            # (Pushed again in this very step, on an idle lease: a new attempt.)
+            if deaths and entry[_PUSHED] is not None and (gone or task.state != "running" or task.attempt != entry[_ATTEMPT]):
                 # The pushed attempt died with its worker: its bar, from the owner.
                 self._note(("killed", entry[_PUSHED], now, task_id, *entry[_KEY], entry[_ATTEMPT], entry[_WORKER]))
                 entry[_PUSHED] = None
