@@ -9,6 +9,7 @@ with it) must not make a task count twice.
 from __future__ import annotations
 
 import random
+import time
 
 import trio
 
@@ -134,6 +135,7 @@ async def test_collector_counts_the_same_in_any_order_reports_arrive() -> None:
         assert rerun["function"] == "block" and rerun["kind"] == "reconstruction" and rerun["seconds"] >= 0
         stream = collector.stream_view(window=3600)
         attempts = {(b["function"], b["attempt"], b["outcome"]) for b in stream["bars"]}
+        assert {b["worker"] for b in stream["bars"]} <= {w["address"] for w in stream["workers"]}  # each has its row
         assert ("block", 1, "ok") in attempts and ("block", 2, "ok") in attempts
         assert ("parse_port", 1, "failed") in attempts
     assert all(v == views[0] for v in views)
@@ -164,3 +166,26 @@ def test_probe_takes_over_the_log_and_counts_what_it_drops(monkeypatch) -> None:
     assert sorted(out["in_flight"]) == [["actor_create", f"A{i}", None, 1, 0] for i in range(5)]
     again = report(core, "worker")
     assert again["records"] == [] and again["dropped"] == 0
+
+
+def test_stream_draws_the_killed_attempt_of_a_worker_no_poll_reached() -> None:
+    # A worker started, took a task and died between two polls: the only
+    # word of it is its owner's (the attempt killed) and the head's (the
+    # death), in either order. Its row is on the stream, dead, with the bar.
+    owner, worker, retry_worker, node = "d:1#a", "w:2#b", "w:3#c", "n:4#d"
+    t = time.time() - 1.0
+    killed = ["killed", t, t + 0.5, "d:1#a/t25", "task", "dies_first_time", None, 1, worker]
+    died = ["died", t + 0.4, "worker", worker, node, [worker], None]
+    ran = ["ran", "d:1#a/t25", "dies_first_time", "task", None, 2, owner, t + 0.6, t + 0.7, None]
+    for order in ([("owner", killed), ("head", died)], [("head", died), ("owner", killed)]):
+        collector = Collector(head=None)
+        collector.take(retry_worker, "worker", None, {"records": [ran]})
+        for who, record in order:
+            address, role = (owner, "driver") if who == "owner" else ("h:5#e", "head")
+            collector.take(address, role, None, {"records": [record]})
+        stream = collector.stream_view(window=3600)
+        rows = {w["address"]: w for w in stream["workers"]}
+        assert {b["worker"] for b in stream["bars"]} <= set(rows)
+        assert [(b["worker"], b["attempt"], b["outcome"]) for b in stream["bars"]] == [(worker, 1, "killed"), (retry_worker, 2, "ok")]
+        assert rows[worker]["alive"] is False and rows[worker]["ended"] == "dead" and rows[worker]["node"] == node
+        assert not collector.processes[worker].alive  # never asked: it is dead

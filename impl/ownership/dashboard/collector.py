@@ -377,9 +377,23 @@ class Collector:
         outcome = "ok" if err_kind is None else ("cancelled" if err_kind == "cancelled" else "failed")
         self._add_bar(Bar(task_id, (kind, name, actor_id), worker, attempt, start, end, outcome))
 
+    def _dead_worker(self, address: str, node: str | None) -> None:
+        """A worker named dead by a record: known from now on, also when it
+        started and died between two polls (nobody had asked it yet), so that
+        the attempt it took down has a row to be drawn in."""
+        proc = self.processes.get(address)
+        if proc is None:
+            proc = self.processes[address] = Process(address=address, role="worker", node=node)
+        elif proc.node is None:
+            proc.node = node
+        proc.alive = False
+        proc.running = []
+
     def _on_killed(self, owner: str, r: list) -> None:
         _, pushed, t, task_id, kind, name, actor_id, attempt, worker = r[:9]
         if pushed is not None and t is not None:
+            # Its owner heard of its worker's death: that worker is dead.
+            self._dead_worker(worker, None)
             self._add_bar(Bar(task_id, (kind, name, actor_id), worker, attempt, pushed, t, "killed"))
 
     def _on_failed(self, owner: str, r: list) -> None:
@@ -426,11 +440,12 @@ class Collector:
         self.deaths.append(Death(time=t, kind=kind, address=address, node=node, workers=list(workers), detection=detection))
         if detection is not None:
             self.detections.append(detection)
-        for a in set(workers) | {address}:
-            proc = self.processes.get(a)
-            if proc is not None:
-                proc.alive = False
-                proc.running = []
+        for a in workers:
+            self._dead_worker(a, node)
+        proc = self.processes.get(address)
+        if proc is not None:
+            proc.alive = False
+            proc.running = []
 
     def _on_exited(self, node: str, r: list) -> None:
         _, _t, address, cause = r[:4]
