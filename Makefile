@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench java chromium check-models conformance-full clean
+.PHONY: demo test bench java chromium check-models conformance-full mutants clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,15 @@ conformance-full: $(STAMP) java
 	$(VENV)/bin/ownership traces generate Scheduling --config Medium --no-tests --out $(CONFORMANCE_OUT)
 	$(VENV)/bin/ownership traces generate RefCounting --config TwoTasks --no-tests --out $(CONFORMANCE_OUT)
 	$(VENV)/bin/ownership conformance run --no-shrink $(CONFORMANCE_OUT)
+
+# Every planted core bug (tests/mutants/*.toml), each in a copy of the tree,
+# against the conformance corpus and the scenario, core and API tests; one
+# job per core unless MUTANT_JOBS says otherwise (minutes, not in CI: a fast
+# subset runs in tests/mutants/test_mutants.py). Fails while any survives.
+MUTANT_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+MUTANTS_REPORT ?= /tmp/ownership-mutants.json
+mutants: $(STAMP)
+	$(PY) tests/mutants/run.py --jobs $(MUTANT_JOBS) --json $(MUTANTS_REPORT) $(MUTANTS)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'

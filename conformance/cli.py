@@ -13,14 +13,17 @@ rejected, 2 for bad usage or a checker that could not run.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 __all__ = ["add_subparsers"]
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+_FORMATTER = argparse.RawDescriptionHelpFormatter
 
 
 def _positive(text: str) -> int:
@@ -104,7 +107,12 @@ def _run_generate(args: argparse.Namespace, console: Console | None = None) -> i
 
 def add_subparsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``traces`` and ``conformance`` on the ``ownership`` command."""
-    traces = subparsers.add_parser("traces", help="ITF traces generated from the specs' state graphs")
+    traces = subparsers.add_parser(
+        "traces",
+        help="ITF traces generated from the specs' state graphs",
+        description="Generate ITF traces from the specs' state graphs (ownership traces generate --help).",
+        formatter_class=_FORMATTER,
+    )
     traces_sub = traces.add_subparsers(dest="traces_command", metavar="COMMAND")
     gen = traces_sub.add_parser(
         "generate",
@@ -112,6 +120,13 @@ def add_subparsers(subparsers: argparse._SubParsersAction) -> None:  # type: ign
         description="Run TLC on a spec's model (without its VIEW), cover the state graph's edges or "
         "actions with paths from the initial state, and write each path as an ITF trace under "
         "traces/<Spec>/; add one targeted trace per Test* predicate of the spec's tests module.",
+        epilog="""\
+examples:
+  ownership traces generate                                   # every traced spec, Small config
+  ownership traces generate Scheduling --config Small
+  ownership traces generate Scheduling --config Medium --no-tests --out /tmp/covers
+""",
+        formatter_class=_FORMATTER,
     )
     gen.add_argument("specs", nargs="*", metavar="SPEC", help="spec names (default: every spec/*.json)")
     gen.add_argument("--config", default="Small", metavar="NAME_OR_FILE", help="model config (default: Small)")
@@ -158,16 +173,31 @@ def _run_replay(args: argparse.Namespace, console: Console | None = None) -> int
         console.print(f"[bold red]error:[/] no *.itf.json traces under {', '.join(map(str, paths))}", highlight=False)
         return EXIT_ERROR
 
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,  # a log or a pipe gets the results only
+    )
+
     async def main() -> list[Any]:
         results = []
+        bar = progress.add_task("replaying", total=len(traces))
         for path, trace in traces:
+            progress.update(bar, description=f"replaying {_trace_name(path)}")
             try:
                 result = await replay(trace, source=str(path), timeout=args.timeout)
             except TraceError as exc:
                 console.print(f"[bold red]error:[/] {exc}", highlight=False)
                 results.append(None)
+                progress.advance(bar)
                 continue
             results.append(result)
+            progress.advance(bar)
             if args.verbose or not result.passed:
                 mark = "[green]✓[/]" if result.passed else "[bold red]✗[/]"
                 console.print(f"{mark} {path} ({result.length - 1} steps, {result.seconds:.2f} s)", highlight=False)
@@ -192,7 +222,8 @@ def _run_replay(args: argparse.Namespace, console: Console | None = None) -> int
                         console.print("  no shorter diverging trace found", highlight=False)
         return results
 
-    results = trio.run(main)
+    with progress:
+        results = trio.run(main)
     done = [r for r in results if r is not None]
     status = EXIT_OK if len(done) == len(results) else EXIT_ERROR
     groups: dict[str, list[Any]] = {}
@@ -219,27 +250,62 @@ def _run_replay(args: argparse.Namespace, console: Console | None = None) -> int
         else:
             line = f"coverage {name}: {edges['exercised']:,} edges, {len(actions['exercised'])} actions (no graph index next to the traces)"
         console.print(line, highlight=False)
-    out = args.coverage
-    if out is None:
-        first = paths[0]
-        out = (first if first.is_dir() else first.parent) / "coverage.json"
-    out.write_text(json.dumps(cov, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    out = args.coverage or default_coverage_path()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(cov, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError as exc:
+        console.print(f"[bold red]error:[/] cannot write coverage to {out}: {exc.strerror or exc}", highlight=False)
+        return max(status, EXIT_ERROR)
     console.print(f"coverage written to {out}", highlight=False)
     return status
 
 
+def default_coverage_path() -> Path:
+    """Where ``conformance run`` writes coverage unless told: a cache folder,
+    never the working tree (``$XDG_CACHE_HOME/ownership``, else ``~/.cache/ownership``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ownership" / "coverage.json"
+
+
+def _trace_name(path: Path) -> str:
+    """``Scheduling/Small_edges_0007`` rather than the whole path."""
+    return "/".join(path.parts[-2:]).removesuffix(".itf.json")
+
+
 def _add_conformance(subparsers: Any) -> None:
-    conf = subparsers.add_parser("conformance", help="check the implementation against the specs, in both directions")
+    conf = subparsers.add_parser(
+        "conformance",
+        help="check the implementation against the specs, in both directions",
+        description="Replay spec traces on the implementation (run), and check implementation event logs "
+        "against the specs with TLC (log, validate).",
+        formatter_class=_FORMATTER,
+    )
     sub = conf.add_subparsers(dest="conformance_command", metavar="COMMAND")
     run = sub.add_parser(
         "run",
         help="replay ITF traces on the in-memory cluster and compare every settled state",
         description="Replay each trace stimulus by stimulus on an in-memory cluster shaped like the model, "
         "compare the mapping's projection of the implementation with the trace after every settled step, "
-        "report the first divergence with a diff and a shrunk trace, and the spec-level coverage reached.",
+        "report the first divergence with a diff and a shrunk trace, and the spec-level coverage reached. "
+        "On a terminal a progress bar shows the trace being replayed.",
+        epilog="""\
+examples:
+  ownership conformance run                       # every trace under traces/
+  ownership conformance run traces/Scheduling -v
+  ownership conformance run /tmp/covers --no-shrink --coverage-out /tmp/covers/coverage.json
+""",
+        formatter_class=_FORMATTER,
     )
     run.add_argument("paths", nargs="*", metavar="PATH", help="trace files or folders (default: traces/)")
-    run.add_argument("--coverage", type=Path, metavar="FILE", help="where to write coverage JSON (default: <first folder>/coverage.json)")
+    run.add_argument(
+        "--coverage-out",
+        "--coverage",
+        dest="coverage",
+        type=Path,
+        metavar="FILE",
+        help="where to write coverage JSON (default: ~/.cache/ownership/coverage.json, or under $XDG_CACHE_HOME)",
+    )
     run.add_argument("--timeout", type=float, default=60.0, help="seconds one trace may take (default 60)")
     run.add_argument("--no-shrink", action="store_true", help="do not search for shorter diverging traces")
     run.add_argument("-v", "--verbose", action="store_true", help="list every trace, not only failures")
@@ -378,6 +444,12 @@ def _add_validate(sub: Any) -> None:
         description="Write the log into a trace spec with a cursor over it (EWD998ChanTrace style) and ask TLC "
         "for a behaviour of the spec that takes every line; report accepted, or the first line no behaviour "
         "can take with a state the spec can be in just before it.",
+        epilog="""\
+examples:
+  ownership conformance log --spec Scheduling --seed 1 -o run.ndjson
+  ownership conformance validate run.ndjson
+""",
+        formatter_class=_FORMATTER,
     )
     val.add_argument("log", type=Path, metavar="LOG", help="NDJSON event log (ownership conformance log)")
     val.add_argument("--spec", help="spec name (default: the log's header)")
@@ -387,6 +459,12 @@ def _add_validate(sub: Any) -> None:
     val.set_defaults(func=_run_validate)
     log = sub.add_parser(
         "log",
+        epilog="""\
+examples:
+  ownership conformance log --spec Scheduling --seed 1 -o run.ndjson
+  ownership conformance log --from-dir run1 --spec Scheduling --config Small
+""",
+        formatter_class=_FORMATTER,
         help="run a seeded random workload (with crashes) on the in-memory cluster and write its event log; "
         "or, with --from-dir, merge the step logs of a TCP run into one",
     )

@@ -57,10 +57,12 @@ def _import_bench() -> Any:
 
 
 def add_subparsers(subparsers: Any) -> None:
+    from .cli import help_text
+
     parser = subparsers.add_parser(
         "bench",
         help="benchmarks against Ray and Dask, side by side",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds in total), for smoke tests")

@@ -148,7 +148,8 @@ async def test_start_with_resources_offers_them_to_tasks(tmp_path, monkeypatch) 
                 ref = on_tpu.remote(1)
                 await _until(lambda: driver.core.submitter.infeasible, "the TPU task is announced", timeout=30)
                 out = await cli("status")
-                assert "infeasible tasks" in out and "on_tpu()" in out and "TPU 1" in out, out
+                # the "waiting to run" table: the function, its shape, infeasible
+                assert "on_tpu" in out and "1 CPU, 1 TPU" in out and "infeasible" in out, out
                 ownership.cancel(ref)
     finally:
         await cli("stop")

@@ -173,3 +173,38 @@ def test_conformance_run_prints_the_result_and_writes_coverage(corpus, tmp_path,
 def test_model_values_compare_across_checkers():
     # the projection builds ModelValue("o1"); traces read back ModelValue("o1", type="MODEL")
     assert ModelValue("o1") == ModelValue("o1", type="MODEL")
+
+
+def test_conformance_run_writes_coverage_to_the_cache_not_the_traces(corpus, tmp_path, monkeypatch, capsys):
+    path, _trace = _first_passing(corpus, "Scheduling/Reuse_actions")
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    copy = traces / path.name
+    copy.write_text(path.read_text())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    status = main(["conformance", "run", str(traces)])
+    text = capsys.readouterr().out
+    assert status == 0, text
+    assert sorted(p.name for p in traces.iterdir()) == [copy.name]  # nothing written next to the traces
+    cache = tmp_path / "cache" / "ownership" / "coverage.json"
+    assert f"coverage written to {cache}" in text
+    assert json.loads(cache.read_text())["Scheduling/Reuse"]["passed"] == 1
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_conformance_run_shows_progress_on_a_terminal_only(corpus, tmp_path, terminal):
+    import argparse
+    import io
+
+    from rich.console import Console
+
+    from conformance.cli import _run_replay
+
+    path, _trace = _first_passing(corpus, "Scheduling/Reuse_actions")
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=terminal, width=100, soft_wrap=True)
+    args = argparse.Namespace(paths=[str(path)], timeout=60.0, verbose=False, no_shrink=True, coverage=tmp_path / "c.json")
+    assert _run_replay(args, console=console) == 0
+    out = buf.getvalue()
+    assert ("replaying Scheduling/Reuse_actions_" in out) is terminal  # the bar names the trace it replays
+    assert "Scheduling/Reuse: 1 of 1 traces passed" in out

@@ -2,6 +2,9 @@
 
     python driver_programs.py hold-actors NODE TOKEN_FILE N
         attach to NODE, start N actors of 1 CPU each, print READY, wait to be killed
+    python driver_programs.py from-elsewhere
+        connect() to $OWNERSHIP_ADDRESS with $OWNERSHIP_HOME's token, run a
+        task that prints, print RESULT with the driver's address and node
     python driver_programs.py two-hosts NODE TOKEN_FILE MARKS GATE N
         attach to NODE, run a small workload, start N gated tasks, print PLACED
         once all run, then (the test cuts a host off and opens GATE) print
@@ -81,10 +84,27 @@ async def two_hosts(node: str, token_file: str, marks: str, gate: str, n: int) -
         print("RESULT " + json.dumps({"warmup": warmup, "values": values}), flush=True)
 
 
+@ownership.remote
+def where_am_i(x):
+    print(f"task got {x}")
+    return [os.getpid(), x + 1]
+
+
+async def from_elsewhere() -> None:
+    """connect() with no argument ($OWNERSHIP_ADDRESS, $OWNERSHIP_HOME's token)."""
+    import json
+
+    async with connect() as driver:
+        pid, value = await where_am_i.remote(41)
+        print("RESULT " + json.dumps({"driver": driver.address, "node": driver.core.node, "pid": pid, "value": value}), flush=True)
+
+
 if __name__ == "__main__":
     mode, *rest = sys.argv[1:]
     if mode == "hold-actors":
         trio.run(hold_actors, rest[0], rest[1], int(rest[2]))
+    elif mode == "from-elsewhere":
+        trio.run(from_elsewhere)
     elif mode == "two-hosts":
         trio.run(two_hosts, rest[0], rest[1], rest[2], rest[3], int(rest[4]))
     else:

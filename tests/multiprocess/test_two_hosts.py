@@ -149,3 +149,38 @@ def test_host_cut_off_is_detected_and_its_tasks_rerun(two_hosts, tmp_path):
         assert set(on_host_b) <= reruns  # host B's tasks ran again on host A
     finally:
         stop(procs)
+
+
+def test_driver_on_another_host_connects_to_the_head(two_hosts, tmp_path):
+    """The head and a node on host A; a driver on host B, with nothing but the
+    token in its OWNERSHIP_HOME, attaches by the head's address and gets a
+    task's value and output back (workers dial it on B's address)."""
+    token_file = write_token(generate_token(), tmp_path / "cluster.token")
+    home_b = tmp_path / "b"
+    write_token(bytes.fromhex(token_file.read_text().strip()), home_b / "cluster.token")
+    on_a = ("ip", "netns", "exec", two_hosts.a)
+    on_b = ("ip", "netns", "exec", two_hosts.b)
+    procs: list[subprocess.Popen] = []
+    try:
+        head, head_addr = spawn_service("head", token_file, "--host", two_hosts.addr_a, "--tick", "0.1", prefix=on_a)
+        procs.append(head)
+        node, node_addr = spawn_service(
+            "node", token_file, "--host", two_hosts.addr_a, "--head", head_addr, "--num-cpus", "1", prefix=on_a
+        )
+        procs.append(node)
+        program = Path(__file__).with_name("driver_programs.py")
+        # The head's bare HOST:PORT, as a person sets it (head_addr is its identity).
+        env = {**os.environ, "OWNERSHIP_HOME": str(home_b), "OWNERSHIP_ADDRESS": head_addr.partition("#")[0]}
+        driver = subprocess.Popen(
+            [*on_b, sys.executable, str(program), "from-elsewhere"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
+        procs.append(driver)
+        out, _ = driver.communicate(timeout=90)
+        assert driver.returncode == 0
+        lines = out.decode().splitlines()
+        result = json.loads(next(line for line in lines if line.startswith("RESULT ")).split(" ", 1)[1])
+        assert result["node"] == node_addr and result["value"] == 42
+        assert result["driver"].startswith(two_hosts.addr_b + ":")  # it listens where host A can reach it
+        assert f"(where_am_i pid={result['pid']}) task got 41" in lines
+    finally:
+        stop(procs)

@@ -51,15 +51,19 @@ def run(argv: list[str]) -> int:
     return args.func(args)
 
 
-def test_check_cli_violation_prints_changed_variables(spec_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_cli_violation_prints_what_changed_per_key(spec_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = run(["check", "Counter", "--config", "Broken", "--spec-dir", str(spec_dir)])
     out = capsys.readouterr().out
     assert code == 1
     assert "invariant NeverMax violated after 3 states" in out
-    assert out.count("ProcIncrement ") >= 2
-    assert "count = (p1 :> 2 @@ p2 :> 0)" in out
-    # Step 3 changes count and log only: lastAction appears for steps 1 and 2.
-    assert out.count("lastAction =") == 2
+    # The first state in full; then each step's action once, with its
+    # parameters (from lastAction), and only the entries that changed.
+    assert "count = (p1 :> 0 @@ p2 :> 0)" in out
+    assert out.count("ProcIncrement(p=p1)") == 2
+    assert "count[p1]: 0 -> 1" in out and "count[p1]: 1 -> 2" in out
+    assert "log: + [who |-> p1, n |-> 2] (appended)" in out
+    assert "count = (p1 :> 2" not in out  # never the whole function again
+    assert "lastAction" not in out  # it is the action column
 
 
 def test_check_cli_all_runs_every_manifest(spec_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,3 +149,24 @@ def test_check_registered_on_ownership_command(spec_dir: Path, capsys: pytest.Ca
 
     assert main(["check", "Nope.tla", "--spec-dir", str(spec_dir)]) == 2
     assert "spec not found" in capsys.readouterr().out
+
+
+def test_value_changes_name_each_changed_entry() -> None:
+    from ownership.tla.cli import value_changes
+    from ownership.tla.values import ModelValue, TLAFunction, TLARecord
+
+    b1, b2, o = ModelValue("b1"), ModelValue("b2"), ModelValue("o")
+    local = TLAFunction({b1: 0, b2: 0, o: 1})
+    assert value_changes("local", local, TLAFunction({b1: 1, b2: 0, o: 1})) == ["local[b1]: 0 -> 1"]
+    nested_old = TLAFunction({b1: TLAFunction({o: 0}), b2: TLAFunction({o: 0})})
+    nested_new = TLAFunction({b1: TLAFunction({o: 1}), b2: TLAFunction({o: 0})})
+    assert value_changes("running", nested_old, nested_new) == ["running[b1][o]: 0 -> 1"]
+    msg = TLARecord({"type": "PushTask", "worker": b1})
+    assert value_changes("msgs", (), TLAFunction({msg: 1})) == ['msgs[[type |-> "PushTask", worker |-> b1]]: (none) -> 1']
+    assert value_changes("msgs", TLAFunction({msg: 1}), ()) == ['msgs[[type |-> "PushTask", worker |-> b1]]: 1 -> (none)']
+    assert value_changes("rec", TLARecord({"a": 1, "b": 2}), TLARecord({"a": 1, "b": 3})) == ["rec.b: 2 -> 3"]
+    assert value_changes("up", frozenset({b1, b2}), frozenset({b1, o})) == ["up: + o", "up: - b2"]
+    assert value_changes("log", (1, 2), (1, 2, 3)) == ["log: + 3 (appended)"]
+    assert value_changes("log", (1, 2), (1, 5)) == ["log[2]: 2 -> 5"]
+    assert value_changes("x", 1, 1) == []
+    assert value_changes("flag", False, True) == ["flag: FALSE -> TRUE"]

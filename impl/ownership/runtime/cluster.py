@@ -11,9 +11,13 @@ becomes a driver attached to the first node. Leaving the block stops the
 driver, then every process, and removes the session directory and any
 shared-memory segment of the session.
 
-``connect("HOST:PORT")`` attaches a driver to a cluster that is already
-running (started by ``ownership start``), given the address of one of its
-nodes, or of its head when this machine's session file names a node of it.
+``connect()`` attaches a driver to a cluster that is already running
+(started by ``ownership start``): the one ``$OWNERSHIP_ADDRESS`` names, else
+the one this machine runs; ``connect("HOST:PORT")`` names its head (or one of
+its nodes), from any machine that has the cluster's token. The head says
+which nodes are alive; the driver attaches to one on its own machine when
+there is one (large values then pass through shared memory), else to any,
+and its values travel over TCP.
 Processes are named by their identity, ``HOST:PORT#INCARNATION`` (what
 ``cluster.head``, ``cluster.nodes`` and the ready lines hold); wherever a
 person gives an address, a bare ``HOST:PORT`` will do.
@@ -23,9 +27,10 @@ heartbeat to the head on each tick, and the head declares a node dead after
 ``node_timeout`` seconds without one (default 5 s).
 
 The head serves the dashboard (:mod:`ownership.dashboard`) on a free port of
-127.0.0.1 (``dashboard_host``, ``dashboard_port`` to choose), printed on
-stderr at start and kept as ``cluster.dashboard_url``; ``dashboard=False``,
-or ``OWNERSHIP_DASHBOARD=0`` in the environment, runs without it.
+127.0.0.1 (``dashboard_host``, ``dashboard_port`` to choose), kept as
+``cluster.dashboard_url`` and logged (INFO, so a script's output stays its
+own); ``dashboard=False``, or ``OWNERSHIP_DASHBOARD=0`` in the environment,
+runs without it.
 
 With ``event_log=DIR`` every process of the cluster, the driver included,
 appends its core steps to a file of its own in DIR (:mod:`.steplog`), and
@@ -38,6 +43,7 @@ log --from-dir DIR`` merges them into one event log.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import math
@@ -45,11 +51,11 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +72,36 @@ from .launch import (
     read_ready_line_sync,
     service_command,
 )
+from .objects import machine_shm_id
+from .output import print_task_output
 from .refs import _runtime_var, require_trio
 from .shm import cleanup_leftovers
-from .status import ClusterSnapshot, StatusTransport, cluster_snapshot
+from .status import (
+    ClusterSnapshot,
+    ClusterUnreachable,
+    LostPeers,
+    StatusTransport,
+    ask,
+    cluster_snapshot,
+    query_status,
+    runtime_details,
+)
 from .steplog import StepLog
 from .tcp import open_tcp_transport, parse_address
 from .worker import WorkerRuntime
 from .worker import serve as serve_worker
 
-__all__ = ["LocalCluster", "check_resources", "cluster", "connect", "dashboard_default", "session_file", "spawn_service"]
+__all__ = [
+    "LocalCluster",
+    "check_resources",
+    "cluster",
+    "cluster_address",
+    "connect",
+    "dashboard_default",
+    "local_host_towards",
+    "session_file",
+    "spawn_service",
+]
 
 logger = logging.getLogger("ownership.cluster")
 
@@ -196,15 +223,26 @@ class LocalCluster:
         return address
 
     async def _stop_all(self, grace: float) -> None:
-        """Close every lifeline (a clean stop), then kill what is left after ``grace``."""
-        for proc in self.processes.values():
+        """Stop the nodes (each stops its workers first), then the head.
+
+        A clean stop closes the lifeline; what is left after ``grace`` is
+        killed. The head goes last so that no node's heartbeat meets a
+        closed head, and no node is declared dead while it stops.
+        """
+        nodes = [a for a in self.processes if a != self.head]
+        await self._stop(nodes, grace)
+        await self._stop([a for a in self.processes if a == self.head], grace)
+
+    async def _stop(self, addresses: list[str], grace: float) -> None:
+        procs = {a: self.processes[a] for a in addresses}
+        for proc in procs.values():
             if proc.stdin is not None:
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     await proc.stdin.aclose()
         with trio.move_on_after(grace):
-            for proc in self.processes.values():
+            for proc in procs.values():
                 await proc.wait()
-        for address, proc in self.processes.items():
+        for address, proc in procs.items():
             if proc.returncode is None:
                 logger.warning("%s (pid %d) did not stop within %.1f s: killing it", address, proc.pid, grace)
                 proc.kill()
@@ -259,6 +297,7 @@ async def cluster(
     session_dir = Path(tempfile.mkdtemp(prefix=f"ownership-{session}-"))
     token = generate_token()
     write_token(token, session_dir / "cluster.token")
+    lost = LostPeers()
     try:
         async with trio.open_nursery() as nursery:
             local = LocalCluster(nursery, session, session_dir, token, options)
@@ -267,34 +306,37 @@ async def cluster(
                     step_log.directory / "cluster.ndjson", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600
                 )
                 local._record(format="ownership-cluster/1", pid=os.getpid())
-            try:
-                if dashboard:
-                    from ..dashboard.server import bind, url_of
+            # The driver's endpoint outlives the driver: it still takes what
+            # the workers send while they stop, so nothing meets a closed port.
+            async with open_tcp_transport(token, host, on_peer_lost=lost) as tcp:
+                try:
+                    if dashboard:
+                        from ..dashboard.server import bind, url_of
 
-                    with bind(dashboard_host, dashboard_port) as listener:
-                        local.head = await local._start("head", ["--dashboard-fd", str(listener.fileno())], (listener.fileno(),))
-                        local.dashboard_url = url_of(listener)
-                    print(f"ownership: dashboard at {local.dashboard_url}", file=sys.stderr, flush=True)
-                else:
-                    local.head = await local._start("head", [])
-                async with trio.open_nursery() as starting:  # nodes start their workers in parallel
-                    for _ in range(nodes):
-                        starting.start_soon(local.add_node, num_cpus, resources)
-                async with _attach_driver(
-                    token, host, local.nodes[0], driver_config, tick, step_log=step_log, probe=dashboard
-                ) as driver:
-                    local.driver = driver
-                    local._record(head=local.head, nodes=local.nodes, driver=driver.address)
-                    try:
-                        yield local
-                    finally:
-                        local._record(end=True)
-            finally:
-                with trio.CancelScope(shield=True):
-                    await local._stop_all(stop_grace)
-                if local._harness_fd is not None:
-                    os.close(local._harness_fd)
-                nursery.cancel_scope.cancel()
+                        with bind(dashboard_host, dashboard_port) as listener:
+                            local.head = await local._start("head", ["--dashboard-fd", str(listener.fileno())], (listener.fileno(),))
+                            local.dashboard_url = url_of(listener)
+                        logger.info("dashboard at %s", local.dashboard_url)
+                    else:
+                        local.head = await local._start("head", [])
+                    async with trio.open_nursery() as starting:  # nodes start their workers in parallel
+                        for _ in range(nodes):
+                            starting.start_soon(local.add_node, num_cpus, resources)
+                    async with _serve_driver(
+                        tcp, lost, local.nodes[0], driver_config, tick, step_log=step_log, probe=dashboard
+                    ) as driver:
+                        local.driver = driver
+                        local._record(head=local.head, nodes=local.nodes, driver=driver.address)
+                        try:
+                            yield local
+                        finally:
+                            local._record(end=True)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await local._stop_all(stop_grace)
+                    if local._harness_fd is not None:
+                        os.close(local._harness_fd)
+            nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         raise _single(group) from None
     finally:
@@ -310,9 +352,9 @@ def dashboard_default() -> bool:
 
 
 @contextlib.asynccontextmanager
-async def _attach_driver(
-    token: bytes,
-    host: str,
+async def _serve_driver(
+    tcp: Any,
+    lost: LostPeers,
     node: str,
     config: CoreConfig,
     tick: float,
@@ -320,47 +362,51 @@ async def _attach_driver(
     step_log: StepLog | None = None,
     probe: bool = False,
 ) -> AsyncIterator[WorkerRuntime]:
-    attaching = trio.CancelScope(deadline=trio.current_time() + timeout)
+    """A driver on ``tcp``, registered with ``node``, for the caller's block.
 
-    def peer_lost(address: str) -> None:
-        if address == node:
-            attaching.cancel()  # no node there (or it died while we registered)
+    Leaving the block stops the driver's shell; ``tcp`` stays open (the
+    caller closes it), so replies still on their way are taken, not refused.
+    """
+    transport = StatusTransport(tcp, "driver")
+    transport.on_output = lambda env: print_task_output(env.msg)
 
-    async with open_tcp_transport(token, host, on_peer_lost=peer_lost) as tcp:
-        try:
-            with trio.fail_after(timeout):
-                node = await tcp.resolve(node)
-        except (ConnectionError, trio.TooSlowError) as exc:
-            raise ConnectionError(f"cannot attach a driver to node {node}: {exc or 'it does not answer'}") from None
-        transport = StatusTransport(tcp, "driver")
-        async with trio.open_nursery() as nursery:
-            driver: WorkerRuntime | None = None
-            with attaching:
+    async def node_lost(scope: trio.CancelScope) -> None:
+        while node not in lost:
+            await lost.changed()
+        scope.cancel()  # no node there (or it died while we registered)
+
+    async with trio.open_nursery() as nursery:
+        driver: WorkerRuntime | None = None
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as attaching:
+            async with trio.open_nursery() as watching:
+                watching.start_soon(node_lost, attaching)
                 driver = await nursery.start(
                     lambda **kw: serve_worker(
                         transport, node=node, driver=True, config=config, tick_interval=tick, shared_memory=True, **kw
                     )
                 )
-            if driver is None:
-                raise ConnectionError(f"cannot attach a driver to node {node}: it does not answer")
-            if step_log is not None:
-                step_log.attach(driver)  # before the caller can submit anything
-            transport.snapshot = lambda: {**driver.snapshot(), "pid": os.getpid()}
-            transport.core = driver.core
-            if probe:
-                from ..dashboard.probe import probe_of
+                watching.cancel_scope.cancel()
+        if driver is None:
+            why = "it closed the connection" if node in lost else f"no answer within {timeout:g} s"
+            raise ClusterUnreachable(f"cannot attach a driver to node {node}: {why}")
+        if step_log is not None:
+            step_log.attach(driver)  # before the caller can submit anything
+        transport.snapshot = lambda: {**driver.snapshot(), **runtime_details(driver), "pid": os.getpid()}
+        transport.core = driver.core
+        if probe:
+            from ..dashboard.probe import probe_of
 
-                probe_of(driver.core)  # before the caller can submit anything
-            reset = _runtime_var.set(driver)
+            probe_of(driver.core)  # before the caller can submit anything
+        reset = _runtime_var.set(driver)
+        try:
+            yield driver
+        finally:
+            _runtime_var.reset(reset)
             try:
-                yield driver
+                driver._stop()
             finally:
-                _runtime_var.reset(reset)
-                try:
-                    await transport.aclose()
-                finally:
-                    if step_log is not None:
-                        step_log.close()
+                if step_log is not None:
+                    step_log.close()
 
 
 def check_resources(resources: Any) -> dict[str, float]:
@@ -393,6 +439,7 @@ def spawn_service(
     stderr: Any = None,
     prefix: Sequence[str] = (),
     pass_fds: Sequence[int] = (),
+    on_spawn: Callable[[subprocess.Popen], None] | None = None,
 ) -> tuple[subprocess.Popen, str]:
     """Start a service process from synchronous code; returns it and its address.
 
@@ -402,6 +449,9 @@ def spawn_service(
     (``ownership start``). Once the child is ready it no longer writes to
     the stdout pipe, which the caller may close. ``prefix`` runs the command
     through another one (``ip netns exec NS``: a process on another "host").
+    ``on_spawn(proc)`` runs as soon as the child exists, before it is ready
+    (``ownership start`` records its pid there). If waiting fails or is
+    interrupted, the child is killed.
     """
     command = [*prefix, *service_command(role, token_file, *options, *(["--lifeline"] if lifeline else []))]
     proc = subprocess.Popen(
@@ -413,6 +463,8 @@ def spawn_service(
         pass_fds=tuple(pass_fds),
     )
     try:
+        if on_spawn is not None:
+            on_spawn(proc)
         address = read_ready_line_sync(proc.stdout.fileno(), timeout)
     except BaseException:
         proc.kill()
@@ -421,15 +473,70 @@ def spawn_service(
     return proc, address
 
 
-def _node_for(address: str) -> str:
-    """``address`` itself, or a node of the session whose head it is (named by address or identity)."""
-    path = session_file()
-    if path.exists():
-        info = json.loads(path.read_text())
-        head = info.get("head")
-        if isinstance(head, str) and info.get("nodes") and address in (head, head.partition("#")[0]):
-            return info["nodes"][0]
-    return address
+def _session() -> dict[str, Any]:
+    """This machine's session file (written by ``ownership start``), or {}."""
+    try:
+        info = json.loads(session_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def cluster_address(address: str | None = None, token_file: Path | str | None = None) -> tuple[str, Path]:
+    """The head to talk to and the token to prove: given, ``$OWNERSHIP_ADDRESS``,
+    or this machine's cluster (its session file); ``ConnectionError`` if none."""
+    session = _session()
+    address = address or os.environ.get("OWNERSHIP_ADDRESS") or session.get("head")
+    if not address:
+        raise ClusterUnreachable(
+            "no cluster to connect to: pass its head's HOST:PORT, set OWNERSHIP_ADDRESS, "
+            "or start one on this machine with `ownership start --head`"
+        )
+    parse_address(address)
+    if token_file is None:
+        head = session.get("head")
+        # the session names the head by identity; a person types its address
+        mine = isinstance(head, str) and address in (head, head.partition("#")[0]) and session.get("token_file")
+        token_file = mine or default_token_path()
+    return address, Path(token_file)
+
+
+def local_host_towards(host: str) -> str:
+    """The address of this machine that ``host`` can reach us at (the interface
+    that routes there); the loopback address for a head on this machine."""
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)[0]
+        target = ipaddress.ip_address(sockaddr[0])
+        if target.is_loopback:
+            return str(target)
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((sockaddr[0], 9))  # UDP: picks a route, sends nothing
+            return probe.getsockname()[0]
+    except (OSError, ValueError):
+        return "127.0.0.1"
+
+
+async def _node_to_attach(tcp: Any, lost: LostPeers, address: str, timeout: float) -> str:
+    """The node a driver should attach to, asked of the process at ``address``.
+
+    A head names its live nodes; a node on this machine is preferred (its
+    shared memory is ours too), else the first that answers.
+    """
+    address, reply = await ask(tcp, lost, address, timeout)
+    if reply.role == "node":
+        return address
+    if reply.role != "head":
+        raise ValueError(f"{address} is a {reply.role} process: connect to the cluster's head (or one of its nodes)")
+    nodes = sorted(n for n, rec in reply.snapshot.get("nodes", {}).items() if rec.get("alive"))
+    if not nodes:
+        raise ClusterUnreachable(f"the head at {address} has no live node to attach a driver to")
+    answers = await query_status(tcp, nodes, min(timeout, 5.0), lost)
+    here = machine_shm_id()
+    local = [n for n in nodes if n in answers and here and answers[n].snapshot.get("machine") == here]
+    alive = local or [n for n in nodes if n in answers]
+    if not alive:
+        raise ClusterUnreachable(f"none of the nodes the head at {address} names answers: {', '.join(nodes)}")
+    return alive[0]
 
 
 def _has_dashboard(address: str) -> bool:
@@ -438,35 +545,47 @@ def _has_dashboard(address: str) -> bool:
     if not path.exists():
         return False
     info = json.loads(path.read_text())
-    return bool(info.get("dashboard")) and (info.get("head") == address or address in info.get("nodes", ()))
+    names = {info.get("head"), *info.get("nodes", ())}
+    names |= {n.partition("#")[0] for n in names if isinstance(n, str)}  # a person types the bare HOST:PORT
+    return bool(info.get("dashboard")) and address in names
 
 
 @contextlib.asynccontextmanager
 async def connect(
-    address: str,
+    address: str | None = None,
     *,
     token_file: Path | str | None = None,
-    host: str = "127.0.0.1",
+    host: str | None = None,
     tick: float = DEFAULT_TICK,
     config: dict[str, Any] | None = None,
+    timeout: float = 30.0,
 ) -> AsyncIterator[WorkerRuntime]:
     """Attach the calling context as a driver to a running cluster.
 
-    ``address`` is a node's HOST:PORT or identity (or the head's, when this
-    machine's session file, written by ``ownership start``, names one of its
-    nodes).
-    The token comes from ``token_file`` (default ``~/.ownership/cluster.token``).
-    When the session file says the cluster serves a dashboard, the driver
-    notes its steps for it from the start (elsewhere, from its first question).
+    ``address`` is the head's HOST:PORT (or one of its nodes'); without it,
+    ``$OWNERSHIP_ADDRESS``, else the cluster ``ownership start`` runs on
+    this machine. The token comes from ``token_file``, else this machine's
+    session, else ``~/.ownership/cluster.token`` (copy it, mode 0600, to
+    the machine the driver runs on). The driver listens on ``host``,
+    default: this machine's address on the route to the head, since
+    workers dial the driver to return results. When this machine's session
+    file says the cluster serves a dashboard, the driver notes its steps for
+    it from the start (elsewhere, from its first question). Raises ``ConnectionError``
+    (:class:`~.status.ClusterUnreachable`) with the reason in one line when
+    there is no cluster to attach to, and ``ValueError`` for an address
+    that is not one.
     """
     require_trio("ownership.connect()")
-    parse_address(address)
-    token = load_token(token_file if token_file is not None else default_token_path())
-    node = _node_for(address)
+    address, token_path = cluster_address(address, token_file)
+    token = load_token(token_path)
+    if host is None:
+        host = local_host_towards(parse_address(address)[0])
+    lost = LostPeers()
     try:
-        async with _attach_driver(
-            token, host, node, CoreConfig(**(config or {})), tick, probe=_has_dashboard(address)
-        ) as driver:
-            yield driver
+        async with open_tcp_transport(token, host, on_peer_lost=lost) as tcp:
+            node = await _node_to_attach(tcp, lost, address, timeout)
+            probe = _has_dashboard(address)
+            async with _serve_driver(tcp, lost, node, CoreConfig(**(config or {})), tick, timeout, probe=probe) as driver:
+                yield driver
     except BaseExceptionGroup as group:
         raise _single(group) from None

@@ -27,7 +27,15 @@ the process also stops when its stdin reaches end of file, i.e. when the
 process that started it dies, however it dies: that is how workers follow
 their node, and an embedded cluster's processes follow their driver.
 (``PR_SET_PDEATHSIG`` would not do: trio starts children from a worker
-thread, and the signal fires when that *thread* exits.)
+thread, and the signal fires when that *thread* exits.) A node stops in
+order: its scheduler first, then its workers (their lifelines), then its
+connections, so no worker hears of the stop as a lost node; a second
+signal stops it at once. A node that cannot reach its head before it
+serves exits with status 2; one that loses its head for ``--node-timeout``
+seconds later stops with status 1 (a head never comes back). Like
+warnings are logged once per ten seconds, with a count of those held back.
+
+In a worker, what a task prints goes to the task's owner (:mod:`.output`).
 
 Time: services tick every ``--tick`` seconds (default 0.1). A node sends a
 heartbeat to the head on every tick, and the head declares a node dead after
@@ -46,6 +54,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,8 +75,10 @@ from .launch import (
     read_ready_line_sync,
     service_command,
 )
+from .objects import machine_shm_id
+from .output import capture_task_output, forward_task_output
 from .shm import SharedMemoryStore, cleanup_leftovers
-from .status import StatusTransport
+from .status import StatusTransport, runtime_details
 from .tcp import open_tcp_transport
 
 __all__ = [
@@ -228,21 +239,54 @@ def _config(args: argparse.Namespace) -> CoreConfig:
     return CoreConfig(**overrides)
 
 
-async def _watch_signals(scope: trio.CancelScope) -> None:
+class _Stop:
+    """How a service process stops: at once, or (a node) in order.
+
+    A stop request (a signal, the lifeline) cancels the process, unless its
+    service asked to stop in order (:meth:`in_order`): then the first
+    request sets :attr:`requested` for the service to act on, and a second
+    one cancels at once.
+    """
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.scope = scope
+        self.requested = trio.Event()
+        self._in_order = False
+        #: the exit status when the service itself decided to fail
+        self.exit_code = 0
+
+    def in_order(self) -> None:
+        self._in_order = True
+
+    def request(self, why: str) -> None:
+        if self._in_order and not self.requested.is_set():
+            logger.info("%s: stopping", why)
+            self.requested.set()
+        else:
+            logger.info("%s: stopping now", why)
+            self.scope.cancel()
+
+    def fail(self, code: int, message: str, *, in_order: bool = False) -> None:
+        logger.error("%s", message)
+        self.exit_code = code
+        if in_order and self._in_order:
+            self.requested.set()
+        else:
+            self.scope.cancel()
+
+
+async def _watch_signals(stop: _Stop) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
-            logger.info("received %s: stopping", signal.Signals(signum).name)
-            scope.cancel()
-            return
+            stop.request(f"received {signal.Signals(signum).name}")
 
 
-async def _watch_lifeline(scope: trio.CancelScope) -> None:
+async def _watch_lifeline(stop: _Stop) -> None:
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     async with stdin:
         while await stdin.receive_some():
             pass
-    logger.info("lifeline closed (the process that started us is gone): stopping")
-    scope.cancel()
+    stop.request("lifeline closed (the process that started us is gone)")
 
 
 def _announce(address: str) -> None:
@@ -272,7 +316,33 @@ async def _run_head(args: argparse.Namespace, token: bytes, config: CoreConfig) 
             _announce(transport.address)
 
 
-async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig) -> None:
+#: seconds a stopping node gives its workers to stop before it kills them
+WORKER_STOP_GRACE = 5.0
+
+
+async def _stop_workers(launcher: SubprocessLauncher, grace: float) -> None:
+    """Close every worker's lifeline (those still starting too), so each
+    stops cleanly, then wait for them.
+
+    The node's connections stay open meanwhile: a worker hears of the stop
+    from its lifeline, not from a lost node, and nothing it still sends is
+    refused. What is left after ``grace`` is killed.
+    """
+    procs = [*launcher.workers.values(), *launcher.starting.values()]
+    for proc in procs:
+        if proc.stdin is not None:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await proc.stdin.aclose()
+    with trio.move_on_after(grace):
+        for proc in procs:
+            await proc.wait()
+    for proc in procs:
+        if proc.returncode is None:
+            logger.warning("worker pid %d did not stop within %.1f s: killing it", proc.pid, grace)
+            proc.kill()
+
+
+async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig, stop: _Stop) -> None:
     from .node import serve as serve_node
 
     if not args.head:
@@ -292,11 +362,43 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig) 
         worker_command += ["--event-log", args.event_log]
     if args.dashboard_probe:
         worker_command += ["--dashboard-probe"]
+    ready = False
+    watching: list[trio.Nursery] = []
+    head_lost = trio.Event()
+    head = args.head  # its identity, once resolved
+
+    def peer_lost(address: str) -> None:
+        # A node that cannot reach its head before it serves has no cluster
+        # to join: it says so once and exits, instead of retrying every tick.
+        # Later, a head unreachable for as long as it would take to declare
+        # this node dead means the cluster is gone (a head never comes back).
+        if address != head:
+            return
+        if not ready:
+            stop.fail(2, f"cannot reach the head at {head}: stopping")
+        elif watching and not head_lost.is_set():
+            head_lost.set()
+            watching[0].start_soon(head_gone)
+
+    async def head_gone() -> None:
+        nonlocal head_lost
+        deadline = trio.current_time() + args.node_timeout
+        while trio.current_time() < deadline:
+            await trio.sleep(args.tick)
+            if head in tcp.connected_peers():
+                head_lost = trio.Event()
+                return
+        stop.fail(1, f"the head at {head} has been unreachable for {args.node_timeout:g} s: stopping", in_order=True)
+
     try:
-        async with open_tcp_transport(token, args.host, args.port, advertise_host=args.advertise_host) as tcp:
+        async with open_tcp_transport(
+            token, args.host, args.port, advertise_host=args.advertise_host, on_peer_lost=peer_lost
+        ) as tcp:
+            # Nothing of the cluster there: ConnectionError, one line (main).
             head = await tcp.resolve(args.head)
             transport = StatusTransport(tcp, "node")
             async with trio.open_nursery() as nursery:
+                watching.append(nursery)
                 launcher = SubprocessLauncher(nursery, worker_command)
                 try:
                     rt = await nursery.start(
@@ -318,13 +420,22 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig) 
                     transport.snapshot = lambda: {
                         **rt.snapshot(),
                         "pid": os.getpid(),
+                        "head": head,
+                        "machine": machine_shm_id(),
                         "worker_pids": {a: p.pid for a, p in launcher.workers.items()},
                         "starting_pids": sorted(launcher.starting),
                         "tcp": attrs.asdict(tcp.statistics()),
                     }
                     await rt.ready.wait()
+                    ready = True
+                    stop.in_order()  # from now on; a node still starting stops at once
                     _announce(transport.address)
-                    await trio.sleep_forever()
+                    await stop.requested.wait()
+                    # In order: the node stops scheduling (its shell), its
+                    # workers stop, then its connections close.
+                    rt._stop()
+                    await _stop_workers(launcher, WORKER_STOP_GRACE)
+                    nursery.cancel_scope.cancel()
                 finally:
                     launcher.kill_all()
     finally:
@@ -362,7 +473,15 @@ async def _run_worker(args: argparse.Namespace, token: bytes, config: CoreConfig
                     transport, node=node, config=config, tick_interval=args.tick, shared_memory=True, **kw
                 )
             )
-            transport.snapshot = lambda: {**rt.snapshot(), "pid": os.getpid(), "tcp": attrs.asdict(tcp.statistics())}
+            transport.snapshot = lambda: {
+                **rt.snapshot(),
+                **runtime_details(rt),
+                "pid": os.getpid(),
+                "tcp": attrs.asdict(tcp.statistics()),
+            }
+            # What a task prints goes to its owner, and so to the driver.
+            rt.output_streams = capture_task_output(rt)
+            transport.on_output = forward_task_output(rt)
             transport.core = rt.core
             if args.dashboard_probe:
                 _probe(rt.core)
@@ -375,21 +494,23 @@ def _probe(core: Any) -> None:
     probe_of(core)
 
 
-async def _run(args: argparse.Namespace) -> None:
+async def _run(args: argparse.Namespace) -> int:
     token = load_token(args.token_file)
     config = _config(args)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals, nursery.cancel_scope)
+        stop = _Stop(nursery.cancel_scope)
+        nursery.start_soon(_watch_signals, stop)
         if args.lifeline:
-            nursery.start_soon(_watch_lifeline, nursery.cancel_scope)
+            nursery.start_soon(_watch_lifeline, stop)
         if args.role == "head":
             await _run_head(args, token, config)
         elif args.role == "node":
-            await _run_node(args, token, config)
+            await _run_node(args, token, config, stop)
         else:
             await _run_worker(args, token, config, nursery.cancel_scope)
         # The service ended by itself (its transport closed): stop watchers.
         nursery.cancel_scope.cancel()
+    return stop.exit_code
 
 
 def _profile_on_signal(directory: str, role: str) -> None:
@@ -423,6 +544,36 @@ def _single(group: BaseExceptionGroup) -> BaseException:
     return exc
 
 
+class _Repeats(logging.Filter):
+    """Lets the first of a run of like warnings through, then one per
+    ``window`` seconds that says how many were held back (a peer that stays
+    unreachable would otherwise fill the log once per tick). Records are
+    alike when their logger, level, text and string arguments are (counts
+    may differ)."""
+
+    def __init__(self, window: float = 10.0) -> None:
+        super().__init__()
+        self.window = window
+        self._seen: dict[tuple, list[float]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        key = (record.name, record.levelno, str(record.msg), tuple(a for a in args if isinstance(a, str)))
+        now = time.monotonic()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.window:
+            seen[1] += 1
+            return False
+        if seen is not None and seen[1]:
+            record.msg = f"{record.msg} ({seen[1]:.0f} more like it in the last {now - seen[0]:.0f} s)"
+        if len(self._seen) > 1024:
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window}
+        self._seen[key] = [now, 0]
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -430,6 +581,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format=f"%(asctime)s {args.role}[{os.getpid()}] %(name)s %(levelname)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Repeats())
     step_log = None
     if args.event_log:
         from .shell import ServiceShell
@@ -440,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _profile_on_signal(os.environ["OWNERSHIP_PROFILE_DIR"], args.role)
     try:
         try:
-            trio.run(_run, args)
+            code = trio.run(_run, args)
         except BaseExceptionGroup as group:  # our nurseries wrap what the service raised
             raise _single(group) from None
     except KeyboardInterrupt:
@@ -451,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if step_log is not None:
             step_log.close()  # a clean stop; a SIGKILLed process leaves no stop mark
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -293,6 +293,10 @@ class WorkerRuntime(ServiceShell):
         self._deferred: collections.deque[tuple[Any, Any, Any]] = collections.deque()
         self._running_deferred = False
         self._is_async: dict[tuple[bool, str | None], bool] = {}
+        #: this process's sys.stdout/sys.stderr when they forward task output
+        #: (.output), and the ids of tasks with text not sent yet (shared by both)
+        self.output_streams: tuple[Any, ...] = ()
+        self.output_pending: set[str] = set()
         #: large values through the node's shared memory (TCP runtime only)
         self.objects: WorkerObjects | None = None
         if shared_memory:
@@ -852,6 +856,9 @@ class WorkerRuntime(ServiceShell):
 
     def _finish_id(self, task_id: str, value: Payload | None, error: ErrorInfo | None, *, calls_in_order: bool = False) -> None:
         self.tasks_run += 1
+        if self.output_pending:  # its last partial line, before the reply
+            for stream in self.output_streams:
+                stream.task_done(task_id)
         # As in _run_task: drops first, then the reply.
         self._drain_releases()
         if not self.closed:
@@ -878,6 +885,9 @@ class WorkerRuntime(ServiceShell):
             error = ErrorInfo(kind="cancelled", message=f"task {spec.task_id} was cancelled")
             value = None
         self.tasks_run += 1
+        if self.output_pending:
+            for stream in self.output_streams:
+                stream.task_done(spec.task_id)
         # Refs the task dropped are released before the reply reports what it
         # still holds; refs inside the returned value stay alive until the
         # reply has registered the caller as their borrower.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .tlc import CheckResult, JavaNotFound, Progress, TraceState, check
-from .values import format_value
+from .values import format_value, is_identifier, sort_key
 
 __all__ = ["add_subparsers", "CheckTarget", "CheckUsageError", "resolve_targets", "run_check"]
 
@@ -190,27 +190,101 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
+#: the auxiliary variable our specs keep: the action taken, with its parameters
+LAST_ACTION = "lastAction"
+
+
+def _key(k: Any) -> str:
+    return format_value(k)
+
+
+def value_changes(name: str, old: Any, new: Any) -> list[str]:
+    """What changed from ``old`` to ``new``, one line per changed entry.
+
+    Functions and records are compared key by key (``local[b1]: 0 -> 1``,
+    ``msg.type: ...``), nested ones too; sets by element (``up: - n2``);
+    sequences by position, or as the elements appended; anything else as
+    ``name: old -> new``. A key only one side has shows ``(none)`` there.
+    """
+    if old == new:
+        return []
+    # An empty function prints (and parses) as the empty sequence <<>>.
+    if isinstance(new, Mapping) and not old and isinstance(old, (tuple, Mapping)):
+        old = {}
+    if isinstance(old, Mapping) and not new and isinstance(new, (tuple, Mapping)):
+        new = {}
+    if isinstance(old, Mapping) and isinstance(new, Mapping) and (old or new):
+        record = all(isinstance(k, str) and is_identifier(k) for k in (*old, *new))
+        lines = []
+        for k in sorted(set(old) | set(new), key=sort_key):
+            path = f"{name}.{k}" if record else f"{name}[{_key(k)}]"
+            if k not in old:
+                lines.append(f"{path}: (none) -> {format_value(new[k])}")
+            elif k not in new:
+                lines.append(f"{path}: {format_value(old[k])} -> (none)")
+            else:
+                lines.extend(value_changes(path, old[k], new[k]))
+        return lines
+    if isinstance(old, (frozenset, set)) and isinstance(new, (frozenset, set)):
+        return [f"{name}: + {format_value(x)}" for x in sorted(new - old, key=sort_key)] + [
+            f"{name}: - {format_value(x)}" for x in sorted(old - new, key=sort_key)
+        ]
+    if isinstance(old, tuple) and isinstance(new, tuple):
+        if len(old) == len(new):
+            lines = []
+            for i, (a, b) in enumerate(zip(old, new), start=1):
+                lines.extend(value_changes(f"{name}[{i}]", a, b))
+            return lines
+        if new[: len(old)] == old:
+            return [f"{name}: + {format_value(x)} (appended)" for x in new[len(old) :]]
+        if old[: len(new)] == new:
+            return [f"{name}: - {format_value(x)} (removed from the end)" for x in old[len(new) :]]
+    return [f"{name}: {format_value(old)} -> {format_value(new)}"]
+
+
+def action_label(step: TraceState) -> str:
+    """The step's action with its parameters, ``Name(p=o, c=b1)``, when the
+    spec records them in ``lastAction`` (``[name |-> "Name", params |-> [...]]``,
+    or the parameters as fields beside the name); else the action TLC names."""
+    last = step.state.get(LAST_ACTION)
+    if isinstance(last, Mapping) and isinstance(last.get("name"), str):
+        params = last.get("params")
+        if not isinstance(params, Mapping):  # [name |-> "A", p |-> p1]: the other fields
+            params = {k: v for k, v in last.items() if k != "name"}
+        if params:
+            return f"{last['name']}(" + ", ".join(f"{k}={format_value(v)}" for k, v in params.items()) + ")"
+        return str(last["name"])
+    return step.action
+
+
 def _trace_table(trace: Sequence[TraceState]) -> Table:
     table = Table(show_header=True, header_style="bold", show_lines=True, expand=False)
     table.add_column("#", justify="right", style="dim")
-    table.add_column("action", style="cyan", no_wrap=True)
-    table.add_column("changed variables")
+    table.add_column("action", style="cyan", overflow="fold", max_width=40)
+    table.add_column("what changed")
     previous: dict[str, Any] | None = None
     for step in trace:
-        changed = [
-            (name, value)
-            for name, value in step.state.items()
-            if previous is None or name not in previous or format_value(previous[name]) != format_value(value)
-        ]
         body = Text()
-        for i, (name, value) in enumerate(changed):
+        last = step.state.get(LAST_ACTION)
+        labelled = isinstance(last, Mapping) and isinstance(last.get("name"), str)
+        lines: list[tuple[str, str]] = []
+        for name, value in step.state.items():
+            if labelled and name == LAST_ACTION:
+                continue  # shown in the action column
+            if previous is None or name not in previous:
+                lines.append((name, " = " + format_value(value)))
+            else:
+                for change in value_changes(name, previous[name], value):
+                    head, _, rest = change.partition(":")
+                    lines.append((head, ":" + rest))
+        for i, (name, rest) in enumerate(lines):
             if i:
                 body.append("\n")
             body.append(name, style="bold")
-            body.append(" = " + format_value(value))
-        if not changed:
+            body.append(rest)
+        if not lines:
             body.append("(no change)", style="dim")
-        table.add_row(str(step.index), step.action, body)
+        table.add_row(str(step.index), Text(action_label(step)), body)  # Text: "[...]" is not markup
         previous = step.state
     return table
 
@@ -334,15 +408,57 @@ def _positive(text: str) -> int:
     return value
 
 
+_CHECK_DESCRIPTION = """\
+Model-check the specs with TLC. A target is a .tla file, a manifest
+(spec/<Spec>.json), or the name of a spec or model a manifest describes.
+--config is a config file, or the name of a config in the manifest
+(Small -> MCScheduling_Small.cfg); without it a manifest's CI configs are
+checked, or <Spec>.cfg.
+
+Exit status: 0 when every check succeeds, 1 when one finds a violation, 2
+for bad usage or a spec TLC cannot check (parse, semantic, config errors).
+A violation prints the behaviour as a table: each step's action with its
+parameters, and only what changed (local[b1]: 0 -> 1)."""
+
+_CHECK_EPILOG = """\
+examples:
+  ownership check --all                                # every spec's CI configs
+  ownership check Scheduling --config Small
+  ownership check --all --config Large                 # minutes
+  ownership check spec/MCScheduling.tla --config spec/MCScheduling_Small.cfg
+  ownership check Scheduling --config Large --simulate --depth 50 --timeout 60
+"""
+
+
+def config_listing(spec_dir: Path | None = None) -> str:
+    """Every config of every spec, from the manifests: ``Scheduling: Small (CI), ...``."""
+    spec_dir = spec_dir if spec_dir is not None else _default_spec_dir()
+    try:
+        manifests = _manifests(spec_dir) if spec_dir.is_dir() else {}
+    except CheckUsageError:
+        return ""
+    lines = []
+    for path, manifest in manifests.items():
+        names = [f"{name} (CI)" if entry.get("ci") else name for name, entry in manifest["configs"].items()]
+        lines.append(f"  {path.stem}: {', '.join(names)}")
+    return "configs of the specs in " + _display_path(spec_dir) + ":\n" + "\n".join(lines) + "\n" if lines else ""
+
+
 def add_subparsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``check`` on the ``ownership`` command."""
     parser = subparsers.add_parser(
         "check",
         help="model-check a TLA+ spec with TLC",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description=_CHECK_DESCRIPTION,
+        epilog=_CHECK_EPILOG + ("\n" + listing if (listing := config_listing()) else ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("target", nargs="?", metavar="SPEC_OR_MODEL", help=".tla file, spec/<Spec>.json, or a spec name")
-    parser.add_argument("--config", metavar="NAME_OR_FILE", help="config file, or a config name from the manifest (Small, Large)")
+    parser.add_argument(
+        "--config",
+        metavar="NAME_OR_FILE",
+        help="config file, or the name of a config in the spec's manifest (listed below)",
+    )
     parser.add_argument("--workers", type=_positive, default=1, help="TLC worker threads (default 1)")
     parser.add_argument("--seed", type=int, help="random seed (simulation, fingerprints)")
     parser.add_argument("--depth", type=_positive, help="maximum behaviour length when simulating")
