@@ -1,11 +1,12 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
-# Each creates .venv when missing, installs the package and java when missing.
+# Each creates .venv when missing, installs the package and java when missing;
+# `make test` also installs chromium and its driver (the dashboard's browser tests).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench java check-models conformance-full mutants clean
+.PHONY: demo test bench java chromium check-models conformance-full mutants clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +21,14 @@ java:
 	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo apt-get install -y -qq default-jre-headless; \
 	  else echo "error: java is missing and this user cannot apt-get install default-jre-headless; install a Java 11+ runtime and retry" >&2; exit 1; fi; }
 
-test: $(STAMP) java
+chromium:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  echo "chromium or chromedriver not found: installing chromium and chromium-driver (the dashboard's browser tests)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver; \
+	  else echo "error: chromium is missing and this user cannot apt-get install chromium chromium-driver; install them (or another chromium with its chromedriver on PATH) and retry" >&2; exit 1; fi; }
+
+test: $(STAMP) java chromium
 	$(PY) -m pytest -q
 
 demo: $(STAMP) java

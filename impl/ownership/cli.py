@@ -27,6 +27,7 @@ _COMMAND_MODULES = (
     "ownership.runtime.cli",      # start, stop, status, memory
     "conformance.cli",            # traces generate, conformance run/validate
     "ownership.benchcli",         # bench
+    "ownership.dashboard.cli",    # timeline
 )
 
 _EPILOG = """\

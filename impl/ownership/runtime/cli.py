@@ -4,7 +4,8 @@
 mode 0600; ``$OWNERSHIP_HOME`` moves the folder), starts the head and one
 node, and records every process it starts in ``~/.ownership/session.json``
 (before the process is even ready, so ``stop`` knows it whatever happens);
-logs go to ``~/.ownership/logs/<session>/``. ``start --address`` asks the
+the head serves the dashboard (its URL printed, and kept in the session
+file); logs go to ``~/.ownership/logs/<session>/``. ``start --address`` asks the
 head first, so a wrong address fails at once, before anything starts.
 ``stop`` stops the nodes (each stops its workers), then the head.
 
@@ -28,6 +29,8 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
+from ..dashboard.server import DEFAULT_PORT as DASHBOARD_PORT
+from ..dashboard.server import url_of
 from ..cli import CommandError, Terminated
 from .auth import default_token_path, generate_token, load_token, ownership_home, write_token
 from .cluster import check_resources, cluster_address, local_host_towards, session_file, spawn_service
@@ -97,6 +100,11 @@ def add_subparsers(subparsers: argparse._SubParsersAction) -> None:  # type: ign
         default=DEFAULT_NODE_TIMEOUT,
         help=f"seconds without a heartbeat before a node is declared dead (default {DEFAULT_NODE_TIMEOUT})",
     )
+    start.add_argument(
+        "--dashboard-port", type=int, default=None, help=f"head: the dashboard's port (default {DASHBOARD_PORT}, or any free one if taken; 0: any)"
+    )
+    start.add_argument("--dashboard-host", default="127.0.0.1", help="head: address the dashboard binds (default 127.0.0.1)")
+    start.add_argument("--no-dashboard", action="store_true", help="head: run without the dashboard")
     start.set_defaults(func=_start)
 
     stop = subparsers.add_parser(
@@ -320,10 +328,14 @@ def _logs(session: dict[str, Any]) -> Path:
     return logs
 
 
-def _spawn(role: str, token_file: Path, options: list[str], starting: _Starting, log: Path, timeout: float) -> str:
+def _spawn(
+    role: str, token_file: Path, options: list[str], starting: _Starting, log: Path, timeout: float, pass_fds: tuple[int, ...] = ()
+) -> str:
     with open(log, "ab") as stderr:
         try:
-            proc, address = spawn_service(role, token_file, *options, lifeline=False, stderr=stderr, timeout=timeout, on_spawn=starting.spawned)
+            proc, address = spawn_service(
+                role, token_file, *options, lifeline=False, stderr=stderr, timeout=timeout, on_spawn=starting.spawned, pass_fds=pass_fds
+            )
         except ProcessStartError as exc:
             why = _log_tail(log) or str(exc)
             raise CommandError(f"the {role} did not start: {why} (log: {log})") from None
@@ -343,13 +355,23 @@ def _start_head(args: argparse.Namespace) -> int:
     if session and session.get("session"):  # left by processes that are gone: their shared memory too
         cleanup_leftovers(session["session"])
     ownership_home().mkdir(mode=0o700, parents=True, exist_ok=True)
+    listener = None if args.no_dashboard else _dashboard_socket(args)
     token_file = write_token(generate_token(), args.token_file or default_token_path())
     session = {"session": secrets.token_hex(4), "token_file": str(token_file), "head": None, "nodes": [], "pids": {}, "starting": []}
     logs = _logs(session)
     session["logs"] = str(logs)
     starting = _Starting(session)
+    head_options = [*_common(args), "--port", str(args.port)]
+    if listener is not None:
+        head_options += ["--dashboard-fd", str(listener.fileno())]
+        session["dashboard"] = url_of(listener)
     try:
-        session["head"] = _spawn("head", token_file, [*_common(args), "--port", str(args.port)], starting, logs / "head.log", 30.0)
+        try:
+            fds = () if listener is None else (listener.fileno(),)
+            session["head"] = _spawn("head", token_file, head_options, starting, logs / "head.log", 30.0, pass_fds=fds)
+        finally:
+            if listener is not None:
+                listener.close()  # the head has its own copy
         _write_session(session)
         node = _start_one_node(args, session, token_file, starting)
     except BaseException:
@@ -361,6 +383,8 @@ def _start_head(args: argparse.Namespace) -> int:
 
 def _start_one_node(args: argparse.Namespace, session: dict[str, Any], token_file: Path, starting: _Starting) -> str:
     options = [*_common(args), "--head", session["head"], "--session", session["session"]]
+    if session.get("dashboard"):
+        options.append("--dashboard-probe")
     if args.port and not args.head:
         options += ["--port", str(args.port)]
     if args.num_cpus is not None:
@@ -425,12 +449,33 @@ def _start_node(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard_socket(args: argparse.Namespace) -> Any:
+    """The dashboard's listening socket, for the head to inherit."""
+    from ..dashboard.server import bind
+
+    port = DASHBOARD_PORT if args.dashboard_port is None else args.dashboard_port
+    try:
+        return bind(args.dashboard_host, port)
+    except OSError as exc:
+        if args.dashboard_port is not None:
+            raise CommandError(f"{exc.strerror or exc}: choose another --dashboard-port (0: any free port), or --no-dashboard") from None
+    # The default port is taken (another cluster's dashboard?): any free one.
+    try:
+        sock = bind(args.dashboard_host, 0)
+    except OSError as exc:
+        raise CommandError(f"{exc.strerror or exc}: pass --dashboard-host, or --no-dashboard") from None
+    Console(stderr=True).print(f"[yellow]the dashboard's default port {DASHBOARD_PORT} is taken: serving it on {url_of(sock)}[/]")
+    return sock
+
+
 def _print_next_steps(args: argparse.Namespace, session: dict[str, Any], node: str, token_file: Path) -> None:
     head = session["head"]
     address = head.partition("#")[0]  # what a person types; the identity is for the session file
     out = Console(highlight=False, soft_wrap=True)
     out.print(f"[bold green]Started a cluster[/]: head {head}, node {node}")
     out.print(f"  token {token_file}, logs in {_logs(session)}")
+    if session.get("dashboard"):
+        out.print(f"  dashboard {session['dashboard']}")
     out.print()
     out.print("[bold]Next steps[/]")
     out.print("  Add a node (on another machine, copy the token file there first, mode 0600):")

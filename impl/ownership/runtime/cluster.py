@@ -26,6 +26,12 @@ Time: every service ticks every ``tick`` seconds (default 0.1 s); nodes
 heartbeat to the head on each tick, and the head declares a node dead after
 ``node_timeout`` seconds without one (default 5 s).
 
+The head serves the dashboard (:mod:`ownership.dashboard`) on a free port of
+127.0.0.1 (``dashboard_host``, ``dashboard_port`` to choose), kept as
+``cluster.dashboard_url`` and logged (INFO, so a script's output stays its
+own); ``dashboard=False``, or ``OWNERSHIP_DASHBOARD=0`` in the environment,
+runs without it.
+
 With ``event_log=DIR`` every process of the cluster, the driver included,
 appends its core steps to a file of its own in DIR (:mod:`.steplog`), and
 the cluster records in ``DIR/cluster.ndjson`` what only it knows: which
@@ -91,6 +97,7 @@ __all__ = [
     "cluster",
     "cluster_address",
     "connect",
+    "dashboard_default",
     "local_host_towards",
     "session_file",
     "spawn_service",
@@ -129,6 +136,8 @@ class LocalCluster:
         self.head = ""
         self.nodes: list[str] = []
         self.driver: WorkerRuntime | None = None
+        #: the dashboard's address, None when the cluster runs without one
+        self.dashboard_url: str | None = None
         self.processes: dict[str, trio.Process] = {}
         #: ``cluster.ndjson`` of the event log, when there is one
         self._harness_fd: int | None = None
@@ -193,9 +202,9 @@ class LocalCluster:
         self.nodes.append(address)
         return address
 
-    async def _start(self, role: str, options: list[str]) -> str:
+    async def _start(self, role: str, options: list[str], pass_fds: Sequence[int] = ()) -> str:
         command = service_command(role, self.token_file, *self._options, *options, "--lifeline")
-        proc = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        proc = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=tuple(pass_fds))
         try:
             with trio.fail_after(60):
                 address = await read_ready_line(proc.stdout)
@@ -252,6 +261,9 @@ async def cluster(
     config: dict[str, Any] | None = None,
     stop_grace: float = 10.0,
     event_log: Path | str | None = None,
+    dashboard: bool | None = None,
+    dashboard_host: str = "127.0.0.1",
+    dashboard_port: int = 0,
 ) -> AsyncIterator[LocalCluster]:
     """Start an embedded local cluster; the calling context becomes its driver.
 
@@ -260,14 +272,19 @@ async def cluster(
     besides its CPUs (``{"GPU": 1}``; ``add_node`` gives others). ``config`` overrides :class:`CoreConfig` fields for
     every process (the driver included). ``event_log``: a folder where every
     process logs its core steps (see the module doc); it may exist, but
-    must not hold the logs of an earlier run.
+    must not hold the logs of an earlier run. ``dashboard``: serve the
+    dashboard from the head (default: yes, unless ``OWNERSHIP_DASHBOARD=0``).
     """
     require_trio("ownership.cluster()")
     if nodes < 1:
         raise ValueError("a cluster needs at least one node")
     resources = check_resources(resources)
+    if dashboard is None:
+        dashboard = dashboard_default()
     overrides = dict(config or {})
     options = ["--host", host, "--tick", str(tick), "--node-timeout", str(node_timeout), "--config", json.dumps(overrides)]
+    if dashboard:
+        options.append("--dashboard-probe")  # nodes and workers note steps from their start
     step_log: StepLog | None = None
     if event_log is not None:
         log_dir = Path(event_log).resolve()
@@ -293,11 +310,21 @@ async def cluster(
             # the workers send while they stop, so nothing meets a closed port.
             async with open_tcp_transport(token, host, on_peer_lost=lost) as tcp:
                 try:
-                    local.head = await local._start("head", [])
+                    if dashboard:
+                        from ..dashboard.server import bind, url_of
+
+                        with bind(dashboard_host, dashboard_port) as listener:
+                            local.head = await local._start("head", ["--dashboard-fd", str(listener.fileno())], (listener.fileno(),))
+                            local.dashboard_url = url_of(listener)
+                        logger.info("dashboard at %s", local.dashboard_url)
+                    else:
+                        local.head = await local._start("head", [])
                     async with trio.open_nursery() as starting:  # nodes start their workers in parallel
                         for _ in range(nodes):
                             starting.start_soon(local.add_node, num_cpus, resources)
-                    async with _serve_driver(tcp, lost, local.nodes[0], driver_config, tick, step_log=step_log) as driver:
+                    async with _serve_driver(
+                        tcp, lost, local.nodes[0], driver_config, tick, step_log=step_log, probe=dashboard
+                    ) as driver:
                         local.driver = driver
                         local._record(head=local.head, nodes=local.nodes, driver=driver.address)
                         try:
@@ -318,6 +345,12 @@ async def cluster(
             logger.warning("removed leftover shared-memory segment %s", name)
 
 
+def dashboard_default() -> bool:
+    """Whether a cluster serves the dashboard when not told: yes, unless
+    ``OWNERSHIP_DASHBOARD`` is ``0``, ``no``, ``off`` or ``false``."""
+    return os.environ.get("OWNERSHIP_DASHBOARD", "1").strip().lower() not in ("0", "no", "off", "false")
+
+
 @contextlib.asynccontextmanager
 async def _serve_driver(
     tcp: Any,
@@ -327,6 +360,7 @@ async def _serve_driver(
     tick: float,
     timeout: float = 30.0,
     step_log: StepLog | None = None,
+    probe: bool = False,
 ) -> AsyncIterator[WorkerRuntime]:
     """A driver on ``tcp``, registered with ``node``, for the caller's block.
 
@@ -358,6 +392,11 @@ async def _serve_driver(
         if step_log is not None:
             step_log.attach(driver)  # before the caller can submit anything
         transport.snapshot = lambda: {**driver.snapshot(), **runtime_details(driver), "pid": os.getpid()}
+        transport.core = driver.core
+        if probe:
+            from ..dashboard.probe import probe_of
+
+            probe_of(driver.core)  # before the caller can submit anything
         reset = _runtime_var.set(driver)
         try:
             yield driver
@@ -399,6 +438,7 @@ def spawn_service(
     timeout: float = 60.0,
     stderr: Any = None,
     prefix: Sequence[str] = (),
+    pass_fds: Sequence[int] = (),
     on_spawn: Callable[[subprocess.Popen], None] | None = None,
 ) -> tuple[subprocess.Popen, str]:
     """Start a service process from synchronous code; returns it and its address.
@@ -420,6 +460,7 @@ def spawn_service(
         stdout=subprocess.PIPE,
         stderr=stderr,
         start_new_session=not lifeline,
+        pass_fds=tuple(pass_fds),
     )
     try:
         if on_spawn is not None:
@@ -498,6 +539,17 @@ async def _node_to_attach(tcp: Any, lost: LostPeers, address: str, timeout: floa
     return alive[0]
 
 
+def _has_dashboard(address: str) -> bool:
+    """Whether this machine's session file says the cluster of ``address`` serves a dashboard."""
+    path = session_file()
+    if not path.exists():
+        return False
+    info = json.loads(path.read_text())
+    names = {info.get("head"), *info.get("nodes", ())}
+    names |= {n.partition("#")[0] for n in names if isinstance(n, str)}  # a person types the bare HOST:PORT
+    return bool(info.get("dashboard")) and address in names
+
+
 @contextlib.asynccontextmanager
 async def connect(
     address: str | None = None,
@@ -516,7 +568,9 @@ async def connect(
     session, else ``~/.ownership/cluster.token`` (copy it, mode 0600, to
     the machine the driver runs on). The driver listens on ``host``,
     default: this machine's address on the route to the head, since
-    workers dial the driver to return results. Raises ``ConnectionError``
+    workers dial the driver to return results. When this machine's session
+    file says the cluster serves a dashboard, the driver notes its steps for
+    it from the start (elsewhere, from its first question). Raises ``ConnectionError``
     (:class:`~.status.ClusterUnreachable`) with the reason in one line when
     there is no cluster to attach to, and ``ValueError`` for an address
     that is not one.
@@ -530,7 +584,8 @@ async def connect(
     try:
         async with open_tcp_transport(token, host, on_peer_lost=lost) as tcp:
             node = await _node_to_attach(tcp, lost, address, timeout)
-            async with _serve_driver(tcp, lost, node, CoreConfig(**(config or {})), tick, timeout) as driver:
+            probe = _has_dashboard(address)
+            async with _serve_driver(tcp, lost, node, CoreConfig(**(config or {})), tick, timeout, probe=probe) as driver:
                 yield driver
     except BaseExceptionGroup as group:
         raise _single(group) from None

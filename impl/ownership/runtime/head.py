@@ -1,8 +1,14 @@
-"""The head service: membership and failure publication, around :class:`HeadCore`."""
+"""The head service: membership and failure publication, around :class:`HeadCore`.
+
+With ``dashboard`` options the head also serves the dashboard
+(:mod:`ownership.dashboard`), beside the core and off its path: the
+dashboard reads the head's core and asks the other processes for their
+snapshots and logs, and its failure never stops the head.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -11,6 +17,9 @@ from ..core.events import Effect, Event, Send
 from ..core.head import HeadCore
 from .shell import ServiceShell
 from .transport import Transport
+
+if TYPE_CHECKING:
+    from ..dashboard.server import DashboardOptions
 
 __all__ = ["HeadRuntime", "serve"]
 
@@ -43,9 +52,10 @@ async def serve(
     *,
     config: CoreConfig | None = None,
     tick_interval: float | None = None,
+    dashboard: DashboardOptions | None = None,
     task_status: trio.TaskStatus[HeadRuntime] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the head until its transport closes."""
+    """Run the head until its transport closes; with ``dashboard``, serve it too."""
     core = HeadCore(transport.address, config)
     async with trio.open_nursery() as nursery:
         rt = HeadRuntime(transport, core, nursery, tick_interval=tick_interval)
@@ -53,4 +63,8 @@ async def serve(
         if tick_interval is not None:
             nursery.start_soon(rt._ticker, name=f"ticks {rt.address}")
         task_status.started(rt)
+        if dashboard is not None:
+            from ..dashboard.server import serve as serve_dashboard
+
+            nursery.start_soon(serve_dashboard, rt, dashboard, name="dashboard")
     rt.closed = True

@@ -216,6 +216,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="append every core step to a file of this process in DIR (runtime/steplog.py); a node passes it to its workers",
     )
+    p.add_argument(
+        "--dashboard-fd",
+        type=int,
+        default=None,
+        metavar="FD",
+        help="head: serve the dashboard on this inherited listening socket (ownership.dashboard)",
+    )
+    p.add_argument(
+        "--dashboard-probe",
+        action="store_true",
+        help="note what the dashboard shows from the start, not from its first question "
+        "(ownership/dashboard/probe.py); a node passes it to its workers",
+    )
     p.add_argument("--log-level", default=os.environ.get("OWNERSHIP_LOG_LEVEL", "WARNING"))
     return p
 
@@ -287,11 +300,19 @@ def _announce(address: str) -> None:
 async def _run_head(args: argparse.Namespace, token: bytes, config: CoreConfig) -> None:
     from .head import serve as serve_head
 
+    dashboard = None
+    if args.dashboard_fd is not None:
+        from ..dashboard.server import DashboardOptions
+
+        dashboard = DashboardOptions(token=token, fd=args.dashboard_fd, host=args.host, advertise_host=args.advertise_host)
     async with open_tcp_transport(token, args.host, args.port, advertise_host=args.advertise_host) as tcp:
         transport = StatusTransport(tcp, "head")
         async with trio.open_nursery() as nursery:
-            rt = await nursery.start(lambda **kw: serve_head(transport, config=config, tick_interval=args.tick, **kw))
+            rt = await nursery.start(
+                lambda **kw: serve_head(transport, config=config, tick_interval=args.tick, dashboard=dashboard, **kw)
+            )
             transport.snapshot = rt.snapshot
+            transport.core = rt.core
             _announce(transport.address)
 
 
@@ -339,6 +360,8 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig, 
         worker_command += ["--advertise-host", args.advertise_host]
     if args.event_log:
         worker_command += ["--event-log", args.event_log]
+    if args.dashboard_probe:
+        worker_command += ["--dashboard-probe"]
     ready = False
     watching: list[trio.Nursery] = []
     head_lost = trio.Event()
@@ -391,6 +414,9 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig, 
                             **kw,
                         )
                     )
+                    transport.core = rt.core
+                    if args.dashboard_probe:
+                        _probe(rt.core)
                     transport.snapshot = lambda: {
                         **rt.snapshot(),
                         "pid": os.getpid(),
@@ -456,7 +482,16 @@ async def _run_worker(args: argparse.Namespace, token: bytes, config: CoreConfig
             # What a task prints goes to its owner, and so to the driver.
             rt.output_streams = capture_task_output(rt)
             transport.on_output = forward_task_output(rt)
+            transport.core = rt.core
+            if args.dashboard_probe:
+                _probe(rt.core)
             _announce(transport.address)
+
+
+def _probe(core: Any) -> None:
+    from ..dashboard.probe import probe_of
+
+    probe_of(core)
 
 
 async def _run(args: argparse.Namespace) -> int:

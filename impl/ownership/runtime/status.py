@@ -50,6 +50,11 @@ class StatusRequest:
     """Anyone with the token -> any process: send me your snapshot."""
 
     request_id: str
+    #: the dashboard's query (``dashboard/probe.py``): 1, also what the
+    #: process's core logged since the last such query; 2, and a summary of
+    #: its tables. The snapshot only if asked.
+    probe: int = 0
+    snapshot: bool = True
 
 
 @message
@@ -57,6 +62,7 @@ class StatusReply:
     request_id: str
     role: str  # head, node, worker or driver
     snapshot: dict
+    probe: dict | None = None
 
 
 class StatusTransport(Transport):
@@ -70,6 +76,8 @@ class StatusTransport(Transport):
         self.inner = inner
         self.role = role
         self.snapshot = snapshot
+        #: the process's core, once it runs: the dashboard's probe reads it
+        self.core: Any = None
         self.requests_answered = 0
         #: what to do with a task's output (:mod:`.output`); None drops it
         self.on_output: Callable[[Envelope], None] | None = None
@@ -104,13 +112,21 @@ class StatusTransport(Transport):
         return bool(inner(direct))
 
     def _answer(self, src: str, request: StatusRequest) -> None:
+        probe = None
         try:
-            snapshot = {"starting": True} if self.snapshot is None else self.snapshot()
+            if not request.snapshot:
+                snapshot = {}
+            else:
+                snapshot = {"starting": True} if self.snapshot is None else self.snapshot()
+            if request.probe and self.core is not None:
+                from ..dashboard.probe import report
+
+                probe = report(self.core, self.role, summary=request.probe > 1)
         except Exception as exc:  # a snapshot must never take the process down
             logger.exception("%s: snapshot failed", self.address)
             snapshot = {"error": repr(exc)}
         self.requests_answered += 1
-        self.inner.send_nowait(src, StatusReply(request_id=request.request_id, role=self.role, snapshot=snapshot))
+        self.inner.send_nowait(src, StatusReply(request_id=request.request_id, role=self.role, snapshot=snapshot, probe=probe))
 
     def _shell_message(self, env: Envelope) -> None:
         if type(env.msg) is StatusRequest:
