@@ -276,3 +276,33 @@ async def test_long_lineage_whose_root_cannot_be_rebuilt_fails_without_deep_recu
             await x
         del x, blocker
         await assert_no_leaks(c)
+
+
+@ownership.remote(resources={"big": 0.01})
+async def extend_first(refs: list) -> bytes:
+    return (await refs[0]) + b"!"
+
+
+async def test_object_passed_inside_a_value_is_kept_for_the_takers_rerun() -> None:
+    # y takes x inside a list: it borrows x, which is not its argument. Once
+    # y is done and the driver drops x, y's lineage still needs x, to run y
+    # again when y's copy is lost.
+    nodes = {"n2": {"big": 1.0}, "n3": {"big": 1.0}}
+    async with cluster(nodes=3, node_resources=nodes) as c:
+        x = make_big.remote(7)
+        x_id = x.object_id
+        y = extend_first.remote([x])
+        await c.settle()
+        assert c.driver.core.refs.get_ref(y.object_id).status == "ready"
+        [where] = c.driver.core.refs.get_ref(y.object_id).locations
+        del x
+        gc.collect()
+        await c.settle()
+        assert c.driver.core.refs.get_ref(x_id) is not None, "y's lineage keeps x's entry"
+        c.crash(where)
+        await c.detect_failures()
+        with trio.fail_after(10):
+            assert await y == bytes([7]) * BIG + b"!"
+        del y
+        await assert_no_leaks(c)
+        assert c.driver.core.refs.get_ref(x_id) is None, "x goes with the last lineage that needs it"

@@ -250,10 +250,15 @@ class TaskSubmitter:
         task.holding = True
         fx = self.refs.submit_with_ref(held)
         if spec.max_retries > 0:
+            # The lineage pins every object of ours the task takes: its
+            # arguments, and those passed inside a value (the task borrows
+            # them). A rerun needs them all (Ownership!PinnedRefs): pinning
+            # the arguments only, a rerun got a reference to an object this
+            # owner had forgotten.
+            taken = [a.ref.object_id for a in spec.args if a.ref is not None]
+            taken += [r.object_id for a in spec.args if a.value is not None for r in a.value.refs]
             deps = tuple(
-                a.ref.object_id
-                for a in spec.args
-                if a.ref is not None and (r := self.refs.get_ref(a.ref.object_id)) is not None and r.owned
+                oid for oid in dict.fromkeys(taken) if (r := self.refs.get_ref(oid)) is not None and r.owned
             )
             for dep in deps:
                 self.refs.table[dep].lineage += 1
