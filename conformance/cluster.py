@@ -183,6 +183,7 @@ async def model_cluster(
                 launcher=launcher,
                 config=config,
                 tick_interval=None,
+                on_fenced=lambda reason, name=name: network.crash(name),
             )
         for rt in cluster.nodes.values():
             await rt.ready.wait()

@@ -242,6 +242,7 @@ class FateSharingMapping(Mapping):
             inline_threshold=0,
             lease_idle_ticks=1_000_000,
             node_timeout_ticks=1,
+            suspect_on_connection_loss=False,
             pipeline_depth=1,
             max_pending_lease_requests=1,
             return_idle_leases_on_request=False,

@@ -278,6 +278,7 @@ class RefCountingMapping(Mapping):
         config = CoreConfig(
             lease_idle_ticks=1,
             node_timeout_ticks=10**6,
+            suspect_on_connection_loss=False,
             max_workers_per_node=1,
             pipeline_depth=max(1, self.max_tasks),
             pipeline_only_while_requesting=False,

@@ -350,6 +350,7 @@ class SchedulingMapping(_EventLogMixin, Mapping):
         config = CoreConfig(
             lease_idle_ticks=1,
             node_timeout_ticks=1,
+            suspect_on_connection_loss=False,
             pipeline_depth=self.pipeline_depth,
             pipeline_short_tasks_only=False,
             max_pending_lease_requests=1,

@@ -248,6 +248,7 @@ async def memory_cluster(
                     launcher=launcher,
                     config=config,
                     tick_interval=tick_interval,
+                    on_fenced=functools.partial(_fenced, network, name),
                 )
             for rt in cluster.nodes.values():
                 await rt.ready.wait()
@@ -271,3 +272,9 @@ async def memory_cluster(
 async def _deliver_until_cancelled(network: MemoryNetwork, scope: trio.CancelScope) -> None:
     with scope:
         await network.run()
+
+
+def _fenced(network: MemoryNetwork, name: str, reason: str) -> None:
+    """A node the head declared dead stops, its workers with it: on the
+    memory network, its process ends as a crashed one does."""
+    network.crash(name)

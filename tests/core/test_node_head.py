@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ownership.core.config import CoreConfig
-from ownership.core.events import KillWorker, ObjectFreed, PeerLost, Received, StartWorker, Tick, Watch
+from ownership.core.events import Fenced, KillWorker, ObjectFreed, PeerLost, Probe, ProbeResult, Received, StartWorker, Tick, Watch
+from ownership.core.events import Send
 from ownership.core.head import HeadCore
 from ownership.core.messages import (
     ClusterView,
@@ -171,7 +172,79 @@ def test_head_declares_silent_node_dead_after_timeout() -> None:
     fx = head.handle(Tick())
     died = NodeDied(node="n2", workers=("w@n2",))
     assert ("n1", died) in sends(fx) and ("n2", died) in sends(fx)
-    assert head.handle(Received("n2", Heartbeat(node="n2", seq=3, total=CPU1, available=CPU1))) == []
+    # Fenced: that incarnation is told it was declared dead, never taken back.
+    fence = NodeDied(node="n2", workers=())
+    assert head.handle(Received("n2", Heartbeat(node="n2", seq=3, total=CPU1, available=CPU1))) == [Send("n2", fence)]
+    assert head.handle(Received("n2", RegisterWorker(worker="w2@n2", node="n2"))) == [Send("n2", fence)]
+    assert not head.nodes["n2"].alive and head.fenced == 2
+
+
+def member_heads(config: CoreConfig | None = None) -> HeadCore:
+    head = HeadCore("head", config)
+    for name in ("n1", "n2"):
+        fx = head.handle(Received(name, Heartbeat(node=name, seq=1, total=CPU1, available=CPU1, workers=(f"w@{name}",))))
+        assert Watch(address=name) in fx
+    return head
+
+
+def test_head_declares_node_dead_when_connection_lost_and_probes_fail() -> None:
+    head = member_heads(CoreConfig(probe_attempts=2))
+    assert head.handle(PeerLost("n2")) == [Probe("n2")]
+    assert head.handle(PeerLost("n2")) == []  # one probe at a time
+    assert head.handle(ProbeResult(address="n2", reachable=False)) == [Probe("n2")]
+    fx = head.handle(ProbeResult(address="n2", reachable=False))
+    died = NodeDied(node="n2", workers=("w@n2",))
+    assert ("n1", died) in sends(fx) and ("n2", died) in sends(fx)
+    assert head.ticks == 0  # no heartbeat timeout was waited for
+    assert head.handle(ProbeResult(address="n2", reachable=False)) == []
+
+
+def test_head_keeps_suspect_that_answers_probe() -> None:
+    head = member_heads()
+    head.handle(PeerLost("n2"))
+    assert head.handle(ProbeResult(address="n2", reachable=True)) == [Watch("n2")]
+    assert head.nodes["n2"].alive and not head.nodes["n2"].suspected
+    # a later loss is suspected afresh
+    assert head.handle(PeerLost("n2")) == [Probe("n2")]
+
+
+def test_head_clears_suspicion_when_suspect_heartbeats() -> None:
+    head = member_heads()
+    head.handle(PeerLost("n2"))
+    fx = head.handle(Received("n2", Heartbeat(node="n2", seq=2, total=CPU1, available=CPU1)))
+    assert Watch("n2") in fx and not head.nodes["n2"].suspected
+    assert head.handle(ProbeResult(address="n2", reachable=False)) == []  # stale: it spoke since
+    assert head.nodes["n2"].alive
+
+
+def test_head_ignores_connection_loss_when_suspicion_off() -> None:
+    head = HeadCore("head", CoreConfig(suspect_on_connection_loss=False))
+    fx = head.handle(Received("n1", Heartbeat(node="n1", seq=1, total=CPU1, available=CPU1)))
+    assert not any(isinstance(e, Watch) for e in fx)
+    assert head.handle(PeerLost("n1")) == []
+
+
+def test_head_suspect_still_dies_by_heartbeat_timeout_when_probe_never_answers() -> None:
+    head = member_heads(CoreConfig(node_timeout_ticks=2))
+    head.handle(PeerLost("n2"))
+    fx = []
+    for seq in range(2, 5):
+        head.handle(Received("n1", Heartbeat(node="n1", seq=seq, total=CPU1, available=CPU1)))
+        fx = head.handle(Tick())
+    assert ("n1", NodeDied(node="n2", workers=("w@n2",))) in sends(fx)
+
+
+def test_node_told_it_was_declared_dead_stops_with_its_workers() -> None:
+    n = node()
+    fx = n.handle(Received("head", NodeDied(node="n1", workers=())))
+    assert KillWorker(worker="w1") in fx and KillWorker(worker="w2") in fx
+    assert [type(e) for e in fx].count(Fenced) == 1
+    assert not [e for e in fx if isinstance(e, Send)]  # relays nothing: it is leaving
+
+
+def test_node_ignores_its_death_notice_from_another_process() -> None:
+    n = node()
+    assert n.handle(Received("n2", NodeDied(node="n1", workers=()))) == []
 
 
 def test_head_publishes_a_worker_death_once_to_every_node() -> None:

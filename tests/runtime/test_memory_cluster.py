@@ -57,7 +57,8 @@ async def test_worker_death_reaches_every_worker_through_the_head() -> None:
 
 
 async def test_node_death_is_declared_after_missed_heartbeats() -> None:
-    config = CoreConfig(node_timeout_ticks=3)
+    # The backstop alone: no connection watch, no probe.
+    config = CoreConfig(node_timeout_ticks=3, suspect_on_connection_loss=False)
     async with memory_cluster(nodes=2, tick_interval=None, config=config) as c:
         c.crash("n2")
         await c.advance(3)
@@ -66,6 +67,65 @@ async def test_node_death_is_declared_after_missed_heartbeats() -> None:
         assert not c.head.core.nodes["n2"].alive
         assert "n2" in c.driver.core.dead_nodes
         assert {"w1@n2", "w2@n2"} <= c.driver.core.dead_workers
+
+
+async def test_node_death_is_declared_at_once_when_its_connection_drops() -> None:
+    config = CoreConfig(node_timeout_ticks=1000)
+    async with memory_cluster(nodes=2, tick_interval=None, config=config) as c:
+        c.crash("n2")
+        await c.settle()  # no tick: the lost connection and a failed probe
+        assert not c.head.core.nodes["n2"].alive
+        assert {"w1@n2", "w2@n2"} <= c.driver.core.dead_workers
+
+
+async def test_live_node_whose_connection_drops_stays_a_member() -> None:
+    async with memory_cluster(nodes=2, tick_interval=None) as c:
+        c.network._disconnect("head", "n2")
+        await c.settle()
+        assert c.head.core.nodes["n2"].alive and not c.head.core.nodes["n2"].suspected
+        assert c.network.alive("n2") and c.head.core.fenced == 0
+        assert "n2" not in c.driver.core.dead_nodes
+
+
+@ownership.remote(max_retries=2)
+def where(x: int) -> tuple[int, str]:
+    from ownership.runtime.refs import current_runtime
+
+    return 3 * x, str(current_runtime().address)
+
+
+async def test_node_cut_off_from_head_is_declared_dead_fenced_and_its_tasks_retried() -> None:
+    config = CoreConfig(node_timeout_ticks=1000)
+    shapes = {"n2": {"far": 1.0}, "n3": {"far": 1.0}}
+    async with memory_cluster(
+        auto=False, nodes=3, workers_per_node=1, tick_interval=None, config=config, node_resources=shapes
+    ) as c:
+        # Hold the task at its worker on n2 or n3: pushed, not yet run.
+        ref = where.options(resources={"far": 0.5}).remote(14)
+        await c.network.settle()
+        pushed = None
+        while pushed is None:
+            flight = c.network.in_flight()
+            push = next(((m, e) for m, e in flight if isinstance(e.msg, PushTask)), None)
+            if push is not None:
+                pushed = push
+                break
+            c.network.deliver(flight[0][0])
+            await c.network.settle()
+        mid, env = pushed
+        victim_node = c.workers[env.dst].core.node
+        c.network.partition("head", victim_node)  # false suspicion: it lives on
+        await c.network.settle()
+        assert not c.head.core.nodes[victim_node].alive
+        assert c.network.alive(victim_node), "cut off, not crashed"
+        c.network.heal("head", victim_node)
+        c.tick(victim_node)  # its next heartbeat is answered with its death
+        await c.network.run_until_quiet()
+        assert not c.network.alive(victim_node) and not c.network.alive(env.dst)
+        assert c.head.core.fenced >= 1
+        with trio.fail_after(5):
+            value, ran_on = await ref
+        assert value == 42 and not ran_on.endswith("@" + victim_node)
 
 
 async def test_driver_crash_frees_what_it_owned_everywhere() -> None:

@@ -43,8 +43,18 @@ class CoreConfig:
     #: new key needs (a task taking a new ref has a new key). The
     #: conformance mappings turn it off: they take OwnerReturnLease with ticks.
     return_idle_leases_on_request: bool = True
-    #: ticks without a heartbeat after which the head declares a node dead.
+    #: ticks without a heartbeat after which the head declares a node dead:
+    #: the backstop for a node that hangs with its connection open.
     node_timeout_ticks: int = 10
+    #: a node whose connection to the head drops (or cannot be dialed) is
+    #: suspected at once and probed with fresh dials: dead when
+    #: ``probe_attempts`` probes in a row go unanswered, each given
+    #: ``probe_timeout_ticks`` ticks (the shell's clock), instead of after
+    #: ``node_timeout_ticks`` of silence. The conformance mappings turn it
+    #: off: they take HeadDetectNodeDeath with ticks.
+    suspect_on_connection_loss: bool = True
+    probe_attempts: int = 2
+    probe_timeout_ticks: int = 3
     #: worker processes a node may run (tasks blocked in get, actors).
     max_workers_per_node: int = 64
     #: worker starts that may fail in a row before a node stops starting

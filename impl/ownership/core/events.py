@@ -26,6 +26,7 @@ __all__ = [
     "Received",
     "Tick",
     "PeerLost",
+    "ProbeResult",
     "WorkerStartFailed",
     "Submit",
     "Put",
@@ -44,6 +45,8 @@ __all__ = [
     "StartWorker",
     "KillWorker",
     "Watch",
+    "Probe",
+    "Fenced",
     "ObjectFreed",
     "Registered",
     "Infeasible",
@@ -86,9 +89,20 @@ class Tick(Event):
 
 @attrs.frozen
 class PeerLost(Event):
-    """The transport saw a watched peer process exit (a node's worker or driver)."""
+    """The transport lost a watched peer: its process exited (a node's
+    worker or driver), or its connection dropped or could not be dialed
+    (a node, as the head sees it)."""
 
     address: str
+
+
+@attrs.frozen
+class ProbeResult(Event):
+    """The answer to a :class:`Probe`: whether process ``address`` (that
+    incarnation) answered a fresh dial within the probe's time."""
+
+    address: str
+    reachable: bool
 
 
 @attrs.frozen
@@ -251,6 +265,22 @@ class Watch(Effect):
     """Tell the transport to report (PeerLost) when this process goes away."""
 
     address: str
+
+
+@attrs.frozen
+class Probe(Effect):
+    """Dial process ``address`` afresh, within the probe's time, and report
+    whether that incarnation answered (:class:`ProbeResult`)."""
+
+    address: str
+
+
+@attrs.frozen
+class Fenced(Effect):
+    """The head declared this process dead: it must stop, its workers with
+    it, because the rest of the cluster has written it off."""
+
+    reason: str = ""
 
 
 @attrs.frozen

@@ -1,10 +1,26 @@
-"""The head: node membership by heartbeats, and failure publication.
+"""The head: node membership, failure detection and publication.
 
 The head is never on a task's critical path (DESIGN §2). Nodes heartbeat to
-it every tick; a node silent for ``node_timeout_ticks`` ticks is declared
-dead and its death (with every worker registered on it) is published to
-every live node, which relays it to its workers. Worker deaths reported by
-a node's scheduler are published the same way.
+it every tick. A node is declared dead, and its death (with every worker
+registered on it) published to every live node, which relays it to its
+workers, in one of two ways:
+
+- fast: the head watches each node's connection; when it drops or a dial
+  fails (:class:`PeerLost`), the node is *suspected* and probed with fresh
+  dials (:class:`Probe`). A probe that the same incarnation answers clears
+  the suspicion; ``probe_attempts`` unanswered probes in a row confirm the
+  death. A dead process refuses the dial, so a crash is confirmed within
+  a round trip or two, not a heartbeat timeout;
+- backstop: a node silent for ``node_timeout_ticks`` ticks (a process that
+  hangs with its connection open).
+
+A node declared dead may still be running (its connection was cut, its
+probes timed out). It is fenced: the head never takes that incarnation
+back, and answers whatever it sends with its own death notice, on which the
+node stops with its workers. So every process the cluster has written off
+stops, and nobody acts on one that others count as dead.
+
+Worker deaths reported by a node's scheduler are published the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +30,7 @@ from typing import Any
 import attrs
 
 from .config import CoreConfig
-from .events import Effect, Event, EventLog, Received, Send, Tick
+from .events import Effect, Event, EventLog, PeerLost, Probe, ProbeResult, Received, Send, Tick, Watch
 from .messages import ClusterView, Heartbeat, NodeDied, NodeView, RegisterWorker, Resources, WorkerDied, WorkerRegistered
 from .worker import UnexpectedEvent
 
@@ -29,6 +45,11 @@ class NodeRecord:
     available: Resources = ()
     workers: set[str] = attrs.Factory(set)
     alive: bool = True
+    #: its connection dropped and probes are out; how many came back unanswered
+    suspected: bool = False
+    probes_failed: int = 0
+    #: the head asked its transport to report the loss of its connection
+    watched: bool = False
 
 
 class HeadCore:
@@ -40,6 +61,8 @@ class HeadCore:
         self.published: set[str] = set()  # workers whose death was published
         self.log = EventLog(self.config.log_size)
         self.dropped = 0
+        #: messages from nodes declared dead, answered with their death notice
+        self.fenced = 0
 
     def handle(self, event: Event) -> list[Effect]:
         effects = self._dispatch(event)
@@ -57,6 +80,10 @@ class HeadCore:
             return fx
         if isinstance(event, Received):
             return self._receive(event.src, event.msg)
+        if isinstance(event, PeerLost):
+            return self.suspect_node(event.address)
+        if isinstance(event, ProbeResult):
+            return self.probe_answered(event)
         raise UnexpectedEvent(f"head core cannot handle {event!r}")
 
     def _receive(self, src: str, msg: Any) -> list[Effect]:
@@ -65,6 +92,10 @@ class HeadCore:
             # would be a member nobody can reach, declared dead later.
             self.dropped += 1
             return []
+        if isinstance(msg, (Heartbeat, RegisterWorker, WorkerDied)):
+            rec = self.nodes.get(msg.node)
+            if rec is not None and not rec.alive:
+                return self._fence(msg.node)
         if isinstance(msg, Heartbeat):
             return self._heartbeat(msg)
         if isinstance(msg, RegisterWorker):
@@ -84,14 +115,26 @@ class HeadCore:
             rec = self.nodes[node] = NodeRecord(node=node, last_seen=self.ticks)
         return rec if rec.alive else None
 
+    def _fence(self, node: str) -> list[Effect]:
+        """A node declared dead speaks: that incarnation never comes back.
+        It is told it was declared dead, and stops on hearing it."""
+        self.fenced += 1
+        return [Send(node, NodeDied(node=node, workers=()))]
+
     def _heartbeat(self, msg: Heartbeat) -> list[Effect]:
         new = msg.node not in self.nodes or not self.nodes[msg.node].total
         rec = self._record(msg.node)
         if rec is None:
-            return []  # declared dead already: a node does not come back
+            return []
         rec.last_seen = self.ticks
         rec.total, rec.available = msg.total, msg.available
         rec.workers |= set(msg.workers)
+        fx: list[Effect] = []
+        if self.config.suspect_on_connection_loss and (not rec.watched or rec.suspected):
+            # Watch its connection (again: a watch reports once). A heartbeat
+            # from a suspect came over a new connection: it is alive.
+            rec.watched, rec.suspected, rec.probes_failed = True, False, 0
+            fx.append(Watch(msg.node))
         view = ClusterView(
             nodes=tuple(
                 NodeView(node=r.node, total=r.total, available=r.available)
@@ -102,8 +145,31 @@ class HeadCore:
         if new:
             # Membership changed: every node learns of the newcomer now,
             # not one heartbeat period later.
-            return self._broadcast(view)
-        return [Send(msg.node, view)]
+            return fx + self._broadcast(view)
+        return fx + [Send(msg.node, view)]
+
+    def suspect_node(self, node: str) -> list[Effect]:
+        """The connection to member ``node`` dropped, or a dial to it failed:
+        probe it rather than wait for its heartbeats to stop."""
+        rec = self.nodes.get(node)
+        if rec is None or not rec.alive or rec.suspected or not self.config.suspect_on_connection_loss:
+            return []
+        rec.suspected, rec.probes_failed = True, 0
+        return [Probe(node)]
+
+    def probe_answered(self, event: ProbeResult) -> list[Effect]:
+        """A probe of a suspect came back: answered, the node is watched
+        again; unanswered ``probe_attempts`` times in a row, it is dead."""
+        rec = self.nodes.get(event.address)
+        if rec is None or not rec.alive or not rec.suspected:
+            return []  # cleared by a heartbeat, or declared dead meanwhile
+        if event.reachable:
+            rec.watched, rec.suspected, rec.probes_failed = True, False, 0
+            return [Watch(event.address)]
+        rec.probes_failed += 1
+        if rec.probes_failed < self.config.probe_attempts:
+            return [Probe(event.address)]
+        return self.detect_node_death(event.address)
 
     def _publish_worker_death(self, msg: WorkerDied) -> list[Effect]:
         if msg.worker in self.published:
@@ -144,26 +210,30 @@ class HeadCore:
 
         Implementation:
 
-        A node missed its heartbeats: declare it dead and publish the death,
-        naming every worker that was registered on it.
+        A node missed its heartbeats, or its connection dropped and it did
+        not answer the probes: declare it dead and publish the death,
+        naming every worker that was registered on it. It may still be
+        running (false suspicion): it is told too, and stops (fencing).
         """
         rec = self.nodes.get(node)
         if rec is None or not rec.alive:
             return []
         rec.alive = False
+        rec.suspected = False
         workers = tuple(sorted(rec.workers - self.published))
         self.published |= set(workers)
         msg = NodeDied(node=node, workers=workers)
-        # The node itself is told too: if it is only cut off, it must stop its
-        # workers, which everyone else now counts as dead.
+        # The node itself is told too: if it is only cut off, it must stop
+        # with its workers, which everyone else now counts as dead.
         return self._broadcast(msg) + [Send(node, msg)]
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "ticks": self.ticks,
             "nodes": {
-                n: {"alive": r.alive, "last_seen": r.last_seen, "workers": sorted(r.workers), "total": dict(r.total), "available": dict(r.available)}
+                n: {"alive": r.alive, "suspected": r.suspected, "last_seen": r.last_seen, "workers": sorted(r.workers), "total": dict(r.total), "available": dict(r.available)}
                 for n, r in sorted(self.nodes.items())
             },
             "published": sorted(self.published),
+            "fenced": self.fenced,
         }

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import CoreConfig
-from .events import Effect, Event, EventLog, IdGenerator, KillWorker, PeerLost, Received, Send, Tick, WorkerStartFailed
+from .events import Effect, Event, EventLog, Fenced, IdGenerator, KillWorker, PeerLost, Received, Send, Tick, WorkerStartFailed
 from .messages import (
     ClusterView,
     FreeObject,
@@ -134,11 +134,9 @@ class NodeCore:
             dead = {msg.worker}
         else:
             dead = set(msg.workers)
-            self.dead_nodes.add(msg.node)
             if msg.node == self.address:
-                # Declared dead (we missed heartbeats): our workers are gone for
-                # everyone else, so they must stop too.
-                return [KillWorker(worker=w) for w in sorted(self.scheduler.workers)]
+                return self.fenced(msg)
+            self.dead_nodes.add(msg.node)
         self.dead_workers |= dead
         fx: list[Effect] = []
         fx += self.scheduler.reclaim_leases(dead)
@@ -149,6 +147,23 @@ class NodeCore:
             if worker not in dead:
                 fx.append(Send(worker, msg))
         return fx
+
+    def fenced(self, msg: NodeDied) -> list[Effect]:
+        r"""Spec: FateSharing!NodeFenced
+
+        Implementation:
+
+        The head declared this node dead (it missed heartbeats, or its
+        connection dropped and it did not answer the probes) and says so,
+        in the death notice it published or in answer to anything this node
+        sends since. Everyone else counts this node and its workers as dead
+        and has retried their tasks elsewhere: the workers are stopped, and
+        the node stops (the shell exits), rather than serve on.
+        """
+        self.dead_nodes.add(self.address)
+        return [KillWorker(worker=w) for w in sorted(self.scheduler.workers)] + [
+            Fenced(reason=f"the head {self.head} declared this node dead")
+        ]
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -1,5 +1,10 @@
 """The head service: membership and failure publication, around :class:`HeadCore`.
 
+Besides sending, the shell watches nodes' connections (:class:`Watch`: a
+lost one comes back as PeerLost) and probes suspects (:class:`Probe`): one
+fresh dial of that incarnation, given ``probe_timeout_ticks`` ticks, whose
+outcome goes to the core as :class:`ProbeResult`.
+
 With ``dashboard`` options the head also serves the dashboard
 (:mod:`ownership.dashboard`), beside the core and off its path: the
 dashboard reads the head's core and asks the other processes for their
@@ -13,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..core.config import CoreConfig
-from ..core.events import Effect, Event, Send
+from ..core.events import Effect, Event, Probe, ProbeResult, Send, Watch
 from ..core.head import HeadCore
 from .shell import ServiceShell
 from .transport import Transport
@@ -40,8 +45,25 @@ class HeadRuntime(ServiceShell):
         for e in effects:
             if isinstance(e, Send):
                 self.send(e.dst, e.msg)
+            elif isinstance(e, Watch):
+                self.transport.watch(e.address)
+            elif isinstance(e, Probe):
+                self._nursery.start_soon(self._probe, e.address, name=f"probe {e.address}")
             else:
                 raise TypeError(f"head shell cannot carry out {e!r}")
+
+    @property
+    def probe_timeout(self) -> float:
+        """Seconds one probe may take: its ticks at this shell's tick interval."""
+        tick = self.tick_interval if self.tick_interval is not None else 0.1
+        return self.core.config.probe_timeout_ticks * tick
+
+    async def _probe(self, address: str) -> None:
+        reachable = False
+        with trio.move_on_after(self.probe_timeout):
+            reachable = await self.transport.probe(address)
+        if not self.closed:
+            self._local(ProbeResult(address=address, reachable=reachable))
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.core.snapshot(), "handler_errors": self.handler_errors, "messages_unsendable": self.messages_unsendable}

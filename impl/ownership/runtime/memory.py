@@ -125,6 +125,10 @@ class MemoryTransport(Transport):
     def watch(self, address: str) -> None:
         self._network._watch(self._address, address)
 
+    async def probe(self, address: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        return self._network.alive(address) and not self._network.partitioned(self._address, address)
+
     @contextlib.contextmanager
     def busy(self) -> Iterator[None]:
         self._network._busy_add(1)
@@ -152,6 +156,8 @@ class MemoryNetwork:
         self._processes: dict[str, _Process] = {}
         self._dead: set[str] = set()
         self._watchers: dict[str, set[str]] = collections.defaultdict(set)
+        #: pairs of live processes that cannot reach each other (partition)
+        self._cut: set[frozenset[str]] = set()
         self._busy = 0
         self._quiet_threads = trio.Event()
         self._quiet_threads.set()
@@ -258,6 +264,23 @@ class MemoryNetwork:
         else:
             self._watchers[address].add(watcher)
 
+    def partition(self, a: str, b: str) -> None:
+        """Spec env: ``a`` and ``b`` lose each other while both live on.
+
+        Their connection closes (messages in flight between them are lost,
+        watchers hear PeerLost), and until :meth:`heal` what one sends the
+        other is lost and probes between them fail, as across a network
+        partition.
+        """
+        self._cut.add(frozenset((a, b)))
+        self._disconnect(a, b)
+
+    def heal(self, a: str, b: str) -> None:
+        self._cut.discard(frozenset((a, b)))
+
+    def partitioned(self, a: str, b: str) -> bool:
+        return frozenset((a, b)) in self._cut
+
     def tick(self, address: str | None = None) -> None:
         """Deliver one timer tick to ``address`` (or to every live process)."""
         targets = [address] if address is not None else self.addresses
@@ -273,7 +296,7 @@ class MemoryNetwork:
         env = Envelope(src, dst, msg)
         mid = next(self._ids)
         self.stats["sent"][type(msg).__name__] += 1
-        if dst in self._dead:
+        if dst in self._dead or (self._cut and frozenset((src, dst)) in self._cut):
             self.stats["dropped"][type(msg).__name__] += 1
             self._notify(NetworkEvent("drop", mid, env))
             return

@@ -12,7 +12,7 @@ its store's large copies live in the node's shared memory
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import trio
 
@@ -20,6 +20,7 @@ from ..core.config import CoreConfig
 from ..core.events import (
     Effect,
     Event,
+    Fenced,
     KillWorker,
     ObjectFreed,
     PeerLost,
@@ -69,8 +70,13 @@ class NodeRuntime(ServiceShell):
         *,
         tick_interval: float | None = None,
         shm: SharedMemoryStore | None = None,
+        on_fenced: Callable[[str], None] | None = None,
     ) -> None:
         self.transport = transport
+        #: called once when the head declared this node dead (see Fenced);
+        #: None: the service stops, and whoever runs it sees it return
+        self.on_fenced = on_fenced
+        self.fenced: str | None = None
         self.core = core
         self.address = core.address
         self.launcher = launcher
@@ -136,11 +142,25 @@ class NodeRuntime(ServiceShell):
                 self.launcher.kill(e.worker)
             elif isinstance(e, Watch):
                 self.transport.watch(e.address)
+            elif isinstance(e, Fenced):
+                self._fenced(e.reason)
             elif isinstance(e, ObjectFreed):
                 if self.objects is not None:
                     self.objects.freed(e.object_id)
             else:
                 raise TypeError(f"node shell cannot carry out {e!r}")
+
+    def _fenced(self, reason: str) -> None:
+        """The cluster wrote this node off: stop serving (its workers were
+        told to stop in the same step), and let the process exit."""
+        if self.fenced is not None:
+            return
+        self.fenced = reason
+        logger.error("%s: %s; stopping", self.address, printable(reason))
+        if self.on_fenced is not None:
+            self.on_fenced(reason)
+        else:
+            self._stop()
 
     async def _launch(self) -> None:
         """One StartWorker: the launcher starts the process; a failure goes to the core."""
@@ -170,6 +190,7 @@ class NodeRuntime(ServiceShell):
         snap["messages_unsendable"] = self.messages_unsendable
         if self.objects is not None:
             snap["shm"] = self.objects.snapshot()
+        snap["fenced"] = self.fenced
         return snap
 
 
@@ -184,16 +205,19 @@ async def serve(
     policy: SchedulingPolicy | None = None,
     tick_interval: float | None = None,
     shm: SharedMemoryStore | None = None,
+    on_fenced: Callable[[str], None] | None = None,
     task_status: trio.TaskStatus[NodeRuntime] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one node until its transport closes; starts its initial workers.
 
     With ``shm`` the store keeps its large copies in those shared-memory
     segments; the caller unlinks what is left (``shm.close()``) after.
+    ``on_fenced(reason)`` is called when the head declared this node dead
+    (the process should exit); without it the service returns then.
     """
     core = NodeCore(transport.address, head, resources, pool_size=pool_size, config=config, policy=policy)
     async with trio.open_nursery() as nursery:
-        rt = NodeRuntime(transport, core, nursery, launcher, tick_interval=tick_interval, shm=shm)
+        rt = NodeRuntime(transport, core, nursery, launcher, tick_interval=tick_interval, shm=shm, on_fenced=on_fenced)
         nursery.start_soon(rt._receive_loop, name=f"receive {rt.address}")
         if tick_interval is not None:
             nursery.start_soon(rt._ticker, name=f"ticks {rt.address}")

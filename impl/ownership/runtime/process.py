@@ -32,15 +32,21 @@ order: its scheduler first, then its workers (their lifelines), then its
 connections, so no worker hears of the stop as a lost node; a second
 signal stops it at once. A node that cannot reach its head before it
 serves exits with status 2; one that loses its head for ``--node-timeout``
-seconds later stops with status 1 (a head never comes back). Like
+seconds later stops with status 1 (a head never comes back), and one the
+head declared dead (fenced: it was cut off, or missed its heartbeats, and
+the cluster has retried its work elsewhere) stops with status 3. Like
 warnings are logged once per ten seconds, with a count of those held back.
 
 In a worker, what a task prints goes to the task's owner (:mod:`.output`).
 
 Time: services tick every ``--tick`` seconds (default 0.1). A node sends a
-heartbeat to the head on every tick, and the head declares a node dead after
-``--node-timeout`` seconds without one (default 5, i.e. 50 ticks); both
-defaults are also documented in :func:`.cluster.cluster` and ``ownership start --help``.
+heartbeat to the head on every tick. The head declares a node dead when its
+connection drops and fresh dials of it fail (a few milliseconds for a
+process that died, at most ``probe_attempts`` x ``probe_timeout_ticks``
+ticks for one that does not answer), or after ``--node-timeout`` seconds
+without a heartbeat (default 5, i.e. 50 ticks: the backstop for a process
+that hangs); both defaults are also documented in :func:`.cluster.cluster`
+and ``ownership start --help``.
 """
 
 from __future__ import annotations
@@ -411,6 +417,7 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig, 
                             config=config,
                             tick_interval=args.tick,
                             shm=store,
+                            on_fenced=lambda reason: stop.fail(3, f"{reason}: stopping", in_order=True),
                             **kw,
                         )
                     )

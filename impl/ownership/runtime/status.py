@@ -152,6 +152,12 @@ class StatusTransport(Transport):
     def watch(self, address: str) -> None:
         self.inner.watch(address)
 
+    async def resolve(self, address: str) -> str:
+        return await self.inner.resolve(address)
+
+    async def probe(self, address: str) -> bool:
+        return await self.inner.probe(address)
+
     @contextlib.contextmanager
     def busy(self) -> Iterator[None]:
         with self.inner.busy():

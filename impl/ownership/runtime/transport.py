@@ -93,6 +93,19 @@ class Transport(abc.ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot reject peers")
 
+    async def probe(self, address: str) -> bool:
+        """Whether process ``address`` (that incarnation) answers a dial now.
+
+        Over TCP: its connection if one is open, else a fresh dial and
+        handshake (kept for the messages that follow). False when nothing
+        answers, another incarnation does, or it is not a member; the
+        caller bounds the time it waits.
+        """
+        try:
+            return await self.resolve(address) == address
+        except (ConnectionError, OSError, ValueError, TransportClosed):
+            return False
+
     def watch(self, address: str) -> None:
         """Report (a local PeerLost notification) when process ``address`` goes away.
 

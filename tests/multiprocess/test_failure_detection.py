@@ -1,0 +1,119 @@
+"""Failure detection between OS processes: fast on a lost connection, fenced on a false suspicion."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import cloudpickle
+import pytest
+import trio
+
+import ownership
+from ownership.runtime.cluster import cluster
+
+pytestmark = pytest.mark.slow
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+FAR = {"far": 1.0}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_for_file(path: str, timeout: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.02)
+
+
+@ownership.remote(resources={"far": 1.0}, max_retries=2)
+def gated(x: int, marks: str, gate: str) -> tuple[int, int]:
+    # Record where this attempt runs (worker pid, node pid), then wait at the gate.
+    tmp = Path(marks, f".{os.getpid()}")
+    tmp.write_text(str(os.getppid()))
+    tmp.rename(Path(marks, str(os.getpid())))
+    _wait_for_file(gate)
+    return 7 * x, os.getppid()
+
+
+async def _attempts(marks: Path, n: int) -> dict[int, int]:
+    """Worker pid -> node pid of the first ``n`` attempts, once they started."""
+    while True:
+        found = {int(p.name): int(p.read_text()) for p in marks.glob("[0-9]*")}
+        if len(found) >= n:
+            return found
+        await trio.sleep(0.02)
+
+
+async def _declared_dead(owner, node: str) -> None:
+    while node not in owner.dead_nodes:
+        await trio.sleep(0.01)
+
+
+async def test_killed_node_declared_dead_long_before_heartbeat_timeout(tmp_path):
+    # A 60 s heartbeat timeout: only the lost connection and the probe can
+    # make the death known within the bound below.
+    async with cluster(nodes=1, num_cpus=1, node_timeout=60.0) as local:
+        first = await local.add_node(num_cpus=1, resources=FAR)
+        second = await local.add_node(num_cpus=1, resources=FAR)
+        marks, gate = tmp_path / "marks", tmp_path / "gate"
+        marks.mkdir()
+        with trio.fail_after(60):
+            ref = gated.remote(6, str(marks), str(gate))
+            [(_, node_pid)] = (await _attempts(marks, 1)).items()
+        victim, survivor = (first, second) if node_pid == local.pid(first) else (second, first)
+        local.kill(victim, signal.SIGKILL)
+        with trio.fail_after(10):
+            await _declared_dead(local.driver.core, victim)
+        gate.touch()
+        with trio.fail_after(60):
+            value, ran_on = await ref
+        assert value == 42 and ran_on == local.pid(survivor)
+
+
+async def test_node_declared_dead_while_alive_is_fenced_and_exits(tmp_path):
+    """A false suspicion: the node hangs (SIGSTOP) past the heartbeat timeout
+    and is declared dead while its process lives. When it runs again it is
+    told so, and exits (status 3) with its workers, while its task has run
+    again elsewhere with the right result."""
+    async with cluster(nodes=1, num_cpus=1, node_timeout=1.0) as local:
+        first = await local.add_node(num_cpus=1, resources=FAR)
+        second = await local.add_node(num_cpus=1, resources=FAR)
+        marks, gate = tmp_path / "marks", tmp_path / "gate"
+        marks.mkdir()
+        with trio.fail_after(60):
+            ref = gated.remote(6, str(marks), str(gate))
+            [(worker_pid, node_pid)] = (await _attempts(marks, 1)).items()
+        victim, survivor = (first, second) if node_pid == local.pid(first) else (second, first)
+        local.kill(victim, signal.SIGSTOP)
+        try:
+            with trio.fail_after(30):
+                await _declared_dead(local.driver.core, victim)
+                retried = await _attempts(marks, 2)  # the task runs again on the survivor
+            assert local.alive(victim), "declared dead, yet its process lives: the false suspicion"
+            assert {n for w, n in retried.items() if w != worker_pid} == {local.pid(survivor)}
+        finally:
+            local.kill(victim, signal.SIGCONT)
+        with trio.fail_after(30):
+            assert await local.wait_exit(victim) == 3
+            while _alive(worker_pid):
+                await trio.sleep(0.02)
+        gate.touch()
+        with trio.fail_after(60):
+            value, ran_on = await ref
+        assert value == 42 and ran_on == local.pid(survivor)
+        snapshot = await local.snapshot()
+        assert victim not in snapshot.nodes
