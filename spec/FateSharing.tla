@@ -15,11 +15,14 @@
 (*                                                                         *)
 (* Workers and nodes fail (at most MaxCrashes times in all).  A node's     *)
 (* scheduler publishes the deaths of its workers, the head publishes node  *)
-(* deaths, to every process that subscribed: owners to the workers running *)
-(* their tasks and to the nodes holding their copies, holders to the       *)
-(* owners of their references, object stores to the owners of the copies   *)
-(* they pin.  On a notification a process first fails every holder of a    *)
-(* reference whose owner died (fate-sharing, OwnerDiedError), then scans   *)
+(* deaths (with FalseSuspicion, also of a node that is still up: its       *)
+(* connection dropped and the head's probes went unanswered; the node is   *)
+(* fenced, told so, and stops), to every process that subscribed: owners   *)
+(* to the workers running their tasks and to the nodes holding their       *)
+(* copies, holders to the owners of their references, object stores to     *)
+(* the owners of the copies they pin.  On a notification a process first   *)
+(* fails every holder of a reference whose owner died (fate-sharing,       *)
+(* OwnerDiedError), then scans                                             *)
 (* its ownership table: a task whose worker died is re-executed, an object *)
 (* whose copies are all gone is reconstructed from lineage when it is      *)
 (* needed, recursively for lost arguments, each within the task's retry    *)
@@ -76,7 +79,11 @@ CONSTANTS
     \* @type: NODE;
     NoNode,
     \* @type: Int;
-    MaxCrashes
+    MaxCrashes,
+    \* Whether the head may declare dead a node that is still up (a false
+    \* suspicion, which uses one crash of the budget: the node is fenced).
+    \* @type: Bool;
+    FalseSuspicion
 
 Objects == Tasks \ {Root}
 Children(t) == {x \in Objects : Parent[x] = t}
@@ -98,6 +105,7 @@ ASSUME
     /\ Placement \in [Objects -> Nodes]
     /\ HeadNode \in Nodes /\ NoNode \notin Nodes
     /\ MaxCrashes \in Nat
+    /\ FalseSuspicion \in BOOLEAN
     \* A by-value argument is an earlier object of the same owner.
     /\ \A x \in Objects : \A y \in Args[x] : Parent[y] = Parent[x]
     \* A body submits each of its children once, and gets and shares only
@@ -216,8 +224,9 @@ DeadIn(m) ==
 \* The head's tables: what a process that subscribes now is told at once.
 DeathAnnounced(o) == o \in announced \/ (Born(o) /\ nodeOf[o] \in announcedNodes)
 
-\* The scheduling policy's pick for x.
-PlaceOf(x) == IF Placement[x] \in up THEN Placement[x] ELSE HeadNode
+\* The scheduling policy's pick for x: its node while the cluster counts it
+\* alive (a fenced node may still be up, but no scheduler sends it work).
+PlaceOf(x) == IF Placement[x] \in up \ announcedNodes THEN Placement[x] ELSE HeadNode
 
 \* The next execution slot of task x.
 FreeExecs(x) == {k \in 1..MaxExec : status[<<x, k>>] = "unborn"}
@@ -482,8 +491,15 @@ NodeCrash(n) ==
 (***************************************************************************)
 (* Failure detection (section 4.3): workers do not heartbeat each other.   *)
 (* A node's scheduler sees its worker process exit and publishes           *)
-(* WorkerDied; the head misses a node's heartbeats and publishes NodeDied  *)
-(* (which covers every worker of that node).  Each goes to the processes   *)
+(* WorkerDied; the head publishes NodeDied (which covers every worker of   *)
+(* that node) when the node's connection drops and fresh dials of it fail, *)
+(* or when it misses its heartbeats.  Neither proves the node is gone: a   *)
+(* node cut off from the head, or hung for a while, is declared dead while *)
+(* it is up (FalseSuspicion).  Such a node is fenced: the head never takes *)
+(* it back, and sends it its own death notice (answering whatever it       *)
+(* sends), on which it stops with its workers and its store (NodeFenced).  *)
+(* The probe is folded into the step: its failure is the choice to         *)
+(* detect.  Each notice goes to the processes                              *)
 (* subscribed to the dead: owners of tasks pending there or of copies      *)
 (* there, holders of references the dead owned, stores pinning its copies. *)
 (* Processes that subscribe later ask the head (DeathAnnounced).           *)
@@ -503,15 +519,39 @@ SchedulerDetectWorkerDeath(n, w) ==
 
 \* impl: impl/ownership/core/head.py::HeadCore.detect_node_death
 HeadDetectNodeDeath(n) ==
-    /\ n \notin up
     /\ n \notin announcedNodes
+    /\ \/ n \notin up
+       \/ /\ FalseSuspicion
+          /\ n \in up
+          /\ n # HeadNode
+          /\ crashes < MaxCrashes
     /\ announcedNodes' = announcedNodes \cup {n}
+    /\ crashes' = IF n \in up THEN crashes + 1 ELSE crashes
     /\ LET D == {w \in Workers : Born(w) /\ nodeOf[w] = n}
        IN msgs' = msgs
                   \cup {NodeDiedMsg(n, p) : p \in {p \in Workers : Interested(p, D, {n})}}
-                  \cup {NodeDiedStoreMsg(n, s) : s \in {s \in Nodes : StoreInterested(s, D)}}
+                  \cup {NodeDiedStoreMsg(n, s) : s \in {s \in Nodes \ {n} : StoreInterested(s, D)}}
+                  \cup (IF n \in up THEN {NodeDiedStoreMsg(n, n)} ELSE {})  \* the fence
     /\ lastAction' = Step("HeadDetectNodeDeath", NoWorker, Root, n, NoMsg)
-    /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, table, copies, announced>>
+    /\ UNCHANGED <<up, status, nodeOf, ctx, got, table, copies, announced>>
+
+\* A node hears that the head declared it dead: it stops, with its workers
+\* and its store, as a crashed node would.  Its processes' deaths are
+\* announced already (the node's), so nobody waits for them.
+\* impl: impl/ownership/core/node.py::NodeCore.fenced
+NodeFenced(n) ==
+    \E m \in msgs :
+       /\ m.type = "NodeDied"
+       /\ m.node = n
+       /\ m.dstNode = n
+       /\ n \in up
+       /\ LET dead == {w \in Workers : Alive(w) /\ nodeOf[w] = n}
+          IN /\ status' = [w \in Workers |-> IF w \in dead THEN "dead" ELSE status[w]]
+             /\ msgs' = {mm \in msgs : mm.dst \notin dead /\ mm.dstNode # n}
+       /\ up' = up \ {n}
+       /\ copies' = {c \in copies : c.node # n}
+       /\ lastAction' = Step("NodeFenced", NoWorker, Root, n, m)
+       /\ UNCHANGED <<crashes, nodeOf, ctx, got, table, announced, announcedNodes>>
 
 (***************************************************************************)
 (* Fate-sharing (figure 11): a holder of a reference whose owner died      *)
@@ -568,6 +608,7 @@ StoreHandleFailure(s) ==
     \E m \in msgs :
        /\ IsNotification(m)
        /\ m.dstNode = s
+       /\ m.node # s \/ m.type = "WorkerDied"
        /\ s \in up
        /\ copies' = {c \in copies : ~(c.node = s /\ c.owner \in DeadIn(m))}
        /\ msgs' = msgs \ {m}
@@ -651,6 +692,7 @@ ProcessNext ==
     \/ \E p \in HeldPairs : HolderFateShare(p[1], p[2])
     \/ \E o \in Workers : OwnerHandleFailure(o)
     \/ \E s \in Nodes : StoreHandleFailure(s)
+    \/ \E n \in Nodes : NodeFenced(n)
     \/ \E p \in OwnedPairs : OwnerReexecute(p[1], p[2])
     \/ \E p \in OwnedPairs : OwnerReconstruct(p[1], p[2])
 
@@ -704,7 +746,9 @@ TypeOK ==
                 /\ table[w][x].budget \in 0..Retries[x]
     /\ copies \subseteq Copies
     /\ msgs \subseteq Messages
-    /\ announced \subseteq Workers /\ announcedNodes \subseteq Nodes \ up
+    /\ announced \subseteq Workers
+    /\ announcedNodes \subseteq Nodes \ {HeadNode}
+    /\ ~FalseSuspicion => announcedNodes \cap up = {}
 
 (***************************************************************************)
 (* Every copy of an object, and every value a get returns, is the value    *)
@@ -737,6 +781,16 @@ NoOrphanCopy ==
         \/ Alive(c.owner)
         \/ ~DeathAnnounced(c.owner)
         \/ \E m \in msgs : IsNotification(m) /\ m.dstNode = c.node /\ c.owner \in DeadIn(m)
+
+(***************************************************************************)
+(* Fencing: a node the head declared dead while it was up is on its way    *)
+(* out.  Its death notice is in flight to it until it stops: no node       *)
+(* serves on (runs tasks, pins copies nobody tracks) once it has heard     *)
+(* that the cluster wrote it off.                                          *)
+(***************************************************************************)
+FencedNodeStops ==
+    \A n \in announcedNodes \cap up :
+        \E m \in msgs : m.type = "NodeDied" /\ m.node = n /\ m.dstNode = n
 
 (***************************************************************************)
 (* Liveness ("nothing may hang"): a get by a live holder whose reference's *)

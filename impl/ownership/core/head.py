@@ -198,15 +198,21 @@ class HeadCore:
 
             \* FateSharing
             HeadDetectNodeDeath(n) ==
-                /\ n \notin up
                 /\ n \notin announcedNodes
+                /\ \/ n \notin up
+                   \/ /\ FalseSuspicion
+                      /\ n \in up
+                      /\ n # HeadNode
+                      /\ crashes < MaxCrashes
                 /\ announcedNodes' = announcedNodes \cup {n}
+                /\ crashes' = IF n \in up THEN crashes + 1 ELSE crashes
                 /\ LET D == {w \in Workers : Born(w) /\ nodeOf[w] = n}
                    IN msgs' = msgs
                               \cup {NodeDiedMsg(n, p) : p \in {p \in Workers : Interested(p, D, {n})}}
-                              \cup {NodeDiedStoreMsg(n, s) : s \in {s \in Nodes : StoreInterested(s, D)}}
+                              \cup {NodeDiedStoreMsg(n, s) : s \in {s \in Nodes \ {n} : StoreInterested(s, D)}}
+                              \cup (IF n \in up THEN {NodeDiedStoreMsg(n, n)} ELSE {})  \* the fence
                 /\ lastAction' = Step("HeadDetectNodeDeath", NoWorker, Root, n, NoMsg)
-                /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, table, copies, announced>>
+                /\ UNCHANGED <<up, status, nodeOf, ctx, got, table, copies, announced>>
 
         Implementation:
 

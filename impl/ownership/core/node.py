@@ -151,6 +151,21 @@ class NodeCore:
     def fenced(self, msg: NodeDied) -> list[Effect]:
         r"""Spec: FateSharing!NodeFenced
 
+            \* FateSharing
+            NodeFenced(n) ==
+                \E m \in msgs :
+                   /\ m.type = "NodeDied"
+                   /\ m.node = n
+                   /\ m.dstNode = n
+                   /\ n \in up
+                   /\ LET dead == {w \in Workers : Alive(w) /\ nodeOf[w] = n}
+                      IN /\ status' = [w \in Workers |-> IF w \in dead THEN "dead" ELSE status[w]]
+                         /\ msgs' = {mm \in msgs : mm.dst \notin dead /\ mm.dstNode # n}
+                   /\ up' = up \ {n}
+                   /\ copies' = {c \in copies : c.node # n}
+                   /\ lastAction' = Step("NodeFenced", NoWorker, Root, n, m)
+                   /\ UNCHANGED <<crashes, nodeOf, ctx, got, table, announced, announcedNodes>>
+
         Implementation:
 
         The head declared this node dead (it missed heartbeats, or its

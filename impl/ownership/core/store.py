@@ -192,6 +192,7 @@ class ObjectStore:
                 \E m \in msgs :
                    /\ IsNotification(m)
                    /\ m.dstNode = s
+                   /\ m.node # s \/ m.type = "WorkerDied"
                    /\ s \in up
                    /\ copies' = {c \in copies : ~(c.node = s /\ c.owner \in DeadIn(m))}
                    /\ msgs' = msgs \ {m}

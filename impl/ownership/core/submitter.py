@@ -427,7 +427,7 @@ class TaskSubmitter:
                 /\ TaskOwner[t] = o
                 /\ queue[o][k] # <<>>
                 /\ t = Head(queue[o][k])
-                /\ ~\E u \in Tasks : TaskOwner[u] = o /\ TaskKey[u] = k /\ status[u] = "requested"
+                /\ ~Requesting(o, k)
                 /\ IdleLeases(o, k) = {}
                 /\ queue' = [queue EXCEPT ![o][k] = Tail(@)]
                 /\ status' = [status EXCEPT ![t] = "requested"]
