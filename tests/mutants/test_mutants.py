@@ -45,7 +45,7 @@ REQUIRED = {
     "recovery": {"reconstruction", "fate-sharing", "re-execution", "failure scans"},
     "scheduler": {"grant", "spillback", "release", "worker death", "lending"},
     "store": {"pin", "free", "fate-sharing"},
-    "head": {"membership", "failure publication"},
+    "head": {"membership", "failure publication", "failure detection", "fencing"},
     "executor": {"argument resolution", "ordering", "actor gating", "cancel"},
 }  # fmt: skip
 

@@ -169,7 +169,10 @@ class HeadCore:
         rec.probes_failed += 1
         if rec.probes_failed < self.config.probe_attempts:
             return [Probe(event.address)]
-        return self.detect_node_death(event.address)
+        # It did not answer a fresh dial: a death notice sent now would not
+        # reach it either. Should it live, it hears of its death in answer
+        # to the next thing it sends (see _fence).
+        return self.detect_node_death(event.address, tell_it=False)
 
     def _publish_worker_death(self, msg: WorkerDied) -> list[Effect]:
         if msg.worker in self.published:
@@ -183,7 +186,7 @@ class HeadCore:
     def _broadcast(self, msg: Any) -> list[Effect]:
         return [Send(name, msg) for name, rec in sorted(self.nodes.items()) if rec.alive]
 
-    def detect_node_death(self, node: str) -> list[Effect]:
+    def detect_node_death(self, node: str, *, tell_it: bool = True) -> list[Effect]:
         r"""Spec: Scheduling!HeadDetectNodeDeath
         Spec: FateSharing!HeadDetectNodeDeath
 
@@ -231,7 +234,7 @@ class HeadCore:
         msg = NodeDied(node=node, workers=workers)
         # The node itself is told too: if it is only cut off, it must stop
         # with its workers, which everyone else now counts as dead.
-        return self._broadcast(msg) + [Send(node, msg)]
+        return self._broadcast(msg) + ([Send(node, msg)] if tell_it else [])
 
     def snapshot(self) -> dict[str, Any]:
         return {
