@@ -265,6 +265,30 @@ async def test_resolve_of_a_gone_process_or_a_closed_port_is_a_connection_error(
             await a.resolve("nowhere")
 
 
+async def test_probe_answers_whether_that_incarnation_lives(token):
+    async with open_tcp_transport(token) as gone:
+        dead = gone.address
+    async with open_tcp_transport(token) as head, open_tcp_transport(token) as node:
+        with trio.fail_after(10):
+            assert await head.probe(node.address)  # a fresh dial, kept for what follows
+            assert head.connected_peers() == [node.address]
+            assert not await head.probe(dead)  # nothing listens there
+            host, port, _ = parse_identity(dead)
+            async with open_tcp_transport(token, host, port):
+                assert not await head.probe(dead)  # another incarnation listens there
+            assert not await head.probe("nowhere")
+
+
+async def test_probe_of_a_process_that_does_not_answer_is_bounded_by_the_caller(token):
+    # A listener that accepts and never speaks: a hung process.
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    port = listener.socket.getsockname()[1]
+    async with listener, open_tcp_transport(token) as head:
+        with trio.move_on_after(0.3) as scope:
+            await head.probe(f"127.0.0.1:{port}#{'00' * 4}")
+        assert scope.cancelled_caught
+
+
 async def test_wrong_token_is_rejected_and_listener_keeps_serving(token, caplog):
     lost = LostPeers()
     async with open_tcp_transport(token) as server, open_tcp_transport(token) as good:

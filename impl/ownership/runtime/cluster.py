@@ -23,8 +23,10 @@ Processes are named by their identity, ``HOST:PORT#INCARNATION`` (what
 person gives an address, a bare ``HOST:PORT`` will do.
 
 Time: every service ticks every ``tick`` seconds (default 0.1 s); nodes
-heartbeat to the head on each tick, and the head declares a node dead after
-``node_timeout`` seconds without one (default 5 s).
+heartbeat to the head on each tick. The head declares a node dead when its
+connection drops and fresh dials of it go unanswered (a killed node within
+milliseconds), or after ``node_timeout`` seconds without a heartbeat
+(default 5 s: the backstop for a node that hangs).
 
 The head serves the dashboard (:mod:`ownership.dashboard`) on a free port of
 127.0.0.1 (``dashboard_host``, ``dashboard_port`` to choose), kept as
