@@ -70,7 +70,8 @@ step, with the parameters ``w`` (the acting or dead worker), ``x`` and
 OwnerSubmit (a Submit), OwnerDispatch (a PushTask sent), WorkerExecute (a
 PushTask received), WorkerFinishTask (a task's value), OwnerHandleReply,
 SchedulerDetectWorkerDeath (a node sees a crashed worker exit),
-HeadDetectNodeDeath (the head's tick that publishes NodeDied),
+HeadDetectNodeDeath (the head's tick, or its last unanswered probe, that
+publishes NodeDied), NodeFenced (a node told of its own death),
 StoreHandleFailure (a node pinning a copy of the dead hears of it), and,
 where a notification finds a subscription (a task pending on the dead, a
 copy on the dead node, a running task holding the dead's reference),
@@ -92,7 +93,7 @@ import attrs
 import trio
 
 from ownership.core.config import CoreConfig
-from ownership.core.events import PeerLost, Received, Send, Submit, TaskDone, Tick
+from ownership.core.events import PeerLost, ProbeResult, Received, Send, Submit, TaskDone, Tick
 from ownership.core.messages import (
     ClusterView,
     Heartbeat,
@@ -749,7 +750,9 @@ class FateSharingMapping(Mapping):
             p, event = s.process, s.event
             sends = [e for e in s.effects if isinstance(e, Send)]
             if p == "head":
-                if isinstance(event, Tick):
+                # A heartbeat timeout (Tick) or the last unanswered probe of a
+                # node whose connection dropped (ProbeResult).
+                if isinstance(event, (Tick, ProbeResult)):
                     for e in sends:
                         if isinstance(e.msg, NodeDied) and e.dst != e.msg.node:
                             add(s.clock, p, "HeadDetectNodeDeath", n=ModelValue(e.msg.node))
@@ -760,6 +763,8 @@ class FateSharingMapping(Mapping):
                     e = self._exec_at(event.address)
                     if e is not None:
                         add(s.clock, p, "SchedulerDetectWorkerDeath", w=e.key, n=ModelValue(p))
+                elif isinstance(event, Received) and isinstance(event.msg, NodeDied) and event.msg.node == p:
+                    add(s.clock, p, "NodeFenced", n=ModelValue(p))  # declared dead while up: it stops
                 elif isinstance(event, Received) and isinstance(event.msg, (WorkerDied, NodeDied)):
                     dead = self._dead_in(event.msg)
                     if any(owner in dead for owner in (s.before or {}).get("store", {}).values()):

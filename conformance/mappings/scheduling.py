@@ -49,7 +49,7 @@ from typing import Any
 import attrs
 
 from ownership.core.config import CoreConfig
-from ownership.core.events import PeerLost, Received, Send, Submit, TaskDone, Tick
+from ownership.core.events import PeerLost, ProbeResult, Received, Send, Submit, TaskDone, Tick
 from ownership.core.messages import (
     LeaseGranted,
     NodeDied,
@@ -252,7 +252,9 @@ class _EventLogMixin:
                                 add(s.clock, p, "SchedulerSpillback", n=n, m=m)
                         del owner
             elif p == (self.head_address if self.c is None else "head"):
-                if isinstance(event, Tick):
+                # A heartbeat timeout (Tick) or the last unanswered probe of a
+                # node whose connection dropped (ProbeResult).
+                if isinstance(event, (Tick, ProbeResult)):
                     for node in dict.fromkeys(e.msg.node for e in sends if isinstance(e.msg, NodeDied)):
                         if node in inv:
                             add(s.clock, p, "HeadDetectNodeDeath", n=inv[node])
