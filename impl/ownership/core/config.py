@@ -50,11 +50,14 @@ class CoreConfig:
     #: suspected at once and probed with fresh dials: dead when
     #: ``probe_attempts`` probes in a row go unanswered, each given
     #: ``probe_timeout_ticks`` ticks (the shell's clock), instead of after
-    #: ``node_timeout_ticks`` of silence. The conformance mappings turn it
-    #: off: they take HeadDetectNodeDeath with ticks.
+    #: ``node_timeout_ticks`` of silence. A dead process refuses the dial at
+    #: once; the time limit is for one that hangs or is cut off, and is
+    #: generous because a live node found dead is fenced (it exits). The
+    #: conformance mappings turn it off: they take HeadDetectNodeDeath with
+    #: ticks.
     suspect_on_connection_loss: bool = True
     probe_attempts: int = 2
-    probe_timeout_ticks: int = 3
+    probe_timeout_ticks: int = 5
     #: worker processes a node may run (tasks blocked in get, actors).
     max_workers_per_node: int = 64
     #: worker starts that may fail in a row before a node stops starting
