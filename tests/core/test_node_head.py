@@ -219,6 +219,20 @@ def test_head_clears_suspicion_when_suspect_heartbeats() -> None:
     assert head.nodes["n2"].alive
 
 
+def test_head_holds_deaths_for_a_suspect_until_it_answers() -> None:
+    head = HeadCore("head")
+    for name in ("n1", "n2", "n3"):
+        head.handle(Received(name, Heartbeat(node=name, seq=1, total=CPU1, available=CPU1, workers=(f"w@{name}",))))
+    head.handle(PeerLost("n2"))
+    head.handle(PeerLost("n3"))
+    head.handle(ProbeResult(address="n3", reachable=False))
+    fx = head.handle(ProbeResult(address="n3", reachable=False))
+    died = NodeDied(node="n3", workers=("w@n3",))
+    assert sends(fx) == [("n1", died)]  # n2 has no connection: no dial for it now
+    fx = head.handle(ProbeResult(address="n2", reachable=True))
+    assert fx == [Watch("n2"), Send("n2", died)]
+
+
 def test_head_ignores_connection_loss_when_suspicion_off() -> None:
     head = HeadCore("head", CoreConfig(suspect_on_connection_loss=False))
     fx = head.handle(Received("n1", Heartbeat(node="n1", seq=1, total=CPU1, available=CPU1)))

@@ -27,7 +27,10 @@ from ownership.runtime.transport import Envelope
 from ownership.testing import memory_cluster
 
 BIG = 200 * 1024  # above the 100 KiB inline threshold: stored at the node
-CONFIG = CoreConfig(node_timeout_ticks=3)
+# Deaths are declared when a test says so (detect_failures): these scenarios
+# act between a crash and its detection, which a lost connection's probe
+# would otherwise make within the crash's own settle.
+CONFIG = CoreConfig(node_timeout_ticks=3, suspect_on_connection_loss=False)
 
 
 @ownership.remote(resources={"big": 0.01})
@@ -236,7 +239,7 @@ CHAIN_NODES = {"n1": {"CPU": 0.0}, "n2": {"chain": 1000.0}, "n3": {"chain": 1.0,
 def chain_cluster():
     # Every value goes to a store (inline_threshold 0), so a lost node loses
     # the whole chain; n3 can rebuild it, but is kept from making it first.
-    config = CoreConfig(node_timeout_ticks=3, inline_threshold=0)
+    config = CoreConfig(node_timeout_ticks=3, inline_threshold=0, suspect_on_connection_loss=False)
     return cluster(nodes=3, workers_per_node=1, node_resources=CHAIN_NODES, config=config)
 
 

@@ -50,6 +50,8 @@ class NodeRecord:
     probes_failed: int = 0
     #: the head asked its transport to report the loss of its connection
     watched: bool = False
+    #: deaths published while it was suspected, sent once it answers
+    missed: list[Any] = attrs.Factory(list)
 
 
 class HeadCore:
@@ -133,8 +135,7 @@ class HeadCore:
         if self.config.suspect_on_connection_loss and (not rec.watched or rec.suspected):
             # Watch its connection (again: a watch reports once). A heartbeat
             # from a suspect came over a new connection: it is alive.
-            rec.watched, rec.suspected, rec.probes_failed = True, False, 0
-            fx.append(Watch(msg.node))
+            fx += self._cleared(rec)
         view = ClusterView(
             nodes=tuple(
                 NodeView(node=r.node, total=r.total, available=r.available)
@@ -164,8 +165,7 @@ class HeadCore:
         if rec is None or not rec.alive or not rec.suspected:
             return []  # cleared by a heartbeat, or declared dead meanwhile
         if event.reachable:
-            rec.watched, rec.suspected, rec.probes_failed = True, False, 0
-            return [Watch(event.address)]
+            return self._cleared(rec)
         rec.probes_failed += 1
         if rec.probes_failed < self.config.probe_attempts:
             return [Probe(event.address)]
@@ -173,6 +173,13 @@ class HeadCore:
         # reach it either. Should it live, it hears of its death in answer
         # to the next thing it sends (see _fence).
         return self.detect_node_death(event.address, tell_it=False)
+
+    def _cleared(self, rec: NodeRecord) -> list[Effect]:
+        """``rec``'s node answers: watch its connection again, and send it
+        the deaths published while it was suspected, in order."""
+        rec.watched, rec.suspected, rec.probes_failed = True, False, 0
+        missed, rec.missed = rec.missed, []
+        return [Watch(rec.node)] + [Send(rec.node, m) for m in missed]
 
     def _publish_worker_death(self, msg: WorkerDied) -> list[Effect]:
         if msg.worker in self.published:
@@ -184,7 +191,18 @@ class HeadCore:
         return self._broadcast(msg)
 
     def _broadcast(self, msg: Any) -> list[Effect]:
-        return [Send(name, msg) for name, rec in sorted(self.nodes.items()) if rec.alive]
+        """``msg`` to every live node. A suspect has no connection: a death
+        waits for it to answer (a dial now would only fail if it is gone),
+        and a cluster view it gets with its next heartbeat anyway."""
+        fx: list[Effect] = []
+        for name, rec in sorted(self.nodes.items()):
+            if not rec.alive:
+                continue
+            if not rec.suspected:
+                fx.append(Send(name, msg))
+            elif isinstance(msg, (NodeDied, WorkerDied)):
+                rec.missed.append(msg)
+        return fx
 
     def detect_node_death(self, node: str, *, tell_it: bool = True) -> list[Effect]:
         r"""Spec: Scheduling!HeadDetectNodeDeath
@@ -229,6 +247,7 @@ class HeadCore:
             return []
         rec.alive = False
         rec.suspected = False
+        rec.missed.clear()
         workers = tuple(sorted(rec.workers - self.published))
         self.published |= set(workers)
         msg = NodeDied(node=node, workers=workers)
