@@ -206,6 +206,7 @@ def test_head_keeps_suspect_that_answers_probe() -> None:
     head.handle(PeerLost("n2"))
     assert head.handle(ProbeResult(address="n2", reachable=True)) == [Watch("n2")]
     assert head.nodes["n2"].alive and not head.nodes["n2"].suspected
+    assert head.suspicions_cleared == 1
     # a later loss is suspected afresh
     assert head.handle(PeerLost("n2")) == [Probe("n2")]
 

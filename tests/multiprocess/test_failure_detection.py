@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -117,3 +120,100 @@ async def test_node_declared_dead_while_alive_is_fenced_and_exits(tmp_path):
         assert value == 42 and ran_on == local.pid(survivor)
         snapshot = await local.snapshot()
         assert victim not in snapshot.nodes
+
+
+def _cut_connections(pid: int, port: int) -> int:
+    """Destroy every established TCP socket of process ``pid`` to local port
+    ``port`` (``ss -K``: the kernel resets the peer's end too); how many."""
+    listing = subprocess.run(
+        ["ss", "-tnpH", "state", "established", "dport", "=", f":{port}"], capture_output=True, text=True, check=True
+    ).stdout
+    local_ports = []
+    for line in listing.splitlines():
+        found = re.search(r":(\d+)\s", line)
+        if f"pid={pid}," in line and found:
+            local_ports.append(found.group(1))
+    for lport in local_ports:
+        subprocess.run(["ss", "-K", "state", "established", "sport", "=", f":{lport}", "dport", "=", f":{port}"], capture_output=True, check=True)
+    return len(local_ports)
+
+
+def _can_destroy_sockets() -> str | None:
+    """Why ``ss -K`` cannot cut a connection here, or None when it can."""
+    if shutil.which("ss") is None:
+        return "ss (iproute2) is not installed"
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.create_connection(server.getsockname()) as client:
+            accepted, _ = server.accept()
+            with accepted:
+                _cut_connections(os.getpid(), server.getsockname()[1])
+                try:
+                    client.send(b"x")
+                    client.recv(1)
+                except OSError:
+                    return None
+    return "ss -K cannot destroy sockets here (it needs CAP_NET_ADMIN and a kernel with INET_DIAG_DESTROY)"
+
+
+async def test_hung_node_whose_connection_drops_is_probed_dead_fenced_and_its_task_retried(tmp_path):
+    """A false suspicion through the fast path: the node's connection to the
+    head is cut while the node hangs (SIGSTOP), so the head's probes go
+    unanswered and it is declared dead long before the 60 s heartbeat
+    timeout. When it runs again it redials, is told it was declared dead,
+    and exits (status 3) with its workers; its task has run elsewhere."""
+    reason = _can_destroy_sockets()
+    if reason is not None:
+        pytest.skip(reason)
+    async with cluster(nodes=1, num_cpus=1, node_timeout=60.0) as local:
+        first = await local.add_node(num_cpus=1, resources=FAR)
+        second = await local.add_node(num_cpus=1, resources=FAR)
+        marks, gate = tmp_path / "marks", tmp_path / "gate"
+        marks.mkdir()
+        with trio.fail_after(60):
+            ref = gated.remote(6, str(marks), str(gate))
+            [(worker_pid, node_pid)] = (await _attempts(marks, 1)).items()
+        victim, survivor = (first, second) if node_pid == local.pid(first) else (second, first)
+        head_port = int(local.head.partition("#")[0].rpartition(":")[2])
+        local.kill(victim, signal.SIGSTOP)
+        try:
+            assert _cut_connections(local.pid(victim), head_port) == 1
+            with trio.fail_after(10):  # the probes' time, not the heartbeat timeout
+                await _declared_dead(local.driver.core, victim)
+                retried = await _attempts(marks, 2)
+            assert local.alive(victim)
+            assert {n for w, n in retried.items() if w != worker_pid} == {local.pid(survivor)}
+        finally:
+            local.kill(victim, signal.SIGCONT)
+        with trio.fail_after(30):
+            assert await local.wait_exit(victim) == 3
+            while _alive(worker_pid):
+                await trio.sleep(0.02)
+        gate.touch()
+        with trio.fail_after(60):
+            value, ran_on = await ref
+        assert value == 42 and ran_on == local.pid(survivor)
+
+
+async def test_live_node_whose_connection_drops_answers_the_probe_and_stays(tmp_path):
+    reason = _can_destroy_sockets()
+    if reason is not None:
+        pytest.skip(reason)
+    async with cluster(nodes=1, num_cpus=1, node_timeout=60.0) as local:
+        victim = await local.add_node(num_cpus=1, resources=FAR)
+        head_port = int(local.head.partition("#")[0].rpartition(":")[2])
+        assert _cut_connections(local.pid(victim), head_port) == 1
+        with trio.fail_after(30):
+            while (await local.snapshot()).head.get("suspicions_cleared", 0) < 1:
+                await trio.sleep(0.02)
+            marks, gate = tmp_path / "marks", tmp_path / "gate"
+            marks.mkdir()
+            gate.touch()
+            value, ran_on = await gated.remote(6, str(marks), str(gate))
+        assert value == 42 and ran_on == local.pid(victim)
+        head = (await local.snapshot()).head
+        assert head["nodes"][victim]["alive"] and head["fenced"] == 0 and head["tcp"]["peers_lost"] >= 1
+        assert victim not in local.driver.core.dead_nodes and local.alive(victim)

@@ -65,6 +65,9 @@ class HeadCore:
         self.dropped = 0
         #: messages from nodes declared dead, answered with their death notice
         self.fenced = 0
+        #: suspects that answered (a probe or a heartbeat): connections lost
+        #: by live nodes
+        self.suspicions_cleared = 0
 
     def handle(self, event: Event) -> list[Effect]:
         effects = self._dispatch(event)
@@ -177,6 +180,8 @@ class HeadCore:
     def _cleared(self, rec: NodeRecord) -> list[Effect]:
         """``rec``'s node answers: watch its connection again, and send it
         the deaths published while it was suspected, in order."""
+        if rec.suspected:
+            self.suspicions_cleared += 1
         rec.watched, rec.suspected, rec.probes_failed = True, False, 0
         missed, rec.missed = rec.missed, []
         return [Watch(rec.node)] + [Send(rec.node, m) for m in missed]
@@ -264,4 +269,5 @@ class HeadCore:
             },
             "published": sorted(self.published),
             "fenced": self.fenced,
+            "suspicions_cleared": self.suspicions_cleared,
         }

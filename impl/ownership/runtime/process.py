@@ -317,7 +317,7 @@ async def _run_head(args: argparse.Namespace, token: bytes, config: CoreConfig) 
             rt = await nursery.start(
                 lambda **kw: serve_head(transport, config=config, tick_interval=args.tick, dashboard=dashboard, **kw)
             )
-            transport.snapshot = rt.snapshot
+            transport.snapshot = lambda: {**rt.snapshot(), "tcp": attrs.asdict(tcp.statistics())}
             transport.core = rt.core
             _announce(transport.address)
 
