@@ -160,6 +160,27 @@ async def test_send_to_unreachable_peer_drops_and_reports(token):
         await a.wait_all_sent()
 
 
+async def test_unreachable_peer_sent_only_queries_is_no_warning(token, caplog):
+    # The dashboard polls processes that may be stopping: a poll that finds
+    # one gone is no news; a protocol message that finds one gone is.
+    from ownership.runtime.status import StatusRequest
+
+    caplog.set_level(logging.DEBUG, logger="ownership.tcp")
+    async with open_tcp_transport(token) as gone_polled, open_tcp_transport(token) as gone_sent:
+        polled, sent = gone_polled.address, gone_sent.address
+    lost = LostPeers()
+    async with open_tcp_transport(token, on_peer_lost=lost) as a:
+        a.send_nowait(polled, StatusRequest(request_id="r1"))
+        a.send_nowait(sent, TcpTestPing(seq=1))
+        await lost.wait_for(polled)
+        await lost.wait_for(sent)
+    about = {
+        peer: [r.levelno for r in caplog.records if r.name == "ownership.tcp" and f"peer {peer} unreachable" in r.getMessage()]
+        for peer in (polled, sent)
+    }
+    assert about == {polled: [logging.DEBUG], sent: [logging.WARNING]}
+
+
 async def test_process_on_a_recycled_port_is_a_new_identity(token):
     from ownership.core.events import PeerLost
 

@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import trio
@@ -48,6 +48,10 @@ logger = logging.getLogger("ownership.status")
 @message
 class StatusRequest:
     """Anyone with the token -> any process: send me your snapshot."""
+
+    #: a query: a process that cannot be reached any more (it is stopping)
+    #: is no news for the transport's log
+    best_effort: ClassVar[bool] = True
 
     request_id: str
     #: the dashboard's query (``dashboard/probe.py``): 1, also what the

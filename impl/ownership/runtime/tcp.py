@@ -177,6 +177,10 @@ class _Peer:
     conn: _Connection | None = None
     conn_changed: trio.Event = attrs.field(factory=trio.Event)
     dialing: bool = False
+    #: only queries were sent to it (a message class with ``best_effort``
+    #: set, such as the dashboard's status polls): when it cannot be
+    #: reached (a process that is stopping), nobody needs to hear of it
+    queries_only: bool = True
 
 
 class TCPTransport(Transport):
@@ -270,6 +274,8 @@ class TCPTransport(Transport):
         if peer is None:
             parse_identity(dst)
             peer = self._peers[dst] = _Peer(dst)
+        if not getattr(msg, "best_effort", False):
+            peer.queries_only = False
         conn = peer.conn
         if (
             conn is not None
@@ -601,7 +607,8 @@ class TCPTransport(Transport):
                 # not a member where one should be (a relay, a mistake).
                 if isinstance(exc, HandshakeError) and not (isinstance(exc, PeerMismatch) and exc.same_address):
                     self._counters.handshakes_failed += 1
-                    logger.error("%s: handshake with %s failed: %s", self._address, peer.address, reason)
+                    level = logging.DEBUG if peer.queries_only else logging.ERROR
+                    logger.log(level, "%s: handshake with %s failed: %s", self._address, peer.address, reason)
                 if stream is not None:
                     await trio.aclose_forcefully(stream)
                 self._unreachable(peer, f"cannot connect: {reason}")
@@ -635,7 +642,8 @@ class TCPTransport(Transport):
     def _unreachable(self, peer: _Peer, reason: str) -> None:
         peer.dialing = False
         dropped = self._drop_queue(peer)
-        logger.warning("%s: peer %s unreachable (%s); dropped %d messages", self._address, peer.address, reason, dropped)
+        level = logging.DEBUG if peer.queries_only else logging.WARNING
+        logger.log(level, "%s: peer %s unreachable (%s); dropped %d messages", self._address, peer.address, reason, dropped)
         self._forget(peer)
         self._peer_lost(peer.address)
 
