@@ -10,10 +10,11 @@
 (* shared(x) argument: the executing worker becomes a borrower.  A         *)
 (* borrower may pass the ref on to tasks of its own (it is their caller),  *)
 (* keep it beyond its task (actor state), or return it inside the task's   *)
-(* value to its caller.  Counting is hierarchical: the owner never hears   *)
-(* from sub-borrowers directly.  A finished task's reply tells its caller  *)
-(* whether the worker still holds the ref and which sub-borrowers the      *)
-(* worker created; the caller merges them into its own borrower set and    *)
+(* value to its caller.  Counting is hierarchical (and a borrower of a    *)
+(* borrower also registers with the owner itself, below).  A finished      *)
+(* task's reply tells its caller whether the worker still holds the ref    *)
+(* and which sub-borrowers the worker created; the caller merges them into *)
+(* its own borrower set and                                                *)
 (* forwards them when it reports in turn, until they reach the owner.  The *)
 (* owner sends WaitForRefRemoved to every borrower it learns of; a         *)
 (* borrower answers RefRemoved, with the sub-borrowers it learned since,   *)
@@ -21,6 +22,20 @@
 (* the object store with FreeObject) when its own local refs,              *)
 (* submitted-task refs and contained-in values are gone and no borrower is *)
 (* outstanding.                                                            *)
+(*                                                                         *)
+(* A worker that gets x from a task whose caller is not the owner (a       *)
+(* borrower of a borrower) registers with the owner before the task runs:  *)
+(* AddBorrower, answered by BorrowerAdded once the owner counts it (and    *)
+(* sends it a WaitForRefRemoved).  Reported only through its lender's      *)
+(* reply, it would be lost to the owner when the lender dies before        *)
+(* passing it on, and the owner would free x while it is used (crashes are *)
+(* in Ownership.tla).  The lender's own borrow holds x while the task      *)
+(* waits, so the owner cannot have freed it: the wait is what makes the    *)
+(* order of messages from different senders irrelevant.  SubBorrowerKnown  *)
+(* states, without crashes, what a crash of the lender needs: a task that  *)
+(* got x from a borrower runs only while the owner counts its worker.  The *)
+(* lender still reports it in its reply too (a second, harmless count: the *)
+(* owner counts requests, each answered on its own).                       *)
 (*                                                                         *)
 (* Processes do not crash and messages are not lost here: what happens to  *)
 (* borrowers and values when the owner or a borrower dies is the           *)
@@ -77,7 +92,7 @@ Procs == {Owner} \cup Borrowers
 (* only its own fields.  (Apalache versions with row-typed records want a  *)
 (* variant instead.)                                                       *)
 (***************************************************************************)
-\* @typeAlias: msg = {type: Str, caller: PROC, worker: PROC, borrowing: Bool, borrowers: Set(PROC), contained: Bool, owner: PROC, borrower: PROC};
+\* @typeAlias: msg = {type: Str, caller: PROC, worker: PROC, borrowing: Bool, borrowers: Set(PROC), contained: Bool, owner: PROC, borrower: PROC, ok: Bool};
 \* @typeAlias: params = {p: PROC, c: PROC, b: PROC, w: PROC, o: PROC, m: $msg};
 \* @typeAlias: action = {name: Str, params: $params};
 RefCounting_typedefs == TRUE
@@ -99,6 +114,11 @@ VARIABLES
     running,
         \* running[b][p]: tasks from caller p executing at borrower b; each
         \* pins its argument x until it finishes.  Domain Borrowers.
+    \* @type: PROC -> (PROC -> Int);
+    waiting,
+        \* waiting[b][p]: tasks from caller p, a borrower, received at b and
+        \* waiting for the owner to count b (BorrowerAdded) before they run;
+        \* each pins x as a running task does.  Domain Borrowers.
     \* @type: PROC -> Int;
     borrowers,
         \* borrowers[b], at the owner: WaitForRefRemoved requests sent to b
@@ -130,8 +150,9 @@ VARIABLES
         \* auxiliary: the last action taken and its parameters, for
         \* conformance; not in the model's VIEW nor in any invariant
 
-vars == <<local, submitted, contained, running, borrowers, subBorrowers,
-          removeWaits, tasksLeft, freed, msgs, passedOn, lastAction>>
+vars == <<local, submitted, contained, running, waiting, borrowers,
+          subBorrowers, removeWaits, tasksLeft, freed, msgs, passedOn,
+          lastAction>>
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -158,6 +179,12 @@ RefRemovedMsg(b, subs) ==
 
 FreeObjectMsg == [type |-> "FreeObject", owner |-> Owner]
 
+AddBorrowerMsg(b) ==
+    [type |-> "AddBorrower", owner |-> Owner, borrower |-> b]
+
+BorrowerAddedMsg(b, ok) ==
+    [type |-> "BorrowerAdded", owner |-> Owner, borrower |-> b, ok |-> ok]
+
 PushTaskMessages ==
     [type : {"PushTask"}, caller : Procs, worker : Borrowers]
 TaskReplyMessages ==
@@ -169,9 +196,16 @@ RefRemovedMessages ==
     [type : {"RefRemoved"}, owner : {Owner}, borrower : Borrowers,
      borrowers : SUBSET Borrowers]
 
+AddBorrowerMessages ==
+    [type : {"AddBorrower"}, owner : {Owner}, borrower : Borrowers]
+BorrowerAddedMessages ==
+    [type : {"BorrowerAdded"}, owner : {Owner}, borrower : Borrowers,
+     ok : BOOLEAN]
+
 Messages ==
     PushTaskMessages \cup TaskReplyMessages \cup WaitForRefRemovedMessages
-    \cup RefRemovedMessages \cup {FreeObjectMsg}
+    \cup RefRemovedMessages \cup {FreeObjectMsg} \cup AddBorrowerMessages
+    \cup BorrowerAddedMessages
 
 \* @type: ($msg -> Int, Set($msg)) => ($msg -> Int);
 Put(bag, S) ==
@@ -209,9 +243,16 @@ Running(p) ==
     THEN SumOver(running[p])
     ELSE 0
 
+\* tasks at p waiting for the owner to count p
+Waiting(p) ==
+    IF p \in Borrowers
+    THEN SumOver(waiting[p])
+    ELSE 0
+
 (***************************************************************************)
 (* p holds x: a local ref, a submitted task, a live value containing x, or *)
-(* a task running at p with x as its argument.  This is the Ray RefCount() *)
+(* a task running (or waiting to run) at p with x as its argument.  This   *)
+(* is the Ray RefCount()                                                   *)
 (* > 0 of a process, with the pin of a running task's argument made        *)
 (* explicit.                                                               *)
 (***************************************************************************)
@@ -220,6 +261,7 @@ Holds(p) ==
     \/ submitted[p] > 0
     \/ contained[p] > 0
     \/ Running(p) > 0
+    \/ Waiting(p) > 0
 
 \* p can name x in code, so it can pass it to a task.
 HasHandle(p) == local[p] > 0 \/ Running(p) > 0
@@ -233,6 +275,7 @@ Uses(p) ==
     \/ local[p] > 0
     \/ contained[p] > 0
     \/ Running(p) > 0
+    \/ Waiting(p) > 0
 
 \* a message in flight that carries x itself
 CarriesRef(m) == \/ m.type = "PushTask"
@@ -244,6 +287,7 @@ Init ==
     /\ submitted = [p \in Procs |-> 0]
     /\ contained = [p \in Procs |-> 0]
     /\ running = [b \in Borrowers |-> [p \in Procs |-> 0]]
+    /\ waiting = [b \in Borrowers |-> [p \in Procs |-> 0]]
     /\ borrowers = [b \in Borrowers |-> 0]
     /\ subBorrowers = [b \in Borrowers |-> {}]
     /\ removeWaits = [b \in Borrowers |-> 0]
@@ -272,19 +316,29 @@ HolderSubmitWithRef(p, c) ==
     /\ tasksLeft' = tasksLeft - 1
     /\ passedOn' = (passedOn \/ p # Owner)
     /\ lastAction' = Act("HolderSubmitWithRef", [p |-> p, c |-> c])
-    /\ UNCHANGED <<local, contained, running, borrowers, subBorrowers,
+    /\ UNCHANGED <<local, contained, running, waiting, borrowers, subBorrowers,
                    removeWaits, freed>>
 
 BorrowerReceiveRef(b, p) ==
     (***********************************************************************)
     (* Worker b receives a task from caller p: deserializing the shared(x) *)
     (* argument makes b a borrower (it records x's owner), and the task    *)
-    (* pins x until it finishes.                                           *)
+    (* pins x until it finishes.  From the owner the task runs at once:    *)
+    (* b's reply will tell the owner.  From a borrower it first waits for  *)
+    (* the owner to count b: b asks with AddBorrower, unless a task of its *)
+    (* waits for that answer already.                                      *)
     (***********************************************************************)
     \* impl: impl/ownership/core/refcount.py::ReferenceCounter.receive_ref
     /\ PushTaskMsg(p, b) \in DOMAIN msgs
-    /\ running' = [running EXCEPT ![b][p] = @ + 1]
-    /\ msgs' = Take(msgs, PushTaskMsg(p, b))
+    /\ IF p = Owner
+       THEN /\ running' = [running EXCEPT ![b][p] = @ + 1]
+            /\ msgs' = Take(msgs, PushTaskMsg(p, b))
+            /\ UNCHANGED waiting
+       ELSE /\ waiting' = [waiting EXCEPT ![b][p] = @ + 1]
+            /\ msgs' = IF Waiting(b) > 0
+                       THEN Take(msgs, PushTaskMsg(p, b))
+                       ELSE Put(Take(msgs, PushTaskMsg(p, b)), {AddBorrowerMsg(b)})
+            /\ UNCHANGED running
     /\ lastAction' = Act("BorrowerReceiveRef", [b |-> b, p |-> p])
     /\ UNCHANGED <<local, submitted, contained, borrowers, subBorrowers,
                    removeWaits, tasksLeft, freed, passedOn>>
@@ -299,7 +353,7 @@ BorrowerAddLocalRef(b) ==
     /\ local[b] < MaxLocal
     /\ local' = [local EXCEPT ![b] = @ + 1]
     /\ lastAction' = Act("BorrowerAddLocalRef", [b |-> b])
-    /\ UNCHANGED <<submitted, contained, running, borrowers, subBorrowers,
+    /\ UNCHANGED <<submitted, contained, running, waiting, borrowers, subBorrowers,
                    removeWaits, tasksLeft, freed, msgs, passedOn>>
 
 HolderReleaseRef(p) ==
@@ -311,7 +365,7 @@ HolderReleaseRef(p) ==
     /\ local[p] > 0
     /\ local' = [local EXCEPT ![p] = @ - 1]
     /\ lastAction' = Act("HolderReleaseRef", [p |-> p])
-    /\ UNCHANGED <<submitted, contained, running, borrowers, subBorrowers,
+    /\ UNCHANGED <<submitted, contained, running, waiting, borrowers, subBorrowers,
                    removeWaits, tasksLeft, freed, msgs, passedOn>>
 
 HolderReleaseContents(p) ==
@@ -324,7 +378,7 @@ HolderReleaseContents(p) ==
     /\ contained[p] > 0
     /\ contained' = [contained EXCEPT ![p] = @ - 1]
     /\ lastAction' = Act("HolderReleaseContents", [p |-> p])
-    /\ UNCHANGED <<local, submitted, running, borrowers, subBorrowers,
+    /\ UNCHANGED <<local, submitted, running, waiting, borrowers, subBorrowers,
                    removeWaits, tasksLeft, freed, msgs, passedOn>>
 
 (***************************************************************************)
@@ -343,6 +397,7 @@ FinishTask(w, p, inValue) ==
                     \/ submitted[w] > 0
                     \/ contained[w] > 0
                     \/ Running(w) > 1
+                    \/ Waiting(w) > 0
        IN  /\ running' = [running EXCEPT ![w][p] = @ - 1]
            /\ msgs' = Put(msgs, {TaskReplyMsg(p, w, still, subBorrowers[w],
                                               inValue)})
@@ -355,8 +410,8 @@ WorkerFinishTask(w, p) ==
     \* impl: impl/ownership/core/executor.py::TaskExecutor.finish_task
     /\ FinishTask(w, p, FALSE)
     /\ lastAction' = Act("WorkerFinishTask", [w |-> w, p |-> p])
-    /\ UNCHANGED <<local, submitted, contained, borrowers, removeWaits,
-                   tasksLeft, freed, passedOn>>
+    /\ UNCHANGED <<local, submitted, contained, waiting, borrowers,
+                   removeWaits, tasksLeft, freed, passedOn>>
 
 WorkerReturnRefInValue(w, p) ==
     (***********************************************************************)
@@ -368,8 +423,8 @@ WorkerReturnRefInValue(w, p) ==
     \* impl: impl/ownership/core/executor.py::TaskExecutor.return_ref_in_value
     /\ FinishTask(w, p, TRUE)
     /\ lastAction' = Act("WorkerReturnRefInValue", [w |-> w, p |-> p])
-    /\ UNCHANGED <<local, submitted, contained, borrowers, removeWaits,
-                   tasksLeft, freed, passedOn>>
+    /\ UNCHANGED <<local, submitted, contained, waiting, borrowers,
+                   removeWaits, tasksLeft, freed, passedOn>>
 
 (***************************************************************************)
 (* The owner learns of borrowers: each one is counted once more and sent a *)
@@ -411,7 +466,7 @@ HolderHandleReply(p, w) ==
     /\ contained' = IF m.contained THEN [contained EXCEPT ![p] = @ + 1]
                                    ELSE contained
     /\ lastAction' = Act("HolderHandleReply", [p |-> p, w |-> w, m |-> m])
-    /\ UNCHANGED <<local, running, removeWaits, tasksLeft, freed, passedOn>>
+    /\ UNCHANGED <<local, running, waiting, removeWaits, tasksLeft, freed, passedOn>>
 
 BorrowerHandleWaitForRefRemoved(b, m) ==
     (***********************************************************************)
@@ -432,7 +487,7 @@ BorrowerHandleWaitForRefRemoved(b, m) ==
             /\ subBorrowers' = [subBorrowers EXCEPT ![b] = {}]
             /\ UNCHANGED removeWaits
     /\ lastAction' = Act("BorrowerHandleWaitForRefRemoved", [b |-> b, m |-> m])
-    /\ UNCHANGED <<local, submitted, contained, running, borrowers,
+    /\ UNCHANGED <<local, submitted, contained, running, waiting, borrowers,
                    tasksLeft, freed, passedOn>>
 
 BorrowerSendRefRemoved(b) ==
@@ -449,7 +504,7 @@ BorrowerSendRefRemoved(b) ==
     /\ msgs' = Put(msgs, {RefRemovedMsg(b, subBorrowers[b])})
     /\ subBorrowers' = [subBorrowers EXCEPT ![b] = {}]
     /\ lastAction' = Act("BorrowerSendRefRemoved", [b |-> b])
-    /\ UNCHANGED <<local, submitted, contained, running, borrowers,
+    /\ UNCHANGED <<local, submitted, contained, running, waiting, borrowers,
                    tasksLeft, freed, passedOn>>
 
 OwnerHandleRefRemoved(o, m) ==
@@ -463,7 +518,47 @@ OwnerHandleRefRemoved(o, m) ==
     /\ m.type = "RefRemoved"
     /\ OwnerLearn(m.borrowers, {m.borrower}, Take(msgs, m))
     /\ lastAction' = Act("OwnerHandleRefRemoved", [o |-> o, m |-> m])
-    /\ UNCHANGED <<local, submitted, contained, running, subBorrowers,
+    /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
+                   removeWaits, tasksLeft, freed, passedOn>>
+
+OwnerHandleAddBorrower(o, m) ==
+    (***********************************************************************)
+    (* The owner counts the borrower that asks, as it counts one a reply   *)
+    (* reports (OwnerLearn: a WaitForRefRemoved goes to it), and says so.  *)
+    (* Once it has freed x it refuses: the borrower's tasks fail           *)
+    (* (ObjectLostError).  Here the refusal never happens (MemorySafety: a *)
+    (* waiting task uses x); with crashes (Ownership.tla) it does, when    *)
+    (* the lender died and x went out of scope meanwhile.                  *)
+    (***********************************************************************)
+    \* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_add_borrower
+    /\ o = Owner
+    /\ m \in DOMAIN msgs
+    /\ m.type = "AddBorrower"
+    /\ IF freed
+       THEN /\ msgs' = Put(Take(msgs, m), {BorrowerAddedMsg(m.borrower, FALSE)})
+            /\ UNCHANGED borrowers
+       ELSE OwnerLearn({m.borrower}, {},
+                       Put(Take(msgs, m), {BorrowerAddedMsg(m.borrower, TRUE)}))
+    /\ lastAction' = Act("OwnerHandleAddBorrower", [o |-> o, m |-> m])
+    /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
+                   removeWaits, tasksLeft, freed, passedOn>>
+
+BorrowerHandleBorrowerAdded(b, m) ==
+    (***********************************************************************)
+    (* The owner counts b: the tasks that waited for it run.  (A refusal   *)
+    (* fails them instead; it cannot happen here, see                      *)
+    (* OwnerHandleAddBorrower.)                                            *)
+    (***********************************************************************)
+    \* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_borrower_added
+    /\ m \in DOMAIN msgs
+    /\ m.type = "BorrowerAdded"
+    /\ m.borrower = b
+    /\ m.ok
+    /\ running' = [running EXCEPT ![b] = [p \in Procs |-> @[p] + waiting[b][p]]]
+    /\ waiting' = [waiting EXCEPT ![b] = [p \in Procs |-> 0]]
+    /\ msgs' = Take(msgs, m)
+    /\ lastAction' = Act("BorrowerHandleBorrowerAdded", [b |-> b, m |-> m])
+    /\ UNCHANGED <<local, submitted, contained, borrowers, subBorrowers,
                    removeWaits, tasksLeft, freed, passedOn>>
 
 OwnerFree(o) ==
@@ -481,7 +576,7 @@ OwnerFree(o) ==
     /\ freed' = TRUE
     /\ msgs' = Put(msgs, {FreeObjectMsg})
     /\ lastAction' = Act("OwnerFree", [o |-> o])
-    /\ UNCHANGED <<local, submitted, contained, running, borrowers,
+    /\ UNCHANGED <<local, submitted, contained, running, waiting, borrowers,
                    subBorrowers, removeWaits, tasksLeft, passedOn>>
 
 (***************************************************************************)
@@ -492,7 +587,7 @@ OwnerFree(o) ==
 (***************************************************************************)
 Quiescent ==
     /\ \A m \in DOMAIN msgs : m.type = "FreeObject"
-    /\ \A b \in Borrowers : Running(b) = 0
+    /\ \A b \in Borrowers : Running(b) = 0 /\ Waiting(b) = 0
 
 Done ==
     /\ Quiescent
@@ -518,6 +613,8 @@ Next ==
            BorrowerHandleWaitForRefRemoved(m.borrower, m)
     \/ \E b \in Borrowers : BorrowerSendRefRemoved(b)
     \/ \E m \in RefRemovedMessages : OwnerHandleRefRemoved(Owner, m)
+    \/ \E m \in AddBorrowerMessages : OwnerHandleAddBorrower(Owner, m)
+    \/ \E m \in BorrowerAddedMessages : BorrowerHandleBorrowerAdded(m.borrower, m)
     \/ OwnerFree(Owner)
     \/ Done
 
@@ -533,6 +630,8 @@ ProtocolStep ==
            BorrowerHandleWaitForRefRemoved(m.borrower, m)
     \/ \E b \in Borrowers : BorrowerSendRefRemoved(b)
     \/ \E m \in RefRemovedMessages : OwnerHandleRefRemoved(Owner, m)
+    \/ \E m \in AddBorrowerMessages : OwnerHandleAddBorrower(Owner, m)
+    \/ \E m \in BorrowerAddedMessages : BorrowerHandleBorrowerAdded(m.borrower, m)
     \/ OwnerFree(Owner)
 
 (***************************************************************************)
@@ -551,6 +650,7 @@ TypeOK ==
     /\ submitted \in [Procs -> 0..MaxTasks]
     /\ contained \in [Procs -> 0..MaxTasks]
     /\ running \in [Borrowers -> [Procs -> 0..MaxTasks]]
+    /\ waiting \in [Borrowers -> [Procs -> 0..MaxTasks]]
     /\ borrowers \in [Borrowers -> Nat]
     /\ subBorrowers \in [Borrowers -> SUBSET Borrowers]
     /\ removeWaits \in [Borrowers -> Nat]
@@ -573,6 +673,15 @@ NothingUses ==
 (* it.                                                                     *)
 (***************************************************************************)
 MemorySafety == freed => NothingUses
+
+(***************************************************************************)
+(* A task that got x from a borrower runs only while the owner counts its  *)
+(* worker: the owner's count of a borrower of a borrower never depends on  *)
+(* the lender, which may die before it reports it (Ownership.tla).         *)
+(***************************************************************************)
+SubBorrowerKnown ==
+    \A b \in Borrowers :
+        (\E p \in Borrowers : running[b][p] > 0) => borrowers[b] > 0
 
 (***************************************************************************)
 (* Every request the owner counts at a borrower is in one place: in        *)

@@ -28,8 +28,9 @@ TestRefReturnedInValue ==
 
 (***************************************************************************)
 (* The owner's WaitForRefRemoved is registered at b, which has since       *)
-(* learned of a sub-borrower c that still uses x and that the owner has    *)
-(* not heard of.                                                           *)
+(* learned of a sub-borrower c that still uses x: c registered with the    *)
+(* owner itself, so the owner counts it already and will count it again    *)
+(* when b reports it.                                                      *)
 (***************************************************************************)
 TestWaitForRefRemovedWhileSubBorrowerHolds ==
     \E b, c \in Borrowers :
@@ -37,7 +38,7 @@ TestWaitForRefRemovedWhileSubBorrowerHolds ==
         /\ removeWaits[b] > 0
         /\ c \in subBorrowers[b]
         /\ Uses(c)
-        /\ borrowers[c] = 0
+        /\ borrowers[c] > 0
 
 (***************************************************************************)
 (* A borrower uses x only through a value it owns: a task it called        *)

@@ -175,3 +175,77 @@ def test_handed_over_borrowers_do_not_count_as_an_answer(h) -> None:
     o.refs.get_ref("o/x").borrowers["w"] = 1
     o.handle(Received("w", RefRemoved(object_id="o/x", borrower="w", borrowers=(Borrower(address="c"),), answer=False)))
     assert o.refs.get_ref("o/x").borrowers == {"w": 1, "c": 1}
+
+
+def _lent_task(w: WorkerCore, *, caller: str = "c", owner: str = "o", oid: str = "o/x"):
+    """Caller ``caller`` (a borrower) pushes to ``w`` a task that takes shared(x) of ``owner``."""
+    from ownership.core.messages import Payload, TaskSpec
+
+    shared = Payload(data=b"ref", refs=(RefInfo(object_id=oid, owner=owner),))
+    task = TaskSpec(task_id=f"{caller}/t1", owner=caller, return_id=f"{caller}/t1.r", function_id="f", function=Payload(data=b"f"), args=(Arg(value=shared),))
+    return task, w.handle(Received(caller, PushTask(task=task, lease_id="l", attempt=1)))
+
+
+def test_sub_borrower_registers_with_the_owner_before_its_task_runs() -> None:
+    from ownership.core.events import Execute
+    from ownership.core.messages import AddBorrower, BorrowerAdded
+
+    w = WorkerCore("w", "n1")
+    task, fx = _lent_task(w)
+    assert [(e.dst, e.msg) for e in fx if isinstance(getattr(e, "msg", None), AddBorrower)] == [
+        ("o", AddBorrower(object_id="o/x", owner="o", borrower="w"))
+    ]
+    assert not any(isinstance(e, Execute) for e in fx), "ran before the owner counted the worker"
+    fx = w.handle(Received("o", BorrowerAdded(object_id="o/x", owner="o", borrower="w", ok=True)))
+    assert [e.task.task_id for e in fx if isinstance(e, Execute)] == [task.task_id]
+
+
+def test_task_from_the_owner_runs_without_registering() -> None:
+    from ownership.core.events import Execute
+
+    w = WorkerCore("w", "n1")
+    _task, fx = _lent_task(w, caller="o")
+    assert [type(e).__name__ for e in fx] == [Execute.__name__]
+
+
+def test_owner_counts_a_borrower_that_asks(h) -> None:
+    from ownership.core.messages import AddBorrower, BorrowerAdded
+
+    o = WorkerCore("o", "n1")
+    o.handle(Put("o/x", h.value()))
+    fx = o.handle(Received("w", AddBorrower(object_id="o/x", owner="o", borrower="w")))
+    assert o.refs.get_ref("o/x").borrowers == {"w": 1}
+    assert sorted((e.dst, type(e.msg).__name__) for e in fx) == [("w", "BorrowerAdded"), ("w", "WaitForRefRemoved")]
+    assert BorrowerAdded(object_id="o/x", owner="o", borrower="w", ok=True) in [e.msg for e in fx]
+    o.handle(RemoveLocalRef("o/x"))
+    assert o.refs.get_ref("o/x") is not None, "freed while the registered borrower holds it"
+
+
+def test_add_borrower_of_freed_object_fails_the_task_with_object_lost(h) -> None:
+    from ownership.core.messages import AddBorrower, BorrowerAdded
+
+    o = WorkerCore("o", "n1")
+    o.handle(Put("o/x", h.value()))
+    o.handle(RemoveLocalRef("o/x"))
+    assert o.refs.get_ref("o/x") is None
+    fx = o.handle(Received("w", AddBorrower(object_id="o/x", owner="o", borrower="w")))
+    assert [(e.dst, e.msg) for e in fx] == [("w", BorrowerAdded(object_id="o/x", owner="o", borrower="w", ok=False))]
+
+    w = WorkerCore("w", "n1")
+    task, _fx = _lent_task(w)
+    fx = w.handle(Received("o", fx[0].msg))
+    [reply] = [e.msg for e in fx if isinstance(getattr(e, "msg", None), TaskReply)]
+    assert reply.task_id == task.task_id
+    assert reply.error is not None and reply.error.kind == "object_lost" and "freed by its owner" in reply.error.message
+    assert w.refs.table == {} and w.executor.running == {}
+
+
+def test_owner_death_while_registering_fails_the_task_with_owner_died() -> None:
+    from ownership.core.messages import WorkerDied
+
+    w = WorkerCore("w", "n1")
+    task, _fx = _lent_task(w)
+    fx = w.handle(Received("n1", WorkerDied(worker="o", node="n2")))
+    [reply] = [e.msg for e in fx if isinstance(getattr(e, "msg", None), TaskReply)]
+    assert reply.task_id == task.task_id and reply.error is not None and reply.error.kind == "owner_died"
+    assert w.executor.running == {}

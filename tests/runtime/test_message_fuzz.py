@@ -187,11 +187,12 @@ def double(x: int) -> int:
 
 SERVICES = ("head", "n1", "w1@n1", "driver@n1")
 #: What a service may send to a process that does not exist: a task names
-#: the owners of its arguments, whom its worker asks for their values and
-#: hands its own borrowers to, and a borrower names its borrowers, whom the
-#: owner then waits on; nothing can tell a process that never was from one
-#: not heard of yet.
-TO_THIRD_PARTIES = {"GetObject", "RefRemoved", "WaitForRefRemoved"}
+#: the owners of its arguments, whom its worker asks for their values, asks
+#: to count it (a ref from a caller that is not its owner) and hands its own
+#: borrowers to, and a borrower names its borrowers, whom the owner then
+#: waits on; nothing can tell a process that never was from one not heard
+#: of yet.
+TO_THIRD_PARTIES = {"AddBorrower", "GetObject", "RefRemoved", "WaitForRefRemoved"}
 
 
 @pytest.mark.parametrize("service", SERVICES)

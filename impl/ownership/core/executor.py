@@ -51,6 +51,9 @@ class Running:
     pending: set[int] = attrs.Factory(set)  # argument indexes still being fetched
     arg_refs: list[RefInfo] = attrs.Factory(list)  # refs inside inline arguments (borrowed)
     fetched: list[str] = attrs.Factory(list)  # arguments fetched by reference (held locally)
+    # refs in its arguments whose owner has yet to count this worker
+    # (AddBorrower out): it runs once every one is counted
+    registering: set[str] = attrs.Factory(set)
     started: bool = False
     cancelled: bool = False
     blocked: bool = False  # started, and waits in a get
@@ -67,6 +70,7 @@ class Running:
             "attempt": self.attempt,
             "lease_id": self.lease_id,
             "pending_args": sorted(self.pending),
+            "registering": sorted(self.registering),
             "started": self.started,
             "cancelled": self.cancelled,
             "blocked": self.blocked,
@@ -190,7 +194,8 @@ class TaskExecutor:
         for arg in spec.args:
             if arg.value is not None:
                 r.arg_refs.extend(arg.value.refs)
-        fx += self.refs.receive_ref(list(r.arg_refs), caller=spec.owner)
+        fx += self.refs.receive_ref(list(r.arg_refs), caller=spec.owner, task_id=spec.task_id)
+        r.registering = self.refs.registrations(r.arg_refs, spec.task_id)
         doomed = sorted({info.owner for info in r.arg_refs if info.owner in self.worker.dead_workers})
         if doomed:
             # It holds a reference whose owner is already known dead: it
@@ -236,6 +241,16 @@ class TaskExecutor:
             r.args[index] = value
         return self._maybe_start(r)
 
+    def registered(self, task_id: str, object_id: str, error: ErrorInfo | None) -> list[Effect]:
+        """The owner of ``object_id`` counts this worker now (or refused, with ``error``)."""
+        r = self.running.get(task_id)
+        if r is None or object_id not in r.registering:
+            return []
+        r.registering.discard(object_id)
+        if error is not None and r.error is None:
+            r.error = error
+        return self._maybe_start(r)
+
     def arg_pending(self, task_id: str) -> list[Effect]:
         """An argument of a task that has not started is being made (its
         owner said ObjectPending): lend the CPU to the node meanwhile, as a
@@ -249,7 +264,7 @@ class TaskExecutor:
         return self._update_lent()
 
     def _maybe_start(self, r: Running) -> list[Effect]:
-        if r.pending or r.started:
+        if r.pending or r.registering or r.started:
             return []
         if r.waiting_arg:
             # Every argument is here: the CPU it lent is taken back, once the
@@ -290,8 +305,8 @@ class TaskExecutor:
             WorkerFinishTask(w, p) ==
                 /\ FinishTask(w, p, FALSE)
                 /\ lastAction' = Act("WorkerFinishTask", [w |-> w, p |-> p])
-                /\ UNCHANGED <<local, submitted, contained, borrowers, removeWaits,
-                               tasksLeft, freed, passedOn>>
+                /\ UNCHANGED <<local, submitted, contained, waiting, borrowers,
+                               removeWaits, tasksLeft, freed, passedOn>>
 
             \* FateSharing
             WorkerFinishTask(w) ==
@@ -377,8 +392,8 @@ class TaskExecutor:
             WorkerReturnRefInValue(w, p) ==
                 /\ FinishTask(w, p, TRUE)
                 /\ lastAction' = Act("WorkerReturnRefInValue", [w |-> w, p |-> p])
-                /\ UNCHANGED <<local, submitted, contained, borrowers, removeWaits,
-                               tasksLeft, freed, passedOn>>
+                /\ UNCHANGED <<local, submitted, contained, waiting, borrowers,
+                               removeWaits, tasksLeft, freed, passedOn>>
 
         Implementation:
 

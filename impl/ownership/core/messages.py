@@ -605,6 +605,31 @@ class RefRemoved:
 
 
 @message
+class AddBorrower:
+    """Borrower -> owner: count me as a borrower of ``object_id``.
+
+    Sent by a worker that got the ref in a task's arguments from a caller
+    that is not its owner (a borrower of a borrower), before the task runs,
+    so that the owner's count does not depend on the lender reporting it.
+    """
+
+    object_id: str
+    owner: Address  # the addressee
+    borrower: Address
+
+
+@message
+class BorrowerAdded:
+    """Owner -> borrower: counted (``ok``, a WaitForRefRemoved goes with it),
+    or not, because the object was freed already."""
+
+    object_id: str
+    owner: Address
+    borrower: Address  # the addressee
+    ok: bool = True
+
+
+@message
 class GetObject:
     """Requester -> owner: where is the object (or what is it)?
 

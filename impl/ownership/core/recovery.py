@@ -252,6 +252,7 @@ class FailureHandler:
             return []
         ref.sub_borrowers = []
         ref.owner_waiting = 0
+        ref.registering = []  # its tasks fail with it (TaskExecutor.fate_share_tasks)
         ref.value = None
         ref.locations.clear()
         ref.fetching = None

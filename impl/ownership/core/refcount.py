@@ -35,7 +35,9 @@ import attrs
 
 from .events import Effect, GetDone, Send
 from .messages import (
+    AddBorrower,
     Borrower,
+    BorrowerAdded,
     BorrowInfo,
     ErrorInfo,
     FreeObject,
@@ -90,6 +92,9 @@ class Reference:
     borrowers: dict[str, int] = attrs.Factory(dict)
     sub_borrowers: list[Borrower] = attrs.Factory(list)  # borrower: to report upward
     owner_waiting: int = 0  # borrower: WaitForRefRemoved not yet answered
+    # borrower: tasks here that got it from a caller other than its owner and
+    # wait for the owner to count this worker (AddBorrower sent, no answer yet)
+    registering: list[str] = attrs.Factory(list)
     # -- value ---------------------------------------------------------------
     status: str = PENDING
     task_id: str | None = None  # owned: the task that creates it (lineage)
@@ -135,6 +140,7 @@ class Reference:
             "borrowers": dict(sorted(self.borrowers.items())),
             "sub_borrowers": [(b.address, b.via) for b in self.sub_borrowers],
             "owner_waiting": self.owner_waiting,
+            "registering": list(self.registering),
             "status": self.status,
             "task_id": self.task_id,
             "has_value": self.value is not None,
@@ -210,7 +216,7 @@ class ReferenceCounter:
                 /\ local[b] < MaxLocal
                 /\ local' = [local EXCEPT ![b] = @ + 1]
                 /\ lastAction' = Act("BorrowerAddLocalRef", [b |-> b])
-                /\ UNCHANGED <<submitted, contained, running, borrowers, subBorrowers,
+                /\ UNCHANGED <<submitted, contained, running, waiting, borrowers, subBorrowers,
                                removeWaits, tasksLeft, freed, msgs, passedOn>>
 
         Implementation:
@@ -242,7 +248,7 @@ class ReferenceCounter:
                 /\ local[p] > 0
                 /\ local' = [local EXCEPT ![p] = @ - 1]
                 /\ lastAction' = Act("HolderReleaseRef", [p |-> p])
-                /\ UNCHANGED <<submitted, contained, running, borrowers, subBorrowers,
+                /\ UNCHANGED <<submitted, contained, running, waiting, borrowers, subBorrowers,
                                removeWaits, tasksLeft, freed, msgs, passedOn>>
 
         Implementation:
@@ -270,7 +276,7 @@ class ReferenceCounter:
                 /\ tasksLeft' = tasksLeft - 1
                 /\ passedOn' = (passedOn \/ p # Owner)
                 /\ lastAction' = Act("HolderSubmitWithRef", [p |-> p, c |-> c])
-                /\ UNCHANGED <<local, contained, running, borrowers, subBorrowers,
+                /\ UNCHANGED <<local, contained, running, waiting, borrowers, subBorrowers,
                                removeWaits, freed>>
 
         Implementation:
@@ -294,14 +300,21 @@ class ReferenceCounter:
             fx += self.check(oid)
         return fx
 
-    def receive_ref(self, refs: list[RefInfo], caller: str) -> list[Effect]:
+    def receive_ref(self, refs: list[RefInfo], caller: str, task_id: str | None = None) -> list[Effect]:
         r"""Spec: RefCounting!BorrowerReceiveRef
 
             \* RefCounting
             BorrowerReceiveRef(b, p) ==
                 /\ PushTaskMsg(p, b) \in DOMAIN msgs
-                /\ running' = [running EXCEPT ![b][p] = @ + 1]
-                /\ msgs' = Take(msgs, PushTaskMsg(p, b))
+                /\ IF p = Owner
+                   THEN /\ running' = [running EXCEPT ![b][p] = @ + 1]
+                        /\ msgs' = Take(msgs, PushTaskMsg(p, b))
+                        /\ UNCHANGED waiting
+                   ELSE /\ waiting' = [waiting EXCEPT ![b][p] = @ + 1]
+                        /\ msgs' = IF Waiting(b) > 0
+                                   THEN Take(msgs, PushTaskMsg(p, b))
+                                   ELSE Put(Take(msgs, PushTaskMsg(p, b)), {AddBorrowerMsg(b)})
+                        /\ UNCHANGED running
                 /\ lastAction' = Act("BorrowerReceiveRef", [b |-> b, p |-> p])
                 /\ UNCHANGED <<local, submitted, contained, borrowers, subBorrowers,
                                removeWaits, tasksLeft, freed, passedOn>>
@@ -309,12 +322,103 @@ class ReferenceCounter:
         Implementation:
 
         An executor gets references inside a task's arguments: it becomes a
-        borrower until the task ends (then it reports to the caller).
+        borrower until the task ends (then it reports to the caller). A ref
+        whose owner is not the caller (a borrower lent it) makes the task
+        (``task_id``) wait until the owner counts this worker: its count must
+        not depend on the lender, which may die before it reports us. One
+        AddBorrower per object is out at a time; later tasks join it. See
+        :meth:`registrations` for what the task waits for.
         """
+        fx: list[Effect] = []
         for info in refs:
             ref = self._borrowed_entry(info)
             ref.task_args += 1
-        return []
+            if (
+                task_id is None
+                or ref.owned
+                or ref.owner == caller
+                or ref.status == FAILED
+                or ref.owner in self.worker.dead_workers
+                or task_id in ref.registering
+            ):
+                continue
+            if not ref.registering:
+                fx.append(Send(ref.owner, AddBorrower(object_id=ref.object_id, owner=ref.owner, borrower=self.address)))
+            ref.registering.append(task_id)
+        return fx
+
+    def registrations(self, refs: list[RefInfo], task_id: str) -> set[str]:
+        """The objects among ``refs`` whose owner has yet to count us for ``task_id``."""
+        out: set[str] = set()
+        for info in refs:
+            ref = self.table.get(info.object_id)
+            if ref is not None and task_id in ref.registering:
+                out.add(info.object_id)
+        return out
+
+    def handle_add_borrower(self, msg: AddBorrower) -> list[Effect]:
+        r"""Spec: RefCounting!OwnerHandleAddBorrower
+
+            \* RefCounting
+            OwnerHandleAddBorrower(o, m) ==
+                /\ o = Owner
+                /\ m \in DOMAIN msgs
+                /\ m.type = "AddBorrower"
+                /\ IF freed
+                   THEN /\ msgs' = Put(Take(msgs, m), {BorrowerAddedMsg(m.borrower, FALSE)})
+                        /\ UNCHANGED borrowers
+                   ELSE OwnerLearn({m.borrower}, {},
+                                   Put(Take(msgs, m), {BorrowerAddedMsg(m.borrower, TRUE)}))
+                /\ lastAction' = Act("OwnerHandleAddBorrower", [o |-> o, m |-> m])
+                /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
+                               removeWaits, tasksLeft, freed, passedOn>>
+
+        Implementation:
+
+        A borrower of a borrower asks to be counted. While the object is
+        not freed the owner counts it as a reported borrower (one more
+        WaitForRefRemoved) and says so; a freed (or forgotten) object is
+        refused, and the borrower's task fails with ObjectLostError.
+        """
+        ref = self.table.get(msg.object_id)
+        ok = ref is not None and ref.owned and ref.status != FREED and msg.borrower not in self.worker.dead_workers
+        fx: list[Effect] = []
+        if ok:
+            assert ref is not None
+            fx += self._add_borrowers(ref, [Borrower(address=msg.borrower)])
+        fx.append(Send(msg.borrower, BorrowerAdded(object_id=msg.object_id, owner=self.address, borrower=msg.borrower, ok=ok)))
+        return fx
+
+    def handle_borrower_added(self, msg: BorrowerAdded) -> list[Effect]:
+        r"""Spec: RefCounting!BorrowerHandleBorrowerAdded
+
+            \* RefCounting
+            BorrowerHandleBorrowerAdded(b, m) ==
+                /\ m \in DOMAIN msgs
+                /\ m.type = "BorrowerAdded"
+                /\ m.borrower = b
+                /\ m.ok
+                /\ running' = [running EXCEPT ![b] = [p \in Procs |-> @[p] + waiting[b][p]]]
+                /\ waiting' = [waiting EXCEPT ![b] = [p \in Procs |-> 0]]
+                /\ msgs' = Take(msgs, m)
+                /\ lastAction' = Act("BorrowerHandleBorrowerAdded", [b |-> b, m |-> m])
+                /\ UNCHANGED <<local, submitted, contained, borrowers, subBorrowers,
+                               removeWaits, tasksLeft, freed, passedOn>>
+
+        Implementation:
+
+        The owner answered our AddBorrower: the tasks that waited for it may
+        run (once their other arguments are here), or fail if it refused.
+        """
+        ref = self.table.get(msg.object_id)
+        if ref is None or ref.owned or ref.owner != msg.owner or not ref.registering:
+            return []
+        tasks, ref.registering = ref.registering, []
+        error = None if msg.ok else _err("object_lost", f"object {msg.object_id} was freed by its owner {msg.owner}")
+        fx: list[Effect] = []
+        for task_id in tasks:
+            fx += self.worker.executor.registered(task_id, msg.object_id, error)
+        return fx
 
     def report_task_borrows(self, refs: list[RefInfo], caller: str) -> tuple[list[BorrowInfo], list[Effect]]:
         """The executor's half of WorkerFinishTask: what it still borrows.
@@ -377,7 +481,7 @@ class ReferenceCounter:
                 /\ contained' = IF m.contained THEN [contained EXCEPT ![p] = @ + 1]
                                                ELSE contained
                 /\ lastAction' = Act("HolderHandleReply", [p |-> p, w |-> w, m |-> m])
-                /\ UNCHANGED <<local, running, removeWaits, tasksLeft, freed, passedOn>>
+                /\ UNCHANGED <<local, running, waiting, removeWaits, tasksLeft, freed, passedOn>>
 
         Implementation:
 
@@ -443,7 +547,7 @@ class ReferenceCounter:
                         /\ subBorrowers' = [subBorrowers EXCEPT ![b] = {}]
                         /\ UNCHANGED removeWaits
                 /\ lastAction' = Act("BorrowerHandleWaitForRefRemoved", [b |-> b, m |-> m])
-                /\ UNCHANGED <<local, submitted, contained, running, borrowers,
+                /\ UNCHANGED <<local, submitted, contained, running, waiting, borrowers,
                                tasksLeft, freed, passedOn>>
 
         Implementation:
@@ -477,7 +581,7 @@ class ReferenceCounter:
                 /\ msgs' = Put(msgs, {RefRemovedMsg(b, subBorrowers[b])})
                 /\ subBorrowers' = [subBorrowers EXCEPT ![b] = {}]
                 /\ lastAction' = Act("BorrowerSendRefRemoved", [b |-> b])
-                /\ UNCHANGED <<local, submitted, contained, running, borrowers,
+                /\ UNCHANGED <<local, submitted, contained, running, waiting, borrowers,
                                tasksLeft, freed, passedOn>>
 
         Implementation:
@@ -508,7 +612,7 @@ class ReferenceCounter:
                 /\ m.type = "RefRemoved"
                 /\ OwnerLearn(m.borrowers, {m.borrower}, Take(msgs, m))
                 /\ lastAction' = Act("OwnerHandleRefRemoved", [o |-> o, m |-> m])
-                /\ UNCHANGED <<local, submitted, contained, running, subBorrowers,
+                /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
                                removeWaits, tasksLeft, freed, passedOn>>
 
         Implementation:
@@ -544,7 +648,7 @@ class ReferenceCounter:
                 /\ freed' = TRUE
                 /\ msgs' = Put(msgs, {FreeObjectMsg})
                 /\ lastAction' = Act("OwnerFree", [o |-> o])
-                /\ UNCHANGED <<local, submitted, contained, running, borrowers,
+                /\ UNCHANGED <<local, submitted, contained, running, waiting, borrowers,
                                subBorrowers, removeWaits, tasksLeft, passedOn>>
 
         Implementation:
@@ -578,7 +682,7 @@ class ReferenceCounter:
                 /\ contained[p] > 0
                 /\ contained' = [contained EXCEPT ![p] = @ - 1]
                 /\ lastAction' = Act("HolderReleaseContents", [p |-> p])
-                /\ UNCHANGED <<local, submitted, running, borrowers, subBorrowers,
+                /\ UNCHANGED <<local, submitted, running, waiting, borrowers, subBorrowers,
                                removeWaits, tasksLeft, freed, msgs, passedOn>>
 
         Implementation:

@@ -35,6 +35,8 @@ from .events import (
 )
 from .executor import TaskExecutor
 from .messages import (
+    AddBorrower,
+    BorrowerAdded,
     CancelTask,
     GetObject,
     LeaseGranted,
@@ -160,6 +162,10 @@ class WorkerCore:
             return self.refs.handle_wait_for_ref_removed(msg)
         if isinstance(msg, RefRemoved):
             return self.refs.handle_ref_removed(msg)
+        if isinstance(msg, AddBorrower):
+            return self.refs.handle_add_borrower(msg)
+        if isinstance(msg, BorrowerAdded):
+            return self.refs.handle_borrower_added(msg)
         if isinstance(msg, (WorkerDied, NodeDied)):
             return self.failures.handle_failure(msg)
         if isinstance(msg, CancelTask):
@@ -230,6 +236,8 @@ _SENDER_CHECKS: dict[type, Any] = {
     ObjectPending: _from_the_owner,
     WaitForRefRemoved: lambda core, src, msg: msg.owner == src,
     RefRemoved: lambda core, src, msg: msg.borrower == src,
+    AddBorrower: lambda core, src, msg: msg.borrower == src and msg.owner == core.address,
+    BorrowerAdded: lambda core, src, msg: msg.owner == src and msg.borrower == core.address,
     LeaseGranted: lambda core, src, msg: msg.node == src,
     LeaseInfeasible: lambda core, src, msg: msg.node == src,
     ObjectStored: lambda core, src, msg: msg.node == src,

@@ -1,0 +1,113 @@
+"""A borrower of a borrower outlives its lender.
+
+The owner learns of a worker that got a reference from another borrower
+from that worker itself (AddBorrower, before its task runs), not only from
+the lender's reply: a lender that dies before its reply reaches the owner
+must not take the owner's knowledge of its sub-borrower with it.
+Messages are delivered by hand (``auto=False``) so the lender dies exactly
+between lending the reference and reporting it.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+
+import trio
+
+import ownership
+from ownership.core.config import CoreConfig
+from ownership.core.messages import TaskReply
+from ownership.runtime.transport import Envelope
+from ownership.testing import memory_cluster
+
+CONFIG = CoreConfig(node_timeout_ticks=3)
+
+
+@ownership.remote(resources={"keeper": 0.01})
+class Keeper:
+    def __init__(self) -> None:
+        self.refs = []
+
+    def keep(self, ref) -> int:
+        self.refs.append(ref)
+        return len(self.refs)
+
+    async def first(self):
+        return await self.refs[0]
+
+    def drop(self) -> int:
+        self.refs.clear()
+        return 0
+
+
+@ownership.remote(resources={"lender": 0.01}, max_retries=0)
+async def lend(ref, keeper) -> int:
+    # Borrows `ref` and lends it on to the actor, which keeps it: the actor
+    # is a borrower of a borrower.
+    return await keeper.keep.remote(ownership.shared(ref))
+
+
+async def deliver_except(c, hold: Callable[[Envelope], bool], *, limit: int = 20_000) -> None:
+    """Deliver every message but those ``hold`` keeps back, oldest first per pair."""
+    net = c.network
+    for _ in range(limit):
+        await net.settle()
+        heads = [mid for mid, env in net.deliverable() if not hold(env)]
+        if not heads:
+            return
+        net.deliver(heads[0])
+    raise AssertionError("messages keep flowing")
+
+
+def nothing(env: Envelope) -> bool:
+    return False
+
+
+async def test_sub_borrower_keeps_the_object_after_its_lender_dies_unreported() -> None:
+    shapes = {"n1": {"CPU": 0.0}, "n2": {"lender": 1.0}, "n3": {"keeper": 1.0}}
+    async with memory_cluster(nodes=3, workers_per_node=1, tick_interval=None, config=CONFIG, auto=False, node_resources=shapes) as c:
+        driver = c.driver.core
+        x = ownership.put("precious")
+        x_id = x.object_id
+        keeper = Keeper.remote()
+        lent = lend.remote(ownership.shared(x), keeper)
+
+        def lenders_reply(env: Envelope) -> bool:
+            return isinstance(env.msg, TaskReply) and env.msg.return_id == lent.object_id
+
+        # The actor got x from the lender and kept it; the lender's reply,
+        # which would report the actor to the owner, is still in flight.
+        await deliver_except(c, lenders_reply)
+        [(_, reply)] = [(mid, env) for mid, env in c.network.in_flight() if lenders_reply(env)]
+        lender = reply.src
+        actor_worker = driver.submitter.actors[keeper.object_id].worker
+        assert c.workers[actor_worker].core.refs.get_ref(x_id).local == 1, "the actor keeps x"
+        # The lender dies before its reply arrives: the reply is lost with it.
+        c.crash(lender)
+        await deliver_except(c, nothing)
+        assert lender in driver.dead_workers
+        with trio.fail_after(5):
+            try:
+                await lent
+            except ownership.WorkerCrashedError:
+                pass
+        # The driver lets go of x: only the actor holds it now.
+        del x
+        gc.collect()
+        await deliver_except(c, nothing)
+        entry = driver.refs.get_ref(x_id)
+        assert entry is not None and entry.status != "freed", "the owner freed x while the actor holds it"
+        assert entry.borrowers == {actor_worker: 1}
+        first = keeper.first.remote()
+        await deliver_except(c, nothing)
+        with trio.fail_after(5):
+            assert await first == "precious"
+        drop = keeper.drop.remote()
+        await deliver_except(c, nothing)
+        with trio.fail_after(5):
+            assert await drop == 0
+        del first, drop
+        gc.collect()
+        await deliver_except(c, nothing)
+        assert driver.refs.get_ref(x_id) is None, "freed once the actor let go"
