@@ -54,17 +54,21 @@ WorkerReturnRefInValue(w, p)       ... returns ``[x]`` (see :class:`_HandedRef`)
 HolderHandleReply(p, w, m)         delivery of the TaskReply that is m
 BorrowerHandleWaitForRefRemoved    delivery of a WaitForRefRemoved to b
 OwnerHandleRefRemoved(o, m)        delivery of the RefRemoved that is m
+OwnerHandleAddBorrower(o, m)       delivery of the AddBorrower that is m
+BorrowerHandleBorrowerAdded(b, m)  delivery of the BorrowerAdded that is m
 =================================  ============================================
 
 Projection: ``local[b]`` of a borrower is its count of ref objects minus
 one per task running there (each task's argument is a ref object while it
-runs; the spec pins it through ``running``); ``contained[p]`` is the number
+runs; the spec pins it through ``running``); a task that waits for the
+owner to count its worker (its AddBorrower or BorrowerAdded in flight) is
+in ``waiting``, not ``running``; ``contained[p]`` is the number
 of live objects of p whose value holds x; ``freed`` is the owner's entry
 freed (or gone); ``tasksLeft`` and ``passedOn`` are the harness's record
 of the tasks it submitted. Messages: a task of p for c that c has not
 started is PushTask(p, c) whatever its lease is doing (the spec abstracts
-scheduling); TaskReply, WaitForRefRemoved and RefRemoved in flight are
-themselves; x lives inline in the owner's heap, so the spec's FreeObject
+scheduling); TaskReply, WaitForRefRemoved, RefRemoved, AddBorrower and
+BorrowerAdded in flight are themselves; x lives inline in the owner's heap, so the spec's FreeObject
 notice is the free itself. A borrower that stops using x while no request
 of the owner is pending hands its sub-borrowers over at once
 (``ReferenceCounter.check``: a RefRemoved with ``answer=False``), where the
@@ -92,6 +96,8 @@ HolderHandleReply(p, w)            ``TaskReply`` from w received at p
 BorrowerHandleWaitForRefRemoved    ``WaitForRefRemoved`` received at b
 BorrowerSendRefRemoved(b)          b sends ``RefRemoved`` in any other step
 OwnerHandleRefRemoved(o, m)        ``RefRemoved`` received at the owner
+OwnerHandleAddBorrower(o, m)       ``AddBorrower`` received at the owner
+BorrowerHandleBorrowerAdded(b, m)  ``BorrowerAdded`` received at b
 OwnerFree(o)                       the owner's entry for x is freed
 =================================  ============================================
 """
@@ -111,6 +117,8 @@ from ownership.api import shared
 from ownership.core.config import CoreConfig
 from ownership.core.events import Received, Send, Submit, TaskDone
 from ownership.core.messages import (
+    AddBorrower,
+    BorrowerAdded,
     LeaseGranted,
     PushTask,
     RefInfo,
@@ -256,13 +264,13 @@ class RefCountingMapping(Mapping):
     @classmethod
     def model_choices(cls, constants: dict[str, Any]) -> tuple[list[str], list[str]]:
         """A worker is leased to one caller at a time: b receives a task of
-        p only when no task of another caller runs at b or waits for its
-        reply to be handled (that caller's lease on b is then idle, and the
-        harness returns it)."""
+        p only when no task of another caller runs (or waits to run) at b
+        or waits for its reply to be handled (that caller's lease on b is
+        then idle, and the harness returns it)."""
         la = "lastAction'"
         choice = (
             f'{la}.name = "BorrowerReceiveRef" => \\A q \\in Procs \\ {{{la}.params.p}} :'
-            f" running[{la}.params.b][q] = 0"
+            f" running[{la}.params.b][q] = 0 /\\ waiting[{la}.params.b][q] = 0"
             f' /\\ ~\\E m \\in DOMAIN msgs : m.type = "TaskReply" /\\ m.worker = {la}.params.b /\\ m.caller = q'
         )
         return [], [choice]
@@ -521,6 +529,12 @@ class RefCountingMapping(Mapping):
     async def _do_OwnerHandleRefRemoved(self, params: dict[str, Any]) -> None:
         await self._deliver_matching("RefRemoved", params["m"])
 
+    async def _do_OwnerHandleAddBorrower(self, params: dict[str, Any]) -> None:
+        await self._deliver_matching("AddBorrower", params["m"])
+
+    async def _do_BorrowerHandleBorrowerAdded(self, params: dict[str, Any]) -> None:
+        await self._deliver_matching("BorrowerAdded", params["m"])
+
     # ------------------------------------------------------------------ replay: projection
     def _proc_of(self, address: str) -> Any:
         return self.inv.get(address, _Unbound(address))
@@ -537,6 +551,10 @@ class RefCountingMapping(Mapping):
                 out.append((self._reply_record(msg, env.dst, env.src, strict=True), [mid]))
             elif isinstance(msg, WaitForRefRemoved) and msg.object_id == self.x_id:
                 out.append((TLARecord(type="WaitForRefRemoved", owner=self.owner, borrower=self._proc_of(env.dst)), [mid]))
+            elif isinstance(msg, AddBorrower) and msg.object_id == self.x_id:
+                out.append((TLARecord(type="AddBorrower", owner=self.owner, borrower=self._proc_of(msg.borrower)), [mid]))
+            elif isinstance(msg, BorrowerAdded) and msg.object_id == self.x_id:
+                out.append((TLARecord(type="BorrowerAdded", owner=self.owner, borrower=self._proc_of(env.dst), ok=msg.ok), [mid]))
             elif isinstance(msg, RefRemoved) and msg.object_id == self.x_id:
                 if not msg.answer:
                     handovers[msg.borrower].append((mid, msg))
@@ -567,14 +585,18 @@ class RefCountingMapping(Mapping):
             msgs[TLARecord(type="FreeObject", owner=self.owner)] += 1
         local, submitted, contained = {}, {}, {}
         running: dict[ModelValue, Any] = {}
+        waiting: dict[ModelValue, Any] = {}
         for p in procs:
             entry = self._entry(p)
             count = entry.local if entry is not None else 0
             if p != self.owner:
                 rt = self.c.runtimes().get(self.addr[p])
                 tasks = list(rt.core.executor.running.values()) if rt is not None else []
-                by_caller = collections.Counter(self._proc_of(r.spec.owner) for r in tasks if self._carries_x_spec(r.spec))
+                mine = [r for r in tasks if self._carries_x_spec(r.spec)]
+                by_caller = collections.Counter(self._proc_of(r.spec.owner) for r in mine if not r.registering)
                 running[p] = function_value((q, by_caller.get(q, 0)) for q in procs)
+                asking = collections.Counter(self._proc_of(r.spec.owner) for r in mine if r.registering)
+                waiting[p] = function_value((q, asking.get(q, 0)) for q in procs)
                 # each running task's argument is a ref object: the spec pins it through running
                 count -= sum(1 for r in tasks if r.started and self._carries_x_spec(r.spec))
             local[p] = count
@@ -592,6 +614,7 @@ class RefCountingMapping(Mapping):
             "submitted": function_value(submitted.items()),
             "contained": function_value(contained.items()),
             "running": function_value(running.items()),
+            "waiting": function_value(waiting.items()),
             "borrowers": function_value((b, borrowers.get(self.addr[b], 0)) for b in self.borrowers),
             "subBorrowers": function_value(subs.items()),
             "removeWaits": function_value(waits.items()),
@@ -784,6 +807,12 @@ class RefCountingMapping(Mapping):
                         borrowers=self._subs(msg.borrowers),
                     )
                     add(s.clock, s.process, "OwnerHandleRefRemoved", o=p, m=m)
+                elif isinstance(msg, AddBorrower) and msg.object_id == self.x_id:
+                    m = TLARecord(type="AddBorrower", owner=self.owner, borrower=self._proc(msg.borrower))
+                    add(s.clock, s.process, "OwnerHandleAddBorrower", o=p, m=m)
+                elif isinstance(msg, BorrowerAdded) and msg.object_id == self.x_id:
+                    m = TLARecord(type="BorrowerAdded", owner=self.owner, borrower=p, ok=msg.ok)
+                    add(s.clock, s.process, "BorrowerHandleBorrowerAdded", b=p, m=m)
             elif isinstance(event, TaskDone):
                 for e in s.effects:
                     if isinstance(e, Send) and isinstance(e.msg, TaskReply) and e.msg.task_id == event.task_id:
