@@ -17,7 +17,7 @@ import trio
 
 import ownership
 from ownership.core.config import CoreConfig
-from ownership.core.messages import TaskReply
+from ownership.core.messages import AddBorrower, TaskReply
 from ownership.runtime.transport import Envelope
 from ownership.testing import memory_cluster
 
@@ -39,6 +39,9 @@ class Keeper:
     def drop(self) -> int:
         self.refs.clear()
         return 0
+
+    def count(self) -> int:
+        return len(self.refs)
 
 
 @ownership.remote(resources={"lender": 0.01}, max_retries=0)
@@ -111,3 +114,44 @@ async def test_sub_borrower_keeps_the_object_after_its_lender_dies_unreported() 
         gc.collect()
         await deliver_except(c, nothing)
         assert driver.refs.get_ref(x_id) is None, "freed once the actor let go"
+
+
+async def test_sub_borrower_task_waits_until_the_owner_counts_it() -> None:
+    # The actor's AddBorrower is slow; meanwhile the lender dies and the
+    # driver lets go of x, which nobody the driver knows of holds: it is
+    # freed. The actor's call must not have run with x: the owner refuses
+    # the late AddBorrower and the call fails instead of keeping a freed ref.
+    shapes = {"n1": {"CPU": 0.0}, "n2": {"lender": 1.0}, "n3": {"keeper": 1.0}}
+    async with memory_cluster(nodes=3, workers_per_node=1, tick_interval=None, config=CONFIG, auto=False, node_resources=shapes) as c:
+        driver = c.driver.core
+        x = ownership.put("precious")
+        x_id = x.object_id
+        keeper = Keeper.remote()
+        lent = lend.remote(ownership.shared(x), keeper)
+
+        def registration(env: Envelope) -> bool:
+            return isinstance(env.msg, AddBorrower) and env.msg.object_id == x_id
+
+        def lenders_reply(env: Envelope) -> bool:
+            return isinstance(env.msg, TaskReply) and env.msg.return_id == lent.object_id
+
+        await deliver_except(c, lambda env: registration(env) or lenders_reply(env))
+        assert any(registration(env) for _mid, env in c.network.in_flight())
+        lender = driver.submitter.tasks[lent.object_id.removesuffix(".r")].location
+        assert lender is not None and lender.endswith("@n2")
+        c.crash(lender)
+        await deliver_except(c, registration)
+        with trio.fail_after(5):
+            try:
+                await lent
+            except ownership.WorkerCrashedError:
+                pass
+        del x
+        gc.collect()
+        await deliver_except(c, registration)
+        assert driver.refs.get_ref(x_id) is None, "x was freed: nobody the driver knows of holds it"
+        await deliver_except(c, nothing)
+        count = keeper.count.remote()
+        await deliver_except(c, nothing)
+        with trio.fail_after(5):
+            assert await count == 0, "the actor kept x before its owner counted it"
