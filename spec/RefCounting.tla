@@ -10,32 +10,32 @@
 (* shared(x) argument: the executing worker becomes a borrower.  A         *)
 (* borrower may pass the ref on to tasks of its own (it is their caller),  *)
 (* keep it beyond its task (actor state), or return it inside the task's   *)
-(* value to its caller.  Counting is hierarchical (and a borrower of a    *)
+(* value to its caller.  Counting is hierarchical (and a borrower of a     *)
 (* borrower also registers with the owner itself, below).  A finished      *)
 (* task's reply tells its caller whether the worker still holds the ref    *)
 (* and which sub-borrowers the worker created; the caller merges them into *)
-(* its own borrower set and                                                *)
-(* forwards them when it reports in turn, until they reach the owner.  The *)
-(* owner sends WaitForRefRemoved to every borrower it learns of; a         *)
-(* borrower answers RefRemoved, with the sub-borrowers it learned since,   *)
-(* once it no longer holds the ref.  The owner frees the value (and tells  *)
-(* the object store with FreeObject) when its own local refs,              *)
-(* submitted-task refs and contained-in values are gone and no borrower is *)
-(* outstanding.                                                            *)
+(* its own borrower set and forwards them when it reports in turn, until   *)
+(* they reach the owner.  The owner sends WaitForRefRemoved to every       *)
+(* borrower it learns of; a borrower answers RefRemoved, with the          *)
+(* sub-borrowers it learned since, once it no longer holds the ref.  The   *)
+(* owner frees the value (and tells the object store with FreeObject) when *)
+(* its own local refs, submitted-task refs and contained-in values are     *)
+(* gone and no borrower is outstanding.                                    *)
 (*                                                                         *)
 (* A worker that gets x from a task whose caller is not the owner (a       *)
 (* borrower of a borrower) registers with the owner before the task runs:  *)
-(* AddBorrower, answered by BorrowerAdded once the owner counts it (and    *)
-(* sends it a WaitForRefRemoved).  Reported only through its lender's      *)
-(* reply, it would be lost to the owner when the lender dies before        *)
-(* passing it on, and the owner would free x while it is used (crashes are *)
-(* in Ownership.tla).  The lender's own borrow holds x while the task      *)
-(* waits, so the owner cannot have freed it: the wait is what makes the    *)
-(* order of messages from different senders irrelevant.  SubBorrowerKnown  *)
-(* states, without crashes, what a crash of the lender needs: a task that  *)
-(* got x from a borrower runs only while the owner counts its worker.  The *)
-(* lender still reports it in its reply too (a second, harmless count: the *)
-(* owner counts requests, each answered on its own).                       *)
+(* AddBorrower, answered by BorrowerAdded once the owner counts it (the    *)
+(* answer doubles as the owner's WaitForRefRemoved).  Reported only        *)
+(* through its lender's reply, it would be lost to the owner when the      *)
+(* lender dies before passing it on, and the owner would free x while it   *)
+(* is used (crashes are in Ownership.tla).  The lender's own borrow holds  *)
+(* x while the task waits, so the owner cannot have freed it: the wait is  *)
+(* what makes the order of messages from different senders irrelevant.    *)
+(* SubBorrowerKnown states, without crashes, what a crash of the lender    *)
+(* needs: a task that got x from a borrower runs only while the owner      *)
+(* counts its worker.  The lender still reports it in its reply too (a     *)
+(* second, harmless count: the owner counts requests, each answered on its *)
+(* own).                                                                   *)
 (*                                                                         *)
 (* Processes do not crash and messages are not lost here: what happens to  *)
 (* borrowers and values when the owner or a borrower dies is the           *)
@@ -524,8 +524,10 @@ OwnerHandleRefRemoved(o, m) ==
 OwnerHandleAddBorrower(o, m) ==
     (***********************************************************************)
     (* The owner counts the borrower that asks, as it counts one a reply   *)
-    (* reports (OwnerLearn: a WaitForRefRemoved goes to it), and says so.  *)
-    (* Once it has freed x it refuses: the borrower's tasks fail           *)
+    (* reports, and says so; its answer is also the request to be told     *)
+    (* when the borrower lets go (it stands for the WaitForRefRemoved that *)
+    (* OwnerLearn would send).  Once it has freed x it refuses: the        *)
+    (* borrower's tasks fail                                               *)
     (* (ObjectLostError).  Here the refusal never happens (MemorySafety: a *)
     (* waiting task uses x); with crashes (Ownership.tla) it does, when    *)
     (* the lender died and x went out of scope meanwhile.                  *)
@@ -537,16 +539,18 @@ OwnerHandleAddBorrower(o, m) ==
     /\ IF freed
        THEN /\ msgs' = Put(Take(msgs, m), {BorrowerAddedMsg(m.borrower, FALSE)})
             /\ UNCHANGED borrowers
-       ELSE OwnerLearn({m.borrower}, {},
-                       Put(Take(msgs, m), {BorrowerAddedMsg(m.borrower, TRUE)}))
+       ELSE /\ borrowers' = [borrowers EXCEPT ![m.borrower] = @ + 1]
+            /\ msgs' = Put(Take(msgs, m), {BorrowerAddedMsg(m.borrower, TRUE)})
     /\ lastAction' = Act("OwnerHandleAddBorrower", [o |-> o, m |-> m])
     /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
                    removeWaits, tasksLeft, freed, passedOn>>
 
 BorrowerHandleBorrowerAdded(b, m) ==
     (***********************************************************************)
-    (* The owner counts b: the tasks that waited for it run.  (A refusal   *)
-    (* fails them instead; it cannot happen here, see                      *)
+    (* The owner counts b: the tasks that waited for it run, and b         *)
+    (* registers the owner's request, as BorrowerHandleWaitForRefRemoved   *)
+    (* does while b holds x (it does: its tasks waited).  (A refusal fails *)
+    (* the tasks instead; it cannot happen here, see                       *)
     (* OwnerHandleAddBorrower.)                                            *)
     (***********************************************************************)
     \* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_borrower_added
@@ -556,10 +560,11 @@ BorrowerHandleBorrowerAdded(b, m) ==
     /\ m.ok
     /\ running' = [running EXCEPT ![b] = [p \in Procs |-> @[p] + waiting[b][p]]]
     /\ waiting' = [waiting EXCEPT ![b] = [p \in Procs |-> 0]]
+    /\ removeWaits' = [removeWaits EXCEPT ![b] = @ + 1]
     /\ msgs' = Take(msgs, m)
     /\ lastAction' = Act("BorrowerHandleBorrowerAdded", [b |-> b, m |-> m])
     /\ UNCHANGED <<local, submitted, contained, borrowers, subBorrowers,
-                   removeWaits, tasksLeft, freed, passedOn>>
+                   tasksLeft, freed, passedOn>>
 
 OwnerFree(o) ==
     (***********************************************************************)
@@ -685,13 +690,14 @@ SubBorrowerKnown ==
 
 (***************************************************************************)
 (* Every request the owner counts at a borrower is in one place: in        *)
-(* flight, registered at the borrower, or answered by a RefRemoved in      *)
-(* flight.                                                                 *)
+(* flight (a WaitForRefRemoved, or a BorrowerAdded that says yes),         *)
+(* registered at the borrower, or answered by a RefRemoved in flight.      *)
 (***************************************************************************)
 WaitAccounting ==
     \A b \in Borrowers :
         borrowers[b] =
             Copies({m \in DOMAIN msgs : m.type = "WaitForRefRemoved" /\ m.borrower = b})
+            + Copies({m \in DOMAIN msgs : m.type = "BorrowerAdded" /\ m.ok /\ m.borrower = b})
             + removeWaits[b]
             + Copies({m \in DOMAIN msgs : m.type = "RefRemoved" /\ m.borrower = b})
 

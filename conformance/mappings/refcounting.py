@@ -551,10 +551,11 @@ class RefCountingMapping(Mapping):
                 out.append((self._reply_record(msg, env.dst, env.src, strict=True), [mid]))
             elif isinstance(msg, WaitForRefRemoved) and msg.object_id == self.x_id:
                 out.append((TLARecord(type="WaitForRefRemoved", owner=self.owner, borrower=self._proc_of(env.dst)), [mid]))
-            elif isinstance(msg, AddBorrower) and msg.object_id == self.x_id:
+            elif isinstance(msg, AddBorrower) and self.x_id in msg.object_ids:
                 out.append((TLARecord(type="AddBorrower", owner=self.owner, borrower=self._proc_of(msg.borrower)), [mid]))
-            elif isinstance(msg, BorrowerAdded) and msg.object_id == self.x_id:
-                out.append((TLARecord(type="BorrowerAdded", owner=self.owner, borrower=self._proc_of(env.dst), ok=msg.ok), [mid]))
+            elif isinstance(msg, BorrowerAdded) and self.x_id in msg.object_ids:
+                ok = self.x_id not in msg.refused
+                out.append((TLARecord(type="BorrowerAdded", owner=self.owner, borrower=self._proc_of(env.dst), ok=ok), [mid]))
             elif isinstance(msg, RefRemoved) and msg.object_id == self.x_id:
                 if not msg.answer:
                     handovers[msg.borrower].append((mid, msg))
@@ -807,11 +808,11 @@ class RefCountingMapping(Mapping):
                         borrowers=self._subs(msg.borrowers),
                     )
                     add(s.clock, s.process, "OwnerHandleRefRemoved", o=p, m=m)
-                elif isinstance(msg, AddBorrower) and msg.object_id == self.x_id:
+                elif isinstance(msg, AddBorrower) and self.x_id in msg.object_ids:
                     m = TLARecord(type="AddBorrower", owner=self.owner, borrower=self._proc(msg.borrower))
                     add(s.clock, s.process, "OwnerHandleAddBorrower", o=p, m=m)
-                elif isinstance(msg, BorrowerAdded) and msg.object_id == self.x_id:
-                    m = TLARecord(type="BorrowerAdded", owner=self.owner, borrower=p, ok=msg.ok)
+                elif isinstance(msg, BorrowerAdded) and self.x_id in msg.object_ids:
+                    m = TLARecord(type="BorrowerAdded", owner=self.owner, borrower=p, ok=self.x_id not in msg.refused)
                     add(s.clock, s.process, "BorrowerHandleBorrowerAdded", b=p, m=m)
             elif isinstance(event, TaskDone):
                 for e in s.effects:

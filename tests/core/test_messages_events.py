@@ -27,6 +27,8 @@ def sample(cls: type) -> object:
         "workers": ("w1", "w2"),
         "locations": ("n1",),
         "deps": ("o/1",),
+        "object_ids": ("o/1", "o/2"),
+        "refused": ("o/2",),
     }
     fields = {}
     for a in attrs.fields(cls):

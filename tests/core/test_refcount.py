@@ -188,16 +188,19 @@ def _lent_task(w: WorkerCore, *, caller: str = "c", owner: str = "o", oid: str =
 
 def test_sub_borrower_registers_with_the_owner_before_its_task_runs() -> None:
     from ownership.core.events import Execute
-    from ownership.core.messages import AddBorrower, BorrowerAdded
+    from ownership.core.messages import AddBorrower, BorrowerAdded, Payload
 
     w = WorkerCore("w", "n1")
     task, fx = _lent_task(w)
     assert [(e.dst, e.msg) for e in fx if isinstance(getattr(e, "msg", None), AddBorrower)] == [
-        ("o", AddBorrower(object_id="o/x", owner="o", borrower="w"))
+        ("o", AddBorrower(object_ids=("o/x",), owner="o", borrower="w"))
     ]
     assert not any(isinstance(e, Execute) for e in fx), "ran before the owner counted the worker"
-    fx = w.handle(Received("o", BorrowerAdded(object_id="o/x", owner="o", borrower="w", ok=True)))
+    fx = w.handle(Received("o", BorrowerAdded(object_ids=("o/x",), owner="o", borrower="w")))
     assert [e.task.task_id for e in fx if isinstance(e, Execute)] == [task.task_id]
+    assert w.refs.get_ref("o/x").owner_waiting == 1, "the answer stands for the owner's WaitForRefRemoved"
+    fx = w.handle(TaskDone(task.task_id, value=Payload(data=b"v")))
+    assert RefRemoved(object_id="o/x", borrower="w", owner="o") in [getattr(e, "msg", None) for e in fx]
 
 
 def test_task_from_the_owner_runs_without_registering() -> None:
@@ -209,27 +212,29 @@ def test_task_from_the_owner_runs_without_registering() -> None:
 
 
 def test_owner_counts_a_borrower_that_asks(h) -> None:
-    from ownership.core.messages import AddBorrower, BorrowerAdded
+    from ownership.core.messages import AddBorrower, BorrowerAdded, Payload
 
     o = WorkerCore("o", "n1")
     o.handle(Put("o/x", h.value()))
-    fx = o.handle(Received("w", AddBorrower(object_id="o/x", owner="o", borrower="w")))
+    fx = o.handle(Received("w", AddBorrower(object_ids=("o/x",), owner="o", borrower="w")))
     assert o.refs.get_ref("o/x").borrowers == {"w": 1}
-    assert sorted((e.dst, type(e.msg).__name__) for e in fx) == [("w", "BorrowerAdded"), ("w", "WaitForRefRemoved")]
-    assert BorrowerAdded(object_id="o/x", owner="o", borrower="w", ok=True) in [e.msg for e in fx]
+    assert [(e.dst, e.msg) for e in fx] == [("w", BorrowerAdded(object_ids=("o/x",), owner="o", borrower="w"))]
     o.handle(RemoveLocalRef("o/x"))
     assert o.refs.get_ref("o/x") is not None, "freed while the registered borrower holds it"
+    # The answer was the owner's request too: the borrower's RefRemoved releases it.
+    o.handle(Received("w", RefRemoved(object_id="o/x", borrower="w", owner="o")))
+    assert o.refs.get_ref("o/x") is None
 
 
 def test_add_borrower_of_freed_object_fails_the_task_with_object_lost(h) -> None:
-    from ownership.core.messages import AddBorrower, BorrowerAdded
+    from ownership.core.messages import AddBorrower, BorrowerAdded, Payload
 
     o = WorkerCore("o", "n1")
     o.handle(Put("o/x", h.value()))
     o.handle(RemoveLocalRef("o/x"))
     assert o.refs.get_ref("o/x") is None
-    fx = o.handle(Received("w", AddBorrower(object_id="o/x", owner="o", borrower="w")))
-    assert [(e.dst, e.msg) for e in fx] == [("w", BorrowerAdded(object_id="o/x", owner="o", borrower="w", ok=False))]
+    fx = o.handle(Received("w", AddBorrower(object_ids=("o/x",), owner="o", borrower="w")))
+    assert [(e.dst, e.msg) for e in fx] == [("w", BorrowerAdded(object_ids=("o/x",), owner="o", borrower="w", refused=("o/x",)))]
 
     w = WorkerCore("w", "n1")
     task, _fx = _lent_task(w)

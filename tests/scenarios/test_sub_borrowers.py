@@ -130,7 +130,7 @@ async def test_sub_borrower_task_waits_until_the_owner_counts_it() -> None:
         lent = lend.remote(ownership.shared(x), keeper)
 
         def registration(env: Envelope) -> bool:
-            return isinstance(env.msg, AddBorrower) and env.msg.object_id == x_id
+            return isinstance(env.msg, AddBorrower) and x_id in env.msg.object_ids
 
         def lenders_reply(env: Envelope) -> bool:
             return isinstance(env.msg, TaskReply) and env.msg.return_id == lent.object_id

@@ -606,27 +606,30 @@ class RefRemoved:
 
 @message
 class AddBorrower:
-    """Borrower -> owner: count me as a borrower of ``object_id``.
+    """Borrower -> owner: count me as a borrower of each of ``object_ids``.
 
-    Sent by a worker that got the ref in a task's arguments from a caller
-    that is not its owner (a borrower of a borrower), before the task runs,
-    so that the owner's count does not depend on the lender reporting it.
+    Sent by a worker that got the refs in a task's arguments from a caller
+    that is not their owner (a borrower of a borrower), before the task
+    runs, so that the owner's count does not depend on the lender reporting
+    it. One message per task and owner: a task can carry thousands of refs.
     """
 
-    object_id: str
+    object_ids: tuple[str, ...]
     owner: Address  # the addressee
     borrower: Address
 
 
 @message
 class BorrowerAdded:
-    """Owner -> borrower: counted (``ok``, a WaitForRefRemoved goes with it),
-    or not, because the object was freed already."""
+    """Owner -> borrower: counted for ``object_ids``, except ``refused``, the
+    objects freed already (the spec's ``ok`` is FALSE for those). For each
+    object counted it is also a WaitForRefRemoved: the borrower answers with
+    RefRemoved once it no longer holds it."""
 
-    object_id: str
+    object_ids: tuple[str, ...]
     owner: Address
     borrower: Address  # the addressee
-    ok: bool = True
+    refused: tuple[str, ...] = ()
 
 
 @message

@@ -329,7 +329,7 @@ class ReferenceCounter:
         AddBorrower per object is out at a time; later tasks join it. See
         :meth:`registrations` for what the task waits for.
         """
-        fx: list[Effect] = []
+        asks: dict[str, list[str]] = {}
         for info in refs:
             ref = self._borrowed_entry(info)
             ref.task_args += 1
@@ -343,9 +343,9 @@ class ReferenceCounter:
             ):
                 continue
             if not ref.registering:
-                fx.append(Send(ref.owner, AddBorrower(object_id=ref.object_id, owner=ref.owner, borrower=self.address)))
+                asks.setdefault(ref.owner, []).append(ref.object_id)
             ref.registering.append(task_id)
-        return fx
+        return [Send(owner, AddBorrower(object_ids=tuple(ids), owner=owner, borrower=self.address)) for owner, ids in asks.items()]
 
     def registrations(self, refs: list[RefInfo], task_id: str) -> set[str]:
         """The objects among ``refs`` whose owner has yet to count us for ``task_id``."""
@@ -367,27 +367,30 @@ class ReferenceCounter:
                 /\ IF freed
                    THEN /\ msgs' = Put(Take(msgs, m), {BorrowerAddedMsg(m.borrower, FALSE)})
                         /\ UNCHANGED borrowers
-                   ELSE OwnerLearn({m.borrower}, {},
-                                   Put(Take(msgs, m), {BorrowerAddedMsg(m.borrower, TRUE)}))
+                   ELSE /\ borrowers' = [borrowers EXCEPT ![m.borrower] = @ + 1]
+                        /\ msgs' = Put(Take(msgs, m), {BorrowerAddedMsg(m.borrower, TRUE)})
                 /\ lastAction' = Act("OwnerHandleAddBorrower", [o |-> o, m |-> m])
                 /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
                                removeWaits, tasksLeft, freed, passedOn>>
 
         Implementation:
 
-        A borrower of a borrower asks to be counted. While the object is
-        not freed the owner counts it as a reported borrower (one more
-        WaitForRefRemoved) and says so; a freed (or forgotten) object is
+        A borrower of a borrower asks to be counted. While an object is
+        not freed the owner counts it as a reported borrower, one more
+        request outstanding, and says so: the answer is that request (it
+        stands for the WaitForRefRemoved a reported borrower gets, one
+        message per object fewer). A freed (or forgotten) object is
         refused, and the borrower's task fails with ObjectLostError.
         """
-        ref = self.table.get(msg.object_id)
-        ok = ref is not None and ref.owned and ref.status != FREED and msg.borrower not in self.worker.dead_workers
-        fx: list[Effect] = []
-        if ok:
-            assert ref is not None
-            fx += self._add_borrowers(ref, [Borrower(address=msg.borrower)])
-        fx.append(Send(msg.borrower, BorrowerAdded(object_id=msg.object_id, owner=self.address, borrower=msg.borrower, ok=ok)))
-        return fx
+        refused: list[str] = []
+        b = msg.borrower
+        for object_id in msg.object_ids:
+            ref = self.table.get(object_id)
+            if ref is None or not ref.owned or ref.status == FREED or b in self.worker.dead_workers or b == self.address:
+                refused.append(object_id)
+            else:
+                ref.borrowers[b] = ref.borrowers.get(b, 0) + 1
+        return [Send(b, BorrowerAdded(object_ids=msg.object_ids, owner=self.address, borrower=b, refused=tuple(refused)))]
 
     def handle_borrower_added(self, msg: BorrowerAdded) -> list[Effect]:
         r"""Spec: RefCounting!BorrowerHandleBorrowerAdded
@@ -400,24 +403,31 @@ class ReferenceCounter:
                 /\ m.ok
                 /\ running' = [running EXCEPT ![b] = [p \in Procs |-> @[p] + waiting[b][p]]]
                 /\ waiting' = [waiting EXCEPT ![b] = [p \in Procs |-> 0]]
+                /\ removeWaits' = [removeWaits EXCEPT ![b] = @ + 1]
                 /\ msgs' = Take(msgs, m)
                 /\ lastAction' = Act("BorrowerHandleBorrowerAdded", [b |-> b, m |-> m])
                 /\ UNCHANGED <<local, submitted, contained, borrowers, subBorrowers,
-                               removeWaits, tasksLeft, freed, passedOn>>
+                               tasksLeft, freed, passedOn>>
 
         Implementation:
 
         The owner answered our AddBorrower: the tasks that waited for it may
         run (once their other arguments are here), or fail if it refused.
+        Each object it counted is also its request to hear when we let go,
+        registered (or answered at once) as a WaitForRefRemoved is.
         """
-        ref = self.table.get(msg.object_id)
-        if ref is None or ref.owned or ref.owner != msg.owner or not ref.registering:
-            return []
-        tasks, ref.registering = ref.registering, []
-        error = None if msg.ok else _err("object_lost", f"object {msg.object_id} was freed by its owner {msg.owner}")
         fx: list[Effect] = []
-        for task_id in tasks:
-            fx += self.worker.executor.registered(task_id, msg.object_id, error)
+        refused = set(msg.refused)
+        for object_id in msg.object_ids:
+            if object_id not in refused:
+                fx += self.handle_wait_for_ref_removed(WaitForRefRemoved(object_id=object_id, owner=msg.owner, borrower=self.address))
+            ref = self.table.get(object_id)
+            if ref is None or ref.owned or ref.owner != msg.owner or not ref.registering:
+                continue
+            tasks, ref.registering = ref.registering, []
+            error = _err("object_lost", f"object {object_id} was freed by its owner {msg.owner}") if object_id in refused else None
+            for task_id in tasks:
+                fx += self.worker.executor.registered(task_id, object_id, error)
         return fx
 
     def report_task_borrows(self, refs: list[RefInfo], caller: str) -> tuple[list[BorrowInfo], list[Effect]]:
