@@ -1,0 +1,74 @@
+----------------------------- MODULE MCOwnership -----------------------------
+(***************************************************************************)
+(* Models of Ownership: model values, the programs that run, the view.    *)
+(***************************************************************************)
+EXTENDS Ownership, TLC
+
+CONSTANTS X, Y, Z, n0, n1, n2, n3, w1, w2, w3, w4, d
+
+S(o) == [op |-> "submit", obj |-> o]
+P(o) == [op |-> "put", obj |-> o]
+G(o) == [op |-> "get", obj |-> o]
+R(o) == [op |-> "release", obj |-> o]
+
+(***************************************************************************)
+(* Small (conformance): y = g(x), with x a task                            *)
+(*                                                                         *)
+(*   driver:  x = f.remote(); y = g.remote(x); del x; get(y); del y        *)
+(*                                                                         *)
+(* The driver's node n0 runs no task (no CPU); n1 and n2 have one CPU    *)
+(* each, and workers w1 and w2; each may start one more (w3, w4) when it *)
+(* needs one (its workers wait for arguments, lending their CPU).  One crash, of n1 or n2.  A loss of the node holding x's only     *)
+(* copy can come while y is leased on the other and fetching it.          *)
+(***************************************************************************)
+SmallObjects == {X, Y}
+SmallParent == [o \in SmallObjects |-> Root]
+SmallKind == [o \in SmallObjects |-> "task"]
+SmallArgs == [o \in SmallObjects |-> IF o = Y THEN {X} ELSE {}]
+SmallRetries == [o \in SmallObjects |-> 1]
+SmallBody == [t \in SmallObjects \cup {Root} |->
+    IF t = Root THEN <<S(X), S(Y), R(X), G(Y), R(Y)>> ELSE <<>>]
+
+(***************************************************************************)
+(* Put: y = g(x), with x a put: its value must stay while y's lineage may *)
+(* need it, since nothing can make it again.                              *)
+(*                                                                         *)
+(*   driver:  x = put(v); y = g.remote(x); del x; get(y); del y           *)
+(***************************************************************************)
+PutKind == [o \in SmallObjects |-> IF o = X THEN "put" ELSE "task"]
+PutRetries == [o \in SmallObjects |-> IF o = X THEN 0 ELSE 1]
+PutBody == [t \in SmallObjects \cup {Root} |->
+    IF t = Root THEN <<P(X), S(Y), R(X), G(Y), R(Y)>> ELSE <<>>]
+
+SmallWorkers == {w1, w2, w3, w4}
+SmallInitialWorkers == {w1, w2}
+SmallWorkerNode == (w1 :> n1) @@ (w2 :> n2) @@ (w3 :> n1) @@ (w4 :> n2)
+SmallNodes == {n0, n1, n2}
+SmallNodeOrder == <<n0, n1, n2>>
+SmallWorkerOrder == <<w1, w2, w3, w4>>
+SmallCapacity == (n0 :> 0) @@ (n1 :> 1) @@ (n2 :> 1)
+
+(***************************************************************************)
+(* Where Small crashes (its ACTION_CONSTRAINT): a node, while the driver  *)
+(* waits at its get.  y's task may then be requested or pushed there, or  *)
+(* fetching x from there, or y done with its copy there; with crashes     *)
+(* anywhere the graph is ten times as large, most of it orders of          *)
+(* notifications after a crash that hits nothing.  Medium crashes          *)
+(* workers and nodes anywhere.                                             *)
+(***************************************************************************)
+SmallCrashPoints ==
+    lastAction'.name \in {"WorkerCrash", "NodeCrash"} =>
+        /\ lastAction'.name = "NodeCrash"
+        /\ ent[Y].task = "pushed"
+        /\ ent[X].locs = {lastAction'.params.n}
+        /\ NodeOf(ent[Y].loc.w) # lastAction'.params.n
+
+\* Put and Medium crash a node, or a worker, while the driver waits at its
+\* get: whatever of y (or of x) is then in flight or stored is hit.
+CrashAtGet ==
+    lastAction'.name \in {"WorkerCrash", "NodeCrash"} => GetTarget(ex[Driver]) # NoObj
+
+\* Every variable but the auxiliary lastAction.
+MCView == <<nodeUp, wst, inc, crashes, members, announced, pool, starting, leases,
+            nknown, copies, ent, ex, known, got, msgs, why>>
+=============================================================================
