@@ -26,6 +26,7 @@ SmallParent == [o \in SmallObjects |-> Root]
 SmallKind == [o \in SmallObjects |-> "task"]
 SmallArgs == [o \in SmallObjects |-> IF o = Y THEN {X} ELSE {}]
 SmallRetries == [o \in SmallObjects |-> 1]
+NoShared == [o \in SmallObjects |-> {}]
 SmallBody == [t \in SmallObjects \cup {Root} |->
     IF t = Root THEN <<S(X), S(Y), R(X), G(Y), R(Y)>> ELSE <<>>]
 
@@ -39,6 +40,62 @@ PutKind == [o \in SmallObjects |-> IF o = X THEN "put" ELSE "task"]
 PutRetries == [o \in SmallObjects |-> IF o = X THEN 0 ELSE 1]
 PutBody == [t \in SmallObjects \cup {Root} |->
     IF t = Root THEN <<P(X), S(Y), R(X), G(Y), R(Y)>> ELSE <<>>]
+
+(***************************************************************************)
+(* Borrow: a task borrows x and keeps it beyond its end (actor state),     *)
+(* letting go some time later.                                             *)
+(*                                                                         *)
+(*   driver:  x = f.remote(); y = g.remote(shared(x)); del x; get(y); del y *)
+(*   g:       get(x); keep x                                              *)
+(*                                                                         *)
+(* SubBorrow: the borrower passes x on to a task of its own, which keeps  *)
+(* it: a borrower of a borrower, whose lender may die.                     *)
+(*                                                                         *)
+(*   driver:  x = f.remote(); y = g.remote(shared(x)); del x; get(y); del y *)
+(*   g:       z = h.remote(shared(x)); get(z)                             *)
+(*   h:       keep x                                                      *)
+(*                                                                         *)
+(* Nested: the owner of an object dies (a task that submitted a task).    *)
+(*                                                                         *)
+(*   driver:  y = g.remote(); get(y); del y                               *)
+(*   g:       z = h.remote(); get(z)                                      *)
+(***************************************************************************)
+BorrowObjects == {X, Y}
+BorrowParent == [o \in BorrowObjects |-> Root]
+BorrowKind == [o \in BorrowObjects |-> "task"]
+BorrowArgs == [o \in BorrowObjects |-> {}]
+BorrowShared == [o \in BorrowObjects |-> IF o = Y THEN {X} ELSE {}]
+BorrowRetries == [o \in BorrowObjects |-> 1]
+BorrowBody == [t \in BorrowObjects \cup {Root} |->
+    CASE t = Root -> <<S(X), S(Y), R(X), G(Y), R(Y)>>
+      [] t = Y -> <<G(X)>>
+      [] OTHER -> <<>>]
+
+SubObjects == {X, Y, Z}
+SubParent == [o \in SubObjects |-> IF o = Z THEN Y ELSE Root]
+SubKind == [o \in SubObjects |-> "task"]
+SubArgs == [o \in SubObjects |-> {}]
+SubShared == [o \in SubObjects |-> IF o \in {Y, Z} THEN {X} ELSE {}]
+SubKeeps == [o \in SubObjects |-> IF o = Z THEN {X} ELSE {}]
+SubRetries == [o \in SubObjects |-> 1]
+SubBody == [t \in SubObjects \cup {Root} |->
+    CASE t = Root -> <<S(X), S(Y), R(X), G(Y), R(Y)>>
+      [] t = Y -> <<S(Z), G(Z)>>
+      [] OTHER -> <<>>]
+NoKeeps3 == [o \in SubObjects |-> {}]
+
+NestedObjects == {Y, Z}
+NestedParent == [o \in NestedObjects |-> IF o = Z THEN Y ELSE Root]
+NestedKind == [o \in NestedObjects |-> "task"]
+NestedNone == [o \in NestedObjects |-> {}]
+NestedRetries == [o \in NestedObjects |-> 1]
+NestedBody == [t \in NestedObjects \cup {Root} |->
+    CASE t = Root -> <<S(Y), G(Y), R(Y)>>
+      [] t = Y -> <<S(Z), G(Z)>>
+      [] OTHER -> <<>>]
+
+\* The borrowing and nesting models crash a worker (or a node) while the
+\* driver waits at its get, and at most once.
 
 SmallWorkers == {w1, w2, w3, w4}
 SmallInitialWorkers == {w1, w2}
@@ -70,5 +127,5 @@ CrashAtGet ==
 
 \* Every variable but the auxiliary lastAction.
 MCView == <<nodeUp, wst, inc, crashes, members, announced, pool, starting, leases,
-            nknown, copies, ent, ex, known, got, msgs, why>>
+            nknown, copies, ent, ex, known, brw, got, msgs, why, made>>
 =============================================================================

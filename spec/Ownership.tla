@@ -85,8 +85,16 @@ CONSTANTS
     Args,
     \* @type: OBJ -> Int;
     Retries,
-    \* Each body, in program order: submit or put a child, get or release
-    \* a reference it holds.
+    \* References passed to a task as themselves (shared(y)), not as their
+    \* values: the executing worker borrows them.  A task may pass on what
+    \* it borrowed, and may keep (Keeps) a borrowed reference beyond its end
+    \* (actor state, a global), released some time later.
+    \* @type: OBJ -> Set(OBJ);
+    SharedArgs,
+    \* @type: OBJ -> Set(OBJ);
+    Keeps,
+    \* Each body, in program order: submit or put a child, get a reference
+    \* it holds (its own child, or one it borrowed), release its child.
     \* @type: OBJ -> Seq({op: Str, obj: OBJ});
     Body,
     \* @type: Int;
@@ -122,10 +130,18 @@ ASSUME
     \* a put has neither arguments nor retries (nothing can make it again).
     /\ \A x \in Objects : \A y \in Args[x] : Parent[y] = Parent[x]
     /\ \A x \in Objects : Kind[x] = "put" => Args[x] = {} /\ Retries[x] = 0
+    \* A shared reference is one the submitting body holds: its own child,
+    \* or one it borrowed itself.
+    /\ SharedArgs \in [Objects -> SUBSET Objects]
+    /\ \A x \in Objects : SharedArgs[x] \subseteq Children(Parent[x]) \cup
+                                           (IF Parent[x] = Root THEN {} ELSE SharedArgs[Parent[x]])
+    /\ \A x \in Objects : SharedArgs[x] \cap Args[x] = {} /\ x \notin SharedArgs[x]
+    /\ Keeps \in [Objects -> SUBSET Objects] /\ \A x \in Objects : Keeps[x] \subseteq SharedArgs[x]
     /\ \A t \in Tasks :
         /\ \A i \in 1..Len(Body[t]) :
               /\ Body[t][i].op \in {"submit", "put", "get", "release"}
-              /\ Body[t][i].obj \in Children(t)
+              /\ Body[t][i].obj \in Children(t) \cup (IF t = Root THEN {} ELSE SharedArgs[t])
+              /\ Body[t][i].op \in {"submit", "put", "release"} => Body[t][i].obj \in Children(t)
               /\ Body[t][i].op = "submit" => Kind[Body[t][i].obj] = "task"
               /\ Body[t][i].op = "put" => Kind[Body[t][i].obj] = "put"
 
@@ -138,15 +154,20 @@ ASSUME
 \* @typeAlias: loc = {n: NODE, w: <<ADDR, Int>>};
 \* @typeAlias: entry = {owner: <<ADDR, Int>>, task: Str, req: Int, loc: $loc,
 \*     att: Int, budget: Int, obj: Str, locs: Set(NODE), err: Str, local: Int,
-\*     submitted: Int, lineage: Int, waiters: Set(<<ADDR, Int>>)};
+\*     submitted: Int, lineage: Int, waiters: Set(<<ADDR, Int>>),
+\*     borrowers: Set(<<ADDR, Int>>)};
+\* @typeAlias: borrow = {owner: <<ADDR, Int>>, local: Int, run: Int, sub: Int,
+\*     reg: Str, waits: Int, failed: Bool};
+\* @typeAlias: ref = {y: OBJ, o: <<ADDR, Int>>, held: Bool};
 \* @typeAlias: exec = {x: OBJ, o: <<ADDR, Int>>, att: Int, phase: Str,
-\*     arg: OBJ -> Str, at: OBJ -> NODE, val: Set(OBJ), lent: Bool, pc: Int};
+\*     arg: OBJ -> Str, at: OBJ -> NODE, val: Set(OBJ), lent: Bool, pc: Int,
+\*     refs: Set(OBJ), regs: Set(OBJ)};
 \* @typeAlias: lease = {w: <<ADDR, Int>>, o: <<ADDR, Int>>, x: OBJ, lent: Bool};
 \* @typeAlias: copy = {x: OBJ, o: <<ADDR, Int>>, n: NODE, val: Set(OBJ)};
 \* @typeAlias: deaths = {n: Set(NODE), p: Set(<<ADDR, Int>>)};
 \* @typeAlias: msg = {type: Str, x: OBJ, o: <<ADDR, Int>>, w: <<ADDR, Int>>,
 \*     n: NODE, r: NODE, att: Int, locs: Set(NODE), val: Set(OBJ), err: Str,
-\*     have: Bool, dst: <<ADDR, Int>>, dstNode: NODE};
+\*     have: Bool, dst: <<ADDR, Int>>, dstNode: NODE, refs: Set($ref)};
 \* @typeAlias: action = {name: Str, params: {a: ADDR, x: OBJ, n: NODE, m: $msg}};
 OwnershipAliases == TRUE
 
@@ -195,15 +216,25 @@ VARIABLES
     \* The deaths the latest process at each address has heard of.
     \* @type: ADDR -> $deaths;
     known,
+    \* The references the latest process at each address borrows: from
+    \* whom, its own counts (kept refs, running tasks that hold it, tasks it
+    \* submitted with it), whether its owner knows it borrows (registered
+    \* by the reply of its caller, or directly: reg), and the owner's
+    \* WaitForRefRemoved requests it has to answer.
+    \* @type: ADDR -> (OBJ -> $borrow);
+    brw,
     \* What the bodies' gets returned: a value, or an error.
     \* @type: Set({x: OBJ, res: Str, val: Set(OBJ)});
     got,
     \* Network: messages in flight.
     \* @type: Set($msg);
     msgs,
-    \* History, for TransparentRecovery only: why each failed object failed.
+    \* History, for TransparentRecovery and the refinement of Futures only:
+    \* why each failed object failed, and the objects that had a value.
     \* @type: OBJ -> Str;
     why,
+    \* @type: Set(OBJ);
+    made,
     \* Auxiliary: the last action and its parameters, for trace replay.
     \* Excluded from the model's VIEW and from every invariant.
     \* @type: $action;
@@ -213,7 +244,7 @@ envVars == <<nodeUp, wst, inc, crashes>>
 headVars == <<members, announced>>
 nodeVars == <<pool, starting, leases, nknown, copies>>
 vars == <<nodeUp, wst, inc, crashes, members, announced, pool, starting, leases,
-          nknown, copies, ent, ex, known, got, msgs, why, lastAction>>
+          nknown, copies, ent, ex, known, brw, got, msgs, why, made, lastAction>>
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -228,28 +259,44 @@ Errors == {"", "WorkerCrashed", "ObjectLost", "OwnerDied"}
 NoLoc == [n |-> NoNode, w |-> NoProc]
 NoEntry == [owner |-> NoProc, task |-> "none", req |-> 0, loc |-> NoLoc, att |-> 0,
             budget |-> 0, obj |-> "none", locs |-> {}, err |-> "", local |-> 0,
-            submitted |-> 0, lineage |-> 0, waiters |-> {}]
+            submitted |-> 0, lineage |-> 0, waiters |-> {}, borrowers |-> {}]
 IdleExec == [x |-> NoObj, o |-> NoProc, att |-> 0, phase |-> "idle",
              arg |-> [y \in Objects |-> "none"], at |-> [y \in Objects |-> NoNode],
-             val |-> {}, lent |-> FALSE, pc |-> 1]
+             val |-> {}, lent |-> FALSE, pc |-> 1, refs |-> {}, regs |-> {}]
+NoBorrow == [owner |-> NoProc, local |-> 0, run |-> 0, sub |-> 0, reg |-> "none", waits |-> 0, failed |-> FALSE]
 NoDeaths == [n |-> {}, p |-> {}]
 
-Msg(type, x, o, w, n, r, att, locs, val, err, have, dst, dstNode) ==
+MsgR(type, x, o, w, n, r, att, locs, val, err, have, dst, dstNode, refs) ==
     [type |-> type, x |-> x, o |-> o, w |-> w, n |-> n, r |-> r, att |-> att,
      locs |-> locs, val |-> val, err |-> err, have |-> have, dst |-> dst,
-     dstNode |-> dstNode]
-\* Owner -> scheduler of n; att is the request's number.
+     dstNode |-> dstNode, refs |-> refs]
+Msg(type, x, o, w, n, r, att, locs, val, err, have, dst, dstNode) ==
+    MsgR(type, x, o, w, n, r, att, locs, val, err, have, dst, dstNode, {})
+\* Owner -> scheduler of n; att is the request's number; have: it was
+\* redirected to n (spillback).
 RequestLeaseMsg(o, x, q, n) == Msg("RequestLease", x, o, NoProc, n, NoNode, q, {}, {}, "", FALSE, NoProc, n)
+SpilledRequestMsg(o, x, q, n) == Msg("RequestLease", x, o, NoProc, n, NoNode, q, {}, {}, "", TRUE, NoProc, n)
 LeaseGrantedMsg(o, x, q, n, w) == Msg("LeaseGranted", x, o, w, n, NoNode, q, {}, {}, "", FALSE, o, NoNode)
 SpillbackMsg(o, x, q, n, r) == Msg("Spillback", x, o, NoProc, n, r, q, {}, {}, "", FALSE, o, NoNode)
-PushTaskMsg(o, x, k, w) == Msg("PushTask", x, o, w, NodeOf(w), NoNode, k, {}, {}, "", FALSE, w, NoNode)
+\* refs: the shared references, with their owners.
+PushTaskMsg(o, x, k, w, refs) == MsgR("PushTask", x, o, w, NodeOf(w), NoNode, k, {}, {}, "", FALSE, w, NoNode, refs)
 \* Worker w -> owner o: where is x?  locs: nodes w found without a copy.
 GetObjectMsg(x, o, w, bad) == Msg("GetObject", x, o, w, NoNode, NoNode, 0, bad, {}, "", FALSE, o, NoNode)
 ObjectValueMsg(x, o, w, locs, err) == Msg("ObjectValue", x, o, w, NoNode, NoNode, 0, locs, {}, err, FALSE, w, NoNode)
 \* Owner -> worker: x is being made (its task runs, or it is being rebuilt).
 ObjectPendingMsg(x, o, w) == Msg("ObjectPending", x, o, w, NoNode, NoNode, 0, {}, {}, "", FALSE, w, NoNode)
 \* The reply to the owner: x is stored at n (or failed with err).
-TaskReplyMsg(x, o, w, n, k, err) == Msg("TaskReply", x, o, w, n, NoNode, k, {}, {}, err, FALSE, o, NoNode)
+\* refs: the shared references the caller owns, and whether the worker still
+\* borrows each (held).
+TaskReplyMsg(x, o, w, n, k, err, refs) == MsgR("TaskReply", x, o, w, n, NoNode, k, {}, {}, err, FALSE, o, NoNode, refs)
+\* Borrowing: the owner o waits for borrower b to let go of y; b answers;
+\* a borrower that got y from a process other than its owner registers
+\* with the owner before it uses y, and the owner acknowledges (have: y
+\* still exists).
+WaitForRefRemovedMsg(y, o, b) == Msg("WaitForRefRemoved", y, o, b, NoNode, NoNode, 0, {}, {}, "", FALSE, b, NoNode)
+RefRemovedMsg(y, o, b) == Msg("RefRemoved", y, o, b, NoNode, NoNode, 0, {}, {}, "", FALSE, o, NoNode)
+AddBorrowerMsg(y, o, b) == Msg("AddBorrower", y, o, b, NoNode, NoNode, 0, {}, {}, "", FALSE, o, NoNode)
+BorrowerAddedMsg(y, o, b, ok) == Msg("BorrowerAdded", y, o, b, NoNode, NoNode, 0, {}, {}, "", ok, b, NoNode)
 ReturnLeaseMsg(w) == Msg("ReturnLease", NoObj, NoProc, w, NodeOf(w), NoNode, 0, {}, {}, "", FALSE, NoProc, NodeOf(w))
 FreeObjectMsg(x, n) == Msg("FreeObject", x, NoProc, NoProc, n, NoNode, 0, {}, {}, "", FALSE, NoProc, n)
 WorkerBlockedMsg(w) == Msg("WorkerBlocked", NoObj, NoProc, w, NodeOf(w), NoNode, 0, {}, {}, "", FALSE, NoProc, NodeOf(w))
@@ -292,7 +339,19 @@ StepObj(a) == Body[ex[a].x][ex[a].pc].obj
 
 \* Counts.  An object is in scope while its owner's process refers to it:
 \* a local ref of its body, or a pending task of the owner that takes it.
-InScope(e) == e.local > 0 \/ e.submitted > 0
+InScope(e) == e.local > 0 \/ e.submitted > 0 \/ e.borrowers # {}
+\* A borrower uses a borrowed reference: kept, held by a running task, or
+\* passed on to a task it submitted.
+InUse(b) == b.local > 0 \/ b.run > 0 \/ b.sub > 0
+\* The owner of y as the process at address a knows it: itself, or the
+\* owner it borrows y from.
+RefOwner(a, y) == IF ent[y].owner = Cur(a) THEN Cur(a) ELSE brw[a][y].owner
+\* Borrowed entries of table B (of the process at a) that nothing uses any
+\* more are answered (RefRemoved, when the owner asked) and forgotten; an
+\* entry whose owner died is dropped without a word.
+Unused(B) == {y \in Objects : B[y].owner # NoProc /\ ~InUse(B[y])}
+Released(B) == [y \in Objects |-> IF y \in Unused(B) THEN NoBorrow ELSE B[y]]
+Answered(a, B) == {RefRemovedMsg(y, B[y].owner, Cur(a)) : y \in {z \in Unused(B) : B[z].waits > 0 /\ ~B[z].failed}}
 Pending(e) == e.task \in {"waiting", "requested", "pushed"}
 Owns(a, x) == ent[x].owner = Cur(a) /\ IsUp(Cur(a))
 
@@ -319,6 +378,10 @@ Subscribers(n) == pool[n] \cup (IF n = HeadNode THEN {DriverProc} ELSE {})
 \* The nodes a lost argument's fetch must not be sent to again.
 Bad(a, extra) == known[a].n \cup extra
 
+\* A worker stops waiting (for its arguments, or in a get): it takes back
+\* the CPU it lent.
+Unblock(a, e) == IF e.lent THEN {WorkerUnblockedMsg(Cur(a))} ELSE {}
+
 -----------------------------------------------------------------------------
 (***************************************************************************)
 (* The owner's table settles (section 4.2 and figure 10).  Inside the     *)
@@ -340,10 +403,17 @@ Bad(a, extra) == known[a].n \cup extra
 (* a task of the owner waits for it, or the owner's body is at a get of  *)
 (* it: reconstruction is lazy, as in Ray.                                 *)
 (***************************************************************************)
-\* What the owner's body waits for at a get, in its next state.
+\* What a body waits for at a get, in execution state e.
 GetTarget(e) ==
     IF e.phase = "run" /\ e.pc <= Len(Body[e.x]) /\ Body[e.x][e.pc].op = "get"
     THEN Body[e.x][e.pc].obj ELSE NoObj
+\* What the gets of bodies wait for at the process at address a: its own
+\* body's (in its next state e), and those of its borrowers (their
+\* GetObject registered them at the owner).
+BorrowerGets(a) ==
+    {GetTarget(ex[b]) : b \in {b \in Addrs : IsUp(Cur(b)) /\ GetTarget(ex[b]) # NoObj
+                                             /\ brw[b][GetTarget(ex[b])].owner = Cur(a)}}
+GetTargets(a, e) == {GetTarget(e)} \cup BorrowerGets(a)
 
 \* The failure of an entry.
 Failed(e, err) == [e EXCEPT !.task = "failed", !.obj = "failed", !.err = err, !.loc = NoLoc, !.waiters = {}]
@@ -353,7 +423,7 @@ Answers(x, e, err) == {ObjectValueMsg(x, e.owner, w, {}, err) : w \in e.waiters}
 NeededIn(E, o, g, x) ==
     \/ E[x].waiters # {}
     \/ \E z \in Objects : E[z].owner = o /\ E[z].task = "waiting" /\ x \in Args[z]
-    \/ x = g
+    \/ x \in g
 
 \* Why an object with no way back failed (for TransparentRecovery).
 NoWayBack(e, x) ==
@@ -373,9 +443,8 @@ RebuildSet(S, ok, no) ==
      m |-> S.m \cup UNION {Answers(x, S.e[x], "ObjectLost") : x \in no},
      w |-> TLCEval([x \in Objects |-> IF x \in no THEN NoWayBack(S.e[x], x) ELSE S.w[x]])]
 
-RebuildFrom(S, rb) ==
-    RebuildSet(S, {x \in rb : Kind[x] = "task" /\ S.e[x].budget > 0},
-                  {x \in rb : ~(Kind[x] = "task" /\ S.e[x].budget > 0)})
+RebuildSplit(S, rb, ok) == RebuildSet(S, ok, rb \ ok)
+RebuildFrom(S, rb) == RebuildSplit(S, rb, {x \in rb : Kind[x] = "task" /\ S.e[x].budget > 0})
 Rebuild(S, mine, g) ==
     RebuildFrom(S, {x \in mine : S.e[x].obj \in {"lost", "freed"} /\ NeededIn(S.e, S.e[x].owner, g, x)})
 
@@ -438,7 +507,7 @@ SettleFrom(S, mine, g, k) ==
 \* this sets ent', msgs' and why'.
 Settle(a, E, M, W, e) ==
     \E S0 \in {[e |-> TLCEval(E), m |-> M, w |-> TLCEval(W)]} :
-        SettleFrom(S0, {x \in Objects : S0.e[x].owner = Cur(a)}, GetTarget(e), MaxPasses)
+        SettleFrom(S0, {x \in Objects : S0.e[x].owner = Cur(a)}, GetTargets(a, e), MaxPasses)
 
 -----------------------------------------------------------------------------
 Init ==
@@ -458,9 +527,11 @@ Init ==
                               THEN [IdleExec EXCEPT !.x = Root, !.phase = "run"]
                               ELSE IdleExec]
     /\ known = [a \in Addrs |-> NoDeaths]
+    /\ brw = [a \in Addrs |-> [y \in Objects |-> NoBorrow]]
     /\ got = {}
     /\ msgs = {}
     /\ why = [x \in Objects |-> ""]
+    /\ made = {}
     /\ lastAction = Step("Init", NoAddr, NoObj, NoNode, NoMsg)
 
 -----------------------------------------------------------------------------
@@ -477,22 +548,29 @@ Init ==
 \* impl: impl/ownership/core/submitter.py::TaskSubmitter.submit
 OwnerSubmit(a, x) ==
     LET e == [ex[a] EXCEPT !.pc = @ + 1]
+        \* A shared reference whose owner is known dead dooms the task at once.
+        doomed == \E y \in SharedArgs[x] : ent[y].owner # Cur(a)
+                                           /\ (brw[a][y].failed \/ brw[a][y].owner \in known[a].p)
+        new == [NoEntry EXCEPT !.owner = Cur(a), !.task = "waiting", !.obj = "pending",
+                               !.budget = Retries[x], !.local = 1]
         E == [y \in Objects |->
                 IF y = x
-                THEN [NoEntry EXCEPT !.owner = Cur(a), !.task = "waiting", !.obj = "pending",
-                                     !.budget = Retries[x], !.local = 1]
-                ELSE IF y \in Args[x]
+                THEN IF doomed THEN Failed(new, "OwnerDied") ELSE new
+                ELSE IF y \in Args[x] \cup SharedArgs[x] /\ ent[y].owner = Cur(a) /\ ~doomed
                 THEN [ent[y] EXCEPT !.submitted = @ + 1,
-                                    !.lineage = @ + (IF Retries[x] > 0 THEN 1 ELSE 0)]
+                                    !.lineage = @ + (IF y \in Args[x] /\ Retries[x] > 0 THEN 1 ELSE 0)]
                 ELSE ent[y]]
-        settle == Settle(a, E, msgs, why, e)
+        settle == Settle(a, E, msgs, IF doomed THEN [why EXCEPT ![x] = "owner"] ELSE why, e)
     IN
     /\ AtStep(a, "submit")
     /\ StepObj(a) = x
     /\ ex' = [ex EXCEPT ![a] = e]
+    /\ brw' = IF doomed THEN brw
+              ELSE [brw EXCEPT ![a] = [y \in Objects |->
+                      IF y \in SharedArgs[x] /\ ent[y].owner # Cur(a) THEN [@[y] EXCEPT !.sub = @ + 1] ELSE @[y]]]
     /\ settle
     /\ lastAction' = Step("OwnerSubmit", a, x, NoNode, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, known, got>>
+    /\ UNCHANGED <<envVars, headVars, nodeVars, known, got, made>>
 
 (***************************************************************************)
 (* ownership.put(value): an owned object with no lineage, pinned at the   *)
@@ -510,8 +588,9 @@ OwnerPut(a, x) ==
     /\ ex' = [ex EXCEPT ![a] = e]
     /\ settle
     /\ copies' = copies \cup {[x |-> x, o |-> Cur(a), n |-> AddrNode(a), val |-> {x}]}
+    /\ made' = made \cup {x}
     /\ lastAction' = Step("OwnerPut", a, x, NoNode, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, pool, starting, leases, nknown, known, got>>
+    /\ UNCHANGED <<envVars, headVars, pool, starting, leases, nknown, known, brw, got>>
 
 (***************************************************************************)
 (* get(x) in the owner's body reads a live copy (the pull from a store is *)
@@ -520,8 +599,8 @@ OwnerPut(a, x) ==
 (***************************************************************************)
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.get
 HolderGet(a, x) ==
-    LET e == [ex[a] EXCEPT !.pc = @ + 1]
-        settle == Settle(a, ent, msgs, why, e)
+    LET e == [ex[a] EXCEPT !.pc = @ + 1, !.lent = FALSE]
+        settle == Settle(a, ent, msgs \cup Unblock(a, ex[a]), why, e)
     IN
     /\ AtStep(a, "get")
     /\ StepObj(a) = x
@@ -534,7 +613,26 @@ HolderGet(a, x) ==
     /\ ex' = [ex EXCEPT ![a] = e]
     /\ settle
     /\ lastAction' = Step("HolderGet", a, x, NoNode, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, known>>
+    /\ UNCHANGED <<envVars, headVars, nodeVars, known, brw, made>>
+
+(***************************************************************************)
+(* A task whose body waits at a get for a value that is not there lends   *)
+(* its CPU to its node (it takes it back when the get returns): the value  *)
+(* may need a task of its own, which on a full node would wait for it.     *)
+(***************************************************************************)
+\* impl: impl/ownership/core/executor.py::TaskExecutor.blocked
+WorkerBlockInGet(a) ==
+    LET y == StepObj(a)
+        o == IF ent[y].owner = Cur(a) THEN Cur(a) ELSE brw[a][y].owner
+    IN
+    /\ a # Driver
+    /\ AtStep(a, "get")
+    /\ ~ex[a].lent
+    /\ ~(ent[y].owner = o /\ ent[y].obj \in {"ready", "failed"})
+    /\ ex' = [ex EXCEPT ![a].lent = TRUE]
+    /\ msgs' = msgs \cup {WorkerBlockedMsg(Cur(a))}
+    /\ lastAction' = Step("WorkerBlockInGet", a, y, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
 
 \* del ref: one local ref fewer.
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.release_ref
@@ -549,7 +647,7 @@ HolderRelease(a, x) ==
     /\ ex' = [ex EXCEPT ![a] = e]
     /\ settle
     /\ lastAction' = Step("HolderRelease", a, x, NoNode, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, known, got>>
+    /\ UNCHANGED <<envVars, headVars, nodeVars, known, brw, got, made>>
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -572,13 +670,15 @@ SchedulerGrantLease(n, m) ==
         /\ leases' = [leases EXCEPT ![n] = @ \cup {[w |-> w, o |-> m.o, x |-> m.x, lent |-> FALSE]}]
         /\ msgs' = (msgs \ {m}) \cup {LeaseGrantedMsg(m.o, m.x, m.att, n, w)}
     /\ lastAction' = Step("SchedulerGrantLease", NoAddr, m.x, n, m)
-    /\ UNCHANGED <<envVars, headVars, pool, starting, nknown, copies, ent, ex, known, got, why>>
+    /\ UNCHANGED <<envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* A node that cannot grant redirects the owner to a member with a free   *)
 (* CPU (spillback); with none, the request waits here.  Its view of the   *)
 (* other nodes may be stale: a member may have died, and its CPUs are     *)
-(* what they were.                                                         *)
+(* what they were.  A request redirected once already is redirected      *)
+(* again only when this node has no free CPU at all: else it waits here   *)
+(* for a worker to start, which keeps two nodes from bouncing it.         *)
 (***************************************************************************)
 \* impl: impl/ownership/core/scheduler.py::LocalScheduler.spillback
 SchedulerSpillback(n, m) ==
@@ -587,10 +687,11 @@ SchedulerSpillback(n, m) ==
     /\ m.dstNode = n
     /\ n \in nodeUp
     /\ ~CanGrant(n)
+    /\ m.have => ~HasFreeCPU(n)
     /\ SpillTargets(n) # {}
     /\ msgs' = (msgs \ {m}) \cup {SpillbackMsg(m.o, m.x, m.att, n, First(NodeOrder, SpillTargets(n)))}
     /\ lastAction' = Step("SchedulerSpillback", NoAddr, m.x, n, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, got, why>>
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* A request waits, a CPU is free, but every worker is busy: the node     *)
@@ -611,8 +712,9 @@ SchedulerStartWorker(n, w) ==
     /\ starting' = [starting EXCEPT ![n] = @ \cup {w}]
     /\ ex' = [ex EXCEPT ![w] = IdleExec]
     /\ known' = [known EXCEPT ![w] = NoDeaths]
+    /\ brw' = [brw EXCEPT ![w] = [y \in Objects |-> NoBorrow]]
     /\ lastAction' = Step("SchedulerStartWorker", w, NoObj, n, NoMsg)
-    /\ UNCHANGED <<nodeUp, crashes, headVars, pool, leases, nknown, copies, ent, got, msgs, why>>
+    /\ UNCHANGED <<nodeUp, crashes, headVars, pool, leases, nknown, copies, ent, got, made, msgs, why>>
 
 (***************************************************************************)
 (* A started worker registers with its node, which hands it the deaths it *)
@@ -629,7 +731,7 @@ WorkerRegister(w) ==
     /\ starting' = [starting EXCEPT ![WorkerNode[w]] = @ \ {w}]
     /\ known' = [known EXCEPT ![w] = nknown[WorkerNode[w]]]
     /\ lastAction' = Step("WorkerRegister", w, NoObj, WorkerNode[w], NoMsg)
-    /\ UNCHANGED <<nodeUp, inc, crashes, headVars, leases, nknown, copies, ent, ex, got, msgs, why>>
+    /\ UNCHANGED <<nodeUp, inc, crashes, headVars, leases, nknown, copies, ent, ex, brw, got, made, msgs, why>>
 
 (***************************************************************************)
 (* The owner follows a redirect: it records the new node as the task's    *)
@@ -650,7 +752,7 @@ OwnerHandleSpillback(a, m) ==
     /\ \/ /\ current
           /\ m.r \notin known[a].n
           /\ ent' = [ent EXCEPT ![x].loc = [n |-> m.r, w |-> NoProc]]
-          /\ msgs' = (msgs \ {m}) \cup {RequestLeaseMsg(m.o, x, m.att, m.r)}
+          /\ msgs' = (msgs \ {m}) \cup {SpilledRequestMsg(m.o, x, m.att, m.r)}
        \/ /\ current
           /\ m.r \in known[a].n
           /\ ent' = [ent EXCEPT ![x].req = @ + 1, ![x].loc = [n |-> AddrNode(a), w |-> NoProc]]
@@ -659,7 +761,7 @@ OwnerHandleSpillback(a, m) ==
           /\ msgs' = msgs \ {m}
           /\ UNCHANGED ent
     /\ lastAction' = Step("OwnerHandleSpillback", a, x, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, got, why>>
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* The owner records the leased worker as the task's location, then       *)
@@ -680,7 +782,8 @@ OwnerHandleGrant(a, m) ==
     /\ \/ /\ current
           /\ ~knownDead
           /\ ent' = [ent EXCEPT ![x].task = "pushed", ![x].att = @ + 1, ![x].loc = [n |-> m.n, w |-> m.w]]
-          /\ msgs' = (msgs \ {m}) \cup {PushTaskMsg(m.o, x, e.att + 1, m.w)}
+          /\ msgs' = (msgs \ {m}) \cup {PushTaskMsg(m.o, x, e.att + 1, m.w,
+                                                     {[y |-> y, o |-> RefOwner(a, y), held |-> FALSE] : y \in SharedArgs[x]})}
        \/ /\ current
           /\ knownDead
           /\ ent' = [ent EXCEPT ![x].req = @ + 1, ![x].loc = [n |-> AddrNode(a), w |-> NoProc]]
@@ -689,7 +792,7 @@ OwnerHandleGrant(a, m) ==
           /\ ent' = ent
           /\ msgs' = (msgs \ {m}) \cup (IF knownDead THEN {} ELSE {ReturnLeaseMsg(m.w)})
     /\ lastAction' = Step("OwnerHandleGrant", a, x, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, got, why>>
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
 
 \* impl: impl/ownership/core/scheduler.py::LocalScheduler.release_lease
 SchedulerReleaseLease(n, m) ==
@@ -700,7 +803,7 @@ SchedulerReleaseLease(n, m) ==
     /\ leases' = [leases EXCEPT ![n] = {l \in @ : l.w # m.w}]
     /\ msgs' = msgs \ {m}
     /\ lastAction' = Step("SchedulerReleaseLease", NoAddr, NoObj, n, m)
-    /\ UNCHANGED <<envVars, headVars, pool, starting, nknown, copies, ent, ex, known, got, why>>
+    /\ UNCHANGED <<envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -714,22 +817,43 @@ SchedulerReleaseLease(n, m) ==
 (***************************************************************************)
 \* impl: impl/ownership/core/executor.py::TaskExecutor.execute
 WorkerReceiveTask(a, m) ==
+    LET doomed == \E r \in m.refs : r.o \in known[a].p
+        ys == {r.y : r \in m.refs}
+        \* references it got from a process other than their owner: it
+        \* registers with their owner before it uses them
+        sub == {r \in m.refs : r.o # m.o}
+        ask == {r \in sub : brw[a][r.y].reg = "none"}
+        regs == {r.y : r \in {r \in sub : brw[a][r.y].reg # "yes"}}
+    IN
     /\ m \in msgs
     /\ m.type = "PushTask"
     /\ m.dst = Cur(a)
     /\ IsUp(Cur(a))
     /\ ex[a].phase = "idle"
-    /\ IF m.o \in known[a].p
-       THEN /\ msgs' = msgs \ {m}
-            /\ UNCHANGED ex
-       ELSE /\ ex' = [ex EXCEPT ![a] = [IdleExec EXCEPT
+    /\ \/ /\ m.o \in known[a].p
+          /\ msgs' = msgs \ {m}
+          /\ UNCHANGED <<ex, brw>>
+       \/ /\ m.o \notin known[a].p
+          /\ doomed
+          /\ msgs' = (msgs \ {m}) \cup {TaskReplyMsg(m.x, m.o, Cur(a), NoNode, m.att, "OwnerDied", {})}
+          /\ UNCHANGED <<ex, brw>>
+       \/ /\ m.o \notin known[a].p
+          /\ ~doomed
+          /\ ex' = [ex EXCEPT ![a] = [IdleExec EXCEPT
                         !.x = m.x, !.o = m.o, !.att = m.att,
-                        !.phase = IF Args[m.x] = {} THEN "run" ELSE "fetch",
+                        !.phase = IF Args[m.x] = {} /\ regs = {} THEN "run" ELSE "fetch",
                         !.arg = [y \in Objects |-> IF y \in Args[m.x] THEN "ask" ELSE "none"],
-                        !.val = {m.x}]]
-            /\ msgs' = (msgs \ {m}) \cup {GetObjectMsg(y, m.o, Cur(a), Bad(a, {})) : y \in Args[m.x]}
+                        !.val = {m.x}, !.refs = ys, !.regs = regs]]
+          /\ brw' = [brw EXCEPT ![a] = [y \in Objects |->
+                       IF y \in ys
+                       THEN LET r == CHOOSE r \in m.refs : r.y = y IN
+                            [@[y] EXCEPT !.owner = r.o, !.run = @ + 1,
+                                         !.reg = IF r \in ask THEN "asking" ELSE @]
+                       ELSE @[y]]]
+          /\ msgs' = (msgs \ {m}) \cup {GetObjectMsg(y, m.o, Cur(a), Bad(a, {})) : y \in Args[m.x]}
+                                  \cup {AddBorrowerMsg(r.y, r.o, Cur(a)) : r \in ask}
     /\ lastAction' = Step("WorkerReceiveTask", a, m.x, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, why>>
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, made, why>>
 
 (***************************************************************************)
 (* The owner answers where x is.  Nodes the requester found without a     *)
@@ -762,10 +886,31 @@ OwnerHandleGetObject(a, m) ==
             /\ UNCHANGED <<ent, why>>
        ELSE /\ settle
     /\ lastAction' = Step("OwnerHandleGetObject", a, x, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, got>>
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made>>
 
-\* The worker stops waiting for its arguments: it takes back its CPU.
-Unblock(a, e) == IF e.lent THEN {WorkerUnblockedMsg(Cur(a))} ELSE {}
+
+\* The borrow table of the process at a once its current task (execution
+\* state e) ends: the task's references are no longer held by it, those
+\* it keeps are kept.
+AfterTask(a, e) ==
+    [y \in Objects |->
+        IF y \in e.refs
+        THEN [brw[a][y] EXCEPT !.run = @ - 1, !.local = @ + (IF y \in Keeps[e.x] THEN 1 ELSE 0)]
+        ELSE brw[a][y]]
+\* What the reply tells the task's caller about the references the caller
+\* owns (the others' owners were told directly): whether the worker still
+\* borrows each.
+Report(e, B) == {[y |-> y, o |-> B[y].owner, held |-> InUse(B[y])] : y \in {z \in e.refs : B[z].owner = e.o}}
+
+\* The current task fails at the worker with err: the reply says so, and
+\* the task's references are let go.
+FailTask(a, err, M) ==
+    LET e == ex[a]
+        B == AfterTask(a, e)
+    IN /\ ex' = [ex EXCEPT ![a] = IdleExec]
+       /\ brw' = [brw EXCEPT ![a] = Released(B)]
+       /\ msgs' = M \cup {TaskReplyMsg(e.x, e.o, Cur(a), NoNode, e.att, err, Report(e, B))}
+                    \cup Unblock(a, e) \cup Answered(a, B)
 
 \* The executor's current task fetches argument y, which is in state st.
 Fetching(a, y, st) == ex[a].phase = "fetch" /\ ex[a].arg[y] = st
@@ -778,7 +923,6 @@ Fetching(a, y, st) == ex[a].phase = "fetch" /\ ex[a].arg[y] = st
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_object_value
 WorkerHandleObjectValue(a, m) ==
     LET y == m.x
-        e == ex[a]
         live == m.locs \ known[a].n
     IN
     /\ m \in msgs
@@ -787,12 +931,10 @@ WorkerHandleObjectValue(a, m) ==
     /\ IsUp(Cur(a))
     /\ \/ /\ ~Fetching(a, y, "ask")
           /\ msgs' = msgs \ {m}
-          /\ UNCHANGED ex
+          /\ UNCHANGED <<ex, brw>>
        \/ /\ Fetching(a, y, "ask")
           /\ m.err # ""
-          /\ ex' = [ex EXCEPT ![a] = IdleExec]
-          /\ msgs' = (msgs \ {m}) \cup {TaskReplyMsg(e.x, e.o, Cur(a), NoNode, e.att, m.err)}
-                                  \cup Unblock(a, e)
+          /\ FailTask(a, m.err, msgs \ {m})
        \/ /\ Fetching(a, y, "ask")
           /\ m.err = ""
           /\ live # {}
@@ -800,13 +942,14 @@ WorkerHandleObjectValue(a, m) ==
                /\ AddrNode(a) \in live => n = AddrNode(a)
                /\ ex' = [ex EXCEPT ![a].arg[y] = "pull", ![a].at[y] = n]
           /\ msgs' = msgs \ {m}
+          /\ UNCHANGED brw
        \/ /\ Fetching(a, y, "ask")
           /\ m.err = ""
           /\ live = {}
           /\ msgs' = (msgs \ {m}) \cup {GetObjectMsg(y, m.o, Cur(a), Bad(a, {}))}
-          /\ UNCHANGED ex
+          /\ UNCHANGED <<ex, brw>>
     /\ lastAction' = Step("WorkerHandleObjectValue", a, y, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, why>>
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, made, why>>
 
 (***************************************************************************)
 (* The worker is told to wait: the argument is being made, maybe by a     *)
@@ -825,7 +968,7 @@ WorkerHandleObjectPending(a, m) ==
        ELSE /\ msgs' = msgs \ {m}
             /\ UNCHANGED ex
     /\ lastAction' = Step("WorkerHandleObjectPending", a, m.x, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, why>>
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* The worker pulls the argument from the store it picked (the pull and   *)
@@ -840,7 +983,7 @@ WorkerPullArg(a, y) ==
     LET e == ex[a]
         n == e.at[y]
         here == {c \in copies : c.x = y /\ c.n = n}
-        done == \A z \in Args[e.x] \ {y} : e.arg[z] = "have"
+        done == (\A z \in Args[e.x] \ {y} : e.arg[z] = "have") /\ e.regs = {}
     IN
     /\ IsUp(Cur(a))
     /\ Fetching(a, y, "pull")
@@ -854,7 +997,7 @@ WorkerPullArg(a, y) ==
        ELSE /\ ex' = [ex EXCEPT ![a].arg[y] = "ask", ![a].at[y] = NoNode]
             /\ msgs' = msgs \cup {GetObjectMsg(y, e.o, Cur(a), Bad(a, {n}))}
     /\ lastAction' = Step("WorkerPullArg", a, y, n, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, why>>
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
 
 \* impl: impl/ownership/core/scheduler.py::LocalScheduler.blocked
 SchedulerLend(n, m) ==
@@ -865,7 +1008,7 @@ SchedulerLend(n, m) ==
     /\ leases' = [leases EXCEPT ![n] = {IF l.w = m.w THEN [l EXCEPT !.lent = (m.type = "WorkerBlocked")] ELSE l : l \in @}]
     /\ msgs' = msgs \ {m}
     /\ lastAction' = Step("SchedulerLend", NoAddr, NoObj, n, m)
-    /\ UNCHANGED <<envVars, headVars, pool, starting, nknown, copies, ent, ex, known, got, why>>
+    /\ UNCHANGED <<envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* The body returned: its value (the lineage: the task and what flowed in *)
@@ -879,18 +1022,21 @@ WorkerFinishTask(a) ==
     LET e == ex[a]
         n == AddrNode(a)
         orphan == e.o \in known[a].p \/ e.o \in nknown[n].p
+        B == AfterTask(a, e)
         E == [z \in Objects |-> IF ent[z].owner = Cur(a) THEN [ent[z] EXCEPT !.local = 0] ELSE ent[z]]
-        settle == Settle(a, E, msgs \cup (IF orphan THEN {} ELSE {TaskReplyMsg(e.x, e.o, Cur(a), n, e.att, "")}),
+        settle == Settle(a, E, msgs \cup Answered(a, B)
+                               \cup (IF orphan THEN {} ELSE {TaskReplyMsg(e.x, e.o, Cur(a), n, e.att, "", Report(e, B))}),
                      why, IdleExec)
     IN
     /\ a # Driver
     /\ Running(a)
     /\ e.pc > Len(Body[e.x])
     /\ ex' = [ex EXCEPT ![a] = IdleExec]
+    /\ brw' = [brw EXCEPT ![a] = Released(B)]
     /\ copies' = copies \cup (IF orphan THEN {} ELSE {[x |-> e.x, o |-> e.o, n |-> n, val |-> e.val]})
     /\ settle
     /\ lastAction' = Step("WorkerFinishTask", a, e.x, NoNode, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, pool, starting, leases, nknown, known, got>>
+    /\ UNCHANGED <<envVars, headVars, pool, starting, leases, nknown, known, got, made>>
 
 (***************************************************************************)
 (* The owner takes the reply of the task's current attempt: the object is *)
@@ -908,28 +1054,40 @@ OwnerHandleReply(a, m) ==
                 THEN [e EXCEPT !.task = "done", !.obj = "ready", !.locs = @ \cup {m.n}, !.loc = NoLoc, !.waiters = {}]
                 ELSE Failed(e, m.err)
         keep == e.owner = m.o /\ m.err = "" /\ e.obj \in {"pending", "ready", "lost"}
+        \* the executor still borrows these references of ours
+        held == {r.y : r \in {r \in m.refs : r.held /\ ent[r.y].owner = Cur(a)}}
+        mine == Args[x] \cup SharedArgs[x]
+        E0 == [z \in Objects |-> IF z \in held THEN [ent[z] EXCEPT !.borrowers = @ \cup {m.w}] ELSE ent[z]]
         E == IF current
              THEN [z \in Objects |->
                      IF z = x THEN done
-                     ELSE IF z \in Args[x] THEN [ent[z] EXCEPT !.submitted = @ - 1]
-                     ELSE ent[z]]
+                     ELSE IF z \in mine /\ E0[z].owner = Cur(a) THEN [E0[z] EXCEPT !.submitted = @ - 1]
+                     ELSE E0[z]]
              ELSE IF keep
-             THEN [ent EXCEPT ![x].locs = @ \cup {m.n},
-                              ![x].obj = IF e.obj = "lost" /\ ~Pending(e) THEN "ready" ELSE @]
-             ELSE ent
-        M == IF current
-             THEN (msgs \ {m}) \cup {ReturnLeaseMsg(m.w)}
-                  \cup {ObjectValueMsg(x, m.o, w, done.locs, done.err) : w \in e.waiters}
-             ELSE IF keep \/ m.n = NoNode THEN msgs \ {m}
-             ELSE (msgs \ {m}) \cup {FreeObjectMsg(x, m.n)}
-        W == IF current /\ m.err # "" THEN [why EXCEPT ![x] = "arg"] ELSE why
+             THEN [E0 EXCEPT ![x].locs = @ \cup {m.n},
+                             ![x].obj = IF e.obj = "lost" /\ ~Pending(e) THEN "ready" ELSE @]
+             ELSE E0
+        \* the task's submitted-task refs on what it borrowed itself
+        B == [y \in Objects |->
+                IF current /\ y \in SharedArgs[x] /\ ent[y].owner # Cur(a)
+                THEN [brw[a][y] EXCEPT !.sub = @ - 1] ELSE brw[a][y]]
+        M == (IF current
+              THEN (msgs \ {m}) \cup {ReturnLeaseMsg(m.w)}
+                   \cup {ObjectValueMsg(x, m.o, w, done.locs, done.err) : w \in e.waiters}
+              ELSE IF keep \/ m.n = NoNode THEN msgs \ {m}
+              ELSE (msgs \ {m}) \cup {FreeObjectMsg(x, m.n)})
+             \cup {WaitForRefRemovedMsg(y, Cur(a), m.w) : y \in held}
+             \cup Answered(a, B)
+        W == IF current /\ m.err # "" THEN [why EXCEPT ![x] = IF m.err = "OwnerDied" THEN "owner" ELSE "arg"] ELSE why
         settle == Settle(a, E, M, W, ex[a])
     IN
     /\ m \in msgs
     /\ m.type = "TaskReply"
     /\ m.dst = Cur(a)
     /\ IsUp(Cur(a))
+    /\ brw' = [brw EXCEPT ![a] = Released(B)]
     /\ settle
+    /\ made' = IF current /\ m.err = "" THEN made \cup {x} ELSE made
     /\ lastAction' = Step("OwnerHandleReply", a, x, NoNode, m)
     /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, got>>
 
@@ -942,7 +1100,160 @@ StoreFree(n, m) ==
     /\ copies' = {c \in copies : ~(c.x = m.x /\ c.n = n)}
     /\ msgs' = msgs \ {m}
     /\ lastAction' = Step("StoreFree", NoAddr, m.x, n, m)
-    /\ UNCHANGED <<envVars, headVars, pool, starting, leases, nknown, ent, ex, known, got, why>>
+    /\ UNCHANGED <<envVars, headVars, pool, starting, leases, nknown, ent, ex, known, brw, got, made, why>>
+
+-----------------------------------------------------------------------------
+(***************************************************************************)
+(* Borrowing (section 4.2).  The owner counts a borrower from the reply of *)
+(* the task that lent it the reference (a worker that got the reference    *)
+(* from its owner), or from the borrower itself: a worker that got it from *)
+(* another borrower registers with the owner before it uses it, while the *)
+(* lender's own borrow still holds the object.  (Reported only through     *)
+(* the lender, as Ray does, a borrower of a borrower is lost to its owner  *)
+(* when the lender dies before passing it on: the owner frees the object   *)
+(* while it is still used.)  The owner waits for each borrower to let go   *)
+(* (WaitForRefRemoved) and frees the object when nothing refers to it.     *)
+(***************************************************************************)
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_add_borrower
+OwnerHandleAddBorrower(a, m) ==
+    LET y == m.x
+        ok == ent[y].owner = Cur(a) /\ ent[y].obj \in {"pending", "ready", "lost"}
+    IN
+    /\ m \in msgs
+    /\ m.type = "AddBorrower"
+    /\ m.dst = Cur(a)
+    /\ IsUp(Cur(a))
+    /\ ent' = IF ok THEN [ent EXCEPT ![y].borrowers = @ \cup {m.w}] ELSE ent
+    /\ msgs' = (msgs \ {m}) \cup {BorrowerAddedMsg(y, m.o, m.w, ok)}
+                            \cup (IF ok THEN {WaitForRefRemovedMsg(y, m.o, m.w)} ELSE {})
+    /\ lastAction' = Step("OwnerHandleAddBorrower", a, y, NoNode, m)
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
+
+(***************************************************************************)
+(* The owner counts the worker: its task may run (once its arguments are  *)
+(* here too).  An owner that no longer has the object fails the task.     *)
+(***************************************************************************)
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_borrower_added
+WorkerHandleBorrowerAdded(a, m) ==
+    LET y == m.x
+        e == ex[a]
+        done == (\A z \in Args[e.x] : e.arg[z] = "have") /\ e.regs = {y}
+    IN
+    /\ m \in msgs
+    /\ m.type = "BorrowerAdded"
+    /\ m.dst = Cur(a)
+    /\ IsUp(Cur(a))
+    /\ \/ /\ m.have
+          /\ brw' = [brw EXCEPT ![a][y].reg = IF brw[a][y].owner = m.o THEN "yes" ELSE @]
+          /\ IF e.phase = "fetch" /\ y \in e.regs
+             THEN /\ ex' = [ex EXCEPT ![a].regs = @ \ {y},
+                                      ![a].phase = IF done THEN "run" ELSE "fetch",
+                                      ![a].lent = IF done THEN FALSE ELSE @]
+                  /\ msgs' = (msgs \ {m}) \cup (IF done THEN Unblock(a, e) ELSE {})
+             ELSE /\ msgs' = msgs \ {m}
+                  /\ UNCHANGED ex
+       \/ /\ ~m.have
+          /\ e.phase = "fetch" /\ y \in e.regs
+          /\ FailTask(a, "ObjectLost", msgs \ {m})
+       \/ /\ ~m.have
+          /\ ~(e.phase = "fetch" /\ y \in e.regs)
+          /\ msgs' = msgs \ {m}
+          /\ UNCHANGED <<ex, brw>>
+    /\ lastAction' = Step("WorkerHandleBorrowerAdded", a, y, NoNode, m)
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, made, why>>
+
+(***************************************************************************)
+(* The owner waits for a borrower: it answers at once when it no longer   *)
+(* uses the reference, else when it lets go (Answered).                    *)
+(***************************************************************************)
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_wait_for_ref_removed
+BorrowerHandleWaitForRefRemoved(a, m) ==
+    LET y == m.x
+        b == brw[a][y]
+    IN
+    /\ m \in msgs
+    /\ m.type = "WaitForRefRemoved"
+    /\ m.dst = Cur(a)
+    /\ IsUp(Cur(a))
+    /\ IF b.owner = m.o /\ InUse(b)
+       THEN /\ brw' = [brw EXCEPT ![a][y].waits = @ + 1]
+            /\ msgs' = msgs \ {m}
+       ELSE /\ brw' = IF b.owner = m.o THEN [brw EXCEPT ![a][y] = NoBorrow] ELSE brw
+            /\ msgs' = (msgs \ {m}) \cup {RefRemovedMsg(y, m.o, Cur(a))}
+    /\ lastAction' = Step("BorrowerHandleWaitForRefRemoved", a, y, NoNode, m)
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, got, made, why>>
+
+(***************************************************************************)
+(* A kept reference is let go (the actor state or global that held it is  *)
+(* gone), some time after the task that kept it.                          *)
+(***************************************************************************)
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.release_ref
+BorrowerRelease(a, y) ==
+    LET B == [brw[a] EXCEPT ![y].local = @ - 1] IN
+    /\ IsUp(Cur(a))
+    /\ ex[a].phase = "idle"
+    /\ brw[a][y].local > 0
+    /\ brw' = [brw EXCEPT ![a] = Released(B)]
+    /\ msgs' = msgs \cup Answered(a, B)
+    /\ lastAction' = Step("BorrowerRelease", a, y, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, got, made, why>>
+
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_ref_removed
+OwnerHandleRefRemoved(a, m) ==
+    LET y == m.x
+        settle == Settle(a, IF ent[y].owner = Cur(a) THEN [ent EXCEPT ![y].borrowers = @ \ {m.w}] ELSE ent,
+                         msgs \ {m}, why, ex[a])
+    IN
+    /\ m \in msgs
+    /\ m.type = "RefRemoved"
+    /\ m.dst = Cur(a)
+    /\ IsUp(Cur(a))
+    /\ settle
+    /\ lastAction' = Step("OwnerHandleRefRemoved", a, y, NoNode, m)
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made>>
+
+(***************************************************************************)
+(* A borrower's get reached the owner of a lost object (its GetObject):   *)
+(* the owner's table settles, which rebuilds the object.                   *)
+(***************************************************************************)
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_get_object
+OwnerServeBorrowerGet(a, x) ==
+    LET settle == Settle(a, ent, msgs, why, ex[a]) IN
+    /\ IsUp(Cur(a))
+    /\ ent[x].owner = Cur(a)
+    /\ ent[x].obj \in {"lost", "freed"}
+    /\ x \in BorrowerGets(a)
+    /\ settle
+    /\ lastAction' = Step("OwnerServeBorrowerGet", a, x, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made>>
+
+(***************************************************************************)
+(* get(y) in a body that borrows y reads it at its owner and a live copy  *)
+(* (the GetObject round trip and the pull are below this level), or fails *)
+(* with OwnerDiedError once the borrower knows the owner died: the        *)
+(* reference fate-shares with its owner (figure 11).                      *)
+(***************************************************************************)
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.get
+BorrowerGet(a, y) ==
+    LET b == brw[a][y]
+        e == [ex[a] EXCEPT !.pc = @ + 1, !.lent = FALSE]
+    IN
+    /\ AtStep(a, "get")
+    /\ StepObj(a) = y
+    /\ ent[y].owner # Cur(a)
+    /\ \/ /\ b.failed \/ b.owner \in known[a].p
+          /\ got' = got \cup {[x |-> y, res |-> "OwnerDied", val |-> {}]}
+       \/ /\ ~b.failed /\ b.owner \notin known[a].p
+          /\ IsUp(b.owner) /\ ent[y].owner = b.owner
+          /\ \/ /\ ent[y].obj = "ready"
+                /\ LiveCopy(y) # {}
+                /\ got' = got \cup {[x |-> y, res |-> "value", val |-> (CHOOSE c \in LiveCopy(y) : TRUE).val]}
+             \/ /\ ent[y].obj = "failed"
+                /\ got' = got \cup {[x |-> y, res |-> ent[y].err, val |-> {}]}
+    /\ ex' = [ex EXCEPT ![a] = e]
+    /\ msgs' = msgs \cup Unblock(a, ex[a])
+    /\ lastAction' = Step("BorrowerGet", a, y, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, why, made>>
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -957,7 +1268,7 @@ WorkerCrash(w) ==
     /\ wst' = [wst EXCEPT ![w] = "dead"]
     /\ crashes' = crashes + 1
     /\ lastAction' = Step("WorkerCrash", w, NoObj, NoNode, NoMsg)
-    /\ UNCHANGED <<nodeUp, inc, headVars, nodeVars, ent, ex, known, got, msgs, why>>
+    /\ UNCHANGED <<nodeUp, inc, headVars, nodeVars, ent, ex, known, brw, got, made, msgs, why>>
 
 \* env: impl/ownership/runtime/memory.py::MemoryNetwork.crash
 NodeCrash(n) ==
@@ -969,7 +1280,7 @@ NodeCrash(n) ==
                                THEN "dead" ELSE wst[a]]
     /\ crashes' = crashes + 1
     /\ lastAction' = Step("NodeCrash", NoAddr, NoObj, n, NoMsg)
-    /\ UNCHANGED <<inc, headVars, nodeVars, ent, ex, known, got, msgs, why>>
+    /\ UNCHANGED <<inc, headVars, nodeVars, ent, ex, known, brw, got, made, msgs, why>>
 
 \* env: impl/ownership/runtime/memory.py::MemoryNetwork.drop
 LoseMessage(m) ==
@@ -977,27 +1288,32 @@ LoseMessage(m) ==
     /\ ~DstAlive(m)
     /\ msgs' = msgs \ {m}
     /\ lastAction' = Step("LoseMessage", NoAddr, NoObj, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, got, why>>
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* A node sees one of its processes exit (a registered worker, or one it  *)
 (* was starting): it drops its leases, freeing their CPUs, replaces a     *)
 (* pool member at the same address (a recycled port: a new incarnation), *)
-(* and publishes the death, through the head, to every member node.       *)
+(* and publishes the death, through the head, to every member node.  The  *)
+(* address may already have a new process (the node started one there    *)
+(* before it saw the old one go): the old one is still told apart.        *)
 (***************************************************************************)
 \* impl: impl/ownership/core/scheduler.py::LocalScheduler.detect_worker_death
 SchedulerDetectWorkerDeath(n, w) ==
-    LET p == Cur(w)
-        registered == p \in pool[n]
-        replace == /\ registered
+    LET \* a registered process at w that is gone: the latest one, or an
+        \* older one whose address a new process already took
+        gone == {p \in pool[n] : p[1] = w /\ ~IsUp(p) /\ (p = Cur(w) => wst[w] = "dead")}
+        registered == gone # {}
+        p == IF registered THEN CHOOSE q \in gone : TRUE ELSE Cur(w)
+        replace == /\ p = Cur(w)
+                   /\ registered
                    /\ Cardinality(pool[n]) - 1 + Cardinality(starting[n])
                          < Cardinality({v \in InitialWorkers : WorkerNode[v] = n})
                    /\ inc[w] < MaxIncarnation
     IN
     /\ n \in nodeUp
     /\ w \in Workers /\ WorkerNode[w] = n
-    /\ wst[w] = "dead"
-    /\ registered \/ w \in starting[n]
+    /\ registered \/ (w \in starting[n] /\ wst[w] = "dead")
     /\ pool' = [pool EXCEPT ![n] = @ \ {p}]
     /\ leases' = [leases EXCEPT ![n] = {l \in @ : l.w # p}]
     /\ IF replace
@@ -1006,12 +1322,13 @@ SchedulerDetectWorkerDeath(n, w) ==
             /\ starting' = [starting EXCEPT ![n] = @ \cup {w}]
             /\ ex' = [ex EXCEPT ![w] = IdleExec]
             /\ known' = [known EXCEPT ![w] = NoDeaths]
-       ELSE /\ starting' = [starting EXCEPT ![n] = @ \ {w}]
-            /\ UNCHANGED <<wst, inc, ex, known>>
+            /\ brw' = [brw EXCEPT ![w] = [y \in Objects |-> NoBorrow]]
+       ELSE /\ starting' = IF registered THEN starting ELSE [starting EXCEPT ![n] = @ \ {w}]
+            /\ UNCHANGED <<wst, inc, ex, known, brw>>
     /\ announced' = announced \cup {p}
     /\ msgs' = msgs \cup {WorkerDiedMsg(p, NoProc, r) : r \in members}
     /\ lastAction' = Step("SchedulerDetectWorkerDeath", w, NoObj, n, NoMsg)
-    /\ UNCHANGED <<nodeUp, crashes, members, nknown, copies, ent, got, why>>
+    /\ UNCHANGED <<nodeUp, crashes, members, nknown, copies, ent, got, made, why>>
 
 \* The head misses a node's heartbeats and publishes its death.
 \* impl: impl/ownership/core/head.py::HeadCore.detect_node_death
@@ -1022,7 +1339,7 @@ HeadDetectNodeDeath(n) ==
     /\ announced' = announced \cup {p \in Procs : NodeOf(p) = n /\ p[2] <= inc[p[1]] /\ wst[p[1]] # "off"}
     /\ msgs' = msgs \cup {NodeDiedMsg(n, NoProc, r) : r \in members \ {n}}
     /\ lastAction' = Step("HeadDetectNodeDeath", NoAddr, NoObj, n, NoMsg)
-    /\ UNCHANGED <<envVars, nodeVars, ent, ex, known, got, why>>
+    /\ UNCHANGED <<envVars, nodeVars, ent, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* A node hears of a death: it drops the requests and reclaims the leases *)
@@ -1045,17 +1362,20 @@ NodeHandleFailure(n, m) ==
     /\ msgs' = ({mm \in msgs \ {m} : ~(mm.type = "RequestLease" /\ mm.dstNode = n /\ mm.o \in D)})
                \cup {[m EXCEPT !.dst = p, !.dstNode = NoNode] : p \in Subscribers(n) \ D}
     /\ lastAction' = Step("NodeHandleFailure", NoAddr, NoObj, n, m)
-    /\ UNCHANGED <<nodeUp, inc, crashes, headVars, pool, starting, leases, ent, ex, known, got, why>>
+    /\ UNCHANGED <<nodeUp, inc, crashes, headVars, pool, starting, leases, ent, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* A process hears of a death and scans its table (figures 10a, 11a):     *)
 (*  - as an owner: a task pending at the dead worker or node is submitted *)
 (*    again within its retries (WorkerCrashed when none is left); copies  *)
 (*    on a dead node are written off, and an object with none left is    *)
-(*    lost (rebuilt if needed, as the table settles); dead waiters go;    *)
-(*  - as an executor: a task whose owner died is dropped (it fate-shares, *)
-(*    its worker is stopped by its node); a pull from a dead node is      *)
-(*    asked again of the owner.                                           *)
+(*    lost (rebuilt if needed, as the table settles); dead waiters and    *)
+(*    borrowers go;                                                        *)
+(*  - as a borrower: a reference whose owner died fate-shares (its gets   *)
+(*    fail with OwnerDied), and so does a running task that holds one;    *)
+(*  - as an executor: a task whose owner died is dropped (its worker is   *)
+(*    stopped by its node too); a pull from a dead node is asked again of *)
+(*    the owner.                                                           *)
 (***************************************************************************)
 \* impl: impl/ownership/core/recovery.py::FailureHandler.handle_failure
 ProcessHandleFailure(a, m) ==
@@ -1076,16 +1396,28 @@ ProcessHandleFailure(a, m) ==
                 e2 == IF e1.obj = "ready" /\ left = {} /\ e1.locs # {}
                       THEN [e1 EXCEPT !.locs = {}, !.obj = "lost"]
                       ELSE [e1 EXCEPT !.locs = left]
-            IN [e2 EXCEPT !.waiters = @ \ D,
-                          !.submitted = @ - Cardinality({z \in failing : x \in Args[z]})]
-        orphan == ex[a].o \in D
-        refetch == {y \in Objects : ex[a].phase = "fetch" /\ ex[a].arg[y] = "pull" /\ ex[a].at[y] \in N}
-        e == IF orphan THEN IdleExec
-             ELSE [ex[a] EXCEPT !.arg = [y \in Objects |-> IF y \in refetch THEN "ask" ELSE @[y]],
-                                !.at = [y \in Objects |-> IF y \in refetch THEN NoNode ELSE @[y]]]
+            IN [e2 EXCEPT !.waiters = @ \ D, !.borrowers = @ \ D,
+                          !.submitted = @ - Cardinality({z \in failing : x \in Args[z] \cup SharedArgs[z]})]
+        x0 == ex[a]
+        \* borrowed references whose owner died: they fate-share
+        gone == {y \in Objects : brw[a][y].owner \in D}
+        B0 == [y \in Objects |-> IF y \in gone THEN [brw[a][y] EXCEPT !.failed = TRUE, !.waits = 0] ELSE brw[a][y]]
+        orphan == x0.phase # "idle" /\ x0.o \in D
+        doomed == x0.phase # "idle" /\ ~orphan /\ x0.refs \cap gone # {}
+        ends == orphan \/ doomed
+        B == IF ends THEN [y \in Objects |-> IF y \in x0.refs THEN [B0[y] EXCEPT !.run = @ - 1] ELSE B0[y]] ELSE B0
+        refetch == IF ends THEN {}
+                   ELSE {y \in Objects : x0.phase = "fetch" /\ x0.arg[y] = "pull" /\ x0.at[y] \in N}
+        e == IF ends THEN IdleExec
+             ELSE [x0 EXCEPT !.arg = [y \in Objects |-> IF y \in refetch THEN "ask" ELSE @[y]],
+                             !.at = [y \in Objects |-> IF y \in refetch THEN NoNode ELSE @[y]]]
         M == (msgs \ {m})
              \cup UNION {Answers(x, ent[x], "WorkerCrashed") : x \in failing}
-             \cup (IF orphan THEN {} ELSE {GetObjectMsg(y, ex[a].o, me, Bad(a, N)) : y \in refetch})
+             \cup {GetObjectMsg(y, x0.o, me, Bad(a, N)) : y \in refetch}
+             \cup (IF doomed THEN {TaskReplyMsg(x0.x, x0.o, me, NoNode, x0.att, "OwnerDied", Report(x0, B))}
+                                  \cup Unblock(a, x0)
+                   ELSE {})
+             \cup Answered(a, B)
         settle == Settle(a, [x \in Objects |-> IF x \in mine THEN Scan(x) ELSE ent[x]], M,
                      [x \in Objects |-> IF x \in failing THEN "budget" ELSE why[x]], e)
     IN
@@ -1095,9 +1427,10 @@ ProcessHandleFailure(a, m) ==
     /\ IsUp(me)
     /\ known' = [known EXCEPT ![a] = Learn(@, m)]
     /\ ex' = [ex EXCEPT ![a] = e]
+    /\ brw' = [brw EXCEPT ![a] = Released(B)]
     /\ settle
     /\ lastAction' = Step("ProcessHandleFailure", a, NoObj, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, got>>
+    /\ UNCHANGED <<envVars, headVars, nodeVars, got, made>>
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -1107,7 +1440,7 @@ ProcessHandleFailure(a, m) ==
 (***************************************************************************)
 Terminated ==
     /\ ex[Driver].pc > Len(Body[Root])
-    /\ \A a \in Workers : IsUp(Cur(a)) => ex[a].phase = "idle"
+    /\ \A a \in Workers : IsUp(Cur(a)) => ex[a].phase = "idle" /\ \A y \in Objects : brw[a][y].local = 0
     /\ \A w \in Workers : wst[w] # "starting"
     /\ msgs = {}
     /\ \A n \in Nodes : n \notin nodeUp => n \notin members
@@ -1124,6 +1457,7 @@ ProtocolNext ==
     \/ \E p \in AX : OwnerPut(p[1], p[2])
     \/ \E p \in AX : HolderGet(p[1], p[2])
     \/ \E p \in AX : HolderRelease(p[1], p[2])
+    \/ \E a \in Addrs : WorkerBlockInGet(a)
     \/ \E n \in Nodes : \E m \in msgs : SchedulerGrantLease(n, m)
     \/ \E n \in Nodes : \E m \in msgs : SchedulerSpillback(n, m)
     \/ \E n \in Nodes, w \in Workers : SchedulerStartWorker(n, w)
@@ -1145,6 +1479,13 @@ ProtocolNext ==
     \/ \E n \in Nodes : HeadDetectNodeDeath(n)
     \/ \E n \in Nodes : \E m \in msgs : NodeHandleFailure(n, m)
     \/ \E a \in Addrs : \E m \in msgs : ProcessHandleFailure(a, m)
+    \/ \E a \in Addrs : \E m \in msgs : OwnerHandleAddBorrower(a, m)
+    \/ \E a \in Addrs : \E m \in msgs : WorkerHandleBorrowerAdded(a, m)
+    \/ \E a \in Addrs : \E m \in msgs : BorrowerHandleWaitForRefRemoved(a, m)
+    \/ \E p \in AX : BorrowerRelease(p[1], p[2])
+    \/ \E a \in Addrs : \E m \in msgs : OwnerHandleRefRemoved(a, m)
+    \/ \E p \in AX : OwnerServeBorrowerGet(p[1], p[2])
+    \/ \E p \in AX : BorrowerGet(p[1], p[2])
 
 EnvNext ==
     \/ \E w \in Workers : WorkerCrash(w)
@@ -1181,7 +1522,10 @@ TypeOK ==
         /\ ent[x].budget \in 0..Retries[x]
         /\ ent[x].err \in Errors
     /\ \A a \in Addrs : ex[a].phase \in Phases /\ \A y \in Objects : ex[a].arg[y] \in ArgStates
-    /\ why \in [Objects -> {"", "budget", "arg", "early", "unpinned"}]
+    /\ \A a \in Addrs : \A y \in Objects :
+        /\ brw[a][y].local \in Nat /\ brw[a][y].run \in Nat /\ brw[a][y].sub \in Nat
+        /\ brw[a][y].waits \in Nat /\ brw[a][y].reg \in {"none", "asking", "yes"}
+    /\ why \in [Objects -> {"", "budget", "arg", "owner", "early", "unpinned"}]
 
 \* The value of an object is its lineage: the tasks whose results flowed in.
 RECURSIVE LineageValue(_)
@@ -1198,8 +1542,10 @@ RecoveredValueIsLineageValue ==
 (***************************************************************************)
 (* Memory safety under crashes: while its owner lives, no one finds an     *)
 (* object freed: not its owner's body, not a task of the owner on its way *)
-(* to a worker, not a live worker fetching it for a current task.  (A    *)
-(* freed argument of a task that waits is rebuilt before the task goes.) *)
+(* to a worker, not a live worker fetching it for a current task, not a   *)
+(* live borrower (a borrower of a borrower included, whatever died in     *)
+(* between), not a borrower registering.  (A freed argument of a task     *)
+(* that waits is rebuilt before the task goes.)                            *)
 (***************************************************************************)
 Fetches(a, x) ==
     /\ IsUp(Cur(a))
@@ -1207,12 +1553,23 @@ Fetches(a, x) ==
     /\ ex[a].arg[x] \in {"ask", "pull"}
     /\ ex[a].o = ent[x].owner
     /\ ent[ex[a].x].owner = ex[a].o /\ ent[ex[a].x].task = "pushed" /\ ent[ex[a].x].att = ex[a].att
+\* A live process uses x, borrowed from its live owner: kept, passed on, or
+\* held by a task whose own owner lives (a task of a dead owner is dropped).
+Borrows(a, x) ==
+    LET b == brw[a][x] IN
+    /\ IsUp(Cur(a))
+    /\ IsUp(b.owner) /\ ~b.failed
+    /\ b.local > 0 \/ b.sub > 0 \/ (b.run > 0 /\ IsUp(ex[a].o))
 MemorySafety ==
-    \A x \in Objects :
-        ent[x].obj = "freed" /\ IsUp(ent[x].owner) =>
+    /\ \A x \in Objects :
+           ent[x].obj = "freed" /\ IsUp(ent[x].owner) =>
             /\ ent[x].local = 0
             /\ ~\E z \in Objects : ent[z].owner = ent[x].owner /\ ent[z].task \in {"requested", "pushed"} /\ x \in Args[z]
             /\ ~\E a \in Workers : Fetches(a, x)
+    /\ \A a \in Addrs, x \in Objects :
+           Borrows(a, x) => ent[x].owner = brw[a][x].owner /\ ent[x].obj \notin {"freed", "none"}
+    /\ ~\E m \in msgs : /\ m.type = "BorrowerAdded" /\ ~m.have
+                        /\ IsUp(m.dst) /\ ex[m.dst[1]].phase # "idle" /\ IsUp(ex[m.dst[1]].o)
 
 (***************************************************************************)
 (* Lineage is pinned: while a live object may have to be rebuilt (its task *)
@@ -1239,10 +1596,10 @@ LineagePinned ==
 (***************************************************************************)
 RECURSIVE Exhausted(_)
 Exhausted(x) ==
-    \/ why[x] = "budget"
+    \/ why[x] \in {"budget", "owner"}
     \/ why[x] = "arg" /\ \E y \in Args[x] : Exhausted(y)
 RecoveryOnlyWhenImpossible ==
-    \A g \in got : g.res # "value" => Exhausted(g.x)
+    \A g \in got : g.res \notin {"value", "OwnerDied"} => Exhausted(g.x)
 
 (***************************************************************************)
 (* Liveness.  TransparentRecovery: every get returns (the value, or an     *)
@@ -1258,6 +1615,33 @@ Clean ==
     /\ \A c \in copies : c.n \in nodeUp => ~IsUp(c.o) /\ c.o \in nknown[c.n].p
     /\ \A n \in nodeUp : leases[n] = {}
     /\ \A a \in Workers : IsUp(Cur(a)) => ex[a].phase = "idle"
+    /\ \A a \in Addrs : IsUp(Cur(a)) => \A y \in Objects : brw[a][y].owner # NoProc => ~IsUp(brw[a][y].owner)
 NoLeak == <>[]Clean
+
+-----------------------------------------------------------------------------
+(***************************************************************************)
+(* The protocol keeps the contract of its futures: Ownership refines       *)
+(* Futures.  An object's future is pending from its submission, takes its  *)
+(* value with its first copy (losing copies later does not unmake it: the  *)
+(* value is recovered), and an error when it fails.  It is doomed (its     *)
+(* error allowed) once its retries are spent or an argument it needs has   *)
+(* failed; the gets are the bodies' gets.                                  *)
+(***************************************************************************)
+FateOf == [x \in Objects |->
+    IF why[x] # "" THEN "error"
+    ELSE IF x \in made THEN "value"
+    ELSE IF ent[x].obj # "none" THEN "pending"
+    ELSE "unmade"]
+Doomed ==
+    {x \in Objects :
+        \/ ent[x].obj # "none" /\ ent[x].budget = 0
+        \/ \E y \in Args[x] : why[y] # ""
+        \/ why[x] # ""}
+Waiting == {x \in Objects : \E a \in Addrs : IsUp(Cur(a)) /\ AtStep(a, "get") /\ StepObj(a) = x}
+ToldOf == {[f |-> g.x, res |-> IF g.res = "value" THEN "value" ELSE "error"] : g \in got}
+
+F == INSTANCE Futures WITH Futures <- Objects, fate <- FateOf, doomed <- Doomed,
+                             waits <- Waiting, told <- ToldOf
+FuturesRefined == F!Spec
 
 =============================================================================
