@@ -123,10 +123,15 @@ def next_actions(module: str, defs: dict[str, Definition]) -> list[Action]:
 
 
 def spec_modules() -> dict[str, dict[str, Definition]]:
+    """The protocol specs: modules with a Next, but not models, scenario
+    modules, or contracts another spec refines (``INSTANCE Futures``: their
+    steps are the refining spec's, which the code implements)."""
+    paths = sorted(SPEC_DIR.glob("*.tla"))
+    refined = {m for path in paths for m in re.findall(r"\bINSTANCE\s+(\w+)", path.read_text())}
     mods = {}
-    for path in sorted(SPEC_DIR.glob("*.tla")):
+    for path in paths:
         defs = parse_module(path)
-        if "Next" in defs and not path.stem.startswith("MC") and not path.stem.endswith("Tests"):
+        if "Next" in defs and not path.stem.startswith("MC") and not path.stem.endswith("Tests") and path.stem not in refined:
             mods[path.stem] = defs
     return mods
 
