@@ -110,8 +110,8 @@ SmallCapacity == (n0 :> 0) @@ (n1 :> 1) @@ (n2 :> 1)
 (* waits at its get.  y's task may then be requested or pushed there, or  *)
 (* fetching x from there, or y done with its copy there; with crashes     *)
 (* anywhere the graph is ten times as large, most of it orders of          *)
-(* notifications after a crash that hits nothing.  Medium crashes          *)
-(* workers and nodes anywhere.                                             *)
+(* notifications after a crash that hits nothing.  Large crashes a        *)
+(* worker or a node at any point of the driver's get.                     *)
 (***************************************************************************)
 SmallCrashPoints ==
     lastAction'.name \in {"WorkerCrash", "NodeCrash"} =>
@@ -120,7 +120,16 @@ SmallCrashPoints ==
         /\ ent[X].locs = {lastAction'.params.n}
         /\ NodeOf(ent[Y].loc.w) # lastAction'.params.n
 
-\* Put and Medium crash a node, or a worker, while the driver waits at its
+\* Borrow and Sub crash a node that matters to a borrower of x: the one
+\* with x's only copy, or one a borrower runs on (a lender, in Sub).
+BorrowCrashPoints ==
+    lastAction'.name \in {"WorkerCrash", "NodeCrash"} =>
+        /\ lastAction'.name = "NodeCrash"
+        /\ \E a \in Workers : brw[a][X].owner # NoProc
+        /\ \/ ent[X].locs = {lastAction'.params.n}
+           \/ \E a \in Workers : brw[a][X].owner # NoProc /\ AddrNode(a) = lastAction'.params.n
+
+\* Put and Large crash a node, or a worker, while the driver waits at its
 \* get: whatever of y (or of x) is then in flight or stored is hit.
 CrashAtGet ==
     lastAction'.name \in {"WorkerCrash", "NodeCrash"} => GetTarget(ex[Driver]) # NoObj

@@ -223,8 +223,9 @@ VARIABLES
     \* WaitForRefRemoved requests it has to answer.
     \* @type: ADDR -> (OBJ -> $borrow);
     brw,
-    \* What the bodies' gets returned: a value, or an error.
-    \* @type: Set({x: OBJ, res: Str, val: Set(OBJ)});
+    \* What the bodies' gets returned: a value, or an error; o: the owner
+    \* the getter asked.
+    \* @type: Set({x: OBJ, res: Str, val: Set(OBJ), o: <<ADDR, Int>>});
     got,
     \* Network: messages in flight.
     \* @type: Set($msg);
@@ -340,6 +341,13 @@ StepObj(a) == Body[ex[a].x][ex[a].pc].obj
 \* Counts.  An object is in scope while its owner's process refers to it:
 \* a local ref of its body, or a pending task of the owner that takes it.
 InScope(e) == e.local > 0 \/ e.submitted > 0 \/ e.borrowers # {}
+\* The references of task z that its owner owns (its arguments, and the
+\* owner's own objects it gets as references): while z is pending it holds
+\* each (a submitted-task ref), and while z may run again its lineage pins
+\* each.
+OwnRefs(z) == Args[z] \cup (SharedArgs[z] \cap Children(Parent[z]))
+\* What the lineage of z pins.
+PinnedRefs(z) == OwnRefs(z)
 \* A borrower uses a borrowed reference: kept, held by a running task, or
 \* passed on to a task it submitted.
 InUse(b) == b.local > 0 \/ b.run > 0 \/ b.sub > 0
@@ -439,7 +447,7 @@ RebuildSet(S, ok, no) ==
               LET b == IF x \in ok THEN [S.e[x] EXCEPT !.task = "waiting", !.obj = "pending", !.budget = @ - 1]
                        ELSE IF x \in no THEN Failed(S.e[x], "ObjectLost")
                        ELSE S.e[x]
-              IN [b EXCEPT !.submitted = @ + Cardinality({z \in ok : x \in Args[z]})]]),
+              IN [b EXCEPT !.submitted = @ + Cardinality({z \in ok : x \in OwnRefs(z)})]]),
      m |-> S.m \cup UNION {Answers(x, S.e[x], "ObjectLost") : x \in no},
      w |-> TLCEval([x \in Objects |-> IF x \in no THEN NoWayBack(S.e[x], x) ELSE S.w[x]])]
 
@@ -456,7 +464,7 @@ ResolveSets(S, rq, fl) ==
                                                        !.loc = [n |-> NodeOf(S.e[x].owner), w |-> NoProc]]
                        ELSE IF x \in fl THEN Failed(S.e[x], ErrOf(S.e, x))
                        ELSE S.e[x]
-              IN [b EXCEPT !.submitted = @ - Cardinality({z \in fl : x \in Args[z]})]]),
+              IN [b EXCEPT !.submitted = @ - Cardinality({z \in fl : x \in OwnRefs(z)})]]),
      m |-> S.m \cup {RequestLeaseMsg(S.e[x].owner, x, S.e[x].req + 1, NodeOf(S.e[x].owner)) : x \in rq}
                \cup UNION {Answers(x, S.e[x], ErrOf(S.e, x)) : x \in fl},
      w |-> TLCEval([x \in Objects |-> IF x \in fl THEN "arg" ELSE S.w[x]])]
@@ -477,7 +485,7 @@ Free(S, mine) ==
 ForgetSet(S, fg) ==
     [e |-> TLCEval([x \in Objects |->
               LET b == IF x \in fg THEN NoEntry ELSE S.e[x]
-              IN [b EXCEPT !.lineage = @ - Cardinality({z \in fg : x \in Args[z] /\ Retries[z] > 0})]]),
+              IN [b EXCEPT !.lineage = @ - Cardinality({z \in fg : x \in PinnedRefs(z) /\ Retries[z] > 0})]]),
      m |-> S.m,
      w |-> S.w]
 
@@ -558,7 +566,7 @@ OwnerSubmit(a, x) ==
                 THEN IF doomed THEN Failed(new, "OwnerDied") ELSE new
                 ELSE IF y \in Args[x] \cup SharedArgs[x] /\ ent[y].owner = Cur(a) /\ ~doomed
                 THEN [ent[y] EXCEPT !.submitted = @ + 1,
-                                    !.lineage = @ + (IF y \in Args[x] /\ Retries[x] > 0 THEN 1 ELSE 0)]
+                                    !.lineage = @ + (IF y \in PinnedRefs(x) /\ Retries[x] > 0 THEN 1 ELSE 0)]
                 ELSE ent[y]]
         settle == Settle(a, E, msgs, IF doomed THEN [why EXCEPT ![x] = "owner"] ELSE why, e)
     IN
@@ -607,9 +615,9 @@ HolderGet(a, x) ==
     /\ ent[x].owner = Cur(a)
     /\ \/ /\ ent[x].obj = "ready"
           /\ LiveCopy(x) # {}
-          /\ got' = got \cup {[x |-> x, res |-> "value", val |-> (CHOOSE c \in LiveCopy(x) : TRUE).val]}
+          /\ got' = got \cup {[x |-> x, res |-> "value", val |-> (CHOOSE c \in LiveCopy(x) : TRUE).val, o |-> Cur(a)]}
        \/ /\ ent[x].obj = "failed"
-          /\ got' = got \cup {[x |-> x, res |-> ent[x].err, val |-> {}]}
+          /\ got' = got \cup {[x |-> x, res |-> ent[x].err, val |-> {}, o |-> Cur(a)]}
     /\ ex' = [ex EXCEPT ![a] = e]
     /\ settle
     /\ lastAction' = Step("HolderGet", a, x, NoNode, NoMsg)
@@ -1242,14 +1250,14 @@ BorrowerGet(a, y) ==
     /\ StepObj(a) = y
     /\ ent[y].owner # Cur(a)
     /\ \/ /\ b.failed \/ b.owner \in known[a].p
-          /\ got' = got \cup {[x |-> y, res |-> "OwnerDied", val |-> {}]}
+          /\ got' = got \cup {[x |-> y, res |-> "OwnerDied", val |-> {}, o |-> b.owner]}
        \/ /\ ~b.failed /\ b.owner \notin known[a].p
           /\ IsUp(b.owner) /\ ent[y].owner = b.owner
           /\ \/ /\ ent[y].obj = "ready"
                 /\ LiveCopy(y) # {}
-                /\ got' = got \cup {[x |-> y, res |-> "value", val |-> (CHOOSE c \in LiveCopy(y) : TRUE).val]}
+                /\ got' = got \cup {[x |-> y, res |-> "value", val |-> (CHOOSE c \in LiveCopy(y) : TRUE).val, o |-> b.owner]}
              \/ /\ ent[y].obj = "failed"
-                /\ got' = got \cup {[x |-> y, res |-> ent[y].err, val |-> {}]}
+                /\ got' = got \cup {[x |-> y, res |-> ent[y].err, val |-> {}, o |-> b.owner]}
     /\ ex' = [ex EXCEPT ![a] = e]
     /\ msgs' = msgs \cup Unblock(a, ex[a])
     /\ lastAction' = Step("BorrowerGet", a, y, NoNode, NoMsg)
@@ -1397,7 +1405,7 @@ ProcessHandleFailure(a, m) ==
                       THEN [e1 EXCEPT !.locs = {}, !.obj = "lost"]
                       ELSE [e1 EXCEPT !.locs = left]
             IN [e2 EXCEPT !.waiters = @ \ D, !.borrowers = @ \ D,
-                          !.submitted = @ - Cardinality({z \in failing : x \in Args[z] \cup SharedArgs[z]})]
+                          !.submitted = @ - Cardinality({z \in failing : x \in OwnRefs(z)})]
         x0 == ex[a]
         \* borrowed references whose owner died: they fate-share
         gone == {y \in Objects : brw[a][y].owner \in D}
@@ -1573,9 +1581,11 @@ MemorySafety ==
 
 (***************************************************************************)
 (* Lineage is pinned: while a live object may have to be rebuilt (its task *)
-(* has retries left and its owner refers to it), each of its arguments    *)
-(* keeps its entry, and a put argument keeps its value: nothing could make *)
-(* it again.                                                               *)
+(* has retries left and its owner refers to it), each reference of its    *)
+(* task that the owner owns (an argument, or an object passed as itself)   *)
+(* keeps its entry, and a put keeps its value: nothing could make it       *)
+(* again.  (Pinning the arguments only, a rerun got a reference to an      *)
+(* object its owner had forgotten.)                                        *)
 (***************************************************************************)
 MayRebuild(z) ==
     /\ Kind[z] = "task"
@@ -1585,21 +1595,22 @@ MayRebuild(z) ==
     /\ ent[z].budget > 0
 LineagePinned ==
     \A z \in Objects : MayRebuild(z) =>
-        \A x \in Args[z] :
+        \A x \in OwnRefs(z) :
             /\ ent[x].obj # "none"
             /\ Kind[x] = "put" => ent[x].obj # "freed"
 
 (***************************************************************************)
 (* Transparent recovery, its safety half: a get returns an error only when *)
 (* recovery was impossible: the object's retries (or those of an argument  *)
-(* it failed with) were all spent.                                         *)
+(* it failed with) were all spent, or its owner died (and then only when   *)
+(* that owner, as the getter knew it, is dead indeed).                     *)
 (***************************************************************************)
 RECURSIVE Exhausted(_)
 Exhausted(x) ==
     \/ why[x] \in {"budget", "owner"}
     \/ why[x] = "arg" /\ \E y \in Args[x] : Exhausted(y)
 RecoveryOnlyWhenImpossible ==
-    \A g \in got : g.res \notin {"value", "OwnerDied"} => Exhausted(g.x)
+    \A g \in got : g.res # "value" => Exhausted(g.x) \/ (g.res = "OwnerDied" /\ ~IsUp(g.o))
 
 (***************************************************************************)
 (* Liveness.  TransparentRecovery: every get returns (the value, or an     *)

@@ -57,4 +57,16 @@ TestCpuLentForRebuild ==
         /\ l.lent
         /\ \E l2 \in leases[n] : l2 # l /\ ~l2.lent
 
+(***************************************************************************)
+(* y, which borrowed x (x passed inside a value), lost its copy and ran   *)
+(* again after the driver dropped x: y's lineage kept x, which was made   *)
+(* again for the rerun.  (The old owner pinned the arguments only: it     *)
+(* forgot x, and the rerun's get of x failed with ObjectLostError.)       *)
+(***************************************************************************)
+TestBorrowedObjectKeptForRerun ==
+    /\ X \in SharedArgs[Y]
+    /\ ent[Y].obj = "ready"
+    /\ ent[Y].budget < Retries[Y]
+    /\ ent[X].local = 0
+
 =============================================================================
