@@ -293,7 +293,7 @@ TaskReplyMsg(x, o, w, n, k, err, refs) == MsgR("TaskReply", x, o, w, n, NoNode, 
 \* Borrowing: the owner o waits for borrower b to let go of y; b answers;
 \* a borrower that got y from a process other than its owner registers
 \* with the owner before it uses y, and the owner acknowledges (have: y
-\* still exists).
+\* still exists), which also asks the borrower to say when it lets go.
 WaitForRefRemovedMsg(y, o, b) == Msg("WaitForRefRemoved", y, o, b, NoNode, NoNode, 0, {}, {}, "", FALSE, b, NoNode)
 RefRemovedMsg(y, o, b) == Msg("RefRemoved", y, o, b, NoNode, NoNode, 0, {}, {}, "", FALSE, o, NoNode)
 AddBorrowerMsg(y, o, b) == Msg("AddBorrower", y, o, b, NoNode, NoNode, 0, {}, {}, "", FALSE, o, NoNode)
@@ -1062,8 +1062,10 @@ OwnerHandleReply(a, m) ==
                 THEN [e EXCEPT !.task = "done", !.obj = "ready", !.locs = @ \cup {m.n}, !.loc = NoLoc, !.waiters = {}]
                 ELSE Failed(e, m.err)
         keep == e.owner = m.o /\ m.err = "" /\ e.obj \in {"pending", "ready", "lost"}
-        \* the executor still borrows these references of ours
-        held == {r.y : r \in {r \in m.refs : r.held /\ ent[r.y].owner = Cur(a)}}
+        \* the executor still borrows these references of ours (unless the
+        \* owner has heard it died: the reply outlived its sender)
+        held == IF m.w \in known[a].p THEN {}
+                ELSE {r.y : r \in {r \in m.refs : r.held /\ ent[r.y].owner = Cur(a)}}
         mine == Args[x] \cup SharedArgs[x]
         E0 == [z \in Objects |-> IF z \in held THEN [ent[z] EXCEPT !.borrowers = @ \cup {m.w}] ELSE ent[z]]
         E == IF current
@@ -1125,7 +1127,7 @@ StoreFree(n, m) ==
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_add_borrower
 OwnerHandleAddBorrower(a, m) ==
     LET y == m.x
-        ok == ent[y].owner = Cur(a) /\ ent[y].obj \in {"pending", "ready", "lost"}
+        ok == ent[y].owner = Cur(a) /\ ent[y].obj \in {"pending", "ready", "lost", "failed"}
     IN
     /\ m \in msgs
     /\ m.type = "AddBorrower"
@@ -1133,13 +1135,15 @@ OwnerHandleAddBorrower(a, m) ==
     /\ IsUp(Cur(a))
     /\ ent' = IF ok THEN [ent EXCEPT ![y].borrowers = @ \cup {m.w}] ELSE ent
     /\ msgs' = (msgs \ {m}) \cup {BorrowerAddedMsg(y, m.o, m.w, ok)}
-                            \cup (IF ok THEN {WaitForRefRemovedMsg(y, m.o, m.w)} ELSE {})
     /\ lastAction' = Step("OwnerHandleAddBorrower", a, y, NoNode, m)
     /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
-(* The owner counts the worker: its task may run (once its arguments are  *)
-(* here too).  An owner that no longer has the object fails the task.     *)
+(* The owner counts the worker, and its answer asks the worker to say     *)
+(* when it lets go: its task may run (once its arguments are here too).    *)
+(* An owner that no longer has the object (freed, forgotten) refuses, and  *)
+(* the task fails.  (The implementation asks once per task and owner, for *)
+(* all of that owner's objects the task got from others.)                  *)
 (***************************************************************************)
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_borrower_added
 WorkerHandleBorrowerAdded(a, m) ==
@@ -1152,14 +1156,19 @@ WorkerHandleBorrowerAdded(a, m) ==
     /\ m.dst = Cur(a)
     /\ IsUp(Cur(a))
     /\ \/ /\ m.have
-          /\ brw' = [brw EXCEPT ![a][y].reg = IF brw[a][y].owner = m.o THEN "yes" ELSE @]
-          /\ IF e.phase = "fetch" /\ y \in e.regs
-             THEN /\ ex' = [ex EXCEPT ![a].regs = @ \ {y},
-                                      ![a].phase = IF done THEN "run" ELSE "fetch",
-                                      ![a].lent = IF done THEN FALSE ELSE @]
-                  /\ msgs' = (msgs \ {m}) \cup (IF done THEN Unblock(a, e) ELSE {})
-             ELSE /\ msgs' = msgs \ {m}
-                  /\ UNCHANGED ex
+          \* BorrowerAdded is also the owner's WaitForRefRemoved: answered
+          \* at once by a worker that no longer uses y
+          /\ LET mine == brw[a][y].owner = m.o /\ InUse(brw[a][y])
+                 answer == IF mine THEN {} ELSE {RefRemovedMsg(y, m.o, Cur(a))}
+             IN
+             /\ brw' = IF mine THEN [brw EXCEPT ![a][y].reg = "yes", ![a][y].waits = @ + 1] ELSE brw
+             /\ IF e.phase = "fetch" /\ y \in e.regs
+                THEN /\ ex' = [ex EXCEPT ![a].regs = @ \ {y},
+                                         ![a].phase = IF done THEN "run" ELSE "fetch",
+                                         ![a].lent = IF done THEN FALSE ELSE @]
+                     /\ msgs' = (msgs \ {m}) \cup answer \cup (IF done THEN Unblock(a, e) ELSE {})
+                ELSE /\ msgs' = (msgs \ {m}) \cup answer
+                     /\ UNCHANGED ex
        \/ /\ ~m.have
           /\ e.phase = "fetch" /\ y \in e.regs
           /\ FailTask(a, "ObjectLost", msgs \ {m})
