@@ -133,6 +133,7 @@ class TaskExecutor:
     def execute(self, msg: PushTask) -> list[Effect]:
         r"""Spec: Scheduling!WorkerExecute
         Spec: FateSharing!WorkerExecute
+        Spec: Ownership!WorkerReceiveTask
 
             \* Scheduling
             WorkerExecute(w, m) ==
@@ -174,6 +175,46 @@ class TaskExecutor:
                    /\ lastAction' = Step("WorkerExecute", w, m.task, NoNode, m)
                    /\ UNCHANGED <<up, crashes, status, nodeOf, got, table, copies, announced,
                                   announcedNodes>>
+
+            \* Ownership
+            WorkerReceiveTask(a, m) ==
+                LET doomed == \E r \in m.refs : r.o \in known[a].p
+                    ys == {r.y : r \in m.refs}
+                    \* references it got from a process other than their owner: it
+                    \* registers with their owner before it uses them
+                    sub == {r \in m.refs : r.o # m.o}
+                    ask == {r \in sub : brw[a][r.y].reg = "none"}
+                    regs == {r.y : r \in {r \in sub : brw[a][r.y].reg # "yes"}}
+                IN
+                /\ m \in msgs
+                /\ m.type = "PushTask"
+                /\ m.dst = Cur(a)
+                /\ IsUp(Cur(a))
+                /\ ex[a].phase = "idle"
+                /\ \/ /\ m.o \in known[a].p
+                      /\ msgs' = msgs \ {m}
+                      /\ UNCHANGED <<ex, brw>>
+                   \/ /\ m.o \notin known[a].p
+                      /\ doomed
+                      /\ msgs' = (msgs \ {m}) \cup {TaskReplyMsg(m.x, m.o, Cur(a), NoNode, m.att, "OwnerDied", {})}
+                      /\ UNCHANGED <<ex, brw>>
+                   \/ /\ m.o \notin known[a].p
+                      /\ ~doomed
+                      /\ ex' = [ex EXCEPT ![a] = [IdleExec EXCEPT
+                                    !.x = m.x, !.o = m.o, !.att = m.att,
+                                    !.phase = IF Args[m.x] = {} /\ regs = {} THEN "run" ELSE "fetch",
+                                    !.arg = [y \in Objects |-> IF y \in Args[m.x] THEN "ask" ELSE "none"],
+                                    !.val = {m.x}, !.refs = ys, !.regs = regs]]
+                      /\ brw' = [brw EXCEPT ![a] = [y \in Objects |->
+                                   IF y \in ys
+                                   THEN LET r == CHOOSE r \in m.refs : r.y = y IN
+                                        [@[y] EXCEPT !.owner = r.o, !.run = @ + 1,
+                                                     !.reg = IF r \in ask THEN "asking" ELSE @]
+                                   ELSE @[y]]]
+                      /\ msgs' = (msgs \ {m}) \cup {GetObjectMsg(y, m.o, Cur(a), Bad(a, {})) : y \in Args[m.x]}
+                                              \cup {AddBorrowerMsg(r.y, r.o, Cur(a)) : r \in ask}
+                /\ lastAction' = Step("WorkerReceiveTask", a, m.x, NoNode, m)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, made, why>>
 
         Implementation:
 
@@ -300,6 +341,7 @@ class TaskExecutor:
     ) -> list[Effect]:
         r"""Spec: RefCounting!WorkerFinishTask
         Spec: FateSharing!WorkerFinishTask
+        Spec: Ownership!WorkerFinishTask
 
             \* RefCounting
             WorkerFinishTask(w, p) ==
@@ -320,6 +362,27 @@ class TaskExecutor:
                         /\ msgs' = msgs \cup Send({TaskReplyMsg(w[1], ctx[w].owner, w, nodeOf[w], "")})
                 /\ lastAction' = Step("WorkerFinishTask", w, w[1], NoNode, NoMsg)
                 /\ UNCHANGED <<up, crashes, status, nodeOf, got, table, announced, announcedNodes>>
+
+            \* Ownership
+            WorkerFinishTask(a) ==
+                LET e == ex[a]
+                    n == AddrNode(a)
+                    orphan == e.o \in known[a].p \/ e.o \in nknown[n].p
+                    B == AfterTask(a, e)
+                    E == [z \in Objects |-> IF ent[z].owner = Cur(a) THEN [ent[z] EXCEPT !.local = 0] ELSE ent[z]]
+                    settle == Settle(a, E, msgs \cup Answered(a, B)
+                                           \cup (IF orphan THEN {} ELSE {TaskReplyMsg(e.x, e.o, Cur(a), n, e.att, "", Report(e, B))}),
+                                 why, IdleExec)
+                IN
+                /\ a # Driver
+                /\ Running(a)
+                /\ e.pc > Len(Body[e.x])
+                /\ ex' = [ex EXCEPT ![a] = IdleExec]
+                /\ brw' = [brw EXCEPT ![a] = Released(B)]
+                /\ copies' = copies \cup (IF orphan THEN {} ELSE {[x |-> e.x, o |-> e.o, n |-> n, val |-> e.val]})
+                /\ settle
+                /\ lastAction' = Step("WorkerFinishTask", a, e.x, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, headVars, pool, starting, leases, nknown, known, got, made>>
 
         Implementation:
 
@@ -453,7 +516,26 @@ class TaskExecutor:
             self.task_queue.remove(task_id)
 
     def blocked(self, task_id: str, blocked: bool) -> list[Effect]:
-        """A task waits on a get (or stops waiting): lend or take back its CPU."""
+        r"""Spec: Ownership!WorkerBlockInGet
+
+            \* Ownership
+            WorkerBlockInGet(a) ==
+                LET y == StepObj(a)
+                    o == IF ent[y].owner = Cur(a) THEN Cur(a) ELSE brw[a][y].owner
+                IN
+                /\ a # Driver
+                /\ AtStep(a, "get")
+                /\ ~ex[a].lent
+                /\ ~(ent[y].owner = o /\ ent[y].obj \in {"ready", "failed"})
+                /\ ex' = [ex EXCEPT ![a].lent = TRUE]
+                /\ msgs' = msgs \cup {WorkerBlockedMsg(Cur(a))}
+                /\ lastAction' = Step("WorkerBlockInGet", a, y, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
+
+        Implementation:
+
+        A task waits on a get (or stops waiting): lend or take back its CPU.
+        """
         r = self.running.get(task_id)
         if r is None or r.blocked == blocked or r.lease_id is None:
             return []

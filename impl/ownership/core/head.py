@@ -212,6 +212,7 @@ class HeadCore:
     def detect_node_death(self, node: str, *, tell_it: bool = True) -> list[Effect]:
         r"""Spec: Scheduling!HeadDetectNodeDeath
         Spec: FateSharing!HeadDetectNodeDeath
+        Spec: Ownership!HeadDetectNodeDeath
 
             \* Scheduling
             HeadDetectNodeDeath(n) ==
@@ -239,6 +240,16 @@ class HeadCore:
                               \cup (IF n \in up THEN {NodeDiedStoreMsg(n, n)} ELSE {})  \* the fence
                 /\ lastAction' = Step("HeadDetectNodeDeath", NoWorker, Root, n, NoMsg)
                 /\ UNCHANGED <<up, status, nodeOf, ctx, got, table, copies, announced>>
+
+            \* Ownership
+            HeadDetectNodeDeath(n) ==
+                /\ n \in members
+                /\ n \notin nodeUp
+                /\ members' = members \ {n}
+                /\ announced' = announced \cup {p \in Procs : NodeOf(p) = n /\ p[2] <= inc[p[1]] /\ wst[p[1]] # "off"}
+                /\ msgs' = msgs \cup {NodeDiedMsg(n, NoProc, r) : r \in members \ {n}}
+                /\ lastAction' = Step("HeadDetectNodeDeath", NoAddr, NoObj, n, NoMsg)
+                /\ UNCHANGED <<envVars, nodeVars, ent, ex, known, brw, got, made, why>>
 
         Implementation:
 

@@ -129,7 +129,29 @@ class NodeCore:
         return check is None or check(self, src, msg)
 
     def handle_failure(self, msg: WorkerDied | NodeDied) -> list[Effect]:
-        """A death published by the head: reclaim, free, and tell our workers."""
+        r"""Spec: Ownership!NodeHandleFailure
+
+            \* Ownership
+            NodeHandleFailure(n, m) ==
+                LET D == DeadProcs(m)
+                    doomed == {l.w : l \in {l \in leases[n] : l.o \in D}}
+                IN
+                /\ m \in msgs
+                /\ m.type \in {"WorkerDied", "NodeDied"}
+                /\ m.dstNode = n
+                /\ n \in nodeUp
+                /\ nknown' = [nknown EXCEPT ![n] = Learn(@, m)]
+                /\ copies' = {c \in copies : ~(c.n = n /\ c.o \in D)}
+                /\ wst' = [a \in Addrs |-> IF Cur(a) \in doomed /\ wst[a] = "up" THEN "dead" ELSE wst[a]]
+                /\ msgs' = ({mm \in msgs \ {m} : ~(mm.type = "RequestLease" /\ mm.dstNode = n /\ mm.o \in D)})
+                           \cup {[m EXCEPT !.dst = p, !.dstNode = NoNode] : p \in Subscribers(n) \ D}
+                /\ lastAction' = Step("NodeHandleFailure", NoAddr, NoObj, n, m)
+                /\ UNCHANGED <<nodeUp, inc, crashes, headVars, pool, starting, leases, ent, ex, known, brw, got, made, why>>
+
+        Implementation:
+
+        A death published by the head: reclaim, free, and tell our workers.
+        """
         if isinstance(msg, WorkerDied):
             dead = {msg.worker}
         else:

@@ -41,6 +41,7 @@ class FailureHandler:
 
     def handle_failure(self, msg: WorkerDied | NodeDied) -> list[Effect]:
         r"""Spec: FateSharing!OwnerHandleFailure
+        Spec: Ownership!ProcessHandleFailure
 
             \* FateSharing
             OwnerHandleFailure(o) ==
@@ -63,6 +64,61 @@ class FailureHandler:
                    /\ lastAction' = Step("OwnerHandleFailure", o, Root, NoNode, m)
                    /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, copies, announced,
                                   announcedNodes>>
+
+            \* Ownership
+            ProcessHandleFailure(a, m) ==
+                LET D == DeadProcs(m)
+                    N == DeadNodes(m)
+                    me == Cur(a)
+                    Hit(e) == \/ e.task = "pushed" /\ (e.loc.w \in D \/ e.loc.n \in N)
+                              \/ e.task = "requested" /\ e.loc.n \in N
+                    mine == {x \in Objects : ent[x].owner = me}
+                    retried == {x \in mine : Hit(ent[x]) /\ ent[x].budget > 0}
+                    failing == {x \in mine : Hit(ent[x]) /\ ent[x].budget = 0}
+                    Scan(x) ==
+                        LET e == ent[x]
+                            e1 == IF x \in retried THEN [e EXCEPT !.task = "waiting", !.budget = @ - 1, !.loc = NoLoc]
+                                  ELSE IF x \in failing THEN Failed(e, "WorkerCrashed")
+                                  ELSE e
+                            left == e1.locs \ N
+                            e2 == IF e1.obj = "ready" /\ left = {} /\ e1.locs # {}
+                                  THEN [e1 EXCEPT !.locs = {}, !.obj = "lost"]
+                                  ELSE [e1 EXCEPT !.locs = left]
+                        IN [e2 EXCEPT !.waiters = @ \ D, !.borrowers = @ \ D,
+                                      !.submitted = @ - Cardinality({z \in failing : x \in OwnRefs(z)})]
+                    x0 == ex[a]
+                    \* borrowed references whose owner died: they fate-share
+                    gone == {y \in Objects : brw[a][y].owner \in D}
+                    B0 == [y \in Objects |-> IF y \in gone THEN [brw[a][y] EXCEPT !.failed = TRUE, !.waits = 0] ELSE brw[a][y]]
+                    orphan == x0.phase # "idle" /\ x0.o \in D
+                    doomed == x0.phase # "idle" /\ ~orphan /\ x0.refs \cap gone # {}
+                    ends == orphan \/ doomed
+                    B == IF ends THEN [y \in Objects |-> IF y \in x0.refs THEN [B0[y] EXCEPT !.run = @ - 1] ELSE B0[y]] ELSE B0
+                    refetch == IF ends THEN {}
+                               ELSE {y \in Objects : x0.phase = "fetch" /\ x0.arg[y] = "pull" /\ x0.at[y] \in N}
+                    e == IF ends THEN IdleExec
+                         ELSE [x0 EXCEPT !.arg = [y \in Objects |-> IF y \in refetch THEN "ask" ELSE @[y]],
+                                         !.at = [y \in Objects |-> IF y \in refetch THEN NoNode ELSE @[y]]]
+                    M == (msgs \ {m})
+                         \cup UNION {Answers(x, ent[x], "WorkerCrashed") : x \in failing}
+                         \cup {GetObjectMsg(y, x0.o, me, Bad(a, N)) : y \in refetch}
+                         \cup (IF doomed THEN {TaskReplyMsg(x0.x, x0.o, me, NoNode, x0.att, "OwnerDied", Report(x0, B))}
+                                              \cup Unblock(a, x0)
+                               ELSE {})
+                         \cup Answered(a, B)
+                    settle == Settle(a, [x \in Objects |-> IF x \in mine THEN Scan(x) ELSE ent[x]], M,
+                                 [x \in Objects |-> IF x \in failing THEN "budget" ELSE why[x]], e)
+                IN
+                /\ m \in msgs
+                /\ m.type \in {"WorkerDied", "NodeDied"}
+                /\ m.dst = me
+                /\ IsUp(me)
+                /\ known' = [known EXCEPT ![a] = Learn(@, m)]
+                /\ ex' = [ex EXCEPT ![a] = e]
+                /\ brw' = [brw EXCEPT ![a] = Released(B)]
+                /\ settle
+                /\ lastAction' = Step("ProcessHandleFailure", a, NoObj, NoNode, m)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, got, made>>
 
         Implementation:
 

@@ -242,6 +242,8 @@ class ReferenceCounter:
 
     def release_ref(self, object_id: str) -> list[Effect]:
         r"""Spec: RefCounting!HolderReleaseRef
+        Spec: Ownership!BorrowerRelease
+        Spec: Ownership!HolderRelease
 
             \* RefCounting
             HolderReleaseRef(p) ==
@@ -250,6 +252,31 @@ class ReferenceCounter:
                 /\ lastAction' = Act("HolderReleaseRef", [p |-> p])
                 /\ UNCHANGED <<submitted, contained, running, waiting, borrowers, subBorrowers,
                                removeWaits, tasksLeft, freed, msgs, passedOn>>
+
+            \* Ownership
+            BorrowerRelease(a, y) ==
+                LET B == [brw[a] EXCEPT ![y].local = @ - 1] IN
+                /\ IsUp(Cur(a))
+                /\ ex[a].phase = "idle"
+                /\ brw[a][y].local > 0
+                /\ brw' = [brw EXCEPT ![a] = Released(B)]
+                /\ msgs' = msgs \cup Answered(a, B)
+                /\ lastAction' = Step("BorrowerRelease", a, y, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, got, made, why>>
+
+            \* Ownership
+            HolderRelease(a, x) ==
+                LET e == [ex[a] EXCEPT !.pc = @ + 1]
+                    settle == Settle(a, [ent EXCEPT ![x].local = @ - 1], msgs, why, e)
+                IN
+                /\ AtStep(a, "release")
+                /\ StepObj(a) = x
+                /\ ent[x].owner = Cur(a)
+                /\ ent[x].local > 0
+                /\ ex' = [ex EXCEPT ![a] = e]
+                /\ settle
+                /\ lastAction' = Step("HolderRelease", a, x, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, known, brw, got, made>>
 
         Implementation:
 
@@ -358,6 +385,7 @@ class ReferenceCounter:
 
     def handle_add_borrower(self, msg: AddBorrower) -> list[Effect]:
         r"""Spec: RefCounting!OwnerHandleAddBorrower
+        Spec: Ownership!OwnerHandleAddBorrower
 
             \* RefCounting
             OwnerHandleAddBorrower(o, m) ==
@@ -372,6 +400,20 @@ class ReferenceCounter:
                 /\ lastAction' = Act("OwnerHandleAddBorrower", [o |-> o, m |-> m])
                 /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
                                removeWaits, tasksLeft, freed, passedOn>>
+
+            \* Ownership
+            OwnerHandleAddBorrower(a, m) ==
+                LET y == m.x
+                    ok == ent[y].owner = Cur(a) /\ ent[y].obj \in {"pending", "ready", "lost", "failed"}
+                IN
+                /\ m \in msgs
+                /\ m.type = "AddBorrower"
+                /\ m.dst = Cur(a)
+                /\ IsUp(Cur(a))
+                /\ ent' = IF ok THEN [ent EXCEPT ![y].borrowers = @ \cup {m.w}] ELSE ent
+                /\ msgs' = (msgs \ {m}) \cup {BorrowerAddedMsg(y, m.o, m.w, ok)}
+                /\ lastAction' = Step("OwnerHandleAddBorrower", a, y, NoNode, m)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
 
         Implementation:
 
@@ -394,6 +436,7 @@ class ReferenceCounter:
 
     def handle_borrower_added(self, msg: BorrowerAdded) -> list[Effect]:
         r"""Spec: RefCounting!BorrowerHandleBorrowerAdded
+        Spec: Ownership!WorkerHandleBorrowerAdded
 
             \* RefCounting
             BorrowerHandleBorrowerAdded(b, m) ==
@@ -408,6 +451,40 @@ class ReferenceCounter:
                 /\ lastAction' = Act("BorrowerHandleBorrowerAdded", [b |-> b, m |-> m])
                 /\ UNCHANGED <<local, submitted, contained, borrowers, subBorrowers,
                                tasksLeft, freed, passedOn>>
+
+            \* Ownership
+            WorkerHandleBorrowerAdded(a, m) ==
+                LET y == m.x
+                    e == ex[a]
+                    done == (\A z \in Args[e.x] : e.arg[z] = "have") /\ e.regs = {y}
+                IN
+                /\ m \in msgs
+                /\ m.type = "BorrowerAdded"
+                /\ m.dst = Cur(a)
+                /\ IsUp(Cur(a))
+                /\ \/ /\ m.have
+                      \* BorrowerAdded is also the owner's WaitForRefRemoved: answered
+                      \* at once by a worker that no longer uses y
+                      /\ LET mine == brw[a][y].owner = m.o /\ InUse(brw[a][y])
+                             answer == IF mine THEN {} ELSE {RefRemovedMsg(y, m.o, Cur(a))}
+                         IN
+                         /\ brw' = IF mine THEN [brw EXCEPT ![a][y].reg = "yes", ![a][y].waits = @ + 1] ELSE brw
+                         /\ IF e.phase = "fetch" /\ y \in e.regs
+                            THEN /\ ex' = [ex EXCEPT ![a].regs = @ \ {y},
+                                                     ![a].phase = IF done THEN "run" ELSE "fetch",
+                                                     ![a].lent = IF done THEN FALSE ELSE @]
+                                 /\ msgs' = (msgs \ {m}) \cup answer \cup (IF done THEN Unblock(a, e) ELSE {})
+                            ELSE /\ msgs' = (msgs \ {m}) \cup answer
+                                 /\ UNCHANGED ex
+                   \/ /\ ~m.have
+                      /\ e.phase = "fetch" /\ y \in e.regs
+                      /\ FailTask(a, "ObjectLost", msgs \ {m})
+                   \/ /\ ~m.have
+                      /\ ~(e.phase = "fetch" /\ y \in e.regs)
+                      /\ msgs' = msgs \ {m}
+                      /\ UNCHANGED <<ex, brw>>
+                /\ lastAction' = Step("WorkerHandleBorrowerAdded", a, y, NoNode, m)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, made, why>>
 
         Implementation:
 
@@ -543,6 +620,7 @@ class ReferenceCounter:
     # -- borrower side ---------------------------------------------------------
     def handle_wait_for_ref_removed(self, msg: WaitForRefRemoved) -> list[Effect]:
         r"""Spec: RefCounting!BorrowerHandleWaitForRefRemoved
+        Spec: Ownership!BorrowerHandleWaitForRefRemoved
 
             \* RefCounting
             BorrowerHandleWaitForRefRemoved(b, m) ==
@@ -559,6 +637,23 @@ class ReferenceCounter:
                 /\ lastAction' = Act("BorrowerHandleWaitForRefRemoved", [b |-> b, m |-> m])
                 /\ UNCHANGED <<local, submitted, contained, running, waiting, borrowers,
                                tasksLeft, freed, passedOn>>
+
+            \* Ownership
+            BorrowerHandleWaitForRefRemoved(a, m) ==
+                LET y == m.x
+                    b == brw[a][y]
+                IN
+                /\ m \in msgs
+                /\ m.type = "WaitForRefRemoved"
+                /\ m.dst = Cur(a)
+                /\ IsUp(Cur(a))
+                /\ IF b.owner = m.o /\ InUse(b)
+                   THEN /\ brw' = [brw EXCEPT ![a][y].waits = @ + 1]
+                        /\ msgs' = msgs \ {m}
+                   ELSE /\ brw' = IF b.owner = m.o THEN [brw EXCEPT ![a][y] = NoBorrow] ELSE brw
+                        /\ msgs' = (msgs \ {m}) \cup {RefRemovedMsg(y, m.o, Cur(a))}
+                /\ lastAction' = Step("BorrowerHandleWaitForRefRemoved", a, y, NoNode, m)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, got, made, why>>
 
         Implementation:
 
@@ -614,6 +709,7 @@ class ReferenceCounter:
     # -- owner side --------------------------------------------------------------
     def handle_ref_removed(self, msg: RefRemoved) -> list[Effect]:
         r"""Spec: RefCounting!OwnerHandleRefRemoved
+        Spec: Ownership!OwnerHandleRefRemoved
 
             \* RefCounting
             OwnerHandleRefRemoved(o, m) ==
@@ -624,6 +720,20 @@ class ReferenceCounter:
                 /\ lastAction' = Act("OwnerHandleRefRemoved", [o |-> o, m |-> m])
                 /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
                                removeWaits, tasksLeft, freed, passedOn>>
+
+            \* Ownership
+            OwnerHandleRefRemoved(a, m) ==
+                LET y == m.x
+                    settle == Settle(a, IF ent[y].owner = Cur(a) THEN [ent EXCEPT ![y].borrowers = @ \ {m.w}] ELSE ent,
+                                     msgs \ {m}, why, ex[a])
+                IN
+                /\ m \in msgs
+                /\ m.type = "RefRemoved"
+                /\ m.dst = Cur(a)
+                /\ IsUp(Cur(a))
+                /\ settle
+                /\ lastAction' = Step("OwnerHandleRefRemoved", a, y, NoNode, m)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made>>
 
         Implementation:
 
@@ -886,6 +996,8 @@ class ReferenceCounter:
 
     def get(self, object_id: str, waiter: Waiter, *, owner: str | None = None, kind: str = "object") -> list[Effect]:
         r"""Spec: FateSharing!HolderGet
+        Spec: Ownership!BorrowerGet
+        Spec: Ownership!HolderGet
 
             \* FateSharing
             HolderGet(h, x) ==
@@ -903,6 +1015,46 @@ class ReferenceCounter:
                 /\ lastAction' = Step("HolderGet", h, x, NoNode, NoMsg)
                 /\ UNCHANGED <<up, crashes, status, nodeOf, table, copies, announced,
                                announcedNodes, msgs>>
+
+            \* Ownership
+            BorrowerGet(a, y) ==
+                LET b == brw[a][y]
+                    e == [ex[a] EXCEPT !.pc = @ + 1, !.lent = FALSE]
+                IN
+                /\ AtStep(a, "get")
+                /\ StepObj(a) = y
+                /\ ent[y].owner # Cur(a)
+                /\ \/ /\ b.failed \/ b.owner \in known[a].p
+                      /\ got' = got \cup {[x |-> y, res |-> "OwnerDied", val |-> {}, o |-> b.owner]}
+                   \/ /\ ~b.failed /\ b.owner \notin known[a].p
+                      /\ IsUp(b.owner) /\ ent[y].owner = b.owner
+                      /\ \/ /\ ent[y].obj = "ready"
+                            /\ LiveCopy(y) # {}
+                            /\ got' = got \cup {[x |-> y, res |-> "value", val |-> (CHOOSE c \in LiveCopy(y) : TRUE).val, o |-> b.owner]}
+                         \/ /\ ent[y].obj = "failed"
+                            /\ got' = got \cup {[x |-> y, res |-> ent[y].err, val |-> {}, o |-> b.owner]}
+                /\ ex' = [ex EXCEPT ![a] = e]
+                /\ msgs' = msgs \cup Unblock(a, ex[a])
+                /\ lastAction' = Step("BorrowerGet", a, y, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, why, made>>
+
+            \* Ownership
+            HolderGet(a, x) ==
+                LET e == [ex[a] EXCEPT !.pc = @ + 1, !.lent = FALSE]
+                    settle == Settle(a, ent, msgs \cup Unblock(a, ex[a]), why, e)
+                IN
+                /\ AtStep(a, "get")
+                /\ StepObj(a) = x
+                /\ ent[x].owner = Cur(a)
+                /\ \/ /\ ent[x].obj = "ready"
+                      /\ LiveCopy(x) # {}
+                      /\ got' = got \cup {[x |-> x, res |-> "value", val |-> (CHOOSE c \in LiveCopy(x) : TRUE).val, o |-> Cur(a)]}
+                   \/ /\ ent[x].obj = "failed"
+                      /\ got' = got \cup {[x |-> x, res |-> ent[x].err, val |-> {}, o |-> Cur(a)]}
+                /\ ex' = [ex EXCEPT ![a] = e]
+                /\ settle
+                /\ lastAction' = Step("HolderGet", a, x, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, known, brw, made>>
 
         Implementation:
 
@@ -989,7 +1141,49 @@ Ask for a value (API get, a task argument, an actor's address).
         return [Send(node, PullObject(object_id=ref.object_id, requester=self.address))]
 
     def handle_get_object(self, src: str, msg: GetObject) -> list[Effect]:
-        """The owner serves its object's value, locations, or error.
+        r"""Spec: Ownership!OwnerHandleGetObject
+        Spec: Ownership!OwnerServeBorrowerGet
+
+            \* Ownership
+            OwnerHandleGetObject(a, m) ==
+                LET x == m.x
+                    e == ent[x]
+                    left == e.locs \ m.locs
+                    E == IF e.obj = "ready" /\ left = {}
+                         THEN [ent EXCEPT ![x].locs = {}, ![x].obj = "lost", ![x].waiters = @ \cup {m.w}]
+                         ELSE IF e.obj \in {"pending", "lost", "freed"}
+                         THEN [ent EXCEPT ![x].waiters = @ \cup {m.w}]
+                         ELSE [ent EXCEPT ![x].locs = left]
+                    answer == IF e.obj = "ready" /\ left # {} THEN ObjectValueMsg(x, m.o, m.w, left, "")
+                              ELSE IF e.obj = "failed" THEN ObjectValueMsg(x, m.o, m.w, {}, e.err)
+                              ELSE ObjectPendingMsg(x, m.o, m.w)
+                    settle == Settle(a, E, (msgs \ {m}) \cup {answer}, why, ex[a])
+                IN
+                /\ m \in msgs
+                /\ m.type = "GetObject"
+                /\ m.dst = Cur(a)
+                /\ IsUp(Cur(a))
+                /\ IF e.owner # Cur(a)
+                   THEN /\ msgs' = (msgs \ {m}) \cup {ObjectValueMsg(x, m.o, m.w, {}, "ObjectLost")}
+                        /\ UNCHANGED <<ent, why>>
+                   ELSE /\ settle
+                /\ lastAction' = Step("OwnerHandleGetObject", a, x, NoNode, m)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made>>
+
+            \* Ownership
+            OwnerServeBorrowerGet(a, x) ==
+                LET settle == Settle(a, ent, msgs, why, ex[a]) IN
+                /\ IsUp(Cur(a))
+                /\ ent[x].owner = Cur(a)
+                /\ ent[x].obj \in {"lost", "freed"}
+                /\ x \in BorrowerGets(a)
+                /\ settle
+                /\ lastAction' = Step("OwnerServeBorrowerGet", a, x, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made>>
+
+        Implementation:
+
+        The owner serves its object's value, locations, or error.
 
         The nodes the requester found without a copy are written off first,
         as a failed pull of the owner's own would: with no copy left, the
@@ -1031,7 +1225,43 @@ Ask for a value (API get, a task argument, an actor's address).
         return self.register_receiver(ref, requester) + [Send(requester, reply)]
 
     def handle_object_value(self, src: str, msg: ObjectValue) -> list[Effect]:
-        """The owner answered our GetObject."""
+        r"""Spec: Ownership!WorkerHandleObjectValue
+
+            \* Ownership
+            WorkerHandleObjectValue(a, m) ==
+                LET y == m.x
+                    live == m.locs \ known[a].n
+                IN
+                /\ m \in msgs
+                /\ m.type = "ObjectValue"
+                /\ m.dst = Cur(a)
+                /\ IsUp(Cur(a))
+                /\ \/ /\ ~Fetching(a, y, "ask")
+                      /\ msgs' = msgs \ {m}
+                      /\ UNCHANGED <<ex, brw>>
+                   \/ /\ Fetching(a, y, "ask")
+                      /\ m.err # ""
+                      /\ FailTask(a, m.err, msgs \ {m})
+                   \/ /\ Fetching(a, y, "ask")
+                      /\ m.err = ""
+                      /\ live # {}
+                      /\ \E n \in live :
+                           /\ AddrNode(a) \in live => n = AddrNode(a)
+                           /\ ex' = [ex EXCEPT ![a].arg[y] = "pull", ![a].at[y] = n]
+                      /\ msgs' = msgs \ {m}
+                      /\ UNCHANGED brw
+                   \/ /\ Fetching(a, y, "ask")
+                      /\ m.err = ""
+                      /\ live = {}
+                      /\ msgs' = (msgs \ {m}) \cup {GetObjectMsg(y, m.o, Cur(a), Bad(a, {}))}
+                      /\ UNCHANGED <<ex, brw>>
+                /\ lastAction' = Step("WorkerHandleObjectValue", a, y, NoNode, m)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, made, why>>
+
+        Implementation:
+
+        The owner answered our GetObject.
+        """
         ref = self.table.get(msg.object_id)
         if ref is None or ref.owned or ref.fetching != "owner":
             return []
@@ -1051,7 +1281,25 @@ Ask for a value (API get, a task argument, an actor's address).
         return self.fetch(ref)
 
     def handle_object_pending(self, src: str, msg: ObjectPending) -> list[Effect]:
-        """The owner says our object is being made: wait for its ObjectValue.
+        r"""Spec: Ownership!WorkerHandleObjectPending
+
+            \* Ownership
+            WorkerHandleObjectPending(a, m) ==
+                /\ m \in msgs
+                /\ m.type = "ObjectPending"
+                /\ m.dst = Cur(a)
+                /\ IsUp(Cur(a))
+                /\ IF Fetching(a, m.x, "ask") /\ ~ex[a].lent
+                   THEN /\ ex' = [ex EXCEPT ![a].lent = TRUE]
+                        /\ msgs' = (msgs \ {m}) \cup {WorkerBlockedMsg(Cur(a))}
+                   ELSE /\ msgs' = msgs \ {m}
+                        /\ UNCHANGED ex
+                /\ lastAction' = Step("WorkerHandleObjectPending", a, m.x, NoNode, m)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
+
+        Implementation:
+
+        The owner says our object is being made: wait for its ObjectValue.
 
         A task here that waits for it as an argument, and has not started,
         lends its CPU to the node meanwhile: the object may be made by a
@@ -1067,7 +1315,33 @@ Ask for a value (API get, a task argument, an actor's address).
         return fx
 
     def handle_object_copy(self, src: str, msg: ObjectCopy) -> list[Effect]:
-        """A store answered our PullObject."""
+        r"""Spec: Ownership!WorkerPullArg
+
+            \* Ownership
+            WorkerPullArg(a, y) ==
+                LET e == ex[a]
+                    n == e.at[y]
+                    here == {c \in copies : c.x = y /\ c.n = n}
+                    done == (\A z \in Args[e.x] \ {y} : e.arg[z] = "have") /\ e.regs = {}
+                IN
+                /\ IsUp(Cur(a))
+                /\ Fetching(a, y, "pull")
+                /\ n \in nodeUp
+                /\ IF here # {}
+                   THEN /\ ex' = [ex EXCEPT ![a].arg[y] = "have", ![a].at[y] = NoNode,
+                                            ![a].val = @ \cup (CHOOSE c \in here : TRUE).val,
+                                            ![a].phase = IF done THEN "run" ELSE "fetch",
+                                            ![a].lent = IF done THEN FALSE ELSE @]
+                        /\ msgs' = msgs \cup (IF done THEN Unblock(a, e) ELSE {})
+                   ELSE /\ ex' = [ex EXCEPT ![a].arg[y] = "ask", ![a].at[y] = NoNode]
+                        /\ msgs' = msgs \cup {GetObjectMsg(y, e.o, Cur(a), Bad(a, {n}))}
+                /\ lastAction' = Step("WorkerPullArg", a, y, n, NoMsg)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
+
+        Implementation:
+
+        A store answered our PullObject.
+        """
         ref = self.table.get(msg.object_id)
         if ref is None or ref.fetching != src:
             return []
@@ -1120,7 +1394,28 @@ Ask for a value (API get, a task argument, an actor's address).
         )
 
     def put(self, object_id: str, value: Payload) -> list[Effect]:
-        """``ownership.put``: a new owned object; large values go to the local store."""
+        r"""Spec: Ownership!OwnerPut
+
+            \* Ownership
+            OwnerPut(a, x) ==
+                LET e == [ex[a] EXCEPT !.pc = @ + 1]
+                    E == [ent EXCEPT ![x] = [NoEntry EXCEPT !.owner = Cur(a), !.task = "done", !.obj = "ready",
+                                                            !.locs = {AddrNode(a)}, !.local = 1]]
+                    settle == Settle(a, E, msgs, why, e)
+                IN
+                /\ AtStep(a, "put")
+                /\ StepObj(a) = x
+                /\ ex' = [ex EXCEPT ![a] = e]
+                /\ settle
+                /\ copies' = copies \cup {[x |-> x, o |-> Cur(a), n |-> AddrNode(a), val |-> {x}]}
+                /\ made' = made \cup {x}
+                /\ lastAction' = Step("OwnerPut", a, x, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, headVars, pool, starting, leases, nknown, known, brw, got>>
+
+        Implementation:
+
+        ``ownership.put``: a new owned object; large values go to the local store.
+        """
         from .messages import PutObject
 
         ref = self.add_owned(object_id)

@@ -178,7 +178,24 @@ class LocalScheduler:
         return fx
 
     def worker_registered(self, msg: WorkerRegistered) -> list[Effect]:
-        """The head knows the worker now (so a node death will name it): use it."""
+        r"""Spec: Ownership!WorkerRegister
+
+            \* Ownership
+            WorkerRegister(w) ==
+                /\ w \in Workers
+                /\ wst[w] = "starting"
+                /\ WorkerNode[w] \in nodeUp
+                /\ wst' = [wst EXCEPT ![w] = "up"]
+                /\ pool' = [pool EXCEPT ![WorkerNode[w]] = @ \cup {Cur(w)}]
+                /\ starting' = [starting EXCEPT ![WorkerNode[w]] = @ \ {w}]
+                /\ known' = [known EXCEPT ![w] = nknown[WorkerNode[w]]]
+                /\ lastAction' = Step("WorkerRegister", w, NoObj, WorkerNode[w], NoMsg)
+                /\ UNCHANGED <<nodeUp, inc, crashes, headVars, leases, nknown, copies, ent, ex, brw, got, made, msgs, why>>
+
+        Implementation:
+
+        The head knows the worker now (so a node death will name it): use it.
+        """
         slot = self.workers.get(msg.worker)
         if slot is None or slot.state != REGISTERING:
             return []
@@ -209,7 +226,30 @@ class LocalScheduler:
         return _fits(msg.resources, self.available) and self._idle_worker() is not None
 
     def start_worker(self) -> list[Effect]:
-        """Resources are free but every worker is busy (blocked, actors): start one."""
+        r"""Spec: Ownership!SchedulerStartWorker
+
+            \* Ownership
+            SchedulerStartWorker(n, w) ==
+                /\ n \in nodeUp
+                /\ w \in Workers /\ WorkerNode[w] = n
+                /\ \E m \in msgs : m.type = "RequestLease" /\ m.dstNode = n
+                /\ HasFreeCPU(n)
+                /\ IdleWorkers(n) = {}
+                /\ starting[n] = {}
+                /\ \/ wst[w] = "off" /\ inc' = inc
+                   \/ wst[w] = "dead" /\ inc[w] < MaxIncarnation /\ inc' = [inc EXCEPT ![w] = @ + 1]
+                /\ wst' = [wst EXCEPT ![w] = "starting"]
+                /\ starting' = [starting EXCEPT ![n] = @ \cup {w}]
+                /\ ex' = [ex EXCEPT ![w] = IdleExec]
+                /\ known' = [known EXCEPT ![w] = NoDeaths]
+                /\ brw' = [brw EXCEPT ![w] = [y \in Objects |-> NoBorrow]]
+                /\ lastAction' = Step("SchedulerStartWorker", w, NoObj, n, NoMsg)
+                /\ UNCHANGED <<nodeUp, crashes, headVars, pool, leases, nknown, copies, ent, got, made, msgs, why>>
+
+        Implementation:
+
+        Resources are free but every worker is busy (blocked, actors): start one.
+        """
         if self._idle_worker() is not None or self.starting > 0:
             return []
         alive = sum(1 for w in self.workers.values() if w.state != DRIVER)
@@ -334,6 +374,7 @@ class LocalScheduler:
 
     def grant_lease(self, msg: RequestLease) -> list[Effect]:
         r"""Spec: Scheduling!SchedulerGrantLease
+        Spec: Ownership!SchedulerGrantLease
 
             \* Scheduling
             SchedulerGrantLease(n, m) ==
@@ -347,6 +388,20 @@ class LocalScheduler:
                     /\ msgs' = (msgs \ {m}) \cup {LeaseGrantedMsg(m.owner, m.task, n, w)}
                     /\ lastAction' = Step("SchedulerGrantLease", NoOwner, NoTask, n, w, NoNode, m)
                 /\ UNCHANGED <<envVars, members, pool, ownerVars, histVars>>
+
+            \* Ownership
+            SchedulerGrantLease(n, m) ==
+                /\ m \in msgs
+                /\ m.type = "RequestLease"
+                /\ m.dstNode = n
+                /\ n \in nodeUp
+                /\ HasFreeCPU(n)
+                /\ IdleWorkers(n) # {}
+                /\ LET w == GrantTo(n) IN
+                    /\ leases' = [leases EXCEPT ![n] = @ \cup {[w |-> w, o |-> m.o, x |-> m.x, lent |-> FALSE]}]
+                    /\ msgs' = (msgs \ {m}) \cup {LeaseGrantedMsg(m.o, m.x, m.att, n, w)}
+                /\ lastAction' = Step("SchedulerGrantLease", NoAddr, m.x, n, m)
+                /\ UNCHANGED <<envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
 
         Implementation:
 
@@ -365,6 +420,7 @@ class LocalScheduler:
 
     def spillback(self, msg: RequestLease, target: str) -> list[Effect]:
         r"""Spec: Scheduling!SchedulerSpillback
+        Spec: Ownership!SchedulerSpillback
 
             \* Scheduling
             SchedulerSpillback(n, m) ==
@@ -378,6 +434,19 @@ class LocalScheduler:
                     /\ msgs' = (msgs \ {m}) \cup {SpillbackMsg(m.owner, m.task, n, r)}
                     /\ lastAction' = Step("SchedulerSpillback", NoOwner, NoTask, n, NoWorker, r, m)
                 /\ UNCHANGED <<envVars, schedVars, ownerVars, histVars>>
+
+            \* Ownership
+            SchedulerSpillback(n, m) ==
+                /\ m \in msgs
+                /\ m.type = "RequestLease"
+                /\ m.dstNode = n
+                /\ n \in nodeUp
+                /\ ~CanGrant(n)
+                /\ m.have => ~HasFreeCPU(n)
+                /\ SpillTargets(n) # {}
+                /\ msgs' = (msgs \ {m}) \cup {SpillbackMsg(m.o, m.x, m.att, n, First(NodeOrder, SpillTargets(n)))}
+                /\ lastAction' = Step("SchedulerSpillback", NoAddr, m.x, n, m)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, brw, got, made, why>>
 
         Implementation:
 
@@ -395,6 +464,7 @@ class LocalScheduler:
 
     def release_lease(self, msg: ReturnLease) -> list[Effect]:
         r"""Spec: Scheduling!SchedulerReleaseLease
+        Spec: Ownership!SchedulerReleaseLease
 
             \* Scheduling
             SchedulerReleaseLease(n, m) ==
@@ -406,6 +476,17 @@ class LocalScheduler:
                 /\ msgs' = msgs \ {m}
                 /\ lastAction' = Step("SchedulerReleaseLease", NoOwner, NoTask, n, NoWorker, NoNode, m)
                 /\ UNCHANGED <<envVars, members, pool, ownerVars, histVars>>
+
+            \* Ownership
+            SchedulerReleaseLease(n, m) ==
+                /\ m \in msgs
+                /\ m.type = "ReturnLease"
+                /\ m.dstNode = n
+                /\ n \in nodeUp
+                /\ leases' = [leases EXCEPT ![n] = {l \in @ : l.w # m.w}]
+                /\ msgs' = msgs \ {m}
+                /\ lastAction' = Step("SchedulerReleaseLease", NoAddr, NoObj, n, m)
+                /\ UNCHANGED <<envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
 
         Implementation:
 
@@ -448,7 +529,23 @@ class LocalScheduler:
         return fx
 
     def blocked(self, msg: WorkerBlocked | WorkerUnblocked) -> list[Effect]:
-        """A leased worker waits on a get: lend its resources (Ray does the same)."""
+        r"""Spec: Ownership!SchedulerLend
+
+            \* Ownership
+            SchedulerLend(n, m) ==
+                /\ m \in msgs
+                /\ m.type \in {"WorkerBlocked", "WorkerUnblocked"}
+                /\ m.dstNode = n
+                /\ n \in nodeUp
+                /\ leases' = [leases EXCEPT ![n] = {IF l.w = m.w THEN [l EXCEPT !.lent = (m.type = "WorkerBlocked")] ELSE l : l \in @}]
+                /\ msgs' = msgs \ {m}
+                /\ lastAction' = Step("SchedulerLend", NoAddr, NoObj, n, m)
+                /\ UNCHANGED <<envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
+
+        Implementation:
+
+        A leased worker waits on a get: lend its resources (Ray does the same).
+        """
         lease = self.leases.get(msg.lease_id)
         if lease is None or lease.worker != msg.worker:
             return []
@@ -481,6 +578,7 @@ class LocalScheduler:
     def detect_worker_death(self, address: str) -> list[Effect]:
         r"""Spec: Scheduling!SchedulerDetectWorkerDeath
         Spec: FateSharing!SchedulerDetectWorkerDeath
+        Spec: Ownership!SchedulerDetectWorkerDeath
 
             \* Scheduling
             SchedulerDetectWorkerDeath(n, w) ==
@@ -505,6 +603,38 @@ class LocalScheduler:
                            \cup {WorkerDiedStoreMsg(w, n, s) : s \in {s \in Nodes : StoreInterested(s, {w})}}
                 /\ lastAction' = Step("SchedulerDetectWorkerDeath", w, Root, n, NoMsg)
                 /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, table, copies, announcedNodes>>
+
+            \* Ownership
+            SchedulerDetectWorkerDeath(n, w) ==
+                LET \* a registered process at w that is gone: the latest one, or an
+                    \* older one whose address a new process already took
+                    gone == {p \in pool[n] : p[1] = w /\ ~IsUp(p) /\ (p = Cur(w) => wst[w] = "dead")}
+                    registered == gone # {}
+                    p == IF registered THEN CHOOSE q \in gone : TRUE ELSE Cur(w)
+                    replace == /\ p = Cur(w)
+                               /\ registered
+                               /\ Cardinality(pool[n]) - 1 + Cardinality(starting[n])
+                                     < Cardinality({v \in InitialWorkers : WorkerNode[v] = n})
+                               /\ inc[w] < MaxIncarnation
+                IN
+                /\ n \in nodeUp
+                /\ w \in Workers /\ WorkerNode[w] = n
+                /\ registered \/ (w \in starting[n] /\ wst[w] = "dead")
+                /\ pool' = [pool EXCEPT ![n] = @ \ {p}]
+                /\ leases' = [leases EXCEPT ![n] = {l \in @ : l.w # p}]
+                /\ IF replace
+                   THEN /\ wst' = [wst EXCEPT ![w] = "starting"]
+                        /\ inc' = [inc EXCEPT ![w] = @ + 1]
+                        /\ starting' = [starting EXCEPT ![n] = @ \cup {w}]
+                        /\ ex' = [ex EXCEPT ![w] = IdleExec]
+                        /\ known' = [known EXCEPT ![w] = NoDeaths]
+                        /\ brw' = [brw EXCEPT ![w] = [y \in Objects |-> NoBorrow]]
+                   ELSE /\ starting' = IF registered THEN starting ELSE [starting EXCEPT ![n] = @ \ {w}]
+                        /\ UNCHANGED <<wst, inc, ex, known, brw>>
+                /\ announced' = announced \cup {p}
+                /\ msgs' = msgs \cup {WorkerDiedMsg(p, NoProc, r) : r \in members}
+                /\ lastAction' = Step("SchedulerDetectWorkerDeath", w, NoObj, n, NoMsg)
+                /\ UNCHANGED <<nodeUp, crashes, members, nknown, copies, ent, got, made, why>>
 
         Implementation:
 

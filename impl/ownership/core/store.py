@@ -169,7 +169,23 @@ class ObjectStore:
         return fx
 
     def free(self, msg: FreeObject) -> list[Effect]:
-        """The owner freed the object: drop the copy."""
+        r"""Spec: Ownership!StoreFree
+
+            \* Ownership
+            StoreFree(n, m) ==
+                /\ m \in msgs
+                /\ m.type = "FreeObject"
+                /\ m.dstNode = n
+                /\ n \in nodeUp
+                /\ copies' = {c \in copies : ~(c.x = m.x /\ c.n = n)}
+                /\ msgs' = msgs \ {m}
+                /\ lastAction' = Step("StoreFree", NoAddr, m.x, n, m)
+                /\ UNCHANGED <<envVars, headVars, pool, starting, leases, nknown, ent, ex, known, brw, got, made, why>>
+
+        Implementation:
+
+        The owner freed the object: drop the copy.
+        """
         if self.objects.pop(msg.object_id, None) is None:
             return []
         return [ObjectFreed(object_id=msg.object_id)]

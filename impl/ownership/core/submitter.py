@@ -194,6 +194,7 @@ class TaskSubmitter:
     def submit(self, spec: TaskSpec) -> list[Effect]:
         r"""Spec: Scheduling!OwnerSubmit
         Spec: FateSharing!OwnerSubmit
+        Spec: Ownership!OwnerSubmit
 
             \* Scheduling
             OwnerSubmit(o, t) ==
@@ -217,6 +218,33 @@ class TaskSubmitter:
                 /\ lastAction' = Step("OwnerSubmit", o, x, NoNode, NoMsg)
                 /\ UNCHANGED <<up, crashes, status, nodeOf, got, copies, announced,
                                announcedNodes, msgs>>
+
+            \* Ownership
+            OwnerSubmit(a, x) ==
+                LET e == [ex[a] EXCEPT !.pc = @ + 1]
+                    \* A shared reference whose owner is known dead dooms the task at once.
+                    doomed == \E y \in SharedArgs[x] : ent[y].owner # Cur(a)
+                                                       /\ (brw[a][y].failed \/ brw[a][y].owner \in known[a].p)
+                    new == [NoEntry EXCEPT !.owner = Cur(a), !.task = "waiting", !.obj = "pending",
+                                           !.budget = Retries[x], !.local = 1]
+                    E == [y \in Objects |->
+                            IF y = x
+                            THEN IF doomed THEN Failed(new, "OwnerDied") ELSE new
+                            ELSE IF y \in Args[x] \cup SharedArgs[x] /\ ent[y].owner = Cur(a) /\ ~doomed
+                            THEN [ent[y] EXCEPT !.submitted = @ + 1,
+                                                !.lineage = @ + (IF y \in PinnedRefs(x) /\ Retries[x] > 0 THEN 1 ELSE 0)]
+                            ELSE ent[y]]
+                    settle == Settle(a, E, msgs, IF doomed THEN [why EXCEPT ![x] = "owner"] ELSE why, e)
+                IN
+                /\ AtStep(a, "submit")
+                /\ StepObj(a) = x
+                /\ ex' = [ex EXCEPT ![a] = e]
+                /\ brw' = IF doomed THEN brw
+                          ELSE [brw EXCEPT ![a] = [y \in Objects |->
+                                  IF y \in SharedArgs[x] /\ ent[y].owner # Cur(a) THEN [@[y] EXCEPT !.sub = @ + 1] ELSE @[y]]]
+                /\ settle
+                /\ lastAction' = Step("OwnerSubmit", a, x, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, known, got, made>>
 
         Implementation:
 
@@ -467,6 +495,7 @@ class TaskSubmitter:
 
     def handle_spillback(self, msg: Spillback) -> list[Effect]:
         r"""Spec: Scheduling!OwnerHandleSpillback
+        Spec: Ownership!OwnerHandleSpillback
 
             \* Scheduling
             OwnerHandleSpillback(o, m) ==
@@ -494,6 +523,30 @@ class TaskSubmitter:
                 /\ lastAction' = Step("OwnerHandleSpillback", o, NoTask, NoNode, NoWorker, NoNode, m)
                 /\ UNCHANGED <<envVars, schedVars, retries, held, deadWorkers, deadNodes,
                                histVars>>
+
+            \* Ownership
+            OwnerHandleSpillback(a, m) ==
+                LET x == m.x
+                    e == ent[x]
+                    current == e.owner = m.o /\ e.task = "requested" /\ e.req = m.att
+                IN
+                /\ m \in msgs
+                /\ m.type = "Spillback"
+                /\ m.dst = Cur(a)
+                /\ IsUp(Cur(a))
+                /\ \/ /\ current
+                      /\ m.r \notin known[a].n
+                      /\ ent' = [ent EXCEPT ![x].loc = [n |-> m.r, w |-> NoProc]]
+                      /\ msgs' = (msgs \ {m}) \cup {SpilledRequestMsg(m.o, x, m.att, m.r)}
+                   \/ /\ current
+                      /\ m.r \in known[a].n
+                      /\ ent' = [ent EXCEPT ![x].req = @ + 1, ![x].loc = [n |-> AddrNode(a), w |-> NoProc]]
+                      /\ msgs' = (msgs \ {m}) \cup {RequestLeaseMsg(m.o, x, e.req + 1, AddrNode(a))}
+                   \/ /\ ~current
+                      /\ msgs' = msgs \ {m}
+                      /\ UNCHANGED ent
+                /\ lastAction' = Step("OwnerHandleSpillback", a, x, NoNode, m)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
 
         Implementation:
 
@@ -536,6 +589,7 @@ class TaskSubmitter:
     def handle_grant(self, msg: LeaseGranted) -> list[Effect]:
         r"""Spec: Scheduling!OwnerHandleGrant
         Spec: FateSharing!OwnerDispatch
+        Spec: Ownership!OwnerHandleGrant
 
             \* Scheduling
             OwnerHandleGrant(o, m) ==
@@ -584,6 +638,32 @@ class TaskSubmitter:
                       /\ msgs' = msgs \cup {PushTaskMsg(x, o, w, n, SharedRefs(o, x))}
                 /\ lastAction' = Step("OwnerDispatch", o, x, n, NoMsg)
                 /\ UNCHANGED <<up, crashes, ctx, got, copies, announced, announcedNodes>>
+
+            \* Ownership
+            OwnerHandleGrant(a, m) ==
+                LET x == m.x
+                    e == ent[x]
+                    current == e.owner = m.o /\ e.task = "requested" /\ e.req = m.att
+                    knownDead == m.w \in known[a].p \/ m.n \in known[a].n
+                IN
+                /\ m \in msgs
+                /\ m.type = "LeaseGranted"
+                /\ m.dst = Cur(a)
+                /\ IsUp(Cur(a))
+                /\ \/ /\ current
+                      /\ ~knownDead
+                      /\ ent' = [ent EXCEPT ![x].task = "pushed", ![x].att = @ + 1, ![x].loc = [n |-> m.n, w |-> m.w]]
+                      /\ msgs' = (msgs \ {m}) \cup {PushTaskMsg(m.o, x, e.att + 1, m.w,
+                                                                 {[y |-> y, o |-> RefOwner(a, y), held |-> FALSE] : y \in SharedArgs[x]})}
+                   \/ /\ current
+                      /\ knownDead
+                      /\ ent' = [ent EXCEPT ![x].req = @ + 1, ![x].loc = [n |-> AddrNode(a), w |-> NoProc]]
+                      /\ msgs' = (msgs \ {m}) \cup {RequestLeaseMsg(m.o, x, e.req + 1, AddrNode(a))}
+                   \/ /\ ~current
+                      /\ ent' = ent
+                      /\ msgs' = (msgs \ {m}) \cup (IF knownDead THEN {} ELSE {ReturnLeaseMsg(m.w)})
+                /\ lastAction' = Step("OwnerHandleGrant", a, x, NoNode, m)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
 
         Implementation:
 
@@ -796,6 +876,7 @@ class TaskSubmitter:
     def handle_reply(self, msg: TaskReply) -> list[Effect]:
         r"""Spec: Scheduling!OwnerHandleReply
         Spec: FateSharing!OwnerHandleReply
+        Spec: Ownership!OwnerHandleReply
 
             \* Scheduling
             OwnerHandleReply(o, m) ==
@@ -828,6 +909,54 @@ class TaskSubmitter:
                    /\ lastAction' = Step("OwnerHandleReply", o, m.task, NoNode, m)
                    /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, copies, announced,
                                   announcedNodes>>
+
+            \* Ownership
+            OwnerHandleReply(a, m) ==
+                LET x == m.x
+                    e == ent[x]
+                    current == e.owner = m.o /\ e.task = "pushed" /\ e.att = m.att /\ e.loc.w = m.w
+                    done == IF m.err = ""
+                            THEN [e EXCEPT !.task = "done", !.obj = "ready", !.locs = @ \cup {m.n}, !.loc = NoLoc, !.waiters = {}]
+                            ELSE Failed(e, m.err)
+                    keep == e.owner = m.o /\ m.err = "" /\ e.obj \in {"pending", "ready", "lost"}
+                    \* the executor still borrows these references of ours (unless the
+                    \* owner has heard it died: the reply outlived its sender)
+                    held == IF m.w \in known[a].p THEN {}
+                            ELSE {r.y : r \in {r \in m.refs : r.held /\ ent[r.y].owner = Cur(a)}}
+                    mine == Args[x] \cup SharedArgs[x]
+                    E0 == [z \in Objects |-> IF z \in held THEN [ent[z] EXCEPT !.borrowers = @ \cup {m.w}] ELSE ent[z]]
+                    E == IF current
+                         THEN [z \in Objects |->
+                                 IF z = x THEN done
+                                 ELSE IF z \in mine /\ E0[z].owner = Cur(a) THEN [E0[z] EXCEPT !.submitted = @ - 1]
+                                 ELSE E0[z]]
+                         ELSE IF keep
+                         THEN [E0 EXCEPT ![x].locs = @ \cup {m.n},
+                                         ![x].obj = IF e.obj = "lost" /\ ~Pending(e) THEN "ready" ELSE @]
+                         ELSE E0
+                    \* the task's submitted-task refs on what it borrowed itself
+                    B == [y \in Objects |->
+                            IF current /\ y \in SharedArgs[x] /\ ent[y].owner # Cur(a)
+                            THEN [brw[a][y] EXCEPT !.sub = @ - 1] ELSE brw[a][y]]
+                    M == (IF current
+                          THEN (msgs \ {m}) \cup {ReturnLeaseMsg(m.w)}
+                               \cup {ObjectValueMsg(x, m.o, w, done.locs, done.err) : w \in e.waiters}
+                          ELSE IF keep \/ m.n = NoNode THEN msgs \ {m}
+                          ELSE (msgs \ {m}) \cup {FreeObjectMsg(x, m.n)})
+                         \cup {WaitForRefRemovedMsg(y, Cur(a), m.w) : y \in held}
+                         \cup Answered(a, B)
+                    W == IF current /\ m.err # "" THEN [why EXCEPT ![x] = IF m.err = "OwnerDied" THEN "owner" ELSE "arg"] ELSE why
+                    settle == Settle(a, E, M, W, ex[a])
+                IN
+                /\ m \in msgs
+                /\ m.type = "TaskReply"
+                /\ m.dst = Cur(a)
+                /\ IsUp(Cur(a))
+                /\ brw' = [brw EXCEPT ![a] = Released(B)]
+                /\ settle
+                /\ made' = IF current /\ m.err = "" THEN made \cup {x} ELSE made
+                /\ lastAction' = Step("OwnerHandleReply", a, x, NoNode, m)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, got>>
 
         Implementation:
 
