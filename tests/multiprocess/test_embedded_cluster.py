@@ -176,3 +176,29 @@ async def test_killed_node_tasks_rerun_and_lost_objects_reconstructed(tmp_path):
         again = {int(p.name.split("-")[0]) for p in marks.glob("[0-9]*") if int(p.read_text()) != victim_pid}
         assert set(stored_on_victim + running_on_victim) <= again
     assert list_segments(f"own_{local.session}_") == []  # the dead node's leftovers too
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter (``Z`` for a zombie), None once it is reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+async def test_killed_node_is_reaped_and_live_nodes_remove_its_segments():
+    """A SIGKILLed node leaves neither a zombie nor its shared-memory segments,
+    though no node starts after it (which would remove them too)."""
+    from ownership.runtime.shm import SharedMemoryStore
+
+    async with cluster(nodes=2, num_cpus=1, node_timeout=1.0) as local:
+        victim = local.nodes[1]
+        pid = local.pid(victim)
+        # What the killed node would have left: a segment under its pid.
+        left = SharedMemoryStore(local.session, node_pid=pid).put("left-by-a-killed-node", b"x" * 64)
+        local.kill(victim)
+        with trio.fail_after(30):
+            while _state(pid) is not None:  # reaped by the cluster, not left a zombie
+                await trio.sleep(0.02)
+            while any(s.name == left.name for s in list_segments(f"own_{local.session}_")):
+                await trio.sleep(0.05)  # the survivor's sweep (every node_timeout) removes it

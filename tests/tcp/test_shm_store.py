@@ -6,6 +6,8 @@ import secrets
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,6 +126,28 @@ def test_cleanup_removes_only_dead_nodes_segments(session):
     finally:
         live_store.close()
         other_session.close()
+
+
+def _zombie() -> subprocess.Popen:
+    """A child that exited and that nobody reaped yet (its pid still exists)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the child never exited"
+        time.sleep(0.01)
+    return proc
+
+
+def test_cleanup_removes_the_segments_of_a_dead_node_not_yet_reaped(session):
+    # A killed node stays a zombie until its parent reaps it: its pid still
+    # exists, but it holds nothing any more.
+    proc = _zombie()
+    store = SharedMemoryStore(session, node_pid=proc.pid)
+    try:
+        stale = store.put("left", 1)
+        assert cleanup_leftovers(session) == [stale.name]
+    finally:
+        proc.wait()
 
 
 def test_existing_key_and_missing_key_raise(session):

@@ -220,9 +220,15 @@ class LocalCluster:
                 raise ProcessStartError(f"{role} process exited with {proc.returncode} before it was ready") from None
             raise
         self.processes[address] = proc
-        self._nursery.start_soon(drain, proc.stdout, address, name=f"stdout of {address}")
+        self._nursery.start_soon(self._reap, proc, address, name=f"stdout of {address}")
         logger.info("%s %s started (pid %d)", role, address, proc.pid)
         return address
+
+    async def _reap(self, proc: trio.Process, address: str) -> None:
+        """Drain the process's stdout, then reap it: a killed node does not
+        stay a zombie (its pid would still look alive to the survivors)."""
+        await drain(proc.stdout, address)
+        await proc.wait()
 
     async def _stop_all(self, grace: float) -> None:
         """Stop the nodes (each stops its workers first), then the head.

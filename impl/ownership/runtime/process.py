@@ -348,6 +348,20 @@ async def _stop_workers(launcher: SubprocessLauncher, grace: float) -> None:
             proc.kill()
 
 
+async def _sweep_dead_nodes_segments(session: str, every: float) -> None:
+    """Remove the shared-memory segments of the session's dead nodes, every ``every`` s.
+
+    A node removes its own segments when it stops; one that was killed
+    cannot, and nodes starting later remove what it left. Without a later
+    start its objects would hold /dev/shm until the cluster stops, so the
+    live nodes look for them too (a dead node's objects are lost anyway).
+    """
+    while True:
+        await trio.sleep(every)
+        for name in await trio.to_thread.run_sync(cleanup_leftovers, session):
+            logger.info("removed shared-memory segment %s of a dead node", name)
+
+
 async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig, stop: _Stop) -> None:
     from .node import serve as serve_node
 
@@ -434,6 +448,7 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig, 
                         "tcp": attrs.asdict(tcp.statistics()),
                     }
                     await rt.ready.wait()
+                    nursery.start_soon(_sweep_dead_nodes_segments, session, max(args.node_timeout, 1.0))
                     ready = True
                     stop.in_order()  # from now on; a node still starting stops at once
                     _announce(transport.address)

@@ -235,13 +235,20 @@ def list_segments(prefix: str = "own_") -> list[SegmentInfo]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (dead, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no procfs here: kill() said it exists
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def cleanup_leftovers(session: str) -> list[str]:
