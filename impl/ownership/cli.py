@@ -28,6 +28,7 @@ _COMMAND_MODULES = (
     "conformance.cli",            # traces generate, conformance run/validate
     "ownership.benchcli",         # bench
     "ownership.dashboard.cli",    # timeline
+    "ownership.chaos",            # chaos
 )
 
 _EPILOG = """\
@@ -38,6 +39,7 @@ examples:
   ownership check --all           # model-check every spec's CI configs
   ownership conformance run       # replay the committed traces
   ownership bench --quick
+  ownership chaos --minutes 6     # a workload under random kills, checked
 
 `ownership COMMAND --help` tells more about each command.
 """

@@ -44,9 +44,12 @@ logged; the protocol learns about deaths through failure notifications, and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import socket
+import struct
 from collections import deque
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
@@ -434,6 +437,24 @@ class TCPTransport(Transport):
             messages_queued=sum(len(p.queue) for p in self._peers.values()),
             **attrs.asdict(c),
         )
+
+    def cut(self, address: str) -> bool:
+        """Break the connection to identity ``address`` now, as a network fault would.
+
+        For fault injection (``ownership chaos --net-faults``): the socket is
+        reset (SO_LINGER 0), so what the kernel still held for the peer is
+        lost as well as what was queued here; both sides see the connection
+        go, and the next message to the peer dials it again. False when
+        there is no connection to ``address``.
+        """
+        peer = self._peers.get(address)
+        conn = None if peer is None else peer.conn
+        if conn is None:
+            return False
+        with contextlib.suppress(OSError):
+            conn.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.cancel_scope.cancel()
+        return True
 
     def connected_peers(self) -> list[str]:
         return sorted(a for a, p in self._peers.items() if p.conn is not None)
