@@ -635,3 +635,15 @@ async def test_slow_receiver_stops_reading_and_resumes_in_order(token):
 
 # Registered by conftest while this module runs.
 TEST_MESSAGES = (TcpTestPing, TcpTestPong)
+
+
+async def test_cut_breaks_the_connection_both_ways_and_the_next_send_dials_again(token):
+    lost_a, lost_b = LostPeers(), LostPeers()
+    async with open_tcp_transport(token, on_peer_lost=lost_a) as a, open_tcp_transport(token, on_peer_lost=lost_b) as b:
+        await exchange(a, b)
+        assert not a.cut("127.0.0.1:1#00000001")  # no connection there: nothing to cut
+        assert a.cut(b.address)
+        await lost_a.wait_for(b.address)
+        await lost_b.wait_for(a.address)  # the peer sees it go too (reset)
+        await exchange(a, b)  # a new connection
+        assert a.statistics().connections_dialed == 2
