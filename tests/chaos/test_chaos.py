@@ -64,6 +64,10 @@ def test_log_errors_are_grouped_with_addresses_and_numbers_blanked():
             "2026-12-06 06:42:26,035 head[13178] ownership.tcp ERROR: 127.0.0.1:43647#d95f4510: bad frame from 127.0.0.1:42399#3fbdf932: bad field X[2]; connection closed (6 more like it in the last 15 s)",
             "2026-12-06 06:42:30,194 node[13184] ownership.node WARNING: a worker did not start",
             "Traceback (most recent call last):",
+            # The documented answer to our kills of starting workers: not counted.
+            "2026-12-06 07:00:00,000 node[123] ownership.node ERROR: 127.0.0.1:5#0000000a: 3 worker starts failed in a row "
+            "(last: worker process 77 for node 127.0.0.1:5#0000000a did not start: child exited before it was ready "
+            "(signal SIGKILL)); starting none for 50 ticks, queued requests go to other nodes",
         ]
     )
     assert log_errors(text) == {

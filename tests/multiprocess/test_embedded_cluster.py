@@ -202,3 +202,21 @@ async def test_killed_node_is_reaped_and_live_nodes_remove_its_segments():
                 await trio.sleep(0.02)
             while any(s.name == left.name for s in list_segments(f"own_{local.session}_")):
                 await trio.sleep(0.05)  # the survivor's sweep (every node_timeout) removes it
+
+
+async def test_fault_hook_breaks_a_connection_on_sigusr2_and_work_goes_on(monkeypatch):
+    """With $OWNERSHIP_FAULT_CUTS every service breaks one of its connections per
+    SIGUSR2 (ownership chaos --net-faults); the cluster redials and keeps working."""
+    from ownership.runtime.process import FAULT_CUTS_ENV
+
+    monkeypatch.setenv(FAULT_CUTS_ENV, "1")
+    async with cluster(nodes=1, num_cpus=1) as local:
+        with trio.fail_after(60):
+            assert (await square.remote(3))[0] == 9
+            node = local.nodes[0]
+            before = (await local.snapshot()).nodes[node]["tcp"]["peers_lost"]
+            os.kill(local.pid(node), signal.SIGUSR2)
+            while (await local.snapshot()).nodes[node]["tcp"]["peers_lost"] == before:
+                await trio.sleep(0.05)  # polling the node's own count
+            assert local.alive(node)
+            assert (await square.remote(4))[0] == 16

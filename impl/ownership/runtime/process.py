@@ -312,6 +312,7 @@ async def _run_head(args: argparse.Namespace, token: bytes, config: CoreConfig) 
 
         dashboard = DashboardOptions(token=token, fd=args.dashboard_fd, host=args.host, advertise_host=args.advertise_host)
     async with open_tcp_transport(token, args.host, args.port, advertise_host=args.advertise_host) as tcp:
+        _cut_on_signal(tcp)
         transport = StatusTransport(tcp, "head")
         async with trio.open_nursery() as nursery:
             rt = await nursery.start(
@@ -416,6 +417,7 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig, 
         ) as tcp:
             # Nothing of the cluster there: ConnectionError, one line (main).
             head = await tcp.resolve(args.head)
+            _cut_on_signal(tcp)
             transport = StatusTransport(tcp, "node")
             async with trio.open_nursery() as nursery:
                 watching.append(nursery)
@@ -484,6 +486,7 @@ async def _run_worker(args: argparse.Namespace, token: bytes, config: CoreConfig
         token, args.host, args.port, advertise_host=args.advertise_host, on_peer_lost=peer_lost
     ) as tcp:
         node = await tcp.resolve(args.node)
+        _cut_on_signal(tcp)
         transport = StatusTransport(tcp, "worker")
         # Before the hello to the node: if we die now, the node's launcher
         # knows we may have registered (see launch.py).
@@ -533,6 +536,36 @@ async def _run(args: argparse.Namespace) -> int:
         # The service ended by itself (its transport closed): stop watchers.
         nursery.cancel_scope.cancel()
     return stop.exit_code
+
+
+#: in a service's environment (any value): SIGUSR2 breaks one of its connections
+FAULT_CUTS_ENV = "OWNERSHIP_FAULT_CUTS"
+
+
+def _cut_on_signal(tcp: Any) -> None:
+    """With ``$OWNERSHIP_FAULT_CUTS`` set, each SIGUSR2 breaks one connection of
+    this process, to a peer drawn at random, as a network fault would
+    (``TCPTransport.cut``; fault injection for ``ownership chaos --net-faults``).
+    Without it, nothing is installed and SIGUSR2 keeps its default action."""
+    if not os.environ.get(FAULT_CUTS_ENV):
+        return
+    import random
+
+    token = trio.lowlevel.current_trio_token()
+    draw = random.Random()
+
+    def cut() -> None:
+        peers = tcp.connected_peers()
+        if peers:
+            peer = draw.choice(peers)
+            logger.info("fault injection: breaking the connection to %s", peer)
+            tcp.cut(peer)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(cut)
+
+    signal.signal(signal.SIGUSR2, on_signal)
 
 
 def _profile_on_signal(directory: str, role: str) -> None:
