@@ -21,12 +21,16 @@ The jobs (each a few tasks; ``JOBS`` names them):
 - ``nested``: a task submits tasks (it owns their futures) and sums them;
 - ``chain``: ``y = add(y, i)`` by reference, a ref passed as an argument;
 - ``blob``: a 1 MiB value made by a task (stored at its node), transformed
-  by another, digested by a third (by-reference arguments, lineage);
+  by another, digested by a third (by-reference arguments, lineage), with
+  3 retries or none;
 - ``borrow``: refs passed inside a list to a task that gets them (it
   borrows them) and to one that returns them inside its value;
 - ``owner_borrow``: a task owns futures and lends them, inside a list, to a
   task it submits (a borrower of a worker-owned ref: OwnerDiedError when
   that worker dies);
+- ``owner_dies``: a task returns futures it owns inside its value (the
+  driver borrows them), and half the time the job kills that worker before
+  it gets them: each gives its value or OwnerDiedError;
 - ``put``: ``put`` objects, small and large, as direct arguments and
   inside containers;
 - ``actor``: an actor counter called k times: the replies are 1..j in
@@ -179,6 +183,14 @@ def owner_lends(x: int, n: int, work: float, owners: str, bound: float) -> int:
         if total != direct:
             raise ChaosMismatch(f"the borrower summed {total}, the owner {direct}")
         return total
+
+
+@ownership.remote
+def lend_owned(x: int, n: int, work: float) -> tuple:
+    """Owns ``n`` futures and returns them inside its value (the driver borrows
+    them from this worker), with its pid."""
+    _work(work)
+    return os.getpid(), [square.remote(x + i, work) for i in range(n)]
 
 
 @ownership.remote
@@ -355,7 +367,17 @@ def root_error(exc: BaseException) -> tuple[str, BaseException | None]:
 # ---------------------------------------------------------------------------
 
 #: job kind -> weight in the mix
-JOBS: dict[str, int] = {"plain": 4, "nested": 2, "chain": 2, "blob": 1, "borrow": 2, "owner_borrow": 2, "put": 2, "actor": 1}
+JOBS: dict[str, int] = {
+    "plain": 4,
+    "nested": 2,
+    "chain": 2,
+    "blob": 1,
+    "borrow": 2,
+    "owner_borrow": 2,
+    "owner_dies": 1,
+    "put": 2,
+    "actor": 1,
+}
 
 _WORK = (0.0, 0.0, 0.01, 0.05, 0.2)
 _HANG = object()
@@ -464,9 +486,10 @@ class _Chaos:
 
     async def job_blob(self, rng: random.Random, name: str) -> None:
         seed, k, work = rng.randrange(10**6), rng.randrange(BLOB_SIZE), rng.choice(_WORK)
-        blob = make_blob.remote(seed, BLOB_SIZE, work)
-        turned = rotate_blob.remote(blob, k, work)
-        what = f"{name} digest(rotate_blob(make_blob({seed}, 1 MiB), {k})), work={work}"
+        retries = rng.choice((0, 3))  # with none, a value lost with its node stays lost
+        blob = make_blob.options(max_retries=retries).remote(seed, BLOB_SIZE, work)
+        turned = rotate_blob.options(max_retries=retries).remote(blob, k, work)
+        what = f"{name} digest(rotate_blob(make_blob({seed}, 1 MiB), {k})), work={work}, max_retries={retries}"
         expected = _rotate(_pattern(seed, BLOB_SIZE), k)
         self.check(what, await self.outcome(what, digest.remote(turned)), hashlib.sha256(expected).hexdigest())
         if rng.random() < 0.3:  # the value itself, read by the driver
@@ -497,6 +520,34 @@ class _Chaos:
         what = f"{name} owner_lends({x}, n={n}, work={work}): a task lending its futures to a task"
         ref = owner_lends.remote(x, n, work, str(self.owners_dir), self.inner_bound)
         self.check(what, await self.outcome(what, ref), sum((x + i) ** 2 for i in range(n)))
+
+    async def job_owner_dies(self, rng: random.Random, name: str) -> None:
+        """The driver borrows futures a worker owns; half the time that worker is
+        killed first: each get then gives the value or OwnerDiedError (fate-sharing)."""
+        x, n, work = rng.randrange(10**6), rng.randint(1, 3), rng.choice(_WORK)
+        kill = rng.random() < 0.5
+        what = f"{name} lend_owned({x}, n={n}): refs owned by a worker, borrowed by the driver"
+        got = await self.outcome(what, lend_owned.remote(x, n, work))
+        if got is _FAILED or got is _HANG:
+            return
+        pid, refs = got
+        if kill and self.kill_worker(pid):
+            self.report.kills["owner"] += 1
+        for i, ref in enumerate(refs):
+            what_i = f"{what}, ref {i}{' after its owner was killed' if kill else ''}"
+            try:
+                with trio.move_on_after(self.o.get_timeout) as scope:
+                    value = await ownership.get(ref)
+            except OwnerDiedError:
+                self.report.errors["OwnerDiedError"] += 1
+                continue
+            except OwnershipError as exc:
+                self.failed(what_i, exc)
+                continue
+            if scope.cancelled_caught:
+                self.report.hangs.append(f"{what_i}: no value after {self.o.get_timeout:g} s")
+                continue
+            self.check(what_i, value, (x + i) ** 2)
 
     async def job_put(self, rng: random.Random, name: str) -> None:
         seed, k = rng.randrange(10**6), rng.randrange(10**6)
@@ -848,8 +899,12 @@ _NUMBER = re.compile(r"\b\d+\b")
 
 #: ERROR lines that are the documented answer to what the run does to the
 #: cluster, not a fault of it: a node whose worker starts were SIGKILLed three
-#: times in a row pauses its starts (README: "A worker that fails to start...")
-EXPECTED_LOG_ERRORS = (re.compile(r"^node ownership\.node: ADDR: N worker starts failed in a row \(last: [^()]*\(signal SIGKILL\)\)"),)
+#: times in a row pauses its starts (README: "A worker that fails to start..."),
+#: and a handshake whose dialer was SIGKILLed in the middle of it fails with a reset
+EXPECTED_LOG_ERRORS = (
+    re.compile(r"^node ownership\.node: ADDR: N worker starts failed in a row \(last: [^()]*\(signal SIGKILL\)\)"),
+    re.compile(r"^\w+ ownership\.tcp: ADDR: handshake with ADDR failed: receive failed: \[Errno N\] Connection reset by peer; connection closed$"),
+)
 
 
 def log_errors(text: str) -> Counter:
