@@ -68,6 +68,8 @@ def test_log_errors_are_grouped_with_addresses_and_numbers_blanked():
             "2026-12-06 07:00:00,000 node[123] ownership.node ERROR: 127.0.0.1:5#0000000a: 3 worker starts failed in a row "
             "(last: worker process 77 for node 127.0.0.1:5#0000000a did not start: child exited before it was ready "
             "(signal SIGKILL)); starting none for 50 ticks, queued requests go to other nodes",
+            "2026-12-06 07:00:01,000 head[1] ownership.tcp ERROR: 127.0.0.1:5#0000000a: handshake with 127.0.0.1:6#0000000b "
+            "failed: peer closed the connection during the handshake (wrong cluster token?)",
         ]
     )
     assert log_errors(text) == {
