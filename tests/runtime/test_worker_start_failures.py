@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import trio
 
 import ownership
 from ownership.core.config import CoreConfig
 from ownership.core.messages import RegisterWorker
-from ownership.runtime.launch import WorkerStartError
+from ownership.runtime.launch import ADDRESS_PREFIX, WorkerStartError
+from ownership.runtime.process import SubprocessLauncher
 from ownership.testing import memory_cluster
 
 
@@ -124,3 +127,54 @@ async def test_node_whose_workers_never_start_is_ready_after_the_failures_not_ne
         # way by then (and failed too): a bounded number of tries.
         assert launcher.tries == config.max_worker_start_failures + 1
         nursery.cancel_scope.cancel()
+
+
+async def _start_expecting_failure(launcher: SubprocessLauncher, failures: list) -> None:
+    try:
+        await launcher.launch("127.0.0.1:8#00000008")
+    except WorkerStartError as exc:
+        failures.append(exc)
+
+
+async def test_worker_killed_after_it_registered_but_before_it_was_ready_dies() -> None:
+    """A worker says its address, registers, and can be leased and told to die
+    (its owner died) before its ready line reaches the launcher: the kill
+    must not be lost, or the worker and its lease stay forever."""
+    address = "127.0.0.1:9#00000009"
+    # Says its address, then never gets ready (as a worker between its hello and its ready line).
+    script = f"import time; print({ADDRESS_PREFIX + address!r}, flush=True); time.sleep(120)"
+    async with trio.open_nursery() as nursery:
+        launcher = SubprocessLauncher(nursery, [sys.executable, "-c", script], startup_timeout=120)
+        failures: list[WorkerStartError] = []
+        with trio.fail_after(30):
+            async with trio.open_nursery() as starting:
+                starting.start_soon(_start_expecting_failure, launcher, failures)
+                while not any(a == address for a in _announced(launcher)):  # it said its address
+                    await trio.sleep(0.01)
+                launcher.kill(address)
+        [failure] = failures
+        assert failure.worker == address and "signal SIGKILL" in str(failure)
+        assert not launcher.starting and not launcher.workers
+
+
+async def test_worker_killed_before_its_address_line_is_read_dies_when_it_is() -> None:
+    address = "127.0.0.1:9#0000000a"
+    script = f"import sys, time; sys.stdin.readline(); print({ADDRESS_PREFIX + address!r}, flush=True); time.sleep(120)"
+    async with trio.open_nursery() as nursery:
+        launcher = SubprocessLauncher(nursery, [sys.executable, "-c", script], startup_timeout=120)
+        failures: list[WorkerStartError] = []
+        with trio.fail_after(30):
+            async with trio.open_nursery() as starting:
+                starting.start_soon(_start_expecting_failure, launcher, failures)
+                while not launcher.starting:
+                    await trio.sleep(0.01)
+                launcher.kill(address)  # its registration overtook its address line
+                [proc] = launcher.starting.values()
+                await proc.stdin.send_all(b"go\n")  # now it says its address
+        [failure] = failures
+        assert failure.worker == address and "signal SIGKILL" in str(failure)
+
+
+def _announced(launcher: SubprocessLauncher) -> list[str]:
+    """The addresses of workers that said them and are not ready yet."""
+    return list(launcher._announced)

@@ -120,6 +120,12 @@ class SubprocessLauncher:
         self.workers: dict[str, trio.Process] = {}
         #: pid -> process, for workers not yet ready
         self.starting: dict[int, trio.Process] = {}
+        #: address -> process, for workers that said their address but are not ready yet
+        self._announced: dict[str, trio.Process] = {}
+        #: workers the node killed before we read their address (a worker
+        #: registers, and can be leased and killed, before its ready line
+        #: reaches us): killed when they say it
+        self._doomed: set[str] = set()
         self.failed_starts = 0
 
     async def launch(self, node: str) -> None:
@@ -131,10 +137,18 @@ class SubprocessLauncher:
             self.failed_starts += 1
             raise WorkerStartError(f"cannot start a worker process for node {node}: {exc}") from None
         said: list[str] = []  # the address it announced before it said hello to the node
+
+        def announced(address: str) -> None:
+            said.append(address)
+            self._announced[address] = proc
+            if address in self._doomed:
+                self._doomed.discard(address)
+                proc.kill()
+
         self.starting[proc.pid] = proc
         try:
             with trio.fail_after(self._startup_timeout):
-                address = await read_ready_line(proc.stdout, said.append)
+                address = await read_ready_line(proc.stdout, announced)
         except BaseException as exc:  # includes being cancelled: never leave it running
             proc.kill()
             with trio.CancelScope(shield=True):
@@ -153,6 +167,10 @@ class SubprocessLauncher:
             ) from None
         finally:
             self.starting.pop(proc.pid, None)
+            for name in said:
+                self._announced.pop(name, None)
+            if not self.starting:
+                self._doomed.clear()  # a kill can be early only for a worker still starting
         self.workers[address] = proc
         self._nursery.start_soon(self._reap, address, proc, name=f"reap {address}")
 
@@ -168,8 +186,15 @@ class SubprocessLauncher:
         )
 
     def kill(self, worker: str) -> None:
-        proc = self.workers.get(worker)
-        if proc is not None and proc.returncode is None:
+        """Kill the worker at address ``worker``, also when it is still starting:
+        it registers with the node (and can be leased, and its owner die)
+        before its ready line reaches this launcher."""
+        proc = self.workers.get(worker) or self._announced.get(worker)
+        if proc is None:
+            if self.starting:
+                self._doomed.add(worker)  # its address line is still on its way
+            return
+        if proc.returncode is None:
             proc.kill()
 
     def pid_of(self, worker: str) -> int | None:
