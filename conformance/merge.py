@@ -368,15 +368,20 @@ def merge(processes: dict[str, ProcessLog], harness: Harness, notes: Iterable[st
                     observers.setdefault(e.msg.node, []).append(node)
     crashes: dict[str, _Node] = {}
     for address, log in processes.items():
-        lost = address in saw_lost and log.stop is None  # a clean stop, even after the end, is no crash
-        if address not in killed and not lost:
-            continue
         chain = chains[address]
         last = chain[-1].time if chain else log.started
+        # A peer that lost its connection to a process that went on stepping
+        # saw a broken connection, not a crash (a false suspicion, which the
+        # head's probe clears): only what was noticed after its last step
+        # (one machine's clock) is evidence of one.
+        noticed = [o for o in observers.get(address, ()) if o.time >= last]
+        lost = address in saw_lost and log.stop is None and bool(noticed)  # a clean stop, even after the end, is no crash
+        if address not in killed and not lost:
+            continue
         crash = _Node("crash", address, max(killed.get(address, last), last) + 1, 0)
         if chain:
             _edge(chain[-1], crash)
-        for observer in observers.get(address, ()):
+        for observer in noticed:
             _edge(crash, observer)
         crashes[address] = crash
     # A worker of a crashed node dies with it: its steps come first.
