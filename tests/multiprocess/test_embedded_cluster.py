@@ -204,9 +204,11 @@ async def test_killed_node_is_reaped_and_live_nodes_remove_its_segments():
                 await trio.sleep(0.05)  # the survivor's sweep (every node_timeout) removes it
 
 
-async def test_fault_hook_breaks_a_connection_on_sigusr2_and_work_goes_on(monkeypatch):
+async def test_fault_hook_breaks_a_connection_on_sigusr2(monkeypatch):
     """With $OWNERSHIP_FAULT_CUTS every service breaks one of its connections per
-    SIGUSR2 (ownership chaos --net-faults); the cluster redials and keeps working."""
+    SIGUSR2 (ownership chaos --net-faults) and lives on. Whether work goes on
+    after it depends on what the connection carried: a message lost with it
+    is never resent (tests/chaos/test_chaos_findings.py), so no task is run here."""
     from ownership.runtime.process import FAULT_CUTS_ENV
 
     monkeypatch.setenv(FAULT_CUTS_ENV, "1")
@@ -219,4 +221,3 @@ async def test_fault_hook_breaks_a_connection_on_sigusr2_and_work_goes_on(monkey
             while (await local.snapshot()).nodes[node]["tcp"]["peers_lost"] == before:
                 await trio.sleep(0.05)  # polling the node's own count
             assert local.alive(node)
-            assert (await square.remote(4))[0] == 16
