@@ -19,11 +19,8 @@ from ownership.errors import ObjectLostError, OwnerDiedError, TaskError, WorkerC
 SEED = 20261206
 
 #: ERROR lines the run may show while their bug stands, each with the strict
-#: xfail that reproduces it (tests/chaos/test_chaos_findings.py)
-KNOWN_LOG_ERRORS = {
-    # test_heartbeat_of_an_oversubscribed_node_is_accepted_by_the_head
-    re.compile(r"^head ownership\.tcp: ADDR: bad frame from ADDR: bad field Heartbeat\.available"),
-}
+#: xfail that reproduces it (tests/chaos/test_chaos_findings.py); none now
+KNOWN_LOG_ERRORS: set[re.Pattern[str]] = set()
 
 
 @pytest.mark.slow

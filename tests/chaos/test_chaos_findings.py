@@ -3,7 +3,7 @@
 Each is a strict xfail while its bug stands, with the reason it cannot be
 fixed in the runtime shell; when the fix lands the test passes, xfail_strict
 fails the run, and the marker goes (and the chaos test's list of known log
-errors with it).
+errors with it): the test stays, as the bug's regression test.
 """
 
 from __future__ import annotations
@@ -25,13 +25,6 @@ def _round_trip(msg: object) -> object:
     return decode_message(bytearray(raw[FRAME_HEADER.size :]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: a node whose blocked worker takes back its lent CPU is oversubscribed (available CPU -1, "
-    "as the scheduler intends), but Heartbeat.available is a Resources of Amounts >= 0, so the head refuses "
-    "the heartbeat at decode and closes the node's connection (chaos: 'bad field Heartbeat.available' "
-    "every few seconds). The message type or the scheduler must change: core/messages.py, core/scheduler.py",
-)
 def test_heartbeat_of_an_oversubscribed_node_is_accepted_by_the_head():
     n = NodeCore("127.0.0.1:1#00000001", "127.0.0.1:2#00000002", (("CPU", 1.0),), pool_size=2)
     n.start()

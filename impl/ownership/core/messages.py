@@ -45,6 +45,8 @@ __all__ = [
     "Address",
     "Count",
     "Amount",
+    "Availability",
+    "Balance",
     "Bounds",
     "validate",
     "check_source",
@@ -203,6 +205,9 @@ Count = Annotated[int, Bounds(0, 2**63 - 1)]
 #: An amount of a resource: finite and non-negative; ints pass too
 #: (``num_cpus=2``), bools do not.
 Amount = Annotated[float, Bounds(0.0, 1e18)]
+#: What a node has left of a resource: finite, and negative while the node
+#: is oversubscribed (a blocked worker took back the CPU it had lent).
+Balance = Annotated[float, Bounds(-1e18, 1e18)]
 
 
 def validate(obj: Any, *, deep: bool = True) -> None:
@@ -391,6 +396,7 @@ def _compile_checker(cls: type, deep: bool) -> Callable[[Any], None]:
 # ---------------------------------------------------------------------------
 
 Resources = tuple[tuple[str, Amount], ...]
+Availability = tuple[tuple[str, Balance], ...]
 
 
 @record
@@ -490,7 +496,7 @@ class NodeView:
 
     node: Address
     total: Resources
-    available: Resources
+    available: Availability
 
 
 # ---------------------------------------------------------------------------
@@ -709,7 +715,7 @@ class Heartbeat:
     node: Address
     seq: Count
     total: Resources = ()
-    available: Resources = ()
+    available: Availability = ()
     workers: tuple[Address, ...] = ()
 
 
