@@ -189,3 +189,19 @@ def test_stream_draws_the_killed_attempt_of_a_worker_no_poll_reached() -> None:
         assert [(b["worker"], b["attempt"], b["outcome"]) for b in stream["bars"]] == [(worker, 1, "killed"), (retry_worker, 2, "ok")]
         assert rows[worker]["alive"] is False and rows[worker]["ended"] == "dead" and rows[worker]["node"] == node
         assert not collector.processes[worker].alive  # never asked: it is dead
+
+
+def test_probe_reads_a_log_that_kept_only_the_size_of_a_large_value() -> None:
+    # The core's log keeps a large value as its size (PayloadSummary): a
+    # probe taken over later counts those bytes from the size, where it
+    # broke on the missing buffers and noted nothing from then on.
+    from ownership.core.events import Send, Tick
+    from ownership.core.messages import ObjectValue, Payload
+    from ownership.core.worker import WorkerCore
+
+    core = WorkerCore("w", "n")
+    big = Payload(data=b"x" * 5000)
+    core.log.append(Tick(), [Send("o", ObjectValue(object_id="x", value=big))])
+    probe = probe_of(core)
+    assert not probe.broken
+    assert probe.sent[ObjectValue] == [1, 5000]

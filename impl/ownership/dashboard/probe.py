@@ -86,7 +86,10 @@ _SUBMITTED, _FINISHED, _FAILED, _RERUN = range(4)
 
 def _size(p: Any) -> int:
     # Payload.size, without its generator for the common case of no buffer
-    return len(p.data) + sum(map(len, p.buffers)) if p.buffers else len(p.data)
+    data = getattr(p, "data", None)
+    if data is None:  # a PayloadSummary: the core's log kept the size only
+        return p.size
+    return len(data) + sum(map(len, p.buffers)) if p.buffers else len(data)
 
 
 def _push_bytes(msg: PushTask) -> int:
