@@ -1,4 +1,4 @@
-"""Benchmarks of issue 6: our runtime side by side with Ray and Dask.
+"""Benchmarks: our runtime side by side with Ray and Dask.
 
 ``ownership bench [--quick] [--rows ...] [--systems ours,ray,dask] [--out DIR]``
 runs each system in its own subprocess, one after the other so they never

@@ -102,7 +102,7 @@ def make_recording_here(nbytes: int, record: str) -> Any:
 
 # ---------------------------------------------------------------- clusters
 def _embedded_factory() -> Any:
-    """``ownership.cluster`` (issue 4), or where it lives until the API re-exports it."""
+    """``ownership.cluster``, or ``ownership.runtime.cluster.cluster`` where the API does not re-export it."""
     import ownership
 
     if os.environ.get("OWNERSHIP_BENCH_CLUSTER") == "memory":

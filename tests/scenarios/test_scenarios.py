@@ -1,4 +1,4 @@
-"""One test per protocol scenario of issue 3, on the in-memory cluster.
+"""One test per protocol scenario, on the in-memory cluster.
 
 Each asserts the outcome and, where the scenario ends with every reference
 dropped, that every ownership table, lease table and object store is empty.
