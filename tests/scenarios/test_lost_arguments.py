@@ -55,18 +55,6 @@ async def assert_no_leaks(c) -> None:
     assert c.leaks() == {}
 
 
-async def deliver_except(c, hold: Callable[[Envelope], bool], *, limit: int = 20_000) -> None:
-    """Deliver every message but those ``hold`` keeps back, oldest first per pair."""
-    net = c.network
-    for _ in range(limit):
-        await net.settle()
-        heads = [mid for mid, env in net.deliverable() if not hold(env)]
-        if not heads:
-            return
-        net.deliver(heads[0])
-    raise AssertionError("messages keep flowing")
-
-
 def nothing(env: Envelope) -> bool:
     return False
 
@@ -82,7 +70,7 @@ async def declare_dead(c, node: str, hold: Callable[[Envelope], bool]) -> None:
     c.crash(node)
     for _ in range(CONFIG.node_timeout_ticks + 2):
         c.network.tick()
-        await deliver_except(c, hold)
+        await c.network.deliver_except(hold)
 
 
 def answers_to(c, address: str) -> list:
@@ -107,14 +95,14 @@ async def test_task_told_a_dead_location_by_its_owner_asks_again_and_gets_the_re
     async with cluster(nodes=4, workers_per_node=1, auto=False, node_resources=three_nodes_and_a_spare()) as c:
         driver = c.driver.address
         x = make_big.remote(7)
-        await deliver_except(c, nothing)
+        await c.network.deliver_except(nothing)
         assert c.driver.core.refs.get_ref(x.object_id).locations == {"n2"}
         y = size_on_n3.remote(x)
 
         def asks(env: Envelope) -> bool:
             return isinstance(env.msg, GetObject) and env.dst == driver and env.msg.object_id == x.object_id
 
-        await deliver_except(c, asks)
+        await c.network.deliver_except(asks)
         [(_, ask)] = [(mid, env) for mid, env in c.network.in_flight() if asks(env)]
         worker = ask.src
         assert worker.endswith("@n3")
@@ -124,11 +112,11 @@ async def test_task_told_a_dead_location_by_its_owner_asks_again_and_gets_the_re
         assert "n2" not in c.driver.core.dead_nodes
         # The driver answers with the copy it still believes in.
         answers = answers_to(c, worker)
-        await deliver_except(c, to_n1_from_head)
+        await c.network.deliver_except(to_n1_from_head)
         assert answers[0] == ObjectValue(object_id=x.object_id, locations=("n2",))
         # The worker asked again, naming n2: x is lost, and being rebuilt.
         assert ObjectPending(object_id=x.object_id) in answers
-        await deliver_except(c, nothing)
+        await c.network.deliver_except(nothing)
         assert c.driver.core.refs.get_ref(y.object_id).status == "ready"
         with trio.fail_after(5):
             assert await y == BIG
@@ -140,7 +128,7 @@ async def test_task_told_a_dead_location_by_its_owner_asks_again_and_gets_the_re
 async def test_worker_started_after_a_node_death_knows_of_it() -> None:
     async with cluster(nodes=4, workers_per_node=1, auto=False, node_resources=three_nodes_and_a_spare()) as c:
         x = make_big.remote(7)
-        await deliver_except(c, nothing)
+        await c.network.deliver_except(nothing)
         assert c.driver.core.refs.get_ref(x.object_id).locations == {"n2"}
         await declare_dead(c, "n2", to_n1_from_head)
         assert "n2" in c.nodes["n3"].core.dead_nodes
@@ -148,17 +136,17 @@ async def test_worker_started_after_a_node_death_knows_of_it() -> None:
         # registers with a node that knows.
         [old] = c.alive_workers("n3")
         c.crash(old)
-        await deliver_except(c, to_n1_from_head)
+        await c.network.deliver_except(to_n1_from_head)
         [new] = c.alive_workers("n3")
         assert new != old
         assert "n2" in c.workers[new].core.dead_nodes
         # Leased x's dependent, it is told n2 by the driver, which has not heard.
         y = size_on_n3.remote(x)
         answers = answers_to(c, new)
-        await deliver_except(c, to_n1_from_head)
+        await c.network.deliver_except(to_n1_from_head)
         assert answers[0] == ObjectValue(object_id=x.object_id, locations=("n2",))
         assert ObjectPending(object_id=x.object_id) in answers
-        await deliver_except(c, nothing)
+        await c.network.deliver_except(nothing)
         assert c.driver.core.refs.get_ref(y.object_id).status == "ready"
         with trio.fail_after(5):
             assert await y == BIG

@@ -11,7 +11,6 @@ between lending the reference and reporting it.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
 
 import trio
 
@@ -51,18 +50,6 @@ async def lend(ref, keeper) -> int:
     return await keeper.keep.remote(ownership.shared(ref))
 
 
-async def deliver_except(c, hold: Callable[[Envelope], bool], *, limit: int = 20_000) -> None:
-    """Deliver every message but those ``hold`` keeps back, oldest first per pair."""
-    net = c.network
-    for _ in range(limit):
-        await net.settle()
-        heads = [mid for mid, env in net.deliverable() if not hold(env)]
-        if not heads:
-            return
-        net.deliver(heads[0])
-    raise AssertionError("messages keep flowing")
-
-
 def nothing(env: Envelope) -> bool:
     return False
 
@@ -81,14 +68,14 @@ async def test_sub_borrower_keeps_the_object_after_its_lender_dies_unreported() 
 
         # The actor got x from the lender and kept it; the lender's reply,
         # which would report the actor to the owner, is still in flight.
-        await deliver_except(c, lenders_reply)
+        await c.network.deliver_except(lenders_reply)
         [(_, reply)] = [(mid, env) for mid, env in c.network.in_flight() if lenders_reply(env)]
         lender = reply.src
         actor_worker = driver.submitter.actors[keeper.object_id].worker
         assert c.workers[actor_worker].core.refs.get_ref(x_id).local == 1, "the actor keeps x"
         # The lender dies before its reply arrives: the reply is lost with it.
         c.crash(lender)
-        await deliver_except(c, nothing)
+        await c.network.deliver_except(nothing)
         assert lender in driver.dead_workers
         with trio.fail_after(5):
             try:
@@ -98,21 +85,21 @@ async def test_sub_borrower_keeps_the_object_after_its_lender_dies_unreported() 
         # The driver lets go of x: only the actor holds it now.
         del x
         gc.collect()
-        await deliver_except(c, nothing)
+        await c.network.deliver_except(nothing)
         entry = driver.refs.get_ref(x_id)
         assert entry is not None and entry.status != "freed", "the owner freed x while the actor holds it"
         assert entry.borrowers == {actor_worker: 1}
         first = keeper.first.remote()
-        await deliver_except(c, nothing)
+        await c.network.deliver_except(nothing)
         with trio.fail_after(5):
             assert await first == "precious"
         drop = keeper.drop.remote()
-        await deliver_except(c, nothing)
+        await c.network.deliver_except(nothing)
         with trio.fail_after(5):
             assert await drop == 0
         del first, drop
         gc.collect()
-        await deliver_except(c, nothing)
+        await c.network.deliver_except(nothing)
         assert driver.refs.get_ref(x_id) is None, "freed once the actor let go"
 
 
@@ -135,12 +122,12 @@ async def test_sub_borrower_task_waits_until_the_owner_counts_it() -> None:
         def lenders_reply(env: Envelope) -> bool:
             return isinstance(env.msg, TaskReply) and env.msg.return_id == lent.object_id
 
-        await deliver_except(c, lambda env: registration(env) or lenders_reply(env))
+        await c.network.deliver_except(lambda env: registration(env) or lenders_reply(env))
         assert any(registration(env) for _mid, env in c.network.in_flight())
         lender = driver.submitter.tasks[lent.object_id.removesuffix(".r")].location
         assert lender is not None and lender.endswith("@n2")
         c.crash(lender)
-        await deliver_except(c, registration)
+        await c.network.deliver_except(registration)
         with trio.fail_after(5):
             try:
                 await lent
@@ -148,10 +135,10 @@ async def test_sub_borrower_task_waits_until_the_owner_counts_it() -> None:
                 pass
         del x
         gc.collect()
-        await deliver_except(c, registration)
+        await c.network.deliver_except(registration)
         assert driver.refs.get_ref(x_id) is None, "x was freed: nobody the driver knows of holds it"
-        await deliver_except(c, nothing)
+        await c.network.deliver_except(nothing)
         count = keeper.count.remote()
-        await deliver_except(c, nothing)
+        await c.network.deliver_except(nothing)
         with trio.fail_after(5):
             assert await count == 0, "the actor kept x before its owner counted it"

@@ -315,6 +315,17 @@ class MemoryNetwork:
             heads.setdefault((env.src, env.dst), (mid, env))
         return sorted(heads.values(), key=lambda x: x[0])
 
+    async def deliver_except(self, hold: Callable[[Envelope], bool], *, limit: int = 20_000) -> None:
+        """Deliver every message but those ``hold`` keeps back, oldest first per
+        pair, until only held ones are left; AssertionError after ``limit``."""
+        for _ in range(limit):
+            await self.settle()
+            heads = [mid for mid, env in self.deliverable() if not hold(env)]
+            if not heads:
+                return
+            self.deliver(heads[0])
+        raise AssertionError(f"messages keep flowing after {limit} deliveries")
+
     def deliver(self, mid: int) -> Envelope:
         """Hand message ``mid`` to its receiver (any in-flight message, in any order).
 
