@@ -277,8 +277,8 @@ class TCPTransport(Transport):
         if peer is None:
             parse_identity(dst)
             peer = self._peers[dst] = _Peer(dst)
-        if not getattr(msg, "best_effort", False):
-            peer.queries_only = False
+        if peer.queries_only and not getattr(msg, "best_effort", False):
+            peer.queries_only = False  # looked up until the first protocol message only
         conn = peer.conn
         if (
             conn is not None
