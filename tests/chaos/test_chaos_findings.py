@@ -1,23 +1,19 @@
 """Bugs the chaos run found, each reduced to a small reproducer.
 
-Each is a strict xfail while its bug stands, with the reason it cannot be
-fixed in the runtime shell; when the fix lands the test passes, xfail_strict
-fails the run, and the marker goes (and the chaos test's list of known log
-errors with it): the test stays, as the bug's regression test.
+Each stays as its bug's regression test (a bug that stands is a strict
+xfail, with the reason, until its fix lands).
 """
 
 from __future__ import annotations
 
-import pytest
 import trio
 
 import ownership
 from ownership.core.events import Tick
-from ownership.core.messages import Heartbeat, LeaseGranted, RegisterWorker, RequestLease, TaskReply, WorkerBlocked, WorkerRegistered, WorkerUnblocked
+from ownership.core.messages import Heartbeat, LeaseGranted, RegisterWorker, RequestLease, WorkerBlocked, WorkerRegistered, WorkerUnblocked
 from ownership.core.node import NodeCore
 from ownership.runtime.framing import FRAME_HEADER
 from ownership.runtime.serialization import decode_message, encode_message
-from ownership.testing import memory_cluster
 
 
 def _round_trip(msg: object) -> object:
@@ -54,24 +50,24 @@ def double(x: int) -> int:
     return 2 * x
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a connection that breaks between two live processes loses the messages on it (TCP: what was "
-    "queued or unread when it reset); nothing resends them and neither side is declared dead, so the "
-    "owner waits for the reply forever (chaos --net-faults: gets hung past 90 s). Needs the transport to "
-    "resend over a new connection, or a broken connection to fence the peer (failure detection)",
-)
-async def test_a_reply_lost_with_a_broken_connection_is_not_waited_for_forever():
-    async with memory_cluster(nodes=1, workers_per_node=1, auto=False, tick_interval=None) as c:
-        ref = double.remote(21)
-        with trio.fail_after(30):
-            while not (replies := [env for _, env in c.network.in_flight() if isinstance(env.msg, TaskReply)]):
-                await c.network.step()
-            # The connection between the worker and the driver breaks with the
-            # reply on it (MemoryNetwork's model of a closed TCP connection).
-            c.network._disconnect(replies[0].src, replies[0].dst)
-            for _ in range(200):  # time passes: every timeout of the cluster runs out
-                c.tick()
-                await c.settle()
-        ready, _ = await ownership.wait([ref], timeout=0)
-        assert ready == [ref], "the owner still waits for a reply that was lost"
+async def test_replies_on_connections_that_reset_are_not_lost():
+    """The driver's connections to its workers reset again and again while replies travel on
+    them (chaos --net-faults): what a reset connection held is sent again on the next, so every
+    get returns its value and nothing is declared dead (the processes all live)."""
+    async with ownership.cluster(nodes=1, num_cpus=2) as local:
+        tcp = local.driver.transport.inner
+        refs = []
+        cuts = 0
+        with trio.fail_after(60):
+            for i in range(300):
+                refs.append(double.remote(i))
+                if i % 10 == 5:
+                    await trio.lowlevel.checkpoint()
+                    workers = [p for p in tcp.connected_peers() if p not in {local.head, *local.nodes}]
+                    cuts += bool(workers) and tcp.cut(workers[i % len(workers)])
+            values = await ownership.get(refs)
+        assert values == [2 * i for i in range(300)]
+        assert cuts >= 5
+        stats = tcp.statistics()
+        assert stats.peers_lost == 0 and stats.messages_dropped == 0
+        assert not local.driver.core.dead_workers

@@ -14,6 +14,7 @@ import trio
 import ownership
 from ownership.core.messages import Heartbeat
 from ownership.runtime.auth import Channel, Hello, Verdict, dialer_handshake, load_token
+from ownership.runtime.resend import Resume, control_frame
 from ownership.runtime.cluster import connect
 from ownership.runtime.framing import ByteReceiver
 from ownership.runtime.tcp import open_tcp_transport, parse_address
@@ -44,6 +45,8 @@ async def authenticated(address: str, token: bytes) -> tuple[trio.SocketStream, 
         stream, ByteReceiver(stream), token, Hello(address="127.0.0.1:9", incarnation=secrets.token_bytes(4)), address
     )
     assert verdict is Verdict.ACCEPT
+    resume = control_frame(Resume(first=1, received=0, nonce=1, your_nonce=0))  # as a member opens its direction
+    await stream.send_all(resume + channel.outgoing.tag(resume))
     return stream, channel
 
 

@@ -281,41 +281,55 @@ def tcp_cluster(tmp_path_factory):
 
 
 class Fuzzer:
-    """Sends one message at a time and learns whether its target kept the connection."""
+    """Sends one message at a time and learns whether its target refused it (closed the connection).
+
+    A closed connection between two live processes is dialed again at once
+    and what it held is sent again (runtime/resend.py), so the status request
+    sent after the message is answered either way; its answer says how many
+    frames the target has refused so far.
+    """
 
     def __init__(self) -> None:
-        self.lost: dict[str, trio.Event] = {}
         self.replies: dict[str, trio.Event] = {}
+        self.refused: dict[str, int] = {}  # by target, as of its last answer
+        self.leases: list[tuple[str, m.LeaseGranted]] = []  # granted to the fuzzer (it asked for some)
+        self.last: Any = None  # the message sent last
         self._ids = itertools.count()
-
-    def peer_lost(self, address: str) -> None:
-        if address in self.lost:
-            self.lost[address].set()
 
     async def receive_replies(self, transport: TCPTransport) -> None:
         async for env in transport:
+            if isinstance(env.msg, m.LeaseGranted):
+                self.leases.append((env.src, env.msg))
             if isinstance(env.msg, StatusReply) and env.msg.request_id in self.replies:
+                self.refused[env.src] = env.msg.snapshot["tcp"]["frames_rejected"]
                 self.replies[env.msg.request_id].set()
 
+    async def ask(self, transport: TCPTransport, target: str) -> int:
+        answered = self.replies[rid := f"fuzz-{next(self._ids)}"] = trio.Event()
+        transport.send_nowait(target, StatusRequest(request_id=rid))
+        with trio.move_on_after(8) as scope:
+            await answered.wait()
+        assert not scope.cancelled_caught, f"{target} did not answer a status request after {self.last!r}"
+        return self.refused[target]
+
     async def exchange(self, transport: TCPTransport, target: str, msg: Any) -> bool | None:
-        """True: the target closed the connection; False: it answered a status
-        request sent after ``msg``; None: ``msg`` cannot even be encoded here."""
-        gone = self.lost[target] = trio.Event()
+        """True: the target refused ``msg``; False: it took it; None: ``msg``
+        cannot even be encoded here."""
+        before = self.refused[target] if target in self.refused else await self.ask(transport, target)
+        self.last = msg
         try:
             transport.send_nowait(target, msg)
         except (TypeError, ValueError):
             return None
-        answered = self.replies[rid := f"fuzz-{next(self._ids)}"] = trio.Event()
-        transport.send_nowait(target, StatusRequest(request_id=rid))
-        async with trio.open_nursery() as nursery:
-            for event in (gone, answered):
-                nursery.start_soon(_set_then_cancel, event, nursery.cancel_scope)
-        return not answered.is_set()
+        return await self.ask(transport, target) != before
 
-
-async def _set_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
+    async def leave(self, transport: TCPTransport) -> None:
+        """Give back the leases the fuzzer was granted, as an owner that stops does: an owner
+        that dies with a lease makes its node kill the leased worker (fate-sharing), and the
+        next example would find a worker fewer."""
+        for node, grant in self.leases:
+            transport.send_nowait(node, m.ReturnLease(lease_id=grant.lease_id, worker=grant.worker, kill=False))
+            await self.ask(transport, node)  # handled in order: the lease is back
 
 
 @pytest.mark.slow
@@ -332,7 +346,7 @@ async def test_every_message_type_over_tcp_leaves_head_node_and_worker_serving(t
         worker, pid = sorted(node["worker_pids"].items())[0]
         pids = {**tcp_cluster.pids, worker: pid}
         fuzzer = Fuzzer()
-        async with open_tcp_transport(token, on_peer_lost=fuzzer.peer_lost) as transport, trio.open_nursery() as nursery:
+        async with open_tcp_transport(token) as transport, trio.open_nursery() as nursery:
             nursery.start_soon(fuzzer.receive_replies, transport)
             for target in pids:
                 for msg in messages:
@@ -341,6 +355,7 @@ async def test_every_message_type_over_tcp_leaves_head_node_and_worker_serving(t
                     if closed is not None:
                         # A valid message keeps the connection, an invalid one closes it.
                         assert closed != is_valid(msg), (target, msg)
+            await fuzzer.leave(transport)
             nursery.cancel_scope.cancel()
         for target, pid in pids.items():
             os.kill(pid, 0)  # still there
@@ -419,7 +434,7 @@ async def test_message_that_ended_a_process_closes_at_most_its_connection(tcp_cl
         }[role]
         [before] = (await snapshots(token, [target])).values()
         fuzzer = Fuzzer()
-        async with open_tcp_transport(token, on_peer_lost=fuzzer.peer_lost) as transport, trio.open_nursery() as nursery:
+        async with open_tcp_transport(token) as transport, trio.open_nursery() as nursery:
             nursery.start_soon(fuzzer.receive_replies, transport)
             msg = replaced(sent_by(msg, transport.address), NODE, tcp_cluster.node)
             closed = await fuzzer.exchange(transport, target, msg)

@@ -119,8 +119,9 @@ class MemoryTransport(Transport):
 
     def reject(self, peer: str, reason: str) -> None:
         # Counted under a key of its own: the receiver, not the network, refused it.
+        # Over TCP the connection closes and is dialed again at once; the
+        # transport resends what it held (runtime/resend.py): nothing else is lost.
         self._network.stats["rejected"]["by the receiver"] += 1
-        self._network._disconnect(self._address, peer)
 
     def watch(self, address: str) -> None:
         self._network._watch(self._address, address)
@@ -343,8 +344,7 @@ class MemoryNetwork:
                 logger.warning("%s: bad message from %s: %s; disconnected", env.dst, env.src, exc)
                 self.stats["rejected"][type(env.msg).__name__] += 1
                 self._notify(NetworkEvent("reject", mid, env))
-                self._disconnect(env.dst, env.src)
-                return env
+                return env  # the connection is dialed again: see MemoryTransport.reject
         ep = self._endpoints.get(env.dst)
         if ep is None or env.dst in self._dead or not ep._put(env):
             self.stats["dropped"][type(env.msg).__name__] += 1
@@ -355,8 +355,11 @@ class MemoryNetwork:
         return env
 
     def _disconnect(self, address: str, peer: str) -> None:
-        """What a closed connection does over TCP: messages between the two
-        in flight are lost, and each hears PeerLost of the other if it watches it."""
+        """A connection lost for good between two processes that live on: the
+        messages in flight between them are lost, and each hears PeerLost of
+        the other if it watches it. Over TCP that is a partition (the dial
+        that would resend them fails); a connection that merely resets loses
+        nothing, since the transport resends over the next one (runtime/resend.py)."""
         if address == peer:
             return
         for mid in [m for m, env in self._flight.items() if {env.src, env.dst} == {address, peer}]:

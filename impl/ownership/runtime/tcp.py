@@ -82,6 +82,7 @@ from .framing import (
     FrameTooLarge,
     receive_frame,
 )
+from .resend import Ack, Resume, Stream, control_frame, decode_control, is_control
 from .serialization import EncodedFrame, UnknownMessageType, decode_message, encode_message
 from .transport import Envelope, Transport, TransportClosed
 
@@ -107,9 +108,22 @@ _FLUSH_AT = 1024 * 1024
 _DIRECT_WRITE = ONE_SHOT_TAG
 # At most one warning about the handshake cap per this many seconds, and
 # at most _FAILURE_LOG_LIMIT failed incoming handshakes logged per window.
+# Connections opened again in a row that closed before the peer answered on
+# them, dialed again at once; after these, with a growing backoff.
+_FREE_RECONNECTS = 3
+_FIRST_BACKOFF = 0.05
+_MAX_BACKOFF = 2.0
+# Seconds between acknowledgements of what arrived since the last one.
+_ACK_INTERVAL = 1.0
 _CAP_WARNING_INTERVAL = 10.0
 _FAILURE_LOG_WINDOW = 10.0
 _FAILURE_LOG_LIMIT = 20
+
+
+class _ControlFrame(EncodedFrame):
+    """A frame of :mod:`.resend` (resume, acknowledgement): never numbered, counted apart."""
+
+    __slots__ = ()
 
 
 @attrs.frozen
@@ -121,13 +135,17 @@ class TCPTransportStatistics:
     handshakes_pending: int  # accepted connections not yet authenticated
     connections_dialed: int
     connections_accepted: int
-    frames_sent: int
-    bytes_sent: int  # on the wire: frames and their tags
+    frames_sent: int  # message frames (control frames of .resend are counted apart)
+    bytes_sent: int  # on the wire: message frames and their tags
     writes: int  # hand-offs to the kernel: fewer than frames_sent when writes are batched
     frames_received: int
     bytes_received: int
     messages_queued: int  # waiting for a connection or for the writer
-    messages_dropped: int  # to a peer that could not be reached or was lost
+    messages_dropped: int  # unacknowledged when their peer was found gone (it may have had some)
+    frames_resent: int  # unacknowledged when a connection broke, sent again on the next one
+    duplicates_dropped: int  # received again after a reconnection, delivered once
+    control_frames_sent: int  # resumes and acknowledgements (.resend)
+    control_frames_received: int
     handshakes_failed: int
     handshakes_refused: int  # closed unauthenticated: over max_handshakes at once
     frames_rejected: int  # malformed, oversize, unknown type
@@ -145,6 +163,10 @@ class _Counters:
     frames_received: int = 0
     bytes_received: int = 0
     messages_dropped: int = 0
+    frames_resent: int = 0
+    duplicates_dropped: int = 0
+    control_frames_sent: int = 0
+    control_frames_received: int = 0
     handshakes_failed: int = 0
     handshakes_refused: int = 0
     frames_rejected: int = 0
@@ -169,7 +191,10 @@ class _Connection:
     writing: bool = False
     #: what send_nowait could not write of a frame (and the frame's size):
     #: the writer finishes it before anything else
-    rest: tuple[memoryview, int] | None = None
+    rest: tuple[memoryview, int, bool] | None = None  # and whether it is a control frame
+    #: the number of the peer's next message frame on this connection (0
+    #: until its resume control frame arrived: see :mod:`.resend`)
+    next_in: int = 0
 
 
 @attrs.define(eq=False)
@@ -222,6 +247,9 @@ class TCPTransport(Transport):
         self._failure_log_window = -math.inf
         self._failures_logged = self._failures_not_logged = 0
         self._peers: dict[str, _Peer] = {}
+        # Per peer identity, across connections: what was sent and not yet
+        # acknowledged, and how much of the peer's was delivered (.resend).
+        self._streams: dict[str, Stream[EncodedFrame]] = {}
         self._watched: set[str] = set()
         self._open_connections = 0
         self._counters = _Counters()
@@ -279,6 +307,14 @@ class TCPTransport(Transport):
             peer = self._peers[dst] = _Peer(dst)
         if peer.queries_only and not getattr(msg, "best_effort", False):
             peer.queries_only = False  # looked up until the first protocol message only
+        self._stream(dst).assign(frame)
+        self._enqueue(peer, frame)
+        if peer.conn is None and not peer.dialing:
+            peer.dialing = True
+            self._nursery.start_soon(self._dial, peer, name=f"ownership.tcp dial {dst}")
+
+    def _enqueue(self, peer: _Peer, frame: EncodedFrame) -> None:
+        """Write ``frame`` now when the connection is idle and it is small, else queue it for the writer."""
         conn = peer.conn
         if (
             conn is not None
@@ -296,9 +332,23 @@ class TCPTransport(Transport):
         peer.queue.append(frame)
         self._add_unsent(1)
         peer.data_ready.set()
-        if peer.conn is None and not peer.dialing:
-            peer.dialing = True
-            self._nursery.start_soon(self._dial, peer, name=f"ownership.tcp dial {dst}")
+
+    def _stream(self, peer: str) -> Stream[EncodedFrame]:
+        stream = self._streams.get(peer)
+        if stream is None:
+            stream = self._streams[peer] = Stream()
+        return stream
+
+    def _send_control(self, peer: _Peer, msg: Resume | Ack) -> None:
+        frame = control_frame(msg)
+        self._enqueue(peer, _ControlFrame([frame], len(frame)))
+
+    def _discard_stream(self, address: str) -> int:
+        """The peer is gone: what it never acknowledged is lost with it. Returns how many."""
+        stream = self._streams.pop(address, None)
+        lost = 0 if stream is None else len(stream.unacked)
+        self._counters.messages_dropped += lost
+        return lost
 
     def watch(self, address: str) -> None:
         """Deliver a local ``PeerLost(address)`` once the connection to identity ``address`` is lost.
@@ -413,6 +463,7 @@ class TCPTransport(Transport):
         """Close the listener and every connection; queued messages are dropped."""
         if self._closed:
             return
+        self._acknowledge_all()  # so peers do not dial back to resend what we have
         self._closed = True
         self._all_sent.set()
         self._inbound_send.close()
@@ -483,6 +534,7 @@ class TCPTransport(Transport):
         self._listen = format_address(public, sockname[1])
         self._address = format_identity(self._listen, self._incarnation)
         await self._nursery.start(trio.serve_listeners, self._handle_incoming, listeners)
+        self._nursery.start_soon(self._acknowledge_periodically, name="ownership.tcp acknowledgements")
         logger.debug("%s: listening", self._address)
 
     def _hello(self) -> Hello:
@@ -609,9 +661,11 @@ class TCPTransport(Transport):
 
     # -- dialing --------------------------------------------------------------
 
-    async def _dial(self, peer: _Peer) -> None:
+    async def _dial(self, peer: _Peer, backoff: float = 0.0) -> None:
         try:
             stream = receiver = None
+            if backoff:
+                await trio.sleep(backoff)
             try:
                 host, port, _ = parse_identity(peer.address)
                 with trio.fail_after(self._connect_timeout):
@@ -662,7 +716,8 @@ class TCPTransport(Transport):
 
     def _unreachable(self, peer: _Peer, reason: str) -> None:
         peer.dialing = False
-        dropped = self._drop_queue(peer)
+        self._drop_queue(peer)
+        dropped = self._discard_stream(peer.address)
         level = logging.DEBUG if peer.queries_only else logging.WARNING
         logger.log(level, "%s: peer %s unreachable (%s); dropped %d messages", self._address, peer.address, reason, dropped)
         self._forget(peer)
@@ -693,6 +748,19 @@ class TCPTransport(Transport):
         peer.conn_changed = trio.Event()
         self._open_connections += 1
         self._bury_older_incarnations(peer, hello.address)
+        # The connection opens with our resume, then every message the peer
+        # has not acknowledged (all of them on a first connection), in order.
+        stream = self._stream(peer.address)
+        before = len(peer.queue)
+        peer.queue.clear()
+        self._add_unsent(-before)
+        resent = len(stream.unacked) - before  # about: the queue held frames never written too
+        if resent > 0:
+            self._counters.frames_resent += resent
+        self._send_control(peer, stream.resume())
+        peer.queue.extend(stream.unacked)
+        self._add_unsent(len(stream.unacked))
+        peer.data_ready.set()
         return conn
 
     def _bury_older_incarnations(self, peer: _Peer, address: str) -> None:
@@ -709,7 +777,8 @@ class TCPTransport(Transport):
             if conn is not None:
                 conn.superseded = True  # closing it reports nothing more
                 conn.cancel_scope.cancel()
-            dropped = self._drop_queue(other)
+            self._drop_queue(other)
+            dropped = self._discard_stream(other.address)
             logger.warning(
                 "%s: %s is gone: %s listens at its address now%s",
                 self._address,
@@ -738,11 +807,25 @@ class TCPTransport(Transport):
     async def _reader(self, conn: _Connection) -> str:
         peer = conn.peer.address
         mac = conn.channel.incoming
+        stream = self._stream(peer)
         while True:
             try:
                 body = await receive_frame(conn.receiver, self._max_frame_size, mac)
                 if body is None:
                     return "peer closed the connection"
+                if is_control(body):
+                    self._counters.control_frames_received += 1
+                    self._control(conn, stream, decode_control(body))
+                    continue
+                if not conn.next_in:
+                    raise FrameError("a message frame before the resume frame")
+                number, conn.next_in = conn.next_in, conn.next_in + 1
+                if not stream.arrived(number, len(body)):
+                    self._counters.duplicates_dropped += 1
+                    continue
+                ack = stream.ack_now(len(body))
+                if ack is not None:
+                    self._send_control(conn.peer, ack)
                 msg = decode_message(body)
             except FrameAuthError as exc:
                 self._counters.bad_macs += 1
@@ -775,6 +858,37 @@ class TCPTransport(Transport):
                     self._inbound_space = trio.Event()
                 await self._inbound_space.wait()
 
+    def _control(self, conn: _Connection, stream: Stream[EncodedFrame], msg: Resume | Ack) -> None:
+        """A control frame of :mod:`.resend` (raises FrameError for one that breaks the stream)."""
+        if isinstance(msg, Resume):
+            if conn.next_in:
+                raise FrameError("a second resume frame on one connection")
+            conn.next_in = stream.resumed(msg)
+        else:
+            stream.acknowledged(msg.received, msg.your_nonce)
+
+    async def _acknowledge_periodically(self) -> None:
+        """Acknowledge what arrived since the last acknowledgement, every ACK_INTERVAL seconds,
+        so that a peer that sends little does not keep its last messages forever."""
+        while True:
+            await trio.sleep(_ACK_INTERVAL)
+            self._acknowledge_all()
+
+    def _acknowledge_all(self) -> None:
+        for address, stream in self._streams.items():
+            peer = self._peers.get(address)
+            if peer is not None and peer.conn is not None and peer.conn.ready:
+                ack = stream.ack_due()
+                if ack is not None:
+                    self._send_control(peer, ack)
+
+    def _count_sent(self, control: bool, nbytes: int) -> None:
+        if control:
+            self._counters.control_frames_sent += 1  # a few dozen bytes: not in bytes_sent
+        else:
+            self._counters.frames_sent += 1
+            self._counters.bytes_sent += nbytes
+
     def _write_now(self, conn: _Connection, frame: EncodedFrame) -> bool:
         """Write a small frame from ``send_nowait``: True once the kernel has all of it.
 
@@ -791,14 +905,13 @@ class TCPTransport(Transport):
         except (BlockingIOError, InterruptedError):
             written = 0
         except OSError:
-            conn.rest = (memoryview(data), nbytes)
+            conn.rest = (memoryview(data), nbytes, isinstance(frame, _ControlFrame))
             return False
         self._counters.writes += 1
         if written == len(data):
-            self._counters.frames_sent += 1
-            self._counters.bytes_sent += nbytes
+            self._count_sent(isinstance(frame, _ControlFrame), nbytes)
             return True
-        conn.rest = (memoryview(data)[written:], nbytes)
+        conn.rest = (memoryview(data)[written:], nbytes, isinstance(frame, _ControlFrame))
         return False
 
     async def _write_all(
@@ -838,24 +951,19 @@ class TCPTransport(Transport):
                 conn.writing = True
                 try:
                     if conn.rest is not None:
-                        (rest, nbytes), conn.rest = conn.rest, None
+                        (rest, nbytes, control), conn.rest = conn.rest, None
                         try:
                             await self._write_all(conn, rest)
-                        except BaseException:
-                            self._counters.messages_dropped += 1
-                            raise
                         finally:
                             self._add_unsent(-1)
-                        self._counters.frames_sent += 1
-                        self._counters.bytes_sent += nbytes
+                        self._count_sent(control, nbytes)
                     batch = list(peer.queue)
                     peer.queue.clear()
-                    sent_before = self._counters.frames_sent
                     try:
                         await self._write_batch(conn, batch)
                     finally:
-                        # A batch cut short by a broken or replaced connection is lost.
-                        self._counters.messages_dropped += len(batch) - (self._counters.frames_sent - sent_before)
+                        # A batch cut short by a broken or replaced connection
+                        # stays in the peer's stream: the next connection resends it.
                         self._add_unsent(-len(batch))
                 except BaseException:
                     conn.writing = False
@@ -892,40 +1000,49 @@ class TCPTransport(Transport):
             if len(out) >= _FLUSH_AT:
                 await self._write_all(conn, out)
                 out = bytearray()
-            self._counters.frames_sent += 1
-            self._counters.bytes_sent += frame.nbytes + TAG_BYTES
+            self._count_sent(isinstance(frame, _ControlFrame), frame.nbytes + TAG_BYTES)
         if out:
             await self._write_all(conn, out)
 
     def _connection_closed(self, conn: _Connection, reason: str) -> None:
         self._open_connections -= 1
-        if conn.rest is not None:  # begun by send_nowait, never finished
+        if conn.rest is not None:  # begun by send_nowait, never finished (resent on the next connection)
             conn.rest = None
-            self._counters.messages_dropped += 1
             self._add_unsent(-1)
         peer = conn.peer
         if peer.conn is not conn:
             return  # replaced by a newer connection: nothing was lost
         peer.conn = None
-        dropped = self._drop_queue(peer)
+        self._drop_queue(peer)
         if self._closed:
             return
+        if peer.dialing:
+            return  # its dial reports the peer lost if it fails
+        # Between two live processes a connection is only a means: dial again
+        # (the peer may be dialing us too; the tie-break keeps one) and resend
+        # what it has not acknowledged. The peer is lost only when that dial
+        # fails (a dead process refuses it, or another incarnation answers),
+        # and is reported then. Connections that keep closing before the peer
+        # answers on them are dialed again ever more slowly, never given up:
+        # the peer proved it lives at each handshake.
+        stream = self._stream(peer.address)
+        stream.reconnects += 1
+        backoff = 0.0 if stream.reconnects <= _FREE_RECONNECTS else min(_MAX_BACKOFF, _FIRST_BACKOFF * 2 ** (stream.reconnects - _FREE_RECONNECTS - 1))
         logger.info(
-            "%s: connection with %s closed (%s)%s",
+            "%s: connection with %s closed (%s); reconnecting%s (%d unacknowledged messages)",
             self._address,
             peer.address,
             reason,
-            f"; dropped {dropped} queued messages" if dropped else "",
+            f" in {backoff:.2f} s" if backoff else "",
+            len(stream.unacked),
         )
-        self._forget(peer)
-        self._peer_lost(peer.address)
+        peer.dialing = True
+        self._nursery.start_soon(self._dial, peer, backoff, name=f"ownership.tcp redial {peer.address}")
 
-    def _drop_queue(self, peer: _Peer) -> int:
-        dropped = len(peer.queue)
+    def _drop_queue(self, peer: _Peer) -> None:
+        """Empty the queue of a connection that is gone: its messages stay in the peer's stream."""
+        self._add_unsent(-len(peer.queue))
         peer.queue.clear()
-        self._counters.messages_dropped += dropped
-        self._add_unsent(-dropped)
-        return dropped
 
     def _forget(self, peer: _Peer) -> None:
         if self._peers.get(peer.address) is peer and peer.conn is None and not peer.dialing:
