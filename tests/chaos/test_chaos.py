@@ -25,7 +25,9 @@ KNOWN_LOG_ERRORS: set[re.Pattern[str]] = set()
 
 @pytest.mark.slow
 async def test_chaos_run_of_90_seconds_checks_every_result_and_leaks_nothing(tmp_path):
-    options = ChaosOptions(minutes=1.5, seed=SEED, nodes=3, cpus=2, get_timeout=60.0, drain=30.0, log_dir=tmp_path / "run")
+    options = ChaosOptions(
+        minutes=1.5, seed=SEED, nodes=3, cpus=2, get_timeout=60.0, drain=30.0, net_faults=True, log_dir=tmp_path / "run"
+    )
     (tmp_path / "run").mkdir()
     # The workload, the last gets (each bounded), the drain, the stop, the merge.
     with trio.fail_after(90 + 60 + 30 + 60):
@@ -38,6 +40,7 @@ async def test_chaos_run_of_90_seconds_checks_every_result_and_leaks_nothing(tmp
     assert unknown == [], why
     # The run did what it says: kills of every kind, results checked.
     assert sum(report.kills.values()) >= 30 and report.kills["node"] >= 1 and report.kills["owner"] >= 1, why
+    assert report.kills["cut_driver"] + report.kills["cut_process"] >= 5, why
     assert report.nodes_added == report.kills["node"] and not report.add_node_failures, why
     assert report.checked >= 300 and set(report.jobs) == set(JOBS), why
     # Its step logs merge into one causal order; no spec binds a run this size.
