@@ -26,6 +26,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_DIR = ROOT / "spec"
 CORE_MODULES = ["submitter", "scheduler", "executor", "refcount", "recovery", "store", "head", "node", "worker"]
+#: Outside the core, the transport implements spec/Resend.tla.
+RUNTIME_MODULES = ["resend", "tcp"]
 
 DEF = re.compile(r"^([A-Z]\w*)\s*(\([^)]*\))?\s*==")
 ANNOT = re.compile(r"\\\*\s*(impl|env|none):\s*(\S.*)$")
@@ -139,8 +141,8 @@ def spec_modules() -> dict[str, dict[str, Definition]]:
 def core_methods() -> dict[tuple[str, str], list[tuple[str, object]]]:
     """(Module, Action) -> [(qualified name, function)] from the core docstrings."""
     found: dict[tuple[str, str], list[tuple[str, object]]] = {}
-    for mod_name in CORE_MODULES:
-        mod = importlib.import_module(f"ownership.core.{mod_name}")
+    for package, mod_name in [("core", m) for m in CORE_MODULES] + [("runtime", m) for m in RUNTIME_MODULES]:
+        mod = importlib.import_module(f"ownership.{package}.{mod_name}")
         for cls_name, cls in inspect.getmembers(mod, inspect.isclass):
             if cls.__module__ != mod.__name__:
                 continue
@@ -152,7 +154,7 @@ def core_methods() -> dict[tuple[str, str], list[tuple[str, object]]]:
                     m = re.match(r"^Spec:\s*(\w+)!(\w+)\s*$", line.strip())
                     if not m:
                         break
-                    found.setdefault((m.group(1), m.group(2)), []).append((f"impl/ownership/core/{mod_name}.py::{cls_name}.{meth_name}", fn))
+                    found.setdefault((m.group(1), m.group(2)), []).append((f"impl/ownership/{package}/{mod_name}.py::{cls_name}.{meth_name}", fn))
     return found
 
 

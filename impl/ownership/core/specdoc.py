@@ -23,6 +23,9 @@ __all__ = ["action_text", "refresh", "main"]
 
 CORE = Path(__file__).resolve().parent
 SPEC_DIR = CORE.parent.parent.parent / "spec"
+#: Modules outside the core that implement a spec's actions: the transport's
+#: streams (spec/Resend.tla).
+RUNTIME_IMPLEMENTING = ("resend.py", "tcp.py")
 HEADER = re.compile(r"^([A-Z]\w*)(\([^)]*\))?\s*==")
 METHOD = re.compile(r'^(?P<indent>[ ]+)(?P<prefix>r?)"""Spec: (?P<rest>.*?)"""', re.S | re.M)
 ANNOTATION = re.compile(r"\\\* (impl|env|none):")
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     specs = {p.stem: p.read_text() for p in sorted(SPEC_DIR.glob("*.tla"))}
     stale = []
-    for path in sorted(CORE.glob("*.py")):
+    for path in [*sorted(CORE.glob("*.py")), *(CORE.parent / "runtime" / name for name in RUNTIME_IMPLEMENTING)]:
         old = path.read_text()
         new = refresh(old, specs)
         if new != old:

@@ -147,7 +147,18 @@ class Stream(Generic[F]):
     # -- sending ----------------------------------------------------------------
 
     def assign(self, frame: F) -> int:
-        """Number ``frame`` and keep it until acknowledged; returns its number."""
+        r"""Spec: Resend!Send
+
+            \* Resend
+            Send ==
+                /\ sent < N
+                /\ sent' = sent + 1
+                /\ UNCHANGED <<firstUnacked, received, log, up, nextOut, nextIn, wire, back, resets, broken>>
+
+        Implementation:
+
+        Number ``frame`` and keep it until acknowledged; returns its number.
+        """
         self.sent += 1
         self.unacked.append(frame)
         return self.sent
@@ -157,9 +168,20 @@ class Stream(Generic[F]):
         return self.sent - len(self.unacked) + 1
 
     def acknowledged(self, received: int, nonce: int) -> int:
-        """The peer has frames up to ``received`` of stream ``nonce``: forget them.
-        Returns how many were forgotten (none when ``nonce`` is another stream's).
+        r"""Spec: Resend!ReceiveAck
 
+            \* Resend
+            ReceiveAck ==
+                /\ up
+                /\ back # <<>>
+                /\ back' = Tail(back)
+                /\ firstUnacked' = IF Head(back).n + 1 > firstUnacked THEN Head(back).n + 1 ELSE firstUnacked
+                /\ UNCHANGED <<sent, received, log, up, nextOut, nextIn, wire, resets, broken>>
+
+        Implementation:
+
+        The peer has frames up to ``received`` of stream ``nonce``: forget them.
+        Returns how many were forgotten (none when ``nonce`` is another stream's).
         Raises FrameError when the peer claims a frame never sent.
         """
         if nonce != self.nonce:
@@ -180,9 +202,27 @@ class Stream(Generic[F]):
     # -- receiving --------------------------------------------------------------
 
     def resumed(self, msg: Resume) -> int:
-        """The peer opened its direction of a connection: returns the number of its next frame.
+        r"""Spec: Resend!ReceiveResume
 
-        Raises FrameError for a gap (the peer would skip frames never delivered here).
+            \* Resend
+            ReceiveResume ==
+                /\ up
+                /\ wire # <<>>
+                /\ Head(wire).kind = "resume"
+                /\ wire' = Tail(wire)
+                /\ IF Head(wire).n > received + 1
+                     THEN /\ broken' = TRUE             \* FrameError: the connection closes
+                          /\ UNCHANGED nextIn
+                     ELSE /\ nextIn' = Head(wire).n
+                          /\ UNCHANGED broken
+                /\ UNCHANGED <<sent, firstUnacked, received, log, up, nextOut, back, resets>>
+
+        Implementation:
+
+        The peer opened its direction of a connection: returns the number of
+        its next frame. Raises FrameError for a gap (the peer would skip frames
+        never delivered here); the connection then closes. A new nonce (the
+        peer forgot its stream) restarts the count at the resume's first number.
         """
         self.reconnects = 0  # the peer answers: it lives
         self.acknowledged(msg.received, msg.your_nonce)
@@ -194,7 +234,27 @@ class Stream(Generic[F]):
         return msg.first
 
     def arrived(self, number: int, nbytes: int) -> bool:
-        """Frame ``number`` (of ``nbytes``) arrived in order: True to deliver it, False for a duplicate."""
+        r"""Spec: Resend!ReceiveMessage
+
+            \* Resend
+            ReceiveMessage ==
+                /\ up
+                /\ wire # <<>>
+                /\ Head(wire).kind = "msg"
+                /\ nextIn > 0
+                /\ wire' = Tail(wire)
+                /\ nextIn' = nextIn + 1
+                /\ IF nextIn <= received
+                     THEN UNCHANGED <<received, log>>          \* a duplicate: dropped
+                     ELSE /\ received' = nextIn
+                          /\ log' = Append(log, Head(wire).n)
+                /\ UNCHANGED <<sent, firstUnacked, up, nextOut, back, resets, broken>>
+
+        Implementation:
+
+        Frame ``number`` (of ``nbytes``) arrived in order: True to deliver it,
+        False for a duplicate.
+        """
         if number <= self.received:
             return False
         self.received = number
@@ -203,7 +263,20 @@ class Stream(Generic[F]):
         return True
 
     def ack_now(self, nbytes: int) -> Ack | None:
-        """After delivering a frame of ``nbytes``: the acknowledgement to send now, if one is due."""
+        r"""Spec: Resend!Acknowledge
+
+            \* Resend
+            Acknowledge ==
+                /\ up
+                /\ IF back = <<>> THEN TRUE ELSE back[Len(back)] # Frame("ack", received)  \* nothing new: no frame
+                /\ back' = Append(back, Frame("ack", received))
+                /\ UNCHANGED <<sent, firstUnacked, received, log, up, nextOut, nextIn, wire, resets, broken>>
+
+        Implementation:
+
+        After delivering a frame of ``nbytes``: the acknowledgement to send now,
+        if one is due (:meth:`ack_due` sends the rest every second).
+        """
         if nbytes >= LARGE_FRAME or self.frames_since_ack >= ACK_FRAMES or self.bytes_since_ack >= ACK_BYTES:
             return self._ack()
         return None

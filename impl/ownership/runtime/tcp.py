@@ -735,7 +735,23 @@ class TCPTransport(Transport):
         *,
         dialed_by_me: bool,
     ) -> _Connection:
-        """Make the authenticated connection current for ``peer``, replacing an older one."""
+        r"""Spec: Resend!Connect
+
+            \* Resend
+            Connect ==
+                /\ ~up
+                /\ up' = TRUE
+                /\ wire' = <<Frame("resume", firstUnacked)>>
+                /\ back' = <<Frame("resume", received)>>
+                /\ nextOut' = firstUnacked
+                /\ nextIn' = 0
+                /\ UNCHANGED <<sent, firstUnacked, received, log, resets, broken>>
+
+        Implementation:
+
+        Make the authenticated connection current for ``peer``, replacing an
+        older one; queue our resume and every unacknowledged message.
+        """
         old = peer.conn
         if old is not None:
             old.superseded = True
@@ -975,6 +991,21 @@ class TCPTransport(Transport):
         scope.cancel()
 
     async def _write_batch(self, conn: _Connection, batch: list[EncodedFrame]) -> None:
+        r"""Spec: Resend!Write
+
+            \* Resend
+            Write ==
+                /\ up
+                /\ nextOut <= sent
+                /\ wire' = Append(wire, Frame("msg", nextOut))
+                /\ nextOut' = nextOut + 1
+                /\ UNCHANGED <<sent, firstUnacked, received, log, up, nextIn, back, resets, broken>>
+
+        Implementation:
+
+        The frames of ``batch`` to the kernel, each with its tag, small ones
+        coalesced (send_nowait writes a lone small frame itself).
+        """
         mac = conn.channel.outgoing
         out = bytearray()
         for frame in batch:
