@@ -41,6 +41,9 @@ SmallTaskRetries == (t1 :> 0) @@ (t2 :> 1)
 (* Medium checks crashes anywhere.  Log validation drops the constraint: *)
 (* a log is a behaviour of the spec, the constraint only bounds a model. *)
 (***************************************************************************)
+\* The Suspicion model: the head may declare a live node dead (FalseSuspicion).
+SuspicionOn == TRUE
+
 SmallCrashPoints ==
     LET crash == lastAction'.name \in {"WorkerCrash", "NodeCrash"}
         n == lastAction'.params.n

@@ -578,16 +578,44 @@ SchedulerDetectWorkerDeath(n, w) ==
     /\ lastAction' = Step("SchedulerDetectWorkerDeath", NoOwner, NoTask, n, w, NoNode, NoMsg)
     /\ UNCHANGED <<envVars, members, ownerVars, histVars>>
 
-\* The head misses a node's heartbeats, removes it from the membership and
-\* publishes NodeDied to every owner.
+(***************************************************************************)
+(* May the head declare a node dead while it runs?  Its detection is a    *)
+(* probe after a lost connection or a heartbeat timeout, and a node cut   *)
+(* off or hung for long enough looks dead.  FALSE here; a model overrides *)
+(* it (MCScheduling_Suspicion.cfg), spending one crash of the budget.     *)
+(***************************************************************************)
+FalseSuspicion == FALSE
+
+\* The head misses a node's heartbeats (or its probes go unanswered),
+\* removes it from the membership and publishes NodeDied to every owner.
 \* impl: impl/ownership/core/head.py::HeadCore.detect_node_death
 HeadDetectNodeDeath(n) ==
     /\ n \in members
-    /\ ~nodeAlive[n]
+    /\ \/ ~nodeAlive[n]
+       \/ /\ FalseSuspicion
+          /\ crashes < MaxCrashes
+          /\ \A o \in Owners : OwnerNode[o] # n
     /\ members' = members \ {n}
+    /\ crashes' = IF nodeAlive[n] THEN crashes + 1 ELSE crashes
     /\ msgs' = msgs \cup {NodeDiedMsg(o, n) : o \in Owners}
     /\ lastAction' = Step("HeadDetectNodeDeath", NoOwner, NoTask, n, NoWorker, NoNode, NoMsg)
-    /\ UNCHANGED <<envVars, pool, granted, ownerVars, histVars>>
+    /\ UNCHANGED <<nodeAlive, workerAlive, pool, granted, ownerVars, histVars>>
+
+(***************************************************************************)
+(* A node declared dead that still runs is fenced: the head answers       *)
+(* whatever it sends with its own death notice, and it kills its workers  *)
+(* and exits.  Until then its workers may still run what they were given: *)
+(* at-least-once execution, as in Ray, which the history counts as a     *)
+(* failure (NoDuplicateExecutionWithoutFailure).                          *)
+(***************************************************************************)
+\* impl: impl/ownership/core/node.py::NodeCore.fenced
+NodeFenced(n) ==
+    /\ nodeAlive[n]
+    /\ n \notin members
+    /\ nodeAlive' = [nodeAlive EXCEPT ![n] = FALSE]
+    /\ workerAlive' = [w \in Workers |-> IF WorkerNode[w] = n THEN FALSE ELSE workerAlive[w]]
+    /\ lastAction' = Step("NodeFenced", NoOwner, NoTask, n, NoWorker, NoNode, NoMsg)
+    /\ UNCHANGED <<crashes, schedVars, ownerVars, msgs, histVars>>
 
 (***************************************************************************)
 (* The owner remembers the failure and drops the leases that died with    *)
@@ -659,6 +687,7 @@ Next ==
     \/ \E m \in Messages : LoseMessage(m)
     \/ \E n \in Nodes, w \in Workers : SchedulerDetectWorkerDeath(n, w)
     \/ \E n \in Nodes : HeadDetectNodeDeath(n)
+    \/ \E n \in Nodes : NodeFenced(n)
     \/ \E o \in Owners, m \in FailureMsgs : OwnerHandleFailure(o, m)
     \/ \E o \in Owners, t \in Tasks : OwnerResubmit(o, t)
     \/ Terminated
@@ -681,6 +710,7 @@ SchedulerStep(n) ==
     \/ \E m \in RequestLeaseMsgs : SchedulerSpillback(n, m)
     \/ \E m \in ReturnLeaseMsgs : SchedulerReleaseLease(n, m)
     \/ \E w \in Workers : SchedulerDetectWorkerDeath(n, w)
+    \/ NodeFenced(n)
 WorkerStep(w) == \E m \in PushTaskMsgs : WorkerExecute(w, m)
 HeadStep == \E n \in Nodes : HeadDetectNodeDeath(n)
 
@@ -725,7 +755,11 @@ Place(m) ==
     CASE m.type \in {"RequestLease", "LeaseGranted", "Spillback"} -> AtNode(m.node)
       [] m.type \in {"PushTask", "TaskReply"} -> AtWorker(m.worker)
       [] OTHER -> NoLocation
-LocAlive(l) == IF l.worker # NoWorker THEN workerAlive[l.worker] ELSE nodeAlive[l.node]
+\* Alive, and not declared dead: a fenced node's processes may still hold
+\* what they were given until the fence reaches them.
+LocAlive(l) ==
+    IF l.worker # NoWorker THEN workerAlive[l.worker] /\ WorkerNode[l.worker] \in members
+                           ELSE nodeAlive[l.node] /\ l.node \in members
 Pending(t) == status[t] \in {"requested", "pushed"}
 
 (***************************************************************************)
@@ -760,10 +794,17 @@ CapacityRespected == \A n \in Nodes : Cardinality(granted[n]) <= Capacity[n]
 \* No worker has more than PipelineDepth tasks of one owner in flight.
 PipelineBounded == \A o \in Owners, w \in Workers : Cardinality(InFlight(o, w)) <= PipelineDepth
 
-\* A task runs again only after a worker it ran on died: every run beyond
+\* A task runs again only after a worker it ran on died or was declared dead
+\* (its node fenced): every run beyond
 \* the first is paid for by a dead worker in its history.
 NoDuplicateExecutionWithoutFailure ==
-    \A t \in Tasks : execs[t] <= 1 + Cardinality({w \in ranOn[t] : ~workerAlive[w]})
+    \A t \in Tasks : execs[t] <= 1 + Cardinality({w \in ranOn[t] : ~workerAlive[w] \/ WorkerNode[w] \notin members})
+
+(***************************************************************************)
+(* A node declared dead stops (it is fenced), whatever the reason it was  *)
+(* declared dead for.                                                     *)
+(***************************************************************************)
+FencedNodeStops == \A n \in Nodes : n \notin members ~> ~nodeAlive[n]
 
 (***************************************************************************)
 (* Liveness: with finitely many crashes and weakly fair protocol steps,   *)

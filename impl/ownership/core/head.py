@@ -217,11 +217,15 @@ class HeadCore:
             \* Scheduling
             HeadDetectNodeDeath(n) ==
                 /\ n \in members
-                /\ ~nodeAlive[n]
+                /\ \/ ~nodeAlive[n]
+                   \/ /\ FalseSuspicion
+                      /\ crashes < MaxCrashes
+                      /\ \A o \in Owners : OwnerNode[o] # n
                 /\ members' = members \ {n}
+                /\ crashes' = IF nodeAlive[n] THEN crashes + 1 ELSE crashes
                 /\ msgs' = msgs \cup {NodeDiedMsg(o, n) : o \in Owners}
                 /\ lastAction' = Step("HeadDetectNodeDeath", NoOwner, NoTask, n, NoWorker, NoNode, NoMsg)
-                /\ UNCHANGED <<envVars, pool, granted, ownerVars, histVars>>
+                /\ UNCHANGED <<nodeAlive, workerAlive, pool, granted, ownerVars, histVars>>
 
             \* FateSharing
             HeadDetectNodeDeath(n) ==

@@ -172,6 +172,7 @@ class NodeCore:
 
     def fenced(self, msg: NodeDied) -> list[Effect]:
         r"""Spec: FateSharing!NodeFenced
+        Spec: Scheduling!NodeFenced
 
             \* FateSharing
             NodeFenced(n) ==
@@ -187,6 +188,15 @@ class NodeCore:
                    /\ copies' = {c \in copies : c.node # n}
                    /\ lastAction' = Step("NodeFenced", NoWorker, Root, n, m)
                    /\ UNCHANGED <<crashes, nodeOf, ctx, got, table, announced, announcedNodes>>
+
+            \* Scheduling
+            NodeFenced(n) ==
+                /\ nodeAlive[n]
+                /\ n \notin members
+                /\ nodeAlive' = [nodeAlive EXCEPT ![n] = FALSE]
+                /\ workerAlive' = [w \in Workers |-> IF WorkerNode[w] = n THEN FALSE ELSE workerAlive[w]]
+                /\ lastAction' = Step("NodeFenced", NoOwner, NoTask, n, NoWorker, NoNode, NoMsg)
+                /\ UNCHANGED <<crashes, schedVars, ownerVars, msgs, histVars>>
 
         Implementation:
 
