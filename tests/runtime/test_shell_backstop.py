@@ -8,7 +8,7 @@ import pytest
 import trio
 
 import ownership
-from ownership.core.events import Received
+from ownership.core.events import PeerLost, Received
 from ownership.core.messages import FreeObject, Heartbeat
 from ownership.runtime.tcp import open_tcp_transport
 from ownership.testing import memory_cluster
@@ -42,9 +42,11 @@ async def test_core_exception_closes_only_that_connection_and_is_logged_once(mon
         await c.settle()
         assert node.handler_errors == 1
         assert c.network.stats["rejected"]["by the receiver"] == 1
-        # The connection closed and, both living, was dialed again (over TCP;
-        # see MemoryTransport.reject): the node lives on and hears the peer.
-        assert c.network.alive("n1")
+        # The connection closed, as over TCP: the peer watching the node hears
+        # it, the node lives on, and the connection is dialed again.
+        with trio.fail_after(5):
+            lost = await peer.receive()
+        assert lost.msg == PeerLost("n1") and c.network.alive("n1")
         peer.send_nowait("n1", FreeObject(object_id="boom-2"))
         await c.settle()
         assert node.handler_errors == 2

@@ -119,9 +119,10 @@ class MemoryTransport(Transport):
 
     def reject(self, peer: str, reason: str) -> None:
         # Counted under a key of its own: the receiver, not the network, refused it.
-        # Over TCP the connection closes and is dialed again at once; the
-        # transport resends what it held (runtime/resend.py): nothing else is lost.
+        # Over TCP the connection closes (watchers hear PeerLost) and is dialed
+        # again at once; the transport resends what it held (runtime/resend.py).
         self._network.stats["rejected"]["by the receiver"] += 1
+        self._network._disconnect(self._address, peer, lose=False)
 
     def watch(self, address: str) -> None:
         self._network._watch(self._address, address)
@@ -344,7 +345,8 @@ class MemoryNetwork:
                 logger.warning("%s: bad message from %s: %s; disconnected", env.dst, env.src, exc)
                 self.stats["rejected"][type(env.msg).__name__] += 1
                 self._notify(NetworkEvent("reject", mid, env))
-                return env  # the connection is dialed again: see MemoryTransport.reject
+                self._disconnect(env.dst, env.src, lose=False)  # see MemoryTransport.reject
+                return env
         ep = self._endpoints.get(env.dst)
         if ep is None or env.dst in self._dead or not ep._put(env):
             self.stats["dropped"][type(env.msg).__name__] += 1
@@ -354,15 +356,15 @@ class MemoryNetwork:
             self._notify(NetworkEvent("deliver", mid, env))
         return env
 
-    def _disconnect(self, address: str, peer: str) -> None:
-        """A connection lost for good between two processes that live on: the
-        messages in flight between them are lost, and each hears PeerLost of
-        the other if it watches it. Over TCP that is a partition (the dial
-        that would resend them fails); a connection that merely resets loses
-        nothing, since the transport resends over the next one (runtime/resend.py)."""
+    def _disconnect(self, address: str, peer: str, *, lose: bool = True) -> None:
+        """The connection between two processes that live on closes: each hears
+        PeerLost of the other if it watches it. With ``lose`` the messages in
+        flight between them are lost, as across a partition (the dial that
+        would resend them fails); without, they arrive, as over TCP when the
+        connection is dialed again and the transport resends (runtime/resend.py)."""
         if address == peer:
             return
-        for mid in [m for m, env in self._flight.items() if {env.src, env.dst} == {address, peer}]:
+        for mid in [m for m, env in self._flight.items() if lose and {env.src, env.dst} == {address, peer}]:
             self._drop(mid)
         for watcher, watched in ((address, peer), (peer, address)):
             watchers = self._watchers.get(watched)

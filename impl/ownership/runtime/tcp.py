@@ -38,13 +38,20 @@ keep going. Unauthenticated connections are bounded: at most
 ``max_handshakes`` at once (the oldest is closed for a new one: a member's
 handshake takes one round trip, an idle squatter stays), each reading in
 small pieces. Messages to a peer that cannot be reached are dropped and
-logged; the protocol learns about deaths through failure notifications, and
-``on_peer_lost`` tells the runtime that a connection went away.
+logged; the protocol learns about deaths through failure notifications.
+
+A connection that closes between two live processes loses nothing: it is
+dialed again at once and what the peer had not acknowledged is sent again
+(:mod:`.resend`). A watcher of the peer (:meth:`TCPTransport.watch`: the
+head watches its nodes, a node its workers) hears ``PeerLost`` as soon as
+the connection goes, so it can probe; ``on_peer_lost`` tells the runtime
+that a peer is gone for good (the dial again failed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -661,7 +668,8 @@ class TCPTransport(Transport):
 
     # -- dialing --------------------------------------------------------------
 
-    async def _dial(self, peer: _Peer, backoff: float = 0.0) -> None:
+    async def _dial(self, peer: _Peer, backoff: float = 0.0, *, again: bool = False) -> None:
+        """Dial ``peer`` (``again``: its connection closed, so it may have exited)."""
         try:
             stream = receiver = None
             if backoff:
@@ -686,7 +694,7 @@ class TCPTransport(Transport):
                     logger.log(level, "%s: handshake with %s failed: %s", self._address, peer.address, reason)
                 if stream is not None:
                     await trio.aclose_forcefully(stream)
-                self._unreachable(peer, f"cannot connect: {reason}")
+                self._unreachable(peer, f"cannot connect: {reason}", again=again)
                 return
             except BaseException as exc:  # cancelled (the transport is closing), or a bug
                 if stream is not None:
@@ -695,7 +703,7 @@ class TCPTransport(Transport):
                 if not isinstance(exc, Exception):
                     raise
                 logger.exception("%s: dialing %s crashed", self._address, peer.address)
-                self._unreachable(peer, f"dial crashed: {exc!r}")
+                self._unreachable(peer, f"dial crashed: {exc!r}", again=again)
                 return
             if verdict is Verdict.DUPLICATE:
                 await trio.aclose_forcefully(stream)
@@ -705,7 +713,7 @@ class TCPTransport(Transport):
                     while peer.conn is None:
                         await peer.conn_changed.wait()
                 if peer.conn is None:
-                    self._unreachable(peer, "its own connection to us never arrived")
+                    self._unreachable(peer, "its own connection to us never arrived", again=again)
                 return
             peer.dialing = False
             conn = self._install(peer, hello, stream, receiver, channel, dialed_by_me=True)
@@ -714,12 +722,24 @@ class TCPTransport(Transport):
             peer.dialing = False
         await self._run_connection(conn)
 
-    def _unreachable(self, peer: _Peer, reason: str) -> None:
+    def _unreachable(self, peer: _Peer, reason: str, *, again: bool = False) -> None:
         peer.dialing = False
         self._drop_queue(peer)
         dropped = self._discard_stream(peer.address)
-        level = logging.DEBUG if peer.queries_only else logging.WARNING
-        logger.log(level, "%s: peer %s unreachable (%s); dropped %d messages", self._address, peer.address, reason, dropped)
+        if again:
+            # Its connection closed and it cannot be dialed again: how a peer
+            # that exited or died looks, routine (what it had not acknowledged
+            # may well have arrived).
+            logger.info(
+                "%s: peer %s is gone (%s); %d messages it had not acknowledged dropped",
+                self._address,
+                peer.address,
+                reason,
+                dropped,
+            )
+        else:
+            level = logging.DEBUG if peer.queries_only else logging.WARNING
+            logger.log(level, "%s: peer %s unreachable (%s); dropped %d messages", self._address, peer.address, reason, dropped)
         self._forget(peer)
         self._peer_lost(peer.address)
 
@@ -1068,7 +1088,12 @@ class TCPTransport(Transport):
             len(stream.unacked),
         )
         peer.dialing = True
-        self._nursery.start_soon(self._dial, peer, backoff, name=f"ownership.tcp redial {peer.address}")
+        self._nursery.start_soon(
+            functools.partial(self._dial, peer, backoff, again=True), name=f"ownership.tcp redial {peer.address}"
+        )
+        # A watcher probes the peer at once rather than wait for the dial: a
+        # hung process accepts the dial and never answers its handshake.
+        self._connection_lost(peer.address)
 
     def _drop_queue(self, peer: _Peer) -> None:
         """Empty the queue of a connection that is gone: its messages stay in the peer's stream."""
@@ -1081,6 +1106,16 @@ class TCPTransport(Transport):
 
     def _peer_lost(self, address: str) -> None:
         self._counters.peers_lost += 1
+        self._connection_lost(address)
+        if self._on_peer_lost is not None:
+            try:
+                self._on_peer_lost(address)
+            except Exception:
+                logger.exception("%s: on_peer_lost(%s) raised", self._address, address)
+
+    def _connection_lost(self, address: str) -> None:
+        """Tell a watcher of ``address`` that its connection went: a watcher is a
+        failure detector, which probes the peer itself (the head its nodes)."""
         if address in self._watched:
             self._watched.discard(address)
             # The core's event type; imported here so the transport does not
@@ -1089,11 +1124,6 @@ class TCPTransport(Transport):
 
             self._inbound_count += 1
             self._inbound_send.send_nowait(Envelope(self._address, self._address, PeerLost(address=address)))
-        if self._on_peer_lost is not None:
-            try:
-                self._on_peer_lost(address)
-            except Exception:
-                logger.exception("%s: on_peer_lost(%s) raised", self._address, address)
 
 
 @asynccontextmanager
