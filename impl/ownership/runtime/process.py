@@ -109,9 +109,10 @@ logger = logging.getLogger("ownership.process")
 #: numexpr), which start one thread per core by default. A worker runs one
 #: task per CPU of its lease beside the node's other workers, so a pool per
 #: worker oversubscribes the cores, and OpenBLAS's idle threads spin after
-#: each call (a Model actor's 8 x 192 matrix product cost it 3 ms of CPU per
-#: request, 3.5 times the work). Workers get one thread each, as Ray's and
-#: Dask's do, unless the node was started with the variable set.
+#: each call (after the small matrix product of each batch, a Model actor of
+#: examples/serving.py spent 3 ms of CPU per request in them, three times
+#: the rest of its work). Workers get one thread each, as Dask's nanny
+#: starts its workers, unless the node was started with the variable set.
 WORKER_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
@@ -567,7 +568,7 @@ async def _run_worker(args: argparse.Namespace, token: bytes, config: CoreConfig
 #: task's time: a task making a 10 MiB array took 125-297 ms as the first
 #: numpy task of a fresh worker against 12-80 ms on a warm one (2 cores,
 #: load 10), which is most of a lineage rebuild on a node that had run
-#: nothing yet. Ray's workers import numpy as they start, too.
+#: nothing yet.
 WORKER_PRELOAD = ("numpy",)
 #: the preloading thread's name
 PRELOAD_THREAD = "ownership worker preload"
