@@ -182,6 +182,21 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _import_numpy() -> None:
+    """Import numpy in the runner (every system's driver), untimed.
+
+    The rows' values are numpy arrays: otherwise the first row that gets
+    one back times numpy's import in the driver (100-200 ms on a loaded
+    2-core machine), on whichever system does not import it by itself
+    (Ray's driver does), and a row run alone, such as recovery, pays it
+    in its first repeat.
+    """
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        pass
+
+
 def runner_main(system: str, body: Callable[[RunnerDoc, tuple[str, ...]], None], argv: Sequence[str] | None = None) -> int:
     """Run ``body`` and always leave a JSON document behind.
 
@@ -194,6 +209,7 @@ def runner_main(system: str, body: Callable[[RunnerDoc, tuple[str, ...]], None],
     rows = tuple(r for r in args.rows.split(",") if r)
     doc = RunnerDoc(system, args.out, sizes)
     doc.flush()
+    _import_numpy()
     try:
         body(doc, rows)
     except Unavailable as exc:

@@ -32,7 +32,7 @@ import trio
 
 from bench.harness import RunnerDoc, Sample, Unavailable, runner_main, timer
 from bench.rows import MIB, ROW_BY_KEY, Sizes, percentile
-from bench.workloads import Sink, check_array, checksum, make_array, make_array_recording, noop, read_recorded
+from bench.workloads import Sink, check_array, checksum, make_array, make_recording_here, noop, read_recorded
 
 CPUS = 2
 HOLDER = "holder"  # custom resource that pins the object's maker to chosen nodes
@@ -50,17 +50,6 @@ def _remote(target: Any, **options: Any) -> Any:
     if handle is None:
         handle = _remote_cache[key] = ownership.remote(target).options(**options) if options else ownership.remote(target)
     return handle
-
-
-def _identity() -> str:
-    """``<address> <node pid>`` of the executing worker (workers are children of their node)."""
-    try:
-        from ownership.runtime.refs import current_runtime
-
-        address = str(current_runtime().address)
-    except Exception:
-        address = "?"
-    return f"{address} {os.getppid()}"
 
 
 async def wait_stored(ref: Any, timeout: float = 300.0) -> None:
@@ -95,9 +84,6 @@ def borrower(refs: list[Any], depth: int) -> int:
         return ownership.get(_remote(borrower).remote(refs, depth - 1))
     return sum(ownership.get(refs))
 
-
-def make_recording_here(nbytes: int, record: str) -> Any:
-    return make_array_recording(nbytes, record, _identity())
 
 
 # ---------------------------------------------------------------- clusters

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["noop", "make_array", "checksum", "check_array", "make_array_recording", "read_recorded", "Sink"]
+__all__ = ["noop", "make_array", "checksum", "check_array", "make_array_recording", "make_recording_here", "read_recorded", "Sink"]
 
 #: Stride of the checksum: it touches the whole array's extent, not every byte,
 #: so the row measures moving the argument, not summing it.
@@ -49,6 +49,20 @@ def make_array_recording(nbytes: int, record: str, identity: str = "") -> Any:
     """
     Path(record).write_text(f"{os.getpid()} {identity}")
     return make_array(nbytes)
+
+
+def make_recording_here(nbytes: int, record: str) -> Any:
+    """:func:`make_array_recording` naming the executing worker of ours:
+    ``<address> <node pid>`` (workers are children of their node). Here,
+    not in ``bench/ours.py``, so that a worker unpickling it imports this
+    light module only, as a peer's worker does for its recovery task."""
+    try:
+        from ownership.runtime.refs import current_runtime
+
+        address = str(current_runtime().address)
+    except Exception:
+        address = "?"
+    return make_array_recording(nbytes, record, f"{address} {os.getppid()}")
 
 
 def read_recorded(record: str) -> tuple[int, str]:

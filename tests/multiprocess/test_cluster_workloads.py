@@ -70,6 +70,25 @@ async def test_tasks_nested_tasks_and_actor_over_tcp(running_cluster):
             assert {ppid for _, ppid in workers} <= {running_cluster.pids[n] for n in running_cluster.nodes}
 
 
+@ownership.remote
+def thread_pool_settings():
+    from ownership.runtime.process import WORKER_THREAD_VARS
+
+    return {name: os.environ.get(name) for name in WORKER_THREAD_VARS}
+
+
+async def test_worker_numerical_thread_pools_get_one_thread(running_cluster):
+    """A worker runs one task per CPU beside the node's other workers: its
+    OpenMP and BLAS pools get one thread each (the nodes were started with
+    this test's environment, whose own settings win)."""
+    from ownership.runtime.process import WORKER_THREAD_VARS
+
+    async with connect(running_cluster.nodes[0], token_file=running_cluster.token_file):
+        with trio.fail_after(60):
+            got = await thread_pool_settings.remote()
+    assert got == {name: os.environ.get(name, "1") for name in WORKER_THREAD_VARS}
+
+
 async def test_sigkilled_worker_task_is_retried(running_cluster, tmp_path):
     """A worker SIGKILLed in the middle of a task: its node publishes the death,
     the owner resubmits the task, and another worker runs it."""

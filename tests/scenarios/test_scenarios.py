@@ -308,6 +308,47 @@ async def test_spillback_when_local_node_is_full() -> None:
         await assert_no_leaks(c)
 
 
+#: events a task of the scenario below waits for: the memory cluster runs
+#: every process in the test's own trio run, so a task can wait for the test
+_GATES: dict[str, trio.Event] = {}
+
+
+async def _held_until(name: str) -> str:
+    await _GATES[name].wait()
+    return current_runtime().address
+
+
+# Decorated apart from its definition, so that the function is pickled by
+# reference (the module's _held_until) and its worker sees this module's
+# _GATES, not a copy shipped with the function.
+held_until = ownership.remote(_held_until)
+
+
+async def test_idle_lease_returned_at_once_while_another_keys_request_waits() -> None:
+    """n1 has one CPU. A task of one scheduling key holds it while a task of
+    another key asks n1 for a lease and waits there. When the first task
+    ends, its key has nothing queued: the owner gives its idle lease back at
+    once (Scheduling!OwnerReturnLease needs only that), and n1 grants the
+    waiting request. No tick ever comes in this cluster, so an owner that
+    kept the idle lease until its tick would leave the second task waiting."""
+    _GATES["first"] = trio.Event()
+    async with cluster(nodes=1, workers_per_node=2, cpus_per_node=1.0) as c:
+        first = held_until.remote("first")
+        await c.settle()
+        assert c.nodes["n1"].core.scheduler.available["CPU"] == 0.0
+        second = where.options(num_cpus=0.5).remote()  # another scheduling key
+        await c.settle()
+        sent = c.network.stats["sent"]
+        assert sent["RequestLease"] == 2 and sent["LeaseGranted"] == 1  # the second waits at n1
+        _GATES["first"].set()
+        with trio.fail_after(5):
+            assert (await first).endswith("@n1")
+            assert (await second).endswith("@n1")
+        assert sent["ReturnLease"] == 1 and sent["LeaseGranted"] == 2
+        del first, second
+        await assert_no_leaks(c)
+
+
 @ownership.remote
 def square(x: int) -> int:
     return x * x

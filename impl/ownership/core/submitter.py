@@ -373,7 +373,7 @@ class TaskSubmitter:
         return self._pump(task.key)
 
     def _pump(self, key: tuple) -> list[Effect]:
-        """Take every step the key's queue allows now, in spec order.
+        r"""Take every step the key's queue allows now, in spec order.
 
         Queued tasks go to idle held leases (OwnerReuseLease); what is left
         asks for a lease, one request per key at a time (OwnerRequestLease);
@@ -382,7 +382,16 @@ class TaskSubmitter:
         (OwnerReuseLease again). Asking before pipelining keeps two tasks
         from queueing on one worker when a second lease could run them side
         by side. With nothing queued, idle leases go back (OwnerReturnLease,
-        at once when ``lease_idle_ticks`` is 0 or a request of the key waits).
+        at once when ``lease_idle_ticks`` is 0 or any lease request of this
+        owner waits, of this key or another: the request may wait at a full
+        node for the very CPU the idle lease holds).
+
+        Returning while another key waits needs no spec change:
+        Scheduling!OwnerReturnLease is enabled for any held lease whose
+        worker is not busy and whose key's queue is empty, whatever other
+        keys wait for (``queue[o][TaskKey[h.task]] = <<>> /\ ~Busy(o, w)``),
+        and Ownership!OwnerHandleReply, which leaves lease reuse to
+        Scheduling, returns every task's lease with its reply.
         """
         ks = self.keys.get(key)
         if ks is None:
@@ -843,8 +852,9 @@ class TaskSubmitter:
 
         Implementation:
 
-        No queued task of the lease's scheduling key is left (or the idle
-        timeout passed): give the worker back to its scheduler.
+        No queued task of the lease's scheduling key is left and the worker
+        runs nothing (the idle timeout passed, or a lease request of this
+        owner waits; see ``_pump``): give the worker back to its scheduler.
         """
         if lease.running or lease.lease_id not in self.leases:
             return []
