@@ -10,6 +10,7 @@ S(o) == [op |-> "submit", obj |-> o]
 P(o) == [op |-> "put", obj |-> o]
 G(o) == [op |-> "get", obj |-> o]
 R(o) == [op |-> "release", obj |-> o]
+C(o) == [op |-> "cancel", obj |-> o]
 
 (***************************************************************************)
 (* Small (conformance): y = g(x), with x a task                            *)
@@ -175,6 +176,14 @@ ActorCapacity == (n0 :> 0) @@ (n1 :> 1)
 \* on, and its creation waits, as the implementation's does, for a node).
 ActorCrashPoints ==
     lastAction'.name \in {"WorkerCrash", "NodeCrash"} => ent[X].task \in {"pushed", "done"}
+
+\* Cancel: Actor's program with the second call cancelled right after it is
+\* submitted, no crash.
+\*
+\*   driver:  x = A.remote(); y = x.f.remote(); z = x.g.remote(); cancel(z);
+\*            del x; get(y); get(z); del y; del z
+CancelBody == [t \in ActorObjects \cup {Root} |->
+    IF t = Root THEN <<S(X), S(Y), S(Z), C(Z), R(X), G(Y), G(Z), R(Y), R(Z)>> ELSE <<>>]
 
 \* The other models have no actors.
 NoTarget == [o \in Objects |-> NoObj]

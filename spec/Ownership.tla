@@ -170,9 +170,11 @@ ASSUME
     /\ \A x, y \in Objects : Kind[y] = "actor" => y \notin Args[x]
     /\ \A t \in Tasks :
         /\ \A i \in 1..Len(Body[t]) :
-              /\ Body[t][i].op \in {"submit", "put", "get", "release"}
+              /\ Body[t][i].op \in {"submit", "put", "get", "release", "cancel"}
               /\ Body[t][i].obj \in Children(t) \cup (IF t = Root THEN {} ELSE SharedArgs[t])
-              /\ Body[t][i].op \in {"submit", "put", "release"} => Body[t][i].obj \in Children(t)
+              /\ Body[t][i].op \in {"submit", "put", "release", "cancel"} => Body[t][i].obj \in Children(t)
+              \* (cancel is modelled for actor calls)
+              /\ Body[t][i].op = "cancel" => Kind[Body[t][i].obj] = "call"
               /\ Body[t][i].op = "submit" => Kind[Body[t][i].obj] \in {"task", "actor", "call"}
               /\ Body[t][i].op = "get" => Kind[Body[t][i].obj] # "actor"
               /\ Body[t][i].op = "put" => Kind[Body[t][i].obj] = "put"
@@ -192,7 +194,7 @@ ASSUME
 \*     reg: Str, waits: Int, failed: Bool};
 \* @typeAlias: ref = {y: OBJ, o: <<ADDR, Int>>, held: Bool};
 \* @typeAlias: call = {x: OBJ, o: <<ADDR, Int>>, att: Int};
-\* @typeAlias: push = {x: OBJ, o: <<ADDR, Int>>, att: Int, w: <<ADDR, Int>>};
+\* @typeAlias: push = {x: OBJ, o: <<ADDR, Int>>, att: Int, w: <<ADDR, Int>>, cancel: Bool};
 \* @typeAlias: exec = {x: OBJ, o: <<ADDR, Int>>, att: Int, phase: Str,
 \*     arg: OBJ -> Str, at: OBJ -> NODE, val: Set(OBJ), lent: Bool, pc: Int,
 \*     refs: Set(OBJ), regs: Set(OBJ), q: Seq($call), cur: $call};
@@ -270,9 +272,10 @@ VARIABLES
     why,
     \* @type: Set(OBJ);
     made,
-    \* Actor calls in flight from their caller to the actor's worker: one
-    \* connection per caller and actor, in order (TCP; the in-memory network
-    \* delivers each sender/receiver pair in order too).
+    \* Actor calls in flight from their caller to the actor's worker, and
+    \* the caller's cancels of them (cancel: TRUE): one connection per
+    \* caller and actor, in order (TCP; the in-memory network delivers each
+    \* sender/receiver pair in order too).
     \* @type: OBJ -> Seq($push);
     chan,
     \* History, for CallsInOrder and ActorErrorOnlyIfDead only: the process
@@ -300,7 +303,7 @@ ObjStates == {"none", "pending", "ready", "lost", "freed", "failed"}
 \* host: the worker hosts an actor (its constructor has returned).
 Phases == {"idle", "fetch", "run", "host"}
 ArgStates == {"none", "ask", "pull", "have"}
-Errors == {"", "WorkerCrashed", "ObjectLost", "OwnerDied", "ActorDied"}
+Errors == {"", "WorkerCrashed", "ObjectLost", "OwnerDied", "ActorDied", "Cancelled"}
 
 NoLoc == [n |-> NoNode, w |-> NoProc]
 NoEntry == [owner |-> NoProc, task |-> "none", req |-> 0, loc |-> NoLoc, att |-> 0,
@@ -1128,8 +1131,13 @@ OwnerHandleReply(a, m) ==
     LET x == m.x
         e == ent[x]
         current == e.owner = m.o /\ e.task = "pushed" /\ e.att = m.att /\ e.loc.w = m.w
-        \* an actor is ready where it runs: its worker (it has no copy)
-        done == IF m.err = "" /\ Kind[x] = "actor"
+        \* a call cancelled while it ran: its reply only lets go of its refs
+        \* (the value, if any, is freed); an actor is ready where it runs:
+        \* its worker (it has no copy)
+        cancelled == e.task = "pushed" /\ e.obj = "failed"
+        done == IF cancelled
+                THEN [e EXCEPT !.task = "done", !.loc = NoLoc]
+                ELSE IF m.err = "" /\ Kind[x] = "actor"
                 THEN [e EXCEPT !.task = "done", !.obj = "ready", !.host = m.w, !.loc = NoLoc, !.waiters = {}]
                 ELSE IF m.err = ""
                 THEN [e EXCEPT !.task = "done", !.obj = "ready", !.locs = @ \cup {m.n}, !.loc = NoLoc, !.waiters = {}]
@@ -1157,12 +1165,13 @@ OwnerHandleReply(a, m) ==
         M == (IF current
               \* (an actor keeps its lease; a call has none of its own)
               THEN (msgs \ {m}) \cup (IF Kind[x] = "task" THEN {ReturnLeaseMsg(m.w)} ELSE {})
+                   \cup (IF cancelled /\ m.n # NoNode THEN {FreeObjectMsg(x, m.n)} ELSE {})
                    \cup {ObjectValueMsg(x, m.o, w, done.locs, done.err) : w \in e.waiters}
               ELSE IF keep \/ m.n = NoNode THEN msgs \ {m}
               ELSE (msgs \ {m}) \cup {FreeObjectMsg(x, m.n)})
              \cup {WaitForRefRemovedMsg(y, Cur(a), m.w) : y \in held}
              \cup Answered(a, B)
-        W == IF current /\ m.err # ""
+        W == IF current /\ m.err # "" /\ ~cancelled
              THEN [why EXCEPT ![x] = CASE m.err = "OwnerDied" -> "owner" [] m.err = "ActorDied" -> "actor" [] OTHER -> "arg"]
              ELSE why
         settle == Settle(a, E, M, W, ex[a])
@@ -1173,7 +1182,7 @@ OwnerHandleReply(a, m) ==
     /\ IsUp(Cur(a))
     /\ brw' = [brw EXCEPT ![a] = Released(B)]
     /\ settle
-    /\ made' = IF current /\ m.err = "" THEN made \cup {x} ELSE made
+    /\ made' = IF current /\ m.err = "" /\ ~cancelled THEN made \cup {x} ELSE made
     /\ lastAction' = Step("OwnerHandleReply", a, x, NoNode, m)
     /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, got>>
 
@@ -1237,7 +1246,7 @@ OwnerPushCall(a, x) ==
     /\ ent[r].owner = Cur(a) /\ ent[r].obj = "ready" /\ w # NoProc
     /\ \A z \in EarlierCalls(x) : ent[z].task # "waiting"
     /\ ent' = [ent EXCEPT ![x].task = "pushed", ![x].att = @ + 1, ![x].loc = [n |-> NodeOf(w), w |-> w]]
-    /\ chan' = [chan EXCEPT ![r] = Append(@, [x |-> x, o |-> Cur(a), att |-> ent[x].att + 1, w |-> w])]
+    /\ chan' = [chan EXCEPT ![r] = Append(@, [x |-> x, o |-> Cur(a), att |-> ent[x].att + 1, w |-> w, cancel |-> FALSE])]
     /\ lastAction' = Step("OwnerPushCall", a, x, NoNode, NoMsg)
     /\ UNCHANGED <<actorLog, envVars, headVars, nodeVars, ex, known, brw, got, made, msgs, why>>
 
@@ -1264,6 +1273,42 @@ OwnerFailCall(a, x) ==
     /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made>>
 
 (***************************************************************************)
+(* cancel(x) of a call in its owner's body: its get raises Cancelled from *)
+(* now on.  A call still queued at the caller is failed and lets go of    *)
+(* the handle; a call pushed to the actor's worker is told to stop there  *)
+(* (behind the call, on the same connection), and lets go of the handle   *)
+(* when its reply comes; a call that ended is left alone.                 *)
+(***************************************************************************)
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.cancel
+HolderCancel(a, x) ==
+    LET e == [ex[a] EXCEPT !.pc = @ + 1]
+        t == ent[x]
+        r == Target[x]
+        queued == t.task = "waiting"
+        running == t.task = "pushed" /\ t.obj = "pending"
+        E == IF queued
+             THEN [z \in Objects |->
+                     IF z = x THEN Failed(t, "Cancelled")
+                     ELSE IF z = r THEN [ent[r] EXCEPT !.submitted = @ - 1]
+                     ELSE ent[z]]
+             ELSE IF running
+             THEN [ent EXCEPT ![x].obj = "failed", ![x].err = "Cancelled", ![x].waiters = {}]
+             ELSE ent
+        settle == Settle(a, E, msgs \cup (IF queued \/ running THEN Answers(x, t, "Cancelled") ELSE {}),
+                         IF queued \/ running THEN [why EXCEPT ![x] = "cancelled"] ELSE why, e)
+    IN
+    /\ AtStep(a, "cancel")
+    /\ StepObj(a) = x
+    /\ ent[x].owner = Cur(a)
+    /\ ex' = [ex EXCEPT ![a] = e]
+    /\ chan' = IF running /\ t.loc.w \notin known[a].p
+               THEN [chan EXCEPT ![r] = Append(@, [x |-> x, o |-> Cur(a), att |-> t.att, w |-> t.loc.w, cancel |-> TRUE])]
+               ELSE chan
+    /\ settle
+    /\ lastAction' = Step("HolderCancel", a, x, NoNode, NoMsg)
+    /\ UNCHANGED <<actorLog, envVars, headVars, nodeVars, known, brw, got, made>>
+
+(***************************************************************************)
 (* The actor's worker receives the next call on a caller's connection: it *)
 (* runs it at once when the actor is idle, else queues it behind the      *)
 (* running one.  A worker that no longer hosts the actor (its owner died) *)
@@ -1275,13 +1320,15 @@ ActorReceiveCall(r) ==
         a == h.w[1]
         e == ex[a]
         c == [x |-> h.x, o |-> h.o, att |-> h.att]
+        hosts == e.phase = "host" /\ e.x = r
         idle == e.cur = NoCall /\ e.q = <<>>
     IN
     /\ r \in Actors
     /\ chan[r] # <<>>
     /\ IsUp(h.w)
+    /\ ~h.cancel
     /\ chan' = [chan EXCEPT ![r] = Tail(@)]
-    /\ IF e.phase = "host" /\ e.x = r
+    /\ IF hosts
        THEN /\ ex' = [ex EXCEPT ![a] = IF idle THEN [e EXCEPT !.cur = c] ELSE [e EXCEPT !.q = Append(@, c)]]
             /\ actorLog' = IF idle THEN [actorLog EXCEPT ![r].ran = Append(@, h.x)] ELSE actorLog
             /\ UNCHANGED msgs
@@ -1289,6 +1336,33 @@ ActorReceiveCall(r) ==
             /\ UNCHANGED <<ex, actorLog>>
     /\ lastAction' = Step("ActorReceiveCall", a, h.x, NoNode, NoMsg)
     /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
+
+(***************************************************************************)
+(* The actor's worker hears that a call was cancelled (on the caller's    *)
+(* connection, behind the call): a call still queued here is dropped and  *)
+(* answered as cancelled; a running call runs on (its owner ignores its   *)
+(* value), and a finished one is gone.  (So a call queued here may start  *)
+(* before its cancel arrives: the owner's get raised at once all the same.) *)
+(***************************************************************************)
+\* impl: impl/ownership/core/executor.py::TaskExecutor.cancel
+ActorReceiveCancel(r) ==
+    LET h == Head(chan[r])
+        a == h.w[1]
+        e == ex[a]
+        c == [x |-> h.x, o |-> h.o, att |-> h.att]
+        queued == e.phase = "host" /\ e.x = r /\ c \in Range(e.q)
+    IN
+    /\ r \in Actors
+    /\ chan[r] # <<>>
+    /\ IsUp(h.w)
+    /\ h.cancel
+    /\ chan' = [chan EXCEPT ![r] = Tail(@)]
+    /\ IF queued
+       THEN /\ ex' = [ex EXCEPT ![a].q = SelectSeq(@, LAMBDA qc : qc # c)]
+            /\ msgs' = msgs \cup {TaskReplyMsg(h.x, h.o, h.w, NoNode, h.att, "Cancelled", {})}
+       ELSE UNCHANGED <<ex, msgs>>
+    /\ lastAction' = Step("ActorReceiveCancel", a, h.x, NoNode, NoMsg)
+    /\ UNCHANGED <<actorLog, envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* The running call returns: its value is stored at the worker's node and *)
@@ -1627,7 +1701,8 @@ ProcessHandleFailure(a, m) ==
         Scan(x) ==
             LET e == ent[x]
                 e1 == IF x \in retried THEN [e EXCEPT !.task = "waiting", !.budget = @ - 1, !.loc = NoLoc]
-                      ELSE IF x \in ended \cup actorDied THEN Failed(e, Err(x))
+                      \* (a call cancelled while it ran keeps its error)
+                      ELSE IF x \in ended \cup actorDied THEN Failed(e, IF e.obj = "failed" THEN e.err ELSE Err(x))
                       ELSE e
                 left == e1.locs \ N
                 e2 == IF e1.obj = "ready" /\ left = {} /\ e1.locs # {}
@@ -1656,7 +1731,7 @@ ProcessHandleFailure(a, m) ==
                    ELSE {})
              \cup Answered(a, B)
         settle == Settle(a, [x \in Objects |-> IF x \in mine THEN Scan(x) ELSE ent[x]], M,
-                     [x \in Objects |-> IF x \in failing THEN "budget" ELSE IF x \in callDied THEN "actor" ELSE why[x]], e)
+                     [x \in Objects |-> IF x \in failing THEN "budget" ELSE IF x \in callDied /\ why[x] = "" THEN "actor" ELSE why[x]], e)
     IN
     /\ m \in msgs
     /\ m.type \in {"WorkerDied", "NodeDied"}
@@ -1730,6 +1805,8 @@ ProtocolNext ==
     \/ \E p \in AX : OwnerPushCall(p[1], p[2])
     \/ \E p \in AX : OwnerFailCall(p[1], p[2])
     \/ \E r \in Actors : ActorReceiveCall(r)
+    \/ \E r \in Actors : ActorReceiveCancel(r)
+    \/ \E p \in AX : HolderCancel(p[1], p[2])
     \/ \E a \in Addrs : ActorFinishCall(a)
     \/ \E r \in Actors : LoseCall(r)
 
@@ -1771,7 +1848,7 @@ TypeOK ==
     /\ \A a \in Addrs : \A y \in Objects :
         /\ brw[a][y].local \in Nat /\ brw[a][y].run \in Nat /\ brw[a][y].sub \in Nat
         /\ brw[a][y].waits \in Nat /\ brw[a][y].reg \in {"none", "asking", "yes"}
-    /\ why \in [Objects -> {"", "budget", "arg", "owner", "early", "unpinned", "actor"}]
+    /\ why \in [Objects -> {"", "budget", "arg", "owner", "early", "unpinned", "actor", "cancelled"}]
     /\ \A r \in Actors : \A i \in 1..Len(chan[r]) : chan[r][i].x \in Calls
 
 \* The value of an object is its lineage: the tasks whose results flowed in.
@@ -1848,7 +1925,7 @@ LineagePinned ==
 (***************************************************************************)
 RECURSIVE Exhausted(_)
 Exhausted(x) ==
-    \/ why[x] \in {"budget", "owner", "actor"}
+    \/ why[x] \in {"budget", "owner", "actor", "cancelled"}
     \/ why[x] = "arg" /\ \E y \in Args[x] : Exhausted(y)
 RecoveryOnlyWhenImpossible ==
     \A g \in got : g.res # "value" => Exhausted(g.x) \/ (g.res = "OwnerDied" /\ ~IsUp(g.o))

@@ -111,4 +111,20 @@ TestActorStoppedAfterLastHandle ==
     /\ \E r \in Actors : actorLog[r].host # NoProc /\ ~IsUp(actorLog[r].host)
     /\ \A n \in Nodes : leases[n] = {}
 
+(***************************************************************************)
+(* Cancel (model Cancel).  A call cancelled while queued at the caller     *)
+(* never left it; one cancelled once pushed was dropped from the actor's  *)
+(* queue by the cancel that followed it; and one may also start before   *)
+(* its cancel arrives (the owner's get raised at once all the same, and   *)
+(* the reply only let go of the handle).                                   *)
+(***************************************************************************)
+TestCallCancelledBeforePush ==
+    \E x \in Calls : why[x] = "cancelled" /\ ent[x].task = "failed" /\ ent[x].att = 0
+
+TestCancelledCallDroppedAtWorker ==
+    \E m \in msgs : m.type = "TaskReply" /\ m.err = "Cancelled"
+
+TestCancelledCallStartedBeforeItsCancel ==
+    \E x \in Calls : why[x] = "cancelled" /\ x \in Range(actorLog[Target[x]].ran)
+
 =============================================================================

@@ -223,13 +223,15 @@ class TaskExecutor:
                     a == h.w[1]
                     e == ex[a]
                     c == [x |-> h.x, o |-> h.o, att |-> h.att]
+                    hosts == e.phase = "host" /\ e.x = r
                     idle == e.cur = NoCall /\ e.q = <<>>
                 IN
                 /\ r \in Actors
                 /\ chan[r] # <<>>
                 /\ IsUp(h.w)
+                /\ ~h.cancel
                 /\ chan' = [chan EXCEPT ![r] = Tail(@)]
-                /\ IF e.phase = "host" /\ e.x = r
+                /\ IF hosts
                    THEN /\ ex' = [ex EXCEPT ![a] = IF idle THEN [e EXCEPT !.cur = c] ELSE [e EXCEPT !.q = Append(@, c)]]
                         /\ actorLog' = IF idle THEN [actorLog EXCEPT ![r].ran = Append(@, h.x)] ELSE actorLog
                         /\ UNCHANGED msgs
@@ -544,7 +546,33 @@ class TaskExecutor:
         return []
 
     def cancel(self, msg: CancelTask) -> list[Effect]:
-        """The owner cancelled a task: stop it, or answer at once if it has not started."""
+        r"""Spec: Ownership!ActorReceiveCancel
+
+            \* Ownership
+            ActorReceiveCancel(r) ==
+                LET h == Head(chan[r])
+                    a == h.w[1]
+                    e == ex[a]
+                    c == [x |-> h.x, o |-> h.o, att |-> h.att]
+                    queued == e.phase = "host" /\ e.x = r /\ c \in Range(e.q)
+                IN
+                /\ r \in Actors
+                /\ chan[r] # <<>>
+                /\ IsUp(h.w)
+                /\ h.cancel
+                /\ chan' = [chan EXCEPT ![r] = Tail(@)]
+                /\ IF queued
+                   THEN /\ ex' = [ex EXCEPT ![a].q = SelectSeq(@, LAMBDA qc : qc # c)]
+                        /\ msgs' = msgs \cup {TaskReplyMsg(h.x, h.o, h.w, NoNode, h.att, "Cancelled", {})}
+                   ELSE UNCHANGED <<ex, msgs>>
+                /\ lastAction' = Step("ActorReceiveCancel", a, h.x, NoNode, NoMsg)
+                /\ UNCHANGED <<actorLog, envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
+
+        Implementation:
+
+        The owner cancelled a task: stop it, or answer at once if it has
+        not started (an actor's call still queued here is dropped).
+        """
         r = self.running.get(msg.task_id)
         if r is None:
             return []

@@ -85,7 +85,8 @@ class FailureHandler:
                     Scan(x) ==
                         LET e == ent[x]
                             e1 == IF x \in retried THEN [e EXCEPT !.task = "waiting", !.budget = @ - 1, !.loc = NoLoc]
-                                  ELSE IF x \in ended \cup actorDied THEN Failed(e, Err(x))
+                                  \* (a call cancelled while it ran keeps its error)
+                                  ELSE IF x \in ended \cup actorDied THEN Failed(e, IF e.obj = "failed" THEN e.err ELSE Err(x))
                                   ELSE e
                             left == e1.locs \ N
                             e2 == IF e1.obj = "ready" /\ left = {} /\ e1.locs # {}
@@ -114,7 +115,7 @@ class FailureHandler:
                                ELSE {})
                          \cup Answered(a, B)
                     settle == Settle(a, [x \in Objects |-> IF x \in mine THEN Scan(x) ELSE ent[x]], M,
-                                 [x \in Objects |-> IF x \in failing THEN "budget" ELSE IF x \in callDied THEN "actor" ELSE why[x]], e)
+                                 [x \in Objects |-> IF x \in failing THEN "budget" ELSE IF x \in callDied /\ why[x] = "" THEN "actor" ELSE why[x]], e)
                 IN
                 /\ m \in msgs
                 /\ m.type \in {"WorkerDied", "NodeDied"}

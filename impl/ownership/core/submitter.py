@@ -915,8 +915,13 @@ class TaskSubmitter:
                 LET x == m.x
                     e == ent[x]
                     current == e.owner = m.o /\ e.task = "pushed" /\ e.att = m.att /\ e.loc.w = m.w
-                    \* an actor is ready where it runs: its worker (it has no copy)
-                    done == IF m.err = "" /\ Kind[x] = "actor"
+                    \* a call cancelled while it ran: its reply only lets go of its refs
+                    \* (the value, if any, is freed); an actor is ready where it runs:
+                    \* its worker (it has no copy)
+                    cancelled == e.task = "pushed" /\ e.obj = "failed"
+                    done == IF cancelled
+                            THEN [e EXCEPT !.task = "done", !.loc = NoLoc]
+                            ELSE IF m.err = "" /\ Kind[x] = "actor"
                             THEN [e EXCEPT !.task = "done", !.obj = "ready", !.host = m.w, !.loc = NoLoc, !.waiters = {}]
                             ELSE IF m.err = ""
                             THEN [e EXCEPT !.task = "done", !.obj = "ready", !.locs = @ \cup {m.n}, !.loc = NoLoc, !.waiters = {}]
@@ -944,12 +949,13 @@ class TaskSubmitter:
                     M == (IF current
                           \* (an actor keeps its lease; a call has none of its own)
                           THEN (msgs \ {m}) \cup (IF Kind[x] = "task" THEN {ReturnLeaseMsg(m.w)} ELSE {})
+                               \cup (IF cancelled /\ m.n # NoNode THEN {FreeObjectMsg(x, m.n)} ELSE {})
                                \cup {ObjectValueMsg(x, m.o, w, done.locs, done.err) : w \in e.waiters}
                           ELSE IF keep \/ m.n = NoNode THEN msgs \ {m}
                           ELSE (msgs \ {m}) \cup {FreeObjectMsg(x, m.n)})
                          \cup {WaitForRefRemovedMsg(y, Cur(a), m.w) : y \in held}
                          \cup Answered(a, B)
-                    W == IF current /\ m.err # ""
+                    W == IF current /\ m.err # "" /\ ~cancelled
                          THEN [why EXCEPT ![x] = CASE m.err = "OwnerDied" -> "owner" [] m.err = "ActorDied" -> "actor" [] OTHER -> "arg"]
                          ELSE why
                     settle == Settle(a, E, M, W, ex[a])
@@ -960,7 +966,7 @@ class TaskSubmitter:
                 /\ IsUp(Cur(a))
                 /\ brw' = [brw EXCEPT ![a] = Released(B)]
                 /\ settle
-                /\ made' = IF current /\ m.err = "" THEN made \cup {x} ELSE made
+                /\ made' = IF current /\ m.err = "" /\ ~cancelled THEN made \cup {x} ELSE made
                 /\ lastAction' = Step("OwnerHandleReply", a, x, NoNode, m)
                 /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, got>>
 
@@ -1088,7 +1094,43 @@ class TaskSubmitter:
 
     # ------------------------------------------------------------------ cancel
     def cancel(self, object_id: str) -> list[Effect]:
-        """``ownership.cancel``: fail the return object now; stop the task if it runs."""
+        r"""Spec: Ownership!HolderCancel
+
+            \* Ownership
+            HolderCancel(a, x) ==
+                LET e == [ex[a] EXCEPT !.pc = @ + 1]
+                    t == ent[x]
+                    r == Target[x]
+                    queued == t.task = "waiting"
+                    running == t.task = "pushed" /\ t.obj = "pending"
+                    E == IF queued
+                         THEN [z \in Objects |->
+                                 IF z = x THEN Failed(t, "Cancelled")
+                                 ELSE IF z = r THEN [ent[r] EXCEPT !.submitted = @ - 1]
+                                 ELSE ent[z]]
+                         ELSE IF running
+                         THEN [ent EXCEPT ![x].obj = "failed", ![x].err = "Cancelled", ![x].waiters = {}]
+                         ELSE ent
+                    settle == Settle(a, E, msgs \cup (IF queued \/ running THEN Answers(x, t, "Cancelled") ELSE {}),
+                                     IF queued \/ running THEN [why EXCEPT ![x] = "cancelled"] ELSE why, e)
+                IN
+                /\ AtStep(a, "cancel")
+                /\ StepObj(a) = x
+                /\ ent[x].owner = Cur(a)
+                /\ ex' = [ex EXCEPT ![a] = e]
+                /\ chan' = IF running /\ t.loc.w \notin known[a].p
+                           THEN [chan EXCEPT ![r] = Append(@, [x |-> x, o |-> Cur(a), att |-> t.att, w |-> t.loc.w, cancel |-> TRUE])]
+                           ELSE chan
+                /\ settle
+                /\ lastAction' = Step("HolderCancel", a, x, NoNode, NoMsg)
+                /\ UNCHANGED <<actorLog, envVars, headVars, nodeVars, known, brw, got, made>>
+
+        Implementation:
+
+        ``ownership.cancel``: fail the return object now; stop the task if
+        it runs (the worker hears of it by message, after the task itself:
+        an actor's call queued there may start first).
+        """
         ref = self.refs.get_ref(object_id)
         if ref is None or not ref.owned or ref.task_id is None:
             return []
@@ -1380,7 +1422,7 @@ class TaskSubmitter:
                 /\ ent[r].owner = Cur(a) /\ ent[r].obj = "ready" /\ w # NoProc
                 /\ \A z \in EarlierCalls(x) : ent[z].task # "waiting"
                 /\ ent' = [ent EXCEPT ![x].task = "pushed", ![x].att = @ + 1, ![x].loc = [n |-> NodeOf(w), w |-> w]]
-                /\ chan' = [chan EXCEPT ![r] = Append(@, [x |-> x, o |-> Cur(a), att |-> ent[x].att + 1, w |-> w])]
+                /\ chan' = [chan EXCEPT ![r] = Append(@, [x |-> x, o |-> Cur(a), att |-> ent[x].att + 1, w |-> w, cancel |-> FALSE])]
                 /\ lastAction' = Step("OwnerPushCall", a, x, NoNode, NoMsg)
                 /\ UNCHANGED <<actorLog, envVars, headVars, nodeVars, ex, known, brw, got, made, msgs, why>>
 
