@@ -4,12 +4,13 @@
 (***************************************************************************)
 EXTENDS Ownership, TLC
 
-CONSTANTS X, Y, Z, n0, n1, n2, n3, w1, w2, w3, w4, d
+CONSTANTS X, Y, Z, U, n0, n1, n2, n3, w1, w2, w3, w4, d
 
 S(o) == [op |-> "submit", obj |-> o]
 P(o) == [op |-> "put", obj |-> o]
 G(o) == [op |-> "get", obj |-> o]
 R(o) == [op |-> "release", obj |-> o]
+C(o) == [op |-> "cancel", obj |-> o]
 
 (***************************************************************************)
 (* Small (conformance): y = g(x), with x a task                            *)
@@ -134,7 +135,60 @@ BorrowCrashPoints ==
 CrashAtGet ==
     lastAction'.name \in {"WorkerCrash", "NodeCrash"} => GetTarget(ex[Driver]) # NoObj
 
+(***************************************************************************)
+(* Actor: an actor x and two calls on it, the handle dropped while the    *)
+(* calls are pending (they hold it), one crash of the actor's worker or  *)
+(* node at any point.                                                      *)
+(*                                                                         *)
+(*   driver:  x = A.remote(); y = x.f.remote(); z = x.g.remote(); del x;  *)
+(*            get(y); get(z); del y; del z                                 *)
+(*                                                                         *)
+(* The driver's node n0 runs no task; n1 has one CPU, the worker w1 and   *)
+(* room for one more (w3).  An actor needs no CPU.                        *)
+(***************************************************************************)
+ActorObjects == {X, Y, Z}
+ActorParent == [o \in ActorObjects |-> Root]
+ActorKind == [o \in ActorObjects |-> IF o = X THEN "actor" ELSE "call"]
+ActorNone == [o \in ActorObjects |-> {}]
+ActorRetries == [o \in ActorObjects |-> 0]
+ActorTarget == [o \in ActorObjects |-> IF o = X THEN NoObj ELSE X]
+ActorBody == [t \in ActorObjects \cup {Root} |->
+    IF t = Root THEN <<S(X), S(Y), S(Z), R(X), G(Y), G(Z), R(Y), R(Z)>> ELSE <<>>]
+\* Calls: three, so that two can queue behind a running one.
+CallsObjects == {X, Y, Z, U}
+CallsParent == [o \in CallsObjects |-> Root]
+CallsKind == [o \in CallsObjects |-> IF o = X THEN "actor" ELSE "call"]
+CallsNone == [o \in CallsObjects |-> {}]
+CallsRetries == [o \in CallsObjects |-> 0]
+CallsTarget == [o \in CallsObjects |-> IF o = X THEN NoObj ELSE X]
+CallsBody == [t \in CallsObjects \cup {Root} |->
+    IF t = Root THEN <<S(X), S(Y), S(Z), S(U), R(X), G(Y), G(Z), G(U), R(Y), R(Z), R(U)>> ELSE <<>>]
+ActorWorkers == {w1, w3}
+ActorInitialWorkers == {w1}
+ActorWorkerNode == (w1 :> n1) @@ (w3 :> n1)
+ActorNodes == {n0, n1}
+ActorNodeOrder == <<n0, n1>>
+ActorWorkerOrder == <<w1, w3>>
+ActorCapacity == (n0 :> 0) @@ (n1 :> 1)
+
+\* Where Actor crashes: anywhere once the actor's creation is pushed to its
+\* worker (before, a loss of n1 leaves the cluster no worker to create it
+\* on, and its creation waits, as the implementation's does, for a node).
+ActorCrashPoints ==
+    lastAction'.name \in {"WorkerCrash", "NodeCrash"} => ent[X].task \in {"pushed", "done"}
+
+\* Cancel: Actor's program with the second call cancelled right after it is
+\* submitted, no crash.
+\*
+\*   driver:  x = A.remote(); y = x.f.remote(); z = x.g.remote(); cancel(z);
+\*            del x; get(y); get(z); del y; del z
+CancelBody == [t \in ActorObjects \cup {Root} |->
+    IF t = Root THEN <<S(X), S(Y), S(Z), C(Z), R(X), G(Y), G(Z), R(Y), R(Z)>> ELSE <<>>]
+
+\* The other models have no actors.
+NoTarget == [o \in Objects |-> NoObj]
+
 \* Every variable but the auxiliary lastAction.
 MCView == <<nodeUp, wst, inc, crashes, members, announced, pool, starting, leases,
-            nknown, copies, ent, ex, known, brw, got, msgs, why, made>>
+            nknown, copies, ent, ex, known, brw, got, msgs, why, made, chan, actorLog>>
 =============================================================================

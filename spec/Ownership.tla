@@ -25,6 +25,12 @@
 (*  - process identity: a process is <<address, incarnation>>, and a node  *)
 (*    restarts a dead worker at the same address with a new incarnation    *)
 (*    (a recycled port), which must not be taken for the dead one.         *)
+(*  - actors: the creation is a task whose lease (no CPU) the owner keeps  *)
+(*    for the actor's life; the owner's calls reach the actor's worker in  *)
+(*    submission order and run one at a time; the actor's death fails its *)
+(*    pending and later calls with ActorDied; a pending call holds the     *)
+(*    handle, and once no handle is left the lease is given back with a   *)
+(*    kill.                                                                *)
 (*                                                                         *)
 (* Abstractions.  Every value is large (stored at the node that made it;   *)
 (* the owner keeps locations, never a value), so every loss of a node is   *)
@@ -93,6 +99,15 @@ CONSTANTS
     SharedArgs,
     \* @type: OBJ -> Set(OBJ);
     Keeps,
+    \* Actors.  An object of kind "actor" is an actor's handle: submitting it
+    \* creates the actor (a task with its own arguments and lineage, whose
+    \* body is the constructor).  An object of kind "call" is the return
+    \* object of a method call on the actor Target[x] (NoObj for the other
+    \* kinds), submitted by the actor's owner; calls take no arguments here,
+    \* so the order in which their arguments become ready (the order the
+    \* implementation runs them in) is their submission order.
+    \* @type: OBJ -> OBJ;
+    Target,
     \* Each body, in program order: submit or put a child, get a reference
     \* it holds (its own child, or one it borrowed), release its child.
     \* @type: OBJ -> Seq({op: Str, obj: OBJ});
@@ -110,6 +125,10 @@ CONSTANTS
 Addrs == {Driver} \cup Workers
 Tasks == Objects \cup {Root}
 Children(t) == {x \in Objects : Parent[x] = t}
+Actors == {x \in Objects : Kind[x] = "actor"}
+Calls == {x \in Objects : Kind[x] = "call"}
+\* The actor a call holds (a submitted-task ref on its handle).
+Tgt(x) == IF Kind[x] = "call" THEN {Target[x]} ELSE {}
 
 ASSUME
     /\ HeadNode \in Nodes /\ NoNode \notin Nodes
@@ -122,7 +141,7 @@ ASSUME
     /\ MaxIncarnation \in Nat
     /\ Root \notin Objects /\ NoObj \notin Tasks
     /\ Parent \in [Objects -> Tasks]
-    /\ Kind \in [Objects -> {"task", "put"}]
+    /\ Kind \in [Objects -> {"task", "put", "actor", "call"}]
     /\ Args \in [Objects -> SUBSET Objects]
     /\ Retries \in [Objects -> Nat]
     /\ MaxCrashes \in Nat
@@ -137,12 +156,27 @@ ASSUME
                                            (IF Parent[x] = Root THEN {} ELSE SharedArgs[Parent[x]])
     /\ \A x \in Objects : SharedArgs[x] \cap Args[x] = {} /\ x \notin SharedArgs[x]
     /\ Keeps \in [Objects -> SUBSET Objects] /\ \A x \in Objects : Keeps[x] \subseteq SharedArgs[x]
+    \* A call names an actor of its own caller; it takes no arguments, runs
+    \* no body of its own and is never retried (nor is an actor restarted:
+    \* the implementation has no max_restarts, and an actor's creation is
+    \* not retried here either).  An actor is no argument and no one gets it.
+    /\ Target \in [Objects -> Objects \cup {NoObj}]
+    /\ \A x \in Objects :
+        IF Kind[x] = "call"
+        THEN /\ Target[x] \in Objects /\ Kind[Target[x]] = "actor" /\ Parent[Target[x]] = Parent[x]
+             /\ Args[x] = {} /\ SharedArgs[x] = {} /\ Retries[x] = 0 /\ Body[x] = <<>>
+        ELSE Target[x] = NoObj
+    /\ \A x \in Objects : Kind[x] = "actor" => Retries[x] = 0
+    /\ \A x, y \in Objects : Kind[y] = "actor" => y \notin Args[x]
     /\ \A t \in Tasks :
         /\ \A i \in 1..Len(Body[t]) :
-              /\ Body[t][i].op \in {"submit", "put", "get", "release"}
+              /\ Body[t][i].op \in {"submit", "put", "get", "release", "cancel"}
               /\ Body[t][i].obj \in Children(t) \cup (IF t = Root THEN {} ELSE SharedArgs[t])
-              /\ Body[t][i].op \in {"submit", "put", "release"} => Body[t][i].obj \in Children(t)
-              /\ Body[t][i].op = "submit" => Kind[Body[t][i].obj] = "task"
+              /\ Body[t][i].op \in {"submit", "put", "release", "cancel"} => Body[t][i].obj \in Children(t)
+              \* (cancel is modelled for actor calls)
+              /\ Body[t][i].op = "cancel" => Kind[Body[t][i].obj] = "call"
+              /\ Body[t][i].op = "submit" => Kind[Body[t][i].obj] \in {"task", "actor", "call"}
+              /\ Body[t][i].op = "get" => Kind[Body[t][i].obj] # "actor"
               /\ Body[t][i].op = "put" => Kind[Body[t][i].obj] = "put"
 
 -----------------------------------------------------------------------------
@@ -155,13 +189,15 @@ ASSUME
 \* @typeAlias: entry = {owner: <<ADDR, Int>>, task: Str, req: Int, loc: $loc,
 \*     att: Int, budget: Int, obj: Str, locs: Set(NODE), err: Str, local: Int,
 \*     submitted: Int, lineage: Int, waiters: Set(<<ADDR, Int>>),
-\*     borrowers: Set(<<ADDR, Int>>)};
+\*     borrowers: Set(<<ADDR, Int>>), host: <<ADDR, Int>>};
 \* @typeAlias: borrow = {owner: <<ADDR, Int>>, local: Int, run: Int, sub: Int,
 \*     reg: Str, waits: Int, failed: Bool};
 \* @typeAlias: ref = {y: OBJ, o: <<ADDR, Int>>, held: Bool};
+\* @typeAlias: call = {x: OBJ, o: <<ADDR, Int>>, att: Int};
+\* @typeAlias: push = {x: OBJ, o: <<ADDR, Int>>, att: Int, w: <<ADDR, Int>>, cancel: Bool};
 \* @typeAlias: exec = {x: OBJ, o: <<ADDR, Int>>, att: Int, phase: Str,
 \*     arg: OBJ -> Str, at: OBJ -> NODE, val: Set(OBJ), lent: Bool, pc: Int,
-\*     refs: Set(OBJ), regs: Set(OBJ)};
+\*     refs: Set(OBJ), regs: Set(OBJ), q: Seq($call), cur: $call};
 \* @typeAlias: lease = {w: <<ADDR, Int>>, o: <<ADDR, Int>>, x: OBJ, lent: Bool};
 \* @typeAlias: copy = {x: OBJ, o: <<ADDR, Int>>, n: NODE, val: Set(OBJ)};
 \* @typeAlias: deaths = {n: Set(NODE), p: Set(<<ADDR, Int>>)};
@@ -236,6 +272,16 @@ VARIABLES
     why,
     \* @type: Set(OBJ);
     made,
+    \* Actor calls in flight from their caller to the actor's worker, and
+    \* the caller's cancels of them (cancel: TRUE): one connection per
+    \* caller and actor, in order (TCP; the in-memory network delivers each
+    \* sender/receiver pair in order too).
+    \* @type: OBJ -> Seq($push);
+    chan,
+    \* History, for CallsInOrder and ActorErrorOnlyIfDead only: the process
+    \* that hosted each actor, and the calls it started, in order.
+    \* @type: OBJ -> {host: <<ADDR, Int>>, ran: Seq(OBJ)};
+    actorLog,
     \* Auxiliary: the last action and its parameters, for trace replay.
     \* Excluded from the model's VIEW and from every invariant.
     \* @type: $action;
@@ -244,8 +290,9 @@ VARIABLES
 envVars == <<nodeUp, wst, inc, crashes>>
 headVars == <<members, announced>>
 nodeVars == <<pool, starting, leases, nknown, copies>>
+actorVars == <<chan, actorLog>>
 vars == <<nodeUp, wst, inc, crashes, members, announced, pool, starting, leases,
-          nknown, copies, ent, ex, known, brw, got, msgs, why, made, lastAction>>
+          nknown, copies, ent, ex, known, brw, got, msgs, why, made, chan, actorLog, lastAction>>
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -253,17 +300,22 @@ vars == <<nodeUp, wst, inc, crashes, members, announced, pool, starting, leases,
 (***************************************************************************)
 TaskStates == {"none", "waiting", "requested", "pushed", "done", "failed"}
 ObjStates == {"none", "pending", "ready", "lost", "freed", "failed"}
-Phases == {"idle", "fetch", "run"}
+\* host: the worker hosts an actor (its constructor has returned).
+Phases == {"idle", "fetch", "run", "host"}
 ArgStates == {"none", "ask", "pull", "have"}
-Errors == {"", "WorkerCrashed", "ObjectLost", "OwnerDied"}
+Errors == {"", "WorkerCrashed", "ObjectLost", "OwnerDied", "ActorDied", "Cancelled"}
 
 NoLoc == [n |-> NoNode, w |-> NoProc]
 NoEntry == [owner |-> NoProc, task |-> "none", req |-> 0, loc |-> NoLoc, att |-> 0,
             budget |-> 0, obj |-> "none", locs |-> {}, err |-> "", local |-> 0,
-            submitted |-> 0, lineage |-> 0, waiters |-> {}, borrowers |-> {}]
+            submitted |-> 0, lineage |-> 0, waiters |-> {}, borrowers |-> {}, host |-> NoProc]
+\* An actor's worker runs one call at a time (cur) and queues the calls
+\* that arrive meanwhile (q), in arrival order.
+NoCall == [x |-> NoObj, o |-> NoProc, att |-> 0]
 IdleExec == [x |-> NoObj, o |-> NoProc, att |-> 0, phase |-> "idle",
              arg |-> [y \in Objects |-> "none"], at |-> [y \in Objects |-> NoNode],
-             val |-> {}, lent |-> FALSE, pc |-> 1, refs |-> {}, regs |-> {}]
+             val |-> {}, lent |-> FALSE, pc |-> 1, refs |-> {}, regs |-> {},
+             q |-> <<>>, cur |-> NoCall]
 NoBorrow == [owner |-> NoProc, local |-> 0, run |-> 0, sub |-> 0, reg |-> "none", waits |-> 0, failed |-> FALSE]
 NoDeaths == [n |-> {}, p |-> {}]
 
@@ -299,6 +351,8 @@ RefRemovedMsg(y, o, b) == Msg("RefRemoved", y, o, b, NoNode, NoNode, 0, {}, {}, 
 AddBorrowerMsg(y, o, b) == Msg("AddBorrower", y, o, b, NoNode, NoNode, 0, {}, {}, "", FALSE, o, NoNode)
 BorrowerAddedMsg(y, o, b, ok) == Msg("BorrowerAdded", y, o, b, NoNode, NoNode, 0, {}, {}, "", ok, b, NoNode)
 ReturnLeaseMsg(w) == Msg("ReturnLease", NoObj, NoProc, w, NodeOf(w), NoNode, 0, {}, {}, "", FALSE, NoProc, NodeOf(w))
+\* An actor's lease given back (have: kill): its node stops the worker.
+KillActorMsg(w) == Msg("ReturnLease", NoObj, NoProc, w, NodeOf(w), NoNode, 0, {}, {}, "", TRUE, NoProc, NodeOf(w))
 FreeObjectMsg(x, n) == Msg("FreeObject", x, NoProc, NoProc, n, NoNode, 0, {}, {}, "", FALSE, NoProc, n)
 WorkerBlockedMsg(w) == Msg("WorkerBlocked", NoObj, NoProc, w, NodeOf(w), NoNode, 0, {}, {}, "", FALSE, NoProc, NodeOf(w))
 WorkerUnblockedMsg(w) == Msg("WorkerUnblocked", NoObj, NoProc, w, NodeOf(w), NoNode, 0, {}, {}, "", FALSE, NoProc, NodeOf(w))
@@ -315,6 +369,7 @@ Step(name, a, x, n, m) == [name |-> name, params |-> [a |-> a, x |-> x, n |-> n,
 (* Helpers.                                                                *)
 (***************************************************************************)
 Cur(a) == <<a, inc[a]>>
+Range(s) == {s[i] : i \in DOMAIN s}
 \* The process p is the latest at its address and serves.
 IsUp(p) == p[1] \in Addrs /\ inc[p[1]] = p[2] /\ wst[p[1]] = "up"
 
@@ -345,7 +400,9 @@ InScope(e) == e.local > 0 \/ e.submitted > 0 \/ e.borrowers # {}
 \* owner's own objects it gets as references): while z is pending it holds
 \* each (a submitted-task ref), and while z may run again its lineage pins
 \* each.
-OwnRefs(z) == Args[z] \cup (SharedArgs[z] \cap Children(Parent[z]))
+OwnRefs(z) == Args[z] \cup ((SharedArgs[z] \cup Tgt(z)) \cap Children(Parent[z]))
+\* Every reference task z holds while it is pending (owned or borrowed).
+Holds(z) == Args[z] \cup SharedArgs[z] \cup Tgt(z)
 \* What the lineage of z pins.
 PinnedRefs(z) == OwnRefs(z)
 \* A borrower uses a borrowed reference: kept, held by a running task, or
@@ -366,18 +423,21 @@ Owns(a, x) == ent[x].owner = Cur(a) /\ IsUp(Cur(a))
 \* A copy of x in a live store, for its current owner.
 LiveCopy(x) == {c \in copies : c.x = x /\ c.o = ent[x].owner /\ c.n \in nodeUp /\ c.n \in ent[x].locs}
 
-\* A worker's scheduler view: CPU taken by leases that are not lent.
-Used(n) == Cardinality({l \in leases[n] : ~l.lent})
+\* A worker's scheduler view: CPU taken by leases that are not lent.  An
+\* actor needs no CPU: its lease holds a worker only, for the actor's life.
+Used(n) == Cardinality({l \in leases[n] : ~l.lent /\ Kind[l.x] # "actor"})
 IdleWorkers(n) == {w \in pool[n] : ~\E l \in leases[n] : l.w = w}
 HasFreeCPU(n) == Used(n) < Capacity[n]
-CanGrant(n) == HasFreeCPU(n) /\ IdleWorkers(n) # {}
+\* The resources a lease for x needs are free at n.
+Fits(n, x) == HasFreeCPU(n) \/ Kind[x] = "actor"
+CanGrant(n, x) == Fits(n, x) /\ IdleWorkers(n) # {}
 \* The first element of S in the order seq.
 First(seq, S) == seq[CHOOSE i \in 1..Len(seq) : seq[i] \in S /\ \A j \in 1..(i - 1) : seq[j] \notin S]
 \* The worker a node leases: its first idle one.
 GrantTo(n) == LET a == First(WorkerOrder, {w[1] : w \in IdleWorkers(n)}) IN <<a, inc[a]>>
 \* Where a node redirects what it cannot grant: the first other member that
 \* has a free CPU as far as it knows (a member may have died since).
-SpillTargets(n) == {r \in members \ {n} : HasFreeCPU(r)}
+SpillTargets(n, x) == {r \in members \ {n} : Fits(r, x)}
 
 \* The processes a node relays notifications to: its registered workers,
 \* and the driver on the head node.
@@ -469,13 +529,15 @@ ResolveSets(S, rq, fl) ==
                \cup UNION {Answers(x, S.e[x], ErrOf(S.e, x)) : x \in fl},
      w |-> TLCEval([x \in Objects |-> IF x \in fl THEN "arg" ELSE S.w[x]])]
 
+\* (A call waits for its actor, not for a lease: OwnerPushCall.)
 Resolve(S, mine) ==
-    ResolveSets(S, {x \in mine : S.e[x].task = "waiting" /\ \A y \in Args[x] : S.e[y].obj = "ready"},
-                   {x \in mine : S.e[x].task = "waiting" /\ \E y \in Args[x] : S.e[y].obj = "failed"})
+    ResolveSets(S, {x \in mine : S.e[x].task = "waiting" /\ Kind[x] # "call" /\ \A y \in Args[x] : S.e[y].obj = "ready"},
+                   {x \in mine : S.e[x].task = "waiting" /\ Kind[x] # "call" /\ \E y \in Args[x] : S.e[y].obj = "failed"})
 
 FreeSet(S, fr) ==
     [e |-> TLCEval([x \in Objects |-> IF x \in fr THEN [S.e[x] EXCEPT !.obj = "freed", !.locs = {}] ELSE S.e[x]]),
-     m |-> S.m \cup UNION {{FreeObjectMsg(x, n) : n \in S.e[x].locs} : x \in fr},
+     m |-> S.m \cup UNION {{FreeObjectMsg(x, n) : n \in S.e[x].locs} : x \in fr}
+               \cup {KillActorMsg(S.e[x].host) : x \in {z \in fr : Kind[z] = "actor" /\ S.e[z].host # NoProc}},
      w |-> S.w]
 
 Free(S, mine) ==
@@ -540,6 +602,8 @@ Init ==
     /\ msgs = {}
     /\ why = [x \in Objects |-> ""]
     /\ made = {}
+    /\ chan = [x \in Actors |-> <<>>]
+    /\ actorLog = [x \in Actors |-> [host |-> NoProc, ran |-> <<>>]]
     /\ lastAction = Step("Init", NoAddr, NoObj, NoNode, NoMsg)
 
 -----------------------------------------------------------------------------
@@ -564,7 +628,7 @@ OwnerSubmit(a, x) ==
         E == [y \in Objects |->
                 IF y = x
                 THEN IF doomed THEN Failed(new, "OwnerDied") ELSE new
-                ELSE IF y \in Args[x] \cup SharedArgs[x] /\ ent[y].owner = Cur(a) /\ ~doomed
+                ELSE IF y \in Holds(x) /\ ent[y].owner = Cur(a) /\ ~doomed
                 THEN [ent[y] EXCEPT !.submitted = @ + 1,
                                     !.lineage = @ + (IF y \in PinnedRefs(x) /\ Retries[x] > 0 THEN 1 ELSE 0)]
                 ELSE ent[y]]
@@ -578,7 +642,7 @@ OwnerSubmit(a, x) ==
                       IF y \in SharedArgs[x] /\ ent[y].owner # Cur(a) THEN [@[y] EXCEPT !.sub = @ + 1] ELSE @[y]]]
     /\ settle
     /\ lastAction' = Step("OwnerSubmit", a, x, NoNode, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, known, got, made>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, known, got, made>>
 
 (***************************************************************************)
 (* ownership.put(value): an owned object with no lineage, pinned at the   *)
@@ -598,7 +662,7 @@ OwnerPut(a, x) ==
     /\ copies' = copies \cup {[x |-> x, o |-> Cur(a), n |-> AddrNode(a), val |-> {x}]}
     /\ made' = made \cup {x}
     /\ lastAction' = Step("OwnerPut", a, x, NoNode, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, pool, starting, leases, nknown, known, brw, got>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, pool, starting, leases, nknown, known, brw, got>>
 
 (***************************************************************************)
 (* get(x) in the owner's body reads a live copy (the pull from a store is *)
@@ -621,7 +685,7 @@ HolderGet(a, x) ==
     /\ ex' = [ex EXCEPT ![a] = e]
     /\ settle
     /\ lastAction' = Step("HolderGet", a, x, NoNode, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, known, brw, made>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, known, brw, made>>
 
 (***************************************************************************)
 (* A task whose body waits at a get for a value that is not there lends   *)
@@ -640,7 +704,7 @@ WorkerBlockInGet(a) ==
     /\ ex' = [ex EXCEPT ![a].lent = TRUE]
     /\ msgs' = msgs \cup {WorkerBlockedMsg(Cur(a))}
     /\ lastAction' = Step("WorkerBlockInGet", a, y, NoNode, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
 
 \* del ref: one local ref fewer.
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.release_ref
@@ -655,7 +719,7 @@ HolderRelease(a, x) ==
     /\ ex' = [ex EXCEPT ![a] = e]
     /\ settle
     /\ lastAction' = Step("HolderRelease", a, x, NoNode, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, known, brw, got, made>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, known, brw, got, made>>
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -672,13 +736,12 @@ SchedulerGrantLease(n, m) ==
     /\ m.type = "RequestLease"
     /\ m.dstNode = n
     /\ n \in nodeUp
-    /\ HasFreeCPU(n)
-    /\ IdleWorkers(n) # {}
+    /\ CanGrant(n, m.x)
     /\ LET w == GrantTo(n) IN
         /\ leases' = [leases EXCEPT ![n] = @ \cup {[w |-> w, o |-> m.o, x |-> m.x, lent |-> FALSE]}]
         /\ msgs' = (msgs \ {m}) \cup {LeaseGrantedMsg(m.o, m.x, m.att, n, w)}
     /\ lastAction' = Step("SchedulerGrantLease", NoAddr, m.x, n, m)
-    /\ UNCHANGED <<envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* A node that cannot grant redirects the owner to a member with a free   *)
@@ -694,12 +757,12 @@ SchedulerSpillback(n, m) ==
     /\ m.type = "RequestLease"
     /\ m.dstNode = n
     /\ n \in nodeUp
-    /\ ~CanGrant(n)
-    /\ m.have => ~HasFreeCPU(n)
-    /\ SpillTargets(n) # {}
-    /\ msgs' = (msgs \ {m}) \cup {SpillbackMsg(m.o, m.x, m.att, n, First(NodeOrder, SpillTargets(n)))}
+    /\ ~CanGrant(n, m.x)
+    /\ m.have => ~Fits(n, m.x)
+    /\ SpillTargets(n, m.x) # {}
+    /\ msgs' = (msgs \ {m}) \cup {SpillbackMsg(m.o, m.x, m.att, n, First(NodeOrder, SpillTargets(n, m.x)))}
     /\ lastAction' = Step("SchedulerSpillback", NoAddr, m.x, n, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, brw, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* A request waits, a CPU is free, but every worker is busy: the node     *)
@@ -710,8 +773,7 @@ SchedulerSpillback(n, m) ==
 SchedulerStartWorker(n, w) ==
     /\ n \in nodeUp
     /\ w \in Workers /\ WorkerNode[w] = n
-    /\ \E m \in msgs : m.type = "RequestLease" /\ m.dstNode = n
-    /\ HasFreeCPU(n)
+    /\ \E m \in msgs : m.type = "RequestLease" /\ m.dstNode = n /\ Fits(n, m.x)
     /\ IdleWorkers(n) = {}
     /\ starting[n] = {}
     /\ \/ wst[w] = "off" /\ inc' = inc
@@ -722,7 +784,7 @@ SchedulerStartWorker(n, w) ==
     /\ known' = [known EXCEPT ![w] = NoDeaths]
     /\ brw' = [brw EXCEPT ![w] = [y \in Objects |-> NoBorrow]]
     /\ lastAction' = Step("SchedulerStartWorker", w, NoObj, n, NoMsg)
-    /\ UNCHANGED <<nodeUp, crashes, headVars, pool, leases, nknown, copies, ent, got, made, msgs, why>>
+    /\ UNCHANGED <<actorVars, nodeUp, crashes, headVars, pool, leases, nknown, copies, ent, got, made, msgs, why>>
 
 (***************************************************************************)
 (* A started worker registers with its node, which hands it the deaths it *)
@@ -739,7 +801,7 @@ WorkerRegister(w) ==
     /\ starting' = [starting EXCEPT ![WorkerNode[w]] = @ \ {w}]
     /\ known' = [known EXCEPT ![w] = nknown[WorkerNode[w]]]
     /\ lastAction' = Step("WorkerRegister", w, NoObj, WorkerNode[w], NoMsg)
-    /\ UNCHANGED <<nodeUp, inc, crashes, headVars, leases, nknown, copies, ent, ex, brw, got, made, msgs, why>>
+    /\ UNCHANGED <<actorVars, nodeUp, inc, crashes, headVars, leases, nknown, copies, ent, ex, brw, got, made, msgs, why>>
 
 (***************************************************************************)
 (* The owner follows a redirect: it records the new node as the task's    *)
@@ -769,7 +831,7 @@ OwnerHandleSpillback(a, m) ==
           /\ msgs' = msgs \ {m}
           /\ UNCHANGED ent
     /\ lastAction' = Step("OwnerHandleSpillback", a, x, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* The owner records the leased worker as the task's location, then       *)
@@ -800,7 +862,7 @@ OwnerHandleGrant(a, m) ==
           /\ ent' = ent
           /\ msgs' = (msgs \ {m}) \cup (IF knownDead THEN {} ELSE {ReturnLeaseMsg(m.w)})
     /\ lastAction' = Step("OwnerHandleGrant", a, x, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
 
 \* impl: impl/ownership/core/scheduler.py::LocalScheduler.release_lease
 SchedulerReleaseLease(n, m) ==
@@ -809,9 +871,13 @@ SchedulerReleaseLease(n, m) ==
     /\ m.dstNode = n
     /\ n \in nodeUp
     /\ leases' = [leases EXCEPT ![n] = {l \in @ : l.w # m.w}]
+    \* an actor's lease (kill): the node stops its worker, and sees it exit
+    \* like any other (SchedulerDetectWorkerDeath)
+    /\ wst' = IF m.have /\ (\E l \in leases[n] : l.w = m.w) /\ IsUp(m.w)
+              THEN [wst EXCEPT ![m.w[1]] = "dead"] ELSE wst
     /\ msgs' = msgs \ {m}
     /\ lastAction' = Step("SchedulerReleaseLease", NoAddr, NoObj, n, m)
-    /\ UNCHANGED <<envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
+    /\ UNCHANGED <<actorVars, nodeUp, inc, crashes, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -861,7 +927,7 @@ WorkerReceiveTask(a, m) ==
           /\ msgs' = (msgs \ {m}) \cup {GetObjectMsg(y, m.o, Cur(a), Bad(a, {})) : y \in Args[m.x]}
                                   \cup {AddBorrowerMsg(r.y, r.o, Cur(a)) : r \in ask}
     /\ lastAction' = Step("WorkerReceiveTask", a, m.x, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, got, made, why>>
 
 (***************************************************************************)
 (* The owner answers where x is.  Nodes the requester found without a     *)
@@ -894,7 +960,7 @@ OwnerHandleGetObject(a, m) ==
             /\ UNCHANGED <<ent, why>>
        ELSE /\ settle
     /\ lastAction' = Step("OwnerHandleGetObject", a, x, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made>>
 
 
 \* The borrow table of the process at a once its current task (execution
@@ -957,7 +1023,7 @@ WorkerHandleObjectValue(a, m) ==
           /\ msgs' = (msgs \ {m}) \cup {GetObjectMsg(y, m.o, Cur(a), Bad(a, {}))}
           /\ UNCHANGED <<ex, brw>>
     /\ lastAction' = Step("WorkerHandleObjectValue", a, y, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, got, made, why>>
 
 (***************************************************************************)
 (* The worker is told to wait: the argument is being made, maybe by a     *)
@@ -976,7 +1042,7 @@ WorkerHandleObjectPending(a, m) ==
        ELSE /\ msgs' = msgs \ {m}
             /\ UNCHANGED ex
     /\ lastAction' = Step("WorkerHandleObjectPending", a, m.x, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* The worker pulls the argument from the store it picked (the pull and   *)
@@ -1005,7 +1071,7 @@ WorkerPullArg(a, y) ==
        ELSE /\ ex' = [ex EXCEPT ![a].arg[y] = "ask", ![a].at[y] = NoNode]
             /\ msgs' = msgs \cup {GetObjectMsg(y, e.o, Cur(a), Bad(a, {n}))}
     /\ lastAction' = Step("WorkerPullArg", a, y, n, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
 
 \* impl: impl/ownership/core/scheduler.py::LocalScheduler.blocked
 SchedulerLend(n, m) ==
@@ -1016,35 +1082,42 @@ SchedulerLend(n, m) ==
     /\ leases' = [leases EXCEPT ![n] = {IF l.w = m.w THEN [l EXCEPT !.lent = (m.type = "WorkerBlocked")] ELSE l : l \in @}]
     /\ msgs' = msgs \ {m}
     /\ lastAction' = Step("SchedulerLend", NoAddr, NoObj, n, m)
-    /\ UNCHANGED <<envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* The body returned: its value (the lineage: the task and what flowed in *)
 (* from its arguments) is pinned at the worker's node, whose store sends  *)
 (* the reply (the PutObject to the store is below this level), so the     *)
 (* owner never learns of a location before the copy exists.  The refs the *)
-(* body still held die with its frame.                                     *)
+(* body still held die with its frame.  An actor's constructor returned:  *)
+(* the worker hosts the actor from now on, keeping its lease, and the     *)
+(* reply names the worker, which is where the actor's calls go.           *)
 (***************************************************************************)
 \* impl: impl/ownership/core/executor.py::TaskExecutor.finish_task
 WorkerFinishTask(a) ==
     LET e == ex[a]
         n == AddrNode(a)
         orphan == e.o \in known[a].p \/ e.o \in nknown[n].p
+        actor == Kind[e.x] = "actor"
         B == AfterTask(a, e)
         E == [z \in Objects |-> IF ent[z].owner = Cur(a) THEN [ent[z] EXCEPT !.local = 0] ELSE ent[z]]
+        next == IF actor THEN [IdleExec EXCEPT !.x = e.x, !.o = e.o, !.att = e.att, !.phase = "host"]
+                ELSE IdleExec
         settle == Settle(a, E, msgs \cup Answered(a, B)
-                               \cup (IF orphan THEN {} ELSE {TaskReplyMsg(e.x, e.o, Cur(a), n, e.att, "", Report(e, B))}),
-                     why, IdleExec)
+                               \cup (IF orphan THEN {}
+                                     ELSE {TaskReplyMsg(e.x, e.o, Cur(a), IF actor THEN NoNode ELSE n, e.att, "", Report(e, B))}),
+                     why, next)
     IN
     /\ a # Driver
     /\ Running(a)
     /\ e.pc > Len(Body[e.x])
-    /\ ex' = [ex EXCEPT ![a] = IdleExec]
+    /\ ex' = [ex EXCEPT ![a] = next]
     /\ brw' = [brw EXCEPT ![a] = Released(B)]
-    /\ copies' = copies \cup (IF orphan THEN {} ELSE {[x |-> e.x, o |-> e.o, n |-> n, val |-> e.val]})
+    /\ copies' = copies \cup (IF orphan \/ actor THEN {} ELSE {[x |-> e.x, o |-> e.o, n |-> n, val |-> e.val]})
+    /\ actorLog' = IF actor THEN [actorLog EXCEPT ![e.x].host = Cur(a)] ELSE actorLog
     /\ settle
     /\ lastAction' = Step("WorkerFinishTask", a, e.x, NoNode, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, pool, starting, leases, nknown, known, got, made>>
+    /\ UNCHANGED <<chan, envVars, headVars, pool, starting, leases, nknown, known, got, made>>
 
 (***************************************************************************)
 (* The owner takes the reply of the task's current attempt: the object is *)
@@ -1058,15 +1131,23 @@ OwnerHandleReply(a, m) ==
     LET x == m.x
         e == ent[x]
         current == e.owner = m.o /\ e.task = "pushed" /\ e.att = m.att /\ e.loc.w = m.w
-        done == IF m.err = ""
+        \* a call cancelled while it ran: its reply only lets go of its refs
+        \* (the value, if any, is freed); an actor is ready where it runs:
+        \* its worker (it has no copy)
+        cancelled == e.task = "pushed" /\ e.obj = "failed"
+        done == IF cancelled
+                THEN [e EXCEPT !.task = "done", !.loc = NoLoc]
+                ELSE IF m.err = "" /\ Kind[x] = "actor"
+                THEN [e EXCEPT !.task = "done", !.obj = "ready", !.host = m.w, !.loc = NoLoc, !.waiters = {}]
+                ELSE IF m.err = ""
                 THEN [e EXCEPT !.task = "done", !.obj = "ready", !.locs = @ \cup {m.n}, !.loc = NoLoc, !.waiters = {}]
                 ELSE Failed(e, m.err)
-        keep == e.owner = m.o /\ m.err = "" /\ e.obj \in {"pending", "ready", "lost"}
+        keep == e.owner = m.o /\ m.err = "" /\ m.n # NoNode /\ e.obj \in {"pending", "ready", "lost"}
         \* the executor still borrows these references of ours (unless the
         \* owner has heard it died: the reply outlived its sender)
         held == IF m.w \in known[a].p THEN {}
                 ELSE {r.y : r \in {r \in m.refs : r.held /\ ent[r.y].owner = Cur(a)}}
-        mine == Args[x] \cup SharedArgs[x]
+        mine == Holds(x)
         E0 == [z \in Objects |-> IF z \in held THEN [ent[z] EXCEPT !.borrowers = @ \cup {m.w}] ELSE ent[z]]
         E == IF current
              THEN [z \in Objects |->
@@ -1082,13 +1163,17 @@ OwnerHandleReply(a, m) ==
                 IF current /\ y \in SharedArgs[x] /\ ent[y].owner # Cur(a)
                 THEN [brw[a][y] EXCEPT !.sub = @ - 1] ELSE brw[a][y]]
         M == (IF current
-              THEN (msgs \ {m}) \cup {ReturnLeaseMsg(m.w)}
+              \* (an actor keeps its lease; a call has none of its own)
+              THEN (msgs \ {m}) \cup (IF Kind[x] = "task" THEN {ReturnLeaseMsg(m.w)} ELSE {})
+                   \cup (IF cancelled /\ m.n # NoNode THEN {FreeObjectMsg(x, m.n)} ELSE {})
                    \cup {ObjectValueMsg(x, m.o, w, done.locs, done.err) : w \in e.waiters}
               ELSE IF keep \/ m.n = NoNode THEN msgs \ {m}
               ELSE (msgs \ {m}) \cup {FreeObjectMsg(x, m.n)})
              \cup {WaitForRefRemovedMsg(y, Cur(a), m.w) : y \in held}
              \cup Answered(a, B)
-        W == IF current /\ m.err # "" THEN [why EXCEPT ![x] = IF m.err = "OwnerDied" THEN "owner" ELSE "arg"] ELSE why
+        W == IF current /\ m.err # "" /\ ~cancelled
+             THEN [why EXCEPT ![x] = CASE m.err = "OwnerDied" -> "owner" [] m.err = "ActorDied" -> "actor" [] OTHER -> "arg"]
+             ELSE why
         settle == Settle(a, E, M, W, ex[a])
     IN
     /\ m \in msgs
@@ -1097,9 +1182,9 @@ OwnerHandleReply(a, m) ==
     /\ IsUp(Cur(a))
     /\ brw' = [brw EXCEPT ![a] = Released(B)]
     /\ settle
-    /\ made' = IF current /\ m.err = "" THEN made \cup {x} ELSE made
+    /\ made' = IF current /\ m.err = "" /\ ~cancelled THEN made \cup {x} ELSE made
     /\ lastAction' = Step("OwnerHandleReply", a, x, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, got>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, got>>
 
 \* impl: impl/ownership/core/store.py::ObjectStore.free
 StoreFree(n, m) ==
@@ -1110,7 +1195,209 @@ StoreFree(n, m) ==
     /\ copies' = {c \in copies : ~(c.x = m.x /\ c.n = n)}
     /\ msgs' = msgs \ {m}
     /\ lastAction' = Step("StoreFree", NoAddr, m.x, n, m)
-    /\ UNCHANGED <<envVars, headVars, pool, starting, leases, nknown, ent, ex, known, brw, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, pool, starting, leases, nknown, ent, ex, known, brw, got, made, why>>
+
+-----------------------------------------------------------------------------
+(***************************************************************************)
+(* Actors.  An actor is created by a task (OwnerSubmit of its handle,      *)
+(* leased and pushed as any task, with no CPU: its lease holds a worker   *)
+(* only), and lives in that worker, which keeps the lease for the actor's *)
+(* life (WorkerFinishTask, OwnerHandleReply).  Its owner calls it:        *)
+(*  - a call waits at the caller until the actor's worker is known, then   *)
+(*    is pushed straight to that worker, after every call submitted       *)
+(*    before it (the caller's queue for the actor); the connection keeps  *)
+(*    the order, so the worker receives one caller's calls in order;      *)
+(*  - the worker runs one call at a time, in the order they arrive (their *)
+(*    arguments ready), and replies to each as a task does;               *)
+(*  - a call holds its actor's handle (a submitted-task ref) until it     *)
+(*    replies or fails, so the actor outlives its last handle until then; *)
+(*    when nothing refers to the handle any more, the owner gives the     *)
+(*    lease back with a kill (the table's Free step) and the node stops   *)
+(*    the worker;                                                          *)
+(*  - when the actor's worker (or node) dies, the owner fails the actor    *)
+(*    and every call pushed to it with ActorDied (ProcessHandleFailure),  *)
+(*    and the calls still queued at it, or submitted later, the same way  *)
+(*    (OwnerFailCall): an actor is not restarted.                          *)
+(***************************************************************************)
+\* Every call of the same caller to x's actor submitted before x.
+EarlierCalls(x) ==
+    LET b == Body[Parent[x]]
+        pos(z) == CHOOSE i \in 1..Len(b) : b[i].op = "submit" /\ b[i].obj = z
+    IN {z \in Calls : Target[z] = Target[x] /\ Parent[z] = Parent[x] /\ pos(z) < pos(x)}
+
+\* The calls of actor r in submission order (its owner's body).
+CallSeq(r) ==
+    LET s == SelectSeq(Body[Parent[r]], LAMBDA st : st.op = "submit" /\ Kind[st.obj] = "call" /\ Target[st.obj] = r)
+    IN [i \in 1..Len(s) |-> s[i].obj]
+
+(***************************************************************************)
+(* The caller pushes its next queued call to the actor's worker, recording *)
+(* the worker as the call's location before the call leaves.               *)
+(***************************************************************************)
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter._flush_actor_queue
+OwnerPushCall(a, x) ==
+    LET r == Target[x]
+        w == ent[r].host
+    IN
+    /\ IsUp(Cur(a))
+    /\ x \in Calls
+    /\ ent[x].owner = Cur(a)
+    /\ ent[x].task = "waiting"
+    /\ ent[r].owner = Cur(a) /\ ent[r].obj = "ready" /\ w # NoProc
+    /\ \A z \in EarlierCalls(x) : ent[z].task # "waiting"
+    /\ ent' = [ent EXCEPT ![x].task = "pushed", ![x].att = @ + 1, ![x].loc = [n |-> NodeOf(w), w |-> w]]
+    /\ chan' = [chan EXCEPT ![r] = Append(@, [x |-> x, o |-> Cur(a), att |-> ent[x].att + 1, w |-> w, cancel |-> FALSE])]
+    /\ lastAction' = Step("OwnerPushCall", a, x, NoNode, NoMsg)
+    /\ UNCHANGED <<actorLog, envVars, headVars, nodeVars, ex, known, brw, got, made, msgs, why>>
+
+(***************************************************************************)
+(* A call queued at the caller (or submitted after) whose actor died, or  *)
+(* whose creation failed, fails with ActorDied, and lets go of the handle. *)
+(***************************************************************************)
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter._actor_dead
+OwnerFailCall(a, x) ==
+    LET r == Target[x]
+        E == [z \in Objects |->
+                IF z = x THEN Failed(ent[x], "ActorDied")
+                ELSE IF z = r THEN [ent[r] EXCEPT !.submitted = @ - 1]
+                ELSE ent[z]]
+        settle == Settle(a, E, msgs \cup Answers(x, ent[x], "ActorDied"), [why EXCEPT ![x] = "actor"], ex[a])
+    IN
+    /\ IsUp(Cur(a))
+    /\ x \in Calls
+    /\ ent[x].owner = Cur(a)
+    /\ ent[x].task = "waiting"
+    /\ ent[r].owner = Cur(a) /\ ent[r].obj = "failed"
+    /\ settle
+    /\ lastAction' = Step("OwnerFailCall", a, x, NoNode, NoMsg)
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made>>
+
+(***************************************************************************)
+(* cancel(x) of a call in its owner's body: its get raises Cancelled from *)
+(* now on.  A call still queued at the caller is failed and lets go of    *)
+(* the handle; a call pushed to the actor's worker is told to stop there  *)
+(* (behind the call, on the same connection), and lets go of the handle   *)
+(* when its reply comes; a call that ended is left alone.                 *)
+(***************************************************************************)
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.cancel
+HolderCancel(a, x) ==
+    LET e == [ex[a] EXCEPT !.pc = @ + 1]
+        t == ent[x]
+        r == Target[x]
+        queued == t.task = "waiting"
+        running == t.task = "pushed" /\ t.obj = "pending"
+        E == IF queued
+             THEN [z \in Objects |->
+                     IF z = x THEN Failed(t, "Cancelled")
+                     ELSE IF z = r THEN [ent[r] EXCEPT !.submitted = @ - 1]
+                     ELSE ent[z]]
+             ELSE IF running
+             THEN [ent EXCEPT ![x].obj = "failed", ![x].err = "Cancelled", ![x].waiters = {}]
+             ELSE ent
+        settle == Settle(a, E, msgs \cup (IF queued \/ running THEN Answers(x, t, "Cancelled") ELSE {}),
+                         IF queued \/ running THEN [why EXCEPT ![x] = "cancelled"] ELSE why, e)
+    IN
+    /\ AtStep(a, "cancel")
+    /\ StepObj(a) = x
+    /\ ent[x].owner = Cur(a)
+    /\ ex' = [ex EXCEPT ![a] = e]
+    /\ chan' = IF running /\ t.loc.w \notin known[a].p
+               THEN [chan EXCEPT ![r] = Append(@, [x |-> x, o |-> Cur(a), att |-> t.att, w |-> t.loc.w, cancel |-> TRUE])]
+               ELSE chan
+    /\ settle
+    /\ lastAction' = Step("HolderCancel", a, x, NoNode, NoMsg)
+    /\ UNCHANGED <<actorLog, envVars, headVars, nodeVars, known, brw, got, made>>
+
+(***************************************************************************)
+(* The actor's worker receives the next call on a caller's connection: it *)
+(* runs it at once when the actor is idle, else queues it behind the      *)
+(* running one.  A worker that no longer hosts the actor (its owner died) *)
+(* answers ActorDied.                                                      *)
+(***************************************************************************)
+\* impl: impl/ownership/core/executor.py::TaskExecutor.execute
+ActorReceiveCall(r) ==
+    LET h == Head(chan[r])
+        a == h.w[1]
+        e == ex[a]
+        c == [x |-> h.x, o |-> h.o, att |-> h.att]
+        hosts == e.phase = "host" /\ e.x = r
+        idle == e.cur = NoCall /\ e.q = <<>>
+    IN
+    /\ r \in Actors
+    /\ chan[r] # <<>>
+    /\ IsUp(h.w)
+    /\ ~h.cancel
+    /\ chan' = [chan EXCEPT ![r] = Tail(@)]
+    /\ IF hosts
+       THEN /\ ex' = [ex EXCEPT ![a] = IF idle THEN [e EXCEPT !.cur = c] ELSE [e EXCEPT !.q = Append(@, c)]]
+            /\ actorLog' = IF idle THEN [actorLog EXCEPT ![r].ran = Append(@, h.x)] ELSE actorLog
+            /\ UNCHANGED msgs
+       ELSE /\ msgs' = msgs \cup {TaskReplyMsg(h.x, h.o, h.w, NoNode, h.att, "ActorDied", {})}
+            /\ UNCHANGED <<ex, actorLog>>
+    /\ lastAction' = Step("ActorReceiveCall", a, h.x, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
+
+(***************************************************************************)
+(* The actor's worker hears that a call was cancelled (on the caller's    *)
+(* connection, behind the call): a call still queued here is dropped and  *)
+(* answered as cancelled; a running call runs on (its owner ignores its   *)
+(* value), and a finished one is gone.  (So a call queued here may start  *)
+(* before its cancel arrives: the owner's get raised at once all the same.) *)
+(***************************************************************************)
+\* impl: impl/ownership/core/executor.py::TaskExecutor.cancel
+ActorReceiveCancel(r) ==
+    LET h == Head(chan[r])
+        a == h.w[1]
+        e == ex[a]
+        c == [x |-> h.x, o |-> h.o, att |-> h.att]
+        queued == e.phase = "host" /\ e.x = r /\ c \in Range(e.q)
+    IN
+    /\ r \in Actors
+    /\ chan[r] # <<>>
+    /\ IsUp(h.w)
+    /\ h.cancel
+    /\ chan' = [chan EXCEPT ![r] = Tail(@)]
+    /\ IF queued
+       THEN /\ ex' = [ex EXCEPT ![a].q = SelectSeq(@, LAMBDA qc : qc # c)]
+            /\ msgs' = msgs \cup {TaskReplyMsg(h.x, h.o, h.w, NoNode, h.att, "Cancelled", {})}
+       ELSE UNCHANGED <<ex, msgs>>
+    /\ lastAction' = Step("ActorReceiveCancel", a, h.x, NoNode, NoMsg)
+    /\ UNCHANGED <<actorLog, envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
+
+(***************************************************************************)
+(* The running call returns: its value is stored at the worker's node and *)
+(* the reply goes to its caller (as for a task); the next queued call     *)
+(* starts.                                                                 *)
+(***************************************************************************)
+\* impl: impl/ownership/core/executor.py::TaskExecutor.finish_task
+ActorFinishCall(a) ==
+    LET e == ex[a]
+        c == e.cur
+        n == AddrNode(a)
+        nxt == IF e.q = <<>> THEN NoCall ELSE Head(e.q)
+    IN
+    /\ IsUp(Cur(a))
+    /\ e.phase = "host"
+    /\ c # NoCall
+    /\ ex' = [ex EXCEPT ![a].cur = nxt, ![a].q = IF @ = <<>> THEN @ ELSE Tail(@)]
+    /\ actorLog' = IF nxt = NoCall THEN actorLog ELSE [actorLog EXCEPT ![e.x].ran = Append(@, nxt.x)]
+    \* (a call's value is its lineage: the call alone, it takes no arguments)
+    /\ copies' = copies \cup {[x |-> c.x, o |-> c.o, n |-> n, val |-> {c.x}]}
+    /\ msgs' = msgs \cup {TaskReplyMsg(c.x, c.o, Cur(a), n, c.att, "", {})}
+    /\ lastAction' = Step("ActorFinishCall", a, c.x, NoNode, NoMsg)
+    /\ UNCHANGED <<chan, envVars, headVars, pool, starting, leases, nknown, ent, known, brw, got, made, why>>
+
+(***************************************************************************)
+(* A call on its way to a worker that died is lost with the connection.    *)
+(***************************************************************************)
+\* env: impl/ownership/runtime/memory.py::MemoryNetwork.drop
+LoseCall(r) ==
+    /\ r \in Actors
+    /\ chan[r] # <<>>
+    /\ ~IsUp(Head(chan[r]).w)
+    /\ chan' = [chan EXCEPT ![r] = Tail(@)]
+    /\ lastAction' = Step("LoseCall", NoAddr, Head(chan[r]).x, NoNode, NoMsg)
+    /\ UNCHANGED <<actorLog, envVars, headVars, nodeVars, ent, ex, known, brw, got, made, msgs, why>>
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -1136,7 +1423,7 @@ OwnerHandleAddBorrower(a, m) ==
     /\ ent' = IF ok THEN [ent EXCEPT ![y].borrowers = @ \cup {m.w}] ELSE ent
     /\ msgs' = (msgs \ {m}) \cup {BorrowerAddedMsg(y, m.o, m.w, ok)}
     /\ lastAction' = Step("OwnerHandleAddBorrower", a, y, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* The owner counts the worker, and its answer asks the worker to say     *)
@@ -1177,7 +1464,7 @@ WorkerHandleBorrowerAdded(a, m) ==
           /\ msgs' = msgs \ {m}
           /\ UNCHANGED <<ex, brw>>
     /\ lastAction' = Step("WorkerHandleBorrowerAdded", a, y, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, got, made, why>>
 
 (***************************************************************************)
 (* The owner waits for a borrower: it answers at once when it no longer   *)
@@ -1198,7 +1485,7 @@ BorrowerHandleWaitForRefRemoved(a, m) ==
        ELSE /\ brw' = IF b.owner = m.o THEN [brw EXCEPT ![a][y] = NoBorrow] ELSE brw
             /\ msgs' = (msgs \ {m}) \cup {RefRemovedMsg(y, m.o, Cur(a))}
     /\ lastAction' = Step("BorrowerHandleWaitForRefRemoved", a, y, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, ex, known, got, made, why>>
 
 (***************************************************************************)
 (* A kept reference is let go (the actor state or global that held it is  *)
@@ -1213,7 +1500,7 @@ BorrowerRelease(a, y) ==
     /\ brw' = [brw EXCEPT ![a] = Released(B)]
     /\ msgs' = msgs \cup Answered(a, B)
     /\ lastAction' = Step("BorrowerRelease", a, y, NoNode, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, ex, known, got, made, why>>
 
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_ref_removed
 OwnerHandleRefRemoved(a, m) ==
@@ -1227,7 +1514,7 @@ OwnerHandleRefRemoved(a, m) ==
     /\ IsUp(Cur(a))
     /\ settle
     /\ lastAction' = Step("OwnerHandleRefRemoved", a, y, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made>>
 
 (***************************************************************************)
 (* A borrower's get reached the owner of a lost object (its GetObject):   *)
@@ -1242,7 +1529,7 @@ OwnerServeBorrowerGet(a, x) ==
     /\ x \in BorrowerGets(a)
     /\ settle
     /\ lastAction' = Step("OwnerServeBorrowerGet", a, x, NoNode, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made>>
 
 (***************************************************************************)
 (* get(y) in a body that borrows y reads it at its owner and a live copy  *)
@@ -1270,7 +1557,7 @@ BorrowerGet(a, y) ==
     /\ ex' = [ex EXCEPT ![a] = e]
     /\ msgs' = msgs \cup Unblock(a, ex[a])
     /\ lastAction' = Step("BorrowerGet", a, y, NoNode, NoMsg)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, why, made>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, brw, why, made>>
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -1285,7 +1572,7 @@ WorkerCrash(w) ==
     /\ wst' = [wst EXCEPT ![w] = "dead"]
     /\ crashes' = crashes + 1
     /\ lastAction' = Step("WorkerCrash", w, NoObj, NoNode, NoMsg)
-    /\ UNCHANGED <<nodeUp, inc, headVars, nodeVars, ent, ex, known, brw, got, made, msgs, why>>
+    /\ UNCHANGED <<actorVars, nodeUp, inc, headVars, nodeVars, ent, ex, known, brw, got, made, msgs, why>>
 
 \* env: impl/ownership/runtime/memory.py::MemoryNetwork.crash
 NodeCrash(n) ==
@@ -1297,7 +1584,7 @@ NodeCrash(n) ==
                                THEN "dead" ELSE wst[a]]
     /\ crashes' = crashes + 1
     /\ lastAction' = Step("NodeCrash", NoAddr, NoObj, n, NoMsg)
-    /\ UNCHANGED <<inc, headVars, nodeVars, ent, ex, known, brw, got, made, msgs, why>>
+    /\ UNCHANGED <<actorVars, inc, headVars, nodeVars, ent, ex, known, brw, got, made, msgs, why>>
 
 \* env: impl/ownership/runtime/memory.py::MemoryNetwork.drop
 LoseMessage(m) ==
@@ -1305,7 +1592,7 @@ LoseMessage(m) ==
     /\ ~DstAlive(m)
     /\ msgs' = msgs \ {m}
     /\ lastAction' = Step("LoseMessage", NoAddr, NoObj, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, brw, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* A node sees one of its processes exit (a registered worker, or one it  *)
@@ -1345,7 +1632,7 @@ SchedulerDetectWorkerDeath(n, w) ==
     /\ announced' = announced \cup {p}
     /\ msgs' = msgs \cup {WorkerDiedMsg(p, NoProc, r) : r \in members}
     /\ lastAction' = Step("SchedulerDetectWorkerDeath", w, NoObj, n, NoMsg)
-    /\ UNCHANGED <<nodeUp, crashes, members, nknown, copies, ent, got, made, why>>
+    /\ UNCHANGED <<actorVars, nodeUp, crashes, members, nknown, copies, ent, got, made, why>>
 
 \* The head misses a node's heartbeats and publishes its death.
 \* impl: impl/ownership/core/head.py::HeadCore.detect_node_death
@@ -1356,7 +1643,7 @@ HeadDetectNodeDeath(n) ==
     /\ announced' = announced \cup {p \in Procs : NodeOf(p) = n /\ p[2] <= inc[p[1]] /\ wst[p[1]] # "off"}
     /\ msgs' = msgs \cup {NodeDiedMsg(n, NoProc, r) : r \in members \ {n}}
     /\ lastAction' = Step("HeadDetectNodeDeath", NoAddr, NoObj, n, NoMsg)
-    /\ UNCHANGED <<envVars, nodeVars, ent, ex, known, brw, got, made, why>>
+    /\ UNCHANGED <<actorVars, envVars, nodeVars, ent, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* A node hears of a death: it drops the requests and reclaims the leases *)
@@ -1379,7 +1666,7 @@ NodeHandleFailure(n, m) ==
     /\ msgs' = ({mm \in msgs \ {m} : ~(mm.type = "RequestLease" /\ mm.dstNode = n /\ mm.o \in D)})
                \cup {[m EXCEPT !.dst = p, !.dstNode = NoNode] : p \in Subscribers(n) \ D}
     /\ lastAction' = Step("NodeHandleFailure", NoAddr, NoObj, n, m)
-    /\ UNCHANGED <<nodeUp, inc, crashes, headVars, pool, starting, leases, ent, ex, known, brw, got, made, why>>
+    /\ UNCHANGED <<actorVars, nodeUp, inc, crashes, headVars, pool, starting, leases, ent, ex, known, brw, got, made, why>>
 
 (***************************************************************************)
 (* A process hears of a death and scans its table (figures 10a, 11a):     *)
@@ -1402,19 +1689,27 @@ ProcessHandleFailure(a, m) ==
         Hit(e) == \/ e.task = "pushed" /\ (e.loc.w \in D \/ e.loc.n \in N)
                   \/ e.task = "requested" /\ e.loc.n \in N
         mine == {x \in Objects : ent[x].owner = me}
-        retried == {x \in mine : Hit(ent[x]) /\ ent[x].budget > 0}
-        failing == {x \in mine : Hit(ent[x]) /\ ent[x].budget = 0}
+        retried == {x \in mine : Kind[x] # "call" /\ Hit(ent[x]) /\ ent[x].budget > 0}
+        failing == {x \in mine : Kind[x] # "call" /\ Hit(ent[x]) /\ ent[x].budget = 0}
+        \* an actor whose worker died (its constructor had returned), and
+        \* the calls pushed to that worker: ActorDied (never restarted,
+        \* never retried)
+        actorDied == {x \in mine : Kind[x] = "actor" /\ ent[x].obj = "ready" /\ ent[x].host \in D}
+        callDied == {x \in mine : Kind[x] = "call" /\ ent[x].task = "pushed" /\ ent[x].loc.w \in D}
+        ended == failing \cup callDied
+        Err(x) == IF Kind[x] = "task" THEN "WorkerCrashed" ELSE "ActorDied"
         Scan(x) ==
             LET e == ent[x]
                 e1 == IF x \in retried THEN [e EXCEPT !.task = "waiting", !.budget = @ - 1, !.loc = NoLoc]
-                      ELSE IF x \in failing THEN Failed(e, "WorkerCrashed")
+                      \* (a call cancelled while it ran keeps its error)
+                      ELSE IF x \in ended \cup actorDied THEN Failed(e, IF e.obj = "failed" THEN e.err ELSE Err(x))
                       ELSE e
                 left == e1.locs \ N
                 e2 == IF e1.obj = "ready" /\ left = {} /\ e1.locs # {}
                       THEN [e1 EXCEPT !.locs = {}, !.obj = "lost"]
                       ELSE [e1 EXCEPT !.locs = left]
             IN [e2 EXCEPT !.waiters = @ \ D, !.borrowers = @ \ D,
-                          !.submitted = @ - Cardinality({z \in failing : x \in OwnRefs(z)})]
+                          !.submitted = @ - Cardinality({z \in ended : x \in OwnRefs(z)})]
         x0 == ex[a]
         \* borrowed references whose owner died: they fate-share
         gone == {y \in Objects : brw[a][y].owner \in D}
@@ -1429,14 +1724,14 @@ ProcessHandleFailure(a, m) ==
              ELSE [x0 EXCEPT !.arg = [y \in Objects |-> IF y \in refetch THEN "ask" ELSE @[y]],
                              !.at = [y \in Objects |-> IF y \in refetch THEN NoNode ELSE @[y]]]
         M == (msgs \ {m})
-             \cup UNION {Answers(x, ent[x], "WorkerCrashed") : x \in failing}
+             \cup UNION {Answers(x, ent[x], Err(x)) : x \in ended}
              \cup {GetObjectMsg(y, x0.o, me, Bad(a, N)) : y \in refetch}
              \cup (IF doomed THEN {TaskReplyMsg(x0.x, x0.o, me, NoNode, x0.att, "OwnerDied", Report(x0, B))}
                                   \cup Unblock(a, x0)
                    ELSE {})
              \cup Answered(a, B)
         settle == Settle(a, [x \in Objects |-> IF x \in mine THEN Scan(x) ELSE ent[x]], M,
-                     [x \in Objects |-> IF x \in failing THEN "budget" ELSE why[x]], e)
+                     [x \in Objects |-> IF x \in failing THEN "budget" ELSE IF x \in callDied /\ why[x] = "" THEN "actor" ELSE why[x]], e)
     IN
     /\ m \in msgs
     /\ m.type \in {"WorkerDied", "NodeDied"}
@@ -1447,7 +1742,7 @@ ProcessHandleFailure(a, m) ==
     /\ brw' = [brw EXCEPT ![a] = Released(B)]
     /\ settle
     /\ lastAction' = Step("ProcessHandleFailure", a, NoObj, NoNode, m)
-    /\ UNCHANGED <<envVars, headVars, nodeVars, got, made>>
+    /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, got, made>>
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -1457,9 +1752,13 @@ ProcessHandleFailure(a, m) ==
 (***************************************************************************)
 Terminated ==
     /\ ex[Driver].pc > Len(Body[Root])
-    /\ \A a \in Workers : IsUp(Cur(a)) => ex[a].phase = "idle" /\ \A y \in Objects : brw[a][y].local = 0
+    \* (an actor's worker may still be up, its calls done: a leak, which
+    \* NoLeak reports, rather than a deadlock)
+    /\ \A a \in Workers : IsUp(Cur(a)) => /\ ex[a].phase \in {"idle", "host"} /\ ex[a].cur = NoCall
+                                         /\ \A y \in Objects : brw[a][y].local = 0
     /\ \A w \in Workers : wst[w] # "starting"
     /\ msgs = {}
+    /\ \A r \in Actors : chan[r] = <<>>
     /\ \A n \in Nodes : n \notin nodeUp => n \notin members
     /\ \A n \in nodeUp : \A p \in pool[n] : IsUp(p)
 
@@ -1503,6 +1802,13 @@ ProtocolNext ==
     \/ \E a \in Addrs : \E m \in msgs : OwnerHandleRefRemoved(a, m)
     \/ \E p \in AX : OwnerServeBorrowerGet(p[1], p[2])
     \/ \E p \in AX : BorrowerGet(p[1], p[2])
+    \/ \E p \in AX : OwnerPushCall(p[1], p[2])
+    \/ \E p \in AX : OwnerFailCall(p[1], p[2])
+    \/ \E r \in Actors : ActorReceiveCall(r)
+    \/ \E r \in Actors : ActorReceiveCancel(r)
+    \/ \E p \in AX : HolderCancel(p[1], p[2])
+    \/ \E a \in Addrs : ActorFinishCall(a)
+    \/ \E r \in Actors : LoseCall(r)
 
 EnvNext ==
     \/ \E w \in Workers : WorkerCrash(w)
@@ -1542,7 +1848,8 @@ TypeOK ==
     /\ \A a \in Addrs : \A y \in Objects :
         /\ brw[a][y].local \in Nat /\ brw[a][y].run \in Nat /\ brw[a][y].sub \in Nat
         /\ brw[a][y].waits \in Nat /\ brw[a][y].reg \in {"none", "asking", "yes"}
-    /\ why \in [Objects -> {"", "budget", "arg", "owner", "early", "unpinned"}]
+    /\ why \in [Objects -> {"", "budget", "arg", "owner", "early", "unpinned", "actor", "cancelled"}]
+    /\ \A r \in Actors : \A i \in 1..Len(chan[r]) : chan[r][i].x \in Calls
 
 \* The value of an object is its lineage: the tasks whose results flowed in.
 RECURSIVE LineageValue(_)
@@ -1587,6 +1894,8 @@ MemorySafety ==
            Borrows(a, x) => ent[x].owner = brw[a][x].owner /\ ent[x].obj \notin {"freed", "none"}
     /\ ~\E m \in msgs : /\ m.type = "BorrowerAdded" /\ ~m.have
                         /\ IsUp(m.dst) /\ ex[m.dst[1]].phase # "idle" /\ IsUp(ex[m.dst[1]].o)
+    \* no actor is destroyed while a call of its live owner is pending
+    /\ \A x \in Calls : Pending(ent[x]) /\ IsUp(ent[x].owner) => ent[Target[x]].obj \notin {"freed", "none"}
 
 (***************************************************************************)
 (* Lineage is pinned: while a live object may have to be rebuilt (its task *)
@@ -1616,10 +1925,27 @@ LineagePinned ==
 (***************************************************************************)
 RECURSIVE Exhausted(_)
 Exhausted(x) ==
-    \/ why[x] \in {"budget", "owner"}
+    \/ why[x] \in {"budget", "owner", "actor", "cancelled"}
     \/ why[x] = "arg" /\ \E y \in Args[x] : Exhausted(y)
 RecoveryOnlyWhenImpossible ==
     \A g \in got : g.res # "value" => Exhausted(g.x) \/ (g.res = "OwnerDied" /\ ~IsUp(g.o))
+
+(***************************************************************************)
+(* Actors.  CallsInOrder: an actor starts its caller's calls in the order *)
+(* they were submitted, and skips none: the calls it ran are a prefix of  *)
+(* that order (a call it never ran is one whose actor died first).        *)
+(* ActorErrorOnlyIfDead: a call fails with ActorDied only when its actor  *)
+(* is gone: the worker that hosted it died (a node crash included), or    *)
+(* its creation failed.                                                    *)
+(***************************************************************************)
+CallsInOrder ==
+    \A r \in Actors : \E k \in 0..Len(CallSeq(r)) : actorLog[r].ran = SubSeq(CallSeq(r), 1, k)
+
+ActorGone(r) ==
+    \/ why[r] # ""
+    \/ actorLog[r].host # NoProc /\ ~IsUp(actorLog[r].host)
+ActorErrorOnlyIfDead ==
+    \A g \in got : g.res = "ActorDied" => g.x \in Calls /\ ActorGone(Target[g.x])
 
 (***************************************************************************)
 (* Liveness.  TransparentRecovery: every get returns (the value, or an     *)

@@ -69,4 +69,62 @@ TestBorrowedObjectKeptForRerun ==
     /\ ent[Y].budget < Retries[Y]
     /\ ent[X].local = 0
 
+(***************************************************************************)
+(* Actors (model Actor).  The calls ran in submission order: the second   *)
+(* arrived while the first ran and was queued behind it.                   *)
+(***************************************************************************)
+TestCallQueuedBehindRunningOne ==
+    \E a \in Workers :
+        /\ IsUp(Cur(a)) /\ ex[a].phase = "host"
+        /\ ex[a].cur.x = CallSeq(ex[a].x)[1]
+        /\ Len(ex[a].q) = 1
+
+(***************************************************************************)
+(* The actor's worker died with a call queued behind the running one: the *)
+(* owner failed both with ActorDied.                                       *)
+(***************************************************************************)
+TestActorDiedWithCallsQueued ==
+    \E a \in Workers :
+        /\ ~IsUp(Cur(a)) /\ ex[a].phase = "host"
+        /\ ex[a].cur # NoCall /\ ex[a].q # <<>>
+        /\ ent[ex[a].cur.x].err = "ActorDied"
+        /\ \A i \in 1..Len(ex[a].q) : ent[ex[a].q[i].x].err = "ActorDied"
+
+(***************************************************************************)
+(* A call submitted to the actor after its worker died, before the owner *)
+(* heard of it, failed with ActorDied without running.                    *)
+(***************************************************************************)
+TestCallToDeadActorFails ==
+    \E x \in Calls :
+        /\ \E g \in got : g.x = x /\ g.res = "ActorDied"
+        /\ x \notin Range(actorLog[Target[x]].ran)
+        /\ ent[Target[x]].obj = "failed"
+
+(***************************************************************************)
+(* The handle was dropped while both calls were pending; they held the    *)
+(* actor until they returned, and then its worker was stopped and its     *)
+(* lease given back, with no crash.                                        *)
+(***************************************************************************)
+TestActorStoppedAfterLastHandle ==
+    /\ crashes = 0
+    /\ \A x \in Calls : \E g \in got : g.x = x /\ g.res = "value"
+    /\ \E r \in Actors : actorLog[r].host # NoProc /\ ~IsUp(actorLog[r].host)
+    /\ \A n \in Nodes : leases[n] = {}
+
+(***************************************************************************)
+(* Cancel (model Cancel).  A call cancelled while queued at the caller     *)
+(* never left it; one cancelled once pushed was dropped from the actor's  *)
+(* queue by the cancel that followed it; and one may also start before   *)
+(* its cancel arrives (the owner's get raised at once all the same, and   *)
+(* the reply only let go of the handle).                                   *)
+(***************************************************************************)
+TestCallCancelledBeforePush ==
+    \E x \in Calls : why[x] = "cancelled" /\ ent[x].task = "failed" /\ ent[x].att = 0
+
+TestCancelledCallDroppedAtWorker ==
+    \E m \in msgs : m.type = "TaskReply" /\ m.err = "Cancelled"
+
+TestCancelledCallStartedBeforeItsCancel ==
+    \E x \in Calls : why[x] = "cancelled" /\ x \in Range(actorLog[Target[x]].ran)
+
 =============================================================================

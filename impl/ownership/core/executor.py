@@ -134,6 +134,7 @@ class TaskExecutor:
         r"""Spec: Scheduling!WorkerExecute
         Spec: FateSharing!WorkerExecute
         Spec: Ownership!WorkerReceiveTask
+        Spec: Ownership!ActorReceiveCall
 
             \* Scheduling
             WorkerExecute(w, m) ==
@@ -214,7 +215,30 @@ class TaskExecutor:
                       /\ msgs' = (msgs \ {m}) \cup {GetObjectMsg(y, m.o, Cur(a), Bad(a, {})) : y \in Args[m.x]}
                                               \cup {AddBorrowerMsg(r.y, r.o, Cur(a)) : r \in ask}
                 /\ lastAction' = Step("WorkerReceiveTask", a, m.x, NoNode, m)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, got, made, why>>
+
+            \* Ownership
+            ActorReceiveCall(r) ==
+                LET h == Head(chan[r])
+                    a == h.w[1]
+                    e == ex[a]
+                    c == [x |-> h.x, o |-> h.o, att |-> h.att]
+                    hosts == e.phase = "host" /\ e.x = r
+                    idle == e.cur = NoCall /\ e.q = <<>>
+                IN
+                /\ r \in Actors
+                /\ chan[r] # <<>>
+                /\ IsUp(h.w)
+                /\ ~h.cancel
+                /\ chan' = [chan EXCEPT ![r] = Tail(@)]
+                /\ IF hosts
+                   THEN /\ ex' = [ex EXCEPT ![a] = IF idle THEN [e EXCEPT !.cur = c] ELSE [e EXCEPT !.q = Append(@, c)]]
+                        /\ actorLog' = IF idle THEN [actorLog EXCEPT ![r].ran = Append(@, h.x)] ELSE actorLog
+                        /\ UNCHANGED msgs
+                   ELSE /\ msgs' = msgs \cup {TaskReplyMsg(h.x, h.o, h.w, NoNode, h.att, "ActorDied", {})}
+                        /\ UNCHANGED <<ex, actorLog>>
+                /\ lastAction' = Step("ActorReceiveCall", a, h.x, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
 
         Implementation:
 
@@ -342,6 +366,7 @@ class TaskExecutor:
         r"""Spec: RefCounting!WorkerFinishTask
         Spec: FateSharing!WorkerFinishTask
         Spec: Ownership!WorkerFinishTask
+        Spec: Ownership!ActorFinishCall
 
             \* RefCounting
             WorkerFinishTask(w, p) ==
@@ -368,21 +393,44 @@ class TaskExecutor:
                 LET e == ex[a]
                     n == AddrNode(a)
                     orphan == e.o \in known[a].p \/ e.o \in nknown[n].p
+                    actor == Kind[e.x] = "actor"
                     B == AfterTask(a, e)
                     E == [z \in Objects |-> IF ent[z].owner = Cur(a) THEN [ent[z] EXCEPT !.local = 0] ELSE ent[z]]
+                    next == IF actor THEN [IdleExec EXCEPT !.x = e.x, !.o = e.o, !.att = e.att, !.phase = "host"]
+                            ELSE IdleExec
                     settle == Settle(a, E, msgs \cup Answered(a, B)
-                                           \cup (IF orphan THEN {} ELSE {TaskReplyMsg(e.x, e.o, Cur(a), n, e.att, "", Report(e, B))}),
-                                 why, IdleExec)
+                                           \cup (IF orphan THEN {}
+                                                 ELSE {TaskReplyMsg(e.x, e.o, Cur(a), IF actor THEN NoNode ELSE n, e.att, "", Report(e, B))}),
+                                 why, next)
                 IN
                 /\ a # Driver
                 /\ Running(a)
                 /\ e.pc > Len(Body[e.x])
-                /\ ex' = [ex EXCEPT ![a] = IdleExec]
+                /\ ex' = [ex EXCEPT ![a] = next]
                 /\ brw' = [brw EXCEPT ![a] = Released(B)]
-                /\ copies' = copies \cup (IF orphan THEN {} ELSE {[x |-> e.x, o |-> e.o, n |-> n, val |-> e.val]})
+                /\ copies' = copies \cup (IF orphan \/ actor THEN {} ELSE {[x |-> e.x, o |-> e.o, n |-> n, val |-> e.val]})
+                /\ actorLog' = IF actor THEN [actorLog EXCEPT ![e.x].host = Cur(a)] ELSE actorLog
                 /\ settle
                 /\ lastAction' = Step("WorkerFinishTask", a, e.x, NoNode, NoMsg)
-                /\ UNCHANGED <<envVars, headVars, pool, starting, leases, nknown, known, got, made>>
+                /\ UNCHANGED <<chan, envVars, headVars, pool, starting, leases, nknown, known, got, made>>
+
+            \* Ownership
+            ActorFinishCall(a) ==
+                LET e == ex[a]
+                    c == e.cur
+                    n == AddrNode(a)
+                    nxt == IF e.q = <<>> THEN NoCall ELSE Head(e.q)
+                IN
+                /\ IsUp(Cur(a))
+                /\ e.phase = "host"
+                /\ c # NoCall
+                /\ ex' = [ex EXCEPT ![a].cur = nxt, ![a].q = IF @ = <<>> THEN @ ELSE Tail(@)]
+                /\ actorLog' = IF nxt = NoCall THEN actorLog ELSE [actorLog EXCEPT ![e.x].ran = Append(@, nxt.x)]
+                \* (a call's value is its lineage: the call alone, it takes no arguments)
+                /\ copies' = copies \cup {[x |-> c.x, o |-> c.o, n |-> n, val |-> {c.x}]}
+                /\ msgs' = msgs \cup {TaskReplyMsg(c.x, c.o, Cur(a), n, c.att, "", {})}
+                /\ lastAction' = Step("ActorFinishCall", a, c.x, NoNode, NoMsg)
+                /\ UNCHANGED <<chan, envVars, headVars, pool, starting, leases, nknown, ent, known, brw, got, made, why>>
 
         Implementation:
 
@@ -498,7 +546,33 @@ class TaskExecutor:
         return []
 
     def cancel(self, msg: CancelTask) -> list[Effect]:
-        """The owner cancelled a task: stop it, or answer at once if it has not started."""
+        r"""Spec: Ownership!ActorReceiveCancel
+
+            \* Ownership
+            ActorReceiveCancel(r) ==
+                LET h == Head(chan[r])
+                    a == h.w[1]
+                    e == ex[a]
+                    c == [x |-> h.x, o |-> h.o, att |-> h.att]
+                    queued == e.phase = "host" /\ e.x = r /\ c \in Range(e.q)
+                IN
+                /\ r \in Actors
+                /\ chan[r] # <<>>
+                /\ IsUp(h.w)
+                /\ h.cancel
+                /\ chan' = [chan EXCEPT ![r] = Tail(@)]
+                /\ IF queued
+                   THEN /\ ex' = [ex EXCEPT ![a].q = SelectSeq(@, LAMBDA qc : qc # c)]
+                        /\ msgs' = msgs \cup {TaskReplyMsg(h.x, h.o, h.w, NoNode, h.att, "Cancelled", {})}
+                   ELSE UNCHANGED <<ex, msgs>>
+                /\ lastAction' = Step("ActorReceiveCancel", a, h.x, NoNode, NoMsg)
+                /\ UNCHANGED <<actorLog, envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
+
+        Implementation:
+
+        The owner cancelled a task: stop it, or answer at once if it has
+        not started (an actor's call still queued here is dropped).
+        """
         r = self.running.get(msg.task_id)
         if r is None:
             return []
@@ -530,7 +604,7 @@ class TaskExecutor:
                 /\ ex' = [ex EXCEPT ![a].lent = TRUE]
                 /\ msgs' = msgs \cup {WorkerBlockedMsg(Cur(a))}
                 /\ lastAction' = Step("WorkerBlockInGet", a, y, NoNode, NoMsg)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
 
         Implementation:
 

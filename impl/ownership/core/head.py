@@ -253,7 +253,7 @@ class HeadCore:
                 /\ announced' = announced \cup {p \in Procs : NodeOf(p) = n /\ p[2] <= inc[p[1]] /\ wst[p[1]] # "off"}
                 /\ msgs' = msgs \cup {NodeDiedMsg(n, NoProc, r) : r \in members \ {n}}
                 /\ lastAction' = Step("HeadDetectNodeDeath", NoAddr, NoObj, n, NoMsg)
-                /\ UNCHANGED <<envVars, nodeVars, ent, ex, known, brw, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, nodeVars, ent, ex, known, brw, got, made, why>>
 
         Implementation:
 

@@ -146,7 +146,7 @@ class NodeCore:
                 /\ msgs' = ({mm \in msgs \ {m} : ~(mm.type = "RequestLease" /\ mm.dstNode = n /\ mm.o \in D)})
                            \cup {[m EXCEPT !.dst = p, !.dstNode = NoNode] : p \in Subscribers(n) \ D}
                 /\ lastAction' = Step("NodeHandleFailure", NoAddr, NoObj, n, m)
-                /\ UNCHANGED <<nodeUp, inc, crashes, headVars, pool, starting, leases, ent, ex, known, brw, got, made, why>>
+                /\ UNCHANGED <<actorVars, nodeUp, inc, crashes, headVars, pool, starting, leases, ent, ex, known, brw, got, made, why>>
 
         Implementation:
 

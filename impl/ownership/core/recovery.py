@@ -73,19 +73,27 @@ class FailureHandler:
                     Hit(e) == \/ e.task = "pushed" /\ (e.loc.w \in D \/ e.loc.n \in N)
                               \/ e.task = "requested" /\ e.loc.n \in N
                     mine == {x \in Objects : ent[x].owner = me}
-                    retried == {x \in mine : Hit(ent[x]) /\ ent[x].budget > 0}
-                    failing == {x \in mine : Hit(ent[x]) /\ ent[x].budget = 0}
+                    retried == {x \in mine : Kind[x] # "call" /\ Hit(ent[x]) /\ ent[x].budget > 0}
+                    failing == {x \in mine : Kind[x] # "call" /\ Hit(ent[x]) /\ ent[x].budget = 0}
+                    \* an actor whose worker died (its constructor had returned), and
+                    \* the calls pushed to that worker: ActorDied (never restarted,
+                    \* never retried)
+                    actorDied == {x \in mine : Kind[x] = "actor" /\ ent[x].obj = "ready" /\ ent[x].host \in D}
+                    callDied == {x \in mine : Kind[x] = "call" /\ ent[x].task = "pushed" /\ ent[x].loc.w \in D}
+                    ended == failing \cup callDied
+                    Err(x) == IF Kind[x] = "task" THEN "WorkerCrashed" ELSE "ActorDied"
                     Scan(x) ==
                         LET e == ent[x]
                             e1 == IF x \in retried THEN [e EXCEPT !.task = "waiting", !.budget = @ - 1, !.loc = NoLoc]
-                                  ELSE IF x \in failing THEN Failed(e, "WorkerCrashed")
+                                  \* (a call cancelled while it ran keeps its error)
+                                  ELSE IF x \in ended \cup actorDied THEN Failed(e, IF e.obj = "failed" THEN e.err ELSE Err(x))
                                   ELSE e
                             left == e1.locs \ N
                             e2 == IF e1.obj = "ready" /\ left = {} /\ e1.locs # {}
                                   THEN [e1 EXCEPT !.locs = {}, !.obj = "lost"]
                                   ELSE [e1 EXCEPT !.locs = left]
                         IN [e2 EXCEPT !.waiters = @ \ D, !.borrowers = @ \ D,
-                                      !.submitted = @ - Cardinality({z \in failing : x \in OwnRefs(z)})]
+                                      !.submitted = @ - Cardinality({z \in ended : x \in OwnRefs(z)})]
                     x0 == ex[a]
                     \* borrowed references whose owner died: they fate-share
                     gone == {y \in Objects : brw[a][y].owner \in D}
@@ -100,14 +108,14 @@ class FailureHandler:
                          ELSE [x0 EXCEPT !.arg = [y \in Objects |-> IF y \in refetch THEN "ask" ELSE @[y]],
                                          !.at = [y \in Objects |-> IF y \in refetch THEN NoNode ELSE @[y]]]
                     M == (msgs \ {m})
-                         \cup UNION {Answers(x, ent[x], "WorkerCrashed") : x \in failing}
+                         \cup UNION {Answers(x, ent[x], Err(x)) : x \in ended}
                          \cup {GetObjectMsg(y, x0.o, me, Bad(a, N)) : y \in refetch}
                          \cup (IF doomed THEN {TaskReplyMsg(x0.x, x0.o, me, NoNode, x0.att, "OwnerDied", Report(x0, B))}
                                               \cup Unblock(a, x0)
                                ELSE {})
                          \cup Answered(a, B)
                     settle == Settle(a, [x \in Objects |-> IF x \in mine THEN Scan(x) ELSE ent[x]], M,
-                                 [x \in Objects |-> IF x \in failing THEN "budget" ELSE why[x]], e)
+                                 [x \in Objects |-> IF x \in failing THEN "budget" ELSE IF x \in callDied /\ why[x] = "" THEN "actor" ELSE why[x]], e)
                 IN
                 /\ m \in msgs
                 /\ m.type \in {"WorkerDied", "NodeDied"}
@@ -118,7 +126,7 @@ class FailureHandler:
                 /\ brw' = [brw EXCEPT ![a] = Released(B)]
                 /\ settle
                 /\ lastAction' = Step("ProcessHandleFailure", a, NoObj, NoNode, m)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, got, made>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, got, made>>
 
         Implementation:
 

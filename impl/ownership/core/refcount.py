@@ -262,7 +262,7 @@ class ReferenceCounter:
                 /\ brw' = [brw EXCEPT ![a] = Released(B)]
                 /\ msgs' = msgs \cup Answered(a, B)
                 /\ lastAction' = Step("BorrowerRelease", a, y, NoNode, NoMsg)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, ex, known, got, made, why>>
 
             \* Ownership
             HolderRelease(a, x) ==
@@ -276,7 +276,7 @@ class ReferenceCounter:
                 /\ ex' = [ex EXCEPT ![a] = e]
                 /\ settle
                 /\ lastAction' = Step("HolderRelease", a, x, NoNode, NoMsg)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, known, brw, got, made>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, known, brw, got, made>>
 
         Implementation:
 
@@ -413,7 +413,7 @@ class ReferenceCounter:
                 /\ ent' = IF ok THEN [ent EXCEPT ![y].borrowers = @ \cup {m.w}] ELSE ent
                 /\ msgs' = (msgs \ {m}) \cup {BorrowerAddedMsg(y, m.o, m.w, ok)}
                 /\ lastAction' = Step("OwnerHandleAddBorrower", a, y, NoNode, m)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
 
         Implementation:
 
@@ -484,7 +484,7 @@ class ReferenceCounter:
                       /\ msgs' = msgs \ {m}
                       /\ UNCHANGED <<ex, brw>>
                 /\ lastAction' = Step("WorkerHandleBorrowerAdded", a, y, NoNode, m)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, got, made, why>>
 
         Implementation:
 
@@ -653,7 +653,7 @@ class ReferenceCounter:
                    ELSE /\ brw' = IF b.owner = m.o THEN [brw EXCEPT ![a][y] = NoBorrow] ELSE brw
                         /\ msgs' = (msgs \ {m}) \cup {RefRemovedMsg(y, m.o, Cur(a))}
                 /\ lastAction' = Step("BorrowerHandleWaitForRefRemoved", a, y, NoNode, m)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, ex, known, got, made, why>>
 
         Implementation:
 
@@ -733,7 +733,7 @@ class ReferenceCounter:
                 /\ IsUp(Cur(a))
                 /\ settle
                 /\ lastAction' = Step("OwnerHandleRefRemoved", a, y, NoNode, m)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made>>
 
         Implementation:
 
@@ -1036,7 +1036,7 @@ class ReferenceCounter:
                 /\ ex' = [ex EXCEPT ![a] = e]
                 /\ msgs' = msgs \cup Unblock(a, ex[a])
                 /\ lastAction' = Step("BorrowerGet", a, y, NoNode, NoMsg)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, why, made>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, brw, why, made>>
 
             \* Ownership
             HolderGet(a, x) ==
@@ -1054,7 +1054,7 @@ class ReferenceCounter:
                 /\ ex' = [ex EXCEPT ![a] = e]
                 /\ settle
                 /\ lastAction' = Step("HolderGet", a, x, NoNode, NoMsg)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, known, brw, made>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, known, brw, made>>
 
         Implementation:
 
@@ -1168,7 +1168,7 @@ Ask for a value (API get, a task argument, an actor's address).
                         /\ UNCHANGED <<ent, why>>
                    ELSE /\ settle
                 /\ lastAction' = Step("OwnerHandleGetObject", a, x, NoNode, m)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made>>
 
             \* Ownership
             OwnerServeBorrowerGet(a, x) ==
@@ -1179,7 +1179,7 @@ Ask for a value (API get, a task argument, an actor's address).
                 /\ x \in BorrowerGets(a)
                 /\ settle
                 /\ lastAction' = Step("OwnerServeBorrowerGet", a, x, NoNode, NoMsg)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made>>
 
         Implementation:
 
@@ -1256,7 +1256,7 @@ Ask for a value (API get, a task argument, an actor's address).
                       /\ msgs' = (msgs \ {m}) \cup {GetObjectMsg(y, m.o, Cur(a), Bad(a, {}))}
                       /\ UNCHANGED <<ex, brw>>
                 /\ lastAction' = Step("WorkerHandleObjectValue", a, y, NoNode, m)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, got, made, why>>
 
         Implementation:
 
@@ -1295,7 +1295,7 @@ Ask for a value (API get, a task argument, an actor's address).
                    ELSE /\ msgs' = msgs \ {m}
                         /\ UNCHANGED ex
                 /\ lastAction' = Step("WorkerHandleObjectPending", a, m.x, NoNode, m)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
 
         Implementation:
 
@@ -1336,7 +1336,7 @@ Ask for a value (API get, a task argument, an actor's address).
                    ELSE /\ ex' = [ex EXCEPT ![a].arg[y] = "ask", ![a].at[y] = NoNode]
                         /\ msgs' = msgs \cup {GetObjectMsg(y, e.o, Cur(a), Bad(a, {n}))}
                 /\ lastAction' = Step("WorkerPullArg", a, y, n, NoMsg)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, brw, got, made, why>>
 
         Implementation:
 
@@ -1410,7 +1410,7 @@ Ask for a value (API get, a task argument, an actor's address).
                 /\ copies' = copies \cup {[x |-> x, o |-> Cur(a), n |-> AddrNode(a), val |-> {x}]}
                 /\ made' = made \cup {x}
                 /\ lastAction' = Step("OwnerPut", a, x, NoNode, NoMsg)
-                /\ UNCHANGED <<envVars, headVars, pool, starting, leases, nknown, known, brw, got>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, pool, starting, leases, nknown, known, brw, got>>
 
         Implementation:
 

@@ -190,7 +190,7 @@ class LocalScheduler:
                 /\ starting' = [starting EXCEPT ![WorkerNode[w]] = @ \ {w}]
                 /\ known' = [known EXCEPT ![w] = nknown[WorkerNode[w]]]
                 /\ lastAction' = Step("WorkerRegister", w, NoObj, WorkerNode[w], NoMsg)
-                /\ UNCHANGED <<nodeUp, inc, crashes, headVars, leases, nknown, copies, ent, ex, brw, got, made, msgs, why>>
+                /\ UNCHANGED <<actorVars, nodeUp, inc, crashes, headVars, leases, nknown, copies, ent, ex, brw, got, made, msgs, why>>
 
         Implementation:
 
@@ -232,8 +232,7 @@ class LocalScheduler:
             SchedulerStartWorker(n, w) ==
                 /\ n \in nodeUp
                 /\ w \in Workers /\ WorkerNode[w] = n
-                /\ \E m \in msgs : m.type = "RequestLease" /\ m.dstNode = n
-                /\ HasFreeCPU(n)
+                /\ \E m \in msgs : m.type = "RequestLease" /\ m.dstNode = n /\ Fits(n, m.x)
                 /\ IdleWorkers(n) = {}
                 /\ starting[n] = {}
                 /\ \/ wst[w] = "off" /\ inc' = inc
@@ -244,7 +243,7 @@ class LocalScheduler:
                 /\ known' = [known EXCEPT ![w] = NoDeaths]
                 /\ brw' = [brw EXCEPT ![w] = [y \in Objects |-> NoBorrow]]
                 /\ lastAction' = Step("SchedulerStartWorker", w, NoObj, n, NoMsg)
-                /\ UNCHANGED <<nodeUp, crashes, headVars, pool, leases, nknown, copies, ent, got, made, msgs, why>>
+                /\ UNCHANGED <<actorVars, nodeUp, crashes, headVars, pool, leases, nknown, copies, ent, got, made, msgs, why>>
 
         Implementation:
 
@@ -395,13 +394,12 @@ class LocalScheduler:
                 /\ m.type = "RequestLease"
                 /\ m.dstNode = n
                 /\ n \in nodeUp
-                /\ HasFreeCPU(n)
-                /\ IdleWorkers(n) # {}
+                /\ CanGrant(n, m.x)
                 /\ LET w == GrantTo(n) IN
                     /\ leases' = [leases EXCEPT ![n] = @ \cup {[w |-> w, o |-> m.o, x |-> m.x, lent |-> FALSE]}]
                     /\ msgs' = (msgs \ {m}) \cup {LeaseGrantedMsg(m.o, m.x, m.att, n, w)}
                 /\ lastAction' = Step("SchedulerGrantLease", NoAddr, m.x, n, m)
-                /\ UNCHANGED <<envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
 
         Implementation:
 
@@ -441,12 +439,12 @@ class LocalScheduler:
                 /\ m.type = "RequestLease"
                 /\ m.dstNode = n
                 /\ n \in nodeUp
-                /\ ~CanGrant(n)
-                /\ m.have => ~HasFreeCPU(n)
-                /\ SpillTargets(n) # {}
-                /\ msgs' = (msgs \ {m}) \cup {SpillbackMsg(m.o, m.x, m.att, n, First(NodeOrder, SpillTargets(n)))}
+                /\ ~CanGrant(n, m.x)
+                /\ m.have => ~Fits(n, m.x)
+                /\ SpillTargets(n, m.x) # {}
+                /\ msgs' = (msgs \ {m}) \cup {SpillbackMsg(m.o, m.x, m.att, n, First(NodeOrder, SpillTargets(n, m.x)))}
                 /\ lastAction' = Step("SchedulerSpillback", NoAddr, m.x, n, m)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ent, ex, known, brw, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, ex, known, brw, got, made, why>>
 
         Implementation:
 
@@ -484,9 +482,13 @@ class LocalScheduler:
                 /\ m.dstNode = n
                 /\ n \in nodeUp
                 /\ leases' = [leases EXCEPT ![n] = {l \in @ : l.w # m.w}]
+                \* an actor's lease (kill): the node stops its worker, and sees it exit
+                \* like any other (SchedulerDetectWorkerDeath)
+                /\ wst' = IF m.have /\ (\E l \in leases[n] : l.w = m.w) /\ IsUp(m.w)
+                          THEN [wst EXCEPT ![m.w[1]] = "dead"] ELSE wst
                 /\ msgs' = msgs \ {m}
                 /\ lastAction' = Step("SchedulerReleaseLease", NoAddr, NoObj, n, m)
-                /\ UNCHANGED <<envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
+                /\ UNCHANGED <<actorVars, nodeUp, inc, crashes, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
 
         Implementation:
 
@@ -540,7 +542,7 @@ class LocalScheduler:
                 /\ leases' = [leases EXCEPT ![n] = {IF l.w = m.w THEN [l EXCEPT !.lent = (m.type = "WorkerBlocked")] ELSE l : l \in @}]
                 /\ msgs' = msgs \ {m}
                 /\ lastAction' = Step("SchedulerLend", NoAddr, NoObj, n, m)
-                /\ UNCHANGED <<envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, pool, starting, nknown, copies, ent, ex, known, brw, got, made, why>>
 
         Implementation:
 
@@ -634,7 +636,7 @@ class LocalScheduler:
                 /\ announced' = announced \cup {p}
                 /\ msgs' = msgs \cup {WorkerDiedMsg(p, NoProc, r) : r \in members}
                 /\ lastAction' = Step("SchedulerDetectWorkerDeath", w, NoObj, n, NoMsg)
-                /\ UNCHANGED <<nodeUp, crashes, members, nknown, copies, ent, got, made, why>>
+                /\ UNCHANGED <<actorVars, nodeUp, crashes, members, nknown, copies, ent, got, made, why>>
 
         Implementation:
 

@@ -180,7 +180,7 @@ class ObjectStore:
                 /\ copies' = {c \in copies : ~(c.x = m.x /\ c.n = n)}
                 /\ msgs' = msgs \ {m}
                 /\ lastAction' = Step("StoreFree", NoAddr, m.x, n, m)
-                /\ UNCHANGED <<envVars, headVars, pool, starting, leases, nknown, ent, ex, known, brw, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, pool, starting, leases, nknown, ent, ex, known, brw, got, made, why>>
 
         Implementation:
 

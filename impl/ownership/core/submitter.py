@@ -230,7 +230,7 @@ class TaskSubmitter:
                     E == [y \in Objects |->
                             IF y = x
                             THEN IF doomed THEN Failed(new, "OwnerDied") ELSE new
-                            ELSE IF y \in Args[x] \cup SharedArgs[x] /\ ent[y].owner = Cur(a) /\ ~doomed
+                            ELSE IF y \in Holds(x) /\ ent[y].owner = Cur(a) /\ ~doomed
                             THEN [ent[y] EXCEPT !.submitted = @ + 1,
                                                 !.lineage = @ + (IF y \in PinnedRefs(x) /\ Retries[x] > 0 THEN 1 ELSE 0)]
                             ELSE ent[y]]
@@ -244,7 +244,7 @@ class TaskSubmitter:
                                   IF y \in SharedArgs[x] /\ ent[y].owner # Cur(a) THEN [@[y] EXCEPT !.sub = @ + 1] ELSE @[y]]]
                 /\ settle
                 /\ lastAction' = Step("OwnerSubmit", a, x, NoNode, NoMsg)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, known, got, made>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, known, got, made>>
 
         Implementation:
 
@@ -555,7 +555,7 @@ class TaskSubmitter:
                       /\ msgs' = msgs \ {m}
                       /\ UNCHANGED ent
                 /\ lastAction' = Step("OwnerHandleSpillback", a, x, NoNode, m)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
 
         Implementation:
 
@@ -672,7 +672,7 @@ class TaskSubmitter:
                       /\ ent' = ent
                       /\ msgs' = (msgs \ {m}) \cup (IF knownDead THEN {} ELSE {ReturnLeaseMsg(m.w)})
                 /\ lastAction' = Step("OwnerHandleGrant", a, x, NoNode, m)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
 
         Implementation:
 
@@ -925,15 +925,23 @@ class TaskSubmitter:
                 LET x == m.x
                     e == ent[x]
                     current == e.owner = m.o /\ e.task = "pushed" /\ e.att = m.att /\ e.loc.w = m.w
-                    done == IF m.err = ""
+                    \* a call cancelled while it ran: its reply only lets go of its refs
+                    \* (the value, if any, is freed); an actor is ready where it runs:
+                    \* its worker (it has no copy)
+                    cancelled == e.task = "pushed" /\ e.obj = "failed"
+                    done == IF cancelled
+                            THEN [e EXCEPT !.task = "done", !.loc = NoLoc]
+                            ELSE IF m.err = "" /\ Kind[x] = "actor"
+                            THEN [e EXCEPT !.task = "done", !.obj = "ready", !.host = m.w, !.loc = NoLoc, !.waiters = {}]
+                            ELSE IF m.err = ""
                             THEN [e EXCEPT !.task = "done", !.obj = "ready", !.locs = @ \cup {m.n}, !.loc = NoLoc, !.waiters = {}]
                             ELSE Failed(e, m.err)
-                    keep == e.owner = m.o /\ m.err = "" /\ e.obj \in {"pending", "ready", "lost"}
+                    keep == e.owner = m.o /\ m.err = "" /\ m.n # NoNode /\ e.obj \in {"pending", "ready", "lost"}
                     \* the executor still borrows these references of ours (unless the
                     \* owner has heard it died: the reply outlived its sender)
                     held == IF m.w \in known[a].p THEN {}
                             ELSE {r.y : r \in {r \in m.refs : r.held /\ ent[r.y].owner = Cur(a)}}
-                    mine == Args[x] \cup SharedArgs[x]
+                    mine == Holds(x)
                     E0 == [z \in Objects |-> IF z \in held THEN [ent[z] EXCEPT !.borrowers = @ \cup {m.w}] ELSE ent[z]]
                     E == IF current
                          THEN [z \in Objects |->
@@ -949,13 +957,17 @@ class TaskSubmitter:
                             IF current /\ y \in SharedArgs[x] /\ ent[y].owner # Cur(a)
                             THEN [brw[a][y] EXCEPT !.sub = @ - 1] ELSE brw[a][y]]
                     M == (IF current
-                          THEN (msgs \ {m}) \cup {ReturnLeaseMsg(m.w)}
+                          \* (an actor keeps its lease; a call has none of its own)
+                          THEN (msgs \ {m}) \cup (IF Kind[x] = "task" THEN {ReturnLeaseMsg(m.w)} ELSE {})
+                               \cup (IF cancelled /\ m.n # NoNode THEN {FreeObjectMsg(x, m.n)} ELSE {})
                                \cup {ObjectValueMsg(x, m.o, w, done.locs, done.err) : w \in e.waiters}
                           ELSE IF keep \/ m.n = NoNode THEN msgs \ {m}
                           ELSE (msgs \ {m}) \cup {FreeObjectMsg(x, m.n)})
                          \cup {WaitForRefRemovedMsg(y, Cur(a), m.w) : y \in held}
                          \cup Answered(a, B)
-                    W == IF current /\ m.err # "" THEN [why EXCEPT ![x] = IF m.err = "OwnerDied" THEN "owner" ELSE "arg"] ELSE why
+                    W == IF current /\ m.err # "" /\ ~cancelled
+                         THEN [why EXCEPT ![x] = CASE m.err = "OwnerDied" -> "owner" [] m.err = "ActorDied" -> "actor" [] OTHER -> "arg"]
+                         ELSE why
                     settle == Settle(a, E, M, W, ex[a])
                 IN
                 /\ m \in msgs
@@ -964,9 +976,9 @@ class TaskSubmitter:
                 /\ IsUp(Cur(a))
                 /\ brw' = [brw EXCEPT ![a] = Released(B)]
                 /\ settle
-                /\ made' = IF current /\ m.err = "" THEN made \cup {x} ELSE made
+                /\ made' = IF current /\ m.err = "" /\ ~cancelled THEN made \cup {x} ELSE made
                 /\ lastAction' = Step("OwnerHandleReply", a, x, NoNode, m)
-                /\ UNCHANGED <<envVars, headVars, nodeVars, ex, known, got>>
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, got>>
 
         Implementation:
 
@@ -1092,7 +1104,43 @@ class TaskSubmitter:
 
     # ------------------------------------------------------------------ cancel
     def cancel(self, object_id: str) -> list[Effect]:
-        """``ownership.cancel``: fail the return object now; stop the task if it runs."""
+        r"""Spec: Ownership!HolderCancel
+
+            \* Ownership
+            HolderCancel(a, x) ==
+                LET e == [ex[a] EXCEPT !.pc = @ + 1]
+                    t == ent[x]
+                    r == Target[x]
+                    queued == t.task = "waiting"
+                    running == t.task = "pushed" /\ t.obj = "pending"
+                    E == IF queued
+                         THEN [z \in Objects |->
+                                 IF z = x THEN Failed(t, "Cancelled")
+                                 ELSE IF z = r THEN [ent[r] EXCEPT !.submitted = @ - 1]
+                                 ELSE ent[z]]
+                         ELSE IF running
+                         THEN [ent EXCEPT ![x].obj = "failed", ![x].err = "Cancelled", ![x].waiters = {}]
+                         ELSE ent
+                    settle == Settle(a, E, msgs \cup (IF queued \/ running THEN Answers(x, t, "Cancelled") ELSE {}),
+                                     IF queued \/ running THEN [why EXCEPT ![x] = "cancelled"] ELSE why, e)
+                IN
+                /\ AtStep(a, "cancel")
+                /\ StepObj(a) = x
+                /\ ent[x].owner = Cur(a)
+                /\ ex' = [ex EXCEPT ![a] = e]
+                /\ chan' = IF running /\ t.loc.w \notin known[a].p
+                           THEN [chan EXCEPT ![r] = Append(@, [x |-> x, o |-> Cur(a), att |-> t.att, w |-> t.loc.w, cancel |-> TRUE])]
+                           ELSE chan
+                /\ settle
+                /\ lastAction' = Step("HolderCancel", a, x, NoNode, NoMsg)
+                /\ UNCHANGED <<actorLog, envVars, headVars, nodeVars, known, brw, got, made>>
+
+        Implementation:
+
+        ``ownership.cancel``: fail the return object now; stop the task if
+        it runs (the worker hears of it by message, after the task itself:
+        an actor's call queued there may start first).
+        """
         ref = self.refs.get_ref(object_id)
         if ref is None or not ref.owned or ref.task_id is None:
             return []
@@ -1288,6 +1336,33 @@ class TaskSubmitter:
         return fx
 
     def _actor_dead(self, actor: ActorState, error: ErrorInfo) -> list[Effect]:
+        r"""Spec: Ownership!OwnerFailCall
+
+            \* Ownership
+            OwnerFailCall(a, x) ==
+                LET r == Target[x]
+                    E == [z \in Objects |->
+                            IF z = x THEN Failed(ent[x], "ActorDied")
+                            ELSE IF z = r THEN [ent[r] EXCEPT !.submitted = @ - 1]
+                            ELSE ent[z]]
+                    settle == Settle(a, E, msgs \cup Answers(x, ent[x], "ActorDied"), [why EXCEPT ![x] = "actor"], ex[a])
+                IN
+                /\ IsUp(Cur(a))
+                /\ x \in Calls
+                /\ ent[x].owner = Cur(a)
+                /\ ent[x].task = "waiting"
+                /\ ent[r].owner = Cur(a) /\ ent[r].obj = "failed"
+                /\ settle
+                /\ lastAction' = Step("OwnerFailCall", a, x, NoNode, NoMsg)
+                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made>>
+
+        Implementation:
+
+        The actor died (its worker or node, or its creation failed): its
+        lease goes, and every call to it fails with the actor's error, those
+        queued here and those running at its worker; a call submitted later
+        fails at once (``_submit_actor_call``).
+        """
         fx: list[Effect] = []
         actor.dead = error
         if actor.lease_id is not None:
@@ -1343,6 +1418,30 @@ class TaskSubmitter:
         return self._flush_actor_queue(actor)
 
     def _flush_actor_queue(self, actor: ActorState) -> list[Effect]:
+        r"""Spec: Ownership!OwnerPushCall
+
+            \* Ownership
+            OwnerPushCall(a, x) ==
+                LET r == Target[x]
+                    w == ent[r].host
+                IN
+                /\ IsUp(Cur(a))
+                /\ x \in Calls
+                /\ ent[x].owner = Cur(a)
+                /\ ent[x].task = "waiting"
+                /\ ent[r].owner = Cur(a) /\ ent[r].obj = "ready" /\ w # NoProc
+                /\ \A z \in EarlierCalls(x) : ent[z].task # "waiting"
+                /\ ent' = [ent EXCEPT ![x].task = "pushed", ![x].att = @ + 1, ![x].loc = [n |-> NodeOf(w), w |-> w]]
+                /\ chan' = [chan EXCEPT ![r] = Append(@, [x |-> x, o |-> Cur(a), att |-> ent[x].att + 1, w |-> w, cancel |-> FALSE])]
+                /\ lastAction' = Step("OwnerPushCall", a, x, NoNode, NoMsg)
+                /\ UNCHANGED <<actorLog, envVars, headVars, nodeVars, ex, known, brw, got, made, msgs, why>>
+
+        Implementation:
+
+        The actor's worker is known: push the queued calls to it, oldest
+        first, each recorded as running there before it leaves. The
+        connection to the worker keeps their order.
+        """
         fx: list[Effect] = []
         while actor.queue and actor.worker is not None:
             task = self.tasks.get(actor.queue.popleft())
