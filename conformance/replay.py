@@ -225,6 +225,13 @@ async def replay(
                 step = steps[i]
                 done.append(step)
                 if i > 0 and step.action not in eager:
+                    # the steps the implementation takes by itself next, in the trace's order
+                    ahead = []
+                    for later in steps[i + 1 :]:
+                        if later.action not in eager:
+                            break
+                        ahead.append((later.action, later.params))
+                    mapping.expect(ahead)
                     try:
                         await mapping.apply(step.action, dict(step.params))
                     except StimulusError as exc:
