@@ -189,7 +189,174 @@ class _Body:
     done: bool = False
 
 
-class OwnershipMapping(Mapping):
+class _EventLog:
+    """The event log of a run (implementation -> model): the stimuli a random
+    environment may give, and the spec actions of a recorded run."""
+
+    def snapshot_for_log(self: Any, process: str, core: Any) -> Any:
+        return None
+
+    def offers(self: Any) -> list[tuple[str, Any]]:
+        """The stimuli a random environment may give now (within the model's crash budget)."""
+        assert self.c is not None and self.c.head is not None
+        c = self.c
+        out: list[tuple[str, Any]] = []
+
+        def offer(name: str, action: str, params: dict[str, Any]) -> None:
+            out.append((name, lambda: self.apply(action, params)))
+
+        for address, b in sorted(self.bodies.items()):
+            if b.done or not self._up(address) or address not in self.proc_of:
+                continue
+            a = self.proc_of[address][0]
+            steps = self.body[b.task]
+            if b.pc <= len(steps):
+                op = steps[b.pc - 1]
+                action = {v: k for k, v in BODY_STEPS.items()}.get(op["op"])
+                if action is not None:
+                    offer(f"{op['op']} {op['obj'].name} at {a.name}", action, {"a": a, "x": op["obj"]})
+            elif b.task != self.root and address in self.proc_of:
+                offer(f"finish {b.task.name} at {a.name}", "WorkerFinishTask", {"a": a})
+            for y in sorted(b.kept, key=lambda v: v.name):
+                offer(f"let go of {y.name} at {a.name}", "BorrowerRelease", {"a": a, "x": y})
+        for mid, env in c.network.in_flight():
+            if self._held(env) and not isinstance(env.msg, (Heartbeat, ClusterView)) and self._up(env.dst):
+                out.append((f"deliver {type(env.msg).__name__} {env.src} -> {env.dst}", lambda mid=mid: self._deliver_raw(mid)))
+        undetected = [n for n in self.nodes if not self._up(n.name) and c.head.core.nodes[n.name].alive]
+        if self.crashes < int(self.constants["MaxCrashes"]) and (self.rng is None or self.rng.random() < 0.2):
+            # A node replaces a dead worker of its pool at once; the spec
+            # does so at the same address with a new incarnation, which a
+            # model with one incarnation per address (Small) does not allow:
+            # there, only nodes crash.
+            if int(self.constants["MaxIncarnation"]) > 0:
+                for w in self.workers:
+                    addrs = self.bound[w]
+                    if addrs and self._up(addrs[-1]):
+                        offer(f"crash {w.name}", "WorkerCrash", {"a": w})
+            for n in self.nodes:
+                if n != self.head_node and self._up(n.name):
+                    offer(f"crash {n.name}", "NodeCrash", {"n": n})
+        for n in undetected:
+            offer(f"detect {n.name}", "HeadDetectNodeDeath", {"n": n})
+        return out
+
+    async def _deliver_raw(self: Any, mid: int) -> None:
+        assert self.c is not None
+        await self.c.deliver(mid)
+        await self.settle()
+
+    def recognize(self: Any, steps: list[Any]) -> list[Any]:
+        """The spec actions of a recorded run, in clock order."""
+        from ownership.core.events import GetDone, GetValue, PeerLost, ProbeResult, Put, Received, RemoveLocalRef
+        from ownership.core.events import Send, StartWorker, Submit, TaskBlocked, TaskDone, Tick
+        from ownership.core.messages import ObjectCopy, WorkerRegistered
+
+        from ..eventlog import CoreStep, LogLine, UserStep
+
+        lines: list[LogLine] = []
+        nodes = {n.name for n in self.nodes}
+
+        def add(clock: int, process: str, action: str, **params: Any) -> None:
+            lines.append(LogLine(clock, process, action, {k: v for k, v in params.items() if v is not None}))
+
+        def obj(object_id: str) -> Any:
+            return self.obj_of.get(object_id.removesuffix(".r"))
+
+        def proc(address: str) -> Any:
+            p = self.proc_of.get(address)
+            return p[0] if p is not None else None
+
+        gets: dict[tuple[str, int], Any] = {}
+        for s in steps:
+            if isinstance(s, UserStep):
+                add(s.clock, s.process, s.kind, **(s.detail or {}))
+                continue
+            if not isinstance(s, CoreStep):
+                continue  # losses need no line: the spec may keep a message to the dead
+            p, event = s.process, s.event
+            sends = [e for e in s.effects if isinstance(e, Send)]
+            if p == "head":
+                if isinstance(event, (Tick, ProbeResult)):
+                    for e in sends:
+                        if isinstance(e.msg, NodeDied) and e.dst != e.msg.node:
+                            add(s.clock, p, "HeadDetectNodeDeath", n=ModelValue(e.msg.node))
+                            break
+                continue
+            if p in nodes:
+                n = ModelValue(p)
+                msg = event.msg if isinstance(event, Received) else None
+                if isinstance(msg, RequestLease):
+                    pass  # its decision, below
+                elif isinstance(msg, WorkerRegistered) and proc(msg.worker) is not None:
+                    add(s.clock, p, "WorkerRegister", a=proc(msg.worker), n=n)
+                elif isinstance(msg, ReturnLease):
+                    add(s.clock, p, "SchedulerReleaseLease", n=n)
+                elif isinstance(msg, (WorkerBlocked, WorkerUnblocked)):
+                    add(s.clock, p, "SchedulerLend", n=n)
+                elif isinstance(msg, FreeObject) and obj(msg.object_id) is not None:
+                    add(s.clock, p, "StoreFree", n=n, x=obj(msg.object_id))
+                elif isinstance(msg, (WorkerDied, NodeDied)) and event.src == "head":
+                    if not (isinstance(msg, NodeDied) and msg.node == p):
+                        add(s.clock, p, "NodeHandleFailure", n=n)
+                elif isinstance(event, PeerLost) and proc(event.address) is not None:
+                    add(s.clock, p, "SchedulerDetectWorkerDeath", a=proc(event.address), n=n)
+                for e in s.effects:
+                    if isinstance(e, Send) and isinstance(e.msg, LeaseGranted):
+                        x = self.request_of.get(e.msg.request_id, (None, 0))[0]
+                        add(s.clock, p, "SchedulerGrantLease", n=n, x=x)
+                    elif isinstance(e, Send) and isinstance(e.msg, Spillback):
+                        x = self.request_of.get(e.msg.request_id, (None, 0))[0]
+                        add(s.clock, p, "SchedulerSpillback", n=n, x=x)
+                    elif isinstance(e, StartWorker):
+                        add(s.clock, p, "SchedulerStartWorker", n=n)
+                continue
+            a = proc(p)
+            if a is None:
+                continue
+            msg = event.msg if isinstance(event, Received) else None
+            if isinstance(event, Submit) and obj(event.task.task_id) is not None:
+                add(s.clock, p, "OwnerSubmit", a=a, x=obj(event.task.task_id))
+            elif isinstance(event, Put) and obj(event.object_id) is not None:
+                add(s.clock, p, "OwnerPut", a=a, x=obj(event.object_id))
+            elif isinstance(event, RemoveLocalRef) and obj(event.object_id) is not None:
+                x = obj(event.object_id)
+                add(s.clock, p, "HolderRelease" if self.owner_addr.get(x) == p else "BorrowerRelease", a=a, x=x)
+            elif isinstance(event, TaskDone) and event.error is None and obj(event.task_id) is not None:
+                add(s.clock, p, "WorkerFinishTask", a=a, x=obj(event.task_id))
+            elif isinstance(event, TaskBlocked):
+                add(s.clock, p, "WorkerBlockInGet", a=a)
+            elif isinstance(event, GetValue) and obj(event.object_id) is not None:
+                gets[(p, event.request_id)] = obj(event.object_id)
+            elif msg is not None:
+                action = {Spillback: "OwnerHandleSpillback", LeaseGranted: "OwnerHandleGrant", PushTask: "WorkerReceiveTask",
+                          GetObject: "OwnerHandleGetObject", ObjectValue: "WorkerHandleObjectValue",
+                          ObjectPending: "WorkerHandleObjectPending", TaskReply: "OwnerHandleReply",
+                          AddBorrower: "OwnerHandleAddBorrower", BorrowerAdded: "WorkerHandleBorrowerAdded",
+                          WaitForRefRemoved: "BorrowerHandleWaitForRefRemoved", RefRemoved: "OwnerHandleRefRemoved"}.get(type(msg))
+                if isinstance(msg, (WorkerDied, NodeDied)):
+                    add(s.clock, p, "ProcessHandleFailure", a=a)
+                elif isinstance(msg, ObjectCopy) and obj(msg.object_id) is not None and (p, msg.object_id) in self.arg_pulls:
+                    add(s.clock, p, "WorkerPullArg", a=a, x=obj(msg.object_id), n=ModelValue(event.src))
+                elif action is not None:
+                    x = None
+                    if isinstance(msg, (Spillback, LeaseGranted)):
+                        x = self.request_of.get(msg.request_id, (None, 0))[0]
+                    elif isinstance(msg, PushTask):
+                        x = obj(msg.task.task_id)
+                    elif isinstance(msg, TaskReply):
+                        x = obj(msg.task_id)
+                    elif hasattr(msg, "object_id"):
+                        x = obj(msg.object_id)
+                    if x is not None or isinstance(msg, (AddBorrower, BorrowerAdded)):
+                        add(s.clock, p, action, a=a, x=x)
+            for e in s.effects:
+                if isinstance(e, GetDone) and (p, e.request_id) in gets:
+                    x = gets.pop((p, e.request_id))
+                    add(s.clock, p, "HolderGet" if self.owner_addr.get(x) == p else "BorrowerGet", a=a, x=x)
+        return lines
+
+
+class OwnershipMapping(_EventLog, Mapping):
     spec = "Ownership"
     eager = EAGER
     unobserved = {
@@ -247,10 +414,17 @@ class OwnershipMapping(Mapping):
         #: GetObject (by id) -> the nodes its requester knew dead when it sent it
         self.asked_knowing: dict[int, tuple[str, ...]] = {}
         self._keep: list[Any] = []
+        #: (worker, object id) of the pulls of tasks' arguments (WorkerPullArg)
+        self.arg_pulls: set[tuple[str, str]] = set()
         #: the eager steps the trace takes next (see expect)
         self.expected: list[tuple[str, Any]] = []
         self._seen_events = 0
         self._function = pack_function(ownership_body)
+        #: set by conformance.eventlog.random_workload: the harness logs its crashes
+        self.recorder: Any = None
+        self.rng: Any = None
+        #: (address, get request id) of the bodies' gets -> the model object
+        self.gets: dict[tuple[str, int], ModelValue] = {}
 
     # ------------------------------------------------------------------ cluster
     def cluster(self) -> Any:
@@ -431,6 +605,8 @@ class OwnershipMapping(Mapping):
             if core is not None:
                 self.asked_knowing[id(env.msg)] = tuple(sorted(core.dead_nodes))
                 self._keep.append(env.msg)  # ids stay unique while the message lives
+        elif event.kind == "send" and env is not None and isinstance(env.msg, PullObject) and self._pulls_arg(env):
+            self.arg_pulls.add((env.src, env.msg.object_id))
 
     def _observe(self) -> None:
         """Bind worker processes as their nodes start them, and number lease requests."""
@@ -557,9 +733,13 @@ class OwnershipMapping(Mapping):
         addrs = self.bound.get(p["a"]) or []
         if not addrs:
             raise StimulusError(f"no process runs at {p['a'].name}")
+        if self.recorder is not None:
+            self.recorder.user(addrs[-1], "WorkerCrash", {"a": p["a"]})
         self._crash(addrs[-1])
 
     async def _do_NodeCrash(self, p: dict[str, Any]) -> None:
+        if self.recorder is not None:
+            self.recorder.user(p["n"].name, "NodeCrash", {"n": p["n"]})
         self._crash(p["n"].name)
 
     async def _do_HeadDetectNodeDeath(self, p: dict[str, Any]) -> None:
