@@ -246,15 +246,21 @@ class _EventLog:
         await self.settle()
 
     def recognize(self: Any, steps: list[Any]) -> list[Any]:
-        """The spec actions of a recorded run, in clock order."""
+        """The spec actions of a recorded run, in clock order.
+
+        The model's values are bound by the harness (the in-memory cluster)
+        or, for the merged step logs of a TCP run, by
+        :func:`conformance.merge.bind_ownership`; lease requests are numbered
+        here, from the owners' own sends.
+        """
         from ownership.core.events import GetDone, GetValue, PeerLost, ProbeResult, Put, Received, RemoveLocalRef
         from ownership.core.events import Send, StartWorker, Submit, TaskBlocked, TaskDone, Tick
         from ownership.core.messages import ObjectCopy, WorkerRegistered
 
-        from ..eventlog import CoreStep, LogLine, UserStep
+        from ..eventlog import CoreStep, LogLine, NetStep, UserStep
 
         lines: list[LogLine] = []
-        nodes = {n.name for n in self.nodes}
+        node_of = {**{n.name: n for n in self.nodes}, **self.node_alias}
 
         def add(clock: int, process: str, action: str, **params: Any) -> None:
             lines.append(LogLine(clock, process, action, {k: v for k, v in params.items() if v is not None}))
@@ -266,28 +272,53 @@ class _EventLog:
             p = self.proc_of.get(address)
             return p[0] if p is not None else None
 
+        def node(address: str) -> Any:
+            return node_of.get(address, ModelValue(address))
+
+        requests: dict[str, Any] = {}
+        made: dict[Any, int] = {}
+        for s in steps:
+            if isinstance(s, CoreStep):
+                for e in s.effects:
+                    if isinstance(e, Send) and isinstance(e.msg, RequestLease) and e.msg.request_id not in requests:
+                        x = obj(e.msg.task_id)
+                        made[x] = made.get(x, 0) + 1
+                        requests[e.msg.request_id] = x
+
         gets: dict[tuple[str, int], Any] = {}
+        running: dict[str, Any] = {}  # worker -> the model object of the task it runs
+        dead: set[str] = set()
         for s in steps:
             if isinstance(s, UserStep):
                 add(s.clock, s.process, s.kind, **(s.detail or {}))
                 continue
+            if isinstance(s, NetStep):
+                ev = s.event
+                if ev.kind == "crash" and ev.address is not None:
+                    parent_dead = self.addr_node.get(ev.address, ev.address.rpartition("@")[2]) in dead
+                    dead.add(ev.address)
+                    if ev.address in node_of:
+                        add(s.clock, ev.address, "NodeCrash", n=node(ev.address))
+                    elif proc(ev.address) is not None and not parent_dead:
+                        add(s.clock, ev.address, "WorkerCrash", a=proc(ev.address))
+                continue  # a loss needs no line: the spec may keep a message to the dead
             if not isinstance(s, CoreStep):
-                continue  # losses need no line: the spec may keep a message to the dead
+                continue
             p, event = s.process, s.event
             sends = [e for e in s.effects if isinstance(e, Send)]
-            if p == "head":
+            if p == self.head_address:
                 if isinstance(event, (Tick, ProbeResult)):
                     for e in sends:
                         if isinstance(e.msg, NodeDied) and e.dst != e.msg.node:
-                            add(s.clock, p, "HeadDetectNodeDeath", n=ModelValue(e.msg.node))
+                            add(s.clock, p, "HeadDetectNodeDeath", n=node(e.msg.node))
                             break
                 continue
-            if p in nodes:
-                n = ModelValue(p)
+            if p in node_of:
+                n = node(p)
                 msg = event.msg if isinstance(event, Received) else None
-                if isinstance(msg, RequestLease):
-                    pass  # its decision, below
-                elif isinstance(msg, WorkerRegistered) and proc(msg.worker) is not None:
+                initial = self.proc_of.get(msg.worker) in {(w, 0) for w in self.initial} if msg is not None and hasattr(msg, "worker") else False
+                if isinstance(msg, WorkerRegistered) and proc(msg.worker) not in (None, self.driver) and not initial:
+                    # (a node's first workers are its pool when the model starts)
                     add(s.clock, p, "WorkerRegister", a=proc(msg.worker), n=n)
                 elif isinstance(msg, ReturnLease):
                     add(s.clock, p, "SchedulerReleaseLease", n=n)
@@ -295,18 +326,17 @@ class _EventLog:
                     add(s.clock, p, "SchedulerLend", n=n)
                 elif isinstance(msg, FreeObject) and obj(msg.object_id) is not None:
                     add(s.clock, p, "StoreFree", n=n, x=obj(msg.object_id))
-                elif isinstance(msg, (WorkerDied, NodeDied)) and event.src == "head":
+                elif isinstance(msg, (WorkerDied, NodeDied)) and event.src == self.head_address:
                     if not (isinstance(msg, NodeDied) and msg.node == p):
                         add(s.clock, p, "NodeHandleFailure", n=n)
                 elif isinstance(event, PeerLost) and proc(event.address) is not None:
                     add(s.clock, p, "SchedulerDetectWorkerDeath", a=proc(event.address), n=n)
+                # a lease request's decision, and grants or worker starts a freed CPU allows
                 for e in s.effects:
                     if isinstance(e, Send) and isinstance(e.msg, LeaseGranted):
-                        x = self.request_of.get(e.msg.request_id, (None, 0))[0]
-                        add(s.clock, p, "SchedulerGrantLease", n=n, x=x)
+                        add(s.clock, p, "SchedulerGrantLease", n=n, x=requests.get(e.msg.request_id))
                     elif isinstance(e, Send) and isinstance(e.msg, Spillback):
-                        x = self.request_of.get(e.msg.request_id, (None, 0))[0]
-                        add(s.clock, p, "SchedulerSpillback", n=n, x=x)
+                        add(s.clock, p, "SchedulerSpillback", n=n, x=requests.get(e.msg.request_id))
                     elif isinstance(e, StartWorker):
                         add(s.clock, p, "SchedulerStartWorker", n=n)
                 continue
@@ -323,37 +353,42 @@ class _EventLog:
                 add(s.clock, p, "HolderRelease" if self.owner_addr.get(x) == p else "BorrowerRelease", a=a, x=x)
             elif isinstance(event, TaskDone) and event.error is None and obj(event.task_id) is not None:
                 add(s.clock, p, "WorkerFinishTask", a=a, x=obj(event.task_id))
+                running.pop(p, None)
             elif isinstance(event, TaskBlocked):
                 add(s.clock, p, "WorkerBlockInGet", a=a)
             elif isinstance(event, GetValue) and obj(event.object_id) is not None:
                 gets[(p, event.request_id)] = obj(event.object_id)
-            elif msg is not None:
-                action = {Spillback: "OwnerHandleSpillback", LeaseGranted: "OwnerHandleGrant", PushTask: "WorkerReceiveTask",
-                          GetObject: "OwnerHandleGetObject", ObjectValue: "WorkerHandleObjectValue",
-                          ObjectPending: "WorkerHandleObjectPending", TaskReply: "OwnerHandleReply",
-                          AddBorrower: "OwnerHandleAddBorrower", BorrowerAdded: "WorkerHandleBorrowerAdded",
-                          WaitForRefRemoved: "BorrowerHandleWaitForRefRemoved", RefRemoved: "OwnerHandleRefRemoved"}.get(type(msg))
-                if isinstance(msg, (WorkerDied, NodeDied)):
-                    add(s.clock, p, "ProcessHandleFailure", a=a)
-                elif isinstance(msg, ObjectCopy) and obj(msg.object_id) is not None and (p, msg.object_id) in self.arg_pulls:
-                    add(s.clock, p, "WorkerPullArg", a=a, x=obj(msg.object_id), n=ModelValue(event.src))
-                elif action is not None:
-                    x = None
-                    if isinstance(msg, (Spillback, LeaseGranted)):
-                        x = self.request_of.get(msg.request_id, (None, 0))[0]
-                    elif isinstance(msg, PushTask):
-                        x = obj(msg.task.task_id)
-                    elif isinstance(msg, TaskReply):
-                        x = obj(msg.task_id)
-                    elif hasattr(msg, "object_id"):
-                        x = obj(msg.object_id)
-                    if x is not None or isinstance(msg, (AddBorrower, BorrowerAdded)):
-                        add(s.clock, p, action, a=a, x=x)
+            elif isinstance(msg, (WorkerDied, NodeDied)):
+                add(s.clock, p, "ProcessHandleFailure", a=a)
+            elif isinstance(msg, ObjectCopy) and obj(msg.object_id) in self.args.get(running.get(p), ()):
+                add(s.clock, p, "WorkerPullArg", a=a, x=obj(msg.object_id), n=node(event.src))
+            elif msg is not None and type(msg) in _RECEIVED:
+                x = None
+                if isinstance(msg, (Spillback, LeaseGranted)):
+                    x = requests.get(msg.request_id)
+                elif isinstance(msg, PushTask):
+                    x = obj(msg.task.task_id)
+                    running[p] = x
+                elif isinstance(msg, TaskReply):
+                    x = obj(msg.task_id)
+                elif hasattr(msg, "object_id"):
+                    x = obj(msg.object_id)
+                if x is not None or isinstance(msg, (AddBorrower, BorrowerAdded)):
+                    add(s.clock, p, _RECEIVED[type(msg)], a=a, x=x)
+            if any(isinstance(e, Send) and isinstance(e.msg, TaskReply) for e in s.effects) or (
+                isinstance(event, TaskDone) and event.error is not None
+            ):
+                running.pop(p, None)  # the task failed at the worker (its reply is an error)
             for e in s.effects:
                 if isinstance(e, GetDone) and (p, e.request_id) in gets:
                     x = gets.pop((p, e.request_id))
                     add(s.clock, p, "HolderGet" if self.owner_addr.get(x) == p else "BorrowerGet", a=a, x=x)
         return lines
+
+
+#: received messages -> the action that takes them at their addressee (the
+#: failure notifications, pulls and gets are told apart in recognize)
+_RECEIVED = {action_type: action for action, types in DELIVERED.items() for action_type in types}
 
 
 class OwnershipMapping(_EventLog, Mapping):
@@ -414,8 +449,6 @@ class OwnershipMapping(_EventLog, Mapping):
         #: GetObject (by id) -> the nodes its requester knew dead when it sent it
         self.asked_knowing: dict[int, tuple[str, ...]] = {}
         self._keep: list[Any] = []
-        #: (worker, object id) of the pulls of tasks' arguments (WorkerPullArg)
-        self.arg_pulls: set[tuple[str, str]] = set()
         #: the eager steps the trace takes next (see expect)
         self.expected: list[tuple[str, Any]] = []
         self._seen_events = 0
@@ -423,8 +456,11 @@ class OwnershipMapping(_EventLog, Mapping):
         #: set by conformance.eventlog.random_workload: the harness logs its crashes
         self.recorder: Any = None
         self.rng: Any = None
-        #: (address, get request id) of the bodies' gets -> the model object
-        self.gets: dict[tuple[str, int], ModelValue] = {}
+        #: node address -> model node, worker address -> its node's address,
+        #: and the head's address, where they are not the model's names (TCP)
+        self.node_alias: dict[str, ModelValue] = {}
+        self.addr_node: dict[str, str] = {}
+        self.head_address = "head"
 
     # ------------------------------------------------------------------ cluster
     def cluster(self) -> Any:
@@ -605,8 +641,6 @@ class OwnershipMapping(_EventLog, Mapping):
             if core is not None:
                 self.asked_knowing[id(env.msg)] = tuple(sorted(core.dead_nodes))
                 self._keep.append(env.msg)  # ids stay unique while the message lives
-        elif event.kind == "send" and env is not None and isinstance(env.msg, PullObject) and self._pulls_arg(env):
-            self.arg_pulls.add((env.src, env.msg.object_id))
 
     def _observe(self) -> None:
         """Bind worker processes as their nodes start them, and number lease requests."""
@@ -733,13 +767,9 @@ class OwnershipMapping(_EventLog, Mapping):
         addrs = self.bound.get(p["a"]) or []
         if not addrs:
             raise StimulusError(f"no process runs at {p['a'].name}")
-        if self.recorder is not None:
-            self.recorder.user(addrs[-1], "WorkerCrash", {"a": p["a"]})
         self._crash(addrs[-1])
 
     async def _do_NodeCrash(self, p: dict[str, Any]) -> None:
-        if self.recorder is not None:
-            self.recorder.user(p["n"].name, "NodeCrash", {"n": p["n"]})
         self._crash(p["n"].name)
 
     async def _do_HeadDetectNodeDeath(self, p: dict[str, Any]) -> None:
