@@ -50,6 +50,11 @@ A new action is one row: a consumed message in ``DELIVERED`` (with its
 projection in ``_MSG`` if the message type is new), a body step in
 ``BODY_STEPS``, or a name in ``EAGER``.
 
+The order of the steps the implementation takes by itself is the trace's:
+the replay hands the mapping the eager steps that follow each stimulus
+(:meth:`expect`), and the messages below the stimulus are delivered in
+their order (a lease returned before or after a redirect is decided, say).
+
 Projection: every variable but ``lastAction`` and ``why`` (the history of
 why each failure was allowed, which only the spec's properties read: the
 implementation keeps the error itself, compared in ``ent[x].err``).
@@ -60,7 +65,22 @@ and ``brw``, and a crashed node its scheduler, store and ``nknown`` (the
 spec changes none of them after a crash). A lease request queued at a
 scheduler projects as the RequestLease the spec keeps in flight. ``req``
 counts the owner's lease requests of the task (the harness numbers them as
-they are sent).
+they are sent). A GetObject's ``locs``: the spec's requester names every
+node it knows dead (``Bad``), the implementation's only those it found
+without a copy; the projection adds the nodes the requester knew dead when
+it sent it (in a settled state the owner has heard of them too, since
+notifications are delivered at once, so its answer is the same).
+
+Event log (implementation -> model, :meth:`recognize`): one line per spec
+step, with the parameters ``a``, ``x`` and ``n`` it fixes (never ``m``:
+TLC picks the message), from the core steps of the in-memory cluster or of
+a TCP run (merged, and bound by :func:`conformance.merge.bind_ownership`).
+The random environment crashes nodes only where the model has one
+incarnation per address (Small): a node replaces a dead worker at once,
+which the spec does at the same address with a new incarnation. What the
+spec does not model is left out: a driver's registration, a node's first
+workers (the model starts with them), the losses of messages to the dead
+(the spec may keep them).
 """
 
 from __future__ import annotations
