@@ -1117,6 +1117,23 @@ class OwnershipMapping(_EventLog, Mapping):
             borrowers=frozenset(self._proc(w) for w in ref.borrowers),
         )
 
+    def _actor_state(self) -> dict[str, Any]:
+        """The actors' variables of a spec that has them (``Actors``), for a
+        model without actors: no call in flight, no host, nothing ran. A
+        model with actors is not mapped yet: its variables are left out of
+        the projection, so that a replay reports them (not projected)."""
+        if "Actors" not in self.constants or self.constants["Actors"]:
+            return {}
+        # an empty function prints as <<>>: read back, it is the empty sequence
+        return {"chan": (), "actorLog": ()}
+
+    def abstract(self, state: dict[str, Any]) -> dict[str, Any]:
+        out = super().abstract(state)
+        for name in ("chan", "actorLog"):
+            if name in out and not out[name]:
+                out[name] = ()  # however the empty function was written
+        return out
+
     def _wst(self, a: ModelValue) -> str:
         addrs = self.bound.get(a) or []
         if a == self.driver:
@@ -1156,7 +1173,8 @@ class OwnershipMapping(_EventLog, Mapping):
             if n.name not in self.env_dead:
                 msgs.update(nodes[n]["queue"])
         ent = {x: self._entry(x) for x in self.objects}
-        return {
+        state = self._actor_state()
+        return state | {
             "nodeUp": frozenset(n for n in self.nodes if self._up(n.name)),
             "wst": function_value((a, self._wst(a)) for a in self.addrs),
             "inc": function_value((a, max(len(self.bound[a]) - 1, 0)) for a in self.addrs),
