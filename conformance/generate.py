@@ -61,6 +61,7 @@ __all__ = [
     "action_of",
     "covering_paths",
     "edge_id",
+    "edge_ids",
     "explore",
     "generate",
     "greedy_walks",
@@ -202,6 +203,30 @@ def edge_id(source: dict[str, Any], target: dict[str, Any]) -> str:
     edges with it, replay the edges it exercised."""
     text = canonical(TLARecord(source)) + "\0" + canonical(TLARecord(target))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def edge_ids(states: Any) -> tuple[str, ...]:
+    """:func:`edge_id` of each step of a path of states, each state's text
+    made once (a long trace of a spec with large states spends most of its
+    replay here otherwise)."""
+    texts: list[str] = []
+    previous: dict[str, tuple[Any, str]] = {}
+    for state in states:
+        # a step changes few variables: a variable's text is made again only
+        # when its value differs from the previous state's (the text of the
+        # record is that of canonical(TLARecord(state)))
+        parts = []
+        for name in sorted(state):
+            value = state[name]
+            known = previous.get(name)
+            if known is None or type(known[0]) is not type(value) or known[0] != value:
+                known = (value, canonical(value))
+                previous[name] = known
+            parts.append(json.dumps(name, ensure_ascii=False) + ":" + known[1])
+        texts.append("{" + ",".join(parts) + "}")
+    return tuple(
+        hashlib.sha256((texts[i - 1] + "\0" + texts[i]).encode()).hexdigest()[:20] for i in range(1, len(texts))
+    )
 
 
 def action_of(state: dict[str, Any], fallback: str, last_action: str = LAST_ACTION) -> tuple[str, Any]:

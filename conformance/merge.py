@@ -537,7 +537,72 @@ def bind_scheduling(mapping: Any, run: MergedRun) -> list[str]:
     return notes
 
 
-BINDERS = {"Scheduling": bind_scheduling}
+def bind_ownership(mapping: Any, run: MergedRun) -> list[str]:
+    """Bind the Ownership model's values to the run's processes and objects.
+
+    ``HeadNode`` is the driver's node and the other model nodes (in
+    ``NodeOrder``) the other nodes by address (the order in which the
+    scheduling policy breaks ties, as the spec's ``NodeOrder``); each node's
+    workers (by start) are its model workers in ``WorkerOrder``, a worker
+    started later at a new address being the next one of them; the
+    driver's i-th submit or put is the i-th of its body's. Returns notes
+    for the reader.
+    """
+    from ownership.core.events import Put, Submit
+
+    notes: list[str] = []
+    logs = run.processes
+    drivers = sorted((l for l in logs.values() if l.role == "driver"), key=lambda l: l.started)
+    if len(drivers) != 1:
+        raise StepLogError(f"the run has {len(drivers)} drivers, the model one ({mapping.driver.name})")
+    driver = drivers[0]
+    # the nodes the cluster started with, then those added in the block, by start
+    nodes = [a for a in run.harness.nodes if a in logs]
+    nodes += [l.address for l in sorted((l for l in logs.values() if l.role == "node"), key=lambda l: l.started) if l.address not in nodes]
+    order = [n for n in mapping.constants["NodeOrder"]]
+    if len(nodes) != len(order) or driver.node not in nodes:
+        raise StepLogError(f"the run has {len(nodes)} nodes (the driver on {driver.node}), the model {len(order)} with the driver on {mapping.head_node.name}")
+    # the scheduling policy breaks ties by name, the spec by NodeOrder
+    others = sorted(a for a in nodes if a != driver.node)
+    node_addr = {mapping.head_node: str(driver.node)}
+    for n in order:
+        if n != mapping.head_node:
+            node_addr[n] = others.pop(0)
+    mapping.node_alias = {a: n for n, a in node_addr.items()}
+    mapping.proc_of = {driver.address: (mapping.driver, 0)}
+    mapping.bound = {a: [] for a in mapping.addrs}
+    mapping.bound[mapping.driver].append(driver.address)
+    for n, address in node_addr.items():
+        model = [w for w in mapping.workers if mapping.worker_node[w] == n]
+        real = sorted((l for l in logs.values() if l.role == "worker" and l.node == address), key=lambda l: l.started)
+        if len(real) > len(model):
+            notes.append(f"{n.name}: workers {', '.join(l.address for l in real[len(model):])} are more than the model has: "
+                         "a step of one is rejected")
+        for w, l in zip(model, real):
+            mapping.proc_of[l.address] = (w, 0)
+            mapping.bound[w].append(l.address)
+            mapping.addr_node[l.address] = address
+    made = [op["obj"] for op in mapping.body[mapping.root] if op["op"] in ("submit", "put")]
+    events = [s.event for s in run.steps if isinstance(s, CoreStep) and s.process == driver.address and isinstance(s.event, (Submit, Put))]
+    if len(events) > len(made):
+        raise StepLogError(f"the driver ({driver.address}) made {len(events)} objects, the model's program {len(made)}")
+    for x, event in zip(made, events):
+        if isinstance(event, Submit):
+            if mapping.kind[x] != "task" or event.task.max_retries != mapping.retries[x]:
+                raise StepLogError(f"task {event.task.task_id} is {x.name} of the model, a {mapping.kind[x]} with "
+                                   f"{mapping.retries[x]} retries; it was submitted with max_retries={event.task.max_retries}")
+            mapping.obj_of[event.task.return_id.removesuffix(".r")] = x
+            mapping.obj_of[event.task.task_id] = x
+        else:
+            if mapping.kind[x] != "put":
+                raise StepLogError(f"object {event.object_id} is {x.name} of the model, a task, but the driver put it")
+            mapping.obj_of[event.object_id.removesuffix(".r")] = x
+        mapping.owner_addr[x] = driver.address
+    mapping.head_address = run.harness.head or next((l.address for l in logs.values() if l.role == "head"), "head")
+    return notes
+
+
+BINDERS = {"Scheduling": bind_scheduling, "Ownership": bind_ownership}
 
 
 def event_log(run: MergedRun, spec: str, constants: dict[str, Any]) -> tuple[list[Any], list[str]]:

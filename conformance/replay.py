@@ -26,7 +26,7 @@ from ownership.tla.itf import ITFFormatError, ITFTrace, decode_value, load_itf
 from ownership.tla.values import format_value, sort_key
 
 from .cluster import StimulusError
-from .generate import canonical, edge_id
+from .generate import canonical, edge_ids
 from .mappings import Mapping, load_mapping
 
 __all__ = ["Divergence", "ReplayResult", "TraceError", "replay", "replay_all", "load_traces", "diff_states", "trace_steps", "model_constants"]
@@ -225,6 +225,13 @@ async def replay(
                 step = steps[i]
                 done.append(step)
                 if i > 0 and step.action not in eager:
+                    # the steps the implementation takes by itself next, in the trace's order
+                    ahead = []
+                    for later in steps[i + 1 :]:
+                        if later.action not in eager:
+                            break
+                        ahead.append((later.action, later.params))
+                    mapping.expect(ahead)
                     try:
                         await mapping.apply(step.action, dict(step.params))
                     except StimulusError as exc:
@@ -250,7 +257,7 @@ async def replay(
     except Exception as exc:  # the implementation (or the harness) raised: report, do not crash the run
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-6))
         divergence = Divergence(len(done) - 1, done[-1].action if done else "", "error", f"{type(exc).__name__}: {exc}\n{tb}", steps=tuple(done))
-    edges = tuple(edge_id(states[i - 1], states[i]) for i in range(1, good + 1))
+    edges = edge_ids(states[: good + 1]) if good > 0 else ()
     actions = tuple((steps[i].action, canonical(steps[i].params)) for i in range(1, good + 1))
     return ReplayResult(
         source=source,

@@ -5,7 +5,9 @@ a module extends the spec's model with the log as a sequence of records
 (TLC 2.15 has no JSON reader, so the log is written into the module) and a
 cursor ``l`` over it. Each step of the trace spec is a step of the spec's
 ``Next`` whose ``lastAction`` names the log line's action with the line's
-parameters, and moves the cursor on::
+parameters, and moves the cursor on (lines of one clock from different
+processes, concurrent steps of a merged TCP run, may be taken in either
+order: ``TraceReady``)::
 
     TraceNext == /\\ l <= Len(TraceLog)
                  /\\ Next
@@ -70,7 +72,11 @@ def trace_module(model: str, lines: list[LogLine]) -> str:
             params = f"[{fields}]"
         else:
             params = "<<>>"
-        records.append((f'[action |-> "{line.action}", params |-> {params}]', f"clock {line.clock}, {line.process}"))
+        process = line.process.replace("\\", "\\\\").replace('"', '\\"')
+        records.append(
+            (f'[action |-> "{line.action}", params |-> {params}, clock |-> {line.clock}, process |-> "{process}"]',
+             f"clock {line.clock}, {line.process}")
+        )
     body = [
         f"    {record}{',' if i < len(records) - 1 else ''}  \\* {comment}" for i, (record, comment) in enumerate(records)
     ]
@@ -82,15 +88,25 @@ EXTENDS {model}, TLC, Naturals, Sequences
 
 TraceLog == {log}
 
-VARIABLE l
+VARIABLES l, taken
 
-TraceInit == Init /\\ l = 1
+TraceInit == Init /\\ l = 1 /\\ taken = {{}}
+
+\\* Line i may come next: every line before it is taken, but for lines of
+\\* its clock from other processes (concurrent steps, in either order).
+TraceReady(i) ==
+    /\\ i \\notin taken
+    /\\ \\A j \\in 1..(i - 1) : j \\notin taken =>
+            TraceLog[j].clock = TraceLog[i].clock /\\ TraceLog[j].process # TraceLog[i].process
 
 TraceNext ==
     /\\ l <= Len(TraceLog)
-    /\\ Next
-    /\\ lastAction'.name = TraceLog[l].action
-    /\\ \\A f \\in DOMAIN TraceLog[l].params : lastAction'.params[f] = TraceLog[l].params[f]
+    /\\ \\E i \\in 1..Len(TraceLog) :
+        /\\ TraceReady(i)
+        /\\ Next
+        /\\ lastAction'.name = TraceLog[i].action
+        /\\ \\A f \\in DOMAIN TraceLog[i].params : lastAction'.params[f] = TraceLog[i].params[f]
+        /\\ taken' = taken \\cup {{i}}
     /\\ l' = l + 1
 
 \\* Violated exactly when a behaviour has taken every line of the log.
@@ -138,5 +154,11 @@ def validate(log: Path, spec: SpecModel, config: str, *, workers: int = 1, timeo
             (tmp / f"{_MODULE}.tla").write_text(text, encoding="utf-8")
             before = check(tmp / f"{_MODULE}.tla", tmp / "Before.cfg", workers=workers, deadlock=False, timeout=timeout)
             if before.violation is not None and before.violation.trace:
-                state = {k: val for k, val in before.violation.trace[-1].state.items() if k != "l"}
+                last = before.violation.trace[-1].state
+                state = {k: val for k, val in last.items() if k not in ("l", "taken")}
+                # a concurrent line after it may have been taken first: the
+                # line the spec cannot take is the first one not taken
+                taken = {int(i) for i in last.get("taken", ())}
+                first = next((i for i in range(1, len(lines) + 1) if i not in taken), consumed + 1)
+                consumed, failed = first - 1, lines[first - 1]
         return Validation(False, len(lines), consumed, failed, state, (), checker, time.monotonic() - started)

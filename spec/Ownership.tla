@@ -436,8 +436,13 @@ First(seq, S) == seq[CHOOSE i \in 1..Len(seq) : seq[i] \in S /\ \A j \in 1..(i -
 \* The worker a node leases: its first idle one.
 GrantTo(n) == LET a == First(WorkerOrder, {w[1] : w \in IdleWorkers(n)}) IN <<a, inc[a]>>
 \* Where a node redirects what it cannot grant: the first other member that
-\* has a free CPU as far as it knows (a member may have died since).
-SpillTargets(n, x) == {r \in members \ {n} : Fits(r, x)}
+\* has a free CPU as far as it knows (a member may have died since).  A node
+\* without a CPU at all, which can never grant a task, redirects it to the
+\* first other member that has one, free or not: the request waits there.
+SpillTargets(n, x) ==
+    LET fit == {r \in members \ {n} : Fits(r, x)}
+    IN IF fit # {} \/ Capacity[n] > 0 \/ Kind[x] = "actor" THEN fit
+       ELSE {r \in members \ {n} : Capacity[r] > 0}
 
 \* The processes a node relays notifications to: its registered workers,
 \* and the driver on the head node.

@@ -37,6 +37,7 @@ MAPPINGS = {
     "Scheduling": "conformance.mappings.scheduling",
     "RefCounting": "conformance.mappings.refcounting",
     "FateSharing": "conformance.mappings.fatesharing",
+    "Ownership": "conformance.mappings.ownership",
 }
 
 
@@ -76,6 +77,12 @@ class Mapping(abc.ABC):
         trace generation: traces with a choice the implementation never
         makes cannot be followed, so they are not generated."""
         return [], []
+
+    def expect(self, steps: list[tuple[str, Any]]) -> None:
+        """The trace's steps that follow the next stimulus and that the
+        implementation takes by itself (eager), in order, with their
+        parameters: a mapping that delivers messages below the stimulus can
+        deliver them in this order (default: ignored)."""
 
     def abstract(self, state: dict[str, Any]) -> dict[str, Any]:
         """The trace's state in the projection's terms (default: itself,

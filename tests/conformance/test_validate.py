@@ -101,8 +101,10 @@ def test_trace_module_holds_the_log_as_records():
         ],
     )
     assert "EXTENDS MCScheduling, TLC, Naturals, Sequences" in text
-    assert '[action |-> "OwnerSubmit", params |-> [o |-> o1, t |-> t1]],  \\* clock 3, driver@n1' in text
-    assert '[action |-> "SchedulerGrantLease", params |-> [m |-> [type |-> "RequestLease", task |-> t1]]]' in text
+    assert '[action |-> "OwnerSubmit", params |-> [o |-> o1, t |-> t1], clock |-> 3, process |-> "driver@n1"],  \\* clock 3, driver@n1' in text
+    assert '[action |-> "SchedulerGrantLease", params |-> [m |-> [type |-> "RequestLease", task |-> t1]], clock |-> 4, process |-> "n1"]' in text
+    # lines of one clock from different processes (concurrent steps) may be taken in either order
+    assert "TraceLog[j].clock = TraceLog[i].clock /\\ TraceLog[j].process # TraceLog[i].process" in text
     assert "TraceIncomplete == l <= Len(TraceLog)" in text
     json.dumps(text)
 
