@@ -958,8 +958,12 @@ class OwnershipMapping(_EventLog, Mapping):
         return TLARecord(
             x=self.no_obj, o=self.no_proc, att=0, phase="idle",
             arg=function_value((y, "none") for y in self.objects), at=function_value((y, self.no_node) for y in self.objects),
-            val=frozenset(), lent=False, pc=1, refs=frozenset(), regs=frozenset(),
+            val=frozenset(), lent=False, pc=1, refs=frozenset(), regs=frozenset(), **self._no_actor_calls(),
         )
+
+    def _no_actor_calls(self) -> dict[str, Any]:
+        """An executor's actor fields when it hosts no actor (the models mapped have none)."""
+        return {"q": (), "cur": TLARecord(o=self.no_proc, x=self.no_obj, att=0)}
 
     def _no_deaths(self) -> TLARecord:
         return TLARecord(n=frozenset(), p=frozenset())
@@ -1009,7 +1013,7 @@ class OwnershipMapping(_EventLog, Mapping):
             arg=function_value(arg.items()), at=function_value(at.items()), val=frozenset(val),
             lent=core.executor.lent_lease is not None, pc=b.pc if b is not None and b.task_id == r.spec.task_id else 1,
             refs=frozenset(self._obj(i.object_id) for i in r.arg_refs),
-            regs=frozenset(self._obj(oid) for oid in r.registering),
+            regs=frozenset(self._obj(oid) for oid in r.registering), **self._no_actor_calls(),
         )
 
     def _object_id_of(self, y: ModelValue) -> str:
@@ -1070,7 +1074,7 @@ class OwnershipMapping(_EventLog, Mapping):
     def _entry(self, x: ModelValue) -> TLARecord:
         none = TLARecord(owner=self.no_proc, task="none", req=0, loc=TLARecord(n=self.no_node, w=self.no_proc), att=0,
                          budget=0, obj="none", locs=frozenset(), err="", local=0, submitted=0, lineage=0,
-                         waiters=frozenset(), borrowers=frozenset())
+                         waiters=frozenset(), borrowers=frozenset(), host=self.no_proc)
         addr = self.owner_addr.get(x)
         if addr is None:
             return none
@@ -1114,15 +1118,15 @@ class OwnershipMapping(_EventLog, Mapping):
             obj=obj, locs=frozenset(self._node(n) for n in ref.locations) if obj == "ready" else frozenset(),
             err=self._error(ref.error) if obj == "failed" else "", local=ref.local, submitted=ref.submitted,
             lineage=ref.lineage, waiters=frozenset(self._proc(w) for w in ref.remote_waiters),
-            borrowers=frozenset(self._proc(w) for w in ref.borrowers),
+            borrowers=frozenset(self._proc(w) for w in ref.borrowers), host=self.no_proc,
         )
 
     def _actor_state(self) -> dict[str, Any]:
-        """The actors' variables of a spec that has them (``Actors``), for a
-        model without actors: no call in flight, no host, nothing ran. A
-        model with actors is not mapped yet: its variables are left out of
-        the projection, so that a replay reports them (not projected)."""
-        if "Actors" not in self.constants or self.constants["Actors"]:
+        """The actors' variables, for a model without actors (no object of
+        kind actor or call): no call in flight, no host, nothing ran. A model
+        with actors is not mapped yet: its variables are left out of the
+        projection, so that a replay reports them (not projected)."""
+        if any(kind in ("actor", "call") for kind in self.kind.values()):
             return {}
         # an empty function prints as <<>>: read back, it is the empty sequence
         return {"chan": (), "actorLog": ()}
