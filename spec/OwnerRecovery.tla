@@ -622,7 +622,10 @@ OwnerFree(p, x) ==
        /\ ~\E z \in Objects : x \in Args[z] /\ ent[p][z].st # "none"
        /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
        /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x] = [NoLog EXCEPT !.ep = log[x].ep]] ELSE log
-       /\ ent' = [ent EXCEPT ![p][x] = NoEntry]
+       \* The freed entry keeps its epoch: an owner recognizes the ids it made
+       \* (an id carries its owner's task), so a late message about one is
+       \* dropped, not taken for news of a take-over it has not heard of.
+       /\ ent' = [ent EXCEPT ![p][x] = [NoEntry EXCEPT !.ep = e.ep]]
        /\ msgs' = msgs \cup Send({FreeObjectMsg(x, p, e.ep, n) : n \in e.locs})
     /\ lastAction' = Step("OwnerFree", p, x, NoMsg)
     /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
