@@ -228,9 +228,9 @@ RefRemovedMsg(x, o, ep, h) == Msg("RefRemoved", x, o, ep, h, o)
 FreeObjectMsg(x, o, ep, n) == Msg("FreeObject", x, o, ep, n, n)
 ParentDoneMsg(p, att) == Msg("ParentDone", NoObj, p, att, p, Driver)
 FenceMsg(p) == Msg("Fence", NoObj, NoProc, 0, p, p)
-OwnerDiedMsg(p, moved, to, q) == [Msg("OwnerDied", NoObj, p, 0, p, q) EXCEPT !.moved = moved, !.to = to]
-ReportMsg(x, ep, q, held, copy, running) ==
-    [Msg("Report", x, Driver, ep, q, Driver) EXCEPT !.held = held, !.copy = copy, !.running = running]
+OwnerMovedMsg(p, moved, to, q) == [Msg("OwnerMoved", NoObj, p, 0, p, q) EXCEPT !.moved = moved, !.to = to]
+RecoveryReportMsg(x, ep, q, held, copy, running) ==
+    [Msg("RecoveryReport", x, Driver, ep, q, Driver) EXCEPT !.held = held, !.copy = copy, !.running = running]
 NoMsg == Msg("None", NoObj, NoProc, 0, NoProc, NoProc)
 
 \* A message to a dead process is lost with its connection.
@@ -703,7 +703,7 @@ Declare(p) ==
     /\ log' = [x \in Objects |->
                  IF x \in M THEN [log[x] EXCEPT !.owner = Driver, !.ep = NewEp(x), !.adopt = @ \ {p}]
                  ELSE [log[x] EXCEPT !.adopt = @ \ {p}]]
-    /\ msgs' = msgs \cup {OwnerDiedMsg(p, moved, to, q) : q \in to}
+    /\ msgs' = msgs \cup {OwnerMovedMsg(p, moved, to, q) : q \in to}
                     \cup (IF p \in up THEN {FenceMsg(p)} ELSE {})
 
 \* The head detects a crash (a dropped connection and failed probes).
@@ -750,9 +750,9 @@ ProcessFenced(p) ==
 (* owner, opens an entry for each moved object, waiting for the answers of *)
 (* every process the head told that it does not know dead.                 *)
 (***************************************************************************)
-ProcessHandleOwnerDied(q, m) ==
+ProcessHandleOwnerMoved(q, m) ==
     /\ m \in msgs
-    /\ m.type = "OwnerDied"
+    /\ m.type = "OwnerMoved"
     /\ m.dst = q
     /\ q \in up
     /\ LET p == m.w
@@ -797,8 +797,8 @@ ProcessHandleOwnerDied(q, m) ==
        /\ pb' = IF restart THEN [pb EXCEPT ![nextAt] = [st |-> "running", pc |-> 1, att |-> par.att + 1]] ELSE pb
        /\ msgs' = (msgs \ {m}) \cup
                   (IF q = Driver THEN {}
-                   ELSE Send({ReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
-    /\ lastAction' = Step("ProcessHandleOwnerDied", q, NoObj, m)
+                   ELSE Send({RecoveryReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
+    /\ lastAction' = Step("ProcessHandleOwnerMoved", q, NoObj, m)
     /\ UNCHANGED <<up, crashes, declared, log, got, created, made, why>>
 
 (***************************************************************************)
@@ -808,7 +808,7 @@ ProcessHandleOwnerDied(q, m) ==
 (***************************************************************************)
 NewOwnerHandleReport(m) ==
     /\ m \in msgs
-    /\ m.type = "Report"
+    /\ m.type = "RecoveryReport"
     /\ Driver \in up
     /\ \/ ent[Driver][m.x].st = "recovering" /\ ent[Driver][m.x].ep = m.ep
        \/ mv[Driver][m.x].ep >= m.ep
@@ -888,7 +888,7 @@ ProtocolNext ==
     \/ \E p \in PX : OwnerRebuild(p[1], p[2])
     \/ \E p \in Procs : HeadDetectDeath(p)
     \/ \E p \in Procs : ProcessFenced(p)
-    \/ \E q \in Procs : \E m \in msgs : ProcessHandleOwnerDied(q, m)
+    \/ \E q \in Procs : \E m \in msgs : ProcessHandleOwnerMoved(q, m)
     \/ \E m \in msgs : NewOwnerHandleReport(m)
     \/ \E x \in Objects : NewOwnerComplete(x)
 
@@ -970,7 +970,7 @@ Counted(h, x, o, ep) ==
           \/ ent[o][x].st = "recovering" /\ h \in ent[o][x].waiting
           \/ Recoverable[x] /\ h \in log[x].adopt
     \* the new owner has not heard of the take-over yet
-    \/ \E m \in msgs : m.type = "OwnerDied" /\ m.dst = o /\ \E mm \in m.moved : mm[1] = x /\ mm[2] = ep
+    \/ \E m \in msgs : m.type = "OwnerMoved" /\ m.dst = o /\ \E mm \in m.moved : mm[1] = x /\ mm[2] = ep
 BorrowersCounted ==
     \A h \in Procs, x \in Objects :
         Member(h) /\ brw[h][x].held /\ Member(brw[h][x].o) => Counted(h, x, brw[h][x].o, brw[h][x].ep)
