@@ -77,7 +77,11 @@ def test_mutant_violates_its_target(spec, mutant, tmp_path: Path):
     target_file.write_text(text.replace(mutant["find"], mutant["replace"]))
 
     config = manifest["configs"][mutant.get("config", "Small")]
-    result = check(workdir / manifest["model"], workdir / config["file"], deadlock=manifest.get("deadlock", True))
+    # A mutant that makes a get hang may turn deadlock checking off
+    # ("deadlock": false), so that TLC names the liveness property it breaks
+    # rather than the stuck state.
+    deadlock = mutant.get("deadlock", manifest.get("deadlock", True))
+    result = check(workdir / manifest["model"], workdir / config["file"], deadlock=deadlock)
 
     assert result.errors == [], result.errors
     assert result.violation is not None, f"mutant {mutant['name']} was not caught: {mutant['why']}"

@@ -1,0 +1,73 @@
+--------------------------- MODULE MCOwnerRecovery ---------------------------
+(***************************************************************************)
+(* Models of OwnerRecovery: model values, the programs that run, the view. *)
+(*                                                                         *)
+(* Processes: the driver d (never fails, the new owner), o (runs the       *)
+(* parent task, so owns its objects), w (runs the objects' tasks, and the  *)
+(* parent's re-execution), h and k (hold references).                      *)
+(***************************************************************************)
+EXTENDS OwnerRecovery, TLC
+
+CONSTANTS d, o, w, h, k, X, Y
+
+Mk(x) == [op |-> "make", obj |-> x]
+Sh(x) == [op |-> "share", obj |-> x]
+Gt(x) == [op |-> "get", obj |-> x]
+
+(***************************************************************************)
+(* Small: one recoverable task, held by h; o may crash.                    *)
+(*                                                                         *)
+(*   driver:  parent.remote()                       -- runs at o (then w)  *)
+(*   parent:  x = f.options(recoverable=True).remote(); hand x to h       *)
+(*   h:       get(x); del x                                                *)
+(***************************************************************************)
+SmallProcs == {d, o, w, h}
+SmallObjects == {X}
+SmallRecoverable == [x \in SmallObjects |-> TRUE]
+SmallKind == [x \in SmallObjects |-> "task"]
+SmallArgs == [x \in SmallObjects |-> {}]
+SmallRetries == [x \in SmallObjects |-> 1]
+SmallPlacement == [x \in SmallObjects |-> <<w, d>>]
+SmallHolders == [x \in SmallObjects |-> {h}]
+SmallBody == <<Mk(X), Sh(X)>>
+
+(***************************************************************************)
+(* Mixed: the recoverable x and a default y, both held by h: y fails with  *)
+(* OwnerDied when o dies, x survives it.                                   *)
+(***************************************************************************)
+MixedObjects == {X, Y}
+MixedRecoverable == [x \in MixedObjects |-> x = X]
+MixedKind == [x \in MixedObjects |-> "task"]
+MixedArgs == [x \in MixedObjects |-> {}]
+MixedRetries == [x \in MixedObjects |-> 1]
+MixedPlacement == [x \in MixedObjects |-> <<w, d>>]
+MixedHolders == [x \in MixedObjects |-> {h}]
+MixedBody == <<Mk(X), Mk(Y), Sh(X), Sh(Y)>>
+
+(***************************************************************************)
+(* Put: x a recoverable put (its value logged at the head), y = g(x)       *)
+(* recoverable, held by h; the parent gets y.                              *)
+(***************************************************************************)
+PutKind == [x \in MixedObjects |-> IF x = X THEN "put" ELSE "task"]
+PutArgs == [x \in MixedObjects |-> IF x = Y THEN {X} ELSE {}]
+PutRetries == [x \in MixedObjects |-> IF x = X THEN 0 ELSE 1]
+PutRecoverable == [x \in MixedObjects |-> TRUE]
+PutHolders == [x \in MixedObjects |-> IF x = Y THEN {h} ELSE {}]
+PutBody == <<Mk(X), Mk(Y), Sh(Y), Gt(Y)>>
+
+(***************************************************************************)
+(* Large (simulation): the Mixed program with a second holder k of x, the  *)
+(* parent's get of x, and crashes of o, w, h or k, twice, with false       *)
+(* suspicion: the owner and then a holder, or the worker running the new   *)
+(* owner's rebuild.                                                        *)
+(***************************************************************************)
+LargeProcs == {d, o, w, h, k}
+LargeHolders == [x \in MixedObjects |-> IF x = X THEN {h, k} ELSE {h}]
+LargeBody == <<Mk(X), Mk(Y), Sh(X), Sh(Y), Gt(X)>>
+
+ParentPlaces == <<o, w>>
+
+\* Every variable but the auxiliary lastAction.
+MCView == <<up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, msgs,
+            par, pb, got, created, made, why>>
+=============================================================================
