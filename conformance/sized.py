@@ -172,3 +172,84 @@ def scheduling_log(run: MergedRun, pipeline_depth: int = 2) -> tuple[dict[str, A
     if len(kept) < len(lines):
         notes.append(f"{len(lines) - len(kept)} actions of actor tasks left out")
     return constants, kept, notes
+
+
+def scheduling_prefix(constants: dict[str, Any], lines: list[LogLine], limit: int) -> tuple[dict[str, Any], list[LogLine]]:
+    """The first ``limit`` lines, with the model's tasks cut down to those
+    they submit.
+
+    A task that no line has submitted yet is ``"new"`` in every state of
+    the prefix: no action of Scheduling but its own ``OwnerSubmit`` reads a
+    task in that state (``InFlight``, ``Requesting``, ``Busy`` and the
+    failure scan look at tasks requested or pushed; the program-order guard
+    of ``OwnerSubmit(o, t)`` looks at the tasks *before* ``t``, all submitted
+    in the prefix already). So a behaviour of the cut model taking the prefix
+    is one of the whole model with the other tasks left new, and the other
+    way round: the prefix is accepted by one exactly when by the other.
+    """
+    prefix = lines[:limit]
+    submitted = [line.params["t"] for line in prefix if line.action == "OwnerSubmit"]
+    keep = set(submitted)
+    cut = dict(constants)
+    cut["Tasks"] = frozenset(keep)
+    for name in ("TaskOwner", "TaskKey", "TaskRetries"):
+        cut[name] = TLAFunction({t: v for t, v in constants[name].items() if t in keep})
+    cut["SubmitOrder"] = tuple(t for t in constants["SubmitOrder"] if t in keep)
+    return cut, prefix
+
+
+#: lines of a run's Scheduling log checked by ``validate_window`` unless told
+WINDOW = 2000
+
+
+def validate_window(run: MergedRun, limit: int = WINDOW, pipeline_depth: int = 2) -> dict[str, Any]:
+    """Check the first ``limit`` lines of ``run``'s Scheduling log with TLC
+    (the model cut to them, see :func:`scheduling_prefix`): what was
+    checked, accepted or not, and on a rejection the line and the state
+    before it (its entries that differ from the most common value)."""
+    import time
+
+    from .specs import resolve_spec
+    from .validate import validate_sized
+
+    started = time.monotonic()
+    constants, lines, notes = scheduling_log(run, pipeline_depth)
+    cut, prefix = scheduling_prefix(constants, lines, limit)
+    v = validate_sized(prefix, resolve_spec("Scheduling", None), cut)
+    out: dict[str, Any] = {
+        "spec": "Scheduling",
+        "lines": len(lines),
+        "window": len(prefix),
+        "accepted": v.accepted,
+        "consumed": v.consumed,
+        "seconds": round(time.monotonic() - started, 1),
+        "notes": notes,
+    }
+    if v.accepted:
+        whole = "all" if len(prefix) == len(lines) else "the first"
+        out["summary"] = f"Scheduling accepted {whole} {len(prefix):,} of its {len(lines):,} lines ({out['seconds']:.0f} s)"
+        return out
+    from .replay import Step
+
+    line = v.failed
+    out["failed"] = None if line is None else f"clock {line.clock}, {line.process}: {Step(v.consumed + 1, line.action, line.params)}"
+    out["state"] = {} if v.state is None else {k: _salient(x) for k, x in sorted(v.state.items()) if k != "lastAction"}
+    out["summary"] = (
+        f"Scheduling REJECTED line {v.consumed + 1} of {len(lines):,} (checked the first {len(prefix):,}, "
+        f"{out['seconds']:.0f} s): {out['failed']}"
+    )
+    return out
+
+
+def _salient(value: Any) -> str:
+    """A state variable in short: a function's entries that differ from its most common value."""
+    from collections import Counter
+
+    from ownership.tla.values import format_value
+
+    if isinstance(value, dict) and len(value) > 4 and not all(isinstance(k, str) for k in value):
+        common, _n = Counter(format_value(v) for v in value.values()).most_common(1)[0]
+        rest = {k: v for k, v in value.items() if format_value(v) != common}
+        shown = format_value(TLAFunction(rest)) if rest else "()"
+        return f"{shown} (every other of {len(value)}: {common})"
+    return format_value(value)
