@@ -13,7 +13,12 @@ bounded, and one that runs past the bound is a hang, reported with its
 job's description. After the run the workload drains and the cluster is
 checked for leaks: objects, borrowed refs, stored copies, pulls, leases,
 busy resources, queued requests and shared-memory segments still held, and
-processes left running after the cluster stopped.
+processes left running after the cluster stopped. With a log folder, the
+processes' core steps are merged into one causal order and the first lines
+of the run's Scheduling event log are checked with TLC against the spec,
+the model sized from the run (``conformance/sized.py``): a line no
+behaviour of the spec can take fails the run, and the report shows it with
+the state before it.
 
 The jobs (each a few tasks; ``JOBS`` names them):
 
