@@ -25,6 +25,7 @@ state the spec is in just before the line it cannot take.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 import attrs
 
 from ownership.tla.tlc import TraceState, check
-from ownership.tla.values import format_value
+from ownership.tla.values import ModelValue, TLAFunction, format_value
 
 from .eventlog import LogLine, read_log
 from .generate import GenerationError, _tlc_failure, _tlc_version
@@ -162,3 +163,281 @@ def validate(log: Path, spec: SpecModel, config: str, *, workers: int = 1, timeo
                 first = next((i for i in range(1, len(lines) + 1) if i not in taken), consumed + 1)
                 consumed, failed = first - 1, lines[first - 1]
         return Validation(False, len(lines), consumed, failed, state, (), checker, time.monotonic() - started)
+
+
+# ---------------------------------------------------------------------------
+# Logs of whole runs: a model sized from the log, one action per line
+# ---------------------------------------------------------------------------
+
+_SIZED_MODULE = "SizedTrace"
+_DISJUNCT = re.compile(r"\\/\s*(?:\\E\s+(?P<binds>[^:]*?)\s*:\s*)?(?P<action>[A-Z]\w*)\((?P<args>[^()]*)\)\s*$")
+_BIND = re.compile(r"(\w+)\s*\\in\s*(\w+)")
+
+
+@attrs.frozen
+class ActionShape:
+    """One disjunct of a spec's ``Next``: ``\\E o \\in Owners, t \\in Tasks : OwnerSubmit(o, t)``."""
+
+    name: str
+    #: the bound variables and the sets they range over, in order
+    binds: tuple[tuple[str, str], ...]
+    #: the action's arguments (expressions over the bound variables)
+    args: str
+
+
+def next_actions(module_text: str) -> dict[str, ActionShape]:
+    """The actions of a spec's ``Next``, one per disjunct, each with its
+    quantifiers. Only a flat ``Next`` (one disjunct per action, as the
+    project's specs write it, see TLC-NOTES) is read; a disjunct that names
+    a definition of further disjuncts is expanded."""
+    text = _strip_comments(module_text)
+    defs = _definitions(text)
+    out: dict[str, ActionShape] = {}
+
+    def expand(name: str, seen: frozenset[str]) -> None:
+        body = defs.get(name)
+        if body is None or name in seen:
+            return
+        for chunk in re.split(r"\n(?=\s*\\/)", "\n" + body):
+            chunk = " ".join(chunk.split())
+            if not chunk.startswith("\\/"):
+                continue
+            m = _DISJUNCT.match(chunk)
+            if m is None:
+                inner = chunk.removeprefix("\\/").strip()
+                if re.fullmatch(r"[A-Z]\w*", inner):
+                    expand(inner, seen | {name})
+                continue
+            binds = tuple(_BIND.findall(m.group("binds") or ""))
+            out.setdefault(m.group("action"), ActionShape(m.group("action"), binds, m.group("args")))
+
+    expand("Next", frozenset())
+    return out
+
+
+def _strip_comments(text: str) -> str:
+    text = re.sub(r"\(\*.*?\*\)", lambda m: re.sub(r"[^\n]", " ", m.group(0)), text, flags=re.S)
+    return re.sub(r"\\\*[^\n]*", "", text)
+
+
+def _definitions(text: str, arity: bool = False) -> dict[str, str]:
+    """Zero-arity definitions ``Name ==`` and their bodies (up to the next
+    definition); with ``arity``, the operators with parameters instead."""
+    out: dict[str, str] = {}
+    heads = list(re.finditer(r"^(\w+)\s*(\([^)]*\))?\s*==", text, flags=re.M))
+    for i, m in enumerate(heads):
+        end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
+        body = text[m.end() : end]
+        body = re.split(r"^(?:-{4,}|={4,})", body, flags=re.M)[0]
+        if (m.group(2) is not None) == arity:
+            out[m.group(1)] = body
+    return out
+
+
+def unused_domains(module_text: str, actions: dict[str, ActionShape]) -> list[str]:
+    """The sets ``Next`` draws parameters from that no operator with
+    parameters (an action, a helper) mentions: only ``Next`` and the
+    fairness conditions quantify over them, and the trace spec uses neither.
+    TLC evaluates every constant definition when it starts, and these are
+    big with a model sized from a run (every task by every worker), so the
+    trace spec's config replaces them with the empty set."""
+    text = _strip_comments(module_text)
+    zero = _definitions(text)
+    every = {**zero, **_definitions(text, arity=True)}
+    reached: set[str] = set()
+    stack = list(actions)
+    while stack:  # what the actions use, and what that uses
+        name = stack.pop()
+        if name in reached or name not in every:
+            continue
+        reached.add(name)
+        stack.extend(w for w in set(re.findall(r"\b[A-Za-z]\w*\b", every[name])) if w in every)
+    domains = {s for a in actions.values() for _v, s in a.binds} - _CHEAP_SETS
+    return sorted(name for name in domains if name in zero and name not in reached)
+
+
+def _model_values(value: Any, into: set[str]) -> None:
+    from ownership.tla.values import ModelValue
+
+    if isinstance(value, ModelValue):
+        into.add(value.name)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _model_values(k, into)
+            _model_values(v, into)
+    elif isinstance(value, (tuple, list, frozenset, set)):
+        for v in value:
+            _model_values(v, into)
+
+
+def sized_trace_module(
+    spec_module: str, actions: dict[str, ActionShape], constants: dict[str, Any], lines: list[LogLine], module_text: str = ""
+) -> tuple[str, str]:
+    """The trace spec (and its config) of ``lines`` over ``spec_module`` with
+    the model ``constants``: each line picks its action by name and gives it
+    the line's parameters (``TraceStep``), so TLC evaluates one action per
+    step, not all of ``Next``. A parameter the line does not give stays
+    quantified as in ``Next``; every parameter given must also be the one
+    ``lastAction`` records (parameters that are not arguments, such as the
+    worker a scheduler picked, are checked there)."""
+    shapes: dict[tuple[str, frozenset[str]], int] = {}
+    records = []
+    for line in lines:
+        if line.action not in actions:
+            raise GenerationError(f"line at clock {line.clock} ({line.process}): {line.action} is not an action of Next")
+        key = (line.action, frozenset(line.params))
+        shape = shapes.setdefault(key, len(shapes) + 1)
+        fields = ", ".join(f"{k} |-> {_tla(v)}" for k, v in sorted(line.params.items()))
+        records.append(f"[s |-> {shape}, p |-> {'[' + fields + ']' if fields else '<<>>'}]")
+    steps = []
+    for (name, given), shape in sorted(shapes.items(), key=lambda kv: kv[1]):
+        a = actions[name]
+        lets = [f"{v} == TraceLog[l].p.{v}" for v, _set in a.binds if v in given]
+        checks = [f"{v} \\in {s}" for v, s in a.binds if v in given and s in _CHEAP_SETS]
+        free = [f"{v} \\in {s}" for v, s in a.binds if v not in given]
+        body = " /\\ ".join([*checks, f"{name}({a.args})"])
+        if free:
+            body = f"\\E {', '.join(free)} : {body}"
+        if lets:
+            body = f"LET {' '.join(lets)} IN {body}"
+        steps.append(f"    \\/ TraceLog[l].s = {shape} /\\ {body}")
+    names: set[str] = set()
+    _model_values(constants, names)
+    _model_values([line.params for line in lines], names)
+    defs = []
+    overrides = []
+    for k, v in sorted(constants.items()):
+        if isinstance(v, (int, bool, str, ModelValue)):
+            continue
+        defs.append(f"Trace{k} == {_tla_balanced(v)}")
+        overrides.append(f"    {k} <- Trace{k}")
+    scalars = [f"    {k} = {_tla(v)}" for k, v in sorted(constants.items()) if isinstance(v, (int, bool, str, ModelValue))]
+    unused = unused_domains(module_text, actions) if module_text else []
+    if unused:
+        defs.append("TraceUnused == {}")
+        overrides.extend(f"    {name} <- TraceUnused" for name in unused)
+    values = sorted(names - {k for k in constants})
+    module = "\n".join(
+        [
+            f"---- MODULE {_SIZED_MODULE} ----",
+            "\\* Generated by `ownership conformance validate`: a run's event log as a",
+            "\\* sequence, a cursor l over it, the model sized from the run.",
+            f"EXTENDS {spec_module}, TLC, Naturals, Sequences",
+            "",
+            f"CONSTANTS {', '.join(values)}" if values else "",
+            "",
+            *defs,
+            "",
+            "TraceLog == <<",
+            ",\n".join(f"    {r}" for r in records),
+            ">>",
+            "",
+            "VARIABLE l",
+            "",
+            "TraceInit == Init /\\ l = 1",
+            "",
+            "TraceStep ==",
+            *steps,
+            "",
+            "TraceNext ==",
+            "    /\\ l <= Len(TraceLog)",
+            "    /\\ TraceStep",
+            "    /\\ \\A f \\in DOMAIN TraceLog[l].p : lastAction'.params[f] = TraceLog[l].p[f]",
+            "    /\\ l' = l + 1",
+            "====",
+            "",
+        ]
+    )
+    cfg = "\n".join(
+        ["INIT TraceInit", "NEXT TraceNext", "CONSTANTS", *[f"    {v} = {v}" for v in values], *scalars, *overrides, ""]
+    )
+    return module, cfg
+
+
+#: the sets a bound parameter is checked against (cheap to test): a message
+#: parameter is not, every action that takes one requires it in ``msgs``,
+#: and only the spec's own constructors put messages there
+_CHEAP_SETS = frozenset({"Owners", "Nodes", "Workers", "Tasks", "Keys", "Procs", "Borrowers", "Objects"})
+
+
+_BEFORE = re.compile(r'<<"TraceBefore", (\d+), (.*)>>\s*$', re.S)
+
+
+def validate_sized(
+    lines: list[LogLine], spec: SpecModel, constants: dict[str, Any], *, workers: int = 1, timeout: float | None = None
+) -> Validation:
+    """Check ``lines`` against ``spec`` with the model ``constants`` (a log
+    of a whole run, :mod:`conformance.sized`).
+
+    No invariant marks acceptance here (TLC would print a counterexample of
+    every line's state): TLC explores the trace spec to its end, and its
+    search depth says how far the log got. A log is accepted when the depth
+    is one more than its lines. On a rejection, a second run prints the
+    states at the cursor before the line no behaviour takes (``PrintT``).
+    """
+    import shutil
+    import tempfile
+
+    from ownership.tla.values import parse_state
+
+    started = time.monotonic()
+    module_text = spec.module.read_text(encoding="utf-8")
+    actions = next_actions(module_text)
+    module, cfg = sized_trace_module(spec.module.stem, actions, constants, lines, module_text)
+    with tempfile.TemporaryDirectory(prefix="ownership-validate-") as tmp_name:
+        tmp = Path(tmp_name)
+        for path in spec.spec_dir.glob("*.tla"):
+            shutil.copy2(path, tmp / path.name)
+        (tmp / f"{_SIZED_MODULE}.tla").write_text(module, encoding="utf-8")
+        (tmp / f"{_SIZED_MODULE}.cfg").write_text(cfg, encoding="utf-8")
+        result = check(tmp / f"{_SIZED_MODULE}.tla", tmp / f"{_SIZED_MODULE}.cfg", workers=workers, deadlock=False, timeout=timeout)
+        checker = _tlc_version(result)
+        if result.errors or result.violation is not None or not result.ok:
+            raise _tlc_failure("TLC could not check the trace spec", result)
+        if not result.depth:
+            raise GenerationError("TLC reported no search depth, so how far the log got is unknown")
+        consumed = result.depth - 1
+        if consumed >= len(lines):
+            return Validation(True, len(lines), len(lines), None, None, (), checker, time.monotonic() - started)
+        failed = lines[consumed]
+        variables = _variables(spec.module.read_text(encoding="utf-8"))
+        printed = ", ".join(f'"{v}", {v}' for v in variables)
+        text = module.replace(
+            "    /\\ l <= Len(TraceLog)\n",
+            f'    /\\ l <= Len(TraceLog)\n    /\\ l = {consumed + 1} => PrintT(<<"TraceBefore", l, <<{printed}>>>>)\n',
+        )
+        (tmp / f"{_SIZED_MODULE}.tla").write_text(text, encoding="utf-8")
+        before = check(tmp / f"{_SIZED_MODULE}.tla", tmp / f"{_SIZED_MODULE}.cfg", workers=workers, deadlock=False, timeout=timeout)
+        state = None
+        for raw in before.output.splitlines():
+            m = _BEFORE.match(raw.strip())
+            if m:
+                try:
+                    pairs = parse_state("/\\ x = " + m.group(2))["x"]
+                    state = {str(pairs[i]): pairs[i + 1] for i in range(0, len(pairs), 2)}
+                except Exception:  # a state TLC printed that we cannot read: report without it
+                    state = None
+                break
+        return Validation(False, len(lines), consumed, failed, state, (), checker, time.monotonic() - started)
+
+
+def _variables(module_text: str) -> list[str]:
+    text = _strip_comments(module_text)
+    m = re.search(r"^VARIABLES?\s+(.*?)(?=^\w+\s*(?:\([^)]*\))?\s*==)", text, flags=re.M | re.S)
+    if m is None:
+        return []
+    return re.findall(r"\w+", m.group(1))
+
+
+def _tla_balanced(value: Any) -> str:
+    """``value`` in TLA+, a big function as a balanced tree of ``@@``: TLC
+    evaluates a chain of thousands of ``@@`` recursively, and its stack ends
+    long before the chain does."""
+    from ownership.tla.values import sort_key
+
+    if isinstance(value, dict) and not _tla(value).startswith(("[", "<<")) and len(value) > 1:
+        pairs = [f"{_tla(k)} :> {_tla(v)}" for k, v in sorted(value.items(), key=lambda kv: sort_key(kv[0]))]
+        while len(pairs) > 1:
+            pairs = [f"({pairs[i]} @@ {pairs[i + 1]})" if i + 1 < len(pairs) else pairs[i] for i in range(0, len(pairs), 2)]
+        return pairs[0]
+    return _tla(value)

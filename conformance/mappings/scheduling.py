@@ -101,6 +101,24 @@ class _Binding:
             out.update({v: k for k, v in table.items()})
         return out
 
+    def roles(self) -> _Roles:
+        """The inverse by role: in a TCP run a worker whose task submits
+        tasks is an owner too (one address, two model values)."""
+        return _Roles(
+            {v: k for k, v in self.owner_addr.items()},
+            {v: k for k, v in self.node_addr.items()},
+            {v: k for k, v in self.worker_addr.items()},
+            {v: k for k, v in self.task_id.items()},
+        )
+
+
+@attrs.frozen
+class _Roles:
+    owner: dict[str, ModelValue]
+    node: dict[str, ModelValue]
+    worker: dict[str, ModelValue]
+    task: dict[str, ModelValue]
+
 
 class _EventLogMixin:
     """The event log of a run (implementation -> model): the stimuli a random
@@ -167,18 +185,28 @@ class _EventLogMixin:
         """
         if self.c is not None:
             self._observe()
-        else:
+        roles = self.bind.roles()
+        if self.c is None:
             for s in steps:
                 if isinstance(s, CoreStep):
                     for e in s.effects:
                         if isinstance(e, Send):
-                            self._observe_send(Envelope(s.process, e.dst, e.msg))
-        inv = self.bind.inverse()
+                            self._observe_send(Envelope(s.process, e.dst, e.msg), roles)
+        owner_of, node_of, worker_of, task_of = roles.owner, roles.node, roles.worker, roles.task
         lines: list[LogLine] = []
         dead: set[str] = set()
 
+        # A parameter with no model value (a task outside the model: an actor's)
+        # is left out of the line, or kept as unbound where the caller wants
+        # to see such lines (``keep_unbound``: conformance/sized.py).
+        keep = getattr(self, "keep_unbound", False)
+
         def add(clock: int, process: str, action: str, **params: Any) -> None:
-            lines.append(LogLine(clock, process, action, {k: v for k, v in params.items() if v is not None}))
+            if keep:
+                kept = {k: _unbound("?") if v is None else v for k, v in params.items()}
+            else:
+                kept = {k: v for k, v in params.items() if v is not None}
+            lines.append(LogLine(clock, process, action, kept))
 
         for s in steps:
             if isinstance(s, NetStep):
@@ -186,84 +214,82 @@ class _EventLogMixin:
                 if ev.kind == "crash" and ev.address is not None:
                     parent_dead = any(ev.address.endswith("@" + d) for d in dead)
                     dead.add(ev.address)
-                    x = inv.get(ev.address)
-                    if x in self.bind.worker_addr and not parent_dead:
-                        add(s.clock, ev.address, "WorkerCrash", w=x)
-                    elif x in self.bind.node_addr:
-                        add(s.clock, ev.address, "NodeCrash", n=x)
+                    if ev.address in worker_of and not parent_dead:
+                        add(s.clock, ev.address, "WorkerCrash", w=worker_of[ev.address])
+                    elif ev.address in node_of:
+                        add(s.clock, ev.address, "NodeCrash", n=node_of[ev.address])
                 elif ev.kind == "drop" and ev.envelope is not None and (self.c is None or ev.id not in self.c.kept):
                     if self.c is None or not self.c.network.alive(ev.envelope.dst):
-                        for m in self._spec_messages(ev.envelope):
+                        for m in self._spec_messages(ev.envelope, roles):
                             add(s.clock, ev.envelope.dst, "LoseMessage", m=m)
                 continue
             p, event = s.process, s.event
-            x = inv.get(p)
             sends = [e for e in s.effects if isinstance(e, Send)]
-            if x in self.bind.owner_addr:
+            if p in owner_of:  # a worker may be an owner too: both roles are looked at
+                x = owner_of[p]
                 grant_lease = None
                 if isinstance(event, Submit):
-                    add(s.clock, p, "OwnerSubmit", o=x, t=inv.get(event.task.task_id))
+                    add(s.clock, p, "OwnerSubmit", o=x, t=task_of.get(event.task.task_id))
                 elif isinstance(event, Received):
                     msg = event.msg
                     env = Envelope(event.src, p, msg)
                     kinds = {LeaseGranted: "OwnerHandleGrant", Spillback: "OwnerHandleSpillback", TaskReply: "OwnerHandleReply"}
                     for cls, action in kinds.items():
                         if isinstance(msg, cls):
-                            for m in self._spec_messages(env):
+                            for m in self._spec_messages(env, roles):
                                 add(s.clock, p, action, o=x, m=m)
                     if isinstance(msg, LeaseGranted):
                         grant_lease = msg.lease_id
                     if isinstance(msg, (WorkerDied, NodeDied)):
-                        add(s.clock, p, "OwnerHandleFailure", o=x, m=self._notification(msg, x))
+                        add(s.clock, p, "OwnerHandleFailure", o=x, m=self._notification(msg, x, roles))
                         before, after = s.before or {}, s.after or {}
-                        for tid in sorted(after, key=lambda t: inv.get(t, _unbound(t))):
+                        for tid in sorted(after):  # the failure scan's order (TaskSubmitter.tasks_at)
                             if tid in before and after[tid][1] < before[tid][1] or (
                                 tid in before and after[tid][0] == FAILED and before[tid][0] != FAILED
                             ):
-                                add(s.clock, p, "OwnerResubmit", o=x, t=inv.get(tid))
+                                add(s.clock, p, "OwnerResubmit", o=x, t=task_of.get(tid))
                 for e in sends:
                     msg = e.msg
                     if isinstance(msg, RequestLease) and not msg.spilled:
-                        add(s.clock, p, "OwnerRequestLease", o=x, t=inv.get(msg.task_id))
+                        add(s.clock, p, "OwnerRequestLease", o=x, t=task_of.get(msg.task_id))
                     elif isinstance(msg, PushTask):
                         if grant_lease is not None and msg.lease_id == grant_lease:
                             grant_lease = None  # the grant's own push
                         else:
-                            add(s.clock, p, "OwnerReuseLease", o=x, w=inv.get(e.dst), t=inv.get(msg.task.task_id))
+                            add(s.clock, p, "OwnerReuseLease", o=x, w=worker_of.get(e.dst), t=task_of.get(msg.task.task_id))
                     elif isinstance(msg, ReturnLease):
-                        add(s.clock, p, "OwnerReturnLease", o=x, w=inv.get(msg.worker))
-            elif x in self.bind.node_addr:
-                n = x
+                        add(s.clock, p, "OwnerReturnLease", o=x, w=worker_of.get(msg.worker))
+            if p in node_of:
+                n = node_of[p]
                 if isinstance(event, Received) and isinstance(event.msg, ReturnLease):
-                    for m in self._spec_messages(Envelope(event.src, p, event.msg)):
+                    for m in self._spec_messages(Envelope(event.src, p, event.msg), roles):
                         add(s.clock, p, "SchedulerReleaseLease", n=n, m=m)
-                if isinstance(event, PeerLost) and event.address in inv:
-                    add(s.clock, p, "SchedulerDetectWorkerDeath", n=n, w=inv[event.address])
+                if isinstance(event, PeerLost) and event.address in worker_of:
+                    add(s.clock, p, "SchedulerDetectWorkerDeath", n=n, w=worker_of[event.address])
                 for e in sends:
                     msg = e.msg
                     if isinstance(msg, (LeaseGranted, Spillback)):
                         task_id = self.request_task.get(msg.request_id, "")
-                        owner = inv.get(e.dst)
                         request = RequestLease(request_id=msg.request_id, owner=e.dst, task_id=task_id, resources=())
-                        for m in self._spec_messages(Envelope(e.dst, p, request)):
+                        for m in self._spec_messages(Envelope(e.dst, p, request), roles):
                             if isinstance(msg, LeaseGranted):
-                                add(s.clock, p, "SchedulerGrantLease", n=n, w=inv.get(msg.worker), m=m)
+                                add(s.clock, p, "SchedulerGrantLease", n=n, w=worker_of.get(msg.worker), m=m)
                             else:
                                 add(s.clock, p, "SchedulerSpillback", n=n, m=m)
-                        del owner
             elif p == (self.head_address if self.c is None else "head"):
                 # A heartbeat timeout (Tick) or the last unanswered probe of a
                 # node whose connection dropped (ProbeResult).
                 if isinstance(event, (Tick, ProbeResult)):
                     for node in dict.fromkeys(e.msg.node for e in sends if isinstance(e.msg, NodeDied)):
-                        if node in inv:
-                            add(s.clock, p, "HeadDetectNodeDeath", n=inv[node])
-            elif x in self.bind.worker_addr:
+                        if node in node_of:
+                            add(s.clock, p, "HeadDetectNodeDeath", n=node_of[node])
+            if p in worker_of:
+                x = worker_of[p]
                 if isinstance(event, TaskDone):
                     for e in sends:
                         if isinstance(e.msg, TaskReply):
-                            t = inv.get(e.msg.task_id)
-                            o = inv.get(e.dst)
+                            t = task_of.get(e.msg.task_id)
+                            o = owner_of.get(e.dst)
                             m = self._msg("PushTask", o, t, self.task_key.get(t), self.worker_node[x], x)
                             add(s.clock, p, "WorkerExecute", w=x, m=m)
         return lines
@@ -373,33 +399,35 @@ class SchedulingMapping(_EventLogMixin, Mapping):
         """Read what was sent since the last look (ids the spec needs)."""
         assert self.c is not None
         events = self.c.events
-        inv = self.bind.inverse()
+        roles = self.bind.roles()
         for event in events[self._seen_events :]:
             if event.kind == "send" and event.envelope is not None:
-                self._observe_send(event.envelope, inv)
+                self._observe_send(event.envelope, roles)
         self._seen_events = len(events)
 
-    def _observe_send(self, env: Envelope, inv: dict[str, ModelValue] | None = None) -> None:
+    def _observe_send(self, env: Envelope, roles: _Roles | None = None) -> None:
         msg = env.msg
         if isinstance(msg, RequestLease) and msg.task_id:
             self.request_task.setdefault(msg.request_id, msg.task_id)
         elif isinstance(msg, LeaseGranted):
             self.lease_request[msg.lease_id] = msg.request_id
-            task = self._task_of_request(msg.request_id)
+            task = self._task_of_request(msg.request_id, roles)
             if task is not None:
                 self.lease_key[msg.lease_id] = self.task_key[task]
         elif isinstance(msg, TaskReply):
-            inv = self.bind.inverse() if inv is None else inv
-            t = inv.get(msg.task_id)
-            w = inv.get(env.src)
+            r = self.bind.roles() if roles is None else roles
+            t = r.task.get(msg.task_id)
+            w = r.worker.get(env.src)
             if t in self.execs:
                 self.execs[t] += 1
                 if w is not None:
                     self.ran_on[t].add(w)
 
-    def _task_of_request(self, request_id: str) -> ModelValue | None:
+    def _task_of_request(self, request_id: str, roles: _Roles | None = None) -> ModelValue | None:
         task_id = self.request_task.get(request_id)
-        return self.bind.inverse().get(task_id) if task_id else None
+        if not task_id:
+            return None
+        return (self.bind.roles() if roles is None else roles).task.get(task_id)
 
     # ------------------------------------------------------------------ stimuli
     def _runtime(self, address: str) -> Any:
@@ -555,39 +583,43 @@ class SchedulingMapping(_EventLogMixin, Mapping):
             retry_at=none["NoNode"] if r is None else r,
         )
 
-    def _spec_messages(self, env: Envelope) -> list[TLARecord]:
+    def _spec_messages(self, env: Envelope, roles: _Roles | None = None) -> list[TLARecord]:
         """The spec messages an in-flight envelope stands for (none for
-        messages the spec does not model)."""
-        inv = self.bind.inverse()
+        messages the spec does not model).  Each end is looked up in the role
+        the message gives it (a worker may be an owner too)."""
+        r = self.bind.roles() if roles is None else roles
         msg = env.msg
-        src, dst = inv.get(env.src), inv.get(env.dst)
         if isinstance(msg, RequestLease):
-            t = inv.get(msg.task_id, _unbound(msg.task_id))
-            return [self._msg("RequestLease", src, t, self.task_key.get(t), dst)]
+            t = r.task.get(msg.task_id, _unbound(msg.task_id))
+            return [self._msg("RequestLease", r.owner.get(env.src), t, self.task_key.get(t), r.node.get(env.dst))]
         if isinstance(msg, LeaseGranted):
-            t = self._task_of_request(msg.request_id) or _unbound(msg.request_id)
-            return [self._msg("LeaseGranted", dst, t, self.task_key.get(t), src, inv.get(msg.worker))]
+            t = self._task_of_request(msg.request_id, r) or _unbound(msg.request_id)
+            return [self._msg("LeaseGranted", r.owner.get(env.dst), t, self.task_key.get(t), r.node.get(env.src), r.worker.get(msg.worker))]
         if isinstance(msg, Spillback):
-            t = self._task_of_request(msg.request_id) or _unbound(msg.request_id)
-            return [self._msg("Spillback", dst, t, self.task_key.get(t), src, r=inv.get(msg.node))]
+            t = self._task_of_request(msg.request_id, r) or _unbound(msg.request_id)
+            return [self._msg("Spillback", r.owner.get(env.dst), t, self.task_key.get(t), r.node.get(env.src), r=r.node.get(msg.node))]
         if isinstance(msg, PushTask):
-            t = inv.get(msg.task.task_id, _unbound(msg.task.task_id))
-            return [self._msg("PushTask", src, t, self.task_key.get(t), self.worker_node.get(dst), dst)]
+            t = r.task.get(msg.task.task_id, _unbound(msg.task.task_id))
+            w = r.worker.get(env.dst)
+            return [self._msg("PushTask", r.owner.get(env.src), t, self.task_key.get(t), self.worker_node.get(w), w)]
         if isinstance(msg, TaskReply):
-            t = inv.get(msg.task_id, _unbound(msg.task_id))
-            return [self._msg("TaskReply", dst, t, self.task_key.get(t), self.worker_node.get(src), src)]
+            t = r.task.get(msg.task_id, _unbound(msg.task_id))
+            w = r.worker.get(env.src)
+            return [self._msg("TaskReply", r.owner.get(env.dst), t, self.task_key.get(t), self.worker_node.get(w), w)]
         if isinstance(msg, ReturnLease):
-            return [self._msg("ReturnLease", src, None, self.lease_key.get(msg.lease_id), dst, inv.get(msg.worker))]
+            return [
+                self._msg("ReturnLease", r.owner.get(env.src), None, self.lease_key.get(msg.lease_id), r.node.get(env.dst), r.worker.get(msg.worker))
+            ]
         if isinstance(msg, (WorkerDied, NodeDied)):
-            return [self._notification(msg, o) for o in self._notified_owners(env)]
+            return [self._notification(msg, o, r) for o in self._notified_owners(env)]
         return []
 
-    def _notification(self, msg: WorkerDied | NodeDied, o: ModelValue) -> TLARecord:
-        inv = self.bind.inverse()
+    def _notification(self, msg: WorkerDied | NodeDied, o: ModelValue, roles: _Roles | None = None) -> TLARecord:
+        r = self.bind.roles() if roles is None else roles
         if isinstance(msg, WorkerDied):
-            w = inv.get(msg.worker, _unbound(msg.worker))
+            w = r.worker.get(msg.worker, _unbound(msg.worker))
             return self._msg("WorkerDied", o, n=self.worker_node.get(w), w=w)
-        return self._msg("NodeDied", o, n=inv.get(msg.node, _unbound(msg.node)))
+        return self._msg("NodeDied", o, n=r.node.get(msg.node, _unbound(msg.node)))
 
     def _notified_owners(self, env: Envelope) -> list[ModelValue]:
         """Owners a WorkerDied/NodeDied in flight is on its way to: the

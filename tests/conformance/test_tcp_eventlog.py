@@ -270,3 +270,19 @@ def test_merge_refuses_logs_that_contradict_causality(tmp_path):
     _two_processes(tmp_path, b_first=True)
     with pytest.raises(StepLogError, match="contradict causality"):
         merge_dir(tmp_path)
+
+
+@pytest.mark.slow  # the TCP run (module fixture)
+def test_tcp_run_is_accepted_with_the_model_sized_from_the_run(tcp_run):
+    """No model config: the constants come from the run (every worker process
+    a worker of the model, the killed one too), and every line is checked."""
+    from conformance.sized import scheduling_log, validate_window
+
+    run = merge_dir(tcp_run)
+    constants, lines, _notes = scheduling_log(run, pipeline_depth=1)
+    assert len(constants["Nodes"]) == 2 and len(constants["Owners"]) == 1 and len(constants["Tasks"]) == 2
+    workers = [log for log in run.processes.values() if log.role == "worker"]
+    assert len(constants["Workers"]) == len(workers) and constants["MaxCrashes"] >= 1
+    result = validate_window(run, pipeline_depth=1)
+    assert result["accepted"] and result["window"] == result["lines"] == len(lines), result
+    assert {"WorkerCrash", "OwnerResubmit", "OwnerReuseLease"} <= {line.action for line in lines}

@@ -168,3 +168,37 @@ async def test_planted_bug_free_ignoring_borrowers_is_caught(refcounting_constan
             rejected.append(result)
     assert rejected, "no run's log was rejected although the owner frees under its borrowers"
     assert any(r.failed is not None and r.failed.action == "OwnerFree" for r in rejected), [str(r.failed) for r in rejected]
+
+
+# ---------------------------------------------------------------------------
+# One action per line, the model given as constants (conformance/sized.py)
+# ---------------------------------------------------------------------------
+
+
+def test_next_actions_reads_each_actions_quantifiers():
+    from conformance.validate import next_actions, unused_domains
+
+    text = (SPEC_DIR / "Scheduling.tla").read_text(encoding="utf-8")
+    actions = next_actions(text)
+    assert len(actions) == 19 and "NodeFenced" in actions
+    assert actions["OwnerReuseLease"].binds == (("o", "Owners"), ("w", "Workers"), ("t", "Tasks"))
+    assert actions["SchedulerGrantLease"].args == "n, m"
+    # the message sets only Next quantifies over; msgs is what actions read
+    assert "LeaseGrantedMsgs" in unused_domains(text, actions) and "Tasks" not in unused_domains(text, actions)
+    refcounting = next_actions((SPEC_DIR / "RefCounting.tla").read_text(encoding="utf-8"))
+    assert refcounting["BorrowerHandleWaitForRefRemoved"].args == "m.borrower, m"
+    assert refcounting["OwnerFree"].binds == ()
+
+
+async def test_sized_validation_takes_one_action_per_line(scheduling_constants, tmp_path):
+    from conformance.validate import validate_sized
+
+    spec = resolve_spec("Scheduling", SPEC_DIR)
+    lines = await _log(scheduling_constants, 0, tmp_path / "run.ndjson")
+    accepted = validate_sized(lines, spec, scheduling_constants)
+    assert accepted.accepted and accepted.consumed == len(lines)
+    first_exec = next(i for i, line in enumerate(lines) if line.action == "WorkerExecute")
+    rejected = validate_sized(lines[:first_exec] + lines[first_exec + 1 :], spec, scheduling_constants)
+    assert not rejected.accepted
+    assert rejected.failed is not None and rejected.failed.action == "OwnerHandleReply"
+    assert rejected.state is not None and rejected.state["status"] and "msgs" in rejected.state

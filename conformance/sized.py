@@ -1,0 +1,255 @@
+"""Event logs of whole TCP runs, with a model sized from the run itself.
+
+A model config (``Small``...) fixes how many nodes, workers, owners and tasks
+there are; a chaos run has hundreds of processes and thousands of tasks, and
+its nodes and workers come and go (a process's address carries its
+incarnation, so a worker started on a dead one's port is another worker).
+Here the model's constants are read off the merged run instead:
+
+- ``Nodes``: every node process of the run (those added to replace killed
+  ones too), in order of start; ``Capacity`` from each node's first
+  heartbeat (its CPUs: every lease of a one-CPU task takes one);
+- ``Workers``: every worker process, with ``WorkerNode`` its node;
+- ``Owners``: every process that submitted a task (the driver and the
+  workers whose tasks submit tasks), ``OwnerNode`` its node;
+- ``Tasks``: every plain task submitted (``kind == "task"``), ``TaskOwner``
+  its submitter, ``TaskKey`` its resource shape, ``TaskRetries`` its
+  ``max_retries``, ``SubmitOrder`` the merged order of the submissions;
+- ``MaxCrashes``: the crashes of the run; ``PipelineDepth``: the cluster's.
+
+Actor tasks are not scheduled by leases the way Scheduling describes (an
+actor's creation holds its worker for the actor's life, its calls go to the
+actor directly), so their steps are left out, and said so.
+
+The log's header carries the constants (``"model": "sized"``), and
+:mod:`conformance.validate` writes them into the trace spec's config rather
+than reading a model config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ownership.core.events import Submit
+from ownership.core.messages import Heartbeat
+from ownership.tla.values import ModelValue, TLAFunction
+
+from .eventlog import CoreStep, LogLine
+from .merge import MergedRun, StepLogError
+
+__all__ = ["SIZED", "scheduling_log", "contains_unbound"]
+
+#: the name a sized model goes by in a log's header, where a config name would be
+SIZED = "sized"
+
+
+def _mv(prefix: str, i: int) -> ModelValue:
+    return ModelValue(f"{prefix}{i}")
+
+
+def _capacity(run: MergedRun, node: str) -> int | None:
+    for s in run.steps:
+        if isinstance(s, CoreStep) and s.process == node:
+            for e in s.effects:
+                msg = getattr(e, "msg", None)
+                if isinstance(msg, Heartbeat):
+                    cpu = dict(msg.total).get("CPU")
+                    return None if cpu is None else int(cpu)
+    return None
+
+
+def scheduling_constants(run: MergedRun, pipeline_depth: int) -> tuple[dict[str, Any], dict[str, dict[Any, str]], list[str]]:
+    """The Scheduling constants of ``run``, the binding of model values to
+    the run's addresses and task ids, and notes for the reader."""
+    notes: list[str] = []
+    logs = run.processes
+    node_logs = sorted((l for l in logs.values() if l.role == "node"), key=lambda l: (l.started, l.address))
+    if not node_logs:
+        raise StepLogError("the run has no node processes")
+    nodes = {_mv("n", i): l.address for i, l in enumerate(node_logs, start=1)}
+    node_of = {a: n for n, a in nodes.items()}
+    worker_logs = sorted((l for l in logs.values() if l.role == "worker"), key=lambda l: (l.started, l.address))
+    workers = {_mv("w", i): l.address for i, l in enumerate(worker_logs, start=1)}
+    capacity = {}
+    for n, address in nodes.items():
+        cpu = _capacity(run, address)
+        if cpu is None:
+            notes.append(f"{n.name} ({address}) sent no heartbeat: capacity 0")
+        capacity[n] = cpu or 0
+    submits = [s for s in run.steps if isinstance(s, CoreStep) and isinstance(s.event, Submit)]
+    plain = [s for s in submits if s.event.task.kind == "task"]
+    if len(plain) < len(submits):
+        notes.append(
+            f"{len(submits) - len(plain)} actor tasks (creations and calls) left out: an actor holds its worker "
+            "for its life and its calls bypass the schedulers, which Scheduling does not describe"
+        )
+    owner_addrs: list[str] = []
+    for s in plain:
+        if s.process not in owner_addrs:
+            owner_addrs.append(s.process)
+    owners = {_mv("o", i): a for i, a in enumerate(owner_addrs, start=1)}
+    owner_of = {a: o for o, a in owners.items()}
+    owner_node = {}
+    for o, a in owners.items():
+        node = logs[a].node if logs[a].role != "node" else a
+        if node not in node_of:
+            raise StepLogError(f"owner {a} is on node {node}, which left no step log")
+        owner_node[o] = node_of[node]
+    shapes: dict[tuple, ModelValue] = {}
+    tasks: dict[ModelValue, str] = {}
+    task_owner, task_key, task_retries, order = {}, {}, {}, []
+    for i, s in enumerate(plain, start=1):
+        spec = s.event.task
+        t = _mv("t", i)
+        shape = tuple(spec.resources)
+        if shape not in shapes:
+            shapes[shape] = _mv("k", len(shapes) + 1)
+        tasks[t] = spec.task_id
+        task_owner[t] = owner_of[s.process]
+        task_key[t] = shapes[shape]
+        task_retries[t] = int(spec.max_retries)
+        order.append(t)
+    worker_node = {}
+    for w, a in workers.items():
+        node = logs[a].node
+        if node not in node_of:
+            raise StepLogError(f"worker {a} is on node {node}, which left no step log")
+        worker_node[w] = node_of[node]
+    constants: dict[str, Any] = {
+        "Owners": frozenset(owners),
+        "Nodes": frozenset(nodes),
+        "Workers": frozenset(workers),
+        "Tasks": frozenset(tasks),
+        "Keys": frozenset(shapes.values()) or frozenset({_mv("k", 1)}),
+        "OwnerNode": TLAFunction(owner_node),
+        "WorkerNode": TLAFunction(worker_node),
+        "Capacity": TLAFunction(capacity),
+        "TaskOwner": TLAFunction(task_owner),
+        "TaskKey": TLAFunction(task_key),
+        "SubmitOrder": tuple(order),
+        "MaxCrashes": len(run.crashed),
+        "TaskRetries": TLAFunction(task_retries),
+        "PipelineDepth": pipeline_depth,
+        "NoOwner": ModelValue("NoOwner"),
+        "NoNode": ModelValue("NoNode"),
+        "NoWorker": ModelValue("NoWorker"),
+        "NoTask": ModelValue("NoTask"),
+        "NoKey": ModelValue("NoKey"),
+    }
+    key_resources = {k: shape for shape, k in shapes.items()}
+    binding = {"owner": owners, "node": nodes, "worker": workers, "task": tasks, "key": key_resources}
+    return constants, binding, notes
+
+
+def contains_unbound(value: Any) -> bool:
+    """Whether a parameter holds an id no model value is bound to (or none)."""
+    from .mappings.scheduling import _Unbound
+
+    if value is None or isinstance(value, _Unbound):
+        return True
+    if isinstance(value, dict):
+        return any(contains_unbound(v) for v in value.values())
+    if isinstance(value, (tuple, list, frozenset, set)):
+        return any(contains_unbound(v) for v in value)
+    return False
+
+
+def scheduling_log(run: MergedRun, pipeline_depth: int = 2) -> tuple[dict[str, Any], list[LogLine], list[str]]:
+    """The constants, the Scheduling event log and notes of a whole run."""
+    from .mappings.scheduling import SchedulingMapping
+
+    constants, binding, notes = scheduling_constants(run, pipeline_depth)
+    mapping = SchedulingMapping(constants)
+    mapping.bind.owner_addr = dict(binding["owner"])
+    mapping.bind.node_addr = dict(binding["node"])
+    mapping.bind.worker_addr = dict(binding["worker"])
+    mapping.bind.task_id = dict(binding["task"])
+    mapping.bind.key_resources = dict(binding["key"])
+    mapping.head_address = run.harness.head or next((l.address for l in run.processes.values() if l.role == "head"), "head")
+    mapping.keep_unbound = True
+    lines = mapping.recognize(list(run.steps))
+    kept = [line for line in lines if not contains_unbound(line.params)]
+    if len(kept) < len(lines):
+        notes.append(f"{len(lines) - len(kept)} actions of actor tasks left out")
+    return constants, kept, notes
+
+
+def scheduling_prefix(constants: dict[str, Any], lines: list[LogLine], limit: int) -> tuple[dict[str, Any], list[LogLine]]:
+    """The first ``limit`` lines, with the model's tasks cut down to those
+    they submit.
+
+    A task that no line has submitted yet is ``"new"`` in every state of
+    the prefix: no action of Scheduling but its own ``OwnerSubmit`` reads a
+    task in that state (``InFlight``, ``Requesting``, ``Busy`` and the
+    failure scan look at tasks requested or pushed; the program-order guard
+    of ``OwnerSubmit(o, t)`` looks at the tasks *before* ``t``, all submitted
+    in the prefix already). So a behaviour of the cut model taking the prefix
+    is one of the whole model with the other tasks left new, and the other
+    way round: the prefix is accepted by one exactly when by the other.
+    """
+    prefix = lines[:limit]
+    submitted = [line.params["t"] for line in prefix if line.action == "OwnerSubmit"]
+    keep = set(submitted)
+    cut = dict(constants)
+    cut["Tasks"] = frozenset(keep)
+    for name in ("TaskOwner", "TaskKey", "TaskRetries"):
+        cut[name] = TLAFunction({t: v for t, v in constants[name].items() if t in keep})
+    cut["SubmitOrder"] = tuple(t for t in constants["SubmitOrder"] if t in keep)
+    return cut, prefix
+
+
+#: lines of a run's Scheduling log checked by ``validate_window`` unless told
+WINDOW = 2000
+
+
+def validate_window(run: MergedRun, limit: int = WINDOW, pipeline_depth: int = 2) -> dict[str, Any]:
+    """Check the first ``limit`` lines of ``run``'s Scheduling log with TLC
+    (the model cut to them, see :func:`scheduling_prefix`): what was
+    checked, accepted or not, and on a rejection the line and the state
+    before it (its entries that differ from the most common value)."""
+    import time
+
+    from .specs import resolve_spec
+    from .validate import validate_sized
+
+    started = time.monotonic()
+    constants, lines, notes = scheduling_log(run, pipeline_depth)
+    cut, prefix = scheduling_prefix(constants, lines, limit)
+    v = validate_sized(prefix, resolve_spec("Scheduling", None), cut)
+    out: dict[str, Any] = {
+        "spec": "Scheduling",
+        "lines": len(lines),
+        "window": len(prefix),
+        "accepted": v.accepted,
+        "consumed": v.consumed,
+        "seconds": round(time.monotonic() - started, 1),
+        "notes": notes,
+    }
+    if v.accepted:
+        whole = "all" if len(prefix) == len(lines) else "the first"
+        out["summary"] = f"Scheduling accepted {whole} {len(prefix):,} of its {len(lines):,} lines ({out['seconds']:.0f} s)"
+        return out
+    from .replay import Step
+
+    line = v.failed
+    out["failed"] = None if line is None else f"clock {line.clock}, {line.process}: {Step(v.consumed + 1, line.action, line.params)}"
+    out["state"] = {} if v.state is None else {k: _salient(x) for k, x in sorted(v.state.items()) if k != "lastAction"}
+    out["summary"] = (
+        f"Scheduling REJECTED line {v.consumed + 1} of {len(lines):,} (checked the first {len(prefix):,}, "
+        f"{out['seconds']:.0f} s): {out['failed']}"
+    )
+    return out
+
+
+def _salient(value: Any) -> str:
+    """A state variable in short: a function's entries that differ from its most common value."""
+    from collections import Counter
+
+    from ownership.tla.values import format_value
+
+    if isinstance(value, dict) and len(value) > 4 and not all(isinstance(k, str) for k in value):
+        common, _n = Counter(format_value(v) for v in value.values()).most_common(1)[0]
+        rest = {k: v for k, v in value.items() if format_value(v) != common}
+        shown = format_value(TLAFunction(rest)) if rest else "()"
+        return f"{shown} (every other of {len(value)}: {common})"
+    return format_value(value)
