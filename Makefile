@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench java chromium check-models conformance-full mutants clean
+.PHONY: demo test bench java chromium check-models check-mutants conformance-full mutants clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ demo: $(STAMP) java
 
 check-models: $(STAMP) java
 	$(VENV)/bin/ownership check --all --config Large
+
+# Every spec mutant, the slow liveness ones ("ci": false in spec/*.json) too.
+check-mutants: $(STAMP) java
+	OWNERSHIP_SPEC_MUTANTS=all $(PY) -m pytest -q tests/spec -k mutant
 
 # Edge covers too big to commit, generated and replayed here (minutes, not in CI):
 # Scheduling Medium (crashes anywhere) and RefCounting TwoTasks (two tasks).
