@@ -36,20 +36,6 @@ def _alive(pid: int) -> bool:
 
 
 @ownership.remote
-def numpy_preloaded():
-    """Whether the worker imported numpy by itself (no task here uses it):
-    waits for the worker's preload thread first."""
-    import threading
-
-    from ownership.runtime.process import PRELOAD_THREAD
-
-    for thread in threading.enumerate():
-        if thread.name == PRELOAD_THREAD:
-            thread.join(timeout=30)
-    return "numpy" in sys.modules
-
-
-@ownership.remote
 def big(n):
     return np.ones(n)
 
@@ -88,8 +74,6 @@ async def test_embedded_cluster_runs_tasks_and_stops_everything():
             results = await ownership.get([square.remote(i) for i in range(5)])
         assert [r for r, _ in results] == [0, 1, 4, 9, 16]
         assert {ppid for _, ppid in results} == {pids[local.nodes[0]]}
-        with trio.fail_after(60):
-            assert await numpy_preloaded.remote()  # a numpy task on a fresh worker does not pay the import
     assert not any(_alive(pid) for pid in pids.values())
     assert not session_dir.exists()
     assert list_segments(f"own_{local.session}_") == []

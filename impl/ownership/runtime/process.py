@@ -60,7 +60,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -560,41 +559,6 @@ async def _run_worker(args: argparse.Namespace, token: bytes, config: CoreConfig
             if args.dashboard_probe:
                 _probe(rt.core)
             _announce(transport.address)
-            preload_in_background()
-
-
-#: Modules a worker imports once it serves, in a thread of its own, where
-#: installed. A task's first use of numpy otherwise pays its import on the
-#: task's time: a task making a 10 MiB array took 125-297 ms as the first
-#: numpy task of a fresh worker against 12-80 ms on a warm one (2 cores,
-#: load 10), which is most of a lineage rebuild on a node that had run
-#: nothing yet.
-WORKER_PRELOAD = ("numpy",)
-#: the preloading thread's name
-PRELOAD_THREAD = "ownership worker preload"
-
-
-def preload_in_background(modules: Sequence[str] = WORKER_PRELOAD) -> threading.Thread:
-    """Import ``modules`` (those installed) in a daemon thread; returns it.
-
-    A task that imports one of them meanwhile waits on the import lock for
-    the import under way, which it would have paid in full anyway.
-    """
-
-    def run() -> None:
-        import importlib
-        import importlib.util
-
-        for name in modules:
-            try:
-                if importlib.util.find_spec(name) is not None:
-                    importlib.import_module(name)
-            except Exception as exc:  # a broken install: the task that needs it will say so
-                logger.warning("preloading %s failed: %s: %s", name, type(exc).__name__, exc)
-
-    thread = threading.Thread(target=run, name=PRELOAD_THREAD, daemon=True)
-    thread.start()
-    return thread
 
 
 def _probe(core: Any) -> None:
