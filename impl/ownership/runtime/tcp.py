@@ -978,6 +978,11 @@ class TCPTransport(Transport):
         peer = conn.peer
         try:
             while True:
+                if peer.conn is not conn:
+                    # Replaced or closed: the queue is the new connection's now
+                    # (it opens with its resume frame); this writer must not
+                    # take it, even before its cancellation reaches it.
+                    return
                 if conn.rest is None and not peer.queue:
                     conn.writing = False
                     await peer.data_ready.wait()
