@@ -32,7 +32,7 @@ from ownership.runtime.memory import MemoryNetwork, NetworkEvent
 from ownership.runtime.transport import Envelope
 from ownership.testing import MemoryCluster, _RecordingLauncher
 
-__all__ = ["NodeShape", "ModelCluster", "model_cluster", "StimulusError"]
+__all__ = ["ActiveMapping", "NodeShape", "ModelCluster", "model_cluster", "StimulusError"]
 
 
 class StimulusError(RuntimeError):
@@ -202,3 +202,38 @@ async def model_cluster(
             yield cluster
         finally:
             nursery.cancel_scope.cancel()
+
+
+class ActiveMapping:
+    """The mapping whose model cluster runs now, for one spec.
+
+    A model's task bodies are user code that the cluster's workers run (in
+    this process: the cluster is in memory); they find the mapping that
+    scripts them here. ``cluster`` runs a model cluster with the model's
+    driver at ``driver@<head node>`` and makes ``mapping`` the active one
+    for as long as it runs.
+    """
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self._current: Any = None
+
+    def get(self) -> Any:
+        if self._current is None:
+            raise RuntimeError(f"this task body runs only under the {self.spec} conformance harness")
+        return self._current
+
+    @staticmethod
+    def driver_address(head_node: str) -> str:
+        return f"driver@{head_node}"
+
+    @contextlib.asynccontextmanager
+    async def cluster(
+        self, mapping: Any, shapes: dict[str, NodeShape], config: CoreConfig, head_node: str
+    ) -> AsyncIterator[ModelCluster]:
+        async with model_cluster(shapes, {self.driver_address(head_node): head_node}, config=config) as cluster:
+            previous, self._current = self._current, mapping
+            try:
+                yield cluster
+            finally:
+                self._current = previous

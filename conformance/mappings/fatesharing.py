@@ -86,7 +86,6 @@ starts, before the recorder: they open the log.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -115,14 +114,14 @@ from ownership.runtime.values import pack_function, unpack
 from ownership.runtime.worker import error_info_of
 from ownership.tla.values import ModelValue, TLARecord, format_value, function_value
 
-from ..cluster import ModelCluster, NodeShape, StimulusError, model_cluster
+from ..cluster import ActiveMapping, ModelCluster, NodeShape, StimulusError
 from ..eventlog import CoreStep, LogLine, NetStep, UserStep
 from . import Mapping
 
 __all__ = ["FateSharingMapping", "MAPPING", "fate_body"]
 
 #: the mapping whose cluster runs now (bodies find their script through it)
-_ACTIVE: FateSharingMapping | None = None
+_ACTIVE = ActiveMapping("FateSharing")
 
 #: error kinds -> the spec's error values
 _ERRORS = {"owner_died": "OwnerDied", "object_lost": "ObjectLost", "worker_crashed": "WorkerCrashed"}
@@ -133,9 +132,7 @@ _HELD = (RequestLease, Spillback, LeaseGranted, PushTask, PutObject, TaskReply, 
 
 async def fate_body(name: str, by_value: int, *args: Any) -> frozenset[str]:
     """The user code of every task: the steps of the model's ``Body``."""
-    mapping = _ACTIVE
-    if mapping is None:
-        raise RuntimeError("fate_body runs only under the FateSharing conformance harness")
+    mapping = _ACTIVE.get()
     rt = _runtime_var.get()
     return await mapping.run_body(rt, current_task_id(), name, list(args[:by_value]), list(args[by_value:]))
 
@@ -251,18 +248,11 @@ class FateSharingMapping(Mapping):
         )
         return self._cluster(shapes, config)
 
-    @contextlib.asynccontextmanager
-    async def _cluster(self, shapes: dict[str, NodeShape], config: CoreConfig) -> AsyncIterator[ModelCluster]:
-        global _ACTIVE
-        async with model_cluster(shapes, {self._driver_address(): self.head_node.name}, config=config) as cluster:
-            previous, _ACTIVE = _ACTIVE, self
-            try:
-                yield cluster
-            finally:
-                _ACTIVE = previous
+    def _cluster(self, shapes: dict[str, NodeShape], config: CoreConfig) -> contextlib.AbstractAsyncContextManager[ModelCluster]:
+        return _ACTIVE.cluster(self, shapes, config, self.head_node.name)
 
     def _driver_address(self) -> str:
-        return f"driver@{self.head_node.name}"
+        return _ACTIVE.driver_address(self.head_node.name)
 
     async def start(self, cluster: ModelCluster) -> None:
         self.c = cluster

@@ -86,7 +86,7 @@ workers (the model starts with them), the losses of messages to the dead
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -126,13 +126,13 @@ from ownership.runtime.values import pack_function, unpack
 from ownership.runtime.worker import error_info_of
 from ownership.tla.values import ModelValue, TLARecord, format_value, function_value
 
-from ..cluster import ModelCluster, NodeShape, StimulusError, model_cluster
+from ..cluster import ActiveMapping, ModelCluster, NodeShape, StimulusError
 from . import Mapping
 
 __all__ = ["OwnershipMapping", "MAPPING", "ownership_body", "EAGER", "DELIVERED", "BODY_STEPS"]
 
 #: the mapping whose cluster runs now (bodies find their script through it)
-_ACTIVE: OwnershipMapping | None = None
+_ACTIVE = ActiveMapping("Ownership")
 
 #: error kinds -> the spec's error values
 _ERRORS = {"owner_died": "OwnerDied", "object_lost": "ObjectLost", "worker_crashed": "WorkerCrashed"}
@@ -186,9 +186,7 @@ _HELD = tuple({t for ts in DELIVERED.values() for t in ts}) + (PullObject, Heart
 
 async def ownership_body(name: str, by_value: int, *args: Any) -> list[str]:
     """The user code of every task: the steps of the model's ``Body``."""
-    mapping = _ACTIVE
-    if mapping is None:
-        raise RuntimeError("ownership_body runs only under the Ownership conformance harness")
+    mapping = _ACTIVE.get()
     rt = _runtime_var.get()
     return await mapping.run_body(rt, current_task_id(), name, list(args[:by_value]), list(args[by_value:]))
 
@@ -501,18 +499,11 @@ class OwnershipMapping(_EventLog, Mapping):
         )
         return self._cluster(shapes, config)
 
-    @contextlib.asynccontextmanager
-    async def _cluster(self, shapes: dict[str, NodeShape], config: CoreConfig) -> AsyncIterator[ModelCluster]:
-        global _ACTIVE
-        async with model_cluster(shapes, {self._driver_address(): self.head_node.name}, config=config) as cluster:
-            previous, _ACTIVE = _ACTIVE, self
-            try:
-                yield cluster
-            finally:
-                _ACTIVE = previous
+    def _cluster(self, shapes: dict[str, NodeShape], config: CoreConfig) -> contextlib.AbstractAsyncContextManager[ModelCluster]:
+        return _ACTIVE.cluster(self, shapes, config, self.head_node.name)
 
     def _driver_address(self) -> str:
-        return f"driver@{self.head_node.name}"
+        return _ACTIVE.driver_address(self.head_node.name)
 
     async def start(self, cluster: ModelCluster) -> None:
         self.c = cluster
