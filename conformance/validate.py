@@ -25,8 +25,12 @@ state the spec is in just before the line it cannot take.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,19 +120,23 @@ TraceIncomplete == l <= Len(TraceLog)
 """
 
 
-def validate(log: Path, spec: SpecModel, config: str, *, workers: int = 1, timeout: float | None = None) -> Validation:
-    """Check the event log ``log`` against ``spec`` under model ``config``."""
-    import shutil
-    import tempfile
-
-    started = time.monotonic()
-    _header, lines = read_log(log)
-    cfg_text = spec.config(config).read_text(encoding="utf-8")
-    base_cfg = strip_cfg(cfg_text, drop=("VIEW", "SYMMETRY", "PROPERTY", "INVARIANT", "SPECIFICATION", "INIT", "NEXT", "ACTION_CONSTRAINT"))
+@contextlib.contextmanager
+def _spec_copy(spec: SpecModel) -> Iterator[Path]:
+    """A temporary directory with the spec's modules, where a trace module goes beside them."""
     with tempfile.TemporaryDirectory(prefix="ownership-validate-") as tmp_name:
         tmp = Path(tmp_name)
         for path in spec.spec_dir.glob("*.tla"):
             shutil.copy2(path, tmp / path.name)
+        yield tmp
+
+
+def validate(log: Path, spec: SpecModel, config: str, *, workers: int = 1, timeout: float | None = None) -> Validation:
+    """Check the event log ``log`` against ``spec`` under model ``config``."""
+    started = time.monotonic()
+    _header, lines = read_log(log)
+    cfg_text = spec.config(config).read_text(encoding="utf-8")
+    base_cfg = strip_cfg(cfg_text, drop=("VIEW", "SYMMETRY", "PROPERTY", "INVARIANT", "SPECIFICATION", "INIT", "NEXT", "ACTION_CONSTRAINT"))
+    with _spec_copy(spec) as tmp:
         (tmp / f"{_MODULE}.tla").write_text(trace_module(spec.model.stem, lines), encoding="utf-8")
         cfg = tmp / f"{_MODULE}.cfg"
         cfg.write_text(base_cfg + "INIT TraceInit\nNEXT TraceNext\nINVARIANT TraceIncomplete\n", encoding="utf-8")
@@ -375,19 +383,13 @@ def validate_sized(
     is one more than its lines. On a rejection, a second run prints the
     states at the cursor before the line no behaviour takes (``PrintT``).
     """
-    import shutil
-    import tempfile
-
     from ownership.tla.values import parse_state
 
     started = time.monotonic()
     module_text = spec.module.read_text(encoding="utf-8")
     actions = next_actions(module_text)
     module, cfg = sized_trace_module(spec.module.stem, actions, constants, lines, module_text)
-    with tempfile.TemporaryDirectory(prefix="ownership-validate-") as tmp_name:
-        tmp = Path(tmp_name)
-        for path in spec.spec_dir.glob("*.tla"):
-            shutil.copy2(path, tmp / path.name)
+    with _spec_copy(spec) as tmp:
         (tmp / f"{_SIZED_MODULE}.tla").write_text(module, encoding="utf-8")
         (tmp / f"{_SIZED_MODULE}.cfg").write_text(cfg, encoding="utf-8")
         result = check(tmp / f"{_SIZED_MODULE}.tla", tmp / f"{_SIZED_MODULE}.cfg", workers=workers, deadlock=False, timeout=timeout)
