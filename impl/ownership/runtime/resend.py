@@ -94,7 +94,9 @@ def control_frame(msg: Resume | Ack) -> bytes:
 
 
 def is_control(body: bytearray | memoryview) -> bool:
-    return len(body) >= 4 and body[:4] == CONTROL_MARKER
+    # Checked on every frame received: a message frame's first byte (the top
+    # byte of its buffer count) is 0, so the slice is rarely made.
+    return len(body) >= 4 and body[0] == 0xFF and body[:4] == CONTROL_MARKER
 
 
 def decode_control(body: bytearray | memoryview) -> Resume | Ack:
