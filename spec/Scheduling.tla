@@ -5,7 +5,7 @@
 (* figure 8.                                                               *)
 (*                                                                         *)
 (* The caller of a task owns its future, so the owner is the process that  *)
-(* must always know where the task is (the "pending location" of its      *)
+(* must always know where the task is (the "pending location" of its       *)
 (* ownership table).  The owner asks its local scheduler for a worker      *)
 (* lease; the scheduler either grants a local idle worker or redirects the *)
 (* owner (spillback) to a node its policy picks.  Either way the owner     *)
@@ -18,10 +18,12 @@
 (* resubmits every task whose recorded location died, within a retry       *)
 (* budget.                                                                 *)
 (*                                                                         *)
-(* Owners are processes that do not crash here, and neither do their      *)
-(* local nodes nor the head: the loss of an owner is FateSharing's topic.  *)
-(* Workers and the other nodes crash, at most MaxCrashes times in all.     *)
-(* Messages between live processes are delivered, in any order; a message *)
+(* A driver owner does not crash here, and neither does its local node     *)
+(* nor the head.  An owner that is a worker (a task that submits tasks,    *)
+(* OwnerWorker) dies with its worker: the futures it owned are             *)
+(* FateSharing's topic; here, the nodes reclaim what it leased.  Workers   *)
+(* and the other nodes crash, at most MaxCrashes times in all.             *)
+(* Messages between live processes are delivered, in any order; a message  *)
 (* to a dead process is lost (LoseMessage).                                *)
 (***************************************************************************)
 EXTENDS Naturals, Sequences, FiniteSets
@@ -92,9 +94,9 @@ ASSUME
     /\ NoTask \notin Tasks /\ NoKey \notin Keys
 
 (***************************************************************************)
-(* Messages.  Every message is a record with the same fields so that msgs *)
-(* has one type (Apalache); a field that a message type does not use      *)
-(* holds the null value of its type.  `type` is the core message class    *)
+(* Messages.  Every message is a record with the same fields so that msgs  *)
+(* has one type (Apalache); a field that a message type does not use       *)
+(* holds the null value of its type.  `type` is the core message class     *)
 (* name; the other fields are the class's fields:                          *)
 (*   RequestLease  owner task key node         node = scheduler asked      *)
 (*   LeaseGranted  owner task key node worker  node = granting scheduler   *)
@@ -107,11 +109,11 @@ ASSUME
 (***************************************************************************)
 
 (***************************************************************************)
-(* @typeAlias: msg = {type: Str, owner: OWNER, task: TASK, key: KEY,      *)
+(* @typeAlias: msg = {type: Str, owner: OWNER, task: TASK, key: KEY,       *)
 (*     node: NODE, worker: WORKER, retry_at: NODE};                        *)
 (* @typeAlias: loc = {node: NODE, worker: WORKER};                         *)
 (* @typeAlias: lease = {worker: WORKER, owner: OWNER, task: TASK};         *)
-(* @typeAlias: action = {name: Str, params: {o: OWNER, t: TASK, n: NODE,  *)
+(* @typeAlias: action = {name: Str, params: {o: OWNER, t: TASK, n: NODE,   *)
 (*     w: WORKER, r: NODE, m: $msg}};                                      *)
 (***************************************************************************)
 Scheduling_typedefs == TRUE
@@ -134,6 +136,10 @@ VARIABLES
     pool,
     \* @type: NODE -> Set($lease);
     granted,
+    \* The leased workers whose task waits in a get: the node lends their
+    \* slot to other leases meanwhile (CPU lending, as Ray's raylet does).
+    \* @type: NODE -> Set(WORKER);
+    lent,
     \* Owner's table, per task (held by TaskOwner[t]): its state, its
     \* pending location, and the retries it has left.
     \* @type: TASK -> Str;
@@ -169,10 +175,10 @@ VARIABLES
     lastAction
 
 envVars == <<nodeAlive, workerAlive, crashes>>
-schedVars == <<members, pool, granted>>
+schedVars == <<members, pool, granted, lent>>
 ownerVars == <<status, location, retries, queue, held, deadWorkers, deadNodes>>
 histVars == <<execs, ranOn>>
-vars == <<nodeAlive, workerAlive, crashes, members, pool, granted, status,
+vars == <<nodeAlive, workerAlive, crashes, members, pool, granted, lent, status,
           location, retries, queue, held, deadWorkers, deadNodes, msgs,
           execs, ranOn, lastAction>>
 
@@ -232,19 +238,35 @@ Messages ==
 Step(name, o, t, n, w, r, m) ==
     [name |-> name, params |-> [o |-> o, t |-> t, n |-> n, w |-> w, r |-> r, m |-> m]]
 
-\* Schedulers answer for their node, workers for themselves; owners never
-\* die in this spec.
+\* Which worker process each owner is: NoWorker for a driver.  The models'
+\* owners are drivers; a model sized from a run's event log names the
+\* workers whose tasks submitted tasks, which die with their worker.
+\* @type: OWNER -> WORKER;
+OwnerWorker == [o \in Owners |-> NoWorker]
+\* (IF, not \/: TLC splits a disjunction of an action into branches, and the
+\* second would read workerAlive at NoWorker)
+OwnerAlive(o) == IF OwnerWorker[o] = NoWorker THEN TRUE ELSE workerAlive[OwnerWorker[o]]
+\* Workers that join their node's pool later (SchedulerRegisterWorker): none
+\* in the models, whose pools are there from the start; a model sized from a
+\* run, whose nodes start every worker after they start, names them all.
+Unregistered == {}
+\* A node may crash unless a driver owner runs on it.
+DriverOn(n) == \E o \in Owners : OwnerNode[o] = n /\ OwnerWorker[o] = NoWorker
+
+\* Schedulers answer for their node, workers for themselves, owners for
+\* themselves (an owner that is a worker dies with it).
 DestAlive(m) ==
     CASE m.type \in {"RequestLease", "ReturnLease"} -> nodeAlive[m.node]
       [] m.type = "PushTask" -> workerAlive[m.worker]
-      [] OTHER -> TRUE
+      [] OTHER -> OwnerAlive(m.owner)
 
 Rank(t) == CHOOSE i \in 1..Len(SubmitOrder) : SubmitOrder[i] = t
 
 \* Scheduler view.  The pool may still list a dead worker whose death the
 \* scheduler has not noticed yet: it may lease it out.
 IdleWorkers(n) == {w \in pool[n] : ~\E l \in granted[n] : l.worker = w}
-HasFreeSlot(n) == Cardinality(granted[n]) < Capacity[n]
+\* A lent slot is free: the lease's task waits in a get.
+HasFreeSlot(n) == Cardinality({l \in granted[n] : l.worker \notin lent[n]}) < Capacity[n]
 CanGrant(n) == HasFreeSlot(n) /\ IdleWorkers(n) # {}
 
 \* Owner view: the tasks of the owner pushed to a worker and not answered;
@@ -252,7 +274,8 @@ CanGrant(n) == HasFreeSlot(n) /\ IdleWorkers(n) # {}
 InFlight(o, w) == {u \in Tasks : TaskOwner[u] = o /\ status[u] = "pushed" /\ location[u].worker = w}
 Busy(o, w) == InFlight(o, w) # {}
 \* The owner waits for a lease for key k: a task of k is at a scheduler.
-Requesting(o, k) == \E u \in Tasks : TaskOwner[u] = o /\ TaskKey[u] = k /\ status[u] = "requested"
+RequestsOut(o, k) == {u \in Tasks : TaskOwner[u] = o /\ TaskKey[u] = k /\ status[u] = "requested"}
+Requesting(o, k) == RequestsOut(o, k) # {}
 IdleLeases(o, k) == {h \in held[o] : TaskKey[h.task] = k /\ ~Busy(o, h.worker)}
 LocationDied(o, t) ==
     location[t].node \in deadNodes[o] \/ location[t].worker \in deadWorkers[o]
@@ -263,8 +286,9 @@ Init ==
     /\ workerAlive = [w \in Workers |-> TRUE]
     /\ crashes = 0
     /\ members = Nodes
-    /\ pool = [n \in Nodes |-> {w \in Workers : WorkerNode[w] = n}]
+    /\ pool = [n \in Nodes |-> {w \in Workers : WorkerNode[w] = n} \ Unregistered]
     /\ granted = [n \in Nodes |-> {}]
+    /\ lent = [n \in Nodes |-> {}]
     /\ status = [t \in Tasks |-> "new"]
     /\ location = [t \in Tasks |-> NoLocation]
     /\ retries = TaskRetries
@@ -279,12 +303,13 @@ Init ==
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
-(* f.remote(): the owner writes the table entry and queues the task under *)
+(* f.remote(): the owner writes the table entry and queues the task under  *)
 (* its scheduling key, in program order.                                   *)
 (***************************************************************************)
 \* impl: impl/ownership/core/submitter.py::TaskSubmitter.submit
 OwnerSubmit(o, t) ==
     /\ TaskOwner[t] = o
+    /\ OwnerAlive(o)
     /\ status[t] = "new"
     /\ \A u \in Tasks : TaskOwner[u] = o /\ Rank(u) < Rank(t) => status[u] # "new"
     /\ status' = [status EXCEPT ![t] = "queued"]
@@ -295,18 +320,25 @@ OwnerSubmit(o, t) ==
 
 (***************************************************************************)
 (* Fig. 8c, step 1: the owner asks its LOCAL scheduler for a lease for the *)
-(* head of a key's queue.  It records that node as the task's location in *)
-(* the same step as it sends, so the location is known before dispatch.   *)
-(* One request per key is outstanding at a time, and none is sent while   *)
-(* an idle lease of that key is held (that lease is reused instead).      *)
+(* head of a key's queue.  It records that node as the task's location in  *)
+(* the same step as it sends, so the location is known before dispatch.    *)
+(* Up to MaxPendingLeaseRequests requests per key are outstanding at a     *)
+(* time, and none is sent while an idle lease of that key is held (that    *)
+(* lease is reused instead).                                               *)
 (***************************************************************************)
+\* How many lease requests of one key an owner keeps out at once: one in
+\* the models (the default of max_pending_lease_requests); a model sized
+\* from a run whose owners asked for more overrides it with theirs.
+MaxPendingLeaseRequests == 1
+
 \* impl: impl/ownership/core/submitter.py::TaskSubmitter.request_lease
 OwnerRequestLease(o, t) ==
     LET k == TaskKey[t] IN
     /\ TaskOwner[t] = o
+    /\ OwnerAlive(o)
     /\ queue[o][k] # <<>>
     /\ t = Head(queue[o][k])
-    /\ ~Requesting(o, k)
+    /\ Cardinality(RequestsOut(o, k)) < MaxPendingLeaseRequests
     /\ IdleLeases(o, k) = {}
     /\ queue' = [queue EXCEPT ![o][k] = Tail(@)]
     /\ status' = [status EXCEPT ![t] = "requested"]
@@ -317,10 +349,10 @@ OwnerRequestLease(o, t) ==
                    histVars>>
 
 (***************************************************************************)
-(* Fig. 8c, step 2a: the policy picks this node, and the scheduler leases *)
-(* one of its idle workers, within the node's slots.  A request that can  *)
-(* neither be granted nor spilled waits in the scheduler's queue, which   *)
-(* is the RequestLease message staying in msgs.                           *)
+(* Fig. 8c, step 2a: the policy picks this node, and the scheduler leases  *)
+(* one of its idle workers, within the node's slots.  A request that can   *)
+(* neither be granted nor spilled waits in the scheduler's queue, which    *)
+(* is the RequestLease message staying in msgs.                            *)
 (***************************************************************************)
 \* impl: impl/ownership/core/scheduler.py::LocalScheduler.grant_lease
 SchedulerGrantLease(n, m) ==
@@ -333,18 +365,29 @@ SchedulerGrantLease(n, m) ==
         /\ granted' = [granted EXCEPT ![n] = @ \cup {[worker |-> w, owner |-> m.owner, task |-> m.task]}]
         /\ msgs' = (msgs \ {m}) \cup {LeaseGrantedMsg(m.owner, m.task, n, w)}
         /\ lastAction' = Step("SchedulerGrantLease", NoOwner, NoTask, n, w, NoNode, m)
-    /\ UNCHANGED <<envVars, members, pool, ownerVars, histVars>>
+    /\ UNCHANGED <<envVars, members, pool, lent, ownerVars, histVars>>
 
 (***************************************************************************)
-(* Fig. 8c, step 2b: the node cannot grant (no free slot, or no idle      *)
-(* worker), so the scheduler redirects the owner to another node with a   *)
-(* free slot.  The policy (local first, else any node with room) reads    *)
-(* the cluster resource view: slots, not workers, and every node the head *)
-(* has not yet declared dead.  The chosen node may be dead already, full  *)
-(* by the time the owner gets there, or without an idle worker; it then   *)
-(* redirects the request in turn (a redirected request is one like any    *)
-(* other), or keeps it until it can grant or redirect.                    *)
+(* Fig. 8c, step 2b: the node cannot grant (no free slot, or no idle       *)
+(* worker), so the scheduler redirects the owner to another node with a    *)
+(* free slot.  The policy (local first, else any node with room) reads     *)
+(* the cluster resource view: slots, not workers, and every node the head  *)
+(* has not yet declared dead.  The chosen node may be dead already, full   *)
+(* by the time the owner gets there, or without an idle worker; it then    *)
+(* redirects the request in turn (a redirected request is one like any     *)
+(* other), or keeps it until it can grant or redirect.                     *)
 (***************************************************************************)
+\* Whether a scheduler's view of the other nodes may be stale.  The models
+\* read the true slots and membership (FALSE), which keeps a redirected
+\* request from bouncing between full nodes forever: the implementation's
+\* view is refreshed by every heartbeat, and a redirect counts against its
+\* target until then.  A model sized from a run's event log, where each
+\* redirect went where the node's last view said there was room, sets it:
+\* a redirect may then go to any other node, which only adds behaviours
+\* (safety is checked with it in MCScheduling_StaleViews.cfg; liveness is
+\* not, since views that never refresh can bounce a request forever).
+StaleViews == FALSE
+
 \* impl: impl/ownership/core/scheduler.py::LocalScheduler.spillback
 SchedulerSpillback(n, m) ==
     /\ m.type = "RequestLease"
@@ -352,17 +395,17 @@ SchedulerSpillback(n, m) ==
     /\ m.node = n
     /\ nodeAlive[n]
     /\ ~CanGrant(n)
-    /\ \E r \in members \ {n} :
-        /\ HasFreeSlot(r)
+    /\ \E r \in (IF StaleViews THEN Nodes ELSE members) \ {n} :
+        /\ StaleViews \/ HasFreeSlot(r)
         /\ msgs' = (msgs \ {m}) \cup {SpillbackMsg(m.owner, m.task, n, r)}
         /\ lastAction' = Step("SchedulerSpillback", NoOwner, NoTask, n, NoWorker, r, m)
     /\ UNCHANGED <<envVars, schedVars, ownerVars, histVars>>
 
 (***************************************************************************)
-(* Fig. 8c, step 3b: the owner records the node it is redirected to as    *)
-(* the task's location, then repeats the request there.  An answer from a *)
-(* location the task has left (it was resubmitted) is dropped.  A         *)
-(* redirect to a node the owner knows is dead puts the task back at the   *)
+(* Fig. 8c, step 3b: the owner records the node it is redirected to as     *)
+(* the task's location, then repeats the request there.  An answer from a  *)
+(* location the task has left (it was resubmitted) is dropped.  A          *)
+(* redirect to a node the owner knows is dead puts the task back at the    *)
 (* head of its queue instead.                                              *)
 (***************************************************************************)
 \* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_spillback
@@ -374,6 +417,7 @@ OwnerHandleSpillback(o, m) ==
     /\ m \in msgs
     /\ m.type = "Spillback"
     /\ m.owner = o
+    /\ OwnerAlive(o)
     /\ \/ /\ current
           /\ m.retry_at \notin deadNodes[o]
           /\ location' = [location EXCEPT ![t] = AtNode(m.retry_at)]
@@ -393,12 +437,12 @@ OwnerHandleSpillback(o, m) ==
                    histVars>>
 
 (***************************************************************************)
-(* Fig. 8c, step 3a: the owner records the leased worker as the task's    *)
-(* location, then pushes the task to it directly (no scheduler on the     *)
-(* path).  A grant of a worker the owner already knows is dead is not     *)
-(* used: the task goes back to the head of its queue (the scheduler       *)
-(* dropped that lease when it published the death).  A stale grant can    *)
-(* only come from a node that died, whose leases died with it.            *)
+(* Fig. 8c, step 3a: the owner records the leased worker as the task's     *)
+(* location, then pushes the task to it directly (no scheduler on the      *)
+(* path).  A grant of a worker the owner already knows is dead is not      *)
+(* used: the task goes back to the head of its queue (the scheduler        *)
+(* dropped that lease when it published the death).  A stale grant can     *)
+(* only come from a node that died, whose leases died with it.             *)
 (***************************************************************************)
 \* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_grant
 OwnerHandleGrant(o, m) ==
@@ -411,6 +455,7 @@ OwnerHandleGrant(o, m) ==
     /\ m \in msgs
     /\ m.type = "LeaseGranted"
     /\ m.owner = o
+    /\ OwnerAlive(o)
     /\ \/ /\ current
           /\ ~knownDead
           /\ location' = [location EXCEPT ![t] = AtWorker(w)]
@@ -433,19 +478,20 @@ OwnerHandleGrant(o, m) ==
                    histVars>>
 
 (***************************************************************************)
-(* Fig. 8d: worker reuse.  The owner bypasses the scheduler and pushes    *)
-(* the next queued task of a key to a lease it holds for that key,        *)
-(* recording the worker as its location first.  The lease is idle, or it  *)
-(* has fewer than PipelineDepth tasks in flight while the owner waits for *)
-(* another lease of the key (pipelining): the owner asks for parallelism  *)
-(* first and queues behind a busy worker only while that request is out,  *)
-(* so two tasks never wait on one worker while a lease could run them     *)
-(* side by side.                                                          *)
+(* Fig. 8d: worker reuse.  The owner bypasses the scheduler and pushes     *)
+(* the next queued task of a key to a lease it holds for that key,         *)
+(* recording the worker as its location first.  The lease is idle, or it   *)
+(* has fewer than PipelineDepth tasks in flight while the owner waits for  *)
+(* another lease of the key (pipelining): the owner asks for parallelism   *)
+(* first and queues behind a busy worker only while that request is out,   *)
+(* so two tasks never wait on one worker while a lease could run them      *)
+(* side by side.                                                           *)
 (***************************************************************************)
 \* impl: impl/ownership/core/submitter.py::TaskSubmitter.reuse_lease
 OwnerReuseLease(o, w, t) ==
     LET k == TaskKey[t] IN
     /\ TaskOwner[t] = o
+    /\ OwnerAlive(o)
     /\ \E h \in held[o] : h.worker = w /\ TaskKey[h.task] = k
     /\ \/ ~Busy(o, w)
        \/ Cardinality(InFlight(o, w)) < PipelineDepth /\ Requesting(o, k)
@@ -460,12 +506,13 @@ OwnerReuseLease(o, w, t) ==
                    histVars>>
 
 (***************************************************************************)
-(* The owner returns an idle lease once its queue for the lease's key is  *)
-(* empty (the paper also returns on a timeout; an empty queue is the case *)
+(* The owner returns an idle lease once its queue for the lease's key is   *)
+(* empty (the paper also returns on a timeout; an empty queue is the case  *)
 (* that matters for progress).                                             *)
 (***************************************************************************)
 \* impl: impl/ownership/core/submitter.py::TaskSubmitter.return_lease
 OwnerReturnLease(o, w) ==
+    /\ OwnerAlive(o)
     /\ \E h \in held[o] :
         /\ h.worker = w
         /\ queue[o][TaskKey[h.task]] = <<>>
@@ -485,14 +532,16 @@ SchedulerReleaseLease(n, m) ==
     /\ m.node = n
     /\ nodeAlive[n]
     /\ granted' = [granted EXCEPT ![n] = {l \in @ : ~(l.worker = m.worker /\ l.owner = m.owner)}]
+    /\ lent' = IF \E l \in granted[n] : l.worker = m.worker /\ l.owner = m.owner
+               THEN [lent EXCEPT ![n] = @ \ {m.worker}] ELSE lent
     /\ msgs' = msgs \ {m}
     /\ lastAction' = Step("SchedulerReleaseLease", NoOwner, NoTask, n, NoWorker, NoNode, m)
     /\ UNCHANGED <<envVars, members, pool, ownerVars, histVars>>
 
 (***************************************************************************)
-(* The leased worker runs the pushed task and replies to the owner.  The  *)
-(* run and the reply are one step: a crash "during" the run is a crash    *)
-(* before it (the PushTask is lost) or after it (the reply is in flight). *)
+(* The leased worker runs the pushed task and replies to the owner.  The   *)
+(* run and the reply are one step: a crash "during" the run is a crash     *)
+(* before it (the PushTask is lost) or after it (the reply is in flight).  *)
 (***************************************************************************)
 \* impl: impl/ownership/core/executor.py::TaskExecutor.execute
 WorkerExecute(w, m) ==
@@ -515,6 +564,7 @@ OwnerHandleReply(o, m) ==
     /\ m \in msgs
     /\ m.type = "TaskReply"
     /\ m.owner = o
+    /\ OwnerAlive(o)
     /\ IF status[t] = "pushed" /\ location[t].worker = m.worker
        THEN /\ status' = [status EXCEPT ![t] = "done"]
             /\ location' = [location EXCEPT ![t] = NoLocation]
@@ -526,10 +576,10 @@ OwnerHandleReply(o, m) ==
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
-(* Failures (section 4.3, failure detection).  Crashes are environment    *)
-(* steps, bounded by MaxCrashes.  A node crash kills its workers; its     *)
-(* scheduler's state stays as it was, which is the last resource report   *)
-(* the rest of the cluster has from it.                                   *)
+(* Failures (section 4.3, failure detection).  Crashes are environment     *)
+(* steps, bounded by MaxCrashes.  A node crash kills its workers; its      *)
+(* scheduler's state stays as it was, which is the last resource report    *)
+(* the rest of the cluster has from it.                                    *)
 (***************************************************************************)
 \* env: impl/ownership/runtime/memory.py::MemoryNetwork.crash
 WorkerCrash(w) ==
@@ -541,12 +591,12 @@ WorkerCrash(w) ==
     /\ lastAction' = Step("WorkerCrash", NoOwner, NoTask, NoNode, w, NoNode, NoMsg)
     /\ UNCHANGED <<nodeAlive, schedVars, ownerVars, msgs, histVars>>
 
-\* The owners' own nodes do not crash: that would kill the owners.
+\* A driver owner's node does not crash: that would kill the driver.
 \* env: impl/ownership/runtime/memory.py::MemoryNetwork.crash
 NodeCrash(n) ==
     /\ crashes < MaxCrashes
     /\ nodeAlive[n]
-    /\ \A o \in Owners : OwnerNode[o] # n
+    /\ ~DriverOn(n)
     /\ nodeAlive' = [nodeAlive EXCEPT ![n] = FALSE]
     /\ workerAlive' = [w \in Workers |-> IF WorkerNode[w] = n THEN FALSE ELSE workerAlive[w]]
     /\ crashes' = crashes + 1
@@ -563,26 +613,33 @@ LoseMessage(m) ==
     /\ UNCHANGED <<envVars, schedVars, ownerVars, histVars>>
 
 (***************************************************************************)
-(* A local scheduler notices that one of its workers died, drops the      *)
-(* worker and its lease (freeing the slot), and publishes WorkerDied to   *)
+(* A local scheduler notices that one of its workers died, drops the       *)
+(* worker and its lease (freeing the slot), and publishes WorkerDied to    *)
 (* every owner.                                                            *)
 (***************************************************************************)
+\* A worker that died before it registered has no lease to drop; its death is
+\* published all the same (the node had counted it as starting), once: the
+\* spec, which keeps no record of it, allows it while a live owner has not
+\* heard of it.
 \* impl: impl/ownership/core/scheduler.py::LocalScheduler.detect_worker_death
 SchedulerDetectWorkerDeath(n, w) ==
     /\ nodeAlive[n]
-    /\ w \in pool[n]
+    /\ \/ w \in pool[n]
+       \/ /\ w \in Unregistered /\ WorkerNode[w] = n
+          /\ \E o \in Owners : OwnerAlive(o) /\ WorkerDiedMsg(o, w) \notin msgs /\ w \notin deadWorkers[o]
     /\ ~workerAlive[w]
     /\ pool' = [pool EXCEPT ![n] = @ \ {w}]
     /\ granted' = [granted EXCEPT ![n] = {l \in @ : l.worker # w}]
+    /\ lent' = [lent EXCEPT ![n] = @ \ {w}]
     /\ msgs' = msgs \cup {WorkerDiedMsg(o, w) : o \in Owners}
     /\ lastAction' = Step("SchedulerDetectWorkerDeath", NoOwner, NoTask, n, w, NoNode, NoMsg)
     /\ UNCHANGED <<envVars, members, ownerVars, histVars>>
 
 (***************************************************************************)
-(* May the head declare a node dead while it runs?  Its detection is a    *)
-(* probe after a lost connection or a heartbeat timeout, and a node cut   *)
-(* off or hung for long enough looks dead.  FALSE here; a model overrides *)
-(* it (MCScheduling_Suspicion.cfg), spending one crash of the budget.     *)
+(* May the head declare a node dead while it runs?  Its detection is a     *)
+(* probe after a lost connection or a heartbeat timeout, and a node cut    *)
+(* off or hung for long enough looks dead.  FALSE here; a model overrides  *)
+(* it (MCScheduling_Suspicion.cfg), spending one crash of the budget.      *)
 (***************************************************************************)
 FalseSuspicion == FALSE
 
@@ -594,19 +651,19 @@ HeadDetectNodeDeath(n) ==
     /\ \/ ~nodeAlive[n]
        \/ /\ FalseSuspicion
           /\ crashes < MaxCrashes
-          /\ \A o \in Owners : OwnerNode[o] # n
+          /\ ~DriverOn(n)
     /\ members' = members \ {n}
     /\ crashes' = IF nodeAlive[n] THEN crashes + 1 ELSE crashes
     /\ msgs' = msgs \cup {NodeDiedMsg(o, n) : o \in Owners}
     /\ lastAction' = Step("HeadDetectNodeDeath", NoOwner, NoTask, n, NoWorker, NoNode, NoMsg)
-    /\ UNCHANGED <<nodeAlive, workerAlive, pool, granted, ownerVars, histVars>>
+    /\ UNCHANGED <<nodeAlive, workerAlive, pool, granted, lent, ownerVars, histVars>>
 
 (***************************************************************************)
-(* A node declared dead that still runs is fenced: the head answers       *)
-(* whatever it sends with its own death notice, and it kills its workers  *)
-(* and exits.  Until then its workers may still run what they were given: *)
-(* at-least-once execution, as in Ray, which the history counts as a     *)
-(* failure (NoDuplicateExecutionWithoutFailure).                          *)
+(* A node declared dead that still runs is fenced: the head answers        *)
+(* whatever it sends with its own death notice, and it kills its workers   *)
+(* and exits.  Until then its workers may still run what they were given:  *)
+(* at-least-once execution, as in Ray, which the history counts as a       *)
+(* failure (NoDuplicateExecutionWithoutFailure).                           *)
 (***************************************************************************)
 \* impl: impl/ownership/core/node.py::NodeCore.fenced
 NodeFenced(n) ==
@@ -618,15 +675,16 @@ NodeFenced(n) ==
     /\ UNCHANGED <<crashes, schedVars, ownerVars, msgs, histVars>>
 
 (***************************************************************************)
-(* The owner remembers the failure and drops the leases that died with    *)
-(* it.  Which tasks it must resubmit follows from comparing each pending  *)
-(* location with what it knows is dead (the ownership-table scan), see    *)
+(* The owner remembers the failure and drops the leases that died with     *)
+(* it.  Which tasks it must resubmit follows from comparing each pending   *)
+(* location with what it knows is dead (the ownership-table scan), see     *)
 (* OwnerResubmit.                                                          *)
 (***************************************************************************)
 \* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_failure
 OwnerHandleFailure(o, m) ==
     /\ m \in msgs
     /\ m.owner = o
+    /\ OwnerAlive(o)
     /\ m.type \in {"WorkerDied", "NodeDied"}
     /\ IF m.type = "WorkerDied"
        THEN /\ deadWorkers' = [deadWorkers EXCEPT ![o] = @ \cup {m.worker}]
@@ -641,14 +699,15 @@ OwnerHandleFailure(o, m) ==
                    histVars>>
 
 (***************************************************************************)
-(* A pending task whose recorded location is known dead is resubmitted:   *)
-(* back to the end of its key's queue, using one retry; with no retry     *)
-(* left it fails (WorkerCrashedError to whoever gets its future).         *)
+(* A pending task whose recorded location is known dead is resubmitted:    *)
+(* back to the end of its key's queue, using one retry; with no retry      *)
+(* left it fails (WorkerCrashedError to whoever gets its future).          *)
 (***************************************************************************)
 \* impl: impl/ownership/core/submitter.py::TaskSubmitter.resubmit
 OwnerResubmit(o, t) ==
     LET k == TaskKey[t] IN
     /\ TaskOwner[t] = o
+    /\ OwnerAlive(o)
     /\ status[t] \in {"requested", "pushed"}
     /\ LocationDied(o, t)
     /\ IF retries[t] > 0
@@ -662,11 +721,76 @@ OwnerResubmit(o, t) ==
     /\ UNCHANGED <<envVars, schedVars, held, deadWorkers, deadNodes, msgs,
                    histVars>>
 
-\* Every task has finished: the system may stay as it is.  A stuttering
-\* step, so that termination is not reported as a deadlock.
+(***************************************************************************)
+(* A worker the node started registers (the head has acknowledged it):     *)
+(* the node may lease it from now on.                                      *)
+(***************************************************************************)
+\* impl: impl/ownership/core/scheduler.py::LocalScheduler.worker_registered
+SchedulerRegisterWorker(n, w) ==
+    /\ nodeAlive[n]
+    /\ w \in Unregistered
+    /\ WorkerNode[w] = n
+    /\ workerAlive[w]
+    /\ w \notin pool[n]  \* a worker leaves the pool only once it is dead
+    /\ pool' = [pool EXCEPT ![n] = @ \cup {w}]
+    /\ lastAction' = Step("SchedulerRegisterWorker", NoOwner, NoTask, n, w, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, members, granted, lent, ownerVars, msgs, histVars>>
+
+(***************************************************************************)
+(* CPU lending: a leased worker whose task waits in a get tells its node,  *)
+(* which counts the lease's slot as free until the task goes on (without   *)
+(* it a task waiting for tasks it submitted could hold the very slot they  *)
+(* need).  When the task goes on, the node takes the slot back at once,    *)
+(* even if it granted it meanwhile: the node runs more leases than it has  *)
+(* slots until one ends, as Ray's raylet does.  Whether a task waits is    *)
+(* the task's business: lending is not a protocol obligation (no           *)
+(* fairness), and the models have none (Lending, FALSE), except the        *)
+(* Lending model and a model sized from a run.                             *)
+(***************************************************************************)
+Lending == FALSE
+
+\* impl: impl/ownership/core/scheduler.py::LocalScheduler.blocked
+SchedulerLend(n, w) ==
+    /\ Lending
+    /\ nodeAlive[n]
+    /\ \E l \in granted[n] : l.worker = w
+    /\ w \notin lent[n]
+    /\ lent' = [lent EXCEPT ![n] = @ \cup {w}]
+    /\ lastAction' = Step("SchedulerLend", NoOwner, NoTask, n, w, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, members, pool, granted, ownerVars, msgs, histVars>>
+
+\* impl: impl/ownership/core/scheduler.py::LocalScheduler.blocked
+SchedulerUnlend(n, w) ==
+    /\ nodeAlive[n]
+    /\ w \in lent[n]
+    /\ lent' = [lent EXCEPT ![n] = @ \ {w}]
+    /\ lastAction' = Step("SchedulerUnlend", NoOwner, NoTask, n, w, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, members, pool, granted, ownerVars, msgs, histVars>>
+
+(***************************************************************************)
+(* A node hears that an owner died (its worker, or the worker's node) and  *)
+(* reclaims what the owner had there: its waiting lease requests are       *)
+(* dropped and the workers leased to it are stopped, since no one will     *)
+(* return those leases (their slots come back when the node notices the    *)
+(* workers' deaths).  Which news tells the node is abstracted: the owner   *)
+(* is dead.                                                                *)
+(***************************************************************************)
+\* impl: impl/ownership/core/scheduler.py::LocalScheduler.reclaim_leases
+SchedulerReclaimLeases(n, o) ==
+    /\ nodeAlive[n]
+    /\ ~OwnerAlive(o)
+    /\ workerAlive' = [w \in Workers |->
+                          IF \E l \in granted[n] : l.worker = w /\ l.owner = o
+                          THEN FALSE ELSE workerAlive[w]]
+    /\ msgs' = {m \in msgs : ~(m.type = "RequestLease" /\ m.node = n /\ m.owner = o)}
+    /\ lastAction' = Step("SchedulerReclaimLeases", o, NoTask, n, NoWorker, NoNode, NoMsg)
+    /\ UNCHANGED <<nodeAlive, crashes, schedVars, ownerVars, histVars>>
+
+\* Every task has finished, or its owner is dead: the system may stay as it
+\* is.  A stuttering step, so that termination is not reported as a deadlock.
 \* none: stuttering after termination, no stimulus to map
 Terminated ==
-    /\ \A t \in Tasks : Finished(t)
+    /\ \A t \in Tasks : Finished(t) \/ ~OwnerAlive(TaskOwner[t])
     /\ UNCHANGED vars
 
 -----------------------------------------------------------------------------
@@ -690,10 +814,14 @@ Next ==
     \/ \E n \in Nodes : NodeFenced(n)
     \/ \E o \in Owners, m \in FailureMsgs : OwnerHandleFailure(o, m)
     \/ \E o \in Owners, t \in Tasks : OwnerResubmit(o, t)
+    \/ \E n \in Nodes, o \in Owners : SchedulerReclaimLeases(n, o)
+    \/ \E n \in Nodes, w \in Workers : SchedulerRegisterWorker(n, w)
+    \/ \E n \in Nodes, w \in Workers : SchedulerLend(n, w)
+    \/ \E n \in Nodes, w \in Workers : SchedulerUnlend(n, w)
     \/ Terminated
 
 (***************************************************************************)
-(* The steps of each process, for fairness.                               *)
+(* The steps of each process, for fairness.                                *)
 (***************************************************************************)
 OwnerStep(o) ==
     \/ \E t \in Tasks : OwnerSubmit(o, t)
@@ -711,6 +839,9 @@ SchedulerStep(n) ==
     \/ \E m \in ReturnLeaseMsgs : SchedulerReleaseLease(n, m)
     \/ \E w \in Workers : SchedulerDetectWorkerDeath(n, w)
     \/ NodeFenced(n)
+    \/ \E w \in Workers : SchedulerRegisterWorker(n, w)
+    \* a reclaim that finds nothing of the owner's changes nothing
+    \/ \E o \in Owners : SchedulerReclaimLeases(n, o) /\ (msgs' # msgs \/ workerAlive' # workerAlive)
 WorkerStep(w) == \E m \in PushTaskMsgs : WorkerExecute(w, m)
 HeadStep == \E n \in Nodes : HeadDetectNodeDeath(n)
 
@@ -736,6 +867,8 @@ TypeOK ==
     /\ members \subseteq Nodes
     /\ pool \in [Nodes -> SUBSET Workers]
     /\ granted \in [Nodes -> SUBSET [worker : Workers, owner : Owners, task : Tasks]]
+    /\ lent \in [Nodes -> SUBSET Workers]
+    /\ \A n \in Nodes : \A w \in lent[n] : \E l \in granted[n] : l.worker = w
     /\ status \in [Tasks -> Statuses]
     /\ location \in [Tasks -> Locations]
     /\ retries \in [Tasks -> Nat]
@@ -763,10 +896,10 @@ LocAlive(l) ==
 Pending(t) == status[t] \in {"requested", "pushed"}
 
 (***************************************************************************)
-(* The owner always knows where each pending task is: a requested task's  *)
-(* location is a node and a pushed task's a worker; while that process is *)
-(* alive it does hold the task; and no other live process holds a task    *)
-(* that is not finished.  (A dead location may have lost the task: that   *)
+(* The owner always knows where each pending task is: a requested task's   *)
+(* location is a node and a pushed task's a worker; while that process is  *)
+(* alive it does hold the task; and no other live process holds a task     *)
+(* that is not finished.  (A dead location may have lost the task: that    *)
 (* is for OwnerResubmit.)                                                  *)
 (***************************************************************************)
 PendingLocationKnown ==
@@ -774,7 +907,7 @@ PendingLocationKnown ==
         /\ status[t] = "requested" => location[t].node \in Nodes /\ location[t].worker = NoWorker
         /\ status[t] = "pushed" => location[t].worker \in Workers
         /\ ~Pending(t) => location[t] = NoLocation
-        /\ Pending(t) /\ LocAlive(location[t])
+        /\ Pending(t) /\ LocAlive(location[t]) /\ OwnerAlive(TaskOwner[t])
                => \E m \in msgs : m.task = t /\ Place(m) = location[t]
     /\ \A m \in msgs :
         (/\ m.task # NoTask
@@ -789,7 +922,10 @@ NoDoubleLease ==
     /\ \A o1, o2 \in Owners : \A h1 \in held[o1], h2 \in held[o2] :
            h1.worker = h2.worker => h1 = h2
 
-CapacityRespected == \A n \in Nodes : Cardinality(granted[n]) <= Capacity[n]
+\* Without lending a node never runs more leases than it has slots.  With
+\* it, a lease taken back may run beyond them (see SchedulerLend), and the
+\* grant's guard (HasFreeSlot) is the whole promise.
+CapacityRespected == ~Lending => \A n \in Nodes : Cardinality(granted[n]) <= Capacity[n]
 
 \* No worker has more than PipelineDepth tasks of one owner in flight.
 PipelineBounded == \A o \in Owners, w \in Workers : Cardinality(InFlight(o, w)) <= PipelineDepth
@@ -801,16 +937,22 @@ NoDuplicateExecutionWithoutFailure ==
     \A t \in Tasks : execs[t] <= 1 + Cardinality({w \in ranOn[t] : ~workerAlive[w] \/ WorkerNode[w] \notin members})
 
 (***************************************************************************)
-(* A node declared dead stops (it is fenced), whatever the reason it was  *)
-(* declared dead for.                                                     *)
+(* A node declared dead stops (it is fenced), whatever the reason it was   *)
+(* declared dead for.                                                      *)
 (***************************************************************************)
 FencedNodeStops == \A n \in Nodes : n \notin members ~> ~nodeAlive[n]
 
 (***************************************************************************)
-(* Liveness: with finitely many crashes and weakly fair protocol steps,   *)
-(* every submitted task finishes: done, or failed once its retries are   *)
-(* spent.                                                                  *)
+(* Liveness: with finitely many crashes and weakly fair protocol steps,    *)
+(* every submitted task finishes: done, or failed once its retries are     *)
+(* spent, unless its owner died (no one waits for it then).  Lending is    *)
+(* the tasks' choice and finite: a node that lent and took back a slot     *)
+(* forever could bounce a redirected request between itself and another    *)
+(* node forever, so the promise is for behaviours where lending stops.     *)
 (***************************************************************************)
-EveryTaskCompletes == \A t \in Tasks : (status[t] # "new") ~> Finished(t)
+LendingStops == <>[][~\E n \in Nodes, w \in Workers : SchedulerLend(n, w) \/ SchedulerUnlend(n, w)]_vars
+EveryTaskCompletes ==
+    LendingStops =>
+        \A t \in Tasks : (status[t] # "new") ~> (Finished(t) \/ ~OwnerAlive(TaskOwner[t]))
 
 =============================================================================

@@ -220,12 +220,12 @@ class HeadCore:
                 /\ \/ ~nodeAlive[n]
                    \/ /\ FalseSuspicion
                       /\ crashes < MaxCrashes
-                      /\ \A o \in Owners : OwnerNode[o] # n
+                      /\ ~DriverOn(n)
                 /\ members' = members \ {n}
                 /\ crashes' = IF nodeAlive[n] THEN crashes + 1 ELSE crashes
                 /\ msgs' = msgs \cup {NodeDiedMsg(o, n) : o \in Owners}
                 /\ lastAction' = Step("HeadDetectNodeDeath", NoOwner, NoTask, n, NoWorker, NoNode, NoMsg)
-                /\ UNCHANGED <<nodeAlive, workerAlive, pool, granted, ownerVars, histVars>>
+                /\ UNCHANGED <<nodeAlive, workerAlive, pool, granted, lent, ownerVars, histVars>>
 
             \* FateSharing
             HeadDetectNodeDeath(n) ==

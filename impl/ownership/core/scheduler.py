@@ -178,7 +178,19 @@ class LocalScheduler:
         return fx
 
     def worker_registered(self, msg: WorkerRegistered) -> list[Effect]:
-        r"""Spec: Ownership!WorkerRegister
+        r"""Spec: Scheduling!SchedulerRegisterWorker
+        Spec: Ownership!WorkerRegister
+
+            \* Scheduling
+            SchedulerRegisterWorker(n, w) ==
+                /\ nodeAlive[n]
+                /\ w \in Unregistered
+                /\ WorkerNode[w] = n
+                /\ workerAlive[w]
+                /\ w \notin pool[n]  \* a worker leaves the pool only once it is dead
+                /\ pool' = [pool EXCEPT ![n] = @ \cup {w}]
+                /\ lastAction' = Step("SchedulerRegisterWorker", NoOwner, NoTask, n, w, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, members, granted, lent, ownerVars, msgs, histVars>>
 
             \* Ownership
             WorkerRegister(w) ==
@@ -386,7 +398,7 @@ class LocalScheduler:
                     /\ granted' = [granted EXCEPT ![n] = @ \cup {[worker |-> w, owner |-> m.owner, task |-> m.task]}]
                     /\ msgs' = (msgs \ {m}) \cup {LeaseGrantedMsg(m.owner, m.task, n, w)}
                     /\ lastAction' = Step("SchedulerGrantLease", NoOwner, NoTask, n, w, NoNode, m)
-                /\ UNCHANGED <<envVars, members, pool, ownerVars, histVars>>
+                /\ UNCHANGED <<envVars, members, pool, lent, ownerVars, histVars>>
 
             \* Ownership
             SchedulerGrantLease(n, m) ==
@@ -427,8 +439,8 @@ class LocalScheduler:
                 /\ m.node = n
                 /\ nodeAlive[n]
                 /\ ~CanGrant(n)
-                /\ \E r \in members \ {n} :
-                    /\ HasFreeSlot(r)
+                /\ \E r \in (IF StaleViews THEN Nodes ELSE members) \ {n} :
+                    /\ StaleViews \/ HasFreeSlot(r)
                     /\ msgs' = (msgs \ {m}) \cup {SpillbackMsg(m.owner, m.task, n, r)}
                     /\ lastAction' = Step("SchedulerSpillback", NoOwner, NoTask, n, NoWorker, r, m)
                 /\ UNCHANGED <<envVars, schedVars, ownerVars, histVars>>
@@ -471,6 +483,8 @@ class LocalScheduler:
                 /\ m.node = n
                 /\ nodeAlive[n]
                 /\ granted' = [granted EXCEPT ![n] = {l \in @ : ~(l.worker = m.worker /\ l.owner = m.owner)}]
+                /\ lent' = IF \E l \in granted[n] : l.worker = m.worker /\ l.owner = m.owner
+                           THEN [lent EXCEPT ![n] = @ \ {m.worker}] ELSE lent
                 /\ msgs' = msgs \ {m}
                 /\ lastAction' = Step("SchedulerReleaseLease", NoOwner, NoTask, n, NoWorker, NoNode, m)
                 /\ UNCHANGED <<envVars, members, pool, ownerVars, histVars>>
@@ -531,7 +545,27 @@ class LocalScheduler:
         return fx
 
     def blocked(self, msg: WorkerBlocked | WorkerUnblocked) -> list[Effect]:
-        r"""Spec: Ownership!SchedulerLend
+        r"""Spec: Scheduling!SchedulerLend
+        Spec: Scheduling!SchedulerUnlend
+        Spec: Ownership!SchedulerLend
+
+            \* Scheduling
+            SchedulerLend(n, w) ==
+                /\ Lending
+                /\ nodeAlive[n]
+                /\ \E l \in granted[n] : l.worker = w
+                /\ w \notin lent[n]
+                /\ lent' = [lent EXCEPT ![n] = @ \cup {w}]
+                /\ lastAction' = Step("SchedulerLend", NoOwner, NoTask, n, w, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, members, pool, granted, ownerVars, msgs, histVars>>
+
+            \* Scheduling
+            SchedulerUnlend(n, w) ==
+                /\ nodeAlive[n]
+                /\ w \in lent[n]
+                /\ lent' = [lent EXCEPT ![n] = @ \ {w}]
+                /\ lastAction' = Step("SchedulerUnlend", NoOwner, NoTask, n, w, NoNode, NoMsg)
+                /\ UNCHANGED <<envVars, members, pool, granted, ownerVars, msgs, histVars>>
 
             \* Ownership
             SchedulerLend(n, m) ==
@@ -585,10 +619,13 @@ class LocalScheduler:
             \* Scheduling
             SchedulerDetectWorkerDeath(n, w) ==
                 /\ nodeAlive[n]
-                /\ w \in pool[n]
+                /\ \/ w \in pool[n]
+                   \/ /\ w \in Unregistered /\ WorkerNode[w] = n
+                      /\ \E o \in Owners : OwnerAlive(o) /\ WorkerDiedMsg(o, w) \notin msgs /\ w \notin deadWorkers[o]
                 /\ ~workerAlive[w]
                 /\ pool' = [pool EXCEPT ![n] = @ \ {w}]
                 /\ granted' = [granted EXCEPT ![n] = {l \in @ : l.worker # w}]
+                /\ lent' = [lent EXCEPT ![n] = @ \ {w}]
                 /\ msgs' = msgs \cup {WorkerDiedMsg(o, w) : o \in Owners}
                 /\ lastAction' = Step("SchedulerDetectWorkerDeath", NoOwner, NoTask, n, w, NoNode, NoMsg)
                 /\ UNCHANGED <<envVars, members, ownerVars, histVars>>
@@ -659,7 +696,23 @@ class LocalScheduler:
         return fx + self._drain()
 
     def reclaim_leases(self, dead_owners: set[str]) -> list[Effect]:
-        """Owners died: their leased workers fate-share (stopped), requests dropped."""
+        r"""Spec: Scheduling!SchedulerReclaimLeases
+
+            \* Scheduling
+            SchedulerReclaimLeases(n, o) ==
+                /\ nodeAlive[n]
+                /\ ~OwnerAlive(o)
+                /\ workerAlive' = [w \in Workers |->
+                                      IF \E l \in granted[n] : l.worker = w /\ l.owner = o
+                                      THEN FALSE ELSE workerAlive[w]]
+                /\ msgs' = {m \in msgs : ~(m.type = "RequestLease" /\ m.node = n /\ m.owner = o)}
+                /\ lastAction' = Step("SchedulerReclaimLeases", o, NoTask, n, NoWorker, NoNode, NoMsg)
+                /\ UNCHANGED <<nodeAlive, crashes, schedVars, ownerVars, histVars>>
+
+        Implementation:
+
+        Owners died: their leased workers fate-share (stopped), requests dropped.
+        """
         fx: list[Effect] = []
         for req in list(self.queue):
             if req.owner in dead_owners:

@@ -39,7 +39,7 @@ from .refcount import FAILED, FREED, LOST, PENDING, READY, Reference, Waiter
 if TYPE_CHECKING:  # pragma: no cover
     from .worker import WorkerCore
 
-__all__ = ["TaskEntry", "Lease", "KeyState", "ActorState", "TaskSubmitter"]
+__all__ = ["TaskEntry", "Lease", "KeyState", "ActorState", "TaskSubmitter", "scheduling_key"]
 
 # Task states at the owner.
 WAITING, QUEUED, RUNNING, DONE = "waiting", "queued", "running", "done"
@@ -110,7 +110,10 @@ class ActorState:
 _SHORT_FUNCTIONS_KEPT = 1024
 
 
-def _scheduling_key(spec: TaskSpec) -> tuple:
+def scheduling_key(spec: TaskSpec) -> tuple:
+    """The queue a task waits in for a lease: tasks of one resource shape and
+    the same by-reference arguments share leases (a worker that fetched the
+    arguments for one can run the next)."""
     if spec.kind == "actor_create":
         return ("actor", spec.task_id)
     deps = tuple(sorted(a.ref.object_id for a in spec.args if a.ref is not None))
@@ -199,6 +202,7 @@ class TaskSubmitter:
             \* Scheduling
             OwnerSubmit(o, t) ==
                 /\ TaskOwner[t] = o
+                /\ OwnerAlive(o)
                 /\ status[t] = "new"
                 /\ \A u \in Tasks : TaskOwner[u] = o /\ Rank(u) < Rank(t) => status[u] # "new"
                 /\ status' = [status EXCEPT ![t] = "queued"]
@@ -261,7 +265,7 @@ class TaskSubmitter:
         kind = "actor" if spec.kind == "actor_create" else "object"
         ret = self.refs.add_owned(spec.return_id, kind=kind, task_id=spec.task_id)
         ret.local += 1  # the ObjectRef/ActorRef the API hands back
-        task = TaskEntry(spec=spec, key=_scheduling_key(spec), retries_left=max(0, spec.max_retries))
+        task = TaskEntry(spec=spec, key=scheduling_key(spec), retries_left=max(0, spec.max_retries))
         self.tasks[spec.task_id] = task
         held: list[str] = []
         for arg in spec.args:
@@ -462,9 +466,10 @@ class TaskSubmitter:
             OwnerRequestLease(o, t) ==
                 LET k == TaskKey[t] IN
                 /\ TaskOwner[t] = o
+                /\ OwnerAlive(o)
                 /\ queue[o][k] # <<>>
                 /\ t = Head(queue[o][k])
-                /\ ~Requesting(o, k)
+                /\ Cardinality(RequestsOut(o, k)) < MaxPendingLeaseRequests
                 /\ IdleLeases(o, k) = {}
                 /\ queue' = [queue EXCEPT ![o][k] = Tail(@)]
                 /\ status' = [status EXCEPT ![t] = "requested"]
@@ -515,6 +520,7 @@ class TaskSubmitter:
                 /\ m \in msgs
                 /\ m.type = "Spillback"
                 /\ m.owner = o
+                /\ OwnerAlive(o)
                 /\ \/ /\ current
                       /\ m.retry_at \notin deadNodes[o]
                       /\ location' = [location EXCEPT ![t] = AtNode(m.retry_at)]
@@ -611,6 +617,7 @@ class TaskSubmitter:
                 /\ m \in msgs
                 /\ m.type = "LeaseGranted"
                 /\ m.owner = o
+                /\ OwnerAlive(o)
                 /\ \/ /\ current
                       /\ ~knownDead
                       /\ location' = [location EXCEPT ![t] = AtWorker(w)]
@@ -760,6 +767,7 @@ class TaskSubmitter:
             OwnerReuseLease(o, w, t) ==
                 LET k == TaskKey[t] IN
                 /\ TaskOwner[t] = o
+                /\ OwnerAlive(o)
                 /\ \E h \in held[o] : h.worker = w /\ TaskKey[h.task] = k
                 /\ \/ ~Busy(o, w)
                    \/ Cardinality(InFlight(o, w)) < PipelineDepth /\ Requesting(o, k)
@@ -840,6 +848,7 @@ class TaskSubmitter:
 
             \* Scheduling
             OwnerReturnLease(o, w) ==
+                /\ OwnerAlive(o)
                 /\ \E h \in held[o] :
                     /\ h.worker = w
                     /\ queue[o][TaskKey[h.task]] = <<>>
@@ -894,6 +903,7 @@ class TaskSubmitter:
                 /\ m \in msgs
                 /\ m.type = "TaskReply"
                 /\ m.owner = o
+                /\ OwnerAlive(o)
                 /\ IF status[t] = "pushed" /\ location[t].worker = m.worker
                    THEN /\ status' = [status EXCEPT ![t] = "done"]
                         /\ location' = [location EXCEPT ![t] = NoLocation]
@@ -1164,6 +1174,7 @@ class TaskSubmitter:
             OwnerHandleFailure(o, m) ==
                 /\ m \in msgs
                 /\ m.owner = o
+                /\ OwnerAlive(o)
                 /\ m.type \in {"WorkerDied", "NodeDied"}
                 /\ IF m.type = "WorkerDied"
                    THEN /\ deadWorkers' = [deadWorkers EXCEPT ![o] = @ \cup {m.worker}]
@@ -1233,6 +1244,7 @@ class TaskSubmitter:
             OwnerResubmit(o, t) ==
                 LET k == TaskKey[t] IN
                 /\ TaskOwner[t] = o
+                /\ OwnerAlive(o)
                 /\ status[t] \in {"requested", "pushed"}
                 /\ LocationDied(o, t)
                 /\ IF retries[t] > 0
