@@ -85,6 +85,9 @@ class ProcessLog:
     stop: int | None
     #: what was dropped from the end of a file cut short
     truncated: str | None = None
+    #: the core's bounds from the header (``pipeline_depth``,
+    #: ``max_pending_lease_requests``); empty in logs written before they were
+    limits: dict[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -201,7 +204,10 @@ def read_process_log(path: Path) -> ProcessLog:
         except Exception as exc:
             raise StepLogError(f"{path}:{number}: cannot read the step: {type(exc).__name__}: {exc}") from None
         steps.append(RawStep(seq, time, event, tuple(effects), after, number))
-    return ProcessLog(path, address, role, pid, header.get("node"), started, tasks, tuple(steps), stop, note)
+    limits = header.get("limits") or {}
+    if not isinstance(limits, dict) or not all(isinstance(k, str) and type(v) is int for k, v in limits.items()):
+        raise StepLogError(f"{path}:1: the header's limits must map names to integers, not {limits!r}")
+    return ProcessLog(path, address, role, pid, header.get("node"), started, tasks, tuple(steps), stop, note, limits)
 
 
 def read_harness(path: Path) -> tuple[Harness, str | None]:

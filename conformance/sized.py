@@ -9,13 +9,23 @@ Here the model's constants are read off the merged run instead:
 - ``Nodes``: every node process of the run (those added to replace killed
   ones too), in order of start; ``Capacity`` from each node's first
   heartbeat (its CPUs: every lease of a one-CPU task takes one);
-- ``Workers``: every worker process, with ``WorkerNode`` its node;
+- ``Workers``: every worker process, with ``WorkerNode`` its node, and
+  ``Unregistered`` all of them: a node starts its workers after it starts,
+  and leases each once it has registered;
 - ``Owners``: every process that submitted a task (the driver and the
-  workers whose tasks submit tasks), ``OwnerNode`` its node;
+  workers whose tasks submit tasks), ``OwnerNode`` its node, ``OwnerWorker``
+  its worker process (an owner that is a worker dies with it);
 - ``Tasks``: every plain task submitted (``kind == "task"``), ``TaskOwner``
-  its submitter, ``TaskKey`` its resource shape, ``TaskRetries`` its
+  its submitter, ``TaskKey`` its scheduling key (the submitter's: resource
+  shape and by-reference arguments), ``TaskRetries`` its
   ``max_retries``, ``SubmitOrder`` the merged order of the submissions;
-- ``MaxCrashes``: the crashes of the run; ``PipelineDepth``: the cluster's.
+- ``StaleViews``: on (a node redirects a request where its view, as of the
+  last heartbeats, says there is room; the room may be gone by then);
+- ``Lending``: on (a task that waits in a get lends its slot: nested jobs);
+- ``MaxCrashes``: the crashes of the run; ``PipelineDepth`` and
+  ``MaxPendingLeaseRequests``: the owners' configuration, from their logs'
+  headers (an owner's config bounds what its core does, and the spec's
+  guards are those bounds).
 
 Actor tasks are not scheduled by leases the way Scheduling describes (an
 actor's creation holds its worker for the actor's life, its calls go to the
@@ -32,6 +42,7 @@ from typing import Any
 
 from ownership.core.events import Submit
 from ownership.core.messages import Heartbeat
+from ownership.core.submitter import scheduling_key
 from ownership.tla.values import ModelValue, TLAFunction
 
 from .eventlog import CoreStep, LogLine
@@ -58,7 +69,19 @@ def _capacity(run: MergedRun, node: str) -> int | None:
     return None
 
 
-def scheduling_constants(run: MergedRun, pipeline_depth: int) -> tuple[dict[str, Any], dict[str, dict[Any, str]], list[str]]:
+def _owner_limit(run: MergedRun, owners: list[str], name: str, default: int, notes: list[str]) -> int:
+    """One bound of the owners' configuration: the model has one value, so
+    owners configured differently are a run no sized model describes."""
+    values = {run.processes[a].limits[name] for a in owners if name in run.processes[a].limits}
+    if not values:
+        notes.append(f"no owner's log names its {name}: {default} assumed")
+        return default
+    if len(values) > 1:
+        raise StepLogError(f"the owners of the run have different {name} ({sorted(values)}): one model cannot size them")
+    return values.pop()
+
+
+def scheduling_constants(run: MergedRun, pipeline_depth: int = 2) -> tuple[dict[str, Any], dict[str, dict[Any, str]], list[str]]:
     """The Scheduling constants of ``run``, the binding of model values to
     the run's addresses and task ids, and notes for the reader."""
     notes: list[str] = []
@@ -70,6 +93,7 @@ def scheduling_constants(run: MergedRun, pipeline_depth: int) -> tuple[dict[str,
     node_of = {a: n for n, a in nodes.items()}
     worker_logs = sorted((l for l in logs.values() if l.role == "worker"), key=lambda l: (l.started, l.address))
     workers = {_mv("w", i): l.address for i, l in enumerate(worker_logs, start=1)}
+    worker_mv = {a: w for w, a in workers.items()}
     capacity = {}
     for n, address in nodes.items():
         cpu = _capacity(run, address)
@@ -101,7 +125,7 @@ def scheduling_constants(run: MergedRun, pipeline_depth: int) -> tuple[dict[str,
     for i, s in enumerate(plain, start=1):
         spec = s.event.task
         t = _mv("t", i)
-        shape = tuple(spec.resources)
+        shape = scheduling_key(spec)
         if shape not in shapes:
             shapes[shape] = _mv("k", len(shapes) + 1)
         tasks[t] = spec.task_id
@@ -119,9 +143,11 @@ def scheduling_constants(run: MergedRun, pipeline_depth: int) -> tuple[dict[str,
         "Owners": frozenset(owners),
         "Nodes": frozenset(nodes),
         "Workers": frozenset(workers),
+        "Unregistered": frozenset(workers),
         "Tasks": frozenset(tasks),
         "Keys": frozenset(shapes.values()) or frozenset({_mv("k", 1)}),
         "OwnerNode": TLAFunction(owner_node),
+        "OwnerWorker": TLAFunction({o: worker_mv.get(a, ModelValue("NoWorker")) for o, a in owners.items()}),
         "WorkerNode": TLAFunction(worker_node),
         "Capacity": TLAFunction(capacity),
         "TaskOwner": TLAFunction(task_owner),
@@ -129,14 +155,19 @@ def scheduling_constants(run: MergedRun, pipeline_depth: int) -> tuple[dict[str,
         "SubmitOrder": tuple(order),
         "MaxCrashes": len(run.crashed),
         "TaskRetries": TLAFunction(task_retries),
-        "PipelineDepth": pipeline_depth,
+        "PipelineDepth": _owner_limit(run, owner_addrs, "pipeline_depth", pipeline_depth, notes),
+        "MaxPendingLeaseRequests": _owner_limit(run, owner_addrs, "max_pending_lease_requests", 1, notes),
+        # a node redirects where its last view of the cluster said there was room
+        "StaleViews": True,
+        # a leased worker whose task waits in a get lends its slot
+        "Lending": True,
         "NoOwner": ModelValue("NoOwner"),
         "NoNode": ModelValue("NoNode"),
         "NoWorker": ModelValue("NoWorker"),
         "NoTask": ModelValue("NoTask"),
         "NoKey": ModelValue("NoKey"),
     }
-    key_resources = {k: shape for shape, k in shapes.items()}
+    key_resources = {k: shape[1] for shape, k in shapes.items()}
     binding = {"owner": owners, "node": nodes, "worker": workers, "task": tasks, "key": key_resources}
     return constants, binding, notes
 

@@ -314,12 +314,17 @@ def sized_trace_module(
     _model_values([line.params for line in lines], names)
     defs = []
     overrides = []
+    # A definition of the spec a model may override (MaxPendingLeaseRequests)
+    # is replaced with <-; a config's = only sets a declared CONSTANT.
+    defined = {k for k in constants if re.search(rf"^{re.escape(k)}\s*==", module_text, re.M)}
     for k, v in sorted(constants.items()):
-        if isinstance(v, (int, bool, str, ModelValue)):
+        if isinstance(v, (int, bool, str, ModelValue)) and k not in defined:
             continue
         defs.append(f"Trace{k} == {_tla_balanced(v)}")
         overrides.append(f"    {k} <- Trace{k}")
-    scalars = [f"    {k} = {_tla(v)}" for k, v in sorted(constants.items()) if isinstance(v, (int, bool, str, ModelValue))]
+    scalars = [
+        f"    {k} = {_tla(v)}" for k, v in sorted(constants.items()) if isinstance(v, (int, bool, str, ModelValue)) and k not in defined
+    ]
     unused = unused_domains(module_text, actions) if module_text else []
     if unused:
         defs.append("TraceUnused == {}")

@@ -49,7 +49,7 @@ from typing import Any
 import attrs
 
 from ownership.core.config import CoreConfig
-from ownership.core.events import PeerLost, ProbeResult, Received, Send, Submit, TaskDone, Tick
+from ownership.core.events import KillWorker, PeerLost, ProbeResult, Received, Send, Submit, TaskDone, Tick
 from ownership.core.messages import (
     LeaseGranted,
     NodeDied,
@@ -58,7 +58,10 @@ from ownership.core.messages import (
     ReturnLease,
     Spillback,
     TaskReply,
+    WorkerBlocked,
     WorkerDied,
+    WorkerRegistered,
+    WorkerUnblocked,
 )
 from ownership.core.refcount import FAILED
 from ownership.core.scheduler import DRIVER
@@ -195,6 +198,19 @@ class _EventLogMixin:
         owner_of, node_of, worker_of, task_of = roles.owner, roles.node, roles.worker, roles.task
         lines: list[LogLine] = []
         dead: set[str] = set()
+        # workers a node stopped because their owner died: their end is part
+        # of SchedulerReclaimLeases, not a crash of the budget
+        reclaimed: set[str] = set()
+        # worker -> owner of its last lease the log shows granted for a task
+        # of the model (an actor's lease is not one)
+        leased_to: dict[str, str] = {}
+        # the node's leases of the model's tasks (id -> worker), and those
+        # lent (LocalScheduler.blocked acts only on a lease it holds)
+        leases: dict[str, str] = {}
+        lent: set[str] = set()
+        # every lease the log shows granted for a task of the model: the
+        # return of another (an actor's) is not a step of the spec
+        model_leases: set[str] = set()
 
         # A parameter with no model value (a task outside the model: an actor's)
         # is left out of the line, or kept as unbound where the caller wants
@@ -214,7 +230,7 @@ class _EventLogMixin:
                 if ev.kind == "crash" and ev.address is not None:
                     parent_dead = any(ev.address.endswith("@" + d) for d in dead)
                     dead.add(ev.address)
-                    if ev.address in worker_of and not parent_dead:
+                    if ev.address in worker_of and not parent_dead and ev.address not in reclaimed:
                         add(s.clock, ev.address, "WorkerCrash", w=worker_of[ev.address])
                     elif ev.address in node_of:
                         add(s.clock, ev.address, "NodeCrash", n=node_of[ev.address])
@@ -257,15 +273,43 @@ class _EventLogMixin:
                             grant_lease = None  # the grant's own push
                         else:
                             add(s.clock, p, "OwnerReuseLease", o=x, w=worker_of.get(e.dst), t=task_of.get(msg.task.task_id))
-                    elif isinstance(msg, ReturnLease):
+                    elif isinstance(msg, ReturnLease) and (self.c is not None or msg.lease_id in model_leases):
                         add(s.clock, p, "OwnerReturnLease", o=x, w=worker_of.get(msg.worker))
             if p in node_of:
                 n = node_of[p]
-                if isinstance(event, Received) and isinstance(event.msg, ReturnLease):
+                if isinstance(event, Received) and isinstance(event.msg, ReturnLease) and (
+                    self.c is not None or event.msg.lease_id in model_leases
+                ):
                     for m in self._spec_messages(Envelope(event.src, p, event.msg), roles):
                         add(s.clock, p, "SchedulerReleaseLease", n=n, m=m)
+                    leases.pop(event.msg.lease_id, None)
+                    lent.discard(event.msg.lease_id)
                 if isinstance(event, PeerLost) and event.address in worker_of:
                     add(s.clock, p, "SchedulerDetectWorkerDeath", n=n, w=worker_of[event.address])
+                    for lease_id in [i for i, w in leases.items() if w == event.address]:
+                        del leases[lease_id]
+                        lent.discard(lease_id)
+                if isinstance(event, Received) and isinstance(event.msg, (WorkerBlocked, WorkerUnblocked)):
+                    lease_id, worker = event.msg.lease_id, event.msg.worker
+                    if leases.get(lease_id) == worker and worker in worker_of:
+                        if isinstance(event.msg, WorkerBlocked) and lease_id not in lent:
+                            lent.add(lease_id)
+                            add(s.clock, p, "SchedulerLend", n=n, w=worker_of[worker])
+                        elif isinstance(event.msg, WorkerUnblocked) and lease_id in lent:
+                            lent.discard(lease_id)
+                            add(s.clock, p, "SchedulerUnlend", n=n, w=worker_of[worker])
+                if isinstance(event, Received) and isinstance(event.msg, WorkerRegistered):
+                    for e in sends:  # LocalScheduler.worker_registered: the worker may be leased now
+                        if isinstance(e.msg, WorkerRegistered) and worker_of.get(e.dst) in self.unregistered:
+                            add(s.clock, p, "SchedulerRegisterWorker", n=n, w=worker_of[e.dst])
+                if isinstance(event, Received) and isinstance(event.msg, (WorkerDied, NodeDied)) and getattr(event.msg, "node", None) != p:
+                    # LocalScheduler.reclaim_leases, for each owner among the dead
+                    gone = {event.msg.worker} if isinstance(event.msg, WorkerDied) else set(event.msg.workers)
+                    for address in sorted(gone & owner_of.keys()):
+                        add(s.clock, p, "SchedulerReclaimLeases", n=n, o=owner_of[address])
+                    reclaimed.update(
+                        e.worker for e in s.effects if isinstance(e, KillWorker) and leased_to.get(e.worker) in gone
+                    )
                 for e in sends:
                     msg = e.msg
                     if isinstance(msg, (LeaseGranted, Spillback)):
@@ -274,8 +318,15 @@ class _EventLogMixin:
                         for m in self._spec_messages(Envelope(e.dst, p, request), roles):
                             if isinstance(msg, LeaseGranted):
                                 add(s.clock, p, "SchedulerGrantLease", n=n, w=worker_of.get(msg.worker), m=m)
+                                if task_id in task_of:
+                                    leased_to[msg.worker] = e.dst
+                                    leases[msg.lease_id] = msg.worker
+                                    model_leases.add(msg.lease_id)
                             else:
-                                add(s.clock, p, "SchedulerSpillback", n=n, m=m)
+                                # the node it redirected to: with stale views
+                                # (a sized model) the spec allows any other
+                                r = node_of.get(msg.node)
+                                add(s.clock, p, "SchedulerSpillback", n=n, m=m, **({} if r is None else {"r": r}))
             elif p == (self.head_address if self.c is None else "head"):
                 # A heartbeat timeout (Tick) or the last unanswered probe of a
                 # node whose connection dropped (ProbeResult).
@@ -287,9 +338,11 @@ class _EventLogMixin:
                 x = worker_of[p]
                 if isinstance(event, TaskDone):
                     for e in sends:
-                        if isinstance(e.msg, TaskReply):
-                            t = task_of.get(e.msg.task_id)
-                            o = owner_of.get(e.dst)
+                        # the reply, or the value stored at the node with the reply to relay
+                        reply = e.msg if isinstance(e.msg, TaskReply) else getattr(e.msg, "reply", None)
+                        if isinstance(reply, TaskReply) and reply.task_id in task_of:  # not an actor's task
+                            t = task_of[reply.task_id]
+                            o = owner_of.get(e.dst if reply is e.msg else e.msg.owner)
                             m = self._msg("PushTask", o, t, self.task_key.get(t), self.worker_node[x], x)
                             add(s.clock, p, "WorkerExecute", w=x, m=m)
         return lines
@@ -321,6 +374,8 @@ class SchedulingMapping(_EventLogMixin, Mapping):
                 self.task_retries = {t: int(c["MaxRetries"]) for t in self.tasks}
             self.none = {name: c[name] for name in ("NoOwner", "NoNode", "NoWorker", "NoTask", "NoKey")}
             self.pipeline_depth = int(c["PipelineDepth"])
+            # workers that join the pool when they register (a model sized from a run)
+            self.unregistered = frozenset(c.get("Unregistered", ()))
         except KeyError as exc:
             raise ValueError(f"the trace's constants lack {exc.args[0]}: regenerate it with `ownership traces generate`") from None
         owner_addr: dict[ModelValue, str] = {}
@@ -343,7 +398,7 @@ class SchedulingMapping(_EventLogMixin, Mapping):
         self.refs: dict[ModelValue, Any] = {}
         self.crashes = 0
         self.pinned: set[ModelValue] = set()  # workers whose binding a step has fixed
-        self.frozen: dict[ModelValue, tuple[Any, Any]] = {}
+        self.frozen: dict[ModelValue, tuple[Any, Any, Any]] = {}
         self.request_task: dict[str, str] = {}  # request id -> task id
         self.lease_request: dict[str, str] = {}  # lease id -> request id
         self.lease_key: dict[str, ModelValue] = {}
@@ -561,7 +616,7 @@ class SchedulingMapping(_EventLogMixin, Mapping):
         n = p["n"]
         address = self.bind.node_addr[n]
         self._runtime(address)
-        self.frozen[n] = (self._pool(n), self._granted(n))
+        self.frozen[n] = (self._pool(n), self._granted(n), self._lent(n))
         self.c.crash(address)
         self.crashes += 1
 
@@ -604,7 +659,8 @@ class SchedulingMapping(_EventLogMixin, Mapping):
             return [self._msg("PushTask", r.owner.get(env.src), t, self.task_key.get(t), self.worker_node.get(w), w)]
         if isinstance(msg, TaskReply):
             t = r.task.get(msg.task_id, _unbound(msg.task_id))
-            w = r.worker.get(env.src)
+            # from the worker, or relayed by its node's store once the value is stored
+            w = r.worker.get(msg.worker or env.src)
             return [self._msg("TaskReply", r.owner.get(env.dst), t, self.task_key.get(t), self.worker_node.get(w), w)]
         if isinstance(msg, ReturnLease):
             return [
@@ -670,6 +726,15 @@ class SchedulingMapping(_EventLogMixin, Mapping):
             )
         return frozenset(out)
 
+    def _lent(self, n: ModelValue) -> frozenset:
+        """The leased workers whose task waits in a get (LocalScheduler.blocked)."""
+        assert self.c is not None
+        if n in self.frozen:
+            return self.frozen[n][2]
+        inv = self.bind.inverse()
+        sched = self.c.nodes[self.bind.node_addr[n]].core.scheduler
+        return frozenset(inv.get(l.worker, _unbound(l.worker)) for l in sched.leases.values() if l.blocked)
+
     def _key_of(self, key: tuple) -> Any:
         for k, resources in self.bind.key_resources.items():
             if key == ("task", resources, ()):
@@ -689,6 +754,7 @@ class SchedulingMapping(_EventLogMixin, Mapping):
             "members": frozenset(n for n in self.nodes if (r := self.c.head.core.nodes.get(b.node_addr[n])) is not None and r.alive),
             "pool": _fn((n, self._pool(n)) for n in self.nodes),
             "granted": _fn((n, self._granted(n)) for n in self.nodes),
+            "lent": _fn((n, self._lent(n)) for n in self.nodes),
             "execs": _fn((t, self.execs[t]) for t in self.tasks),
             "ranOn": _fn((t, frozenset(self.ran_on[t])) for t in self.tasks),
         }

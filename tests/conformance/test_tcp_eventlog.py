@@ -283,6 +283,23 @@ def test_tcp_run_is_accepted_with_the_model_sized_from_the_run(tcp_run):
     assert len(constants["Nodes"]) == 2 and len(constants["Owners"]) == 1 and len(constants["Tasks"]) == 2
     workers = [log for log in run.processes.values() if log.role == "worker"]
     assert len(constants["Workers"]) == len(workers) and constants["MaxCrashes"] >= 1
+    # the owners' bounds come from their logs' headers; every worker joins its
+    # node's pool when it registers
+    assert constants["MaxPendingLeaseRequests"] == 1 and constants["Unregistered"] == constants["Workers"]
     result = validate_window(run, pipeline_depth=1)
     assert result["accepted"] and result["window"] == result["lines"] == len(lines), result
-    assert {"WorkerCrash", "OwnerResubmit", "OwnerReuseLease"} <= {line.action for line in lines}
+    assert {"WorkerCrash", "OwnerResubmit", "OwnerReuseLease", "SchedulerRegisterWorker"} <= {line.action for line in lines}
+
+
+def test_a_sized_model_refuses_owners_with_different_bounds():
+    from types import SimpleNamespace
+
+    from conformance.sized import _owner_limit
+
+    run = SimpleNamespace(processes={"a:1": SimpleNamespace(limits={"max_pending_lease_requests": 8}), "b:2": SimpleNamespace(limits={})})
+    notes: list[str] = []
+    assert _owner_limit(run, ["a:1", "b:2"], "max_pending_lease_requests", 1, notes) == 8 and notes == []
+    assert _owner_limit(run, ["b:2"], "max_pending_lease_requests", 1, notes) == 1 and "1 assumed" in notes[0]
+    run.processes["b:2"].limits["max_pending_lease_requests"] = 2
+    with pytest.raises(StepLogError, match="different max_pending_lease_requests"):
+        _owner_limit(run, ["a:1", "b:2"], "max_pending_lease_requests", 1, notes)

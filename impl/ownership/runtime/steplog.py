@@ -122,6 +122,16 @@ class _File:
         os.close(self.fd)
 
 
+#: the core's configuration a model of the run needs (Scheduling's
+#: PipelineDepth and MaxPendingLeaseRequests)
+_LIMITS = ("pipeline_depth", "max_pending_lease_requests")
+
+
+def _limits(core: Any) -> dict[str, int]:
+    config = getattr(core, "config", None)
+    return {} if config is None else {name: int(getattr(config, name)) for name in _LIMITS}
+
+
 class StepLog:
     """The step-log sink of one process (see the module doc)."""
 
@@ -150,6 +160,8 @@ class StepLog:
             "time": time.monotonic_ns(),
             "wall": time.time(),
             "tasks": None if last_tasks is None else sorted([tid, *st] for tid, st in last_tasks.items()),
+            # the bounds a model sized from the run takes from its owners
+            "limits": _limits(core),
         }
         f = _File(path, header)
         self._files.append(f)
