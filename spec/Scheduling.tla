@@ -86,7 +86,7 @@ ASSUME
     /\ TaskKey \in [Tasks -> Keys]
     /\ SubmitOrder \in Seq(Tasks)
     /\ Len(SubmitOrder) = Cardinality(Tasks)
-    /\ \A t \in Tasks : \E i \in 1..Len(SubmitOrder) : SubmitOrder[i] = t
+    /\ {SubmitOrder[i] : i \in 1..Len(SubmitOrder)} = Tasks
     /\ MaxCrashes \in Nat
     /\ TaskRetries \in [Tasks -> Nat]
     /\ PipelineDepth \in Nat \ {0}
@@ -260,7 +260,11 @@ DestAlive(m) ==
       [] m.type = "PushTask" -> workerAlive[m.worker]
       [] OTHER -> OwnerAlive(m.owner)
 
-Rank(t) == CHOOSE i \in 1..Len(SubmitOrder) : SubmitOrder[i] = t
+\* Each task's place in SubmitOrder, computed once (TLC evaluates a constant
+\* definition when it starts): a model sized from a run has thousands of
+\* tasks, and OwnerSubmit compares the ranks of all of them.
+RankOf == [t \in Tasks |-> CHOOSE i \in 1..Len(SubmitOrder) : SubmitOrder[i] = t]
+Rank(t) == RankOf[t]
 
 \* Scheduler view.  The pool may still list a dead worker whose death the
 \* scheduler has not noticed yet: it may lease it out.
