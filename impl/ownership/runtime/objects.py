@@ -53,7 +53,7 @@ import attrs
 from ..core.messages import FreeObject, GetObject, ObjectCopy, ObjectValue, Payload, PullObject, PutObject, RefInfo, RegisterWorker, TaskReply, message
 from ..core.store import FetchObject, ObjectFetched
 from .values import SerializationError, SerializedValue, dumps_oob, pack, snapshot
-from .shm import SHM_DIR, SharedMemoryStore, SpareSegments, open_segment, unlink_segment, write_segment
+from .shm import SHM_DIR, FrameSegments, SharedMemoryStore, SpareSegments, open_segment, unlink_segment, write_segment
 
 __all__ = [
     "MapsSegments",
@@ -357,6 +357,9 @@ class NodeObjects:
         self.stats = ObjectPlaneStatistics()
         #: large segments of freed objects, written again once nobody maps them
         self.spares = SpareSegments(store.prefix)
+        #: large frames received straight into segments (the transport asks
+        #: it for their buffers): a copy that arrived so is stored in place
+        self.frames = FrameSegments(store.prefix, self.spares)
 
     # -- received, before the core --------------------------------------------------
     def incoming(self, src: str, msg: Any) -> tuple[Any, str | None]:
@@ -392,7 +395,12 @@ class NodeObjects:
         return put, msg.segment
 
     def _store_bytes(self, msg: Any, value: Payload, rebuild: Callable[[Payload], Any]) -> tuple[Any, str | None]:
-        """A value that came as bytes: write it into a segment of ours and map it."""
+        """A value that came as bytes: write it into a segment of ours and map it
+        (or keep the segment it was received into, see FrameSegments)."""
+        name = self.frames.adopt(value.data, value.buffers)
+        if name is not None:
+            self.stats.segments_written += 1
+            return msg, name
         name = self.store.prefix + segment_key(msg.object_id)
         try:
             serialized = _as_serialized(value)
@@ -456,5 +464,6 @@ class NodeObjects:
             "objects": dict(sorted(self.segments.items())),
             "segments_written": self.stats.segments_written,
             "spares": {"kept_bytes": self.spares.kept_bytes, "reused": self.spares.reused},
+            "frames": {"received": self.frames.received, "adopted": self.frames.adopted},
             "fallbacks": self.stats.fallbacks,
         }

@@ -554,7 +554,13 @@ class WorkerRuntime(ServiceShell):
     def _release_gets(self, rids: list[int], fetch: bool = True) -> None:
         for rid in rids:
             slot = self._gets.pop(rid, None)
-            if slot is not None and slot.result is None and not self.closed:
+            if slot is None:
+                continue
+            # The callback closes over the slot (get_many's watch): a cycle
+            # that would keep the slot's value, and the pages of a large
+            # one, until the cyclic collector runs.
+            slot.callback = None
+            if slot.result is None and not self.closed:
                 self.handle(CancelGet(rid, fetch=fetch))
 
     @contextlib.contextmanager
