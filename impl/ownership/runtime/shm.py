@@ -44,6 +44,7 @@ import mmap
 import os
 import re
 import struct
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -304,8 +305,9 @@ class SharedMemoryStore:
         return (seg.key for seg in self.list())
 
     def usage(self) -> StoreUsage:
-        """Segments holding values (spares kept for reuse are not counted)."""
-        segments = [s for s in self.list() if not s.key.startswith("spare.")]
+        """Segments holding values (spares kept for reuse, and the segments
+        of arguments passed by value, are not counted)."""
+        segments = [s for s in self.list() if not s.key.startswith(("spare.", "arg."))]
         return StoreUsage(len(segments), sum(s.size for s in segments))
 
     def close(self) -> list[str]:
@@ -610,3 +612,165 @@ class FrameSegments:
         record.adopted = True
         self.adopted += 1
         return record.name
+
+
+@attrs.define(eq=False)
+class _Pooled:
+    fd: int
+    mapping: mmap.mmap
+    name: str
+    since: float
+
+
+class ArgumentSegments:
+    """Segments a process writes the values it passes by value into, reused.
+
+    A large argument passed by value is copied when the task is submitted
+    (the caller may change the array afterwards). Copied into a segment of
+    the node's, it can go to a worker of the same node by name instead of
+    through a socket (the sender's write and tag, the worker's read and
+    check: three more passes over it), as Ray's plasma store takes its
+    arguments. The copy itself is the one pass left, so the segments are
+    kept mapped (pages faulted in once) and written again: a segment is
+    reused once nothing here refers to its mapping (the reference count, as
+    :class:`~.bufpool.BufferPool`) and no reader maps it (its write lock is
+    granted, as for :class:`SpareSegments`). A reused segment gets a new
+    name first, so a reader never opens new content under an old name.
+
+    Bounded by ``limit`` bytes; segments unused for ``idle_seconds`` are
+    unlinked at the next :meth:`write` or :meth:`trim`.
+    """
+
+    #: sys.getrefcount of a kept mapping that nothing else refers to: its
+    #: record's field and getrefcount's argument.
+    _FREE_REFS = 2
+
+    def __init__(self, prefix: str, *, limit: int = 2 << 30, idle_seconds: float = 30.0) -> None:
+        self.prefix = prefix
+        self.limit = limit
+        self.idle_seconds = idle_seconds
+        self.enabled = _OFD_SETLK is not None and _posixshmem is not None
+        self.reused = 0
+        self.fresh = 0
+        self._kept: list[_Pooled] = []
+        self._names = itertools.count(1)
+        # Arguments are packed on the loop thread and in task threads.
+        self._lock = threading.Lock()
+
+    @property
+    def kept_bytes(self) -> int:
+        return sum(len(p.mapping) for p in self._kept)
+
+    def _name(self) -> str:
+        return f"{self.prefix}arg.{next(self._names)}-{os.getpid()}-0"
+
+    def _free(self, pooled: _Pooled) -> bool:
+        import sys
+
+        return sys.getrefcount(pooled.mapping) <= self._FREE_REFS
+
+    def write(self, value: SerializedValue) -> tuple[str, SerializedValue] | None:
+        """``value`` copied into a segment: its name and the copy (read-only
+        views of our mapping); None when shared memory fails."""
+        if not self.enabled:
+            return None
+        with self._lock:
+            return self._write(value)
+
+    def _write(self, value: SerializedValue) -> tuple[str, SerializedValue] | None:
+        now = time.monotonic()
+        self._bound(now)
+        need, writes = serialized_layout(value)
+        chosen = None
+        for pooled in self._kept:
+            size = len(pooled.mapping)
+            if need <= size <= 2 * need and self._free(pooled):
+                if _ofd_lock(pooled.fd, fcntl.F_WRLCK):  # no reader maps it
+                    chosen = pooled
+                    break
+        try:
+            if chosen is not None:
+                name = self._name()
+                os.rename(SHM_DIR / chosen.name, SHM_DIR / name)
+                chosen.name = name
+                self.reused += 1
+            else:
+                chosen = self._create(need)
+                if chosen is None:
+                    return None
+            chosen.since = now
+            view = memoryview(chosen.mapping)
+            for offset, chunk in writes:
+                part = memoryview(chunk).cast("B")
+                view[offset : offset + part.nbytes] = part
+            del view, part
+        except OSError:
+            if chosen is not None:
+                self._drop(chosen)
+            return None
+        finally:
+            if chosen is not None and chosen in self._kept:
+                _ofd_lock(chosen.fd, fcntl.F_UNLCK)  # readers may map it now
+        copy = serialized_from_buffer(memoryview(chosen.mapping).toreadonly()[:need])
+        return chosen.name, copy
+
+    def _create(self, need: int) -> _Pooled | None:
+        name = self._name()
+        try:
+            fd = _posixshmem.shm_open("/" + name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+        except OSError:
+            return None
+        try:
+            os.posix_fallocate(fd, 0, need)  # ENOSPC here, not SIGBUS while copying
+            mapping = mmap.mmap(fd, need, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+            _ofd_lock(fd, fcntl.F_WRLCK)
+        except (OSError, ValueError):
+            os.close(fd)
+            unlink_segment(name)
+            return None
+        pooled = _Pooled(fd, mapping, name, time.monotonic())
+        self.fresh += 1
+        # Kept even over the limit while in use (a burst of submissions):
+        # the free ones beyond it go at the next write or trim.
+        self._bound(time.monotonic(), room=need)
+        self._kept.append(pooled)
+        return pooled
+
+    def owner_of(self, buf: Any) -> str | None:
+        """The name of the kept segment ``buf`` is a view of (None: not ours)."""
+        owner = memoryview(buf).obj
+        with self._lock:
+            for pooled in self._kept:
+                if pooled.mapping is owner:
+                    return pooled.name
+        return None
+
+    def trim(self, now: float | None = None) -> None:
+        with self._lock:
+            self._bound(time.monotonic() if now is None else now)
+
+    def _bound(self, now: float, room: int = 0) -> None:
+        for pooled in list(self._kept):
+            if now - pooled.since >= self.idle_seconds and self._free(pooled):
+                self._drop(pooled)
+        for pooled in list(self._kept):
+            if self.kept_bytes + room <= self.limit:
+                break
+            if self._free(pooled):
+                self._drop(pooled)
+
+    def _drop(self, pooled: _Pooled) -> None:
+        if pooled in self._kept:
+            self._kept.remove(pooled)
+        unlink_segment(pooled.name)
+        os.close(pooled.fd)
+        try:
+            pooled.mapping.close()
+        except BufferError:  # a value still uses it: its pages go with that value
+            pass
+
+    def close(self) -> None:
+        """Unlink every segment (the values still using one keep its pages)."""
+        with self._lock:
+            for pooled in list(self._kept):
+                self._drop(pooled)
