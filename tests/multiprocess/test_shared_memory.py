@@ -115,7 +115,7 @@ async def test_10_mib_array_is_mapped_on_its_node_and_pulled_to_another(tmp_path
             assert snap.nodes[b]["store"][ref.object_id]["pinned"] is False  # a secondary copy
             assert snap.nodes[b]["shm"]["objects"] == {ref.object_id: name_b}
             # Received straight into that segment, not into memory and then copied.
-            assert snap.nodes[b]["shm"]["frames"] == {"received": 1, "adopted": 1}
+            assert snap.nodes[b]["shm"]["frames"] == {"received": 1, "adopted": 1, "reused": 0}
             assert sorted(local.driver.core.refs.table[ref.object_id].locations) == sorted([a, b])
             assert runs.read_text().split() == [str(writer)]  # made once: no reconstruction
 

@@ -301,18 +301,25 @@ def test_a_frame_received_into_a_segment_becomes_the_copy_in_place(session: str)
         assert (SHM_DIR / name).exists()  # adopted: the node frees it, not the frame's end
 
 
-def test_a_frame_nobody_adopts_is_unlinked_with_its_last_view(session: str) -> None:
+def test_a_frame_nobody_adopts_is_written_again_once_its_last_view_goes(session: str) -> None:
     from ownership.runtime.shm import FrameSegments
 
     with SharedMemoryStore(session) as store:
         frames = FrameSegments(store.prefix, min_size=1 << 20)
         got = _received(frames, _copy_of(np.ones(1 << 18)))
-        assert len(store.list()) == 1
+        [name] = [seg.name for seg in store.list()]
         array = pickle_loads(got.value)
         del got
-        assert len(store.list()) == 1  # the array still uses the frame's pages
-        assert array[0] == 1.0
-        del array
+        frames.trim()
+        assert [seg.name for seg in store.list()] == [name]  # the array still uses the frame's pages
+        second = _received(frames, _copy_of(np.full(1 << 18, 2.0)))
+        assert frames.reused == 0 and array[0] == 1.0  # not written over
+        del array, second
+        frames.trim()
+        assert store.usage() == StoreUsage(0, 0)  # free segments hold no values
+        third = _received(frames, _copy_of(np.full(1 << 18, 3.0)))
+        assert frames.reused == 1 and pickle_loads(third.value)[-1] == 3.0
+        frames.close()
         assert store.list() == []
 
 
@@ -322,25 +329,37 @@ def pickle_loads(payload):
     return pickle.loads(payload.data, buffers=payload.buffers)
 
 
-def test_a_frame_is_received_into_a_spare_once_nothing_maps_it(session: str) -> None:
+def test_an_adopted_segment_is_written_again_once_freed_and_unmapped_everywhere(session: str) -> None:
     from ownership.runtime.shm import FrameSegments
 
     with SharedMemoryStore(session) as store:
-        spares = _spares(store)
-        frames = FrameSegments(store.prefix, spares, min_size=1 << 20)
+        frames = FrameSegments(store.prefix, min_size=1 << 20)
         first = _received(frames, _copy_of(np.full(1 << 18, 1.0)))
         name = frames.adopt(first.value.data, first.value.buffers)
         inode = _inode(name)
-        assert spares.retire(name)  # freed while the node still holds the copy's pages
-        second = _received(frames, _copy_of(np.full(1 << 18, 2.0), "o2"))
-        assert spares.reused == 0 and _inode(frames.adopt(second.value.data, second.value.buffers)) != inode
-        assert pickle_loads(first.value)[-1] == 1.0  # not overwritten
-        del first
-        third = _received(frames, _copy_of(np.full(1 << 18, 3.0), "o3"))
-        name3 = frames.adopt(third.value.data, third.value.buffers)
-        assert spares.reused == 1 and _inode(name3) == inode
-        assert float(open_segment(name3).deserialize().sum()) == 3.0 * (1 << 18)
-        spares.close()
+        code = textwrap.dedent(f"""
+            import sys
+            from ownership.runtime.shm import open_segment
+            value = open_segment({name!r}).deserialize()
+            print("mapped", float(value[0]), flush=True)
+            sys.stdin.read()  # until the test kills it
+        """)
+        with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
+            try:
+                assert child.stdout.readline().strip() == "mapped 1.0"
+                assert frames.retire(name) and not (SHM_DIR / name).exists()
+                del first  # the node's copy is gone; the other process still maps it
+                second = _received(frames, _copy_of(np.full(1 << 18, 2.0), "o2"))
+                assert frames.reused == 0 and _inode(frames.adopt(second.value.data, second.value.buffers)) != inode
+                child.kill()  # its lock goes with it
+                child.wait(timeout=30)
+                third = _received(frames, _copy_of(np.full(1 << 18, 3.0), "o3"))
+                name3 = frames.adopt(third.value.data, third.value.buffers)
+                assert frames.reused == 1 and _inode(name3) == inode and name3 != name
+                assert float(open_segment(name3).deserialize().sum()) == 3.0 * (1 << 18)
+            finally:
+                child.kill()
+                frames.close()
 
 
 def test_a_value_not_all_in_one_received_frame_is_not_adopted(session: str) -> None:

@@ -114,6 +114,7 @@ class NodeRuntime(ServiceShell):
             objects.worker_lost(event.address)
         elif isinstance(event, Tick):
             objects.spares.trim()
+            objects.frames.trim()
         effects = self.core.handle(event)
         if segment is not None:
             offered = event.msg  # type: ignore[attr-defined]
@@ -230,3 +231,4 @@ async def serve(
     rt.closed = True
     if rt.objects is not None:
         rt.objects.spares.close()
+        rt.objects.frames.close()

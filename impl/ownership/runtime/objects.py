@@ -562,7 +562,7 @@ class NodeObjects:
             if old is not None and old != segment:  # pragma: no cover - the store keeps the first copy
                 unlink_segment(old)
             self.segments[object_id] = segment
-        else:
+        elif not self.frames.retire(segment):
             unlink_segment(segment)
 
     def grant_note(self, dst: str, msg: LeaseGranted) -> SharesSegments | None:
@@ -582,7 +582,7 @@ class NodeObjects:
 
     def freed(self, object_id: str) -> None:
         segment = self.segments.pop(object_id, None)
-        if segment is not None:
+        if segment is not None and not self.frames.retire(segment):
             self.spares.retire(segment)  # kept for a later copy, or unlinked
 
     def worker_lost(self, address: str) -> list[str]:
@@ -609,6 +609,6 @@ class NodeObjects:
             "objects": dict(sorted(self.segments.items())),
             "segments_written": self.stats.segments_written,
             "spares": {"kept_bytes": self.spares.kept_bytes, "reused": self.spares.reused},
-            "frames": {"received": self.frames.received, "adopted": self.frames.adopted},
+            "frames": {"received": self.frames.received, "adopted": self.frames.adopted, "reused": self.frames.reused},
             "fallbacks": self.stats.fallbacks,
         }

@@ -489,86 +489,180 @@ def _address(buf: Any) -> int:
 @attrs.define(eq=False)
 class _Received:
     name: str
+    fd: int
+    mapping: mmap.mmap
     base: int  # address of the mapping's first byte
-    size: int
-    adopted: bool = False
+    since: float
+    adopted: bool = False  # a stored copy: the node frees it (retire)
+    pooled: bool = False  # free: written again by a later frame
 
 
 class FrameSegments:
-    """Large frame bodies received straight into new segments of a node.
+    """Large frame bodies received straight into segments of a node, kept mapped.
 
     A copy of an object from another node (or the bytes of a remote
     driver's put) used to be received into a heap buffer and then written
     into a segment: two passes over the value, the second the slower one
     (``pwrite`` into shared memory: ~30 ms per 100 MiB into existing pages,
     ~40 ms into new ones, against ~14 ms for a memcpy). :meth:`buffer` hands
-    the transport a writable mapping of a segment (a spare whose pages
-    exist when one fits, else a new one with its pages allocated up front,
-    so a full ``/dev/shm`` fails here with ENOSPC rather than with SIGBUS
-    in the middle of a receive), with :data:`FRAME_HEAD` bytes reserved
-    before the body. If the frame is a value the store keeps,
-    :meth:`adopt` writes a placed header (:func:`~.values.placed_header`)
-    into that head and the segment becomes the copy, by its name; readers
-    map it as any other.
+    the transport a writable mapping of a segment, with :data:`FRAME_HEAD`
+    bytes reserved before the body. If the frame is a value the store
+    keeps, :meth:`adopt` writes a placed header
+    (:func:`~.values.placed_header`) into that head and the segment becomes
+    the copy, by its name; readers map it as any other.
 
-    A segment nobody adopted is unlinked when its mapping goes (every view
-    of the frame dropped). The mapping holds a read lock
-    (``F_OFD_SETLK``) as a reader's does, so an adopted segment, once freed
-    and kept as a spare, is not written again while the node still uses
-    its pages (a copy being sent on, say).
+    The segments and their mappings are kept and written again (mapping 100
+    MiB with its pages costs ~5 ms, unmapping it ~2): a segment is free
+    again once the store freed its copy (:meth:`retire`), or at once for a
+    frame nobody adopted, and is reused once nothing here refers to its
+    mapping (the reference count) and no other process maps it (its write
+    lock is granted, as for :class:`SpareSegments`). A reused segment gets a
+    new name first, so a reader never opens new content under an old name.
+    New segments have their pages allocated up front, so a full ``/dev/shm``
+    fails here with ENOSPC rather than with SIGBUS in the middle of a
+    receive. Bounded by ``limit`` bytes of free segments; those free for
+    ``idle_seconds`` are unlinked at the next :meth:`buffer` or :meth:`trim`.
     """
 
-    def __init__(self, prefix: str, spares: SpareSegments | None = None, *, min_size: int = 4 << 20) -> None:
+    #: sys.getrefcount of a kept mapping nothing else refers to: its
+    #: record's field and getrefcount's argument.
+    _FREE_REFS = 2
+
+    def __init__(
+        self,
+        prefix: str,
+        spares: SpareSegments | None = None,
+        *,
+        min_size: int = 4 << 20,
+        limit: int = 512 << 20,
+        idle_seconds: float = 30.0,
+    ) -> None:
         self.prefix = prefix
         self.spares = spares
         self.min_size = min_size
+        self.limit = limit
+        self.idle_seconds = idle_seconds
+        self.enabled = _OFD_SETLK is not None and _posixshmem is not None
         self.received = 0
         self.adopted = 0
+        self.reused = 0
         self._names = itertools.count(1)
-        self._live: dict[int, _Received] = {}  # id(mapping) -> its segment
+        self._kept: list[_Received] = []
+
+    def _free(self, record: _Received) -> bool:
+        import sys
+
+        return sys.getrefcount(record.mapping) <= self._FREE_REFS
 
     def buffer(self, length: int) -> memoryview | None:
-        """A writable buffer for a frame body of ``length`` bytes in a new
-        segment; None when the frame is small or shared memory fails (the
-        caller uses its heap then)."""
-        if length < self.min_size or _posixshmem is None or _OFD_SETLK is None:
+        """A writable buffer for a frame body of ``length`` bytes in a segment;
+        None when the frame is small or shared memory fails (the caller uses
+        its heap then)."""
+        if length < self.min_size or not self.enabled:
             return None
-        import weakref
-
-        name = f"{self.prefix}rx.{next(self._names)}-{os.getpid()}-0"
         need = FRAME_HEAD + length
+        now = time.monotonic()
+        self._collect(now)
+        record = self._reuse(need)
+        if record is None:
+            record = self._create(need)
+            if record is None:
+                return None
+        record.since = now
+        self.received += 1
+        return memoryview(record.mapping)[FRAME_HEAD:need]
+
+    def _reuse(self, need: int) -> _Received | None:
+        for record in sorted((r for r in self._kept if r.pooled), key=lambda r: len(r.mapping)):
+            if not need <= len(record.mapping) <= 2 * need or not self._free(record):
+                continue
+            if not _ofd_lock(record.fd, fcntl.F_WRLCK):
+                continue  # another process still maps it
+            name = self._name("rx")
+            try:
+                os.rename(SHM_DIR / record.name, SHM_DIR / name)
+            except OSError:
+                self._drop(record)
+                continue
+            _ofd_lock(record.fd, fcntl.F_UNLCK)
+            record.name, record.pooled, record.adopted = name, False, False
+            self.reused += 1
+            return record
+        return None
+
+    def _create(self, need: int) -> _Received | None:
+        name = self._name("rx")
         fd = None
         try:
             fd = self.spares.take(name, need) if self.spares is not None else None
             if fd is None:
                 fd = _posixshmem.shm_open("/" + name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
                 os.posix_fallocate(fd, 0, need)
+            else:
+                _ofd_lock(fd, fcntl.F_UNLCK)  # the spare's write lock: nobody knows the new name yet
             size = os.fstat(fd).st_size
-            # Our mapping is a reader of the segment like any other: with the
-            # spare's write lock turned into a read lock, the node does not
-            # write this segment again (as a spare) while these pages are used.
-            if not _ofd_lock(fd, fcntl.F_RDLCK):  # pragma: no cover - a new name nobody else knows
-                raise OSError("cannot lock a new segment")
             mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         except (OSError, ValueError):
             if fd is not None:
                 os.close(fd)
             unlink_segment(name)
             return None
-        record = _Received(name, _address(mapping), size)
-        key = id(mapping)
-        self._live[key] = record
-        weakref.finalize(mapping, self._gone, key, fd, record)
-        self.received += 1
-        return memoryview(mapping)[FRAME_HEAD:need]
+        record = _Received(name, fd, mapping, _address(mapping), time.monotonic())
+        self._kept.append(record)
+        return record
 
-    def _gone(self, key: int, fd: int, record: _Received) -> None:
-        """The last view of a received frame went: its mapping is unmapped."""
-        if self._live.get(key) is record:
-            del self._live[key]
-        os.close(fd)  # our read lock goes with it
-        if not record.adopted:
-            unlink_segment(record.name)
+    def _name(self, kind: str) -> str:
+        return f"{self.prefix}{kind}.{next(self._names)}-{os.getpid()}-0"
+
+    def _collect(self, now: float) -> None:
+        """Frames nobody adopted are free once unused; bound the free ones."""
+        for record in list(self._kept):
+            if not record.adopted and not record.pooled and self._free(record):
+                self._pool(record)
+        for record in list(self._kept):
+            if record.pooled and now - record.since >= self.idle_seconds and self._free(record):
+                self._drop(record)
+        free = [r for r in self._kept if r.pooled]
+        while free and sum(len(r.mapping) for r in free) > self.limit:
+            self._drop(free.pop(0))
+
+    def _pool(self, record: _Received) -> None:
+        """Free for reuse under a spare's name (not counted as a stored value)."""
+        name = self._name("spare.f")
+        try:
+            os.rename(SHM_DIR / record.name, SHM_DIR / name)
+        except OSError:
+            self._drop(record)
+            return
+        record.name, record.pooled, record.adopted = name, True, False
+        record.since = time.monotonic()
+
+    def retire(self, name: str) -> bool:
+        """The store freed the copy in segment ``name``: keep it for reuse if it
+        is one of ours (True), else leave it to the caller (False)."""
+        for record in self._kept:
+            if record.name == name and record.adopted:
+                self._pool(record)
+                self._collect(time.monotonic())
+                return True
+        return False
+
+    def trim(self, now: float | None = None) -> None:
+        self._collect(time.monotonic() if now is None else now)
+
+    def _drop(self, record: _Received) -> None:
+        if record in self._kept:
+            self._kept.remove(record)
+        unlink_segment(record.name)
+        os.close(record.fd)
+        try:
+            record.mapping.close()
+        except BufferError:  # a value still uses its pages: they go with it
+            pass
+
+    def close(self) -> None:
+        for record in list(self._kept):
+            self._drop(record)
 
     def adopt(self, data: bytes, buffers: tuple[Any, ...]) -> str | None:
         """The segment a value received in a frame lies in, made its copy:
@@ -582,18 +676,18 @@ class FrameSegments:
             for b in buffers:
                 view = memoryview(b)
                 owner = view.obj
-                found = self._live.get(id(owner)) if owner is not None else None
+                found = next((r for r in self._kept if r.mapping is owner), None)
                 if found is None or (record is not None and found is not record) or not view.c_contiguous:
                     return None
                 record = found
                 start = _address(view) - record.base
-                if not 0 <= start <= record.size - view.nbytes:
+                if not 0 <= start <= len(record.mapping) - view.nbytes:
                     return None
                 parts.append((start, view.nbytes))
         except ValueError:
             return None
         assert record is not None
-        if record.adopted:
+        if record.adopted or record.pooled:
             return None  # a second value of the same frame: it gets a segment of its own
         # The stream was copied out of the frame on decoding (pickle wants
         # bytes), but it is still there, just before the first buffer (the
@@ -603,12 +697,13 @@ class FrameSegments:
         header = placed_header([(stream_at, len(data)), *parts])
         if stream_at < len(header):
             return None
-        with open(SHM_DIR / record.name, "r+b") as f:
-            f.seek(stream_at)
-            if f.read(len(data)) != data:
+        view = memoryview(record.mapping)
+        try:
+            if view[stream_at : stream_at + len(data)] != data:
                 return None
-            f.seek(0)
-            f.write(header)
+            view[: len(header)] = header
+        finally:
+            view.release()
         record.adopted = True
         self.adopted += 1
         return record.name
