@@ -356,7 +356,7 @@ class WorkerObjects:
             except (OSError, ValueError) as exc:
                 # Renamed for reuse: its task was over for its owner already
                 # (a copy of a PushTask that lost its way).
-                logger.error("%s: cannot map argument segment %s from %s: %s; task %s ignored", self.address, name, src, exc, msg.push.task.task_id)
+                logger.error("%s: cannot map argument segment %r from %s: %s; task %r ignored", self.address, name, src, exc, msg.push.task.task_id)
                 return None
             out.append(attrs.evolve(arg, value=Payload(data=bytes(sv.data), buffers=tuple(sv.buffers), refs=arg.value.refs)))  # type: ignore[arg-type]
         return attrs.evolve(msg.push, task=attrs.evolve(msg.push.task, args=tuple(out)))
