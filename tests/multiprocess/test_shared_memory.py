@@ -114,6 +114,8 @@ async def test_10_mib_array_is_mapped_on_its_node_and_pulled_to_another(tmp_path
             snap = await local.snapshot()
             assert snap.nodes[b]["store"][ref.object_id]["pinned"] is False  # a secondary copy
             assert snap.nodes[b]["shm"]["objects"] == {ref.object_id: name_b}
+            # Received straight into that segment, not into memory and then copied.
+            assert snap.nodes[b]["shm"]["frames"] == {"received": 1, "adopted": 1, "reused": 0}
             assert sorted(local.driver.core.refs.table[ref.object_id].locations) == sorted([a, b])
             assert runs.read_text().split() == [str(writer)]  # made once: no reconstruction
 
@@ -135,4 +137,36 @@ async def test_10_mib_array_is_mapped_on_its_node_and_pulled_to_another(tmp_path
             assert json.loads(result.stdout) == []
             snap = await local.snapshot()
             assert all(s["shm"]["segments"] == 0 and not s["store"] for s in snap.nodes.values())
+    assert list_segments(f"own_{session}_") == []
+
+
+@ownership.remote
+def describe_here(arr):
+    return describe(arr)
+
+
+async def test_an_array_passed_by_value_reaches_a_worker_of_the_node_by_segment():
+    """Copied once at the call into a segment of the driver's node, and mapped
+    by the worker: not sent through a socket. The copy is the value at the
+    call, whatever the caller does with its array afterwards."""
+    async with ownership.cluster(nodes=1, num_cpus=1) as local:
+        with trio.fail_after(120):
+            session, node_pid = local.session, local.pid(local.nodes[0])
+            arr = np.arange(N, dtype=np.float64)
+            expected = float(arr.sum())
+            ref = describe_here.remote(arr)
+            arr[:] = 0.0
+            first = await ref
+            assert first["sum"] == expected and first["writeable"] is False and first["node_pid"] == node_pid
+            name, writer = segment_of(first["mapping"], session, node_pid)
+            assert writer == os.getpid() and "_arg." in name  # the copy the driver made
+            arr = np.arange(N, dtype=np.float64)
+            got = await ownership.get([describe_here.remote(arr) for _ in range(4)])
+            assert [g["sum"] for g in got] == [expected] * 4
+            stats = local.driver.objects.stats
+            assert stats.arguments_by_segment == 5 and local.driver.objects.arguments.fresh <= 5
+            # Neither way did 10 MiB cross the driver's socket.
+            assert local.driver.transport.statistics().bytes_sent < 4 * MiB
+            snap = await local.snapshot()
+            assert snap.nodes[local.nodes[0]]["shm"]["segments"] == 0  # the copies are not stored values
     assert list_segments(f"own_{session}_") == []

@@ -232,3 +232,81 @@ def test_vanished_segment_reads_as_no_copy_from_the_source() -> None:
 def test_shm_id_is_stable_and_names_this_machine() -> None:
     assert machine_shm_id() and machine_shm_id() == machine_shm_id()
 
+
+
+# -- arguments passed by value, by segment name to a worker of the node ---------
+
+
+def _push(value_payload, task_id: str = "t1"):
+    from ownership.core.messages import Arg, Payload, PushTask, TaskSpec
+
+    spec = TaskSpec(
+        task_id=task_id, owner="w1", return_id=f"{task_id}.r", function_id="f", function=Payload(data=b"fn"),
+        args=(Arg(value=value_payload), Arg(value=pack(7), name="k")),
+    )
+    return PushTask(task=spec, lease_id="l1", attempt=1)
+
+
+def _grant(node: NodeRuntime, owner: str, worker_address: str):
+    """The node grants ``owner`` a lease on ``worker_address``, as its core would send it."""
+    from ownership.core.events import Send
+    from ownership.core.messages import LeaseGranted
+
+    node._apply([Send(owner, LeaseGranted(request_id="r1", lease_id="l1", worker=worker_address, node="n1"))])
+    return node.transport.take()
+
+
+async def test_a_large_argument_goes_to_a_worker_of_the_node_by_segment(node, store) -> None:
+    from ownership.core.messages import LeaseGranted
+    from ownership.runtime.objects import SegmentArguments, SharesSegments
+
+    owner, otx = worker("w1")
+    executor, etx = worker("w2")
+    connect(node, owner, otx)
+    connect(node, executor, etx)
+    sent = _grant(node, "w1", "w2")
+    assert [type(m) for _, m in sent] == [SharesSegments, LeaseGranted]  # the note first, same connection
+    for _, msg in sent:
+        got = owner.incoming("n1", msg)
+    assert "w2" in owner.sharing and got == ("n1", sent[1][1])
+
+    array = np.arange(1 << 18, dtype=np.float64)  # 2 MiB
+    payload = owner.pack_argument(array)
+    array[0] = -1.0  # the caller changes it after the call: the task gets the value at the call
+    push = _push(payload)
+    dst, msg = owner.outgoing("w2", push)
+    assert dst == "w2" and isinstance(msg, SegmentArguments)
+    assert msg.segments[0].startswith(store.prefix) and msg.segments[1] == ""
+    assert msg.push.task.args[0].value.buffers == () and msg.push.task.args[1] == push.task.args[1]
+    src, back = executor.incoming("w1", msg)
+    assert src == "w1" and back.task.args[1] == push.task.args[1] and back.task.task_id == "t1"
+    value = unpack(back.task.args[0].value, lambda info: info)
+    assert value[0] == 0.0 and value[-1] == float((1 << 18) - 1) and not value.flags.writeable
+
+    # To a worker not known to share the node's segments, the bytes travel.
+    assert owner.outgoing("w9", push) == ("w9", push)
+    # A small argument stays as pack() makes it.
+    assert not isinstance(owner.outgoing("w2", _push(owner.pack_argument(np.ones(8)))), SegmentArguments)
+
+
+async def test_an_argument_segment_reused_or_foreign_is_refused(node, store) -> None:
+    from ownership.runtime.objects import SegmentArguments
+
+    owner, otx = worker("w1")
+    executor, etx = worker("w2")
+    connect(node, owner, otx)
+    connect(node, executor, etx)
+    for _, msg in _grant(node, "w1", "w2"):
+        owner.incoming("n1", msg)
+    payload = owner.pack_argument(np.ones(1 << 18))
+    _, first = owner.outgoing("w2", _push(payload))
+    del payload  # the task is over for its owner: the segment may be written again
+    _, second = owner.outgoing("w2", _push(owner.pack_argument(np.full(1 << 18, 2.0)), "t2"))
+    assert owner.arguments.reused == 1 and first.segments[0] != second.segments[0]  # renamed when reused
+    assert executor.incoming("w1", first) is None  # its name is gone: never the new content
+    _, back = executor.incoming("w1", second)
+    assert float(unpack(back.task.args[0].value, lambda info: info).sum()) == 2.0 * (1 << 18)
+
+    foreign = SegmentArguments(push=second.push, segments=("own_other_1_arg.1-1-0", ""))
+    assert executor.incoming("w1", foreign) is None
+    assert executor.incoming("w1", SegmentArguments(push=second.push, segments=("",))) is None  # wrong length

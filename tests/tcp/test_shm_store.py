@@ -251,3 +251,145 @@ def test_spares_are_bounded_and_unlinked_when_idle(session: str) -> None:
         assert store.usage() == StoreUsage(0, 0)  # spares hold no values
         spares.trim(now=float("inf"))
         assert spares.kept_bytes == 0 and store.list() == []
+
+
+# -- frames received straight into segments (FrameSegments) --------------------
+
+
+def _received(frames, msg):
+    """``msg`` as a node receives it: its frame body written into a buffer
+    ``frames`` hands out (as the socket would), then decoded."""
+    from ownership.runtime.serialization import decode_message, encode_message
+
+    encoded = encode_message(msg)
+    body = b"".join(bytes(c) for c in encoded.chunks)[8:]  # without the length header
+    buf = frames.buffer(len(body))
+    assert buf is not None
+    buf[:] = body
+    return decode_message(buf)
+
+
+def _copy_of(array, object_id: str = "o1"):
+    from ownership.core.messages import ObjectCopy
+    from ownership.runtime.values import pack
+
+    return ObjectCopy(object_id=object_id, value=pack(array))
+
+
+def test_a_frame_received_into_a_segment_becomes_the_copy_in_place(session: str) -> None:
+    from ownership.runtime.shm import FRAME_HEAD, FrameSegments
+
+    array = np.arange(1 << 20, dtype=np.float64)  # 8 MiB
+    with SharedMemoryStore(session) as store:
+        frames = FrameSegments(store.prefix, min_size=1 << 20)
+        got = _received(frames, _copy_of(array))
+        name = frames.adopt(got.value.data, got.value.buffers)
+        assert name is not None and name.startswith(store.prefix) and frames.adopted == 1
+        # The buffers stayed where the socket put them: the segment is the frame, no second copy.
+        assert (SHM_DIR / name).stat().st_size < FRAME_HEAD + array.nbytes + 4096
+        code = f"""
+            import numpy as np
+            from ownership.runtime.shm import open_segment
+            value = open_segment({name!r}).deserialize()
+            assert value.dtype == np.float64 and value.shape == ({array.size},), value
+            assert value[0] == 0.0 and value[-1] == {float(array[-1])!r} and float(value.sum()) == {float(array.sum())!r}
+            print("ok")
+        """
+        result = run_python(code)
+        assert result.stdout.strip() == "ok", result.stderr
+        del got
+        assert (SHM_DIR / name).exists()  # adopted: the node frees it, not the frame's end
+
+
+def test_a_frame_nobody_adopts_is_written_again_once_its_last_view_goes(session: str) -> None:
+    from ownership.runtime.shm import FrameSegments
+
+    with SharedMemoryStore(session) as store:
+        frames = FrameSegments(store.prefix, min_size=1 << 20)
+        got = _received(frames, _copy_of(np.ones(1 << 18)))
+        [name] = [seg.name for seg in store.list()]
+        array = pickle_loads(got.value)
+        del got
+        frames.trim()
+        assert [seg.name for seg in store.list()] == [name]  # the array still uses the frame's pages
+        second = _received(frames, _copy_of(np.full(1 << 18, 2.0)))
+        assert frames.reused == 0 and array[0] == 1.0  # not written over
+        del array, second
+        frames.trim()
+        assert store.usage() == StoreUsage(0, 0)  # free segments hold no values
+        third = _received(frames, _copy_of(np.full(1 << 18, 3.0)))
+        assert frames.reused == 1 and pickle_loads(third.value)[-1] == 3.0
+        frames.close()
+        assert store.list() == []
+
+
+def pickle_loads(payload):
+    import pickle
+
+    return pickle.loads(payload.data, buffers=payload.buffers)
+
+
+def test_an_adopted_segment_is_written_again_once_freed_and_unmapped_everywhere(session: str) -> None:
+    from ownership.runtime.shm import FrameSegments
+
+    with SharedMemoryStore(session) as store:
+        frames = FrameSegments(store.prefix, min_size=1 << 20)
+        first = _received(frames, _copy_of(np.full(1 << 18, 1.0)))
+        name = frames.adopt(first.value.data, first.value.buffers)
+        inode = _inode(name)
+        code = textwrap.dedent(f"""
+            import sys
+            from ownership.runtime.shm import open_segment
+            value = open_segment({name!r}).deserialize()
+            print("mapped", float(value[0]), flush=True)
+            sys.stdin.read()  # until the test kills it
+        """)
+        with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
+            try:
+                assert child.stdout.readline().strip() == "mapped 1.0"
+                assert frames.retire(name) and not (SHM_DIR / name).exists()
+                del first  # the node's copy is gone; the other process still maps it
+                second = _received(frames, _copy_of(np.full(1 << 18, 2.0), "o2"))
+                assert frames.reused == 0 and _inode(frames.adopt(second.value.data, second.value.buffers)) != inode
+                child.kill()  # its lock goes with it
+                child.wait(timeout=30)
+                third = _received(frames, _copy_of(np.full(1 << 18, 3.0), "o3"))
+                name3 = frames.adopt(third.value.data, third.value.buffers)
+                assert frames.reused == 1 and _inode(name3) == inode and name3 != name
+                assert float(open_segment(name3).deserialize().sum()) == 3.0 * (1 << 18)
+            finally:
+                child.kill()
+                frames.close()
+
+
+def test_a_value_not_all_in_one_received_frame_is_not_adopted(session: str) -> None:
+    from ownership.runtime.shm import FrameSegments
+
+    with SharedMemoryStore(session) as store:
+        frames = FrameSegments(store.prefix, min_size=1 << 20)
+        heap = memoryview(np.ones(1 << 18)).cast("B")
+        assert frames.adopt(b"x", (heap,)) is None  # not received here
+        assert frames.adopt(b"x", ()) is None  # nothing out of band
+        got = _received(frames, _copy_of(np.ones(1 << 18)))
+        assert frames.adopt(b"not the stream", got.value.buffers) is None  # the stream is not where it belongs
+        assert frames.adopt(got.value.data, got.value.buffers) is not None
+        assert frames.adopt(got.value.data, got.value.buffers) is None  # one value per frame segment
+
+
+def test_a_placed_header_pointing_outside_its_buffer_is_refused() -> None:
+    from ownership.runtime.framing import FrameError
+    from ownership.runtime.values import placed_header, placed_header_size, serialized_from_buffer
+
+    size = 4096
+    good = bytearray(size)
+    good[: placed_header_size(1)] = placed_header([(100, 10), (128, 64)])
+    value = serialized_from_buffer(memoryview(good))
+    assert len(value.data) == 10 and [len(b) for b in value.buffers] == [64]
+    for parts in ([(100, 10), (4090, 64)], [(0, 10), (128, 64)]):
+        bad = bytearray(size)
+        bad[: placed_header_size(1)] = placed_header(parts)
+        with pytest.raises(FrameError):
+            serialized_from_buffer(memoryview(bad))
+    truncated = bytearray(placed_header([(100, 10), (128, 64)])[:20])
+    with pytest.raises(FrameError):
+        serialized_from_buffer(memoryview(truncated))

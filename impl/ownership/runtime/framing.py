@@ -243,7 +243,10 @@ def _frame_buffer(length: int) -> bytearray | memoryview:
 
 
 async def receive_frame(
-    receiver: ByteReceiver, max_frame_size: int, mac: FrameMac | None = None
+    receiver: ByteReceiver,
+    max_frame_size: int,
+    mac: FrameMac | None = None,
+    allocate: Callable[[int], memoryview | None] | None = None,
 ) -> bytearray | memoryview | None:
     """The next frame's body, or None if the stream ended between frames.
 
@@ -254,6 +257,10 @@ async def receive_frame(
     With ``mac`` (the incoming side of a connection's channel) the frame's
     tag follows the body and is checked first: FrameAuthError if it does
     not match, and nothing of the frame is returned.
+
+    ``allocate(length)`` may provide the buffer of a large body (a node
+    receives copies of objects straight into shared memory); None from it,
+    or no ``allocate``, means a buffer of our own.
     """
     if await receiver.at_eof():
         return None
@@ -261,7 +268,9 @@ async def receive_frame(
     (length,) = FRAME_HEADER.unpack(header)
     if length > max_frame_size:
         raise FrameTooLarge(f"frame of {length} bytes exceeds the limit of {max_frame_size} bytes")
-    body = _frame_buffer(length)
+    body = allocate(length) if allocate is not None and length >= LARGE_FRAME else None
+    if body is None:
+        body = _frame_buffer(length)
     if mac is None:
         await receiver.receive_into(memoryview(body))
         return body

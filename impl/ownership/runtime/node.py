@@ -31,7 +31,7 @@ from ..core.events import (
     Watch,
     WorkerStartFailed,
 )
-from ..core.messages import ObjectCopy, Resources
+from ..core.messages import LeaseGranted, ObjectCopy, Resources
 from ..core.node import NodeCore
 from ..core.scheduler import SchedulingPolicy
 from ..core.store import ObjectFetched
@@ -114,6 +114,7 @@ class NodeRuntime(ServiceShell):
             objects.worker_lost(event.address)
         elif isinstance(event, Tick):
             objects.spares.trim()
+            objects.frames.trim()
         effects = self.core.handle(event)
         if segment is not None:
             offered = event.msg  # type: ignore[attr-defined]
@@ -135,6 +136,10 @@ class NodeRuntime(ServiceShell):
                 if self.objects is not None and isinstance(msg, ObjectFetched):
                     kept = self.core.store.objects.get(msg.object_id)
                     msg = self.objects.outgoing(e.dst, msg, kept.value if kept else None)
+                elif self.objects is not None and isinstance(msg, LeaseGranted):
+                    note = self.objects.grant_note(e.dst, msg)
+                    if note is not None:  # before the grant, on the same connection
+                        self.send(e.dst, note)
                 self.send(e.dst, msg)
             elif isinstance(e, StartWorker):
                 self._nursery.start_soon(self._launch, name=f"start a worker for {self.address}")
@@ -226,3 +231,4 @@ async def serve(
     rt.closed = True
     if rt.objects is not None:
         rt.objects.spares.close()
+        rt.objects.frames.close()

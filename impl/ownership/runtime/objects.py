@@ -50,13 +50,30 @@ from typing import Any
 
 import attrs
 
-from ..core.messages import FreeObject, GetObject, ObjectCopy, ObjectValue, Payload, PullObject, PutObject, RefInfo, RegisterWorker, TaskReply, message
+from ..core.messages import (
+    FreeObject,
+    GetObject,
+    LeaseGranted,
+    ObjectCopy,
+    ObjectValue,
+    Payload,
+    PullObject,
+    PushTask,
+    PutObject,
+    RefInfo,
+    RegisterWorker,
+    TaskReply,
+    message,
+)
 from ..core.store import FetchObject, ObjectFetched
+from .bufpool import value_pool
 from .values import SerializationError, SerializedValue, dumps_oob, pack, snapshot
-from .shm import SHM_DIR, SharedMemoryStore, SpareSegments, open_segment, unlink_segment, write_segment
+from .shm import SHM_DIR, ArgumentSegments, FrameSegments, SharedMemoryStore, SpareSegments, open_segment, unlink_segment, write_segment
 
 __all__ = [
     "MapsSegments",
+    "SegmentArguments",
+    "SharesSegments",
     "NodeObjects",
     "SegmentCopy",
     "SegmentStored",
@@ -110,6 +127,37 @@ class SegmentCopy:
     source: str
     segment: str
     refs: tuple[RefInfo, ...] = ()
+
+
+@message
+class SharesSegments:
+    """Node -> a local owner, just before a LeaseGranted for ``worker``: that
+    worker maps this node's segments too, so arguments passed by value may
+    go to it by segment name (:class:`SegmentArguments`)."""
+
+    worker: str
+
+
+@message
+class SegmentArguments:
+    """Owner -> a worker of its node: ``push``, its large arguments by segment.
+
+    ``segments[i]`` names the segment holding argument ``i``'s value (laid
+    out as any stored value), or is empty for an argument that travels in
+    ``push`` itself; a named argument's value in ``push`` keeps only its refs.
+    """
+
+    push: PushTask
+    segments: tuple[str, ...]
+
+
+#: Arguments passed by value go into a segment from this size of their
+#: out-of-band buffers (below, a heap copy and the socket cost less than a
+#: segment's mapping at the worker).
+ARGUMENT_SEGMENT_MIN = 1 << 20
+
+#: Workers a process remembers as sharing its node's segments.
+SHARING_KEPT = 4096
 
 
 @functools.cache
@@ -167,6 +215,7 @@ class ObjectPlaneStatistics:
     fetches: int = 0
     fallbacks: int = 0  # values that went as bytes because shared memory failed
     mappings_reused: int = 0  # SegmentCopy answered from a mapping this worker kept
+    arguments_by_segment: int = 0  # arguments sent to a worker of our node by segment name
 
 
 class WorkerObjects:
@@ -201,6 +250,10 @@ class WorkerObjects:
         self._maps: collections.OrderedDict[str, tuple[bytes, tuple[memoryview, ...]]] = collections.OrderedDict()
         #: object id -> the kept segment holding it, and the refs inside it
         self._by_object: dict[str, tuple[str, tuple[RefInfo, ...]]] = {}
+        #: large arguments passed by value, copied into segments of our node
+        self.arguments: ArgumentSegments | None = None
+        #: workers that map our node's segments (SharesSegments), oldest first
+        self.sharing: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     def pack(self, value: Any, threshold: int, new_id: Callable[[], str]) -> tuple[Payload, str | None]:
         """``value`` as a payload, pickled once; ``(payload, object id)``.
@@ -238,8 +291,81 @@ class WorkerObjects:
                 return payload, object_id
         return Payload(data=data, buffers=snapshot(buffers), refs=unique), None
 
+    def pack_argument(self, value: Any) -> Payload:
+        """An argument passed by value, copied as :func:`~.values.pack` does;
+        a large one into a segment of our node (:class:`~.shm.ArgumentSegments`),
+        so that it can go to a worker of the node by name."""
+        if self.arguments is None:
+            return pack(value)
+        refs: list[RefInfo] = []
+        try:
+            data, buffers = dumps_oob(value, refs)
+        except SerializationError:
+            return pack(value)  # raises the error pack() gives for it
+        first: dict[str, RefInfo] = {}
+        for info in refs:
+            first.setdefault(info.object_id, info)
+        unique = tuple(first.values())
+        serialized = SerializedValue(data, buffers)
+        if sum(b.nbytes for b in serialized.buffers) >= ARGUMENT_SEGMENT_MIN:
+            written = self.arguments.write(serialized)
+            if written is not None:
+                return Payload(data=data, buffers=written[1].buffers, refs=unique)  # type: ignore[arg-type]
+            self.stats.fallbacks += 1
+        return Payload(data=data, buffers=snapshot(buffers), refs=unique)
+
+    def _by_segment(self, dst: str, push: PushTask) -> SegmentArguments | None:
+        """``push`` with its arguments that lie in our segments named, not carried."""
+        arguments = self.arguments
+        if arguments is None or dst not in self.sharing:
+            return None
+        names: list[str] = []
+        args = []
+        for arg in push.task.args:
+            name = None
+            if arg.value is not None and arg.value.buffers:
+                owners = {arguments.owner_of(b) for b in arg.value.buffers}
+                name = owners.pop() if len(owners) == 1 else None
+            if name is None:
+                names.append("")
+                args.append(arg)
+            else:
+                names.append(name)
+                args.append(attrs.evolve(arg, value=Payload(data=b"", refs=arg.value.refs)))  # type: ignore[union-attr]
+        if not any(names):
+            return None
+        self.stats.arguments_by_segment += sum(1 for n in names if n)
+        return SegmentArguments(push=attrs.evolve(push, task=attrs.evolve(push.task, args=tuple(args))), segments=tuple(names))
+
+    def _from_segments(self, src: str, msg: SegmentArguments) -> PushTask | None:
+        """The PushTask ``msg`` stands for, its arguments mapped (None: refused)."""
+        args = msg.push.task.args
+        if self.prefix is None or len(msg.segments) != len(args):
+            logger.error("%s: segment arguments from %s that this worker cannot take: ignored", self.address, src)
+            return None
+        out = []
+        for arg, name in zip(args, msg.segments):
+            if not name:
+                out.append(arg)
+                continue
+            if not name.startswith(self.prefix) or "/" in name or arg.value is None:
+                logger.error("%s: argument segment %r from %s is not one of our node's: ignored", self.address, name, src)
+                return None
+            try:
+                sv = open_segment(name, populate=True)
+            except (OSError, ValueError) as exc:
+                # Renamed for reuse: its task was over for its owner already
+                # (a copy of a PushTask that lost its way).
+                logger.error("%s: cannot map argument segment %r from %s: %s; task %r ignored", self.address, name, src, exc, msg.push.task.task_id)
+                return None
+            out.append(attrs.evolve(arg, value=Payload(data=bytes(sv.data), buffers=tuple(sv.buffers), refs=arg.value.refs)))  # type: ignore[arg-type]
+        return attrs.evolve(msg.push, task=attrs.evolve(msg.push.task, args=tuple(out)))
+
     def outgoing(self, dst: str, msg: Any) -> tuple[str, Any] | None:
         """The message the core sends to ``dst``, as it travels (None: answered here)."""
+        if isinstance(msg, PushTask):
+            shared = self._by_segment(dst, msg)
+            return (dst, msg) if shared is None else (dst, shared)
         if isinstance(msg, FreeObject):
             # We own it and free it: our kept mapping of its copy goes now, not
             # at our next mapping, so the node may reuse the segment (shm's
@@ -288,8 +414,20 @@ class WorkerObjects:
         if isinstance(msg, SharedMemoryInfo):
             if src == self.node and msg.shm_id and msg.shm_id == machine_shm_id():
                 self.prefix = msg.prefix
+                if self.arguments is None or self.arguments.prefix != msg.prefix:
+                    self.arguments = ArgumentSegments(msg.prefix, limit=value_pool.limit)
                 self._send(self.node, MapsSegments(worker=self.address, pid=os.getpid()))
             return None
+        if isinstance(msg, SharesSegments):
+            if src == self.node:
+                self.sharing[msg.worker] = None
+                self.sharing.move_to_end(msg.worker)
+                while len(self.sharing) > SHARING_KEPT:
+                    self.sharing.popitem(last=False)
+            return None
+        if isinstance(msg, SegmentArguments):
+            push = self._from_segments(src, msg)
+            return None if push is None else (src, push)
         if isinstance(msg, (SegmentCopy, ObjectFetched)) and src != self.node:
             logger.error("%s: %s from %s, not from our node: ignored", self.address, type(msg).__name__, src)
             return None
@@ -357,6 +495,9 @@ class NodeObjects:
         self.stats = ObjectPlaneStatistics()
         #: large segments of freed objects, written again once nobody maps them
         self.spares = SpareSegments(store.prefix)
+        #: large frames received straight into segments (the transport asks
+        #: it for their buffers): a copy that arrived so is stored in place
+        self.frames = FrameSegments(store.prefix, self.spares)
 
     # -- received, before the core --------------------------------------------------
     def incoming(self, src: str, msg: Any) -> tuple[Any, str | None]:
@@ -392,7 +533,12 @@ class NodeObjects:
         return put, msg.segment
 
     def _store_bytes(self, msg: Any, value: Payload, rebuild: Callable[[Payload], Any]) -> tuple[Any, str | None]:
-        """A value that came as bytes: write it into a segment of ours and map it."""
+        """A value that came as bytes: write it into a segment of ours and map it
+        (or keep the segment it was received into, see FrameSegments)."""
+        name = self.frames.adopt(value.data, value.buffers)
+        if name is not None:
+            self.stats.segments_written += 1
+            return msg, name
         name = self.store.prefix + segment_key(msg.object_id)
         try:
             serialized = _as_serialized(value)
@@ -416,8 +562,15 @@ class NodeObjects:
             if old is not None and old != segment:  # pragma: no cover - the store keeps the first copy
                 unlink_segment(old)
             self.segments[object_id] = segment
-        else:
+        elif not self.frames.retire(segment):
             unlink_segment(segment)
+
+    def grant_note(self, dst: str, msg: LeaseGranted) -> SharesSegments | None:
+        """What to tell ``dst`` before this grant: that its worker maps our
+        segments too, when both do (None: nothing)."""
+        if msg.node == self.address and dst in self.mappers and msg.worker in self.mappers:
+            return SharesSegments(worker=msg.worker)
+        return None
 
     def outgoing(self, dst: str, msg: Any, kept: Payload | None) -> Any:
         """A message of the core as it travels: a copy in a segment goes by name."""
@@ -429,7 +582,7 @@ class NodeObjects:
 
     def freed(self, object_id: str) -> None:
         segment = self.segments.pop(object_id, None)
-        if segment is not None:
+        if segment is not None and not self.frames.retire(segment):
             self.spares.retire(segment)  # kept for a later copy, or unlinked
 
     def worker_lost(self, address: str) -> list[str]:
@@ -456,5 +609,6 @@ class NodeObjects:
             "objects": dict(sorted(self.segments.items())),
             "segments_written": self.stats.segments_written,
             "spares": {"kept_bytes": self.spares.kept_bytes, "reused": self.spares.reused},
+            "frames": {"received": self.frames.received, "adopted": self.frames.adopted, "reused": self.frames.reused},
             "fallbacks": self.stats.fallbacks,
         }

@@ -486,6 +486,8 @@ async def _run_node(args: argparse.Namespace, token: bytes, config: CoreConfig, 
                         )
                     )
                     transport.core = rt.core
+                    if rt.objects is not None:
+                        tcp.frame_buffers = rt.objects.frames.buffer
                     if args.dashboard_probe:
                         _probe(rt.core)
                     transport.snapshot = lambda: {

@@ -270,6 +270,8 @@ class TCPTransport(Transport):
         self._all_sent = trio.Event()
         self._all_sent.set()
         self._closed = False
+        #: Provides the buffers of large incoming frames (None: our own).
+        self.frame_buffers: Callable[[int], memoryview | None] | None = None
 
     # -- Transport ------------------------------------------------------------
 
@@ -845,8 +847,12 @@ class TCPTransport(Transport):
         mac = conn.channel.incoming
         stream = self._stream(peer)
         while True:
+            # Nothing of the last frame is held while waiting for the next:
+            # a large frame's buffer (a pooled one, or a node's segment) is
+            # free for reuse as soon as what was decoded from it is gone.
+            body = msg = None
             try:
-                body = await receive_frame(conn.receiver, self._max_frame_size, mac)
+                body = await receive_frame(conn.receiver, self._max_frame_size, mac, self.frame_buffers)
                 if body is None:
                     return "peer closed the connection"
                 if is_control(body):
@@ -1006,6 +1012,9 @@ class TCPTransport(Transport):
                         # A batch cut short by a broken or replaced connection
                         # stays in the peer's stream: the next connection resends it.
                         self._add_unsent(-len(batch))
+                        # Not held while waiting for the next: a large value's
+                        # pages go (or back to its pool) once its frame is written.
+                        batch = None
                 except BaseException:
                     conn.writing = False
                     raise

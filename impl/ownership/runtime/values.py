@@ -46,6 +46,7 @@ from .framing import FrameError
 
 __all__ = [
     "ALIGNMENT",
+    "PLACED",
     "SerializationError",
     "SerializedValue",
     "UnpicklableValue",
@@ -56,6 +57,8 @@ __all__ = [
     "format_task_traceback",
     "pack",
     "pack_function",
+    "placed_header",
+    "placed_header_size",
     "serialize",
     "serialized_from_buffer",
     "serialized_layout",
@@ -365,11 +368,54 @@ def serialized_layout(value: SerializedValue) -> tuple[int, list[tuple[int, byte
     return pos, writes
 
 
+#: Set in the first word of a value laid out with explicit offsets
+#: (:func:`placed_header`) rather than one part after the other.
+PLACED = 0x8000_0000
+
+
+def placed_header(parts: list[tuple[int, int]]) -> bytes:
+    """The header of a value whose parts already lie in a buffer: ``(offset, length)``
+    of the stream, then of each out-of-band buffer.
+
+    Layout: ``(nbuf | PLACED):u32 0:u32 (offset:u64 length:u64)*(nbuf+1)``.
+    A node that received a copy straight into a segment (the frame's body
+    after a reserved head) writes this into the head, so the parts stay
+    where the socket put them instead of being copied into the sequential
+    layout.
+    """
+    if not parts or len(parts) - 1 >= PLACED:
+        raise ValueError("a placed value needs its stream and fewer than 2**31 buffers")
+    return _U32.pack(PLACED | (len(parts) - 1)) + bytes(4) + b"".join(_U64.pack(o) + _U64.pack(n) for o, n in parts)
+
+
+def placed_header_size(nbuffers: int) -> int:
+    return 8 + 16 * (nbuffers + 1)
+
+
+def _placed_from_buffer(buf: memoryview, nbuf: int) -> SerializedValue:
+    try:
+        if placed_header_size(nbuf) > len(buf):
+            raise FrameError(f"value header announces {nbuf} buffers, more than fit in {len(buf)} bytes")
+        fields = struct.unpack_from(f"!{2 * (nbuf + 1)}Q", buf, 8)
+    except struct.error as exc:
+        raise FrameError(f"value header is truncated: {exc}") from None
+    end = placed_header_size(nbuf)
+    views = []
+    for offset, length in zip(fields[::2], fields[1::2]):
+        if offset < end or offset + length > len(buf):
+            raise FrameError(f"value part of {length} bytes at offset {offset} lies outside {end}..{len(buf)}")
+        views.append(buf[offset : offset + length])
+    return SerializedValue(views[0], views[1:])
+
+
 def serialized_from_buffer(buf: memoryview) -> SerializedValue:
-    """Read a value laid out by :func:`serialized_layout`, as views into ``buf``."""
+    """Read a value laid out by :func:`serialized_layout` (or placed, see
+    :func:`placed_header`), as views into ``buf``."""
     buf = buf.cast("B") if buf.format != "B" else buf
     try:
         (nbuf,) = _U32.unpack_from(buf, 0)
+        if nbuf & PLACED:
+            return _placed_from_buffer(buf, nbuf & ~PLACED)
         if 4 + 8 * (nbuf + 1) > len(buf):
             raise FrameError(f"value header announces {nbuf} buffers, more than fit in {len(buf)} bytes")
         lengths = struct.unpack_from(f"!{nbuf + 1}Q", buf, 4)

@@ -432,6 +432,9 @@ class WorkerRuntime(ServiceShell):
         return cls(info.object_id, info.owner, self)
 
     def _pack_args(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Arg, ...]:
+        # A large value into a segment of our node (it may go to a worker of
+        # the node by name), else as pack() copies it.
+        pack_value = pack if self.objects is None else self.objects.pack_argument
         out: list[Arg] = []
         items: list[tuple[str | None, Any]] = [(None, a) for a in args] + list(kwargs.items())
         for name, value in items:
@@ -440,7 +443,7 @@ class WorkerRuntime(ServiceShell):
             elif isinstance(value, Shared):
                 out.append(Arg(value=pack(value.ref), name=name))
             else:
-                out.append(Arg(value=pack(value), name=name))
+                out.append(Arg(value=pack_value(value), name=name))
         return tuple(out)
 
     # ------------------------------------------------------------------ API
@@ -554,7 +557,13 @@ class WorkerRuntime(ServiceShell):
     def _release_gets(self, rids: list[int], fetch: bool = True) -> None:
         for rid in rids:
             slot = self._gets.pop(rid, None)
-            if slot is not None and slot.result is None and not self.closed:
+            if slot is None:
+                continue
+            # The callback closes over the slot (get_many's watch): a cycle
+            # that would keep the slot's value, and the pages of a large
+            # one, until the cyclic collector runs.
+            slot.callback = None
+            if slot.result is None and not self.closed:
                 self.handle(CancelGet(rid, fetch=fetch))
 
     @contextlib.contextmanager
