@@ -18,9 +18,12 @@ from .messages import (
     Heartbeat,
     NodeDied,
     ObjectCopy,
+    OwnerMoved,
     PullObject,
     PutObject,
+    RecoveryReport,
     RegisterWorker,
+    ReportEntry,
     RequestLease,
     Resources,
     ReturnLease,
@@ -117,6 +120,8 @@ class NodeCore:
             return s.update_view(msg)
         if isinstance(msg, (WorkerDied, NodeDied)):
             return self.handle_failure(msg)
+        if isinstance(msg, OwnerMoved):
+            return self.handle_owner_moved(msg)
         self.dropped += 1
         return []
 
@@ -153,21 +158,48 @@ class NodeCore:
         A death published by the head: reclaim, free, and tell our workers.
         """
         if isinstance(msg, WorkerDied):
-            dead = {msg.worker}
+            dead, node = {msg.worker}, None
         else:
-            dead = set(msg.workers)
-            if msg.node == self.address:
+            dead, node = set(msg.workers), msg.node
+            if node == self.address:
                 return self.fenced(msg)
-            self.dead_nodes.add(msg.node)
+        return self._death(dead, node, msg)
+
+    def _death(self, dead: set[str], node: str | None, msg: Any) -> list[Effect]:
+        if node is not None:
+            self.dead_nodes.add(node)
         self.dead_workers |= dead
         fx: list[Effect] = []
         fx += self.scheduler.reclaim_leases(dead)
         fx += self.store.handle_failure(dead)
-        if isinstance(msg, NodeDied):
-            fx += self.store.handle_node_failure(msg.node)
+        if node is not None:
+            fx += self.store.handle_node_failure(node)
         for worker in sorted(self.scheduler.workers):
             if worker not in dead:
                 fx.append(Send(worker, msg))
+        return fx
+
+    def handle_owner_moved(self, msg: OwnerMoved) -> list[Effect]:
+        r"""Spec: OwnerRecovery!ProcessHandleOwnerMoved
+
+        Implementation:
+
+        The node's part of a take-over (its store is the spec's store of the
+        process): the copies pinned for the dead owner of a moved object are
+        pinned again for the new owner at the new epoch, the rest of the
+        death is handled as a WorkerDied/NodeDied is, the notice goes on to
+        our workers, and the store answers the new owner with the copies it
+        holds (phase 2).
+        """
+        if msg.node is not None and msg.node == self.address:
+            return self.fenced(NodeDied(node=msg.node, workers=msg.workers))
+        dead = set(msg.workers)
+        kept = self.store.repin(msg.moved, dead, msg.new_owner)
+        fx = self._death(dead, msg.node, msg)
+        if self.address in msg.told:
+            have = {m.object_id for m in kept}
+            entries = tuple(ReportEntry(object_id=m.object_id, epoch=m.epoch, copy=m.object_id in have) for m in msg.moved)
+            fx.append(Send(msg.new_owner, RecoveryReport(reporter=self.address, new_owner=msg.new_owner, entries=entries)))
         return fx
 
     def fenced(self, msg: NodeDied) -> list[Effect]:
@@ -255,4 +287,5 @@ _SENDER_CHECKS: dict[type, Any] = {
     ClusterView: _from_head,
     WorkerDied: _from_head,
     NodeDied: _from_head,
+    OwnerMoved: _from_head,
 }

@@ -36,13 +36,17 @@ import attrs
 from .events import Effect, GetDone, Send
 from .messages import (
     AddBorrower,
+    AdoptersGone,
     Borrower,
     BorrowerAdded,
     BorrowInfo,
+    DeleteObject,
     ErrorInfo,
     FreeObject,
     GetObject,
+    LogObject,
     ObjectCopy,
+    ObjectDeleted,
     ObjectPending,
     ObjectStored,
     ObjectValue,
@@ -109,6 +113,14 @@ class Reference:
     no_copy: tuple[str, ...] = ()
     waiters: list[Waiter] = attrs.Factory(list)
     remote_waiters: list[str] = attrs.Factory(list)  # owner: GetObject requesters
+    # -- owner recovery ---------------------------------------------------------
+    #: logged at the head (ours), or taken over (the new owner's): it outlives
+    #: its owner; freed only once the head has dropped its log
+    recoverable: bool = False
+    #: the owner's epoch: 0 for the first owner, then one more per take-over
+    epoch: int = 0
+    #: a DeleteObject is out (or refused while an adopter holds it)
+    deleting: bool = False
 
     def in_scope(self) -> bool:
         """Referenced at all, as the owner counts it (value must be kept)."""
@@ -192,6 +204,7 @@ class ReferenceCounter:
     def _borrowed_entry(self, info: RefInfo) -> Reference:
         ref = self.table.get(info.object_id)
         if ref is None:
+            info = self.worker.current(info)
             ref = Reference(
                 object_id=info.object_id,
                 owner=info.owner,
@@ -226,6 +239,7 @@ class ReferenceCounter:
         """
         ref = self.table.get(object_id)
         if ref is None:
+            owner = self.worker.owner_of(object_id, owner)
             ref = self._borrowed_entry(RefInfo(object_id=object_id, owner=owner, kind=kind))
             if owner in self.worker.dead_workers and not ref.owned:
                 ref.status, ref.error = FAILED, _owner_died(object_id, owner)
@@ -782,17 +796,50 @@ class ReferenceCounter:
             return []
         if ref.task_id is None and ref.lineage > 0:
             return []
+        if ref.recoverable:
+            return self.delete_logged(ref)
         fx: list[Effect] = []
         if ref.kind == "actor":
             fx += self.worker.submitter.kill_actor(ref.object_id)
         else:
             for node in sorted(ref.locations):
-                fx.append(Send(node, FreeObject(object_id=ref.object_id)))
+                fx.append(Send(node, FreeObject(object_id=ref.object_id, epoch=ref.epoch)))
         ref.locations.clear()
         ref.value = None
         ref.status = FREED
         fx += self.release_contents(ref)
         return fx
+
+    def delete_logged(self, ref: Reference) -> list[Effect]:
+        r"""Spec: OwnerRecovery!OwnerFree
+
+        Implementation:
+
+        A recoverable object is freed only once the head has dropped its
+        log at our epoch: a stale owner (declared dead, or at an older
+        epoch) is refused there, so its FreeObject never goes out. One
+        DeleteObject at a time; its answer frees the object (``free``
+        again, now as a default object).
+        """
+        if ref.deleting:
+            return []
+        ref.deleting = True
+        return [Send(self.worker.head, DeleteObject(object_id=ref.object_id, epoch=ref.epoch, owner=self.address))]
+
+    def handle_object_deleted(self, msg: ObjectDeleted | AdoptersGone) -> list[Effect]:
+        """The head answered a DeleteObject (or the adopters it waited for are
+        gone: ask again)."""
+        ref = self.table.get(msg.object_id)
+        if ref is None or not ref.owned or not ref.recoverable or ref.epoch != msg.epoch or not ref.deleting:
+            return []
+        if isinstance(msg, AdoptersGone):
+            ref.deleting = False
+            return self.check(ref.object_id)
+        if not msg.ok:
+            return []  # stale (we are fenced), or adopted: AdoptersGone follows
+        ref.recoverable = False
+        ref.deleting = False
+        return self.check(ref.object_id)
 
     def release_contents(self, ref: Reference) -> list[Effect]:
         r"""Spec: RefCounting!HolderReleaseContents
@@ -871,6 +918,8 @@ class ReferenceCounter:
             if ref.status in (READY, LOST):
                 fx += self.free(ref)
             if ref.status in (FREED, FAILED) and ref.lineage == 0 and not ref.remote_waiters:
+                if ref.recoverable:
+                    return fx + self.delete_logged(ref)  # its log goes first
                 fx += self._delete(ref)
             return fx
         if ref.in_use():
@@ -1121,7 +1170,7 @@ Ask for a value (API get, a task argument, an actor's address).
     def _ask_owner(self, ref: Reference) -> list[Effect]:
         ref.fetching = "owner"
         bad, ref.no_copy = ref.no_copy, ()
-        return [Send(ref.owner, GetObject(object_id=ref.object_id, requester=self.address, bad=bad))]
+        return [Send(ref.owner, GetObject(object_id=ref.object_id, requester=self.address, bad=bad, epoch=ref.epoch))]
 
     def found_without(self, ref: Reference, nodes: set[str]) -> None:
         """``nodes`` have no copy of ``ref`` (dead, or their store said so)."""
@@ -1192,6 +1241,9 @@ Ask for a value (API get, a task argument, an actor's address).
         at once (ObjectPending), then answered when the value is there.
         """
         ref = self.table.get(msg.object_id)
+        if msg.epoch and (ref is None or not ref.owned or ref.epoch < msg.epoch) and msg.epoch > self.worker.takeover.heard_of(msg.object_id):
+            # Of a take-over the head has not told us about yet (OwnerRecovery!HeardOf).
+            return self.worker.takeover.keep_early(src, msg)
         if ref is None or not ref.owned:
             return [Send(msg.requester, ObjectValue(object_id=msg.object_id, error=_err("object_lost", f"object {msg.object_id} was freed by its owner")))]
         if ref.kind == "object":
@@ -1391,9 +1443,10 @@ Ask for a value (API get, a task argument, an actor's address).
             and ref.value is not None
             and ref.value.size > self.worker.config.inline_threshold
             and self.worker.node not in self.worker.dead_nodes
+            and ref.epoch == 0  # a put restored from the head stays here (TakeOver.complete)
         )
 
-    def put(self, object_id: str, value: Payload) -> list[Effect]:
+    def put(self, object_id: str, value: Payload, recoverable: bool = False) -> list[Effect]:
         r"""Spec: Ownership!OwnerPut
 
             \* Ownership
@@ -1420,7 +1473,12 @@ Ask for a value (API get, a task argument, an actor's address).
 
         ref = self.add_owned(object_id)
         ref.local += 1
-        fx = self.set_ready(ref, value=value, refs=value.refs)
+        fx: list[Effect] = []
+        if recoverable and self.worker.logs_recoverable():
+            # Logged with its value before anyone can hold it (OwnerRecovery!ParentMake).
+            ref.recoverable = True
+            fx.append(Send(self.worker.head, LogObject(object_id=object_id, owner=self.address, value=value)))
+        fx += self.set_ready(ref, value=value, refs=value.refs)
         if value.size > self.worker.config.inline_threshold:
             fx.append(Send(self.worker.node, PutObject(object_id=object_id, owner=self.address, value=value)))
         return fx

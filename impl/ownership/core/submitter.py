@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .events import Effect, Infeasible, Send
+from .events import Effect, Infeasible, Logged, Send
 from .messages import (
     Arg,
     CancelTask,
@@ -26,6 +26,8 @@ from .messages import (
     FreeObject,
     LeaseGranted,
     LeaseInfeasible,
+    LogObject,
+    ObjectLogged,
     Payload,
     PushTask,
     RequestLease,
@@ -60,6 +62,7 @@ class TaskEntry:
     holding: bool = False  # whether ``held`` is currently counted
     cancelled: bool = False
     pushed_at_tick: int = -1  # the owner's tick count when the current attempt was pushed
+    logging: bool = False  # recoverable: waits for the head to log it (ObjectLogged)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -299,7 +302,42 @@ class TaskSubmitter:
             self.actors[spec.return_id] = ActorState(actor_id=spec.return_id, owner=self.address)
         if spec.kind == "actor_method":
             return fx + self._submit_actor_call(task)
+        if spec.recoverable and spec.kind == "task" and self.worker.logs_recoverable():
+            # Logged before it runs or its reference leaves (OwnerRecovery!ParentMake):
+            # it waits for the head's ObjectLogged.
+            ret.recoverable = True
+            task.logging = True
+            log = LogObject(object_id=spec.return_id, owner=self.address, task=spec, retries=task.retries_left)
+            return fx + [Send(self.worker.head, log)]
         return fx + self._resolve_dependencies(task)
+
+    def handle_object_logged(self, msg: ObjectLogged) -> list[Effect]:
+        r"""Spec: OwnerRecovery!ParentMake
+
+        Implementation:
+
+        The head logged our recoverable object (a task's return, or a put):
+        its reference may leave now, and its task may run. Refused (the head
+        declared us dead), the object fails as a dead owner's would: this
+        process is fenced and stops.
+        """
+        ref = self.refs.get_ref(msg.object_id)
+        if ref is None or not ref.owned or not ref.recoverable:
+            return []
+        fx: list[Effect] = [Logged(object_id=msg.object_id, ok=msg.ok)]
+        task = self.tasks.get(ref.task_id) if ref.task_id is not None else None
+        if not msg.ok:
+            ref.recoverable = False
+            error = ErrorInfo(kind="owner_died", message=f"the head refused to log object {msg.object_id}: its owner {self.address} was declared dead")
+            if task is not None and task.logging:
+                task.logging = False
+                return fx + self._fail(task, error)
+            return fx + self.refs.set_failed(ref, error)
+        ref.epoch = msg.epoch
+        if task is not None and task.logging:
+            task.logging = False
+            fx += self._resolve_dependencies(task)
+        return fx
 
     def _resolve_dependencies(self, task: TaskEntry) -> list[Effect]:
         """Wait for owned arguments that are pending; recreate lost ones."""
@@ -821,6 +859,10 @@ class TaskSubmitter:
         lease.running.add(task.spec.task_id)
         lease.idle_ticks = 0
         spec = self._resolved_spec(task)
+        if spec.recoverable:
+            ret = self.refs.get_ref(spec.return_id)
+            epoch = ret.epoch if ret is not None else 0
+            return [Send(lease.worker, PushTask(task=spec, lease_id=lease.lease_id, attempt=task.attempt, epoch=epoch))]
         return [Send(lease.worker, PushTask(task=spec, lease_id=lease.lease_id, attempt=task.attempt))]
 
     def _resolved_spec(self, task: TaskEntry) -> TaskSpec:
@@ -999,6 +1041,12 @@ class TaskSubmitter:
         fx: list[Effect] = []
         lease = self.leases.get(msg.lease_id) if msg.lease_id else None
         task = self.tasks.get(msg.task_id)
+        if task is not None and task.spec.recoverable:
+            ret = self.refs.get_ref(task.spec.return_id)
+            if ret is not None and ret.epoch != msg.epoch:
+                # A run pushed at another epoch (by the dead owner): its
+                # result went to a store pinned for that owner, which freed it.
+                return []
         if lease is not None and msg.task_id in lease.running:
             lease.running.discard(msg.task_id)
             lease.idle_ticks = 0

@@ -1,0 +1,124 @@
+"""Owner recovery (spec/OwnerRecovery.tla) on the in-memory cluster.
+
+A task owns recoverable futures and hands them to holders (two tasks that
+block, an actor); its worker crashes. The driver takes the objects over,
+every holder's get returns the value (a copy re-pinned in a store, a put
+restored from the head's log, a small result rebuilt from its lineage),
+a default future of the same owner fails with OwnerDiedError, and nothing
+leaks once the references are dropped.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+import trio
+
+import ownership
+from ownership.core.config import CoreConfig
+from ownership.runtime.refs import current_runtime
+from ownership.testing import memory_cluster
+
+BIG = 2**15  # float64s: 256 KiB, above the inline threshold (stored at a node)
+
+
+def cluster(**kwargs):
+    kwargs.setdefault("tick_interval", None)
+    kwargs.setdefault("config", CoreConfig(node_timeout_ticks=3))
+    return memory_cluster(**kwargs)
+
+
+@ownership.remote
+def double(x: int) -> int:
+    return 2 * x
+
+
+@ownership.remote
+def ones() -> np.ndarray:
+    return np.ones(BIG)
+
+
+@ownership.remote
+def owner_task():
+    """Owns three recoverable futures and a default one; returns them nested
+    (so the caller borrows them) with the address of its worker."""
+    small = double.options(recoverable=True).remote(21)
+    big = ones.options(recoverable=True).remote()
+    put = ownership.put("kept at the head", recoverable=True)
+    default = double.remote(5)
+    ownership.get([small, big, default])  # made, before the owner dies
+    return current_runtime().address, [small, big, put], [default]
+
+
+@ownership.remote
+async def hang() -> None:
+    await trio.sleep_forever()
+
+
+@ownership.remote
+def hold_then_get(refs, gate):
+    """Holds ``refs`` while blocked on ``gate`` (cancelled to open it), then gets them."""
+    try:
+        ownership.get(gate[0])
+    except ownership.TaskCancelledError:
+        pass
+    small, big, put = ownership.get(refs)
+    return small, float(big.sum()), put
+
+
+@ownership.remote
+class Keeper:
+    def __init__(self) -> None:
+        self.refs = None
+
+    def keep(self, refs) -> int:
+        self.refs = refs
+        return len(refs)
+
+    def values(self):
+        small, big, put = ownership.get(self.refs)
+        return small, float(big.sum()), put
+
+    def drop(self) -> None:
+        self.refs = None
+
+
+EXPECTED = (42, float(BIG), "kept at the head")
+
+
+async def test_recoverable_futures_survive_their_owners_crash_memory() -> None:
+    async with cluster(nodes=2, workers_per_node=4) as c:
+        with trio.fail_after(60):
+            owner, refs, [default] = await owner_task.remote()
+            assert owner != c.driver.address
+            gate = hang.remote()
+            holders = [hold_then_get.remote(refs, [gate]) for _ in range(2)]
+            keeper = Keeper.remote()
+            assert await keeper.keep.remote(refs) == 3
+            await c.settle()
+            c.crash(owner)
+            await c.settle()
+            ownership.cancel(gate)
+            assert [await h for h in holders] == [EXPECTED, EXPECTED]
+            assert await keeper.values.remote() == EXPECTED
+            with pytest.raises(ownership.OwnerDiedError):
+                await default
+            head = c.head.core
+            assert {oid: (log["owner"], log["epoch"]) for oid, log in head.snapshot()["recovery_logs"].items()} == {
+                r.object_id: (c.driver.address, 1) for r in refs
+            }
+            assert c.driver.core.takeover.completed == 3
+            # The large result's copy outlived its owner: pinned again for the driver.
+            [store] = [n.core.store for n in c.nodes.values() if refs[1].object_id in n.core.store.objects]
+            kept = store.objects[refs[1].object_id]
+            assert (kept.owner, kept.epoch) == (c.driver.address, 1)
+            await keeper.drop.remote()
+            del refs, holders, default, gate
+            gc.collect()
+            await c.quiesce()
+            del keeper
+            gc.collect()
+            await c.quiesce()
+            assert c.leaks() == {}
