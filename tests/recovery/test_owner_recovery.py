@@ -122,3 +122,65 @@ async def test_recoverable_futures_survive_their_owners_crash_memory() -> None:
             gc.collect()
             await c.quiesce()
             assert c.leaks() == {}
+
+
+@ownership.remote
+class Collector:
+    """Keeps every list of refs it is given."""
+
+    def __init__(self) -> None:
+        self.kept = []
+
+    def keep(self, refs) -> int:
+        self.kept.append(refs)
+        return len(self.kept)
+
+    def ids(self) -> list[str]:
+        return [r.object_id for refs in self.kept for r in refs]
+
+    def values(self) -> list:
+        return [ownership.get(r) for refs in self.kept for r in refs]
+
+    def drop(self) -> None:
+        self.kept = []
+
+
+@ownership.remote
+def parent(collector, gate):
+    """Makes a recoverable x, hands it to ``collector``, then blocks on ``gate``."""
+    x = double.options(recoverable=True).remote(21)
+    ownership.get(collector.keep.remote([x]))
+    try:
+        ownership.get(gate[0])
+    except ownership.TaskCancelledError:
+        pass
+    return current_runtime().address, [x]
+
+
+async def test_reexecuted_parent_adopts_the_recovered_object_instead_of_making_a_second() -> None:
+    async with cluster(nodes=2, workers_per_node=4) as c:
+        with trio.fail_after(60):
+            collector = Collector.remote()
+            gate = hang.remote()
+            p = parent.remote(collector, [gate])
+            await c.settle()
+            [first] = [t.location for t in c.driver.core.submitter.tasks.values() if t.spec.name == "parent"]
+            c.crash(first)
+            await c.settle()
+            ownership.cancel(gate)
+            second, [x] = await p
+            assert second != first
+            ids = await collector.ids.remote()
+            # The re-execution made the same id, and borrowed it from the driver.
+            assert ids == [x.object_id, x.object_id]
+            owners = [a for a, rt in c.runtimes().items() if hasattr(rt, "core") and getattr(rt.core, "refs", None) and (e := rt.core.refs.table.get(x.object_id)) is not None and e.owned]
+            assert owners == [c.driver.address]
+            assert await x == 42
+            assert await collector.values.remote() == [42, 42]
+            await c.quiesce()
+            assert c.head.core.recovery_logs[x.object_id].adopters == set()  # the re-execution let go
+            await collector.drop.remote()
+            del x, p, gate, collector
+            gc.collect()
+            await c.quiesce()
+            assert c.leaks() == {}

@@ -54,6 +54,7 @@ from .messages import (
     PullObject,
     RefInfo,
     RefRemoved,
+    ReleaseAdopted,
     WaitForRefRemoved,
 )
 
@@ -121,6 +122,9 @@ class Reference:
     epoch: int = 0
     #: a DeleteObject is out (or refused while an adopter holds it)
     deleting: bool = False
+    #: borrowed by the re-execution of the parent that made it (the head
+    #: counts us as its adopter until we let go: ReleaseAdopted)
+    adopted: bool = False
 
     def in_scope(self) -> bool:
         """Referenced at all, as the owner counts it (value must be kept)."""
@@ -873,6 +877,8 @@ class ReferenceCounter:
             return []
         del self.table[ref.object_id]
         fx = self.release_contents(ref)
+        if ref.adopted:
+            fx += self.release_adopted(ref)
         for waiter in ref.waiters:
             fx += self._resolve(ref, waiter, error=_err("object_lost", f"object {ref.object_id} is no longer referenced"))
         ref.waiters = []
@@ -933,6 +939,17 @@ class ReferenceCounter:
             fx.append(Send(ref.owner, self._hand_over(ref.object_id, ref.owner, tuple(ref.sub_borrowers))))
             ref.sub_borrowers = []
         return fx + self._delete(ref)
+
+    def release_adopted(self, ref: Reference) -> list[Effect]:
+        r"""Spec: OwnerRecovery!AdopterRelease
+
+        Implementation:
+
+        A re-executed parent no longer holds the object it adopted: the head
+        stops counting it, and the owner's delete may go through.
+        """
+        ref.adopted = False
+        return [Send(self.worker.head, ReleaseAdopted(object_id=ref.object_id, epoch=ref.epoch, adopter=self.address))]
 
     def _hand_over(self, object_id: str, owner: str, borrowers: tuple[Borrower, ...]) -> RefRemoved:
         """Borrowers for the owner to wait on, answering no request of its own."""

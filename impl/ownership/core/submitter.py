@@ -36,7 +36,7 @@ from .messages import (
     TaskReply,
     TaskSpec,
 )
-from .refcount import FAILED, FREED, LOST, PENDING, READY, Reference, Waiter
+from .refcount import FAILED, FREED, LOST, PENDING, READY, UNKNOWN, Reference, Waiter
 
 if TYPE_CHECKING:  # pragma: no cover
     from .worker import WorkerCore
@@ -334,9 +334,41 @@ class TaskSubmitter:
                 return fx + self._fail(task, error)
             return fx + self.refs.set_failed(ref, error)
         ref.epoch = msg.epoch
+        if msg.adopted_from is not None and msg.adopted_from != self.address:
+            return fx + self._adopt(ref, task, msg.adopted_from, msg.epoch)
         if task is not None and task.logging:
             task.logging = False
             fx += self._resolve_dependencies(task)
+        return fx
+
+    def _adopt(self, ref: Reference, task: TaskEntry | None, owner: str, epoch: int) -> list[Effect]:
+        """We are a re-execution of the parent that made the object, and it
+        was taken over meanwhile (the ids a task makes are its own, so the
+        same): borrow it from its owner rather than make a second one. The
+        head counts us as its adopter until we let go (ReleaseAdopted)."""
+        fx: list[Effect] = []
+        self.worker.moved[ref.object_id] = (owner, epoch)
+        if task is not None:
+            task.logging = False
+            if self.tasks.get(task.spec.task_id) is task:
+                del self.tasks[task.spec.task_id]
+            if task.holding:
+                task.holding = False
+                fx += self.refs.release_submitted(task.held)
+        for node in sorted(ref.locations):
+            fx.append(Send(node, FreeObject(object_id=ref.object_id)))  # our put's copy: the object is the owner's
+        deps, ref.lineage_deps = ref.lineage_deps, ()
+        for dep in deps:
+            d = self.refs.get_ref(dep)
+            if d is not None and d.lineage > 0:
+                d.lineage -= 1
+        ref.owned, ref.owner, ref.recoverable, ref.adopted = False, owner, False, True
+        ref.status, ref.task_id, ref.value, ref.error = UNKNOWN, None, None, None
+        ref.locations.clear()
+        fx += self.refs.check(ref.object_id)
+        if ref.waiters and self.refs.get_ref(ref.object_id) is ref:
+            fx += self.refs.fetch(ref)
+        fx += self.refs._release_lineage(dict.fromkeys(deps))
         return fx
 
     def _resolve_dependencies(self, task: TaskEntry) -> list[Effect]:

@@ -297,6 +297,9 @@ class WorkerRuntime(ServiceShell):
         #: recoverable objects a task thread waits on until the head logged them
         self._logged: dict[str, trio.Event] = {}
         self._logging: trio.Event | None = None
+        #: recoverable objects made so far by each running task (their ids, see _recoverable_ids)
+        self._made_in_task: dict[str, int] = {}
+        self._made_lock = threading.Lock()
         #: this process's sys.stdout/sys.stderr when they forward task output
         #: (.output), and the ids of tasks with text not sent yet (shared by both)
         self.output_streams: tuple[Any, ...] = ()
@@ -500,7 +503,11 @@ class WorkerRuntime(ServiceShell):
             # whose large buffers the arguments packed next can then reuse.
             self._drain_releases()
         packed = self._pack_args(args, kwargs)
-        task_id, return_id = self.core.new_task_ids()
+        task_id, return_id = self._recoverable_ids() if recoverable else (None, None)
+        if task_id is None:
+            task_id, return_id = self.core.new_task_ids()
+        else:
+            return_id = f"{task_id}.r"
         spec = TaskSpec(
             task_id=task_id,
             owner=self.address,
@@ -553,11 +560,26 @@ class WorkerRuntime(ServiceShell):
         else:
             # Pickled once, a large value straight into the node's shared memory.
             payload, oid = self.objects.pack(value, self.core.config.inline_threshold, self.core.new_object_id)
-        oid = oid or self.core.new_object_id()
+        oid = oid or (self._recoverable_ids()[0] if recoverable else None) or self.core.new_object_id()
         if recoverable and self._logging is not None:
             self._logged[oid] = self._logging
         self.handle(Put(oid, payload, recoverable))
         return ObjectRef(oid, self.address, self)
+
+    def _recoverable_ids(self) -> tuple[str | None, None]:
+        """The id of the next recoverable object a task makes: its task's id
+        and the object's rank in it, so that a re-execution of the task
+        makes the same ids and adopts what was taken over instead of making
+        it twice (None outside a task, or when the id is taken here)."""
+        task_id = current_task_id()
+        if task_id is None or not self.core.logs_recoverable():
+            return None, None
+        with self._made_lock:
+            n = self._made_in_task[task_id] = self._made_in_task.get(task_id, 0) + 1
+        oid = f"{task_id}.rec{n}"
+        if oid in self.core.refs.table or f"{oid}.r" in self.core.refs.table or oid in self.core.submitter.tasks:
+            return None, None
+        return oid, None
 
     def _check_lineage(self, packed: tuple[Arg, ...]) -> None:
         """A recoverable task may take only objects a new owner could make
@@ -914,6 +936,7 @@ class WorkerRuntime(ServiceShell):
         self._finish_id(spec.task_id, value, error, calls_in_order=calls_in_order)
 
     def _finish_id(self, task_id: str, value: Payload | None, error: ErrorInfo | None, *, calls_in_order: bool = False) -> None:
+        self._made_in_task.pop(task_id, None)
         self.tasks_run += 1
         if self.output_pending:  # its last partial line, before the reply
             for stream in self.output_streams:
