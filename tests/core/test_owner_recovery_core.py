@@ -12,6 +12,8 @@ import attrs
 
 from ownership.core.events import AddLocalRef, Execute, Logged, PeerLost, Put, Received, Submit
 from ownership.core.messages import (
+    DispatchLogged,
+    LogDispatch,
     DeleteObject,
     FreeObject,
     LogObject,
@@ -153,3 +155,46 @@ def test_new_owner_frees_nothing_until_every_process_told_has_answered(mini, h) 
     # Nobody holds it: once every answer is in, it is freed, log and all.
     assert d.takeover.recovering == {} and oid not in d.refs.table
     assert mini.head.recovery_logs == {}
+
+
+def submit_recoverable(mini, h, owner: str = "w1@n1", max_retries: int = 2):
+    w = mini.workers[owner]
+    s = attrs.evolve(h.spec(w, max_retries=max_retries), recoverable=True)
+    mini.r.feed(owner, Submit(s))
+    mini.r.feed(mini.driver.address, AddLocalRef(s.return_id, owner, "object"))  # a holder
+    return s
+
+
+def test_recoverable_task_is_pushed_only_once_the_head_logged_its_dispatch(mini, h) -> None:
+    s = submit_recoverable(mini, h)
+    mini.r.run(skip=lambda f: isinstance(f[2], (DispatchLogged, PushTask)))
+    assert mini.r.sent(PushTask) == []
+    log = mini.head.recovery_logs[s.return_id]
+    assert (log.attempts, log.location) == (1, mini.workers["w1@n1"].submitter.tasks[s.task_id].location)
+    mini.r.deliver_type(DispatchLogged)
+    [(_, dst, push)] = mini.r.sent(PushTask)
+    assert (dst, push.epoch) == (log.location, 0)
+
+
+def test_dispatch_of_a_declared_dead_owner_is_refused_and_never_pushed(mini, h) -> None:
+    s = submit_recoverable(mini, h)
+    held = lambda f: isinstance(f[2], (LogDispatch, PushTask))  # noqa: E731
+    mini.r.run(skip=held)
+    mini.r.feed("n1", PeerLost("w1@n1"))  # declared dead, falsely: its core runs on
+    mini.r.run(skip=held)
+    assert mini.head.recovery_logs[s.return_id].owner == mini.driver.address
+    mini.r.run(skip=lambda f: isinstance(f[2], PushTask))
+    refused = [f[2] for f in mini.r.delivered if isinstance(f[2], DispatchLogged)]
+    assert [m.ok for m in refused] == [False]
+    assert [f for f in mini.r.flight if isinstance(f[2], PushTask) and f[2].task.task_id == s.task_id and f[0] == "w1@n1"] == []
+
+
+def test_new_owner_budget_counts_the_attempts_the_head_logged(mini, h) -> None:
+    s = submit_recoverable(mini, h, max_retries=2)
+    mini.r.run(skip=lambda f: isinstance(f[2], PushTask))  # pushed once, never ran
+    assert mini.head.recovery_logs[s.return_id].attempts == 1
+    declare_dead(mini, "w1@n1")
+    mini.r.run(skip=lambda f: isinstance(f[2], PushTask) and f[0] == "w1@n1")
+    task = mini.driver.submitter.tasks[s.task_id]
+    # Retries[x] + 1 - attempts: the dead owner's push was the first run.
+    assert task.spec.owner == mini.driver.address and task.retries_left == 2

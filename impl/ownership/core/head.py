@@ -35,7 +35,9 @@ from .messages import (
     AdoptersGone,
     ClusterView,
     DeleteObject,
+    DispatchLogged,
     Heartbeat,
+    LogDispatch,
     LogObject,
     MovedObject,
     NodeDied,
@@ -67,6 +69,9 @@ class RecoveryLog:
     task: TaskSpec | None = None
     value: Payload | None = None
     retries: int = 0
+    #: where its task was last pushed, and how many pushes the head counted
+    location: str | None = None
+    attempts: int = 0
     #: re-executed parents that borrow it instead of making it again
     adopters: set[str] = attrs.Factory(set)
     #: its owner asked to delete it while an adopter held it
@@ -158,6 +163,8 @@ class HeadCore:
             return self._publish_worker_death(msg)
         if isinstance(msg, LogObject):
             return self.log_object(src, msg)
+        if isinstance(msg, LogDispatch):
+            return self.log_dispatch(src, msg)
         if isinstance(msg, DeleteObject):
             return self.delete_object(src, msg)
         if isinstance(msg, ReleaseAdopted):
@@ -199,6 +206,26 @@ class HeadCore:
             return [Send(src, ObjectLogged(object_id=msg.object_id, epoch=log.epoch))]
         log.adopters.add(src)
         return [Send(src, ObjectLogged(object_id=msg.object_id, epoch=log.epoch, adopted_from=log.owner))]
+
+    def log_dispatch(self, src: str, msg: LogDispatch) -> list[Effect]:
+        r"""Spec: OwnerRecovery!OwnerDispatch
+
+        Implementation:
+
+        The head's part of a dispatch: where the task of a recoverable
+        object runs is logged before the owner pushes it, so a new owner
+        knows every attempt made (its retry budget counts them), and a
+        stale owner (declared dead, or at an older epoch) is refused: it
+        does not push.
+        """
+        log = self.recovery_logs.get(msg.object_id)
+        ok = log is not None and msg.owner == src and log.owner == src and log.epoch == msg.epoch and self._member(src)
+        if ok:
+            assert log is not None
+            log.location, log.attempts = msg.worker, max(log.attempts, msg.attempt)
+        else:
+            self.refused_writes += 1
+        return [Send(src, DispatchLogged(object_id=msg.object_id, epoch=msg.epoch, attempt=msg.attempt, ok=ok))]
 
     def delete_object(self, src: str, msg: DeleteObject) -> list[Effect]:
         r"""Spec: OwnerRecovery!OwnerFree
@@ -265,7 +292,7 @@ class HeadCore:
         for oid in owned:
             log = self.recovery_logs[oid]
             log.owner, log.epoch = new_owner, log.epoch + 1
-            moved.append(MovedObject(object_id=oid, epoch=log.epoch, task=log.task, value=log.value))
+            moved.append(MovedObject(object_id=oid, epoch=log.epoch, task=log.task, value=log.value, attempts=log.attempts))
         told = set()
         for rec in self.nodes.values():
             if rec.alive:
@@ -453,7 +480,7 @@ class HeadCore:
             "fenced": self.fenced,
             "suspicions_cleared": self.suspicions_cleared,
             "recovery_logs": {
-                oid: {"owner": log.owner, "epoch": log.epoch, "adopters": sorted(log.adopters)}
+                oid: {"owner": log.owner, "epoch": log.epoch, "adopters": sorted(log.adopters), "location": log.location, "attempts": log.attempts}
                 for oid, log in sorted(self.recovery_logs.items())
             },
             "refused_writes": self.refused_writes,

@@ -803,6 +803,29 @@ class ObjectLogged:
 
 
 @message
+class LogDispatch:
+    """Owner -> head: a recoverable task is about to be pushed to ``worker``
+    (its ``attempt``-th run): the head logs where it runs before it does."""
+
+    object_id: str
+    epoch: Count
+    owner: Address
+    worker: Address
+    attempt: Count
+
+
+@message
+class DispatchLogged:
+    """Head -> owner: the dispatch is logged (``ok``), or refused: the owner
+    is stale (declared dead, or at an older epoch) and must not push."""
+
+    object_id: str
+    epoch: Count
+    attempt: Count
+    ok: bool
+
+
+@message
 class DeleteObject:
     """Owner -> head: the object is freed; drop its log before its copies."""
 

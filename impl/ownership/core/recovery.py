@@ -506,7 +506,10 @@ class TakeOver:
             return []
         held = [a.ref.object_id for a in spec.args if a.ref is not None]
         held += [r.object_id for a in spec.args if a.value is not None for r in a.value.refs]
-        task = TaskEntry(spec=spec, key=_scheduling_key(spec), retries_left=max(0, spec.max_retries), state=DONE, held=held)
+        # The attempts the head counted are spent (OwnerRecovery!LogBudget): the
+        # first run is free only if it was never pushed.
+        budget = spec.max_retries if m.attempts == 0 else spec.max_retries + 1 - m.attempts
+        task = TaskEntry(spec=spec, key=_scheduling_key(spec), retries_left=max(0, budget), state=DONE, held=held)
         submitter.tasks[spec.task_id] = task
         return []
 

@@ -26,6 +26,8 @@ from .messages import (
     FreeObject,
     LeaseGranted,
     LeaseInfeasible,
+    DispatchLogged,
+    LogDispatch,
     LogObject,
     ObjectLogged,
     Payload,
@@ -63,6 +65,8 @@ class TaskEntry:
     cancelled: bool = False
     pushed_at_tick: int = -1  # the owner's tick count when the current attempt was pushed
     logging: bool = False  # recoverable: waits for the head to log it (ObjectLogged)
+    #: recoverable: the push held until the head has logged the dispatch (DispatchLogged)
+    dispatching: PushTask | None = None
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -894,8 +898,32 @@ class TaskSubmitter:
         if spec.recoverable:
             ret = self.refs.get_ref(spec.return_id)
             epoch = ret.epoch if ret is not None else 0
-            return [Send(lease.worker, PushTask(task=spec, lease_id=lease.lease_id, attempt=task.attempt, epoch=epoch))]
+            push = PushTask(task=spec, lease_id=lease.lease_id, attempt=task.attempt, epoch=epoch)
+            if ret is not None and ret.recoverable and self.worker.logs_recoverable():
+                # The head logs where it runs before it runs (OwnerRecovery!OwnerDispatch).
+                task.dispatching = push
+                log = LogDispatch(object_id=spec.return_id, epoch=epoch, owner=self.address, worker=lease.worker, attempt=task.attempt)
+                return [Send(self.worker.head, log)]
+            return [Send(lease.worker, push)]
         return [Send(lease.worker, PushTask(task=spec, lease_id=lease.lease_id, attempt=task.attempt))]
+
+    def handle_dispatch_logged(self, msg: DispatchLogged) -> list[Effect]:
+        r"""Spec: OwnerRecovery!OwnerDispatch
+
+        Implementation:
+
+        The head logged the dispatch: push the task now. Refused, the push
+        is never sent: the head declared us dead (our fence is on its way)
+        or the object moved on.
+        """
+        ref = self.refs.get_ref(msg.object_id)
+        task = self.tasks.get(ref.task_id) if ref is not None and ref.task_id is not None else None
+        if task is None or task.dispatching is None or task.attempt != msg.attempt or task.state != RUNNING:
+            return []
+        push, task.dispatching = task.dispatching, None
+        if not msg.ok:
+            return []
+        return [Send(task.location, push)] if task.location else []
 
     def _resolved_spec(self, task: TaskEntry) -> TaskSpec:
         """Inline owned arguments that are small and ready (DESIGN §2)."""

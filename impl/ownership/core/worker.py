@@ -39,6 +39,7 @@ from .messages import (
     AdoptersGone,
     BorrowerAdded,
     CancelTask,
+    DispatchLogged,
     GetObject,
     LeaseGranted,
     LeaseInfeasible,
@@ -209,6 +210,8 @@ class WorkerCore:
             return self.handle_registered(msg)
         if isinstance(msg, ObjectLogged):
             return self.submitter.handle_object_logged(msg)
+        if isinstance(msg, DispatchLogged):
+            return self.submitter.handle_dispatch_logged(msg)
         if isinstance(msg, (ObjectDeleted, AdoptersGone)):
             return self.refs.handle_object_deleted(msg)
         if isinstance(msg, OwnerMoved):
@@ -292,6 +295,7 @@ _SENDER_CHECKS: dict[type, Any] = {
     NodeDied: lambda core, src, msg: src == core.node,
     WorkerRegistered: lambda core, src, msg: src == core.node,
     ObjectLogged: lambda core, src, msg: src == core.head,
+    DispatchLogged: lambda core, src, msg: src == core.head,
     ObjectDeleted: lambda core, src, msg: src == core.head,
     AdoptersGone: lambda core, src, msg: src == core.head,
     OwnerMoved: lambda core, src, msg: src == core.node,
