@@ -133,6 +133,7 @@ class TaskExecutor:
 
     def execute(self, msg: PushTask) -> list[Effect]:
         r"""Spec: Scheduling!WorkerExecute
+        Spec: OwnerRecovery!WorkerStart
         Spec: FateSharing!WorkerExecute
         Spec: Ownership!WorkerReceiveTask
         Spec: Ownership!ActorReceiveCall
@@ -148,6 +149,32 @@ class TaskExecutor:
                 /\ ranOn' = [ranOn EXCEPT ![m.task] = @ \cup {w}]
                 /\ lastAction' = Step("WorkerExecute", NoOwner, NoTask, NoNode, w, NoNode, m)
                 /\ UNCHANGED <<envVars, schedVars, ownerVars>>
+
+            \* OwnerRecovery
+            WorkerStart(w, m) ==
+                /\ m \in msgs
+                /\ m.type = "PushTask"
+                /\ m.dst = w
+                /\ w \in up
+                /\ LET x == m.x
+                       t == Target(w, x, m.o, m.ep)
+                       failedArgs == {y \in Args[x] : LiveCopies(y, Procs) = {} /\ m.o \in up /\ ArgSt(m.o, y) = "failed"}
+                   IN \/ /\ Stale(w, m)
+                         /\ msgs' = msgs \ {m}
+                         /\ UNCHANGED run
+                      \/ /\ ~Stale(w, m)
+                         /\ failedArgs # {}
+                         /\ msgs' = (msgs \ {m}) \cup Send({TaskReplyMsg(x, t.o, t.ep, w, "arg")})
+                         /\ UNCHANGED run
+                      \/ /\ ~Stale(w, m)
+                         /\ \A y \in Args[x] : LiveCopies(y, Procs) # {}
+                         /\ run' = [run EXCEPT ![w] = @ \cup
+                                     {[x |-> x, o |-> t.o, ep |-> t.ep, src |-> <<m.o, m.ep>>,
+                                       val |-> {x} \cup UNION {(CHOOSE c \in LiveCopies(y, Procs) : TRUE).val : y \in Args[x]}]}]
+                         /\ msgs' = msgs \ {m}
+                /\ lastAction' = Step("WorkerStart", w, m.x, m)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
+                               created, made, why, odied>>
 
             \* FateSharing
             WorkerExecute(w) ==
@@ -375,6 +402,8 @@ class TaskExecutor:
         Spec: FateSharing!WorkerFinishTask
         Spec: Ownership!WorkerFinishTask
         Spec: Ownership!ActorFinishCall
+        Spec: OwnerRecovery!WorkerFinish
+        Spec: OwnerRecovery!ParentFinish
 
             \* RefCounting
             WorkerFinishTask(w, p) ==
@@ -439,6 +468,29 @@ class TaskExecutor:
                 /\ msgs' = msgs \cup {TaskReplyMsg(c.x, c.o, Cur(a), n, c.att, "", {})}
                 /\ lastAction' = Step("ActorFinishCall", a, c.x, NoNode, NoMsg)
                 /\ UNCHANGED <<chan, envVars, headVars, pool, starting, leases, nknown, ent, known, brw, got, made, why>>
+
+            \* OwnerRecovery
+            WorkerFinish(w, x) ==
+                /\ w \in up
+                /\ \E r \in run[w] :
+                      /\ r.x = x
+                      /\ run' = [run EXCEPT ![w] = @ \ {r}]
+                      /\ copies' = copies \cup {[x |-> x, n |-> w, o |-> r.o, ep |-> r.ep, val |-> r.val]}
+                      /\ msgs' = msgs \cup Send({TaskReplyMsg(x, r.o, r.ep, w, "")})
+                /\ made' = IF why[x] = "" THEN made \cup {x} ELSE made
+                /\ lastAction' = Step("WorkerFinish", w, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, why, odied>>
+
+            \* OwnerRecovery
+            ParentFinish(p) ==
+                /\ p \in up
+                /\ pb[p].st = "running"
+                /\ pb[p].pc > Len(Body)
+                /\ pb' = [pb EXCEPT ![p].st = "done"]
+                /\ ent' = [ent EXCEPT ![p] = [x \in Objects |-> [@[x] EXCEPT !.local = FALSE]]]
+                /\ msgs' = msgs \cup Send({ParentDoneMsg(p, pb[p].att)})
+                /\ lastAction' = Step("ParentFinish", p, NoObj, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got, created, made, why, odied>>
 
         Implementation:
 
@@ -656,6 +708,32 @@ class TaskExecutor:
 
     def stale_push(self, msg: PushTask) -> bool:
         r"""Spec: OwnerRecovery!WorkerStart
+
+            \* OwnerRecovery
+            WorkerStart(w, m) ==
+                /\ m \in msgs
+                /\ m.type = "PushTask"
+                /\ m.dst = w
+                /\ w \in up
+                /\ LET x == m.x
+                       t == Target(w, x, m.o, m.ep)
+                       failedArgs == {y \in Args[x] : LiveCopies(y, Procs) = {} /\ m.o \in up /\ ArgSt(m.o, y) = "failed"}
+                   IN \/ /\ Stale(w, m)
+                         /\ msgs' = msgs \ {m}
+                         /\ UNCHANGED run
+                      \/ /\ ~Stale(w, m)
+                         /\ failedArgs # {}
+                         /\ msgs' = (msgs \ {m}) \cup Send({TaskReplyMsg(x, t.o, t.ep, w, "arg")})
+                         /\ UNCHANGED run
+                      \/ /\ ~Stale(w, m)
+                         /\ \A y \in Args[x] : LiveCopies(y, Procs) # {}
+                         /\ run' = [run EXCEPT ![w] = @ \cup
+                                     {[x |-> x, o |-> t.o, ep |-> t.ep, src |-> <<m.o, m.ep>>,
+                                       val |-> {x} \cup UNION {(CHOOSE c \in LiveCopies(y, Procs) : TRUE).val : y \in Args[x]}]}]
+                         /\ msgs' = msgs \ {m}
+                /\ lastAction' = Step("WorkerStart", w, m.x, m)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
+                               created, made, why, odied>>
 
         Implementation:
 

@@ -183,6 +183,34 @@ class HeadCore:
     def log_object(self, src: str, msg: LogObject) -> list[Effect]:
         r"""Spec: OwnerRecovery!ParentMake
 
+            \* OwnerRecovery
+            ParentMake(p, x) ==
+                /\ AtOp(p, "make", x)
+                /\ pb' = Next1(p)
+                /\ IF Recoverable[x] /\ log[x].st = "logged"
+                   THEN /\ p \notin declared
+                        /\ log' = [log EXCEPT ![x].adopt = @ \cup {p}]
+                        /\ brw' = [brw EXCEPT ![p][x] = [o |-> log[x].owner, ep |-> log[x].ep, held |-> TRUE]]
+                        /\ UNCHANGED <<ent, copies, created, made>>
+                   ELSE LET ep == IF Recoverable[x] THEN log[x].ep + 1 ELSE 0
+                        IN /\ Recoverable[x] => p \notin declared
+                           /\ log' = IF Recoverable[x]
+                                     THEN [log EXCEPT ![x] = [NoLog EXCEPT !.st = "logged", !.owner = p, !.ep = ep,
+                                                              !.val = IF Kind[x] = "put" THEN LineageValue(x) ELSE {}]]
+                                     ELSE log
+                           /\ ent' = [ent EXCEPT ![p][x] =
+                                        [NoEntry EXCEPT !.st = IF Kind[x] = "put" THEN "ready" ELSE "waiting",
+                                                        !.ep = ep, !.local = TRUE, !.budget = Retries[x],
+                                                        !.locs = IF Kind[x] = "put" THEN {p} ELSE {}]]
+                           /\ copies' = IF Kind[x] = "put"
+                                        THEN copies \cup {[x |-> x, n |-> p, o |-> p, ep |-> ep, val |-> LineageValue(x)]}
+                                        ELSE copies
+                           /\ created' = created \cup {x}
+                           /\ made' = IF Kind[x] = "put" /\ why[x] = "" THEN made \cup {x} ELSE made
+                           /\ UNCHANGED brw
+                /\ lastAction' = Step("ParentMake", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, dk, mv, gst, run, msgs, par, got, why, odied>>
+
         Implementation:
 
         The head's part of a make: log a recoverable object (its lineage, or
@@ -210,6 +238,27 @@ class HeadCore:
     def log_dispatch(self, src: str, msg: LogDispatch) -> list[Effect]:
         r"""Spec: OwnerRecovery!OwnerDispatch
 
+            \* OwnerRecovery
+            OwnerDispatch(p, x) ==
+                /\ p \in up
+                /\ ent[p][x].st = "waiting"
+                /\ \A y \in Args[x] : ArgSt(p, y) \in {"ready", "failed"}
+                /\ LET e == ent[p][x]
+                       bad == {y \in Args[x] : ArgSt(p, y) = "failed"}
+                       w == PlaceOf(x)
+                   IN IF bad # {}
+                      THEN /\ ent' = [ent EXCEPT ![p][x].st = "failed"]
+                           /\ why' = [why EXCEPT ![x] = IF @ = "" THEN "arg" ELSE @]
+                           /\ UNCHANGED <<log, msgs>>
+                      ELSE /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
+                           /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x].loc = w, ![x].att = @ + 1] ELSE log
+                           /\ ent' = [ent EXCEPT ![p][x].st = "pending", ![p][x].loc = w]
+                           /\ msgs' = msgs \cup Send({PushTaskMsg(x, p, e.ep, w)})
+                           /\ UNCHANGED why
+                /\ lastAction' = Step("OwnerDispatch", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                               created, made, odied>>
+
         Implementation:
 
         The head's part of a dispatch: where the task of a recoverable
@@ -229,6 +278,24 @@ class HeadCore:
 
     def delete_object(self, src: str, msg: DeleteObject) -> list[Effect]:
         r"""Spec: OwnerRecovery!OwnerFree
+
+            \* OwnerRecovery
+            OwnerFree(p, x) ==
+                /\ p \in up
+                /\ LET e == ent[p][x] IN
+                   /\ e.st \in {"ready", "lost", "failed"}
+                   /\ ~Referenced(p, x)
+                   /\ ~\E z \in Objects : x \in Args[z] /\ ent[p][z].st # "none"
+                   /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
+                   /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x] = [NoLog EXCEPT !.ep = log[x].ep]] ELSE log
+                   \* The freed entry keeps its epoch: an owner recognizes the ids it made
+                   \* (an id carries its owner's task), so a late message about one is
+                   \* dropped, not taken for news of a take-over it has not heard of.
+                   /\ ent' = [ent EXCEPT ![p][x] = [NoEntry EXCEPT !.ep = e.ep]]
+                   /\ msgs' = msgs \cup Send({FreeObjectMsg(x, p, e.ep, n) : n \in e.locs})
+                /\ lastAction' = Step("OwnerFree", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                               created, made, why, odied>>
 
         Implementation:
 
@@ -250,6 +317,18 @@ class HeadCore:
     def release_adopted(self, src: str, msg: ReleaseAdopted) -> list[Effect]:
         r"""Spec: OwnerRecovery!AdopterRelease
 
+            \* OwnerRecovery
+            AdopterRelease(p, x) ==
+                /\ p \in up
+                /\ pb[p].st = "done"
+                /\ brw[p][x].held
+                /\ p \notin Holders[x]
+                /\ ~\E z \in Objects : x \in Args[z] /\ ent[p][z].st # "none"
+                /\ log' = [log EXCEPT ![x].adopt = @ \ {p}]
+                /\ brw' = [brw EXCEPT ![p][x] = NoBorrow]
+                /\ lastAction' = Step("AdopterRelease", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, ent, dk, mv, gst, run, copies, msgs, par, pb, got, created, made, why, odied>>
+
         Implementation:
 
         A re-executed parent no longer holds the object it adopted; the last
@@ -270,6 +349,26 @@ class HeadCore:
     def take_over(self, dead: set[str], death: WorkerDied | NodeDied) -> list[Effect]:
         r"""Spec: OwnerRecovery!HeadDetectDeath
         Spec: OwnerRecovery!HeadSuspect
+
+            \* OwnerRecovery
+            HeadDetectDeath(p) ==
+                /\ p \notin up
+                /\ p \notin declared
+                /\ Declare(p)
+                /\ lastAction' = Step("HeadDetectDeath", p, NoObj, NoMsg)
+                /\ UNCHANGED <<up, crashes, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
+
+            \* OwnerRecovery
+            HeadSuspect(p) ==
+                /\ FalseSuspicion
+                /\ p \in up
+                /\ p \in Crashable
+                /\ p \notin declared
+                /\ crashes < MaxCrashes
+                /\ crashes' = crashes + 1
+                /\ Declare(p)
+                /\ lastAction' = Step("HeadSuspect", p, NoObj, NoMsg)
+                /\ UNCHANGED <<up, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
 
         Implementation:
 

@@ -182,6 +182,58 @@ class NodeCore:
     def handle_owner_moved(self, msg: OwnerMoved) -> list[Effect]:
         r"""Spec: OwnerRecovery!ProcessHandleOwnerMoved
 
+            \* OwnerRecovery
+            ProcessHandleOwnerMoved(q, m) ==
+                /\ m \in msgs
+                /\ m.type = "OwnerMoved"
+                /\ m.dst = q
+                /\ q \in up
+                /\ LET p == m.w
+                       M == {mm[1] : mm \in m.moved}
+                       EpOf(x) == (CHOOSE mm \in m.moved : mm[1] = x)[2]
+                       Held(x) == brw[q][x].held /\ brw[q][x].o = p
+                       Fail == {x \in Objects : Held(x) /\ x \notin M}
+                       Has(x) == \E c \in copies : c.x = x /\ c.n = q /\ c.o = p
+                       Runs(x) == \E r \in run[q] : r.x = x /\ r.o = p
+                       retry == q = Driver /\ par.st = "running" /\ ParentPlacement[par.att] = p
+                       nextAt == IF par.att < Len(ParentPlacement) THEN ParentPlacement[par.att + 1] ELSE NoProc
+                       restart == retry /\ nextAt # NoProc /\ Member(nextAt) /\ nextAt # p
+                       Own(e) ==
+                           CASE e.st = "pending" /\ e.loc = p -> [e EXCEPT !.st = "lost", !.loc = NoProc]
+                             [] e.st = "ready" /\ p \in e.locs -> [e EXCEPT !.st = IF e.locs = {p} THEN "lost" ELSE "ready",
+                                                                           !.locs = @ \ {p}]
+                             [] e.st = "recovering" -> [e EXCEPT !.waiting = @ \ {p}, !.borrowers = @ \ {p},
+                                                                 !.locs = @ \ {p}, !.running = @ \ {p}]
+                             [] OTHER -> [e EXCEPT !.borrowers = @ \ {p}]
+                       NewEntry(x) ==
+                           [NoEntry EXCEPT !.st = "recovering", !.ep = EpOf(x), !.budget = LogBudget(x),
+                                           !.waiting = m.to \ (dk[q] \cup {p, q}),
+                                           !.locs = IF Has(x) THEN {q} ELSE {},
+                                           !.running = IF Runs(x) THEN {q} ELSE {}]
+                   IN
+                   /\ dk' = [dk EXCEPT ![q] = @ \cup {p}]
+                   /\ mv' = [mv EXCEPT ![q] = [x \in Objects |-> IF x \in M THEN [o |-> Driver, ep |-> EpOf(x)] ELSE @[x]]]
+                   /\ brw' = [brw EXCEPT ![q] = [x \in Objects |->
+                                IF Held(x) /\ x \in M THEN [o |-> Driver, ep |-> EpOf(x), held |-> TRUE]
+                                ELSE IF Held(x) THEN NoBorrow ELSE @[x]]]
+                   /\ gst' = [gst EXCEPT ![q] = [x \in Objects |-> IF x \in Fail /\ @[x] # "wait" THEN "released" ELSE @[x]]]
+                   /\ odied' = odied \cup {<<q, x>> : x \in Fail}
+                   /\ copies' = {IF c.n = q /\ c.o = p /\ c.x \in M THEN [c EXCEPT !.o = Driver, !.ep = EpOf(c.x)] ELSE c :
+                                    c \in {cc \in copies : ~(cc.n = q /\ cc.o = p /\ cc.x \notin M)}}
+                   /\ run' = [run EXCEPT ![q] = {IF r.o = p THEN [r EXCEPT !.o = Driver, !.ep = EpOf(r.x)] ELSE r :
+                                                    r \in {rr \in @ : ~(rr.o = p /\ rr.x \notin M)}}]
+                   /\ ent' = [ent EXCEPT ![q] = [x \in Objects |->
+                                IF q = Driver /\ x \in M THEN NewEntry(x) ELSE Own(@[x])]]
+                   /\ par' = IF restart THEN [att |-> par.att + 1, st |-> "running"]
+                             ELSE IF retry THEN [par EXCEPT !.st = "failed"]
+                             ELSE par
+                   /\ pb' = IF restart THEN [pb EXCEPT ![nextAt] = [st |-> "running", pc |-> 1, att |-> par.att + 1]] ELSE pb
+                   /\ msgs' = (msgs \ {m}) \cup
+                              (IF q = Driver THEN {}
+                               ELSE Send({RecoveryReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
+                /\ lastAction' = Step("ProcessHandleOwnerMoved", q, NoObj, m)
+                /\ UNCHANGED <<up, crashes, declared, log, got, created, made, why>>
+
         Implementation:
 
         The node's part of a take-over (its store is the spec's store of the
@@ -204,6 +256,7 @@ class NodeCore:
 
     def fenced(self, msg: NodeDied) -> list[Effect]:
         r"""Spec: FateSharing!NodeFenced
+        Spec: OwnerRecovery!ProcessFenced
         Spec: Scheduling!NodeFenced
 
             \* FateSharing
@@ -220,6 +273,17 @@ class NodeCore:
                    /\ copies' = {c \in copies : c.node # n}
                    /\ lastAction' = Step("NodeFenced", NoWorker, Root, n, m)
                    /\ UNCHANGED <<crashes, nodeOf, ctx, got, table, announced, announcedNodes>>
+
+            \* OwnerRecovery
+            ProcessFenced(p) ==
+                /\ FenceMsg(p) \in msgs
+                /\ p \in up
+                /\ up' = up \ {p}
+                /\ msgs' = {m \in msgs : m.dst # p}
+                /\ copies' = {c \in copies : c.n # p}
+                /\ run' = [run EXCEPT ![p] = {}]
+                /\ lastAction' = Step("ProcessFenced", p, NoObj, FenceMsg(p))
+                /\ UNCHANGED <<crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, made, why, odied>>
 
             \* Scheduling
             NodeFenced(n) ==

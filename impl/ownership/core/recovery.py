@@ -184,6 +184,58 @@ class FailureHandler:
     def handle_owner_moved(self, msg: OwnerMoved) -> list[Effect]:
         r"""Spec: OwnerRecovery!ProcessHandleOwnerMoved
 
+            \* OwnerRecovery
+            ProcessHandleOwnerMoved(q, m) ==
+                /\ m \in msgs
+                /\ m.type = "OwnerMoved"
+                /\ m.dst = q
+                /\ q \in up
+                /\ LET p == m.w
+                       M == {mm[1] : mm \in m.moved}
+                       EpOf(x) == (CHOOSE mm \in m.moved : mm[1] = x)[2]
+                       Held(x) == brw[q][x].held /\ brw[q][x].o = p
+                       Fail == {x \in Objects : Held(x) /\ x \notin M}
+                       Has(x) == \E c \in copies : c.x = x /\ c.n = q /\ c.o = p
+                       Runs(x) == \E r \in run[q] : r.x = x /\ r.o = p
+                       retry == q = Driver /\ par.st = "running" /\ ParentPlacement[par.att] = p
+                       nextAt == IF par.att < Len(ParentPlacement) THEN ParentPlacement[par.att + 1] ELSE NoProc
+                       restart == retry /\ nextAt # NoProc /\ Member(nextAt) /\ nextAt # p
+                       Own(e) ==
+                           CASE e.st = "pending" /\ e.loc = p -> [e EXCEPT !.st = "lost", !.loc = NoProc]
+                             [] e.st = "ready" /\ p \in e.locs -> [e EXCEPT !.st = IF e.locs = {p} THEN "lost" ELSE "ready",
+                                                                           !.locs = @ \ {p}]
+                             [] e.st = "recovering" -> [e EXCEPT !.waiting = @ \ {p}, !.borrowers = @ \ {p},
+                                                                 !.locs = @ \ {p}, !.running = @ \ {p}]
+                             [] OTHER -> [e EXCEPT !.borrowers = @ \ {p}]
+                       NewEntry(x) ==
+                           [NoEntry EXCEPT !.st = "recovering", !.ep = EpOf(x), !.budget = LogBudget(x),
+                                           !.waiting = m.to \ (dk[q] \cup {p, q}),
+                                           !.locs = IF Has(x) THEN {q} ELSE {},
+                                           !.running = IF Runs(x) THEN {q} ELSE {}]
+                   IN
+                   /\ dk' = [dk EXCEPT ![q] = @ \cup {p}]
+                   /\ mv' = [mv EXCEPT ![q] = [x \in Objects |-> IF x \in M THEN [o |-> Driver, ep |-> EpOf(x)] ELSE @[x]]]
+                   /\ brw' = [brw EXCEPT ![q] = [x \in Objects |->
+                                IF Held(x) /\ x \in M THEN [o |-> Driver, ep |-> EpOf(x), held |-> TRUE]
+                                ELSE IF Held(x) THEN NoBorrow ELSE @[x]]]
+                   /\ gst' = [gst EXCEPT ![q] = [x \in Objects |-> IF x \in Fail /\ @[x] # "wait" THEN "released" ELSE @[x]]]
+                   /\ odied' = odied \cup {<<q, x>> : x \in Fail}
+                   /\ copies' = {IF c.n = q /\ c.o = p /\ c.x \in M THEN [c EXCEPT !.o = Driver, !.ep = EpOf(c.x)] ELSE c :
+                                    c \in {cc \in copies : ~(cc.n = q /\ cc.o = p /\ cc.x \notin M)}}
+                   /\ run' = [run EXCEPT ![q] = {IF r.o = p THEN [r EXCEPT !.o = Driver, !.ep = EpOf(r.x)] ELSE r :
+                                                    r \in {rr \in @ : ~(rr.o = p /\ rr.x \notin M)}}]
+                   /\ ent' = [ent EXCEPT ![q] = [x \in Objects |->
+                                IF q = Driver /\ x \in M THEN NewEntry(x) ELSE Own(@[x])]]
+                   /\ par' = IF restart THEN [att |-> par.att + 1, st |-> "running"]
+                             ELSE IF retry THEN [par EXCEPT !.st = "failed"]
+                             ELSE par
+                   /\ pb' = IF restart THEN [pb EXCEPT ![nextAt] = [st |-> "running", pc |-> 1, att |-> par.att + 1]] ELSE pb
+                   /\ msgs' = (msgs \ {m}) \cup
+                              (IF q = Driver THEN {}
+                               ELSE Send({RecoveryReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
+                /\ lastAction' = Step("ProcessHandleOwnerMoved", q, NoObj, m)
+                /\ UNCHANGED <<up, crashes, declared, log, got, created, made, why>>
+
         Implementation:
 
         Phase 1 of a take-over, at every process told: the borrowed
@@ -313,6 +365,7 @@ class FailureHandler:
 
     def reconstruct(self, ref: Reference) -> list[Effect]:
         r"""Spec: FateSharing!OwnerReconstruct
+        Spec: OwnerRecovery!OwnerRebuild
 
             \* FateSharing
             OwnerReconstruct(o, x) ==
@@ -326,6 +379,26 @@ class FailureHandler:
                 /\ lastAction' = Step("OwnerReconstruct", o, x, NoNode, NoMsg)
                 /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, copies, announced,
                                announcedNodes, msgs>>
+
+            \* OwnerRecovery
+            OwnerRebuild(p, x) ==
+                /\ p \in up
+                /\ ent[p][x].st = "lost"
+                /\ Referenced(p, x)
+                /\ LET e == ent[p][x] IN
+                   IF Kind[x] = "put" /\ Recoverable[x] /\ HeadAccepts(p, x, e.ep)
+                   THEN /\ ent' = [ent EXCEPT ![p][x].st = "ready", ![p][x].locs = {p}]
+                        /\ copies' = copies \cup {[x |-> x, n |-> p, o |-> p, ep |-> e.ep, val |-> log[x].val]}
+                        /\ UNCHANGED why
+                   ELSE IF Kind[x] = "task" /\ e.budget > 0
+                   THEN /\ ent' = [ent EXCEPT ![p][x].st = "waiting", ![p][x].budget = @ - 1]
+                        /\ UNCHANGED <<copies, why, odied>>
+                   ELSE /\ ent' = [ent EXCEPT ![p][x].st = "failed"]
+                        /\ why' = [why EXCEPT ![x] = IF @ = "" THEN "budget" ELSE @]
+                        /\ UNCHANGED copies
+                /\ lastAction' = Step("OwnerRebuild", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, msgs, par, pb, got,
+                               created, made, odied>>
 
         Implementation:
 
@@ -442,6 +515,58 @@ class TakeOver:
     def open(self, msg: OwnerMoved) -> list[Effect]:
         r"""Spec: OwnerRecovery!ProcessHandleOwnerMoved
 
+            \* OwnerRecovery
+            ProcessHandleOwnerMoved(q, m) ==
+                /\ m \in msgs
+                /\ m.type = "OwnerMoved"
+                /\ m.dst = q
+                /\ q \in up
+                /\ LET p == m.w
+                       M == {mm[1] : mm \in m.moved}
+                       EpOf(x) == (CHOOSE mm \in m.moved : mm[1] = x)[2]
+                       Held(x) == brw[q][x].held /\ brw[q][x].o = p
+                       Fail == {x \in Objects : Held(x) /\ x \notin M}
+                       Has(x) == \E c \in copies : c.x = x /\ c.n = q /\ c.o = p
+                       Runs(x) == \E r \in run[q] : r.x = x /\ r.o = p
+                       retry == q = Driver /\ par.st = "running" /\ ParentPlacement[par.att] = p
+                       nextAt == IF par.att < Len(ParentPlacement) THEN ParentPlacement[par.att + 1] ELSE NoProc
+                       restart == retry /\ nextAt # NoProc /\ Member(nextAt) /\ nextAt # p
+                       Own(e) ==
+                           CASE e.st = "pending" /\ e.loc = p -> [e EXCEPT !.st = "lost", !.loc = NoProc]
+                             [] e.st = "ready" /\ p \in e.locs -> [e EXCEPT !.st = IF e.locs = {p} THEN "lost" ELSE "ready",
+                                                                           !.locs = @ \ {p}]
+                             [] e.st = "recovering" -> [e EXCEPT !.waiting = @ \ {p}, !.borrowers = @ \ {p},
+                                                                 !.locs = @ \ {p}, !.running = @ \ {p}]
+                             [] OTHER -> [e EXCEPT !.borrowers = @ \ {p}]
+                       NewEntry(x) ==
+                           [NoEntry EXCEPT !.st = "recovering", !.ep = EpOf(x), !.budget = LogBudget(x),
+                                           !.waiting = m.to \ (dk[q] \cup {p, q}),
+                                           !.locs = IF Has(x) THEN {q} ELSE {},
+                                           !.running = IF Runs(x) THEN {q} ELSE {}]
+                   IN
+                   /\ dk' = [dk EXCEPT ![q] = @ \cup {p}]
+                   /\ mv' = [mv EXCEPT ![q] = [x \in Objects |-> IF x \in M THEN [o |-> Driver, ep |-> EpOf(x)] ELSE @[x]]]
+                   /\ brw' = [brw EXCEPT ![q] = [x \in Objects |->
+                                IF Held(x) /\ x \in M THEN [o |-> Driver, ep |-> EpOf(x), held |-> TRUE]
+                                ELSE IF Held(x) THEN NoBorrow ELSE @[x]]]
+                   /\ gst' = [gst EXCEPT ![q] = [x \in Objects |-> IF x \in Fail /\ @[x] # "wait" THEN "released" ELSE @[x]]]
+                   /\ odied' = odied \cup {<<q, x>> : x \in Fail}
+                   /\ copies' = {IF c.n = q /\ c.o = p /\ c.x \in M THEN [c EXCEPT !.o = Driver, !.ep = EpOf(c.x)] ELSE c :
+                                    c \in {cc \in copies : ~(cc.n = q /\ cc.o = p /\ cc.x \notin M)}}
+                   /\ run' = [run EXCEPT ![q] = {IF r.o = p THEN [r EXCEPT !.o = Driver, !.ep = EpOf(r.x)] ELSE r :
+                                                    r \in {rr \in @ : ~(rr.o = p /\ rr.x \notin M)}}]
+                   /\ ent' = [ent EXCEPT ![q] = [x \in Objects |->
+                                IF q = Driver /\ x \in M THEN NewEntry(x) ELSE Own(@[x])]]
+                   /\ par' = IF restart THEN [att |-> par.att + 1, st |-> "running"]
+                             ELSE IF retry THEN [par EXCEPT !.st = "failed"]
+                             ELSE par
+                   /\ pb' = IF restart THEN [pb EXCEPT ![nextAt] = [st |-> "running", pc |-> 1, att |-> par.att + 1]] ELSE pb
+                   /\ msgs' = (msgs \ {m}) \cup
+                              (IF q = Driver THEN {}
+                               ELSE Send({RecoveryReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
+                /\ lastAction' = Step("ProcessHandleOwnerMoved", q, NoObj, m)
+                /\ UNCHANGED <<up, crashes, declared, log, got, created, made, why>>
+
         Implementation:
 
         At the new owner: each moved object gets an owned entry (ours
@@ -516,6 +641,25 @@ class TakeOver:
     def handle_report(self, msg: RecoveryReport) -> list[Effect]:
         r"""Spec: OwnerRecovery!NewOwnerHandleReport
 
+            \* OwnerRecovery
+            NewOwnerHandleReport(m) ==
+                /\ m \in msgs
+                /\ m.type = "RecoveryReport"
+                /\ Driver \in up
+                /\ \/ ent[Driver][m.x].st = "recovering" /\ ent[Driver][m.x].ep = m.ep
+                   \/ mv[Driver][m.x].ep >= m.ep
+                /\ msgs' = msgs \ {m}
+                /\ ent' = IF ent[Driver][m.x].st = "recovering" /\ ent[Driver][m.x].ep = m.ep /\ m.w \notin dk[Driver]
+                          THEN [ent EXCEPT ![Driver][m.x] =
+                                  [@ EXCEPT !.waiting = @ \ {m.w},
+                                            !.borrowers = IF m.held THEN @ \cup {m.w} ELSE @,
+                                            !.locs = IF m.copy THEN @ \cup {m.w} ELSE @,
+                                            !.running = IF m.running THEN @ \cup {m.w} ELSE @]]
+                          ELSE ent
+                /\ lastAction' = Step("NewOwnerHandleReport", Driver, m.x, m)
+                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
+                               created, made, why, odied>>
+
         Implementation:
 
         Phase 2 at the new owner: a process's answers for the moved
@@ -559,6 +703,23 @@ class TakeOver:
 
     def complete(self, object_id: str) -> list[Effect]:
         r"""Spec: OwnerRecovery!NewOwnerComplete
+
+            \* OwnerRecovery
+            NewOwnerComplete(x) ==
+                /\ Driver \in up
+                /\ ent[Driver][x].st = "recovering"
+                /\ ent[Driver][x].waiting = {}
+                /\ LET e == ent[Driver][x]
+                       L == {n \in e.locs : n \notin dk[Driver]}
+                       R == {r \in e.running : r \notin dk[Driver]}
+                   IN ent' = [ent EXCEPT ![Driver][x] =
+                                CASE L # {} -> [e EXCEPT !.st = "ready", !.locs = L, !.running = {}]
+                                  [] R # {} -> [e EXCEPT !.st = "pending", !.loc = CHOOSE r \in R : TRUE, !.locs = {}, !.running = {}]
+                                  [] Kind[x] = "task" /\ log[x].att = 0 -> [e EXCEPT !.st = "waiting", !.locs = {}, !.running = {}]
+                                  [] OTHER -> [e EXCEPT !.st = "lost", !.locs = {}, !.running = {}]]
+                /\ lastAction' = Step("NewOwnerComplete", Driver, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, msgs, par, pb, got,
+                               created, made, why, odied>>
 
         Implementation:
 

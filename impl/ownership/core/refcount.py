@@ -260,6 +260,7 @@ class ReferenceCounter:
 
     def release_ref(self, object_id: str) -> list[Effect]:
         r"""Spec: RefCounting!HolderReleaseRef
+        Spec: OwnerRecovery!HolderRelease
         Spec: Ownership!BorrowerRelease
         Spec: Ownership!HolderRelease
 
@@ -270,6 +271,19 @@ class ReferenceCounter:
                 /\ lastAction' = Act("HolderReleaseRef", [p |-> p])
                 /\ UNCHANGED <<submitted, contained, running, waiting, borrowers, subBorrowers,
                                removeWaits, tasksLeft, freed, msgs, passedOn>>
+
+            \* OwnerRecovery
+            HolderRelease(h, x) ==
+                /\ h \in up
+                /\ h \in Holders[x]
+                /\ brw[h][x].held
+                /\ gst[h][x] \in {"value", "error"}
+                /\ brw' = [brw EXCEPT ![h][x] = NoBorrow]
+                /\ gst' = [gst EXCEPT ![h][x] = "released"]
+                /\ msgs' = msgs \cup Send({RefRemovedMsg(x, brw[h][x].o, brw[h][x].ep, h)})
+                /\ lastAction' = Step("HolderRelease", h, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
+                               created, made, why, odied>>
 
             \* Ownership
             BorrowerRelease(a, y) ==
@@ -310,6 +324,7 @@ class ReferenceCounter:
     # -- submitting tasks that carry references ---------------------------------
     def submit_with_ref(self, object_ids: list[str]) -> list[Effect]:
         r"""Spec: RefCounting!HolderSubmitWithRef
+        Spec: OwnerRecovery!ParentShare
 
             \* RefCounting
             HolderSubmitWithRef(p, c) ==
@@ -323,6 +338,18 @@ class ReferenceCounter:
                 /\ lastAction' = Act("HolderSubmitWithRef", [p |-> p, c |-> c])
                 /\ UNCHANGED <<local, contained, running, waiting, borrowers, subBorrowers,
                                removeWaits, freed>>
+
+            \* OwnerRecovery
+            ParentShare(p, x) ==
+                /\ AtOp(p, "share", x)
+                /\ pb' = Next1(p)
+                /\ IF pb[p].att = 1 /\ ent[p][x].st # "none"
+                   THEN /\ ent' = [ent EXCEPT ![p][x].borrowers = @ \cup Holders[x]]
+                        /\ msgs' = msgs \cup Send({ShareMsg(x, p, ent[p][x].ep, h) : h \in Holders[x]})
+                   ELSE UNCHANGED <<ent, msgs>>
+                /\ lastAction' = Step("ParentShare", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got,
+                               created, made, why, odied>>
 
         Implementation:
 
@@ -347,6 +374,7 @@ class ReferenceCounter:
 
     def receive_ref(self, refs: list[RefInfo], caller: str, task_id: str | None = None) -> list[Effect]:
         r"""Spec: RefCounting!BorrowerReceiveRef
+        Spec: OwnerRecovery!HolderReceive
 
             \* RefCounting
             BorrowerReceiveRef(b, p) ==
@@ -363,6 +391,18 @@ class ReferenceCounter:
                 /\ lastAction' = Act("BorrowerReceiveRef", [b |-> b, p |-> p])
                 /\ UNCHANGED <<local, submitted, contained, borrowers, subBorrowers,
                                removeWaits, tasksLeft, freed, passedOn>>
+
+            \* OwnerRecovery
+            HolderReceive(h, m) ==
+                /\ m \in msgs
+                /\ m.type = "Share"
+                /\ m.dst = h
+                /\ h \in up
+                /\ msgs' = msgs \ {m}
+                /\ brw' = IF m.o \in dk[h] THEN brw ELSE [brw EXCEPT ![h][m.x] = [o |-> m.o, ep |-> m.ep, held |-> TRUE]]
+                /\ lastAction' = Step("HolderReceive", h, m.x, m)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, dk, mv, gst, run, copies, par, pb, got,
+                               created, made, why, odied>>
 
         Implementation:
 
@@ -727,6 +767,7 @@ class ReferenceCounter:
     # -- owner side --------------------------------------------------------------
     def handle_ref_removed(self, msg: RefRemoved) -> list[Effect]:
         r"""Spec: RefCounting!OwnerHandleRefRemoved
+        Spec: OwnerRecovery!OwnerHandleRefRemoved
         Spec: Ownership!OwnerHandleRefRemoved
 
             \* RefCounting
@@ -738,6 +779,22 @@ class ReferenceCounter:
                 /\ lastAction' = Act("OwnerHandleRefRemoved", [o |-> o, m |-> m])
                 /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
                                removeWaits, tasksLeft, freed, passedOn>>
+
+            \* OwnerRecovery
+            OwnerHandleRefRemoved(p, m) ==
+                /\ m \in msgs
+                /\ m.type = "RefRemoved"
+                /\ m.dst = p
+                /\ p \in up
+                /\ HeardOf(p, m)
+                /\ ~(ent[p][m.x].st = "recovering" /\ ent[p][m.x].ep = m.ep /\ m.w \in ent[p][m.x].waiting)
+                /\ msgs' = msgs \ {m}
+                /\ ent' = IF ent[p][m.x].ep = m.ep /\ ent[p][m.x].st # "none"
+                          THEN [ent EXCEPT ![p][m.x].borrowers = @ \ {m.w}]
+                          ELSE ent
+                /\ lastAction' = Step("OwnerHandleRefRemoved", p, m.x, m)
+                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
+                               created, made, why, odied>>
 
             \* Ownership
             OwnerHandleRefRemoved(a, m) ==
@@ -816,6 +873,24 @@ class ReferenceCounter:
 
     def delete_logged(self, ref: Reference) -> list[Effect]:
         r"""Spec: OwnerRecovery!OwnerFree
+
+            \* OwnerRecovery
+            OwnerFree(p, x) ==
+                /\ p \in up
+                /\ LET e == ent[p][x] IN
+                   /\ e.st \in {"ready", "lost", "failed"}
+                   /\ ~Referenced(p, x)
+                   /\ ~\E z \in Objects : x \in Args[z] /\ ent[p][z].st # "none"
+                   /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
+                   /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x] = [NoLog EXCEPT !.ep = log[x].ep]] ELSE log
+                   \* The freed entry keeps its epoch: an owner recognizes the ids it made
+                   \* (an id carries its owner's task), so a late message about one is
+                   \* dropped, not taken for news of a take-over it has not heard of.
+                   /\ ent' = [ent EXCEPT ![p][x] = [NoEntry EXCEPT !.ep = e.ep]]
+                   /\ msgs' = msgs \cup Send({FreeObjectMsg(x, p, e.ep, n) : n \in e.locs})
+                /\ lastAction' = Step("OwnerFree", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                               created, made, why, odied>>
 
         Implementation:
 
@@ -943,6 +1018,18 @@ class ReferenceCounter:
     def release_adopted(self, ref: Reference) -> list[Effect]:
         r"""Spec: OwnerRecovery!AdopterRelease
 
+            \* OwnerRecovery
+            AdopterRelease(p, x) ==
+                /\ p \in up
+                /\ pb[p].st = "done"
+                /\ brw[p][x].held
+                /\ p \notin Holders[x]
+                /\ ~\E z \in Objects : x \in Args[z] /\ ent[p][z].st # "none"
+                /\ log' = [log EXCEPT ![x].adopt = @ \ {p}]
+                /\ brw' = [brw EXCEPT ![p][x] = NoBorrow]
+                /\ lastAction' = Step("AdopterRelease", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, ent, dk, mv, gst, run, copies, msgs, par, pb, got, created, made, why, odied>>
+
         Implementation:
 
         A re-executed parent no longer holds the object it adopted: the head
@@ -1062,6 +1149,8 @@ class ReferenceCounter:
 
     def get(self, object_id: str, waiter: Waiter, *, owner: str | None = None, kind: str = "object") -> list[Effect]:
         r"""Spec: FateSharing!HolderGet
+        Spec: OwnerRecovery!ParentGet
+        Spec: OwnerRecovery!HolderGet
         Spec: Ownership!BorrowerGet
         Spec: Ownership!HolderGet
 
@@ -1081,6 +1170,31 @@ class ReferenceCounter:
                 /\ lastAction' = Step("HolderGet", h, x, NoNode, NoMsg)
                 /\ UNCHANGED <<up, crashes, status, nodeOf, table, copies, announced,
                                announcedNodes, msgs>>
+
+            \* OwnerRecovery
+            ParentGet(p, x) ==
+                /\ AtOp(p, "get", x)
+                /\ LET o == IF ent[p][x].st # "none" THEN p ELSE brw[p][x].o
+                       ep == IF ent[p][x].st # "none" THEN ent[p][x].ep ELSE brw[p][x].ep
+                       a == Answer(o, x, ep)
+                   IN /\ a # ""
+                      /\ got' = got \cup {[h |-> p, x |-> x, res |-> a, by |-> "parent",
+                                           val |-> IF a = "value" THEN AnswerVal(o, x) ELSE {}]}
+                /\ pb' = Next1(p)
+                /\ lastAction' = Step("ParentGet", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, msgs, par,
+                               created, made, why, odied>>
+
+            \* OwnerRecovery
+            HolderGet(h, x) ==
+                /\ h \in up
+                /\ h \in Holders[x]
+                /\ brw[h][x].held
+                /\ gst[h][x] = "none"
+                /\ gst' = [gst EXCEPT ![h][x] = "wait"]
+                /\ lastAction' = Step("HolderGet", h, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
+                               got, created, made, why, odied>>
 
             \* Ownership
             BorrowerGet(a, y) ==
@@ -1295,6 +1409,7 @@ Ask for a value (API get, a task argument, an actor's address).
 
     def handle_object_value(self, src: str, msg: ObjectValue) -> list[Effect]:
         r"""Spec: Ownership!WorkerHandleObjectValue
+        Spec: OwnerRecovery!HolderGetReturns
 
             \* Ownership
             WorkerHandleObjectValue(a, m) ==
@@ -1326,6 +1441,23 @@ Ask for a value (API get, a task argument, an actor's address).
                       /\ UNCHANGED <<ex, brw>>
                 /\ lastAction' = Step("WorkerHandleObjectValue", a, y, NoNode, m)
                 /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, got, made, why>>
+
+            \* OwnerRecovery
+            HolderGetReturns(h, x) ==
+                /\ h \in up
+                /\ gst[h][x] = "wait"
+                /\ IF <<h, x>> \in odied
+                   THEN /\ gst' = [gst EXCEPT ![h][x] = "error"]
+                        /\ got' = got \cup {[h |-> h, x |-> x, res |-> "OwnerDied", by |-> "holder", val |-> {}]}
+                   ELSE LET b == brw[h][x]
+                            a == Answer(b.o, x, b.ep)
+                        IN /\ a # ""
+                           /\ gst' = [gst EXCEPT ![h][x] = a]
+                           /\ got' = got \cup {[h |-> h, x |-> x, res |-> a, by |-> "holder",
+                                                val |-> IF a = "value" THEN AnswerVal(b.o, x) ELSE {}]}
+                /\ lastAction' = Step("HolderGetReturns", h, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
+                               created, made, why, odied>>
 
         Implementation:
 

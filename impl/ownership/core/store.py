@@ -175,6 +175,7 @@ class ObjectStore:
 
     def free(self, msg: FreeObject) -> list[Effect]:
         r"""Spec: Ownership!StoreFree
+        Spec: OwnerRecovery!StoreFree
 
             \* Ownership
             StoreFree(n, m) ==
@@ -186,6 +187,18 @@ class ObjectStore:
                 /\ msgs' = msgs \ {m}
                 /\ lastAction' = Step("StoreFree", NoAddr, m.x, n, m)
                 /\ UNCHANGED <<actorVars, envVars, headVars, pool, starting, leases, nknown, ent, ex, known, brw, got, made, why>>
+
+            \* OwnerRecovery
+            StoreFree(n, m) ==
+                /\ m \in msgs
+                /\ m.type = "FreeObject"
+                /\ m.dst = n
+                /\ n \in up
+                /\ msgs' = msgs \ {m}
+                /\ copies' = {c \in copies : ~(c.x = m.x /\ c.n = n /\ c.o = m.o /\ c.ep = m.ep)}
+                /\ lastAction' = Step("StoreFree", n, m.x, m)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, run, par, pb, got,
+                               created, made, why, odied>>
 
         Implementation:
 

@@ -318,6 +318,34 @@ class TaskSubmitter:
     def handle_object_logged(self, msg: ObjectLogged) -> list[Effect]:
         r"""Spec: OwnerRecovery!ParentMake
 
+            \* OwnerRecovery
+            ParentMake(p, x) ==
+                /\ AtOp(p, "make", x)
+                /\ pb' = Next1(p)
+                /\ IF Recoverable[x] /\ log[x].st = "logged"
+                   THEN /\ p \notin declared
+                        /\ log' = [log EXCEPT ![x].adopt = @ \cup {p}]
+                        /\ brw' = [brw EXCEPT ![p][x] = [o |-> log[x].owner, ep |-> log[x].ep, held |-> TRUE]]
+                        /\ UNCHANGED <<ent, copies, created, made>>
+                   ELSE LET ep == IF Recoverable[x] THEN log[x].ep + 1 ELSE 0
+                        IN /\ Recoverable[x] => p \notin declared
+                           /\ log' = IF Recoverable[x]
+                                     THEN [log EXCEPT ![x] = [NoLog EXCEPT !.st = "logged", !.owner = p, !.ep = ep,
+                                                              !.val = IF Kind[x] = "put" THEN LineageValue(x) ELSE {}]]
+                                     ELSE log
+                           /\ ent' = [ent EXCEPT ![p][x] =
+                                        [NoEntry EXCEPT !.st = IF Kind[x] = "put" THEN "ready" ELSE "waiting",
+                                                        !.ep = ep, !.local = TRUE, !.budget = Retries[x],
+                                                        !.locs = IF Kind[x] = "put" THEN {p} ELSE {}]]
+                           /\ copies' = IF Kind[x] = "put"
+                                        THEN copies \cup {[x |-> x, n |-> p, o |-> p, ep |-> ep, val |-> LineageValue(x)]}
+                                        ELSE copies
+                           /\ created' = created \cup {x}
+                           /\ made' = IF Kind[x] = "put" /\ why[x] = "" THEN made \cup {x} ELSE made
+                           /\ UNCHANGED brw
+                /\ lastAction' = Step("ParentMake", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, dk, mv, gst, run, msgs, par, got, why, odied>>
+
         Implementation:
 
         The head logged our recoverable object (a task's return, or a put):
@@ -910,6 +938,27 @@ class TaskSubmitter:
     def handle_dispatch_logged(self, msg: DispatchLogged) -> list[Effect]:
         r"""Spec: OwnerRecovery!OwnerDispatch
 
+            \* OwnerRecovery
+            OwnerDispatch(p, x) ==
+                /\ p \in up
+                /\ ent[p][x].st = "waiting"
+                /\ \A y \in Args[x] : ArgSt(p, y) \in {"ready", "failed"}
+                /\ LET e == ent[p][x]
+                       bad == {y \in Args[x] : ArgSt(p, y) = "failed"}
+                       w == PlaceOf(x)
+                   IN IF bad # {}
+                      THEN /\ ent' = [ent EXCEPT ![p][x].st = "failed"]
+                           /\ why' = [why EXCEPT ![x] = IF @ = "" THEN "arg" ELSE @]
+                           /\ UNCHANGED <<log, msgs>>
+                      ELSE /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
+                           /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x].loc = w, ![x].att = @ + 1] ELSE log
+                           /\ ent' = [ent EXCEPT ![p][x].st = "pending", ![p][x].loc = w]
+                           /\ msgs' = msgs \cup Send({PushTaskMsg(x, p, e.ep, w)})
+                           /\ UNCHANGED why
+                /\ lastAction' = Step("OwnerDispatch", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                               created, made, odied>>
+
         Implementation:
 
         The head logged the dispatch: push the task now. Refused, the push
@@ -996,6 +1045,8 @@ class TaskSubmitter:
     # ------------------------------------------------------------------ replies
     def handle_reply(self, msg: TaskReply) -> list[Effect]:
         r"""Spec: Scheduling!OwnerHandleReply
+        Spec: OwnerRecovery!OwnerHandleReply
+        Spec: OwnerRecovery!DriverHandleParentDone
         Spec: FateSharing!OwnerHandleReply
         Spec: Ownership!OwnerHandleReply
 
@@ -1014,6 +1065,40 @@ class TaskSubmitter:
                 /\ lastAction' = Step("OwnerHandleReply", o, NoTask, NoNode, NoWorker, NoNode, m)
                 /\ UNCHANGED <<envVars, schedVars, retries, queue, held, deadWorkers,
                                deadNodes, histVars>>
+
+            \* OwnerRecovery
+            OwnerHandleReply(p, m) ==
+                /\ m \in msgs
+                /\ m.type = "TaskReply"
+                /\ m.dst = p
+                /\ p \in up
+                /\ HeardOf(p, m)
+                /\ msgs' = msgs \ {m}
+                /\ LET e == ent[p][m.x] IN
+                   IF e.ep = m.ep /\ e.st = "pending" /\ e.loc = m.w
+                   THEN /\ ent' = [ent EXCEPT ![p][m.x] = IF m.err = "" THEN [@ EXCEPT !.st = "ready", !.locs = {m.w}]
+                                                                          ELSE [@ EXCEPT !.st = "failed"]]
+                        /\ why' = IF m.err = "" THEN why ELSE [why EXCEPT ![m.x] = IF @ = "" THEN m.err ELSE @]
+                        /\ UNCHANGED copies
+                   ELSE IF e.ep = m.ep /\ e.st = "recovering" /\ m.err = ""
+                   THEN /\ ent' = [ent EXCEPT ![p][m.x].locs = @ \cup {m.w}]
+                        /\ UNCHANGED <<copies, why, odied>>
+                   ELSE /\ copies' = IF m.err = "" /\ ~(e.ep = m.ep /\ m.w \in e.locs)
+                                     THEN {c \in copies : ~(c.x = m.x /\ c.n = m.w /\ c.o = p /\ c.ep = m.ep)}
+                                     ELSE copies
+                        /\ UNCHANGED <<ent, why, odied>>
+                /\ lastAction' = Step("OwnerHandleReply", p, m.x, m)
+                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, par, pb, got, created, made, odied>>
+
+            \* OwnerRecovery
+            DriverHandleParentDone(m) ==
+                /\ m \in msgs
+                /\ m.type = "ParentDone"
+                /\ msgs' = msgs \ {m}
+                /\ par' = IF par.st = "running" /\ par.att = m.ep THEN [par EXCEPT !.st = "done"] ELSE par
+                /\ lastAction' = Step("DriverHandleParentDone", Driver, NoObj, m)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, pb, got,
+                               created, made, why, odied>>
 
             \* FateSharing
             OwnerHandleReply(o) ==
