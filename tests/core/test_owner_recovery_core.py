@@ -21,7 +21,6 @@ from ownership.core.messages import (
     ObjectLogged,
     OwnerMoved,
     PushTask,
-    PutObject,
     RecoveryReport,
 )
 

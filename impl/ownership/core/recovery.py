@@ -23,7 +23,6 @@ import attrs
 from .events import Effect, Send
 from .messages import (
     ErrorInfo,
-    GetObject,
     MovedObject,
     NodeDied,
     OwnerMoved,
@@ -472,6 +471,10 @@ class FailureHandler:
         return self.refs.set_failed(ref, error)
 
 
+#: messages of an epoch not heard of yet, kept at most
+_EARLY_KEPT = 10_000
+
+
 @attrs.define(eq=False)
 class Recovering:
     """A moved object at its new owner, while the take-over collects answers."""
@@ -508,7 +511,12 @@ class TakeOver:
         return max(m[1] if m is not None else -1, ref.epoch if ref is not None else -1)
 
     def keep_early(self, src: str, msg: Any) -> list[Effect]:
-        """``msg`` names an epoch we have not heard of: keep it for later."""
+        """``msg`` names an epoch we have not heard of: keep it for later
+        (a bounded number: a peer that names epochs no take-over made
+        cannot fill our memory; past the bound they are dropped)."""
+        if len(self.early) >= _EARLY_KEPT:
+            self.worker.dropped += 1
+            return []
         self.early.append((src, msg))
         return []
 
