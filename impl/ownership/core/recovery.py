@@ -628,7 +628,7 @@ class TakeOver:
     def _lineage(self, ref: Reference, m: MovedObject) -> list[Effect]:
         """The logged task of ``m``, now ours, as a finished task whose
         resubmission makes the object again (within its retries)."""
-        from .submitter import DONE, TaskEntry, _scheduling_key
+        from .submitter import DONE, TaskEntry, scheduling_key
 
         submitter = self.worker.submitter
         assert m.task is not None
@@ -642,7 +642,7 @@ class TakeOver:
         # The attempts the head counted are spent (OwnerRecovery!LogBudget): the
         # first run is free only if it was never pushed.
         budget = spec.max_retries if m.attempts == 0 else spec.max_retries + 1 - m.attempts
-        task = TaskEntry(spec=spec, key=_scheduling_key(spec), retries_left=max(0, budget), state=DONE, held=held)
+        task = TaskEntry(spec=spec, key=scheduling_key(spec), retries_left=max(0, budget), state=DONE, held=held)
         submitter.tasks[spec.task_id] = task
         return []
 
