@@ -75,6 +75,23 @@ def nested_outer(inner: int) -> int:
     return len(ownership.get([task.remote() for _ in range(inner)]))
 
 
+def recoverable_round_trips(n: int) -> tuple[float, float]:
+    """p50 latencies (s) of ``n`` sync round trips of a no-op task made with
+    recoverable=True and of ``n`` default ones, interleaved, in this task:
+    its worker is the owner, whose recoverable objects are logged at the head."""
+    import ownership
+
+    default = _remote(noop)
+    recoverable = _remote(noop, recoverable=True)
+    lat: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(2 * n):
+        durable = bool(i % 2)
+        t0 = timer()
+        ownership.get((recoverable if durable else default).remote())
+        lat[durable].append(timer() - t0)
+    return percentile(lat[True], 50), percentile(lat[False], 50)
+
+
 def borrower(refs: list[Any], depth: int) -> int:
     # The list holds refs, so they arrive as refs: this task borrows them and
     # lends them on to the next one (a borrower of a borrower).
@@ -173,6 +190,14 @@ class OurRows:
             await task.remote()
             lat.append(timer() - t0)
         return {"sync_p50": percentile(lat, 50) * 1e3, "sync_p99": percentile(lat, 99) * 1e3}
+
+    async def row_recoverable(self, s: Sizes) -> Sample:
+        durable, default = await _remote(recoverable_round_trips).remote(s.sync_round_trips)
+        return {
+            "recoverable_p50": durable * 1e3,
+            "recoverable_default_p50": default * 1e3,
+            "recoverable_cost": durable / default,
+        }
 
     async def row_async(self, s: Sizes) -> Sample:
         import ownership

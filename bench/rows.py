@@ -154,6 +154,16 @@ ROWS: tuple[Row, ...] = (
         Metric("sync_p50", "sync p50", "ms", "lower"),
         Metric("sync_p99", "sync p99", "ms", "lower"),
     )),
+    # The price of owner recovery on the critical path: in a task (the
+    # driver logs nothing, its objects live as long as the job), sync round
+    # trips of a no-op task made with recoverable=True (logged at the head
+    # before remote() returns, and its dispatch before its push) and
+    # default ones, interleaved, in one run. Peers have no such feature.
+    Row("recoverable", "sync round trip in a task: recoverable=True against the default", (
+        Metric("recoverable_p50", "recoverable sync p50", "ms", "lower"),
+        Metric("recoverable_default_p50", "default sync p50 (same task)", "ms", "lower"),
+        Metric("recoverable_cost", "recoverable / default p50", "x", "lower"),
+    )),
     Row("async", "no-op tasks from one driver", (
         Metric("async", "async", "tasks/s", "higher"),
     )),
@@ -221,6 +231,7 @@ def row_sizes_text(row: str, sizes: Sizes) -> str:
     s = sizes
     return {
         "sync": f"{s.sync_round_trips} round trips",
+        "recoverable": f"{s.sync_round_trips} round trips of each",
         "async": f"{s.async_tasks} tasks",
         "actor": f"{s.actor_calls} calls",
         "nested": f"{s.nested_outer} x {s.nested_inner}",

@@ -328,6 +328,7 @@ Init ==
 (* recovered: the parent adopts it (the head registers it as a borrower),  *)
 (* and makes no second object.                                             *)
 (***************************************************************************)
+\* impl: impl/ownership/core/head.py::HeadCore.log_object
 ParentMake(p, x) ==
     /\ AtOp(p, "make", x)
     /\ pb' = Next1(p)
@@ -362,6 +363,7 @@ ParentMake(p, x) ==
 (* object keep theirs across the take-over, and those of a lost one have   *)
 (* failed.                                                                 *)
 (***************************************************************************)
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.submit_with_ref
 ParentShare(p, x) ==
     /\ AtOp(p, "share", x)
     /\ pb' = Next1(p)
@@ -385,6 +387,7 @@ Answer(o, x, ep) ==
     ELSE ""
 AnswerVal(o, x) == (CHOOSE c \in LiveCopies(x, ent[o][x].locs) : TRUE).val
 
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.get
 ParentGet(p, x) ==
     /\ AtOp(p, "get", x)
     /\ LET o == IF ent[p][x].st # "none" THEN p ELSE brw[p][x].o
@@ -402,6 +405,7 @@ ParentGet(p, x) ==
 (* The parent's body ends: it drops its own references (an adopted one at  *)
 (* the head, which registered it) and replies to the driver.               *)
 (***************************************************************************)
+\* impl: impl/ownership/core/executor.py::TaskExecutor.finish_task
 ParentFinish(p) ==
     /\ p \in up
     /\ pb[p].st = "running"
@@ -414,6 +418,7 @@ ParentFinish(p) ==
 
 \* A re-executed parent lets go of an object it adopted, once its body has
 \* ended and no lineage of its own names it.
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.release_adopted
 AdopterRelease(p, x) ==
     /\ p \in up
     /\ pb[p].st = "done"
@@ -425,6 +430,7 @@ AdopterRelease(p, x) ==
     /\ lastAction' = Step("AdopterRelease", p, x, NoMsg)
     /\ UNCHANGED <<up, crashes, declared, ent, dk, mv, gst, run, copies, msgs, par, pb, got, created, made, why, odied>>
 
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_reply
 DriverHandleParentDone(m) ==
     /\ m \in msgs
     /\ m.type = "ParentDone"
@@ -440,6 +446,7 @@ DriverHandleParentDone(m) ==
 (* dispatch is a logged attempt: a stale owner's is refused); then it      *)
 (* pushes the task.  An argument that failed fails the task.               *)
 (***************************************************************************)
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_dispatch_logged
 OwnerDispatch(p, x) ==
     /\ p \in up
     /\ ent[p][x].st = "waiting"
@@ -466,6 +473,7 @@ OwnerDispatch(p, x) ==
 (* once every argument can be read from a live copy, reporting to the      *)
 (* owner it knows now.  An argument its owner failed fails the task.       *)
 (***************************************************************************)
+\* impl: impl/ownership/core/executor.py::TaskExecutor.stale_push
 WorkerStart(w, m) ==
     /\ m \in msgs
     /\ m.type = "PushTask"
@@ -495,6 +503,7 @@ WorkerStart(w, m) ==
 (* The task returns: its value goes into the worker's store, pinned for    *)
 (* the owner and epoch of the run, and the owner is told where it is.      *)
 (***************************************************************************)
+\* impl: impl/ownership/core/executor.py::TaskExecutor.finish_task
 WorkerFinish(w, x) ==
     /\ w \in up
     /\ \E r \in run[w] :
@@ -511,6 +520,7 @@ WorkerFinish(w, x) ==
 (* take-over, a copy of the new epoch); a result nobody waits for is freed *)
 (* (a duplicate from a falsely suspected worker).                          *)
 (***************************************************************************)
+\* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_reply
 OwnerHandleReply(p, m) ==
     /\ m \in msgs
     /\ m.type = "TaskReply"
@@ -539,6 +549,7 @@ OwnerHandleReply(p, m) ==
 (* dead comes with a task of that owner, which is dropped (fate-sharing);  *)
 (* otherwise it borrows x (the owner counted it already).                  *)
 (***************************************************************************)
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.receive_ref
 HolderReceive(h, m) ==
     /\ m \in msgs
     /\ m.type = "Share"
@@ -551,6 +562,7 @@ HolderReceive(h, m) ==
                    created, made, why, odied>>
 
 \* A holder's get: it asks the owner it knows, which answers once it can.
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.get
 HolderGet(h, x) ==
     /\ h \in up
     /\ h \in Holders[x]
@@ -561,6 +573,7 @@ HolderGet(h, x) ==
     /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
                    got, created, made, why, odied>>
 
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_object_value
 HolderGetReturns(h, x) ==
     /\ h \in up
     /\ gst[h][x] = "wait"
@@ -578,6 +591,7 @@ HolderGetReturns(h, x) ==
                    created, made, why, odied>>
 
 \* The holder lets go of x: it tells the owner it knows.
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.release_ref
 HolderRelease(h, x) ==
     /\ h \in up
     /\ h \in Holders[x]
@@ -592,6 +606,7 @@ HolderRelease(h, x) ==
 
 \* The owner drops a borrower of the same epoch.  During a take-over, the
 \* holder's report came first (same connection).
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_ref_removed
 OwnerHandleRefRemoved(p, m) ==
     /\ m \in msgs
     /\ m.type = "RefRemoved"
@@ -614,6 +629,7 @@ OwnerHandleRefRemoved(p, m) ==
 (* with the owner and epoch its copy is pinned for.  An object a live      *)
 (* entry's lineage names stays (its dependent may have to be rebuilt).     *)
 (***************************************************************************)
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.delete_logged
 OwnerFree(p, x) ==
     /\ p \in up
     /\ LET e == ent[p][x] IN
@@ -632,6 +648,7 @@ OwnerFree(p, x) ==
                    created, made, why, odied>>
 
 \* A store frees the copy pinned for that owner at that epoch, and no other.
+\* impl: impl/ownership/core/store.py::ObjectStore.free
 StoreFree(n, m) ==
     /\ m \in msgs
     /\ m.type = "FreeObject"
@@ -648,6 +665,7 @@ StoreFree(n, m) ==
 (* made again within its retries (a task), restored from the head (a       *)
 (* recoverable put, at its new owner), or fails.                           *)
 (***************************************************************************)
+\* impl: impl/ownership/core/recovery.py::FailureHandler.reconstruct
 OwnerRebuild(p, x) ==
     /\ p \in up
     /\ ent[p][x].st = "lost"
@@ -672,6 +690,7 @@ OwnerRebuild(p, x) ==
 (* Failures (environment): a process crashes with its store; messages to  *)
 (* it are lost.  Crashes and false suspicions share one budget.           *)
 (***************************************************************************)
+\* env: impl/ownership/runtime/memory.py::MemoryNetwork.crash
 Crash(p) ==
     /\ p \in up
     /\ p \in Crashable
@@ -707,6 +726,7 @@ Declare(p) ==
                     \cup (IF p \in up THEN {FenceMsg(p)} ELSE {})
 
 \* The head detects a crash (a dropped connection and failed probes).
+\* impl: impl/ownership/core/head.py::HeadCore.take_over
 HeadDetectDeath(p) ==
     /\ p \notin up
     /\ p \notin declared
@@ -716,6 +736,7 @@ HeadDetectDeath(p) ==
 
 \* A false suspicion: the head declares dead a process that is up (its
 \* connection dropped and the probes timed out).
+\* impl: impl/ownership/core/head.py::HeadCore.take_over
 HeadSuspect(p) ==
     /\ FalseSuspicion
     /\ p \in up
@@ -728,6 +749,7 @@ HeadSuspect(p) ==
     /\ UNCHANGED <<up, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
 
 \* A fenced process hears it was declared dead, and stops with its store.
+\* impl: impl/ownership/core/node.py::NodeCore.fenced
 ProcessFenced(p) ==
     /\ FenceMsg(p) \in msgs
     /\ p \in up
@@ -750,6 +772,7 @@ ProcessFenced(p) ==
 (* owner, opens an entry for each moved object, waiting for the answers of *)
 (* every process the head told that it does not know dead.                 *)
 (***************************************************************************)
+\* impl: impl/ownership/core/recovery.py::FailureHandler.handle_owner_moved
 ProcessHandleOwnerMoved(q, m) ==
     /\ m \in msgs
     /\ m.type = "OwnerMoved"
@@ -806,6 +829,7 @@ ProcessHandleOwnerMoved(q, m) ==
 (* (re-pinned for the new owner) is a location, a running task is where    *)
 (* the object will be.                                                     *)
 (***************************************************************************)
+\* impl: impl/ownership/core/recovery.py::TakeOver.handle_report
 NewOwnerHandleReport(m) ==
     /\ m \in msgs
     /\ m.type = "RecoveryReport"
@@ -830,6 +854,7 @@ NewOwnerHandleReport(m) ==
 (* runs, lost otherwise (rebuilt if something needs it), or waiting if it *)
 (* was never dispatched.                                                   *)
 (***************************************************************************)
+\* impl: impl/ownership/core/recovery.py::TakeOver.complete
 NewOwnerComplete(x) ==
     /\ Driver \in up
     /\ ent[Driver][x].st = "recovering"

@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from bench.harness import RunnerDoc, Sample, Unavailable, runner_main, timer
+from bench.harness import NotApplicable, RunnerDoc, Sample, Unavailable, runner_main, timer
 from bench.rows import MIB, Sizes, percentile
 from bench.workloads import Sink, check_array, checksum, make_array, make_array_recording, noop, read_recorded
 
@@ -97,6 +97,9 @@ class DaskRows:
         if len(workers) < N_WORKERS:
             raise RuntimeError(f"the cluster has {len(workers)} worker(s), {N_WORKERS} needed")
         return workers
+
+    def row_recoverable(self, s: Sizes) -> Sample:
+        raise NotApplicable("no owner recovery: a future whose client is gone is released, and its result with it")
 
     def row_sync(self, s: Sizes) -> Sample:
         c = self.client

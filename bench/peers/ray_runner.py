@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bench.harness import RunnerDoc, Sample, Unavailable, runner_main, timer
+from bench.harness import NotApplicable, RunnerDoc, Sample, Unavailable, runner_main, timer
 from bench.rows import MIB, ROW_BY_KEY, Sizes, percentile
 from bench.workloads import Sink, check_array, checksum, make_array, make_array_recording, noop, read_recorded
 
@@ -320,8 +320,13 @@ def row_video(s: Sizes) -> Sample:
     return {"video": report.fps, "video_p50": report.percentile(50) * 1e3, "video_p99": report.percentile(99) * 1e3}
 
 
+def row_recoverable(s: Sizes) -> Sample:
+    raise NotApplicable("no owner recovery: an owner's death fate-shares every future it owns (Ray documents owner failure as unrecoverable)")
+
+
 SINGLE_NODE: dict[str, Callable[[Sizes], Sample]] = {
     "sync": row_sync,
+    "recoverable": row_recoverable,
     "async": row_async,
     "actor": row_actor,
     "nested": row_nested,

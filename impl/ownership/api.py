@@ -93,7 +93,20 @@ class _Remote:
     _default_retries = _DEFAULT_TASK_RETRIES
     _kind = "task"
 
-    def __init__(self, target: Any, *, num_cpus: float | None = None, resources: dict[str, float] | None = None, max_retries: int | None = None) -> None:
+    def __init__(
+        self,
+        target: Any,
+        *,
+        num_cpus: float | None = None,
+        resources: dict[str, float] | None = None,
+        max_retries: int | None = None,
+        recoverable: bool = False,
+    ) -> None:
+        if not isinstance(recoverable, bool):
+            raise ValueError(f"recoverable must be True or False, not {recoverable!r}")
+        if recoverable and self._kind != "task":
+            raise ValueError("only tasks and puts can be recoverable, not actors")
+        self._recoverable = recoverable
         self._target = target
         self._num_cpus = num_cpus
         self._resource_dict = dict(resources or {})
@@ -110,13 +123,21 @@ class _Remote:
             self._packed = pack_function(self._target)
         return self._packed
 
-    def options(self, *, num_cpus: float | None = None, resources: dict[str, float] | None = None, max_retries: int | None = None):
+    def options(
+        self,
+        *,
+        num_cpus: float | None = None,
+        resources: dict[str, float] | None = None,
+        max_retries: int | None = None,
+        recoverable: bool | None = None,
+    ):
         """A copy with other options (unset ones are kept)."""
         return type(self)(
             self._target,
             num_cpus=self._num_cpus if num_cpus is None else num_cpus,
             resources=self._resource_dict if resources is None else resources,
             max_retries=self._max_retries if max_retries is None else max_retries,
+            recoverable=self._recoverable if recoverable is None else recoverable,
         )
 
     def _submit(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
@@ -131,6 +152,7 @@ class _Remote:
             max_retries=self._max_retries,
             kind=self._kind,
             name=self.__name__,
+            recoverable=self._recoverable,
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -155,19 +177,28 @@ class ActorClass(_Remote):
         return self._submit(args, kwargs)
 
 
-def remote(target: Any = None, *, num_cpus: float | None = None, resources: dict[str, float] | None = None, max_retries: int | None = None) -> Any:
+def remote(
+    target: Any = None,
+    *,
+    num_cpus: float | None = None,
+    resources: dict[str, float] | None = None,
+    max_retries: int | None = None,
+    recoverable: bool = False,
+) -> Any:
     """Make a function a remote task, or a class an actor.
 
     ``@remote`` or ``@remote(num_cpus=2, resources={"GPU": 1}, max_retries=3)``.
     Tasks need 1 CPU and are retried 3 times by default; actors need no CPU
-    for their life and are not restarted.
+    for their life and are not restarted. ``recoverable=True``: the task's
+    future survives the death of its owner (the driver takes it over), at
+    the price of a write to the head before ``remote()`` returns.
     """
 
     def wrap(t: Any) -> Any:
         if isinstance(t, type):
-            return ActorClass(t, num_cpus=num_cpus, resources=resources, max_retries=max_retries)
+            return ActorClass(t, num_cpus=num_cpus, resources=resources, max_retries=max_retries, recoverable=recoverable)
         if callable(t):
-            return RemoteFunction(t, num_cpus=num_cpus, resources=resources, max_retries=max_retries)
+            return RemoteFunction(t, num_cpus=num_cpus, resources=resources, max_retries=max_retries, recoverable=recoverable)
         raise TypeError(f"@remote takes a function or a class, not {type(t).__qualname__}")
 
     if target is None:
@@ -211,9 +242,12 @@ def wait(refs: Iterable[ObjectRef], *, num_returns: int = 1, timeout: float | No
     return rt.wait_blocking(items, num_returns, timeout, fetch_local)
 
 
-def put(value: Any) -> ObjectRef:
-    """Store ``value``; this process owns the new future."""
-    return current_runtime().put(value)
+def put(value: Any, *, recoverable: bool = False) -> ObjectRef:
+    """Store ``value``; this process owns the new future. ``recoverable=True``:
+    the value is logged at the head too, and the future survives its owner."""
+    if not isinstance(recoverable, bool):
+        raise ValueError(f"recoverable must be True or False, not {recoverable!r}")
+    return current_runtime().put(value, recoverable=recoverable)
 
 
 def shared(ref: ObjectRef | ActorRef) -> Shared:

@@ -130,6 +130,10 @@ class MemoryCluster:
         """
         out: dict[str, Any] = {}
         for address, rt in sorted(self.runtimes().items()):
+            if isinstance(rt, HeadRuntime):
+                if rt.core.recovery_logs:
+                    out[address] = {"recovery_logs": rt.core.snapshot()["recovery_logs"]}
+                continue
             if isinstance(rt, WorkerRuntime):
                 if not rt.core.is_idle():
                     snap = rt.core.snapshot()

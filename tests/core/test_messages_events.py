@@ -29,6 +29,9 @@ def sample(cls: type) -> object:
         "deps": ("o/1",),
         "object_ids": ("o/1", "o/2"),
         "refused": ("o/2",),
+        "moved": (m.MovedObject(object_id="o/1", epoch=1, value=m.Payload(data=b"v")),),
+        "told": ("n1", "w1"),
+        "entries": (m.ReportEntry(object_id="o/1", epoch=1, held=True),),
     }
     fields = {}
     for a in attrs.fields(cls):
@@ -38,6 +41,8 @@ def sample(cls: type) -> object:
             continue
         elif a.type in ("int", "Count"):
             fields[a.name] = 1
+        elif a.type == "bool":
+            fields[a.name] = True
         elif a.type == "dict":
             fields[a.name] = {"k": 1}
         else:

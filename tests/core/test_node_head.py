@@ -55,7 +55,8 @@ def test_registration_goes_through_the_head_before_use() -> None:
     assert Watch(address="w1") in fx and ("head", RegisterWorker(worker="w1", node="n1")) in sends(fx)
     assert n.scheduler.workers["w1"].state == "registering"
     fx = n.handle(Received("head", WorkerRegistered(worker="w1", node="n1")))
-    assert sends(fx) == [("w1", WorkerRegistered(worker="w1", node="n1"))]
+    # The worker learns where the head is (it logs recoverable objects there).
+    assert sends(fx) == [("w1", WorkerRegistered(worker="w1", node="n1", head="head"))]
     assert n.scheduler.workers["w1"].state == "idle"
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "Fenced",
     "ObjectFreed",
     "Registered",
+    "Logged",
     "Infeasible",
     "IdGenerator",
     "EventLog",
@@ -136,6 +137,8 @@ class Put(Event):
 
     object_id: str
     value: Payload
+    #: logged at the head first (OwnerRecovery): it survives its owner
+    recoverable: bool = False
 
 
 @attrs.frozen
@@ -288,6 +291,15 @@ class ObjectFreed(Effect):
     """The store dropped its copy (the shell releases shared memory, if any)."""
 
     object_id: str
+
+
+@attrs.frozen
+class Logged(Effect):
+    """A recoverable object of ours is logged at the head (or the head refused
+    it, ``ok`` False): its reference may be handed out now."""
+
+    object_id: str
+    ok: bool = True
 
 
 @attrs.frozen

@@ -61,6 +61,7 @@ class Running:
     # (ObjectPending): its CPU is lent until every argument is here
     waiting_arg: bool = False
     error: ErrorInfo | None = None
+    epoch: int = 0  # the push's epoch (OwnerRecovery), echoed in the reply
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -132,6 +133,7 @@ class TaskExecutor:
 
     def execute(self, msg: PushTask) -> list[Effect]:
         r"""Spec: Scheduling!WorkerExecute
+        Spec: OwnerRecovery!WorkerStart
         Spec: FateSharing!WorkerExecute
         Spec: Ownership!WorkerReceiveTask
         Spec: Ownership!ActorReceiveCall
@@ -147,6 +149,32 @@ class TaskExecutor:
                 /\ ranOn' = [ranOn EXCEPT ![m.task] = @ \cup {w}]
                 /\ lastAction' = Step("WorkerExecute", NoOwner, NoTask, NoNode, w, NoNode, m)
                 /\ UNCHANGED <<envVars, schedVars, ownerVars>>
+
+            \* OwnerRecovery
+            WorkerStart(w, m) ==
+                /\ m \in msgs
+                /\ m.type = "PushTask"
+                /\ m.dst = w
+                /\ w \in up
+                /\ LET x == m.x
+                       t == Target(w, x, m.o, m.ep)
+                       failedArgs == {y \in Args[x] : LiveCopies(y, Procs) = {} /\ m.o \in up /\ ArgSt(m.o, y) = "failed"}
+                   IN \/ /\ Stale(w, m)
+                         /\ msgs' = msgs \ {m}
+                         /\ UNCHANGED run
+                      \/ /\ ~Stale(w, m)
+                         /\ failedArgs # {}
+                         /\ msgs' = (msgs \ {m}) \cup Send({TaskReplyMsg(x, t.o, t.ep, w, "arg")})
+                         /\ UNCHANGED run
+                      \/ /\ ~Stale(w, m)
+                         /\ \A y \in Args[x] : LiveCopies(y, Procs) # {}
+                         /\ run' = [run EXCEPT ![w] = @ \cup
+                                     {[x |-> x, o |-> t.o, ep |-> t.ep, src |-> <<m.o, m.ep>>,
+                                       val |-> {x} \cup UNION {(CHOOSE c \in LiveCopies(y, Procs) : TRUE).val : y \in Args[x]}]}]
+                         /\ msgs' = msgs \ {m}
+                /\ lastAction' = Step("WorkerStart", w, m.x, m)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
+                               created, made, why, odied>>
 
             \* FateSharing
             WorkerExecute(w) ==
@@ -248,17 +276,24 @@ class TaskExecutor:
         spec = msg.task
         if spec.owner in self.worker.dead_workers:
             return []
+        if self.worker.moved and self.stale_push(msg):
+            return []
         if spec.task_id in self.running or (spec.task_id, msg.attempt) in self._finished_set:
             return []  # a duplicated push
         if spec.kind == "actor_method" and spec.actor_id != self.actor_id:
             error = ErrorInfo(kind="actor_died", message=f"worker {self.worker.address} does not host actor {spec.actor_id}")
             return [Send(spec.owner, self._reply(spec, msg.lease_id, msg.attempt, error=error))]
-        r = Running(spec=spec, lease_id=msg.lease_id, attempt=msg.attempt, args=[None] * len(spec.args))
+        r = Running(spec=spec, lease_id=msg.lease_id, attempt=msg.attempt, args=[None] * len(spec.args), epoch=msg.epoch)
         self.running[spec.task_id] = r
         fx: list[Effect] = []
         for arg in spec.args:
             if arg.value is not None:
                 r.arg_refs.extend(arg.value.refs)
+        if self.worker.moved:
+            # References made before a take-over name the dead owner.
+            r.arg_refs = [self.worker.current(info) for info in r.arg_refs]
+            spec = attrs.evolve(spec, args=tuple(attrs.evolve(a, ref=self.worker.current(a.ref)) if a.ref is not None else a for a in spec.args))
+            r.spec = attrs.evolve(r.spec, args=spec.args)
         fx += self.refs.receive_ref(list(r.arg_refs), caller=spec.owner, task_id=spec.task_id)
         r.registering = self.refs.registrations(r.arg_refs, spec.task_id)
         doomed = sorted({info.owner for info in r.arg_refs if info.owner in self.worker.dead_workers})
@@ -367,6 +402,8 @@ class TaskExecutor:
         Spec: FateSharing!WorkerFinishTask
         Spec: Ownership!WorkerFinishTask
         Spec: Ownership!ActorFinishCall
+        Spec: OwnerRecovery!WorkerFinish
+        Spec: OwnerRecovery!ParentFinish
 
             \* RefCounting
             WorkerFinishTask(w, p) ==
@@ -432,6 +469,29 @@ class TaskExecutor:
                 /\ lastAction' = Step("ActorFinishCall", a, c.x, NoNode, NoMsg)
                 /\ UNCHANGED <<chan, envVars, headVars, pool, starting, leases, nknown, ent, known, brw, got, made, why>>
 
+            \* OwnerRecovery
+            WorkerFinish(w, x) ==
+                /\ w \in up
+                /\ \E r \in run[w] :
+                      /\ r.x = x
+                      /\ run' = [run EXCEPT ![w] = @ \ {r}]
+                      /\ copies' = copies \cup {[x |-> x, n |-> w, o |-> r.o, ep |-> r.ep, val |-> r.val]}
+                      /\ msgs' = msgs \cup Send({TaskReplyMsg(x, r.o, r.ep, w, "")})
+                /\ made' = IF why[x] = "" THEN made \cup {x} ELSE made
+                /\ lastAction' = Step("WorkerFinish", w, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, why, odied>>
+
+            \* OwnerRecovery
+            ParentFinish(p) ==
+                /\ p \in up
+                /\ pb[p].st = "running"
+                /\ pb[p].pc > Len(Body)
+                /\ pb' = [pb EXCEPT ![p].st = "done"]
+                /\ ent' = [ent EXCEPT ![p] = [x \in Objects |-> [@[x] EXCEPT !.local = FALSE]]]
+                /\ msgs' = msgs \cup Send({ParentDoneMsg(p, pb[p].att)})
+                /\ lastAction' = Step("ParentFinish", p, NoObj, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got, created, made, why, odied>>
+
         Implementation:
 
         The task returned: the reply carries the value (or where it is
@@ -466,7 +526,7 @@ class TaskExecutor:
             self.actor_busy = None
         owner_alive = spec.owner not in self.worker.dead_workers
         if owner_alive:
-            reply = self._reply(spec, r.lease_id, r.attempt, value=value if error is None else None, error=error, refs=refs_in_value, borrowed=tuple(borrowed))
+            reply = self._reply(spec, r.lease_id, r.attempt, value=value if error is None else None, error=error, refs=refs_in_value, borrowed=tuple(borrowed), epoch=r.epoch)
             if reply.value is not None and reply.value.size > self.worker.config.inline_threshold:
                 # Large values stay on this node; the store tells the owner once pinned.
                 stored = attrs.evolve(reply, value=None, location=self.worker.node)
@@ -645,6 +705,52 @@ class TaskExecutor:
             fx.append(Send(self.worker.node, WorkerBlocked(worker=self.worker.address, lease_id=lend)))
         self.lent_lease = lend
         return fx
+
+    def stale_push(self, msg: PushTask) -> bool:
+        r"""Spec: OwnerRecovery!WorkerStart
+
+            \* OwnerRecovery
+            WorkerStart(w, m) ==
+                /\ m \in msgs
+                /\ m.type = "PushTask"
+                /\ m.dst = w
+                /\ w \in up
+                /\ LET x == m.x
+                       t == Target(w, x, m.o, m.ep)
+                       failedArgs == {y \in Args[x] : LiveCopies(y, Procs) = {} /\ m.o \in up /\ ArgSt(m.o, y) = "failed"}
+                   IN \/ /\ Stale(w, m)
+                         /\ msgs' = msgs \ {m}
+                         /\ UNCHANGED run
+                      \/ /\ ~Stale(w, m)
+                         /\ failedArgs # {}
+                         /\ msgs' = (msgs \ {m}) \cup Send({TaskReplyMsg(x, t.o, t.ep, w, "arg")})
+                         /\ UNCHANGED run
+                      \/ /\ ~Stale(w, m)
+                         /\ \A y \in Args[x] : LiveCopies(y, Procs) # {}
+                         /\ run' = [run EXCEPT ![w] = @ \cup
+                                     {[x |-> x, o |-> t.o, ep |-> t.ep, src |-> <<m.o, m.ep>>,
+                                       val |-> {x} \cup UNION {(CHOOSE c \in LiveCopies(y, Procs) : TRUE).val : y \in Args[x]}]}]
+                         /\ msgs' = msgs \ {m}
+                /\ lastAction' = Step("WorkerStart", w, m.x, m)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
+                               created, made, why, odied>>
+
+        Implementation:
+
+        A push of a recoverable task is stale when its object moved to a
+        later epoch than the push's (the push of an owner declared dead
+        that has not heard of its fence yet): it is dropped, so it never
+        runs beside the new owner's rebuild. (A push whose owner we know
+        dead is dropped before this.)
+        """
+        moved = self.worker.moved.get(msg.task.return_id)
+        return moved is not None and moved[1] > msg.epoch
+
+    def retarget(self, dead_workers: set[str]) -> None:
+        """Objects moved to a new owner: the references our running tasks
+        got in their arguments name it from now on."""
+        for r in self.running.values():
+            r.arg_refs = [self.worker.current(info) for info in r.arg_refs]
 
     def fate_share_tasks(self, dead_workers: set[str]) -> list[Effect]:
         """Running tasks that hold a reference whose owner died fail with OwnerDiedError.

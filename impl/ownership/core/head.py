@@ -31,10 +31,51 @@ import attrs
 
 from .config import CoreConfig
 from .events import Effect, Event, EventLog, PeerLost, Probe, ProbeResult, Received, Send, Tick, Watch
-from .messages import ClusterView, Heartbeat, NodeDied, NodeView, RegisterWorker, Resources, WorkerDied, WorkerRegistered
+from .messages import (
+    AdoptersGone,
+    ClusterView,
+    DeleteObject,
+    DispatchLogged,
+    Heartbeat,
+    LogDispatch,
+    LogObject,
+    MovedObject,
+    NodeDied,
+    NodeView,
+    ObjectDeleted,
+    ObjectLogged,
+    OwnerMoved,
+    Payload,
+    RegisterWorker,
+    ReleaseAdopted,
+    Resources,
+    TaskSpec,
+    WorkerDied,
+    WorkerRegistered,
+)
 from .worker import UnexpectedEvent
 
-__all__ = ["NodeRecord", "HeadCore"]
+__all__ = ["NodeRecord", "RecoveryLog", "HeadCore"]
+
+
+@attrs.define(eq=False)
+class RecoveryLog:
+    """What the head keeps of one recoverable object (spec/OwnerRecovery.tla's
+    ``log``): who owns it at which epoch, and what makes it again."""
+
+    object_id: str
+    owner: str
+    epoch: int
+    task: TaskSpec | None = None
+    value: Payload | None = None
+    retries: int = 0
+    #: where its task was last pushed, and how many pushes the head counted
+    location: str | None = None
+    attempts: int = 0
+    #: re-executed parents that borrow it instead of making it again
+    adopters: set[str] = attrs.Factory(set)
+    #: its owner asked to delete it while an adopter held it
+    deleting: bool = False
 
 
 @attrs.define(eq=False)
@@ -68,6 +109,13 @@ class HeadCore:
         #: suspects that answered (a probe or a heartbeat): connections lost
         #: by live nodes
         self.suspicions_cleared = 0
+        #: recoverable objects, by id (OwnerRecovery)
+        self.recovery_logs: dict[str, RecoveryLog] = {}
+        #: drivers, in the order they registered: the first live one takes
+        #: over the objects of a dead owner
+        self.drivers: list[str] = []
+        #: writes refused: from a process declared dead, or at a stale epoch
+        self.refused_writes = 0
 
     def handle(self, event: Event) -> list[Effect]:
         effects = self._dispatch(event)
@@ -108,11 +156,256 @@ class HeadCore:
             if rec is None:
                 return []
             rec.workers.add(msg.worker)
+            if msg.driver and msg.worker not in self.drivers:
+                self.drivers.append(msg.worker)
             return [Send(msg.node, WorkerRegistered(worker=msg.worker, node=msg.node))]
         if isinstance(msg, WorkerDied):
             return self._publish_worker_death(msg)
+        if isinstance(msg, LogObject):
+            return self.log_object(src, msg)
+        if isinstance(msg, LogDispatch):
+            return self.log_dispatch(src, msg)
+        if isinstance(msg, DeleteObject):
+            return self.delete_object(src, msg)
+        if isinstance(msg, ReleaseAdopted):
+            return self.release_adopted(src, msg)
         self.dropped += 1
         return []
+
+    # ------------------------------------------------------------------ owner recovery
+    def _member(self, worker: str) -> bool:
+        """A worker the head counts as alive: registered on a live node, and
+        not declared dead (a write from anyone else is refused: fencing)."""
+        if worker in self.published:
+            return False
+        return any(rec.alive and worker in rec.workers for rec in self.nodes.values())
+
+    def log_object(self, src: str, msg: LogObject) -> list[Effect]:
+        r"""Spec: OwnerRecovery!ParentMake
+
+            \* OwnerRecovery
+            ParentMake(p, x) ==
+                /\ AtOp(p, "make", x)
+                /\ pb' = Next1(p)
+                /\ IF Recoverable[x] /\ log[x].st = "logged"
+                   THEN /\ p \notin declared
+                        /\ log' = [log EXCEPT ![x].adopt = @ \cup {p}]
+                        /\ brw' = [brw EXCEPT ![p][x] = [o |-> log[x].owner, ep |-> log[x].ep, held |-> TRUE]]
+                        /\ UNCHANGED <<ent, copies, created, made>>
+                   ELSE LET ep == IF Recoverable[x] THEN log[x].ep + 1 ELSE 0
+                        IN /\ Recoverable[x] => p \notin declared
+                           /\ log' = IF Recoverable[x]
+                                     THEN [log EXCEPT ![x] = [NoLog EXCEPT !.st = "logged", !.owner = p, !.ep = ep,
+                                                              !.val = IF Kind[x] = "put" THEN LineageValue(x) ELSE {}]]
+                                     ELSE log
+                           /\ ent' = [ent EXCEPT ![p][x] =
+                                        [NoEntry EXCEPT !.st = IF Kind[x] = "put" THEN "ready" ELSE "waiting",
+                                                        !.ep = ep, !.local = TRUE, !.budget = Retries[x],
+                                                        !.locs = IF Kind[x] = "put" THEN {p} ELSE {}]]
+                           /\ copies' = IF Kind[x] = "put"
+                                        THEN copies \cup {[x |-> x, n |-> p, o |-> p, ep |-> ep, val |-> LineageValue(x)]}
+                                        ELSE copies
+                           /\ created' = created \cup {x}
+                           /\ made' = IF Kind[x] = "put" /\ why[x] = "" THEN made \cup {x} ELSE made
+                           /\ UNCHANGED brw
+                /\ lastAction' = Step("ParentMake", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, dk, mv, gst, run, msgs, par, got, why, odied>>
+
+        Implementation:
+
+        The head's part of a make: log a recoverable object (its lineage, or
+        a put's value) at its first epoch, before the owner hands the
+        reference to anyone. An object logged already was made by an earlier
+        execution of the same parent and taken over since: the new maker
+        adopts it (the head counts it, so its owner cannot delete the log
+        under it) and borrows it instead of making a second one. A process
+        declared dead is refused.
+        """
+        if msg.owner != src or not self._member(src):
+            self.refused_writes += 1
+            return [Send(src, ObjectLogged(object_id=msg.object_id, epoch=0, ok=False))]
+        log = self.recovery_logs.get(msg.object_id)
+        if log is None:
+            self.recovery_logs[msg.object_id] = RecoveryLog(
+                object_id=msg.object_id, owner=src, epoch=0, task=msg.task, value=msg.value, retries=msg.retries
+            )
+            return [Send(src, ObjectLogged(object_id=msg.object_id, epoch=0))]
+        if log.owner == src:
+            return [Send(src, ObjectLogged(object_id=msg.object_id, epoch=log.epoch))]
+        log.adopters.add(src)
+        return [Send(src, ObjectLogged(object_id=msg.object_id, epoch=log.epoch, adopted_from=log.owner))]
+
+    def log_dispatch(self, src: str, msg: LogDispatch) -> list[Effect]:
+        r"""Spec: OwnerRecovery!OwnerDispatch
+
+            \* OwnerRecovery
+            OwnerDispatch(p, x) ==
+                /\ p \in up
+                /\ ent[p][x].st = "waiting"
+                /\ \A y \in Args[x] : ArgSt(p, y) \in {"ready", "failed"}
+                /\ LET e == ent[p][x]
+                       bad == {y \in Args[x] : ArgSt(p, y) = "failed"}
+                       w == PlaceOf(x)
+                   IN IF bad # {}
+                      THEN /\ ent' = [ent EXCEPT ![p][x].st = "failed"]
+                           /\ why' = [why EXCEPT ![x] = IF @ = "" THEN "arg" ELSE @]
+                           /\ UNCHANGED <<log, msgs>>
+                      ELSE /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
+                           /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x].loc = w, ![x].att = @ + 1] ELSE log
+                           /\ ent' = [ent EXCEPT ![p][x].st = "pending", ![p][x].loc = w]
+                           /\ msgs' = msgs \cup Send({PushTaskMsg(x, p, e.ep, w)})
+                           /\ UNCHANGED why
+                /\ lastAction' = Step("OwnerDispatch", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                               created, made, odied>>
+
+        Implementation:
+
+        The head's part of a dispatch: where the task of a recoverable
+        object runs is logged before the owner pushes it, so a new owner
+        knows every attempt made (its retry budget counts them), and a
+        stale owner (declared dead, or at an older epoch) is refused: it
+        does not push.
+        """
+        log = self.recovery_logs.get(msg.object_id)
+        ok = log is not None and msg.owner == src and log.owner == src and log.epoch == msg.epoch and self._member(src)
+        if ok:
+            assert log is not None
+            log.location, log.attempts = msg.worker, max(log.attempts, msg.attempt)
+        else:
+            self.refused_writes += 1
+        return [Send(src, DispatchLogged(object_id=msg.object_id, epoch=msg.epoch, attempt=msg.attempt, ok=ok))]
+
+    def delete_object(self, src: str, msg: DeleteObject) -> list[Effect]:
+        r"""Spec: OwnerRecovery!OwnerFree
+
+            \* OwnerRecovery
+            OwnerFree(p, x) ==
+                /\ p \in up
+                /\ LET e == ent[p][x] IN
+                   /\ e.st \in {"ready", "lost", "failed"}
+                   /\ ~Referenced(p, x)
+                   /\ ~\E z \in Objects : x \in Args[z] /\ ent[p][z].st # "none"
+                   /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
+                   /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x] = [NoLog EXCEPT !.ep = log[x].ep]] ELSE log
+                   \* The freed entry keeps its epoch: an owner recognizes the ids it made
+                   \* (an id carries its owner's task), so a late message about one is
+                   \* dropped, not taken for news of a take-over it has not heard of.
+                   /\ ent' = [ent EXCEPT ![p][x] = [NoEntry EXCEPT !.ep = e.ep]]
+                   /\ msgs' = msgs \cup Send({FreeObjectMsg(x, p, e.ep, n) : n \in e.locs})
+                /\ lastAction' = Step("OwnerFree", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                               created, made, why, odied>>
+
+        Implementation:
+
+        The head's part of a free: only the registered owner, a member, at
+        the object's epoch may delete its log; the owner sends FreeObject to
+        the stores only once the head said yes. While an adopter holds the
+        object the delete is refused, and AdoptersGone follows.
+        """
+        log = self.recovery_logs.get(msg.object_id)
+        if log is None or msg.owner != src or log.owner != src or log.epoch != msg.epoch or not self._member(src):
+            self.refused_writes += 1
+            return [Send(src, ObjectDeleted(object_id=msg.object_id, epoch=msg.epoch, ok=False))]
+        if log.adopters:
+            log.deleting = True
+            return [Send(src, ObjectDeleted(object_id=msg.object_id, epoch=msg.epoch, ok=False))]
+        del self.recovery_logs[msg.object_id]
+        return [Send(src, ObjectDeleted(object_id=msg.object_id, epoch=msg.epoch, ok=True))]
+
+    def release_adopted(self, src: str, msg: ReleaseAdopted) -> list[Effect]:
+        r"""Spec: OwnerRecovery!AdopterRelease
+
+            \* OwnerRecovery
+            AdopterRelease(p, x) ==
+                /\ p \in up
+                /\ pb[p].st = "done"
+                /\ brw[p][x].held
+                /\ p \notin Holders[x]
+                /\ ~\E z \in Objects : x \in Args[z] /\ ent[p][z].st # "none"
+                /\ log' = [log EXCEPT ![x].adopt = @ \ {p}]
+                /\ brw' = [brw EXCEPT ![p][x] = NoBorrow]
+                /\ lastAction' = Step("AdopterRelease", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, ent, dk, mv, gst, run, copies, msgs, par, pb, got, created, made, why, odied>>
+
+        Implementation:
+
+        A re-executed parent no longer holds the object it adopted; the last
+        adopter's release lets the owner's delete through (AdoptersGone).
+        """
+        log = self.recovery_logs.get(msg.object_id)
+        if log is None or msg.adopter != src or src not in log.adopters:
+            return []
+        log.adopters.discard(src)
+        if log.adopters or not log.deleting:
+            return []
+        log.deleting = False
+        return [Send(log.owner, AdoptersGone(object_id=msg.object_id, epoch=log.epoch))]
+
+    def _new_owner(self, dead: set[str]) -> str | None:
+        return next((d for d in self.drivers if d not in dead and self._member(d)), None)
+
+    def take_over(self, dead: set[str], death: WorkerDied | NodeDied) -> list[Effect]:
+        r"""Spec: OwnerRecovery!HeadDetectDeath
+        Spec: OwnerRecovery!HeadSuspect
+
+            \* OwnerRecovery
+            HeadDetectDeath(p) ==
+                /\ p \notin up
+                /\ p \notin declared
+                /\ Declare(p)
+                /\ lastAction' = Step("HeadDetectDeath", p, NoObj, NoMsg)
+                /\ UNCHANGED <<up, crashes, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
+
+            \* OwnerRecovery
+            HeadSuspect(p) ==
+                /\ FalseSuspicion
+                /\ p \in up
+                /\ p \in Crashable
+                /\ p \notin declared
+                /\ crashes < MaxCrashes
+                /\ crashes' = crashes + 1
+                /\ Declare(p)
+                /\ lastAction' = Step("HeadSuspect", p, NoObj, NoMsg)
+                /\ UNCHANGED <<up, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
+
+        Implementation:
+
+        Publish a death (``dead``, as ``death`` names them). When a dead
+        process owned logged objects, in the same step their epochs move
+        on and the driver owns them: the death goes out as OwnerMoved,
+        which carries both, so that nobody fate-shares an object that
+        survives. A driver's objects, or any with no live driver left,
+        share their owner's fate as default objects do.
+        """
+        for log in self.recovery_logs.values():
+            log.adopters -= dead
+        owned = sorted(oid for oid, log in self.recovery_logs.items() if log.owner in dead)
+        new_owner = self._new_owner(dead) if owned else None
+        if new_owner is None:
+            for oid in owned:
+                del self.recovery_logs[oid]
+            return self._broadcast(death)
+        moved = []
+        for oid in owned:
+            log = self.recovery_logs[oid]
+            log.owner, log.epoch = new_owner, log.epoch + 1
+            moved.append(MovedObject(object_id=oid, epoch=log.epoch, task=log.task, value=log.value, attempts=log.attempts))
+        told = set()
+        for rec in self.nodes.values():
+            if rec.alive:
+                told.add(rec.node)
+                told |= rec.workers
+        told -= dead | self.published | {new_owner}
+        msg = OwnerMoved(
+            workers=tuple(sorted(dead)),
+            node=death.node if isinstance(death, NodeDied) else None,
+            new_owner=new_owner,
+            moved=tuple(moved),
+            told=tuple(sorted(told)),
+        )
+        return self._broadcast(msg)
 
     def _record(self, node: str) -> NodeRecord | None:
         rec = self.nodes.get(node)
@@ -193,7 +486,7 @@ class HeadCore:
         rec = self.nodes.get(msg.node)
         if rec is not None:
             rec.workers.discard(msg.worker)
-        return self._broadcast(msg)
+        return self.take_over({msg.worker}, msg)
 
     def _broadcast(self, msg: Any) -> list[Effect]:
         """``msg`` to every live node. A suspect has no connection: a death
@@ -205,7 +498,7 @@ class HeadCore:
                 continue
             if not rec.suspected:
                 fx.append(Send(name, msg))
-            elif isinstance(msg, (NodeDied, WorkerDied)):
+            elif isinstance(msg, (NodeDied, WorkerDied, OwnerMoved)):
                 rec.missed.append(msg)
         return fx
 
@@ -273,7 +566,7 @@ class HeadCore:
         msg = NodeDied(node=node, workers=workers)
         # The node itself is told too: if it is only cut off, it must stop
         # with its workers, which everyone else now counts as dead.
-        return self._broadcast(msg) + ([Send(node, msg)] if tell_it else [])
+        return self.take_over(set(workers), msg) + ([Send(node, msg)] if tell_it else [])
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -285,4 +578,9 @@ class HeadCore:
             "published": sorted(self.published),
             "fenced": self.fenced,
             "suspicions_cleared": self.suspicions_cleared,
+            "recovery_logs": {
+                oid: {"owner": log.owner, "epoch": log.epoch, "adopters": sorted(log.adopters), "location": log.location, "attempts": log.attempts}
+                for oid, log in sorted(self.recovery_logs.items())
+            },
+            "refused_writes": self.refused_writes,
         }

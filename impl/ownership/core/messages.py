@@ -469,6 +469,9 @@ class TaskSpec:
     actor_id: str | None = None
     method: str | None = None
     name: str = ""
+    #: its owner logs it at the head, and it survives the owner's death
+    #: (OwnerRecovery); a default task shares its owner's fate
+    recoverable: bool = False
 
 
 @record
@@ -546,6 +549,9 @@ class PushTask:
     task: TaskSpec
     lease_id: str | None
     attempt: Count
+    #: the owner's epoch of a recoverable task's object (0: a default task);
+    #: a worker that heard of a later one drops the push as stale
+    epoch: Count = 0
 
 
 @message
@@ -562,6 +568,8 @@ class TaskReply:
     error: ErrorInfo | None = None
     refs: tuple[RefInfo, ...] = ()  # refs contained in the return value
     borrowed: tuple[BorrowInfo, ...] = ()
+    #: the epoch of the push it answers (OwnerRecovery; 0 for a default task)
+    epoch: Count = 0
 
 
 @message
@@ -650,6 +658,9 @@ class GetObject:
     object_id: str
     requester: Address
     bad: tuple[Address, ...] = ()
+    #: the epoch the requester knows the object at (OwnerRecovery): a new
+    #: owner that has not heard of the take-over yet keeps the request
+    epoch: Count = 0
 
 
 @message
@@ -708,6 +719,9 @@ class ObjectStored:
 @message
 class FreeObject:
     object_id: str
+    #: the epoch the copy was pinned at (0: a default object): a store frees
+    #: no copy pinned at another
+    epoch: Count = 0
 
 
 @message
@@ -740,6 +754,8 @@ class WorkerRegistered:
     node: Address
     dead_workers: tuple[Address, ...] = ()
     dead_nodes: tuple[Address, ...] = ()
+    #: the head, where an owner logs its recoverable objects ("" when unknown)
+    head: str = ""
 
 
 @message
@@ -754,3 +770,139 @@ class WorkerBlocked:
 class WorkerUnblocked:
     worker: Address
     lease_id: str
+
+
+# ---------------------------------------------------------------------------
+# Owner recovery (spec/OwnerRecovery.tla): the log at the head, the take-over.
+# ---------------------------------------------------------------------------
+
+
+@message
+class LogObject:
+    """Owner -> head: log a recoverable object before its reference is
+    handed to anyone: its lineage (``task``) or, for a put, its value."""
+
+    object_id: str
+    owner: Address
+    task: TaskSpec | None = None
+    value: Payload | None = None
+    retries: Count = 0
+
+
+@message
+class ObjectLogged:
+    """Head -> owner: logged at ``epoch``. ``ok`` is False when the head
+    refuses the write (the owner was declared dead); ``adopted_from`` set:
+    the object exists already (a re-executed parent made it again), borrow
+    it from that owner instead of making a second one."""
+
+    object_id: str
+    epoch: Count
+    ok: bool = True
+    adopted_from: Address | None = None
+
+
+@message
+class LogDispatch:
+    """Owner -> head: a recoverable task is about to be pushed to ``worker``
+    (its ``attempt``-th run): the head logs where it runs before it does."""
+
+    object_id: str
+    epoch: Count
+    owner: Address
+    worker: Address
+    attempt: Count
+
+
+@message
+class DispatchLogged:
+    """Head -> owner: the dispatch is logged (``ok``), or refused: the owner
+    is stale (declared dead, or at an older epoch) and must not push."""
+
+    object_id: str
+    epoch: Count
+    attempt: Count
+    ok: bool
+
+
+@message
+class DeleteObject:
+    """Owner -> head: the object is freed; drop its log before its copies."""
+
+    object_id: str
+    epoch: Count
+    owner: Address
+
+
+@message
+class ObjectDeleted:
+    """Head -> owner: the log is dropped (``ok``), or the delete is refused:
+    a stale owner (then it frees nothing), or an adopter still holds it
+    (then :class:`AdoptersGone` follows)."""
+
+    object_id: str
+    epoch: Count
+    ok: bool
+
+
+@message
+class AdoptersGone:
+    """Head -> owner: the last adopter of the object let go; free it again."""
+
+    object_id: str
+    epoch: Count
+
+
+@message
+class ReleaseAdopted:
+    """Re-executed parent -> head: it no longer holds the object it adopted."""
+
+    object_id: str
+    epoch: Count
+    adopter: Address
+
+
+@record
+class MovedObject:
+    """One object of a dead owner, taken over at ``epoch``; with what the new
+    owner needs to make it again: its lineage, or a put's value."""
+
+    object_id: str
+    epoch: Count
+    task: TaskSpec | None = None
+    value: Payload | None = None
+    attempts: Count = 0
+
+
+@message
+class OwnerMoved:
+    """Head -> every live node, relayed to its workers: the death of
+    ``workers`` (and of ``node``, if set), which replaces WorkerDied/NodeDied
+    when a dead process had logged objects; ``new_owner`` owns ``moved``
+    from now on, and waits for a RecoveryReport from each of ``told``."""
+
+    workers: tuple[Address, ...]
+    new_owner: Address
+    moved: tuple[MovedObject, ...]
+    told: tuple[Address, ...]
+    node: Address | None = None
+
+
+@record
+class ReportEntry:
+    """What one process knows of one moved object."""
+
+    object_id: str
+    epoch: Count
+    held: bool = False
+    copy: bool = False
+    running: bool = False
+
+
+@message
+class RecoveryReport:
+    """Any process told -> the new owner: its answers for every moved object."""
+
+    reporter: Address
+    new_owner: Address
+    entries: tuple[ReportEntry, ...] = ()

@@ -18,9 +18,12 @@ from .messages import (
     Heartbeat,
     NodeDied,
     ObjectCopy,
+    OwnerMoved,
     PullObject,
     PutObject,
+    RecoveryReport,
     RegisterWorker,
+    ReportEntry,
     RequestLease,
     Resources,
     ReturnLease,
@@ -117,6 +120,8 @@ class NodeCore:
             return s.update_view(msg)
         if isinstance(msg, (WorkerDied, NodeDied)):
             return self.handle_failure(msg)
+        if isinstance(msg, OwnerMoved):
+            return self.handle_owner_moved(msg)
         self.dropped += 1
         return []
 
@@ -153,25 +158,105 @@ class NodeCore:
         A death published by the head: reclaim, free, and tell our workers.
         """
         if isinstance(msg, WorkerDied):
-            dead = {msg.worker}
+            dead, node = {msg.worker}, None
         else:
-            dead = set(msg.workers)
-            if msg.node == self.address:
+            dead, node = set(msg.workers), msg.node
+            if node == self.address:
                 return self.fenced(msg)
-            self.dead_nodes.add(msg.node)
+        return self._death(dead, node, msg)
+
+    def _death(self, dead: set[str], node: str | None, msg: Any) -> list[Effect]:
+        if node is not None:
+            self.dead_nodes.add(node)
         self.dead_workers |= dead
         fx: list[Effect] = []
         fx += self.scheduler.reclaim_leases(dead)
         fx += self.store.handle_failure(dead)
-        if isinstance(msg, NodeDied):
-            fx += self.store.handle_node_failure(msg.node)
+        if node is not None:
+            fx += self.store.handle_node_failure(node)
         for worker in sorted(self.scheduler.workers):
             if worker not in dead:
                 fx.append(Send(worker, msg))
         return fx
 
+    def handle_owner_moved(self, msg: OwnerMoved) -> list[Effect]:
+        r"""Spec: OwnerRecovery!ProcessHandleOwnerMoved
+
+            \* OwnerRecovery
+            ProcessHandleOwnerMoved(q, m) ==
+                /\ m \in msgs
+                /\ m.type = "OwnerMoved"
+                /\ m.dst = q
+                /\ q \in up
+                /\ LET p == m.w
+                       M == {mm[1] : mm \in m.moved}
+                       EpOf(x) == (CHOOSE mm \in m.moved : mm[1] = x)[2]
+                       Held(x) == brw[q][x].held /\ brw[q][x].o = p
+                       Fail == {x \in Objects : Held(x) /\ x \notin M}
+                       Has(x) == \E c \in copies : c.x = x /\ c.n = q /\ c.o = p
+                       Runs(x) == \E r \in run[q] : r.x = x /\ r.o = p
+                       retry == q = Driver /\ par.st = "running" /\ ParentPlacement[par.att] = p
+                       nextAt == IF par.att < Len(ParentPlacement) THEN ParentPlacement[par.att + 1] ELSE NoProc
+                       restart == retry /\ nextAt # NoProc /\ Member(nextAt) /\ nextAt # p
+                       Own(e) ==
+                           CASE e.st = "pending" /\ e.loc = p -> [e EXCEPT !.st = "lost", !.loc = NoProc]
+                             [] e.st = "ready" /\ p \in e.locs -> [e EXCEPT !.st = IF e.locs = {p} THEN "lost" ELSE "ready",
+                                                                           !.locs = @ \ {p}]
+                             [] e.st = "recovering" -> [e EXCEPT !.waiting = @ \ {p}, !.borrowers = @ \ {p},
+                                                                 !.locs = @ \ {p}, !.running = @ \ {p}]
+                             [] OTHER -> [e EXCEPT !.borrowers = @ \ {p}]
+                       NewEntry(x) ==
+                           [NoEntry EXCEPT !.st = "recovering", !.ep = EpOf(x), !.budget = LogBudget(x),
+                                           !.waiting = m.to \ (dk[q] \cup {p, q}),
+                                           !.locs = IF Has(x) THEN {q} ELSE {},
+                                           !.running = IF Runs(x) THEN {q} ELSE {}]
+                   IN
+                   /\ dk' = [dk EXCEPT ![q] = @ \cup {p}]
+                   /\ mv' = [mv EXCEPT ![q] = [x \in Objects |-> IF x \in M THEN [o |-> Driver, ep |-> EpOf(x)] ELSE @[x]]]
+                   /\ brw' = [brw EXCEPT ![q] = [x \in Objects |->
+                                IF Held(x) /\ x \in M THEN [o |-> Driver, ep |-> EpOf(x), held |-> TRUE]
+                                ELSE IF Held(x) THEN NoBorrow ELSE @[x]]]
+                   /\ gst' = [gst EXCEPT ![q] = [x \in Objects |-> IF x \in Fail /\ @[x] # "wait" THEN "released" ELSE @[x]]]
+                   /\ odied' = odied \cup {<<q, x>> : x \in Fail}
+                   /\ copies' = {IF c.n = q /\ c.o = p /\ c.x \in M THEN [c EXCEPT !.o = Driver, !.ep = EpOf(c.x)] ELSE c :
+                                    c \in {cc \in copies : ~(cc.n = q /\ cc.o = p /\ cc.x \notin M)}}
+                   /\ run' = [run EXCEPT ![q] = {IF r.o = p THEN [r EXCEPT !.o = Driver, !.ep = EpOf(r.x)] ELSE r :
+                                                    r \in {rr \in @ : ~(rr.o = p /\ rr.x \notin M)}}]
+                   /\ ent' = [ent EXCEPT ![q] = [x \in Objects |->
+                                IF q = Driver /\ x \in M THEN NewEntry(x) ELSE Own(@[x])]]
+                   /\ par' = IF restart THEN [att |-> par.att + 1, st |-> "running"]
+                             ELSE IF retry THEN [par EXCEPT !.st = "failed"]
+                             ELSE par
+                   /\ pb' = IF restart THEN [pb EXCEPT ![nextAt] = [st |-> "running", pc |-> 1, att |-> par.att + 1]] ELSE pb
+                   /\ msgs' = (msgs \ {m}) \cup
+                              (IF q = Driver THEN {}
+                               ELSE Send({RecoveryReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
+                /\ lastAction' = Step("ProcessHandleOwnerMoved", q, NoObj, m)
+                /\ UNCHANGED <<up, crashes, declared, log, got, created, made, why>>
+
+        Implementation:
+
+        The node's part of a take-over (its store is the spec's store of the
+        process): the copies pinned for the dead owner of a moved object are
+        pinned again for the new owner at the new epoch, the rest of the
+        death is handled as a WorkerDied/NodeDied is, the notice goes on to
+        our workers, and the store answers the new owner with the copies it
+        holds (phase 2).
+        """
+        if msg.node is not None and msg.node == self.address:
+            return self.fenced(NodeDied(node=msg.node, workers=msg.workers))
+        dead = set(msg.workers)
+        kept = self.store.repin(msg.moved, dead, msg.new_owner)
+        fx = self._death(dead, msg.node, msg)
+        if self.address in msg.told:
+            have = {m.object_id for m in kept}
+            entries = tuple(ReportEntry(object_id=m.object_id, epoch=m.epoch, copy=m.object_id in have) for m in msg.moved)
+            fx.append(Send(msg.new_owner, RecoveryReport(reporter=self.address, new_owner=msg.new_owner, entries=entries)))
+        return fx
+
     def fenced(self, msg: NodeDied) -> list[Effect]:
         r"""Spec: FateSharing!NodeFenced
+        Spec: OwnerRecovery!ProcessFenced
         Spec: Scheduling!NodeFenced
 
             \* FateSharing
@@ -188,6 +273,17 @@ class NodeCore:
                    /\ copies' = {c \in copies : c.node # n}
                    /\ lastAction' = Step("NodeFenced", NoWorker, Root, n, m)
                    /\ UNCHANGED <<crashes, nodeOf, ctx, got, table, announced, announcedNodes>>
+
+            \* OwnerRecovery
+            ProcessFenced(p) ==
+                /\ FenceMsg(p) \in msgs
+                /\ p \in up
+                /\ up' = up \ {p}
+                /\ msgs' = {m \in msgs : m.dst # p}
+                /\ copies' = {c \in copies : c.n # p}
+                /\ run' = [run EXCEPT ![p] = {}]
+                /\ lastAction' = Step("ProcessFenced", p, NoObj, FenceMsg(p))
+                /\ UNCHANGED <<crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, made, why, odied>>
 
             \* Scheduling
             NodeFenced(n) ==
@@ -255,4 +351,5 @@ _SENDER_CHECKS: dict[type, Any] = {
     ClusterView: _from_head,
     WorkerDied: _from_head,
     NodeDied: _from_head,
+    OwnerMoved: _from_head,
 }

@@ -16,16 +16,28 @@ Nothing waits forever: every waiter gets the value or a documented error.
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .events import Effect
-from .messages import ErrorInfo, NodeDied, WorkerDied
-from .refcount import FAILED, FREED, LOST, READY, Reference
+import attrs
+
+from .events import Effect, Send
+from .messages import (
+    ErrorInfo,
+    MovedObject,
+    NodeDied,
+    OwnerMoved,
+    Payload,
+    RecoveryReport,
+    ReportEntry,
+    WaitForRefRemoved,
+    WorkerDied,
+)
+from .refcount import FAILED, FREED, LOST, PENDING, READY, Reference
 
 if TYPE_CHECKING:  # pragma: no cover
     from .worker import WorkerCore
 
-__all__ = ["FailureHandler"]
+__all__ = ["FailureHandler", "TakeOver", "Recovering"]
 
 
 class FailureHandler:
@@ -134,11 +146,12 @@ class FailureHandler:
         recover owned objects whose copies or pending task were there, let
         references whose owner died fate-share, forget dead borrowers.
         """
-        w = self.worker
         if isinstance(msg, WorkerDied):
-            dead_workers, dead_nodes = {msg.worker}, set()
-        else:
-            dead_workers, dead_nodes = set(msg.workers), {msg.node}
+            return self._death({msg.worker}, set())
+        return self._death(set(msg.workers), {msg.node})
+
+    def _death(self, dead_workers: set[str], dead_nodes: set[str]) -> list[Effect]:
+        w = self.worker
         dead_workers -= w.dead_workers
         dead_nodes -= w.dead_nodes
         if not dead_workers and not dead_nodes:
@@ -162,8 +175,121 @@ class FailureHandler:
             fx += self.reexecute(task)
         fx += w.submitter.pump_all()
         fx += w.executor.fate_share_tasks(dead_workers)
+        fx += w.takeover.handle_death(dead_workers, dead_nodes)
         for object_id in sorted(self.refs.table):
             fx += self.refs.check(object_id)
+        return fx
+
+    def handle_owner_moved(self, msg: OwnerMoved) -> list[Effect]:
+        r"""Spec: OwnerRecovery!ProcessHandleOwnerMoved
+
+            \* OwnerRecovery
+            ProcessHandleOwnerMoved(q, m) ==
+                /\ m \in msgs
+                /\ m.type = "OwnerMoved"
+                /\ m.dst = q
+                /\ q \in up
+                /\ LET p == m.w
+                       M == {mm[1] : mm \in m.moved}
+                       EpOf(x) == (CHOOSE mm \in m.moved : mm[1] = x)[2]
+                       Held(x) == brw[q][x].held /\ brw[q][x].o = p
+                       Fail == {x \in Objects : Held(x) /\ x \notin M}
+                       Has(x) == \E c \in copies : c.x = x /\ c.n = q /\ c.o = p
+                       Runs(x) == \E r \in run[q] : r.x = x /\ r.o = p
+                       retry == q = Driver /\ par.st = "running" /\ ParentPlacement[par.att] = p
+                       nextAt == IF par.att < Len(ParentPlacement) THEN ParentPlacement[par.att + 1] ELSE NoProc
+                       restart == retry /\ nextAt # NoProc /\ Member(nextAt) /\ nextAt # p
+                       Own(e) ==
+                           CASE e.st = "pending" /\ e.loc = p -> [e EXCEPT !.st = "lost", !.loc = NoProc]
+                             [] e.st = "ready" /\ p \in e.locs -> [e EXCEPT !.st = IF e.locs = {p} THEN "lost" ELSE "ready",
+                                                                           !.locs = @ \ {p}]
+                             [] e.st = "recovering" -> [e EXCEPT !.waiting = @ \ {p}, !.borrowers = @ \ {p},
+                                                                 !.locs = @ \ {p}, !.running = @ \ {p}]
+                             [] OTHER -> [e EXCEPT !.borrowers = @ \ {p}]
+                       NewEntry(x) ==
+                           [NoEntry EXCEPT !.st = "recovering", !.ep = EpOf(x), !.budget = LogBudget(x),
+                                           !.waiting = m.to \ (dk[q] \cup {p, q}),
+                                           !.locs = IF Has(x) THEN {q} ELSE {},
+                                           !.running = IF Runs(x) THEN {q} ELSE {}]
+                   IN
+                   /\ dk' = [dk EXCEPT ![q] = @ \cup {p}]
+                   /\ mv' = [mv EXCEPT ![q] = [x \in Objects |-> IF x \in M THEN [o |-> Driver, ep |-> EpOf(x)] ELSE @[x]]]
+                   /\ brw' = [brw EXCEPT ![q] = [x \in Objects |->
+                                IF Held(x) /\ x \in M THEN [o |-> Driver, ep |-> EpOf(x), held |-> TRUE]
+                                ELSE IF Held(x) THEN NoBorrow ELSE @[x]]]
+                   /\ gst' = [gst EXCEPT ![q] = [x \in Objects |-> IF x \in Fail /\ @[x] # "wait" THEN "released" ELSE @[x]]]
+                   /\ odied' = odied \cup {<<q, x>> : x \in Fail}
+                   /\ copies' = {IF c.n = q /\ c.o = p /\ c.x \in M THEN [c EXCEPT !.o = Driver, !.ep = EpOf(c.x)] ELSE c :
+                                    c \in {cc \in copies : ~(cc.n = q /\ cc.o = p /\ cc.x \notin M)}}
+                   /\ run' = [run EXCEPT ![q] = {IF r.o = p THEN [r EXCEPT !.o = Driver, !.ep = EpOf(r.x)] ELSE r :
+                                                    r \in {rr \in @ : ~(rr.o = p /\ rr.x \notin M)}}]
+                   /\ ent' = [ent EXCEPT ![q] = [x \in Objects |->
+                                IF q = Driver /\ x \in M THEN NewEntry(x) ELSE Own(@[x])]]
+                   /\ par' = IF restart THEN [att |-> par.att + 1, st |-> "running"]
+                             ELSE IF retry THEN [par EXCEPT !.st = "failed"]
+                             ELSE par
+                   /\ pb' = IF restart THEN [pb EXCEPT ![nextAt] = [st |-> "running", pc |-> 1, att |-> par.att + 1]] ELSE pb
+                   /\ msgs' = (msgs \ {m}) \cup
+                              (IF q = Driver THEN {}
+                               ELSE Send({RecoveryReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
+                /\ lastAction' = Step("ProcessHandleOwnerMoved", q, NoObj, m)
+                /\ UNCHANGED <<up, crashes, declared, log, got, created, made, why>>
+
+        Implementation:
+
+        Phase 1 of a take-over, at every process told: the borrowed
+        references to a moved object point at the new owner from now on
+        (its gets and releases go there, a get in flight is asked again),
+        later pushes of an older epoch are stale, the rest of the death is
+        handled as a WorkerDied/NodeDied is (references that did not opt in
+        fate-share), and the process answers the new owner (phase 2). At the
+        new owner the moved objects open as recovering entries
+        (TakeOver.open). A task the dead owner had pushed here is stopped
+        with the rest of its leases (the node kills the worker): the new
+        owner rebuilds what it would have made, so it never runs twice.
+        """
+        w = self.worker
+        dead = set(msg.workers)
+        if w.address in dead:
+            return []  # declared dead: our node stops us
+        fx: list[Effect] = []
+        again: list[Reference] = []
+        entries: list[ReportEntry] = []
+        if msg.new_owner == w.address:
+            fx += w.takeover.open(msg)
+        else:
+            for m in msg.moved:
+                w.moved[m.object_id] = (msg.new_owner, m.epoch)
+                ref = self.refs.table.get(m.object_id)
+                held = ref is not None and not ref.owned and ref.owner in dead
+                if held:
+                    assert ref is not None
+                    fx += self._redirect(ref, msg.new_owner, m.epoch)
+                    if ref.fetching == "owner":
+                        ref.fetching = None
+                        again.append(ref)
+                entries.append(ReportEntry(object_id=m.object_id, epoch=m.epoch, held=held))
+            w.executor.retarget(dead)
+        fx += self._death(dead, {msg.node} if msg.node is not None else set())
+        for ref in again:
+            if self.refs.table.get(ref.object_id) is ref and ref.waiters:
+                fx += self.refs.fetch(ref)
+        if msg.new_owner != w.address and w.address in msg.told:
+            fx.append(Send(msg.new_owner, RecoveryReport(reporter=w.address, new_owner=msg.new_owner, entries=tuple(entries))))
+        return fx
+
+    def _redirect(self, ref: Reference, owner: str, epoch: int) -> list[Effect]:
+        """A borrowed reference whose owner died and whose object moved: the
+        new owner counts us from our report (it asks WaitForRefRemoved
+        anew), and the borrowers we created report to it themselves."""
+        ref.owner, ref.epoch = owner, epoch
+        ref.owner_waiting = 0
+        ref.sub_borrowers = []
+        ref.no_copy = ()
+        fx: list[Effect] = []
+        tasks, ref.registering = ref.registering, []
+        for task_id in tasks:
+            fx += self.worker.executor.registered(task_id, ref.object_id, None)
         return fx
 
     def _scan_owned(self, ref: Reference, dead_workers: set[str], dead_nodes: set[str]) -> list[Effect]:
@@ -238,6 +364,7 @@ class FailureHandler:
 
     def reconstruct(self, ref: Reference) -> list[Effect]:
         r"""Spec: FateSharing!OwnerReconstruct
+        Spec: OwnerRecovery!OwnerRebuild
 
             \* FateSharing
             OwnerReconstruct(o, x) ==
@@ -251,6 +378,26 @@ class FailureHandler:
                 /\ lastAction' = Step("OwnerReconstruct", o, x, NoNode, NoMsg)
                 /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, copies, announced,
                                announcedNodes, msgs>>
+
+            \* OwnerRecovery
+            OwnerRebuild(p, x) ==
+                /\ p \in up
+                /\ ent[p][x].st = "lost"
+                /\ Referenced(p, x)
+                /\ LET e == ent[p][x] IN
+                   IF Kind[x] = "put" /\ Recoverable[x] /\ HeadAccepts(p, x, e.ep)
+                   THEN /\ ent' = [ent EXCEPT ![p][x].st = "ready", ![p][x].locs = {p}]
+                        /\ copies' = copies \cup {[x |-> x, n |-> p, o |-> p, ep |-> e.ep, val |-> log[x].val]}
+                        /\ UNCHANGED why
+                   ELSE IF Kind[x] = "task" /\ e.budget > 0
+                   THEN /\ ent' = [ent EXCEPT ![p][x].st = "waiting", ![p][x].budget = @ - 1]
+                        /\ UNCHANGED <<copies, why, odied>>
+                   ELSE /\ ent' = [ent EXCEPT ![p][x].st = "failed"]
+                        /\ why' = [why EXCEPT ![x] = IF @ = "" THEN "budget" ELSE @]
+                        /\ UNCHANGED copies
+                /\ lastAction' = Step("OwnerRebuild", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, msgs, par, pb, got,
+                               created, made, odied>>
 
         Implementation:
 
@@ -321,4 +468,289 @@ class FailureHandler:
         ref.locations.clear()
         ref.fetching = None
         error = ErrorInfo(kind="owner_died", message=f"the owner {ref.owner} of object {ref.object_id} died")
+        return self.refs.set_failed(ref, error)
+
+
+#: messages of an epoch not heard of yet, kept at most
+_EARLY_KEPT = 10_000
+
+
+@attrs.define(eq=False)
+class Recovering:
+    """A moved object at its new owner, while the take-over collects answers."""
+
+    epoch: int
+    #: the processes told whose RecoveryReport has not come yet
+    waiting: set[str]
+    #: a put's value, from the head's log
+    value: Payload | None = None
+
+
+class TakeOver:
+    """The driver's side of a take-over (spec/OwnerRecovery.tla's new owner)."""
+
+    def __init__(self, worker: WorkerCore) -> None:
+        self.worker = worker
+        self.recovering: dict[str, Recovering] = {}
+        #: messages about an epoch we have not heard of yet (HeardOf): kept
+        #: until the head's OwnerMoved reaches us
+        self.early: list[tuple[str, Any]] = []
+        self.completed = 0
+
+    @property
+    def refs(self):
+        return self.worker.refs
+
+    def snapshot(self) -> dict[str, Any]:
+        return {oid: {"epoch": r.epoch, "waiting": sorted(r.waiting)} for oid, r in sorted(self.recovering.items())}
+
+    def heard_of(self, object_id: str) -> int:
+        """The latest epoch of ``object_id`` we know of (-1: none)."""
+        m = self.worker.moved.get(object_id)
+        ref = self.refs.table.get(object_id)
+        return max(m[1] if m is not None else -1, ref.epoch if ref is not None else -1)
+
+    def keep_early(self, src: str, msg: Any) -> list[Effect]:
+        """``msg`` names an epoch we have not heard of: keep it for later
+        (a bounded number: a peer that names epochs no take-over made
+        cannot fill our memory; past the bound they are dropped)."""
+        if len(self.early) >= _EARLY_KEPT:
+            self.worker.dropped += 1
+            return []
+        self.early.append((src, msg))
+        return []
+
+    def open(self, msg: OwnerMoved) -> list[Effect]:
+        r"""Spec: OwnerRecovery!ProcessHandleOwnerMoved
+
+            \* OwnerRecovery
+            ProcessHandleOwnerMoved(q, m) ==
+                /\ m \in msgs
+                /\ m.type = "OwnerMoved"
+                /\ m.dst = q
+                /\ q \in up
+                /\ LET p == m.w
+                       M == {mm[1] : mm \in m.moved}
+                       EpOf(x) == (CHOOSE mm \in m.moved : mm[1] = x)[2]
+                       Held(x) == brw[q][x].held /\ brw[q][x].o = p
+                       Fail == {x \in Objects : Held(x) /\ x \notin M}
+                       Has(x) == \E c \in copies : c.x = x /\ c.n = q /\ c.o = p
+                       Runs(x) == \E r \in run[q] : r.x = x /\ r.o = p
+                       retry == q = Driver /\ par.st = "running" /\ ParentPlacement[par.att] = p
+                       nextAt == IF par.att < Len(ParentPlacement) THEN ParentPlacement[par.att + 1] ELSE NoProc
+                       restart == retry /\ nextAt # NoProc /\ Member(nextAt) /\ nextAt # p
+                       Own(e) ==
+                           CASE e.st = "pending" /\ e.loc = p -> [e EXCEPT !.st = "lost", !.loc = NoProc]
+                             [] e.st = "ready" /\ p \in e.locs -> [e EXCEPT !.st = IF e.locs = {p} THEN "lost" ELSE "ready",
+                                                                           !.locs = @ \ {p}]
+                             [] e.st = "recovering" -> [e EXCEPT !.waiting = @ \ {p}, !.borrowers = @ \ {p},
+                                                                 !.locs = @ \ {p}, !.running = @ \ {p}]
+                             [] OTHER -> [e EXCEPT !.borrowers = @ \ {p}]
+                       NewEntry(x) ==
+                           [NoEntry EXCEPT !.st = "recovering", !.ep = EpOf(x), !.budget = LogBudget(x),
+                                           !.waiting = m.to \ (dk[q] \cup {p, q}),
+                                           !.locs = IF Has(x) THEN {q} ELSE {},
+                                           !.running = IF Runs(x) THEN {q} ELSE {}]
+                   IN
+                   /\ dk' = [dk EXCEPT ![q] = @ \cup {p}]
+                   /\ mv' = [mv EXCEPT ![q] = [x \in Objects |-> IF x \in M THEN [o |-> Driver, ep |-> EpOf(x)] ELSE @[x]]]
+                   /\ brw' = [brw EXCEPT ![q] = [x \in Objects |->
+                                IF Held(x) /\ x \in M THEN [o |-> Driver, ep |-> EpOf(x), held |-> TRUE]
+                                ELSE IF Held(x) THEN NoBorrow ELSE @[x]]]
+                   /\ gst' = [gst EXCEPT ![q] = [x \in Objects |-> IF x \in Fail /\ @[x] # "wait" THEN "released" ELSE @[x]]]
+                   /\ odied' = odied \cup {<<q, x>> : x \in Fail}
+                   /\ copies' = {IF c.n = q /\ c.o = p /\ c.x \in M THEN [c EXCEPT !.o = Driver, !.ep = EpOf(c.x)] ELSE c :
+                                    c \in {cc \in copies : ~(cc.n = q /\ cc.o = p /\ cc.x \notin M)}}
+                   /\ run' = [run EXCEPT ![q] = {IF r.o = p THEN [r EXCEPT !.o = Driver, !.ep = EpOf(r.x)] ELSE r :
+                                                    r \in {rr \in @ : ~(rr.o = p /\ rr.x \notin M)}}]
+                   /\ ent' = [ent EXCEPT ![q] = [x \in Objects |->
+                                IF q = Driver /\ x \in M THEN NewEntry(x) ELSE Own(@[x])]]
+                   /\ par' = IF restart THEN [att |-> par.att + 1, st |-> "running"]
+                             ELSE IF retry THEN [par EXCEPT !.st = "failed"]
+                             ELSE par
+                   /\ pb' = IF restart THEN [pb EXCEPT ![nextAt] = [st |-> "running", pc |-> 1, att |-> par.att + 1]] ELSE pb
+                   /\ msgs' = (msgs \ {m}) \cup
+                              (IF q = Driver THEN {}
+                               ELSE Send({RecoveryReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
+                /\ lastAction' = Step("ProcessHandleOwnerMoved", q, NoObj, m)
+                /\ UNCHANGED <<up, crashes, declared, log, got, created, made, why>>
+
+        Implementation:
+
+        At the new owner: each moved object gets an owned entry (ours
+        already if we borrowed it: the cached value, our local references
+        and waiters stay), recovering until every process told has answered
+        or is known dead, with its lineage as a task of ours (its arguments,
+        moved too, are pinned by it) or a put's value from the log.
+        """
+        w = self.worker
+        me = w.address
+        dead = set(msg.workers)
+        fx: list[Effect] = []
+        told = set(msg.told) - w.dead_workers - w.dead_nodes - dead - {me}
+        opened: list[tuple[Reference, MovedObject]] = []
+        for m in msg.moved:
+            w.moved[m.object_id] = (me, m.epoch)
+            ref = self.refs.table.get(m.object_id)
+            if ref is None:
+                ref = Reference(object_id=m.object_id, owner=me, owned=True, status=PENDING)
+                self.refs.table[m.object_id] = ref
+            elif not ref.owned:
+                fx += self.worker.failures._redirect(ref, me, m.epoch)
+                ref.owned = True
+                ref.fetching = None
+                ref.locations.clear()
+                ref.status = READY if ref.value is not None else PENDING
+            elif ref.epoch >= m.epoch:
+                continue  # a duplicate notice
+            ref.owner, ref.recoverable, ref.epoch, ref.deleting = me, True, m.epoch, False
+            if ref.status != READY:
+                ref.status = PENDING
+            if m.task is not None:
+                fx += self._lineage(ref, m)
+            self.recovering[m.object_id] = Recovering(epoch=m.epoch, waiting=set(told), value=m.value)
+            opened.append((ref, m))
+        for ref, m in opened:
+            if m.task is not None:
+                deps = tuple(
+                    a.ref.object_id for a in m.task.args if a.ref is not None and a.ref.object_id in self.recovering
+                )
+                for dep in deps:
+                    self.refs.table[dep].lineage += 1
+                ref.lineage_deps = deps
+        early, self.early = self.early, []
+        for src, kept in early:
+            fx += self.worker._receive(src, kept)
+        for object_id in [oid for oid, r in self.recovering.items() if not r.waiting]:
+            fx += self.complete(object_id)
+        return fx
+
+    def _lineage(self, ref: Reference, m: MovedObject) -> list[Effect]:
+        """The logged task of ``m``, now ours, as a finished task whose
+        resubmission makes the object again (within its retries)."""
+        from .submitter import DONE, TaskEntry, scheduling_key
+
+        submitter = self.worker.submitter
+        assert m.task is not None
+        args = tuple(attrs.evolve(a, ref=self.worker.current(a.ref)) if a.ref is not None else a for a in m.task.args)
+        spec = attrs.evolve(m.task, owner=self.worker.address, args=args)
+        ref.task_id = spec.task_id
+        if spec.task_id in submitter.tasks:
+            return []
+        held = [a.ref.object_id for a in spec.args if a.ref is not None]
+        held += [r.object_id for a in spec.args if a.value is not None for r in a.value.refs]
+        # The attempts the head counted are spent (OwnerRecovery!LogBudget): the
+        # first run is free only if it was never pushed.
+        budget = spec.max_retries if m.attempts == 0 else spec.max_retries + 1 - m.attempts
+        task = TaskEntry(spec=spec, key=scheduling_key(spec), retries_left=max(0, budget), state=DONE, held=held)
+        submitter.tasks[spec.task_id] = task
+        return []
+
+    def handle_report(self, msg: RecoveryReport) -> list[Effect]:
+        r"""Spec: OwnerRecovery!NewOwnerHandleReport
+
+            \* OwnerRecovery
+            NewOwnerHandleReport(m) ==
+                /\ m \in msgs
+                /\ m.type = "RecoveryReport"
+                /\ Driver \in up
+                /\ \/ ent[Driver][m.x].st = "recovering" /\ ent[Driver][m.x].ep = m.ep
+                   \/ mv[Driver][m.x].ep >= m.ep
+                /\ msgs' = msgs \ {m}
+                /\ ent' = IF ent[Driver][m.x].st = "recovering" /\ ent[Driver][m.x].ep = m.ep /\ m.w \notin dk[Driver]
+                          THEN [ent EXCEPT ![Driver][m.x] =
+                                  [@ EXCEPT !.waiting = @ \ {m.w},
+                                            !.borrowers = IF m.held THEN @ \cup {m.w} ELSE @,
+                                            !.locs = IF m.copy THEN @ \cup {m.w} ELSE @,
+                                            !.running = IF m.running THEN @ \cup {m.w} ELSE @]]
+                          ELSE ent
+                /\ lastAction' = Step("NewOwnerHandleReport", Driver, m.x, m)
+                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
+                               created, made, why, odied>>
+
+        Implementation:
+
+        Phase 2 at the new owner: a process's answers for the moved
+        objects. A borrower is counted (and asked to tell us when it lets
+        go, as any borrower is), a store's copy (pinned again for us) is a
+        location. An answer about an epoch we have not heard of waits for
+        the head's notice; one from a process known dead is dropped.
+        """
+        w = self.worker
+        if msg.reporter in w.dead_workers or msg.reporter in w.dead_nodes:
+            return []
+        if any(e.epoch > self.heard_of(e.object_id) for e in msg.entries):
+            return self.keep_early(msg.reporter, msg)
+        fx: list[Effect] = []
+        for e in msg.entries:
+            rec = self.recovering.get(e.object_id)
+            ref = self.refs.table.get(e.object_id)
+            if rec is None or rec.epoch != e.epoch or ref is None or msg.reporter not in rec.waiting:
+                continue
+            rec.waiting.discard(msg.reporter)
+            if e.held:
+                ref.borrowers[msg.reporter] = ref.borrowers.get(msg.reporter, 0) + 1
+                fx.append(Send(msg.reporter, WaitForRefRemoved(object_id=e.object_id, owner=w.address, borrower=msg.reporter)))
+            if e.copy:
+                ref.locations.add(msg.reporter)
+            if not rec.waiting:
+                fx += self.complete(e.object_id)
+        return fx
+
+    def handle_death(self, dead_workers: set[str], dead_nodes: set[str]) -> list[Effect]:
+        """Processes known dead answer nothing: the take-over waits for them no more."""
+        fx: list[Effect] = []
+        for object_id in sorted(self.recovering):
+            rec = self.recovering.get(object_id)
+            if rec is None:
+                continue
+            rec.waiting -= dead_workers | dead_nodes
+            if not rec.waiting:
+                fx += self.complete(object_id)
+        return fx
+
+    def complete(self, object_id: str) -> list[Effect]:
+        r"""Spec: OwnerRecovery!NewOwnerComplete
+
+            \* OwnerRecovery
+            NewOwnerComplete(x) ==
+                /\ Driver \in up
+                /\ ent[Driver][x].st = "recovering"
+                /\ ent[Driver][x].waiting = {}
+                /\ LET e == ent[Driver][x]
+                       L == {n \in e.locs : n \notin dk[Driver]}
+                       R == {r \in e.running : r \notin dk[Driver]}
+                   IN ent' = [ent EXCEPT ![Driver][x] =
+                                CASE L # {} -> [e EXCEPT !.st = "ready", !.locs = L, !.running = {}]
+                                  [] R # {} -> [e EXCEPT !.st = "pending", !.loc = CHOOSE r \in R : TRUE, !.locs = {}, !.running = {}]
+                                  [] Kind[x] = "task" /\ log[x].att = 0 -> [e EXCEPT !.st = "waiting", !.locs = {}, !.running = {}]
+                                  [] OTHER -> [e EXCEPT !.st = "lost", !.locs = {}, !.running = {}]]
+                /\ lastAction' = Step("NewOwnerComplete", Driver, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, msgs, par, pb, got,
+                               created, made, why, odied>>
+
+        Implementation:
+
+        Every process told has answered or is known dead: the object is
+        ready where a copy lives (or here, if we had its value), a put is
+        restored from the head's log, and a task's object is lost, rebuilt
+        from its lineage if something waits for it, freed otherwise.
+        """
+        rec = self.recovering.pop(object_id, None)
+        ref = self.refs.table.get(object_id)
+        if rec is None or ref is None or not ref.owned:
+            return []
+        self.completed += 1
+        ref.locations -= self.worker.dead_nodes
+        if ref.value is not None or ref.locations:
+            return self.refs.set_ready(ref)
+        if rec.value is not None:
+            return self.refs.set_ready(ref, value=rec.value, refs=rec.value.refs)
+        if ref.task_id is not None and ref.task_id in self.worker.submitter.tasks:
+            ref.status = LOST
+            fx: list[Effect] = []
+            if ref.waiters or ref.remote_waiters or self.worker.submitter.waiting_on.get(object_id):
+                fx += self.worker.failures.reconstruct(ref)
+            return fx + self.refs.check(object_id)
+        error = ErrorInfo(kind="object_lost", message=f"object {object_id} was lost with its owner and has no lineage")
         return self.refs.set_failed(ref, error)

@@ -36,13 +36,17 @@ import attrs
 from .events import Effect, GetDone, Send
 from .messages import (
     AddBorrower,
+    AdoptersGone,
     Borrower,
     BorrowerAdded,
     BorrowInfo,
+    DeleteObject,
     ErrorInfo,
     FreeObject,
     GetObject,
+    LogObject,
     ObjectCopy,
+    ObjectDeleted,
     ObjectPending,
     ObjectStored,
     ObjectValue,
@@ -50,6 +54,7 @@ from .messages import (
     PullObject,
     RefInfo,
     RefRemoved,
+    ReleaseAdopted,
     WaitForRefRemoved,
 )
 
@@ -109,6 +114,17 @@ class Reference:
     no_copy: tuple[str, ...] = ()
     waiters: list[Waiter] = attrs.Factory(list)
     remote_waiters: list[str] = attrs.Factory(list)  # owner: GetObject requesters
+    # -- owner recovery ---------------------------------------------------------
+    #: logged at the head (ours), or taken over (the new owner's): it outlives
+    #: its owner; freed only once the head has dropped its log
+    recoverable: bool = False
+    #: the owner's epoch: 0 for the first owner, then one more per take-over
+    epoch: int = 0
+    #: a DeleteObject is out (or refused while an adopter holds it)
+    deleting: bool = False
+    #: borrowed by the re-execution of the parent that made it (the head
+    #: counts us as its adopter until we let go: ReleaseAdopted)
+    adopted: bool = False
 
     def in_scope(self) -> bool:
         """Referenced at all, as the owner counts it (value must be kept)."""
@@ -192,6 +208,7 @@ class ReferenceCounter:
     def _borrowed_entry(self, info: RefInfo) -> Reference:
         ref = self.table.get(info.object_id)
         if ref is None:
+            info = self.worker.current(info)
             ref = Reference(
                 object_id=info.object_id,
                 owner=info.owner,
@@ -226,6 +243,7 @@ class ReferenceCounter:
         """
         ref = self.table.get(object_id)
         if ref is None:
+            owner = self.worker.owner_of(object_id, owner)
             ref = self._borrowed_entry(RefInfo(object_id=object_id, owner=owner, kind=kind))
             if owner in self.worker.dead_workers and not ref.owned:
                 ref.status, ref.error = FAILED, _owner_died(object_id, owner)
@@ -242,6 +260,7 @@ class ReferenceCounter:
 
     def release_ref(self, object_id: str) -> list[Effect]:
         r"""Spec: RefCounting!HolderReleaseRef
+        Spec: OwnerRecovery!HolderRelease
         Spec: Ownership!BorrowerRelease
         Spec: Ownership!HolderRelease
 
@@ -252,6 +271,19 @@ class ReferenceCounter:
                 /\ lastAction' = Act("HolderReleaseRef", [p |-> p])
                 /\ UNCHANGED <<submitted, contained, running, waiting, borrowers, subBorrowers,
                                removeWaits, tasksLeft, freed, msgs, passedOn>>
+
+            \* OwnerRecovery
+            HolderRelease(h, x) ==
+                /\ h \in up
+                /\ h \in Holders[x]
+                /\ brw[h][x].held
+                /\ gst[h][x] \in {"value", "error"}
+                /\ brw' = [brw EXCEPT ![h][x] = NoBorrow]
+                /\ gst' = [gst EXCEPT ![h][x] = "released"]
+                /\ msgs' = msgs \cup Send({RefRemovedMsg(x, brw[h][x].o, brw[h][x].ep, h)})
+                /\ lastAction' = Step("HolderRelease", h, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
+                               created, made, why, odied>>
 
             \* Ownership
             BorrowerRelease(a, y) ==
@@ -292,6 +324,7 @@ class ReferenceCounter:
     # -- submitting tasks that carry references ---------------------------------
     def submit_with_ref(self, object_ids: list[str]) -> list[Effect]:
         r"""Spec: RefCounting!HolderSubmitWithRef
+        Spec: OwnerRecovery!ParentShare
 
             \* RefCounting
             HolderSubmitWithRef(p, c) ==
@@ -305,6 +338,18 @@ class ReferenceCounter:
                 /\ lastAction' = Act("HolderSubmitWithRef", [p |-> p, c |-> c])
                 /\ UNCHANGED <<local, contained, running, waiting, borrowers, subBorrowers,
                                removeWaits, freed>>
+
+            \* OwnerRecovery
+            ParentShare(p, x) ==
+                /\ AtOp(p, "share", x)
+                /\ pb' = Next1(p)
+                /\ IF pb[p].att = 1 /\ ent[p][x].st # "none"
+                   THEN /\ ent' = [ent EXCEPT ![p][x].borrowers = @ \cup Holders[x]]
+                        /\ msgs' = msgs \cup Send({ShareMsg(x, p, ent[p][x].ep, h) : h \in Holders[x]})
+                   ELSE UNCHANGED <<ent, msgs>>
+                /\ lastAction' = Step("ParentShare", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got,
+                               created, made, why, odied>>
 
         Implementation:
 
@@ -329,6 +374,7 @@ class ReferenceCounter:
 
     def receive_ref(self, refs: list[RefInfo], caller: str, task_id: str | None = None) -> list[Effect]:
         r"""Spec: RefCounting!BorrowerReceiveRef
+        Spec: OwnerRecovery!HolderReceive
 
             \* RefCounting
             BorrowerReceiveRef(b, p) ==
@@ -345,6 +391,18 @@ class ReferenceCounter:
                 /\ lastAction' = Act("BorrowerReceiveRef", [b |-> b, p |-> p])
                 /\ UNCHANGED <<local, submitted, contained, borrowers, subBorrowers,
                                removeWaits, tasksLeft, freed, passedOn>>
+
+            \* OwnerRecovery
+            HolderReceive(h, m) ==
+                /\ m \in msgs
+                /\ m.type = "Share"
+                /\ m.dst = h
+                /\ h \in up
+                /\ msgs' = msgs \ {m}
+                /\ brw' = IF m.o \in dk[h] THEN brw ELSE [brw EXCEPT ![h][m.x] = [o |-> m.o, ep |-> m.ep, held |-> TRUE]]
+                /\ lastAction' = Step("HolderReceive", h, m.x, m)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, dk, mv, gst, run, copies, par, pb, got,
+                               created, made, why, odied>>
 
         Implementation:
 
@@ -709,6 +767,7 @@ class ReferenceCounter:
     # -- owner side --------------------------------------------------------------
     def handle_ref_removed(self, msg: RefRemoved) -> list[Effect]:
         r"""Spec: RefCounting!OwnerHandleRefRemoved
+        Spec: OwnerRecovery!OwnerHandleRefRemoved
         Spec: Ownership!OwnerHandleRefRemoved
 
             \* RefCounting
@@ -720,6 +779,22 @@ class ReferenceCounter:
                 /\ lastAction' = Act("OwnerHandleRefRemoved", [o |-> o, m |-> m])
                 /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
                                removeWaits, tasksLeft, freed, passedOn>>
+
+            \* OwnerRecovery
+            OwnerHandleRefRemoved(p, m) ==
+                /\ m \in msgs
+                /\ m.type = "RefRemoved"
+                /\ m.dst = p
+                /\ p \in up
+                /\ HeardOf(p, m)
+                /\ ~(ent[p][m.x].st = "recovering" /\ ent[p][m.x].ep = m.ep /\ m.w \in ent[p][m.x].waiting)
+                /\ msgs' = msgs \ {m}
+                /\ ent' = IF ent[p][m.x].ep = m.ep /\ ent[p][m.x].st # "none"
+                          THEN [ent EXCEPT ![p][m.x].borrowers = @ \ {m.w}]
+                          ELSE ent
+                /\ lastAction' = Step("OwnerHandleRefRemoved", p, m.x, m)
+                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
+                               created, made, why, odied>>
 
             \* Ownership
             OwnerHandleRefRemoved(a, m) ==
@@ -782,17 +857,68 @@ class ReferenceCounter:
             return []
         if ref.task_id is None and ref.lineage > 0:
             return []
+        if ref.recoverable:
+            return self.delete_logged(ref)
         fx: list[Effect] = []
         if ref.kind == "actor":
             fx += self.worker.submitter.kill_actor(ref.object_id)
         else:
             for node in sorted(ref.locations):
-                fx.append(Send(node, FreeObject(object_id=ref.object_id)))
+                fx.append(Send(node, FreeObject(object_id=ref.object_id, epoch=ref.epoch)))
         ref.locations.clear()
         ref.value = None
         ref.status = FREED
         fx += self.release_contents(ref)
         return fx
+
+    def delete_logged(self, ref: Reference) -> list[Effect]:
+        r"""Spec: OwnerRecovery!OwnerFree
+
+            \* OwnerRecovery
+            OwnerFree(p, x) ==
+                /\ p \in up
+                /\ LET e == ent[p][x] IN
+                   /\ e.st \in {"ready", "lost", "failed"}
+                   /\ ~Referenced(p, x)
+                   /\ ~\E z \in Objects : x \in Args[z] /\ ent[p][z].st # "none"
+                   /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
+                   /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x] = [NoLog EXCEPT !.ep = log[x].ep]] ELSE log
+                   \* The freed entry keeps its epoch: an owner recognizes the ids it made
+                   \* (an id carries its owner's task), so a late message about one is
+                   \* dropped, not taken for news of a take-over it has not heard of.
+                   /\ ent' = [ent EXCEPT ![p][x] = [NoEntry EXCEPT !.ep = e.ep]]
+                   /\ msgs' = msgs \cup Send({FreeObjectMsg(x, p, e.ep, n) : n \in e.locs})
+                /\ lastAction' = Step("OwnerFree", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                               created, made, why, odied>>
+
+        Implementation:
+
+        A recoverable object is freed only once the head has dropped its
+        log at our epoch: a stale owner (declared dead, or at an older
+        epoch) is refused there, so its FreeObject never goes out. One
+        DeleteObject at a time; its answer frees the object (``free``
+        again, now as a default object).
+        """
+        if ref.deleting:
+            return []
+        ref.deleting = True
+        return [Send(self.worker.head, DeleteObject(object_id=ref.object_id, epoch=ref.epoch, owner=self.address))]
+
+    def handle_object_deleted(self, msg: ObjectDeleted | AdoptersGone) -> list[Effect]:
+        """The head answered a DeleteObject (or the adopters it waited for are
+        gone: ask again)."""
+        ref = self.table.get(msg.object_id)
+        if ref is None or not ref.owned or not ref.recoverable or ref.epoch != msg.epoch or not ref.deleting:
+            return []
+        if isinstance(msg, AdoptersGone):
+            ref.deleting = False
+            return self.check(ref.object_id)
+        if not msg.ok:
+            return []  # stale (we are fenced), or adopted: AdoptersGone follows
+        ref.recoverable = False
+        ref.deleting = False
+        return self.check(ref.object_id)
 
     def release_contents(self, ref: Reference) -> list[Effect]:
         r"""Spec: RefCounting!HolderReleaseContents
@@ -826,6 +952,8 @@ class ReferenceCounter:
             return []
         del self.table[ref.object_id]
         fx = self.release_contents(ref)
+        if ref.adopted:
+            fx += self.release_adopted(ref)
         for waiter in ref.waiters:
             fx += self._resolve(ref, waiter, error=_err("object_lost", f"object {ref.object_id} is no longer referenced"))
         ref.waiters = []
@@ -871,6 +999,8 @@ class ReferenceCounter:
             if ref.status in (READY, LOST):
                 fx += self.free(ref)
             if ref.status in (FREED, FAILED) and ref.lineage == 0 and not ref.remote_waiters:
+                if ref.recoverable:
+                    return fx + self.delete_logged(ref)  # its log goes first
                 fx += self._delete(ref)
             return fx
         if ref.in_use():
@@ -884,6 +1014,29 @@ class ReferenceCounter:
             fx.append(Send(ref.owner, self._hand_over(ref.object_id, ref.owner, tuple(ref.sub_borrowers))))
             ref.sub_borrowers = []
         return fx + self._delete(ref)
+
+    def release_adopted(self, ref: Reference) -> list[Effect]:
+        r"""Spec: OwnerRecovery!AdopterRelease
+
+            \* OwnerRecovery
+            AdopterRelease(p, x) ==
+                /\ p \in up
+                /\ pb[p].st = "done"
+                /\ brw[p][x].held
+                /\ p \notin Holders[x]
+                /\ ~\E z \in Objects : x \in Args[z] /\ ent[p][z].st # "none"
+                /\ log' = [log EXCEPT ![x].adopt = @ \ {p}]
+                /\ brw' = [brw EXCEPT ![p][x] = NoBorrow]
+                /\ lastAction' = Step("AdopterRelease", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, ent, dk, mv, gst, run, copies, msgs, par, pb, got, created, made, why, odied>>
+
+        Implementation:
+
+        A re-executed parent no longer holds the object it adopted: the head
+        stops counting it, and the owner's delete may go through.
+        """
+        ref.adopted = False
+        return [Send(self.worker.head, ReleaseAdopted(object_id=ref.object_id, epoch=ref.epoch, adopter=self.address))]
 
     def _hand_over(self, object_id: str, owner: str, borrowers: tuple[Borrower, ...]) -> RefRemoved:
         """Borrowers for the owner to wait on, answering no request of its own."""
@@ -996,6 +1149,8 @@ class ReferenceCounter:
 
     def get(self, object_id: str, waiter: Waiter, *, owner: str | None = None, kind: str = "object") -> list[Effect]:
         r"""Spec: FateSharing!HolderGet
+        Spec: OwnerRecovery!ParentGet
+        Spec: OwnerRecovery!HolderGet
         Spec: Ownership!BorrowerGet
         Spec: Ownership!HolderGet
 
@@ -1015,6 +1170,31 @@ class ReferenceCounter:
                 /\ lastAction' = Step("HolderGet", h, x, NoNode, NoMsg)
                 /\ UNCHANGED <<up, crashes, status, nodeOf, table, copies, announced,
                                announcedNodes, msgs>>
+
+            \* OwnerRecovery
+            ParentGet(p, x) ==
+                /\ AtOp(p, "get", x)
+                /\ LET o == IF ent[p][x].st # "none" THEN p ELSE brw[p][x].o
+                       ep == IF ent[p][x].st # "none" THEN ent[p][x].ep ELSE brw[p][x].ep
+                       a == Answer(o, x, ep)
+                   IN /\ a # ""
+                      /\ got' = got \cup {[h |-> p, x |-> x, res |-> a, by |-> "parent",
+                                           val |-> IF a = "value" THEN AnswerVal(o, x) ELSE {}]}
+                /\ pb' = Next1(p)
+                /\ lastAction' = Step("ParentGet", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, msgs, par,
+                               created, made, why, odied>>
+
+            \* OwnerRecovery
+            HolderGet(h, x) ==
+                /\ h \in up
+                /\ h \in Holders[x]
+                /\ brw[h][x].held
+                /\ gst[h][x] = "none"
+                /\ gst' = [gst EXCEPT ![h][x] = "wait"]
+                /\ lastAction' = Step("HolderGet", h, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
+                               got, created, made, why, odied>>
 
             \* Ownership
             BorrowerGet(a, y) ==
@@ -1121,7 +1301,7 @@ Ask for a value (API get, a task argument, an actor's address).
     def _ask_owner(self, ref: Reference) -> list[Effect]:
         ref.fetching = "owner"
         bad, ref.no_copy = ref.no_copy, ()
-        return [Send(ref.owner, GetObject(object_id=ref.object_id, requester=self.address, bad=bad))]
+        return [Send(ref.owner, GetObject(object_id=ref.object_id, requester=self.address, bad=bad, epoch=ref.epoch))]
 
     def found_without(self, ref: Reference, nodes: set[str]) -> None:
         """``nodes`` have no copy of ``ref`` (dead, or their store said so)."""
@@ -1192,6 +1372,9 @@ Ask for a value (API get, a task argument, an actor's address).
         at once (ObjectPending), then answered when the value is there.
         """
         ref = self.table.get(msg.object_id)
+        if msg.epoch and (ref is None or not ref.owned or ref.epoch < msg.epoch) and msg.epoch > self.worker.takeover.heard_of(msg.object_id):
+            # Of a take-over the head has not told us about yet (OwnerRecovery!HeardOf).
+            return self.worker.takeover.keep_early(src, msg)
         if ref is None or not ref.owned:
             return [Send(msg.requester, ObjectValue(object_id=msg.object_id, error=_err("object_lost", f"object {msg.object_id} was freed by its owner")))]
         if ref.kind == "object":
@@ -1226,6 +1409,7 @@ Ask for a value (API get, a task argument, an actor's address).
 
     def handle_object_value(self, src: str, msg: ObjectValue) -> list[Effect]:
         r"""Spec: Ownership!WorkerHandleObjectValue
+        Spec: OwnerRecovery!HolderGetReturns
 
             \* Ownership
             WorkerHandleObjectValue(a, m) ==
@@ -1257,6 +1441,23 @@ Ask for a value (API get, a task argument, an actor's address).
                       /\ UNCHANGED <<ex, brw>>
                 /\ lastAction' = Step("WorkerHandleObjectValue", a, y, NoNode, m)
                 /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ent, known, got, made, why>>
+
+            \* OwnerRecovery
+            HolderGetReturns(h, x) ==
+                /\ h \in up
+                /\ gst[h][x] = "wait"
+                /\ IF <<h, x>> \in odied
+                   THEN /\ gst' = [gst EXCEPT ![h][x] = "error"]
+                        /\ got' = got \cup {[h |-> h, x |-> x, res |-> "OwnerDied", by |-> "holder", val |-> {}]}
+                   ELSE LET b == brw[h][x]
+                            a == Answer(b.o, x, b.ep)
+                        IN /\ a # ""
+                           /\ gst' = [gst EXCEPT ![h][x] = a]
+                           /\ got' = got \cup {[h |-> h, x |-> x, res |-> a, by |-> "holder",
+                                                val |-> IF a = "value" THEN AnswerVal(b.o, x) ELSE {}]}
+                /\ lastAction' = Step("HolderGetReturns", h, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
+                               created, made, why, odied>>
 
         Implementation:
 
@@ -1391,9 +1592,10 @@ Ask for a value (API get, a task argument, an actor's address).
             and ref.value is not None
             and ref.value.size > self.worker.config.inline_threshold
             and self.worker.node not in self.worker.dead_nodes
+            and ref.epoch == 0  # a put restored from the head stays here (TakeOver.complete)
         )
 
-    def put(self, object_id: str, value: Payload) -> list[Effect]:
+    def put(self, object_id: str, value: Payload, recoverable: bool = False) -> list[Effect]:
         r"""Spec: Ownership!OwnerPut
 
             \* Ownership
@@ -1420,7 +1622,12 @@ Ask for a value (API get, a task argument, an actor's address).
 
         ref = self.add_owned(object_id)
         ref.local += 1
-        fx = self.set_ready(ref, value=value, refs=value.refs)
+        fx: list[Effect] = []
+        if recoverable and self.worker.logs_recoverable():
+            # Logged with its value before anyone can hold it (OwnerRecovery!ParentMake).
+            ref.recoverable = True
+            fx.append(Send(self.worker.head, LogObject(object_id=object_id, owner=self.address, value=value)))
+        fx += self.set_ready(ref, value=value, refs=value.refs)
         if value.size > self.worker.config.inline_threshold:
             fx.append(Send(self.worker.node, PutObject(object_id=object_id, owner=self.address, value=value)))
         return fx

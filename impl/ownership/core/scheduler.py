@@ -224,6 +224,7 @@ class LocalScheduler:
             node=self.node,
             dead_workers=tuple(sorted(self.dead_workers)),
             dead_nodes=tuple(sorted(self.dead_nodes)),
+            head=self.node_core.head,
         )
         return [Send(msg.worker, registered)] + self._drain()
 

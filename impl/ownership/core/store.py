@@ -66,6 +66,9 @@ class StoredObject:
     owner: str
     value: Payload
     pinned: bool = True  # the primary copy; False: a copy fetched for a reader here
+    #: the owner's epoch it is pinned at: 0 for its first owner, the epoch
+    #: of the take-over once pinned again for a new owner (OwnerRecovery)
+    epoch: int = 0
 
 
 @attrs.define(eq=False)
@@ -102,7 +105,9 @@ class ObjectStore:
         if msg.owner in self.node_core.dead_workers:
             return []  # its owner died: the copy would fate-share at once
         if msg.object_id not in self.objects:
-            self.objects[msg.object_id] = StoredObject(object_id=msg.object_id, owner=msg.owner, value=msg.value)
+            # Pinned at the epoch of the push that made it (a put: its first owner's).
+            epoch = msg.reply.epoch if msg.reply is not None else 0
+            self.objects[msg.object_id] = StoredObject(object_id=msg.object_id, owner=msg.owner, value=msg.value, epoch=epoch)
         if msg.reply is not None:
             return [Send(msg.owner, msg.reply)]
         return [Send(msg.owner, ObjectStored(object_id=msg.object_id, node=self.node_core.address))]
@@ -170,6 +175,7 @@ class ObjectStore:
 
     def free(self, msg: FreeObject) -> list[Effect]:
         r"""Spec: Ownership!StoreFree
+        Spec: OwnerRecovery!StoreFree
 
             \* Ownership
             StoreFree(n, m) ==
@@ -182,13 +188,42 @@ class ObjectStore:
                 /\ lastAction' = Step("StoreFree", NoAddr, m.x, n, m)
                 /\ UNCHANGED <<actorVars, envVars, headVars, pool, starting, leases, nknown, ent, ex, known, brw, got, made, why>>
 
+            \* OwnerRecovery
+            StoreFree(n, m) ==
+                /\ m \in msgs
+                /\ m.type = "FreeObject"
+                /\ m.dst = n
+                /\ n \in up
+                /\ msgs' = msgs \ {m}
+                /\ copies' = {c \in copies : ~(c.x = m.x /\ c.n = n /\ c.o = m.o /\ c.ep = m.ep)}
+                /\ lastAction' = Step("StoreFree", n, m.x, m)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, run, par, pb, got,
+                               created, made, why, odied>>
+
         Implementation:
 
         The owner freed the object: drop the copy.
         """
-        if self.objects.pop(msg.object_id, None) is None:
+        kept = self.objects.get(msg.object_id)
+        if kept is None or (kept.pinned and kept.epoch != msg.epoch):
+            # Pinned again at another epoch (for a new owner): this free is
+            # a stale owner's, or a late one about an earlier life.
             return []
+        del self.objects[msg.object_id]
         return [ObjectFreed(object_id=msg.object_id)]
+
+    def repin(self, moved: Any, dead_owners: set[str], new_owner: str) -> list[Any]:
+        """The copies here of ``moved`` objects (MovedObject records) whose
+        owner died are pinned for ``new_owner`` at their new epoch; returns
+        the records of the copies kept so. (The copies of other objects of
+        the dead owners fate-share in handle_failure.)"""
+        kept = []
+        for m in moved:
+            obj = self.objects.get(m.object_id)
+            if obj is not None and obj.owner in dead_owners:
+                obj.owner, obj.epoch = new_owner, m.epoch
+                kept.append(m)
+        return kept
 
     def handle_node_failure(self, node: str) -> list[Effect]:
         """A node died: the pulls from it will never be answered."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .events import Effect, Infeasible, Send
+from .events import Effect, Infeasible, Logged, Send
 from .messages import (
     Arg,
     CancelTask,
@@ -26,6 +26,10 @@ from .messages import (
     FreeObject,
     LeaseGranted,
     LeaseInfeasible,
+    DispatchLogged,
+    LogDispatch,
+    LogObject,
+    ObjectLogged,
     Payload,
     PushTask,
     RequestLease,
@@ -34,7 +38,7 @@ from .messages import (
     TaskReply,
     TaskSpec,
 )
-from .refcount import FAILED, FREED, LOST, PENDING, READY, Reference, Waiter
+from .refcount import FAILED, FREED, LOST, PENDING, READY, UNKNOWN, Reference, Waiter
 
 if TYPE_CHECKING:  # pragma: no cover
     from .worker import WorkerCore
@@ -60,6 +64,9 @@ class TaskEntry:
     holding: bool = False  # whether ``held`` is currently counted
     cancelled: bool = False
     pushed_at_tick: int = -1  # the owner's tick count when the current attempt was pushed
+    logging: bool = False  # recoverable: waits for the head to log it (ObjectLogged)
+    #: recoverable: the push held until the head has logged the dispatch (DispatchLogged)
+    dispatching: PushTask | None = None
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -299,7 +306,102 @@ class TaskSubmitter:
             self.actors[spec.return_id] = ActorState(actor_id=spec.return_id, owner=self.address)
         if spec.kind == "actor_method":
             return fx + self._submit_actor_call(task)
+        if spec.recoverable and spec.kind == "task" and self.worker.logs_recoverable():
+            # Logged before it runs or its reference leaves (OwnerRecovery!ParentMake):
+            # it waits for the head's ObjectLogged.
+            ret.recoverable = True
+            task.logging = True
+            log = LogObject(object_id=spec.return_id, owner=self.address, task=spec, retries=task.retries_left)
+            return fx + [Send(self.worker.head, log)]
         return fx + self._resolve_dependencies(task)
+
+    def handle_object_logged(self, msg: ObjectLogged) -> list[Effect]:
+        r"""Spec: OwnerRecovery!ParentMake
+
+            \* OwnerRecovery
+            ParentMake(p, x) ==
+                /\ AtOp(p, "make", x)
+                /\ pb' = Next1(p)
+                /\ IF Recoverable[x] /\ log[x].st = "logged"
+                   THEN /\ p \notin declared
+                        /\ log' = [log EXCEPT ![x].adopt = @ \cup {p}]
+                        /\ brw' = [brw EXCEPT ![p][x] = [o |-> log[x].owner, ep |-> log[x].ep, held |-> TRUE]]
+                        /\ UNCHANGED <<ent, copies, created, made>>
+                   ELSE LET ep == IF Recoverable[x] THEN log[x].ep + 1 ELSE 0
+                        IN /\ Recoverable[x] => p \notin declared
+                           /\ log' = IF Recoverable[x]
+                                     THEN [log EXCEPT ![x] = [NoLog EXCEPT !.st = "logged", !.owner = p, !.ep = ep,
+                                                              !.val = IF Kind[x] = "put" THEN LineageValue(x) ELSE {}]]
+                                     ELSE log
+                           /\ ent' = [ent EXCEPT ![p][x] =
+                                        [NoEntry EXCEPT !.st = IF Kind[x] = "put" THEN "ready" ELSE "waiting",
+                                                        !.ep = ep, !.local = TRUE, !.budget = Retries[x],
+                                                        !.locs = IF Kind[x] = "put" THEN {p} ELSE {}]]
+                           /\ copies' = IF Kind[x] = "put"
+                                        THEN copies \cup {[x |-> x, n |-> p, o |-> p, ep |-> ep, val |-> LineageValue(x)]}
+                                        ELSE copies
+                           /\ created' = created \cup {x}
+                           /\ made' = IF Kind[x] = "put" /\ why[x] = "" THEN made \cup {x} ELSE made
+                           /\ UNCHANGED brw
+                /\ lastAction' = Step("ParentMake", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, dk, mv, gst, run, msgs, par, got, why, odied>>
+
+        Implementation:
+
+        The head logged our recoverable object (a task's return, or a put):
+        its reference may leave now, and its task may run. Refused (the head
+        declared us dead), the object fails as a dead owner's would: this
+        process is fenced and stops.
+        """
+        ref = self.refs.get_ref(msg.object_id)
+        if ref is None or not ref.owned or not ref.recoverable:
+            return []
+        fx: list[Effect] = [Logged(object_id=msg.object_id, ok=msg.ok)]
+        task = self.tasks.get(ref.task_id) if ref.task_id is not None else None
+        if not msg.ok:
+            ref.recoverable = False
+            error = ErrorInfo(kind="owner_died", message=f"the head refused to log object {msg.object_id}: its owner {self.address} was declared dead")
+            if task is not None and task.logging:
+                task.logging = False
+                return fx + self._fail(task, error)
+            return fx + self.refs.set_failed(ref, error)
+        ref.epoch = msg.epoch
+        if msg.adopted_from is not None and msg.adopted_from != self.address:
+            return fx + self._adopt(ref, task, msg.adopted_from, msg.epoch)
+        if task is not None and task.logging:
+            task.logging = False
+            fx += self._resolve_dependencies(task)
+        return fx
+
+    def _adopt(self, ref: Reference, task: TaskEntry | None, owner: str, epoch: int) -> list[Effect]:
+        """We are a re-execution of the parent that made the object, and it
+        was taken over meanwhile (the ids a task makes are its own, so the
+        same): borrow it from its owner rather than make a second one. The
+        head counts us as its adopter until we let go (ReleaseAdopted)."""
+        fx: list[Effect] = []
+        self.worker.moved[ref.object_id] = (owner, epoch)
+        if task is not None:
+            task.logging = False
+            if self.tasks.get(task.spec.task_id) is task:
+                del self.tasks[task.spec.task_id]
+            if task.holding:
+                task.holding = False
+                fx += self.refs.release_submitted(task.held)
+        for node in sorted(ref.locations):
+            fx.append(Send(node, FreeObject(object_id=ref.object_id)))  # our put's copy: the object is the owner's
+        deps, ref.lineage_deps = ref.lineage_deps, ()
+        for dep in deps:
+            d = self.refs.get_ref(dep)
+            if d is not None and d.lineage > 0:
+                d.lineage -= 1
+        ref.owned, ref.owner, ref.recoverable, ref.adopted = False, owner, False, True
+        ref.status, ref.task_id, ref.value, ref.error = UNKNOWN, None, None, None
+        ref.locations.clear()
+        fx += self.refs.check(ref.object_id)
+        if ref.waiters and self.refs.get_ref(ref.object_id) is ref:
+            fx += self.refs.fetch(ref)
+        fx += self.refs._release_lineage(dict.fromkeys(deps))
+        return fx
 
     def _resolve_dependencies(self, task: TaskEntry) -> list[Effect]:
         """Wait for owned arguments that are pending; recreate lost ones."""
@@ -821,7 +923,56 @@ class TaskSubmitter:
         lease.running.add(task.spec.task_id)
         lease.idle_ticks = 0
         spec = self._resolved_spec(task)
+        if spec.recoverable:
+            ret = self.refs.get_ref(spec.return_id)
+            epoch = ret.epoch if ret is not None else 0
+            push = PushTask(task=spec, lease_id=lease.lease_id, attempt=task.attempt, epoch=epoch)
+            if ret is not None and ret.recoverable and self.worker.logs_recoverable():
+                # The head logs where it runs before it runs (OwnerRecovery!OwnerDispatch).
+                task.dispatching = push
+                log = LogDispatch(object_id=spec.return_id, epoch=epoch, owner=self.address, worker=lease.worker, attempt=task.attempt)
+                return [Send(self.worker.head, log)]
+            return [Send(lease.worker, push)]
         return [Send(lease.worker, PushTask(task=spec, lease_id=lease.lease_id, attempt=task.attempt))]
+
+    def handle_dispatch_logged(self, msg: DispatchLogged) -> list[Effect]:
+        r"""Spec: OwnerRecovery!OwnerDispatch
+
+            \* OwnerRecovery
+            OwnerDispatch(p, x) ==
+                /\ p \in up
+                /\ ent[p][x].st = "waiting"
+                /\ \A y \in Args[x] : ArgSt(p, y) \in {"ready", "failed"}
+                /\ LET e == ent[p][x]
+                       bad == {y \in Args[x] : ArgSt(p, y) = "failed"}
+                       w == PlaceOf(x)
+                   IN IF bad # {}
+                      THEN /\ ent' = [ent EXCEPT ![p][x].st = "failed"]
+                           /\ why' = [why EXCEPT ![x] = IF @ = "" THEN "arg" ELSE @]
+                           /\ UNCHANGED <<log, msgs>>
+                      ELSE /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
+                           /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x].loc = w, ![x].att = @ + 1] ELSE log
+                           /\ ent' = [ent EXCEPT ![p][x].st = "pending", ![p][x].loc = w]
+                           /\ msgs' = msgs \cup Send({PushTaskMsg(x, p, e.ep, w)})
+                           /\ UNCHANGED why
+                /\ lastAction' = Step("OwnerDispatch", p, x, NoMsg)
+                /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                               created, made, odied>>
+
+        Implementation:
+
+        The head logged the dispatch: push the task now. Refused, the push
+        is never sent: the head declared us dead (our fence is on its way)
+        or the object moved on.
+        """
+        ref = self.refs.get_ref(msg.object_id)
+        task = self.tasks.get(ref.task_id) if ref is not None and ref.task_id is not None else None
+        if task is None or task.dispatching is None or task.attempt != msg.attempt or task.state != RUNNING:
+            return []
+        push, task.dispatching = task.dispatching, None
+        if not msg.ok:
+            return []
+        return [Send(task.location, push)] if task.location else []
 
     def _resolved_spec(self, task: TaskEntry) -> TaskSpec:
         """Inline owned arguments that are small and ready (DESIGN §2)."""
@@ -894,6 +1045,8 @@ class TaskSubmitter:
     # ------------------------------------------------------------------ replies
     def handle_reply(self, msg: TaskReply) -> list[Effect]:
         r"""Spec: Scheduling!OwnerHandleReply
+        Spec: OwnerRecovery!OwnerHandleReply
+        Spec: OwnerRecovery!DriverHandleParentDone
         Spec: FateSharing!OwnerHandleReply
         Spec: Ownership!OwnerHandleReply
 
@@ -912,6 +1065,40 @@ class TaskSubmitter:
                 /\ lastAction' = Step("OwnerHandleReply", o, NoTask, NoNode, NoWorker, NoNode, m)
                 /\ UNCHANGED <<envVars, schedVars, retries, queue, held, deadWorkers,
                                deadNodes, histVars>>
+
+            \* OwnerRecovery
+            OwnerHandleReply(p, m) ==
+                /\ m \in msgs
+                /\ m.type = "TaskReply"
+                /\ m.dst = p
+                /\ p \in up
+                /\ HeardOf(p, m)
+                /\ msgs' = msgs \ {m}
+                /\ LET e == ent[p][m.x] IN
+                   IF e.ep = m.ep /\ e.st = "pending" /\ e.loc = m.w
+                   THEN /\ ent' = [ent EXCEPT ![p][m.x] = IF m.err = "" THEN [@ EXCEPT !.st = "ready", !.locs = {m.w}]
+                                                                          ELSE [@ EXCEPT !.st = "failed"]]
+                        /\ why' = IF m.err = "" THEN why ELSE [why EXCEPT ![m.x] = IF @ = "" THEN m.err ELSE @]
+                        /\ UNCHANGED copies
+                   ELSE IF e.ep = m.ep /\ e.st = "recovering" /\ m.err = ""
+                   THEN /\ ent' = [ent EXCEPT ![p][m.x].locs = @ \cup {m.w}]
+                        /\ UNCHANGED <<copies, why, odied>>
+                   ELSE /\ copies' = IF m.err = "" /\ ~(e.ep = m.ep /\ m.w \in e.locs)
+                                     THEN {c \in copies : ~(c.x = m.x /\ c.n = m.w /\ c.o = p /\ c.ep = m.ep)}
+                                     ELSE copies
+                        /\ UNCHANGED <<ent, why, odied>>
+                /\ lastAction' = Step("OwnerHandleReply", p, m.x, m)
+                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, par, pb, got, created, made, odied>>
+
+            \* OwnerRecovery
+            DriverHandleParentDone(m) ==
+                /\ m \in msgs
+                /\ m.type = "ParentDone"
+                /\ msgs' = msgs \ {m}
+                /\ par' = IF par.st = "running" /\ par.att = m.ep THEN [par EXCEPT !.st = "done"] ELSE par
+                /\ lastAction' = Step("DriverHandleParentDone", Driver, NoObj, m)
+                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, pb, got,
+                               created, made, why, odied>>
 
             \* FateSharing
             OwnerHandleReply(o) ==
@@ -999,6 +1186,12 @@ class TaskSubmitter:
         fx: list[Effect] = []
         lease = self.leases.get(msg.lease_id) if msg.lease_id else None
         task = self.tasks.get(msg.task_id)
+        if task is not None and task.spec.recoverable:
+            ret = self.refs.get_ref(task.spec.return_id)
+            if ret is not None and ret.epoch != msg.epoch:
+                # A run pushed at another epoch (by the dead owner): its
+                # result went to a store pinned for that owner, which freed it.
+                return []
         if lease is not None and msg.task_id in lease.running:
             lease.running.discard(msg.task_id)
             lease.idle_ticks = 0

@@ -36,17 +36,24 @@ from .events import (
 from .executor import TaskExecutor
 from .messages import (
     AddBorrower,
+    AdoptersGone,
     BorrowerAdded,
     CancelTask,
+    DispatchLogged,
     GetObject,
     LeaseGranted,
     LeaseInfeasible,
     NodeDied,
     ObjectCopy,
+    ObjectDeleted,
+    ObjectLogged,
     ObjectPending,
     ObjectStored,
     ObjectValue,
+    OwnerMoved,
     PushTask,
+    RecoveryReport,
+    RefInfo,
     RefRemoved,
     Spillback,
     TaskReply,
@@ -54,7 +61,7 @@ from .messages import (
     WorkerDied,
     WorkerRegistered,
 )
-from .recovery import FailureHandler
+from .recovery import FailureHandler, TakeOver
 from .refcount import ReferenceCounter, Waiter
 from .submitter import TaskSubmitter
 
@@ -80,7 +87,36 @@ class WorkerCore:
         self.submitter = TaskSubmitter(self)
         self.executor = TaskExecutor(self)
         self.failures = FailureHandler(self)
+        self.takeover = TakeOver(self)
         self.dropped: int = 0  # messages ignored (from dead peers, unknown types)
+        #: the head, where recoverable objects are logged (from our registration)
+        self.head = ""
+        #: objects taken over from a dead owner: object id -> (new owner, epoch)
+        self.moved: dict[str, tuple[str, int]] = {}
+
+    def logs_recoverable(self) -> bool:
+        """Whether a recoverable object of ours is logged at the head. The
+        driver's are not: the driver takes over the others' objects, and its
+        own death ends the job."""
+        return bool(self.head) and not self.driver
+
+    def owner_of(self, object_id: str, owner: str) -> str:
+        """The owner of ``object_id`` as we know it: ``owner``, unless the
+        object was taken over since (a reference made before the take-over
+        still names the dead owner)."""
+        if self.moved:
+            m = self.moved.get(object_id)
+            if m is not None:
+                return m[0]
+        return owner
+
+    def current(self, info: RefInfo) -> RefInfo:
+        """``info`` with the owner it has now (see owner_of)."""
+        if self.moved and info.object_id in self.moved:
+            owner = self.owner_of(info.object_id, info.owner)
+            if owner != info.owner:
+                return RefInfo(object_id=info.object_id, owner=owner, kind=info.kind)
+        return info
 
     # ------------------------------------------------------------------ ids
     def new_task_ids(self) -> tuple[str, str]:
@@ -113,7 +149,7 @@ class WorkerCore:
         if isinstance(event, Submit):
             return self.submitter.submit(event.task)
         if isinstance(event, Put):
-            return self.refs.put(event.object_id, event.value)
+            return self.refs.put(event.object_id, event.value, event.recoverable)
         if isinstance(event, TaskDone):
             return self.executor.finish_task(event.task_id, value=event.value, error=event.error, calls_in_order=event.calls_in_order)
         if isinstance(event, TaskBlocked):
@@ -172,6 +208,16 @@ class WorkerCore:
             return self.executor.cancel(msg)
         if isinstance(msg, WorkerRegistered):
             return self.handle_registered(msg)
+        if isinstance(msg, ObjectLogged):
+            return self.submitter.handle_object_logged(msg)
+        if isinstance(msg, DispatchLogged):
+            return self.submitter.handle_dispatch_logged(msg)
+        if isinstance(msg, (ObjectDeleted, AdoptersGone)):
+            return self.refs.handle_object_deleted(msg)
+        if isinstance(msg, OwnerMoved):
+            return self.failures.handle_owner_moved(msg)
+        if isinstance(msg, RecoveryReport):
+            return self.takeover.handle_report(msg)
         self.dropped += 1
         return []
 
@@ -183,6 +229,7 @@ class WorkerCore:
         self.registered = True
         self.dead_workers.update(w for w in msg.dead_workers if w != self.address)
         self.dead_nodes.update(msg.dead_nodes)
+        self.head = msg.head
         return [Registered()]
 
     def _from_its_sender(self, src: str, msg: Any) -> bool:
@@ -204,6 +251,7 @@ class WorkerCore:
             "executor": self.executor.snapshot(),
             "dead_workers": sorted(self.dead_workers),
             "dead_nodes": sorted(self.dead_nodes),
+            "recovering": self.takeover.snapshot(),
         }
 
     def is_idle(self) -> bool:
@@ -215,6 +263,7 @@ class WorkerCore:
             or self.submitter.keys
             or self.submitter.actors
             or self.executor.running
+            or self.takeover.recovering
         )
 
 
@@ -245,4 +294,10 @@ _SENDER_CHECKS: dict[type, Any] = {
     WorkerDied: lambda core, src, msg: src == core.node,
     NodeDied: lambda core, src, msg: src == core.node,
     WorkerRegistered: lambda core, src, msg: src == core.node,
+    ObjectLogged: lambda core, src, msg: src == core.head,
+    DispatchLogged: lambda core, src, msg: src == core.head,
+    ObjectDeleted: lambda core, src, msg: src == core.head,
+    AdoptersGone: lambda core, src, msg: src == core.head,
+    OwnerMoved: lambda core, src, msg: src == core.node,
+    RecoveryReport: lambda core, src, msg: msg.reporter == src and msg.new_owner == core.address,
 }

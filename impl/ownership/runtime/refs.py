@@ -95,7 +95,11 @@ class _Ref:
         self._runtime = runtime
 
     def __ownership_ref__(self) -> RefInfo:
-        return RefInfo(object_id=self.object_id, owner=self.owner, kind=self.kind)
+        owner = self.owner
+        if self._runtime.core.moved:
+            # Taken over since this reference was made (owner recovery).
+            owner = self._runtime.core.owner_of(self.object_id, owner)
+        return RefInfo(object_id=self.object_id, owner=owner, kind=self.kind)
 
     def __reduce__(self) -> Any:
         raise TypeError(

@@ -45,6 +45,7 @@ from ..core.events import (
     GetDone,
     GetValue,
     Infeasible,
+    Logged,
     Put,
     Received,
     Registered,
@@ -293,6 +294,12 @@ class WorkerRuntime(ServiceShell):
         self._deferred: collections.deque[tuple[Any, Any, Any]] = collections.deque()
         self._running_deferred = False
         self._is_async: dict[tuple[bool, str | None], bool] = {}
+        #: recoverable objects a task thread waits on until the head logged them
+        self._logged: dict[str, trio.Event] = {}
+        self._logging: trio.Event | None = None
+        #: recoverable objects made so far by each running task (their ids, see _recoverable_ids)
+        self._made_in_task: dict[str, int] = {}
+        self._made_lock = threading.Lock()
         #: this process's sys.stdout/sys.stderr when they forward task output
         #: (.output), and the ids of tasks with text not sent yet (shared by both)
         self.output_streams: tuple[Any, ...] = ()
@@ -353,6 +360,10 @@ class WorkerRuntime(ServiceShell):
                     self._deferred.append((self._abandon, e.task_id, None))
             elif isinstance(e, Registered):
                 self.registered.set()
+            elif isinstance(e, Logged):
+                event = self._logged.pop(e.object_id, None)
+                if event is not None:
+                    event.set()
             elif isinstance(e, Infeasible):
                 logger.warning("%s", infeasible_warning(e))
             else:
@@ -467,8 +478,9 @@ class WorkerRuntime(ServiceShell):
         max_retries: int,
         kind: str = "task",
         name: str = "",
+        recoverable: bool = False,
     ) -> _Ref:
-        return self._submit(function_id, function, args, kwargs, resources, max_retries, kind, name, None, None)
+        return self._submit(function_id, function, args, kwargs, resources, max_retries, kind, name, None, None, recoverable)
 
     def submit_actor_call(self, actor: ActorRef, method: str, args: Sequence[Any], kwargs: dict[str, Any]) -> ObjectRef:
         return self._submit("", Payload(data=b""), args, kwargs, (), 0, "actor_method", method, actor.object_id, method)
@@ -485,6 +497,7 @@ class WorkerRuntime(ServiceShell):
         name: str,
         actor_id: str | None,
         method: str | None,
+        recoverable: bool = False,
     ) -> _Ref:
         on_loop = self.on_loop_thread()
         if on_loop:
@@ -493,7 +506,11 @@ class WorkerRuntime(ServiceShell):
             # whose large buffers the arguments packed next can then reuse.
             self._drain_releases()
         packed = self._pack_args(args, kwargs)
-        task_id, return_id = self.core.new_task_ids()
+        task_id, return_id = self._recoverable_ids() if recoverable else (None, None)
+        if task_id is None:
+            task_id, return_id = self.core.new_task_ids()
+        else:
+            return_id = f"{task_id}.r"
         spec = TaskSpec(
             task_id=task_id,
             owner=self.address,
@@ -507,7 +524,15 @@ class WorkerRuntime(ServiceShell):
             actor_id=actor_id,
             method=method,
             name=name,
+            recoverable=recoverable,
         )
+        if recoverable:
+            self._check_lineage(packed)
+            if not on_loop and self.core.logs_recoverable():
+                # The reference leaves this call only once the head has logged
+                # the task: a holder may outlive us from then on.
+                self._wait_logged(return_id, lambda: self.handle(Submit(spec)))
+                return ObjectRef(return_id, self.address, self)
         if on_loop:
             self.handle(Submit(spec))
         else:
@@ -525,18 +550,74 @@ class WorkerRuntime(ServiceShell):
         cls = ActorRef if kind == "actor_create" else ObjectRef
         return cls(return_id, self.address, self)
 
-    def put(self, value: Any) -> ObjectRef:
-        return self._threadsafe(self._put, value)
+    def put(self, value: Any, recoverable: bool = False) -> ObjectRef:
+        if recoverable and not self.on_loop_thread() and self.core.logs_recoverable():
+            box: list[ObjectRef] = []
+            self._wait_logged(None, lambda: box.append(self._put(value, True)))
+            return box[0]
+        return self._threadsafe(self._put, value, recoverable)
 
-    def _put(self, value: Any) -> ObjectRef:
+    def _put(self, value: Any, recoverable: bool = False) -> ObjectRef:
         if self.objects is None:
             payload, oid = pack(value), None
         else:
             # Pickled once, a large value straight into the node's shared memory.
             payload, oid = self.objects.pack(value, self.core.config.inline_threshold, self.core.new_object_id)
-        oid = oid or self.core.new_object_id()
-        self.handle(Put(oid, payload))
+        oid = oid or (self._recoverable_ids()[0] if recoverable else None) or self.core.new_object_id()
+        if recoverable and self._logging is not None:
+            self._logged[oid] = self._logging
+        self.handle(Put(oid, payload, recoverable))
         return ObjectRef(oid, self.address, self)
+
+    def _recoverable_ids(self) -> tuple[str | None, None]:
+        """The id of the next recoverable object a task makes: its task's id
+        and the object's rank in it, so that a re-execution of the task
+        makes the same ids and adopts what was taken over instead of making
+        it twice (None outside a task, or when the id is taken here)."""
+        task_id = current_task_id()
+        if task_id is None or not self.core.logs_recoverable():
+            return None, None
+        with self._made_lock:
+            n = self._made_in_task[task_id] = self._made_in_task.get(task_id, 0) + 1
+        oid = f"{task_id}.rec{n}"
+        if oid in self.core.refs.table or f"{oid}.r" in self.core.refs.table or oid in self.core.submitter.tasks:
+            return None, None
+        return oid, None
+
+    def _check_lineage(self, packed: tuple[Arg, ...]) -> None:
+        """A recoverable task may take only objects a new owner could make
+        again: none of ours that did not opt in."""
+        if self.core.driver:
+            return  # the driver's objects live as long as the job
+        table = self.core.refs.table
+        for arg in packed:
+            infos = [arg.ref] if arg.ref is not None else list(arg.value.refs if arg.value is not None else ())
+            for info in infos:
+                ref = table.get(info.object_id) if info.owner == self.address else None
+                if ref is not None and ref.owned and not ref.recoverable and ref.kind == "object":
+                    raise ValueError(
+                        f"a recoverable task cannot take object {info.object_id}: it is not recoverable, "
+                        "and a new owner could not make it again (make it with recoverable=True)"
+                    )
+
+    def _wait_logged(self, object_id: str | None, make: Any) -> None:
+        """From a task thread: ``make()`` the object on the loop and wait until
+        the head has logged it (the core's Logged effect)."""
+
+        async def run() -> None:
+            self._drain_releases()
+            logged = trio.Event()
+            if object_id is not None:
+                self._logged[object_id] = logged
+            self._logging = logged
+            try:
+                make()
+            finally:
+                self._logging = None
+            with self.transport.idle():  # (the memory network delivers meanwhile)
+                await logged.wait()
+
+        self.call_from_thread(run, "a recoverable remote()")
 
     def cancel(self, ref: ObjectRef) -> None:
         self._threadsafe(self.handle, Cancel(ref.object_id))
@@ -864,6 +945,7 @@ class WorkerRuntime(ServiceShell):
         self._finish_id(spec.task_id, value, error, calls_in_order=calls_in_order)
 
     def _finish_id(self, task_id: str, value: Payload | None, error: ErrorInfo | None, *, calls_in_order: bool = False) -> None:
+        self._made_in_task.pop(task_id, None)
         self.tasks_run += 1
         if self.output_pending:  # its last partial line, before the reply
             for stream in self.output_streams:

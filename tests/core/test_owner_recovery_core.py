@@ -1,0 +1,199 @@
+"""Owner recovery in the cores (spec/OwnerRecovery.tla): epochs and fencing.
+
+A stale epoch changes nothing: the head refuses the writes of an owner it
+declared dead and writes at an older epoch, a worker drops a push of an
+object that moved past the push's epoch, and a store frees only the copy
+pinned at the epoch its free names.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ownership.core.events import AddLocalRef, Execute, Logged, PeerLost, Put, Received, Submit
+from ownership.core.messages import (
+    DispatchLogged,
+    LogDispatch,
+    DeleteObject,
+    FreeObject,
+    LogObject,
+    ObjectDeleted,
+    ObjectLogged,
+    OwnerMoved,
+    PushTask,
+    RecoveryReport,
+)
+
+
+def recoverable_put(mini, h, owner: str = "w1@n1", data: bytes = b"x", *, held: bool = True):
+    """A recoverable put at ``owner``, logged at the head (and, ``held``, a
+    reference to it at the driver); its object id."""
+    w = mini.workers[owner]
+    oid = w.new_object_id()
+    mini.r.feed(owner, Put(oid, h.value(data), recoverable=True))
+    mini.r.run()
+    assert (owner, Logged(object_id=oid)) in mini.r.effects
+    if held:
+        mini.r.feed(mini.driver.address, AddLocalRef(oid, owner, "object"))
+    return oid
+
+
+def declare_dead(mini, worker: str) -> None:
+    """``worker``'s node sees it exit: the head publishes the death (and the take-over)."""
+    node = mini.workers[worker].node
+    mini.r.feed(node, PeerLost(worker))
+    mini.r.run()
+
+
+def test_head_logs_a_recoverable_put_before_its_reference_leaves(mini, h) -> None:
+    oid = recoverable_put(mini, h)
+    log = mini.head.recovery_logs[oid]
+    assert (log.owner, log.epoch, log.value) == ("w1@n1", 0, h.value(b"x"))
+
+
+def test_default_put_is_not_logged(mini, h) -> None:
+    w = mini.workers["w1@n1"]
+    mini.r.feed(w.address, Put(w.new_object_id(), h.value()))
+    assert mini.r.sent(LogObject) == []
+    mini.r.run()
+    assert mini.head.recovery_logs == {}
+
+
+def test_driver_does_not_log_its_recoverable_objects(mini, h) -> None:
+    d = mini.driver
+    mini.r.feed(d.address, Put(d.new_object_id(), h.value(), recoverable=True))
+    mini.r.feed(d.address, Submit(attrs.evolve(h.spec(d), recoverable=True)))
+    assert mini.r.sent(LogObject) == []
+
+
+def test_owner_death_moves_its_logged_objects_to_the_driver_at_a_new_epoch(mini, h) -> None:
+    oid = recoverable_put(mini, h)
+    declare_dead(mini, "w1@n1")
+    log = mini.head.recovery_logs[oid]
+    assert (log.owner, log.epoch) == (mini.driver.address, 1)
+    moved = [f for f in mini.r.delivered if isinstance(f[2], OwnerMoved)]
+    assert {dst for _, dst, _ in moved} >= {"n1", "n2", mini.driver.address, "w2@n1"}
+    reporters = {f[2].reporter for f in mini.r.delivered if isinstance(f[2], RecoveryReport)}
+    assert reporters == set(moved[0][2].told)
+    ref = mini.driver.refs.table[oid]
+    assert (ref.owned, ref.epoch, ref.status, ref.value) == (True, 1, "ready", h.value(b"x"))
+    assert mini.driver.takeover.recovering == {}
+
+
+def test_head_refuses_the_writes_of_a_declared_dead_owner(mini, h) -> None:
+    oid = recoverable_put(mini, h)
+    declare_dead(mini, "w1@n1")
+    # The owner was only cut off (false suspicion): its late writes change nothing.
+    fx = mini.r.feed("head", Received("w1@n1", DeleteObject(object_id=oid, epoch=0, owner="w1@n1")))
+    assert [e.msg for e in fx] == [ObjectDeleted(object_id=oid, epoch=0, ok=False)]
+    fx = mini.r.feed("head", Received("w1@n1", LogObject(object_id="w1@n1/p9", owner="w1@n1")))
+    assert [e.msg for e in fx] == [ObjectLogged(object_id="w1@n1/p9", epoch=0, ok=False)]
+    assert set(mini.head.recovery_logs) == {oid}
+    assert mini.head.recovery_logs[oid].owner == mini.driver.address
+    assert mini.head.refused_writes == 2
+
+
+def test_head_refuses_a_delete_at_a_stale_epoch(mini, h) -> None:
+    oid = recoverable_put(mini, h)
+    declare_dead(mini, "w1@n1")
+    d = mini.driver.address
+    fx = mini.r.feed("head", Received(d, DeleteObject(object_id=oid, epoch=0, owner=d)))
+    assert [e.msg for e in fx] == [ObjectDeleted(object_id=oid, epoch=0, ok=False)]
+    assert oid in mini.head.recovery_logs
+    fx = mini.r.feed("head", Received(d, DeleteObject(object_id=oid, epoch=1, owner=d)))
+    assert [e.msg for e in fx] == [ObjectDeleted(object_id=oid, epoch=1, ok=True)]
+    assert mini.head.recovery_logs == {}
+
+
+def test_worker_drops_a_push_of_an_object_moved_past_the_push_epoch(mini, h) -> None:
+    w = mini.workers["w2@n2"]
+    owner = mini.workers["w1@n1"]
+    s = attrs.evolve(h.spec(owner), recoverable=True)
+    # w heard that the object moved to epoch 1 (its owner fenced): a push
+    # of epoch 0 that arrives late must not run beside the new owner's rebuild.
+    w.moved[s.return_id] = (mini.driver.address, 1)
+    fx = w.handle(Received(owner.address, PushTask(task=s, lease_id=None, attempt=1, epoch=0)))
+    assert not any(isinstance(e, Execute) for e in fx) and w.executor.running == {}
+    fx = w.handle(Received(owner.address, PushTask(task=s, lease_id=None, attempt=2, epoch=1)))
+    assert any(isinstance(e, Execute) for e in fx)
+
+
+def test_store_frees_only_the_copy_pinned_at_the_epoch_its_free_names(mini, h) -> None:
+    big = h.value(b"x" * 200_000)
+    w = mini.workers["w1@n1"]
+    oid = w.new_object_id()
+    mini.r.feed(w.address, Put(oid, big, recoverable=True))
+    mini.r.run()
+    mini.r.feed(mini.driver.address, AddLocalRef(oid, w.address, "object"))
+    store = mini.nodes["n1"].store
+    assert (store.objects[oid].owner, store.objects[oid].epoch) == ("w1@n1", 0)
+    declare_dead(mini, "w1@n1")
+    assert (store.objects[oid].owner, store.objects[oid].epoch) == (mini.driver.address, 1)
+    assert mini.driver.refs.table[oid].locations == {"n1"}
+    n1 = mini.nodes["n1"]
+    # The stale owner's free, and a free of another epoch, free nothing.
+    n1.handle(Received("w1@n1", FreeObject(object_id=oid, epoch=0)))
+    n1.handle(Received(mini.driver.address, FreeObject(object_id=oid, epoch=0)))
+    assert oid in store.objects
+    n1.handle(Received(mini.driver.address, FreeObject(object_id=oid, epoch=1)))
+    assert oid not in store.objects
+
+
+def test_new_owner_frees_nothing_until_every_process_told_has_answered(mini, h) -> None:
+    oid = recoverable_put(mini, h, data=b"y", held=False)
+    d = mini.driver
+    node = mini.workers["w1@n1"].node
+    mini.r.feed(node, PeerLost("w1@n1"))
+    # Deliver everything but one report: the object stays recovering.
+    held = lambda f: isinstance(f[2], RecoveryReport) and f[2].reporter == "w2@n2"  # noqa: E731
+    mini.r.run(skip=held)
+    assert oid in d.takeover.recovering and oid in d.refs.table
+    assert d.takeover.recovering[oid].waiting == {"w2@n2"}
+    assert mini.head.recovery_logs[oid].owner == d.address
+    mini.r.run()
+    # Nobody holds it: once every answer is in, it is freed, log and all.
+    assert d.takeover.recovering == {} and oid not in d.refs.table
+    assert mini.head.recovery_logs == {}
+
+
+def submit_recoverable(mini, h, owner: str = "w1@n1", max_retries: int = 2):
+    w = mini.workers[owner]
+    s = attrs.evolve(h.spec(w, max_retries=max_retries), recoverable=True)
+    mini.r.feed(owner, Submit(s))
+    mini.r.feed(mini.driver.address, AddLocalRef(s.return_id, owner, "object"))  # a holder
+    return s
+
+
+def test_recoverable_task_is_pushed_only_once_the_head_logged_its_dispatch(mini, h) -> None:
+    s = submit_recoverable(mini, h)
+    mini.r.run(skip=lambda f: isinstance(f[2], (DispatchLogged, PushTask)))
+    assert mini.r.sent(PushTask) == []
+    log = mini.head.recovery_logs[s.return_id]
+    assert (log.attempts, log.location) == (1, mini.workers["w1@n1"].submitter.tasks[s.task_id].location)
+    mini.r.deliver_type(DispatchLogged)
+    [(_, dst, push)] = mini.r.sent(PushTask)
+    assert (dst, push.epoch) == (log.location, 0)
+
+
+def test_dispatch_of_a_declared_dead_owner_is_refused_and_never_pushed(mini, h) -> None:
+    s = submit_recoverable(mini, h)
+    held = lambda f: isinstance(f[2], (LogDispatch, PushTask))  # noqa: E731
+    mini.r.run(skip=held)
+    mini.r.feed("n1", PeerLost("w1@n1"))  # declared dead, falsely: its core runs on
+    mini.r.run(skip=held)
+    assert mini.head.recovery_logs[s.return_id].owner == mini.driver.address
+    mini.r.run(skip=lambda f: isinstance(f[2], PushTask))
+    refused = [f[2] for f in mini.r.delivered if isinstance(f[2], DispatchLogged)]
+    assert [m.ok for m in refused] == [False]
+    assert [f for f in mini.r.flight if isinstance(f[2], PushTask) and f[2].task.task_id == s.task_id and f[0] == "w1@n1"] == []
+
+
+def test_new_owner_budget_counts_the_attempts_the_head_logged(mini, h) -> None:
+    s = submit_recoverable(mini, h, max_retries=2)
+    mini.r.run(skip=lambda f: isinstance(f[2], PushTask))  # pushed once, never ran
+    assert mini.head.recovery_logs[s.return_id].attempts == 1
+    declare_dead(mini, "w1@n1")
+    mini.r.run(skip=lambda f: isinstance(f[2], PushTask) and f[0] == "w1@n1")
+    task = mini.driver.submitter.tasks[s.task_id]
+    # Retries[x] + 1 - attempts: the dead owner's push was the first run.
+    assert task.spec.owner == mini.driver.address and task.retries_left == 2

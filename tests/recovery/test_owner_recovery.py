@@ -1,0 +1,186 @@
+"""Owner recovery (spec/OwnerRecovery.tla) on the in-memory cluster.
+
+A task owns recoverable futures and hands them to holders (two tasks that
+block, an actor); its worker crashes. The driver takes the objects over,
+every holder's get returns the value (a copy re-pinned in a store, a put
+restored from the head's log, a small result rebuilt from its lineage),
+a default future of the same owner fails with OwnerDiedError, and nothing
+leaks once the references are dropped.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+import trio
+
+import ownership
+from ownership.core.config import CoreConfig
+from ownership.runtime.refs import current_runtime
+from ownership.testing import memory_cluster
+
+BIG = 2**15  # float64s: 256 KiB, above the inline threshold (stored at a node)
+
+
+def cluster(**kwargs):
+    kwargs.setdefault("tick_interval", None)
+    kwargs.setdefault("config", CoreConfig(node_timeout_ticks=3))
+    return memory_cluster(**kwargs)
+
+
+@ownership.remote
+def double(x: int) -> int:
+    return 2 * x
+
+
+@ownership.remote
+def ones() -> np.ndarray:
+    return np.ones(BIG)
+
+
+@ownership.remote
+def owner_task():
+    """Owns three recoverable futures and a default one; returns them nested
+    (so the caller borrows them) with the address of its worker."""
+    small = double.options(recoverable=True).remote(21)
+    big = ones.options(recoverable=True).remote()
+    put = ownership.put("kept at the head", recoverable=True)
+    default = double.remote(5)
+    ownership.get([small, big, default])  # made, before the owner dies
+    return current_runtime().address, [small, big, put], [default]
+
+
+@ownership.remote
+async def hang() -> None:
+    await trio.sleep_forever()
+
+
+@ownership.remote
+def hold_then_get(refs, gate):
+    """Holds ``refs`` while blocked on ``gate`` (cancelled to open it), then gets them."""
+    try:
+        ownership.get(gate[0])
+    except ownership.TaskCancelledError:
+        pass
+    small, big, put = ownership.get(refs)
+    return small, float(big.sum()), put
+
+
+@ownership.remote
+class Keeper:
+    def __init__(self) -> None:
+        self.refs = None
+
+    def keep(self, refs) -> int:
+        self.refs = refs
+        return len(refs)
+
+    def values(self):
+        small, big, put = ownership.get(self.refs)
+        return small, float(big.sum()), put
+
+    def drop(self) -> None:
+        self.refs = None
+
+
+EXPECTED = (42, float(BIG), "kept at the head")
+
+
+async def test_recoverable_futures_survive_their_owners_crash_memory() -> None:
+    async with cluster(nodes=2, workers_per_node=4) as c:
+        with trio.fail_after(60):
+            owner, refs, [default] = await owner_task.remote()
+            assert owner != c.driver.address
+            gate = hang.remote()
+            holders = [hold_then_get.remote(refs, [gate]) for _ in range(2)]
+            keeper = Keeper.remote()
+            assert await keeper.keep.remote(refs) == 3
+            await c.settle()
+            c.crash(owner)
+            await c.settle()
+            ownership.cancel(gate)
+            assert [await h for h in holders] == [EXPECTED, EXPECTED]
+            assert await keeper.values.remote() == EXPECTED
+            with pytest.raises(ownership.OwnerDiedError):
+                await default
+            head = c.head.core
+            assert {oid: (log["owner"], log["epoch"]) for oid, log in head.snapshot()["recovery_logs"].items()} == {
+                r.object_id: (c.driver.address, 1) for r in refs
+            }
+            assert c.driver.core.takeover.completed == 3
+            # The large result's copy outlived its owner: pinned again for the driver.
+            [store] = [n.core.store for n in c.nodes.values() if refs[1].object_id in n.core.store.objects]
+            kept = store.objects[refs[1].object_id]
+            assert (kept.owner, kept.epoch) == (c.driver.address, 1)
+            await keeper.drop.remote()
+            del refs, holders, default, gate
+            gc.collect()
+            await c.quiesce()
+            del keeper
+            gc.collect()
+            await c.quiesce()
+            assert c.leaks() == {}
+
+
+@ownership.remote
+class Collector:
+    """Keeps every list of refs it is given."""
+
+    def __init__(self) -> None:
+        self.kept = []
+
+    def keep(self, refs) -> int:
+        self.kept.append(refs)
+        return len(self.kept)
+
+    def ids(self) -> list[str]:
+        return [r.object_id for refs in self.kept for r in refs]
+
+    def values(self) -> list:
+        return [ownership.get(r) for refs in self.kept for r in refs]
+
+    def drop(self) -> None:
+        self.kept = []
+
+
+@ownership.remote
+def parent(collector, gate):
+    """Makes a recoverable x, hands it to ``collector``, then blocks on ``gate``."""
+    x = double.options(recoverable=True).remote(21)
+    ownership.get(collector.keep.remote([x]))
+    try:
+        ownership.get(gate[0])
+    except ownership.TaskCancelledError:
+        pass
+    return current_runtime().address, [x]
+
+
+async def test_reexecuted_parent_adopts_the_recovered_object_instead_of_making_a_second() -> None:
+    async with cluster(nodes=2, workers_per_node=4) as c:
+        with trio.fail_after(60):
+            collector = Collector.remote()
+            gate = hang.remote()
+            p = parent.remote(collector, [gate])
+            await c.settle()
+            [first] = [t.location for t in c.driver.core.submitter.tasks.values() if t.spec.name == "parent"]
+            c.crash(first)
+            await c.settle()
+            ownership.cancel(gate)
+            second, [x] = await p
+            assert second != first
+            ids = await collector.ids.remote()
+            # The re-execution made the same id, and borrowed it from the driver.
+            assert ids == [x.object_id, x.object_id]
+            owners = [a for a, rt in c.runtimes().items() if hasattr(rt, "core") and getattr(rt.core, "refs", None) and (e := rt.core.refs.table.get(x.object_id)) is not None and e.owned]
+            assert owners == [c.driver.address]
+            assert await x == 42
+            assert await collector.values.remote() == [42, 42]
+            await c.quiesce()
+            assert c.head.core.recovery_logs[x.object_id].adopters == set()  # the re-execution let go
+            await collector.drop.remote()
+            del x, p, gate, collector
+            gc.collect()
+            await c.quiesce()
+            assert c.leaks() == {}

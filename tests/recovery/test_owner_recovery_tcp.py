@@ -1,0 +1,119 @@
+"""Owner recovery over TCP, with real processes (spec/OwnerRecovery.tla).
+
+A task owns recoverable futures (a small result, a large one stored at its
+node, a put) and a default one; the refs go to three holders: two tasks
+that block while they hold them, and an actor. The owner's worker is
+SIGKILLed. Every holder's get returns the right values (the small result
+rebuilt from its lineage, the large one from its copy pinned again for the
+driver, the put restored from the head's log); the default future fails
+with OwnerDiedError; once everything is dropped, no object, copy, lease or
+log is left anywhere.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+
+import cloudpickle
+import numpy as np
+import pytest
+import trio
+
+import ownership
+from ownership.runtime.cluster import cluster
+
+pytestmark = pytest.mark.slow
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+BIG = 2**15  # float64s: 256 KiB, stored at the node that makes it
+
+
+@ownership.remote
+def double(x: int) -> int:
+    return 2 * x
+
+
+@ownership.remote
+def ones() -> np.ndarray:
+    return np.ones(BIG)
+
+
+@ownership.remote
+def owner_task():
+    small = double.options(recoverable=True).remote(21)
+    big = ones.options(recoverable=True).remote()
+    put = ownership.put("kept at the head", recoverable=True)
+    default = double.remote(5)
+    ownership.get([small, big, default])
+    return os.getpid(), [small, big, put], [default]
+
+
+@ownership.remote
+async def hang() -> None:
+    await trio.sleep_forever()
+
+
+@ownership.remote
+def hold_then_get(refs, gate):
+    try:
+        ownership.get(gate[0])
+    except ownership.TaskCancelledError:
+        pass
+    small, big, put = ownership.get(refs)
+    return small, float(big.sum()), put
+
+
+@ownership.remote
+class Keeper:
+    def __init__(self) -> None:
+        self.refs = None
+
+    def keep(self, refs) -> int:
+        self.refs = refs
+        return len(refs)
+
+    def values(self):
+        small, big, put = ownership.get(self.refs)
+        return small, float(big.sum()), put
+
+    def drop(self) -> None:
+        self.refs = None
+
+
+EXPECTED = (42, float(BIG), "kept at the head")
+
+
+async def test_recoverable_futures_survive_the_sigkill_of_their_owner_tcp():
+    async with cluster(nodes=1, num_cpus=6, node_timeout=2.0, dashboard=False) as local:
+        driver = local.driver.core
+        with trio.fail_after(120):
+            pid, refs, [default] = await owner_task.remote()
+            gate = hang.remote()
+            holders = [hold_then_get.remote(refs, [gate]) for _ in range(2)]
+            keeper = Keeper.remote()
+            assert await keeper.keep.remote(refs) == 3
+            # Both holders run (and hold the refs) before the owner dies.
+            while sum(1 for t in driver.submitter.tasks.values() if t.spec.name == "hold_then_get" and t.state == "running") < 2:
+                await trio.sleep(0.02)
+            local.kill_worker(pid)
+            while driver.takeover.completed < 3:
+                await trio.sleep(0.02)
+            ownership.cancel(gate)
+            assert [await h for h in holders] == [EXPECTED, EXPECTED]
+            assert await keeper.values.remote() == EXPECTED
+            with pytest.raises(ownership.OwnerDiedError):
+                await default
+            snap = await local.snapshot()
+            logs = snap.head["recovery_logs"]
+            assert {oid: (log["owner"], log["epoch"]) for oid, log in logs.items()} == {
+                r.object_id: (local.driver.address, 1) for r in refs
+            }
+            await keeper.drop.remote()
+            del refs, holders, default, gate, keeper
+            gc.collect()
+            # Nothing left: no object, copy, pull or lease, and no log at the head.
+            while not ((snap := await local.snapshot()).is_empty() and not snap.head["recovery_logs"]):
+                await trio.sleep(0.1)
