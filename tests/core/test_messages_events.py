@@ -32,7 +32,10 @@ def sample(cls: type) -> object:
         "moved": (m.MovedObject(object_id="o/1", epoch=1, value=m.Payload(data=b"v")),),
         "told": ("n1", "w1"),
         "entries": (m.ReportEntry(object_id="o/1", epoch=1, held=True),),
+        "segments": ("own_s_1", ""),
     }
+    if "push" in attrs.fields_dict(cls):  # SegmentArguments carries a PushTask
+        values["push"] = m.PushTask(task=values["task"], lease_id="l", attempt=1)
     fields = {}
     for a in attrs.fields(cls):
         if a.name in values:
