@@ -15,21 +15,25 @@ Here the model's constants are read off the merged run instead:
 - ``Owners``: every process that submitted a task (the driver and the
   workers whose tasks submit tasks), ``OwnerNode`` its node, ``OwnerWorker``
   its worker process (an owner that is a worker dies with it);
-- ``Tasks``: every plain task submitted (``kind == "task"``), ``TaskOwner``
+- ``Tasks``: every task and actor creation submitted (an actor's lease is
+  held for its life, which the spec allows), ``TaskOwner``
   its submitter, ``TaskKey`` its scheduling key (the submitter's: resource
   shape and by-reference arguments), ``TaskRetries`` its
   ``max_retries``, ``SubmitOrder`` the merged order of the submissions;
 - ``StaleViews``: on (a node redirects a request where its view, as of the
   last heartbeats, says there is room; the room may be gone by then);
 - ``Lending``: on (a task that waits in a get lends its slot: nested jobs);
+- ``FreeKeys``: the keys that ask for no CPU (an actor by default), whose
+  leases take no slot;
 - ``MaxCrashes``: the crashes of the run; ``PipelineDepth`` and
   ``MaxPendingLeaseRequests``: the owners' configuration, from their logs'
   headers (an owner's config bounds what its core does, and the spec's
   guards are those bounds).
 
-Actor tasks are not scheduled by leases the way Scheduling describes (an
-actor's creation holds its worker for the actor's life, its calls go to the
-actor directly), so their steps are left out, and said so.
+An actor's calls go to the actor directly, past the schedulers, so their
+steps are left out, and said so. Its creation is leased like a task, and the
+lease is held for the actor's life; the lease's return stops the worker
+(``ReturnLease.kill``), which is the worker's crash in the model, at once.
 
 The log's header carries the constants (``"model": "sized"``), and
 :mod:`conformance.validate` writes them into the trace spec's config rather
@@ -101,12 +105,12 @@ def scheduling_constants(run: MergedRun, pipeline_depth: int = 2) -> tuple[dict[
             notes.append(f"{n.name} ({address}) sent no heartbeat: capacity 0")
         capacity[n] = cpu or 0
     submits = [s for s in run.steps if isinstance(s, CoreStep) and isinstance(s.event, Submit)]
-    plain = [s for s in submits if s.event.task.kind == "task"]
+    # An actor's creation is leased like a task (its lease is held for the
+    # actor's life, which the spec allows: nothing forces a return); its
+    # calls go to the actor, past the schedulers, and are left out.
+    plain = [s for s in submits if s.event.task.kind in ("task", "actor_create")]
     if len(plain) < len(submits):
-        notes.append(
-            f"{len(submits) - len(plain)} actor tasks (creations and calls) left out: an actor holds its worker "
-            "for its life and its calls bypass the schedulers, which Scheduling does not describe"
-        )
+        notes.append(f"{len(submits) - len(plain)} actor calls left out: they go to the actor, past the schedulers")
     owner_addrs: list[str] = []
     for s in plain:
         if s.process not in owner_addrs:
@@ -120,6 +124,7 @@ def scheduling_constants(run: MergedRun, pipeline_depth: int = 2) -> tuple[dict[
             raise StepLogError(f"owner {a} is on node {node}, which left no step log")
         owner_node[o] = node_of[node]
     shapes: dict[tuple, ModelValue] = {}
+    key_cpus: dict[ModelValue, float] = {}
     tasks: dict[ModelValue, str] = {}
     task_owner, task_key, task_retries, order = {}, {}, {}, []
     for i, s in enumerate(plain, start=1):
@@ -128,6 +133,7 @@ def scheduling_constants(run: MergedRun, pipeline_depth: int = 2) -> tuple[dict[
         shape = scheduling_key(spec)
         if shape not in shapes:
             shapes[shape] = _mv("k", len(shapes) + 1)
+            key_cpus[shapes[shape]] = float(dict(spec.resources).get("CPU", 0.0))
         tasks[t] = spec.task_id
         task_owner[t] = owner_of[s.process]
         task_key[t] = shapes[shape]
@@ -161,13 +167,15 @@ def scheduling_constants(run: MergedRun, pipeline_depth: int = 2) -> tuple[dict[
         "StaleViews": True,
         # a leased worker whose task waits in a get lends its slot
         "Lending": True,
+        # keys asking for no CPU (actors by default) take no slot
+        "FreeKeys": frozenset(k for k, cpus in key_cpus.items() if cpus <= 0.0),
         "NoOwner": ModelValue("NoOwner"),
         "NoNode": ModelValue("NoNode"),
         "NoWorker": ModelValue("NoWorker"),
         "NoTask": ModelValue("NoTask"),
         "NoKey": ModelValue("NoKey"),
     }
-    key_resources = {k: shape[1] for shape, k in shapes.items()}
+    key_resources = {k: shape[1] if shape[0] == "task" else () for shape, k in shapes.items()}
     binding = {"owner": owners, "node": nodes, "worker": workers, "task": tasks, "key": key_resources}
     return constants, binding, notes
 

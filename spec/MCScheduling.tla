@@ -78,6 +78,12 @@ OwnerCrashUnregistered == {w4}
 \* tasks at once, one of them on a slot it took back.
 LendingOn == TRUE
 
+\* The FreeSlot model: Small where t2's key takes no slot (an actor asking
+\* for no CPU), so n1 can lease both tasks at once with its one slot.
+FreeSlotKeys == {k1, k2}
+FreeSlotTaskKey == (t1 :> k1) @@ (t2 :> k2)
+FreeSlotFreeKeys == {k2}
+
 \* The StaleViews model: Small where a redirect may go to any other node
 \* (a scheduler's view of the cluster may be out of date), invariants only.
 StaleViewsOn == TRUE

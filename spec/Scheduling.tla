@@ -269,9 +269,20 @@ Rank(t) == RankOf[t]
 \* Scheduler view.  The pool may still list a dead worker whose death the
 \* scheduler has not noticed yet: it may lease it out.
 IdleWorkers(n) == {w \in pool[n] : ~\E l \in granted[n] : l.worker = w}
-\* A lent slot is free: the lease's task waits in a get.
-HasFreeSlot(n) == Cardinality({l \in granted[n] : l.worker \notin lent[n]}) < Capacity[n]
-CanGrant(n) == HasFreeSlot(n) /\ IdleWorkers(n) # {}
+\* Keys whose leases take no slot (a task or an actor asking for no CPU: an
+\* actor holds its worker for its life, not a CPU).  None in the models but
+\* FreeSlot's; a model sized from a run names the run's.  Such a request
+\* fits every node, so it may be redirected between nodes whose workers
+\* are all busy for as long as they are (the implementation's policy does
+\* the same): FreeSlot checks the invariants only.
+FreeKeys == {}
+\* The leases that take a slot.  A lent slot is free: the lease's task waits
+\* in a get.
+Slotted(n) == {l \in granted[n] : l.worker \notin lent[n] /\ TaskKey[l.task] \notin FreeKeys}
+HasFreeSlot(n) == Cardinality(Slotted(n)) < Capacity[n]
+\* Node n has room for a lease of task t.
+Fits(n, t) == TaskKey[t] \in FreeKeys \/ HasFreeSlot(n)
+CanGrant(n, t) == Fits(n, t) /\ IdleWorkers(n) # {}
 
 \* Owner view: the tasks of the owner pushed to a worker and not answered;
 \* a held lease is busy while there is one.
@@ -364,7 +375,7 @@ SchedulerGrantLease(n, m) ==
     /\ m \in msgs
     /\ m.node = n
     /\ nodeAlive[n]
-    /\ HasFreeSlot(n)  \* one slot per lease
+    /\ Fits(n, m.task)  \* one slot per lease, unless its key takes none
     /\ \E w \in IdleWorkers(n) :
         /\ granted' = [granted EXCEPT ![n] = @ \cup {[worker |-> w, owner |-> m.owner, task |-> m.task]}]
         /\ msgs' = (msgs \ {m}) \cup {LeaseGrantedMsg(m.owner, m.task, n, w)}
@@ -398,9 +409,9 @@ SchedulerSpillback(n, m) ==
     /\ m \in msgs
     /\ m.node = n
     /\ nodeAlive[n]
-    /\ ~CanGrant(n)
+    /\ ~CanGrant(n, m.task)
     /\ \E r \in (IF StaleViews THEN Nodes ELSE members) \ {n} :
-        /\ StaleViews \/ HasFreeSlot(r)
+        /\ StaleViews \/ Fits(r, m.task)
         /\ msgs' = (msgs \ {m}) \cup {SpillbackMsg(m.owner, m.task, n, r)}
         /\ lastAction' = Step("SchedulerSpillback", NoOwner, NoTask, n, NoWorker, r, m)
     /\ UNCHANGED <<envVars, schedVars, ownerVars, histVars>>
@@ -929,7 +940,8 @@ NoDoubleLease ==
 \* Without lending a node never runs more leases than it has slots.  With
 \* it, a lease taken back may run beyond them (see SchedulerLend), and the
 \* grant's guard (HasFreeSlot) is the whole promise.
-CapacityRespected == ~Lending => \A n \in Nodes : Cardinality(granted[n]) <= Capacity[n]
+CapacityRespected ==
+    ~Lending => \A n \in Nodes : Cardinality({l \in granted[n] : TaskKey[l.task] \notin FreeKeys}) <= Capacity[n]
 
 \* No worker has more than PipelineDepth tasks of one owner in flight.
 PipelineBounded == \A o \in Owners, w \in Workers : Cardinality(InFlight(o, w)) <= PipelineDepth

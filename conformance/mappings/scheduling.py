@@ -198,8 +198,9 @@ class _EventLogMixin:
         owner_of, node_of, worker_of, task_of = roles.owner, roles.node, roles.worker, roles.task
         lines: list[LogLine] = []
         dead: set[str] = set()
-        # workers a node stopped because their owner died: their end is part
-        # of SchedulerReclaimLeases, not a crash of the budget
+        # workers a node stopped because their owner died (their end is part
+        # of SchedulerReclaimLeases) or because their actor's lease came back
+        # (counted as their crash then): no crash line when they end
         reclaimed: set[str] = set()
         # worker -> owner of its last lease the log shows granted for a task
         # of the model (an actor's lease is not one)
@@ -282,6 +283,12 @@ class _EventLogMixin:
                 ):
                     for m in self._spec_messages(Envelope(event.src, p, event.msg), roles):
                         add(s.clock, p, "SchedulerReleaseLease", n=n, m=m)
+                    stopped = [e.worker for e in s.effects if isinstance(e, KillWorker)]
+                    if self.c is None and stopped and stopped[0] in worker_of and stopped[0] not in reclaimed | dead:
+                        # an actor's lease returned: its worker is stopped, which the
+                        # model counts as its crash now (its end comes later)
+                        add(s.clock, p, "WorkerCrash", w=worker_of[stopped[0]])
+                        reclaimed.add(stopped[0])
                     leases.pop(event.msg.lease_id, None)
                     lent.discard(event.msg.lease_id)
                 if isinstance(event, PeerLost) and event.address in worker_of:
@@ -340,7 +347,7 @@ class _EventLogMixin:
                     for e in sends:
                         # the reply, or the value stored at the node with the reply to relay
                         reply = e.msg if isinstance(e.msg, TaskReply) else getattr(e.msg, "reply", None)
-                        if isinstance(reply, TaskReply) and reply.task_id in task_of:  # not an actor's task
+                        if isinstance(reply, TaskReply) and reply.task_id in task_of:  # not an actor's call
                             t = task_of[reply.task_id]
                             o = owner_of.get(e.dst if reply is e.msg else e.msg.owner)
                             m = self._msg("PushTask", o, t, self.task_key.get(t), self.worker_node[x], x)

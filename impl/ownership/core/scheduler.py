@@ -394,7 +394,7 @@ class LocalScheduler:
                 /\ m \in msgs
                 /\ m.node = n
                 /\ nodeAlive[n]
-                /\ HasFreeSlot(n)  \* one slot per lease
+                /\ Fits(n, m.task)  \* one slot per lease, unless its key takes none
                 /\ \E w \in IdleWorkers(n) :
                     /\ granted' = [granted EXCEPT ![n] = @ \cup {[worker |-> w, owner |-> m.owner, task |-> m.task]}]
                     /\ msgs' = (msgs \ {m}) \cup {LeaseGrantedMsg(m.owner, m.task, n, w)}
@@ -439,9 +439,9 @@ class LocalScheduler:
                 /\ m \in msgs
                 /\ m.node = n
                 /\ nodeAlive[n]
-                /\ ~CanGrant(n)
+                /\ ~CanGrant(n, m.task)
                 /\ \E r \in (IF StaleViews THEN Nodes ELSE members) \ {n} :
-                    /\ StaleViews \/ HasFreeSlot(r)
+                    /\ StaleViews \/ Fits(r, m.task)
                     /\ msgs' = (msgs \ {m}) \cup {SpillbackMsg(m.owner, m.task, n, r)}
                     /\ lastAction' = Step("SchedulerSpillback", NoOwner, NoTask, n, NoWorker, r, m)
                 /\ UNCHANGED <<envVars, schedVars, ownerVars, histVars>>
