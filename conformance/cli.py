@@ -384,6 +384,13 @@ def _run_log(args: argparse.Namespace, console: Console | None = None) -> int:
     from .specs import SpecError, resolve_spec
 
     console = console or Console(soft_wrap=True)
+    try:
+        known = load_mapping(resolve_spec(args.spec, args.spec_dir).name)
+    except SpecError:
+        known = None  # reported below, as each path reports it
+    if known is not None and not hasattr(known, "recognize"):
+        console.print(f"[bold red]error:[/] the {args.spec} mapping replays traces but does not log runs yet", highlight=False)
+        return EXIT_ERROR
     if args.from_dir is not None:
         return _log_from_dir(args, console)
     try:

@@ -67,3 +67,13 @@ def test_traces_avoid_runs_the_implementation_stops():
                 continue
             q, dead = step.params["p"], step.params["m"]["w"]
             assert not any(r["o"] == dead for r in before["run"][q]), f"{path.name}: {q} runs a task of {dead}"
+
+
+def test_conformance_log_says_the_mapping_does_not_log_runs(capsys, tmp_path):
+    from ownership.cli import main
+
+    for extra in ([], ["--from-dir", str(tmp_path)]):
+        assert main(["conformance", "log", "--spec", "OwnerRecovery", *extra]) == 2
+        err = capsys.readouterr()
+        text = err.out + err.err
+        assert "does not log runs yet" in text and "Traceback" not in text
