@@ -41,7 +41,7 @@ def _positive(text: str) -> int:
 def _run_generate(args: argparse.Namespace, console: Console | None = None) -> int:
     from ownership.tla.tlc import JavaNotFound
 
-    from .generate import GenerationError, generate
+    from .generate import GenerationError, config_cover, generate
     from .specs import SpecError, default_spec_dir, known_specs, resolve_spec
 
     console = console or Console(soft_wrap=True)
@@ -68,12 +68,13 @@ def _run_generate(args: argparse.Namespace, console: Console | None = None) -> i
         try:
             spec = resolve_spec(name, spec_dir)
             out = (args.out or Path("traces")) / spec.name
+            cover = args.cover or config_cover(spec, args.config)
             with console.status(f"{spec.name}: starting") as spinner:
                 result = generate(
                     spec,
                     args.config,
                     out,
-                    cover=args.cover,
+                    cover=cover,
                     max_paths=args.max,
                     graph=not args.tests_only,
                     tests=not args.no_tests,
@@ -89,7 +90,7 @@ def _run_generate(args: argparse.Namespace, console: Console | None = None) -> i
             console.print(
                 f"[bold green]✓ {result.spec} {result.config}[/]: {g['states']:,} states, {g['edges']:,} edges, "
                 f"{len(g['actions'])} actions ({g['action_params']:,} with parameters) -> "
-                f"{g['traces']:,} traces covering {args.cover} ({g['steps']:,} steps) in {out}",
+                f"{g['traces']:,} traces covering {cover} ({g['steps']:,} steps) in {out}",
                 highlight=False,
             )
         if result.tests:
@@ -130,7 +131,12 @@ examples:
     )
     gen.add_argument("specs", nargs="*", metavar="SPEC", help="spec names (default: every spec/*.json)")
     gen.add_argument("--config", default="Small", metavar="NAME_OR_FILE", help="model config (default: Small)")
-    gen.add_argument("--cover", choices=("edges", "actions"), default="edges", help="what the paths must cover (default: edges)")
+    gen.add_argument(
+        "--cover",
+        choices=("edges", "actions"),
+        default=None,
+        help="what the paths must cover (default: the config's conformance cover in its manifest, else edges)",
+    )
     gen.add_argument("--max", type=_positive, metavar="N", help="write at most N covering paths")
     gen.add_argument("--out", type=Path, metavar="DIR", help="traces root (default: ./traces)")
     gen.add_argument("--spec-dir", type=Path, default=None, help="where the specs live (default: ./spec)")
@@ -378,6 +384,13 @@ def _run_log(args: argparse.Namespace, console: Console | None = None) -> int:
     from .specs import SpecError, resolve_spec
 
     console = console or Console(soft_wrap=True)
+    try:
+        known = load_mapping(resolve_spec(args.spec, args.spec_dir).name)
+    except SpecError:
+        known = None  # reported below, as each path reports it
+    if known is not None and not hasattr(known, "recognize"):
+        console.print(f"[bold red]error:[/] the {args.spec} mapping replays traces but does not log runs yet", highlight=False)
+        return EXIT_ERROR
     if args.from_dir is not None:
         return _log_from_dir(args, console)
     try:

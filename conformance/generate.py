@@ -477,6 +477,20 @@ def config_constraints(spec: SpecModel, config: str) -> list[str]:
     return names
 
 
+def config_cover(spec: SpecModel, config: str) -> str:
+    """What a config's committed traces cover: ``"conformance": {"cover":
+    "actions"}`` in its manifest entry (a model whose edge cover is too big
+    to commit), else ``"edges"``."""
+    manifest = spec.spec_dir / f"{spec.name}.json"
+    if config not in spec.configs or not manifest.is_file():
+        return "edges"
+    entry = json.loads(manifest.read_text(encoding="utf-8")).get("configs", {}).get(config, {})
+    cover = (entry.get("conformance") or {}).get("cover", "edges")
+    if cover not in ("edges", "actions"):
+        raise SpecError(f"{manifest}: configs.{config}.conformance.cover must be 'edges' or 'actions', not {cover!r}")
+    return cover
+
+
 def prepare(spec: SpecModel, config: str, workspace: _Workspace, *, workers: int = 1) -> dict[str, Any]:
     """Read the constants and install the mapping's choice constraints and
     the config's own constraints on its traces (:func:`config_constraints`)."""

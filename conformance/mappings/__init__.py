@@ -38,6 +38,7 @@ MAPPINGS = {
     "RefCounting": "conformance.mappings.refcounting",
     "FateSharing": "conformance.mappings.fatesharing",
     "Ownership": "conformance.mappings.ownership",
+    "OwnerRecovery": "conformance.mappings.ownerrecovery",
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from conformance.generate import edge_id, generate, targeted_file_name
 from conformance.replay import load_traces
-from conformance.specs import resolve_spec, spec_hash, strip_cfg
+from conformance.specs import SpecError, resolve_spec, spec_hash, strip_cfg
 from ownership.cli import main
 from ownership.tla.itf import load_itf
 
@@ -170,3 +170,17 @@ def test_spec_hash_changes_with_the_spec(tmp_path):
     before = spec_hash(resolve_spec("Counter", tmp_path))
     (tmp_path / "Counter.tla").write_text((tmp_path / "Counter.tla").read_text().replace("count[p] < Max", "count[p] < Max + 0"))
     assert spec_hash(resolve_spec("Counter", tmp_path)) != before
+
+
+def test_config_cover_comes_from_the_manifest_else_edges(tmp_path):
+    from conformance.generate import config_cover
+
+    assert config_cover(resolve_spec("OwnerRecovery", SPEC_DIR), "Small") == "actions"
+    assert config_cover(resolve_spec("Scheduling", SPEC_DIR), "Small") == "edges"
+    spec_dir = tmp_path / "spec"
+    shutil.copytree(SPEC_DIR, spec_dir)
+    manifest = json.loads((spec_dir / "OwnerRecovery.json").read_text())
+    manifest["configs"]["Small"]["conformance"]["cover"] = "paths"
+    (spec_dir / "OwnerRecovery.json").write_text(json.dumps(manifest))
+    with pytest.raises(SpecError, match="must be 'edges' or 'actions'"):
+        config_cover(resolve_spec("OwnerRecovery", spec_dir), "Small")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import attrs
 
-from ownership.core.events import AddLocalRef, Execute, Logged, PeerLost, Put, Received, Submit
+from ownership.core.events import AddLocalRef, Execute, GetValue, Logged, PeerLost, Put, Received, Submit
 from ownership.core.messages import (
     DispatchLogged,
     LogDispatch,
@@ -197,3 +197,24 @@ def test_new_owner_budget_counts_the_attempts_the_head_logged(mini, h) -> None:
     task = mini.driver.submitter.tasks[s.task_id]
     # Retries[x] + 1 - attempts: the dead owner's push was the first run.
     assert task.spec.owner == mini.driver.address and task.retries_left == 2
+
+
+def test_new_owner_runs_a_never_dispatched_task_without_spending_a_retry(mini, h) -> None:
+    # max_retries=0: the dead owner never pushed the task (its LogDispatch
+    # never reached the head), so its first run is still to come
+    # (OwnerRecovery!NewOwnerComplete: log[x].att = 0 -> "waiting", with the
+    # whole budget); it must not fail as out of retries at the new owner.
+    s = submit_recoverable(mini, h, max_retries=0)
+    mini.r.run(skip=lambda f: isinstance(f[2], LogDispatch))
+    assert mini.head.recovery_logs[s.return_id].attempts == 0
+    mini.r.feed("n1", PeerLost("w1@n1"))  # dead with its LogDispatch unsent
+    mini.r.run(skip=lambda f: isinstance(f[2], LogDispatch) and f[0] == "w1@n1")
+    assert mini.head.recovery_logs[s.return_id].attempts == 0
+    d = mini.driver
+    assert d.takeover.recovering == {}
+    mini.r.feed(d.address, GetValue(1, s.return_id))
+    mini.r.run(skip=lambda f: isinstance(f[2], PushTask))
+    [push] = [m for src, _dst, m in mini.r.flight if isinstance(m, PushTask) and src == d.address]
+    assert push.task.task_id == s.task_id and push.epoch == 1
+    task = d.submitter.tasks[s.task_id]
+    assert task.retries_left == 0 and d.refs.table[s.return_id].status != "failed"

@@ -639,9 +639,14 @@ class TakeOver:
             return []
         held = [a.ref.object_id for a in spec.args if a.ref is not None]
         held += [r.object_id for a in spec.args if a.value is not None for r in a.value.refs]
-        # The attempts the head counted are spent (OwnerRecovery!LogBudget): the
-        # first run is free only if it was never pushed.
-        budget = spec.max_retries if m.attempts == 0 else spec.max_retries + 1 - m.attempts
+        # The attempts the head counted are spent (OwnerRecovery!LogBudget):
+        # max_retries + 1 runs in all, of which the dead owner pushed
+        # ``attempts``. Every run at the new owner starts from a lost entry
+        # (complete, then reconstruct), whose resubmission spends one of
+        # ``retries_left``; so a task never pushed keeps max_retries + 1 of
+        # them here, and after its first run the spec's budget,
+        # max_retries (there: "waiting" with the whole budget).
+        budget = spec.max_retries + 1 - m.attempts
         task = TaskEntry(spec=spec, key=scheduling_key(spec), retries_left=max(0, budget), state=DONE, held=held)
         submitter.tasks[spec.task_id] = task
         return []

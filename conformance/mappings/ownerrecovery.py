@@ -1,0 +1,885 @@
+"""OwnerRecovery (spec/OwnerRecovery.tla) <-> the implementation.
+
+The committed corpus is Small's action cover and its targeted traces
+(traces/OwnerRecovery/): its edge cover, 46,401 edges, is far too big to
+commit (spec/docs/OwnerRecovery.md, "Conformance"). Two of its traces
+diverge where the spec rebuilds a lost object eagerly and the
+implementation lazily (tests/conformance/test_replay.py,
+KNOWN_DIVERGENCES).
+
+Binding of the model's values (Small's shape: one object, its holders, a
+parent whose executions run at ``ParentPlacement``):
+
+- process ``p`` is the node named ``p`` with its workers (the model's
+  process is a node of one worker, its store the node's); the driver
+  ``Driver`` is ``driver@<Driver>``;
+- object ``x`` is the recoverable object the parent's body makes at
+  ``ParentMake`` (its id is the same in every execution of the parent:
+  that is how a re-execution adopts it);
+- a holder ``h`` is an actor the driver creates on node ``h`` before the
+  parent starts: a task of the dead owner is stopped with its lease, so
+  only a process the owner does not own outlives it. ``ParentShare`` is
+  the parent's call ``keep(x)`` on it (the reference travels inside the
+  argument: borrowed), ``HolderReceive`` that call's delivery, ``HolderGet``
+  and ``HolderRelease`` the driver's calls ``get()`` and ``release()``.
+
+Placement: the parent asks for a marker resource that the nodes of
+``ParentPlacement`` have (the driver's node redirects it to the one with
+the most free CPU, ties to the smallest name: the first place while it
+lives); a task of ``x`` asks for a marker only its place has, which must
+be a process that cannot crash (otherwise the spec's ``PlaceOf`` moves on,
+which a marker cannot follow: such a config is refused).
+
+Eager actions (the implementation takes them inside the stimulus that
+enables them): a holder's get returns as soon as the owner can answer
+(HolderGetReturns); an object nothing refers to is deleted at the head and
+freed at once (OwnerFree, and the stores' StoreFree: FreeObject is
+delivered at once); a re-executed parent lets go of an adopted object when
+its body ends (AdopterRelease); the new owner settles an object on the
+last answer (NewOwnerComplete) and rebuilds what is lost (OwnerRebuild).
+
+Departure (``model_choices``): the model's worker keeps running a task of
+a dead owner and reports it to the new owner; the implementation's node
+stops the workers leased to a dead owner when it hears of the death, and
+the new owner rebuilds what they would have made. A process is told of a
+death (ProcessHandleOwnerMoved) in traces only when it runs no task of the
+dead owner.
+
+Projection (every variable but ``lastAction`` and ``why``, a history only
+the properties read). What is mapped rather than read:
+
+- epochs: the implementation's epoch + 1 (its first owner's epoch is 0,
+  the spec's 1); the head forgets a deleted log, and an owner a freed
+  entry: the harness keeps the last epoch of each (the spec keeps it);
+- an entry's ``borrowers``: the owner counts a holder when the call that
+  carried the reference returns, the spec as it sends: a ``keep`` call in
+  flight or running counts;
+- ``waiting`` of a take-over: the implementation waits for every node (its
+  store) and every worker (its references) it was told of; a process is
+  waited for while any of them is, and the driver's own node answers
+  inside the driver's step (``ProcessHandleOwnerMoved`` at the driver);
+- ``loc``: the process of the last push of the entry's owner (the spec
+  keeps it across the run's end);
+- the head's ``log`` of an object the driver took over: the driver writes
+  nothing to the head (its death ends the job), so its own dispatches are
+  added to the attempts and location the head has;
+- ``budget`` of a taken-over task its dead owner never pushed: the
+  implementation's first run of it is a resubmission, which spends one of
+  ``retries_left`` (``TakeOver._lineage``); the spec's budget is one less
+  until that run;
+- ``mv``: what a process heard in a take-over's notice; a re-executed
+  parent that adopts learns where the object moved from the head's answer,
+  before its process hears of the death, which the spec does not count;
+- a push lost with a worker its node stopped for the push's dead owner is,
+  to the spec, still in flight to that (live) process until it drops it as
+  stale: it stays in ``msgs`` until the trace's ``WorkerStart`` takes it;
+- a crashed process keeps its ``ent``, ``brw``, ``dk`` and ``mv`` (the spec
+  changes none of them after a crash);
+- ``gst``, ``got``, ``created``, ``made``, ``odied``, ``crashes``: the
+  harness's record of what the bodies and calls did.
+
+Stimuli: a step of the parent's body (``ParentMake``, ``ParentShare``,
+``ParentFinish``) releases the body; ``OwnerDispatch`` delivers the task's
+lease request (the grant, the head's log of the dispatch and the push
+follow below the spec) until the push is in flight; ``WorkerFinish``
+releases the task's body (its value goes to the node's store below the
+spec); ``HolderGet``/``HolderRelease`` are the driver's calls on the
+holder; ``Crash`` crashes the node; ``HeadDetectDeath`` lets heartbeat
+rounds pass until the head declares it dead; a step that consumes a
+message delivers the one in flight (``ProcessHandleOwnerMoved``: the head's
+notice to the node, relayed to its workers below the spec;
+``NewOwnerHandleReport``: every answer of the process's node and workers).
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import attrs
+import trio
+
+from ownership.core.config import CoreConfig
+from ownership.core.messages import (
+    ClusterView,
+    Heartbeat,
+    LeaseGranted,
+    NodeDied,
+    OwnerMoved,
+    PushTask,
+    RecoveryReport,
+    RefRemoved,
+    RequestLease,
+    Spillback,
+    TaskReply,
+)
+from ownership.core.refcount import FAILED, LOST, READY
+from ownership.core.submitter import DONE, RUNNING
+from ownership.errors import OwnershipError
+from ownership.runtime.refs import _runtime_var
+from ownership.runtime.transport import Envelope
+from ownership.runtime.values import Payload, pack_function, unpack
+from ownership.runtime.worker import error_info_of
+from ownership.tla.values import ModelValue, TLARecord, format_value, function_value
+
+from ..cluster import ActiveMapping, ModelCluster, NodeShape, StimulusError
+from . import Mapping
+
+__all__ = ["EAGER", "NO_RETARGET", "OwnerRecoveryMapping", "MAPPING"]
+
+_ACTIVE = ActiveMapping("OwnerRecovery")
+
+#: actions the implementation takes by itself, inside the stimulus that enables them
+EAGER = frozenset(
+    {
+        "HolderGetReturns",
+        "OwnerFree",
+        "StoreFree",
+        "AdopterRelease",
+        "NewOwnerComplete",
+        "OwnerRebuild",
+    }
+)
+
+#: the departure traces avoid: a process hears of an owner's death only
+#: when it runs no task of that owner (the implementation kills such runs)
+NO_RETARGET = (
+    'lastAction\'.name = "ProcessHandleOwnerMoved" => '
+    "~\\E r \\in run[lastAction'.params.p] : r.o = lastAction'.params.m.w"
+)
+
+async def parent_body(holders: dict) -> None:
+    """The parent task's user code: the model's ``Body``, one step at a time."""
+    mapping = _ACTIVE.get()
+    return await mapping.run_parent(_runtime_var.get(), holders)
+
+
+async def object_body(name: str) -> list[str]:
+    """A task of an object: it returns its lineage value once the trace finishes it."""
+    mapping = _ACTIVE.get()
+    return await mapping.run_object(_runtime_var.get(), name)
+
+
+class Holder:
+    """A holder of the model: an actor of the driver that keeps a reference."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ref: Any = None
+
+    async def keep(self, box: Any) -> None:
+        self.ref = box[0]
+
+    async def get(self) -> list[str]:
+        return await _runtime_var.get().get_one(self.ref)
+
+    async def release(self) -> None:
+        self.ref = None
+
+
+@attrs.define(eq=False)
+class _Body:
+    """One execution of the parent, as user code runs it."""
+
+    address: str
+    att: int
+    pc: int = 1
+    st: str = "running"
+    refs: dict = attrs.Factory(dict)
+    go: trio.Event = attrs.Factory(trio.Event)
+
+
+class OwnerRecoveryMapping(Mapping):
+    spec = "OwnerRecovery"
+    eager = EAGER
+    unobserved = {
+        "lastAction": "auxiliary: the trace's own label of its steps",
+        "why": "history read only by the properties (why a failure was allowed)",
+    }
+
+    @classmethod
+    def model_choices(cls, constants: dict[str, Any]) -> tuple[list[str], list[str]]:
+        return [], [NO_RETARGET]
+
+    def __init__(self, constants: dict[str, Any]) -> None:
+        super().__init__(constants)
+        k = constants
+        self.procs: list[ModelValue] = sorted(k["Procs"])
+        self.driver: ModelValue = k["Driver"]
+        self.no_proc: ModelValue = k["NoProc"]
+        self.no_obj: ModelValue = k["NoObj"]
+        self.objects: list[ModelValue] = sorted(k["Objects"])
+        self.recoverable: dict = dict(k["Recoverable"])
+        self.kind: dict = dict(k["Kind"])
+        self.args: dict = {x: frozenset(v) for x, v in dict(k["Args"]).items()}
+        self.retries: dict = dict(k["Retries"])
+        self.placement: dict = {x: tuple(v) for x, v in dict(k["Placement"]).items()}
+        self.holders: dict = {x: frozenset(v) for x, v in dict(k["Holders"]).items()}
+        self.parent_places: tuple = tuple(k["ParentPlacement"])
+        self.body: tuple = tuple(k["Body"])
+        self.crashable: frozenset = frozenset(k["Crashable"])
+        self.by_name = {x.name: x for x in self.objects}
+        self.proc_by_name = {p.name: p for p in self.procs}
+        self.place: dict = {}
+        for x in self.objects:
+            if self.kind[x] != "task" or not self.recoverable[x] or self.args[x]:
+                raise ValueError(f"the OwnerRecovery mapping drives recoverable tasks without arguments, not {x.name}")
+            if self.placement[x][0] in self.crashable:
+                raise ValueError(f"{x.name} runs first at {self.placement[x][0].name}, which may crash: a marker cannot follow PlaceOf")
+            self.place[x] = self.placement[x][0]
+        if any(op["op"] == "get" for op in self.body):
+            raise ValueError("the OwnerRecovery mapping does not drive the parent's gets")
+        self.all_holders = sorted(frozenset().union(*self.holders.values()))
+        self.c: ModelCluster | None = None
+        self.bodies: dict[ModelValue, _Body] = {}
+        self.parent_att = 0
+        self.holder_refs: dict[str, Any] = {}
+        #: holder -> (owner proc, model epoch) of the reference it keeps
+        self.held: dict[ModelValue, tuple] = {}
+        self.gst: dict[ModelValue, str] = {h: "none" for h in self.all_holders}
+        self.got: set = set()
+        self.created: set = set()
+        self.made: set = set()
+        self.crashes = 0
+        self.obj_of: dict[str, ModelValue] = {}
+        self.oid: dict[ModelValue, str] = {}
+        #: (proc, object) -> the last model epoch of its entry; object -> of its log
+        self.ent_ep: dict[tuple, int] = {}
+        self.log_ep: dict[ModelValue, int] = {}
+        self.last_push: dict[tuple, ModelValue] = {}
+        #: RefRemoved in flight (by id) -> the model epoch it names
+        self.removed_ep: dict[int, int] = {}
+        self._keep: list[Any] = []
+        self._object_fn = pack_function(object_body)
+        self._parent_fn = pack_function(parent_body)
+        self._runs: dict[str, trio.Event] = {}
+        #: a crashed process -> its tables when it crashed
+        self.frozen: dict[ModelValue, dict[str, Any]] = {}
+        #: pushes of an object's task by each owner, and those lost with a
+        #: worker its node stopped for its dead owner (see _network_event)
+        self.pushes: dict[tuple, int] = {}
+        self.ghosts: dict[int, Envelope] = {}
+        self.harness_crashed: set[str] = set()
+        #: object -> its incarnations, oldest first: the owner that made it,
+        #: the spec's epoch of the deleted one before it, whether it was taken over (see _ep)
+        self.incarnations: dict[ModelValue, list[dict[str, Any]]] = {}
+
+    # ------------------------------------------------------------------ cluster
+    def cluster(self) -> Any:
+        shapes = {}
+        for p in self.procs:
+            res = {"CPU": 4.0}
+            if p in self.parent_places:
+                res["parent"] = 1.0
+            for x in self.objects:
+                if self.place[x] == p:
+                    res[f"run:{x.name}"] = 4.0
+            if p in self.all_holders:
+                res[f"holder:{p.name}"] = 1.0
+            shapes[p.name] = NodeShape(tuple(sorted(res.items())), 4)
+        config = CoreConfig(
+            inline_threshold=0,
+            node_timeout_ticks=1,
+            suspect_on_connection_loss=False,
+            max_workers_per_node=8,
+        )
+        return _ACTIVE.cluster(self, shapes, config, self.driver.name)
+
+    def _driver_address(self) -> str:
+        return _ACTIVE.driver_address(self.driver.name)
+
+    async def start(self, cluster: ModelCluster) -> None:
+        self.c = cluster
+        cluster.network.observers.append(self._network_event)
+        rt = cluster.drivers[self._driver_address()]
+        _runtime_var.set(rt)
+        for h in self.all_holders:
+            fid = f"holder:{h.name}"
+            ref = rt.submit_task(fid, Payload(data=pickle.dumps(Holder)), (h.name,), {},
+                                 resources=((f"holder:{h.name}", 1.0),), max_retries=0, kind="actor_create", name=fid)
+            self.holder_refs[h.name] = ref
+        await self.settle()
+        function_id, function = self._parent_fn
+        self.parent_ref = rt.submit_task(function_id, function, (dict(self.holder_refs),), {},
+                                         resources=(("parent", 1.0),), max_retries=len(self.parent_places) - 1, name="parent")
+        await self.settle()
+
+    # ------------------------------------------------------------------ user code
+    async def run_parent(self, rt: Any, holders: dict) -> None:
+        p = self.proc_by_name[rt.address.rpartition("@")[2]]
+        self.parent_att += 1
+        b = _Body(rt.address, self.parent_att)
+        self.bodies[p] = b
+        for op in self.body:
+            x = op["obj"]
+            await self._wait_go(b)
+            if op["op"] == "make":
+                function_id, function = self._object_fn
+                ref = rt.submit_task(function_id, function, (x.name,), {}, resources=((f"run:{x.name}", 1.0),),
+                                     max_retries=self.retries[x], name=x.name, recoverable=True)
+                self.obj_of[ref.object_id] = x
+                self.oid[x] = ref.object_id
+                b.refs[x] = ref
+            elif op["op"] == "share":
+                if b.att == 1 and x in b.refs:
+                    for h in sorted(self.holders[x]):
+                        rt.submit_actor_call(holders[h.name], "keep", ([b.refs[x]],), {})
+            b.pc += 1
+        await self._wait_go(b)
+        b.refs.clear()
+        b.st = "done"
+
+    async def run_object(self, rt: Any, name: str) -> list[str]:
+        done = self._runs[rt.address] = trio.Event()
+        await done.wait()
+        del self._runs[rt.address]
+        return [name]
+
+    async def _wait_go(self, b: _Body) -> None:
+        await b.go.wait()
+        b.go = trio.Event()
+
+    # ------------------------------------------------------------------ delivery
+    def _x_task(self, task_id: str) -> ModelValue | None:
+        return self.obj_of.get(f"{task_id}.r")
+
+    def _held(self, env: Envelope) -> bool:
+        msg = env.msg
+        if isinstance(msg, (Heartbeat, ClusterView, OwnerMoved, NodeDied, RecoveryReport, RefRemoved)):
+            return isinstance(msg, (Heartbeat, ClusterView)) or self._held_recovery(env)
+        if isinstance(msg, RequestLease):
+            return self._x_task(msg.task_id) is not None
+        if isinstance(msg, (Spillback, LeaseGranted)):
+            return False
+        if isinstance(msg, PushTask):
+            return self._x_task(msg.task.task_id) is not None or msg.task.method == "keep"
+        if isinstance(msg, TaskReply):
+            return self._x_task(msg.task_id) is not None or msg.task_id == self._parent_task_id()
+        return False
+
+    def _held_recovery(self, env: Envelope) -> bool:
+        msg = env.msg
+        if isinstance(msg, (OwnerMoved, NodeDied)):
+            # the head's notice to a node (a death that moved nothing is a
+            # NodeDied: the spec's OwnerMoved with no object); a node's relay
+            # to its workers is below the spec
+            return env.src == "head"
+        if isinstance(msg, RecoveryReport):
+            return self._proc(env.src) != self.driver  # the driver's node answers inside the driver's step
+        return isinstance(msg, RefRemoved) and self._obj(msg.object_id) is not None
+
+    def _parent_task_id(self) -> str | None:
+        return getattr(self, "parent_ref", None) and self.parent_ref.object_id.removesuffix(".r")
+
+    async def settle(self) -> None:
+        assert self.c is not None
+        net = self.c.network
+        while True:
+            await net.settle()
+            flight = [(mid, env) for mid, env in net.in_flight() if not self._held(env)]
+            if not flight:
+                return
+            mid, env = flight[0]
+            if isinstance(env.msg, RequestLease):
+                for _ in range(2):
+                    await self.c.refresh_views()
+                if mid not in dict(net.in_flight()):
+                    continue
+            net.deliver(mid)
+
+    def _network_event(self, event: Any) -> None:
+        env = event.envelope
+        if event.kind == "drop" and env is not None and isinstance(env.msg, PushTask):
+            # A push to a worker its node stopped because the push's owner
+            # died: to the spec that worker is its process, alive, and the
+            # push is in flight until the worker drops it as stale
+            # (WorkerStart); the implementation lost it with the worker.
+            assert self.c is not None
+            if (
+                self._x_task(env.msg.task.task_id) is not None
+                and not self.c.network.alive(env.dst)
+                and self._proc(env.dst).name not in self.harness_crashed
+            ):
+                assert event.id is not None
+                self.ghosts[event.id] = env
+            return
+        if event.kind != "send" or env is None:
+            return
+        msg = env.msg
+        if isinstance(msg, OwnerMoved) and env.src == "head":
+            for m in msg.moved:
+                x = self._obj(m.object_id)
+                for inc in reversed(self.incarnations.get(x, [])) if x is not None else ():
+                    if inc["owner"] in msg.workers:
+                        inc["moved"] = True
+                        break
+        if isinstance(msg, PushTask):
+            x = self._x_task(msg.task.task_id)
+            if x is not None:
+                key = (self._proc(env.src), x)
+                self.last_push[key] = self._proc(env.dst)
+                self.pushes[key] = self.pushes.get(key, 0) + 1
+        elif isinstance(msg, RefRemoved):
+            h = self._proc(env.src)
+            if h in self.held:
+                self.removed_ep[id(msg)] = self.held[h][1]
+                self._keep.append(msg)
+
+    # ------------------------------------------------------------------ stimuli
+    async def apply(self, action: str, params: dict[str, Any]) -> None:
+        assert self.c is not None
+        handler = getattr(self, f"_do_{action}", None)
+        if handler is None:
+            raise StimulusError(f"the OwnerRecovery mapping has no stimulus for {action}")
+        await handler(params)
+        await self.settle()
+
+    async def _deliver(self, action: str, m: Any, types: tuple[type, ...]) -> None:
+        assert self.c is not None
+        for mid, env in self.c.network.in_flight():
+            if isinstance(env.msg, types) and m in self._records(env):
+                await self.c.deliver(mid)
+                return
+        raise StimulusError(f"{action}: no message in flight is {format_value(m)}")
+
+    def _body(self, p: ModelValue) -> _Body:
+        b = self.bodies.get(p)
+        if b is None or b.st != "running":
+            raise StimulusError(f"no body of the parent runs at {p.name}")
+        return b
+
+    async def _body_step(self, p: ModelValue, op: str, x: Any) -> None:
+        b = self._body(p)
+        if op == "finish":
+            if b.pc <= len(self.body):
+                raise StimulusError(f"the parent at {p.name} has not reached its end")
+        elif b.pc > len(self.body) or self.body[b.pc - 1]["op"] != op or self.body[b.pc - 1]["obj"] != x:
+            raise StimulusError(f"the parent at {p.name} is not at {op} {x.name} (pc {b.pc})")
+        b.go.set()
+        assert self.c is not None
+        await self.c.network.settle()
+
+    async def _do_ParentMake(self, p: dict[str, Any]) -> None:
+        x = p["x"]
+        adopted = self.recoverable[x] and x in self.oid and self._log(x) is not None
+        if not adopted:
+            b = self._body(p["p"])
+            self.incarnations.setdefault(x, []).append({"owner": b.address, "base": self.log_ep.get(x, 0), "moved": False})
+        await self._body_step(p["p"], "make", x)
+        if not adopted:
+            self.created.add(x)
+
+    async def _do_ParentShare(self, p: dict[str, Any]) -> None:
+        await self._body_step(p["p"], "share", p["x"])
+
+    async def _do_ParentFinish(self, p: dict[str, Any]) -> None:
+        await self._body_step(p["p"], "finish", None)
+
+    async def _do_DriverHandleParentDone(self, p: dict[str, Any]) -> None:
+        await self._deliver("DriverHandleParentDone", p["m"], (TaskReply,))
+
+    async def _do_OwnerDispatch(self, p: dict[str, Any]) -> None:
+        assert self.c is not None
+        owner = self._owner_address(p["p"])
+        x = p["x"]
+        for _ in range(20):
+            await self.settle()
+            flight = self.c.network.in_flight()
+            if any(isinstance(e.msg, PushTask) and e.src == owner and self._x_task(e.msg.task.task_id) == x for _m, e in flight):
+                return
+            req = next((mid for mid, e in flight if isinstance(e.msg, RequestLease) and e.msg.owner == owner
+                        and self._x_task(e.msg.task_id) == x), None)
+            if req is None:
+                break
+            for _ in range(2):
+                await self.c.refresh_views()
+            await self.c.deliver(req)
+        raise StimulusError(f"{p['p'].name} did not push {x.name}")
+
+    async def _do_WorkerStart(self, p: dict[str, Any]) -> None:
+        for mid, env in list(self.ghosts.items()):
+            if p["m"] in self._records(env):
+                del self.ghosts[mid]  # dropped as stale, by a worker that is gone here (see _network_event)
+                return
+        await self._deliver("WorkerStart", p["m"], (PushTask,))
+
+    async def _do_WorkerFinish(self, p: dict[str, Any]) -> None:
+        assert self.c is not None
+        x = p["x"]
+        for address, done in list(self._runs.items()):
+            if self._proc(address) == p["p"]:
+                done.set()
+                await self.c.network.settle()
+                self.made.add(x)
+                return
+        raise StimulusError(f"no run of {x.name} at {p['p'].name}")
+
+    async def _do_OwnerHandleReply(self, p: dict[str, Any]) -> None:
+        await self._deliver("OwnerHandleReply", p["m"], (TaskReply,))
+
+    async def _do_HolderReceive(self, p: dict[str, Any]) -> None:
+        await self._deliver("HolderReceive", p["m"], (PushTask,))
+
+    async def _do_HolderGet(self, p: dict[str, Any]) -> None:
+        assert self.c is not None
+        h, x = p["p"], p["x"]
+        rt = self.c.drivers[self._driver_address()]
+        self.gst[h] = "wait"
+
+        async def get() -> None:
+            _runtime_var.set(rt)
+            try:
+                value = await rt.get_one(rt.submit_actor_call(self.holder_refs[h.name], "get", (), {}))
+                self.got.add(TLARecord(h=h, x=x, res="value", val=frozenset(self.by_name[s] for s in value), by="holder"))
+                self.gst[h] = "value"
+            except OwnershipError as exc:
+                kind = error_info_of(exc).kind
+                res = "OwnerDied" if kind == "owner_died" else "error"
+                self.got.add(TLARecord(h=h, x=x, res=res, val=frozenset(), by="holder"))
+                self.gst[h] = "error"
+
+        self.c.nursery.start_soon(get)
+        await self.c.network.settle()
+
+    async def _do_HolderRelease(self, p: dict[str, Any]) -> None:
+        assert self.c is not None
+        h = p["p"]
+        rt = self.c.drivers[self._driver_address()]
+        self._keep.append(rt.submit_actor_call(self.holder_refs[h.name], "release", (), {}))
+        await self.c.network.settle()
+        self.gst[h] = "released"
+
+    async def _do_OwnerHandleRefRemoved(self, p: dict[str, Any]) -> None:
+        await self._deliver("OwnerHandleRefRemoved", p["m"], (RefRemoved,))
+
+    async def _do_Crash(self, p: dict[str, Any]) -> None:
+        assert self.c is not None
+        q = p["p"]
+        # The spec keeps a crashed process's table, references and knowledge as they were.
+        self.frozen[q] = {
+            "ent": function_value((x, self._entry(q, x)) for x in self.objects),
+            "brw": function_value((x, self._borrow(q, x)) for x in self.objects),
+            "dk": self._known_dead(q),
+            "mv": function_value((x, self._moved(q, x)) for x in self.objects),
+        }
+        self.harness_crashed.add(q.name)
+        self.c.crash(q.name)
+        self.crashes += 1
+
+    async def _do_HeadDetectDeath(self, p: dict[str, Any]) -> None:
+        assert self.c is not None
+        await self.c.declare_node_dead(p["p"].name)
+
+    async def _do_ProcessHandleOwnerMoved(self, p: dict[str, Any]) -> None:
+        await self._deliver("ProcessHandleOwnerMoved", p["m"], (OwnerMoved, NodeDied))
+
+    async def _do_NewOwnerHandleReport(self, p: dict[str, Any]) -> None:
+        assert self.c is not None
+        m = p["m"]
+        mids = [mid for mid, env in self.c.network.in_flight()
+                if isinstance(env.msg, RecoveryReport) and self._proc(env.src) == m["w"] and self._held(env)]
+        if not mids or m not in self._report_records(m["w"]):
+            raise StimulusError(f"NewOwnerHandleReport: no report in flight is {format_value(m)}")
+        for mid in mids:
+            await self.c.deliver(mid)
+
+    # ------------------------------------------------------------------ projection helpers
+    def _proc(self, address: str | None) -> ModelValue:
+        if address is None:
+            return self.no_proc
+        name = address.rpartition("@")[2] if "@" in address else address
+        return self.proc_by_name.get(name, ModelValue(f"<{address}>"))
+
+    def _obj(self, object_id: str) -> ModelValue | None:
+        return self.obj_of.get(object_id)
+
+    def _owner_address(self, p: ModelValue) -> str:
+        if p == self.driver:
+            return self._driver_address()
+        b = self.bodies.get(p)
+        if b is None:
+            raise StimulusError(f"no owner at {p.name}")
+        return b.address
+
+    def _cores_at(self, p: ModelValue) -> list[Any]:
+        assert self.c is not None
+        out = []
+        for address, rt in sorted({**self.c.workers, **self.c.drivers}.items()):
+            if self._proc(address) == p and self.c.network.alive(address):
+                out.append(rt.core)
+        return out
+
+    def _log(self, x: ModelValue) -> Any:
+        assert self.c is not None and self.c.head is not None
+        oid = self.oid.get(x)
+        return self.c.head.core.recovery_logs.get(oid) if oid is not None else None
+
+    def _ep(self, x: ModelValue, epoch: int, owner: str | None) -> int:
+        """The spec's epoch of ``x`` for the implementation's ``epoch`` at
+        ``owner``: one more (the first owner's is 0 here, 1 there), plus the
+        epoch the head had when it deleted an earlier incarnation of ``x``
+        (the head forgets it, the spec's log keeps it, and a re-made object
+        starts after it). An epoch 0 belongs to the incarnation its owner
+        made; a later one to the latest incarnation taken over."""
+        made = self.incarnations.get(x, [])
+        if epoch == 0:
+            inc = next((i for i in reversed(made) if i["owner"] == owner), made[-1] if made else None)
+        else:
+            inc = next((i for i in reversed(made) if i["moved"]), made[-1] if made else None)
+        return epoch + 1 + (inc["base"] if inc is not None else 0)
+
+    def _msg(self, type: str, x: Any, o: Any, ep: int, w: Any, dst: Any, **fields: Any) -> TLARecord:
+        base = dict(type=type, x=x, o=o, ep=ep, w=w, dst=dst, held=False, copy=False, running=False, err="",
+                    moved=frozenset(), to=frozenset())
+        base.update(fields)
+        return TLARecord(**base)
+
+    def _records(self, env: Envelope) -> list[TLARecord]:
+        msg = env.msg
+        if isinstance(msg, PushTask):
+            x = self._x_task(msg.task.task_id)
+            if x is not None:
+                return [self._msg("PushTask", x, self._proc(env.src), self._ep(x, msg.epoch, env.src), self._proc(env.dst), self._proc(env.dst))]
+            if msg.task.method == "keep":
+                out = []
+                for a in msg.task.args:
+                    for r in (a.value.refs if a.value is not None else ()):
+                        y = self._obj(r.object_id)
+                        if y is not None:
+                            ep = self.ent_ep.get((self._proc(env.src), y), 0)
+                            out.append(self._msg("Share", y, self._proc(env.src), ep, self._proc(env.dst), self._proc(env.dst)))
+                return out
+        if isinstance(msg, TaskReply):
+            x = self._x_task(msg.task_id)
+            if x is not None:
+                err = "" if msg.error is None else "arg"
+                return [self._msg("TaskReply", x, self._proc(env.dst), self._ep(x, msg.epoch, env.dst), self._proc(msg.worker), self._proc(env.dst), err=err)]
+            if msg.task_id == self._parent_task_id():
+                p = self._proc(msg.worker)
+                b = self.bodies.get(p)
+                return [self._msg("ParentDone", self.no_obj, p, b.att if b else 0, p, self.driver)]
+        if isinstance(msg, RefRemoved):
+            x = self._obj(msg.object_id)
+            if x is not None:
+                return [self._msg("RefRemoved", x, self._proc(env.dst), self.removed_ep.get(id(msg), 0), self._proc(msg.borrower), self._proc(env.dst))]
+        if isinstance(msg, OwnerMoved) and env.src == "head":
+            dead = self._proc(msg.node) if msg.node else self._proc(msg.workers[0])
+            moved = frozenset((x, self._ep(x, m.epoch, msg.new_owner)) for m in msg.moved if (x := self._obj(m.object_id)) is not None)
+            to = frozenset(self._proc(a) for a in msg.told) - {dead}
+            return [self._msg("OwnerMoved", self.no_obj, dead, 0, dead, self._proc(env.dst), moved=moved, to=to | {self.driver})]
+        if isinstance(msg, NodeDied) and env.src == "head":
+            dead = self._proc(msg.node)
+            assert self.c is not None and self.c.head is not None
+            to = frozenset(self._proc(n) for n, rec in self.c.head.core.nodes.items() if rec.alive) | {self.driver}
+            return [self._msg("OwnerMoved", self.no_obj, dead, 0, dead, self._proc(env.dst), to=to - {dead})]
+        if isinstance(msg, RecoveryReport):
+            return self._report_records(self._proc(env.src))
+        return []
+
+    def _report_records(self, q: ModelValue) -> list[TLARecord]:
+        """The spec's reports of process ``q``: its node's and its workers' answers, merged."""
+        assert self.c is not None
+        merged: dict[tuple, dict] = {}
+        for _mid, env in self.c.network.in_flight():
+            if isinstance(env.msg, RecoveryReport) and self._proc(env.src) == q:
+                for e in env.msg.entries:
+                    x = self._obj(e.object_id)
+                    if x is None:
+                        continue
+                    slot = merged.setdefault((x, self._ep(x, e.epoch, None)), {"held": False, "copy": False, "running": False})
+                    slot["held"] |= e.held
+                    slot["copy"] |= e.copy
+                    slot["running"] |= e.running
+        return [self._msg("RecoveryReport", x, self.driver, ep, q, self.driver, **f) for (x, ep), f in merged.items()]
+
+    def _entry(self, p: ModelValue, x: ModelValue) -> TLARecord:
+        no = TLARecord(st="none", ep=self.ent_ep.get((p, x), 0), loc=self.no_proc, locs=frozenset(), budget=0,
+                       borrowers=frozenset(), local=False, waiting=frozenset(), running=frozenset())
+        oid = self.oid.get(x)
+        core = next((c for c in self._cores_at(p) if oid is not None and (r := c.refs.table.get(oid)) is not None and r.owned), None)
+        if core is None:
+            return no
+        ref = core.refs.table[oid]
+        ep = self._ep(x, ref.epoch, core.address)
+        self.ent_ep[(p, x)] = ep
+        task = core.submitter.tasks.get(ref.task_id) if ref.task_id else None
+        rec = core.takeover.recovering.get(oid) if p == self.driver else None
+        if rec is not None:
+            st = "recovering"
+        elif ref.status == READY:
+            st = "ready"
+        elif ref.status == LOST:
+            st = "lost"
+        elif ref.status == FAILED:
+            st = "failed"
+        elif task is not None and task.state == RUNNING and task.dispatching is None:
+            st = "pending"
+        else:
+            st = "waiting"
+        borrowers = {self._proc(a) for a in ref.borrowers}
+        for env in self._keep_calls(core.address, oid):
+            borrowers.add(self._proc(env))
+        locs = frozenset(self._proc(n) for n in ref.locations) if st in ("ready", "recovering") else frozenset()
+        waiting = frozenset(self._proc(a) for a in rec.waiting) - {self.driver} if rec is not None else frozenset()
+        budget = task.retries_left if task is not None else 0
+        log = self._log(x)
+        never_run = log is not None and log.attempts == 0 and self.pushes.get((self.driver, x), 0) == 0
+        if task is not None and task.state == DONE and p == self.driver and never_run:
+            # A task its dead owner never pushed: its first run here will be a
+            # resubmission, which spends one of retries_left (the spec's
+            # LogBudget counts no retry for it; see TakeOver._lineage).
+            budget -= 1
+        return TLARecord(
+            st=st, ep=ep, loc=self.last_push.get((p, x), self.no_proc), locs=locs,
+            budget=budget,
+            borrowers=frozenset(borrowers), local=ref.local > 0, waiting=waiting, running=frozenset(),
+        )
+
+    def _keep_calls(self, owner: str, oid: str) -> list[str]:
+        """Holders a ``keep`` call carrying ``oid`` is on its way to, or runs at (not yet replied)."""
+        assert self.c is not None
+        out = []
+        for _mid, env in self.c.network.in_flight():
+            if isinstance(env.msg, PushTask) and env.src == owner and env.msg.task.method == "keep":
+                if any(r.object_id == oid for a in env.msg.task.args if a.value is not None for r in a.value.refs):
+                    out.append(env.dst)
+        return out
+
+    def _borrow(self, p: ModelValue, x: ModelValue) -> TLARecord:
+        oid = self.oid.get(x)
+        for core in self._cores_at(p):
+            ref = core.refs.table.get(oid) if oid else None
+            if ref is not None and not ref.owned and ref.status != FAILED:
+                ep = self._ep(x, ref.epoch, ref.owner)
+                if p in self.all_holders:
+                    self.held[p] = (self._proc(ref.owner), ep)
+                return TLARecord(o=self._proc(ref.owner), ep=ep, held=True)
+        return TLARecord(o=self.no_proc, ep=0, held=False)
+
+    def _moved(self, p: ModelValue, x: ModelValue) -> TLARecord:
+        oid = self.oid.get(x)
+        best = None
+        for core in self._cores_at(p):
+            if not core.dead_nodes and not core.dead_workers:
+                # An adopter learns where the object moved from the head's
+                # answer to its LogObject, before its process hears of the
+                # death; the spec's mv is what a process heard in the notice.
+                continue
+            m = core.moved.get(oid) if oid else None
+            if m is not None and (best is None or m[1] > best[1]):
+                best = m
+        if best is None:
+            return TLARecord(o=self.no_proc, ep=0)
+        return TLARecord(o=self._proc(best[0]), ep=self._ep(x, best[1], best[0]))
+
+    def _known_dead(self, p: ModelValue) -> frozenset:
+        cores = self._cores_at(p)
+        if not cores:
+            return frozenset()
+        dead = set().union(*(c.dead_nodes for c in cores))
+        return frozenset(self._proc(n) for n in dead)
+
+    def _runs_at(self, p: ModelValue) -> frozenset:
+        out = set()
+        for core in self._cores_at(p):
+            for r in core.executor.running.values():
+                x = self._x_task(r.spec.task_id)
+                if x is not None and r.started:
+                    o = self._proc(r.spec.owner)
+                    ep = self.ent_ep.get((o, x), 1)
+                    out.add(TLARecord(x=x, o=o, ep=ep, src=(o, ep), val=frozenset({x})))
+        return frozenset(out)
+
+    def _copies(self) -> frozenset:
+        assert self.c is not None
+        out = set()
+        for name, rt in self.c.nodes.items():
+            if not self.c.network.alive(name):
+                continue
+            for oid, obj in rt.core.store.objects.items():
+                x = self._obj(oid)
+                if x is not None and obj.pinned:
+                    val = frozenset(self.by_name[s] for s in unpack(obj.value, lambda info: None))
+                    out.add(TLARecord(x=x, n=self.proc_by_name[name], o=self._proc(obj.owner), ep=self._ep(x, obj.epoch, obj.owner), val=val))
+        return frozenset(out)
+
+    def _log_record(self, x: ModelValue) -> TLARecord:
+        log = self._log(x)
+        if log is None:
+            return TLARecord(st="none", owner=self.no_proc, ep=self.log_ep.get(x, 0), loc=self.no_proc, att=0,
+                             val=frozenset(), adopt=frozenset())
+        self.log_ep[x] = self._ep(x, log.epoch, log.owner)
+        owner = self._proc(log.owner)
+        loc = self._proc(log.location) if log.location else self.no_proc
+        att = log.attempts
+        if owner == self.driver:
+            # The driver writes nothing to the head (it is the new owner of
+            # everything, and its death ends the job): its dispatches of an
+            # object it took over are counted here, as the spec's log does.
+            att += self.pushes.get((self.driver, x), 0)
+            loc = self.last_push.get((self.driver, x), loc)
+        return TLARecord(st="logged", owner=owner, ep=self.log_ep[x], loc=loc, att=att,
+                         val=frozenset(), adopt=frozenset(self._proc(a) for a in log.adopters))
+
+    def _par(self) -> TLARecord:
+        assert self.c is not None
+        core = self.c.drivers[self._driver_address()].core
+        # The driver's view of the parent task: done once it took the reply.
+        # (Its return object may be lost later with the parent's node; the
+        # spec has no such object, and the task stays done.)
+        task = core.submitter.tasks.get(self._parent_task_id() or "")
+        ref = core.refs.table.get(self.parent_ref.object_id)
+        st = "running"
+        if ref is not None and ref.status == FAILED:
+            st = "failed"
+        elif task is None or task.state == DONE:
+            st = "done"
+        # parent_att: the executions of the parent's body so far (the driver
+        # re-executes it inside its step, ProcessHandleOwnerMoved, as the spec does)
+        return TLARecord(att=self.parent_att, st=st)
+
+    def _frozen(self, p: ModelValue, name: str) -> Any:
+        return self.frozen[p][name] if p in self.frozen else None
+
+    def project(self) -> dict[str, Any]:
+        assert self.c is not None and self.c.head is not None
+        head = self.c.head.core
+        up = frozenset(p for p in self.procs if self.c.network.alive(p.name))
+        declared = frozenset(self.proc_by_name[n] for n, rec in head.nodes.items() if not rec.alive and n in self.proc_by_name)
+        msgs = set()
+        for _mid, env in self.c.network.in_flight():
+            if self._held(env) and not isinstance(env.msg, (Heartbeat, ClusterView)) and self.c.network.alive(env.dst):
+                msgs.update(self._records(env))
+        for env in self.ghosts.values():
+            if self._proc(env.dst) in up:
+                msgs.update(self._records(env))
+        pb = {}
+        for p in self.procs:
+            b = self.bodies.get(p)
+            if b is None or (b.st == "running" and p not in up):
+                pb[p] = TLARecord(st="idle" if b is None else b.st, pc=0 if b is None else b.pc, att=0 if b is None else b.att)
+            else:
+                pb[p] = TLARecord(st=b.st, pc=b.pc, att=b.att)
+        return {
+            "up": up,
+            "crashes": self.crashes,
+            "declared": declared,
+            "log": function_value((x, self._log_record(x)) for x in self.objects),
+            "ent": function_value((p, self._frozen(p, "ent") or function_value((x, self._entry(p, x)) for x in self.objects)) for p in self.procs),
+            "brw": function_value((p, self._frozen(p, "brw") or function_value((x, self._borrow(p, x)) for x in self.objects)) for p in self.procs),
+            "dk": function_value((p, self._frozen(p, "dk") if p in self.frozen else self._known_dead(p)) for p in self.procs),
+            "mv": function_value((p, self._frozen(p, "mv") or function_value((x, self._moved(p, x)) for x in self.objects)) for p in self.procs),
+            "gst": function_value((p, function_value((x, self.gst.get(p, "none")) for x in self.objects)) for p in self.procs),
+            "run": function_value((p, self._runs_at(p)) for p in self.procs),
+            "copies": self._copies(),
+            "msgs": frozenset(msgs),
+            "par": self._par(),
+            "pb": function_value(pb.items()),
+            "got": frozenset(self.got),
+            "created": frozenset(self.created),
+            "made": frozenset(self.made),
+            "odied": frozenset(),
+        }
+
+
+MAPPING = OwnerRecoveryMapping
