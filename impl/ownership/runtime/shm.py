@@ -501,8 +501,8 @@ class FrameSegments:
     """Large frame bodies received straight into segments of a node, kept mapped.
 
     A copy of an object from another node (or the bytes of a remote
-    driver's put) used to be received into a heap buffer and then written
-    into a segment: two passes over the value, the second the slower one
+    driver's put) received into a heap buffer and then written into a
+    segment would take two passes over the value, the second the slower one
     (``pwrite`` into shared memory: ~30 ms per 100 MiB into existing pages,
     ~40 ms into new ones, against ~14 ms for a memcpy). :meth:`buffer` hands
     the transport a writable mapping of a segment, with :data:`FRAME_HEAD`
