@@ -959,14 +959,18 @@ class ReferenceCounter:
         ref.waiters = []
         fx += self.worker.submitter.forget_lineage(ref)
         if ref.owned:
-            deps = ref.lineage_deps
-            ref.lineage_deps = ()
-            for dep in deps:
-                d = self.table.get(dep)
-                if d is not None and d.lineage > 0:
-                    d.lineage -= 1
-            fx += self._release_lineage(dict.fromkeys(deps))
+            fx += self.unpin_lineage(ref)
         return fx
+
+    def unpin_lineage(self, ref: Reference) -> list[Effect]:
+        """``ref`` no longer needs its lineage: take its pins off the objects
+        its task would be made again from, and free what that allows."""
+        deps, ref.lineage_deps = ref.lineage_deps, ()
+        for dep in deps:
+            d = self.table.get(dep)
+            if d is not None and d.lineage > 0:
+                d.lineage -= 1
+        return self._release_lineage(dict.fromkeys(deps))
 
     def _release_lineage(self, object_ids: Any) -> list[Effect]:
         """Free or forget what lost a lineage pin, as the counts allow.

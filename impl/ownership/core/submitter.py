@@ -389,18 +389,13 @@ class TaskSubmitter:
                 fx += self.refs.release_submitted(task.held)
         for node in sorted(ref.locations):
             fx.append(Send(node, FreeObject(object_id=ref.object_id)))  # our put's copy: the object is the owner's
-        deps, ref.lineage_deps = ref.lineage_deps, ()
-        for dep in deps:
-            d = self.refs.get_ref(dep)
-            if d is not None and d.lineage > 0:
-                d.lineage -= 1
+        fx += self.refs.unpin_lineage(ref)
         ref.owned, ref.owner, ref.recoverable, ref.adopted = False, owner, False, True
         ref.status, ref.task_id, ref.value, ref.error = UNKNOWN, None, None, None
         ref.locations.clear()
         fx += self.refs.check(ref.object_id)
         if ref.waiters and self.refs.get_ref(ref.object_id) is ref:
             fx += self.refs.fetch(ref)
-        fx += self.refs._release_lineage(dict.fromkeys(deps))
         return fx
 
     def _resolve_dependencies(self, task: TaskEntry) -> list[Effect]:
