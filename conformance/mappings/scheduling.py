@@ -202,16 +202,13 @@ class _EventLogMixin:
         # of SchedulerReclaimLeases) or because their actor's lease came back
         # (counted as their crash then): no crash line when they end
         reclaimed: set[str] = set()
-        # worker -> owner of its last lease the log shows granted for a task
-        # of the model (an actor's lease is not one)
-        leased_to: dict[str, str] = {}
-        # the node's leases of the model's tasks (id -> worker), and those
-        # lent (LocalScheduler.blocked acts only on a lease it holds)
-        leases: dict[str, str] = {}
+        # every lease the log shows granted for a task of the model, id ->
+        # (worker, owner) (the return of another lease is not a step of the
+        # spec); those still held, not returned or lost with their worker;
+        # and those lent (LocalScheduler.blocked acts only on a lease it holds)
+        grants: dict[str, tuple[str, str]] = {}
+        held: set[str] = set()
         lent: set[str] = set()
-        # every lease the log shows granted for a task of the model: the
-        # return of another (an actor's) is not a step of the spec
-        model_leases: set[str] = set()
 
         # A parameter with no model value (a task outside the model: an actor's)
         # is left out of the line, or kept as unbound where the caller wants
@@ -274,12 +271,12 @@ class _EventLogMixin:
                             grant_lease = None  # the grant's own push
                         else:
                             add(s.clock, p, "OwnerReuseLease", o=x, w=worker_of.get(e.dst), t=task_of.get(msg.task.task_id))
-                    elif isinstance(msg, ReturnLease) and (self.c is not None or msg.lease_id in model_leases):
+                    elif isinstance(msg, ReturnLease) and (self.c is not None or msg.lease_id in grants):
                         add(s.clock, p, "OwnerReturnLease", o=x, w=worker_of.get(msg.worker))
             if p in node_of:
                 n = node_of[p]
                 if isinstance(event, Received) and isinstance(event.msg, ReturnLease) and (
-                    self.c is not None or event.msg.lease_id in model_leases
+                    self.c is not None or event.msg.lease_id in grants
                 ):
                     for m in self._spec_messages(Envelope(event.src, p, event.msg), roles):
                         add(s.clock, p, "SchedulerReleaseLease", n=n, m=m)
@@ -289,16 +286,16 @@ class _EventLogMixin:
                         # model counts as its crash now (its end comes later)
                         add(s.clock, p, "WorkerCrash", w=worker_of[stopped[0]])
                         reclaimed.add(stopped[0])
-                    leases.pop(event.msg.lease_id, None)
+                    held.discard(event.msg.lease_id)
                     lent.discard(event.msg.lease_id)
                 if isinstance(event, PeerLost) and event.address in worker_of:
                     add(s.clock, p, "SchedulerDetectWorkerDeath", n=n, w=worker_of[event.address])
-                    for lease_id in [i for i, w in leases.items() if w == event.address]:
-                        del leases[lease_id]
+                    for lease_id in [i for i in held if grants[i][0] == event.address]:
+                        held.discard(lease_id)
                         lent.discard(lease_id)
                 if isinstance(event, Received) and isinstance(event.msg, (WorkerBlocked, WorkerUnblocked)):
                     lease_id, worker = event.msg.lease_id, event.msg.worker
-                    if leases.get(lease_id) == worker and worker in worker_of:
+                    if lease_id in held and grants[lease_id][0] == worker and worker in worker_of:
                         if isinstance(event.msg, WorkerBlocked) and lease_id not in lent:
                             lent.add(lease_id)
                             add(s.clock, p, "SchedulerLend", n=n, w=worker_of[worker])
@@ -314,8 +311,9 @@ class _EventLogMixin:
                     gone = {event.msg.worker} if isinstance(event.msg, WorkerDied) else set(event.msg.workers)
                     for address in sorted(gone & owner_of.keys()):
                         add(s.clock, p, "SchedulerReclaimLeases", n=n, o=owner_of[address])
+                    leased_to_gone = {grants[i][0] for i in held if grants[i][1] in gone}
                     reclaimed.update(
-                        e.worker for e in s.effects if isinstance(e, KillWorker) and leased_to.get(e.worker) in gone
+                        e.worker for e in s.effects if isinstance(e, KillWorker) and e.worker in leased_to_gone
                     )
                 for e in sends:
                     msg = e.msg
@@ -326,9 +324,8 @@ class _EventLogMixin:
                             if isinstance(msg, LeaseGranted):
                                 add(s.clock, p, "SchedulerGrantLease", n=n, w=worker_of.get(msg.worker), m=m)
                                 if task_id in task_of:
-                                    leased_to[msg.worker] = e.dst
-                                    leases[msg.lease_id] = msg.worker
-                                    model_leases.add(msg.lease_id)
+                                    grants[msg.lease_id] = (msg.worker, e.dst)
+                                    held.add(msg.lease_id)
                             else:
                                 # the node it redirected to: with stale views
                                 # (a sized model) the spec allows any other
