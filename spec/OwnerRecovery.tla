@@ -446,7 +446,7 @@ DriverHandleParentDone(m) ==
 (* dispatch is a logged attempt: a stale owner's is refused); then it      *)
 (* pushes the task.  An argument that failed fails the task.               *)
 (***************************************************************************)
-\* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_dispatch_logged
+\* impl: impl/ownership/core/ownerlog.py::OwnerLog.handle_dispatch_logged
 OwnerDispatch(p, x) ==
     /\ p \in up
     /\ ent[p][x].st = "waiting"

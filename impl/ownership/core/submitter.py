@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .events import Effect, Infeasible, Logged, Send
+from .events import Effect, Infeasible, Send
 from .messages import (
     Arg,
     CancelTask,
@@ -26,10 +26,8 @@ from .messages import (
     FreeObject,
     LeaseGranted,
     LeaseInfeasible,
-    DispatchLogged,
     LogDispatch,
     LogObject,
-    ObjectLogged,
     Payload,
     PushTask,
     RequestLease,
@@ -38,7 +36,7 @@ from .messages import (
     TaskReply,
     TaskSpec,
 )
-from .refcount import FAILED, FREED, LOST, PENDING, READY, UNKNOWN, Reference, Waiter
+from .refcount import FAILED, FREED, LOST, PENDING, READY, Reference, Waiter
 
 if TYPE_CHECKING:  # pragma: no cover
     from .worker import WorkerCore
@@ -131,7 +129,11 @@ class TaskSubmitter:
     """Owner side of scheduling: tasks, lease requests, leases, actor calls."""
 
     def __init__(self, worker: WorkerCore) -> None:
+        from .ownerlog import OwnerLog  # it reads the task states defined here
+
         self.worker = worker
+        #: the head's answers to our writes to the recovery log
+        self.owner_log = OwnerLog(self)
         self.tasks: dict[str, TaskEntry] = {}
         self.keys: dict[tuple, KeyState] = {}
         self.requests: dict[str, tuple] = {}  # request id -> scheduling key
@@ -314,89 +316,6 @@ class TaskSubmitter:
             log = LogObject(object_id=spec.return_id, owner=self.address, task=spec, retries=task.retries_left)
             return fx + [Send(self.worker.head, log)]
         return fx + self._resolve_dependencies(task)
-
-    def handle_object_logged(self, msg: ObjectLogged) -> list[Effect]:
-        r"""Spec: OwnerRecovery!ParentMake
-
-            \* OwnerRecovery
-            ParentMake(p, x) ==
-                /\ AtOp(p, "make", x)
-                /\ pb' = Next1(p)
-                /\ IF Recoverable[x] /\ log[x].st = "logged"
-                   THEN /\ p \notin declared
-                        /\ log' = [log EXCEPT ![x].adopt = @ \cup {p}]
-                        /\ brw' = [brw EXCEPT ![p][x] = [o |-> log[x].owner, ep |-> log[x].ep, held |-> TRUE]]
-                        /\ UNCHANGED <<ent, copies, created, made>>
-                   ELSE LET ep == IF Recoverable[x] THEN log[x].ep + 1 ELSE 0
-                        IN /\ Recoverable[x] => p \notin declared
-                           /\ log' = IF Recoverable[x]
-                                     THEN [log EXCEPT ![x] = [NoLog EXCEPT !.st = "logged", !.owner = p, !.ep = ep,
-                                                              !.val = IF Kind[x] = "put" THEN LineageValue(x) ELSE {}]]
-                                     ELSE log
-                           /\ ent' = [ent EXCEPT ![p][x] =
-                                        [NoEntry EXCEPT !.st = IF Kind[x] = "put" THEN "ready" ELSE "waiting",
-                                                        !.ep = ep, !.local = TRUE, !.budget = Retries[x],
-                                                        !.locs = IF Kind[x] = "put" THEN {p} ELSE {}]]
-                           /\ copies' = IF Kind[x] = "put"
-                                        THEN copies \cup {[x |-> x, n |-> p, o |-> p, ep |-> ep, val |-> LineageValue(x)]}
-                                        ELSE copies
-                           /\ created' = created \cup {x}
-                           /\ made' = IF Kind[x] = "put" /\ why[x] = "" THEN made \cup {x} ELSE made
-                           /\ UNCHANGED brw
-                /\ lastAction' = Step("ParentMake", p, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, dk, mv, gst, run, msgs, par, got, why, odied>>
-
-        Implementation:
-
-        The head logged our recoverable object (a task's return, or a put):
-        its reference may leave now, and its task may run. Refused (the head
-        declared us dead), the object fails as a dead owner's would: this
-        process is fenced and stops.
-        """
-        ref = self.refs.get_ref(msg.object_id)
-        if ref is None or not ref.owned or not ref.recoverable:
-            return []
-        fx: list[Effect] = [Logged(object_id=msg.object_id, ok=msg.ok)]
-        task = self.tasks.get(ref.task_id) if ref.task_id is not None else None
-        if not msg.ok:
-            ref.recoverable = False
-            error = ErrorInfo(kind="owner_died", message=f"the head refused to log object {msg.object_id}: its owner {self.address} was declared dead")
-            if task is not None and task.logging:
-                task.logging = False
-                return fx + self._fail(task, error)
-            return fx + self.refs.set_failed(ref, error)
-        ref.epoch = msg.epoch
-        if msg.adopted_from is not None and msg.adopted_from != self.address:
-            return fx + self._adopt(ref, task, msg.adopted_from, msg.epoch)
-        if task is not None and task.logging:
-            task.logging = False
-            fx += self._resolve_dependencies(task)
-        return fx
-
-    def _adopt(self, ref: Reference, task: TaskEntry | None, owner: str, epoch: int) -> list[Effect]:
-        """We are a re-execution of the parent that made the object, and it
-        was taken over meanwhile (the ids a task makes are its own, so the
-        same): borrow it from its owner rather than make a second one. The
-        head counts us as its adopter until we let go (ReleaseAdopted)."""
-        fx: list[Effect] = []
-        self.worker.moved[ref.object_id] = (owner, epoch)
-        if task is not None:
-            task.logging = False
-            if self.tasks.get(task.spec.task_id) is task:
-                del self.tasks[task.spec.task_id]
-            if task.holding:
-                task.holding = False
-                fx += self.refs.release_submitted(task.held)
-        for node in sorted(ref.locations):
-            fx.append(Send(node, FreeObject(object_id=ref.object_id)))  # our put's copy: the object is the owner's
-        fx += self.refs.unpin_lineage(ref)
-        ref.owned, ref.owner, ref.recoverable, ref.adopted = False, owner, False, True
-        ref.status, ref.task_id, ref.value, ref.error = UNKNOWN, None, None, None
-        ref.locations.clear()
-        fx += self.refs.check(ref.object_id)
-        if ref.waiters and self.refs.get_ref(ref.object_id) is ref:
-            fx += self.refs.fetch(ref)
-        return fx
 
     def _resolve_dependencies(self, task: TaskEntry) -> list[Effect]:
         """Wait for owned arguments that are pending; recreate lost ones."""
@@ -929,45 +848,6 @@ class TaskSubmitter:
                 return [Send(self.worker.head, log)]
             return [Send(lease.worker, push)]
         return [Send(lease.worker, PushTask(task=spec, lease_id=lease.lease_id, attempt=task.attempt))]
-
-    def handle_dispatch_logged(self, msg: DispatchLogged) -> list[Effect]:
-        r"""Spec: OwnerRecovery!OwnerDispatch
-
-            \* OwnerRecovery
-            OwnerDispatch(p, x) ==
-                /\ p \in up
-                /\ ent[p][x].st = "waiting"
-                /\ \A y \in Args[x] : ArgSt(p, y) \in {"ready", "failed"}
-                /\ LET e == ent[p][x]
-                       bad == {y \in Args[x] : ArgSt(p, y) = "failed"}
-                       w == PlaceOf(x)
-                   IN IF bad # {}
-                      THEN /\ ent' = [ent EXCEPT ![p][x].st = "failed"]
-                           /\ why' = [why EXCEPT ![x] = IF @ = "" THEN "arg" ELSE @]
-                           /\ UNCHANGED <<log, msgs>>
-                      ELSE /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
-                           /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x].loc = w, ![x].att = @ + 1] ELSE log
-                           /\ ent' = [ent EXCEPT ![p][x].st = "pending", ![p][x].loc = w]
-                           /\ msgs' = msgs \cup Send({PushTaskMsg(x, p, e.ep, w)})
-                           /\ UNCHANGED why
-                /\ lastAction' = Step("OwnerDispatch", p, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
-                               created, made, odied>>
-
-        Implementation:
-
-        The head logged the dispatch: push the task now. Refused, the push
-        is never sent: the head declared us dead (our fence is on its way)
-        or the object moved on.
-        """
-        ref = self.refs.get_ref(msg.object_id)
-        task = self.tasks.get(ref.task_id) if ref is not None and ref.task_id is not None else None
-        if task is None or task.dispatching is None or task.attempt != msg.attempt or task.state != RUNNING:
-            return []
-        push, task.dispatching = task.dispatching, None
-        if not msg.ok:
-            return []
-        return [Send(task.location, push)] if task.location else []
 
     def _resolved_spec(self, task: TaskEntry) -> TaskSpec:
         """Inline owned arguments that are small and ready (DESIGN §2)."""

@@ -209,9 +209,9 @@ class WorkerCore:
         if isinstance(msg, WorkerRegistered):
             return self.handle_registered(msg)
         if isinstance(msg, ObjectLogged):
-            return self.submitter.handle_object_logged(msg)
+            return self.submitter.owner_log.handle_object_logged(msg)
         if isinstance(msg, DispatchLogged):
-            return self.submitter.handle_dispatch_logged(msg)
+            return self.submitter.owner_log.handle_dispatch_logged(msg)
         if isinstance(msg, (ObjectDeleted, AdoptersGone)):
             return self.refs.handle_object_deleted(msg)
         if isinstance(msg, OwnerMoved):
