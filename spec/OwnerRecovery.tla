@@ -148,7 +148,8 @@ VARIABLES
     \* Head: the processes it declared dead (fenced if still up), and its
     \* log of recoverable objects (the owner at the current epoch, the
     \* lineage's latest location and attempts, a put's value, the re-executed
-    \* parents that adopted the object).  An object's epoch outlives its entry.
+    \* parents that adopted the object).  The epoch of an object taken over
+    \* outlives its entry: a parent that makes it again starts after it.
     \* @type: Set(PROC);
     declared,
     \* @type: OBJ -> $logent;
@@ -215,6 +216,8 @@ EntryStates == {"none", "waiting", "pending", "ready", "lost", "failed", "recove
 NoEntry == [st |-> "none", ep |-> 0, loc |-> NoProc, locs |-> {}, budget |-> 0,
             borrowers |-> {}, local |-> FALSE, waiting |-> {}, running |-> {}]
 NoLog == [st |-> "none", owner |-> NoProc, ep |-> 0, loc |-> NoProc, att |-> 0, val |-> {}, adopt |-> {}]
+\* The epoch of a recoverable object made where the head kept none.
+FirstEpoch == NoLog.ep + 1
 NoBorrow == [o |-> NoProc, ep |-> 0, held |-> FALSE]
 NoMove == [o |-> NoProc, ep |-> 0]
 
@@ -628,6 +631,9 @@ OwnerHandleRefRemoved(p, m) ==
 (* a re-executed parent holds it); then every store with a copy is told,   *)
 (* with the owner and epoch its copy is pinned for.  An object a live      *)
 (* entry's lineage names stays (its dependent may have to be rebuilt).     *)
+(* The head keeps the epoch of an object that was taken over (a process    *)
+(* may have heard of it, and drops a task of an older one); of any other   *)
+(* it keeps nothing, so what it keeps grows only with take-overs.          *)
 (***************************************************************************)
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.delete_logged
 OwnerFree(p, x) ==
@@ -637,7 +643,9 @@ OwnerFree(p, x) ==
        /\ ~Referenced(p, x)
        /\ ~\E z \in Objects : x \in Args[z] /\ ent[p][z].st # "none"
        /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
-       /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x] = [NoLog EXCEPT !.ep = log[x].ep]] ELSE log
+       /\ log' = IF Recoverable[x]
+                 THEN [log EXCEPT ![x] = [NoLog EXCEPT !.ep = IF log[x].ep > FirstEpoch THEN log[x].ep ELSE 0]]
+                 ELSE log
        \* The freed entry keeps its epoch: an owner recognizes the ids it made
        \* (an id carries its owner's task), so a late message about one is
        \* dropped, not taken for news of a take-over it has not heard of.

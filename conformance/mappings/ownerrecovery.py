@@ -49,8 +49,8 @@ Projection (every variable but ``lastAction`` and ``why``, a history only
 the properties read). What is mapped rather than read:
 
 - epochs: the implementation's epoch + 1 (its first owner's epoch is 0,
-  the spec's 1); the head forgets a deleted log, and an owner a freed
-  entry: the harness keeps the last epoch of each (the spec keeps it);
+  the spec's 1); an owner forgets a freed entry: the harness keeps its
+  last epoch (the spec keeps it);
 - an entry's ``borrowers``: the owner counts a holder when the call that
   carried the reference returns, the spec as it sends: a ``keep`` call in
   flight or running counts;
@@ -243,9 +243,8 @@ class OwnerRecoveryMapping(Mapping):
         self.crashes = 0
         self.obj_of: dict[str, ModelValue] = {}
         self.oid: dict[ModelValue, str] = {}
-        #: (proc, object) -> the last model epoch of its entry; object -> of its log
+        #: (proc, object) -> the last model epoch of its entry
         self.ent_ep: dict[tuple, int] = {}
-        self.log_ep: dict[ModelValue, int] = {}
         self.last_push: dict[tuple, ModelValue] = {}
         #: RefRemoved in flight (by id) -> the model epoch it names
         self.removed_ep: dict[int, int] = {}
@@ -260,9 +259,6 @@ class OwnerRecoveryMapping(Mapping):
         self.pushes: dict[tuple, int] = {}
         self.ghosts: dict[int, Envelope] = {}
         self.harness_crashed: set[str] = set()
-        #: object -> its incarnations, oldest first: the owner that made it,
-        #: the spec's epoch of the deleted one before it, whether it was taken over (see _ep)
-        self.incarnations: dict[ModelValue, list[dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ cluster
     def cluster(self) -> Any:
@@ -406,13 +402,6 @@ class OwnerRecoveryMapping(Mapping):
         if event.kind != "send" or env is None:
             return
         msg = env.msg
-        if isinstance(msg, OwnerMoved) and env.src == "head":
-            for m in msg.moved:
-                x = self._obj(m.object_id)
-                for inc in reversed(self.incarnations.get(x, [])) if x is not None else ():
-                    if inc["owner"] in msg.workers:
-                        inc["moved"] = True
-                        break
         if isinstance(msg, PushTask):
             x = self._x_task(msg.task.task_id)
             if x is not None:
@@ -462,9 +451,6 @@ class OwnerRecoveryMapping(Mapping):
     async def _do_ParentMake(self, p: dict[str, Any]) -> None:
         x = p["x"]
         adopted = self.recoverable[x] and x in self.oid and self._log(x) is not None
-        if not adopted:
-            b = self._body(p["p"])
-            self.incarnations.setdefault(x, []).append({"owner": b.address, "base": self.log_ep.get(x, 0), "moved": False})
         await self._body_step(p["p"], "make", x)
         if not adopted:
             self.created.add(x)
@@ -614,19 +600,10 @@ class OwnerRecoveryMapping(Mapping):
         oid = self.oid.get(x)
         return self.c.head.core.recovery_logs.get(oid) if oid is not None else None
 
-    def _ep(self, x: ModelValue, epoch: int, owner: str | None) -> int:
-        """The spec's epoch of ``x`` for the implementation's ``epoch`` at
-        ``owner``: one more (the first owner's is 0 here, 1 there), plus the
-        epoch the head had when it deleted an earlier incarnation of ``x``
-        (the head forgets it, the spec's log keeps it, and a re-made object
-        starts after it). An epoch 0 belongs to the incarnation its owner
-        made; a later one to the latest incarnation taken over."""
-        made = self.incarnations.get(x, [])
-        if epoch == 0:
-            inc = next((i for i in reversed(made) if i["owner"] == owner), made[-1] if made else None)
-        else:
-            inc = next((i for i in reversed(made) if i["moved"]), made[-1] if made else None)
-        return epoch + 1 + (inc["base"] if inc is not None else 0)
+    @staticmethod
+    def _ep(epoch: int) -> int:
+        """The spec's epoch for the implementation's: its first is 0, the spec's 1."""
+        return epoch + 1
 
     def _msg(self, type: str, x: Any, o: Any, ep: int, w: Any, dst: Any, **fields: Any) -> TLARecord:
         base = dict(type=type, x=x, o=o, ep=ep, w=w, dst=dst, held=False, copy=False, running=False, err="",
@@ -639,7 +616,7 @@ class OwnerRecoveryMapping(Mapping):
         if isinstance(msg, PushTask):
             x = self._x_task(msg.task.task_id)
             if x is not None:
-                return [self._msg("PushTask", x, self._proc(env.src), self._ep(x, msg.epoch, env.src), self._proc(env.dst), self._proc(env.dst))]
+                return [self._msg("PushTask", x, self._proc(env.src), self._ep(msg.epoch), self._proc(env.dst), self._proc(env.dst))]
             if msg.task.method == "keep":
                 out = []
                 for a in msg.task.args:
@@ -653,7 +630,7 @@ class OwnerRecoveryMapping(Mapping):
             x = self._x_task(msg.task_id)
             if x is not None:
                 err = "" if msg.error is None else "arg"
-                return [self._msg("TaskReply", x, self._proc(env.dst), self._ep(x, msg.epoch, env.dst), self._proc(msg.worker), self._proc(env.dst), err=err)]
+                return [self._msg("TaskReply", x, self._proc(env.dst), self._ep(msg.epoch), self._proc(msg.worker), self._proc(env.dst), err=err)]
             if msg.task_id == self._parent_task_id():
                 p = self._proc(msg.worker)
                 b = self.bodies.get(p)
@@ -664,7 +641,7 @@ class OwnerRecoveryMapping(Mapping):
                 return [self._msg("RefRemoved", x, self._proc(env.dst), self.removed_ep.get(id(msg), 0), self._proc(msg.borrower), self._proc(env.dst))]
         if isinstance(msg, OwnerMoved) and env.src == "head":
             dead = self._proc(msg.node) if msg.node else self._proc(msg.workers[0])
-            moved = frozenset((x, self._ep(x, m.epoch, msg.new_owner)) for m in msg.moved if (x := self._obj(m.object_id)) is not None)
+            moved = frozenset((x, self._ep(m.epoch)) for m in msg.moved if (x := self._obj(m.object_id)) is not None)
             to = frozenset(self._proc(a) for a in msg.told) - {dead}
             return [self._msg("OwnerMoved", self.no_obj, dead, 0, dead, self._proc(env.dst), moved=moved, to=to | {self.driver})]
         if isinstance(msg, NodeDied) and env.src == "head":
@@ -686,7 +663,7 @@ class OwnerRecoveryMapping(Mapping):
                     x = self._obj(e.object_id)
                     if x is None:
                         continue
-                    slot = merged.setdefault((x, self._ep(x, e.epoch, None)), {"held": False, "copy": False, "running": False})
+                    slot = merged.setdefault((x, self._ep(e.epoch)), {"held": False, "copy": False, "running": False})
                     slot["held"] |= e.held
                     slot["copy"] |= e.copy
                     slot["running"] |= e.running
@@ -700,7 +677,7 @@ class OwnerRecoveryMapping(Mapping):
         if core is None:
             return no
         ref = core.refs.table[oid]
-        ep = self._ep(x, ref.epoch, core.address)
+        ep = self._ep(ref.epoch)
         self.ent_ep[(p, x)] = ep
         task = core.submitter.tasks.get(ref.task_id) if ref.task_id else None
         rec = core.takeover.recovering.get(oid) if p == self.driver else None
@@ -750,7 +727,7 @@ class OwnerRecoveryMapping(Mapping):
         for core in self._cores_at(p):
             ref = core.refs.table.get(oid) if oid else None
             if ref is not None and not ref.owned and ref.status != FAILED:
-                ep = self._ep(x, ref.epoch, ref.owner)
+                ep = self._ep(ref.epoch)
                 if p in self.all_holders:
                     self.held[p] = (self._proc(ref.owner), ep)
                 return TLARecord(o=self._proc(ref.owner), ep=ep, held=True)
@@ -770,7 +747,7 @@ class OwnerRecoveryMapping(Mapping):
                 best = m
         if best is None:
             return TLARecord(o=self.no_proc, ep=0)
-        return TLARecord(o=self._proc(best[0]), ep=self._ep(x, best[1], best[0]))
+        return TLARecord(o=self._proc(best[0]), ep=self._ep(best[1]))
 
     def _known_dead(self, p: ModelValue) -> frozenset:
         cores = self._cores_at(p)
@@ -800,15 +777,17 @@ class OwnerRecoveryMapping(Mapping):
                 x = self._obj(oid)
                 if x is not None and obj.pinned:
                     val = frozenset(self.by_name[s] for s in unpack(obj.value, lambda info: None))
-                    out.add(TLARecord(x=x, n=self.proc_by_name[name], o=self._proc(obj.owner), ep=self._ep(x, obj.epoch, obj.owner), val=val))
+                    out.add(TLARecord(x=x, n=self.proc_by_name[name], o=self._proc(obj.owner), ep=self._ep(obj.epoch), val=val))
         return frozenset(out)
 
     def _log_record(self, x: ModelValue) -> TLARecord:
         log = self._log(x)
         if log is None:
-            return TLARecord(st="none", owner=self.no_proc, ep=self.log_ep.get(x, 0), loc=self.no_proc, att=0,
-                             val=frozenset(), adopt=frozenset())
-        self.log_ep[x] = self._ep(x, log.epoch, log.owner)
+            # The head keeps the last epoch of an object taken over, and no other.
+            assert self.c is not None and self.c.head is not None
+            kept = self.c.head.core.moved_epochs.get(self.oid.get(x, ""))
+            return TLARecord(st="none", owner=self.no_proc, ep=self._ep(kept) if kept is not None else 0,
+                             loc=self.no_proc, att=0, val=frozenset(), adopt=frozenset())
         owner = self._proc(log.owner)
         loc = self._proc(log.location) if log.location else self.no_proc
         att = log.attempts
@@ -818,7 +797,7 @@ class OwnerRecoveryMapping(Mapping):
             # object it took over are counted here, as the spec's log does.
             att += self.pushes.get((self.driver, x), 0)
             loc = self.last_push.get((self.driver, x), loc)
-        return TLARecord(st="logged", owner=owner, ep=self.log_ep[x], loc=loc, att=att,
+        return TLARecord(st="logged", owner=owner, ep=self._ep(log.epoch), loc=loc, att=att,
                          val=frozenset(), adopt=frozenset(self._proc(a) for a in log.adopters))
 
     def _par(self) -> TLARecord:

@@ -105,6 +105,26 @@ def test_head_refuses_a_delete_at_a_stale_epoch(mini, h) -> None:
     assert mini.head.recovery_logs == {}
 
 
+def test_object_made_again_after_a_take_over_and_a_delete_starts_after_its_last_epoch(mini, h) -> None:
+    """A re-executed parent makes, with the same id, an object the driver
+    took over (epoch 1) and deleted: workers told of the move drop a push
+    older than epoch 1, so the new object's first epoch is 2. An object
+    never taken over leaves nothing at the head once deleted."""
+    oid = recoverable_put(mini, h)
+    declare_dead(mini, "w1@n1")
+    d = mini.driver.address
+    mini.r.feed("head", Received(d, DeleteObject(object_id=oid, epoch=1, owner=d)))
+    assert mini.head.recovery_logs == {}
+    fx = mini.r.feed("head", Received("w2@n1", LogObject(object_id=oid, owner="w2@n1")))
+    assert [e.msg for e in fx] == [ObjectLogged(object_id=oid, epoch=2)]
+    fx = mini.r.feed("head", Received("w2@n1", DeleteObject(object_id=oid, epoch=2, owner="w2@n1")))
+    assert [e.msg for e in fx] == [ObjectDeleted(object_id=oid, epoch=2, ok=True)]
+    other = recoverable_put(mini, h, owner="w2@n1", held=False)
+    fx = mini.r.feed("head", Received("w2@n1", DeleteObject(object_id=other, epoch=0, owner="w2@n1")))
+    assert [e.msg for e in fx] == [ObjectDeleted(object_id=other, epoch=0, ok=True)]
+    assert mini.head.moved_epochs == {oid: 2}
+
+
 def test_worker_drops_a_push_of_an_object_moved_past_the_push_epoch(mini, h) -> None:
     w = mini.workers["w2@n2"]
     owner = mini.workers["w1@n1"]

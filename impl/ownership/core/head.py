@@ -111,6 +111,12 @@ class HeadCore:
         self.suspicions_cleared = 0
         #: recoverable objects, by id (OwnerRecovery)
         self.recovery_logs: dict[str, RecoveryLog] = {}
+        #: the last epoch of each deleted object that was taken over: a
+        #: re-executed parent may make it again (same id), and its new epoch
+        #: must be later than any a process heard of in a take-over notice,
+        #: or its tasks are dropped as stale.  An object never taken over
+        #: leaves nothing: no process knows an epoch of it but its first.
+        self.moved_epochs: dict[str, int] = {}
         #: drivers, in the order they registered: the first live one takes
         #: over the objects of a dead owner
         self.drivers: list[str] = []
@@ -215,7 +221,8 @@ class HeadCore:
 
         The head's part of a make: log a recoverable object (its lineage, or
         a put's value) at its first epoch, before the owner hands the
-        reference to anyone. An object logged already was made by an earlier
+        reference to anyone. The first epoch of an object made again after
+        a take-over and a delete follows the last one it had. An object logged already was made by an earlier
         execution of the same parent and taken over since: the new maker
         adopts it (the head counts it, so its owner cannot delete the log
         under it) and borrows it instead of making a second one. A process
@@ -226,10 +233,11 @@ class HeadCore:
             return [Send(src, ObjectLogged(object_id=msg.object_id, epoch=0, ok=False))]
         log = self.recovery_logs.get(msg.object_id)
         if log is None:
+            epoch = self.moved_epochs.pop(msg.object_id, -1) + 1
             self.recovery_logs[msg.object_id] = RecoveryLog(
-                object_id=msg.object_id, owner=src, epoch=0, task=msg.task, value=msg.value, retries=msg.retries
+                object_id=msg.object_id, owner=src, epoch=epoch, task=msg.task, value=msg.value, retries=msg.retries
             )
-            return [Send(src, ObjectLogged(object_id=msg.object_id, epoch=0))]
+            return [Send(src, ObjectLogged(object_id=msg.object_id, epoch=epoch))]
         if log.owner == src:
             return [Send(src, ObjectLogged(object_id=msg.object_id, epoch=log.epoch))]
         log.adopters.add(src)
@@ -287,7 +295,9 @@ class HeadCore:
                    /\ ~Referenced(p, x)
                    /\ ~\E z \in Objects : x \in Args[z] /\ ent[p][z].st # "none"
                    /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
-                   /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x] = [NoLog EXCEPT !.ep = log[x].ep]] ELSE log
+                   /\ log' = IF Recoverable[x]
+                             THEN [log EXCEPT ![x] = [NoLog EXCEPT !.ep = IF log[x].ep > FirstEpoch THEN log[x].ep ELSE 0]]
+                             ELSE log
                    \* The freed entry keeps its epoch: an owner recognizes the ids it made
                    \* (an id carries its owner's task), so a late message about one is
                    \* dropped, not taken for news of a take-over it has not heard of.
@@ -312,6 +322,8 @@ class HeadCore:
             log.deleting = True
             return [Send(src, ObjectDeleted(object_id=msg.object_id, epoch=msg.epoch, ok=False))]
         del self.recovery_logs[msg.object_id]
+        if log.epoch > 0:
+            self.moved_epochs[msg.object_id] = log.epoch
         return [Send(src, ObjectDeleted(object_id=msg.object_id, epoch=msg.epoch, ok=True))]
 
     def release_adopted(self, src: str, msg: ReleaseAdopted) -> list[Effect]:

@@ -882,7 +882,9 @@ class ReferenceCounter:
                    /\ ~Referenced(p, x)
                    /\ ~\E z \in Objects : x \in Args[z] /\ ent[p][z].st # "none"
                    /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
-                   /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x] = [NoLog EXCEPT !.ep = log[x].ep]] ELSE log
+                   /\ log' = IF Recoverable[x]
+                             THEN [log EXCEPT ![x] = [NoLog EXCEPT !.ep = IF log[x].ep > FirstEpoch THEN log[x].ep ELSE 0]]
+                             ELSE log
                    \* The freed entry keeps its epoch: an owner recognizes the ids it made
                    \* (an id carries its owner's task), so a late message about one is
                    \* dropped, not taken for news of a take-over it has not heard of.
