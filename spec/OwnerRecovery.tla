@@ -280,6 +280,17 @@ Referenced(p, x) ==
     \/ Recoverable[x] /\ log[x].st = "logged" /\ log[x].owner = p /\ log[x].adopt # {}
     \/ \E z \in Objects : x \in Args[z] /\ ent[p][z].st \in {"waiting", "pending", "recovering"}
 
+\* Something waits for x at its owner p: a get of it (a holder's, or the
+\* parent's), or a task it is an argument of, at p or at a process that
+\* borrowed x from p (which asks p for it).  Only then is a lost x made
+\* again: an object only held stays lost until something waits for it.
+AsksOwner(q, x, p) == q = p \/ brw[q][x].o = p
+Needed(p, x) ==
+    \/ \E q \in up : gst[q][x] = "wait" /\ brw[q][x].o = p
+    \/ \E q \in Procs : AtOp(q, "get", x) /\ AsksOwner(q, x, p)
+    \/ \E q \in up, z \in Objects :
+          x \in Args[z] /\ ent[q][z].st \in {"waiting", "pending", "recovering"} /\ AsksOwner(q, x, p)
+
 \* A PushTask the worker must not run: its owner is known dead, or the
 \* object moved to a later epoch (the worker's epoch check).
 Stale(w, m) == m.o \in dk[w] \/ mv[w][m.x].ep > m.ep
@@ -669,20 +680,25 @@ StoreFree(n, m) ==
                    created, made, why, odied>>
 
 (***************************************************************************)
-(* Lineage reconstruction: a lost object that something still needs is    *)
-(* made again within its retries (a task), restored from the head (a       *)
-(* recoverable put, at its new owner), or fails.                           *)
+(* Lineage reconstruction: a lost object that something waits for is made *)
+(* again within its retries (a task), restored from the head (a            *)
+(* recoverable put, at its new owner), or fails.  A taken-over task its    *)
+(* dead owner never dispatched runs for the first time: that spends no     *)
+(* retry.                                                                  *)
 (***************************************************************************)
 \* impl: impl/ownership/core/recovery.py::FailureHandler.reconstruct
 OwnerRebuild(p, x) ==
     /\ p \in up
     /\ ent[p][x].st = "lost"
-    /\ Referenced(p, x)
+    /\ Needed(p, x)
     /\ LET e == ent[p][x] IN
        IF Kind[x] = "put" /\ Recoverable[x] /\ HeadAccepts(p, x, e.ep)
        THEN /\ ent' = [ent EXCEPT ![p][x].st = "ready", ![p][x].locs = {p}]
             /\ copies' = copies \cup {[x |-> x, n |-> p, o |-> p, ep |-> e.ep, val |-> log[x].val]}
             /\ UNCHANGED why
+       ELSE IF Kind[x] = "task" /\ Recoverable[x] /\ log[x].att = 0
+       THEN /\ ent' = [ent EXCEPT ![p][x].st = "waiting"]
+            /\ UNCHANGED <<copies, why, odied>>
        ELSE IF Kind[x] = "task" /\ e.budget > 0
        THEN /\ ent' = [ent EXCEPT ![p][x].st = "waiting", ![p][x].budget = @ - 1]
             /\ UNCHANGED <<copies, why, odied>>
@@ -859,8 +875,8 @@ NewOwnerHandleReport(m) ==
 (***************************************************************************)
 (* The take-over of x completes once every process told has answered or   *)
 (* is known dead: x is ready where a copy lives, pending where its task    *)
-(* runs, lost otherwise (rebuilt if something needs it), or waiting if it *)
-(* was never dispatched.                                                   *)
+(* runs, lost otherwise (rebuilt once something waits for it, freed if     *)
+(* nothing refers to it), a task never dispatched included.                *)
 (***************************************************************************)
 \* impl: impl/ownership/core/recovery.py::TakeOver.complete
 NewOwnerComplete(x) ==
@@ -873,8 +889,7 @@ NewOwnerComplete(x) ==
        IN ent' = [ent EXCEPT ![Driver][x] =
                     CASE L # {} -> [e EXCEPT !.st = "ready", !.locs = L, !.running = {}]
                       [] R # {} -> [e EXCEPT !.st = "pending", !.loc = CHOOSE r \in R : TRUE, !.locs = {}, !.running = {}]
-                      [] Kind[x] = "task" /\ log[x].att = 0 -> [e EXCEPT !.st = "waiting", !.locs = {}, !.running = {}]
-                      [] OTHER -> [e EXCEPT !.st = "lost", !.locs = {}, !.running = {}]]
+                          [] OTHER -> [e EXCEPT !.st = "lost", !.locs = {}, !.running = {}]]
     /\ lastAction' = Step("NewOwnerComplete", Driver, x, NoMsg)
     /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, msgs, par, pb, got,
                    created, made, why, odied>>

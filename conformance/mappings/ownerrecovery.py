@@ -1,11 +1,8 @@
 """OwnerRecovery (spec/OwnerRecovery.tla) <-> the implementation.
 
 The committed corpus is Small's action cover and its targeted traces
-(traces/OwnerRecovery/): its edge cover, 46,401 edges, is far too big to
-commit (spec/docs/OwnerRecovery.md, "Conformance"). Two of its traces
-diverge where the spec rebuilds a lost object eagerly and the
-implementation lazily (tests/conformance/test_replay.py,
-KNOWN_DIVERGENCES).
+(traces/OwnerRecovery/): its edge cover, 41,469 edges, is far too big to
+commit (spec/docs/OwnerRecovery.md, "Conformance").
 
 Binding of the model's values (Small's shape: one object, its holders, a
 parent whose executions run at ``ParentPlacement``):

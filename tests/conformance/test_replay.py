@@ -24,21 +24,7 @@ TRACES = Path(__file__).resolve().parents[2] / "traces"
 #: action, why). Each must diverge exactly there: when either side changes
 #: so that it no longer does, the replay test fails until the entry is
 #: removed (or the trace regenerated).
-KNOWN_DIVERGENCES: dict[str, tuple[int, str, str]] = {
-    "OwnerRecovery/Small_actions_0003.itf.json": (
-        9,
-        "NewOwnerComplete",
-        "the spec dispatches a taken-over task its dead owner never pushed (waiting); the implementation "
-        "leaves it lost and, as nothing refers to it, frees it: it rebuilds only what a get waits for "
-        "(spec/docs/OwnerRecovery.md, Conformance)",
-    ),
-    "OwnerRecovery/Small_actions_0007.itf.json": (
-        12,
-        "OwnerRebuild",
-        "the spec rebuilds a lost object its re-executed parent adopted (Referenced), with no get waiting; "
-        "the implementation rebuilds only what a get waits for (spec/docs/OwnerRecovery.md, Conformance)",
-    ),
-}
+KNOWN_DIVERGENCES: dict[str, tuple[int, str, str]] = {}
 
 
 def _name(path: Path) -> str:

@@ -383,12 +383,15 @@ class FailureHandler:
             OwnerRebuild(p, x) ==
                 /\ p \in up
                 /\ ent[p][x].st = "lost"
-                /\ Referenced(p, x)
+                /\ Needed(p, x)
                 /\ LET e == ent[p][x] IN
                    IF Kind[x] = "put" /\ Recoverable[x] /\ HeadAccepts(p, x, e.ep)
                    THEN /\ ent' = [ent EXCEPT ![p][x].st = "ready", ![p][x].locs = {p}]
                         /\ copies' = copies \cup {[x |-> x, n |-> p, o |-> p, ep |-> e.ep, val |-> log[x].val]}
                         /\ UNCHANGED why
+                   ELSE IF Kind[x] = "task" /\ Recoverable[x] /\ log[x].att = 0
+                   THEN /\ ent' = [ent EXCEPT ![p][x].st = "waiting"]
+                        /\ UNCHANGED <<copies, why, odied>>
                    ELSE IF Kind[x] = "task" /\ e.budget > 0
                    THEN /\ ent' = [ent EXCEPT ![p][x].st = "waiting", ![p][x].budget = @ - 1]
                         /\ UNCHANGED <<copies, why, odied>>
@@ -728,8 +731,7 @@ class TakeOver:
                    IN ent' = [ent EXCEPT ![Driver][x] =
                                 CASE L # {} -> [e EXCEPT !.st = "ready", !.locs = L, !.running = {}]
                                   [] R # {} -> [e EXCEPT !.st = "pending", !.loc = CHOOSE r \in R : TRUE, !.locs = {}, !.running = {}]
-                                  [] Kind[x] = "task" /\ log[x].att = 0 -> [e EXCEPT !.st = "waiting", !.locs = {}, !.running = {}]
-                                  [] OTHER -> [e EXCEPT !.st = "lost", !.locs = {}, !.running = {}]]
+                                      [] OTHER -> [e EXCEPT !.st = "lost", !.locs = {}, !.running = {}]]
                 /\ lastAction' = Step("NewOwnerComplete", Driver, x, NoMsg)
                 /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, msgs, par, pb, got,
                                created, made, why, odied>>
