@@ -46,6 +46,7 @@ from ownership.core.events import PeerLost, Received, Send, TaskDone
 from ownership.core.messages import NodeDied, PushTask
 from ownership.runtime.memory import NetworkEvent
 from ownership.runtime.steplog import FORMAT as STEP_FORMAT
+from ownership.runtime.steplog import SCHEMA as STEP_SCHEMA
 from ownership.runtime.transport import Envelope
 
 from .eventlog import CoreStep, NetStep
@@ -174,6 +175,11 @@ def read_process_log(path: Path) -> ProcessLog:
     header = _json(path, number, raw)
     if header.get("format") != STEP_FORMAT:
         raise StepLogError(f"{path}:1: the first line must be a header with format {STEP_FORMAT!r}")
+    if header.get("schema") != STEP_SCHEMA:
+        raise StepLogError(
+            f"{path}:1: written by another version of ownership (message schema {header.get('schema') or 'unnamed'}, "
+            f"this one's {STEP_SCHEMA}): read it with the version that wrote it"
+        )
     try:
         address, role, pid, started = str(header["address"]), str(header["role"]), int(header["pid"]), int(header["time"])
     except (KeyError, TypeError, ValueError) as exc:

@@ -10,6 +10,7 @@ validated against the spec.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -189,6 +190,13 @@ def test_bad_step_logs_get_a_clear_error_naming_the_file_and_line(tcp_run, tmp_p
         merge_dir(copy)
     victim.write_text("".join(lines[:2] + ["{oops\n"] + lines[2:]))
     with pytest.raises(StepLogError, match=rf"{victim}:3: not JSON"):
+        merge_dir(copy)
+    # A log of another version: its messages' fields differ from this one's
+    # (unpickled, they would lack fields), so it is refused, not misread.
+    header = json.loads(lines[0])
+    header["schema"] = "0123456789abcdef"
+    victim.write_text("".join([json.dumps(header) + "\n"] + lines[1:]))
+    with pytest.raises(StepLogError, match=rf"{victim}:1: written by another version of ownership \(message schema 0123456789abcdef"):
         merge_dir(copy)
     victim.write_text('{"format": "something else"}\n')
     status = main(["conformance", "log", "--from-dir", str(copy), "--spec", "Scheduling", "--spec-dir", str(SPEC_DIR)])

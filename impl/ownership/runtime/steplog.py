@@ -33,6 +33,7 @@ a write may leave a partial last line, which the reader drops and reports.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import itertools
 import json
@@ -43,12 +44,33 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..core.events import Event, PayloadSummary, Received, Send, Tick
-from ..core.messages import Payload
+import attrs
 
-__all__ = ["FORMAT", "StepLog", "dumps_step", "task_table"]
+from ..core import events as _events
+from ..core.events import Event, PayloadSummary, Received, Send, Tick
+from ..core.messages import MESSAGE_TYPES, RECORD_TYPES, Payload
+
+__all__ = ["FORMAT", "SCHEMA", "StepLog", "dumps_step", "task_table"]
 
 FORMAT = "ownership-steplog/1"
+
+
+def _schema() -> str:
+    """A digest of the names and fields of every class a step pickles: the
+    messages, their records and the core's events and effects. A step
+    unpickled by a version whose classes differ would lack fields (or
+    carry unknown ones), so a reader refuses a log of another schema."""
+    classes = {**MESSAGE_TYPES, **RECORD_TYPES}
+    for name in dir(_events):
+        obj = getattr(_events, name)
+        if isinstance(obj, type) and attrs.has(obj):
+            classes[name] = obj
+    text = ";".join(f"{name}:{','.join(a.name for a in attrs.fields(cls))}" for name, cls in sorted(classes.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+#: the step log header's ``schema``: see :func:`_schema`
+SCHEMA = _schema()
 
 logger = logging.getLogger("ownership.steplog")
 
@@ -153,6 +175,7 @@ class StepLog:
         path = self.directory / f"{role}-{os.getpid()}-{next(self._numbers)}.steps"
         header = {
             "format": FORMAT,
+            "schema": SCHEMA,
             "address": shell.address,
             "role": role,
             "pid": os.getpid(),
