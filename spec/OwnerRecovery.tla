@@ -372,18 +372,18 @@ ParentMake(p, x) ==
 
 (***************************************************************************)
 (* The parent hands x to its holders (a task or an actor call carrying the *)
-(* reference).  The owner counts them as borrowers as it sends.  Only the  *)
-(* first execution hands references out here: holders of a recoverable    *)
-(* object keep theirs across the take-over, and those of a lost one have   *)
-(* failed.                                                                 *)
+(* reference).  The owner counts them as borrowers as it sends, but not   *)
+(* one it knows is dead (the call fails).  Only the first execution hands  *)
+(* references out here: holders of a recoverable object keep theirs       *)
+(* across the take-over, and those of a lost one have failed.              *)
 (***************************************************************************)
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.submit_with_ref
 ParentShare(p, x) ==
     /\ AtOp(p, "share", x)
     /\ pb' = Next1(p)
     /\ IF pb[p].att = 1 /\ ent[p][x].st # "none"
-       THEN /\ ent' = [ent EXCEPT ![p][x].borrowers = @ \cup Holders[x]]
-            /\ msgs' = msgs \cup Send({ShareMsg(x, p, ent[p][x].ep, h) : h \in Holders[x]})
+       THEN /\ ent' = [ent EXCEPT ![p][x].borrowers = @ \cup (Holders[x] \ dk[p])]
+            /\ msgs' = msgs \cup Send({ShareMsg(x, p, ent[p][x].ep, h) : h \in Holders[x] \ dk[p]})
        ELSE UNCHANGED <<ent, msgs>>
     /\ lastAction' = Step("ParentShare", p, x, NoMsg)
     /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got,

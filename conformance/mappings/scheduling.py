@@ -202,6 +202,9 @@ class _EventLogMixin:
         # of SchedulerReclaimLeases) or because their actor's lease came back
         # (counted as their crash then): no crash line when they end
         reclaimed: set[str] = set()
+        # workers whose end a node saw at the return of their lease with kill
+        # (their slot is dying at once): no second detection when they end
+        detected: set[str] = set()
         # every lease the log shows granted for a task of the model, id ->
         # (worker, owner) (the return of another lease is not a step of the
         # spec); those still held, not returned or lost with their worker;
@@ -281,15 +284,22 @@ class _EventLogMixin:
                     for m in self._spec_messages(Envelope(event.src, p, event.msg), roles):
                         add(s.clock, p, "SchedulerReleaseLease", n=n, m=m)
                     stopped = [e.worker for e in s.effects if isinstance(e, KillWorker)]
-                    if self.c is None and stopped and stopped[0] in worker_of and stopped[0] not in reclaimed | dead:
-                        # an actor's lease returned: its worker is stopped, which the
-                        # model counts as its crash now (its end comes later)
-                        add(s.clock, p, "WorkerCrash", w=worker_of[stopped[0]])
-                        reclaimed.add(stopped[0])
+                    if self.c is None and stopped and stopped[0] in worker_of:
+                        # a lease returned with kill (an actor's, or one whose worker
+                        # its owner lost): the node stops the worker and never leases
+                        # it again, which the model counts as the worker's crash, if
+                        # it has not crashed yet, and its detection, now (LocalScheduler.
+                        # release_lease marks the slot dying; its exit comes later)
+                        if stopped[0] not in reclaimed | dead:
+                            add(s.clock, p, "WorkerCrash", w=worker_of[stopped[0]])
+                            reclaimed.add(stopped[0])
+                        add(s.clock, p, "SchedulerDetectWorkerDeath", n=n, w=worker_of[stopped[0]])
+                        detected.add(stopped[0])
                     held.discard(event.msg.lease_id)
                     lent.discard(event.msg.lease_id)
                 if isinstance(event, PeerLost) and event.address in worker_of:
-                    add(s.clock, p, "SchedulerDetectWorkerDeath", n=n, w=worker_of[event.address])
+                    if event.address not in detected:
+                        add(s.clock, p, "SchedulerDetectWorkerDeath", n=n, w=worker_of[event.address])
                     for lease_id in [i for i in held if grants[i][0] == event.address]:
                         held.discard(lease_id)
                         lent.discard(lease_id)

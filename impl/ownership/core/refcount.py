@@ -344,8 +344,8 @@ class ReferenceCounter:
                 /\ AtOp(p, "share", x)
                 /\ pb' = Next1(p)
                 /\ IF pb[p].att = 1 /\ ent[p][x].st # "none"
-                   THEN /\ ent' = [ent EXCEPT ![p][x].borrowers = @ \cup Holders[x]]
-                        /\ msgs' = msgs \cup Send({ShareMsg(x, p, ent[p][x].ep, h) : h \in Holders[x]})
+                   THEN /\ ent' = [ent EXCEPT ![p][x].borrowers = @ \cup (Holders[x] \ dk[p])]
+                        /\ msgs' = msgs \cup Send({ShareMsg(x, p, ent[p][x].ep, h) : h \in Holders[x] \ dk[p]})
                    ELSE UNCHANGED <<ent, msgs>>
                 /\ lastAction' = Step("ParentShare", p, x, NoMsg)
                 /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got,
