@@ -7,13 +7,15 @@ SIGKILLed. Every holder's get returns the right values (the small result
 rebuilt from its lineage, the large one from its copy pinned again for the
 driver, the put restored from the head's log); the default future fails
 with OwnerDiedError; once everything is dropped, no object, copy, lease or
-log is left anywhere.
+log is left anywhere. The same holds when the owner is only declared dead
+(its node hangs past the heartbeat timeout): the stale owner is fenced.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import signal
 import sys
 
 import cloudpickle
@@ -115,5 +117,63 @@ async def test_recoverable_futures_survive_the_sigkill_of_their_owner_tcp():
             del refs, holders, default, gate, keeper
             gc.collect()
             # Nothing left: no object, copy, pull or lease, and no log at the head.
+            while not ((snap := await local.snapshot()).is_empty() and not snap.head["recovery_logs"]):
+                await trio.sleep(0.1)
+
+
+NEAR, FAR = {"near": 8.0}, {"far": 1.0}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_recoverable_futures_survive_an_owner_falsely_declared_dead_tcp():
+    """A false suspicion, end to end: the node of the owner's worker hangs
+    (SIGSTOP) past the heartbeat timeout, and the owner is declared dead
+    while it lives. The driver takes its recoverable futures over at a new
+    epoch and every holder (on the other node) gets the right values; the
+    default future fails with OwnerDiedError. When the node runs again it is
+    told it is dead and exits with the stale owner; nothing is left."""
+    async with cluster(nodes=1, num_cpus=6, node_timeout=1.0, resources=NEAR, dashboard=False) as local:
+        far = await local.add_node(num_cpus=3, resources=FAR)
+        driver = local.driver.core
+        near = {"near": 1.0}
+        with trio.fail_after(120):
+            pid, refs, [default] = await owner_task.options(resources=FAR).remote()
+            gate = hang.options(resources=near).remote()
+            holders = [hold_then_get.options(resources=near).remote(refs, [gate]) for _ in range(2)]
+            keeper = Keeper.options(resources=near).remote()
+            assert await keeper.keep.remote(refs) == 3
+            while sum(1 for t in driver.submitter.tasks.values() if t.spec.name == "hold_then_get" and t.state == "running") < 2:
+                await trio.sleep(0.02)
+            local.kill(far, signal.SIGSTOP)
+            try:
+                while driver.takeover.completed < 3:
+                    await trio.sleep(0.02)
+                assert local.alive(far) and _alive(pid), "declared dead while it lives: the false suspicion"
+                ownership.cancel(gate)
+                assert [await h for h in holders] == [EXPECTED, EXPECTED]
+                assert await keeper.values.remote() == EXPECTED
+                with pytest.raises(ownership.OwnerDiedError):
+                    await default
+            finally:
+                local.kill(far, signal.SIGCONT)
+            # Told it is dead, the node exits with its workers, the stale owner among them.
+            assert await local.wait_exit(far) == 3
+            while _alive(pid):
+                await trio.sleep(0.02)
+            snap = await local.snapshot()
+            logs = snap.head["recovery_logs"]
+            assert {oid: (log["owner"], log["epoch"]) for oid, log in logs.items()} == {
+                r.object_id: (local.driver.address, 1) for r in refs
+            }
+            await keeper.drop.remote()
+            del refs, holders, default, gate, keeper
+            gc.collect()
             while not ((snap := await local.snapshot()).is_empty() and not snap.head["recovery_logs"]):
                 await trio.sleep(0.1)
