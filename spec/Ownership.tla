@@ -1239,7 +1239,7 @@ CallSeq(r) ==
 (* The caller pushes its next queued call to the actor's worker, recording *)
 (* the worker as the call's location before the call leaves.               *)
 (***************************************************************************)
-\* impl: impl/ownership/core/submitter.py::TaskSubmitter._flush_actor_queue
+\* impl: impl/ownership/core/actors.py::ActorCalls.flush_queue
 OwnerPushCall(a, x) ==
     LET r == Target[x]
         w == ent[r].host
@@ -1259,7 +1259,7 @@ OwnerPushCall(a, x) ==
 (* A call queued at the caller (or submitted after) whose actor died, or  *)
 (* whose creation failed, fails with ActorDied, and lets go of the handle. *)
 (***************************************************************************)
-\* impl: impl/ownership/core/submitter.py::TaskSubmitter._actor_dead
+\* impl: impl/ownership/core/actors.py::ActorCalls.dead
 OwnerFailCall(a, x) ==
     LET r == Target[x]
         E == [z \in Objects |->

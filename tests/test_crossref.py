@@ -25,7 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_DIR = ROOT / "spec"
-CORE_MODULES = ["submitter", "ownerlog", "scheduler", "executor", "refcount", "recovery", "store", "head", "node", "worker"]
+CORE_MODULES = ["submitter", "actors", "ownerlog", "scheduler", "executor", "refcount", "recovery", "store", "head", "node", "worker"]
 #: Outside the core, the transport implements spec/Resend.tla.
 RUNTIME_MODULES = ["resend", "tcp"]
 

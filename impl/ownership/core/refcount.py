@@ -861,7 +861,7 @@ class ReferenceCounter:
             return self.delete_logged(ref)
         fx: list[Effect] = []
         if ref.kind == "actor":
-            fx += self.worker.submitter.kill_actor(ref.object_id)
+            fx += self.worker.submitter.actor_calls.kill(ref.object_id)
         else:
             for node in sorted(ref.locations):
                 fx.append(Send(node, FreeObject(object_id=ref.object_id, epoch=ref.epoch)))
@@ -1150,7 +1150,7 @@ class ReferenceCounter:
             task_id, index = waiter.key
             return self.worker.executor.arg_resolved(task_id, index, **result)
         if waiter.kind == "actor":
-            return self.worker.submitter.actor_located(waiter.key, **result)
+            return self.worker.submitter.actor_calls.located(waiter.key, **result)
         raise ValueError(f"unknown waiter kind {waiter.kind!r}")
 
     def get(self, object_id: str, waiter: Waiter, *, owner: str | None = None, kind: str = "object") -> list[Effect]:

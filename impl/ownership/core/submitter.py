@@ -28,7 +28,6 @@ from .messages import (
     LeaseInfeasible,
     LogDispatch,
     LogObject,
-    Payload,
     PushTask,
     RequestLease,
     ReturnLease,
@@ -36,9 +35,10 @@ from .messages import (
     TaskReply,
     TaskSpec,
 )
-from .refcount import FAILED, FREED, LOST, PENDING, READY, Reference, Waiter
+from .refcount import FAILED, FREED, LOST, PENDING, READY, Reference
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .actors import ActorState
     from .worker import WorkerCore
 
 __all__ = ["TaskEntry", "Lease", "KeyState", "ActorState", "TaskSubmitter", "scheduling_key"]
@@ -99,18 +99,6 @@ class KeyState:
     leases: dict[str, Lease] = attrs.Factory(dict)
 
 
-@attrs.define(eq=False)
-class ActorState:
-    actor_id: str
-    owner: str
-    worker: str | None = None
-    node: str | None = None
-    lease_id: str | None = None
-    dead: ErrorInfo | None = None
-    locating: bool = False
-    queue: collections.deque = attrs.Factory(collections.deque)  # calls waiting for the address
-
-
 #: functions whose last task duration (short or not) the owner remembers
 _SHORT_FUNCTIONS_KEPT = 1024
 
@@ -126,14 +114,18 @@ def scheduling_key(spec: TaskSpec) -> tuple:
 
 
 class TaskSubmitter:
-    """Owner side of scheduling: tasks, lease requests, leases, actor calls."""
+    """Owner side of scheduling: tasks, lease requests, leases (actor calls:
+    :class:`ActorCalls`)."""
 
     def __init__(self, worker: WorkerCore) -> None:
-        from .ownerlog import OwnerLog  # it reads the task states defined here
+        from .actors import ActorCalls  # they read the task states defined here
+        from .ownerlog import OwnerLog
 
         self.worker = worker
         #: the head's answers to our writes to the recovery log
         self.owner_log = OwnerLog(self)
+        #: our actors and the calls to any actor
+        self.actor_calls = ActorCalls(self)
         self.tasks: dict[str, TaskEntry] = {}
         self.keys: dict[tuple, KeyState] = {}
         self.requests: dict[str, tuple] = {}  # request id -> scheduling key
@@ -143,7 +135,6 @@ class TaskSubmitter:
         # function's task is pipelined behind a busy worker.
         self.ticks = 0
         self.short_functions: collections.OrderedDict[str, bool] = collections.OrderedDict()
-        self.actors: dict[str, ActorState] = {}
         self.waiting_on: dict[str, set[str]] = {}  # owned object -> tasks waiting for it
         # Objects whose waiting tasks are to be released while some are
         # being released (see dependency_resolved); None when none are.
@@ -151,6 +142,10 @@ class TaskSubmitter:
         self.request_nodes: dict[str, str] = {}  # lease request -> node it waits at
         self.infeasible: dict[str, str] = {}  # lease request -> node that found no node for it
         self.infeasible_told: set[tuple[str, tuple]] = set()  # (function, resources) the user heard of
+
+    @property
+    def actors(self) -> dict[str, ActorState]:
+        return self.actor_calls.actors
 
     @property
     def refs(self):
@@ -305,9 +300,9 @@ class TaskSubmitter:
                 self.refs.table[dep].lineage += 1
             ret.lineage_deps = deps
         if spec.kind == "actor_create":
-            self.actors[spec.return_id] = ActorState(actor_id=spec.return_id, owner=self.address)
+            self.actor_calls.creating(spec.return_id)
         if spec.kind == "actor_method":
-            return fx + self._submit_actor_call(task)
+            return fx + self.actor_calls.submit_call(task)
         if spec.recoverable and spec.kind == "task" and self.worker.logs_recoverable():
             # Logged before it runs or its reference leaves (OwnerRecovery!ParentMake):
             # it waits for the head's ObjectLogged.
@@ -1083,7 +1078,7 @@ class TaskSubmitter:
         self._remember_duration(task)
         ret = self.refs.get_ref(task.spec.return_id)
         if task.spec.kind == "actor_create":
-            fx += self._actor_created(task, msg)
+            fx += self.actor_calls.created(task, msg)
         elif ret is not None and not task.cancelled:
             if msg.error is not None:
                 fx += self.refs.set_failed(ret, msg.error)
@@ -1169,7 +1164,7 @@ class TaskSubmitter:
         if task.spec.kind == "actor_create":
             actor = self.actors.get(task.spec.return_id)
             if actor is not None:
-                fx += self._actor_dead(actor, error)
+                fx += self.actor_calls.dead(actor, error)
         ret = self.refs.get_ref(task.spec.return_id)
         if ret is not None and ret.status != FAILED:
             fx += self.refs.set_failed(ret, error)
@@ -1275,7 +1270,7 @@ class TaskSubmitter:
                 fx += self._forget_request(request_id)  # nobody waits on it
         for actor in sorted(self.actors.values(), key=lambda a: a.actor_id):
             if actor.dead is None and actor.worker is not None and (actor.worker in dead_workers or actor.node in dead_nodes):
-                fx += self._actor_dead(
+                fx += self.actor_calls.dead(
                     actor, ErrorInfo(kind="actor_died", message=f"the actor {actor.actor_id} on worker {actor.worker} died")
                 )
         for task in sorted(self.tasks.values(), key=lambda t: t.spec.task_id):
@@ -1358,180 +1353,6 @@ class TaskSubmitter:
             ret.status = PENDING
             ret.error = None
         fx += self._resolve_dependencies(task)
-        return fx
-
-    # ------------------------------------------------------------------ actors
-    def _actor_created(self, task: TaskEntry, msg: TaskReply) -> list[Effect]:
-        actor = self.actors.get(task.spec.return_id)
-        ret = self.refs.get_ref(task.spec.return_id)
-        fx: list[Effect] = []
-        lease = self.leases.get(msg.lease_id) if msg.lease_id else None
-        if msg.error is not None or actor is None or ret is None or task.cancelled or not ret.in_scope():
-            error = msg.error or ErrorInfo(kind="cancelled", message=f"actor {task.spec.return_id} is no longer referenced")
-            if lease is not None:
-                fx += self._drop_actor_lease(lease, kill=True)
-            if actor is not None:
-                fx += self._actor_dead(actor, error)
-            if ret is not None and ret.status != FAILED:
-                fx += self.refs.set_failed(ret, error)
-            return fx
-        actor.worker = msg.worker
-        if lease is not None:
-            # The actor keeps its lease for life, apart from the task leases.
-            ks = self.keys.get(lease.key)
-            if ks is not None:
-                ks.leases.pop(lease.lease_id, None)
-                self._gc_key(lease.key)
-        fx += self.refs.set_ready(ret, location=msg.worker)
-        fx += self._flush_actor_queue(actor)
-        return fx
-
-    def _drop_actor_lease(self, lease: Lease, *, kill: bool) -> list[Effect]:
-        self.leases.pop(lease.lease_id, None)
-        ks = self.keys.get(lease.key)
-        if ks is not None:
-            ks.leases.pop(lease.lease_id, None)
-            self._gc_key(lease.key)
-        if lease.node in self.worker.dead_nodes or lease.worker in self.worker.dead_workers:
-            return []
-        return [Send(lease.node, ReturnLease(lease_id=lease.lease_id, worker=lease.worker, kill=kill))]
-
-    def kill_actor(self, actor_id: str) -> list[Effect]:
-        """The last reference to an actor is gone: give its lease back, stopping it."""
-        actor = self.actors.get(actor_id)
-        if actor is None:
-            return []
-        fx: list[Effect] = []
-        if actor.lease_id is not None:
-            lease = self.leases.get(actor.lease_id)
-            actor.lease_id = None
-            if lease is not None:
-                fx += self._drop_actor_lease(lease, kill=True)
-        if actor.dead is None:
-            actor.dead = ErrorInfo(kind="actor_died", message=f"actor {actor_id} was stopped: no references left")
-        if not actor.queue:
-            ret = self.refs.get_ref(actor_id)
-            if ret is None or not ret.owned:
-                self.actors.pop(actor_id, None)
-        return fx
-
-    def _actor_dead(self, actor: ActorState, error: ErrorInfo) -> list[Effect]:
-        r"""Spec: Ownership!OwnerFailCall
-
-            \* Ownership
-            OwnerFailCall(a, x) ==
-                LET r == Target[x]
-                    E == [z \in Objects |->
-                            IF z = x THEN Failed(ent[x], "ActorDied")
-                            ELSE IF z = r THEN [ent[r] EXCEPT !.submitted = @ - 1]
-                            ELSE ent[z]]
-                    settle == Settle(a, E, msgs \cup Answers(x, ent[x], "ActorDied"), [why EXCEPT ![x] = "actor"], ex[a])
-                IN
-                /\ IsUp(Cur(a))
-                /\ x \in Calls
-                /\ ent[x].owner = Cur(a)
-                /\ ent[x].task = "waiting"
-                /\ ent[r].owner = Cur(a) /\ ent[r].obj = "failed"
-                /\ settle
-                /\ lastAction' = Step("OwnerFailCall", a, x, NoNode, NoMsg)
-                /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made>>
-
-        Implementation:
-
-        The actor died (its worker or node, or its creation failed): its
-        lease goes, and every call to it fails with the actor's error, those
-        queued here and those running at its worker; a call submitted later
-        fails at once (``_submit_actor_call``).
-        """
-        fx: list[Effect] = []
-        actor.dead = error
-        if actor.lease_id is not None:
-            lease = self.leases.get(actor.lease_id)
-            actor.lease_id = None
-            if lease is not None:
-                fx += self._drop_actor_lease(lease, kill=True)
-        queued, actor.queue = list(actor.queue), collections.deque()
-        for task_id in queued:
-            task = self.tasks.get(task_id)
-            if task is not None:
-                fx += self._fail(task, error)
-        ret = self.refs.get_ref(actor.actor_id)
-        if ret is not None and ret.status not in (FAILED, FREED):
-            fx += self.refs.set_failed(ret, error)
-        for task in sorted(self.tasks.values(), key=lambda t: t.spec.task_id):
-            if task.spec.kind == "actor_method" and task.spec.actor_id == actor.actor_id and task.state == RUNNING:
-                fx += self._fail(task, error)
-        if not ret or not ret.owned:
-            self.actors.pop(actor.actor_id, None)
-        return fx
-
-    def _submit_actor_call(self, task: TaskEntry) -> list[Effect]:
-        spec = task.spec
-        actor_id = spec.actor_id
-        assert actor_id is not None
-        actor = self.actors.get(actor_id)
-        handle = self.refs.get_ref(actor_id)
-        if actor is None:
-            owner = handle.owner if handle is not None else ""
-            actor = self.actors[actor_id] = ActorState(actor_id=actor_id, owner=owner)
-        if actor.dead is not None:
-            return self._fail(task, actor.dead)
-        task.state = QUEUED
-        actor.queue.append(spec.task_id)
-        if actor.worker is not None:
-            return self._flush_actor_queue(actor)
-        if actor.owner != self.address and not actor.locating:
-            actor.locating = True
-            return self.refs.get(actor_id, Waiter("actor", actor_id), owner=actor.owner, kind="actor")
-        return []
-
-    def actor_located(self, actor_id: str, *, location: str | None = None, error: ErrorInfo | None = None, value: Payload | None = None) -> list[Effect]:
-        actor = self.actors.get(actor_id)
-        if actor is None:
-            return []
-        actor.locating = False
-        if error is not None or location is None:
-            return self._actor_dead(actor, error or ErrorInfo(kind="actor_died", message=f"actor {actor_id} has no worker"))
-        if location in self.worker.dead_workers:
-            return self._actor_dead(actor, ErrorInfo(kind="actor_died", message=f"the actor {actor_id} on worker {location} died"))
-        actor.worker = location
-        return self._flush_actor_queue(actor)
-
-    def _flush_actor_queue(self, actor: ActorState) -> list[Effect]:
-        r"""Spec: Ownership!OwnerPushCall
-
-            \* Ownership
-            OwnerPushCall(a, x) ==
-                LET r == Target[x]
-                    w == ent[r].host
-                IN
-                /\ IsUp(Cur(a))
-                /\ x \in Calls
-                /\ ent[x].owner = Cur(a)
-                /\ ent[x].task = "waiting"
-                /\ ent[r].owner = Cur(a) /\ ent[r].obj = "ready" /\ w # NoProc
-                /\ \A z \in EarlierCalls(x) : ent[z].task # "waiting"
-                /\ ent' = [ent EXCEPT ![x].task = "pushed", ![x].att = @ + 1, ![x].loc = [n |-> NodeOf(w), w |-> w]]
-                /\ chan' = [chan EXCEPT ![r] = Append(@, [x |-> x, o |-> Cur(a), att |-> ent[x].att + 1, w |-> w, cancel |-> FALSE])]
-                /\ lastAction' = Step("OwnerPushCall", a, x, NoNode, NoMsg)
-                /\ UNCHANGED <<actorLog, envVars, headVars, nodeVars, ex, known, brw, got, made, msgs, why>>
-
-        Implementation:
-
-        The actor's worker is known: push the queued calls to it, oldest
-        first, each recorded as running there before it leaves. The
-        connection to the worker keeps their order.
-        """
-        fx: list[Effect] = []
-        while actor.queue and actor.worker is not None:
-            task = self.tasks.get(actor.queue.popleft())
-            if task is None or task.state != QUEUED:
-                continue
-            task.state = RUNNING
-            task.location = actor.worker  # recorded before the task leaves
-            task.attempt += 1
-            spec = self._resolved_spec(task)
-            fx.append(Send(actor.worker, PushTask(task=spec, lease_id=None, attempt=task.attempt)))
         return fx
 
 
