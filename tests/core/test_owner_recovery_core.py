@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import attrs
 
-from ownership.core.events import AddLocalRef, Execute, GetValue, Logged, PeerLost, Put, Received, Submit
+from ownership.core.events import AddLocalRef, Execute, GetValue, Logged, PeerLost, Put, Received, Submit, TaskDone
 from ownership.core.messages import (
+    Arg,
+    RefInfo,
+    RequestLease,
+    TaskReply,
     DispatchLogged,
     LogDispatch,
     DeleteObject,
@@ -238,3 +242,51 @@ def test_new_owner_runs_a_never_dispatched_task_without_spending_a_retry(mini, h
     assert push.task.task_id == s.task_id and push.epoch == 1
     task = d.submitter.tasks[s.task_id]
     assert task.retries_left == 0 and d.refs.table[s.return_id].status != "failed"
+
+
+def test_task_carrying_an_unlogged_recoverable_put_leaves_once_the_head_has_it(mini, h) -> None:
+    """Async code does not wait for a recoverable put's log write, but a task
+    that carries the reference, as an argument or inside a value, does: it
+    leaves only once the head has the object, so that a holder finds it
+    there should the owner die in between."""
+    w = mini.workers["w1@n1"]
+    oid = w.new_object_id()
+    mini.r.feed(w.address, Put(oid, h.value(b"x"), recoverable=True))
+    ref = RefInfo(object_id=oid, owner=w.address)
+    by_ref = h.spec(w, args=[Arg(ref=ref)])
+    inside = h.spec(w, args=[Arg(value=h.value(b"[x]", refs=[ref]))])
+    for spec in (by_ref, inside):
+        mini.r.feed(w.address, Submit(spec))
+    assert mini.r.sent(RequestLease) == []  # both wait for the log
+    mini.r.deliver_type(LogObject, object_id=oid)
+    mini.r.deliver_type(ObjectLogged, object_id=oid)
+    requested = {f[2].task_id for f in mini.r.sent(RequestLease)}
+    assert requested == {by_ref.task_id, inside.task_id}
+    mini.r.run()
+    assert w.submitter.logging_objects == set() and w.submitter.waiting_on_log == {}
+
+
+def test_actor_call_carrying_an_unlogged_recoverable_put_waits_with_the_calls_behind_it(mini, h) -> None:
+    """Calls to an actor keep their order: one that carries an object the
+    head is still logging holds back the calls submitted after it."""
+    w = mini.workers["w1@n1"]
+    create = h.spec(w, kind="actor_create", resources=())
+    mini.r.feed(w.address, Submit(create))
+    mini.r.run(skip=lambda f: isinstance(f[2], TaskReply))
+    [worker] = [a for a, e in mini.r.effects if isinstance(e, Execute) and e.task.task_id == create.task_id]
+    mini.r.feed(worker, TaskDone(create.task_id, value=None))
+    mini.r.run()
+    actor = w.submitter.actors[create.return_id]
+    assert actor.worker == worker
+    oid = w.new_object_id()
+    mini.r.feed(w.address, Put(oid, h.value(b"x"), recoverable=True))
+    first = h.spec(w, kind="actor_method", actor_id=create.return_id, method="m", resources=(),
+                   args=[Arg(ref=RefInfo(object_id=oid, owner=w.address))])
+    second = h.spec(w, kind="actor_method", actor_id=create.return_id, method="m", resources=())
+    for spec in (first, second):
+        mini.r.feed(w.address, Submit(spec))
+    assert [f[2].task.task_id for f in mini.r.sent(PushTask, dst=actor.worker)] == []
+    mini.r.deliver_type(LogObject, object_id=oid)
+    mini.r.deliver_type(ObjectLogged, object_id=oid)
+    pushed = [f[2].task.task_id for f in mini.r.sent(PushTask, dst=actor.worker)]
+    assert pushed == [first.task_id, second.task_id]

@@ -209,13 +209,22 @@ class ActorCalls:
 
         The actor's worker is known: push the queued calls to it, oldest
         first, each recorded as running there before it leaves. The
-        connection to the worker keeps their order.
+        connection to the worker keeps their order. A call that carries an
+        object of ours the head is still logging stops the flush until the
+        head has it.
         """
         fx: list[Effect] = []
         while actor.queue and actor.worker is not None:
-            task = self.submitter.tasks.get(actor.queue.popleft())
+            task = self.submitter.tasks.get(actor.queue[0])
             if task is None or task.state != QUEUED:
+                actor.queue.popleft()
                 continue
+            if unlogged := self.submitter.unlogged(task.spec):
+                # It carries an object of ours the head is still logging: it
+                # and the calls behind it (in order) wait for the log.
+                self.submitter.wait_for_log(task, unlogged)
+                break
+            actor.queue.popleft()
             task.state = RUNNING
             task.location = actor.worker  # recorded before the task leaves
             task.attempt += 1

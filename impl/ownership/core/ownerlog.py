@@ -65,8 +65,12 @@ class OwnerLog:
         The head logged our recoverable object (a task's return, or a put):
         its reference may leave now, and its task may run. Refused (the head
         declared us dead), the object fails as a dead owner's would: this
-        process is fenced and stops.
+        process is fenced and stops. Either way the tasks and actor calls
+        that carry it, held until now, may leave.
         """
+        return self._object_logged(msg) + self.submitter.log_written(msg.object_id)
+
+    def _object_logged(self, msg: ObjectLogged) -> list[Effect]:
         ref = self.submitter.refs.get_ref(msg.object_id)
         if ref is None or not ref.owned or not ref.recoverable:
             return []

@@ -1632,6 +1632,7 @@ Ask for a value (API get, a task argument, an actor's address).
         if recoverable and self.worker.logs_recoverable():
             # Logged with its value before anyone can hold it (OwnerRecovery!ParentMake).
             ref.recoverable = True
+            self.worker.submitter.logging_objects.add(object_id)
             fx.append(Send(self.worker.head, LogObject(object_id=object_id, owner=self.address, value=value)))
         fx += self.set_ready(ref, value=value, refs=value.refs)
         if value.size > self.worker.config.inline_threshold:

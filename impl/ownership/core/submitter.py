@@ -136,6 +136,13 @@ class TaskSubmitter:
         self.ticks = 0
         self.short_functions: collections.OrderedDict[str, bool] = collections.OrderedDict()
         self.waiting_on: dict[str, set[str]] = {}  # owned object -> tasks waiting for it
+        #: recoverable objects of ours whose LogObject the head has not
+        #: answered: no task or actor call that carries one leaves until it
+        #: has (OwnerRecovery!ParentMake writes before sharing); a sync
+        #: remote() or put waits for the answer, async code does not
+        self.logging_objects: set[str] = set()
+        #: such an object -> the tasks and calls that carry it
+        self.waiting_on_log: dict[str, set[str]] = {}
         # Objects whose waiting tasks are to be released while some are
         # being released (see dependency_resolved); None when none are.
         self._resolving: collections.deque[Reference] | None = None
@@ -307,15 +314,58 @@ class TaskSubmitter:
             # Logged before it runs or its reference leaves (OwnerRecovery!ParentMake):
             # it waits for the head's ObjectLogged.
             ret.recoverable = True
+            self.logging_objects.add(spec.return_id)
             task.logging = True
             log = LogObject(object_id=spec.return_id, owner=self.address, task=spec, retries=task.retries_left)
             return fx + [Send(self.worker.head, log)]
         return fx + self._resolve_dependencies(task)
 
+    def unlogged(self, spec: TaskSpec) -> list[str]:
+        """Objects of ours that ``spec`` carries (arguments, and references
+        inside argument values) whose log write the head has not answered."""
+        if not self.logging_objects:
+            return []
+        carried = []
+        for arg in spec.args:
+            if arg.ref is not None:
+                carried.append(arg.ref.object_id)
+            if arg.value is not None:
+                carried += [r.object_id for r in arg.value.refs]
+        return sorted(set(carried) & self.logging_objects)
+
+    def wait_for_log(self, task: TaskEntry, unlogged: list[str]) -> None:
+        """``task`` leaves once the head has logged each of ``unlogged``."""
+        for oid in unlogged:
+            self.waiting_on_log.setdefault(oid, set()).add(task.spec.task_id)
+
+    def log_written(self, object_id: str) -> list[Effect]:
+        """The head answered the log write of our ``object_id``: the tasks and
+        actor calls that carry it may leave (each waits for its other
+        unlogged objects, and a task for its arguments, as before)."""
+        fx: list[Effect] = []
+        self.logging_objects.discard(object_id)
+        for task_id in sorted(self.waiting_on_log.pop(object_id, ())):
+            task = self.tasks.get(task_id)
+            if task is None:
+                continue
+            if task.spec.kind == "actor_method" and task.state == QUEUED:
+                actor = self.actors.get(task.spec.actor_id or "")
+                if actor is not None:
+                    fx += self.actor_calls.flush_queue(actor)
+            elif task.state == WAITING and not task.logging:
+                fx += self._resolve_dependencies(task)
+        return fx
+
     def _resolve_dependencies(self, task: TaskEntry) -> list[Effect]:
-        """Wait for owned arguments that are pending; recreate lost ones."""
+        """Wait for owned arguments that are pending; recreate lost ones.
+        A task that carries an object of ours the head is still logging
+        waits for the log first: its holders must find it at the head
+        should we die (OwnerRecovery!ParentMake writes before sharing)."""
         fx: list[Effect] = []
         task.state = WAITING
+        if unlogged := self.unlogged(task.spec):
+            self.wait_for_log(task, unlogged)
+            return fx
         task.deps.clear()
         for arg in task.spec.args:
             if arg.ref is None:
