@@ -290,3 +290,25 @@ def test_actor_call_carrying_an_unlogged_recoverable_put_waits_with_the_calls_be
     mini.r.deliver_type(ObjectLogged, object_id=oid)
     pushed = [f[2].task.task_id for f in mini.r.sent(PushTask, dst=actor.worker)]
     assert pushed == [first.task_id, second.task_id]
+
+
+def test_reply_carrying_an_unlogged_recoverable_object_leaves_once_the_head_has_it(mini, h) -> None:
+    """An async task returns, inside its value, a recoverable object it put
+    without waiting for the head: its caller becomes a borrower only once
+    the head has the object."""
+    d = mini.driver
+    task = h.spec(d)
+    mini.r.feed(d.address, Submit(task))
+    mini.r.run(skip=lambda f: isinstance(f[2], TaskReply))
+    [worker] = [a for a, e in mini.r.effects if isinstance(e, Execute) and e.task.task_id == task.task_id]
+    w = mini.workers[worker]
+    oid = w.new_object_id()
+    mini.r.feed(worker, Put(oid, h.value(b"x"), recoverable=True))
+    mini.r.feed(worker, TaskDone(task.task_id, value=h.value(b"[x]", refs=[RefInfo(object_id=oid, owner=worker)])))
+    assert mini.r.sent(TaskReply) == []
+    mini.r.deliver_type(LogObject, object_id=oid)
+    mini.r.deliver_type(ObjectLogged, object_id=oid)
+    [(_, dst, reply)] = mini.r.sent(TaskReply)
+    assert dst == d.address and [r.object_id for r in reply.refs] == [oid]
+    mini.r.run()
+    assert w.executor.replies_awaiting_log == []

@@ -85,6 +85,9 @@ class TaskExecutor:
     def __init__(self, worker: WorkerCore) -> None:
         self.worker = worker
         self.running: dict[str, Running] = {}
+        #: replies whose value carries recoverable objects of ours the head
+        #: has not logged yet, oldest first: (those objects, the reply's sends)
+        self.replies_awaiting_log: list[tuple[set[str], list[Effect]]] = []
         self.actor_id: str | None = None
         self.actor_busy: str | None = None
         self.actor_queue: collections.deque[str] = collections.deque()
@@ -530,11 +533,34 @@ class TaskExecutor:
             if reply.value is not None and reply.value.size > self.worker.config.inline_threshold:
                 # Large values stay on this node; the store tells the owner once pinned.
                 stored = attrs.evolve(reply, value=None, location=self.worker.node)
-                fx.append(Send(self.worker.node, PutObject(object_id=spec.return_id, owner=spec.owner, value=reply.value, reply=stored)))
+                sends = [Send(self.worker.node, PutObject(object_id=spec.return_id, owner=spec.owner, value=reply.value, reply=stored))]
             else:
-                fx.append(Send(spec.owner, reply))
+                sends = [Send(spec.owner, reply)]
+            logging = self.worker.submitter.logging_objects
+            unlogged = {info.object_id for info in refs_in_value} & logging if logging else set()
+            if unlogged:
+                # An async task returned a recoverable object of ours the head
+                # has not logged yet: its caller would hold what no new owner
+                # knows of (OwnerRecovery!ParentMake writes before sharing).
+                self.replies_awaiting_log.append((unlogged, sends))
+            else:
+                fx += sends
         fx += self._start_next()
         fx += self._update_lent()
+        return fx
+
+    def log_written(self, object_id: str) -> list[Effect]:
+        """The head logged our ``object_id``: send the replies that waited
+        only for it, in the order they were made."""
+        fx: list[Effect] = []
+        waiting = []
+        for unlogged, sends in self.replies_awaiting_log:
+            unlogged.discard(object_id)
+            if unlogged:
+                waiting.append((unlogged, sends))
+            else:
+                fx += sends
+        self.replies_awaiting_log = waiting
         return fx
 
     def _remember_finished(self, task_id: str, attempt: int) -> None:

@@ -339,11 +339,13 @@ class TaskSubmitter:
             self.waiting_on_log.setdefault(oid, set()).add(task.spec.task_id)
 
     def log_written(self, object_id: str) -> list[Effect]:
-        """The head answered the log write of our ``object_id``: the tasks and
-        actor calls that carry it may leave (each waits for its other
+        """The head answered the log write of our ``object_id``: the replies,
+        tasks and actor calls that carry it may leave (each waits for its other
         unlogged objects, and a task for its arguments, as before)."""
         fx: list[Effect] = []
         self.logging_objects.discard(object_id)
+        if self.worker.executor.replies_awaiting_log:
+            fx += self.worker.executor.log_written(object_id)
         for task_id in sorted(self.waiting_on_log.pop(object_id, ())):
             task = self.tasks.get(task_id)
             if task is None:
