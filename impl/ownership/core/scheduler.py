@@ -28,7 +28,6 @@ from .messages import (
     ClusterView,
     LeaseGranted,
     LeaseInfeasible,
-    NodeView,
     RegisterWorker,
     RequestLease,
     Resources,
