@@ -215,7 +215,7 @@ def scheduling_log(run: MergedRun, pipeline_depth: int = 2) -> tuple[dict[str, A
 
 def scheduling_prefix(constants: dict[str, Any], lines: list[LogLine], limit: int) -> tuple[dict[str, Any], list[LogLine]]:
     """The first ``limit`` lines, with the model's tasks cut down to those
-    they submit.
+    they submit, and its keys to those tasks' keys.
 
     A task that no line has submitted yet is ``"new"`` in every state of
     the prefix: no action of Scheduling but its own ``OwnerSubmit`` reads a
@@ -234,6 +234,12 @@ def scheduling_prefix(constants: dict[str, Any], lines: list[LogLine], limit: in
     for name in ("TaskOwner", "TaskKey", "TaskRetries"):
         cut[name] = TLAFunction({t: v for t, v in constants[name].items() if t in keep})
     cut["SubmitOrder"] = tuple(t for t in constants["SubmitOrder"] if t in keep)
+    # A key no kept task has is read by no action (a queue of it stays empty,
+    # no request or lease names it): the model keeps only the prefix's keys,
+    # and each owner's queues shrink from every key of the run to those.
+    keys = frozenset(cut["TaskKey"].values()) or frozenset(sorted(constants["Keys"], key=str)[:1])
+    cut["Keys"] = keys
+    cut["FreeKeys"] = frozenset(constants.get("FreeKeys", frozenset())) & keys
     return cut, prefix
 
 

@@ -56,3 +56,25 @@ def test_lease_returned_with_kill_is_its_workers_detection_at_once():
         (4, "SchedulerReleaseLease"),
         (4, "SchedulerDetectWorkerDeath"),
     ], at_node
+
+
+def test_window_model_keeps_only_the_keys_of_the_tasks_it_submits():
+    """The prefix's model: tasks cut to those its lines submit, keys to
+    theirs (each owner's queues are one per key), free keys among them."""
+    from conformance.eventlog import LogLine
+    from conformance.sized import scheduling_prefix
+
+    o = ModelValue("o1")
+    t1, t2, t3 = (ModelValue(f"t{i}") for i in (1, 2, 3))
+    k1, k2, k3 = (ModelValue(f"k{i}") for i in (1, 2, 3))
+    constants = {
+        "Tasks": {t1, t2, t3}, "Keys": {k1, k2, k3}, "FreeKeys": {k2, k3},
+        "TaskOwner": TLAFunction({t1: o, t2: o, t3: o}), "TaskKey": TLAFunction({t1: k1, t2: k2, t3: k3}),
+        "TaskRetries": TLAFunction({t1: 1, t2: 1, t3: 1}), "SubmitOrder": (t1, t2, t3),
+    }
+    lines = [LogLine(1, OWNER, "OwnerSubmit", {"o": o, "t": t1}), LogLine(2, OWNER, "OwnerSubmit", {"o": o, "t": t2}),
+             LogLine(3, OWNER, "OwnerSubmit", {"o": o, "t": t3})]
+    cut, prefix = scheduling_prefix(constants, lines, 2)
+    assert len(prefix) == 2
+    assert (cut["Tasks"], cut["Keys"], cut["FreeKeys"]) == ({t1, t2}, {k1, k2}, {k2})
+    assert cut["SubmitOrder"] == (t1, t2) and dict(cut["TaskKey"].items()) == {t1: k1, t2: k2}
