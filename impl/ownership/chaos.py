@@ -73,6 +73,7 @@ import trio
 from . import api as ownership
 from .errors import ActorDiedError, GetTimeoutError, ObjectLostError, OwnerDiedError, OwnershipError, TaskError, WorkerCrashedError
 from .runtime.process import FAULT_CUTS_ENV
+from .runtime.pids import pid_alive
 
 __all__ = ["ChaosOptions", "ChaosReport", "DOCUMENTED", "JOBS", "add_subparsers", "run_chaos"]
 
@@ -797,8 +798,8 @@ class _Chaos:
         left: list[int] = []
         with trio.move_on_after(15):
             while True:
-                left = sorted({p for p in self.seen_pids if _alive(p)} | set(_processes_naming(session_dir)))
-                left = [p for p in left if _alive(p)]
+                left = sorted({p for p in self.seen_pids if pid_alive(p)} | set(_processes_naming(session_dir)))
+                left = [p for p in left if pid_alive(p)]
                 if not left:
                     break
                 await trio.sleep(0.1)
@@ -820,14 +821,6 @@ def _catches(pid: int, sig: int) -> bool:
     except (OSError, ValueError):
         pass
     return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ import ownership
 from ownership.runtime.auth import load_token
 from ownership.runtime.cluster import connect, session_file
 from ownership.runtime.status import cluster_snapshot, memory_rows
+from ownership.runtime.pids import pid_alive
 
 pytestmark = pytest.mark.slow
 
@@ -34,14 +35,6 @@ async def cli(*args: str) -> str:
     )
     assert result.returncode == 0, result.stderr.decode()
     return result.stdout.decode()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 async def test_cli_start_status_memory_stop(tmp_path, monkeypatch):
@@ -64,7 +57,7 @@ async def test_cli_start_status_memory_stop(tmp_path, monkeypatch):
             joined = json.loads(session_file().read_text())
             assert joined["session"] == session["session"] and joined["head"] == session["head"]
             session = joined
-            assert len(session["nodes"]) == 2 and all(_alive(p) for p in session["pids"].values())
+            assert len(session["nodes"]) == 2 and all(pid_alive(p) for p in session["pids"].values())
 
             for address in ((), ("--address", bare)):
                 status = json.loads(await cli("status", "--json", *address))
@@ -86,7 +79,7 @@ async def test_cli_start_status_memory_stop(tmp_path, monkeypatch):
 
             out = await cli("stop")
             assert "stopped 3 processes" in out
-            assert not any(_alive(p) for p in session["pids"].values())
+            assert not any(pid_alive(p) for p in session["pids"].values())
             assert not session_file().exists()
     finally:
         if session_file().exists():

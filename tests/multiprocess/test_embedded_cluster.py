@@ -16,6 +16,7 @@ import trio
 import ownership
 from ownership.runtime.cluster import cluster
 from ownership.runtime.shm import list_segments
+from ownership.runtime.pids import pid_alive
 
 pytestmark = pytest.mark.slow
 
@@ -25,14 +26,6 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 @ownership.remote
 def square(x):
     return x * x, os.getppid()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @ownership.remote
@@ -74,7 +67,7 @@ async def test_embedded_cluster_runs_tasks_and_stops_everything():
             results = await ownership.get([square.remote(i) for i in range(5)])
         assert [r for r, _ in results] == [0, 1, 4, 9, 16]
         assert {ppid for _, ppid in results} == {pids[local.nodes[0]]}
-    assert not any(_alive(pid) for pid in pids.values())
+    assert not any(pid_alive(pid) for pid in pids.values())
     assert not session_dir.exists()
     assert list_segments(f"own_{local.session}_") == []
     with pytest.raises(ownership.NoRuntimeError):

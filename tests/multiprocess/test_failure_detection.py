@@ -16,20 +16,13 @@ import trio
 
 import ownership
 from ownership.runtime.cluster import cluster
+from ownership.runtime.pids import pid_alive
 
 pytestmark = pytest.mark.slow
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 FAR = {"far": 1.0}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _wait_for_file(path: str, timeout: float = 60.0) -> None:
@@ -112,7 +105,7 @@ async def test_node_declared_dead_while_alive_is_fenced_and_exits(tmp_path):
             local.kill(victim, signal.SIGCONT)
         with trio.fail_after(30):
             assert await local.wait_exit(victim) == 3
-            while _alive(worker_pid):
+            while pid_alive(worker_pid):
                 await trio.sleep(0.02)
         gate.touch()
         with trio.fail_after(60):
@@ -190,7 +183,7 @@ async def test_hung_node_whose_connection_drops_is_probed_dead_fenced_and_its_ta
             local.kill(victim, signal.SIGCONT)
         with trio.fail_after(30):
             assert await local.wait_exit(victim) == 3
-            while _alive(worker_pid):
+            while pid_alive(worker_pid):
                 await trio.sleep(0.02)
         gate.touch()
         with trio.fail_after(60):

@@ -47,6 +47,7 @@ from .status import (
     not_the_head,
 )
 from .tcp import open_tcp_transport, parse_address
+from .pids import pid_alive
 
 __all__ = ["add_subparsers", "human_size", "render_memory", "render_status"]
 
@@ -181,22 +182,9 @@ def _write_session(info: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (not reaped yet) is gone for us
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _ours(pid: int, session: dict[str, Any]) -> bool:
     """``pid`` is alive and is a service process of this session (not a reused pid)."""
-    if not _alive(pid):
+    if not pid_alive(pid):
         return False
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -288,9 +276,9 @@ def _terminate(pids: list[int], session: dict[str, Any], timeout: float) -> int:
     for pid in live:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while any(_alive(p) for p in live) and time.monotonic() < deadline:
+    while any(pid_alive(p) for p in live) and time.monotonic() < deadline:
         time.sleep(0.05)  # not our children: there is no wait() to block on
-    killed = [p for p in live if _alive(p)]
+    killed = [p for p in live if pid_alive(p)]
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
     # Exited; their parent (init, or a subreaper) reaps them in a moment.

@@ -52,6 +52,7 @@ from typing import Any, Iterator
 import attrs
 
 from .values import SerializedValue, placed_header, serialize, serialized_from_buffer, serialized_layout
+from .pids import pid_alive
 
 try:
     import _posixshmem
@@ -235,28 +236,11 @@ def list_segments(prefix: str = "own_") -> list[SegmentInfo]:
     return sorted(found, key=lambda s: s.name)
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs: a zombie (dead, not yet reaped by its parent) does not."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:  # no procfs here: kill() said it exists
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def cleanup_leftovers(session: str) -> list[str]:
     """Unlink the segments of ``session`` whose node process is dead; returns their names."""
     removed = []
     for seg in list_segments(f"own_{_check_part('session', session)}_"):
-        if not _alive(seg.node_pid) and unlink_segment(seg.name):
+        if not pid_alive(seg.node_pid) and unlink_segment(seg.name):
             removed.append(seg.name)
     return removed
 
