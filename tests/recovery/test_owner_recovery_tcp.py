@@ -25,6 +25,7 @@ import trio
 
 import ownership
 from ownership.runtime.cluster import cluster
+from ownership.runtime.pids import pid_alive
 
 pytestmark = pytest.mark.slow
 
@@ -88,6 +89,20 @@ class Keeper:
 EXPECTED = (42, float(BIG), "kept at the head")
 
 
+async def _driver_owns_them_at_epoch_1(local, refs) -> None:
+    """The head's log names the driver as the owner of every recoverable future, at the take-over's epoch."""
+    logs = (await local.snapshot()).head["recovery_logs"]
+    assert {oid: (log["owner"], log["epoch"]) for oid, log in logs.items()} == {
+        r.object_id: (local.driver.address, 1) for r in refs
+    }
+
+
+async def _until_nothing_is_left(local) -> None:
+    """Wait until no object, copy, pull or lease is held anywhere, and the head logs nothing."""
+    while not ((snap := await local.snapshot()).is_empty() and not snap.head["recovery_logs"]):
+        await trio.sleep(0.1)
+
+
 async def test_recoverable_futures_survive_the_sigkill_of_their_owner_tcp():
     async with cluster(nodes=1, num_cpus=6, node_timeout=2.0, dashboard=False) as local:
         driver = local.driver.core
@@ -108,28 +123,14 @@ async def test_recoverable_futures_survive_the_sigkill_of_their_owner_tcp():
             assert await keeper.values.remote() == EXPECTED
             with pytest.raises(ownership.OwnerDiedError):
                 await default
-            snap = await local.snapshot()
-            logs = snap.head["recovery_logs"]
-            assert {oid: (log["owner"], log["epoch"]) for oid, log in logs.items()} == {
-                r.object_id: (local.driver.address, 1) for r in refs
-            }
+            await _driver_owns_them_at_epoch_1(local, refs)
             await keeper.drop.remote()
             del refs, holders, default, gate, keeper
             gc.collect()
-            # Nothing left: no object, copy, pull or lease, and no log at the head.
-            while not ((snap := await local.snapshot()).is_empty() and not snap.head["recovery_logs"]):
-                await trio.sleep(0.1)
+            await _until_nothing_is_left(local)
 
 
 NEAR, FAR = {"near": 8.0}, {"far": 1.0}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 async def test_recoverable_futures_survive_an_owner_falsely_declared_dead_tcp():
@@ -155,7 +156,7 @@ async def test_recoverable_futures_survive_an_owner_falsely_declared_dead_tcp():
             try:
                 while driver.takeover.completed < 3:
                     await trio.sleep(0.02)
-                assert local.alive(far) and _alive(pid), "declared dead while it lives: the false suspicion"
+                assert local.alive(far) and pid_alive(pid), "declared dead while it lives: the false suspicion"
                 ownership.cancel(gate)
                 assert [await h for h in holders] == [EXPECTED, EXPECTED]
                 assert await keeper.values.remote() == EXPECTED
@@ -165,15 +166,10 @@ async def test_recoverable_futures_survive_an_owner_falsely_declared_dead_tcp():
                 local.kill(far, signal.SIGCONT)
             # Told it is dead, the node exits with its workers, the stale owner among them.
             assert await local.wait_exit(far) == 3
-            while _alive(pid):
+            while pid_alive(pid):
                 await trio.sleep(0.02)
-            snap = await local.snapshot()
-            logs = snap.head["recovery_logs"]
-            assert {oid: (log["owner"], log["epoch"]) for oid, log in logs.items()} == {
-                r.object_id: (local.driver.address, 1) for r in refs
-            }
+            await _driver_owns_them_at_epoch_1(local, refs)
             await keeper.drop.remote()
             del refs, holders, default, gate, keeper
             gc.collect()
-            while not ((snap := await local.snapshot()).is_empty() and not snap.head["recovery_logs"]):
-                await trio.sleep(0.1)
+            await _until_nothing_is_left(local)
