@@ -266,6 +266,22 @@ def test_task_carrying_an_unlogged_recoverable_put_leaves_once_the_head_has_it(m
     assert w.submitter.logging_objects == set() and w.submitter.waiting_on_log == {}
 
 
+def test_task_carrying_a_put_that_holds_an_unlogged_recoverable_put_waits_for_the_head(mini, h) -> None:
+    """The reference rides inside another put (a list of futures put by
+    value): the task's worker borrows it when it reads the list, so the task
+    waits for its log like one that carries it directly."""
+    w = mini.workers["w1@n1"]
+    inner, outer = w.new_object_id(), w.new_object_id()
+    mini.r.feed(w.address, Put(inner, h.value(b"x"), recoverable=True))
+    mini.r.feed(w.address, Put(outer, h.value(b"[x]", refs=[RefInfo(object_id=inner, owner=w.address)])))
+    spec = h.spec(w, args=[Arg(ref=RefInfo(object_id=outer, owner=w.address))])
+    mini.r.feed(w.address, Submit(spec))
+    assert mini.r.sent(RequestLease) == []
+    mini.r.deliver_type(LogObject, object_id=inner)
+    mini.r.deliver_type(ObjectLogged, object_id=inner)
+    assert [f[2].task_id for f in mini.r.sent(RequestLease)] == [spec.task_id]
+
+
 def test_actor_call_carrying_an_unlogged_recoverable_put_waits_with_the_calls_behind_it(mini, h) -> None:
     """Calls to an actor keep their order: one that carries an object the
     head is still logging holds back the calls submitted after it."""

@@ -536,8 +536,8 @@ class TaskExecutor:
                 sends = [Send(self.worker.node, PutObject(object_id=spec.return_id, owner=spec.owner, value=reply.value, reply=stored))]
             else:
                 sends = [Send(spec.owner, reply)]
-            logging = self.worker.submitter.logging_objects
-            unlogged = {info.object_id for info in refs_in_value} & logging if logging else set()
+            submitter = self.worker.submitter
+            unlogged = submitter.unlogged_among(info.object_id for info in refs_in_value) if submitter.logging_objects else set()
             if unlogged:
                 # An async task returned a recoverable object of ours the head
                 # has not logged yet: its caller would hold what no new owner

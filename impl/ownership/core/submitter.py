@@ -14,6 +14,7 @@ to ``pipeline_depth``) and returned when the queue is empty, after
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -331,7 +332,25 @@ class TaskSubmitter:
                 carried.append(arg.ref.object_id)
             if arg.value is not None:
                 carried += [r.object_id for r in arg.value.refs]
-        return sorted(set(carried) & self.logging_objects)
+        return sorted(self.unlogged_among(carried))
+
+    def unlogged_among(self, object_ids: Iterable[str]) -> set[str]:
+        """Which of ``object_ids``, and of the references inside their values
+        at any depth (a put of a list that holds a recoverable reference),
+        are objects of ours whose log write the head has not answered: the
+        receiver of a value borrows what is inside it too."""
+        carried = set(object_ids)
+        frontier = list(carried)
+        table = self.refs.table
+        while frontier:
+            entry = table.get(frontier.pop())
+            if entry is None:
+                continue
+            for inner in entry.contains:
+                if inner not in carried:
+                    carried.add(inner)
+                    frontier.append(inner)
+        return carried & self.logging_objects
 
     def wait_for_log(self, task: TaskEntry, unlogged: list[str]) -> None:
         """``task`` leaves once the head has logged each of ``unlogged``."""
