@@ -42,6 +42,7 @@ than reading a model config.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from ownership.core.events import Submit
@@ -225,6 +226,8 @@ def scheduling_prefix(constants: dict[str, Any], lines: list[LogLine], limit: in
     in the prefix already). So a behaviour of the cut model taking the prefix
     is one of the whole model with the other tasks left new, and the other
     way round: the prefix is accepted by one exactly when by the other.
+
+    Owners and workers are cut the same way (:func:`_window_processes`).
     """
     prefix = lines[:limit]
     submitted = [line.params["t"] for line in prefix if line.action == "OwnerSubmit"]
@@ -240,7 +243,64 @@ def scheduling_prefix(constants: dict[str, Any], lines: list[LogLine], limit: in
     keys = frozenset(cut["TaskKey"].values()) or frozenset(sorted(constants["Keys"], key=str)[:1])
     cut["Keys"] = keys
     cut["FreeKeys"] = frozenset(constants.get("FreeKeys", frozenset())) & keys
+    owners, workers = _window_processes(constants, prefix, keep)
+    cut["Owners"] = owners
+    cut["OwnerNode"] = TLAFunction({o: v for o, v in constants["OwnerNode"].items() if o in owners})
+    cut["OwnerWorker"] = TLAFunction({o: v for o, v in constants["OwnerWorker"].items() if o in owners})
+    cut["Workers"] = workers
+    cut["Unregistered"] = frozenset(constants["Unregistered"]) & workers
+    cut["WorkerNode"] = TLAFunction({w: v for w, v in constants["WorkerNode"].items() if w in workers})
     return cut, prefix
+
+
+def _model_values(value: Any) -> Iterator[ModelValue]:
+    """Every model value in a line's parameter (messages are records)."""
+    if isinstance(value, ModelValue):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _model_values(v)
+    elif isinstance(value, (tuple, list, frozenset, set)):
+        for v in value:
+            yield from _model_values(v)
+
+
+def _window_processes(constants: dict[str, Any], prefix: list[LogLine], tasks: set[ModelValue]) -> tuple[frozenset, frozenset]:
+    """The owners and workers a window's model keeps: those its lines name
+    (in a parameter or a message), the owners of its tasks, every driver,
+    and the worker each kept owner runs in.
+
+    A process no line names stays as it starts in every state of the
+    prefix, but for what the actions that name nobody do to all of them:
+
+    - a worker: it is unregistered (the sized model registers every worker
+      by ``SchedulerRegisterWorker``, which names it), so no pool holds it
+      and no grant, push or lease can name it; a node's crash or fencing
+      marks it dead, which only its own actions read;
+    - an owner: its queues and leases stay empty; the ``WorkerDied`` and
+      ``NodeDied`` sent to every owner pile up in ``msgs`` for it, since
+      handling or losing one names it. The one guard that reads them is the
+      second disjunct of ``SchedulerDetectWorkerDeath``'s: some live owner
+      has not been told that ``w`` died. For an owner no line names, that
+      is "no detection of ``w`` yet"; for a driver (alive always, and kept)
+      it is the same, since a driver is told at the detection and keeps
+      it. So with a driver kept the disjunct is the same without the cut
+      owners, and ``DriverOn`` needs every driver anyway.
+
+    So the cut model takes exactly the steps of the whole one on the kept
+    processes, and a window is accepted by one exactly when by the other.
+    """
+    named = {v for line in prefix for p in line.params.values() for v in _model_values(p)}
+    owner_worker = constants["OwnerWorker"]
+    no_worker = constants["NoWorker"]
+    drivers = {o for o in constants["Owners"] if owner_worker[o] == no_worker}
+    if not drivers:  # the argument above needs a driver: keep every owner
+        named |= set(constants["Owners"])
+    owners = {o for o in constants["Owners"] if o in named} | drivers
+    owners |= {constants["TaskOwner"][t] for t in tasks}
+    workers = {w for w in constants["Workers"] if w in named}
+    workers |= {owner_worker[o] for o in owners if owner_worker[o] != no_worker}
+    return frozenset(owners), frozenset(workers)
 
 
 #: lines of a run's Scheduling log checked by ``validate_window`` unless told

@@ -376,6 +376,13 @@ _CHEAP_SETS = frozenset({"Owners", "Nodes", "Workers", "Tasks", "Keys", "Procs",
 _BEFORE = re.compile(r'<<"TraceBefore", (\d+), (.*)>>\s*$', re.S)
 
 
+#: TLC's thread stack for a run's log: with Java's default, TLC dies of a
+#: StackOverflowError in its next-state evaluation on the first 10,000
+#: lines of a two-minute chaos run's log (2,000 pass). A stack is reserved,
+#: not used, until needed.
+_SIZED_JVM = ("-Xss512m",)
+
+
 def validate_sized(
     lines: list[LogLine], spec: SpecModel, constants: dict[str, Any], *, workers: int = 1, timeout: float | None = None
 ) -> Validation:
@@ -397,7 +404,7 @@ def validate_sized(
     with _spec_copy(spec) as tmp:
         (tmp / f"{_SIZED_MODULE}.tla").write_text(module, encoding="utf-8")
         (tmp / f"{_SIZED_MODULE}.cfg").write_text(cfg, encoding="utf-8")
-        result = check(tmp / f"{_SIZED_MODULE}.tla", tmp / f"{_SIZED_MODULE}.cfg", workers=workers, deadlock=False, timeout=timeout)
+        result = check(tmp / f"{_SIZED_MODULE}.tla", tmp / f"{_SIZED_MODULE}.cfg", workers=workers, deadlock=False, timeout=timeout, jvm_args=_SIZED_JVM)
         checker = _tlc_version(result)
         if result.errors or result.violation is not None or not result.ok:
             raise _tlc_failure("TLC could not check the trace spec", result)
@@ -414,7 +421,7 @@ def validate_sized(
             f'    /\\ l <= Len(TraceLog)\n    /\\ l = {consumed + 1} => PrintT(<<"TraceBefore", l, <<{printed}>>>>)\n',
         )
         (tmp / f"{_SIZED_MODULE}.tla").write_text(text, encoding="utf-8")
-        before = check(tmp / f"{_SIZED_MODULE}.tla", tmp / f"{_SIZED_MODULE}.cfg", workers=workers, deadlock=False, timeout=timeout)
+        before = check(tmp / f"{_SIZED_MODULE}.tla", tmp / f"{_SIZED_MODULE}.cfg", workers=workers, deadlock=False, timeout=timeout, jvm_args=_SIZED_JVM)
         state = None
         for raw in before.output.splitlines():
             m = _BEFORE.match(raw.strip())

@@ -71,6 +71,7 @@ def test_window_model_keeps_only_the_keys_of_the_tasks_it_submits():
         "Tasks": {t1, t2, t3}, "Keys": {k1, k2, k3}, "FreeKeys": {k2, k3},
         "TaskOwner": TLAFunction({t1: o, t2: o, t3: o}), "TaskKey": TLAFunction({t1: k1, t2: k2, t3: k3}),
         "TaskRetries": TLAFunction({t1: 1, t2: 1, t3: 1}), "SubmitOrder": (t1, t2, t3),
+        **_processes({o: None}, {}),
     }
     lines = [LogLine(1, OWNER, "OwnerSubmit", {"o": o, "t": t1}), LogLine(2, OWNER, "OwnerSubmit", {"o": o, "t": t2}),
              LogLine(3, OWNER, "OwnerSubmit", {"o": o, "t": t3})]
@@ -78,3 +79,47 @@ def test_window_model_keeps_only_the_keys_of_the_tasks_it_submits():
     assert len(prefix) == 2
     assert (cut["Tasks"], cut["Keys"], cut["FreeKeys"]) == ({t1, t2}, {k1, k2}, {k2})
     assert cut["SubmitOrder"] == (t1, t2) and dict(cut["TaskKey"].items()) == {t1: k1, t2: k2}
+
+
+def _processes(owners: dict, workers: dict) -> dict:
+    """Owners (each to its worker, None for a driver) and workers (each to
+    its node) as a sized model's constants."""
+    no_worker, n = ModelValue("NoWorker"), ModelValue("n1")
+    return {
+        "Owners": frozenset(owners), "OwnerNode": TLAFunction({o: n for o in owners}),
+        "OwnerWorker": TLAFunction({o: w or no_worker for o, w in owners.items()}),
+        "Workers": frozenset(workers), "Unregistered": frozenset(workers), "WorkerNode": TLAFunction(workers),
+        "NoWorker": no_worker,
+    }
+
+
+def test_window_model_keeps_the_processes_its_lines_name_its_owners_and_drivers():
+    """Owners and workers no line of the window names are cut (their state
+    stays initial in every state of the prefix); kept are the processes the
+    lines name, messages included, the owners of the window's tasks, every
+    driver, and the worker each kept owner runs in."""
+    from conformance.eventlog import LogLine
+    from conformance.sized import scheduling_prefix
+    from ownership.tla.values import TLARecord
+
+    driver, busy, told, idle, late = (ModelValue(f"o{i}") for i in range(1, 6))
+    w = {i: ModelValue(f"w{i}") for i in range(1, 8)}
+    n, t1, t2, k = ModelValue("n1"), ModelValue("t1"), ModelValue("t2"), ModelValue("k1")
+    constants = {
+        "Tasks": {t1, t2}, "Keys": {k}, "FreeKeys": set(),
+        "TaskOwner": TLAFunction({t1: busy, t2: late}), "TaskKey": TLAFunction({t1: k, t2: k}),
+        "TaskRetries": TLAFunction({t1: 1, t2: 1}), "SubmitOrder": (t1, t2),
+        **_processes({driver: None, busy: w[1], told: w[2], idle: w[3], late: w[4]}, {x: n for x in w.values()}),
+    }
+    died = TLARecord({"type": "WorkerDied", "owner": told, "worker": w[6]})
+    lines = [
+        LogLine(1, OWNER, "OwnerSubmit", {"o": busy, "t": t1}),
+        LogLine(2, NODE, "SchedulerRegisterWorker", {"n": n, "w": w[5]}),
+        LogLine(3, OWNER, "OwnerHandleFailure", {"o": told, "m": died}),
+        LogLine(4, OWNER, "OwnerSubmit", {"o": late, "t": t2}),
+    ]
+    cut, prefix = scheduling_prefix(constants, lines, 3)
+    assert cut["Owners"] == {driver, busy, told}
+    assert cut["Workers"] == cut["Unregistered"] == {w[1], w[2], w[5], w[6]}
+    assert dict(cut["OwnerWorker"].items()) == {driver: ModelValue("NoWorker"), busy: w[1], told: w[2]}
+    assert set(cut["WorkerNode"]) == cut["Workers"] and set(cut["OwnerNode"]) == cut["Owners"]

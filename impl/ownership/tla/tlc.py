@@ -700,10 +700,12 @@ def _command(
     deadlock: bool,
     dump_dot: Path | None,
     extra_args: Sequence[str],
+    jvm_args: Sequence[str] = (),
 ) -> list[str]:
     cmd = [
         java,
         "-XX:+UseParallelGC",
+        *jvm_args,
         f"-Djava.io.tmpdir={tmp}",
         "-cp",
         str(jar),
@@ -803,6 +805,7 @@ def check(
     on_progress: Callable[[Progress], None] | None = None,
     extra_args: Sequence[str] = (),
     identify_property: bool = True,
+    jvm_args: Sequence[str] = (),
 ) -> CheckResult:
     """Model-check ``spec`` (a ``.tla`` file) under ``config`` with TLC.
 
@@ -813,6 +816,8 @@ def check(
     is required because TLC 2.15 otherwise simulates forever. ``dump_dot``
     writes the whole state graph (TLC adds ``.dot`` when the name lacks it).
     ``on_progress`` receives a :class:`Progress` at each TLC progress report.
+    ``jvm_args`` go to java before TLC's class (``-Xss64m`` for a deep
+    evaluation, such as a trace spec of a long log).
 
     When a temporal property fails and the config lists several, TLC 2.15
     does not say which; with ``identify_property`` the config is re-checked
@@ -842,7 +847,7 @@ def check(
         tmp = Path(tmp_name)
         cmd = _command(
             java, jar, tmp, spec, config, workers=workers, seed=seed, depth=depth, simulate=simulate,
-            traces=traces, deadlock=deadlock, dump_dot=dump_path, extra_args=extra_args,
+            traces=traces, deadlock=deadlock, dump_dot=dump_path, extra_args=extra_args, jvm_args=jvm_args,
         )
         stream, output, stderr, exit_code, timed_out, elapsed = _run(
             cmd, spec.parent, tmp / "stderr.txt", timeout, on_progress, spec.parent
