@@ -250,6 +250,11 @@ def read_dir(directory: Path) -> tuple[dict[str, ProcessLog], Harness, list[str]
     notes: list[str] = []
     processes: dict[str, ProcessLog] = {}
     for path in files:
+        if path.stat().st_size == 0:
+            # The header is the file's first write, before any step: a process
+            # killed between creating its log and writing it took no step.
+            notes.append(f"{path}: empty: its process was killed before it wrote its header, so it took no step")
+            continue
         log = read_process_log(path)
         if log.address in processes:
             raise StepLogError(f"{path}: address {log.address} is also the process of {processes[log.address].path}: logs of two runs?")

@@ -169,6 +169,14 @@ def test_step_log_cut_short_is_read_to_its_last_complete_record(tcp_run, constan
     run = merge_dir(copy)
     assert any(str(victim) in note and "cut short" in note for note in run.notes), run.notes
     assert event_log(run, "Scheduling", constants)[0] == whole
+    # A worker killed (or paused, then killed) between creating its log and
+    # writing the header: an empty file, a process that took no step.
+    unborn = copy / "worker-999999-1.steps"
+    unborn.touch()
+    run = merge_dir(copy)
+    assert any(str(unborn) in note and "took no step" in note for note in run.notes), run.notes
+    assert event_log(run, "Scheduling", constants)[0] == whole
+    unborn.unlink()
     status = main(["conformance", "log", "--from-dir", str(copy), "--spec", "Scheduling", "--traces", str(TRACES),
                    "--spec-dir", str(SPEC_DIR), "-o", str(tmp_path / "cut.ndjson")])
     text = capsys.readouterr().out
