@@ -7,7 +7,13 @@ nodes (each replaced with ``add_node``), and, with ``net_faults``, breaks
 connections: the driver's to workers (``TCPTransport.cut``), and those of
 the head, nodes and workers, each told by SIGUSR2 to break one of its own
 (the services' fault hook, on with ``$OWNERSHIP_FAULT_CUTS``). A broken
-connection resets: what it carried and its peer had not read is lost. Each result is checked; each failure
+connection resets: what it carried and its peer had not read is lost, and
+the sender sends again what was not acknowledged, so the receiver gets
+some frames twice and must deliver them once (``frames_resent``,
+``duplicates_dropped``). It also delays messages: the head, a node or a
+worker is paused (SIGSTOP) for up to two seconds, or half the node
+timeout if less, and what it sends and what is sent to it waits (a
+pause, not a death: below the head's timeout). Each result is checked; each failure
 must be one of the documented errors (:data:`DOCUMENTED`); each ``get`` is
 bounded, and one that runs past the bound is a hang, reported with its
 job's description. After the run the workload drains and the cluster is
@@ -242,6 +248,8 @@ class ChaosReport:
     options: dict[str, Any]
     seconds: float = 0.0
     kills: Counter = attrs.field(factory=Counter)
+    #: processes paused (SIGSTOP, then SIGCONT): their messages delayed
+    pauses: int = 0
     nodes_added: int = 0
     add_node_failures: list[str] = attrs.field(factory=list)
     jobs: Counter = attrs.field(factory=Counter)
@@ -278,6 +286,7 @@ class ChaosReport:
             "seconds": round(self.seconds, 1),
             "kills": dict(self.kills),
             "kills_total": sum(self.kills.values()),
+            "pauses": self.pauses,
             "nodes_added": self.nodes_added,
             "add_node_failures": self.add_node_failures,
             "jobs": dict(self.jobs),
@@ -307,7 +316,8 @@ class ChaosReport:
             f"chaos seed {o['seed']}: {self.seconds:.0f} s on {o['nodes']} nodes x {o['cpus']} CPUs"
             f"{' with network faults' if o['net_faults'] else ''}: {'OK' if self.ok else 'FAILED'}",
             f"  kills     {sum(self.kills.values())} ({kills}); nodes added {self.nodes_added}"
-            + (f", {len(self.add_node_failures)} failed to start" if self.add_node_failures else ""),
+            + (f", {len(self.add_node_failures)} failed to start" if self.add_node_failures else "")
+            + (f"; {self.pauses} processes paused (messages delayed)" if self.pauses else ""),
             f"  jobs      {sum(self.jobs.values())} ({jobs})",
             f"  checked   {self.checked} results, wrong {len(self.wrong)}",
             f"  errors    {sum(self.errors.values())} ({errors}); undocumented {len(self.undocumented)}",
@@ -620,6 +630,7 @@ class _Chaos:
         kinds = {"worker": 5, "owner": 3, "node": 1}
         if self.o.net_faults:
             kinds["cut"] = 2
+            kinds["pause"] = 2
         async with trio.open_nursery() as replacing:
             while True:
                 pause = rng.expovariate(1 / self.o.kill_every)
@@ -650,6 +661,11 @@ class _Chaos:
                     return
             elif self.cut_elsewhere(rng):
                 self.report.kills["cut_process"] += 1
+                return
+            kind = "worker"
+        if kind == "pause":
+            if self.pause(rng, replacing):
+                self.report.pauses += 1
                 return
             kind = "worker"
         if kind == "owner":
@@ -684,6 +700,31 @@ class _Chaos:
         if not peers:
             return False
         return tcp.cut(rng.choice(peers))
+
+    def pause(self, rng: random.Random, nursery: trio.Nursery) -> bool:
+        """Stop the head, a node or a worker for a moment (SIGSTOP; SIGCONT
+        later, from ``nursery``): what it sends, and what it is sent, waits
+        meanwhile, on a connection that stays up. The pause stays below
+        half the node timeout, so that it delays and is not taken for a
+        death (the false suspicion of a hung node is tested on its own)."""
+        local = self.local
+        pids = [local.pid(local.head)] + sorted(self.node_pids().values()) + sorted(self.worker_pids())
+        pid = rng.choice(pids)
+        seconds = rng.uniform(0.05, min(2.0, self.o.node_timeout / 2))
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            return False
+        nursery.start_soon(self._resume, pid, seconds)
+        return True
+
+    @staticmethod
+    async def _resume(pid: int, seconds: float) -> None:
+        try:
+            await trio.sleep(seconds)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def cut_elsewhere(self, rng: random.Random) -> bool:
         """Make the head, a node or a worker break one of its connections (SIGUSR2:
@@ -1012,7 +1053,7 @@ the run's event log; 1 otherwise; 2 for a mistake in the command.""",
     p.add_argument("--get-timeout", type=_positive(float), default=90.0, help="a get that takes longer is a hang (default 90)")
     p.add_argument("--drain", type=_positive(float), default=60.0, help="seconds the cluster may take to free everything after the run (default 60)")
     p.add_argument("--node-timeout", type=_positive(float), default=5.0, help="the head declares a silent node dead after this (default 5)")
-    p.add_argument("--net-faults", action="store_true", help="also break connections between the processes (reset, as a network fault)")
+    p.add_argument("--net-faults", action="store_true", help="also break connections between the processes (reset, as a network fault) and pause processes for a moment (their messages delayed)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON to FILE")
     p.add_argument(
         "--log-dir",

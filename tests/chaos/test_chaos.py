@@ -41,7 +41,7 @@ async def test_chaos_run_of_90_seconds_checks_every_result_and_leaks_nothing(tmp
     assert unknown == [], why
     # The run did what it says: kills of every kind, results checked.
     assert sum(report.kills.values()) >= 30 and report.kills["node"] >= 1 and report.kills["owner"] >= 1, why
-    assert report.kills["cut_driver"] + report.kills["cut_process"] >= 5, why
+    assert report.kills["cut_driver"] + report.kills["cut_process"] >= 5 and report.pauses >= 3, why
     assert report.nodes_added == report.kills["node"] and not report.add_node_failures, why
     assert report.checked >= 300 and set(report.jobs) == set(JOBS), why
     # Its step logs merge into one causal order, and TLC accepts the first
@@ -131,5 +131,5 @@ def _status(argv: list[str]) -> int:
 def test_json_report_names_every_figure():
     r = ChaosReport(options={"seed": 1})
     data = json.loads(json.dumps(r.to_json()))
-    for key in ("kills", "kills_total", "checked", "wrong", "errors", "undocumented", "hangs", "leaks", "leaks_total", "log_errors", "ok"):
+    for key in ("kills", "kills_total", "pauses", "checked", "wrong", "errors", "undocumented", "hangs", "leaks", "leaks_total", "log_errors", "ok"):
         assert key in data
