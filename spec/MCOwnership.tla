@@ -135,6 +135,14 @@ BorrowCrashPoints ==
 CrashAtGet ==
     lastAction'.name \in {"WorkerCrash", "NodeCrash"} => GetTarget(ex[Driver]) # NoObj
 
+\* TwoCrashes: Large's crashes, two of them, so that the second may hit the
+\* recovery from the first; they leave a node with a CPU up.  With none, no
+\* task can run again until a node is added (the implementation keeps such
+\* a task waiting, as infeasible), which is a deadlock here.
+TwoCrashPoints ==
+    /\ CrashAtGet
+    /\ lastAction'.name = "NodeCrash" => \E n \in nodeUp' : Capacity[n] > 0
+
 (***************************************************************************)
 (* Actor: an actor x and two calls on it, the handle dropped while the    *)
 (* calls are pending (they hold it), one crash of the actor's worker or  *)
