@@ -261,9 +261,15 @@ class _EventLogMixin:
                         add(s.clock, p, "OwnerHandleFailure", o=x, m=self._notification(msg, x, roles))
                         before, after = s.before or {}, s.after or {}
                         for tid in sorted(after):  # the failure scan's order (TaskSubmitter.tasks_at)
-                            if tid in before and after[tid][1] < before[tid][1] or (
-                                tid in before and after[tid][0] == FAILED and before[tid][0] != FAILED
-                            ):
+                            # A task still waiting for its arguments fails with
+                            # an argument that failed (its maker died with no
+                            # retry left): it never asked for a lease, and
+                            # Scheduling, which has no arguments, leaves it
+                            # queued. Only a requested or running task is
+                            # resubmitted or failed by the scan.
+                            if tid not in before or before[tid][0] == WAITING:
+                                continue
+                            if after[tid][1] < before[tid][1] or (after[tid][0] == FAILED and before[tid][0] != FAILED):
                                 add(s.clock, p, "OwnerResubmit", o=x, t=task_of.get(tid))
                 for e in sends:
                     msg = e.msg

@@ -13,20 +13,21 @@ from ownership.tla.values import ModelValue, TLAFunction
 OWNER, NODE, WORKER, TASK = "127.0.0.1:1000#a", "127.0.0.1:2000#b", "127.0.0.1:3000#c", "T1"
 
 
-def _mapping() -> SchedulingMapping:
-    o, n, w, t, k = (ModelValue(v) for v in ("o1", "n1", "w1", "t1", "k1"))
+def _mapping(task_ids: tuple[str, ...] = (TASK,)) -> SchedulingMapping:
+    o, n, w, k = (ModelValue(v) for v in ("o1", "n1", "w1", "k1"))
+    tasks = {ModelValue(f"t{i}"): tid for i, tid in enumerate(task_ids, start=1)}
     none = {name: ModelValue(name) for name in ("NoOwner", "NoNode", "NoWorker", "NoTask", "NoKey")}
     constants = {
-        "Owners": {o}, "Nodes": {n}, "Workers": {w}, "Tasks": {t}, "Keys": {k},
+        "Owners": {o}, "Nodes": {n}, "Workers": {w}, "Tasks": set(tasks), "Keys": {k},
         "OwnerNode": TLAFunction({o: n}), "WorkerNode": TLAFunction({w: n}), "Capacity": TLAFunction({n: 2}),
-        "TaskOwner": TLAFunction({t: o}), "TaskKey": TLAFunction({t: k}), "MaxRetries": 1,
+        "TaskOwner": TLAFunction({t: o for t in tasks}), "TaskKey": TLAFunction({t: k for t in tasks}), "MaxRetries": 1,
         "PipelineDepth": 2, "MaxCrashes": 1, **none,
     }
     mapping = SchedulingMapping(constants)
     mapping.bind.owner_addr = {o: OWNER}
     mapping.bind.node_addr = {n: NODE}
     mapping.bind.worker_addr = {w: WORKER}
-    mapping.bind.task_id = {t: TASK}
+    mapping.bind.task_id = tasks
     mapping.bind.key_resources = {k: (("CPU", 1.0),)}
     mapping.head_address = "head"
     return mapping
@@ -56,6 +57,24 @@ def test_lease_returned_with_kill_is_its_workers_detection_at_once():
         (4, "SchedulerReleaseLease"),
         (4, "SchedulerDetectWorkerDeath"),
     ], at_node
+
+
+def test_a_task_failed_by_its_argument_before_any_lease_is_not_a_resubmit():
+    """The owner hears that a worker died: the task that ran there is failed
+    by the scan (out of retries), and the task waiting for that task's
+    result as its argument fails with it. Only the first is an
+    OwnerResubmit; the second never asked for a lease, and Scheduling (no
+    arguments) leaves it queued. A 90 s chaos log was rejected there."""
+    from ownership.core.messages import WorkerDied
+
+    mapping = _mapping((TASK, "T2"))
+    before = {TASK: ("running", 0), "T2": ("waiting", 0)}
+    after = {TASK: ("failed", 0), "T2": ("failed", 0)}
+    died = WorkerDied(worker=WORKER, node=NODE)
+    steps = [CoreStep(1, OWNER, Received(NODE, died), (), before, after)]
+    lines = mapping.recognize(steps)
+    resubmits = [(line.action, line.params.get("t")) for line in lines if line.action == "OwnerResubmit"]
+    assert resubmits == [("OwnerResubmit", ModelValue("t1"))], lines
 
 
 def test_window_model_keeps_only_the_keys_of_the_tasks_it_submits():
