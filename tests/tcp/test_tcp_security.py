@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+import struct
 
 import attrs
 import pytest
@@ -189,6 +191,22 @@ async def test_unauthenticated_bytes_reach_the_log_escaped(token, caplog, addres
     assert any("handshake" in m for m in messages)
     for m in messages:
         assert m.isprintable() and len(m) < 400, m
+
+
+async def test_a_handshake_cut_by_its_dialer_is_a_warning_not_an_error(token, caplog):
+    """The dialer's first bytes are right, then its connection resets (it was
+    killed, or gave up waiting for us while we were paused): counted, and
+    logged as a warning; an error is for what was wrong or too slow."""
+    caplog.set_level(logging.DEBUG, logger=TCP_LOGGER)
+    async with open_tcp_transport(token) as server:
+        stream = await trio.open_tcp_stream(*parse_identity(server.address)[:2])
+        await stream.send_all(MAGIC + bytes(NONCE_BYTES))
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()  # a reset, not a clean close
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.statistics().handshakes_failed == 1
+    logged = [r for r in caplog.records if r.name == TCP_LOGGER and "handshake with" in r.getMessage()]
+    assert [r.levelno for r in logged] == [logging.WARNING], [(r.levelname, r.getMessage()) for r in logged]
 
 
 async def test_a_flood_of_bad_handshakes_is_counted_but_not_all_logged(token, caplog):

@@ -603,11 +603,19 @@ class TCPTransport(Transport):
             # A dialer that leaves on seeing our hello wanted a process that
             # used to listen here (routine after a restart), and one that
             # closes without a byte is a port check: neither is an attack.
-            quiet = isinstance(exc, HandshakeAbandoned) or (
+            # Nor is a connection that breaks under a handshake whose bytes
+            # were right so far: its dialer died, or gave up while we were
+            # paused. What was wrong (a bad hello or MAC) or too slow is.
+            if isinstance(exc, HandshakeAbandoned) or (
                 receiver.bytes_received == 0 and not isinstance(exc, trio.TooSlowError)
-            )
+            ):
+                level = logging.INFO
+            elif isinstance(exc, (HandshakeError, trio.TooSlowError)):
+                level = logging.ERROR
+            else:
+                level = logging.WARNING
             self._log_handshake_failure(
-                logging.INFO if quiet else logging.ERROR,
+                level,
                 "%s: handshake with %s failed: %s; connection closed",
                 self._address,
                 remote,
