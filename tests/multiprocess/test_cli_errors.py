@@ -116,6 +116,9 @@ def test_start_interrupted_stops_what_it_started(tmp_path, cli, sig, code, says)
             60,
             "the node's spawn",
         )
+        # Held stopped, the node cannot come up before the signal (it did once,
+        # and start finished with status 0); stopping it must still end it.
+        os.kill(int(cli.session(home)["starting"][0]), signal.SIGSTOP)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:

@@ -17,6 +17,7 @@ one line on stderr and exit status 2; Ctrl-C is exit status 130, SIGTERM
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -271,10 +272,15 @@ class _Starting:
 
 
 def _terminate(pids: list[int], session: dict[str, Any], timeout: float) -> int:
-    """SIGTERM ``pids`` (those still ours), wait up to ``timeout``, then SIGKILL; how many were killed."""
+    """SIGTERM ``pids`` (those still ours), wait up to ``timeout``, then SIGKILL; how many were killed.
+
+    Each gets SIGCONT after the SIGTERM, as systemd does: a stopped process
+    (Ctrl-Z, a debugger) would otherwise hold the signal until the SIGKILL."""
     live = [p for p in pids if _ours(p, session)]
     for pid in live:
         os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + timeout
     while any(pid_alive(p) for p in live) and time.monotonic() < deadline:
         time.sleep(0.05)  # not our children: there is no wait() to block on
