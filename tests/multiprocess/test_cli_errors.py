@@ -102,13 +102,21 @@ def test_start_head_twice_is_one_line(tmp_path, cli):
 @pytest.mark.parametrize(("sig", "code", "says"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
 def test_start_interrupted_stops_what_it_started(tmp_path, cli, sig, code, says):
     home = tmp_path / "home"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ownership.cli", "start", "--head", "--num-cpus", "1"],
-        env=cli.env_for(home),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # Ctrl-C as in a terminal: tests started in the background (`make test &`)
+    # ignore SIGINT, and a child started so ignores it too (Python makes it
+    # KeyboardInterrupt only where it was not ignored at startup); start
+    # then ran on to the end, or waited for a node held stopped.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ownership.cli", "start", "--head", "--num-cpus", "1"],
+            env=cli.env_for(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         # The head is up and the node has been spawned: start is waiting for it.
         cli.wait_until(
@@ -116,8 +124,8 @@ def test_start_interrupted_stops_what_it_started(tmp_path, cli, sig, code, says)
             60,
             "the node's spawn",
         )
-        # Held stopped, the node cannot come up before the signal (it did once,
-        # and start finished with status 0); stopping it must still end it.
+        # Held stopped, the node cannot come up before the signal; stopping
+        # what start started must still end it.
         os.kill(int(cli.session(home)["starting"][0]), signal.SIGSTOP)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
