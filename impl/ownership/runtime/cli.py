@@ -48,7 +48,7 @@ from .status import (
     not_the_head,
 )
 from .tcp import open_tcp_transport, parse_address
-from .pids import pid_alive
+from .pids import pid_alive, pid_exists
 
 __all__ = ["add_subparsers", "human_size", "render_memory", "render_status"]
 
@@ -289,19 +289,10 @@ def _terminate(pids: list[int], session: dict[str, Any], timeout: float) -> int:
         os.kill(pid, signal.SIGKILL)
     # Exited; their parent (init, or a subreaper) reaps them in a moment.
     deadline = time.monotonic() + 2.0
-    while any(_exists(p) for p in live) and time.monotonic() < deadline:
+    while any(pid_exists(p) for p in live) and time.monotonic() < deadline:
         time.sleep(0.02)
     return len(killed)
 
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
