@@ -42,7 +42,6 @@ than reading a model config.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from ownership.core.events import Submit
@@ -253,18 +252,6 @@ def scheduling_prefix(constants: dict[str, Any], lines: list[LogLine], limit: in
     return cut, prefix
 
 
-def _model_values(value: Any) -> Iterator[ModelValue]:
-    """Every model value in a line's parameter (messages are records)."""
-    if isinstance(value, ModelValue):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _model_values(v)
-    elif isinstance(value, (tuple, list, frozenset, set)):
-        for v in value:
-            yield from _model_values(v)
-
-
 def _window_processes(constants: dict[str, Any], prefix: list[LogLine], tasks: set[ModelValue]) -> tuple[frozenset, frozenset]:
     """The owners and workers a window's model keeps: those its lines name
     (in a parameter or a message), the owners of its tasks, every driver,
@@ -290,7 +277,11 @@ def _window_processes(constants: dict[str, Any], prefix: list[LogLine], tasks: s
     So the cut model takes exactly the steps of the whole one on the kept
     processes, and a window is accepted by one exactly when by the other.
     """
-    named = {v for line in prefix for p in line.params.values() for v in _model_values(p)}
+    from .validate import model_value_names
+
+    names: set[str] = set()
+    model_value_names([line.params for line in prefix], names)
+    named = {v for v in (*constants["Owners"], *constants["Workers"]) if v.name in names}
     owner_worker = constants["OwnerWorker"]
     no_worker = constants["NoWorker"]
     drivers = {o for o in constants["Owners"] if owner_worker[o] == no_worker}

@@ -264,18 +264,19 @@ def unused_domains(module_text: str, actions: dict[str, ActionShape]) -> list[st
     return sorted(name for name in domains if name in zero and name not in reached)
 
 
-def _model_values(value: Any, into: set[str]) -> None:
+def model_value_names(value: Any, into: set[str]) -> None:
+    """Add the name of every model value in ``value`` (keys, records, sequences) to ``into``."""
     from ownership.tla.values import ModelValue
 
     if isinstance(value, ModelValue):
         into.add(value.name)
     elif isinstance(value, dict):
         for k, v in value.items():
-            _model_values(k, into)
-            _model_values(v, into)
+            model_value_names(k, into)
+            model_value_names(v, into)
     elif isinstance(value, (tuple, list, frozenset, set)):
         for v in value:
-            _model_values(v, into)
+            model_value_names(v, into)
 
 
 def sized_trace_module(
@@ -310,8 +311,8 @@ def sized_trace_module(
             body = f"LET {' '.join(lets)} IN {body}"
         steps.append(f"    \\/ TraceLog[l].s = {shape} /\\ {body}")
     names: set[str] = set()
-    _model_values(constants, names)
-    _model_values([line.params for line in lines], names)
+    model_value_names(constants, names)
+    model_value_names([line.params for line in lines], names)
     defs = []
     overrides = []
     # A definition of the spec a model may override (MaxPendingLeaseRequests)
