@@ -620,6 +620,10 @@ class _Chaos:
     def node_pids(self) -> dict[str, int]:
         return {a: self.local.pid(a) for a in self.local.nodes if self.local.alive(a)}
 
+    def service_pids(self) -> list[int]:
+        """The head's, the nodes' and the workers' pids (not the driver's: this process)."""
+        return [self.local.pid(self.local.head)] + sorted(self.node_pids().values()) + sorted(self.worker_pids())
+
     def worker_pids(self) -> list[int]:
         pids = _proc_children(set(self.node_pids().values()))
         self.seen_pids.update(pids)
@@ -707,8 +711,7 @@ class _Chaos:
         meanwhile, on a connection that stays up. The pause stays below
         half the node timeout, so that it delays and is not taken for a
         death (the false suspicion of a hung node is tested on its own)."""
-        local = self.local
-        pids = [local.pid(local.head)] + sorted(self.node_pids().values()) + sorted(self.worker_pids())
+        pids = self.service_pids()
         pid = rng.choice(pids)
         seconds = rng.uniform(0.05, min(2.0, self.o.node_timeout / 2))
         try:
@@ -729,8 +732,7 @@ class _Chaos:
     def cut_elsewhere(self, rng: random.Random) -> bool:
         """Make the head, a node or a worker break one of its connections (SIGUSR2:
         the services' fault hook, installed when ``$OWNERSHIP_FAULT_CUTS`` is set)."""
-        local = self.local
-        pids = [local.pid(local.head)] + sorted(self.node_pids().values()) + sorted(self.worker_pids())
+        pids = self.service_pids()
         rng.shuffle(pids)
         for pid in pids:
             if _catches(pid, signal.SIGUSR2):  # a worker still starting would die of it
