@@ -130,7 +130,9 @@ MediumTaskRetries == (t1 :> 0) @@ (t2 :> 1)
 (* Every config sets PipelineDepth to 2, the implementation's default;     *)
 (* Reuse is the one with a task to pipeline (Small and Medium have two     *)
 (* tasks of one key, and the second is the one that asks for a lease).     *)
-(* Pipeline is Reuse with one crash.                                       *)
+(* Pipeline is Reuse with one crash.  Depth1 is Reuse with PipelineDepth  *)
+(* 1: the third task must wait in the queue, so an owner that pipelines    *)
+(* one task past its depth shows there.                                    *)
 (***************************************************************************)
 ReuseTasks == {t1, t2, t3}
 ReuseTaskOwner == [t \in ReuseTasks |-> o1]

@@ -43,6 +43,19 @@ TestTaskPipelinedWhileRequesting ==
         /\ \E t \in Tasks : TaskOwner[t] = o /\ status[t] = "requested"
 
 (***************************************************************************)
+(* No pipelining past the depth: a worker has PipelineDepth tasks of one  *)
+(* owner in flight, another task of their key asks for a lease, and a     *)
+(* third waits in the owner's queue: it may go to neither.  Config:       *)
+(* Depth1 (PipelineDepth = 1).                                             *)
+(***************************************************************************)
+TestTaskQueuedBehindAFullLease ==
+    \E o \in Owners, w \in Workers :
+        LET k == TaskKey[CHOOSE t \in InFlight(o, w) : TRUE] IN
+        /\ Cardinality(InFlight(o, w)) = PipelineDepth
+        /\ Requesting(o, k)
+        /\ queue[o][k] # <<>>
+
+(***************************************************************************)
 (* Spillback (fig. 8c): a task is pushed to a worker on another node than *)
 (* its owner's, under a lease granted for that very task: its request was *)
 (* redirected there and granted.  Config: Small.                          *)

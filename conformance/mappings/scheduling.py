@@ -814,7 +814,15 @@ class SchedulingMapping(_EventLogMixin, Mapping):
                 n = inv.get(task.location, _unbound(str(task.location)))
                 status[t], location[t] = "requested", _record(node=n, worker=self.none["NoWorker"])
             elif task.state == RUNNING:
-                w = inv.get(task.location, _unbound(str(task.location)))
+                # The spec's location of a pushed task is also what the
+                # owner counts in flight on that worker (InFlight): read it
+                # from the lease's in-flight set, so a lease that forgot a
+                # task it still runs shows as a task at no worker.
+                lease = rt.core.submitter.leases.get(task.lease_id) if task.lease_id else None
+                if lease is not None and task.spec.task_id in lease.running:
+                    w = inv.get(lease.worker, _unbound(str(lease.worker)))
+                else:
+                    w = _unbound(f"{task.location} (not in flight on its lease {task.lease_id})")
                 status[t], location[t] = "pushed", _record(node=self.worker_node.get(w, _unbound("?")), worker=w)
             elif task.state == DONE:
                 status[t], location[t] = "done", no_loc
