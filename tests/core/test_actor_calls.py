@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ownership.core.events import Execute, RemoveLocalRef, Submit, TaskDone
-from ownership.core.messages import ErrorInfo, PushTask, ReturnLease, TaskReply
+from ownership.core.events import AddLocalRef, Execute, Received, RemoveLocalRef, Submit, TaskDone
+from ownership.core.messages import ErrorInfo, GetObject, PushTask, ReturnLease, TaskReply, WorkerDied
 
 
 def _create_actor(m, h):
@@ -51,3 +51,23 @@ def test_failed_actor_call_releases_its_hold_on_the_actor(h) -> None:
     m.r.run()
     assert d.refs.get_ref(call.return_id).error.message == "boom"
     assert d.refs.get_ref(actor_id) is None and d.submitter.actors == {}
+
+
+def test_call_through_a_borrowed_handle_fails_when_the_actor_is_located_on_a_worker_known_dead(h) -> None:
+    """A caller that borrowed the handle asks the actor's owner where it runs.
+    Should the owner's answer arrive after the caller heard that worker die,
+    the call fails with ActorDiedError rather than go to the dead worker and
+    wait there forever."""
+    m = h.Mini()
+    d = m.driver
+    actor_id, worker = _create_actor(m, h)
+    caller = m.workers["w1@n2"]
+    m.r.feed(caller.address, AddLocalRef(actor_id, d.address, kind="actor"))
+    call = h.spec(caller, kind="actor_method", resources=(), actor_id=actor_id, method="incr")
+    m.r.feed(caller.address, Submit(call))
+    m.r.deliver_type(GetObject, requester=caller.address)  # the owner answers: the actor is on `worker`
+    m.r.feed(caller.address, Received("n2", WorkerDied(worker=worker, node="n1")))
+    m.r.run()
+    assert not [f for f in m.r.delivered if isinstance(f[2], PushTask) and f[0] == caller.address]
+    error = caller.refs.get_ref(call.return_id).error
+    assert error is not None and error.kind == "actor_died"

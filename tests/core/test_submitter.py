@@ -309,3 +309,20 @@ def test_idle_lease_returned_at_once_while_a_request_of_another_key_waits(h) -> 
     m.r.deliver_type(ReturnLease)
     m.r.deliver_type(LeaseGranted)
     assert d.submitter.tasks[other.task_id].state == "running"
+
+
+def test_grant_of_a_worker_known_dead_is_not_used(mini, h) -> None:
+    """A grant that reaches the owner after the death notice of its worker
+    (not of its node): the owner pushes nothing there, since it would wait
+    for a reply that never comes, and asks for another lease."""
+    d = mini.driver
+    s = h.spec(d, max_retries=0)
+    mini.r.feed(d.address, Submit(s))
+    mini.r.deliver_type(RequestLease)
+    grant = mini.r.sent(LeaseGranted)[0][2]
+    mini.r.feed(d.address, Received("n1", WorkerDied(worker=grant.worker, node="n1")))
+    mini.r.deliver_type(LeaseGranted)
+    assert not mini.r.sent(PushTask, dst=grant.worker)
+    task = d.submitter.tasks[s.task_id]
+    assert task.state == "queued" and task.retries_left == 0  # it never ran: no retry spent
+    assert [req.task_id for _, _, req in mini.r.sent(RequestLease)] == [s.task_id]
