@@ -9,6 +9,7 @@ from ownership.core.messages import (
     BorrowInfo,
     FreeObject,
     GetObject,
+    LeaseGranted,
     ObjectValue,
     PushTask,
     PutObject,
@@ -254,3 +255,51 @@ def test_owner_death_while_registering_fails_the_task_with_owner_died() -> None:
     [reply] = [e.msg for e in fx if isinstance(getattr(e, "msg", None), TaskReply)]
     assert reply.task_id == task.task_id and reply.error is not None and reply.error.kind == "owner_died"
     assert w.executor.running == {}
+
+
+def _run(o: WorkerCore, spec, value=None, *, stored_at: str | None = None) -> None:
+    """``spec`` is leased, runs and replies with ``value`` inline, or with the
+    node that stores its (large) value."""
+    o.handle(Submit(spec))
+    task = o.submitter.tasks[spec.task_id]
+    lease = f"l-{spec.task_id}"
+    o.handle(Received(o.node, LeaseGranted(request_id=task.request_id, lease_id=lease, worker="w", node=o.node)))
+    refs = value.refs if value is not None else ()
+    reply = TaskReply(task_id=spec.task_id, return_id=spec.return_id, attempt=task.attempt, worker="w", lease_id=lease, value=value, refs=refs, location=stored_at)
+    o.handle(Received(stored_at or "w", reply))
+
+
+def test_freed_value_that_a_lineage_keeps_releases_the_refs_it_held(h) -> None:
+    """y's value holds x, and z was computed from y, so y's entry stays (its
+    lineage) once y is freed. The value is gone, and with it what it held:
+    x is freed, not kept for as long as z lives."""
+    o = WorkerCore("o", "n1")
+    o.handle(Put("o/x", h.value(b"inner")))
+    x = RefInfo(object_id="o/x", owner="o")
+    y = h.spec(o)
+    _run(o, y, h.value(b"outer", refs=[x]))
+    assert o.refs.get_ref("o/x").contained_in == {y.return_id}
+    z = h.spec(o, args=[Arg(ref=RefInfo(object_id=y.return_id, owner="o"))], max_retries=1)
+    _run(o, z, stored_at="n2")  # z's copy may be lost: its lineage (y) is kept
+    o.handle(RemoveLocalRef("o/x"))
+    o.handle(RemoveLocalRef(y.return_id))
+    assert o.refs.get_ref(y.return_id).status == "freed"  # z's lineage keeps the entry
+    assert "o/x" not in o.refs.table
+
+
+def test_failed_rebuild_of_a_finished_task_does_not_release_its_arguments_again(h) -> None:
+    """z = g(y) finished (its reply released y's submitted-task count) and its
+    copy at n2 is lost; with no retry left its rebuild fails. That failure
+    must not release y a second time: the count is v's, which still runs."""
+    o = WorkerCore("o", "n1")
+    y = h.spec(o)
+    _run(o, y, h.value(b"y"))
+    on_y = [Arg(ref=RefInfo(object_id=y.return_id, owner="o"))]
+    z = h.spec(o, args=on_y, max_retries=0)
+    _run(o, z, stored_at="n2")
+    v = h.spec(o, args=on_y)
+    o.handle(Submit(v))
+    assert o.refs.get_ref(y.return_id).submitted == 1
+    o.handle(Received("r", GetObject(object_id=z.return_id, requester="r", bad=("n2",))))
+    assert o.refs.get_ref(z.return_id).status == "failed"
+    assert o.refs.get_ref(y.return_id).submitted == 1
