@@ -65,9 +65,24 @@ LargeProcs == {d, o, w, h, k}
 LargeHolders == [x \in MixedObjects |-> IF x = X THEN {h, k} ELSE {h}]
 LargeBody == <<Mk(X), Mk(Y), Sh(X), Sh(Y), Gt(X)>>
 
+(***************************************************************************)
+(* Join: the Small program, where k registers only after the start and    *)
+(* the holder h hands x on to it (a task of h's that carries x).  When o   *)
+(* dies before h has heard of the take-over, the reference h hands on      *)
+(* still names o: k must learn where x moved when it registers.           *)
+(***************************************************************************)
+JoinProcs == {d, o, w, h, k}
+JoinRelays == {<<X, h, k>>}
+\* k joins only once o was declared dead: one that joins before is told of
+\* the death like every other process (Small has those interleavings).
+JoinAfterTakeOver == lastAction'.name = "Join" => declared # {}
+
+\* Every other model: nobody joins later, and no holder hands on.
+NoRelays == {}
+
 ParentPlaces == <<o, w>>
 
 \* Every variable but the auxiliary lastAction.
-MCView == <<up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, msgs,
+MCView == <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, msgs,
             par, pb, got, created, made, why>>
 =============================================================================

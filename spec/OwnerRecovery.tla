@@ -93,7 +93,15 @@ CONSTANTS
     MaxCrashes,
     \* Whether the head may declare dead a process that is still up.
     \* @type: Bool;
-    FalseSuspicion
+    FalseSuspicion,
+    \* The processes that register after the job started (a worker started
+    \* later, or one on a node added later).
+    \* @type: Set(PROC);
+    Joiners,
+    \* Onward borrowing: <<x, h, j>>, the holder h hands x on to j (a task
+    \* or actor call of its own that carries the reference).
+    \* @type: Set(<<OBJ, PROC, PROC>>);
+    Relays
 
 SeqSet(s) == {s[i] : i \in 1..Len(s)}
 FirstOwner == ParentPlacement[1]
@@ -106,6 +114,12 @@ ASSUME
     /\ Retries \in [Objects -> Nat]
     /\ Holders \in [Objects -> SUBSET (Procs \ {Driver})]
     /\ MaxCrashes \in Nat /\ FalseSuspicion \in BOOLEAN
+    \* A joiner registers after the parent handed out its references: it
+    \* holds what a holder lends it.
+    /\ Joiners \subseteq Procs \ ({Driver} \cup SeqSet(ParentPlacement))
+    /\ \A x \in Objects : Holders[x] \cap Joiners = {}
+    /\ Relays \subseteq Objects \X Procs \X Procs
+    /\ \A r \in Relays : r[2] \in Holders[r[1]] /\ r[3] \notin Holders[r[1]] \cup {Driver, r[2]}
     /\ Crashable \subseteq Procs \ {Driver}
     /\ \A x \in Objects : Kind[x] = "put" => Args[x] = {} /\ Retries[x] = 0
     \* A recoverable object's lineage names recoverable objects only: a
@@ -140,7 +154,10 @@ ASSUME
 OwnerRecoveryAliases == TRUE
 
 VARIABLES
-    \* Environment: the processes up, crashes and suspicions so far.
+    \* Environment: the processes registered so far, those up, crashes and
+    \* suspicions so far.
+    \* @type: Set(PROC);
+    joined,
     \* @type: Set(PROC);
     up,
     \* @type: Int;
@@ -201,7 +218,7 @@ VARIABLES
     \* @type: $action;
     lastAction
 
-vars == <<up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, msgs,
+vars == <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, msgs,
           par, pb, got, created, made, why, odied, lastAction>>
 
 -----------------------------------------------------------------------------
@@ -227,6 +244,11 @@ Msg(type, x, o, ep, w, dst) ==
 PushTaskMsg(x, o, ep, w) == Msg("PushTask", x, o, ep, w, w)
 TaskReplyMsg(x, o, ep, w, err) == [Msg("TaskReply", x, o, ep, w, o) EXCEPT !.err = err]
 ShareMsg(x, o, ep, h) == Msg("Share", x, o, ep, h, h)
+\* A holder's task carrying x to j, and j's registration with the owner it
+\* names; both keep the lender (in `to`), which holds x until the owner has
+\* counted j.
+PassMsg(x, o, ep, lender, j) == [Msg("Pass", x, o, ep, j, j) EXCEPT !.to = {lender}]
+AddBorrowerMsg(x, o, ep, j, lender) == [Msg("AddBorrower", x, o, ep, j, o) EXCEPT !.to = {lender}]
 RefRemovedMsg(x, o, ep, h) == Msg("RefRemoved", x, o, ep, h, o)
 FreeObjectMsg(x, o, ep, n) == Msg("FreeObject", x, o, ep, n, n)
 ParentDoneMsg(p, att) == Msg("ParentDone", NoObj, p, att, p, Driver)
@@ -243,6 +265,20 @@ Step(name, p, x, m) == [name |-> name, params |-> [p |-> p, x |-> x, m |-> m]]
 
 \* A process the cluster counts as alive.
 Member(p) == p \in up /\ p \notin declared
+
+\* Whoever holds x: the parent's holders, and those a holder hands it to.
+HoldersOf(x) == Holders[x] \cup {r[3] : r \in {rr \in Relays : rr[1] = x}}
+
+\* An object taken over: only a take-over makes the driver the owner of a
+\* logged object (its own objects are never logged).
+Moved(x) == log[x].st = "logged" /\ log[x].owner = Driver
+
+\* h lent x to a process the owner has not counted yet.
+Lending(h, x) == \E m \in msgs : m.type \in {"Pass", "AddBorrower"} /\ m.x = x /\ h \in m.to
+
+\* j waits for the owner to count it: the task that carried x to j runs
+\* (and so may get or drop x) only once the owner has.
+Registering(j, x) == \E m \in msgs : m.type = "AddBorrower" /\ m.w = j /\ m.x = x
 
 \* The first live member of a sequence of places.
 FirstLive(s) ==
@@ -312,7 +348,8 @@ HeardOf(p, m) == ent[p][m.x].ep >= m.ep \/ mv[p][m.x].ep >= m.ep
 
 -----------------------------------------------------------------------------
 Init ==
-    /\ up = Procs
+    /\ joined = Procs \ Joiners
+    /\ up = Procs \ Joiners
     /\ crashes = 0
     /\ declared = {}
     /\ log = [x \in Objects |-> NoLog]
@@ -368,7 +405,7 @@ ParentMake(p, x) ==
                /\ made' = IF Kind[x] = "put" /\ why[x] = "" THEN made \cup {x} ELSE made
                /\ UNCHANGED brw
     /\ lastAction' = Step("ParentMake", p, x, NoMsg)
-    /\ UNCHANGED <<up, crashes, declared, dk, mv, gst, run, msgs, par, got, why, odied>>
+    /\ UNCHANGED <<joined, up, crashes, declared, dk, mv, gst, run, msgs, par, got, why, odied>>
 
 (***************************************************************************)
 (* The parent hands x to its holders (a task or an actor call carrying the *)
@@ -386,7 +423,7 @@ ParentShare(p, x) ==
             /\ msgs' = msgs \cup Send({ShareMsg(x, p, ent[p][x].ep, h) : h \in Holders[x] \ dk[p]})
        ELSE UNCHANGED <<ent, msgs>>
     /\ lastAction' = Step("ParentShare", p, x, NoMsg)
-    /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got,
                    created, made, why, odied>>
 
 (***************************************************************************)
@@ -412,7 +449,7 @@ ParentGet(p, x) ==
                                val |-> IF a = "value" THEN AnswerVal(o, x) ELSE {}]}
     /\ pb' = Next1(p)
     /\ lastAction' = Step("ParentGet", p, x, NoMsg)
-    /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, msgs, par,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, msgs, par,
                    created, made, why, odied>>
 
 (***************************************************************************)
@@ -428,7 +465,7 @@ ParentFinish(p) ==
     /\ ent' = [ent EXCEPT ![p] = [x \in Objects |-> [@[x] EXCEPT !.local = FALSE]]]
     /\ msgs' = msgs \cup Send({ParentDoneMsg(p, pb[p].att)})
     /\ lastAction' = Step("ParentFinish", p, NoObj, NoMsg)
-    /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got, created, made, why, odied>>
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got, created, made, why, odied>>
 
 \* A re-executed parent lets go of an object it adopted, once its body has
 \* ended and no lineage of its own names it.
@@ -442,7 +479,7 @@ AdopterRelease(p, x) ==
     /\ log' = [log EXCEPT ![x].adopt = @ \ {p}]
     /\ brw' = [brw EXCEPT ![p][x] = NoBorrow]
     /\ lastAction' = Step("AdopterRelease", p, x, NoMsg)
-    /\ UNCHANGED <<up, crashes, declared, ent, dk, mv, gst, run, copies, msgs, par, pb, got, created, made, why, odied>>
+    /\ UNCHANGED <<joined, up, crashes, declared, ent, dk, mv, gst, run, copies, msgs, par, pb, got, created, made, why, odied>>
 
 \* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_reply
 DriverHandleParentDone(m) ==
@@ -451,7 +488,7 @@ DriverHandleParentDone(m) ==
     /\ msgs' = msgs \ {m}
     /\ par' = IF par.st = "running" /\ par.att = m.ep THEN [par EXCEPT !.st = "done"] ELSE par
     /\ lastAction' = Step("DriverHandleParentDone", Driver, NoObj, m)
-    /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, pb, got,
                    created, made, why, odied>>
 
 (***************************************************************************)
@@ -478,7 +515,7 @@ OwnerDispatch(p, x) ==
                /\ msgs' = msgs \cup Send({PushTaskMsg(x, p, e.ep, w)})
                /\ UNCHANGED why
     /\ lastAction' = Step("OwnerDispatch", p, x, NoMsg)
-    /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
                    created, made, odied>>
 
 (***************************************************************************)
@@ -510,7 +547,7 @@ WorkerStart(w, m) ==
                            val |-> {x} \cup UNION {(CHOOSE c \in LiveCopies(y, Procs) : TRUE).val : y \in Args[x]}]}]
              /\ msgs' = msgs \ {m}
     /\ lastAction' = Step("WorkerStart", w, m.x, m)
-    /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
                    created, made, why, odied>>
 
 (***************************************************************************)
@@ -527,7 +564,7 @@ WorkerFinish(w, x) ==
           /\ msgs' = msgs \cup Send({TaskReplyMsg(x, r.o, r.ep, w, "")})
     /\ made' = IF why[x] = "" THEN made \cup {x} ELSE made
     /\ lastAction' = Step("WorkerFinish", w, x, NoMsg)
-    /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, why, odied>>
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, why, odied>>
 
 (***************************************************************************)
 (* The owner records the result of the attempt it waits for (during a      *)
@@ -556,7 +593,7 @@ OwnerHandleReply(p, m) ==
                          ELSE copies
             /\ UNCHANGED <<ent, why, odied>>
     /\ lastAction' = Step("OwnerHandleReply", p, m.x, m)
-    /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, par, pb, got, created, made, odied>>
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, par, pb, got, created, made, odied>>
 
 (***************************************************************************)
 (* A holder receives a reference.  A reference from an owner it knows is   *)
@@ -572,19 +609,20 @@ HolderReceive(h, m) ==
     /\ msgs' = msgs \ {m}
     /\ brw' = IF m.o \in dk[h] THEN brw ELSE [brw EXCEPT ![h][m.x] = [o |-> m.o, ep |-> m.ep, held |-> TRUE]]
     /\ lastAction' = Step("HolderReceive", h, m.x, m)
-    /\ UNCHANGED <<up, crashes, declared, log, ent, dk, mv, gst, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, gst, run, copies, par, pb, got,
                    created, made, why, odied>>
 
 \* A holder's get: it asks the owner it knows, which answers once it can.
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.get
 HolderGet(h, x) ==
     /\ h \in up
-    /\ h \in Holders[x]
+    /\ h \in HoldersOf(x)
     /\ brw[h][x].held
+    /\ ~Registering(h, x)
     /\ gst[h][x] = "none"
     /\ gst' = [gst EXCEPT ![h][x] = "wait"]
     /\ lastAction' = Step("HolderGet", h, x, NoMsg)
-    /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
                    got, created, made, why, odied>>
 
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_object_value
@@ -601,21 +639,82 @@ HolderGetReturns(h, x) ==
                /\ got' = got \cup {[h |-> h, x |-> x, res |-> a, by |-> "holder",
                                     val |-> IF a = "value" THEN AnswerVal(b.o, x) ELSE {}]}
     /\ lastAction' = Step("HolderGetReturns", h, x, NoMsg)
-    /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
                    created, made, why, odied>>
 
-\* The holder lets go of x: it tells the owner it knows.
+\* The holder lets go of x: it tells the owner it knows.  A holder that
+\* lent x keeps it until the owner has counted the process it lent it to.
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.release_ref
 HolderRelease(h, x) ==
     /\ h \in up
-    /\ h \in Holders[x]
+    /\ h \in HoldersOf(x)
     /\ brw[h][x].held
     /\ gst[h][x] \in {"value", "error"}
+    /\ ~Lending(h, x)
     /\ brw' = [brw EXCEPT ![h][x] = NoBorrow]
     /\ gst' = [gst EXCEPT ![h][x] = "released"]
     /\ msgs' = msgs \cup Send({RefRemovedMsg(x, brw[h][x].o, brw[h][x].ep, h)})
     /\ lastAction' = Step("HolderRelease", h, x, NoMsg)
-    /\ UNCHANGED <<up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
+                   created, made, why, odied>>
+
+(***************************************************************************)
+(* Onward borrowing.  A holder hands x on to j with a task or actor call   *)
+(* of its own, naming the owner and epoch it knows.  j registers with the  *)
+(* owner (AddBorrower), and the lender keeps x until the owner has counted *)
+(* j, so the owner frees nothing j holds.  j names the owner where x moved *)
+(* if it knows of the move; a reference whose owner j knows dead and that  *)
+(* did not move fails with OwnerDied (its task is dropped).               *)
+(***************************************************************************)
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.submit_with_ref
+HolderPass(h, x, j) ==
+    /\ <<x, h, j>> \in Relays
+    /\ h \in up
+    /\ brw[h][x].held
+    /\ j \in up
+    /\ ~brw[j][x].held
+    /\ gst[j][x] = "none"
+    /\ <<j, x>> \notin odied
+    /\ ~\E m \in msgs : m.type = "Pass" /\ m.x = x /\ m.dst = j
+    /\ msgs' = msgs \cup Send({PassMsg(x, brw[h][x].o, brw[h][x].ep, h, j)})
+    /\ lastAction' = Step("HolderPass", h, x, NoMsg)
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, par, pb, got,
+                   created, made, why, odied>>
+
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.receive_ref
+HolderReceivePass(j, m) ==
+    /\ m \in msgs
+    /\ m.type = "Pass"
+    /\ m.dst = j
+    /\ j \in up
+    /\ LET t == Target(j, m.x, m.o, m.ep) IN
+       IF t.o \in dk[j]
+       THEN /\ odied' = odied \cup {<<j, m.x>>}
+            /\ gst' = [gst EXCEPT ![j][m.x] = "released"]
+            /\ msgs' = msgs \ {m}
+            /\ UNCHANGED brw
+       ELSE /\ brw' = [brw EXCEPT ![j][m.x] = [o |-> t.o, ep |-> t.ep, held |-> TRUE]]
+            /\ msgs' = (msgs \ {m}) \cup Send({AddBorrowerMsg(m.x, t.o, t.ep, j, CHOOSE l \in m.to : TRUE)})
+            /\ UNCHANGED <<gst, odied>>
+    /\ lastAction' = Step("HolderReceivePass", j, m.x, m)
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
+                   created, made, why>>
+
+\* The owner counts j (at the object's epoch; a message of an epoch it has
+\* not heard of waits for the take-over notice).
+\* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_add_borrower
+OwnerHandleAddBorrower(p, m) ==
+    /\ m \in msgs
+    /\ m.type = "AddBorrower"
+    /\ m.dst = p
+    /\ p \in up
+    /\ HeardOf(p, m)
+    /\ msgs' = msgs \ {m}
+    /\ ent' = IF ent[p][m.x].ep = m.ep /\ ent[p][m.x].st # "none"
+              THEN [ent EXCEPT ![p][m.x].borrowers = @ \cup {m.w}]
+              ELSE ent
+    /\ lastAction' = Step("OwnerHandleAddBorrower", p, m.x, m)
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
                    created, made, why, odied>>
 
 \* The owner drops a borrower of the same epoch.  During a take-over, the
@@ -633,7 +732,7 @@ OwnerHandleRefRemoved(p, m) ==
               THEN [ent EXCEPT ![p][m.x].borrowers = @ \ {m.w}]
               ELSE ent
     /\ lastAction' = Step("OwnerHandleRefRemoved", p, m.x, m)
-    /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
                    created, made, why, odied>>
 
 (***************************************************************************)
@@ -663,7 +762,7 @@ OwnerFree(p, x) ==
        /\ ent' = [ent EXCEPT ![p][x] = [NoEntry EXCEPT !.ep = e.ep]]
        /\ msgs' = msgs \cup Send({FreeObjectMsg(x, p, e.ep, n) : n \in e.locs})
     /\ lastAction' = Step("OwnerFree", p, x, NoMsg)
-    /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
                    created, made, why, odied>>
 
 \* A store frees the copy pinned for that owner at that epoch, and no other.
@@ -676,7 +775,7 @@ StoreFree(n, m) ==
     /\ msgs' = msgs \ {m}
     /\ copies' = {c \in copies : ~(c.x = m.x /\ c.n = n /\ c.o = m.o /\ c.ep = m.ep)}
     /\ lastAction' = Step("StoreFree", n, m.x, m)
-    /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, run, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, par, pb, got,
                    created, made, why, odied>>
 
 (***************************************************************************)
@@ -706,7 +805,7 @@ OwnerRebuild(p, x) ==
             /\ why' = [why EXCEPT ![x] = IF @ = "" THEN "budget" ELSE @]
             /\ UNCHANGED copies
     /\ lastAction' = Step("OwnerRebuild", p, x, NoMsg)
-    /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, msgs, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, msgs, par, pb, got,
                    created, made, odied>>
 
 -----------------------------------------------------------------------------
@@ -725,7 +824,7 @@ Crash(p) ==
     /\ copies' = {c \in copies : c.n # p}
     /\ run' = [run EXCEPT ![p] = {}]
     /\ lastAction' = Step("Crash", p, NoObj, NoMsg)
-    /\ UNCHANGED <<declared, log, ent, brw, dk, mv, gst, par, pb, got, created, made, why, odied>>
+    /\ UNCHANGED <<joined, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, made, why, odied>>
 
 (***************************************************************************)
 (* The head declares p dead and, in the same step, takes over p's          *)
@@ -752,11 +851,12 @@ Declare(p) ==
 \* The head detects a crash (a dropped connection and failed probes).
 \* impl: impl/ownership/core/head.py::HeadCore.take_over
 HeadDetectDeath(p) ==
+    /\ p \in joined
     /\ p \notin up
     /\ p \notin declared
     /\ Declare(p)
     /\ lastAction' = Step("HeadDetectDeath", p, NoObj, NoMsg)
-    /\ UNCHANGED <<up, crashes, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
+    /\ UNCHANGED <<joined, up, crashes, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
 
 \* A false suspicion: the head declares dead a process that is up (its
 \* connection dropped and the probes timed out).
@@ -770,7 +870,26 @@ HeadSuspect(p) ==
     /\ crashes' = crashes + 1
     /\ Declare(p)
     /\ lastAction' = Step("HeadSuspect", p, NoObj, NoMsg)
-    /\ UNCHANGED <<up, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
+    /\ UNCHANGED <<joined, up, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
+
+(***************************************************************************)
+(* A process registers after the start (a worker started later, or on a    *)
+(* node added later).  It was told of no death, so the head tells it, as   *)
+(* it registers, every death published so far and where the objects of    *)
+(* the dead moved: a reference handed to it later may still name a dead   *)
+(* owner, its lender not having heard of the take-over yet.               *)
+(***************************************************************************)
+\* impl: impl/ownership/core/head.py::HeadCore.welcome
+Join(j) ==
+    /\ j \in Joiners
+    /\ j \notin joined
+    /\ joined' = joined \cup {j}
+    /\ up' = up \cup {j}
+    /\ dk' = [dk EXCEPT ![j] = declared]
+    /\ mv' = [mv EXCEPT ![j] = [x \in Objects |-> IF Moved(x) THEN [o |-> log[x].owner, ep |-> log[x].ep] ELSE NoMove]]
+    /\ lastAction' = Step("Join", j, NoObj, NoMsg)
+    /\ UNCHANGED <<crashes, declared, log, ent, brw, gst, run, copies, msgs, par, pb, got,
+                   created, made, why, odied>>
 
 \* A fenced process hears it was declared dead, and stops with its store.
 \* impl: impl/ownership/core/node.py::NodeCore.fenced
@@ -782,7 +901,7 @@ ProcessFenced(p) ==
     /\ copies' = {c \in copies : c.n # p}
     /\ run' = [run EXCEPT ![p] = {}]
     /\ lastAction' = Step("ProcessFenced", p, NoObj, FenceMsg(p))
-    /\ UNCHANGED <<crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, made, why, odied>>
+    /\ UNCHANGED <<joined, crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, made, why, odied>>
 
 (***************************************************************************)
 (* A process hears that p died (phase 1 at the process, phase 2 its        *)
@@ -846,7 +965,7 @@ ProcessHandleOwnerMoved(q, m) ==
                   (IF q = Driver THEN {}
                    ELSE Send({RecoveryReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
     /\ lastAction' = Step("ProcessHandleOwnerMoved", q, NoObj, m)
-    /\ UNCHANGED <<up, crashes, declared, log, got, created, made, why>>
+    /\ UNCHANGED <<joined, up, crashes, declared, log, got, created, made, why>>
 
 (***************************************************************************)
 (* Phase 2 at the new owner: an answer.  A borrower is counted, a copy     *)
@@ -869,7 +988,7 @@ NewOwnerHandleReport(m) ==
                                 !.running = IF m.running THEN @ \cup {m.w} ELSE @]]
               ELSE ent
     /\ lastAction' = Step("NewOwnerHandleReport", Driver, m.x, m)
-    /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
                    created, made, why, odied>>
 
 (***************************************************************************)
@@ -891,7 +1010,7 @@ NewOwnerComplete(x) ==
                       [] R # {} -> [e EXCEPT !.st = "pending", !.loc = CHOOSE r \in R : TRUE, !.locs = {}, !.running = {}]
                           [] OTHER -> [e EXCEPT !.st = "lost", !.locs = {}, !.running = {}]]
     /\ lastAction' = Step("NewOwnerComplete", Driver, x, NoMsg)
-    /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, msgs, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, msgs, par, pb, got,
                    created, made, why, odied>>
 
 -----------------------------------------------------------------------------
@@ -901,7 +1020,7 @@ NewOwnerComplete(x) ==
 (***************************************************************************)
 Terminated ==
     /\ msgs = {}
-    /\ \A p \in Procs : p \notin up => p \in declared
+    /\ \A p \in joined : p \notin up => p \in declared
     /\ par.st # "running"
     /\ \A p \in up : pb[p].st # "running" /\ run[p] = {}
     /\ \A p \in up, x \in Objects :
@@ -930,6 +1049,9 @@ ProtocolNext ==
     \/ \E p \in PX : HolderGet(p[1], p[2])
     \/ \E p \in PX : HolderGetReturns(p[1], p[2])
     \/ \E p \in PX : HolderRelease(p[1], p[2])
+    \/ \E r \in Relays : HolderPass(r[2], r[1], r[3])
+    \/ \E j \in Procs : \E m \in msgs : HolderReceivePass(j, m)
+    \/ \E p \in Procs : \E m \in msgs : OwnerHandleAddBorrower(p, m)
     \/ \E p \in Procs : \E m \in msgs : OwnerHandleRefRemoved(p, m)
     \/ \E p \in PX : OwnerFree(p[1], p[2])
     \/ \E n \in Procs : \E m \in msgs : StoreFree(n, m)
@@ -941,6 +1063,7 @@ ProtocolNext ==
     \/ \E x \in Objects : NewOwnerComplete(x)
 
 EnvNext ==
+    \/ \E j \in Joiners : Join(j)
     \/ \E p \in Procs : Crash(p)
     \/ \E p \in Procs : HeadSuspect(p)
 
@@ -964,7 +1087,7 @@ Entries == [st : EntryStates, ep : Nat, loc : Procs \cup {NoProc}, locs : SUBSET
             waiting : SUBSET Procs, running : SUBSET Procs]
 
 TypeOK ==
-    /\ up \subseteq Procs /\ Driver \in up
+    /\ up \subseteq joined /\ joined \subseteq Procs /\ Driver \in up
     /\ crashes \in 0..MaxCrashes
     /\ declared \subseteq Procs \ {Driver}
     /\ \A x \in Objects :
@@ -1019,6 +1142,9 @@ Counted(h, x, o, ep) ==
           \/ Recoverable[x] /\ h \in log[x].adopt
     \* the new owner has not heard of the take-over yet
     \/ \E m \in msgs : m.type = "OwnerMoved" /\ m.dst = o /\ \E mm \in m.moved : mm[1] = x /\ mm[2] = ep
+    \* a process a holder lent x to, on its way to be counted (the lender
+    \* keeps x until then)
+    \/ \E m \in msgs : m.type = "AddBorrower" /\ m.w = h /\ m.x = x /\ m.dst = o /\ m.ep = ep
 BorrowersCounted ==
     \A h \in Procs, x \in Objects :
         Member(h) /\ brw[h][x].held /\ Member(brw[h][x].o) => Counted(h, x, brw[h][x].o, brw[h][x].ep)
@@ -1038,9 +1164,11 @@ RecoveredValueIsLineageValue ==
     /\ \A c \in copies : c.val = LineageValue(c.x)
     /\ \A g \in got : g.res = "value" => g.val = LineageValue(g.x)
 
-\* A recoverable object never fails with OwnerDied.
+\* A recoverable object never fails with OwnerDied, whether a get sees it
+\* or a reference fails on its own (a task that carried it is dropped).
 RecoverableOutlivesOwner ==
-    \A g \in got : Recoverable[g.x] => g.res # "OwnerDied"
+    /\ \A g \in got : Recoverable[g.x] => g.res # "OwnerDied"
+    /\ \A hx \in odied : ~Recoverable[hx[2]]
 
 \* A process declared dead is on its way out: its fence is in flight.
 FencedProcessStops ==
@@ -1088,7 +1216,7 @@ NoLeak == <>[]Clean
 (* the object is not recoverable and its owner was declared dead, or its   *)
 (* retries, or an argument's, are spent.                                   *)
 (***************************************************************************)
-HX == {hx \in Procs \X Objects : hx[1] \in Holders[hx[2]]}
+HX == {hx \in Procs \X Objects : hx[1] \in HoldersOf(hx[2])}
 OwnerDiedFor == odied
 FateOf == [f \in HX |->
     IF why[f[2]] # "" \/ f \in OwnerDiedFor THEN "error"

@@ -215,6 +215,8 @@ class OwnerRecoveryMapping(Mapping):
         self.parent_places: tuple = tuple(k["ParentPlacement"])
         self.body: tuple = tuple(k["Body"])
         self.crashable: frozenset = frozenset(k["Crashable"])
+        if k.get("Joiners") or k.get("Relays"):
+            raise ValueError("the OwnerRecovery mapping starts every process at once and has holders keep what they get: no Joiners or Relays")
         self.by_name = {x.name: x for x in self.objects}
         self.proc_by_name = {p.name: p for p in self.procs}
         self.place: dict = {}
@@ -837,6 +839,7 @@ class OwnerRecoveryMapping(Mapping):
             else:
                 pb[p] = TLARecord(st=b.st, pc=b.pc, att=b.att)
         return {
+            "joined": frozenset(self.procs),
             "up": up,
             "crashes": self.crashes,
             "declared": declared,

@@ -34,6 +34,9 @@ def sample(cls: type) -> object:
         "entries": (m.ReportEntry(object_id="o/1", epoch=1, held=True),),
         "segments": ("own_s_1", ""),
     }
+    moved = attrs.fields_dict(cls).get("moved")
+    if moved is not None and "MovedRef" in str(moved.type):  # where objects moved, not what moved
+        values["moved"] = (m.MovedRef(object_id="o/1", owner="d", epoch=1),)
     if "push" in attrs.fields_dict(cls):  # SegmentArguments carries a PushTask
         values["push"] = m.PushTask(task=values["task"], lease_id="l", attempt=1)
     fields = {}

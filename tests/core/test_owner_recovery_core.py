@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import attrs
 
-from ownership.core.events import AddLocalRef, Execute, GetValue, Logged, PeerLost, Put, Received, Submit, TaskDone
+from ownership.core.events import AddLocalRef, Execute, GetValue, Logged, PeerLost, Put, Received, Send, Submit, TaskDone
 from ownership.core.messages import (
     Arg,
     RefInfo,
@@ -20,6 +20,7 @@ from ownership.core.messages import (
     LogDispatch,
     DeleteObject,
     FreeObject,
+    GetObject,
     LogObject,
     ObjectDeleted,
     ObjectLogged,
@@ -27,6 +28,7 @@ from ownership.core.messages import (
     PushTask,
     RecoveryReport,
 )
+from ownership.core.node import NodeCore
 
 
 def recoverable_put(mini, h, owner: str = "w1@n1", data: bytes = b"x", *, held: bool = True):
@@ -328,3 +330,36 @@ def test_reply_carrying_an_unlogged_recoverable_object_leaves_once_the_head_has_
     assert dst == d.address and [r.object_id for r in reply.refs] == [oid]
     mini.r.run()
     assert w.executor.replies_awaiting_log == []
+
+
+def add_node(mini, name: str, workers: int = 1) -> None:
+    """A node that joins the running cluster, with its workers registered."""
+    node = mini.r.add(NodeCore(name, "head", (("CPU", float(workers)),), pool_size=workers, config=mini.config))
+    mini.nodes[name] = node
+    for e in node.start():
+        if isinstance(e, Send):
+            mini.r.flight.append((name, e.dst, e.msg))
+    for k in range(1, workers + 1):
+        mini.add_worker(name, f"w{k}@{name}")
+    mini.r.run()
+
+
+def test_worker_that_joins_after_a_take_over_borrows_a_moved_object_from_its_new_owner(mini, h) -> None:
+    """A holder that has not heard of the take-over yet hands on a reference
+    that still names the dead owner, to a worker on a node that joined after
+    it: that worker learned where the object moved when it registered, so it
+    borrows it from the new owner rather than fail it with OwnerDiedError."""
+    oid = recoverable_put(mini, h)
+    del mini.r.cores["w1@n1"]  # it crashed: what is sent to it is lost
+    declare_dead(mini, "w1@n1")
+    d = mini.driver
+    add_node(mini, "n3")
+    joiner = mini.workers["w1@n3"]
+    assert joiner.moved == {oid: (d.address, 1)} and "w1@n1" in joiner.dead_workers
+    lender = mini.workers["w2@n1"]
+    spec = h.spec(lender, args=[Arg(ref=RefInfo(object_id=oid, owner="w1@n1"))])
+    mini.r.feed(joiner.address, Received(lender.address, PushTask(task=spec, lease_id=None, attempt=1)))
+    mini.r.run()
+    assert [(src, dst) for src, dst, m in mini.r.delivered if isinstance(m, GetObject) and m.object_id == oid] == [(joiner.address, d.address)]
+    [execute] = [e for a, e in mini.r.effects if a == joiner.address and isinstance(e, Execute)]
+    assert execute.task.task_id == spec.task_id and execute.args == (h.value(b"x"),)

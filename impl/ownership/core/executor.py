@@ -176,7 +176,7 @@ class TaskExecutor:
                                        val |-> {x} \cup UNION {(CHOOSE c \in LiveCopies(y, Procs) : TRUE).val : y \in Args[x]}]}]
                          /\ msgs' = msgs \ {m}
                 /\ lastAction' = Step("WorkerStart", w, m.x, m)
-                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
                                created, made, why, odied>>
 
             \* FateSharing
@@ -482,7 +482,7 @@ class TaskExecutor:
                       /\ msgs' = msgs \cup Send({TaskReplyMsg(x, r.o, r.ep, w, "")})
                 /\ made' = IF why[x] = "" THEN made \cup {x} ELSE made
                 /\ lastAction' = Step("WorkerFinish", w, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, why, odied>>
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, why, odied>>
 
             \* OwnerRecovery
             ParentFinish(p) ==
@@ -493,7 +493,7 @@ class TaskExecutor:
                 /\ ent' = [ent EXCEPT ![p] = [x \in Objects |-> [@[x] EXCEPT !.local = FALSE]]]
                 /\ msgs' = msgs \cup Send({ParentDoneMsg(p, pb[p].att)})
                 /\ lastAction' = Step("ParentFinish", p, NoObj, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got, created, made, why, odied>>
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got, created, made, why, odied>>
 
         Implementation:
 
@@ -758,7 +758,7 @@ class TaskExecutor:
                                        val |-> {x} \cup UNION {(CHOOSE c \in LiveCopies(y, Procs) : TRUE).val : y \in Args[x]}]}]
                          /\ msgs' = msgs \ {m}
                 /\ lastAction' = Step("WorkerStart", w, m.x, m)
-                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:

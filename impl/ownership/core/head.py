@@ -33,6 +33,7 @@ from .config import CoreConfig
 from .events import Effect, Event, EventLog, PeerLost, Probe, ProbeResult, Received, Send, Tick, Watch
 from .messages import (
     AdoptersGone,
+    ClusterDeaths,
     ClusterView,
     DeleteObject,
     DispatchLogged,
@@ -40,6 +41,7 @@ from .messages import (
     LogDispatch,
     LogObject,
     MovedObject,
+    MovedRef,
     NodeDied,
     NodeView,
     ObjectDeleted,
@@ -76,6 +78,8 @@ class RecoveryLog:
     adopters: set[str] = attrs.Factory(set)
     #: its owner asked to delete it while an adopter held it
     deleting: bool = False
+    #: taken over from a dead owner: a node that joins later is told where
+    moved: bool = False
 
 
 @attrs.define(eq=False)
@@ -93,6 +97,8 @@ class NodeRecord:
     watched: bool = False
     #: deaths published while it was suspected, sent once it answers
     missed: list[Any] = attrs.Factory(list)
+    #: told the deaths published before it joined (HeadCore.welcome)
+    welcomed: bool = False
 
 
 class HeadCore:
@@ -164,7 +170,7 @@ class HeadCore:
             rec.workers.add(msg.worker)
             if msg.driver and msg.worker not in self.drivers:
                 self.drivers.append(msg.worker)
-            return [Send(msg.node, WorkerRegistered(worker=msg.worker, node=msg.node))]
+            return self.welcome(rec) + [Send(msg.node, WorkerRegistered(worker=msg.worker, node=msg.node))]
         if isinstance(msg, WorkerDied):
             return self._publish_worker_death(msg)
         if isinstance(msg, LogObject):
@@ -215,7 +221,7 @@ class HeadCore:
                            /\ made' = IF Kind[x] = "put" /\ why[x] = "" THEN made \cup {x} ELSE made
                            /\ UNCHANGED brw
                 /\ lastAction' = Step("ParentMake", p, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, dk, mv, gst, run, msgs, par, got, why, odied>>
+                /\ UNCHANGED <<joined, up, crashes, declared, dk, mv, gst, run, msgs, par, got, why, odied>>
 
         Implementation:
 
@@ -264,7 +270,7 @@ class HeadCore:
                            /\ msgs' = msgs \cup Send({PushTaskMsg(x, p, e.ep, w)})
                            /\ UNCHANGED why
                 /\ lastAction' = Step("OwnerDispatch", p, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
                                created, made, odied>>
 
         Implementation:
@@ -304,7 +310,7 @@ class HeadCore:
                    /\ ent' = [ent EXCEPT ![p][x] = [NoEntry EXCEPT !.ep = e.ep]]
                    /\ msgs' = msgs \cup Send({FreeObjectMsg(x, p, e.ep, n) : n \in e.locs})
                 /\ lastAction' = Step("OwnerFree", p, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:
@@ -339,7 +345,7 @@ class HeadCore:
                 /\ log' = [log EXCEPT ![x].adopt = @ \ {p}]
                 /\ brw' = [brw EXCEPT ![p][x] = NoBorrow]
                 /\ lastAction' = Step("AdopterRelease", p, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, ent, dk, mv, gst, run, copies, msgs, par, pb, got, created, made, why, odied>>
+                /\ UNCHANGED <<joined, up, crashes, declared, ent, dk, mv, gst, run, copies, msgs, par, pb, got, created, made, why, odied>>
 
         Implementation:
 
@@ -364,11 +370,12 @@ class HeadCore:
 
             \* OwnerRecovery
             HeadDetectDeath(p) ==
+                /\ p \in joined
                 /\ p \notin up
                 /\ p \notin declared
                 /\ Declare(p)
                 /\ lastAction' = Step("HeadDetectDeath", p, NoObj, NoMsg)
-                /\ UNCHANGED <<up, crashes, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
+                /\ UNCHANGED <<joined, up, crashes, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
 
             \* OwnerRecovery
             HeadSuspect(p) ==
@@ -380,7 +387,7 @@ class HeadCore:
                 /\ crashes' = crashes + 1
                 /\ Declare(p)
                 /\ lastAction' = Step("HeadSuspect", p, NoObj, NoMsg)
-                /\ UNCHANGED <<up, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
+                /\ UNCHANGED <<joined, up, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
 
         Implementation:
 
@@ -402,7 +409,7 @@ class HeadCore:
         moved = []
         for oid in owned:
             log = self.recovery_logs[oid]
-            log.owner, log.epoch = new_owner, log.epoch + 1
+            log.owner, log.epoch, log.moved = new_owner, log.epoch + 1, True
             moved.append(MovedObject(object_id=oid, epoch=log.epoch, task=log.task, value=log.value, attempts=log.attempts))
         told = set()
         for rec in self.nodes.values():
@@ -431,6 +438,43 @@ class HeadCore:
         self.fenced += 1
         return [Send(node, NodeDied(node=node, workers=()))]
 
+    def welcome(self, rec: NodeRecord) -> list[Effect]:
+        r"""Spec: OwnerRecovery!Join
+
+            \* OwnerRecovery
+            Join(j) ==
+                /\ j \in Joiners
+                /\ j \notin joined
+                /\ joined' = joined \cup {j}
+                /\ up' = up \cup {j}
+                /\ dk' = [dk EXCEPT ![j] = declared]
+                /\ mv' = [mv EXCEPT ![j] = [x \in Objects |-> IF Moved(x) THEN [o |-> log[x].owner, ep |-> log[x].ep] ELSE NoMove]]
+                /\ lastAction' = Step("Join", j, NoObj, NoMsg)
+                /\ UNCHANGED <<crashes, declared, log, ent, brw, gst, run, copies, msgs, par, pb, got,
+                               created, made, why, odied>>
+
+        Implementation:
+
+        A node's first contact (its first heartbeat or registration, before
+        the head answers it): it heard of no death published before it
+        joined, so the head tells it every one, and where the objects of the
+        dead moved (their owner and epoch in the log). Its workers learn them
+        as they register (LocalScheduler.worker_registered): a reference
+        handed to one of them later may still name a dead owner, its lender
+        not having heard of the take-over yet. Nothing is sent while nobody
+        has died.
+        """
+        if rec.welcomed:
+            return []
+        rec.welcomed = True
+        dead_nodes = sorted(n for n, r in self.nodes.items() if not r.alive)
+        moved = tuple(
+            MovedRef(object_id=oid, owner=log.owner, epoch=log.epoch) for oid, log in sorted(self.recovery_logs.items()) if log.moved
+        )
+        if not (self.published or dead_nodes or moved):
+            return []
+        return [Send(rec.node, ClusterDeaths(dead_workers=tuple(sorted(self.published)), dead_nodes=tuple(dead_nodes), moved=moved))]
+
     def _heartbeat(self, msg: Heartbeat) -> list[Effect]:
         new = msg.node not in self.nodes or not self.nodes[msg.node].total
         rec = self._record(msg.node)
@@ -439,7 +483,7 @@ class HeadCore:
         rec.last_seen = self.ticks
         rec.total, rec.available = msg.total, msg.available
         rec.workers |= set(msg.workers)
-        fx: list[Effect] = []
+        fx: list[Effect] = self.welcome(rec)
         if self.config.suspect_on_connection_loss and (not rec.watched or rec.suspected):
             # Watch its connection (again: a watch reports once). A heartbeat
             # from a suspect came over a new connection: it is alive.

@@ -745,10 +745,21 @@ class RegisterWorker:
     driver: bool = False
 
 
+@record
+class MovedRef:
+    """Where an object of a dead owner moved: its new owner, at ``epoch``."""
+
+    object_id: str
+    owner: Address
+    epoch: Count
+
+
 @message
 class WorkerRegistered:
     """Head -> node, then node -> the worker: registered. To the worker it
-    carries the deaths its node has heard of, which it must know too."""
+    carries the deaths its node has heard of, and where the objects of the
+    dead moved, which it must know too: a reference handed to it later may
+    still name a dead owner."""
 
     worker: Address
     node: Address
@@ -756,6 +767,18 @@ class WorkerRegistered:
     dead_nodes: tuple[Address, ...] = ()
     #: the head, where an owner logs its recoverable objects ("" when unknown)
     head: str = ""
+    moved: tuple[MovedRef, ...] = ()
+
+
+@message
+class ClusterDeaths:
+    """Head -> a node on its first contact: the deaths published before it
+    joined, and where the objects of the dead moved. The node tells its
+    workers as they register."""
+
+    dead_workers: tuple[Address, ...] = ()
+    dead_nodes: tuple[Address, ...] = ()
+    moved: tuple[MovedRef, ...] = ()
 
 
 @message

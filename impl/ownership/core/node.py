@@ -13,9 +13,11 @@ from typing import Any
 from .config import CoreConfig
 from .events import Effect, Event, EventLog, Fenced, IdGenerator, KillWorker, PeerLost, Received, Send, Tick, WorkerStartFailed
 from .messages import (
+    ClusterDeaths,
     ClusterView,
     FreeObject,
     Heartbeat,
+    MovedRef,
     NodeDied,
     ObjectCopy,
     OwnerMoved,
@@ -56,6 +58,9 @@ class NodeCore:
         self.ids = IdGenerator(address)
         self.dead_workers: set[str] = set()
         self.dead_nodes: set[str] = set()
+        #: object -> where it moved (owner, epoch) after its owner died: the
+        #: workers that register here later are told (WorkerRegistered)
+        self.moved: dict[str, tuple[str, int]] = {}
         self.heartbeat_seq = 0
         self.log = EventLog(self.config.log_size)
         self.scheduler = LocalScheduler(self, resources, pool_size=pool_size, policy=policy)
@@ -122,6 +127,8 @@ class NodeCore:
             return self.handle_failure(msg)
         if isinstance(msg, OwnerMoved):
             return self.handle_owner_moved(msg)
+        if isinstance(msg, ClusterDeaths):
+            return self.joined(msg)
         self.dropped += 1
         return []
 
@@ -232,7 +239,7 @@ class NodeCore:
                               (IF q = Driver THEN {}
                                ELSE Send({RecoveryReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
                 /\ lastAction' = Step("ProcessHandleOwnerMoved", q, NoObj, m)
-                /\ UNCHANGED <<up, crashes, declared, log, got, created, made, why>>
+                /\ UNCHANGED <<joined, up, crashes, declared, log, got, created, made, why>>
 
         Implementation:
 
@@ -246,6 +253,7 @@ class NodeCore:
         if msg.node is not None and msg.node == self.address:
             return self.fenced(NodeDied(node=msg.node, workers=msg.workers))
         dead = set(msg.workers)
+        self._learn_moves(MovedRef(object_id=m.object_id, owner=msg.new_owner, epoch=m.epoch) for m in msg.moved)
         kept = self.store.repin(msg.moved, dead, msg.new_owner)
         fx = self._death(dead, msg.node, msg)
         if self.address in msg.told:
@@ -253,6 +261,25 @@ class NodeCore:
             entries = tuple(ReportEntry(object_id=m.object_id, epoch=m.epoch, copy=m.object_id in have) for m in msg.moved)
             fx.append(Send(msg.new_owner, RecoveryReport(reporter=self.address, new_owner=msg.new_owner, entries=entries)))
         return fx
+
+    def joined(self, msg: ClusterDeaths) -> list[Effect]:
+        """The head's answer to our first contact: the deaths published
+        before we joined, and where the objects of the dead moved
+        (HeadCore.welcome). We had nothing of theirs to free or reclaim;
+        our workers learn them as they register."""
+        self.dead_workers.update(msg.dead_workers)
+        self.dead_nodes.update(n for n in msg.dead_nodes if n != self.address)
+        self._learn_moves(msg.moved)
+        return []
+
+    def _learn_moves(self, moved: Any) -> None:
+        for m in moved:
+            known = self.moved.get(m.object_id)
+            if known is None or known[1] < m.epoch:
+                self.moved[m.object_id] = (m.owner, m.epoch)
+
+    def moved_refs(self) -> tuple[MovedRef, ...]:
+        return tuple(MovedRef(object_id=oid, owner=owner, epoch=epoch) for oid, (owner, epoch) in sorted(self.moved.items()))
 
     def fenced(self, msg: NodeDied) -> list[Effect]:
         r"""Spec: FateSharing!NodeFenced
@@ -283,7 +310,7 @@ class NodeCore:
                 /\ copies' = {c \in copies : c.n # p}
                 /\ run' = [run EXCEPT ![p] = {}]
                 /\ lastAction' = Step("ProcessFenced", p, NoObj, FenceMsg(p))
-                /\ UNCHANGED <<crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, made, why, odied>>
+                /\ UNCHANGED <<joined, crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, made, why, odied>>
 
             \* Scheduling
             NodeFenced(n) ==
@@ -316,6 +343,7 @@ class NodeCore:
             "fetching": {oid: f.source for oid, f in sorted(self.store.fetching.items())},
             "dead_workers": sorted(self.dead_workers),
             "dead_nodes": sorted(self.dead_nodes),
+            "moved": len(self.moved),
         }
 
     def drivers(self) -> list[str]:
@@ -352,4 +380,5 @@ _SENDER_CHECKS: dict[type, Any] = {
     WorkerDied: _from_head,
     NodeDied: _from_head,
     OwnerMoved: _from_head,
+    ClusterDeaths: _from_head,
 }

@@ -58,7 +58,7 @@ class OwnerLog:
                            /\ made' = IF Kind[x] = "put" /\ why[x] = "" THEN made \cup {x} ELSE made
                            /\ UNCHANGED brw
                 /\ lastAction' = Step("ParentMake", p, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, dk, mv, gst, run, msgs, par, got, why, odied>>
+                /\ UNCHANGED <<joined, up, crashes, declared, dk, mv, gst, run, msgs, par, got, why, odied>>
 
         Implementation:
 
@@ -137,7 +137,7 @@ class OwnerLog:
                            /\ msgs' = msgs \cup Send({PushTaskMsg(x, p, e.ep, w)})
                            /\ UNCHANGED why
                 /\ lastAction' = Step("OwnerDispatch", p, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
                                created, made, odied>>
 
         Implementation:

@@ -233,7 +233,7 @@ class FailureHandler:
                               (IF q = Driver THEN {}
                                ELSE Send({RecoveryReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
                 /\ lastAction' = Step("ProcessHandleOwnerMoved", q, NoObj, m)
-                /\ UNCHANGED <<up, crashes, declared, log, got, created, made, why>>
+                /\ UNCHANGED <<joined, up, crashes, declared, log, got, created, made, why>>
 
         Implementation:
 
@@ -399,7 +399,7 @@ class FailureHandler:
                         /\ why' = [why EXCEPT ![x] = IF @ = "" THEN "budget" ELSE @]
                         /\ UNCHANGED copies
                 /\ lastAction' = Step("OwnerRebuild", p, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, msgs, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, msgs, par, pb, got,
                                created, made, odied>>
 
         Implementation:
@@ -576,7 +576,7 @@ class TakeOver:
                               (IF q = Driver THEN {}
                                ELSE Send({RecoveryReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
                 /\ lastAction' = Step("ProcessHandleOwnerMoved", q, NoObj, m)
-                /\ UNCHANGED <<up, crashes, declared, log, got, created, made, why>>
+                /\ UNCHANGED <<joined, up, crashes, declared, log, got, created, made, why>>
 
         Implementation:
 
@@ -673,7 +673,7 @@ class TakeOver:
                                             !.running = IF m.running THEN @ \cup {m.w} ELSE @]]
                           ELSE ent
                 /\ lastAction' = Step("NewOwnerHandleReport", Driver, m.x, m)
-                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:
@@ -733,7 +733,7 @@ class TakeOver:
                                   [] R # {} -> [e EXCEPT !.st = "pending", !.loc = CHOOSE r \in R : TRUE, !.locs = {}, !.running = {}]
                                       [] OTHER -> [e EXCEPT !.st = "lost", !.locs = {}, !.running = {}]]
                 /\ lastAction' = Step("NewOwnerComplete", Driver, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, msgs, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, msgs, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:

@@ -275,14 +275,15 @@ class ReferenceCounter:
             \* OwnerRecovery
             HolderRelease(h, x) ==
                 /\ h \in up
-                /\ h \in Holders[x]
+                /\ h \in HoldersOf(x)
                 /\ brw[h][x].held
                 /\ gst[h][x] \in {"value", "error"}
+                /\ ~Lending(h, x)
                 /\ brw' = [brw EXCEPT ![h][x] = NoBorrow]
                 /\ gst' = [gst EXCEPT ![h][x] = "released"]
                 /\ msgs' = msgs \cup Send({RefRemovedMsg(x, brw[h][x].o, brw[h][x].ep, h)})
                 /\ lastAction' = Step("HolderRelease", h, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
                                created, made, why, odied>>
 
             \* Ownership
@@ -325,6 +326,7 @@ class ReferenceCounter:
     def submit_with_ref(self, object_ids: list[str]) -> list[Effect]:
         r"""Spec: RefCounting!HolderSubmitWithRef
         Spec: OwnerRecovery!ParentShare
+        Spec: OwnerRecovery!HolderPass
 
             \* RefCounting
             HolderSubmitWithRef(p, c) ==
@@ -348,7 +350,22 @@ class ReferenceCounter:
                         /\ msgs' = msgs \cup Send({ShareMsg(x, p, ent[p][x].ep, h) : h \in Holders[x] \ dk[p]})
                    ELSE UNCHANGED <<ent, msgs>>
                 /\ lastAction' = Step("ParentShare", p, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got,
+                               created, made, why, odied>>
+
+            \* OwnerRecovery
+            HolderPass(h, x, j) ==
+                /\ <<x, h, j>> \in Relays
+                /\ h \in up
+                /\ brw[h][x].held
+                /\ j \in up
+                /\ ~brw[j][x].held
+                /\ gst[j][x] = "none"
+                /\ <<j, x>> \notin odied
+                /\ ~\E m \in msgs : m.type = "Pass" /\ m.x = x /\ m.dst = j
+                /\ msgs' = msgs \cup Send({PassMsg(x, brw[h][x].o, brw[h][x].ep, h, j)})
+                /\ lastAction' = Step("HolderPass", h, x, NoMsg)
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:
@@ -375,6 +392,7 @@ class ReferenceCounter:
     def receive_ref(self, refs: list[RefInfo], caller: str, task_id: str | None = None) -> list[Effect]:
         r"""Spec: RefCounting!BorrowerReceiveRef
         Spec: OwnerRecovery!HolderReceive
+        Spec: OwnerRecovery!HolderReceivePass
 
             \* RefCounting
             BorrowerReceiveRef(b, p) ==
@@ -401,8 +419,27 @@ class ReferenceCounter:
                 /\ msgs' = msgs \ {m}
                 /\ brw' = IF m.o \in dk[h] THEN brw ELSE [brw EXCEPT ![h][m.x] = [o |-> m.o, ep |-> m.ep, held |-> TRUE]]
                 /\ lastAction' = Step("HolderReceive", h, m.x, m)
-                /\ UNCHANGED <<up, crashes, declared, log, ent, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, gst, run, copies, par, pb, got,
                                created, made, why, odied>>
+
+            \* OwnerRecovery
+            HolderReceivePass(j, m) ==
+                /\ m \in msgs
+                /\ m.type = "Pass"
+                /\ m.dst = j
+                /\ j \in up
+                /\ LET t == Target(j, m.x, m.o, m.ep) IN
+                   IF t.o \in dk[j]
+                   THEN /\ odied' = odied \cup {<<j, m.x>>}
+                        /\ gst' = [gst EXCEPT ![j][m.x] = "released"]
+                        /\ msgs' = msgs \ {m}
+                        /\ UNCHANGED brw
+                   ELSE /\ brw' = [brw EXCEPT ![j][m.x] = [o |-> t.o, ep |-> t.ep, held |-> TRUE]]
+                        /\ msgs' = (msgs \ {m}) \cup Send({AddBorrowerMsg(m.x, t.o, t.ep, j, CHOOSE l \in m.to : TRUE)})
+                        /\ UNCHANGED <<gst, odied>>
+                /\ lastAction' = Step("HolderReceivePass", j, m.x, m)
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
+                               created, made, why>>
 
         Implementation:
 
@@ -444,6 +481,7 @@ class ReferenceCounter:
     def handle_add_borrower(self, msg: AddBorrower) -> list[Effect]:
         r"""Spec: RefCounting!OwnerHandleAddBorrower
         Spec: Ownership!OwnerHandleAddBorrower
+        Spec: OwnerRecovery!OwnerHandleAddBorrower
 
             \* RefCounting
             OwnerHandleAddBorrower(o, m) ==
@@ -472,6 +510,21 @@ class ReferenceCounter:
                 /\ msgs' = (msgs \ {m}) \cup {BorrowerAddedMsg(y, m.o, m.w, ok)}
                 /\ lastAction' = Step("OwnerHandleAddBorrower", a, y, NoNode, m)
                 /\ UNCHANGED <<actorVars, envVars, headVars, nodeVars, ex, known, brw, got, made, why>>
+
+            \* OwnerRecovery
+            OwnerHandleAddBorrower(p, m) ==
+                /\ m \in msgs
+                /\ m.type = "AddBorrower"
+                /\ m.dst = p
+                /\ p \in up
+                /\ HeardOf(p, m)
+                /\ msgs' = msgs \ {m}
+                /\ ent' = IF ent[p][m.x].ep = m.ep /\ ent[p][m.x].st # "none"
+                          THEN [ent EXCEPT ![p][m.x].borrowers = @ \cup {m.w}]
+                          ELSE ent
+                /\ lastAction' = Step("OwnerHandleAddBorrower", p, m.x, m)
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
+                               created, made, why, odied>>
 
         Implementation:
 
@@ -793,7 +846,7 @@ class ReferenceCounter:
                           THEN [ent EXCEPT ![p][m.x].borrowers = @ \ {m.w}]
                           ELSE ent
                 /\ lastAction' = Step("OwnerHandleRefRemoved", p, m.x, m)
-                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
                                created, made, why, odied>>
 
             \* Ownership
@@ -891,7 +944,7 @@ class ReferenceCounter:
                    /\ ent' = [ent EXCEPT ![p][x] = [NoEntry EXCEPT !.ep = e.ep]]
                    /\ msgs' = msgs \cup Send({FreeObjectMsg(x, p, e.ep, n) : n \in e.locs})
                 /\ lastAction' = Step("OwnerFree", p, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:
@@ -1034,7 +1087,7 @@ class ReferenceCounter:
                 /\ log' = [log EXCEPT ![x].adopt = @ \ {p}]
                 /\ brw' = [brw EXCEPT ![p][x] = NoBorrow]
                 /\ lastAction' = Step("AdopterRelease", p, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, ent, dk, mv, gst, run, copies, msgs, par, pb, got, created, made, why, odied>>
+                /\ UNCHANGED <<joined, up, crashes, declared, ent, dk, mv, gst, run, copies, msgs, par, pb, got, created, made, why, odied>>
 
         Implementation:
 
@@ -1188,18 +1241,19 @@ class ReferenceCounter:
                                            val |-> IF a = "value" THEN AnswerVal(o, x) ELSE {}]}
                 /\ pb' = Next1(p)
                 /\ lastAction' = Step("ParentGet", p, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, msgs, par,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, msgs, par,
                                created, made, why, odied>>
 
             \* OwnerRecovery
             HolderGet(h, x) ==
                 /\ h \in up
-                /\ h \in Holders[x]
+                /\ h \in HoldersOf(x)
                 /\ brw[h][x].held
+                /\ ~Registering(h, x)
                 /\ gst[h][x] = "none"
                 /\ gst' = [gst EXCEPT ![h][x] = "wait"]
                 /\ lastAction' = Step("HolderGet", h, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
                                got, created, made, why, odied>>
 
             \* Ownership
@@ -1462,7 +1516,7 @@ Ask for a value (API get, a task argument, an actor's address).
                            /\ got' = got \cup {[h |-> h, x |-> x, res |-> a, by |-> "holder",
                                                 val |-> IF a = "value" THEN AnswerVal(b.o, x) ELSE {}]}
                 /\ lastAction' = Step("HolderGetReturns", h, x, NoMsg)
-                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
                                created, made, why, odied>>
 
         Implementation:

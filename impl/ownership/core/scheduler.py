@@ -217,13 +217,15 @@ class LocalScheduler:
             slot.state = IDLE
             self.start_failures = self.start_pause_left = 0  # starting works
         # A worker that registers after a death was published must know of
-        # it too: an owner may still name a dead node to it.
+        # it too: an owner may still name a dead node to it, and a lender
+        # that has not heard of a take-over a dead owner of a moved object.
         registered = WorkerRegistered(
             worker=msg.worker,
             node=self.node,
             dead_workers=tuple(sorted(self.dead_workers)),
             dead_nodes=tuple(sorted(self.dead_nodes)),
             head=self.node_core.head,
+            moved=self.node_core.moved_refs(),
         )
         return [Send(msg.worker, registered)] + self._drain()
 

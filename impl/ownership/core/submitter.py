@@ -1029,7 +1029,7 @@ class TaskSubmitter:
                                      ELSE copies
                         /\ UNCHANGED <<ent, why, odied>>
                 /\ lastAction' = Step("OwnerHandleReply", p, m.x, m)
-                /\ UNCHANGED <<up, crashes, declared, log, brw, dk, mv, gst, run, par, pb, got, created, made, odied>>
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, par, pb, got, created, made, odied>>
 
             \* OwnerRecovery
             DriverHandleParentDone(m) ==
@@ -1038,7 +1038,7 @@ class TaskSubmitter:
                 /\ msgs' = msgs \ {m}
                 /\ par' = IF par.st = "running" /\ par.att = m.ep THEN [par EXCEPT !.st = "done"] ELSE par
                 /\ lastAction' = Step("DriverHandleParentDone", Driver, NoObj, m)
-                /\ UNCHANGED <<up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, pb, got,
                                created, made, why, odied>>
 
             \* FateSharing

@@ -222,13 +222,36 @@ class WorkerCore:
         return []
 
     def handle_registered(self, msg: WorkerRegistered) -> list[Effect]:
-        """Our node registered us: we serve from now on, knowing every death
-        it has heard of (they were published before we could hear them)."""
+        r"""Spec: OwnerRecovery!Join
+
+            \* OwnerRecovery
+            Join(j) ==
+                /\ j \in Joiners
+                /\ j \notin joined
+                /\ joined' = joined \cup {j}
+                /\ up' = up \cup {j}
+                /\ dk' = [dk EXCEPT ![j] = declared]
+                /\ mv' = [mv EXCEPT ![j] = [x \in Objects |-> IF Moved(x) THEN [o |-> log[x].owner, ep |-> log[x].ep] ELSE NoMove]]
+                /\ lastAction' = Step("Join", j, NoObj, NoMsg)
+                /\ UNCHANGED <<crashes, declared, log, ent, brw, gst, run, copies, msgs, par, pb, got,
+                               created, made, why, odied>>
+
+        Implementation:
+
+        Our node registered us: we serve from now on, knowing every death
+        it has heard of (they were published before we could hear them), and
+        where the objects of the dead moved, so that a reference naming a
+        dead owner of a moved object is taken to its new owner, not failed.
+        """
         if self.registered:
             return []
         self.registered = True
         self.dead_workers.update(w for w in msg.dead_workers if w != self.address)
         self.dead_nodes.update(msg.dead_nodes)
+        for m in msg.moved:
+            known = self.moved.get(m.object_id)
+            if known is None or known[1] < m.epoch:
+                self.moved[m.object_id] = (m.owner, m.epoch)
         self.head = msg.head
         return [Registered()]
 
