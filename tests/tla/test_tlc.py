@@ -180,6 +180,27 @@ def test_check_simulation_bounded_by_traces(fixtures: Path) -> None:
     assert result.violation is not None and result.violation.name == "NeverMax"
 
 
+def test_check_simulation_names_the_failing_property_by_simulating_again(fixtures: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TLC 2.15 does not say which of several properties a behaviour broke:
+    each is checked alone, the way the model was (a simulation with its
+    seed), not exhaustively, which on a model too big to finish never ends."""
+    from ownership.tla import tlc
+
+    rechecks: list[dict] = []
+    original = tlc.check
+
+    def recording(*args, **kwargs):
+        if kwargs.get("identify_property") is False:
+            rechecks.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tlc, "check", recording)
+    result = tlc.check(fixtures / "Clock.tla", fixtures / "Clock_TwoProps.cfg", simulate=True, traces=20, depth=12, seed=3)
+    assert result.violation is not None
+    assert (result.violation.kind, result.violation.name) == ("property", "EventuallyStuckAtZero")
+    assert rechecks and all(r["simulate"] and r["seed"] == 3 and r["depth"] == 12 and r["traces"] == 20 for r in rechecks)
+
+
 def test_check_simulation_stops_at_timeout(fixtures: Path) -> None:
     result = check(fixtures / "MCCounter.tla", fixtures / "MCCounter_Ok.cfg", simulate=True, timeout=1.5)
     assert result.timed_out

@@ -860,8 +860,13 @@ def check(
     violation = None
     if reader.violation is not None:
         if reader.violation["kind"] == "property" and reader.violation["name"] is None:
+            # A simulation is named by simulating again with the seed it
+            # ran with: the same behaviours come in the same order, and an
+            # exhaustive re-check of a model too big to finish never would.
+            again = dict(simulate=True, seed=reader.seed if reader.seed is not None else seed, depth=depth, traces=traces, timeout=timeout) if simulate else {}
             reader.violation["name"] = _name_property(
-                spec, config, identify_property, workers=workers, deadlock=deadlock, extra_args=extra_args
+                spec, config, identify_property, workers=workers, deadlock=deadlock, extra_args=extra_args,
+                jvm_args=jvm_args, **again,
             )
         violation = Violation(**reader.violation)
 
@@ -903,9 +908,11 @@ def check(
 
 
 def _name_property(
-    spec: Path, config: Path, enabled: bool, *, workers: int, deadlock: bool, extra_args: Sequence[str]
+    spec: Path, config: Path, enabled: bool, *, workers: int, deadlock: bool, extra_args: Sequence[str], **run: Any
 ) -> str | None:
-    """Which configured temporal property fails (TLC 2.15 does not say)."""
+    """Which configured temporal property fails (TLC 2.15 does not say): the
+    model is checked again with each property alone, the way it was checked
+    (``run``: a simulation's seed, depth and bounds)."""
     text = config.read_text()
     names = list(dict.fromkeys(config_properties(text)))
     if len(names) == 1:
@@ -917,7 +924,7 @@ def _name_property(
             single = Path(tmp_name) / f"{name}.cfg"
             single.write_text(_config_with_property(text, name))
             result = check(
-                spec, single, workers=workers, deadlock=deadlock, extra_args=extra_args, identify_property=False
+                spec, single, workers=workers, deadlock=deadlock, extra_args=extra_args, identify_property=False, **run
             )
             if result.violation is not None and result.violation.kind == "property":
                 return name
