@@ -36,7 +36,7 @@ from .messages import (
 )
 from .scheduler import DRIVER, LocalScheduler, SchedulingPolicy
 from .store import FetchObject, ObjectStore
-from .worker import UnexpectedEvent
+from .worker import UnexpectedEvent, learn_moves
 
 __all__ = ["NodeCore"]
 
@@ -253,7 +253,7 @@ class NodeCore:
         if msg.node is not None and msg.node == self.address:
             return self.fenced(NodeDied(node=msg.node, workers=msg.workers))
         dead = set(msg.workers)
-        self._learn_moves(MovedRef(object_id=m.object_id, owner=msg.new_owner, epoch=m.epoch) for m in msg.moved)
+        learn_moves(self.moved, [MovedRef(object_id=m.object_id, owner=msg.new_owner, epoch=m.epoch) for m in msg.moved])
         kept = self.store.repin(msg.moved, dead, msg.new_owner)
         fx = self._death(dead, msg.node, msg)
         if self.address in msg.told:
@@ -269,14 +269,8 @@ class NodeCore:
         our workers learn them as they register."""
         self.dead_workers.update(msg.dead_workers)
         self.dead_nodes.update(n for n in msg.dead_nodes if n != self.address)
-        self._learn_moves(msg.moved)
+        learn_moves(self.moved, msg.moved)
         return []
-
-    def _learn_moves(self, moved: Any) -> None:
-        for m in moved:
-            known = self.moved.get(m.object_id)
-            if known is None or known[1] < m.epoch:
-                self.moved[m.object_id] = (m.owner, m.epoch)
 
     def moved_refs(self) -> tuple[MovedRef, ...]:
         return tuple(MovedRef(object_id=oid, owner=owner, epoch=epoch) for oid, (owner, epoch) in sorted(self.moved.items()))

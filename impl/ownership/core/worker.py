@@ -11,7 +11,7 @@ through :meth:`WorkerCore.handle`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from .config import CoreConfig
 from .events import (
@@ -43,6 +43,7 @@ from .messages import (
     GetObject,
     LeaseGranted,
     LeaseInfeasible,
+    MovedRef,
     NodeDied,
     ObjectCopy,
     ObjectDeleted,
@@ -65,12 +66,21 @@ from .recovery import FailureHandler, TakeOver
 from .refcount import ReferenceCounter, Waiter
 from .submitter import TaskSubmitter
 
-__all__ = ["WorkerCore", "UnexpectedEvent"]
+__all__ = ["WorkerCore", "UnexpectedEvent", "learn_moves"]
 
 
 class UnexpectedEvent(ValueError):
     """An event or message this core does not handle (it is logged and dropped)."""
 
+
+
+def learn_moves(moved: dict[str, tuple[str, int]], news: Iterable[MovedRef]) -> None:
+    """Record in ``moved`` (object -> (owner, epoch)) where objects moved,
+    keeping for each the latest epoch heard of."""
+    for m in news:
+        known = moved.get(m.object_id)
+        if known is None or known[1] < m.epoch:
+            moved[m.object_id] = (m.owner, m.epoch)
 
 class WorkerCore:
     def __init__(self, address: str, node: str, config: CoreConfig | None = None, *, driver: bool = False) -> None:
@@ -248,10 +258,7 @@ class WorkerCore:
         self.registered = True
         self.dead_workers.update(w for w in msg.dead_workers if w != self.address)
         self.dead_nodes.update(msg.dead_nodes)
-        for m in msg.moved:
-            known = self.moved.get(m.object_id)
-            if known is None or known[1] < m.epoch:
-                self.moved[m.object_id] = (m.owner, m.epoch)
+        learn_moves(self.moved, msg.moved)
         self.head = msg.head
         return [Registered()]
 
