@@ -635,14 +635,21 @@ class _Chaos:
         if self.o.net_faults:
             kinds["cut"] = 2
             kinds["pause"] = 2
+        # Kinds are dealt from a shuffled deck holding each kind as often as
+        # its weight, not drawn independently: over any run of a deck's
+        # length every kind comes up its share, so a short run still has
+        # its cuts and pauses (independent draws gave a 90 s run 2 cuts).
+        deck: list[str] = []
         async with trio.open_nursery() as replacing:
             while True:
                 pause = rng.expovariate(1 / self.o.kill_every)
                 if trio.current_time() + pause >= deadline:
                     break
                 await trio.sleep(pause)
-                kind = rng.choices(list(kinds), list(kinds.values()))[0]
-                await self.kill(kind, rng, replacing)
+                if not deck:
+                    deck = [kind for kind, weight in kinds.items() for _ in range(weight)]
+                    rng.shuffle(deck)
+                await self.kill(deck.pop(), rng, replacing)
 
     async def kill(self, kind: str, rng: random.Random, replacing: trio.Nursery) -> None:
         local = self.local
@@ -659,13 +666,16 @@ class _Chaos:
                 return
             kind = "worker"
         if kind == "cut":
-            if rng.random() < 0.5:
-                if self.cut(rng):
+            # Half the cuts are the driver's, half another process's; when
+            # the one drawn has no connection to break, the other is tried.
+            driver_first = rng.random() < 0.5
+            for driver in (driver_first, not driver_first):
+                if driver and self.cut(rng):
                     self.report.kills["cut_driver"] += 1
                     return
-            elif self.cut_elsewhere(rng):
-                self.report.kills["cut_process"] += 1
-                return
+                if not driver and self.cut_elsewhere(rng):
+                    self.report.kills["cut_process"] += 1
+                    return
             kind = "worker"
         if kind == "pause":
             if self.pause(rng, replacing):
