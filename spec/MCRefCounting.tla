@@ -29,6 +29,7 @@ MCOwnerWorkersLarge == MCBorrowersLarge
 \* Every variable but lastAction: states that differ only in how they were
 \* reached are one state.
 MCView == <<local, submitted, contained, running, waiting, borrowers,
-            subBorrowers, removeWaits, tasksLeft, freed, msgs, passedOn>>
+            subBorrowers, removeWaits, tasksLeft, freed, lending, getting,
+            servesLeft, msgs, passedOn>>
 
 =============================================================================

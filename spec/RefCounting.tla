@@ -44,8 +44,16 @@
 (*                                                                         *)
 (* One object is counted.  A value that contains x (the return value of a  *)
 (* task whose worker put x in it) is owned by that task's caller and is    *)
-(* modelled only by its count contained[p]; such a value is not itself     *)
-(* passed on.                                                              *)
+(* modelled only by its count contained[p].  Its owner may serve it to     *)
+(* another process that gets it (MaxServes times): the reader then holds x *)
+(* too.  When the value's owner is x's owner, it counts the reader as it   *)
+(* serves.  When it is a borrower, it asks the owner to count the reader   *)
+(* (RegisterBorrower) and serves only once the owner has (the answer,      *)
+(* BorrowerRegistered), holding x meanwhile: listed only among the         *)
+(* lender's sub-borrowers, as in Ray, the reader would be lost to the      *)
+(* owner when the lender dies before it reports (ReaderKnown states,       *)
+(* without crashes, what a crash of the lender needs; mutant               *)
+(* "reader-known-only-to-its-lender").                                     *)
 (*                                                                         *)
 (* Two deviations from Ray's reference_count.cc, each needed for           *)
 (* MemorySafety in this model (the Ray behaviour is kept as a mutant in    *)
@@ -76,13 +84,16 @@ CONSTANTS
     \* @type: Int;
     MaxTasks,       \* bound on the number of tasks submitted, all taking shared(x)
     \* @type: Int;
-    MaxLocal        \* bound on the local refs a borrower keeps beyond its tasks
+    MaxLocal,       \* bound on the local refs a borrower keeps beyond its tasks
+    \* @type: Int;
+    MaxServes       \* bound on the values containing x served to a reader
 
 ASSUME /\ Owner \notin Borrowers
        /\ Borrowers # {}
        /\ OwnerWorkers \subseteq Borrowers
        /\ MaxTasks \in Nat
        /\ MaxLocal \in Nat \ {0}
+       /\ MaxServes \in Nat
 
 Procs == {Owner} \cup Borrowers
 
@@ -92,8 +103,8 @@ Procs == {Owner} \cup Borrowers
 (* only its own fields.  (Apalache versions with row-typed records want a  *)
 (* variant instead.)                                                       *)
 (***************************************************************************)
-\* @typeAlias: msg = {type: Str, caller: PROC, worker: PROC, borrowing: Bool, borrowers: Set(PROC), contained: Bool, owner: PROC, borrower: PROC, ok: Bool};
-\* @typeAlias: params = {p: PROC, c: PROC, b: PROC, w: PROC, o: PROC, m: $msg};
+\* @typeAlias: msg = {type: Str, caller: PROC, worker: PROC, borrowing: Bool, borrowers: Set(PROC), contained: Bool, owner: PROC, borrower: PROC, ok: Bool, lender: PROC};
+\* @typeAlias: params = {p: PROC, c: PROC, b: PROC, w: PROC, o: PROC, r: PROC, m: $msg};
 \* @typeAlias: action = {name: Str, params: $params};
 RefCounting_typedefs == TRUE
 
@@ -138,6 +149,19 @@ VARIABLES
     \* @type: Bool;
     freed,
         \* the owner has freed the value
+    \* @type: PROC -> (PROC -> Int);
+    lending,
+        \* lending[p][r]: values containing x that borrower p serves to r
+        \* once the owner has counted r; p holds x for each meanwhile.
+        \* Domain Borrowers.
+    \* @type: PROC -> Int;
+    getting,
+        \* getting[r]: r's gets of a value containing x, from the serve
+        \* until the value arrives; r holds x for each, so that the owner's
+        \* request can wait for the value.  Domain Borrowers.
+    \* @type: Int;
+    servesLeft,
+        \* how many more values may be served (the MaxServes bound)
     \* @type: $msg -> Int;
     msgs,
         \* messages in flight, a bag: msgs[m] copies of m
@@ -150,9 +174,11 @@ VARIABLES
         \* auxiliary: the last action taken and its parameters, for
         \* conformance; not in the model's VIEW nor in any invariant
 
+serveVars == <<lending, getting, servesLeft>>
+
 vars == <<local, submitted, contained, running, waiting, borrowers,
-          subBorrowers, removeWaits, tasksLeft, freed, msgs, passedOn,
-          lastAction>>
+          subBorrowers, removeWaits, tasksLeft, freed, lending, getting,
+          servesLeft, msgs, passedOn, lastAction>>
 
 -----------------------------------------------------------------------------
 (***************************************************************************)
@@ -185,6 +211,18 @@ AddBorrowerMsg(b) ==
 BorrowerAddedMsg(b, ok) ==
     [type |-> "BorrowerAdded", owner |-> Owner, borrower |-> b, ok |-> ok]
 
+\* Borrower p asks the owner to count r, to whom p serves a value holding x.
+RegisterBorrowerMsg(p, r) ==
+    [type |-> "RegisterBorrower", owner |-> Owner, borrower |-> r, lender |-> p]
+
+\* The owner counts r (and has sent it a WaitForRefRemoved).
+BorrowerRegisteredMsg(p, r) ==
+    [type |-> "BorrowerRegistered", owner |-> Owner, borrower |-> r, lender |-> p]
+
+\* The value p serves to r, with x inside.
+ObjectValueMsg(p, r) ==
+    [type |-> "ObjectValue", owner |-> Owner, borrower |-> r, lender |-> p]
+
 PushTaskMessages ==
     [type : {"PushTask"}, caller : Procs, worker : Borrowers]
 TaskReplyMessages ==
@@ -201,11 +239,14 @@ AddBorrowerMessages ==
 BorrowerAddedMessages ==
     [type : {"BorrowerAdded"}, owner : {Owner}, borrower : Borrowers,
      ok : BOOLEAN]
+ServeMessages ==
+    [type : {"RegisterBorrower", "BorrowerRegistered", "ObjectValue"},
+     owner : {Owner}, borrower : Borrowers, lender : Procs]
 
 Messages ==
     PushTaskMessages \cup TaskReplyMessages \cup WaitForRefRemovedMessages
     \cup RefRemovedMessages \cup {FreeObjectMsg} \cup AddBorrowerMessages
-    \cup BorrowerAddedMessages
+    \cup BorrowerAddedMessages \cup ServeMessages
 
 \* @type: ($msg -> Int, Set($msg)) => ($msg -> Int);
 Put(bag, S) ==
@@ -249,6 +290,18 @@ Waiting(p) ==
     THEN SumOver(waiting[p])
     ELSE 0
 
+\* values p serves once the owner counts their readers
+Lending(p) ==
+    IF p \in Borrowers
+    THEN SumOver(lending[p])
+    ELSE 0
+
+\* p's gets of a value holding x still on their way
+Getting(p) ==
+    IF p \in Borrowers
+    THEN getting[p]
+    ELSE 0
+
 (***************************************************************************)
 (* p holds x: a local ref, a submitted task, a live value containing x, or *)
 (* a task running (or waiting to run) at p with x as its argument.  This   *)
@@ -262,6 +315,8 @@ Holds(p) ==
     \/ contained[p] > 0
     \/ Running(p) > 0
     \/ Waiting(p) > 0
+    \/ Lending(p) > 0
+    \/ Getting(p) > 0
 
 \* p can name x in code, so it can pass it to a task.
 HasHandle(p) == local[p] > 0 \/ Running(p) > 0
@@ -276,10 +331,12 @@ Uses(p) ==
     \/ contained[p] > 0
     \/ Running(p) > 0
     \/ Waiting(p) > 0
+    \/ Lending(p) > 0
 
 \* a message in flight that carries x itself
 CarriesRef(m) == \/ m.type = "PushTask"
                  \/ m.type = "TaskReply" /\ m.contained
+                 \/ m.type = "ObjectValue"
 
 -----------------------------------------------------------------------------
 Init ==
@@ -293,6 +350,9 @@ Init ==
     /\ removeWaits = [b \in Borrowers |-> 0]
     /\ tasksLeft = MaxTasks
     /\ freed = FALSE
+    /\ lending = [p \in Borrowers |-> [r \in Borrowers |-> 0]]
+    /\ getting = [r \in Borrowers |-> 0]
+    /\ servesLeft = MaxServes
     /\ msgs = [m \in {} |-> 0]
     /\ passedOn = FALSE
     /\ lastAction = Act("Init", [p |-> Owner])
@@ -317,7 +377,7 @@ HolderSubmitWithRef(p, c) ==
     /\ passedOn' = (passedOn \/ p # Owner)
     /\ lastAction' = Act("HolderSubmitWithRef", [p |-> p, c |-> c])
     /\ UNCHANGED <<local, contained, running, waiting, borrowers, subBorrowers,
-                   removeWaits, freed>>
+                   removeWaits, freed, serveVars>>
 
 BorrowerReceiveRef(b, p) ==
     (***********************************************************************)
@@ -341,7 +401,7 @@ BorrowerReceiveRef(b, p) ==
             /\ UNCHANGED running
     /\ lastAction' = Act("BorrowerReceiveRef", [b |-> b, p |-> p])
     /\ UNCHANGED <<local, submitted, contained, borrowers, subBorrowers,
-                   removeWaits, tasksLeft, freed, passedOn>>
+                   removeWaits, tasksLeft, freed, passedOn, serveVars>>
 
 BorrowerAddLocalRef(b) ==
     (***********************************************************************)
@@ -350,11 +410,11 @@ BorrowerAddLocalRef(b) ==
     (***********************************************************************)
     \* impl: impl/ownership/core/refcount.py::ReferenceCounter.add_local_ref
     /\ Running(b) > 0
-    /\ local[b] < MaxLocal
+    /\ local[b] + getting[b] < MaxLocal
     /\ local' = [local EXCEPT ![b] = @ + 1]
     /\ lastAction' = Act("BorrowerAddLocalRef", [b |-> b])
     /\ UNCHANGED <<submitted, contained, running, waiting, borrowers, subBorrowers,
-                   removeWaits, tasksLeft, freed, msgs, passedOn>>
+                   removeWaits, tasksLeft, freed, msgs, passedOn, serveVars>>
 
 HolderReleaseRef(p) ==
     (***********************************************************************)
@@ -366,7 +426,7 @@ HolderReleaseRef(p) ==
     /\ local' = [local EXCEPT ![p] = @ - 1]
     /\ lastAction' = Act("HolderReleaseRef", [p |-> p])
     /\ UNCHANGED <<submitted, contained, running, waiting, borrowers, subBorrowers,
-                   removeWaits, tasksLeft, freed, msgs, passedOn>>
+                   removeWaits, tasksLeft, freed, msgs, passedOn, serveVars>>
 
 HolderReleaseContents(p) ==
     (***********************************************************************)
@@ -379,7 +439,7 @@ HolderReleaseContents(p) ==
     /\ contained' = [contained EXCEPT ![p] = @ - 1]
     /\ lastAction' = Act("HolderReleaseContents", [p |-> p])
     /\ UNCHANGED <<local, submitted, running, waiting, borrowers, subBorrowers,
-                   removeWaits, tasksLeft, freed, msgs, passedOn>>
+                   removeWaits, tasksLeft, freed, msgs, passedOn, serveVars>>
 
 (***************************************************************************)
 (* A task at w finishes and w replies to the task's caller p.  The task's  *)
@@ -398,6 +458,8 @@ FinishTask(w, p, inValue) ==
                     \/ contained[w] > 0
                     \/ Running(w) > 1
                     \/ Waiting(w) > 0
+                    \/ Lending(w) > 0
+                    \/ Getting(w) > 0
        IN  /\ running' = [running EXCEPT ![w][p] = @ - 1]
            /\ msgs' = Put(msgs, {TaskReplyMsg(p, w, still, subBorrowers[w],
                                               inValue)})
@@ -411,7 +473,7 @@ WorkerFinishTask(w, p) ==
     /\ FinishTask(w, p, FALSE)
     /\ lastAction' = Act("WorkerFinishTask", [w |-> w, p |-> p])
     /\ UNCHANGED <<local, submitted, contained, waiting, borrowers,
-                   removeWaits, tasksLeft, freed, passedOn>>
+                   removeWaits, tasksLeft, freed, passedOn, serveVars>>
 
 WorkerReturnRefInValue(w, p) ==
     (***********************************************************************)
@@ -424,7 +486,7 @@ WorkerReturnRefInValue(w, p) ==
     /\ FinishTask(w, p, TRUE)
     /\ lastAction' = Act("WorkerReturnRefInValue", [w |-> w, p |-> p])
     /\ UNCHANGED <<local, submitted, contained, waiting, borrowers,
-                   removeWaits, tasksLeft, freed, passedOn>>
+                   removeWaits, tasksLeft, freed, passedOn, serveVars>>
 
 (***************************************************************************)
 (* The owner learns of borrowers: each one is counted once more and sent a *)
@@ -466,7 +528,83 @@ HolderHandleReply(p, w) ==
     /\ contained' = IF m.contained THEN [contained EXCEPT ![p] = @ + 1]
                                    ELSE contained
     /\ lastAction' = Act("HolderHandleReply", [p |-> p, w |-> w, m |-> m])
-    /\ UNCHANGED <<local, running, waiting, removeWaits, tasksLeft, freed, passedOn>>
+    /\ UNCHANGED <<local, running, waiting, removeWaits, tasksLeft, freed, passedOn,
+                   serveVars>>
+
+HolderServeContents(p, r) ==
+    (***********************************************************************)
+    (* p serves a value it owns that contains x to r, which gets it: r     *)
+    (* will hold x too, and holds it for the get until the value arrives.  *)
+    (* The owner counts r and asks it to say when it lets go               *)
+    (* (WaitForRefRemoved).  A borrower p cannot count r itself: it asks   *)
+    (* the owner to (RegisterBorrower) and keeps the value back, holding   *)
+    (* x, until the owner has; only then does r's count not depend on p,   *)
+    (* which may die before it would report r.                             *)
+    (***********************************************************************)
+    \* impl: impl/ownership/core/refcount.py::ReferenceCounter.lend
+    /\ contained[p] > 0
+    /\ r \in Borrowers \ {p}
+    /\ servesLeft > 0
+    /\ local[r] + getting[r] < MaxLocal
+    /\ servesLeft' = servesLeft - 1
+    /\ getting' = [getting EXCEPT ![r] = @ + 1]
+    /\ IF p = Owner
+       THEN /\ OwnerLearn({r}, {}, Put(msgs, {ObjectValueMsg(p, r)}))
+            /\ UNCHANGED lending
+       ELSE /\ lending' = [lending EXCEPT ![p][r] = @ + 1]
+            /\ msgs' = Put(msgs, {RegisterBorrowerMsg(p, r)})
+            /\ UNCHANGED borrowers
+    /\ lastAction' = Act("HolderServeContents", [p |-> p, r |-> r])
+    /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
+                   removeWaits, tasksLeft, freed, passedOn>>
+
+OwnerHandleRegisterBorrower(o, m) ==
+    (***********************************************************************)
+    (* The owner counts the reader a borrower serves x to, and sends it    *)
+    (* the request to be told when it lets go, as for any borrower it      *)
+    (* learns of; then it tells the lender.  x is not freed here: the      *)
+    (* lender holds it (a refusal, once x is freed, is for crashes).       *)
+    (***********************************************************************)
+    \* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_register_borrower
+    /\ o = Owner
+    /\ m \in DOMAIN msgs
+    /\ m.type = "RegisterBorrower"
+    /\ OwnerLearn({m.borrower}, {},
+                  Put(Take(msgs, m), {BorrowerRegisteredMsg(m.lender, m.borrower)}))
+    /\ lastAction' = Act("OwnerHandleRegisterBorrower", [o |-> o, m |-> m])
+    /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
+                   removeWaits, tasksLeft, freed, passedOn, serveVars>>
+
+LenderHandleBorrowerRegistered(p, m) ==
+    (***********************************************************************)
+    (* The owner counts the reader: the lender serves it the value and     *)
+    (* stops holding x for it.                                             *)
+    (***********************************************************************)
+    \* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_borrower_registered
+    /\ m \in DOMAIN msgs
+    /\ m.type = "BorrowerRegistered"
+    /\ m.lender = p
+    /\ lending' = [lending EXCEPT ![p][m.borrower] = @ - 1]
+    /\ msgs' = Put(Take(msgs, m), {ObjectValueMsg(p, m.borrower)})
+    /\ lastAction' = Act("LenderHandleBorrowerRegistered", [p |-> p, m |-> m])
+    /\ UNCHANGED <<local, submitted, contained, running, waiting, borrowers,
+                   subBorrowers, removeWaits, tasksLeft, freed, passedOn,
+                   getting, servesLeft>>
+
+ReaderReceiveValue(r, p) ==
+    (***********************************************************************)
+    (* r gets the value p served: it holds x now through its own ref (a    *)
+    (* local ref, as the deserialized value's).                            *)
+    (***********************************************************************)
+    \* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_object_value
+    /\ ObjectValueMsg(p, r) \in DOMAIN msgs
+    /\ msgs' = Take(msgs, ObjectValueMsg(p, r))
+    /\ getting' = [getting EXCEPT ![r] = @ - 1]
+    /\ local' = [local EXCEPT ![r] = @ + 1]
+    /\ lastAction' = Act("ReaderReceiveValue", [r |-> r, p |-> p])
+    /\ UNCHANGED <<submitted, contained, running, waiting, borrowers,
+                   subBorrowers, removeWaits, tasksLeft, freed, passedOn,
+                   lending, servesLeft>>
 
 BorrowerHandleWaitForRefRemoved(b, m) ==
     (***********************************************************************)
@@ -488,7 +626,7 @@ BorrowerHandleWaitForRefRemoved(b, m) ==
             /\ UNCHANGED removeWaits
     /\ lastAction' = Act("BorrowerHandleWaitForRefRemoved", [b |-> b, m |-> m])
     /\ UNCHANGED <<local, submitted, contained, running, waiting, borrowers,
-                   tasksLeft, freed, passedOn>>
+                   tasksLeft, freed, passedOn, serveVars>>
 
 BorrowerSendRefRemoved(b) ==
     (***********************************************************************)
@@ -505,7 +643,7 @@ BorrowerSendRefRemoved(b) ==
     /\ subBorrowers' = [subBorrowers EXCEPT ![b] = {}]
     /\ lastAction' = Act("BorrowerSendRefRemoved", [b |-> b])
     /\ UNCHANGED <<local, submitted, contained, running, waiting, borrowers,
-                   tasksLeft, freed, passedOn>>
+                   tasksLeft, freed, passedOn, serveVars>>
 
 OwnerHandleRefRemoved(o, m) ==
     (***********************************************************************)
@@ -519,7 +657,7 @@ OwnerHandleRefRemoved(o, m) ==
     /\ OwnerLearn(m.borrowers, {m.borrower}, Take(msgs, m))
     /\ lastAction' = Act("OwnerHandleRefRemoved", [o |-> o, m |-> m])
     /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
-                   removeWaits, tasksLeft, freed, passedOn>>
+                   removeWaits, tasksLeft, freed, passedOn, serveVars>>
 
 OwnerHandleAddBorrower(o, m) ==
     (***********************************************************************)
@@ -543,7 +681,7 @@ OwnerHandleAddBorrower(o, m) ==
             /\ msgs' = Put(Take(msgs, m), {BorrowerAddedMsg(m.borrower, TRUE)})
     /\ lastAction' = Act("OwnerHandleAddBorrower", [o |-> o, m |-> m])
     /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
-                   removeWaits, tasksLeft, freed, passedOn>>
+                   removeWaits, tasksLeft, freed, passedOn, serveVars>>
 
 BorrowerHandleBorrowerAdded(b, m) ==
     (***********************************************************************)
@@ -564,7 +702,7 @@ BorrowerHandleBorrowerAdded(b, m) ==
     /\ msgs' = Take(msgs, m)
     /\ lastAction' = Act("BorrowerHandleBorrowerAdded", [b |-> b, m |-> m])
     /\ UNCHANGED <<local, submitted, contained, borrowers, subBorrowers,
-                   tasksLeft, freed, passedOn>>
+                   tasksLeft, freed, passedOn, serveVars>>
 
 OwnerFree(o) ==
     (***********************************************************************)
@@ -582,7 +720,7 @@ OwnerFree(o) ==
     /\ msgs' = Put(msgs, {FreeObjectMsg})
     /\ lastAction' = Act("OwnerFree", [o |-> o])
     /\ UNCHANGED <<local, submitted, contained, running, waiting, borrowers,
-                   subBorrowers, removeWaits, tasksLeft, passedOn>>
+                   subBorrowers, removeWaits, tasksLeft, passedOn, serveVars>>
 
 (***************************************************************************)
 (* Nothing is in flight but the FreeObject notice and no task is running:  *)
@@ -620,6 +758,10 @@ Next ==
     \/ \E m \in RefRemovedMessages : OwnerHandleRefRemoved(Owner, m)
     \/ \E m \in AddBorrowerMessages : OwnerHandleAddBorrower(Owner, m)
     \/ \E m \in BorrowerAddedMessages : BorrowerHandleBorrowerAdded(m.borrower, m)
+    \/ \E p \in Procs, r \in Borrowers : HolderServeContents(p, r)
+    \/ \E m \in ServeMessages : OwnerHandleRegisterBorrower(Owner, m)
+    \/ \E m \in ServeMessages : LenderHandleBorrowerRegistered(m.lender, m)
+    \/ \E r \in Borrowers, p \in Procs : ReaderReceiveValue(r, p)
     \/ OwnerFree(Owner)
     \/ Done
 
@@ -637,6 +779,9 @@ ProtocolStep ==
     \/ \E m \in RefRemovedMessages : OwnerHandleRefRemoved(Owner, m)
     \/ \E m \in AddBorrowerMessages : OwnerHandleAddBorrower(Owner, m)
     \/ \E m \in BorrowerAddedMessages : BorrowerHandleBorrowerAdded(m.borrower, m)
+    \/ \E m \in ServeMessages : OwnerHandleRegisterBorrower(Owner, m)
+    \/ \E m \in ServeMessages : LenderHandleBorrowerRegistered(m.lender, m)
+    \/ \E r \in Borrowers, p \in Procs : ReaderReceiveValue(r, p)
     \/ OwnerFree(Owner)
 
 (***************************************************************************)
@@ -661,6 +806,9 @@ TypeOK ==
     /\ removeWaits \in [Borrowers -> Nat]
     /\ tasksLeft \in 0..MaxTasks
     /\ freed \in BOOLEAN
+    /\ lending \in [Borrowers -> [Borrowers -> 0..MaxServes]]
+    /\ getting \in [Borrowers -> 0..MaxServes]
+    /\ servesLeft \in 0..MaxServes
     /\ DOMAIN msgs \subseteq Messages
     /\ \A m \in DOMAIN msgs : msgs[m] \in Nat \ {0}
     /\ passedOn \in BOOLEAN
@@ -687,6 +835,15 @@ MemorySafety == freed => NothingUses
 SubBorrowerKnown ==
     \A b \in Borrowers :
         (\E p \in Borrowers : running[b][p] > 0) => borrowers[b] > 0
+
+(***************************************************************************)
+(* A value holding x travels to its reader only while the owner counts the *)
+(* reader: its count never depends on the value's owner, a borrower that   *)
+(* may die before it reports it (Ownership.tla).                           *)
+(***************************************************************************)
+ReaderKnown ==
+    \A m \in DOMAIN msgs :
+        m.type = "ObjectValue" => borrowers[m.borrower] > 0
 
 (***************************************************************************)
 (* Every request the owner counts at a borrower is in one place: in        *)

@@ -243,8 +243,11 @@ class RefCountingMapping(Mapping):
             self.owner_workers = set(c["OwnerWorkers"])
             self.max_tasks = int(c["MaxTasks"])
             self.max_local = int(c["MaxLocal"])
+            serves = int(c["MaxServes"])
         except KeyError as exc:
             raise ValueError(f"the constants lack {exc.args[0]}") from None
+        if serves:
+            raise ValueError("the RefCounting mapping has no reader that gets a served value: MaxServes must be 0")
         self.addr: dict[ModelValue, str] = {self.owner: "driver@n0"}
         for b in self.borrowers:
             self.addr[b] = f"w1@n{b.name}"
@@ -621,6 +624,11 @@ class RefCountingMapping(Mapping):
             "removeWaits": function_value(waits.items()),
             "tasksLeft": self.max_tasks - self.submitted_tasks,
             "freed": freed,
+            # No process here gets a value another owns (MaxServes is 0), so
+            # none is served or on its way.
+            "lending": function_value((b, function_value((r, 0) for r in self.borrowers)) for b in self.borrowers),
+            "getting": function_value((b, 0) for b in self.borrowers),
+            "servesLeft": 0,
             "msgs": function_value(msgs.items()),
             "passedOn": self.passed_on,
         }
