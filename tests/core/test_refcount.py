@@ -303,3 +303,75 @@ def test_failed_rebuild_of_a_finished_task_does_not_release_its_arguments_again(
     o.handle(Received("r", GetObject(object_id=z.return_id, requester="r", bad=("n2",))))
     assert o.refs.get_ref(z.return_id).status == "failed"
     assert o.refs.get_ref(y.return_id).submitted == 1
+
+
+def _sent(fx, kind):
+    return [(e.dst, e.msg) for e in fx if isinstance(getattr(e, "msg", None), kind)]
+
+
+def test_borrower_serving_a_value_that_holds_a_borrowed_ref_has_the_owner_count_the_reader_first(h) -> None:
+    # b borrows x (owned by o) and owns y, whose value holds x; r gets y
+    # from b. If only b knew of r (r among b's sub-borrowers, as in Ray), b's
+    # death before it reports r would let o free x while r uses it.
+    from ownership.core.messages import BorrowerRegistered, RegisterBorrower, WorkerDied
+
+    o = WorkerCore("o", "n1")
+    o.handle(Put("o/x", h.value(b"inner")))
+    o.refs.get_ref("o/x").borrowers["b"] = 1
+    b = WorkerCore("b", "n2")
+    b.handle(Put("b/y", h.value(b"outer", refs=[RefInfo(object_id="o/x", owner="o")])))
+    fx = b.handle(Received("r", GetObject(object_id="b/y", requester="r")))
+    assert _sent(fx, ObjectValue) == [], "served before the owner counts the reader"
+    assert _sent(fx, RegisterBorrower) == [
+        ("o", RegisterBorrower(object_ids=("o/x",), owner="o", borrower="r", lender="b", via="b/y", lend=1))
+    ]
+    assert b.refs.get_ref("o/x").sub_borrowers == []
+    fx = o.handle(Received("b", _sent(fx, RegisterBorrower)[0][1]))
+    assert o.refs.get_ref("o/x").borrowers == {"b": 1, "r": 1}
+    assert _sent(fx, WaitForRefRemoved) == [("r", WaitForRefRemoved(object_id="o/x", owner="o", via="b/y", borrower="r"))]
+    [(dst, registered)] = _sent(fx, BorrowerRegistered)
+    assert dst == "b"
+    # b drops y and x meanwhile: it still holds x for the value it keeps back.
+    b.handle(RemoveLocalRef("b/y"))
+    assert b.refs.get_ref("o/x").lending == 1
+    fx = b.handle(Received("o", registered))
+    [(dst, value)] = _sent(fx, ObjectValue)
+    assert dst == "r" and value.value is not None
+    # b dies before it could report anything: o still counts r.
+    o.handle(Received("n1", WorkerDied(worker="b", node="n2")))
+    o.handle(RemoveLocalRef("o/x"))
+    assert o.refs.get_ref("o/x") is not None and o.refs.get_ref("o/x").borrowers == {"r": 1}, "freed while the reader holds it"
+
+
+def test_lender_whose_owner_dies_hands_the_value_over_without_its_count(h) -> None:
+    from ownership.core.messages import RegisterBorrower, WorkerDied
+
+    b = WorkerCore("b", "n2")
+    b.handle(Put("b/y", h.value(b"outer", refs=[RefInfo(object_id="o/x", owner="o")])))
+    fx = b.handle(Received("r", GetObject(object_id="b/y", requester="r")))
+    assert _sent(fx, RegisterBorrower)
+    fx = b.handle(Received("n2", WorkerDied(worker="o", node="n1")))
+    [(dst, value)] = _sent(fx, ObjectValue)
+    assert dst == "r" and value.value is not None
+    assert b.refs.lends == {}
+
+
+def test_task_returning_a_borrowed_ref_its_caller_did_not_pass_replies_once_the_owner_counts_the_caller(h) -> None:
+    # w borrows x (owned by o) beyond a task (actor state), then a task of
+    # caller c returns x inside its value: c's count must not rest on w.
+    from ownership.core.messages import BorrowerRegistered, Payload, RegisterBorrower, TaskSpec
+
+    w = WorkerCore("w", "n1")
+    w.handle(Put("w/keep", h.value(b"state", refs=[RefInfo(object_id="o/x", owner="o")])))
+    task = TaskSpec(task_id="c/t1", owner="c", return_id="c/t1.r", function_id="f", function=Payload(data=b"f"), args=())
+    w.handle(Received("c", PushTask(task=task, lease_id="l", attempt=1)))
+    fx = w.handle(TaskDone("c/t1", value=h.value(b"[x]", refs=[RefInfo(object_id="o/x", owner="o")])))
+    assert _sent(fx, TaskReply) == [], "replied before the owner counts the caller"
+    [(dst, register)] = _sent(fx, RegisterBorrower)
+    assert dst == "o" and register.borrower == "c" and register.via == "c/t1.r"
+    w.handle(RemoveLocalRef("w/keep"))
+    assert w.refs.get_ref("o/x").lending == 1
+    fx = w.handle(Received("o", BorrowerRegistered(object_ids=("o/x",), owner="o", borrower="c", lender="w", lend=register.lend)))
+    [(dst, reply)] = _sent(fx, TaskReply)
+    assert dst == "c" and reply.task_id == "c/t1"
+    assert "o/x" not in w.refs.table or not w.refs.get_ref("o/x").in_use()

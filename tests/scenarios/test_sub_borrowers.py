@@ -142,3 +142,78 @@ async def test_sub_borrower_task_waits_until_the_owner_counts_it() -> None:
         await c.network.deliver_except(nothing)
         with trio.fail_after(5):
             assert await count == 0, "the actor kept x before its owner counted it"
+
+
+@ownership.remote(resources={"lender": 0.01})
+class Wrapper:
+    """Borrows x and owns a value that holds it."""
+
+    def __init__(self) -> None:
+        self.outer = None
+
+    def wrap(self, x) -> list:
+        self.outer = ownership.put([x])
+        return [self.outer]
+
+
+@ownership.remote(resources={"keeper": 0.01})
+class Reader:
+    """Gets the wrapper's value, and with it x, from the wrapper."""
+
+    def __init__(self) -> None:
+        self.inner = None
+
+    async def read(self, outer) -> int:
+        [self.inner] = await outer
+        return 1
+
+    async def first(self):
+        return await self.inner
+
+    def drop(self) -> int:
+        self.inner = None
+        return 0
+
+
+async def test_reader_of_a_value_a_borrower_owns_keeps_the_object_after_that_borrower_dies() -> None:
+    # The wrapper serves its value, which holds x, to the reader. Counted
+    # only as the wrapper's sub-borrower (as in Ray), the reader would be
+    # reported when the wrapper lets go of x, which it never does before it
+    # dies: the owner would then free x while the reader holds it.
+    shapes = {"n1": {"CPU": 0.0}, "n2": {"lender": 1.0}, "n3": {"keeper": 1.0}}
+    async with memory_cluster(nodes=3, workers_per_node=1, tick_interval=None, config=CONFIG, auto=False, node_resources=shapes) as c:
+        driver = c.driver.core
+        x = ownership.put("precious")
+        x_id = x.object_id
+        wrapper, reader = Wrapper.remote(), Reader.remote()
+        wrapped = wrapper.wrap.remote(ownership.shared(x))
+        await c.network.deliver_except(nothing)
+        with trio.fail_after(5):
+            [outer] = await wrapped
+        read = reader.read.remote(ownership.shared(outer))
+        await c.network.deliver_except(nothing)
+        with trio.fail_after(5):
+            assert await read == 1
+        wrapper_worker = driver.submitter.actors[wrapper.object_id].worker
+        reader_worker = driver.submitter.actors[reader.object_id].worker
+        c.crash(wrapper_worker)
+        await c.network.deliver_except(nothing)
+        assert wrapper_worker in driver.dead_workers
+        del x, wrapped, outer, read
+        gc.collect()
+        await c.network.deliver_except(nothing)
+        entry = driver.refs.get_ref(x_id)
+        assert entry is not None and entry.status != "freed", "the owner freed x while the reader holds it"
+        assert entry.borrowers == {reader_worker: 1}
+        first = reader.first.remote()
+        await c.network.deliver_except(nothing)
+        with trio.fail_after(5):
+            assert await first == "precious"
+        drop = reader.drop.remote()
+        await c.network.deliver_except(nothing)
+        with trio.fail_after(5):
+            assert await drop == 0
+        del first, drop
+        gc.collect()
+        await c.network.deliver_except(nothing)
+        assert driver.refs.get_ref(x_id) is None, "freed once the reader let go"

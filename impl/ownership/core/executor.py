@@ -413,7 +413,7 @@ class TaskExecutor:
                 /\ FinishTask(w, p, FALSE)
                 /\ lastAction' = Act("WorkerFinishTask", [w |-> w, p |-> p])
                 /\ UNCHANGED <<local, submitted, contained, waiting, borrowers,
-                               removeWaits, tasksLeft, freed, passedOn>>
+                               removeWaits, tasksLeft, freed, passedOn, serveVars>>
 
             \* FateSharing
             WorkerFinishTask(w) ==
@@ -512,9 +512,14 @@ class TaskExecutor:
         if r.cancelled and error is None:
             error = ErrorInfo(kind="cancelled", message=f"task {task_id} was cancelled")
         refs_in_value: tuple[RefInfo, ...] = ()
+        lent: list[str] = []
         if value is not None and error is None:
             refs_in_value = value.refs
-            fx += self.return_ref_in_value(spec, refs_in_value)
+            counted, lent = self.return_ref_in_value(spec, refs_in_value)
+            fx += counted
+            # Held through the report below, which may let go of the task's
+            # own hold; lend() holds them from then on.
+            self.refs.hold_for_lend(lent)
         for i in sorted(r.pending):
             fx += self.refs.cancel_waiter(Waiter("arg", (task_id, i)))
         for oid in r.fetched:
@@ -536,18 +541,22 @@ class TaskExecutor:
                 sends = [Send(self.worker.node, PutObject(object_id=spec.return_id, owner=spec.owner, value=reply.value, reply=stored))]
             else:
                 sends = [Send(spec.owner, reply)]
-            submitter = self.worker.submitter
-            unlogged = submitter.unlogged_among(info.object_id for info in refs_in_value) if submitter.logging_objects else set()
-            if unlogged:
-                # An async task returned a recoverable object of ours the head
-                # has not logged yet: its caller would hold what no new owner
-                # knows of (OwnerRecovery!ParentMake writes before sharing).
-                self.replies_awaiting_log.append((unlogged, sends))
-            else:
-                fx += sends
+            fx += self.refs.lend(spec.return_id, lent, spec.owner, lambda: self._send_reply(sends, refs_in_value))
+        fx += self.refs.unhold_for_lend(lent)
         fx += self._start_next()
         fx += self._update_lent()
         return fx
+
+    def _send_reply(self, sends: list[Effect], refs_in_value: tuple[RefInfo, ...]) -> list[Effect]:
+        submitter = self.worker.submitter
+        unlogged = submitter.unlogged_among(info.object_id for info in refs_in_value) if submitter.logging_objects else set()
+        if unlogged:
+            # An async task returned a recoverable object of ours the head
+            # has not logged yet: its caller would hold what no new owner
+            # knows of (OwnerRecovery!ParentMake writes before sharing).
+            self.replies_awaiting_log.append((unlogged, sends))
+            return []
+        return sends
 
     def log_written(self, object_id: str) -> list[Effect]:
         """The head logged our ``object_id``: send the replies that waited
@@ -582,7 +591,7 @@ class TaskExecutor:
             **fields,
         )
 
-    def return_ref_in_value(self, spec: TaskSpec, refs: tuple[RefInfo, ...]) -> list[Effect]:
+    def return_ref_in_value(self, spec: TaskSpec, refs: tuple[RefInfo, ...]) -> tuple[list[Effect], list[str]]:
         r"""Spec: RefCounting!WorkerReturnRefInValue
 
             \* RefCounting
@@ -590,27 +599,34 @@ class TaskExecutor:
                 /\ FinishTask(w, p, TRUE)
                 /\ lastAction' = Act("WorkerReturnRefInValue", [w |-> w, p |-> p])
                 /\ UNCHANGED <<local, submitted, contained, waiting, borrowers,
-                               removeWaits, tasksLeft, freed, passedOn>>
+                               removeWaits, tasksLeft, freed, passedOn, serveVars>>
 
         Implementation:
 
         The returned value contains references: the caller, owner of the
         returned object, becomes a borrower of each (via that object), so
-        they outlive this task.
+        they outlive this task. Those we own we count now; those we borrow
+        (returned, not the caller's own) their owners count before the
+        reply leaves (``lend``). Answers the counted effects and the
+        borrowed refs to lend.
         """
-        fx: list[Effect] = []
+        counted: list[Effect] = []
+        lent: list[str] = []
         # A ref the caller passed to this task it counts itself (a
         # submitted-task ref until the reply, then contained-in) and reports
         # up its own chain; registered here too, it would reach the owner a
-        # second time, as our sub-borrower.
+        # second time.
         passed = {a.ref.object_id for a in spec.args if a.ref is not None}
         passed |= {r.object_id for a in spec.args if a.value is not None for r in a.value.refs}
         for info in refs:
             ref = self.refs.get_ref(info.object_id)
             if ref is None or info.object_id == spec.return_id or info.object_id in passed:
                 continue
-            fx += self.refs._add_borrowers(ref, [Borrower(address=spec.owner, via=spec.return_id)])
-        return fx
+            if ref.owned:
+                counted += self.refs._add_borrowers(ref, [Borrower(address=spec.owner, via=spec.return_id)])
+            else:
+                lent.append(ref.object_id)
+        return counted, lent
 
     def _cpu_taken(self) -> bool:
         """Whether tasks hold this worker's CPU (started and not blocked in a get)."""

@@ -647,6 +647,40 @@ class BorrowerAdded:
 
 
 @message
+class RegisterBorrower:
+    """Lender -> owner: count ``borrower`` for each of ``object_ids``.
+
+    Sent by a borrower of those objects that is about to hand them over
+    inside the value of object ``via`` (serving it to a reader, or
+    returning it to a task's caller), before it does: the reader's count
+    must not depend on the lender reporting it, since the lender may die
+    first. The lender keeps the value back, and holds the objects, until
+    the owner answers (BorrowerRegistered; ``lend`` names the hand-over).
+    """
+
+    object_ids: tuple[str, ...]
+    owner: Address  # the addressee
+    borrower: Address
+    lender: Address
+    via: str
+    lend: Count
+
+
+@message
+class BorrowerRegistered:
+    """Owner -> lender: ``borrower`` is counted for ``object_ids``, except
+    ``refused`` (freed already), and has been sent a WaitForRefRemoved for
+    each; the lender may hand the value over."""
+
+    object_ids: tuple[str, ...]
+    owner: Address
+    borrower: Address
+    lender: Address  # the addressee
+    lend: Count
+    refused: tuple[str, ...] = ()
+
+
+@message
 class GetObject:
     """Requester -> owner: where is the object (or what is it)?
 

@@ -161,6 +161,7 @@ class FailureHandler:
         fx: list[Effect] = []
         fx += w.executor.handle_owner_death(dead_workers)
         fx += w.submitter.handle_failure(dead_workers, dead_nodes)
+        fx += self.refs.owners_died(dead_workers)
         # Copies on dead nodes are written off before any task runs again,
         # so a re-executed task waits for (and so rebuilds) a lost argument.
         for object_id in sorted(self.refs.table):

@@ -29,6 +29,7 @@ will produce it or another object's lineage may need it again.
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -40,6 +41,7 @@ from .messages import (
     Borrower,
     BorrowerAdded,
     BorrowInfo,
+    BorrowerRegistered,
     DeleteObject,
     ErrorInfo,
     FreeObject,
@@ -54,6 +56,7 @@ from .messages import (
     PullObject,
     RefInfo,
     RefRemoved,
+    RegisterBorrower,
     ReleaseAdopted,
     WaitForRefRemoved,
 )
@@ -100,6 +103,10 @@ class Reference:
     # borrower: tasks here that got it from a caller other than its owner and
     # wait for the owner to count this worker (AddBorrower sent, no answer yet)
     registering: list[str] = attrs.Factory(list)
+    # borrower: hand-overs of a value holding it (a get served, a task's
+    # result) kept back until its owner counts the reader (RegisterBorrower
+    # out); held meanwhile
+    lending: int = 0
     # -- value ---------------------------------------------------------------
     status: str = PENDING
     task_id: str | None = None  # owned: the task that creates it (lineage)
@@ -139,7 +146,7 @@ class Reference:
 
     def in_use(self) -> bool:
         """Used in this process, as a borrower counts it (sub-borrowers excluded)."""
-        return bool(self.local or self.submitted or self.task_args or self.contained_in or self.waiters)
+        return bool(self.local or self.submitted or self.task_args or self.contained_in or self.waiters or self.lending)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -157,6 +164,7 @@ class Reference:
             "sub_borrowers": [(b.address, b.via) for b in self.sub_borrowers],
             "owner_waiting": self.owner_waiting,
             "registering": list(self.registering),
+            "lending": self.lending,
             "status": self.status,
             "task_id": self.task_id,
             "has_value": self.value is not None,
@@ -171,6 +179,17 @@ def _err(kind: str, message: str) -> ErrorInfo:
     return ErrorInfo(kind=kind, message=message)
 
 
+@attrs.define(eq=False)
+class Lend:
+    """A value holding refs we borrow, kept back from its reader until
+    their owners count the reader (RefCounting!HolderServeContents)."""
+
+    reader: str
+    object_ids: tuple[str, ...]  # the borrowed refs inside, each held (Reference.lending)
+    owners: dict[str, tuple[str, ...]]  # owner -> its objects, until it answers
+    then: Callable[[], list[Effect]]  # the hand-over itself (the reply to send)
+
+
 class ReferenceCounter:
     """The worker's ownership table and borrowed references."""
 
@@ -180,6 +199,9 @@ class ReferenceCounter:
         # Objects whose lineage pin went while pins are being released (see
         # _release_lineage); None when none are.
         self._unpinned: collections.deque[str] | None = None
+        # Hand-overs waiting for owners to count their readers, by number.
+        self.lends: dict[int, Lend] = {}
+        self._next_lend = 0
 
     # -- small helpers -------------------------------------------------------
     @property
@@ -230,11 +252,11 @@ class ReferenceCounter:
             \* RefCounting
             BorrowerAddLocalRef(b) ==
                 /\ Running(b) > 0
-                /\ local[b] < MaxLocal
+                /\ local[b] + getting[b] < MaxLocal
                 /\ local' = [local EXCEPT ![b] = @ + 1]
                 /\ lastAction' = Act("BorrowerAddLocalRef", [b |-> b])
                 /\ UNCHANGED <<submitted, contained, running, waiting, borrowers, subBorrowers,
-                               removeWaits, tasksLeft, freed, msgs, passedOn>>
+                               removeWaits, tasksLeft, freed, msgs, passedOn, serveVars>>
 
         Implementation:
 
@@ -270,7 +292,7 @@ class ReferenceCounter:
                 /\ local' = [local EXCEPT ![p] = @ - 1]
                 /\ lastAction' = Act("HolderReleaseRef", [p |-> p])
                 /\ UNCHANGED <<submitted, contained, running, waiting, borrowers, subBorrowers,
-                               removeWaits, tasksLeft, freed, msgs, passedOn>>
+                               removeWaits, tasksLeft, freed, msgs, passedOn, serveVars>>
 
             \* OwnerRecovery
             HolderRelease(h, x) ==
@@ -339,7 +361,7 @@ class ReferenceCounter:
                 /\ passedOn' = (passedOn \/ p # Owner)
                 /\ lastAction' = Act("HolderSubmitWithRef", [p |-> p, c |-> c])
                 /\ UNCHANGED <<local, contained, running, waiting, borrowers, subBorrowers,
-                               removeWaits, freed>>
+                               removeWaits, freed, serveVars>>
 
             \* OwnerRecovery
             ParentShare(p, x) ==
@@ -408,7 +430,7 @@ class ReferenceCounter:
                         /\ UNCHANGED running
                 /\ lastAction' = Act("BorrowerReceiveRef", [b |-> b, p |-> p])
                 /\ UNCHANGED <<local, submitted, contained, borrowers, subBorrowers,
-                               removeWaits, tasksLeft, freed, passedOn>>
+                               removeWaits, tasksLeft, freed, passedOn, serveVars>>
 
             \* OwnerRecovery
             HolderReceive(h, m) ==
@@ -495,7 +517,7 @@ class ReferenceCounter:
                         /\ msgs' = Put(Take(msgs, m), {BorrowerAddedMsg(m.borrower, TRUE)})
                 /\ lastAction' = Act("OwnerHandleAddBorrower", [o |-> o, m |-> m])
                 /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
-                               removeWaits, tasksLeft, freed, passedOn>>
+                               removeWaits, tasksLeft, freed, passedOn, serveVars>>
 
             \* Ownership
             OwnerHandleAddBorrower(a, m) ==
@@ -561,7 +583,7 @@ class ReferenceCounter:
                 /\ msgs' = Take(msgs, m)
                 /\ lastAction' = Act("BorrowerHandleBorrowerAdded", [b |-> b, m |-> m])
                 /\ UNCHANGED <<local, submitted, contained, borrowers, subBorrowers,
-                               tasksLeft, freed, passedOn>>
+                               tasksLeft, freed, passedOn, serveVars>>
 
             \* Ownership
             WorkerHandleBorrowerAdded(a, m) ==
@@ -679,7 +701,8 @@ class ReferenceCounter:
                 /\ contained' = IF m.contained THEN [contained EXCEPT ![p] = @ + 1]
                                                ELSE contained
                 /\ lastAction' = Act("HolderHandleReply", [p |-> p, w |-> w, m |-> m])
-                /\ UNCHANGED <<local, running, waiting, removeWaits, tasksLeft, freed, passedOn>>
+                /\ UNCHANGED <<local, running, waiting, removeWaits, tasksLeft, freed, passedOn,
+                               serveVars>>
 
         Implementation:
 
@@ -716,17 +739,167 @@ class ReferenceCounter:
                 ref.sub_borrowers.append(b)
         return fx
 
-    def register_receiver(self, outer: Reference, receiver: str) -> list[Effect]:
-        """``receiver`` gets ``outer``'s value: it borrows every ref inside it."""
-        if receiver == self.address:
-            return []
+    def lend(self, via: str, inner_ids: Iterable[str], reader: str, then: Callable[[], list[Effect]]) -> list[Effect]:
+        r"""Spec: RefCounting!HolderServeContents
+
+            \* RefCounting
+            HolderServeContents(p, r) ==
+                /\ contained[p] > 0
+                /\ r \in Borrowers \ {p}
+                /\ servesLeft > 0
+                /\ local[r] + getting[r] < MaxLocal
+                /\ servesLeft' = servesLeft - 1
+                /\ getting' = [getting EXCEPT ![r] = @ + 1]
+                /\ IF p = Owner
+                   THEN /\ OwnerLearn({r}, {}, Put(msgs, {ObjectValueMsg(p, r)}))
+                        /\ UNCHANGED lending
+                   ELSE /\ lending' = [lending EXCEPT ![p][r] = @ + 1]
+                        /\ msgs' = Put(msgs, {RegisterBorrowerMsg(p, r)})
+                        /\ UNCHANGED borrowers
+                /\ lastAction' = Act("HolderServeContents", [p |-> p, r |-> r])
+                /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
+                               removeWaits, tasksLeft, freed, passedOn>>
+
+        Implementation:
+
+        ``reader`` gets the value of object ``via`` (``then`` hands it
+        over): it borrows every ref inside (``inner_ids``). Those we own we count at once, and ask
+        the reader to say when it lets go (our WaitForRefRemoved goes out
+        before the value, on the same connection). Those we borrow we cannot
+        count: their owners must, before the reader has them, or the
+        reader's count would rest on our report, lost if we die first. So
+        we ask each owner (RegisterBorrower), hold the refs, and keep the
+        value back until every one has answered (or died).
+        """
+        if reader == self.address:
+            return then()
         fx: list[Effect] = []
-        for inner_id in sorted(outer.contains):
+        owners: dict[str, list[str]] = {}
+        for inner_id in inner_ids:
             inner = self.table.get(inner_id)
             if inner is None:
                 continue
-            fx += self._add_borrowers(inner, [Borrower(address=receiver, via=outer.object_id)])
+            if inner.owned:
+                fx += self._add_borrowers(inner, [Borrower(address=reader, via=via)])
+            elif inner.owner != reader and inner.status != FAILED and inner.owner not in self.worker.dead_workers:
+                owners.setdefault(inner.owner, []).append(inner_id)
+        if not owners:
+            return fx + then()
+        key = self._next_lend = self._next_lend + 1
+        ids = tuple(oid for group in owners.values() for oid in group)
+        self.lends[key] = Lend(reader=reader, object_ids=ids, owners={o: tuple(g) for o, g in owners.items()}, then=then)
+        self.hold_for_lend(ids)
+        for owner, group in owners.items():
+            fx.append(
+                Send(
+                    owner,
+                    RegisterBorrower(
+                        object_ids=tuple(group), owner=owner, borrower=reader, lender=self.address, via=via, lend=key
+                    ),
+                )
+            )
         return fx
+
+    def handle_register_borrower(self, msg: RegisterBorrower) -> list[Effect]:
+        r"""Spec: RefCounting!OwnerHandleRegisterBorrower
+
+            \* RefCounting
+            OwnerHandleRegisterBorrower(o, m) ==
+                /\ o = Owner
+                /\ m \in DOMAIN msgs
+                /\ m.type = "RegisterBorrower"
+                /\ OwnerLearn({m.borrower}, {},
+                              Put(Take(msgs, m), {BorrowerRegisteredMsg(m.lender, m.borrower)}))
+                /\ lastAction' = Act("OwnerHandleRegisterBorrower", [o |-> o, m |-> m])
+                /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
+                               removeWaits, tasksLeft, freed, passedOn, serveVars>>
+
+        Implementation:
+
+        A borrower is handing our objects to a reader inside a value: we
+        count the reader and ask it to say when it lets go (its
+        WaitForRefRemoved names the value, so that it holds the objects for
+        a value still on its way), then tell the lender it may hand over.
+        An object freed (or forgotten) meanwhile is refused, as an
+        AddBorrower is; a reader known dead is not counted.
+        """
+        refused: list[str] = []
+        fx: list[Effect] = []
+        b = msg.borrower
+        for object_id in msg.object_ids:
+            ref = self.table.get(object_id)
+            if ref is None or not ref.owned or ref.status == FREED:
+                refused.append(object_id)
+            elif b != self.address:
+                fx += self._add_borrowers(ref, [Borrower(address=b, via=msg.via)])
+        fx.append(
+            Send(
+                msg.lender,
+                BorrowerRegistered(
+                    object_ids=msg.object_ids, owner=self.address, borrower=b, lender=msg.lender, lend=msg.lend, refused=tuple(refused)
+                ),
+            )
+        )
+        return fx
+
+    def handle_borrower_registered(self, msg: BorrowerRegistered) -> list[Effect]:
+        r"""Spec: RefCounting!LenderHandleBorrowerRegistered
+
+            \* RefCounting
+            LenderHandleBorrowerRegistered(p, m) ==
+                /\ m \in DOMAIN msgs
+                /\ m.type = "BorrowerRegistered"
+                /\ m.lender = p
+                /\ lending' = [lending EXCEPT ![p][m.borrower] = @ - 1]
+                /\ msgs' = Put(Take(msgs, m), {ObjectValueMsg(p, m.borrower)})
+                /\ lastAction' = Act("LenderHandleBorrowerRegistered", [p |-> p, m |-> m])
+                /\ UNCHANGED <<local, submitted, contained, running, waiting, borrowers,
+                               subBorrowers, removeWaits, tasksLeft, freed, passedOn,
+                               getting, servesLeft>>
+
+        Implementation:
+
+        An owner counts the reader of a value we keep back: once every
+        owner has, the value goes to the reader and we stop holding the
+        refs for it.
+        """
+        lend = self.lends.get(msg.lend)
+        if lend is None or lend.reader != msg.borrower or msg.owner not in lend.owners:
+            return []
+        del lend.owners[msg.owner]
+        return self._hand_over_if_counted(msg.lend)
+
+    def hold_for_lend(self, object_ids: Iterable[str]) -> None:
+        """Keep these borrowed refs in use for a hand-over (``unhold_for_lend`` lets go)."""
+        for oid in object_ids:
+            self.table[oid].lending += 1
+
+    def unhold_for_lend(self, object_ids: Iterable[str]) -> list[Effect]:
+        fx: list[Effect] = []
+        for oid in object_ids:
+            ref = self.table.get(oid)
+            if ref is not None and ref.lending > 0:
+                ref.lending -= 1
+                fx += self.check(oid)
+        return fx
+
+    def owners_died(self, dead: set[str]) -> list[Effect]:
+        """Owners that will never answer a RegisterBorrower: their refs
+        fate-share, so the reader needs no count of theirs."""
+        fx: list[Effect] = []
+        for key in sorted(self.lends):
+            lend = self.lends.get(key)
+            if lend is not None and any(o in dead for o in lend.owners):
+                lend.owners = {o: ids for o, ids in lend.owners.items() if o not in dead}
+                fx += self._hand_over_if_counted(key)
+        return fx
+
+    def _hand_over_if_counted(self, key: int) -> list[Effect]:
+        lend = self.lends[key]
+        if lend.owners:
+            return []
+        del self.lends[key]
+        return lend.then() + self.unhold_for_lend(lend.object_ids)
 
     # -- borrower side ---------------------------------------------------------
     def handle_wait_for_ref_removed(self, msg: WaitForRefRemoved) -> list[Effect]:
@@ -747,7 +920,7 @@ class ReferenceCounter:
                         /\ UNCHANGED removeWaits
                 /\ lastAction' = Act("BorrowerHandleWaitForRefRemoved", [b |-> b, m |-> m])
                 /\ UNCHANGED <<local, submitted, contained, running, waiting, borrowers,
-                               tasksLeft, freed, passedOn>>
+                               tasksLeft, freed, passedOn, serveVars>>
 
             \* Ownership
             BorrowerHandleWaitForRefRemoved(a, m) ==
@@ -798,7 +971,7 @@ class ReferenceCounter:
                 /\ subBorrowers' = [subBorrowers EXCEPT ![b] = {}]
                 /\ lastAction' = Act("BorrowerSendRefRemoved", [b |-> b])
                 /\ UNCHANGED <<local, submitted, contained, running, waiting, borrowers,
-                               tasksLeft, freed, passedOn>>
+                               tasksLeft, freed, passedOn, serveVars>>
 
         Implementation:
 
@@ -831,7 +1004,7 @@ class ReferenceCounter:
                 /\ OwnerLearn(m.borrowers, {m.borrower}, Take(msgs, m))
                 /\ lastAction' = Act("OwnerHandleRefRemoved", [o |-> o, m |-> m])
                 /\ UNCHANGED <<local, submitted, contained, running, waiting, subBorrowers,
-                               removeWaits, tasksLeft, freed, passedOn>>
+                               removeWaits, tasksLeft, freed, passedOn, serveVars>>
 
             \* OwnerRecovery
             OwnerHandleRefRemoved(p, m) ==
@@ -897,7 +1070,7 @@ class ReferenceCounter:
                 /\ msgs' = Put(msgs, {FreeObjectMsg})
                 /\ lastAction' = Act("OwnerFree", [o |-> o])
                 /\ UNCHANGED <<local, submitted, contained, running, waiting, borrowers,
-                               subBorrowers, removeWaits, tasksLeft, passedOn>>
+                               subBorrowers, removeWaits, tasksLeft, passedOn, serveVars>>
 
         Implementation:
 
@@ -984,7 +1157,7 @@ class ReferenceCounter:
                 /\ contained' = [contained EXCEPT ![p] = @ - 1]
                 /\ lastAction' = Act("HolderReleaseContents", [p |-> p])
                 /\ UNCHANGED <<local, submitted, running, waiting, borrowers, subBorrowers,
-                               removeWaits, tasksLeft, freed, msgs, passedOn>>
+                               removeWaits, tasksLeft, freed, msgs, passedOn, serveVars>>
 
         Implementation:
 
@@ -1465,11 +1638,23 @@ Ask for a value (API get, a task argument, an actor's address).
             reply = ObjectValue(object_id=ref.object_id, value=ref.value)
         else:
             reply = ObjectValue(object_id=ref.object_id, locations=tuple(sorted(ref.locations)))
-        return self.register_receiver(ref, requester) + [Send(requester, reply)]
+        return self.lend(ref.object_id, sorted(ref.contains), requester, lambda: [Send(requester, reply)])
 
     def handle_object_value(self, src: str, msg: ObjectValue) -> list[Effect]:
-        r"""Spec: Ownership!WorkerHandleObjectValue
+        r"""Spec: RefCounting!ReaderReceiveValue
+        Spec: Ownership!WorkerHandleObjectValue
         Spec: OwnerRecovery!HolderGetReturns
+
+            \* RefCounting
+            ReaderReceiveValue(r, p) ==
+                /\ ObjectValueMsg(p, r) \in DOMAIN msgs
+                /\ msgs' = Take(msgs, ObjectValueMsg(p, r))
+                /\ getting' = [getting EXCEPT ![r] = @ - 1]
+                /\ local' = [local EXCEPT ![r] = @ + 1]
+                /\ lastAction' = Act("ReaderReceiveValue", [r |-> r, p |-> p])
+                /\ UNCHANGED <<submitted, contained, running, waiting, borrowers,
+                               subBorrowers, removeWaits, tasksLeft, freed, passedOn,
+                               lending, servesLeft>>
 
             \* Ownership
             WorkerHandleObjectValue(a, m) ==

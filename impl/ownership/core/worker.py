@@ -38,6 +38,7 @@ from .messages import (
     AddBorrower,
     AdoptersGone,
     BorrowerAdded,
+    BorrowerRegistered,
     CancelTask,
     DispatchLogged,
     GetObject,
@@ -56,6 +57,7 @@ from .messages import (
     RecoveryReport,
     RefInfo,
     RefRemoved,
+    RegisterBorrower,
     Spillback,
     TaskReply,
     WaitForRefRemoved,
@@ -212,6 +214,10 @@ class WorkerCore:
             return self.refs.handle_add_borrower(msg)
         if isinstance(msg, BorrowerAdded):
             return self.refs.handle_borrower_added(msg)
+        if isinstance(msg, RegisterBorrower):
+            return self.refs.handle_register_borrower(msg)
+        if isinstance(msg, BorrowerRegistered):
+            return self.refs.handle_borrower_registered(msg)
         if isinstance(msg, (WorkerDied, NodeDied)):
             return self.failures.handle_failure(msg)
         if isinstance(msg, CancelTask):
@@ -317,6 +323,8 @@ _SENDER_CHECKS: dict[type, Any] = {
     RefRemoved: lambda core, src, msg: msg.borrower == src,
     AddBorrower: lambda core, src, msg: msg.borrower == src and msg.owner == core.address,
     BorrowerAdded: lambda core, src, msg: msg.owner == src and msg.borrower == core.address,
+    RegisterBorrower: lambda core, src, msg: msg.lender == src and msg.owner == core.address,
+    BorrowerRegistered: lambda core, src, msg: msg.owner == src and msg.lender == core.address,
     LeaseGranted: lambda core, src, msg: msg.node == src,
     LeaseInfeasible: lambda core, src, msg: msg.node == src,
     ObjectStored: lambda core, src, msg: msg.node == src,
