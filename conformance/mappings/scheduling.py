@@ -49,7 +49,7 @@ from typing import Any
 import attrs
 
 from ownership.core.config import CoreConfig
-from ownership.core.events import KillWorker, PeerLost, ProbeResult, Received, Send, Submit, TaskDone, Tick
+from ownership.core.events import KillWorker, PeerLost, ProbeResult, Received, Send, Submit, Tick
 from ownership.core.messages import (
     LeaseGranted,
     NodeDied,
@@ -356,15 +356,20 @@ class _EventLogMixin:
                             add(s.clock, p, "HeadDetectNodeDeath", n=node_of[node])
             if p in worker_of:
                 x = worker_of[p]
-                if isinstance(event, TaskDone):
-                    for e in sends:
-                        # the reply, or the value stored at the node with the reply to relay
-                        reply = e.msg if isinstance(e.msg, TaskReply) else getattr(e.msg, "reply", None)
-                        if isinstance(reply, TaskReply) and reply.task_id in task_of:  # not an actor's call
-                            t = task_of[reply.task_id]
-                            o = owner_of.get(e.dst if reply is e.msg else e.msg.owner)
-                            m = self._msg("PushTask", o, t, self.task_key.get(t), self.worker_node[x], x)
-                            add(s.clock, p, "WorkerExecute", w=x, m=m)
+                # The task's reply leaves: the spec's WorkerExecute. Mostly as
+                # the task returns (TaskDone), but also in other steps: a task
+                # failed before it ran (the owner of a borrowed argument died
+                # while the worker registered with it), or a reply kept back
+                # until the owners of borrowed refs in its value counted the
+                # caller, or until the head logged a recoverable value.
+                for e in sends:
+                    # the reply, or the value stored at the node with the reply to relay
+                    reply = e.msg if isinstance(e.msg, TaskReply) else getattr(e.msg, "reply", None)
+                    if isinstance(reply, TaskReply) and reply.task_id in task_of:  # not an actor's call
+                        t = task_of[reply.task_id]
+                        o = owner_of.get(e.dst if reply is e.msg else e.msg.owner)
+                        m = self._msg("PushTask", o, t, self.task_key.get(t), self.worker_node[x], x)
+                        add(s.clock, p, "WorkerExecute", w=x, m=m)
         return lines
 
 

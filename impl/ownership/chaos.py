@@ -45,7 +45,11 @@ The jobs (each a few tasks; ``JOBS`` names them):
 - ``put``: ``put`` objects, small and large, as direct arguments and
   inside containers;
 - ``actor``: an actor counter called k times: the replies are 1..j in
-  order, then only ActorDiedError (an actor is not restarted).
+  order, then only ActorDiedError (an actor is not restarted);
+- ``wrap``: a task puts the refs it borrowed and returns that put (it owns a
+  value holding refs it borrows); a second task gets that value from it,
+  then the refs inside, while half the time the wrapper is killed: the
+  values, or OwnerDiedError when the value was not served yet.
 
 The seed fixes each job slot's sequence of jobs and arguments and the
 killer's sequence of choices; the interleaving with the processes' timing
@@ -203,6 +207,24 @@ def lend_owned(x: int, n: int, work: float) -> tuple:
     them from this worker), with its pid."""
     _work(work)
     return os.getpid(), [square.remote(x + i, work) for i in range(n)]
+
+
+@ownership.remote
+def wrap(refs: list, work: float = 0.0) -> tuple:
+    """A borrower that owns a value holding what it borrowed: it puts the
+    refs it was given and returns that put (the driver borrows it from this
+    worker), with its pid."""
+    _work(work)
+    return os.getpid(), [ownership.put(list(refs))]
+
+
+@ownership.remote
+def unwrap(outer: list, bound: float) -> int:
+    """Gets the wrapper's value from the wrapper, a borrower of the refs
+    inside it (their owner counts this worker before it has them), then
+    those refs."""
+    [inner] = ownership.get(outer, timeout=bound)
+    return sum(ownership.get(inner, timeout=bound))
 
 
 @ownership.remote
@@ -396,6 +418,7 @@ JOBS: dict[str, int] = {
     "owner_dies": 1,
     "put": 2,
     "actor": 1,
+    "wrap": 2,
 }
 
 _WORK = (0.0, 0.0, 0.01, 0.05, 0.2)
@@ -579,6 +602,28 @@ class _Chaos:
         self.check(what, await self.outcome(what, digest.remote(large)), expected)
         what = f"{name} digest_all([put(1 MiB blob {seed})]) (borrowed)"
         self.check(what, await self.outcome(what, digest_all.remote([large], self.inner_bound)), [expected])
+
+    async def job_wrap(self, rng: random.Random, name: str) -> None:
+        """A borrower serves a value holding refs it borrowed; half the time
+        it is killed while its reader may be getting that value: the reader
+        then gets the values, or OwnerDiedError if it had not got the value
+        yet, never an object freed under it."""
+        x, n, work = rng.randrange(10**6), rng.randint(1, 3), rng.choice(_WORK)
+        kill = rng.random() < 0.5
+        refs = [square.remote(x + i, work) for i in range(n)]
+        what = f"{name} wrap([square({x}+i) for i < {n}]): a borrower owning a value that holds them"
+        got = await self.outcome(what, wrap.remote(refs, work))
+        if got is _FAILED or got is _HANG:
+            return
+        pid, outer = got
+        del refs  # the wrapper's value holds them now, and soon the reader
+        total = unwrap.remote(outer, self.inner_bound)
+        if kill:
+            await trio.sleep(rng.uniform(0.0, 0.5))  # a random point of the reader's get, not a wait for it
+            if self.kill_worker(pid):
+                self.report.kills["owner"] += 1
+        what = f"{name} unwrap(wrap([square({x}+i) for i < {n}])){' with the wrapper killed' if kill else ''}"
+        self.check(what, await self.outcome(what, total), sum((x + i) ** 2 for i in range(n)))
 
     async def job_actor(self, rng: random.Random, name: str) -> None:
         calls, work = rng.randint(3, 10), rng.choice(_WORK)

@@ -77,6 +77,30 @@ def test_a_task_failed_by_its_argument_before_any_lease_is_not_a_resubmit():
     assert resubmits == [("OwnerResubmit", ModelValue("t1"))], lines
 
 
+def test_a_reply_the_worker_sends_in_a_step_other_than_the_tasks_end_is_its_execution():
+    """A pushed task whose argument holds a ref it must register with that
+    ref's owner fails without running when that owner dies: the worker
+    replies in the step of the death notice, not of a TaskDone. So does a
+    reply kept back until the owners of borrowed refs in its value counted
+    the caller. Either reply is the spec's WorkerExecute; a 3-minute chaos
+    log was rejected at the owner's handling of such a reply."""
+    from ownership.core.messages import BorrowerRegistered, ErrorInfo, PushTask, TaskReply, TaskSpec, Payload, WorkerDied
+
+    spec = TaskSpec(task_id=TASK, owner=OWNER, return_id=f"{TASK}.r", function_id="f", function=Payload(data=b"f"), args=())
+    push = PushTask(task=spec, lease_id="L1", attempt=1)
+    failed = TaskReply(task_id=TASK, return_id=spec.return_id, attempt=1, worker=WORKER, lease_id="L1",
+                       error=ErrorInfo(kind="owner_died", message="the owner of an argument died"))
+    died = WorkerDied(worker="127.0.0.1:4000#d", node=NODE)
+    registered = BorrowerRegistered(object_ids=("o/x",), owner="127.0.0.1:4000#d", borrower=OWNER, lender=WORKER, lend=1)
+    for event in (Received(NODE, died), Received("127.0.0.1:4000#d", registered)):
+        steps = [
+            CoreStep(1, WORKER, Received(OWNER, push), ()),
+            CoreStep(2, WORKER, event, (Send(OWNER, failed),)),
+        ]
+        at_worker = [(line.clock, line.action) for line in _mapping().recognize(steps) if line.process == WORKER]
+        assert at_worker == [(2, "WorkerExecute")], (type(event.msg).__name__, at_worker)
+
+
 def test_window_model_keeps_only_the_keys_of_the_tasks_it_submits():
     """The prefix's model: tasks cut to those its lines submit, keys to
     theirs (each owner's queues are one per key), free keys among them."""
