@@ -743,10 +743,9 @@ class RefCountingMapping(Mapping):
         return any(arg.value is not None and any(r.object_id == self.x_id for r in arg.value.refs) for arg in spec.args)
 
     def _subs(self, borrowers: Any) -> frozenset:
-        """Sub-borrowers as the spec counts them. A borrower that returns x
-        inside a value to the owner lists the owner among x's borrowers
-        (``register_receiver``); the owner drops itself on receipt
-        (``handle_reply``), and the spec never lists it: left out here."""
+        """Sub-borrowers as the spec counts them: never the owner, which
+        drops itself from a report on receipt (``handle_reply``) and which
+        the spec never lists."""
         return frozenset(self._proc(b.address) for b in borrowers if b.address != self.addr[self.owner])
 
     def _reply_record(self, reply: TaskReply, caller: str, worker: str, *, strict: bool = False) -> TLARecord:
