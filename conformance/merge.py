@@ -16,7 +16,7 @@ them that causality allows:
   before every peer notices (a ``PeerLost`` of it, the head's ``NodeDied``).
   A worker of a crashed node dies with it. A message to a dead process that
   it never took is lost after the crash, and so is a task it was running
-  (a received ``PushTask`` with no ``TaskDone``);
+  (a received ``PushTask`` with neither a ``TaskDone`` nor a reply sent);
 - **the end**: steps after the cluster's block ended (without
   ``cluster.ndjson``: after the first clean stop of a driver, node or head)
   are left out: shutdown is not part of the run. The files share one
@@ -43,7 +43,7 @@ from typing import Any
 import attrs
 
 from ownership.core.events import PeerLost, Received, Send, TaskDone
-from ownership.core.messages import NodeDied, PushTask
+from ownership.core.messages import NodeDied, PushTask, TaskReply
 from ownership.runtime.memory import NetworkEvent
 from ownership.runtime.steplog import FORMAT as STEP_FORMAT
 from ownership.runtime.steplog import SCHEMA as STEP_SCHEMA
@@ -429,6 +429,14 @@ def merge(processes: dict[str, ProcessLog], harness: Harness, notes: Iterable[st
                 running[ev.msg.task.task_id] = (node, Envelope(ev.src, address, ev.msg))
             elif isinstance(ev, TaskDone):
                 running.pop(ev.task_id, None)
+            # A task can also end without a TaskDone: failed as it arrived,
+            # or before it ran (the owner of a borrowed argument died), its
+            # reply sent in that step.
+            for e in node.raw.effects:
+                if isinstance(e, Send):
+                    reply = e.msg if isinstance(e.msg, TaskReply) else getattr(e.msg, "reply", None)
+                    if isinstance(reply, TaskReply):
+                        running.pop(reply.task_id, None)
         for node, env in running.values():
             drop = _Node("drop", address, dead[address].time, len(drops), envelope=env)
             _edge(dead[address], drop)

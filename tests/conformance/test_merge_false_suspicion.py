@@ -33,3 +33,24 @@ def test_a_connection_lost_after_the_last_step_of_an_unstopped_process_is_its_cr
     node = _log(NODE, "node", [(5, Tick(), ())], stop=None)
     run = merge({HEAD: head, NODE: node}, Harness(head=HEAD, nodes=(NODE,)), [])
     assert list(run.crashed) == [NODE]
+
+
+def test_a_task_that_failed_as_it_arrived_is_not_lost_when_its_worker_dies_later():
+    # The worker replied to the push in the step that took it (the task
+    # failed before it ran): no TaskDone follows. Its later death loses no
+    # task; a 90 s chaos log was rejected at such a drop.
+    from conformance.merge import Kill
+    from ownership.core.messages import ErrorInfo, Payload, PushTask, TaskReply, TaskSpec
+
+    driver, worker = "127.0.0.1:3#00000003", "127.0.0.1:4#00000004"
+    spec = TaskSpec(task_id=f"{driver}/t1", owner=driver, return_id=f"{driver}/t1.r", function_id="f", function=Payload(data=b"f"), args=())
+    push = PushTask(task=spec, lease_id="L1", attempt=1)
+    reply = TaskReply(task_id=spec.task_id, return_id=spec.return_id, attempt=1, worker=worker, lease_id="L1",
+                      error=ErrorInfo(kind="owner_died", message="an argument's owner died"))
+    drv = _log(driver, "driver", [(5, Tick(), (Send(worker, push),)), (9, Received(worker, reply), ())])
+    raw = (RawStep(1, 7, Received(driver, push), (Send(driver, reply),), None, 2),)
+    wrk = ProcessLog(Path("worker.steps"), worker, "worker", 1, NODE, 0, None, raw, None)
+    run = merge({driver: drv, worker: wrk}, Harness(driver=driver, kills=(Kill(worker, 1, 9, 20),)), [])
+    assert worker in run.crashed
+    drops = [s for s in run.steps if getattr(s.event, "kind", None) == "drop"]
+    assert drops == [], drops
