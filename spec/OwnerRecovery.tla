@@ -410,15 +410,16 @@ ParentMake(p, x) ==
 (***************************************************************************)
 (* The parent hands x to its holders (a task or an actor call carrying the *)
 (* reference).  The owner counts them as borrowers as it sends, but not   *)
-(* one it knows is dead (the call fails).  Only the first execution hands  *)
-(* references out here: holders of a recoverable object keep theirs       *)
-(* across the take-over, and those of a lost one have failed.              *)
+(* one it knows is dead (the call fails).  A re-execution hands out only  *)
+(* a recoverable object it made anew (the one taken over was freed before *)
+(* it ran): holders of an adopted object keep theirs, and those of a lost *)
+(* default one have failed (the model gives them no second one).          *)
 (***************************************************************************)
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.submit_with_ref
 ParentShare(p, x) ==
     /\ AtOp(p, "share", x)
     /\ pb' = Next1(p)
-    /\ IF pb[p].att = 1 /\ ent[p][x].st # "none"
+    /\ IF ent[p][x].st # "none" /\ (pb[p].att = 1 \/ Recoverable[x])
        THEN /\ ent' = [ent EXCEPT ![p][x].borrowers = @ \cup (Holders[x] \ dk[p])]
             /\ msgs' = msgs \cup Send({ShareMsg(x, p, ent[p][x].ep, h) : h \in Holders[x] \ dk[p]})
        ELSE UNCHANGED <<ent, msgs>>
@@ -598,7 +599,10 @@ OwnerHandleReply(p, m) ==
 (***************************************************************************)
 (* A holder receives a reference.  A reference from an owner it knows is   *)
 (* dead comes with a task of that owner, which is dropped (fate-sharing);  *)
-(* otherwise it borrows x (the owner counted it already).                  *)
+(* otherwise it borrows x from the owner the reference names (the owner    *)
+(* counted it already), even where it heard that x moved: a re-executed   *)
+(* parent made x anew after the moved one was freed.  A holder that had   *)
+(* let go of the moved x may get the new one.                             *)
 (***************************************************************************)
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.receive_ref
 HolderReceive(h, m) ==
@@ -608,8 +612,9 @@ HolderReceive(h, m) ==
     /\ h \in up
     /\ msgs' = msgs \ {m}
     /\ brw' = IF m.o \in dk[h] THEN brw ELSE [brw EXCEPT ![h][m.x] = [o |-> m.o, ep |-> m.ep, held |-> TRUE]]
+    /\ gst' = IF m.o \notin dk[h] /\ gst[h][m.x] = "released" THEN [gst EXCEPT ![h][m.x] = "none"] ELSE gst
     /\ lastAction' = Step("HolderReceive", h, m.x, m)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, gst, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
                    created, made, why, odied>>
 
 \* A holder's get: it asks the owner it knows, which answers once it can.

@@ -80,6 +80,21 @@ TestPutRestoredFromHead ==
           /\ \E c \in copies : c.x = x /\ c.n = Driver /\ c.o = Driver
     /\ \E g \in got : g.res = "value" /\ g.x # NoObj /\ Args[g.x] # {}
 
+(***************************************************************************)
+(* The object the driver took over was freed, and the re-executed parent  *)
+(* made it anew and handed it to a holder that had heard it moved: the    *)
+(* holder borrows it from its maker, not from the driver, and its get     *)
+(* returns the value.                                                     *)
+(***************************************************************************)
+TestRemadeObjectBorrowedFromItsMaker ==
+    /\ FirstOwnerGone
+    /\ \E x \in Objects, q \in Procs :
+          /\ mv[q][x].o = Driver
+          /\ brw[q][x].held
+          /\ brw[q][x].o \notin {Driver, FirstOwner}
+          /\ brw[q][x].ep > mv[q][x].ep
+          /\ gst[q][x] = "value"
+
 NotTestHolderGetsValueFromNewOwner == ~TestHolderGetsValueFromNewOwner
 NotTestAttachedToRunningTask == ~TestAttachedToRunningTask
 NotTestRebuiltFromLineage == ~TestRebuiltFromLineage
@@ -87,4 +102,5 @@ NotTestParentAdoptsRecoveredObject == ~TestParentAdoptsRecoveredObject
 NotTestDefaultFailsRecoverableSurvives == ~TestDefaultFailsRecoverableSurvives
 NotTestStaleOwnerBesideNewOwner == ~TestStaleOwnerBesideNewOwner
 NotTestPutRestoredFromHead == ~TestPutRestoredFromHead
+NotTestRemadeObjectBorrowedFromItsMaker == ~TestRemadeObjectBorrowedFromItsMaker
 =============================================================================

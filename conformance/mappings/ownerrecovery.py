@@ -51,6 +51,9 @@ the properties read). What is mapped rather than read:
 - an entry's ``borrowers``: the owner counts a holder when the call that
   carried the reference returns, the spec as it sends: a ``keep`` call in
   flight or running counts;
+- a borrower's epoch: a reference travels without one, so a borrower
+  keeps an epoch only for a reference a take-over notice redirected; any
+  other is at the epoch of the owner it names, as the spec writes it;
 - ``waiting`` of a take-over: the implementation waits for every node (its
   store) and every worker (its references) it was told of; a process is
   waited for while any of them is, and the driver's own node answers
@@ -316,7 +319,10 @@ class OwnerRecoveryMapping(Mapping):
                 self.oid[x] = ref.object_id
                 b.refs[x] = ref
             elif op["op"] == "share":
-                if b.att == 1 and x in b.refs:
+                # a re-execution hands out only a recoverable object it
+                # made anew, not one it adopted (ParentShare)
+                ref = rt.core.refs.table.get(b.refs[x].object_id) if x in b.refs else None
+                if ref is not None and ref.owned and (b.att == 1 or self.recoverable[x]):
                     for h in sorted(self.holders[x]):
                         rt.submit_actor_call(holders[h.name], "keep", ([b.refs[x]],), {})
             b.pc += 1
@@ -726,11 +732,21 @@ class OwnerRecoveryMapping(Mapping):
         for core in self._cores_at(p):
             ref = core.refs.table.get(oid) if oid else None
             if ref is not None and not ref.owned and ref.status != FAILED:
-                ep = self._ep(ref.epoch)
+                ep = self._ep(ref.epoch or self._owner_epoch(ref.owner, oid))
                 if p in self.all_holders:
                     self.held[p] = (self._proc(ref.owner), ep)
                 return TLARecord(o=self._proc(ref.owner), ep=ep, held=True)
         return TLARecord(o=self.no_proc, ep=0, held=False)
+
+    def _owner_epoch(self, owner: str, oid: str) -> int:
+        """The epoch at which ``owner`` owns ``oid`` (0 when it does not).
+        A reference travels without its epoch: a borrower that did not get
+        it from a take-over notice knows it at the epoch of the owner it
+        names, which the spec writes into the reference."""
+        assert self.c is not None
+        rt = {**self.c.workers, **self.c.drivers}.get(owner)
+        ref = rt.core.refs.table.get(oid) if rt is not None else None
+        return ref.epoch if ref is not None and ref.owned else 0
 
     def _moved(self, p: ModelValue, x: ModelValue) -> TLARecord:
         oid = self.oid.get(x)

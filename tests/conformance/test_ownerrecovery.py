@@ -37,7 +37,7 @@ async def test_planted_bug_never_dispatched_task_spends_a_retry_is_caught(monkey
     """The new owner counts a retry for the first run of a task its dead
     owner never pushed (the bug TakeOver._lineage had): the holder's get
     still returns, but with one run fewer than the spec allows."""
-    path, trace = _traces("Small_actions_0005.itf.json")
+    path, trace = _traces("test_parent_adopts_recovered_object.itf.json")
     result = await replay(trace, source=str(path))
     assert result.passed, result.divergence.describe()
     original = TakeOver._lineage
@@ -80,15 +80,19 @@ def test_conformance_log_says_the_mapping_does_not_log_runs(capsys, tmp_path):
         assert "does not log runs yet" in text and "Traceback" not in text
 
 
-async def test_an_object_made_again_after_a_take_over_and_a_free_runs():
-    """A trace of the Small model's edge cover: o makes x and dies; the
-    driver takes x over and, as nothing refers to it, frees it; the
-    re-executed parent at w makes x again, with the same id, and pushes it
-    to a worker of w that heard of the take-over (x moved at epoch 1). The
-    head keeps the epoch of a deleted object that was taken over, so the
-    new push's epoch is later and the worker runs it (were it forgotten,
-    the push would be dropped as stale and a get of x would wait forever)."""
-    [(path, trace)] = load_traces([FIXTURES / "ownerrecovery_remade_object_after_take_over.itf.json"])
+async def test_an_object_made_again_after_a_take_over_and_a_free_runs_and_is_borrowed_from_its_maker():
+    """o makes x and dies; the driver takes x over and, as nothing refers to
+    it, frees it; the re-executed parent at w makes x again, with the same
+    id, pushes it to a worker of w and hands it to h, both of which heard
+    that x moved to the driver. The head keeps the epoch of a deleted object
+    that was taken over, so the new push's epoch is later and the worker
+    runs it (were it forgotten, the push would be dropped as stale and a get
+    of x would wait forever); h borrows x from w, not from the driver."""
+    path, trace = _traces("test_remade_object_borrowed_from_its_maker.itf.json")
+    actions = [s.action for s in trace_steps(trace)]
+    assert actions.count("ParentMake") == 2 and "OwnerFree" in actions
+    assert actions.index("OwnerFree") < len(actions) - 1 - actions[::-1].index("ParentMake")
+    assert actions[-1] == "HolderGetReturns" and "WorkerStart" in actions
     result = await replay(trace, source=str(path))
     assert result.passed, result.divergence and result.divergence.describe()
     assert len(result.actions) == len(trace.states) - 1  # every step followed, the run at w included

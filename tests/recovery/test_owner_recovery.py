@@ -126,10 +126,15 @@ async def test_recoverable_futures_survive_their_owners_crash_memory() -> None:
 
 @ownership.remote
 class Collector:
-    """Keeps every list of refs it is given."""
+    """Keeps every list of refs it is given; counts the turns of a parent."""
 
     def __init__(self) -> None:
         self.kept = []
+        self.turns = 0
+
+    def turn(self) -> int:
+        self.turns += 1
+        return self.turns
 
     def keep(self, refs) -> int:
         self.kept.append(refs)
@@ -181,6 +186,57 @@ async def test_reexecuted_parent_adopts_the_recovered_object_instead_of_making_a
             assert c.head.core.recovery_logs[x.object_id].adopters == set()  # the re-execution let go
             await collector.drop.remote()
             del x, p, gate, collector
+            gc.collect()
+            await c.quiesce()
+            assert c.leaks() == {}
+
+
+@ownership.remote
+def remaking_parent(collector, gate, again):
+    """Like ``parent``; its re-execution first waits on ``again``, so that
+    the test can free the object taken over before it is made anew."""
+    if ownership.get(collector.turn.remote()) > 1:
+        try:
+            ownership.get(again[0])
+        except ownership.TaskCancelledError:
+            pass
+    x = double.options(recoverable=True).remote(21)
+    ownership.get(collector.keep.remote([x]))
+    try:
+        ownership.get(gate[0])
+    except ownership.TaskCancelledError:
+        pass
+    return current_runtime().address, [x]
+
+
+async def test_object_made_anew_after_the_taken_over_one_was_freed_is_borrowed_from_its_maker() -> None:
+    """Every process heard that x moved to the driver; the driver freed it;
+    the parent's re-execution made x again (same id, a new epoch) and handed
+    it out. A reference naming the live maker is not redirected to the
+    driver, which no longer has x (it answered "freed by its owner")."""
+    async with cluster(nodes=2, workers_per_node=4) as c:
+        with trio.fail_after(60):
+            collector = Collector.remote()
+            gate, again = hang.remote(), hang.remote()
+            p = remaking_parent.remote(collector, [gate], [again])
+            await c.settle()
+            [first] = [t.location for t in c.driver.core.submitter.tasks.values() if t.spec.name == "remaking_parent"]
+            c.crash(first)
+            await c.settle()
+            await collector.drop.remote()
+            gc.collect()
+            await c.quiesce()
+            assert c.head.core.recovery_logs == {}  # the driver freed what it took over
+            ownership.cancel(again)
+            ownership.cancel(gate)
+            second, [x] = await p
+            assert second != first
+            log = c.head.core.recovery_logs[x.object_id]
+            assert (log.owner, log.epoch) == (second, 2)
+            assert await x == 42
+            assert await collector.values.remote() == [42]
+            await collector.drop.remote()
+            del x, p, gate, again, collector
             gc.collect()
             await c.quiesce()
             assert c.leaks() == {}

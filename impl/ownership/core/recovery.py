@@ -253,6 +253,14 @@ class FailureHandler:
         dead = set(msg.workers)
         if w.address in dead:
             return []  # declared dead: our node stops us
+        w.dying = frozenset(dead)
+        try:
+            return self._owner_moved(msg, dead)
+        finally:
+            w.dying = frozenset()
+
+    def _owner_moved(self, msg: OwnerMoved, dead: set[str]) -> list[Effect]:
+        w = self.worker
         fx: list[Effect] = []
         again: list[Reference] = []
         entries: list[ReportEntry] = []

@@ -367,7 +367,7 @@ class ReferenceCounter:
             ParentShare(p, x) ==
                 /\ AtOp(p, "share", x)
                 /\ pb' = Next1(p)
-                /\ IF pb[p].att = 1 /\ ent[p][x].st # "none"
+                /\ IF ent[p][x].st # "none" /\ (pb[p].att = 1 \/ Recoverable[x])
                    THEN /\ ent' = [ent EXCEPT ![p][x].borrowers = @ \cup (Holders[x] \ dk[p])]
                         /\ msgs' = msgs \cup Send({ShareMsg(x, p, ent[p][x].ep, h) : h \in Holders[x] \ dk[p]})
                    ELSE UNCHANGED <<ent, msgs>>
@@ -440,8 +440,9 @@ class ReferenceCounter:
                 /\ h \in up
                 /\ msgs' = msgs \ {m}
                 /\ brw' = IF m.o \in dk[h] THEN brw ELSE [brw EXCEPT ![h][m.x] = [o |-> m.o, ep |-> m.ep, held |-> TRUE]]
+                /\ gst' = IF m.o \notin dk[h] /\ gst[h][m.x] = "released" THEN [gst EXCEPT ![h][m.x] = "none"] ELSE gst
                 /\ lastAction' = Step("HolderReceive", h, m.x, m)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
                                created, made, why, odied>>
 
             \* OwnerRecovery

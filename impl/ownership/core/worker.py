@@ -105,6 +105,9 @@ class WorkerCore:
         self.head = ""
         #: objects taken over from a dead owner: object id -> (new owner, epoch)
         self.moved: dict[str, tuple[str, int]] = {}
+        #: the owners a take-over notice being handled names dead, before
+        #: they join dead_workers at the end of its handling (owner_of)
+        self.dying: frozenset[str] = frozenset()
 
     def logs_recoverable(self) -> bool:
         """Whether a recoverable object of ours is logged at the head. The
@@ -114,11 +117,15 @@ class WorkerCore:
 
     def owner_of(self, object_id: str, owner: str) -> str:
         """The owner of ``object_id`` as we know it: ``owner``, unless the
-        object was taken over since (a reference made before the take-over
-        still names the dead owner)."""
+        object was taken over from it (a reference made before the take-over
+        still names the dead owner). A reference that names a live owner is
+        current even where the object moved once: a re-executed parent made
+        it anew after the moved one was freed (the spec's Target redirects
+        only a reference of an epoch older than the move, and every owner
+        of such an epoch was declared dead, which we heard with the move)."""
         if self.moved:
             m = self.moved.get(object_id)
-            if m is not None:
+            if m is not None and (owner in self.dead_workers or owner in self.dying):
                 return m[0]
         return owner
 
