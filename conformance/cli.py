@@ -392,6 +392,12 @@ def _run_log(args: argparse.Namespace, console: Console | None = None) -> int:
         console.print(f"[bold red]error:[/] the {args.spec} mapping replays traces but does not log runs yet", highlight=False)
         return EXIT_ERROR
     if args.from_dir is not None:
+        from .merge import BINDERS
+
+        if known is not None and known.spec not in BINDERS:
+            console.print(f"[bold red]error:[/] the {known.spec} mapping logs runs on the in-memory cluster but has no binding "
+                          f"of TCP runs yet (there is one for {', '.join(sorted(BINDERS))})", highlight=False)
+            return EXIT_ERROR
         return _log_from_dir(args, console)
     try:
         spec = resolve_spec(args.spec, args.spec_dir)
