@@ -86,6 +86,56 @@ rounds pass until the head declares it dead; a step that consumes a
 message delivers the one in flight (``ProcessHandleOwnerMoved``: the head's
 notice to the node, relayed to its workers below the spec;
 ``NewOwnerHandleReport``: every answer of the process's node and workers).
+
+Event log (implementation -> model). A random environment
+(:meth:`offers`, for :func:`conformance.eventlog.random_workload`) gives
+the stimuli above in a seeded order: the parent's body steps, dispatches,
+the deliveries of held messages, the driver's calls on the holders, a
+crash of a ``Crashable`` process within ``MaxCrashes``, the head's
+detection of it. It keeps to the runs the implementation can follow as
+the traces do: a process is told of a death only once it runs no task of
+the dead owner (the departure above), a process's answers to a take-over
+are delivered together and before its later release (one connection),
+and a message of the new epoch reaches the driver only once it has heard
+of the death. :meth:`recognize` reads the spec's steps off the cores'
+recorded steps, one line per spec step with the ``p`` and ``x`` its
+``lastAction`` records (never ``m``):
+
+- ``ParentMake``/``ParentShare``/``ParentFinish``: the parent's
+  ``Submit`` of x's task, of a ``keep`` call (one line per object), and
+  its ``TaskDone``; a re-execution hands nothing out, so its
+  ``ParentShare`` is the harness's own line (a ``UserStep``);
+- ``OwnerDispatch``: an owner's send of x's ``PushTask``; ``WorkerStart``
+  its receipt, run or dropped; ``WorkerFinish`` x's ``TaskDone``;
+  ``OwnerHandleReply``/``DriverHandleParentDone``: a ``TaskReply``
+  received;
+- ``HolderReceive``: a ``keep`` call received at a holder; ``HolderGet``
+  and ``HolderRelease``: the holder's ``GetValue`` and ``RemoveLocalRef``
+  of x; ``HolderGetReturns``: the ``GetDone`` that answers that get;
+  ``OwnerHandleRefRemoved``: a ``RefRemoved`` of x received;
+- ``OwnerFree``: the head's ``ObjectDeleted`` (ok) received by the owner,
+  as it frees the copies; ``StoreFree``: a node's store receiving
+  ``FreeObject`` of x; ``AdopterRelease``: the head receiving
+  ``ReleaseAdopted``;
+- ``Crash``: the network's crash of a node; ``HeadDetectDeath``: the
+  head's notices of it (``OwnerMoved``, or ``NodeDied`` when nothing
+  moved); ``ProcessHandleOwnerMoved``: a node receiving one (its workers'
+  relays are below the spec);
+- ``NewOwnerHandleReport``: the last of a process's answers to reach the
+  driver (the spec's one answer per process is its node's and workers'
+  merged); ``NewOwnerComplete`` and ``OwnerRebuild``, which send nothing
+  of their own: read off the owner's table before and after each step
+  (:meth:`snapshot_for_log`: an object leaves ``recovering``; a lost one,
+  or one just completed, becomes pending again or fails).
+
+Lines of one stimulus keep the order the implementation took them, which
+is one the spec can take (the eager actions after the step that enables
+them). Left out: the messages lost with a worker a node stopped for a
+dead owner (the spec keeps such a push in flight until its worker drops
+it as stale, and a log may end with it there), the driver's own node's
+answers (inside the driver's step, as in the projection), and everything
+below the spec (lease requests and grants, the head's log writes, the
+relays of notices, the pulls of values).
 """
 
 from __future__ import annotations
