@@ -236,6 +236,11 @@ class _Body:
     go: trio.Event = attrs.Factory(trio.Event)
 
 
+def _owned(snapshot: Any) -> dict[str, tuple[str, bool]]:
+    """An owner's objects in a step's snapshot (:meth:`OwnerRecoveryMapping.snapshot_for_log`)."""
+    return snapshot["owned"] if isinstance(snapshot, dict) and isinstance(snapshot.get("owned"), dict) else {}
+
+
 class OwnerRecoveryMapping(Mapping):
     spec = "OwnerRecovery"
     eager = EAGER
@@ -636,7 +641,7 @@ class OwnerRecoveryMapping(Mapping):
         takeover = getattr(core, "takeover", None)
         if refs is None or takeover is None:
             return None
-        return {oid: (ref.status, oid in takeover.recovering) for oid, ref in refs.table.items() if ref.owned}
+        return {"owned": {oid: (ref.status, oid in takeover.recovering) for oid, ref in refs.table.items() if ref.owned}}
 
     def _driver_heard(self) -> bool:
         """The driver has heard of every death the head declared (a message
@@ -855,7 +860,7 @@ class OwnerRecoveryMapping(Mapping):
                 if isinstance(e, GetDone) and (where, e.request_id) in gets:
                     add(s.clock, where, "HolderGetReturns", p, gets.pop((where, e.request_id)))
             # the owner's table: a take-over completed, a lost object made again
-            before, after = s.before or {}, s.after or {}
+            before, after = _owned(s.before), _owned(s.after)
             for oid in sorted(set(before) | set(after)):
                 x = self._obj(oid)
                 if x is None:
