@@ -173,6 +173,33 @@ async def test_planted_bug_store_keeps_the_dead_owners_pin_is_rejected(small_con
     assert entry["st"] == "ready" and w in entry["locs"], entry
 
 
+@pytest.mark.slow
+async def test_planted_bug_new_owner_completes_on_the_first_answer_is_rejected(small_constants, tmp_path, monkeypatch):
+    """The driver settles a taken-over object on the first answer it gets
+    (its own node's) instead of waiting for every process told: the spec's
+    NewOwnerComplete waits for h's and w's answers too, so no behaviour
+    takes it there (here the driver then frees x under its holder h)."""
+    original = TakeOver.handle_report
+
+    def complete_early(self, msg):
+        fx = original(self, msg)
+        for object_id in sorted(self.recovering):
+            fx += self.complete(object_id)
+        return fx
+
+    monkeypatch.setattr(TakeOver, "handle_report", complete_early)
+    path = tmp_path / "early5.ndjson"
+    lines = await _logged_run(small_constants, 5, path)
+    actions = [line.action for line in lines]
+    assert actions.index("NewOwnerComplete") < actions.index("NewOwnerHandleReport")
+    result = validate(path, resolve_spec("OwnerRecovery", SPEC_DIR), "Small")
+    assert not result.accepted
+    assert result.failed == lines[actions.index("NewOwnerComplete")], result.failed
+    d, x = result.failed.params["p"], result.failed.params["x"]
+    entry = result.state["ent"][d][x]
+    assert entry["st"] == "recovering" and {p.name for p in entry["waiting"]} == {"h", "w"}, entry
+
+
 async def test_an_object_made_again_after_a_take_over_and_a_free_runs():
     """A trace of the Small model's edge cover: o makes x and dies; the
     driver takes x over and, as nothing refers to it, frees it; the
