@@ -311,6 +311,17 @@ class OwnerRecoveryMapping(Mapping):
         #: set by conformance.eventlog.random_workload
         self.recorder: Any = None
         self.rng: Any = None
+        #: where addresses are not the model's names (a TCP run, bound by
+        #: conformance.merge.bind_ownerrecovery): node address -> process,
+        #: worker or driver address -> the process of its node, the head's
+        #: address, the parent's task id; and whether the steps carry the
+        #: owners' tables (snapshot_for_log) or only their task tables
+        self.node_alias: dict[str, ModelValue] = {}
+        self.alias: dict[str, ModelValue] = {}
+        self.head_address = "head"
+        self.driver_addr: str | None = None
+        self.parent_task: str | None = None
+        self.owner_tables = True
         #: a crashed process -> its tables when it crashed
         self.frozen: dict[ModelValue, dict[str, Any]] = {}
         #: pushes of an object's task by each owner, and those lost with a
@@ -428,6 +439,8 @@ class OwnerRecoveryMapping(Mapping):
         return isinstance(msg, RefRemoved) and self._obj(msg.object_id) is not None
 
     def _parent_task_id(self) -> str | None:
+        if self.parent_task is not None:
+            return self.parent_task
         return getattr(self, "parent_ref", None) and self.parent_ref.object_id.removesuffix(".r")
 
     async def settle(self) -> None:
@@ -748,7 +761,7 @@ class OwnerRecoveryMapping(Mapping):
         """The spec actions of a recorded run, one line per spec step, in
         clock order (see the module doc, "Event log")."""
         from ownership.core.events import GetDone, GetValue, Received, RemoveLocalRef, Send, Submit, TaskDone
-        from ownership.core.messages import FreeObject, ObjectDeleted, ReleaseAdopted
+        from ownership.core.messages import FreeObject, ObjectDeleted, PutObject, ReleaseAdopted
 
         from ..eventlog import CoreStep, LogLine, NetStep, UserStep
 
@@ -756,6 +769,9 @@ class OwnerRecoveryMapping(Mapping):
         no_obj = self.no_obj
         parent = self._parent_task_id()
         holders = set(self.all_holders)
+        nodes = {**self.proc_by_name, **self.node_alias}
+        head = self.head_address
+        driver_at = self.driver_addr or self._driver_address()
 
         def add(clock: int, process: str, action: str, p: Any, x: Any = None) -> None:
             lines.append(LogLine(clock, process, action, {"p": p, "x": no_obj if x is None else x}))
@@ -776,14 +792,39 @@ class OwnerRecoveryMapping(Mapping):
         gets: dict[tuple[str, int], ModelValue] = {}
         shared: set[tuple[str, ModelValue]] = set()
         detected: set[ModelValue] = set()
+        #: (object id, epoch) of the take-overs the driver has heard of; the
+        #: answers that reach it before are kept and taken when it hears
+        heard: set[tuple[str, int]] = set()
+        early: list[tuple[ModelValue, RecoveryReport]] = []
+        #: without the owners' tables (a TCP run): the processes whose
+        #: answer the driver still waits for, per taken-over object
+        waiting: dict[ModelValue, set[ModelValue]] = {}
+        #: the stores that took a primary copy of an object (a pulled copy
+        #: is below the spec, which frees only primary ones)
+        primary: set[tuple[str, ModelValue]] = set()
+
+        def answer(clock: int, where: str, q: ModelValue, msg: RecoveryReport) -> None:
+            key = report_key(q, msg)
+            arrived[key] = arrived.get(key, 0) + 1
+            if arrived[key] != answers.get(key):
+                return
+            for oid in sorted({e.object_id for e in msg.entries}):
+                if (x := self._obj(oid)) is None:
+                    continue
+                add(clock, where, "NewOwnerHandleReport", self.driver, x)
+                if not self.owner_tables and x in waiting:
+                    waiting[x].discard(q)
+                    if not waiting[x]:
+                        del waiting[x]
+                        add(clock, where, "NewOwnerComplete", self.driver, x)
         for s in steps:
             if isinstance(s, UserStep):
                 add(s.clock, s.process, s.kind, **(s.detail or {}))
                 continue
             if isinstance(s, NetStep):
                 ev = s.event
-                if ev.kind == "crash" and ev.address in self.proc_by_name:
-                    add(s.clock, ev.address, "Crash", self.proc_by_name[ev.address])
+                if ev.kind == "crash" and ev.address in nodes:
+                    add(s.clock, ev.address, "Crash", nodes[ev.address])
                 continue  # a loss needs no line: the spec keeps a message to the dead, or drops it as it crashes
             if not isinstance(s, CoreStep):
                 continue
@@ -791,7 +832,7 @@ class OwnerRecoveryMapping(Mapping):
             p = self._proc(where)
             msg = event.msg if isinstance(event, Received) else None
             sends = [e for e in s.effects if isinstance(e, Send)]
-            if where == "head":
+            if where == head:
                 if isinstance(msg, ReleaseAdopted) and (x := self._obj(msg.object_id)) is not None:
                     add(s.clock, where, "AdopterRelease", self._proc(msg.adopter), x)
                 for e in sends:
@@ -801,10 +842,12 @@ class OwnerRecoveryMapping(Mapping):
                             detected.add(dead)
                             add(s.clock, where, "HeadDetectDeath", dead)
                 continue
-            if where in self.proc_by_name:  # a node: its scheduler, its store, the head's notices
-                if isinstance(msg, (OwnerMoved, NodeDied)) and event.src == "head":
+            if where in nodes:  # a node: its scheduler, its store, the head's notices
+                if isinstance(msg, (OwnerMoved, NodeDied)) and event.src == head:
                     add(s.clock, where, "ProcessHandleOwnerMoved", p)
-                elif isinstance(msg, FreeObject) and (x := self._obj(msg.object_id)) is not None:
+                elif isinstance(msg, PutObject) and (x := self._obj(msg.object_id)) is not None:
+                    primary.add((where, x))
+                elif isinstance(msg, FreeObject) and (x := self._obj(msg.object_id)) is not None and (where, x) in primary:
                     add(s.clock, where, "StoreFree", p, x)
                 continue
             # a worker, or the driver
@@ -847,12 +890,24 @@ class OwnerRecoveryMapping(Mapping):
             elif isinstance(msg, ObjectDeleted) and msg.ok and (x := self._obj(msg.object_id)) is not None:
                 add(s.clock, where, "OwnerFree", p, x)
             elif isinstance(msg, RecoveryReport) and self._proc(event.src) != self.driver:
-                key = report_key(self._proc(event.src), msg)
-                arrived[key] = arrived.get(key, 0) + 1
-                if arrived[key] == answers.get(key):
-                    for oid in sorted({e.object_id for e in msg.entries}):
-                        if (x := self._obj(oid)) is not None:
-                            add(s.clock, where, "NewOwnerHandleReport", self.driver, x)
+                if all((e.object_id, e.epoch) in heard for e in msg.entries):
+                    answer(s.clock, where, self._proc(event.src), msg)
+                else:
+                    early.append((self._proc(event.src), msg))
+            elif isinstance(msg, OwnerMoved) and where == driver_at:
+                heard.update((m.object_id, m.epoch) for m in msg.moved)
+                if not self.owner_tables:
+                    dead = self._proc(msg.node) if msg.node else self._proc(msg.workers[0])
+                    told = {self._proc(a) for a in msg.told} - {dead, self.driver}
+                    for m in msg.moved:
+                        if (x := self._obj(m.object_id)) is not None:
+                            waiting[x] = set(told)
+                kept, early = early, []
+                for q, report in kept:
+                    if all((e.object_id, e.epoch) in heard for e in report.entries):
+                        answer(s.clock, where, q, report)
+                    else:
+                        early.append((q, report))
             for e in sends:
                 if isinstance(e.msg, PushTask) and (x := self._x_task(e.msg.task.task_id)) is not None:
                     add(s.clock, where, "OwnerDispatch", p, x)
@@ -878,6 +933,9 @@ class OwnerRecoveryMapping(Mapping):
     def _proc(self, address: str | None) -> ModelValue:
         if address is None:
             return self.no_proc
+        bound = self.node_alias.get(address) or self.alias.get(address)
+        if bound is not None:
+            return bound
         name = address.rpartition("@")[2] if "@" in address else address
         return self.proc_by_name.get(name, ModelValue(f"<{address}>"))
 
