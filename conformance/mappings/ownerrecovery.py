@@ -136,6 +136,19 @@ it as stale, and a log may end with it there), the driver's own node's
 answers (inside the driver's step, as in the projection), and everything
 below the spec (lease requests and grants, the head's log writes, the
 relays of notices, the pulls of values).
+
+The same :meth:`recognize` reads the merged step logs of a TCP run, bound
+by :func:`conformance.merge.bind_ownerrecovery` (node and worker
+addresses to processes, the parent's task, the objects). Those logs carry
+the owners' task tables, not their objects (``owner_tables`` is off):
+``NewOwnerComplete`` is placed at the last answer the driver waited for
+(every process its take-over notice named, but the dead and itself), and
+``OwnerRebuild`` is not recognized, so a run that rebuilds is rejected at
+the dispatch that follows. The TCP runtime pulls a value a get reads into
+its node's store, a copy the spec does not have (its copies are the
+primary ones): ``StoreFree`` is a store freeing a copy a task's
+``PutObject`` made. An answer that reaches the driver before it heard of
+the death (kept, and taken when it hears) counts when it is taken.
 """
 
 from __future__ import annotations

@@ -92,7 +92,8 @@ def test_traces_avoid_runs_the_implementation_stops():
 def test_conformance_log_writes_a_run_that_validate_accepts(capsys, tmp_path):
     """``ownership conformance log --spec OwnerRecovery`` logs a random run on
     the in-memory cluster, which ``ownership conformance validate`` accepts;
-    TCP runs have no binding to OwnerRecovery, and the command says so."""
+    a folder without step logs, or a spec with no binding of TCP runs, is
+    refused in one line."""
     from ownership.cli import main
 
     out = tmp_path / "run.ndjson"
@@ -104,10 +105,11 @@ def test_conformance_log_writes_a_run_that_validate_accepts(capsys, tmp_path):
     text = capsys.readouterr().out
     assert f"accepted: OwnerRecovery (Small) can take all {len(lines)} lines" in text, text
 
-    assert main(["conformance", "log", "--spec", "OwnerRecovery", "--from-dir", str(tmp_path)]) == 2
-    err = capsys.readouterr()
-    text = err.out + err.err
-    assert "no binding of TCP runs" in text and "Traceback" not in text
+    for spec, says in (("OwnerRecovery", "no step logs"), ("FateSharing", "no binding of TCP runs")):
+        assert main(["conformance", "log", "--spec", spec, "--from-dir", str(tmp_path)]) == 2
+        err = capsys.readouterr()
+        text = err.out + err.err
+        assert says in text and "Traceback" not in text, text
 
 
 @pytest.fixture(scope="module")
