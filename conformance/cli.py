@@ -405,12 +405,13 @@ def _run_log(args: argparse.Namespace, console: Console | None = None) -> int:
         if cls is None:
             raise SpecError(f"no mapping for {spec.name} in conformance/mappings/")
         constants = model_constants(spec, args.config, args.traces)
-    except (SpecError, TraceError, FileNotFoundError) as exc:
+        mapping = cls(constants)  # refuses a model it cannot drive (ValueError)
+    except (SpecError, TraceError, FileNotFoundError, ValueError) as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_ERROR
 
     async def main() -> Any:
-        return await random_workload(cls(constants), seed=args.seed, max_steps=args.max_steps)
+        return await random_workload(mapping, seed=args.seed, max_steps=args.max_steps)
 
     header, lines = trio.run(main)
     header["config"] = args.config

@@ -92,8 +92,8 @@ def test_traces_avoid_runs_the_implementation_stops():
 def test_conformance_log_writes_a_run_that_validate_accepts(capsys, tmp_path):
     """``ownership conformance log --spec OwnerRecovery`` logs a random run on
     the in-memory cluster, which ``ownership conformance validate`` accepts;
-    a folder without step logs, or a spec with no binding of TCP runs, is
-    refused in one line."""
+    a folder without step logs, a spec with no binding of TCP runs, or a
+    model the mapping cannot drive, is refused in one line."""
     from ownership.cli import main
 
     out = tmp_path / "run.ndjson"
@@ -110,6 +110,11 @@ def test_conformance_log_writes_a_run_that_validate_accepts(capsys, tmp_path):
         err = capsys.readouterr()
         text = err.out + err.err
         assert says in text and "Traceback" not in text, text
+    # a model the mapping cannot drive (Put: a put, and a task with an argument)
+    assert main(["conformance", "log", "--spec", "OwnerRecovery", "--config", "Put", "-o", str(tmp_path / "put.ndjson")]) == 2
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert "without arguments" in text and "Traceback" not in text and len(text.strip().splitlines()) == 1, text
 
 
 @pytest.fixture(scope="module")
