@@ -392,6 +392,12 @@ def _run_log(args: argparse.Namespace, console: Console | None = None) -> int:
         console.print(f"[bold red]error:[/] the {args.spec} mapping replays traces but does not log runs yet", highlight=False)
         return EXIT_ERROR
     if args.from_dir is not None:
+        from .merge import BINDERS
+
+        if known is not None and known.spec not in BINDERS:
+            console.print(f"[bold red]error:[/] the {known.spec} mapping logs runs on the in-memory cluster but has no binding "
+                          f"of TCP runs yet (there is one for {', '.join(sorted(BINDERS))})", highlight=False)
+            return EXIT_ERROR
         return _log_from_dir(args, console)
     try:
         spec = resolve_spec(args.spec, args.spec_dir)
@@ -399,12 +405,13 @@ def _run_log(args: argparse.Namespace, console: Console | None = None) -> int:
         if cls is None:
             raise SpecError(f"no mapping for {spec.name} in conformance/mappings/")
         constants = model_constants(spec, args.config, args.traces)
-    except (SpecError, TraceError, FileNotFoundError) as exc:
+        mapping = cls(constants)  # refuses a model it cannot drive (ValueError)
+    except (SpecError, TraceError, FileNotFoundError, ValueError) as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return EXIT_ERROR
 
     async def main() -> Any:
-        return await random_workload(cls(constants), seed=args.seed, max_steps=args.max_steps)
+        return await random_workload(mapping, seed=args.seed, max_steps=args.max_steps)
 
     header, lines = trio.run(main)
     header["config"] = args.config

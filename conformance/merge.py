@@ -627,7 +627,64 @@ def bind_ownership(mapping: Any, run: MergedRun) -> list[str]:
     return notes
 
 
-BINDERS = {"Scheduling": bind_scheduling, "Ownership": bind_ownership}
+def bind_ownerrecovery(mapping: Any, run: MergedRun) -> list[str]:
+    """Bind the OwnerRecovery model's values to the run's processes and objects.
+
+    The driver's node is ``Driver``; the nodes added in the block, in the
+    order they started, are the other processes in the order the model
+    names them: ``ParentPlacement``, each object's first place, then the
+    holders by name (Small: o, w, h). A worker is part of its node's
+    process. The parent is the driver's first plain task; the i-th
+    recoverable task the parent submits is the i-th object its ``Body``
+    makes. Returns notes for the reader.
+    """
+    from ownership.core.events import Submit
+
+    notes: list[str] = []
+    logs = run.processes
+    drivers = sorted((l for l in logs.values() if l.role == "driver"), key=lambda l: l.started)
+    if len(drivers) != 1:
+        raise StepLogError(f"the run has {len(drivers)} drivers, the model one ({mapping.driver.name})")
+    driver = drivers[0]
+    order: list[Any] = []
+    for p in [*mapping.parent_places, *(mapping.place[x] for x in mapping.objects), *mapping.all_holders]:
+        if p != mapping.driver and p not in order:
+            order.append(p)
+    missing = [p for p in mapping.procs if p != mapping.driver and p not in order]
+    if missing:
+        raise StepLogError(f"the model's processes {', '.join(p.name for p in missing)} run nothing: no node of the run stands for them")
+    nodes = [l.address for l in sorted((l for l in logs.values() if l.role == "node"), key=lambda l: l.started) if l.address != driver.node]
+    if driver.node not in logs or len(nodes) != len(order):
+        raise StepLogError(f"the run has {len(nodes) + 1} nodes (the driver's first), the model {len(order) + 1} processes "
+                           f"({mapping.driver.name}, then {', '.join(p.name for p in order)})")
+    mapping.node_alias = {str(driver.node): mapping.driver, **dict(zip(nodes, order))}
+    mapping.alias = {driver.address: mapping.driver}
+    for l in logs.values():
+        if l.role == "worker" and l.node in mapping.node_alias:
+            mapping.alias[l.address] = mapping.node_alias[l.node]
+    mapping.driver_addr = driver.address
+    mapping.owner_tables = False
+    submits = [s for s in run.steps if isinstance(s, CoreStep) and isinstance(s.event, Submit)]
+    plain = [s.event.task for s in submits if s.process == driver.address and s.event.task.kind == "task"]
+    if not plain:
+        raise StepLogError(f"the driver ({driver.address}) submitted no task: the model's parent")
+    mapping.parent_task = plain[0].task_id
+    if plain[0].max_retries != len(mapping.parent_places) - 1:
+        notes.append(f"the parent ({plain[0].task_id}) has max_retries={plain[0].max_retries}, the model "
+                     f"{len(mapping.parent_places) - 1} (one per further place)")
+    made = [op["obj"] for op in mapping.body if op["op"] == "make"]
+    tasks = [s.event.task for s in submits if s.process != driver.address and s.event.task.recoverable]
+    for x, task in zip(made, dict((t.task_id, t) for t in tasks).values()):
+        if task.max_retries != mapping.retries[x]:
+            raise StepLogError(f"task {task.task_id} is {x.name} of the model, with {mapping.retries[x]} retries; "
+                               f"it was submitted with max_retries={task.max_retries}")
+        mapping.obj_of[task.return_id] = x
+        mapping.oid[x] = task.return_id
+    mapping.head_address = run.harness.head or next((l.address for l in logs.values() if l.role == "head"), "head")
+    return notes
+
+
+BINDERS = {"Scheduling": bind_scheduling, "Ownership": bind_ownership, "OwnerRecovery": bind_ownerrecovery}
 
 
 def event_log(run: MergedRun, spec: str, constants: dict[str, Any]) -> tuple[list[Any], list[str]]:

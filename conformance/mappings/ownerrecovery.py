@@ -1,7 +1,7 @@
 """OwnerRecovery (spec/OwnerRecovery.tla) <-> the implementation.
 
 The committed corpus is Small's action cover and its targeted traces
-(traces/OwnerRecovery/): its edge cover, 41,469 edges, is far too big to
+(traces/OwnerRecovery/): its edge cover, 61,645 edges, is far too big to
 commit (spec/docs/OwnerRecovery.md, "Conformance").
 
 Binding of the model's values (Small's shape: one object, its holders, a
@@ -89,6 +89,69 @@ rounds pass until the head declares it dead; a step that consumes a
 message delivers the one in flight (``ProcessHandleOwnerMoved``: the head's
 notice to the node, relayed to its workers below the spec;
 ``NewOwnerHandleReport``: every answer of the process's node and workers).
+
+Event log (implementation -> model). A random environment
+(:meth:`offers`, for :func:`conformance.eventlog.random_workload`) gives
+the stimuli above in a seeded order: the parent's body steps, dispatches,
+the deliveries of held messages, the driver's calls on the holders, a
+crash of a ``Crashable`` process within ``MaxCrashes``, the head's
+detection of it. It keeps to the runs the implementation can follow as
+the traces do: a process is told of a death only once it runs no task of
+the dead owner (the departure above), a process's answers to a take-over
+are delivered together and before its later release (one connection),
+and a message of the new epoch reaches the driver only once it has heard
+of the death. :meth:`recognize` reads the spec's steps off the cores'
+recorded steps, one line per spec step with the ``p`` and ``x`` its
+``lastAction`` records (never ``m``):
+
+- ``ParentMake``/``ParentShare``/``ParentFinish``: the parent's
+  ``Submit`` of x's task, of a ``keep`` call (one line per object), and
+  its ``TaskDone``; a re-execution that adopted x hands nothing out, so
+  its ``ParentShare`` is the harness's own line (a ``UserStep``);
+- ``OwnerDispatch``: an owner's send of x's ``PushTask``; ``WorkerStart``
+  its receipt, run or dropped; ``WorkerFinish`` x's ``TaskDone``;
+  ``OwnerHandleReply``/``DriverHandleParentDone``: a ``TaskReply``
+  received;
+- ``HolderReceive``: a ``keep`` call received at a holder; ``HolderGet``
+  and ``HolderRelease``: the holder's ``GetValue`` and ``RemoveLocalRef``
+  of x; ``HolderGetReturns``: the ``GetDone`` that answers that get;
+  ``OwnerHandleRefRemoved``: a ``RefRemoved`` of x received;
+- ``OwnerFree``: the head's ``ObjectDeleted`` (ok) received by the owner,
+  as it frees the copies; ``StoreFree``: a node's store receiving
+  ``FreeObject`` of x; ``AdopterRelease``: the head receiving
+  ``ReleaseAdopted``;
+- ``Crash``: the network's crash of a node; ``HeadDetectDeath``: the
+  head's notices of it (``OwnerMoved``, or ``NodeDied`` when nothing
+  moved); ``ProcessHandleOwnerMoved``: a node receiving one (its workers'
+  relays are below the spec);
+- ``NewOwnerHandleReport``: the last of a process's answers to reach the
+  driver (the spec's one answer per process is its node's and workers'
+  merged); ``NewOwnerComplete`` and ``OwnerRebuild``, which send nothing
+  of their own: read off the owner's table before and after each step
+  (:meth:`snapshot_for_log`: an object leaves ``recovering``; a lost one,
+  or one just completed, becomes pending again or fails).
+
+Lines of one stimulus keep the order the implementation took them, which
+is one the spec can take (the eager actions after the step that enables
+them). Left out: the messages lost with a worker a node stopped for a
+dead owner (the spec keeps such a push in flight until its worker drops
+it as stale, and a log may end with it there), the driver's own node's
+answers (inside the driver's step, as in the projection), and everything
+below the spec (lease requests and grants, the head's log writes, the
+relays of notices, the pulls of values).
+
+The same :meth:`recognize` reads the merged step logs of a TCP run, bound
+by :func:`conformance.merge.bind_ownerrecovery` (node and worker
+addresses to processes, the parent's task, the objects). Those logs carry
+the owners' task tables, not their objects (``owner_tables`` is off):
+``NewOwnerComplete`` is placed at the last answer the driver waited for
+(every process its take-over notice named, but the dead and itself), and
+``OwnerRebuild`` is not recognized, so a run that rebuilds is rejected at
+the dispatch that follows. The TCP runtime pulls a value a get reads into
+its node's store, a copy the spec does not have (its copies are the
+primary ones): ``StoreFree`` is a store freeing a copy a task's
+``PutObject`` made. An answer that reaches the driver before it heard of
+the death (kept, and taken when it hears) counts when it is taken.
 """
 
 from __future__ import annotations
@@ -113,7 +176,7 @@ from ownership.core.messages import (
     Spillback,
     TaskReply,
 )
-from ownership.core.refcount import FAILED, LOST, READY
+from ownership.core.refcount import FAILED, LOST, PENDING, READY
 from ownership.core.submitter import DONE, RUNNING
 from ownership.errors import OwnershipError
 from ownership.runtime.refs import _runtime_var
@@ -189,6 +252,11 @@ class _Body:
     go: trio.Event = attrs.Factory(trio.Event)
 
 
+def _owned(snapshot: Any) -> dict[str, tuple[str, bool]]:
+    """An owner's objects in a step's snapshot (:meth:`OwnerRecoveryMapping.snapshot_for_log`)."""
+    return snapshot["owned"] if isinstance(snapshot, dict) and isinstance(snapshot.get("owned"), dict) else {}
+
+
 class OwnerRecoveryMapping(Mapping):
     spec = "OwnerRecovery"
     eager = EAGER
@@ -254,6 +322,22 @@ class OwnerRecoveryMapping(Mapping):
         self._object_fn = pack_function(object_body)
         self._parent_fn = pack_function(parent_body)
         self._runs: dict[str, trio.Event] = {}
+        #: worker address -> the object whose task it runs (while it runs)
+        self._run_obj: dict[str, ModelValue] = {}
+        #: set by conformance.eventlog.random_workload
+        self.recorder: Any = None
+        self.rng: Any = None
+        #: where addresses are not the model's names (a TCP run, bound by
+        #: conformance.merge.bind_ownerrecovery): node address -> process,
+        #: worker or driver address -> the process of its node, the head's
+        #: address, the parent's task id; and whether the steps carry the
+        #: owners' tables (snapshot_for_log) or only their task tables
+        self.node_alias: dict[str, ModelValue] = {}
+        self.alias: dict[str, ModelValue] = {}
+        self.head_address = "head"
+        self.driver_addr: str | None = None
+        self.parent_task: str | None = None
+        self.owner_tables = True
         #: a crashed process -> its tables when it crashed
         self.frozen: dict[ModelValue, dict[str, Any]] = {}
         #: pushes of an object's task by each owner, and those lost with a
@@ -325,6 +409,9 @@ class OwnerRecoveryMapping(Mapping):
                 if ref is not None and ref.owned and (b.att == 1 or self.recoverable[x]):
                     for h in sorted(self.holders[x]):
                         rt.submit_actor_call(holders[h.name], "keep", ([b.refs[x]],), {})
+                elif self.recorder is not None:
+                    # a re-execution that adopted x hands nothing out: no core sees this step
+                    self.recorder.user(rt.address, "ParentShare", {"p": p, "x": x})
             b.pc += 1
         await self._wait_go(b)
         b.refs.clear()
@@ -332,6 +419,7 @@ class OwnerRecoveryMapping(Mapping):
 
     async def run_object(self, rt: Any, name: str) -> list[str]:
         done = self._runs[rt.address] = trio.Event()
+        self._run_obj[rt.address] = self.by_name[name]
         await done.wait()
         del self._runs[rt.address]
         return [name]
@@ -370,6 +458,8 @@ class OwnerRecoveryMapping(Mapping):
         return isinstance(msg, RefRemoved) and self._obj(msg.object_id) is not None
 
     def _parent_task_id(self) -> str | None:
+        if self.parent_task is not None:
+            return self.parent_task
         return getattr(self, "parent_ref", None) and self.parent_ref.object_id.removesuffix(".r")
 
     async def settle(self) -> None:
@@ -574,10 +664,297 @@ class OwnerRecoveryMapping(Mapping):
         for mid in mids:
             await self.c.deliver(mid)
 
+    # ------------------------------------------------------------------ event log
+    def snapshot_for_log(self, process: str, core: Any) -> Any:
+        """An owner's objects (status, and whether a take-over of it is
+        still collecting answers): NewOwnerComplete and OwnerRebuild change
+        only these, and send nothing of their own."""
+        refs = getattr(core, "refs", None)
+        takeover = getattr(core, "takeover", None)
+        if refs is None or takeover is None:
+            return None
+        return {"owned": {oid: (ref.status, oid in takeover.recovering) for oid, ref in refs.table.items() if ref.owned}}
+
+    def _driver_heard(self) -> bool:
+        """The driver has heard of every death the head declared (a message
+        of the new epoch reaches it only after the take-over notice)."""
+        assert self.c is not None and self.c.head is not None
+        declared = {n for n, rec in self.c.head.core.nodes.items() if not rec.alive}
+        core = self.c.drivers[self._driver_address()].core
+        return declared <= set(core.dead_nodes)
+
+    def _runs_for(self, q: ModelValue, dead: ModelValue) -> bool:
+        """Process ``q`` runs (or was handed) a task of ``dead``."""
+        return any(self._proc(r.spec.owner) == dead for core in self._cores_at(q) for r in core.executor.running.values())
+
+    def offers(self) -> list[tuple[str, Any]]:
+        """The stimuli a random environment may give now, on the model's
+        program: the parent's body steps, dispatches, deliveries of the held
+        messages, the driver's calls on the holders, a crash of a crashable
+        process within the crash budget, the head's detection of it."""
+        assert self.c is not None and self.c.head is not None
+        c = self.c
+        net = c.network
+        out: list[tuple[str, Any]] = []
+
+        def act(name: str, action: str, params: dict[str, Any]) -> None:
+            out.append((name, lambda: self.apply(action, params)))
+
+        def deliver(name: str, mids: list[int]) -> None:
+            async def go() -> None:
+                for mid in mids:
+                    if mid in dict(net.in_flight()):
+                        await c.deliver(mid)
+                await self.settle()
+
+            out.append((name, go))
+
+        for p, b in sorted(self.bodies.items()):
+            if b.st != "running" or not net.alive(b.address):
+                continue
+            if b.pc <= len(self.body):
+                op = self.body[b.pc - 1]
+                action = {"make": "ParentMake", "share": "ParentShare"}[op["op"]]
+                act(f"{op['op']} {op['obj'].name} at {p.name}", action, {"p": p, "x": op["obj"]})
+            else:
+                act(f"finish the parent at {p.name}", "ParentFinish", {"p": p})
+        for address in sorted(self._runs):
+            if net.alive(address):
+                p, x = self._proc(address), self._run_obj[address]
+                act(f"finish {x.name} at {p.name}", "WorkerFinish", {"p": p, "x": x})
+        flight = net.in_flight()
+        reports: dict[ModelValue, list[int]] = {}
+        dispatches: set[tuple[ModelValue, ModelValue]] = set()
+        for mid, env in flight:
+            msg = env.msg
+            if not net.alive(env.dst):
+                continue  # lost with its addressee (the spec drops it, or keeps it where nobody takes it)
+            if isinstance(msg, RequestLease):
+                x = self._x_task(msg.task_id)
+                if x is not None and net.alive(msg.owner):
+                    dispatches.add((self._proc(msg.owner), x))
+                continue
+            if not self._held(env) or isinstance(msg, (Heartbeat, ClusterView)):
+                continue
+            src = self._proc(env.src)
+            if isinstance(msg, RecoveryReport):
+                reports.setdefault(src, []).append(mid)
+                continue
+            if isinstance(msg, (OwnerMoved, NodeDied)):
+                dead = self._proc(msg.node) if msg.node else self._proc(msg.workers[0])
+                q = self._proc(env.dst)
+                if self._runs_for(q, dead):
+                    continue  # the departure: the node would stop that run (NO_RETARGET)
+            if isinstance(msg, RefRemoved):
+                dst = self._proc(env.dst)
+                if any(isinstance(e.msg, RecoveryReport) and self._proc(e.src) == src and self._proc(e.dst) == dst for _m, e in flight):
+                    continue  # one connection: the holder's answer to the take-over comes first
+                if dst == self.driver and not self._driver_heard():
+                    continue  # of an epoch the driver has not heard of yet
+            deliver(f"deliver {type(msg).__name__} {env.src} -> {env.dst}", [mid])
+        for p, x in sorted(dispatches):
+            act(f"dispatch {x.name} at {p.name}", "OwnerDispatch", {"p": p, "x": x})
+        if self._driver_heard():
+            for q, mids in sorted(reports.items()):
+                deliver(f"deliver the answers of {q.name}", mids)
+        for x in self.objects:
+            for h in sorted(self.holders[x]):
+                if not net.alive(h.name) or not self._borrow(h, x)["held"]:
+                    continue
+                if self.gst[h] == "none":
+                    act(f"get {x.name} at {h.name}", "HolderGet", {"p": h, "x": x})
+                elif self.gst[h] in ("value", "error"):
+                    act(f"release {x.name} at {h.name}", "HolderRelease", {"p": h, "x": x})
+        if self.crashes < int(self.constants["MaxCrashes"]) and (self.rng is None or self.rng.random() < 0.2):
+            for p in sorted(self.crashable):
+                if net.alive(p.name):
+                    act(f"crash {p.name}", "Crash", {"p": p})
+        head = c.head.core
+        for p in self.procs:
+            rec = head.nodes.get(p.name)
+            if rec is not None and rec.alive and not net.alive(p.name):
+                act(f"detect the death of {p.name}", "HeadDetectDeath", {"p": p})
+        return out
+
+    def recognize(self, steps: list[Any]) -> list[Any]:
+        """The spec actions of a recorded run, one line per spec step, in
+        clock order (see the module doc, "Event log")."""
+        from ownership.core.events import GetDone, GetValue, Received, RemoveLocalRef, Send, Submit, TaskDone
+        from ownership.core.messages import FreeObject, ObjectDeleted, PutObject, ReleaseAdopted
+
+        from ..eventlog import CoreStep, LogLine, NetStep, UserStep
+
+        lines: list[LogLine] = []
+        no_obj = self.no_obj
+        parent = self._parent_task_id()
+        holders = set(self.all_holders)
+        nodes = {**self.proc_by_name, **self.node_alias}
+        head = self.head_address
+        driver_at = self.driver_addr or self._driver_address()
+
+        def add(clock: int, process: str, action: str, p: Any, x: Any = None) -> None:
+            lines.append(LogLine(clock, process, action, {"p": p, "x": no_obj if x is None else x}))
+
+        def report_key(q: ModelValue, msg: RecoveryReport) -> tuple:
+            return q, frozenset((e.object_id, e.epoch) for e in msg.entries)
+
+        # the answers of each process to a take-over (its node's and its
+        # workers'): the spec's one answer is the last of them to arrive
+        answers: dict[tuple, int] = {}
+        for s in steps:
+            if isinstance(s, CoreStep) and self._proc(s.process) not in (self.driver,):
+                for e in s.effects:
+                    if isinstance(e, Send) and isinstance(e.msg, RecoveryReport):
+                        key = report_key(self._proc(s.process), e.msg)
+                        answers[key] = answers.get(key, 0) + 1
+        arrived: dict[tuple, int] = {}
+        gets: dict[tuple[str, int], ModelValue] = {}
+        shared: set[tuple[str, ModelValue]] = set()
+        detected: set[ModelValue] = set()
+        #: (object id, epoch) of the take-overs the driver has heard of; the
+        #: answers that reach it before are kept and taken when it hears
+        heard: set[tuple[str, int]] = set()
+        early: list[tuple[ModelValue, RecoveryReport]] = []
+        #: without the owners' tables (a TCP run): the processes whose
+        #: answer the driver still waits for, per taken-over object
+        waiting: dict[ModelValue, set[ModelValue]] = {}
+        #: the stores that took a primary copy of an object (a pulled copy
+        #: is below the spec, which frees only primary ones)
+        primary: set[tuple[str, ModelValue]] = set()
+
+        def answer(clock: int, where: str, q: ModelValue, msg: RecoveryReport) -> None:
+            key = report_key(q, msg)
+            arrived[key] = arrived.get(key, 0) + 1
+            if arrived[key] != answers.get(key):
+                return
+            for oid in sorted({e.object_id for e in msg.entries}):
+                if (x := self._obj(oid)) is None:
+                    continue
+                add(clock, where, "NewOwnerHandleReport", self.driver, x)
+                if not self.owner_tables and x in waiting:
+                    waiting[x].discard(q)
+                    if not waiting[x]:
+                        del waiting[x]
+                        add(clock, where, "NewOwnerComplete", self.driver, x)
+        for s in steps:
+            if isinstance(s, UserStep):
+                add(s.clock, s.process, s.kind, **(s.detail or {}))
+                continue
+            if isinstance(s, NetStep):
+                ev = s.event
+                if ev.kind == "crash" and ev.address in nodes:
+                    add(s.clock, ev.address, "Crash", nodes[ev.address])
+                continue  # a loss needs no line: the spec keeps a message to the dead, or drops it as it crashes
+            if not isinstance(s, CoreStep):
+                continue
+            where, event = s.process, s.event
+            p = self._proc(where)
+            msg = event.msg if isinstance(event, Received) else None
+            sends = [e for e in s.effects if isinstance(e, Send)]
+            if where == head:
+                if isinstance(msg, ReleaseAdopted) and (x := self._obj(msg.object_id)) is not None:
+                    add(s.clock, where, "AdopterRelease", self._proc(msg.adopter), x)
+                for e in sends:
+                    if isinstance(e.msg, (OwnerMoved, NodeDied)):
+                        dead = self._proc(e.msg.node) if e.msg.node else self._proc(e.msg.workers[0])
+                        if dead in self.proc_by_name.values() and dead not in detected:
+                            detected.add(dead)
+                            add(s.clock, where, "HeadDetectDeath", dead)
+                continue
+            if where in nodes:  # a node: its scheduler, its store, the head's notices
+                if isinstance(msg, (OwnerMoved, NodeDied)) and event.src == head:
+                    add(s.clock, where, "ProcessHandleOwnerMoved", p)
+                elif isinstance(msg, PutObject) and (x := self._obj(msg.object_id)) is not None:
+                    primary.add((where, x))
+                elif isinstance(msg, FreeObject) and (x := self._obj(msg.object_id)) is not None and (where, x) in primary:
+                    add(s.clock, where, "StoreFree", p, x)
+                continue
+            # a worker, or the driver
+            if isinstance(event, Submit):
+                task = event.task
+                if (x := self._x_task(task.task_id)) is not None:
+                    add(s.clock, where, "ParentMake", p, x)
+                elif task.method == "keep":
+                    for a in task.args:
+                        for r in (a.value.refs if a.value is not None else ()):
+                            y = self._obj(r.object_id)
+                            if y is not None and (where, y) not in shared:
+                                shared.add((where, y))
+                                add(s.clock, where, "ParentShare", p, y)
+            elif isinstance(event, TaskDone) and event.error is None:
+                if event.task_id == parent:
+                    add(s.clock, where, "ParentFinish", p)
+                elif (x := self._x_task(event.task_id)) is not None:
+                    add(s.clock, where, "WorkerFinish", p, x)
+            elif isinstance(event, GetValue) and p in holders and (x := self._obj(event.object_id)) is not None:
+                gets[(where, event.request_id)] = x
+                add(s.clock, where, "HolderGet", p, x)
+            elif isinstance(event, RemoveLocalRef) and p in holders and (x := self._obj(event.object_id)) is not None:
+                add(s.clock, where, "HolderRelease", p, x)
+            elif isinstance(msg, PushTask):
+                if (x := self._x_task(msg.task.task_id)) is not None:
+                    add(s.clock, where, "WorkerStart", p, x)
+                elif msg.task.method == "keep" and p in holders:
+                    for a in msg.task.args:
+                        for r in (a.value.refs if a.value is not None else ()):
+                            if (y := self._obj(r.object_id)) is not None:
+                                add(s.clock, where, "HolderReceive", p, y)
+            elif isinstance(msg, TaskReply):
+                if msg.task_id == parent:
+                    add(s.clock, where, "DriverHandleParentDone", self.driver)
+                elif (x := self._x_task(msg.task_id)) is not None:
+                    add(s.clock, where, "OwnerHandleReply", p, x)
+            elif isinstance(msg, RefRemoved) and (x := self._obj(msg.object_id)) is not None:
+                add(s.clock, where, "OwnerHandleRefRemoved", p, x)
+            elif isinstance(msg, ObjectDeleted) and msg.ok and (x := self._obj(msg.object_id)) is not None:
+                add(s.clock, where, "OwnerFree", p, x)
+            elif isinstance(msg, RecoveryReport) and self._proc(event.src) != self.driver:
+                if all((e.object_id, e.epoch) in heard for e in msg.entries):
+                    answer(s.clock, where, self._proc(event.src), msg)
+                else:
+                    early.append((self._proc(event.src), msg))
+            elif isinstance(msg, OwnerMoved) and where == driver_at:
+                heard.update((m.object_id, m.epoch) for m in msg.moved)
+                if not self.owner_tables:
+                    dead = self._proc(msg.node) if msg.node else self._proc(msg.workers[0])
+                    told = {self._proc(a) for a in msg.told} - {dead, self.driver}
+                    for m in msg.moved:
+                        if (x := self._obj(m.object_id)) is not None:
+                            waiting[x] = set(told)
+                kept, early = early, []
+                for q, report in kept:
+                    if all((e.object_id, e.epoch) in heard for e in report.entries):
+                        answer(s.clock, where, q, report)
+                    else:
+                        early.append((q, report))
+            for e in sends:
+                if isinstance(e.msg, PushTask) and (x := self._x_task(e.msg.task.task_id)) is not None:
+                    add(s.clock, where, "OwnerDispatch", p, x)
+            for e in s.effects:
+                if isinstance(e, GetDone) and (where, e.request_id) in gets:
+                    add(s.clock, where, "HolderGetReturns", p, gets.pop((where, e.request_id)))
+            # the owner's table: a take-over completed, a lost object made again
+            before, after = _owned(s.before), _owned(s.after)
+            for oid in sorted(set(before) | set(after)):
+                x = self._obj(oid)
+                if x is None:
+                    continue
+                was, now = before.get(oid), after.get(oid)
+                completed = was is not None and was[1] and not (now is not None and now[1])
+                if completed:
+                    add(s.clock, where, "NewOwnerComplete", self.driver, x)
+                rebuilt_from = was is not None and (completed or was[0] == LOST)
+                if rebuilt_from and now is not None and not now[1] and now[0] in (PENDING, FAILED):
+                    add(s.clock, where, "OwnerRebuild", p, x)
+        return lines
+
     # ------------------------------------------------------------------ projection helpers
     def _proc(self, address: str | None) -> ModelValue:
         if address is None:
             return self.no_proc
+        bound = self.node_alias.get(address) or self.alias.get(address)
+        if bound is not None:
+            return bound
         name = address.rpartition("@")[2] if "@" in address else address
         return self.proc_by_name.get(name, ModelValue(f"<{address}>"))
 
