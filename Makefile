@@ -28,8 +28,15 @@ chromium:
 	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver; \
 	  else echo "error: chromium is missing and this user cannot apt-get install chromium chromium-driver; install them (or another chromium with its chromedriver on PATH) and retry" >&2; exit 1; fi; }
 
+# Tests that start no OS process (model checks, cores, the in-memory
+# cluster) run one per core; then those that time real processes
+# (tests/conftest.py marks them) run alone. Both parts run; either failing fails.
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test: $(STAMP) java chromium
-	$(PY) -m pytest -q
+	@status=0; \
+	$(PY) -m pytest -q -n $(TEST_JOBS) -m "not processes" || status=1; \
+	$(PY) -m pytest -q -m processes || status=1; \
+	exit $$status
 
 demo: $(STAMP) java
 	$(PY) -m ownership.demo
