@@ -704,7 +704,10 @@ def _command(
 ) -> list[str]:
     cmd = [
         java,
-        "-XX:+UseParallelGC",
+        # One TLC worker: the serial collector leaves the other core to the
+        # next check (measured: 23-29 % less wall time than the parallel
+        # collector on Ownership Small and Scheduling Small, 2 cores).
+        "-XX:+UseSerialGC" if workers == 1 else "-XX:+UseParallelGC",
         *jvm_args,
         f"-Djava.io.tmpdir={tmp}",
         "-cp",
