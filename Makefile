@@ -34,15 +34,21 @@ chromium:
 TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test: $(STAMP) java chromium
 	@status=0; \
-	$(PY) -m pytest -q -n $(TEST_JOBS) -m "not processes" || status=1; \
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal -m "not processes" || status=1; \
 	$(PY) -m pytest -q -m processes || status=1; \
 	exit $$status
 
 demo: $(STAMP) java
 	$(PY) -m ownership.demo
 
+# Every Large config, and the configs whose mutants run in make test but
+# whose clean checks are left out of it for time.
 check-models: $(STAMP) java
 	$(VENV)/bin/ownership check --all --config Large
+	$(VENV)/bin/ownership check Ownership --config Put
+	$(VENV)/bin/ownership check Ownership --config Actor
+	$(VENV)/bin/ownership check Scheduling --config OwnerCrash
+	$(VENV)/bin/ownership check Scheduling --config Requests
 
 # Every spec mutant, the slow liveness ones ("ci": false in spec/*.json) too.
 check-mutants: $(STAMP) java
