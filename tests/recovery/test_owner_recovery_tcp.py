@@ -106,28 +106,41 @@ async def _until_nothing_is_left(local) -> None:
 async def test_recoverable_futures_survive_the_sigkill_of_their_owner_tcp():
     async with cluster(nodes=1, num_cpus=6, node_timeout=2.0, dashboard=False) as local:
         driver = local.driver.core
-        with trio.fail_after(120):
-            pid, refs, [default] = await owner_task.remote()
-            gate = hang.remote()
-            holders = [hold_then_get.remote(refs, [gate]) for _ in range(2)]
-            keeper = Keeper.remote()
-            assert await keeper.keep.remote(refs) == 3
-            # Both holders run (and hold the refs) before the owner dies.
-            while sum(1 for t in driver.submitter.tasks.values() if t.spec.name == "hold_then_get" and t.state == "running") < 2:
-                await trio.sleep(0.02)
-            local.kill_worker(pid)
-            while driver.takeover.completed < 3:
-                await trio.sleep(0.02)
-            ownership.cancel(gate)
-            assert [await h for h in holders] == [EXPECTED, EXPECTED]
-            assert await keeper.values.remote() == EXPECTED
-            with pytest.raises(ownership.OwnerDiedError):
-                await default
-            await _driver_owns_them_at_epoch_1(local, refs)
-            await keeper.drop.remote()
-            del refs, holders, default, gate, keeper
-            gc.collect()
-            await _until_nothing_is_left(local)
+        stage = "the owner's futures"
+        try:
+            with trio.fail_after(120):
+                pid, refs, [default] = await owner_task.remote()
+                gate = hang.remote()
+                holders = [hold_then_get.remote(refs, [gate]) for _ in range(2)]
+                keeper = Keeper.remote()
+                stage = "the actor to keep them"
+                assert await keeper.keep.remote(refs) == 3
+                # Both holders run (and hold the refs) before the owner dies.
+                stage = "both holders to run"
+                while sum(1 for t in driver.submitter.tasks.values() if t.spec.name == "hold_then_get" and t.state == "running") < 2:
+                    await trio.sleep(0.02)
+                local.kill_worker(pid)
+                stage = "the driver's take-over of the three"
+                while driver.takeover.completed < 3:
+                    await trio.sleep(0.02)
+                ownership.cancel(gate)
+                stage = "the holders' gets"
+                assert [await h for h in holders] == [EXPECTED, EXPECTED]
+                stage = "the actor's get"
+                assert await keeper.values.remote() == EXPECTED
+                stage = "the default future's OwnerDiedError"
+                with pytest.raises(ownership.OwnerDiedError):
+                    await default
+                await _driver_owns_them_at_epoch_1(local, refs)
+                stage = "the actor to drop them"
+                await keeper.drop.remote()
+                del refs, holders, default, gate, keeper
+                gc.collect()
+                stage = "nothing left anywhere"
+                await _until_nothing_is_left(local)
+        except trio.TooSlowError:
+            # Name the wait that hung, and what the take-over still waits for.
+            raise AssertionError(f"no progress in 120 s waiting for {stage}; take-over: {driver.takeover.snapshot()}") from None
 
 
 NEAR, FAR = {"near": 8.0}, {"far": 1.0}
