@@ -150,15 +150,23 @@ class Collector:
         self.kept = []
 
 
-@ownership.remote
-def parent(collector, gate):
-    """Makes a recoverable x, hands it to ``collector``, then blocks on ``gate``."""
-    x = double.options(recoverable=True).remote(21)
-    ownership.get(collector.keep.remote([x]))
+def _until_cancelled(gate) -> None:
     try:
         ownership.get(gate[0])
     except ownership.TaskCancelledError:
         pass
+
+
+@ownership.remote
+def parent(collector, gate, again=None):
+    """Makes a recoverable x, hands it to ``collector``, then blocks on ``gate``.
+    With ``again``, a re-execution first waits on it, so that a test can free
+    the object taken over before it is made anew."""
+    if again is not None and ownership.get(collector.turn.remote()) > 1:
+        _until_cancelled(again)
+    x = double.options(recoverable=True).remote(21)
+    ownership.get(collector.keep.remote([x]))
+    _until_cancelled(gate)
     return current_runtime().address, [x]
 
 
@@ -191,24 +199,6 @@ async def test_reexecuted_parent_adopts_the_recovered_object_instead_of_making_a
             assert c.leaks() == {}
 
 
-@ownership.remote
-def remaking_parent(collector, gate, again):
-    """Like ``parent``; its re-execution first waits on ``again``, so that
-    the test can free the object taken over before it is made anew."""
-    if ownership.get(collector.turn.remote()) > 1:
-        try:
-            ownership.get(again[0])
-        except ownership.TaskCancelledError:
-            pass
-    x = double.options(recoverable=True).remote(21)
-    ownership.get(collector.keep.remote([x]))
-    try:
-        ownership.get(gate[0])
-    except ownership.TaskCancelledError:
-        pass
-    return current_runtime().address, [x]
-
-
 async def test_object_made_anew_after_the_taken_over_one_was_freed_is_borrowed_from_its_maker() -> None:
     """Every process heard that x moved to the driver; the driver freed it;
     the parent's re-execution made x again (same id, a new epoch) and handed
@@ -218,9 +208,9 @@ async def test_object_made_anew_after_the_taken_over_one_was_freed_is_borrowed_f
         with trio.fail_after(60):
             collector = Collector.remote()
             gate, again = hang.remote(), hang.remote()
-            p = remaking_parent.remote(collector, [gate], [again])
+            p = parent.remote(collector, [gate], [again])
             await c.settle()
-            [first] = [t.location for t in c.driver.core.submitter.tasks.values() if t.spec.name == "remaking_parent"]
+            [first] = [t.location for t in c.driver.core.submitter.tasks.values() if t.spec.name == "parent"]
             c.crash(first)
             await c.settle()
             await collector.drop.remote()
