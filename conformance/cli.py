@@ -251,6 +251,8 @@ def _run_replay(args: argparse.Namespace, console: Console | None = None) -> int
                 f"actions {len(actions['exercised'])}/{actions['total']} ({_pct(actions['share'])}), "
                 f"actions with parameters {params['exercised']}/{params['total']} ({_pct(params['share'])})"
             )
+            if edges.get("beyond"):
+                line += f"; targeted traces: {edges['beyond']:,} edges more, outside the covered graph"
             if actions.get("missed"):
                 line += f"; never exercised: {', '.join(actions['missed'])}"
         else:

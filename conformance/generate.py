@@ -494,18 +494,28 @@ def config_cover(spec: SpecModel, config: str) -> str:
 def prepare(spec: SpecModel, config: str, workspace: _Workspace, *, workers: int = 1) -> dict[str, Any]:
     """Read the constants and install the mapping's choice constraints and
     the config's own constraints on its traces (:func:`config_constraints`)."""
+    constants = read_constants(spec, config, workspace, workers=workers)
+    install_choices(spec, config, workspace, constants)
+    return constants
+
+
+def install_choices(
+    spec: SpecModel, config: str, workspace: _Workspace, constants: dict[str, Any], *, covering: bool = True
+) -> None:
+    """Install the mapping's choice constraints, and with ``covering`` the
+    config's constraints on its covering traces. A targeted trace is looked
+    for without the latter: they choose which edges the cover walks, not
+    which behaviours of the model a Test* predicate may reach."""
     from .mappings import load_mapping
 
-    constants = read_constants(spec, config, workspace, workers=workers)
     cls = load_mapping(spec.name)
     definitions: list[str] = []
     choices: list[str] = []
     if cls is not None and constants:
         definitions, choices = (list(x) for x in cls.model_choices(constants))
-    choices += config_constraints(spec, config)
-    if definitions or choices:
-        workspace.set_choices(tuple(definitions), tuple(choices))
-    return constants
+    if covering:
+        choices += config_constraints(spec, config)
+    workspace.set_choices(tuple(definitions), tuple(choices))
 
 
 def _base_meta(spec: SpecModel, config: str, cfg_path: Path, cfg_text: str, eager: frozenset[str]) -> dict[str, Any]:
@@ -648,7 +658,7 @@ def covering_paths(ex: Exploration, cover: str, max_paths: int | None = None) ->
 
 
 def _trace(ex: Exploration, steps: list[TraceState], meta: dict[str, Any]) -> str:
-    full = {**ex.meta, "checker": ex.checker, **meta}
+    full = {k: v for k, v in {**ex.meta, "checker": ex.checker, **meta}.items() if v is not None}
     if ex.constants:
         full["constants"] = {k: encode_value(v) for k, v in sorted(ex.constants.items())}
     return _itf(steps, full)
@@ -718,6 +728,8 @@ def test_text(ex: Exploration, workspace: _Workspace, test: str, *, workers: int
     meta = {
         "test": test,
         "description": f"a shortest behaviour of {spec.model.stem} ({ex.config}) that ends in a state where {test} holds",
+        # the choices it was looked for under (without the cover's own constraints)
+        "choices": list(workspace.choices) or None,
     }
     return _trace(ex, list(result.violation.trace), meta)
 
@@ -769,7 +781,7 @@ def generate(
     index: dict[str, Any] = {}
     with _Workspace(spec, eager, LAST_ACTION) as ws:
         status(f"{spec.name} {config}: TLC is reading the model's constants")
-        prepare(spec, config, ws, workers=workers)
+        constants = prepare(spec, config, ws, workers=workers)
         status(f"{spec.name} {config}: TLC is exploring the model")
         ex = explore(spec, config, ws, graph=graph, workers=workers)
         if graph:
@@ -786,6 +798,8 @@ def generate(
                 written.append(file)
             index_file = out_dir / f"{ex.config}_{cover}.index.json"
             index_file.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        if test_names and config_constraints(spec, config):
+            install_choices(spec, config, ws, constants, covering=False)
         for test in test_names:
             status(f"{spec.name} {ex.config}: TLC is looking for a behaviour where {test} holds")
             text = test_text(ex, ws, test, workers=workers)

@@ -108,6 +108,8 @@ class ReplayResult:
     #: (action, parameters) of those transitions
     actions: tuple[tuple[str, str], ...]
     seconds: float
+    #: a targeted trace (of a Test* predicate), not one of a config's cover
+    targeted: bool = False
 
     @property
     def passed(self) -> bool:
@@ -269,6 +271,7 @@ async def replay(
         edges=edges,
         actions=actions,
         seconds=time.monotonic() - started,
+        targeted="test" in trace.meta,
     )
 
 

@@ -175,12 +175,15 @@ def test_spec_hash_changes_with_the_spec(tmp_path):
 def test_config_cover_comes_from_the_manifest_else_edges(tmp_path):
     from conformance.generate import config_cover
 
-    assert config_cover(resolve_spec("OwnerRecovery", SPEC_DIR), "Small") == "actions"
     assert config_cover(resolve_spec("Scheduling", SPEC_DIR), "Small") == "edges"
     spec_dir = tmp_path / "spec"
     shutil.copytree(SPEC_DIR, spec_dir)
     manifest = json.loads((spec_dir / "OwnerRecovery.json").read_text())
+    manifest["configs"]["Small"]["conformance"]["cover"] = "actions"
+    (spec_dir / "OwnerRecovery.json").write_text(json.dumps(manifest))
+    assert config_cover(resolve_spec("OwnerRecovery", spec_dir), "Small") == "actions"
     manifest["configs"]["Small"]["conformance"]["cover"] = "paths"
     (spec_dir / "OwnerRecovery.json").write_text(json.dumps(manifest))
     with pytest.raises(SpecError, match="must be 'edges' or 'actions'"):
         config_cover(resolve_spec("OwnerRecovery", spec_dir), "Small")
+
