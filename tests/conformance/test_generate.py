@@ -187,3 +187,17 @@ def test_config_cover_comes_from_the_manifest_else_edges(tmp_path):
     with pytest.raises(SpecError, match="must be 'edges' or 'actions'"):
         config_cover(resolve_spec("OwnerRecovery", spec_dir), "Small")
 
+
+
+def test_config_constraints_name_operators_of_the_model(tmp_path):
+    from conformance.generate import config_constraints
+
+    assert config_constraints(resolve_spec("OwnerRecovery", SPEC_DIR), "Small") == ["SmallCrashPoints"]
+    assert config_constraints(resolve_spec("OwnerRecovery", SPEC_DIR), "Suspicion") == []
+    spec_dir = tmp_path / "spec"
+    shutil.copytree(SPEC_DIR, spec_dir)
+    manifest = json.loads((spec_dir / "OwnerRecovery.json").read_text())
+    manifest["configs"]["Small"]["conformance"]["action_constraint"] = ["SmallCrashPoints", "x' = 1"]
+    (spec_dir / "OwnerRecovery.json").write_text(json.dumps(manifest))
+    with pytest.raises(SpecError, match="must name operators"):
+        config_constraints(resolve_spec("OwnerRecovery", spec_dir), "Small")

@@ -1,5 +1,5 @@
 """OwnerRecovery conformance: planted bugs in the take-over are caught by
-replaying the committed traces (the corpus itself, the action cover of
+replaying the committed traces (the corpus itself, the edge cover of
 Small and its targeted traces, replays in test_replay.py), and logs of
 random runs on the in-memory cluster, the owner's crash and its take-over
 included, are accepted by the spec (implementation -> model); a planted

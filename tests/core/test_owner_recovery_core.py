@@ -10,7 +10,19 @@ from __future__ import annotations
 
 import attrs
 
-from ownership.core.events import AddLocalRef, Execute, GetValue, Logged, PeerLost, Put, Received, Send, Submit, TaskDone
+from ownership.core.events import (
+    AddLocalRef,
+    Execute,
+    GetValue,
+    Logged,
+    PeerLost,
+    Put,
+    Received,
+    RemoveLocalRef,
+    Send,
+    Submit,
+    TaskDone,
+)
 from ownership.core.messages import (
     Arg,
     RefInfo,
@@ -178,6 +190,30 @@ def test_new_owner_frees_nothing_until_every_process_told_has_answered(mini, h) 
     assert mini.head.recovery_logs[oid].owner == d.address
     mini.r.run()
     # Nobody holds it: once every answer is in, it is freed, log and all.
+    assert d.takeover.recovering == {} and oid not in d.refs.table
+    assert mini.head.recovery_logs == {}
+
+
+def test_release_sent_behind_a_report_the_new_owner_keeps_waits_for_it(mini, h) -> None:
+    # w2 borrows a recoverable put of w1's. w1 dies; w2 hears of the
+    # take-over before the driver does, reports that it holds the object
+    # (which counts it, as asked) and lets it go at once: its RefRemoved
+    # follows the report, and the driver keeps both until the head's notice.
+    oid = recoverable_put(mini, h, data=b"z", held=False)
+    d = mini.driver
+    mini.r.feed("w2@n2", AddLocalRef(oid, "w1@n1", "object"))
+    mini.r.run()
+    mini.r.feed(mini.workers["w1@n1"].node, PeerLost("w1@n1"))
+    notice_to_driver = lambda f: f[1] == d.address and isinstance(f[2], OwnerMoved)  # noqa: E731
+    mini.r.run(skip=notice_to_driver)
+    assert mini.workers["w2@n2"].refs.table[oid].owner == d.address
+    mini.r.feed("w2@n2", RemoveLocalRef(oid))
+    mini.r.run(skip=notice_to_driver)
+    assert oid not in mini.workers["w2@n2"].refs.table
+    from_w2 = [type(m).__name__ for src, m in d.takeover.early if src == "w2@n2"]
+    assert from_w2 == ["RecoveryReport", "RefRemoved"]
+    mini.r.run()
+    # The report counted w2, its release let it go: freed, log and all.
     assert d.takeover.recovering == {} and oid not in d.refs.table
     assert mini.head.recovery_logs == {}
 

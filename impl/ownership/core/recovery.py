@@ -29,7 +29,6 @@ from .messages import (
     Payload,
     RecoveryReport,
     ReportEntry,
-    WaitForRefRemoved,
     WorkerDied,
 )
 from .refcount import FAILED, FREED, LOST, PENDING, READY, Reference
@@ -267,13 +266,14 @@ class FailureHandler:
         if msg.new_owner == w.address:
             fx += w.takeover.open(msg)
         else:
+            reporting = w.address in msg.told
             for m in msg.moved:
                 w.moved[m.object_id] = (msg.new_owner, m.epoch)
                 ref = self.refs.table.get(m.object_id)
                 held = ref is not None and not ref.owned and ref.owner in dead
                 if held:
                     assert ref is not None
-                    fx += self._redirect(ref, msg.new_owner, m.epoch)
+                    fx += self._redirect(ref, msg.new_owner, m.epoch, counted=reporting)
                     if ref.fetching == "owner":
                         ref.fetching = None
                         again.append(ref)
@@ -283,16 +283,18 @@ class FailureHandler:
         for ref in again:
             if self.refs.table.get(ref.object_id) is ref and ref.waiters:
                 fx += self.refs.fetch(ref)
-        if msg.new_owner != w.address and w.address in msg.told:
+        if msg.new_owner != w.address and reporting:
             fx.append(Send(msg.new_owner, RecoveryReport(reporter=w.address, new_owner=msg.new_owner, entries=tuple(entries))))
         return fx
 
-    def _redirect(self, ref: Reference, owner: str, epoch: int) -> list[Effect]:
-        """A borrowed reference whose owner died and whose object moved: the
-        new owner counts us from our report (it asks WaitForRefRemoved
-        anew), and the borrowers we created report to it themselves."""
+    def _redirect(self, ref: Reference, owner: str, epoch: int, *, counted: bool = False) -> list[Effect]:
+        """A borrowed reference whose owner died and whose object moved to
+        ``owner``. ``counted``: our report (sent after this, on the same
+        connection) counts us as a borrower there and stands for its
+        WaitForRefRemoved, so our release answers it at once, as the spec's
+        HolderRelease does. The borrowers we created report to it themselves."""
         ref.owner, ref.epoch = owner, epoch
-        ref.owner_waiting = 0
+        ref.owner_waiting = 1 if counted else 0
         ref.sub_borrowers = []
         ref.no_copy = ()
         fx: list[Effect] = []
@@ -522,6 +524,14 @@ class TakeOver:
         ref = self.refs.table.get(object_id)
         return max(m[1] if m is not None else -1, ref.epoch if ref is not None else -1)
 
+    def report_kept(self, reporter: str, object_id: str) -> bool:
+        """Whether we keep a report of ``reporter`` about ``object_id`` until
+        the head's notice comes."""
+        return any(
+            isinstance(kept, RecoveryReport) and kept.reporter == reporter and any(e.object_id == object_id for e in kept.entries)
+            for _, kept in self.early
+        )
+
     def keep_early(self, src: str, msg: Any) -> list[Effect]:
         """``msg`` names an epoch we have not heard of: keep it for later
         (a bounded number: a peer that names epochs no take-over made
@@ -688,8 +698,8 @@ class TakeOver:
         Implementation:
 
         Phase 2 at the new owner: a process's answers for the moved
-        objects. A borrower is counted (and asked to tell us when it lets
-        go, as any borrower is), a store's copy (pinned again for us) is a
+        objects. A borrower is counted as one we asked to tell us when it
+        lets go (its report stands for our WaitForRefRemoved), a store's copy (pinned again for us) is a
         location. An answer about an epoch we have not heard of waits for
         the head's notice; one from a process known dead is dropped.
         """
@@ -706,8 +716,8 @@ class TakeOver:
                 continue
             rec.waiting.discard(msg.reporter)
             if e.held:
+                # Counted as asked: the reporter answers with a RefRemoved when it lets go.
                 ref.borrowers[msg.reporter] = ref.borrowers.get(msg.reporter, 0) + 1
-                fx.append(Send(msg.reporter, WaitForRefRemoved(object_id=e.object_id, owner=w.address, borrower=msg.reporter)))
             if e.copy:
                 ref.locations.add(msg.reporter)
             if not rec.waiting:

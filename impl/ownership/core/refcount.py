@@ -1042,6 +1042,10 @@ class ReferenceCounter:
         A borrower is done: forget it, wait on the borrowers it hands over,
         and free the object if nothing else references it.
         """
+        if self.worker.takeover.report_kept(msg.borrower, msg.object_id):
+            # It answers the report we keep until the head tells us of the
+            # take-over: it waits behind it (OwnerRecovery!OwnerHandleRefRemoved).
+            return self.worker.takeover.keep_early(msg.borrower, msg)
         ref = self.table.get(msg.object_id)
         if ref is None or not ref.owned:
             return []
