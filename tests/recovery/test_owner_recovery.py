@@ -230,3 +230,38 @@ async def test_object_made_anew_after_the_taken_over_one_was_freed_is_borrowed_f
             gc.collect()
             await c.quiesce()
             assert c.leaks() == {}
+
+
+@ownership.remote
+def make_small():
+    """Owns one recoverable result, made before it returns."""
+    small = double.options(recoverable=True).remote(21)
+    ownership.get(small)
+    return current_runtime().address, [small]
+
+
+async def test_new_owner_rebuilds_on_the_worker_that_ran_the_task_for_the_dead_owner() -> None:
+    """The new owner's first run of a taken-over task is a new attempt, not
+    a duplicate of the dead owner's: pushed to the very worker that ran the
+    task for the dead owner (here the only idle worker it can get), it runs,
+    and a get of the object returns (it used to wait forever: the worker
+    took the push for a duplicate of the attempt it had finished)."""
+    config = CoreConfig(node_timeout_ticks=3, max_workers_per_node=2)
+    async with cluster(nodes=1, workers_per_node=2, config=config) as c:
+        with trio.fail_after(30):
+            owner, [small] = await make_small.remote()
+            await c.quiesce()  # the owner gave its leases back: the maker is idle
+            task_id = small.object_id.removesuffix(".r")
+            [maker] = [a for a, rt in c.workers.items() if c.network.alive(a) and (task_id, 1) in rt.core.executor._finished_set]
+            assert maker != owner
+            c.crash(owner)
+            await c.settle()
+            assert c.driver.core.takeover.completed == 1
+            assert c.head.core.recovery_logs[small.object_id].attempts == 1
+            assert await small == 42
+            # The maker ran it again, as the task's second attempt.
+            assert (task_id, 2) in c.workers[maker].core.executor._finished_set
+            del small
+            gc.collect()
+            await c.quiesce()
+            assert c.leaks() == {}

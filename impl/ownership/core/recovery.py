@@ -669,7 +669,13 @@ class TakeOver:
         # them here, and after its first run the spec's budget,
         # max_retries (there: "waiting" with the whole budget).
         budget = spec.max_retries + 1 - m.attempts
-        task = TaskEntry(spec=spec, key=scheduling_key(spec), retries_left=max(0, budget), state=DONE, held=held)
+        # Our attempts are numbered on from the dead owner's: a worker that
+        # ran attempt n for it remembers (task, n) as finished and drops a
+        # push of the same pair as a duplicate, so an attempt 1 of ours
+        # pushed there would never run (nor be answered).
+        task = TaskEntry(
+            spec=spec, key=scheduling_key(spec), retries_left=max(0, budget), state=DONE, held=held, attempt=m.attempts
+        )
         submitter.tasks[spec.task_id] = task
         return []
 
