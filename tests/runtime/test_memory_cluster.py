@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import gc
 
+import pytest
 import trio
 
 import ownership
 from ownership.core.config import CoreConfig
-from ownership.core.messages import PushTask, RequestLease
+from ownership.core.messages import CancelTask, PushTask, RequestLease
 from ownership.testing import memory_cluster
 
 
 @ownership.remote
 def double(x: int) -> int:
     return 2 * x
+
+
+@ownership.remote
+async def forever() -> None:
+    await trio.sleep_forever()
 
 
 async def test_manual_cluster_moves_only_when_messages_are_delivered() -> None:
@@ -168,3 +174,34 @@ async def test_non_deterministic_mode_overlaps_sync_tasks() -> None:
         # One after the other they take 1 s at least.
         assert trio.current_time() - start < 0.95, "the two tasks did not overlap"
         assert c.network.busy_threads == 0
+
+
+async def test_a_cancel_handled_right_after_its_push_stops_an_async_task() -> None:
+    """A push and its cancel handled back to back, before the async task's
+    trio task has started (as the TCP reader hands over the frames of one
+    read): the task still stops and answers, and its lease goes back. The
+    cancel used to find no cancel scope yet and be lost: the task ran
+    forever, its lease held (the owner-recovery TCP test's gate, re-pushed
+    after its worker died and cancelled at once, left at "nothing left")."""
+    async with memory_cluster(nodes=1, workers_per_node=1, auto=False, tick_interval=None) as c:
+        net = c.network
+        held = lambda env: isinstance(env.msg, (PushTask, CancelTask))  # noqa: E731
+        with trio.fail_after(10):
+            ref = forever.remote()
+            await net.deliver_except(held)
+            ownership.cancel(ref)
+            await net.deliver_except(held)
+            envs = [net.drop(mid) for mid, env in net.in_flight() if held(env)]
+            assert [type(e.msg) for e in envs] == [PushTask, CancelTask]
+            [worker] = {e.dst for e in envs}
+            for env in envs:
+                c.workers[worker]._deliver_direct(env)
+            await net.run_until_quiet()
+            assert c.workers[worker].core.executor.running == {}
+            assert [t.state for t in c.driver.core.submitter.tasks.values()] == ["done"]
+            with pytest.raises(ownership.TaskCancelledError):
+                await ref
+            del ref
+            gc.collect()
+            await c.quiesce()
+            assert c.leaks() == {}

@@ -349,6 +349,10 @@ class WorkerRuntime(ServiceShell):
             elif isinstance(e, Execute):
                 fn = self._sync_callable(e.task)
                 if fn is None:
+                    # Its cancel scope exists from now on, not from when its
+                    # trio task first runs: a CancelExecution handled before
+                    # then (the push and the cancel in one read) cancels it.
+                    self._scopes[e.task.task_id] = trio.CancelScope()
                     self._nursery.start_soon(self._run_task, e, name=f"task {e.task.task_id}")
                 else:
                     self._deferred.append((self._start_in_thread, e, fn))
@@ -962,8 +966,8 @@ class WorkerRuntime(ServiceShell):
         value: Payload | None = None
         error: ErrorInfo | None = None
         result: Any = None
-        with trio.CancelScope() as scope:
-            self._scopes[spec.task_id] = scope
+        scope = self._scopes.setdefault(spec.task_id, trio.CancelScope())
+        with scope:
             try:
                 result = await self._call(spec, effect.args)
                 if spec.kind != "actor_create":
