@@ -97,16 +97,31 @@ async def _driver_owns_them_at_epoch_1(local, refs) -> None:
     }
 
 
-async def _until_nothing_is_left(local) -> None:
-    """Wait until no object, copy, pull or lease is held anywhere, and the head logs nothing."""
+async def _until_nothing_is_left(local, left: dict | None = None) -> None:
+    """Wait until no object, copy, pull or lease is held anywhere, and the head
+    logs nothing; ``left`` holds what the last look found otherwise."""
     while not ((snap := await local.snapshot()).is_empty() and not snap.head["recovery_logs"]):
+        if left is not None:
+            left.clear()
+            left.update(_what_is_left(snap))
         await trio.sleep(0.1)
+
+
+def _what_is_left(snap) -> dict:
+    objects = {a: s["objects"] for a, s in snap.workers.items() if s.get("objects")}
+    tasks = {a: s["submitter"]["tasks"] for a, s in snap.workers.items() if s.get("submitter", {}).get("tasks")}
+    running = {a: s["executor"]["running"] for a, s in snap.workers.items() if s.get("executor", {}).get("running")}
+    leases = {n: s["scheduler"]["leases"] for n, s in snap.nodes.items() if s.get("scheduler", {}).get("leases")}
+    stored = {n: v for n, v in snap.stored().items() if v}
+    found = {"objects": objects, "tasks": tasks, "running": running, "leases": leases, "stored": stored, "logs": snap.head["recovery_logs"]}
+    return {k: v for k, v in found.items() if v}
 
 
 async def test_recoverable_futures_survive_the_sigkill_of_their_owner_tcp():
     async with cluster(nodes=1, num_cpus=6, node_timeout=2.0, dashboard=False) as local:
         driver = local.driver.core
         stage = "the owner's futures"
+        left: dict = {}
         try:
             with trio.fail_after(120):
                 pid, refs, [default] = await owner_task.remote()
@@ -137,10 +152,12 @@ async def test_recoverable_futures_survive_the_sigkill_of_their_owner_tcp():
                 del refs, holders, default, gate, keeper
                 gc.collect()
                 stage = "nothing left anywhere"
-                await _until_nothing_is_left(local)
+                await _until_nothing_is_left(local, left)
         except trio.TooSlowError:
-            # Name the wait that hung, and what the take-over still waits for.
-            raise AssertionError(f"no progress in 120 s waiting for {stage}; take-over: {driver.takeover.snapshot()}") from None
+            # Name the wait that hung, what the take-over still waits for, and what is left.
+            raise AssertionError(
+                f"no progress in 120 s waiting for {stage}; take-over: {driver.takeover.snapshot()}; left: {left}"
+            ) from None
 
 
 NEAR, FAR = {"near": 8.0}, {"far": 1.0}
