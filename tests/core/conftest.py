@@ -19,7 +19,7 @@ import pytest
 from ownership.core.config import CoreConfig
 from ownership.core.events import Effect, Event, Received, Send, StartWorker
 from ownership.core.head import HeadCore
-from ownership.core.messages import Payload, RegisterWorker, TaskSpec
+from ownership.core.messages import Payload, RegisterWorker, TaskSpec, WorkerRegistered
 from ownership.core.node import NodeCore
 from ownership.core.worker import WorkerCore
 
@@ -98,6 +98,14 @@ def spec(owner: WorkerCore, *, args=(), resources=(("CPU", 1.0),), max_retries=0
 
 def value(data: bytes = b"v", refs=()) -> Payload:
     return Payload(data=data, refs=tuple(refs))
+
+
+def registered_worker(address: str, node: str, config: CoreConfig | None = None) -> WorkerCore:
+    """A worker core its node registered with the head ``head``: a worker
+    runs the tasks pushed to it only once it is registered."""
+    w = WorkerCore(address, node, config) if config is not None else WorkerCore(address, node)
+    w.handle(Received(node, WorkerRegistered(worker=address, node=node, head="head")))
+    return w
 
 
 class Mini:

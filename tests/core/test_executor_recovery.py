@@ -21,6 +21,8 @@ from ownership.core.messages import (
 )
 from ownership.core.worker import UnexpectedEvent, WorkerCore
 
+from .conftest import registered_worker
+
 
 def push(task_id="o/t1", owner="o", args=(), kind="task", attempt=1) -> PushTask:
     s = TaskSpec(task_id=task_id, owner=owner, return_id=f"{task_id}.r", function_id="f", function=Payload(data=b"f"), args=tuple(args), kind=kind)
@@ -28,13 +30,13 @@ def push(task_id="o/t1", owner="o", args=(), kind="task", attempt=1) -> PushTask
 
 
 def test_execute_with_inline_args_runs_at_once() -> None:
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     [e] = w.handle(Received("o", push(args=[Arg(value=Payload(data=b"1"))])))
     assert isinstance(e, Execute) and e.args == (Payload(data=b"1"),)
 
 
 def test_duplicate_push_runs_once() -> None:
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     assert w.handle(Received("o", push()))
     assert w.handle(Received("o", push())) == []
     w.handle(TaskDone("o/t1", value=Payload(data=b"r")))
@@ -42,7 +44,7 @@ def test_duplicate_push_runs_once() -> None:
 
 
 def test_argument_by_reference_is_fetched_from_its_owner_first() -> None:
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     fx = w.handle(Received("o", push(args=[Arg(ref=RefInfo(object_id="p/x", owner="p"))])))
     assert [(e.dst, e.msg) for e in fx] == [("p", GetObject(object_id="p/x", requester="w"))]
     [e] = w.handle(Received("p", ObjectValue(object_id="p/x", value=Payload(data=b"x"))))
@@ -52,7 +54,7 @@ def test_argument_by_reference_is_fetched_from_its_owner_first() -> None:
 
 
 def test_large_return_is_stored_and_the_store_relays_the_reply() -> None:
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     w.handle(Received("o", push()))
     big = Payload(data=b"x" * (w.config.inline_threshold + 1))
     [send] = w.handle(TaskDone("o/t1", value=big))
@@ -61,7 +63,7 @@ def test_large_return_is_stored_and_the_store_relays_the_reply() -> None:
 
 
 def test_task_of_a_dead_owner_is_dropped_without_reply() -> None:
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     w.handle(Received("o", push()))
     fx = w.handle(Received("n1", WorkerDied(worker="o", node="n2")))
     assert CancelExecution(task_id="o/t1") in fx and w.executor.running == {}
@@ -69,7 +71,7 @@ def test_task_of_a_dead_owner_is_dropped_without_reply() -> None:
 
 
 def test_task_holding_a_dead_owners_ref_fails_with_owner_died() -> None:
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     shared = Payload(data=b"ref", refs=(RefInfo(object_id="p/x", owner="p"),))
     w.handle(Received("o", push(args=[Arg(value=shared)])))
     fx = w.handle(Received("n1", WorkerDied(worker="p", node="n2")))
@@ -98,7 +100,7 @@ def test_node_death_loses_stored_object_and_get_reconstructs_it(mini, h) -> None
 
 
 def test_lost_put_object_without_lineage_fails_with_object_lost() -> None:
-    w = WorkerCore("a", "n1")
+    w = registered_worker("a", "n1")
     big = Payload(data=b"x" * (w.config.inline_threshold + 1))
     w.handle(Put("a/p1", big))
     from ownership.core.messages import ObjectStored
@@ -110,7 +112,7 @@ def test_lost_put_object_without_lineage_fails_with_object_lost() -> None:
 
 
 def test_borrowed_ref_fate_shares_with_its_owner() -> None:
-    b = WorkerCore("b", "n1")
+    b = registered_worker("b", "n1")
     from ownership.core.events import AddLocalRef
 
     b.handle(AddLocalRef("o/x", "o"))
@@ -124,20 +126,20 @@ def test_borrowed_ref_fate_shares_with_its_owner() -> None:
 
 
 def test_messages_from_a_dead_worker_are_ignored() -> None:
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     w.handle(Received("n1", WorkerDied(worker="o", node="n2")))
     assert w.handle(Received("o", push())) == []
     assert w.dropped == 1
 
 
 def test_unknown_event_is_a_clear_error() -> None:
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     with pytest.raises(UnexpectedEvent):
         w.handle(object())  # type: ignore[arg-type]
 
 
 def test_task_arriving_with_a_dead_owners_ref_fails_before_running() -> None:
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     w.handle(Received("n1", WorkerDied(worker="p", node="n2")))
     shared = Payload(data=b"ref", refs=(RefInfo(object_id="p/x", owner="p"),))
     fx = w.handle(Received("o", push(args=[Arg(value=shared)])))

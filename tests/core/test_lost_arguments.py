@@ -37,6 +37,8 @@ from ownership.core.messages import (
 from ownership.core.node import NodeCore
 from ownership.core.worker import WorkerCore
 
+from .conftest import registered_worker
+
 BIG = Payload(data=b"b" * (200 * 1024))
 
 
@@ -55,7 +57,7 @@ def run_on(o: WorkerCore, spec: TaskSpec, *, node: str, lease: str) -> None:
 
 
 def stored_at_n2(h, retries: int = 1) -> tuple[WorkerCore, TaskSpec]:
-    o = WorkerCore("o", "n1", CoreConfig(lease_idle_ticks=0))  # the lease went back with the reply
+    o = registered_worker("o", "n1", CoreConfig(lease_idle_ticks=0))  # the lease went back with the reply
     s = h.spec(o, max_retries=retries)
     run_on(o, s, node="n2", lease="n1/l1")
     assert o.refs.get_ref(s.return_id).locations == {"n2"}
@@ -86,7 +88,7 @@ def test_owner_keeps_the_locations_a_requester_did_not_name(h) -> None:
 
 
 def test_owner_tells_a_requester_of_a_pending_object_to_wait(h) -> None:
-    o = WorkerCore("o", "n1")
+    o = registered_worker("o", "n1")
     s = h.spec(o)
     o.handle(Submit(s))
     fx = o.handle(Received("r", GetObject(object_id=s.return_id, requester="r")))
@@ -108,7 +110,7 @@ def push_with_arg(w: WorkerCore, lease: str | None = "n1/l1") -> list:
 
 
 def test_executor_told_only_dead_locations_asks_the_owner_again_naming_them() -> None:
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     w.dead_nodes.add("n2")
     assert sends(push_with_arg(w)) == [("o", GetObject(object_id="o/x", requester="w"))]
     fx = w.handle(Received("o", ObjectValue(object_id="o/x", locations=("n2",))))
@@ -116,7 +118,7 @@ def test_executor_told_only_dead_locations_asks_the_owner_again_naming_them() ->
 
 
 def test_executor_names_a_store_without_the_copy_to_the_owner() -> None:
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     push_with_arg(w)
     fx = w.handle(Received("o", ObjectValue(object_id="o/x", locations=("n2",))))
     assert sends(fx) == [("n2", PullObject(object_id="o/x", requester="w"))]
@@ -129,7 +131,7 @@ def test_executor_names_a_store_without_the_copy_to_the_owner() -> None:
 
 
 def test_executor_pulling_from_a_node_that_dies_asks_the_owner_again() -> None:
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     push_with_arg(w)
     w.handle(Received("o", ObjectValue(object_id="o/x", locations=("n2",))))
     fx = w.handle(Received("n1", NodeDied(node="n2", workers=("w1@n2",))))
@@ -137,7 +139,7 @@ def test_executor_pulling_from_a_node_that_dies_asks_the_owner_again() -> None:
 
 
 def test_leased_task_lends_its_cpu_while_its_argument_is_being_made() -> None:
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     push_with_arg(w)
     fx = w.handle(Received("o", ObjectPending(object_id="o/x")))
     assert sends(fx) == [("n1", WorkerBlocked(worker="w", lease_id="n1/l1"))]
@@ -149,7 +151,7 @@ def test_leased_task_lends_its_cpu_while_its_argument_is_being_made() -> None:
 
 
 def test_leased_task_takes_its_cpu_back_when_its_argument_fails() -> None:
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     push_with_arg(w)
     w.handle(Received("o", ObjectPending(object_id="o/x")))
     lost = ErrorInfo(kind="object_lost", message="gone")
@@ -161,7 +163,7 @@ def test_leased_task_takes_its_cpu_back_when_its_argument_fails() -> None:
 
 
 def test_task_without_a_lease_lends_nothing() -> None:
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     push_with_arg(w, lease=None)  # an actor's call: its actor holds the CPU
     assert w.handle(Received("o", ObjectPending(object_id="o/x"))) == []
 
@@ -185,7 +187,7 @@ def put_stored(o: WorkerCore, object_id: str = "o/p1") -> None:
 
 
 def test_put_named_by_a_lineage_is_kept_until_that_lineage_goes(h) -> None:
-    o = WorkerCore("o", "n1")
+    o = registered_worker("o", "n1")
     put_stored(o)
     s = h.spec(o, args=[Arg(ref=RefInfo(object_id="o/p1", owner="o"))], max_retries=1)
     run_on(o, s, node="n2", lease="n1/l1")
@@ -199,14 +201,14 @@ def test_put_named_by_a_lineage_is_kept_until_that_lineage_goes(h) -> None:
 
 
 def test_put_without_a_lineage_naming_it_is_freed_when_dropped() -> None:
-    o = WorkerCore("o", "n1")
+    o = registered_worker("o", "n1")
     put_stored(o)
     assert sends(o.handle(RemoveLocalRef("o/p1"))) == [("n1", FreeObject(object_id="o/p1"))]
     assert o.refs.table == {}
 
 
 def test_lost_put_fails_saying_nothing_can_make_it_again() -> None:
-    o = WorkerCore("o", "n1")
+    o = registered_worker("o", "n1")
     put_stored(o)
     fx = o.handle(Received("r", GetObject(object_id="o/p1", requester="r", bad=("n1",))))
     [(_, pending), (_, failed)] = sends(fx)

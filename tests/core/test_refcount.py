@@ -20,9 +20,11 @@ from ownership.core.messages import (
 )
 from ownership.core.worker import WorkerCore
 
+from .conftest import registered_worker
+
 
 def test_put_then_release_frees_the_entry(h) -> None:
-    w = WorkerCore("a", "n1")
+    w = registered_worker("a", "n1")
     w.handle(Put("a/p1", h.value(b"x")))
     assert w.refs.get_ref("a/p1").status == "ready"
     w.handle(RemoveLocalRef("a/p1"))
@@ -30,7 +32,7 @@ def test_put_then_release_frees_the_entry(h) -> None:
 
 
 def test_large_put_goes_to_local_store_and_free_tells_it(h) -> None:
-    w = WorkerCore("a", "n1")
+    w = registered_worker("a", "n1")
     big = h.value(b"x" * (w.config.inline_threshold + 1))
     fx = w.handle(Put("a/p1", big))
     assert any(getattr(e, "msg", None) == PutObject(object_id="a/p1", owner="a", value=big) for e in fx)
@@ -86,7 +88,7 @@ def test_owner_waits_on_borrower_reported_in_reply(mini, h) -> None:
 
 
 def test_ref_removed_hands_over_sub_borrowers(h) -> None:
-    o = WorkerCore("o", "n1")
+    o = registered_worker("o", "n1")
     oid = "o/p1"
     o.handle(Put(oid, h.value()))
     o.refs.get_ref(oid).borrowers["b"] = 1
@@ -99,14 +101,14 @@ def test_ref_removed_hands_over_sub_borrowers(h) -> None:
 
 
 def test_wait_for_unknown_ref_is_answered_at_once() -> None:
-    b = WorkerCore("b", "n1")
+    b = registered_worker("b", "n1")
     fx = b.handle(Received("o", WaitForRefRemoved(object_id="o/p1", owner="o")))
     assert [(e.dst, e.msg) for e in fx] == [("o", RefRemoved(object_id="o/p1", borrower="b", owner="o"))]
 
 
 def test_wait_via_a_pending_value_waits_for_that_value(h) -> None:
     # b owns y, whose task is still running; y's value will hold x (owned by o).
-    b = WorkerCore("b", "n1")
+    b = registered_worker("b", "n1")
     y = h.spec(b)
     b.handle(Submit(y))
     fx = b.handle(Received("o", WaitForRefRemoved(object_id="o/x", owner="o", via=y.return_id)))
@@ -122,7 +124,7 @@ def test_wait_via_a_pending_value_waits_for_that_value(h) -> None:
 
 
 def test_contained_ref_lives_as_long_as_the_outer_value(h) -> None:
-    o = WorkerCore("o", "n1")
+    o = registered_worker("o", "n1")
     o.handle(Put("o/x", h.value(b"inner")))
     o.handle(Put("o/y", h.value(b"outer", refs=[RefInfo(object_id="o/x", owner="o")])))
     o.handle(RemoveLocalRef("o/x"))
@@ -139,13 +141,13 @@ def test_contained_ref_lives_as_long_as_the_outer_value(h) -> None:
 
 
 def test_get_of_unknown_object_fails_with_object_lost() -> None:
-    w = WorkerCore("a", "n1")
+    w = registered_worker("a", "n1")
     [done] = w.handle(GetValue(7, "z/p9"))
     assert isinstance(done, GetDone) and done.error.kind == "object_lost"
 
 
 def test_owner_answers_get_object_for_freed_object_with_error() -> None:
-    o = WorkerCore("o", "n1")
+    o = registered_worker("o", "n1")
     [send] = o.handle(Received("r", GetObject(object_id="o/p1", requester="r")))
     assert send.dst == "r" and send.msg.error.kind == "object_lost"
 
@@ -155,7 +157,7 @@ def test_sub_borrower_naming_the_caller_still_reaches_the_owner(h) -> None:
     # a nested task that c still runs: c would drop itself from the report,
     # so w keeps that entry and hands it to o once w is done (RefCounting,
     # deviation 2 from Ray).
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     from ownership.core.messages import Payload, PushTask, TaskSpec
 
     shared = Payload(data=b"ref", refs=(RefInfo(object_id="o/x", owner="o"),))
@@ -171,7 +173,7 @@ def test_sub_borrower_naming_the_caller_still_reaches_the_owner(h) -> None:
 
 
 def test_handed_over_borrowers_do_not_count_as_an_answer(h) -> None:
-    o = WorkerCore("o", "n1")
+    o = registered_worker("o", "n1")
     o.handle(Put("o/x", h.value()))
     o.refs.get_ref("o/x").borrowers["w"] = 1
     o.handle(Received("w", RefRemoved(object_id="o/x", borrower="w", borrowers=(Borrower(address="c"),), answer=False)))
@@ -191,7 +193,7 @@ def test_sub_borrower_registers_with_the_owner_before_its_task_runs() -> None:
     from ownership.core.events import Execute
     from ownership.core.messages import AddBorrower, BorrowerAdded, Payload
 
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     task, fx = _lent_task(w)
     assert [(e.dst, e.msg) for e in fx if isinstance(getattr(e, "msg", None), AddBorrower)] == [
         ("o", AddBorrower(object_ids=("o/x",), owner="o", borrower="w"))
@@ -207,7 +209,7 @@ def test_sub_borrower_registers_with_the_owner_before_its_task_runs() -> None:
 def test_task_from_the_owner_runs_without_registering() -> None:
     from ownership.core.events import Execute
 
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     _task, fx = _lent_task(w, caller="o")
     assert [type(e).__name__ for e in fx] == [Execute.__name__]
 
@@ -215,7 +217,7 @@ def test_task_from_the_owner_runs_without_registering() -> None:
 def test_owner_counts_a_borrower_that_asks(h) -> None:
     from ownership.core.messages import AddBorrower, BorrowerAdded, Payload
 
-    o = WorkerCore("o", "n1")
+    o = registered_worker("o", "n1")
     o.handle(Put("o/x", h.value()))
     fx = o.handle(Received("w", AddBorrower(object_ids=("o/x",), owner="o", borrower="w")))
     assert o.refs.get_ref("o/x").borrowers == {"w": 1}
@@ -230,14 +232,14 @@ def test_owner_counts_a_borrower_that_asks(h) -> None:
 def test_add_borrower_of_freed_object_fails_the_task_with_object_lost(h) -> None:
     from ownership.core.messages import AddBorrower, BorrowerAdded, Payload
 
-    o = WorkerCore("o", "n1")
+    o = registered_worker("o", "n1")
     o.handle(Put("o/x", h.value()))
     o.handle(RemoveLocalRef("o/x"))
     assert o.refs.get_ref("o/x") is None
     fx = o.handle(Received("w", AddBorrower(object_ids=("o/x",), owner="o", borrower="w")))
     assert [(e.dst, e.msg) for e in fx] == [("w", BorrowerAdded(object_ids=("o/x",), owner="o", borrower="w", refused=("o/x",)))]
 
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     task, _fx = _lent_task(w)
     fx = w.handle(Received("o", fx[0].msg))
     [reply] = [e.msg for e in fx if isinstance(getattr(e, "msg", None), TaskReply)]
@@ -249,7 +251,7 @@ def test_add_borrower_of_freed_object_fails_the_task_with_object_lost(h) -> None
 def test_owner_death_while_registering_fails_the_task_with_owner_died() -> None:
     from ownership.core.messages import WorkerDied
 
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     task, _fx = _lent_task(w)
     fx = w.handle(Received("n1", WorkerDied(worker="o", node="n2")))
     [reply] = [e.msg for e in fx if isinstance(getattr(e, "msg", None), TaskReply)]
@@ -273,7 +275,7 @@ def test_freed_value_that_a_lineage_keeps_releases_the_refs_it_held(h) -> None:
     """y's value holds x, and z was computed from y, so y's entry stays (its
     lineage) once y is freed. The value is gone, and with it what it held:
     x is freed, not kept for as long as z lives."""
-    o = WorkerCore("o", "n1")
+    o = registered_worker("o", "n1")
     o.handle(Put("o/x", h.value(b"inner")))
     x = RefInfo(object_id="o/x", owner="o")
     y = h.spec(o)
@@ -291,7 +293,7 @@ def test_failed_rebuild_of_a_finished_task_does_not_release_its_arguments_again(
     """z = g(y) finished (its reply released y's submitted-task count) and its
     copy at n2 is lost; with no retry left its rebuild fails. That failure
     must not release y a second time: the count is v's, which still runs."""
-    o = WorkerCore("o", "n1")
+    o = registered_worker("o", "n1")
     y = h.spec(o)
     _run(o, y, h.value(b"y"))
     on_y = [Arg(ref=RefInfo(object_id=y.return_id, owner="o"))]
@@ -315,10 +317,10 @@ def test_borrower_serving_a_value_that_holds_a_borrowed_ref_has_the_owner_count_
     # death before it reports r would let o free x while r uses it.
     from ownership.core.messages import BorrowerRegistered, RegisterBorrower, WorkerDied
 
-    o = WorkerCore("o", "n1")
+    o = registered_worker("o", "n1")
     o.handle(Put("o/x", h.value(b"inner")))
     o.refs.get_ref("o/x").borrowers["b"] = 1
-    b = WorkerCore("b", "n2")
+    b = registered_worker("b", "n2")
     b.handle(Put("b/y", h.value(b"outer", refs=[RefInfo(object_id="o/x", owner="o")])))
     fx = b.handle(Received("r", GetObject(object_id="b/y", requester="r")))
     assert _sent(fx, ObjectValue) == [], "served before the owner counts the reader"
@@ -346,7 +348,7 @@ def test_borrower_serving_a_value_that_holds_a_borrowed_ref_has_the_owner_count_
 def test_lender_whose_owner_dies_hands_the_value_over_without_its_count(h) -> None:
     from ownership.core.messages import RegisterBorrower, WorkerDied
 
-    b = WorkerCore("b", "n2")
+    b = registered_worker("b", "n2")
     b.handle(Put("b/y", h.value(b"outer", refs=[RefInfo(object_id="o/x", owner="o")])))
     fx = b.handle(Received("r", GetObject(object_id="b/y", requester="r")))
     assert _sent(fx, RegisterBorrower)
@@ -361,7 +363,7 @@ def test_task_returning_a_borrowed_ref_its_caller_did_not_pass_replies_once_the_
     # caller c returns x inside its value: c's count must not rest on w.
     from ownership.core.messages import BorrowerRegistered, Payload, RegisterBorrower, TaskSpec
 
-    w = WorkerCore("w", "n1")
+    w = registered_worker("w", "n1")
     w.handle(Put("w/keep", h.value(b"state", refs=[RefInfo(object_id="o/x", owner="o")])))
     task = TaskSpec(task_id="c/t1", owner="c", return_id="c/t1.r", function_id="f", function=Payload(data=b"f"), args=())
     w.handle(Received("c", PushTask(task=task, lease_id="l", attempt=1)))

@@ -267,15 +267,14 @@ async def test_new_owner_rebuilds_on_the_worker_that_ran_the_task_for_the_dead_o
             assert c.leaks() == {}
 
 
-@pytest.mark.xfail(strict=True, reason="a worker runs a push that overtakes its registration; not fixed yet")
 async def test_task_pushed_before_its_worker_registered_still_logs_its_recoverable_objects() -> None:
     """The node tells a new worker it is registered and grants it to an owner
     at once; the owner's push comes from another process and can arrive
     first. A task run then does not know the head yet, so its recoverable
-    objects are silently made as default ones (never logged): when its
-    worker dies they fate-share, and a take-over never starts. The spec lets
-    a process start tasks only once it has joined (OwnerRecovery!WorkerStart:
-    w \\in up)."""
+    objects would be made as default ones (never logged): when its worker
+    died they would fate-share, and no take-over would start. A worker runs
+    a push only once it is registered (OwnerRecovery!WorkerStart: w \\in up);
+    one that came first waits for it."""
     from ownership.core.messages import WorkerRegistered
 
     async with cluster(nodes=1, workers_per_node=1, cpus_per_node=3, auto=False) as c:

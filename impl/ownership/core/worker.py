@@ -70,6 +70,9 @@ from .submitter import TaskSubmitter
 
 __all__ = ["WorkerCore", "UnexpectedEvent", "learn_moves"]
 
+#: pushes and cancels that came before our registration, kept at most
+_BACKLOG_KEPT = 10_000
+
 
 class UnexpectedEvent(ValueError):
     """An event or message this core does not handle (it is logged and dropped)."""
@@ -94,6 +97,8 @@ class WorkerCore:
         self.dead_workers: set[str] = set()
         self.dead_nodes: set[str] = set()
         self.registered = False
+        #: pushes and cancels that came before our registration (held until it)
+        self.unregistered_backlog: list[tuple[str, PushTask | CancelTask]] = []
         self.log = EventLog(self.config.log_size)
         self.refs = ReferenceCounter(self)
         self.submitter = TaskSubmitter(self)
@@ -195,6 +200,8 @@ class WorkerCore:
             return []
         if isinstance(msg, TaskReply):
             return self.submitter.handle_reply(msg)
+        if isinstance(msg, (PushTask, CancelTask)) and not self.registered and not self.driver:
+            return self._before_registration(src, msg)
         if isinstance(msg, PushTask):
             return self.executor.execute(msg)
         if isinstance(msg, LeaseGranted):
@@ -273,7 +280,24 @@ class WorkerCore:
         self.dead_nodes.update(msg.dead_nodes)
         learn_moves(self.moved, msg.moved)
         self.head = msg.head
-        return [Registered()]
+        fx: list[Effect] = [Registered()]
+        held, self.unregistered_backlog = self.unregistered_backlog, []
+        for src, kept in held:
+            fx += self._receive(src, kept)
+        return fx
+
+    def _before_registration(self, src: str, msg: PushTask | CancelTask) -> list[Effect]:
+        r"""A push (or its cancel) that overtook our registration: its owner
+        had the grant from our node, which told us we are registered at the
+        same time, on another connection. We run tasks only once we know
+        the head (a recoverable object of ours is logged there), the dead
+        and the moved (OwnerRecovery!WorkerStart: w \in up), so it waits,
+        in order; a bounded number (only granted owners push)."""
+        if len(self.unregistered_backlog) >= _BACKLOG_KEPT:
+            self.dropped += 1
+            return []
+        self.unregistered_backlog.append((src, msg))
+        return []
 
     def _from_its_sender(self, src: str, msg: Any) -> bool:
         """Whether ``src`` may send ``msg``: whoever asks, answers or grants
