@@ -18,6 +18,7 @@ from ownership.core.messages import (
     TaskReply,
     TaskSpec,
     WorkerDied,
+    WorkerRegistered,
 )
 from ownership.core.worker import UnexpectedEvent, WorkerCore
 
@@ -33,6 +34,15 @@ def test_execute_with_inline_args_runs_at_once() -> None:
     w = registered_worker("w", "n1")
     [e] = w.handle(Received("o", push(args=[Arg(value=Payload(data=b"1"))])))
     assert isinstance(e, Execute) and e.args == (Payload(data=b"1"),)
+
+
+def test_push_that_overtakes_the_registration_runs_once_registered() -> None:
+    # Until its node registers it, a worker knows neither the head (where a
+    # recoverable object of the task must be logged) nor the dead.
+    w = WorkerCore("w", "n1")
+    assert w.handle(Received("o", push(args=[Arg(value=Payload(data=b"1"))]))) == []
+    fx = w.handle(Received("n1", WorkerRegistered(worker="w", node="n1", head="head")))
+    assert [e.task.task_id for e in fx if isinstance(e, Execute)] == ["o/t1"]
 
 
 def test_duplicate_push_runs_once() -> None:

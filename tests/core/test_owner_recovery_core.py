@@ -261,6 +261,26 @@ def test_new_owner_budget_counts_the_attempts_the_head_logged(mini, h) -> None:
     assert task.spec.owner == mini.driver.address and task.retries_left == 2
 
 
+def test_new_owner_numbers_its_attempts_on_from_the_dead_owners(mini, h) -> None:
+    # The task ran once for w1 (its small value went back to w1, and dies
+    # with it). The driver's rerun must not be attempt 1 again: the worker
+    # that ran attempt 1 drops a second push of it as a duplicate, and
+    # nothing would ever answer the gets.
+    s = submit_recoverable(mini, h, max_retries=2)
+    mini.r.run()
+    [worker] = [a for a, e in mini.r.effects if isinstance(e, Execute) and e.task.task_id == s.task_id]
+    mini.r.feed(worker, TaskDone(s.task_id, value=h.value(b"small")))
+    mini.r.run()
+    assert mini.head.recovery_logs[s.return_id].attempts == 1
+    declare_dead(mini, "w1@n1")
+    mini.r.feed(mini.driver.address, GetValue(1, s.return_id))  # a get: the lost value is made again
+    mini.r.run(skip=lambda f: isinstance(f[2], PushTask))
+    [(_, dst, push)] = [f for f in mini.r.sent(PushTask) if f[2].task.task_id == s.task_id]
+    assert push.attempt == 2
+    mini.r.run()
+    assert any(isinstance(e, Execute) and e.task.task_id == s.task_id for a, e in mini.r.effects if a == dst)
+
+
 def test_new_owner_runs_a_never_dispatched_task_without_spending_a_retry(mini, h) -> None:
     # max_retries=0: the dead owner never pushed the task (its LogDispatch
     # never reached the head), so its first run is still to come
