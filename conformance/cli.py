@@ -226,6 +226,8 @@ def _run_replay(args: argparse.Namespace, console: Console | None = None) -> int
                             console.print(f"    {step.index}. {step}", highlight=False, markup=False, soft_wrap=True)
                     else:
                         console.print("  no shorter diverging trace found", highlight=False)
+                if args.exitfirst:
+                    break
         return results
 
     with progress:
@@ -316,6 +318,7 @@ examples:
     )
     run.add_argument("--timeout", type=float, default=60.0, help="seconds one trace may take (default 60)")
     run.add_argument("--no-shrink", action="store_true", help="do not search for shorter diverging traces")
+    run.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first trace that diverges")
     run.add_argument("-v", "--verbose", action="store_true", help="list every trace, not only failures")
     run.set_defaults(func=_run_replay)
     _add_validate(sub)
