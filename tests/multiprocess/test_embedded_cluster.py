@@ -74,6 +74,28 @@ async def test_embedded_cluster_runs_tasks_and_stops_everything():
         square.remote(1)  # the driver is gone with the cluster
 
 
+@ownership.remote
+async def never():
+    await trio.sleep_forever()
+
+
+async def test_get_with_timeout_zero_returns_ready_values_over_tcp():
+    # A ready value is returned at once, also with no time at all to wait;
+    # only one not at hand is a timeout.
+    async with cluster(nodes=1, num_cpus=2):
+        with trio.fail_after(60):
+            ref = ownership.put(41)
+            assert await ownership.get(ref, timeout=0) == 41
+            done = square.remote(3)
+            await ownership.wait([done], timeout=30)
+            [(nine, _node_pid), forty_one] = await ownership.get([done, ref], timeout=0)
+            assert (nine, forty_one) == (9, 41)
+            waiting = never.remote()
+            with pytest.raises(ownership.GetTimeoutError):
+                await ownership.get([done, waiting], timeout=0)
+            ownership.cancel(waiting)
+
+
 async def test_no_object_or_lease_left_after_the_workload(tmp_path):
     async with cluster(nodes=2, num_cpus=1) as local:
         with trio.fail_after(90):
