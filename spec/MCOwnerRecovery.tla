@@ -25,6 +25,7 @@ SmallProcs == {d, o, w, h}
 SmallObjects == {X}
 SmallRecoverable == [x \in SmallObjects |-> TRUE]
 SmallKind == [x \in SmallObjects |-> "task"]
+SmallInline == [x \in SmallObjects |-> FALSE]
 SmallArgs == [x \in SmallObjects |-> {}]
 SmallRetries == [x \in SmallObjects |-> 1]
 SmallPlacement == [x \in SmallObjects |-> <<w, d>>]
@@ -38,6 +39,8 @@ SmallBody == <<Mk(X), Sh(X)>>
 MixedObjects == {X, Y}
 MixedRecoverable == [x \in MixedObjects |-> x = X]
 MixedKind == [x \in MixedObjects |-> "task"]
+\* y's value is small: it dies with o (the default y fate-shares anyway).
+MixedInline == [x \in MixedObjects |-> x = Y]
 MixedArgs == [x \in MixedObjects |-> {}]
 MixedRetries == [x \in MixedObjects |-> 1]
 MixedPlacement == [x \in MixedObjects |-> <<w, d>>]
@@ -45,9 +48,18 @@ MixedHolders == [x \in MixedObjects |-> {h}]
 MixedBody == <<Mk(X), Mk(Y), Sh(X), Sh(Y)>>
 
 (***************************************************************************)
+(* Inline: the Small program, with x's value small: it travels in the      *)
+(* task's reply and lives in o's store, so it dies with o while w, the     *)
+(* worker that made it, lives on; the new owner runs x's task again there, *)
+(* as a new attempt of its own epoch.                                      *)
+(***************************************************************************)
+InlineValues == [x \in SmallObjects |-> TRUE]
+
+(***************************************************************************)
 (* Put: x a recoverable put (its value logged at the head), y = g(x)       *)
 (* recoverable, held by h; the parent gets y.                              *)
 (***************************************************************************)
+PutInline == [x \in MixedObjects |-> FALSE]
 PutKind == [x \in MixedObjects |-> IF x = X THEN "put" ELSE "task"]
 PutArgs == [x \in MixedObjects |-> IF x = Y THEN {X} ELSE {}]
 PutRetries == [x \in MixedObjects |-> IF x = X THEN 0 ELSE 1]
@@ -105,9 +117,22 @@ SmallCrashPoints ==
             \/ pb[o].st = "done" /\ ent[o][X].st = "ready" /\ gst[h][X] = "value"
     /\ (\E m \in msgs : m.type = "OwnerMoved" /\ m.moved = {}) => lastAction'.name = "ProcessHandleOwnerMoved"
 
+(***************************************************************************)
+(* The crash points of Inline's conformance traces: o crashes while no     *)
+(* message is in flight and x's value is in its store, with h waiting for  *)
+(* it (the new owner runs x again at w for h) or holding it (x is lost to  *)
+(* the new owner too, rebuilt only if it is needed again).                 *)
+(***************************************************************************)
+InlineCrashPoints ==
+    /\ lastAction'.name = "Crash" =>
+         /\ msgs = {}
+         /\ ent[o][X].st = "ready"
+         /\ gst[h][X] \in {"wait", "value"}
+    /\ (\E m \in msgs : m.type = "OwnerMoved" /\ m.moved = {}) => lastAction'.name = "ProcessHandleOwnerMoved"
+
 ParentPlaces == <<o, w>>
 
 \* Every variable but the auxiliary lastAction.
-MCView == <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, msgs,
+MCView == <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, fin, copies, msgs,
             par, pb, got, created, made, why>>
 =============================================================================

@@ -44,7 +44,10 @@
 (* process dies the driver re-executes the parent at the next place.  A    *)
 (* task runs at the first live member of its Placement.  A value is the    *)
 (* set of tasks whose results flowed into it (its lineage), so a result    *)
-(* computed from a wrong argument is a wrong value.  Messages are a set;   *)
+(* computed from a wrong argument is a wrong value.  A task's value is    *)
+(* stored where it was made, unless it is small (Inline): then it travels  *)
+(* in the task's reply and lives in its owner's store, lost with the       *)
+(* owner, while the worker that made it lives on.  Messages are a set;     *)
 (* a report and a later release of one process reach the new owner in     *)
 (* order (one connection).                                                 *)
 (***************************************************************************)
@@ -68,6 +71,10 @@ CONSTANTS
     \* "task" (made by a task) or "put" (made by ownership.put).
     \* @type: OBJ -> Str;
     Kind,
+    \* Whether a task's value is small enough to travel in its reply (a
+    \* put's value is in its owner's store either way).
+    \* @type: OBJ -> Bool;
+    Inline,
     \* Lineage: the by-value arguments of an object's task.
     \* @type: OBJ -> Set(OBJ);
     Args,
@@ -110,6 +117,7 @@ ASSUME
     /\ Driver \in Procs /\ NoProc \notin Procs /\ NoObj \notin Objects
     /\ Recoverable \in [Objects -> BOOLEAN]
     /\ Kind \in [Objects -> {"task", "put"}]
+    /\ Inline \in [Objects -> BOOLEAN]
     /\ Args \in [Objects -> SUBSET Objects]
     /\ Retries \in [Objects -> Nat]
     /\ Holders \in [Objects -> SUBSET (Procs \ {Driver})]
@@ -141,14 +149,15 @@ ASSUME
 
 -----------------------------------------------------------------------------
 \* @typeAlias: entry = {st: Str, ep: Int, loc: PROC, locs: Set(PROC), budget: Int,
-\*     borrowers: Set(PROC), local: Bool, waiting: Set(PROC), running: Set(PROC)};
+\*     borrowers: Set(PROC), local: Bool, waiting: Set(PROC), running: Set(PROC), att: Int};
 \* @typeAlias: logent = {st: Str, owner: PROC, ep: Int, loc: PROC, att: Int,
 \*     val: Set(OBJ), adopt: Set(PROC)};
 \* @typeAlias: borrow = {o: PROC, ep: Int, held: Bool};
-\* @typeAlias: run = {x: OBJ, o: PROC, ep: Int, src: <<PROC, Int>>, val: Set(OBJ)};
+\* @typeAlias: run = {x: OBJ, o: PROC, ep: Int, src: <<PROC, Int>>, att: Int, val: Set(OBJ)};
 \* @typeAlias: copy = {x: OBJ, n: PROC, o: PROC, ep: Int, val: Set(OBJ)};
 \* @typeAlias: msg = {type: Str, x: OBJ, o: PROC, ep: Int, w: PROC, dst: PROC,
-\*     held: Bool, copy: Bool, running: Bool, err: Str, moved: Set(<<OBJ, Int>>), to: Set(PROC)};
+\*     held: Bool, copy: Bool, running: Bool, err: Str, moved: Set(<<OBJ, Int>>), to: Set(PROC),
+\*     att: Int, val: Set(OBJ)};
 \* @typeAlias: got = {h: PROC, x: OBJ, res: Str, val: Set(OBJ), by: Str};
 \* @typeAlias: action = {name: Str, params: {p: PROC, x: OBJ, m: $msg}};
 OwnerRecoveryAliases == TRUE
@@ -188,6 +197,12 @@ VARIABLES
     \* Tasks running at each process.
     \* @type: PROC -> Set($run);
     run,
+    \* The pushes each worker has run to the end, <<x, owner, epoch,
+    \* attempt>>: a push it receives again (resent over a new connection) is
+    \* dropped.  An object made again by a re-executed parent has the same
+    \* id, and may have the same epoch and attempt: only its owner differs.
+    \* @type: PROC -> Set(<<OBJ, PROC, Int, Int>>);
+    fin,
     \* Object stores: the primary copies, pinned for an owner at an epoch.
     \* @type: Set($copy);
     copies,
@@ -218,7 +233,7 @@ VARIABLES
     \* @type: $action;
     lastAction
 
-vars == <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, msgs,
+vars == <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, fin, copies, msgs,
           par, pb, got, created, made, why, odied, lastAction>>
 
 -----------------------------------------------------------------------------
@@ -231,7 +246,7 @@ LineageValue(x) == {x} \cup UNION {LineageValue(y) : y \in Args[x]}
 
 EntryStates == {"none", "waiting", "pending", "ready", "lost", "failed", "recovering"}
 NoEntry == [st |-> "none", ep |-> 0, loc |-> NoProc, locs |-> {}, budget |-> 0,
-            borrowers |-> {}, local |-> FALSE, waiting |-> {}, running |-> {}]
+            borrowers |-> {}, local |-> FALSE, waiting |-> {}, running |-> {}, att |-> 0]
 NoLog == [st |-> "none", owner |-> NoProc, ep |-> 0, loc |-> NoProc, att |-> 0, val |-> {}, adopt |-> {}]
 \* The epoch of a recoverable object made where the head kept none.
 FirstEpoch == NoLog.ep + 1
@@ -240,9 +255,9 @@ NoMove == [o |-> NoProc, ep |-> 0]
 
 Msg(type, x, o, ep, w, dst) ==
     [type |-> type, x |-> x, o |-> o, ep |-> ep, w |-> w, dst |-> dst, held |-> FALSE,
-     copy |-> FALSE, running |-> FALSE, err |-> "", moved |-> {}, to |-> {}]
-PushTaskMsg(x, o, ep, w) == Msg("PushTask", x, o, ep, w, w)
-TaskReplyMsg(x, o, ep, w, err) == [Msg("TaskReply", x, o, ep, w, o) EXCEPT !.err = err]
+     copy |-> FALSE, running |-> FALSE, err |-> "", moved |-> {}, to |-> {}, att |-> 0, val |-> {}]
+PushTaskMsg(x, o, ep, w, att) == [Msg("PushTask", x, o, ep, w, w) EXCEPT !.att = att]
+TaskReplyMsg(x, o, ep, w, err, val) == [Msg("TaskReply", x, o, ep, w, o) EXCEPT !.err = err, !.val = val]
 ShareMsg(x, o, ep, h) == Msg("Share", x, o, ep, h, h)
 \* A holder's task carrying x to j, and j's registration with the owner it
 \* names; both keep the lender (in `to`), which holds x until the owner has
@@ -359,6 +374,7 @@ Init ==
     /\ mv = [p \in Procs |-> [x \in Objects |-> NoMove]]
     /\ gst = [p \in Procs |-> [x \in Objects |-> "none"]]
     /\ run = [p \in Procs |-> {}]
+    /\ fin = [p \in Procs |-> {}]
     /\ copies = {}
     /\ msgs = {}
     /\ par = [att |-> 1, st |-> "running"]
@@ -405,7 +421,7 @@ ParentMake(p, x) ==
                /\ made' = IF Kind[x] = "put" /\ why[x] = "" THEN made \cup {x} ELSE made
                /\ UNCHANGED brw
     /\ lastAction' = Step("ParentMake", p, x, NoMsg)
-    /\ UNCHANGED <<joined, up, crashes, declared, dk, mv, gst, run, msgs, par, got, why, odied>>
+    /\ UNCHANGED <<joined, up, crashes, declared, dk, mv, gst, run, fin, msgs, par, got, why, odied>>
 
 (***************************************************************************)
 (* The parent hands x to its holders (a task or an actor call carrying the *)
@@ -424,7 +440,7 @@ ParentShare(p, x) ==
             /\ msgs' = msgs \cup Send({ShareMsg(x, p, ent[p][x].ep, h) : h \in Holders[x] \ dk[p]})
        ELSE UNCHANGED <<ent, msgs>>
     /\ lastAction' = Step("ParentShare", p, x, NoMsg)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, copies, par, got,
                    created, made, why, odied>>
 
 (***************************************************************************)
@@ -450,7 +466,7 @@ ParentGet(p, x) ==
                                val |-> IF a = "value" THEN AnswerVal(o, x) ELSE {}]}
     /\ pb' = Next1(p)
     /\ lastAction' = Step("ParentGet", p, x, NoMsg)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, msgs, par,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, fin, copies, msgs, par,
                    created, made, why, odied>>
 
 (***************************************************************************)
@@ -466,7 +482,7 @@ ParentFinish(p) ==
     /\ ent' = [ent EXCEPT ![p] = [x \in Objects |-> [@[x] EXCEPT !.local = FALSE]]]
     /\ msgs' = msgs \cup Send({ParentDoneMsg(p, pb[p].att)})
     /\ lastAction' = Step("ParentFinish", p, NoObj, NoMsg)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got, created, made, why, odied>>
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, copies, par, got, created, made, why, odied>>
 
 \* A re-executed parent lets go of an object it adopted, once its body has
 \* ended and no lineage of its own names it.
@@ -480,7 +496,7 @@ AdopterRelease(p, x) ==
     /\ log' = [log EXCEPT ![x].adopt = @ \ {p}]
     /\ brw' = [brw EXCEPT ![p][x] = NoBorrow]
     /\ lastAction' = Step("AdopterRelease", p, x, NoMsg)
-    /\ UNCHANGED <<joined, up, crashes, declared, ent, dk, mv, gst, run, copies, msgs, par, pb, got, created, made, why, odied>>
+    /\ UNCHANGED <<joined, up, crashes, declared, ent, dk, mv, gst, run, fin, copies, msgs, par, pb, got, created, made, why, odied>>
 
 \* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_reply
 DriverHandleParentDone(m) ==
@@ -489,7 +505,7 @@ DriverHandleParentDone(m) ==
     /\ msgs' = msgs \ {m}
     /\ par' = IF par.st = "running" /\ par.att = m.ep THEN [par EXCEPT !.st = "done"] ELSE par
     /\ lastAction' = Step("DriverHandleParentDone", Driver, NoObj, m)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, fin, copies, pb, got,
                    created, made, why, odied>>
 
 (***************************************************************************)
@@ -511,17 +527,23 @@ OwnerDispatch(p, x) ==
                /\ why' = [why EXCEPT ![x] = IF @ = "" THEN "arg" ELSE @]
                /\ UNCHANGED <<log, msgs>>
           ELSE /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
-               /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x].loc = w, ![x].att = @ + 1] ELSE log
-               /\ ent' = [ent EXCEPT ![p][x].st = "pending", ![p][x].loc = w]
-               /\ msgs' = msgs \cup Send({PushTaskMsg(x, p, e.ep, w)})
+               \* Attempts are numbered on from the head's count (the dead
+               \* owner's, after a take-over); it keeps the highest.
+               /\ log' = IF Recoverable[x]
+                         THEN [log EXCEPT ![x].loc = w, ![x].att = IF @ > e.att + 1 THEN @ ELSE e.att + 1]
+                         ELSE log
+               /\ ent' = [ent EXCEPT ![p][x].st = "pending", ![p][x].loc = w, ![p][x].att = e.att + 1]
+               /\ msgs' = msgs \cup Send({PushTaskMsg(x, p, e.ep, w, e.att + 1)})
                /\ UNCHANGED why
     /\ lastAction' = Step("OwnerDispatch", p, x, NoMsg)
-    /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, fin, copies, par, pb, got,
                    created, made, odied>>
 
 (***************************************************************************)
 (* A worker receives a task.  It drops a stale one (its owner is known     *)
-(* dead, or the object moved past the task's epoch); otherwise it runs it  *)
+(* dead, or the object moved past the task's epoch) and one it ran to the  *)
+(* end already (the same owner, epoch and attempt: a resend, not a new     *)
+(* run); otherwise it runs it                                              *)
 (* once every argument can be read from a live copy, reporting to the      *)
 (* owner it knows now.  An argument its owner failed fails the task.       *)
 (***************************************************************************)
@@ -534,26 +556,29 @@ WorkerStart(w, m) ==
     /\ LET x == m.x
            t == Target(w, x, m.o, m.ep)
            failedArgs == {y \in Args[x] : LiveCopies(y, Procs) = {} /\ m.o \in up /\ ArgSt(m.o, y) = "failed"}
-       IN \/ /\ Stale(w, m)
+           drop == Stale(w, m) \/ <<x, m.o, m.ep, m.att>> \in fin[w]
+       IN \/ /\ drop
              /\ msgs' = msgs \ {m}
              /\ UNCHANGED run
-          \/ /\ ~Stale(w, m)
+          \/ /\ ~drop
              /\ failedArgs # {}
-             /\ msgs' = (msgs \ {m}) \cup Send({TaskReplyMsg(x, t.o, t.ep, w, "arg")})
+             /\ msgs' = (msgs \ {m}) \cup Send({TaskReplyMsg(x, t.o, t.ep, w, "arg", {})})
              /\ UNCHANGED run
-          \/ /\ ~Stale(w, m)
+          \/ /\ ~drop
              /\ \A y \in Args[x] : LiveCopies(y, Procs) # {}
              /\ run' = [run EXCEPT ![w] = @ \cup
-                         {[x |-> x, o |-> t.o, ep |-> t.ep, src |-> <<m.o, m.ep>>,
+                         {[x |-> x, o |-> t.o, ep |-> t.ep, src |-> <<m.o, m.ep>>, att |-> m.att,
                            val |-> {x} \cup UNION {(CHOOSE c \in LiveCopies(y, Procs) : TRUE).val : y \in Args[x]}]}]
              /\ msgs' = msgs \ {m}
     /\ lastAction' = Step("WorkerStart", w, m.x, m)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
+    /\ UNCHANGED <<fin, joined, up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
                    created, made, why, odied>>
 
 (***************************************************************************)
 (* The task returns: its value goes into the worker's store, pinned for    *)
-(* the owner and epoch of the run, and the owner is told where it is.      *)
+(* the owner and epoch of the run, and the owner is told where it is; a    *)
+(* small value goes to the owner in the reply instead.  The worker         *)
+(* remembers the push it ran.                                              *)
 (***************************************************************************)
 \* impl: impl/ownership/core/executor.py::TaskExecutor.finish_task
 WorkerFinish(w, x) ==
@@ -561,16 +586,19 @@ WorkerFinish(w, x) ==
     /\ \E r \in run[w] :
           /\ r.x = x
           /\ run' = [run EXCEPT ![w] = @ \ {r}]
-          /\ copies' = copies \cup {[x |-> x, n |-> w, o |-> r.o, ep |-> r.ep, val |-> r.val]}
-          /\ msgs' = msgs \cup Send({TaskReplyMsg(x, r.o, r.ep, w, "")})
+          /\ copies' = IF Inline[x] THEN copies
+                       ELSE copies \cup {[x |-> x, n |-> w, o |-> r.o, ep |-> r.ep, val |-> r.val]}
+          /\ msgs' = msgs \cup Send({TaskReplyMsg(x, r.o, r.ep, w, "", IF Inline[x] THEN r.val ELSE {})})
+          /\ fin' = [fin EXCEPT ![w] = @ \cup {<<x, r.src[1], r.src[2], r.att>>}]
     /\ made' = IF why[x] = "" THEN made \cup {x} ELSE made
     /\ lastAction' = Step("WorkerFinish", w, x, NoMsg)
     /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, why, odied>>
 
 (***************************************************************************)
 (* The owner records the result of the attempt it waits for (during a      *)
-(* take-over, a copy of the new epoch); a result nobody waits for is freed *)
-(* (a duplicate from a falsely suspected worker).                          *)
+(* take-over, a copy of the new epoch), keeping a small value in its own   *)
+(* store; a result nobody waits for is freed (a duplicate from a falsely   *)
+(* suspected worker).                                                      *)
 (***************************************************************************)
 \* impl: impl/ownership/core/submitter.py::TaskSubmitter.handle_reply
 OwnerHandleReply(p, m) ==
@@ -580,21 +608,27 @@ OwnerHandleReply(p, m) ==
     /\ p \in up
     /\ HeardOf(p, m)
     /\ msgs' = msgs \ {m}
-    /\ LET e == ent[p][m.x] IN
+    /\ LET e == ent[p][m.x]
+           at == IF Inline[m.x] THEN p ELSE m.w
+           kept == IF Inline[m.x] /\ m.err = ""
+                   THEN copies \cup {[x |-> m.x, n |-> p, o |-> p, ep |-> m.ep, val |-> m.val]}
+                   ELSE copies
+       IN
        IF e.ep = m.ep /\ e.st = "pending" /\ e.loc = m.w
-       THEN /\ ent' = [ent EXCEPT ![p][m.x] = IF m.err = "" THEN [@ EXCEPT !.st = "ready", !.locs = {m.w}]
+       THEN /\ ent' = [ent EXCEPT ![p][m.x] = IF m.err = "" THEN [@ EXCEPT !.st = "ready", !.locs = {at}]
                                                               ELSE [@ EXCEPT !.st = "failed"]]
             /\ why' = IF m.err = "" THEN why ELSE [why EXCEPT ![m.x] = IF @ = "" THEN m.err ELSE @]
-            /\ UNCHANGED copies
+            /\ copies' = kept
        ELSE IF e.ep = m.ep /\ e.st = "recovering" /\ m.err = ""
-       THEN /\ ent' = [ent EXCEPT ![p][m.x].locs = @ \cup {m.w}]
-            /\ UNCHANGED <<copies, why, odied>>
-       ELSE /\ copies' = IF m.err = "" /\ ~(e.ep = m.ep /\ m.w \in e.locs)
+       THEN /\ ent' = [ent EXCEPT ![p][m.x].locs = @ \cup {at}]
+            /\ copies' = kept
+            /\ UNCHANGED <<why, odied>>
+       ELSE /\ copies' = IF m.err = "" /\ ~Inline[m.x] /\ ~(e.ep = m.ep /\ m.w \in e.locs)
                          THEN {c \in copies : ~(c.x = m.x /\ c.n = m.w /\ c.o = p /\ c.ep = m.ep)}
                          ELSE copies
             /\ UNCHANGED <<ent, why, odied>>
     /\ lastAction' = Step("OwnerHandleReply", p, m.x, m)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, par, pb, got, created, made, odied>>
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, par, pb, got, created, made, odied>>
 
 (***************************************************************************)
 (* A holder receives a reference.  A reference from an owner it knows is   *)
@@ -614,7 +648,7 @@ HolderReceive(h, m) ==
     /\ brw' = IF m.o \in dk[h] THEN brw ELSE [brw EXCEPT ![h][m.x] = [o |-> m.o, ep |-> m.ep, held |-> TRUE]]
     /\ gst' = IF m.o \notin dk[h] /\ gst[h][m.x] = "released" THEN [gst EXCEPT ![h][m.x] = "none"] ELSE gst
     /\ lastAction' = Step("HolderReceive", h, m.x, m)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, fin, copies, par, pb, got,
                    created, made, why, odied>>
 
 \* A holder's get: it asks the owner it knows, which answers once it can.
@@ -627,7 +661,7 @@ HolderGet(h, x) ==
     /\ gst[h][x] = "none"
     /\ gst' = [gst EXCEPT ![h][x] = "wait"]
     /\ lastAction' = Step("HolderGet", h, x, NoMsg)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, run, fin, copies, msgs, par, pb,
                    got, created, made, why, odied>>
 
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.handle_object_value
@@ -644,7 +678,7 @@ HolderGetReturns(h, x) ==
                /\ got' = got \cup {[h |-> h, x |-> x, res |-> a, by |-> "holder",
                                     val |-> IF a = "value" THEN AnswerVal(b.o, x) ELSE {}]}
     /\ lastAction' = Step("HolderGetReturns", h, x, NoMsg)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, run, fin, copies, msgs, par, pb,
                    created, made, why, odied>>
 
 \* The holder lets go of x: it tells the owner it knows.  A holder that
@@ -660,7 +694,7 @@ HolderRelease(h, x) ==
     /\ gst' = [gst EXCEPT ![h][x] = "released"]
     /\ msgs' = msgs \cup Send({RefRemovedMsg(x, brw[h][x].o, brw[h][x].ep, h)})
     /\ lastAction' = Step("HolderRelease", h, x, NoMsg)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, fin, copies, par, pb, got,
                    created, made, why, odied>>
 
 (***************************************************************************)
@@ -683,7 +717,7 @@ HolderPass(h, x, j) ==
     /\ ~\E m \in msgs : m.type = "Pass" /\ m.x = x /\ m.dst = j
     /\ msgs' = msgs \cup Send({PassMsg(x, brw[h][x].o, brw[h][x].ep, h, j)})
     /\ lastAction' = Step("HolderPass", h, x, NoMsg)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, fin, copies, par, pb, got,
                    created, made, why, odied>>
 
 \* impl: impl/ownership/core/refcount.py::ReferenceCounter.receive_ref
@@ -702,7 +736,7 @@ HolderReceivePass(j, m) ==
             /\ msgs' = (msgs \ {m}) \cup Send({AddBorrowerMsg(m.x, t.o, t.ep, j, CHOOSE l \in m.to : TRUE)})
             /\ UNCHANGED <<gst, odied>>
     /\ lastAction' = Step("HolderReceivePass", j, m.x, m)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, fin, copies, par, pb, got,
                    created, made, why>>
 
 \* The owner counts j (at the object's epoch; a message of an epoch it has
@@ -719,7 +753,7 @@ OwnerHandleAddBorrower(p, m) ==
               THEN [ent EXCEPT ![p][m.x].borrowers = @ \cup {m.w}]
               ELSE ent
     /\ lastAction' = Step("OwnerHandleAddBorrower", p, m.x, m)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, copies, par, pb, got,
                    created, made, why, odied>>
 
 \* The owner drops a borrower of the same epoch.  During a take-over, the
@@ -737,7 +771,7 @@ OwnerHandleRefRemoved(p, m) ==
               THEN [ent EXCEPT ![p][m.x].borrowers = @ \ {m.w}]
               ELSE ent
     /\ lastAction' = Step("OwnerHandleRefRemoved", p, m.x, m)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, copies, par, pb, got,
                    created, made, why, odied>>
 
 (***************************************************************************)
@@ -765,9 +799,12 @@ OwnerFree(p, x) ==
        \* (an id carries its owner's task), so a late message about one is
        \* dropped, not taken for news of a take-over it has not heard of.
        /\ ent' = [ent EXCEPT ![p][x] = [NoEntry EXCEPT !.ep = e.ep]]
-       /\ msgs' = msgs \cup Send({FreeObjectMsg(x, p, e.ep, n) : n \in e.locs})
+       \* A small value in the owner's own store goes at once.
+       /\ LET own == IF Kind[x] = "task" /\ Inline[x] THEN {p} ELSE {} IN
+          /\ copies' = {c \in copies : ~(c.x = x /\ c.n \in own /\ c.o = p /\ c.ep = e.ep)}
+          /\ msgs' = msgs \cup Send({FreeObjectMsg(x, p, e.ep, n) : n \in e.locs \ own})
     /\ lastAction' = Step("OwnerFree", p, x, NoMsg)
-    /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, fin, par, pb, got,
                    created, made, why, odied>>
 
 \* A store frees the copy pinned for that owner at that epoch, and no other.
@@ -780,7 +817,7 @@ StoreFree(n, m) ==
     /\ msgs' = msgs \ {m}
     /\ copies' = {c \in copies : ~(c.x = m.x /\ c.n = n /\ c.o = m.o /\ c.ep = m.ep)}
     /\ lastAction' = Step("StoreFree", n, m.x, m)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, fin, par, pb, got,
                    created, made, why, odied>>
 
 (***************************************************************************)
@@ -810,7 +847,7 @@ OwnerRebuild(p, x) ==
             /\ why' = [why EXCEPT ![x] = IF @ = "" THEN "budget" ELSE @]
             /\ UNCHANGED copies
     /\ lastAction' = Step("OwnerRebuild", p, x, NoMsg)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, msgs, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, msgs, par, pb, got,
                    created, made, odied>>
 
 -----------------------------------------------------------------------------
@@ -829,7 +866,7 @@ Crash(p) ==
     /\ copies' = {c \in copies : c.n # p}
     /\ run' = [run EXCEPT ![p] = {}]
     /\ lastAction' = Step("Crash", p, NoObj, NoMsg)
-    /\ UNCHANGED <<joined, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, made, why, odied>>
+    /\ UNCHANGED <<fin, joined, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, made, why, odied>>
 
 (***************************************************************************)
 (* The head declares p dead and, in the same step, takes over p's          *)
@@ -861,7 +898,7 @@ HeadDetectDeath(p) ==
     /\ p \notin declared
     /\ Declare(p)
     /\ lastAction' = Step("HeadDetectDeath", p, NoObj, NoMsg)
-    /\ UNCHANGED <<joined, up, crashes, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
+    /\ UNCHANGED <<joined, up, crashes, ent, brw, dk, mv, gst, run, fin, copies, par, pb, got, created, made, why, odied>>
 
 \* A false suspicion: the head declares dead a process that is up (its
 \* connection dropped and the probes timed out).
@@ -875,7 +912,7 @@ HeadSuspect(p) ==
     /\ crashes' = crashes + 1
     /\ Declare(p)
     /\ lastAction' = Step("HeadSuspect", p, NoObj, NoMsg)
-    /\ UNCHANGED <<joined, up, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
+    /\ UNCHANGED <<joined, up, ent, brw, dk, mv, gst, run, fin, copies, par, pb, got, created, made, why, odied>>
 
 (***************************************************************************)
 (* A process registers after the start (a worker started later, or on a    *)
@@ -893,7 +930,7 @@ Join(j) ==
     /\ dk' = [dk EXCEPT ![j] = declared]
     /\ mv' = [mv EXCEPT ![j] = [x \in Objects |-> IF Moved(x) THEN [o |-> log[x].owner, ep |-> log[x].ep] ELSE NoMove]]
     /\ lastAction' = Step("Join", j, NoObj, NoMsg)
-    /\ UNCHANGED <<crashes, declared, log, ent, brw, gst, run, copies, msgs, par, pb, got,
+    /\ UNCHANGED <<crashes, declared, log, ent, brw, gst, run, fin, copies, msgs, par, pb, got,
                    created, made, why, odied>>
 
 \* A fenced process hears it was declared dead, and stops with its store.
@@ -906,7 +943,7 @@ ProcessFenced(p) ==
     /\ copies' = {c \in copies : c.n # p}
     /\ run' = [run EXCEPT ![p] = {}]
     /\ lastAction' = Step("ProcessFenced", p, NoObj, FenceMsg(p))
-    /\ UNCHANGED <<joined, crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, made, why, odied>>
+    /\ UNCHANGED <<fin, joined, crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, made, why, odied>>
 
 (***************************************************************************)
 (* A process hears that p died (phase 1 at the process, phase 2 its        *)
@@ -944,7 +981,7 @@ ProcessHandleOwnerMoved(q, m) ==
                                                      !.locs = @ \ {p}, !.running = @ \ {p}]
                  [] OTHER -> [e EXCEPT !.borrowers = @ \ {p}]
            NewEntry(x) ==
-               [NoEntry EXCEPT !.st = "recovering", !.ep = EpOf(x), !.budget = LogBudget(x),
+               [NoEntry EXCEPT !.st = "recovering", !.ep = EpOf(x), !.budget = LogBudget(x), !.att = log[x].att,
                                !.waiting = m.to \ (dk[q] \cup {p, q}),
                                !.locs = IF Has(x) THEN {q} ELSE {},
                                !.running = IF Runs(x) THEN {q} ELSE {}]
@@ -970,7 +1007,7 @@ ProcessHandleOwnerMoved(q, m) ==
                   (IF q = Driver THEN {}
                    ELSE Send({RecoveryReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
     /\ lastAction' = Step("ProcessHandleOwnerMoved", q, NoObj, m)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, got, created, made, why>>
+    /\ UNCHANGED <<fin, joined, up, crashes, declared, log, got, created, made, why>>
 
 (***************************************************************************)
 (* Phase 2 at the new owner: an answer.  A borrower is counted, a copy     *)
@@ -993,7 +1030,7 @@ NewOwnerHandleReport(m) ==
                                 !.running = IF m.running THEN @ \cup {m.w} ELSE @]]
               ELSE ent
     /\ lastAction' = Step("NewOwnerHandleReport", Driver, m.x, m)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, copies, par, pb, got,
                    created, made, why, odied>>
 
 (***************************************************************************)
@@ -1015,7 +1052,7 @@ NewOwnerComplete(x) ==
                       [] R # {} -> [e EXCEPT !.st = "pending", !.loc = CHOOSE r \in R : TRUE, !.locs = {}, !.running = {}]
                           [] OTHER -> [e EXCEPT !.st = "lost", !.locs = {}, !.running = {}]]
     /\ lastAction' = Step("NewOwnerComplete", Driver, x, NoMsg)
-    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, msgs, par, pb, got,
+    /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, copies, msgs, par, pb, got,
                    created, made, why, odied>>
 
 -----------------------------------------------------------------------------
@@ -1089,7 +1126,7 @@ Spec == Init /\ [][Next]_vars /\ Fairness
 (***************************************************************************)
 Entries == [st : EntryStates, ep : Nat, loc : Procs \cup {NoProc}, locs : SUBSET Procs,
             budget : Nat, borrowers : SUBSET Procs, local : BOOLEAN,
-            waiting : SUBSET Procs, running : SUBSET Procs]
+            waiting : SUBSET Procs, running : SUBSET Procs, att : Nat]
 
 TypeOK ==
     /\ up \subseteq joined /\ joined \subseteq Procs /\ Driver \in up
@@ -1106,6 +1143,7 @@ TypeOK ==
           /\ brw[p][x] \in [o : Procs \cup {NoProc}, ep : Nat, held : BOOLEAN]
           /\ gst[p][x] \in {"none", "wait", "value", "error", "released"}
     /\ dk \in [Procs -> SUBSET Procs]
+    /\ fin \in [Procs -> SUBSET (Objects \X Procs \X Nat \X Nat)]
     /\ par.st \in {"running", "done", "failed"}
     /\ why \in [Objects -> {"", "budget", "arg"}]
 
@@ -1163,6 +1201,15 @@ PendingLocationKnown ==
               \A r \in run[p] : r.x = x /\ r.ep = log[x].ep => log[x].loc = p
         /\ \A m \in msgs :
               m.type = "PushTask" /\ m.x = x /\ m.ep = log[x].ep /\ Member(m.dst) => log[x].loc = m.dst
+
+\* An owner numbers its attempts on from the head's count of those made
+\* (the dead owner's, after a take-over): that count is what a later
+\* take-over's budget starts from, so an attempt numbered below it would be
+\* a retry nobody counts.
+HeadCountsEveryAttempt ==
+    \A x \in Objects :
+        LET o == log[x].owner IN
+        Recoverable[x] /\ log[x].st = "logged" /\ ent[o][x].ep = log[x].ep => ent[o][x].att >= log[x].att
 
 \* Every copy, and every value a get returns, is the object's lineage value.
 RecoveredValueIsLineageValue ==

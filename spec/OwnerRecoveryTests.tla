@@ -95,6 +95,20 @@ TestRemadeObjectBorrowedFromItsMaker ==
           /\ brw[q][x].ep > mv[q][x].ep
           /\ gst[q][x] = "value"
 
+(***************************************************************************)
+(* The owner died with the small value of its object in its own store:    *)
+(* the new owner ran the object's task again on the worker that had made  *)
+(* it for the dead owner, as an attempt of its own (not a duplicate of    *)
+(* the one that worker had finished), and the holder got the value.       *)
+(***************************************************************************)
+TestRerunOnTheWorkerThatRanIt ==
+    /\ FirstOwnerGone
+    /\ \E x \in Objects, p \in Procs :
+          /\ Inline[x]
+          /\ \E f \in fin[p] : f[1] = x /\ f[2] = FirstOwner
+          /\ \E f \in fin[p] : f[1] = x /\ f[2] = Driver
+          /\ \E g \in got : g.x = x /\ g.by = "holder" /\ g.res = "value" /\ brw[g.h][x].o = Driver
+
 NotTestHolderGetsValueFromNewOwner == ~TestHolderGetsValueFromNewOwner
 NotTestAttachedToRunningTask == ~TestAttachedToRunningTask
 NotTestRebuiltFromLineage == ~TestRebuiltFromLineage
@@ -103,4 +117,5 @@ NotTestDefaultFailsRecoverableSurvives == ~TestDefaultFailsRecoverableSurvives
 NotTestStaleOwnerBesideNewOwner == ~TestStaleOwnerBesideNewOwner
 NotTestPutRestoredFromHead == ~TestPutRestoredFromHead
 NotTestRemadeObjectBorrowedFromItsMaker == ~TestRemadeObjectBorrowedFromItsMaker
+NotTestRerunOnTheWorkerThatRanIt == ~TestRerunOnTheWorkerThatRanIt
 =============================================================================
