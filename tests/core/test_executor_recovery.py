@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from ownership.core.events import CancelExecution, Execute, GetDone, GetValue, Put, Received, RemoveLocalRef, Submit, TaskDone
@@ -51,6 +52,23 @@ def test_duplicate_push_runs_once() -> None:
     assert w.handle(Received("o", push())) == []
     w.handle(TaskDone("o/t1", value=Payload(data=b"r")))
     assert w.handle(Received("o", push())) == []
+
+
+def test_push_of_another_owner_or_epoch_is_not_a_duplicate() -> None:
+    # A re-executed parent makes a recoverable object again under the same
+    # task id (at the same epoch and attempt once the first was freed), and
+    # a new owner reruns a taken-over one at its own epoch: the worker that
+    # ran the first push runs these too.
+    w = registered_worker("w", "n1")
+    w.handle(Received("o", push(task_id="p/t1", owner="o")))
+    w.handle(TaskDone("p/t1", value=Payload(data=b"r")))
+    assert w.handle(Received("o", push(task_id="p/t1", owner="o"))) == []
+    [e] = w.handle(Received("o2", push(task_id="p/t1", owner="o2")))
+    assert isinstance(e, Execute)
+    w.handle(TaskDone("p/t1", value=Payload(data=b"r")))
+    rerun = attrs.evolve(push(task_id="p/t1", owner="o2"), epoch=1)
+    [e] = w.handle(Received("o2", rerun))
+    assert isinstance(e, Execute)
 
 
 def test_argument_by_reference_is_fetched_from_its_owner_first() -> None:

@@ -252,16 +252,63 @@ async def test_new_owner_rebuilds_on_the_worker_that_ran_the_task_for_the_dead_o
             owner, [small] = await make_small.remote()
             await c.quiesce()  # the owner gave its leases back: the maker is idle
             task_id = small.object_id.removesuffix(".r")
-            [maker] = [a for a, rt in c.workers.items() if c.network.alive(a) and (task_id, 1) in rt.core.executor._finished_set]
+            [maker] = [a for a, rt in c.workers.items() if c.network.alive(a) and (task_id, owner, 0, 1) in rt.core.executor._finished_set]
             assert maker != owner
             c.crash(owner)
             await c.settle()
             assert c.driver.core.takeover.completed == 1
             assert c.head.core.recovery_logs[small.object_id].attempts == 1
             assert await small == 42
-            # The maker ran it again, as the task's second attempt.
-            assert (task_id, 2) in c.workers[maker].core.executor._finished_set
+            # The maker ran it again, as the driver's attempt at the new
+            # epoch, numbered on from the dead owner's.
+            assert (task_id, c.driver.address, 1, 2) in c.workers[maker].core.executor._finished_set
             del small
+            gc.collect()
+            await c.quiesce()
+            assert c.leaks() == {}
+
+
+@ownership.remote(resources={"parent": 1}, max_retries=1)
+def make_drop_then_wait(gate):
+    """Makes a recoverable result on the maker node, gets it and lets it go
+    (its owner frees it: nothing was taken over), then waits on ``gate``."""
+    x = double.options(recoverable=True, resources={"maker": 1}).remote(21)
+    value = ownership.get(x)
+    del x
+    try:
+        ownership.get(gate[0])
+    except ownership.TaskCancelledError:
+        pass
+    return current_runtime().address, value
+
+
+async def test_reexecuted_parent_makes_a_freed_object_again_on_the_worker_that_made_it() -> None:
+    """The parent made x, got it and freed it; its node died; its
+    re-execution made x again: the same id, and (nothing having been taken
+    over) the same epoch and attempt. The maker node's only worker, which
+    ran the first, runs the second: a push is another when its owner is
+    (it used to take it for a duplicate of the one it had finished, and
+    the re-execution's get waited forever)."""
+    config = CoreConfig(node_timeout_ticks=3, max_workers_per_node=1)
+    node_resources = {"n0": {"parent": 1.0}, "n1": {"maker": 1.0}, "n2": {"parent": 1.0}, "n3": {"gate": 1.0}}
+    async with cluster(nodes=4, workers_per_node=1, node_resources=node_resources, config=config) as c:
+        with trio.fail_after(30):
+            gate = hang.options(resources={"gate": 1.0}).remote()
+            p = make_drop_then_wait.remote([gate])
+            await c.quiesce()
+            [first] = [t.location for t in c.driver.core.submitter.tasks.values() if t.spec.name == "make_drop_then_wait"]
+            [maker] = [rt for rt in c.workers.values() if rt.core.executor._finished_set]
+            [(task_id, owner, epoch, attempt)] = maker.core.executor._finished_set
+            assert (owner, epoch, attempt) == (first, 0, 1)
+            assert c.head.core.recovery_logs == {}  # freed by its owner
+            c.crash(first)
+            await c.settle()
+            ownership.cancel(gate)
+            second, value = await p
+            assert second != first
+            assert value == 42
+            assert (task_id, second, 0, 1) in maker.core.executor._finished_set
+            del p, gate
             gc.collect()
             await c.quiesce()
             assert c.leaks() == {}

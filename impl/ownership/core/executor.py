@@ -38,8 +38,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Running", "TaskExecutor"]
 
-#: finished (task, attempt) pairs remembered to drop a duplicated PushTask
+#: finished pushes remembered to drop a duplicated PushTask
 _FINISHED_KEPT = 4096
+
+#: What makes a push this one and no other: (task id, owner, epoch, attempt).
+#: A re-executed parent makes a recoverable object again under the same
+#: task id, at the same epoch and attempt once the first was freed; only
+#: its owner differs. A new owner's attempts have their own epoch.
+PushKey = tuple[str, str, int, int]
+
+
+def push_key(spec: TaskSpec, epoch: int, attempt: int) -> PushKey:
+    return (spec.task_id, spec.owner, epoch, attempt)
 
 
 @attrs.define(eq=False)
@@ -62,6 +72,10 @@ class Running:
     waiting_arg: bool = False
     error: ErrorInfo | None = None
     epoch: int = 0  # the push's epoch (OwnerRecovery), echoed in the reply
+
+    @property
+    def key(self) -> PushKey:
+        return push_key(self.spec, self.epoch, self.attempt)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -113,11 +127,11 @@ class TaskExecutor:
         # none does, there is nothing to lend, without a look at each of
         # thousands of queued actor calls.
         self.blocked_tasks = 0
-        # (task id, attempt) of the last finished tasks, to ignore a duplicated
-        # PushTask: the deque keeps the order to forget in, the set answers
-        # the membership test of every push in O(1).
-        self._finished: collections.deque[tuple[str, int]] = collections.deque()
-        self._finished_set: set[tuple[str, int]] = set()
+        # The pushes of the last finished tasks (push_key), to ignore a
+        # duplicated PushTask: the deque keeps the order to forget in, the
+        # set answers the membership test of every push in O(1).
+        self._finished: collections.deque[PushKey] = collections.deque()
+        self._finished_set: set[PushKey] = set()
 
     @property
     def refs(self):
@@ -162,21 +176,22 @@ class TaskExecutor:
                 /\ LET x == m.x
                        t == Target(w, x, m.o, m.ep)
                        failedArgs == {y \in Args[x] : LiveCopies(y, Procs) = {} /\ m.o \in up /\ ArgSt(m.o, y) = "failed"}
-                   IN \/ /\ Stale(w, m)
+                       drop == Stale(w, m) \/ <<x, m.o, m.ep, m.att>> \in fin[w]
+                   IN \/ /\ drop
                          /\ msgs' = msgs \ {m}
                          /\ UNCHANGED run
-                      \/ /\ ~Stale(w, m)
+                      \/ /\ ~drop
                          /\ failedArgs # {}
-                         /\ msgs' = (msgs \ {m}) \cup Send({TaskReplyMsg(x, t.o, t.ep, w, "arg")})
+                         /\ msgs' = (msgs \ {m}) \cup Send({TaskReplyMsg(x, t.o, t.ep, w, "arg", {})})
                          /\ UNCHANGED run
-                      \/ /\ ~Stale(w, m)
+                      \/ /\ ~drop
                          /\ \A y \in Args[x] : LiveCopies(y, Procs) # {}
                          /\ run' = [run EXCEPT ![w] = @ \cup
-                                     {[x |-> x, o |-> t.o, ep |-> t.ep, src |-> <<m.o, m.ep>>,
+                                     {[x |-> x, o |-> t.o, ep |-> t.ep, src |-> <<m.o, m.ep>>, att |-> m.att,
                                        val |-> {x} \cup UNION {(CHOOSE c \in LiveCopies(y, Procs) : TRUE).val : y \in Args[x]}]}]
                          /\ msgs' = msgs \ {m}
                 /\ lastAction' = Step("WorkerStart", w, m.x, m)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
+                /\ UNCHANGED <<fin, joined, up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
                                created, made, why, odied>>
 
             \* FateSharing
@@ -281,7 +296,7 @@ class TaskExecutor:
             return []
         if self.worker.moved and self.stale_push(msg):
             return []
-        if spec.task_id in self.running or (spec.task_id, msg.attempt) in self._finished_set:
+        if spec.task_id in self.running or push_key(spec, msg.epoch, msg.attempt) in self._finished_set:
             return []  # a duplicated push
         if spec.kind == "actor_method" and spec.actor_id != self.actor_id:
             error = ErrorInfo(kind="actor_died", message=f"worker {self.worker.address} does not host actor {spec.actor_id}")
@@ -478,8 +493,10 @@ class TaskExecutor:
                 /\ \E r \in run[w] :
                       /\ r.x = x
                       /\ run' = [run EXCEPT ![w] = @ \ {r}]
-                      /\ copies' = copies \cup {[x |-> x, n |-> w, o |-> r.o, ep |-> r.ep, val |-> r.val]}
-                      /\ msgs' = msgs \cup Send({TaskReplyMsg(x, r.o, r.ep, w, "")})
+                      /\ copies' = IF Inline[x] THEN copies
+                                   ELSE copies \cup {[x |-> x, n |-> w, o |-> r.o, ep |-> r.ep, val |-> r.val]}
+                      /\ msgs' = msgs \cup Send({TaskReplyMsg(x, r.o, r.ep, w, "", IF Inline[x] THEN r.val ELSE {})})
+                      /\ fin' = [fin EXCEPT ![w] = @ \cup {<<x, r.src[1], r.src[2], r.att>>}]
                 /\ made' = IF why[x] = "" THEN made \cup {x} ELSE made
                 /\ lastAction' = Step("WorkerFinish", w, x, NoMsg)
                 /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, why, odied>>
@@ -493,7 +510,7 @@ class TaskExecutor:
                 /\ ent' = [ent EXCEPT ![p] = [x \in Objects |-> [@[x] EXCEPT !.local = FALSE]]]
                 /\ msgs' = msgs \cup Send({ParentDoneMsg(p, pb[p].att)})
                 /\ lastAction' = Step("ParentFinish", p, NoObj, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got, created, made, why, odied>>
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, copies, par, got, created, made, why, odied>>
 
         Implementation:
 
@@ -506,7 +523,7 @@ class TaskExecutor:
             return []
         if r.blocked or r.waiting_arg:
             self.blocked_tasks -= 1
-        self._remember_finished(task_id, r.attempt)
+        self._remember_finished(r.key)
         spec = r.spec
         fx: list[Effect] = []
         if r.cancelled and error is None:
@@ -572,8 +589,7 @@ class TaskExecutor:
         self.replies_awaiting_log = waiting
         return fx
 
-    def _remember_finished(self, task_id: str, attempt: int) -> None:
-        key = (task_id, attempt)
+    def _remember_finished(self, key: PushKey) -> None:
         if key in self._finished_set:
             return
         self._finished.append(key)
@@ -760,21 +776,22 @@ class TaskExecutor:
                 /\ LET x == m.x
                        t == Target(w, x, m.o, m.ep)
                        failedArgs == {y \in Args[x] : LiveCopies(y, Procs) = {} /\ m.o \in up /\ ArgSt(m.o, y) = "failed"}
-                   IN \/ /\ Stale(w, m)
+                       drop == Stale(w, m) \/ <<x, m.o, m.ep, m.att>> \in fin[w]
+                   IN \/ /\ drop
                          /\ msgs' = msgs \ {m}
                          /\ UNCHANGED run
-                      \/ /\ ~Stale(w, m)
+                      \/ /\ ~drop
                          /\ failedArgs # {}
-                         /\ msgs' = (msgs \ {m}) \cup Send({TaskReplyMsg(x, t.o, t.ep, w, "arg")})
+                         /\ msgs' = (msgs \ {m}) \cup Send({TaskReplyMsg(x, t.o, t.ep, w, "arg", {})})
                          /\ UNCHANGED run
-                      \/ /\ ~Stale(w, m)
+                      \/ /\ ~drop
                          /\ \A y \in Args[x] : LiveCopies(y, Procs) # {}
                          /\ run' = [run EXCEPT ![w] = @ \cup
-                                     {[x |-> x, o |-> t.o, ep |-> t.ep, src |-> <<m.o, m.ep>>,
+                                     {[x |-> x, o |-> t.o, ep |-> t.ep, src |-> <<m.o, m.ep>>, att |-> m.att,
                                        val |-> {x} \cup UNION {(CHOOSE c \in LiveCopies(y, Procs) : TRUE).val : y \in Args[x]}]}]
                          /\ msgs' = msgs \ {m}
                 /\ lastAction' = Step("WorkerStart", w, m.x, m)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
+                /\ UNCHANGED <<fin, joined, up, crashes, declared, log, ent, brw, dk, mv, gst, copies, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:
@@ -827,7 +844,7 @@ class TaskExecutor:
             del self.running[task_id]
             if r.blocked or r.waiting_arg:
                 self.blocked_tasks -= 1
-            self._remember_finished(task_id, r.attempt)
+            self._remember_finished(r.key)
             self._unqueue(task_id)
             if self.actor_busy == task_id:
                 self.actor_busy = None

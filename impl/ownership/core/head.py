@@ -221,7 +221,7 @@ class HeadCore:
                            /\ made' = IF Kind[x] = "put" /\ why[x] = "" THEN made \cup {x} ELSE made
                            /\ UNCHANGED brw
                 /\ lastAction' = Step("ParentMake", p, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, dk, mv, gst, run, msgs, par, got, why, odied>>
+                /\ UNCHANGED <<joined, up, crashes, declared, dk, mv, gst, run, fin, msgs, par, got, why, odied>>
 
         Implementation:
 
@@ -265,12 +265,16 @@ class HeadCore:
                            /\ why' = [why EXCEPT ![x] = IF @ = "" THEN "arg" ELSE @]
                            /\ UNCHANGED <<log, msgs>>
                       ELSE /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
-                           /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x].loc = w, ![x].att = @ + 1] ELSE log
-                           /\ ent' = [ent EXCEPT ![p][x].st = "pending", ![p][x].loc = w]
-                           /\ msgs' = msgs \cup Send({PushTaskMsg(x, p, e.ep, w)})
+                           \* Attempts are numbered on from the head's count (the dead
+                           \* owner's, after a take-over); it keeps the highest.
+                           /\ log' = IF Recoverable[x]
+                                     THEN [log EXCEPT ![x].loc = w, ![x].att = IF @ > e.att + 1 THEN @ ELSE e.att + 1]
+                                     ELSE log
+                           /\ ent' = [ent EXCEPT ![p][x].st = "pending", ![p][x].loc = w, ![p][x].att = e.att + 1]
+                           /\ msgs' = msgs \cup Send({PushTaskMsg(x, p, e.ep, w, e.att + 1)})
                            /\ UNCHANGED why
                 /\ lastAction' = Step("OwnerDispatch", p, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, fin, copies, par, pb, got,
                                created, made, odied>>
 
         Implementation:
@@ -308,9 +312,12 @@ class HeadCore:
                    \* (an id carries its owner's task), so a late message about one is
                    \* dropped, not taken for news of a take-over it has not heard of.
                    /\ ent' = [ent EXCEPT ![p][x] = [NoEntry EXCEPT !.ep = e.ep]]
-                   /\ msgs' = msgs \cup Send({FreeObjectMsg(x, p, e.ep, n) : n \in e.locs})
+                   \* A small value in the owner's own store goes at once.
+                   /\ LET own == IF Kind[x] = "task" /\ Inline[x] THEN {p} ELSE {} IN
+                      /\ copies' = {c \in copies : ~(c.x = x /\ c.n \in own /\ c.o = p /\ c.ep = e.ep)}
+                      /\ msgs' = msgs \cup Send({FreeObjectMsg(x, p, e.ep, n) : n \in e.locs \ own})
                 /\ lastAction' = Step("OwnerFree", p, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, fin, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:
@@ -345,7 +352,7 @@ class HeadCore:
                 /\ log' = [log EXCEPT ![x].adopt = @ \ {p}]
                 /\ brw' = [brw EXCEPT ![p][x] = NoBorrow]
                 /\ lastAction' = Step("AdopterRelease", p, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, ent, dk, mv, gst, run, copies, msgs, par, pb, got, created, made, why, odied>>
+                /\ UNCHANGED <<joined, up, crashes, declared, ent, dk, mv, gst, run, fin, copies, msgs, par, pb, got, created, made, why, odied>>
 
         Implementation:
 
@@ -375,7 +382,7 @@ class HeadCore:
                 /\ p \notin declared
                 /\ Declare(p)
                 /\ lastAction' = Step("HeadDetectDeath", p, NoObj, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
+                /\ UNCHANGED <<joined, up, crashes, ent, brw, dk, mv, gst, run, fin, copies, par, pb, got, created, made, why, odied>>
 
             \* OwnerRecovery
             HeadSuspect(p) ==
@@ -387,7 +394,7 @@ class HeadCore:
                 /\ crashes' = crashes + 1
                 /\ Declare(p)
                 /\ lastAction' = Step("HeadSuspect", p, NoObj, NoMsg)
-                /\ UNCHANGED <<joined, up, ent, brw, dk, mv, gst, run, copies, par, pb, got, created, made, why, odied>>
+                /\ UNCHANGED <<joined, up, ent, brw, dk, mv, gst, run, fin, copies, par, pb, got, created, made, why, odied>>
 
         Implementation:
 
@@ -450,7 +457,7 @@ class HeadCore:
                 /\ dk' = [dk EXCEPT ![j] = declared]
                 /\ mv' = [mv EXCEPT ![j] = [x \in Objects |-> IF Moved(x) THEN [o |-> log[x].owner, ep |-> log[x].ep] ELSE NoMove]]
                 /\ lastAction' = Step("Join", j, NoObj, NoMsg)
-                /\ UNCHANGED <<crashes, declared, log, ent, brw, gst, run, copies, msgs, par, pb, got,
+                /\ UNCHANGED <<crashes, declared, log, ent, brw, gst, run, fin, copies, msgs, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:

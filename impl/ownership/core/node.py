@@ -213,7 +213,7 @@ class NodeCore:
                                                                  !.locs = @ \ {p}, !.running = @ \ {p}]
                              [] OTHER -> [e EXCEPT !.borrowers = @ \ {p}]
                        NewEntry(x) ==
-                           [NoEntry EXCEPT !.st = "recovering", !.ep = EpOf(x), !.budget = LogBudget(x),
+                           [NoEntry EXCEPT !.st = "recovering", !.ep = EpOf(x), !.budget = LogBudget(x), !.att = log[x].att,
                                            !.waiting = m.to \ (dk[q] \cup {p, q}),
                                            !.locs = IF Has(x) THEN {q} ELSE {},
                                            !.running = IF Runs(x) THEN {q} ELSE {}]
@@ -239,7 +239,7 @@ class NodeCore:
                               (IF q = Driver THEN {}
                                ELSE Send({RecoveryReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
                 /\ lastAction' = Step("ProcessHandleOwnerMoved", q, NoObj, m)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, got, created, made, why>>
+                /\ UNCHANGED <<fin, joined, up, crashes, declared, log, got, created, made, why>>
 
         Implementation:
 
@@ -304,7 +304,7 @@ class NodeCore:
                 /\ copies' = {c \in copies : c.n # p}
                 /\ run' = [run EXCEPT ![p] = {}]
                 /\ lastAction' = Step("ProcessFenced", p, NoObj, FenceMsg(p))
-                /\ UNCHANGED <<joined, crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, made, why, odied>>
+                /\ UNCHANGED <<fin, joined, crashes, declared, log, ent, brw, dk, mv, gst, par, pb, got, created, made, why, odied>>
 
             \* Scheduling
             NodeFenced(n) ==

@@ -58,7 +58,7 @@ class OwnerLog:
                            /\ made' = IF Kind[x] = "put" /\ why[x] = "" THEN made \cup {x} ELSE made
                            /\ UNCHANGED brw
                 /\ lastAction' = Step("ParentMake", p, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, dk, mv, gst, run, msgs, par, got, why, odied>>
+                /\ UNCHANGED <<joined, up, crashes, declared, dk, mv, gst, run, fin, msgs, par, got, why, odied>>
 
         Implementation:
 
@@ -132,12 +132,16 @@ class OwnerLog:
                            /\ why' = [why EXCEPT ![x] = IF @ = "" THEN "arg" ELSE @]
                            /\ UNCHANGED <<log, msgs>>
                       ELSE /\ Recoverable[x] => HeadAccepts(p, x, e.ep)
-                           /\ log' = IF Recoverable[x] THEN [log EXCEPT ![x].loc = w, ![x].att = @ + 1] ELSE log
-                           /\ ent' = [ent EXCEPT ![p][x].st = "pending", ![p][x].loc = w]
-                           /\ msgs' = msgs \cup Send({PushTaskMsg(x, p, e.ep, w)})
+                           \* Attempts are numbered on from the head's count (the dead
+                           \* owner's, after a take-over); it keeps the highest.
+                           /\ log' = IF Recoverable[x]
+                                     THEN [log EXCEPT ![x].loc = w, ![x].att = IF @ > e.att + 1 THEN @ ELSE e.att + 1]
+                                     ELSE log
+                           /\ ent' = [ent EXCEPT ![p][x].st = "pending", ![p][x].loc = w, ![p][x].att = e.att + 1]
+                           /\ msgs' = msgs \cup Send({PushTaskMsg(x, p, e.ep, w, e.att + 1)})
                            /\ UNCHANGED why
                 /\ lastAction' = Step("OwnerDispatch", p, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, fin, copies, par, pb, got,
                                created, made, odied>>
 
         Implementation:

@@ -207,7 +207,7 @@ class FailureHandler:
                                                                  !.locs = @ \ {p}, !.running = @ \ {p}]
                              [] OTHER -> [e EXCEPT !.borrowers = @ \ {p}]
                        NewEntry(x) ==
-                           [NoEntry EXCEPT !.st = "recovering", !.ep = EpOf(x), !.budget = LogBudget(x),
+                           [NoEntry EXCEPT !.st = "recovering", !.ep = EpOf(x), !.budget = LogBudget(x), !.att = log[x].att,
                                            !.waiting = m.to \ (dk[q] \cup {p, q}),
                                            !.locs = IF Has(x) THEN {q} ELSE {},
                                            !.running = IF Runs(x) THEN {q} ELSE {}]
@@ -233,7 +233,7 @@ class FailureHandler:
                               (IF q = Driver THEN {}
                                ELSE Send({RecoveryReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
                 /\ lastAction' = Step("ProcessHandleOwnerMoved", q, NoObj, m)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, got, created, made, why>>
+                /\ UNCHANGED <<fin, joined, up, crashes, declared, log, got, created, made, why>>
 
         Implementation:
 
@@ -410,7 +410,7 @@ class FailureHandler:
                         /\ why' = [why EXCEPT ![x] = IF @ = "" THEN "budget" ELSE @]
                         /\ UNCHANGED copies
                 /\ lastAction' = Step("OwnerRebuild", p, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, msgs, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, msgs, par, pb, got,
                                created, made, odied>>
 
         Implementation:
@@ -569,7 +569,7 @@ class TakeOver:
                                                                  !.locs = @ \ {p}, !.running = @ \ {p}]
                              [] OTHER -> [e EXCEPT !.borrowers = @ \ {p}]
                        NewEntry(x) ==
-                           [NoEntry EXCEPT !.st = "recovering", !.ep = EpOf(x), !.budget = LogBudget(x),
+                           [NoEntry EXCEPT !.st = "recovering", !.ep = EpOf(x), !.budget = LogBudget(x), !.att = log[x].att,
                                            !.waiting = m.to \ (dk[q] \cup {p, q}),
                                            !.locs = IF Has(x) THEN {q} ELSE {},
                                            !.running = IF Runs(x) THEN {q} ELSE {}]
@@ -595,7 +595,7 @@ class TakeOver:
                               (IF q = Driver THEN {}
                                ELSE Send({RecoveryReportMsg(x, EpOf(x), q, Held(x), Has(x), Runs(x)) : x \in M}))
                 /\ lastAction' = Step("ProcessHandleOwnerMoved", q, NoObj, m)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, got, created, made, why>>
+                /\ UNCHANGED <<fin, joined, up, crashes, declared, log, got, created, made, why>>
 
         Implementation:
 
@@ -698,7 +698,7 @@ class TakeOver:
                                             !.running = IF m.running THEN @ \cup {m.w} ELSE @]]
                           ELSE ent
                 /\ lastAction' = Step("NewOwnerHandleReport", Driver, m.x, m)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, copies, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:
@@ -758,7 +758,7 @@ class TakeOver:
                                   [] R # {} -> [e EXCEPT !.st = "pending", !.loc = CHOOSE r \in R : TRUE, !.locs = {}, !.running = {}]
                                       [] OTHER -> [e EXCEPT !.st = "lost", !.locs = {}, !.running = {}]]
                 /\ lastAction' = Step("NewOwnerComplete", Driver, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, msgs, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, copies, msgs, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:

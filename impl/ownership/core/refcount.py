@@ -305,7 +305,7 @@ class ReferenceCounter:
                 /\ gst' = [gst EXCEPT ![h][x] = "released"]
                 /\ msgs' = msgs \cup Send({RefRemovedMsg(x, brw[h][x].o, brw[h][x].ep, h)})
                 /\ lastAction' = Step("HolderRelease", h, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, fin, copies, par, pb, got,
                                created, made, why, odied>>
 
             \* Ownership
@@ -372,7 +372,7 @@ class ReferenceCounter:
                         /\ msgs' = msgs \cup Send({ShareMsg(x, p, ent[p][x].ep, h) : h \in Holders[x] \ dk[p]})
                    ELSE UNCHANGED <<ent, msgs>>
                 /\ lastAction' = Step("ParentShare", p, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, copies, par, got,
                                created, made, why, odied>>
 
             \* OwnerRecovery
@@ -387,7 +387,7 @@ class ReferenceCounter:
                 /\ ~\E m \in msgs : m.type = "Pass" /\ m.x = x /\ m.dst = j
                 /\ msgs' = msgs \cup Send({PassMsg(x, brw[h][x].o, brw[h][x].ep, h, j)})
                 /\ lastAction' = Step("HolderPass", h, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, fin, copies, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:
@@ -442,7 +442,7 @@ class ReferenceCounter:
                 /\ brw' = IF m.o \in dk[h] THEN brw ELSE [brw EXCEPT ![h][m.x] = [o |-> m.o, ep |-> m.ep, held |-> TRUE]]
                 /\ gst' = IF m.o \notin dk[h] /\ gst[h][m.x] = "released" THEN [gst EXCEPT ![h][m.x] = "none"] ELSE gst
                 /\ lastAction' = Step("HolderReceive", h, m.x, m)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, fin, copies, par, pb, got,
                                created, made, why, odied>>
 
             \* OwnerRecovery
@@ -461,7 +461,7 @@ class ReferenceCounter:
                         /\ msgs' = (msgs \ {m}) \cup Send({AddBorrowerMsg(m.x, t.o, t.ep, j, CHOOSE l \in m.to : TRUE)})
                         /\ UNCHANGED <<gst, odied>>
                 /\ lastAction' = Step("HolderReceivePass", j, m.x, m)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, dk, mv, run, fin, copies, par, pb, got,
                                created, made, why>>
 
         Implementation:
@@ -546,7 +546,7 @@ class ReferenceCounter:
                           THEN [ent EXCEPT ![p][m.x].borrowers = @ \cup {m.w}]
                           ELSE ent
                 /\ lastAction' = Step("OwnerHandleAddBorrower", p, m.x, m)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, copies, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:
@@ -1020,7 +1020,7 @@ class ReferenceCounter:
                           THEN [ent EXCEPT ![p][m.x].borrowers = @ \ {m.w}]
                           ELSE ent
                 /\ lastAction' = Step("OwnerHandleRefRemoved", p, m.x, m)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, copies, par, pb, got,
                                created, made, why, odied>>
 
             \* Ownership
@@ -1120,9 +1120,12 @@ class ReferenceCounter:
                    \* (an id carries its owner's task), so a late message about one is
                    \* dropped, not taken for news of a take-over it has not heard of.
                    /\ ent' = [ent EXCEPT ![p][x] = [NoEntry EXCEPT !.ep = e.ep]]
-                   /\ msgs' = msgs \cup Send({FreeObjectMsg(x, p, e.ep, n) : n \in e.locs})
+                   \* A small value in the owner's own store goes at once.
+                   /\ LET own == IF Kind[x] = "task" /\ Inline[x] THEN {p} ELSE {} IN
+                      /\ copies' = {c \in copies : ~(c.x = x /\ c.n \in own /\ c.o = p /\ c.ep = e.ep)}
+                      /\ msgs' = msgs \cup Send({FreeObjectMsg(x, p, e.ep, n) : n \in e.locs \ own})
                 /\ lastAction' = Step("OwnerFree", p, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, copies, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, brw, dk, mv, gst, run, fin, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:
@@ -1265,7 +1268,7 @@ class ReferenceCounter:
                 /\ log' = [log EXCEPT ![x].adopt = @ \ {p}]
                 /\ brw' = [brw EXCEPT ![p][x] = NoBorrow]
                 /\ lastAction' = Step("AdopterRelease", p, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, ent, dk, mv, gst, run, copies, msgs, par, pb, got, created, made, why, odied>>
+                /\ UNCHANGED <<joined, up, crashes, declared, ent, dk, mv, gst, run, fin, copies, msgs, par, pb, got, created, made, why, odied>>
 
         Implementation:
 
@@ -1419,7 +1422,7 @@ class ReferenceCounter:
                                            val |-> IF a = "value" THEN AnswerVal(o, x) ELSE {}]}
                 /\ pb' = Next1(p)
                 /\ lastAction' = Step("ParentGet", p, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, msgs, par,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, fin, copies, msgs, par,
                                created, made, why, odied>>
 
             \* OwnerRecovery
@@ -1431,7 +1434,7 @@ class ReferenceCounter:
                 /\ gst[h][x] = "none"
                 /\ gst' = [gst EXCEPT ![h][x] = "wait"]
                 /\ lastAction' = Step("HolderGet", h, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, run, fin, copies, msgs, par, pb,
                                got, created, made, why, odied>>
 
             \* Ownership
@@ -1706,7 +1709,7 @@ Ask for a value (API get, a task argument, an actor's address).
                            /\ got' = got \cup {[h |-> h, x |-> x, res |-> a, by |-> "holder",
                                                 val |-> IF a = "value" THEN AnswerVal(b.o, x) ELSE {}]}
                 /\ lastAction' = Step("HolderGetReturns", h, x, NoMsg)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, run, copies, msgs, par, pb,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, run, fin, copies, msgs, par, pb,
                                created, made, why, odied>>
 
         Implementation:

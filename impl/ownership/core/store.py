@@ -197,7 +197,7 @@ class ObjectStore:
                 /\ msgs' = msgs \ {m}
                 /\ copies' = {c \in copies : ~(c.x = m.x /\ c.n = n /\ c.o = m.o /\ c.ep = m.ep)}
                 /\ lastAction' = Step("StoreFree", n, m.x, m)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, par, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, fin, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:

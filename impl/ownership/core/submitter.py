@@ -1015,21 +1015,27 @@ class TaskSubmitter:
                 /\ p \in up
                 /\ HeardOf(p, m)
                 /\ msgs' = msgs \ {m}
-                /\ LET e == ent[p][m.x] IN
+                /\ LET e == ent[p][m.x]
+                       at == IF Inline[m.x] THEN p ELSE m.w
+                       kept == IF Inline[m.x] /\ m.err = ""
+                               THEN copies \cup {[x |-> m.x, n |-> p, o |-> p, ep |-> m.ep, val |-> m.val]}
+                               ELSE copies
+                   IN
                    IF e.ep = m.ep /\ e.st = "pending" /\ e.loc = m.w
-                   THEN /\ ent' = [ent EXCEPT ![p][m.x] = IF m.err = "" THEN [@ EXCEPT !.st = "ready", !.locs = {m.w}]
+                   THEN /\ ent' = [ent EXCEPT ![p][m.x] = IF m.err = "" THEN [@ EXCEPT !.st = "ready", !.locs = {at}]
                                                                           ELSE [@ EXCEPT !.st = "failed"]]
                         /\ why' = IF m.err = "" THEN why ELSE [why EXCEPT ![m.x] = IF @ = "" THEN m.err ELSE @]
-                        /\ UNCHANGED copies
+                        /\ copies' = kept
                    ELSE IF e.ep = m.ep /\ e.st = "recovering" /\ m.err = ""
-                   THEN /\ ent' = [ent EXCEPT ![p][m.x].locs = @ \cup {m.w}]
-                        /\ UNCHANGED <<copies, why, odied>>
-                   ELSE /\ copies' = IF m.err = "" /\ ~(e.ep = m.ep /\ m.w \in e.locs)
+                   THEN /\ ent' = [ent EXCEPT ![p][m.x].locs = @ \cup {at}]
+                        /\ copies' = kept
+                        /\ UNCHANGED <<why, odied>>
+                   ELSE /\ copies' = IF m.err = "" /\ ~Inline[m.x] /\ ~(e.ep = m.ep /\ m.w \in e.locs)
                                      THEN {c \in copies : ~(c.x = m.x /\ c.n = m.w /\ c.o = p /\ c.ep = m.ep)}
                                      ELSE copies
                         /\ UNCHANGED <<ent, why, odied>>
                 /\ lastAction' = Step("OwnerHandleReply", p, m.x, m)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, par, pb, got, created, made, odied>>
+                /\ UNCHANGED <<joined, up, crashes, declared, log, brw, dk, mv, gst, run, fin, par, pb, got, created, made, odied>>
 
             \* OwnerRecovery
             DriverHandleParentDone(m) ==
@@ -1038,7 +1044,7 @@ class TaskSubmitter:
                 /\ msgs' = msgs \ {m}
                 /\ par' = IF par.st = "running" /\ par.att = m.ep THEN [par EXCEPT !.st = "done"] ELSE par
                 /\ lastAction' = Step("DriverHandleParentDone", Driver, NoObj, m)
-                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, copies, pb, got,
+                /\ UNCHANGED <<joined, up, crashes, declared, log, ent, brw, dk, mv, gst, run, fin, copies, pb, got,
                                created, made, why, odied>>
 
             \* FateSharing

@@ -263,7 +263,7 @@ class WorkerCore:
                 /\ dk' = [dk EXCEPT ![j] = declared]
                 /\ mv' = [mv EXCEPT ![j] = [x \in Objects |-> IF Moved(x) THEN [o |-> log[x].owner, ep |-> log[x].ep] ELSE NoMove]]
                 /\ lastAction' = Step("Join", j, NoObj, NoMsg)
-                /\ UNCHANGED <<crashes, declared, log, ent, brw, gst, run, copies, msgs, par, pb, got,
+                /\ UNCHANGED <<crashes, declared, log, ent, brw, gst, run, fin, copies, msgs, par, pb, got,
                                created, made, why, odied>>
 
         Implementation:
