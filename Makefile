@@ -49,6 +49,7 @@ check-models: $(STAMP) java
 	$(VENV)/bin/ownership check Ownership --config Actor
 	$(VENV)/bin/ownership check Scheduling --config OwnerCrash
 	$(VENV)/bin/ownership check Scheduling --config Requests
+	$(VENV)/bin/ownership check OwnerRecovery --config Inline
 
 # Every spec mutant, the slow liveness ones ("ci": false in spec/*.json) too.
 check-mutants: $(STAMP) java

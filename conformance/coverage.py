@@ -45,10 +45,15 @@ def coverage(results: Sequence[ReplayResult], indexes: dict[tuple[str, str], dic
             total_actions = sorted(index.get("actions", {}))
             # A whole edge cover's graph may leave out what a targeted trace
             # reaches (a config's constraints on its cover): count those apart.
+            # Its actions count the same way.
             covering = {e for r in rs if not r.targeted for e in r.edges}
             if covering and index.get("cover") == "edges" and index.get("max_paths") is None:
                 entry["edges"].update(exercised=len(covering), beyond=len(edges - covering))
                 edges = covering
+                actions = {a for r in rs if not r.targeted for a, _ in r.actions}
+                with_params = {a for r in rs if not r.targeted for a in r.actions}
+                entry["actions"]["exercised"] = sorted(actions)
+                entry["action_params"]["exercised"] = len(with_params)
             entry["edges"].update(total=index["edges"], share=_share(len(edges), index["edges"]))
             entry["actions"].update(
                 total=len(total_actions),

@@ -1,9 +1,9 @@
 """OwnerRecovery (spec/OwnerRecovery.tla) <-> the implementation.
 
 The committed corpus is Small's edge cover, the owner's crash at the five
-points of ``SmallCrashPoints`` (1,742 edges; 61,645 with a crash anywhere),
-and its targeted traces (traces/OwnerRecovery/; spec/docs/OwnerRecovery.md,
-"Conformance").
+points of ``SmallCrashPoints``, Inline's at the points of
+``InlineCrashPoints``, and their targeted traces (traces/OwnerRecovery/;
+spec/docs/OwnerRecovery.md, "Conformance").
 
 Binding of the model's values (Small's shape: one object, its holders, a
 parent whose executions run at ``ParentPlacement``):
@@ -20,6 +20,11 @@ parent whose executions run at ``ParentPlacement``):
   the parent's call ``keep(x)`` on it (the reference travels inside the
   argument: borrowed), ``HolderReceive`` that call's delivery, ``HolderGet``
   and ``HolderRelease`` the driver's calls ``get()`` and ``release()``.
+
+Values: an object's task returns the list of its name; under Inline the
+cluster keeps the default inline threshold, so the value travels in the
+reply and the owner keeps it (a copy at the owner's process), otherwise
+the threshold is 0 and every value is stored at the worker's node.
 
 Placement: the parent asks for a marker resource that the nodes of
 ``ParentPlacement`` have (the driver's node redirects it to the one with
@@ -76,6 +81,10 @@ the properties read). What is mapped rather than read:
   stale: it stays in ``msgs`` until the trace's ``WorkerStart`` takes it;
 - a crashed process keeps its ``ent``, ``brw``, ``dk`` and ``mv`` (the spec
   changes none of them after a crash);
+- ``fin``: the pushes the workers of a process ran to the end, as each
+  worker's executor remembers them, kept by the harness once seen (a
+  node stops a worker leased to a dead owner, and a crash takes them all;
+  the spec's process keeps them);
 - ``gst``, ``got``, ``created``, ``made``, ``odied``, ``crashes``: the
   harness's record of what the bodies and calls did.
 
@@ -280,6 +289,9 @@ class OwnerRecoveryMapping(Mapping):
         self.objects: list[ModelValue] = sorted(k["Objects"])
         self.recoverable: dict = dict(k["Recoverable"])
         self.kind: dict = dict(k["Kind"])
+        self.inline: dict = dict(k["Inline"])
+        if len(set(self.inline.values())) > 1:
+            raise ValueError("the OwnerRecovery mapping sets one inline threshold: every object's value is small, or none is")
         self.args: dict = {x: frozenset(v) for x, v in dict(k["Args"]).items()}
         self.retries: dict = dict(k["Retries"])
         self.placement: dict = {x: tuple(v) for x, v in dict(k["Placement"]).items()}
@@ -341,6 +353,8 @@ class OwnerRecoveryMapping(Mapping):
         self.owner_tables = True
         #: a crashed process -> its tables when it crashed
         self.frozen: dict[ModelValue, dict[str, Any]] = {}
+        #: process -> the pushes of x its workers finished (see _finished)
+        self.fin: dict[ModelValue, set] = {}
         #: pushes of an object's task by each owner, and those lost with a
         #: worker its node stopped for its dead owner (see _network_event)
         self.pushes: dict[tuple, int] = {}
@@ -360,8 +374,10 @@ class OwnerRecoveryMapping(Mapping):
             if p in self.all_holders:
                 res[f"holder:{p.name}"] = 1.0
             shapes[p.name] = NodeShape(tuple(sorted(res.items())), 4)
+        # A small value (Inline) travels in its reply: the object's task
+        # returns a list of a few names, far below the default threshold.
         config = CoreConfig(
-            inline_threshold=0,
+            inline_threshold=CoreConfig().inline_threshold if any(self.inline.values()) else 0,
             node_timeout_ticks=1,
             suspect_on_connection_loss=False,
             max_workers_per_node=8,
@@ -600,7 +616,11 @@ class OwnerRecoveryMapping(Mapping):
         await self._deliver("OwnerHandleReply", p["m"], (TaskReply,))
 
     async def _do_HolderReceive(self, p: dict[str, Any]) -> None:
-        await self._deliver("HolderReceive", p["m"], (PushTask,))
+        h, m = p["p"], p["m"]
+        live_owner = m["o"] not in self._known_dead(h)
+        await self._deliver("HolderReceive", m, (PushTask,))
+        if live_owner and self.gst.get(h) == "released":
+            self.gst[h] = "none"  # a holder that let go of x may get the one made anew
 
     async def _do_HolderGet(self, p: dict[str, Any]) -> None:
         assert self.c is not None
@@ -990,7 +1010,7 @@ class OwnerRecoveryMapping(Mapping):
 
     def _msg(self, type: str, x: Any, o: Any, ep: int, w: Any, dst: Any, **fields: Any) -> TLARecord:
         base = dict(type=type, x=x, o=o, ep=ep, w=w, dst=dst, held=False, copy=False, running=False, err="",
-                    moved=frozenset(), to=frozenset())
+                    moved=frozenset(), to=frozenset(), att=0, val=frozenset())
         base.update(fields)
         return TLARecord(**base)
 
@@ -999,7 +1019,8 @@ class OwnerRecoveryMapping(Mapping):
         if isinstance(msg, PushTask):
             x = self._x_task(msg.task.task_id)
             if x is not None:
-                return [self._msg("PushTask", x, self._proc(env.src), self._ep(msg.epoch), self._proc(env.dst), self._proc(env.dst))]
+                return [self._msg("PushTask", x, self._proc(env.src), self._ep(msg.epoch), self._proc(env.dst), self._proc(env.dst),
+                                  att=msg.attempt)]
             if msg.task.method == "keep":
                 out = []
                 for a in msg.task.args:
@@ -1013,7 +1034,9 @@ class OwnerRecoveryMapping(Mapping):
             x = self._x_task(msg.task_id)
             if x is not None:
                 err = "" if msg.error is None else "arg"
-                return [self._msg("TaskReply", x, self._proc(env.dst), self._ep(msg.epoch), self._proc(msg.worker), self._proc(env.dst), err=err)]
+                val = self._value(msg.value) if msg.value is not None and msg.location is None else frozenset()
+                return [self._msg("TaskReply", x, self._proc(env.dst), self._ep(msg.epoch), self._proc(msg.worker), self._proc(env.dst),
+                                  err=err, val=val)]
             if msg.task_id == self._parent_task_id():
                 p = self._proc(msg.worker)
                 b = self.bodies.get(p)
@@ -1052,9 +1075,17 @@ class OwnerRecoveryMapping(Mapping):
                     slot["running"] |= e.running
         return [self._msg("RecoveryReport", x, self.driver, ep, q, self.driver, **f) for (x, ep), f in merged.items()]
 
+    def _value(self, payload: Payload) -> frozenset:
+        """A value of the model: the set of objects whose tasks made it."""
+        return frozenset(self.by_name[s] for s in unpack(payload, lambda info: None))
+
+    def _kept_inline(self, ref: Any, x: ModelValue) -> bool:
+        """The owner keeps x's small value in its own store (Inline)."""
+        return self.inline[x] and ref.value is not None and ref.status == READY
+
     def _entry(self, p: ModelValue, x: ModelValue) -> TLARecord:
         no = TLARecord(st="none", ep=self.ent_ep.get((p, x), 0), loc=self.no_proc, locs=frozenset(), budget=0,
-                       borrowers=frozenset(), local=False, waiting=frozenset(), running=frozenset())
+                       borrowers=frozenset(), local=False, waiting=frozenset(), running=frozenset(), att=0)
         oid = self.oid.get(x)
         core = next((c for c in self._cores_at(p) if oid is not None and (r := c.refs.table.get(oid)) is not None and r.owned), None)
         if core is None:
@@ -1080,6 +1111,8 @@ class OwnerRecoveryMapping(Mapping):
         for env in self._keep_calls(core.address, oid):
             borrowers.add(self._proc(env))
         locs = frozenset(self._proc(n) for n in ref.locations) if st in ("ready", "recovering") else frozenset()
+        if st in ("ready", "recovering") and self._kept_inline(ref, x):
+            locs |= {p}
         waiting = frozenset(self._proc(a) for a in rec.waiting) - {self.driver} if rec is not None else frozenset()
         budget = task.retries_left if task is not None else 0
         log = self._log(x)
@@ -1093,6 +1126,7 @@ class OwnerRecoveryMapping(Mapping):
             st=st, ep=ep, loc=self.last_push.get((p, x), self.no_proc), locs=locs,
             budget=budget,
             borrowers=frozenset(borrowers), local=ref.local > 0, waiting=waiting, running=frozenset(),
+            att=task.attempt if task is not None else 0,
         )
 
     def _keep_calls(self, owner: str, oid: str) -> list[str]:
@@ -1157,8 +1191,22 @@ class OwnerRecoveryMapping(Mapping):
                 if x is not None and r.started:
                     o = self._proc(r.spec.owner)
                     ep = self.ent_ep.get((o, x), 1)
-                    out.add(TLARecord(x=x, o=o, ep=ep, src=(o, ep), val=frozenset({x})))
+                    out.add(TLARecord(x=x, o=o, ep=ep, src=(o, ep), att=r.attempt, val=frozenset({x})))
         return frozenset(out)
+
+    def _finished(self, p: ModelValue) -> frozenset:
+        """The pushes of the model's objects that the workers at ``p`` ran to
+        the end, <<x, owner, epoch, attempt>>. The spec's process keeps them
+        while it lives; the implementation's are in its node's workers, one
+        of which the node may stop (leased to a dead owner): the harness
+        keeps what each had."""
+        seen = self.fin.setdefault(p, set())
+        for core in self._cores_at(p):
+            for task_id, owner, epoch, attempt in core.executor._finished_set:
+                x = self._x_task(task_id)
+                if x is not None:
+                    seen.add((x, self._proc(owner), self._ep(epoch), attempt))
+        return frozenset(seen)
 
     def _copies(self) -> frozenset:
         assert self.c is not None
@@ -1169,8 +1217,14 @@ class OwnerRecoveryMapping(Mapping):
             for oid, obj in rt.core.store.objects.items():
                 x = self._obj(oid)
                 if x is not None and obj.pinned:
-                    val = frozenset(self.by_name[s] for s in unpack(obj.value, lambda info: None))
-                    out.add(TLARecord(x=x, n=self.proc_by_name[name], o=self._proc(obj.owner), ep=self._ep(obj.epoch), val=val))
+                    out.add(TLARecord(x=x, n=self.proc_by_name[name], o=self._proc(obj.owner), ep=self._ep(obj.epoch),
+                                      val=self._value(obj.value)))
+        for p in self.procs:
+            for core in self._cores_at(p):
+                for x in self.objects:
+                    ref = core.refs.table.get(self.oid.get(x, ""))
+                    if ref is not None and ref.owned and self._kept_inline(ref, x):
+                        out.add(TLARecord(x=x, n=p, o=p, ep=self._ep(ref.epoch), val=self._value(ref.value)))
         return frozenset(out)
 
     def _log_record(self, x: ModelValue) -> TLARecord:
@@ -1244,6 +1298,7 @@ class OwnerRecoveryMapping(Mapping):
             "mv": function_value((p, self._frozen(p, "mv") or function_value((x, self._moved(p, x)) for x in self.objects)) for p in self.procs),
             "gst": function_value((p, function_value((x, self.gst.get(p, "none")) for x in self.objects)) for p in self.procs),
             "run": function_value((p, self._runs_at(p)) for p in self.procs),
+            "fin": function_value((p, self._finished(p)) for p in self.procs),
             "copies": self._copies(),
             "msgs": frozenset(msgs),
             "par": self._par(),

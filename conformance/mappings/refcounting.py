@@ -379,7 +379,7 @@ class RefCountingMapping(Mapping):
         started = set()
         if worker is not None:
             ex = worker.core.executor
-            started = set(ex.running) | {tid for tid, _attempt in ex._finished}
+            started = set(ex.running) | {key[0] for key in ex._finished}
         out = []
         for task in rt.core.submitter.tasks.values():
             spec = task.spec
