@@ -119,15 +119,17 @@ SmallCrashPoints ==
 
 (***************************************************************************)
 (* The crash points of Inline's conformance traces: o crashes while no     *)
-(* message is in flight and x's value is in its store, with h waiting for  *)
-(* it (the new owner runs x again at w for h) or holding it (x is lost to  *)
-(* the new owner too, rebuilt only if it is needed again).                 *)
+(* message is in flight, at the two points where the worker that ran x for *)
+(* o, w, gets x's task again: x's value in o's store with h waiting for it *)
+(* (the new owner runs x again), and x freed (nothing to take over: the    *)
+(* re-executed parent makes x again, under the same id, epoch and attempt  *)
+(* as o's).  Small's cover has the rest of the take-over's paths.          *)
 (***************************************************************************)
 InlineCrashPoints ==
     /\ lastAction'.name = "Crash" =>
          /\ msgs = {}
-         /\ ent[o][X].st = "ready"
-         /\ gst[h][X] \in {"wait", "value"}
+         /\ \/ ent[o][X].st = "ready" /\ gst[h][X] = "wait"
+            \/ ent[o][X].st = "none" /\ X \in created
     /\ (\E m \in msgs : m.type = "OwnerMoved" /\ m.moved = {}) => lastAction'.name = "ProcessHandleOwnerMoved"
 
 ParentPlaces == <<o, w>>

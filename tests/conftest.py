@@ -13,8 +13,10 @@ from __future__ import annotations
 import pytest
 
 #: test ids (from the repository's root), as prefixes. The bench smoke
-#: tests and the mutant runner's subset start processes but bound nothing
-#: tighter than minutes, so they run with the rest.
+#: tests start processes but bound nothing tighter than minutes, so they
+#: run with the rest. The mutant runner's subset runs here: each of its
+#: mutants replays the whole corpus (two at a time, one per core), and
+#: beside the other pytest worker it went past its bound.
 REAL_PROCESSES = (
     "tests/api/test_blocking.py",
     "tests/api/test_resources.py",
@@ -23,6 +25,7 @@ REAL_PROCESSES = (
     "tests/conformance/test_tcp_",
     "tests/dashboard/",
     "tests/multiprocess/",
+    "tests/mutants/test_mutants.py::test_fast_subset",
     "tests/mutants/test_mutants.py::test_hanging_test",
     "tests/recovery/test_owner_recovery_tcp.py",
     "tests/runtime/",

@@ -1,7 +1,7 @@
 """OwnerRecovery (spec/OwnerRecovery.tla) <-> the implementation.
 
 The committed corpus is Small's edge cover, the owner's crash at the five
-points of ``SmallCrashPoints``, Inline's at the points of
+points of ``SmallCrashPoints``, Inline's at the two of
 ``InlineCrashPoints``, and their targeted traces (traces/OwnerRecovery/;
 spec/docs/OwnerRecovery.md, "Conformance").
 
