@@ -192,13 +192,27 @@ async def test_hung_node_whose_connection_drops_is_probed_dead_fenced_and_its_ta
 
 
 async def test_live_node_whose_connection_drops_answers_the_probe_and_stays(tmp_path):
+    """A false suspicion cleared: the node's connection to the head is cut
+    while the node is stopped, so the head sees the loss first and probes
+    (had the node run on, its redial could replace the connection before the
+    head read the reset, and no suspicion would arise: also correct, but not
+    this path). The probe's window is 5 s; the node runs again as soon as
+    the head suspects it, answers, and stays."""
     reason = _can_destroy_sockets()
     if reason is not None:
         pytest.skip(reason)
-    async with cluster(nodes=1, num_cpus=1, node_timeout=60.0) as local:
+    async with cluster(nodes=1, num_cpus=1, node_timeout=60.0, config={"probe_timeout_ticks": 50}) as local:
         victim = await local.add_node(num_cpus=1, resources=FAR)
         head_port = int(local.head.partition("#")[0].rpartition(":")[2])
-        assert _cut_connections(local.pid(victim), head_port) == 1
+        local.kill(victim, signal.SIGSTOP)
+        try:
+            assert _cut_connections(local.pid(victim), head_port) == 1
+            with trio.fail_after(10):
+                # Short queries: the stopped node does not answer its own.
+                while not (await local.snapshot(timeout=0.2)).head["nodes"][victim]["suspected"]:
+                    await trio.sleep(0.02)
+        finally:
+            local.kill(victim, signal.SIGCONT)
         with trio.fail_after(30):
             while (await local.snapshot()).head.get("suspicions_cleared", 0) < 1:
                 await trio.sleep(0.02)
