@@ -236,3 +236,34 @@ async def test_fault_hook_breaks_a_connection_on_sigusr2(monkeypatch):
             while (await local.snapshot()).nodes[node]["tcp"]["peers_lost"] == before:
                 await trio.sleep(0.05)  # polling the node's own count
             assert local.alive(node)
+
+
+@ownership.remote
+def loaded(names):
+    return [n for n in names if n in sys.modules]
+
+
+async def test_workers_preload_the_modules_the_environment_names(monkeypatch, capfd):
+    """$OWNERSHIP_PRELOAD: each worker imports them once it serves (a task
+    that needs one later does not pay its import); one that fails is a
+    warning, and the worker serves on."""
+    from ownership.runtime.process import PRELOAD_ENV
+
+    monkeypatch.setenv(PRELOAD_ENV, "no_such_module_here, wave")
+    async with cluster(nodes=1, num_cpus=1):
+        with trio.fail_after(60):
+            while await loaded.remote(["wave", "numpy"]) != ["wave"]:
+                await trio.sleep(0.02)  # the import runs beside the worker's first tasks
+    err = capfd.readouterr().err
+    assert "preloading no_such_module_here (OWNERSHIP_PRELOAD) failed: ModuleNotFoundError" in err
+
+
+def test_preload_defaults_to_numpy_and_an_empty_setting_turns_it_off(monkeypatch):
+    from ownership.runtime.process import PRELOAD_ENV, preload_modules
+
+    monkeypatch.delenv(PRELOAD_ENV, raising=False)
+    assert preload_modules() == ("numpy",)  # installed with the package's test extras
+    monkeypatch.setenv(PRELOAD_ENV, "")
+    assert preload_modules() == ()
+    monkeypatch.setenv(PRELOAD_ENV, " pandas ,scipy.linalg,")
+    assert preload_modules() == ("pandas", "scipy.linalg")

@@ -54,6 +54,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import importlib
+import importlib.util
 import logging
 import math
 import os
@@ -561,6 +563,33 @@ async def _run_worker(args: argparse.Namespace, token: bytes, config: CoreConfig
             if args.dashboard_probe:
                 _probe(rt.core)
             _announce(transport.address)
+            nursery.start_soon(_preload, preload_modules())
+
+
+#: in a worker's environment: modules (comma-separated) it imports once it
+#: serves; unset, numpy if installed; empty, none
+PRELOAD_ENV = "OWNERSHIP_PRELOAD"
+
+
+def preload_modules() -> tuple[str, ...]:
+    """The modules a worker imports once it serves (``$OWNERSHIP_PRELOAD``)."""
+    names = os.environ.get(PRELOAD_ENV)
+    if names is None:
+        return ("numpy",) if importlib.util.find_spec("numpy") is not None else ()
+    return tuple(n.strip() for n in names.split(",") if n.strip())
+
+
+async def _preload(names: tuple[str, ...]) -> None:
+    """Import ``names`` in a thread, after the ready line: the worker serves
+    at once, and the first task that makes or takes an array does not pay
+    the import (numpy's is ~0.1 s) on its critical path, which matters most
+    when a task is re-executed on a new worker after a failure. A task that
+    needs a module meanwhile waits on the import lock, as it would have."""
+    for name in names:
+        try:
+            await trio.to_thread.run_sync(importlib.import_module, name)
+        except Exception as exc:  # a user's module may be missing or fail: say so once
+            logger.warning("preloading %s (%s) failed: %s: %s", name, PRELOAD_ENV, type(exc).__name__, exc)
 
 
 def _probe(core: Any) -> None:
