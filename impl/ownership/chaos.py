@@ -64,6 +64,7 @@ import contextlib
 import gc
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -1047,6 +1048,24 @@ def _stderr_to(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _driver_log_to(path: Path) -> Iterator[None]:
+    """Also write this process's (the driver's) warnings and errors to
+    ``path``, in the services' format: an embedding program (pytest) may
+    route its logging elsewhere, and a message the driver failed to handle
+    must be counted as any other process's is."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s driver[{os.getpid()}] %(name)s %(levelname)s: %(message)s"))
+    logger = logging.getLogger("ownership")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
 async def run_chaos(options: ChaosOptions, stderr: Path | None = None) -> ChaosReport:
     """One chaos run (see the module doc); the report says what it found.
 
@@ -1057,7 +1076,7 @@ async def run_chaos(options: ChaosOptions, stderr: Path | None = None) -> ChaosR
     with tempfile.TemporaryDirectory(prefix="ownership-chaos-") as work:
         log = stderr or Path(work, "stderr.log")
         # With net_faults every process of the cluster installs its fault hook.
-        with _stderr_to(log), _environment(FAULT_CUTS_ENV, "1" if options.net_faults else None):
+        with _stderr_to(log), _driver_log_to(log), _environment(FAULT_CUTS_ENV, "1" if options.net_faults else None):
             await _Chaos(options, report, Path(work)).run()
         report.log_errors = log_errors(log.read_text(errors="replace"))
     if options.log_dir is not None and report.failure is None:

@@ -7,6 +7,7 @@ run; a failure prints the report with the command that reruns it.
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 import pytest
@@ -80,6 +81,19 @@ def test_log_errors_are_grouped_with_addresses_and_numbers_blanked():
         "head ownership.tcp: ADDR: bad frame from ADDR: bad field X[N]; connection closed": 2,
         "a traceback on stderr": 1,
     }
+
+
+def test_driver_errors_are_counted_with_the_processes_ones(tmp_path):
+    # The driver is the run's own process: its records go to the same log
+    # whatever the embedding program does with logging.
+    from ownership.chaos import _driver_log_to
+
+    log = tmp_path / "stderr.log"
+    with _driver_log_to(log):
+        logging.getLogger("ownership.shell").error("127.0.0.1:5#0000000a: PushTask from 127.0.0.1:6#0000000b could not be handled")
+        logging.getLogger("ownership.shell").info("not counted")
+    logging.getLogger("ownership.shell").error("after the run: not in its log")
+    assert log_errors(log.read_text()) == {"driver ownership.shell: ADDR: PushTask from ADDR could not be handled": 1}
 
 
 def test_report_is_ok_only_without_wrong_hangs_undocumented_errors_or_leaks():
