@@ -224,3 +224,31 @@ async def test_live_node_whose_connection_drops_answers_the_probe_and_stays(tmp_
         head = (await local.snapshot()).head
         assert head["nodes"][victim]["alive"] and head["fenced"] == 0 and head["tcp"]["peers_lost"] >= 1
         assert victim not in local.driver.core.dead_nodes and local.alive(victim)
+
+
+async def test_worker_whose_connection_to_its_node_drops_is_probed_and_keeps_its_task(tmp_path):
+    """A reset connection between a node and a live worker is not the
+    worker's death: the node probes it, it answers, and its task ends there,
+    run once. (The node used to declare it dead at once: its owner retried
+    the task elsewhere while it still ran, and Scheduling rejected a chaos
+    run's event log at that SchedulerDetectWorkerDeath.)"""
+    reason = _can_destroy_sockets()
+    if reason is not None:
+        pytest.skip(reason)
+    async with cluster(nodes=1, num_cpus=1, node_timeout=60.0) as local:
+        node = await local.add_node(num_cpus=1, resources=FAR)
+        node_port = int(node.partition("#")[0].rpartition(":")[2])
+        marks, gate = tmp_path / "marks", tmp_path / "gate"
+        marks.mkdir()
+        with trio.fail_after(60):
+            ref = gated.remote(6, str(marks), str(gate))
+            [(worker_pid, _)] = (await _attempts(marks, 1)).items()
+        assert _cut_connections(worker_pid, node_port) == 1
+        with trio.fail_after(30):
+            while (await local.snapshot()).nodes[node]["worker_probes"]["answered"] < 1:
+                await trio.sleep(0.02)
+            gate.touch()
+            value, ran_on = await ref
+        assert value == 42 and ran_on == local.pid(node)
+        assert len(list(marks.glob("[0-9]*"))) == 1, "run once"
+        assert pid_alive(worker_pid) and not local.driver.core.dead_workers

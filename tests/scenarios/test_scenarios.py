@@ -362,3 +362,32 @@ async def test_lease_reuse_many_tasks_one_lease_request() -> None:
         assert c.network.stats["sent"]["PushTask"] == 20
         await assert_no_leaks(c)
         assert c.network.stats["sent"]["ReturnLease"] == 1
+
+
+# ---------------------------------------------------------------- failure detection
+
+
+async def test_worker_whose_connection_to_its_node_closes_is_not_declared_dead() -> None:
+    """A closed connection between a node and a worker that lives on is not
+    its death (Scheduling!SchedulerDetectWorkerDeath needs the worker dead):
+    the node probes it, it answers, and it runs its task to the end, once.
+    A chaos run's event log (a connection cut by a network fault) showed
+    the node declaring such a worker dead; Scheduling rejected the log."""
+    _GATES["cut"] = trio.Event()
+    async with cluster() as c:
+        ref = held_until.remote("cut")
+        await c.quiesce()  # the task waits at its gate
+        node = c.nodes["n1"].core
+        [worker] = [t["location"] for t in c.driver.core.submitter.snapshot()["tasks"].values()]
+        c.network._disconnect("n1", worker, lose=False)
+        await c.quiesce()
+        assert worker not in node.dead_workers and worker in node.scheduler.workers
+        assert worker not in c.driver.core.dead_workers
+        _GATES["cut"].set()
+        with trio.fail_after(10):
+            assert await ref == worker
+        c.network._disconnect("n1", worker, lose=False)  # watched again after its probe
+        await c.quiesce()
+        assert worker not in node.dead_workers and c.network.alive(worker)
+        del ref
+        await assert_no_leaks(c)

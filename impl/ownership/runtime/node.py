@@ -33,7 +33,7 @@ from ..core.events import (
 )
 from ..core.messages import LeaseGranted, ObjectCopy, Resources
 from ..core.node import NodeCore
-from ..core.scheduler import SchedulingPolicy
+from ..core.scheduler import DRIVER, SchedulingPolicy
 from ..core.store import ObjectFetched
 from .launch import WorkerStartError
 from .objects import NodeObjects
@@ -84,12 +84,18 @@ class NodeRuntime(ServiceShell):
         self._nursery = nursery
         self.closed = False
         self.ready = trio.Event()
+        #: workers whose lost connection a probe confirmed: their PeerLost goes to the core
+        self._probed_dead: set[str] = set()
+        #: probes of workers whose connection closed, by outcome
+        self.worker_probes = {"answered": 0, "unanswered": 0}
         #: the store's copies in shared memory (TCP runtime only)
         self.objects: NodeObjects | None = None
         if shm is not None:
             self.objects = NodeObjects(shm, self.address, self.send)
 
     def handle(self, event: Event) -> None:
+        if isinstance(event, PeerLost) and not self._confirmed(event.address):
+            return
         if self.objects is None:
             self._apply(self.core.handle(event))
         else:
@@ -100,6 +106,45 @@ class NodeRuntime(ServiceShell):
                 # Ready with a full pool, or once starting workers failed too
                 # often: the node serves with what it has, and says so.
                 self.ready.set()
+
+    def _confirmed(self, address: str) -> bool:
+        """Whether a lost connection to ``address`` may go to the core as a death.
+
+        The transport tells a watcher as soon as a connection closes, and a
+        connection closes under a live worker too (a reset, a network
+        fault); the core takes PeerLost as the worker's death
+        (Scheduling!SchedulerDetectWorkerDeath needs it dead). So a
+        registered worker is probed first, as the head probes a node; a
+        death the probe confirmed, or any other peer's, goes through.
+        """
+        if address in self._probed_dead:
+            self._probed_dead.discard(address)
+            return True
+        if address not in self.core.scheduler.workers:
+            return True
+        self._nursery.start_soon(self._probe_worker, address, name=f"probe worker {address}")
+        return False
+
+    async def _probe_worker(self, address: str) -> None:
+        """Answered: the worker lives; watch it again (a watch reports once).
+        Unanswered: it is gone or hung; a worker of ours is killed first
+        (it is our child), so that what the node declares dead is dead."""
+        tick = self.tick_interval if self.tick_interval is not None else 0.1
+        reachable = False
+        with trio.move_on_after(self.core.config.probe_timeout_ticks * tick):
+            reachable = await self.transport.probe(address)
+        slot = self.core.scheduler.workers.get(address)
+        if self.closed or slot is None:
+            return
+        self.worker_probes["answered" if reachable else "unanswered"] += 1
+        if reachable:
+            logger.info("%s: connection with worker %s closed; it answered a probe", self.address, address)
+            self.transport.watch(address)
+            return
+        if slot.state != DRIVER:
+            self.launcher.kill(address)
+        self._probed_dead.add(address)
+        self._local(PeerLost(address=address))
 
     def _handle_with_objects(self, event: Event) -> None:
         objects = self.objects
@@ -196,6 +241,7 @@ class NodeRuntime(ServiceShell):
         if self.objects is not None:
             snap["shm"] = self.objects.snapshot()
         snap["fenced"] = self.fenced
+        snap["worker_probes"] = dict(self.worker_probes)
         return snap
 
 

@@ -110,7 +110,9 @@ class Transport(abc.ABC):
         """Report (a local PeerLost notification) when process ``address`` goes away.
 
         A node watches its workers and drivers: over TCP, the exit of a child
-        process or the loss of its connection; in memory, a crash.
+        process or the loss of its connection (reported as soon as it closes,
+        before it is dialed again: the watcher probes before it believes a
+        death); in memory, a crash or a closed connection.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot watch peers")
 
