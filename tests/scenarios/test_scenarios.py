@@ -391,3 +391,18 @@ async def test_worker_whose_connection_to_its_node_closes_is_not_declared_dead()
         assert worker not in node.dead_workers and c.network.alive(worker)
         del ref
         await assert_no_leaks(c)
+
+
+async def test_driver_whose_connection_to_its_node_closes_stays_its_owner() -> None:
+    """The same for the driver, which its node registers as a worker: a
+    chaos run's driver was declared dead by its node after a network fault
+    cut their connection, and every get it made after that hung."""
+    async with cluster() as c:
+        driver = c.driver.core.address
+        node = c.nodes["n1"].core
+        c.network._disconnect("n1", driver, lose=False)
+        await c.quiesce()
+        assert driver not in node.dead_workers and driver in node.scheduler.workers
+        with trio.fail_after(10):
+            assert await where.remote() in node.scheduler.workers
+        await assert_no_leaks(c)

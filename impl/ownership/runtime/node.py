@@ -128,11 +128,23 @@ class NodeRuntime(ServiceShell):
     async def _probe_worker(self, address: str) -> None:
         """Answered: the worker lives; watch it again (a watch reports once).
         Unanswered: it is gone or hung; a worker of ours is killed first
-        (it is our child), so that what the node declares dead is dead."""
+        (it is our child), so that what the node declares dead is dead.
+
+        A driver registered here cannot be killed, and a busy driver may
+        take longer than a probe's time to answer a dial: it is probed
+        again while its probes time out, for up to the node timeout (the
+        backstop the head uses for nodes); a refused dial ends it at once.
+        """
+        config = self.core.config
         tick = self.tick_interval if self.tick_interval is not None else 0.1
+        slot = self.core.scheduler.workers.get(address)
+        attempts = 1 if slot is None or slot.state != DRIVER else max(1, config.node_timeout_ticks // max(1, config.probe_timeout_ticks))
         reachable = False
-        with trio.move_on_after(self.core.config.probe_timeout_ticks * tick):
-            reachable = await self.transport.probe(address)
+        for _ in range(attempts):
+            with trio.move_on_after(config.probe_timeout_ticks * tick) as probe:
+                reachable = await self.transport.probe(address)
+            if reachable or not probe.cancelled_caught:
+                break  # answered, or refused: no process there
         slot = self.core.scheduler.workers.get(address)
         if self.closed or slot is None:
             return
