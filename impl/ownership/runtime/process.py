@@ -53,9 +53,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import importlib
 import importlib.util
+import json
 import logging
 import math
 import os
