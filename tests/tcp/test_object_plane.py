@@ -13,6 +13,7 @@ import secrets
 import numpy as np
 import pytest
 import trio
+import trio.testing
 
 from ownership.core.events import PeerLost, Received
 from ownership.core.messages import (
@@ -64,6 +65,9 @@ class Recorder(Transport):
 
     def watch(self, address: str) -> None:
         pass
+
+    async def probe(self, address: str) -> bool:
+        return False  # every peer these tests lose is gone: its dial is refused
 
     def take(self) -> list[tuple[str, object]]:
         out, self.sent = self.sent, []
@@ -220,6 +224,7 @@ async def test_segments_of_a_dead_worker_that_were_never_stored_are_removed(node
     orphan = write_segment(store.prefix + "abc-4242-2", serialize(ARRAY))  # it died before telling us
     other = write_segment(store.prefix + "abc-4343-1", serialize(ARRAY))  # another worker's
     node.handle(PeerLost(address="w1"))
+    await trio.testing.wait_all_tasks_blocked()  # the node's probe of w1 goes unanswered
     assert {s.name for s in store.list()} == {kept.name, other.name}
 
 
