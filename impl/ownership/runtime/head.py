@@ -52,12 +52,6 @@ class HeadRuntime(ServiceShell):
             else:
                 raise TypeError(f"head shell cannot carry out {e!r}")
 
-    @property
-    def probe_timeout(self) -> float:
-        """Seconds one probe may take: its ticks at this shell's tick interval."""
-        tick = self.tick_interval if self.tick_interval is not None else 0.1
-        return self.core.config.probe_timeout_ticks * tick
-
     async def _probe(self, address: str) -> None:
         reachable = False
         with trio.move_on_after(self.probe_timeout):

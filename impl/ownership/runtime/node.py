@@ -136,12 +136,11 @@ class NodeRuntime(ServiceShell):
         backstop the head uses for nodes); a refused dial ends it at once.
         """
         config = self.core.config
-        tick = self.tick_interval if self.tick_interval is not None else 0.1
         slot = self.core.scheduler.workers.get(address)
         attempts = 1 if slot is None or slot.state != DRIVER else max(1, config.node_timeout_ticks // max(1, config.probe_timeout_ticks))
         reachable = False
         for _ in range(attempts):
-            with trio.move_on_after(config.probe_timeout_ticks * tick) as probe:
+            with trio.move_on_after(self.probe_timeout) as probe:
                 reachable = await self.transport.probe(address)
             if reachable or not probe.cancelled_caught:
                 break  # answered, or refused: no process there

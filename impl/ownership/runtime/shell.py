@@ -40,6 +40,7 @@ def printable(text: str, limit: int = 300) -> str:
 
 class ServiceShell(abc.ABC):
     transport: Transport
+    core: Any
     address: str
     tick_interval: float | None
     closed: bool
@@ -55,6 +56,13 @@ class ServiceShell(abc.ABC):
     messages_unsendable: int = 0
     #: (event type, exception type) pairs already logged with a traceback.
     _errors_traced: set[tuple[str, str]] | None = None
+
+    @property
+    def probe_timeout(self) -> float:
+        """Seconds one probe of a peer may take: the core's ``probe_timeout_ticks``
+        at this shell's tick interval (0.1 s, the default, without a ticker)."""
+        tick = self.tick_interval if self.tick_interval is not None else 0.1
+        return self.core.config.probe_timeout_ticks * tick
 
     @abc.abstractmethod
     def handle(self, event: Event) -> None:
