@@ -534,6 +534,7 @@ async def _run_worker(args: argparse.Namespace, token: bytes, config: CoreConfig
             logger.warning("lost the connection to node %s: stopping", address)
             scope.cancel()
 
+    _preload(preload_modules())
     async with open_tcp_transport(
         token, args.host, args.port, advertise_host=args.advertise_host, on_peer_lost=peer_lost
     ) as tcp:
@@ -563,7 +564,6 @@ async def _run_worker(args: argparse.Namespace, token: bytes, config: CoreConfig
             if args.dashboard_probe:
                 _probe(rt.core)
             _announce(transport.address)
-            nursery.start_soon(_preload, preload_modules())
 
 
 #: in a worker's environment: modules (comma-separated) it imports once it
@@ -579,15 +579,16 @@ def preload_modules() -> tuple[str, ...]:
     return tuple(n.strip() for n in names.split(",") if n.strip())
 
 
-async def _preload(names: tuple[str, ...]) -> None:
-    """Import ``names`` in a thread, after the ready line: the worker serves
-    at once, and the first task that makes or takes an array does not pay
-    the import (numpy's is ~0.1 s) on its critical path, which matters most
-    when a task is re-executed on a new worker after a failure. A task that
-    needs a module meanwhile waits on the import lock, as it would have."""
+def _preload(names: tuple[str, ...]) -> None:
+    """Import ``names`` before the worker serves, so that the first task that
+    makes or takes an array does not pay the import (numpy's is ~0.1 s) on
+    its critical path, which matters most when a task is re-executed on a
+    new worker after a failure. Not in a thread beside the first tasks:
+    numpy imported from two threads at once fails with a partially
+    initialized module."""
     for name in names:
         try:
-            await trio.to_thread.run_sync(importlib.import_module, name)
+            importlib.import_module(name)
         except Exception as exc:  # a user's module may be missing or fail: say so once
             logger.warning("preloading %s (%s) failed: %s: %s", name, PRELOAD_ENV, type(exc).__name__, exc)
 
