@@ -244,7 +244,7 @@ def loaded(names):
 
 
 async def test_workers_preload_the_modules_the_environment_names(monkeypatch, capfd):
-    """$OWNERSHIP_PRELOAD: each worker imports them once it serves (a task
+    """$OWNERSHIP_PRELOAD: each worker imports them before it serves (a task
     that needs one later does not pay its import); one that fails is a
     warning, and the worker serves on."""
     from ownership.runtime.process import PRELOAD_ENV
@@ -253,7 +253,7 @@ async def test_workers_preload_the_modules_the_environment_names(monkeypatch, ca
     async with cluster(nodes=1, num_cpus=1):
         with trio.fail_after(60):
             while await loaded.remote(["wave", "numpy"]) != ["wave"]:
-                await trio.sleep(0.02)  # the import runs beside the worker's first tasks
+                await trio.sleep(0.02)  # a worker of the pool may still be starting
     err = capfd.readouterr().err
     assert "preloading no_such_module_here (OWNERSHIP_PRELOAD) failed: ModuleNotFoundError" in err
 
