@@ -166,3 +166,27 @@ def test_window_model_keeps_the_processes_its_lines_name_its_owners_and_drivers(
     assert cut["Workers"] == cut["Unregistered"] == {w[1], w[2], w[5], w[6]}
     assert dict(cut["OwnerWorker"].items()) == {driver: ModelValue("NoWorker"), busy: w[1], told: w[2]}
     assert set(cut["WorkerNode"]) == cut["Workers"] and set(cut["OwnerNode"]) == cut["Owners"]
+
+
+def test_a_request_the_spec_reclaimed_is_not_lost_again_when_its_node_dies():
+    """A node hears that an owner died and reclaims what the owner had
+    there. The spec's reclaim also takes the owner's requests to that node
+    still in flight; the node, which never read one, then dies, and the
+    merge records the request's loss. That loss is no step of the spec: a
+    6-minute chaos log was rejected at it. A request lost with its node
+    while its owner lives is still a LoseMessage."""
+    from ownership.core.messages import WorkerDied
+    from ownership.runtime.memory import Envelope
+
+    request = RequestLease(request_id="r1", owner=OWNER, task_id=TASK, resources=(("CPU", 1.0),))
+    owner_died = WorkerDied(worker=OWNER, node="127.0.0.1:9000#z")
+    for reclaimed in (True, False):
+        steps = [
+            CoreStep(1, OWNER, Received(OWNER, request), (Send(NODE, request),)),
+            *([CoreStep(2, NODE, Received("head", owner_died), ())] if reclaimed else []),
+            NetStep(3, NetworkEvent("crash", None, None, NODE)),
+            NetStep(4, NetworkEvent("drop", None, Envelope(OWNER, NODE, request))),
+        ]
+        actions = [line.action for line in _mapping().recognize(steps) if line.process == NODE]
+        expected = ["SchedulerReclaimLeases", "NodeCrash"] if reclaimed else ["NodeCrash", "LoseMessage"]
+        assert actions == expected, (reclaimed, actions)
