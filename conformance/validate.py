@@ -62,6 +62,9 @@ class Validation:
     witness: tuple[TraceState, ...]
     checker: str
     seconds: float
+    #: the states a behaviour taking every line ends in (asked for with
+    #: ``collect_end``): where the next window of a long log starts
+    end: tuple[dict[str, Any], ...] = ()
 
 
 def _tla(value: Any) -> str:
@@ -280,15 +283,28 @@ def model_value_names(value: Any, into: set[str]) -> None:
 
 
 def sized_trace_module(
-    spec_module: str, actions: dict[str, ActionShape], constants: dict[str, Any], lines: list[LogLine], module_text: str = ""
-) -> tuple[str, str]:
-    """The trace spec (and its config) of ``lines`` over ``spec_module`` with
+    spec_module: str,
+    actions: dict[str, ActionShape],
+    constants: dict[str, Any],
+    lines: list[LogLine],
+    module_text: str = "",
+    *,
+    start: list[dict[str, Any]] | None = None,
+    print_end: bool = False,
+) -> tuple[str, str, str]:
+    """The trace spec, its config and the spec's module rewritten to hold the
+    model (:func:`_bind_constants`) of ``lines`` over ``spec_module`` with
     the model ``constants``: each line picks its action by name and gives it
     the line's parameters (``TraceStep``), so TLC evaluates one action per
     step, not all of ``Next``. A parameter the line does not give stays
     quantified as in ``Next``; every parameter given must also be the one
     ``lastAction`` records (parameters that are not arguments, such as the
-    worker a scheduler picked, are checked there)."""
+    worker a scheduler picked, are checked there).
+
+    With ``start`` the behaviours begin in those states rather than in the
+    spec's ``Init`` (a window of a long log begins where the one before it
+    ended); with ``print_end`` each state that takes the last line is
+    printed (``PrintT``), to begin the next window."""
     shapes: dict[tuple[str, frozenset[str]], int] = {}
     records = []
     for line in lines:
@@ -313,24 +329,29 @@ def sized_trace_module(
     names: set[str] = set()
     model_value_names(constants, names)
     model_value_names([line.params for line in lines], names)
-    defs = []
-    overrides = []
-    # A definition of the spec a model may override (MaxPendingLeaseRequests)
-    # is replaced with <-; a config's = only sets a declared CONSTANT.
+    # The model's sets and functions become definitions in the spec's own
+    # module (:func:`_bind_constants`); scalars are set by the config.
     defined = {k for k in constants if re.search(rf"^{re.escape(k)}\s*==", module_text, re.M)}
-    for k, v in sorted(constants.items()):
-        if isinstance(v, (int, bool, str, ModelValue)) and k not in defined:
-            continue
-        defs.append(f"Trace{k} == {_tla_balanced(v)}")
-        overrides.append(f"    {k} <- Trace{k}")
+    bound = {
+        k: _tla_balanced(v) for k, v in sorted(constants.items()) if not isinstance(v, (int, bool, str, ModelValue)) or k in defined
+    }
     scalars = [
         f"    {k} = {_tla(v)}" for k, v in sorted(constants.items()) if isinstance(v, (int, bool, str, ModelValue)) and k not in defined
     ]
-    unused = unused_domains(module_text, actions) if module_text else []
-    if unused:
-        defs.append("TraceUnused == {}")
-        overrides.extend(f"    {name} <- TraceUnused" for name in unused)
+    bound.update({name: "{}" for name in (unused_domains(module_text, actions) if module_text else [])})
+    variables = _variables(module_text) if (start is not None or print_end) else []
+    if start is not None:
+        model_value_names(start, names)
+        starts = [" /\\ ".join(f"{v} = {_tla_balanced(state[v])}" for v in variables) for state in start]
+        init = "TraceInit ==\n    /\\ l = 1\n    /\\ " + ("\n       \\/ ".join(f"({x})" for x in starts) if starts else "FALSE")
+    else:
+        init = "TraceInit == Init /\\ l = 1"
+    end = []
+    if print_end:
+        printed = ", ".join(f'"{v}", {v}\'' for v in variables)
+        end = [f'    /\\ l = Len(TraceLog) => PrintT(<<"TraceEnd", <<{printed}>>>>)']
     values = sorted(names - {k for k in constants})
+    spec_text, renamed = _bind_constants(module_text, bound, values) if module_text else (module_text, [])
     module = "\n".join(
         [
             f"---- MODULE {_SIZED_MODULE} ----",
@@ -338,17 +359,13 @@ def sized_trace_module(
             "\\* sequence, a cursor l over it, the model sized from the run.",
             f"EXTENDS {spec_module}, TLC, Naturals, Sequences",
             "",
-            f"CONSTANTS {', '.join(values)}" if values else "",
-            "",
-            *defs,
-            "",
             "TraceLog == <<",
             ",\n".join(f"    {r}" for r in records),
             ">>",
             "",
             "VARIABLE l",
             "",
-            "TraceInit == Init /\\ l = 1",
+            init,
             "",
             "TraceStep ==",
             *steps,
@@ -358,23 +375,73 @@ def sized_trace_module(
             "    /\\ TraceStep",
             "    /\\ \\A f \\in DOMAIN TraceLog[l].p : lastAction'.params[f] = TraceLog[l].p[f]",
             "    /\\ l' = l + 1",
+            *end,
             "====",
             "",
         ]
     )
     cfg = "\n".join(
-        ["INIT TraceInit", "NEXT TraceNext", "CONSTANTS", *[f"    {v} = {v}" for v in values], *scalars, *overrides, ""]
+        ["INIT TraceInit", "NEXT TraceNext", "CONSTANTS", *[f"    {v} = {v}" for v in (*values, *renamed)], *scalars, ""]
     )
-    return module, cfg
+    return module, cfg, spec_text
+
+
+_CONSTANT_BLOCK = re.compile(r"^CONSTANTS?\b(?P<block>.*?)(?=^(?:ASSUME|VARIABLES?)\b|^\w+\s*(?:\([^)]*\))?\s*==)", re.M | re.S)
+_BLOCK_END = re.compile(r"^(?:ASSUME|VARIABLES?)\b", re.M)
+
+
+def _bind_constants(module_text: str, bound: dict[str, str], values: list[str]) -> tuple[str, list[str]]:
+    """The spec's module with each constant or definition of ``bound``
+    defined as its value, and ``values`` declared (model values), and the
+    names its declarations were renamed to (the config gives them a model
+    value each: nothing reads them).
+
+    Why not ``C <- Def`` in the config: TLC 2.15 evaluates ``Def`` again at
+    every use of ``C`` (tlaplus/tlaplus#648), and a model sized from a run
+    has functions of hundreds of entries read at every step: a window of
+    2,000 lines took 30 s, most of it rebuilding ``WorkerNode`` and the like.
+    A definition is evaluated once, when TLC starts."""
+    text = module_text
+    renamed: list[str] = []
+    for name in bound:
+        head = re.compile(rf"^{re.escape(name)}(\s*==)", re.M)
+        if head.search(text):
+            # with a parameter, so that TLC does not evaluate it when it starts
+            text = head.sub(rf"Sized_{name}(Sized_unused)\1", text, count=1)
+            continue
+        m = _CONSTANT_BLOCK.search(text)
+        if m is None:
+            raise GenerationError(f"the spec declares no CONSTANTS block, so {name} cannot be bound")
+        block = re.sub(rf"\b{re.escape(name)}\b(?=\s*(?:,|$))", f"Sized_{name}", m.group("block"), count=1, flags=re.M)
+        if block == m.group("block"):
+            raise GenerationError(f"{name} is neither a constant nor a definition of the spec")
+        text = text[: m.start("block")] + block + text[m.end("block") :]
+        renamed.append(f"Sized_{name}")
+    # a name the spec binds (\A o1, o2 \in Owners) that is also a model
+    # value's is renamed where the spec binds it, as SANY refuses the clash
+    spec_words = set(re.findall(r"\b\w+\b", text))
+    for value in values:
+        if value in spec_words:
+            text = re.sub(rf"\b{re.escape(value)}\b", f"Bound_{value}", text)
+    # the values are written with TLC's :> and @@
+    text = re.sub(r"^EXTENDS\b(?P<mods>[^\n]*)", lambda m: m.group(0) if re.search(r"\bTLC\b", m.group("mods")) else m.group(0) + ", TLC", text, count=1, flags=re.M)
+    end = _BLOCK_END.search(text)
+    if end is None:
+        raise GenerationError("the spec has no ASSUME or VARIABLES after its constants, where the model's values go")
+    insert = [
+        "\\* The model sized from a run (conformance/validate.py: _bind_constants).",
+        f"CONSTANTS {', '.join(values)}" if values else "",
+        *(f"{name} == {value}" for name, value in bound.items()),
+        "",
+        "",
+    ]
+    return text[: end.start()] + "\n".join(insert) + text[end.start() :], renamed
 
 
 #: the sets a bound parameter is checked against (cheap to test): a message
 #: parameter is not, every action that takes one requires it in ``msgs``,
 #: and only the spec's own constructors put messages there
 _CHEAP_SETS = frozenset({"Owners", "Nodes", "Workers", "Tasks", "Keys", "Procs", "Borrowers", "Objects"})
-
-
-_BEFORE = re.compile(r'<<"TraceBefore", (\d+), (.*)>>\s*$', re.S)
 
 
 #: TLC's thread stack for a run's log: with Java's default, TLC dies of a
@@ -385,7 +452,14 @@ _SIZED_JVM = ("-Xss512m",)
 
 
 def validate_sized(
-    lines: list[LogLine], spec: SpecModel, constants: dict[str, Any], *, workers: int = 1, timeout: float | None = None
+    lines: list[LogLine],
+    spec: SpecModel,
+    constants: dict[str, Any],
+    *,
+    workers: int = 1,
+    timeout: float | None = None,
+    start: list[dict[str, Any]] | None = None,
+    collect_end: bool = False,
 ) -> Validation:
     """Check ``lines`` against ``spec`` with the model ``constants`` (a log
     of a whole run, :mod:`conformance.sized`).
@@ -395,14 +469,15 @@ def validate_sized(
     search depth says how far the log got. A log is accepted when the depth
     is one more than its lines. On a rejection, a second run prints the
     states at the cursor before the line no behaviour takes (``PrintT``).
+    ``start`` and ``collect_end``: see :func:`sized_trace_module`; the
+    states that take the last line are in ``Validation.end``.
     """
-    from ownership.tla.values import parse_state
-
     started = time.monotonic()
     module_text = spec.module.read_text(encoding="utf-8")
     actions = next_actions(module_text)
-    module, cfg = sized_trace_module(spec.module.stem, actions, constants, lines, module_text)
+    module, cfg, spec_text = sized_trace_module(spec.module.stem, actions, constants, lines, module_text, start=start, print_end=collect_end)
     with _spec_copy(spec) as tmp:
+        (tmp / spec.module.name).write_text(spec_text, encoding="utf-8")
         (tmp / f"{_SIZED_MODULE}.tla").write_text(module, encoding="utf-8")
         (tmp / f"{_SIZED_MODULE}.cfg").write_text(cfg, encoding="utf-8")
         result = check(tmp / f"{_SIZED_MODULE}.tla", tmp / f"{_SIZED_MODULE}.cfg", workers=workers, deadlock=False, timeout=timeout, jvm_args=_SIZED_JVM)
@@ -413,7 +488,10 @@ def validate_sized(
             raise GenerationError("TLC reported no search depth, so how far the log got is unknown")
         consumed = result.depth - 1
         if consumed >= len(lines):
-            return Validation(True, len(lines), len(lines), None, None, (), checker, time.monotonic() - started)
+            end = tuple(_printed_states(result.output, "TraceEnd")) if collect_end else ()
+            if collect_end and lines and (not end or None in end):
+                raise GenerationError("TLC took every line, but a state it ended in is not readable from its output")
+            return Validation(True, len(lines), len(lines), None, None, (), checker, time.monotonic() - started, end)
         failed = lines[consumed]
         variables = _variables(spec.module.read_text(encoding="utf-8"))
         printed = ", ".join(f'"{v}", {v}' for v in variables)
@@ -423,17 +501,29 @@ def validate_sized(
         )
         (tmp / f"{_SIZED_MODULE}.tla").write_text(text, encoding="utf-8")
         before = check(tmp / f"{_SIZED_MODULE}.tla", tmp / f"{_SIZED_MODULE}.cfg", workers=workers, deadlock=False, timeout=timeout, jvm_args=_SIZED_JVM)
-        state = None
-        for raw in before.output.splitlines():
-            m = _BEFORE.match(raw.strip())
-            if m:
-                try:
-                    pairs = parse_state("/\\ x = " + m.group(2))["x"]
-                    state = {str(pairs[i]): pairs[i + 1] for i in range(0, len(pairs), 2)}
-                except Exception:  # a state TLC printed that we cannot read: report without it
-                    state = None
-                break
+        state = next((s for s in _printed_states(before.output, "TraceBefore") if s is not None), None)
         return Validation(False, len(lines), consumed, failed, state, (), checker, time.monotonic() - started)
+
+
+def _printed_states(output: str, tag: str) -> Iterator[dict[str, Any] | None]:
+    """The states TLC printed as ``<<tag, ..., <<"var", value, ...>>>>``
+    (``PrintT`` in a trace spec), each once, in the order printed; None for
+    one that cannot be read."""
+    from ownership.tla.values import parse_state
+
+    seen: set[str] = set()
+    prefix = f'<<"{tag}", '
+    for raw in output.splitlines():
+        raw = raw.strip()
+        if not raw.startswith(prefix) or raw in seen:
+            continue
+        seen.add(raw)
+        try:
+            value = parse_state("/\\ x = " + raw)["x"]
+            pairs = value[-1]
+            yield {str(pairs[i]): pairs[i + 1] for i in range(0, len(pairs), 2)}
+        except Exception:  # a value TLC printed that we cannot read
+            yield None
 
 
 def _variables(module_text: str) -> list[str]:
