@@ -88,6 +88,11 @@ FreeSlotFreeKeys == {k2}
 \* (a scheduler's view of the cluster may be out of date), invariants only.
 StaleViewsOn == TRUE
 
+\* The Reconstruction model: Small with crashes anywhere, where an owner
+\* may rerun a finished task whose worker or node it knows is dead (its
+\* value may be lost).
+ReconstructionOn == TRUE
+
 SmallCrashPoints ==
     LET crash == lastAction'.name \in {"WorkerCrash", "NodeCrash"}
         n == lastAction'.params.n

@@ -737,6 +737,36 @@ OwnerResubmit(o, t) ==
                    histVars>>
 
 (***************************************************************************)
+(* Lineage reconstruction, as scheduling sees it: a finished task's value  *)
+(* was stored where the task ran; once its owner knows that worker or its  *)
+(* node died (every copy of the value may be gone), it may queue the task  *)
+(* again, using one retry, to make the value again.  Which values are      *)
+(* still needed, and where their copies are, is FateSharing's and          *)
+(* OwnerRecovery's business; here any finished task that ran on a process  *)
+(* known dead may be rerun.  Off in the models (their state counts are     *)
+(* those of the spec without it); on in the Reconstruction model and in a  *)
+(* model sized from a run, whose blob jobs rerun lost values.              *)
+(***************************************************************************)
+Reconstruction == FALSE
+
+\* impl: impl/ownership/core/recovery.py::FailureHandler.reconstruct
+OwnerReconstruct(o, t) ==
+    LET k == TaskKey[t] IN
+    /\ Reconstruction
+    /\ TaskOwner[t] = o
+    /\ OwnerAlive(o)
+    /\ status[t] = "done"
+    /\ retries[t] > 0
+    /\ \E w \in ranOn[t] : w \in deadWorkers[o] \/ WorkerNode[w] \in deadNodes[o]
+    /\ status' = [status EXCEPT ![t] = "queued"]
+    /\ queue' = [queue EXCEPT ![o][k] = Append(@, t)]
+    /\ retries' = [retries EXCEPT ![t] = @ - 1]
+    /\ location' = [location EXCEPT ![t] = NoLocation]
+    /\ lastAction' = Step("OwnerReconstruct", o, t, NoNode, NoWorker, NoNode, NoMsg)
+    /\ UNCHANGED <<envVars, schedVars, held, deadWorkers, deadNodes, msgs,
+                   histVars>>
+
+(***************************************************************************)
 (* A worker the node started registers (the head has acknowledged it):     *)
 (* the node may lease it from now on.                                      *)
 (***************************************************************************)
@@ -829,6 +859,7 @@ Next ==
     \/ \E n \in Nodes : NodeFenced(n)
     \/ \E o \in Owners, m \in FailureMsgs : OwnerHandleFailure(o, m)
     \/ \E o \in Owners, t \in Tasks : OwnerResubmit(o, t)
+    \/ \E o \in Owners, t \in Tasks : OwnerReconstruct(o, t)
     \/ \E n \in Nodes, o \in Owners : SchedulerReclaimLeases(n, o)
     \/ \E n \in Nodes, w \in Workers : SchedulerRegisterWorker(n, w)
     \/ \E n \in Nodes, w \in Workers : SchedulerLend(n, w)

@@ -28,7 +28,9 @@ since the spec's spillback policy reads the cluster as it is.
 
 Eager actions (no stimulus; the implementation takes them inside the step
 that enables them): OwnerRequestLease and OwnerReuseLease (``_pump`` after
-every owner event), OwnerResubmit (the failure scan), SchedulerDetectWorkerDeath
+every owner event), OwnerResubmit (the failure scan), OwnerReconstruct (a
+finished task queued again in the step that finds its value lost: TCP runs
+only, the models have no reconstruction), SchedulerDetectWorkerDeath
 (the node watches its workers: the crash reaches it at once) and
 LoseMessage (the network drops messages to a dead process at once).
 
@@ -275,8 +277,17 @@ class _EventLogMixin:
                             # resubmitted or failed by the scan.
                             if tid not in before or before[tid][0] == WAITING:
                                 continue
+                            if before[tid][0] == DONE:
+                                continue  # lineage reconstruction, below
                             if after[tid][1] < before[tid][1] or (after[tid][0] == FAILED and before[tid][0] != FAILED):
                                 add(s.clock, p, "OwnerResubmit", o=x, t=task_of.get(tid))
+                # Lineage reconstruction (FailureHandler.reconstruct): a finished
+                # task whose value is lost is queued again, in the step that finds
+                # it lost, before the request that step sends for it.
+                before, after = s.before or {}, s.after or {}
+                for tid in sorted(after):
+                    if tid in before and before[tid][0] == DONE and after[tid][0] not in (DONE, FAILED) and tid in task_of:
+                        add(s.clock, p, "OwnerReconstruct", o=x, t=task_of[tid])
                 for e in sends:
                     msg = e.msg
                     if isinstance(msg, RequestLease) and not msg.spilled:

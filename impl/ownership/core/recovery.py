@@ -376,6 +376,7 @@ class FailureHandler:
     def reconstruct(self, ref: Reference) -> list[Effect]:
         r"""Spec: FateSharing!OwnerReconstruct
         Spec: OwnerRecovery!OwnerRebuild
+        Spec: Scheduling!OwnerReconstruct
 
             \* FateSharing
             OwnerReconstruct(o, x) ==
@@ -389,6 +390,20 @@ class FailureHandler:
                 /\ lastAction' = Step("OwnerReconstruct", o, x, NoNode, NoMsg)
                 /\ UNCHANGED <<up, crashes, status, nodeOf, ctx, got, copies, announced,
                                announcedNodes, msgs>>
+
+            \* Scheduling (the task queued again)
+            OwnerReconstruct(o, t) ==
+                LET k == TaskKey[t] IN
+                /\ Reconstruction
+                /\ TaskOwner[t] = o
+                /\ OwnerAlive(o)
+                /\ status[t] = "done"
+                /\ retries[t] > 0
+                /\ \E w \in ranOn[t] : w \in deadWorkers[o] \/ WorkerNode[w] \in deadNodes[o]
+                /\ status' = [status EXCEPT ![t] = "queued"]
+                /\ queue' = [queue EXCEPT ![o][k] = Append(@, t)]
+                /\ retries' = [retries EXCEPT ![t] = @ - 1]
+                /\ location' = [location EXCEPT ![t] = NoLocation]
 
             \* OwnerRecovery
             OwnerRebuild(p, x) ==
