@@ -319,3 +319,25 @@ def test_a_sized_model_refuses_owners_with_different_bounds():
     run.processes["b:2"].limits["max_pending_lease_requests"] = 2
     with pytest.raises(StepLogError, match="different max_pending_lease_requests"):
         _owner_limit(run, ["a:1", "b:2"], "max_pending_lease_requests", 1, notes)
+
+
+@pytest.mark.slow  # the TCP run (module fixture), and TLC once per window
+def test_a_log_checked_in_windows_gets_the_verdict_of_the_whole_log(tcp_run):
+    """Each window starts in the states the one before ended in, with the
+    model cut to what its lines can touch (conformance.sized.window_model):
+    the run's log is accepted in windows of a few lines, as in one, and a
+    log missing a line of a later window is rejected at the same line."""
+    from conformance.sized import scheduling_log, validate_lines
+
+    run = merge_dir(tcp_run)
+    constants, lines, _notes = scheduling_log(run, pipeline_depth=1)
+    window = 6
+    assert len(lines) > 2 * window, [line.action for line in lines]
+    windowed = validate_lines(constants, lines, window=window)
+    assert windowed["accepted"] and windowed["consumed"] == len(lines), windowed
+    later = next(i for i, line in enumerate(lines) if i >= window and line.action in ("WorkerExecute", "SchedulerGrantLease"))
+    missing = lines[:later] + lines[later + 1 :]
+    whole = validate_lines(constants, missing, window=len(missing))
+    in_windows = validate_lines(constants, missing, window=window)
+    assert not whole["accepted"] and not in_windows["accepted"], (whole, in_windows)
+    assert in_windows["consumed"] == whole["consumed"] >= window, (whole["summary"], in_windows["summary"])
