@@ -267,27 +267,34 @@ class _EventLogMixin:
                         grant_lease = msg.lease_id
                     if isinstance(msg, (WorkerDied, NodeDied)):
                         add(s.clock, p, "OwnerHandleFailure", o=x, m=self._notification(msg, x, roles))
-                        before, after = s.before or {}, s.after or {}
-                        for tid in sorted(after):  # the failure scan's order (TaskSubmitter.tasks_at)
-                            # A task still waiting for its arguments fails with
-                            # an argument that failed (its maker died with no
-                            # retry left): it never asked for a lease, and
-                            # Scheduling, which has no arguments, leaves it
-                            # queued. Only a requested or running task is
-                            # resubmitted or failed by the scan.
-                            if tid not in before or before[tid][0] == WAITING:
-                                continue
-                            if before[tid][0] == DONE:
-                                continue  # lineage reconstruction, below
-                            if after[tid][1] < before[tid][1] or (after[tid][0] == FAILED and before[tid][0] != FAILED):
-                                add(s.clock, p, "OwnerResubmit", o=x, t=task_of.get(tid))
-                # Lineage reconstruction (FailureHandler.reconstruct): a finished
-                # task whose value is lost is queued again, in the step that finds
-                # it lost, before the request that step sends for it.
+                # Tasks the step queues again: the failure scan's resubmissions
+                # (TaskSubmitter.resubmit) and lineage reconstruction
+                # (FailureHandler.reconstruct: a finished task whose value is
+                # lost). Each goes to the end of its key's queue; those the step
+                # asks a lease for come first, in the order it asks (the heads
+                # of their queues), the rest in the scan's order.
                 before, after = s.before or {}, s.after or {}
-                for tid in sorted(after):
-                    if tid in before and before[tid][0] == DONE and after[tid][0] not in (DONE, FAILED) and tid in task_of:
-                        add(s.clock, p, "OwnerReconstruct", o=x, t=task_of[tid])
+                requeued: list[tuple[str, str]] = []
+                notice = isinstance(event, Received) and isinstance(event.msg, (WorkerDied, NodeDied))
+                for tid in sorted(after):  # the failure scan's order (TaskSubmitter.tasks_at)
+                    if tid not in before:
+                        continue
+                    if before[tid][0] == DONE:
+                        if after[tid][0] not in (DONE, FAILED) and tid in task_of:
+                            requeued.append((tid, "OwnerReconstruct"))
+                    # A task still waiting for its arguments fails with an
+                    # argument that failed (its maker died with no retry left):
+                    # it never asked for a lease, and Scheduling, which has no
+                    # arguments, leaves it queued. Only a requested or running
+                    # task is resubmitted or failed by the scan.
+                    elif notice and before[tid][0] != WAITING and (
+                        after[tid][1] < before[tid][1] or (after[tid][0] == FAILED and before[tid][0] != FAILED)
+                    ):
+                        requeued.append((tid, "OwnerResubmit"))
+                asked = [e.msg.task_id for e in sends if isinstance(e.msg, RequestLease) and not e.msg.spilled]
+                rank = {tid: i for i, tid in enumerate(asked)}
+                for tid, action in sorted(requeued, key=lambda r: rank.get(r[0], len(rank))):
+                    add(s.clock, p, action, o=x, t=task_of.get(tid))
                 for e in sends:
                     msg = e.msg
                     if isinstance(msg, RequestLease) and not msg.spilled:

@@ -190,3 +190,28 @@ def test_a_request_the_spec_reclaimed_is_not_lost_again_when_its_node_dies():
         actions = [line.action for line in _mapping().recognize(steps) if line.process == NODE]
         expected = ["SchedulerReclaimLeases", "NodeCrash"] if reclaimed else ["NodeCrash", "LoseMessage"]
         assert actions == expected, (reclaimed, actions)
+
+
+def test_a_finished_task_queued_again_is_a_reconstruction_in_the_order_it_asks():
+    """The owner hears that a node died: a running task there is resubmitted
+    and a finished one whose value was stored there is queued again (lineage
+    reconstruction), and the step asks a lease for the finished one first.
+    Both go to the end of their key's queue, so the lines put them in the
+    order the step asks: a 6-minute chaos log was rejected at the request
+    for the reconstructed task, queued behind the resubmitted one."""
+    from ownership.core.messages import NodeDied
+
+    mapping = _mapping((TASK, "T2"))
+    before = {TASK: ("running", 1), "T2": ("done", 1)}
+    after = {TASK: ("queued", 0), "T2": ("queued", 0)}
+    asks = [RequestLease(request_id=f"r{i}", owner=OWNER, task_id=tid, resources=(("CPU", 1.0),)) for i, tid in enumerate(("T2", TASK))]
+    died = NodeDied(node="127.0.0.1:9000#z", workers=())
+    steps = [CoreStep(1, OWNER, Received("head", died), tuple(Send(NODE, r) for r in asks), before, after)]
+    lines = [(line.action, str(line.params.get("t", ""))) for line in mapping.recognize(steps)]
+    assert lines == [
+        ("OwnerHandleFailure", ""),
+        ("OwnerReconstruct", "t2"),
+        ("OwnerResubmit", "t1"),
+        ("OwnerRequestLease", "t2"),
+        ("OwnerRequestLease", "t1"),
+    ], lines
