@@ -346,6 +346,11 @@ def _run_validate(args: argparse.Namespace, console: Console | None = None) -> i
     from .validate import validate
 
     console = console or Console(soft_wrap=True)
+    if (args.log is None) == (args.from_dir is None):
+        console.print("[bold red]error:[/] give an event log LOG or --from-dir DIR (one of the two)", highlight=False)
+        return EXIT_ERROR
+    if args.from_dir is not None:
+        return _run_validate_run(args, console)
     try:
         spec_name, config = _header_spec(args.log)
         spec = resolve_spec(args.spec or spec_name or "", args.spec_dir)
@@ -377,6 +382,45 @@ def _run_validate(args: argparse.Namespace, console: Console | None = None) -> i
         console.print("  a state the spec can be in just before it:", highlight=False)
         for name, value in sorted(v.state.items()):
             console.print(f"    {name} = {format_value(value)}", highlight=False, markup=False, soft_wrap=True)
+    return EXIT_FAILED
+
+
+def _run_validate_run(args: argparse.Namespace, console: Console) -> int:
+    """``validate --from-dir``: a TCP run's Scheduling log, the model sized
+    from the run, checked a window at a time (conformance.sized.validate_log)."""
+    from ownership.tla.tlc import JavaNotFound
+
+    from .generate import GenerationError
+    from .merge import StepLogError, merge_dir
+    from .sized import validate_log
+
+    if args.spec not in (None, "Scheduling") or args.config is not None:
+        console.print("[bold red]error:[/] --from-dir checks the Scheduling log with a model sized from the run: "
+                      "no other --spec, and no --config", highlight=False)
+        return EXIT_ERROR
+    if not args.from_dir.is_dir():
+        console.print(f"[bold red]error:[/] --from-dir {args.from_dir}: no such folder", highlight=False)
+        return EXIT_ERROR
+    try:
+        run = merge_dir(args.from_dir)
+        with console.status(f"TLC is checking the Scheduling log of {args.from_dir}") as status:
+            def progress(done: int, total: int) -> None:
+                status.update(f"TLC is checking the Scheduling log of {args.from_dir}: {done:,} of {total:,} lines")
+
+            out = validate_log(run, window=args.window, limit=args.lines, on_window=progress)
+    except (StepLogError, GenerationError, JavaNotFound, ValueError, OSError) as exc:
+        console.print(f"[bold red]error:[/] {str(exc).splitlines()[0]}", highlight=False)
+        return EXIT_ERROR
+    for note in out.get("notes", ()):
+        console.print(f"  note: {note}", highlight=False, markup=False)
+    if out["accepted"]:
+        console.print(f"[bold green]accepted[/]: {out['summary']}", highlight=False)
+        return EXIT_OK
+    console.print(f"[bold red]rejected[/]: {out['summary']}", highlight=False, markup=False)
+    if out.get("state"):
+        console.print("  a state the spec can be in just before it:", highlight=False)
+        for name, value in out["state"].items():
+            console.print(f"    {name} = {value}", highlight=False, markup=False, soft_wrap=True)
     return EXIT_FAILED
 
 
@@ -470,13 +514,22 @@ def _add_validate(sub: Any) -> None:
         "for a behaviour of the spec that takes every line; report accepted, or the first line no behaviour "
         "can take with a state the spec can be in just before it.",
         epilog="""\
+With --from-dir, the step logs of a TCP run (ownership.cluster(event_log=DIR),
+or DIR/steps of ownership chaos --log-dir DIR) are merged and their
+Scheduling log is checked with the model sized from the run, a window of
+lines at a time, each starting where the one before ended.
+
 examples:
   ownership conformance log --spec Scheduling --seed 1 -o run.ndjson
   ownership conformance validate run.ndjson
+  ownership conformance validate --from-dir chaos-run/steps --lines 10000
 """,
         formatter_class=_FORMATTER,
     )
-    val.add_argument("log", type=Path, metavar="LOG", help="NDJSON event log (ownership conformance log)")
+    val.add_argument("log", type=Path, nargs="?", metavar="LOG", help="NDJSON event log (ownership conformance log)")
+    val.add_argument("--from-dir", type=Path, metavar="DIR", help="step logs of a TCP run instead of LOG: its Scheduling log, the model sized from the run")
+    val.add_argument("--window", type=_positive, default=2000, metavar="N", help="with --from-dir: lines TLC checks at a time (default 2000)")
+    val.add_argument("--lines", type=_positive, metavar="N", help="with --from-dir: check only the first N lines (default: all)")
     val.add_argument("--spec", help="spec name (default: the log's header)")
     val.add_argument("--config", help="model config whose constants the run used (default: the log's header, else Small)")
     val.add_argument("--spec-dir", type=Path, default=None, help="where the specs live (default: ./spec)")

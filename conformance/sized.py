@@ -37,9 +37,9 @@ steps are left out, and said so. Its creation is leased like a task, and the
 lease is held for the actor's life; the lease's return stops the worker
 (``ReturnLease.kill``), which is the worker's crash in the model, at once.
 
-The log's header carries the constants (``"model": "sized"``), and
-:mod:`conformance.validate` writes them into the trace spec's config rather
-than reading a model config.
+``validate_log`` checks a run's whole log against this model, a window of
+lines at a time (``ownership conformance validate --from-dir DIR``, and
+``ownership chaos --log-dir DIR`` after a chaos run).
 """
 
 from __future__ import annotations
@@ -54,10 +54,7 @@ from ownership.tla.values import ModelValue, TLAFunction
 from .eventlog import CoreStep, LogLine
 from .merge import MergedRun, StepLogError
 
-__all__ = ["SIZED", "scheduling_log", "contains_unbound"]
-
-#: the name a sized model goes by in a log's header, where a config name would be
-SIZED = "sized"
+__all__ = ["scheduling_log", "contains_unbound", "validate_log", "validate_lines", "window_model"]
 
 
 def _mv(prefix: str, i: int) -> ModelValue:

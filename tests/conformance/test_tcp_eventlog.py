@@ -341,3 +341,20 @@ def test_a_log_checked_in_windows_gets_the_verdict_of_the_whole_log(tcp_run):
     in_windows = validate_lines(constants, missing, window=window)
     assert not whole["accepted"] and not in_windows["accepted"], (whole, in_windows)
     assert in_windows["consumed"] == whole["consumed"] >= window, (whole["summary"], in_windows["summary"])
+
+
+@pytest.mark.slow  # the TCP run (module fixture)
+def test_validate_command_checks_a_runs_step_logs_with_the_sized_model(tcp_run, tmp_path, capsys):
+    assert main(["conformance", "validate", "--from-dir", str(tcp_run), "--window", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "accepted" in out and "Scheduling accepted all" in out and "windows of 6" in out, out
+    mistakes = [
+        ([], "give an event log LOG or --from-dir DIR"),
+        (["x.ndjson", "--from-dir", str(tcp_run)], "one of the two"),
+        (["--from-dir", str(tcp_run), "--config", "Small"], "no --config"),
+        (["--from-dir", str(tmp_path / "none")], "no such folder"),
+    ]
+    for args, fragment in mistakes:
+        assert main(["conformance", "validate", *args]) == 2, args
+        out = capsys.readouterr().out
+        assert fragment in out and "Traceback" not in out and len(out.strip().splitlines()) == 1, (args, out)
