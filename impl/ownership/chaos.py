@@ -1145,7 +1145,7 @@ the run's event log; 1 otherwise; 2 for a mistake in the command.""",
         type=_positive(int),
         metavar="N",
         help="with --log-dir: check only the first N lines of the Scheduling event log (default: all; "
-        "TLC takes about 3 s per 1,000 lines)",
+        "TLC takes a few seconds per 1,000 lines)",
     )
     p.set_defaults(func=_run)
 
