@@ -411,12 +411,14 @@ def _run_validate_run(args: argparse.Namespace, console: Console) -> int:
     except (StepLogError, GenerationError, JavaNotFound, ValueError, OSError) as exc:
         console.print(f"[bold red]error:[/] {str(exc).splitlines()[0]}", highlight=False)
         return EXIT_ERROR
+    from rich.markup import escape
+
     for note in out.get("notes", ()):
         console.print(f"  note: {note}", highlight=False, markup=False)
     if out["accepted"]:
-        console.print(f"[bold green]accepted[/]: {out['summary']}", highlight=False)
+        console.print(f"[bold green]accepted[/]: {escape(out['summary'])}", highlight=False)
         return EXIT_OK
-    console.print(f"[bold red]rejected[/]: {out['summary']}", highlight=False, markup=False)
+    console.print(f"[bold red]rejected[/]: {escape(out['summary'])}", highlight=False)
     if out.get("state"):
         console.print("  a state the spec can be in just before it:", highlight=False)
         for name, value in out["state"].items():
