@@ -326,15 +326,20 @@ def validate_window(run: MergedRun, limit: int = WINDOW, pipeline_depth: int = 2
         whole = "all" if len(prefix) == len(lines) else "the first"
         out["summary"] = f"Scheduling accepted {whole} {len(prefix):,} of its {len(lines):,} lines ({out['seconds']:.0f} s)"
         return out
+    return _rejected(out, v, 0, len(lines), f"checked the first {len(prefix):,}")
+
+
+def _rejected(out: dict[str, Any], v: Any, offset: int, total: int, checked: str) -> dict[str, Any]:
+    """``out`` with the rejection of validation ``v`` (of lines from
+    ``offset`` on): the line, the state before it and a summary."""
     from .replay import Step
 
     line = v.failed
-    out["failed"] = None if line is None else f"clock {line.clock}, {line.process}: {Step(v.consumed + 1, line.action, line.params)}"
+    at = offset + v.consumed + 1
+    out.update(accepted=False, consumed=at - 1)
+    out["failed"] = None if line is None else f"clock {line.clock}, {line.process}: {Step(at, line.action, line.params)}"
     out["state"] = {} if v.state is None else {k: _salient(x) for k, x in sorted(v.state.items()) if k != "lastAction"}
-    out["summary"] = (
-        f"Scheduling REJECTED line {v.consumed + 1} of {len(lines):,} (checked the first {len(prefix):,}, "
-        f"{out['seconds']:.0f} s): {out['failed']}"
-    )
+    out["summary"] = f"Scheduling REJECTED line {at:,} of {total:,} ({checked}, {out['seconds']:.0f} s): {out['failed']}"
     return out
 
 
@@ -612,18 +617,8 @@ def validate_lines(
         if on_window is not None:
             on_window(b, len(checked))
         if not v.accepted:
-            from .replay import Step
-
-            line = v.failed
-            at = a + v.consumed + 1
-            out.update(accepted=False, consumed=a + v.consumed, seconds=round(time.monotonic() - started, 1))
-            out["failed"] = None if line is None else f"clock {line.clock}, {line.process}: {Step(at, line.action, line.params)}"
-            out["state"] = {} if v.state is None else {k: _salient(x) for k, x in sorted(v.state.items()) if k != "lastAction"}
-            out["summary"] = (
-                f"Scheduling REJECTED line {at:,} of {len(lines):,} (checked {b:,} in windows of {window:,}, "
-                f"{out['seconds']:.0f} s): {out['failed']}"
-            )
-            return out
+            out["seconds"] = round(time.monotonic() - started, 1)
+            return _rejected(out, v, a, len(lines), f"checked {b:,} in windows of {window:,}")
         starts = list(v.end)
         widest = max(widest, len(starts))
     seconds = round(time.monotonic() - started, 1)
