@@ -101,11 +101,11 @@ def test_a_reply_the_worker_sends_in_a_step_other_than_the_tasks_end_is_its_exec
         assert at_worker == [(2, "WorkerExecute")], (type(event.msg).__name__, at_worker)
 
 
-def test_window_model_keeps_only_the_keys_of_the_tasks_it_submits():
-    """The prefix's model: tasks cut to those its lines submit, keys to
+def test_window_model_keeps_only_the_keys_of_the_tasks_it_names():
+    """The first window's model: tasks cut to those its lines name, keys to
     theirs (each owner's queues are one per key), free keys among them."""
     from conformance.eventlog import LogLine
-    from conformance.sized import scheduling_prefix
+    from conformance.sized import _Lifetimes, window_model
 
     o = ModelValue("o1")
     t1, t2, t3 = (ModelValue(f"t{i}") for i in (1, 2, 3))
@@ -118,8 +118,8 @@ def test_window_model_keeps_only_the_keys_of_the_tasks_it_submits():
     }
     lines = [LogLine(1, OWNER, "OwnerSubmit", {"o": o, "t": t1}), LogLine(2, OWNER, "OwnerSubmit", {"o": o, "t": t2}),
              LogLine(3, OWNER, "OwnerSubmit", {"o": o, "t": t3})]
-    cut, prefix = scheduling_prefix(constants, lines, 2)
-    assert len(prefix) == 2
+    cut, start = window_model(constants, _Lifetimes(lines), 0, 2, None)
+    assert start is None
     assert (cut["Tasks"], cut["Keys"], cut["FreeKeys"]) == ({t1, t2}, {k1, k2}, {k2})
     assert cut["SubmitOrder"] == (t1, t2) and dict(cut["TaskKey"].items()) == {t1: k1, t2: k2}
 
@@ -136,13 +136,13 @@ def _processes(owners: dict, workers: dict) -> dict:
     }
 
 
-def test_window_model_keeps_the_processes_its_lines_name_its_owners_and_drivers():
-    """Owners and workers no line of the window names are cut (their state
-    stays initial in every state of the prefix); kept are the processes the
-    lines name, messages included, the owners of the window's tasks, every
-    driver, and the worker each kept owner runs in."""
+def test_window_model_keeps_the_owners_its_lines_name_its_tasks_owners_and_drivers():
+    """Owners no line of the first window names are cut (their state stays
+    initial in every state of the window); kept are the owners the lines
+    name, messages included, the owners of the window's tasks and every
+    driver. Every worker is kept: a node's death writes all of its own."""
     from conformance.eventlog import LogLine
-    from conformance.sized import scheduling_prefix
+    from conformance.sized import _Lifetimes, window_model
     from ownership.tla.values import TLARecord
 
     driver, busy, told, idle, late = (ModelValue(f"o{i}") for i in range(1, 6))
@@ -161,11 +161,12 @@ def test_window_model_keeps_the_processes_its_lines_name_its_owners_and_drivers(
         LogLine(3, OWNER, "OwnerHandleFailure", {"o": told, "m": died}),
         LogLine(4, OWNER, "OwnerSubmit", {"o": late, "t": t2}),
     ]
-    cut, prefix = scheduling_prefix(constants, lines, 3)
+    cut, _start = window_model(constants, _Lifetimes(lines), 0, 3, None)
     assert cut["Owners"] == {driver, busy, told}
-    assert cut["Workers"] == cut["Unregistered"] == {w[1], w[2], w[5], w[6]}
+    assert cut["Tasks"] == {t1} and cut["SubmitOrder"] == (t1,)
+    assert cut["Workers"] == cut["Unregistered"] == set(w.values())
     assert dict(cut["OwnerWorker"].items()) == {driver: ModelValue("NoWorker"), busy: w[1], told: w[2]}
-    assert set(cut["WorkerNode"]) == cut["Workers"] and set(cut["OwnerNode"]) == cut["Owners"]
+    assert set(cut["OwnerNode"]) == cut["Owners"]
 
 
 def test_a_request_the_spec_reclaimed_is_not_lost_again_when_its_node_dies():

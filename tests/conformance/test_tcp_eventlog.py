@@ -292,7 +292,7 @@ def test_merge_refuses_logs_that_contradict_causality(tmp_path):
 def test_tcp_run_is_accepted_with_the_model_sized_from_the_run(tcp_run):
     """No model config: the constants come from the run (every worker process
     a worker of the model, the killed one too), and every line is checked."""
-    from conformance.sized import scheduling_log, validate_window
+    from conformance.sized import scheduling_log, validate_log
 
     run = merge_dir(tcp_run)
     constants, lines, _notes = scheduling_log(run, pipeline_depth=1)
@@ -302,8 +302,8 @@ def test_tcp_run_is_accepted_with_the_model_sized_from_the_run(tcp_run):
     # the owners' bounds come from their logs' headers; every worker joins its
     # node's pool when it registers
     assert constants["MaxPendingLeaseRequests"] == 1 and constants["Unregistered"] == constants["Workers"]
-    result = validate_window(run, pipeline_depth=1)
-    assert result["accepted"] and result["window"] == result["lines"] == len(lines), result
+    result = validate_log(run, pipeline_depth=1)
+    assert result["accepted"] and result["consumed"] == result["lines"] == len(lines), result
     assert {"WorkerCrash", "OwnerResubmit", "OwnerReuseLease", "SchedulerRegisterWorker"} <= {line.action for line in lines}
 
 
