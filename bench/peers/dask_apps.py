@@ -13,8 +13,10 @@ The same stage functions and actor classes; what Dask's model changes:
   to Dask's argument unpacking), bound to the receiving worker's client.
 - The Router keeps the futures of the batches it sent (the client binds its
   copy later; the key must not be forgotten in between), so they live
-  until the run ends; and it returns one only once the scheduler knows its
-  key (it drops a client's interest in a key it does not know yet).
+  until the run ends. The scheduler drops a client's interest in a key it
+  does not know yet, and the client's submits travel on their own stream:
+  the Router returns a batch's future only once the scheduler knows its
+  key, and a Model binds a batch's images only once it knows theirs.
 
 The client side runs on ``Client(asynchronous=True)`` with asyncio tasks.
 """
@@ -39,6 +41,15 @@ def _serving_classes() -> tuple[type, type]:
 
             if batch and isinstance(batch[0], Borrowed):
                 client = get_client()
+                # The client's submit of an image reaches the scheduler on its
+                # own stream, which can be behind the Router's call that
+                # brought the image here: wanting a key the scheduler does not
+                # know yet is dropped, and the gather below would wait forever
+                # (seen: the image in memory, this worker's client not among
+                # those wanting it).
+                keys = [item.futures[0].key for item in batch]
+                while not client.run_on_scheduler(_scheduler_has, *keys):
+                    pass
                 for item in batch:
                     item.bind(client)
                 return client.gather([item.futures[0] for item in batch])
@@ -69,8 +80,8 @@ def _serving_classes() -> tuple[type, type]:
     return DaskModel, DaskRouter
 
 
-def _scheduler_has(key: Any, dask_scheduler: Any = None) -> bool:
-    return key in dask_scheduler.tasks
+def _scheduler_has(*keys: Any, dask_scheduler: Any = None) -> bool:
+    return all(key in dask_scheduler.tasks for key in keys)
 
 
 def call_model(model: Any, batch: list[Any]) -> list[int]:
