@@ -39,6 +39,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # not part of the installed distribution (an editable install finds them).
 _ROOT = Path(__file__).resolve().parents[2]
 
+#: the rows and curves of bench/rows.py and bench/scale.py, for --help, which
+#: must work outside a clone (tests/bench checks that they agree)
+ROW_NAMES = ("sync", "recoverable", "async", "actor", "nested", "array_ref", "array_value", "borrow", "remote_get", "recovery", "serving", "video")
+CURVE_NAMES = ("inflight", "memory", "borrowed", "release", "lineage", "nodes", "owners")
+
 
 def _import_bench() -> Any:
     if not (_ROOT / "bench" / "driver.py").is_file():
@@ -66,16 +71,14 @@ def add_subparsers(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds in total), for smoke tests")
-    parser.add_argument("--rows", default=None, help="comma-separated rows (default: all): "
-                        "sync,async,actor,nested,array_ref,array_value,borrow,remote_get,recovery")
+    parser.add_argument("--rows", default=None, help="comma-separated rows (default: all): " + ",".join(ROW_NAMES))
     parser.add_argument("--systems", default="ours,ray,dask", help="comma-separated systems (default: ours,ray,dask)")
     parser.add_argument("--out", type=Path, default=None, help="directory for <date>.json and <date>.png (default: bench/results)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per system before its runner is killed "
                         "(default: 600 with --quick, 3600 otherwise)")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib needed)")
     parser.add_argument("--scale", action="store_true", help="the cost-growth curves instead of the rows")
-    parser.add_argument("--curves", default=None, help="with --scale, comma-separated curves (default: all): "
-                        "inflight,memory,borrowed,release,lineage,nodes,owners")
+    parser.add_argument("--curves", default=None, help="with --scale, comma-separated curves (default: all): " + ",".join(CURVE_NAMES))
     parser.set_defaults(func=run_bench_command)
 
 

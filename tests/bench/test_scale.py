@@ -118,3 +118,13 @@ def test_scale_chart_and_markdown_show_missing_systems(tmp_path: Path) -> None:
     assert "| throughput (tasks/s) | ours | 900 | 1 000 |" in text
     assert "n/a: no borrowing" in text and "not installed" in text
     assert scale.draw(result, tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_help_names_every_row_and_curve_the_bench_has() -> None:
+    """``ownership bench --help`` lists the rows and curves from constants
+    (it must work outside a clone, without bench/): they are bench's own."""
+    from bench import rows, scale
+    from ownership.benchcli import CURVE_NAMES, ROW_NAMES
+
+    assert ROW_NAMES == tuple(row.key for row in rows.ROWS)
+    assert CURVE_NAMES == tuple(curve.key for curve in scale.CURVES)
