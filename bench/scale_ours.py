@@ -116,10 +116,8 @@ class OurScale:
                 chain.append(_remote(step, resources=holder, max_retries=3).remote(chain[-1]))
             ready, _ = await ownership.wait([chain[-1]], timeout=600, fetch_local=False)
             assert ready, "the chain did not finish"
-            # Where the rebuild runs. Two CPUs: with one, the rebuild can
-            # deadlock (a task pushed before the node's death is known holds
-            # the only CPU while it waits for an argument that must be rebuilt
-            # on that same CPU; see bench/README.md).
+            # Where the rebuild runs: two CPUs, as in every run of this curve,
+            # so that its points compare across runs.
             await cluster.add_node(2, {"holder": 1.0})
             t0 = timer()
             cluster.kill(node, signal.SIGKILL)
