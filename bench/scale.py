@@ -435,13 +435,15 @@ def draw(result: dict[str, Any], path: Path) -> Path:
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), dpi=100, squeeze=False)
     markers = {"ours": "o", "ray": "s", "dask": "^"}
+    # A system keeps its colour in every panel, also where another has no points.
+    colors = {name: f"C{i}" for i, name in enumerate(result["systems"])}
     for ax, (curve, metric) in zip(axes.flat, panels):
         for name, doc in result["systems"].items():
             outcome = doc.get("curves", {}).get(curve.key) or {}
             pts = [(p["x"], p["metrics"].get(metric.key)) for p in outcome.get("points", [])]
             pts = [(x, y) for x, y in pts if isinstance(y, (int, float)) and y > 0]
             if pts:
-                ax.plot([x for x, _ in pts], [y for _, y in pts], marker=markers.get(name, "x"), label=name)
+                ax.plot([x for x, _ in pts], [y for _, y in pts], marker=markers.get(name, "x"), color=colors[name], label=name)
         ax.set_xscale("log", base=10 if curve.loglog else 2)
         if curve.loglog:
             ax.set_yscale("log")
