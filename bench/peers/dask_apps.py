@@ -47,9 +47,7 @@ def _serving_classes() -> tuple[type, type]:
                 # know yet is dropped, and the gather below would wait forever
                 # (seen: the image in memory, this worker's client not among
                 # those wanting it).
-                keys = [item.futures[0].key for item in batch]
-                while not client.run_on_scheduler(_scheduler_has, *keys):
-                    pass
+                _wait_until_scheduler_knows(client, *(item.futures[0].key for item in batch))
                 for item in batch:
                     item.bind(client)
                 return client.gather([item.futures[0] for item in batch])
@@ -72,8 +70,7 @@ def _serving_classes() -> tuple[type, type]:
             # The client that gets this future asks the scheduler for it; a
             # request for a key the scheduler does not know yet is dropped,
             # so return it only once the scheduler has it.
-            while not client.run_on_scheduler(_scheduler_has, future.key):
-                pass
+            _wait_until_scheduler_knows(client, future.key)
             self.kept.append(future)
             return [(number, model, Borrowed([future]), len(batch))]
 
@@ -82,6 +79,13 @@ def _serving_classes() -> tuple[type, type]:
 
 def _scheduler_has(*keys: Any, dask_scheduler: Any = None) -> bool:
     return all(key in dask_scheduler.tasks for key in keys)
+
+
+def _wait_until_scheduler_knows(client: Any, *keys: Any) -> None:
+    """Return once the scheduler knows every key (it drops a client's
+    interest in a key it does not know yet)."""
+    while not client.run_on_scheduler(_scheduler_has, *keys):
+        pass
 
 
 def call_model(model: Any, batch: list[Any]) -> list[int]:
