@@ -4,7 +4,9 @@ A value made on node A is written by the producing worker straight into a
 segment of A; a task on A maps that segment (no copy: its array is a
 read-only view of /dev/shm, and the bytes never crossed a socket to the owner
 or to A's node process); a task on B gets it through a pull, which B's node
-writes into a segment of its own. Once the refs are dropped the segments are
+keeps in a segment of its own: A's file under a second name (both nodes
+share this machine's /dev/shm), or, with those links off, its bytes
+received over TCP. Once the refs are dropped the segments are
 gone and ``ownership memory`` lists nothing.
 """
 
@@ -22,7 +24,7 @@ import pytest
 import trio
 
 import ownership
-from ownership.runtime.shm import list_segments
+from ownership.runtime.shm import SHM_DIR, list_segments
 from ownership.runtime.status import memory_rows
 
 pytestmark = pytest.mark.slow
@@ -75,10 +77,13 @@ def segment_of(mapping: str, session: str, node_pid: int) -> tuple[str, int]:
     return name, writer
 
 
-async def test_10_mib_array_is_mapped_on_its_node_and_pulled_to_another(tmp_path):
+@pytest.mark.parametrize("links", [True, False], ids=["linked", "over-tcp"])
+async def test_10_mib_array_is_mapped_on_its_node_and_pulled_to_another(tmp_path, monkeypatch, links):
     """Also: the copy outlives the worker that made it (it is the node's, as in
     Ray's plasma store): SIGKILLing that worker loses nothing, and nothing is
-    recomputed."""
+    recomputed. B takes A's segment under a name of its own (nodes of one
+    machine), or, with links off, receives its bytes as from another machine."""
+    monkeypatch.setenv("OWNERSHIP_LINK_NODE_SEGMENTS", "1" if links else "0")
     runs = tmp_path / "runs"
     expected = float(np.arange(N, dtype=np.float64).sum())
     async with ownership.cluster(nodes=1, num_cpus=1) as local:
@@ -114,8 +119,15 @@ async def test_10_mib_array_is_mapped_on_its_node_and_pulled_to_another(tmp_path
             snap = await local.snapshot()
             assert snap.nodes[b]["store"][ref.object_id]["pinned"] is False  # a secondary copy
             assert snap.nodes[b]["shm"]["objects"] == {ref.object_id: name_b}
-            # Received straight into that segment, not into memory and then copied.
-            assert snap.nodes[b]["shm"]["frames"] == {"received": 1, "adopted": 1, "reused": 0}
+            if links:
+                # A's file under B's name: not a byte crossed a socket.
+                assert (SHM_DIR / name_b).stat().st_ino == (SHM_DIR / name).stat().st_ino
+                assert snap.nodes[b]["shm"]["linked"] == {"segments": 1, "pulled": 1, "served": 0, "fallbacks": 0}
+                assert snap.nodes[b]["tcp"]["bytes_received"] < MiB
+            else:
+                # Received straight into that segment, not into memory and then copied.
+                assert snap.nodes[b]["shm"]["frames"] == {"received": 1, "adopted": 1, "reused": 0}
+                assert snap.nodes[b]["shm"]["linked"]["pulled"] == 0
             assert sorted(local.driver.core.refs.table[ref.object_id].locations) == sorted([a, b])
             assert runs.read_text().split() == [str(writer)]  # made once: no reconstruction
 
@@ -127,7 +139,9 @@ async def test_10_mib_array_is_mapped_on_its_node_and_pulled_to_another(tmp_path
 
             del ref
             gc.collect()
-            while memory_rows(await local.snapshot()) or list_segments(f"own_{session}_"):
+            # Every copy's segment goes; the spares a node keeps to write later
+            # copies into (not values) go when the node stops, checked below.
+            while memory_rows(await local.snapshot()) or [s for s in list_segments(f"own_{session}_") if "_spare." not in s.name]:
                 await trio.sleep(0.05)
             result = await trio.run_process(
                 [sys.executable, "-m", "ownership.cli", "memory", "--json", "--address", local.head, "--token-file", str(local.token_file)],
@@ -138,6 +152,30 @@ async def test_10_mib_array_is_mapped_on_its_node_and_pulled_to_another(tmp_path
             snap = await local.snapshot()
             assert all(s["shm"]["segments"] == 0 and not s["store"] for s in snap.nodes.values())
     assert list_segments(f"own_{session}_") == []
+
+
+async def test_a_copy_linked_by_another_node_outlives_the_node_that_made_it(tmp_path):
+    """B linked A's segment; A is SIGKILLed and the sweep removes A's
+    segments: B's copy is whole, and the owner's get reads it, not a rebuild."""
+    runs = tmp_path / "runs"
+    expected = float(np.arange(N, dtype=np.float64).sum())
+    async with ownership.cluster(nodes=1, num_cpus=1) as local:
+        with trio.fail_after(120):
+            a = await local.add_node(num_cpus=1, resources={"A": 1})
+            b = await local.add_node(num_cpus=1, resources={"B": 1})
+            pid_a = local.pid(a)
+            ref = make.remote(N, str(runs))
+            assert (await read_on_b.remote(ref))["sum"] == expected
+            assert (await local.snapshot()).nodes[b]["shm"]["linked"]["pulled"] == 1
+            local.kill(a, signal.SIGKILL)
+            while a in local.driver.core.refs.table[ref.object_id].locations:
+                await trio.sleep(0.05)  # until the owner has heard of A's death
+            while list_segments(f"own_{local.session}_{pid_a}_"):
+                await trio.sleep(0.05)  # until a node swept A's segments
+            got = await ref
+            assert float(got.sum()) == expected
+            assert len(runs.read_text().split()) == 1  # made once: no reconstruction
+            del got, ref
 
 
 @ownership.remote

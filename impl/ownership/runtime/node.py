@@ -31,12 +31,12 @@ from ..core.events import (
     Watch,
     WorkerStartFailed,
 )
-from ..core.messages import LeaseGranted, ObjectCopy, Resources
+from ..core.messages import LeaseGranted, ObjectCopy, PullObject, Resources
 from ..core.node import NodeCore
 from ..core.scheduler import DRIVER, SchedulingPolicy
 from ..core.store import ObjectFetched
 from .launch import WorkerStartError
-from .objects import NodeObjects
+from .objects import NodeObjects, PeerSegmentCopy
 from .shm import SharedMemoryStore
 from .shell import ServiceShell, printable
 from .transport import Transport
@@ -161,11 +161,15 @@ class NodeRuntime(ServiceShell):
         objects = self.objects
         assert objects is not None
         segment = None
-        if isinstance(event, Received) and not self._stale_copy(event.src, event.msg):
-            msg, segment = objects.incoming(event.src, event.msg)
-            if msg is None:
-                return  # the object plane's own message
-            event = Received(event.src, msg)
+        if isinstance(event, Received):
+            if self._stale_copy(event.src, event.msg):
+                if isinstance(event.msg, PeerSegmentCopy):
+                    return  # nobody here waits for it: not worth a link
+            else:
+                msg, segment = objects.incoming(event.src, event.msg)
+                if msg is None:
+                    return  # the object plane's own message
+                event = Received(event.src, msg)
         elif isinstance(event, PeerLost):
             objects.worker_lost(event.address)
         elif isinstance(event, Tick):
@@ -180,7 +184,7 @@ class NodeRuntime(ServiceShell):
 
     def _stale_copy(self, src: str, msg: Any) -> bool:
         """A copy nobody here waits for any more: not worth a segment (the core drops it)."""
-        if not isinstance(msg, ObjectCopy):
+        if not isinstance(msg, (ObjectCopy, PeerSegmentCopy)):
             return False
         pending = self.core.store.fetching.get(msg.object_id)
         return pending is None or pending.source != src
@@ -189,9 +193,11 @@ class NodeRuntime(ServiceShell):
         for e in effects:
             if isinstance(e, Send):
                 msg = e.msg
-                if self.objects is not None and isinstance(msg, ObjectFetched):
+                if self.objects is not None and isinstance(msg, (ObjectFetched, ObjectCopy)):
                     kept = self.core.store.objects.get(msg.object_id)
                     msg = self.objects.outgoing(e.dst, msg, kept.value if kept else None)
+                elif self.objects is not None and isinstance(msg, PullObject) and e.dst in self.core.scheduler.view:
+                    msg = self.objects.pull(e.dst, msg)
                 elif self.objects is not None and isinstance(msg, LeaseGranted):
                     note = self.objects.grant_note(e.dst, msg)
                     if note is not None:  # before the grant, on the same connection

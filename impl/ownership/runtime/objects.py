@@ -19,6 +19,15 @@ TCP the shells change how the bytes travel, not what the cores see:
   the copy is on another node, the node pulls it from there, writes it into
   a segment of its own, keeps it as a secondary copy (the owner is told, and
   frees it with the others), and answers the same way.
+* **Between nodes of one machine.** A node pulling a copy from another
+  node tells it the identity of its shared-memory namespace
+  (:class:`SegmentPull`); a source that shares it answers with its
+  segment's name (:class:`PeerSegmentCopy`), and the puller takes that
+  segment under a name of its own (:func:`~.shm.link_segment`, a hard link):
+  no byte moves, and the copy is the puller's, outliving the source's node.
+  If the link fails (the copy was freed meanwhile) the puller asks again
+  for the bytes. ``OWNERSHIP_LINK_NODE_SEGMENTS=0`` turns this off, so
+  copies move over TCP as between machines.
 * **Freeing.** When the store core drops a copy (the owner freed the object,
   or the owner died), the node unlinks its segment. A reader's mapping
   stays valid after the unlink; the pages go with the last mapping. A reader
@@ -68,14 +77,27 @@ from ..core.messages import (
 from ..core.store import FetchObject, ObjectFetched
 from .bufpool import value_pool
 from .values import SerializationError, SerializedValue, dumps_oob, pack, snapshot
-from .shm import SHM_DIR, ArgumentSegments, FrameSegments, SharedMemoryStore, SpareSegments, open_segment, unlink_segment, write_segment
+from .shm import (
+    SHM_DIR,
+    ArgumentSegments,
+    FrameSegments,
+    SegmentInfo,
+    SharedMemoryStore,
+    SpareSegments,
+    link_segment,
+    open_segment,
+    unlink_segment,
+    write_segment,
+)
 
 __all__ = [
     "MapsSegments",
     "SegmentArguments",
     "SharesSegments",
     "NodeObjects",
+    "PeerSegmentCopy",
     "SegmentCopy",
+    "SegmentPull",
     "SegmentStored",
     "SharedMemoryInfo",
     "WorkerObjects",
@@ -151,6 +173,27 @@ class SegmentArguments:
     segments: tuple[str, ...]
 
 
+@message
+class SegmentPull:
+    """Node -> another node: ``pull``, from a node whose shared memory is ``shm_id``.
+
+    A source with the same ``shm_id`` may answer :class:`PeerSegmentCopy`.
+    """
+
+    pull: PullObject
+    shm_id: str
+
+
+@message
+class PeerSegmentCopy:
+    """Node -> a node of the same machine that pulled: ObjectCopy, with the
+    value in the source's segment ``segment`` (the puller links it)."""
+
+    object_id: str
+    segment: str
+    refs: tuple[RefInfo, ...] = ()
+
+
 #: Arguments passed by value go into a segment from this size of their
 #: out-of-band buffers (below, a heap copy and the socket cost less than a
 #: segment's mapping at the worker).
@@ -158,6 +201,11 @@ ARGUMENT_SEGMENT_MIN = 1 << 20
 
 #: Workers a process remembers as sharing its node's segments.
 SHARING_KEPT = 4096
+
+
+def link_node_segments() -> bool:
+    """Whether nodes of one machine pass copies by segment (see the module doc)."""
+    return os.environ.get("OWNERSHIP_LINK_NODE_SEGMENTS", "1") != "0"
 
 
 @functools.cache
@@ -216,6 +264,9 @@ class ObjectPlaneStatistics:
     fallbacks: int = 0  # values that went as bytes because shared memory failed
     mappings_reused: int = 0  # SegmentCopy answered from a mapping this worker kept
     arguments_by_segment: int = 0  # arguments sent to a worker of our node by segment name
+    segments_linked: int = 0  # copies pulled from a node of this machine by linking its segment
+    segments_offered: int = 0  # copies served to a node of this machine by segment name
+    link_fallbacks: int = 0  # offered segments we could not link (freed meanwhile): pulled as bytes
 
 
 class WorkerObjects:
@@ -493,6 +544,13 @@ class NodeObjects:
         self.segments: dict[str, str] = {}  # object id -> segment of our copy
         self.mappers: dict[str, int] = {}  # local workers that map our segments -> their pids
         self.stats = ObjectPlaneStatistics()
+        #: whether we pull from and serve to nodes of this machine by segment
+        self.link_nodes = link_node_segments() and bool(machine_shm_id())
+        #: our segments that are links to another node's file: freed by
+        #: unlinking our name only, never written again as spares
+        self.linked: set[str] = set()
+        #: (node, object id) pulls whose answer may name our segment
+        self._offers: set[tuple[str, str]] = set()
         #: large segments of freed objects, written again once nobody maps them
         self.spares = SpareSegments(store.prefix)
         #: large frames received straight into segments (the transport asks
@@ -513,6 +571,12 @@ class NodeObjects:
             return None, None
         if isinstance(msg, SegmentStored):
             return self._segment_stored(src, msg)
+        if isinstance(msg, SegmentPull):
+            if self.link_nodes and msg.shm_id == machine_shm_id() and msg.pull.requester == src:
+                self._offers.add((src, msg.pull.object_id))
+            return msg.pull, None
+        if isinstance(msg, PeerSegmentCopy):
+            return self._link(src, msg)
         if isinstance(msg, PutObject):
             return self._store_bytes(msg, msg.value, lambda v: attrs.evolve(msg, value=v))
         if isinstance(msg, ObjectCopy) and msg.value is not None:
@@ -531,6 +595,32 @@ class NodeObjects:
             return None, None
         put = PutObject(object_id=msg.object_id, owner=msg.owner, value=value, reply=msg.reply)
         return put, msg.segment
+
+    def _link(self, src: str, msg: PeerSegmentCopy) -> tuple[Any, str | None]:
+        """A node of this machine answered our pull with its segment: take it
+        under a name of ours. If we cannot (freed meanwhile, or not a
+        segment of this session), ask ``src`` again, for the bytes."""
+        name = self.store.prefix + segment_key(msg.object_id)
+        try:
+            if SegmentInfo(msg.segment, 0).session != self.store.session:
+                raise ValueError(f"{msg.segment!r} is not a segment of session {self.store.session}")
+            serialized = link_segment(msg.segment, name)
+        except (OSError, ValueError) as exc:
+            self.stats.link_fallbacks += 1
+            logger.info("%s: cannot link segment %r of %s (%s): pulling the bytes", self.address, msg.segment, src, exc)
+            self._send(src, PullObject(object_id=msg.object_id, requester=self.address))
+            return None, None
+        self.linked.add(name)
+        self.stats.segments_linked += 1
+        value = Payload(data=bytes(serialized.data), buffers=tuple(serialized.buffers), refs=msg.refs)  # type: ignore[arg-type]
+        return ObjectCopy(object_id=msg.object_id, value=value), name
+
+    def pull(self, dst: str, msg: PullObject) -> Any:
+        """Our store's pull from node ``dst``, as it travels: offering to take
+        the copy by segment when nodes of this machine may."""
+        if self.link_nodes and msg.requester == self.address:
+            return SegmentPull(pull=msg, shm_id=machine_shm_id())
+        return msg
 
     def _store_bytes(self, msg: Any, value: Payload, rebuild: Callable[[Payload], Any]) -> tuple[Any, str | None]:
         """A value that came as bytes: write it into a segment of ours and map it
@@ -560,10 +650,14 @@ class NodeObjects:
         if kept is offered:
             old = self.segments.get(object_id)
             if old is not None and old != segment:  # pragma: no cover - the store keeps the first copy
-                unlink_segment(old)
+                self._unlink(old)
             self.segments[object_id] = segment
         elif not self.frames.retire(segment):
-            unlink_segment(segment)
+            self._unlink(segment)
+
+    def _unlink(self, segment: str) -> None:
+        self.linked.discard(segment)
+        unlink_segment(segment)
 
     def grant_note(self, dst: str, msg: LeaseGranted) -> SharesSegments | None:
         """What to tell ``dst`` before this grant: that its worker maps our
@@ -578,11 +672,22 @@ class NodeObjects:
             segment = self.segments.get(msg.object_id)
             if segment is not None:
                 return SegmentCopy(object_id=msg.object_id, source=msg.source, segment=segment, refs=msg.value.refs)
+        if isinstance(msg, ObjectCopy) and self._offers:
+            offered = (dst, msg.object_id) in self._offers
+            self._offers.discard((dst, msg.object_id))
+            segment = self.segments.get(msg.object_id)
+            if offered and msg.value is not None and msg.value is kept and segment is not None:
+                self.stats.segments_offered += 1
+                return PeerSegmentCopy(object_id=msg.object_id, segment=segment, refs=msg.value.refs)
         return msg
 
     def freed(self, object_id: str) -> None:
         segment = self.segments.pop(object_id, None)
-        if segment is not None and not self.frames.retire(segment):
+        if segment is None:
+            return
+        if segment in self.linked:
+            self._unlink(segment)  # the file is another node's copy too: never a spare
+        elif not self.frames.retire(segment):
             self.spares.retire(segment)  # kept for a later copy, or unlinked
 
     def worker_lost(self, address: str) -> list[str]:
@@ -608,6 +713,12 @@ class NodeObjects:
             "bytes": usage.bytes,
             "objects": dict(sorted(self.segments.items())),
             "segments_written": self.stats.segments_written,
+            "linked": {
+                "segments": len(self.linked),
+                "pulled": self.stats.segments_linked,
+                "served": self.stats.segments_offered,
+                "fallbacks": self.stats.link_fallbacks,
+            },
             "spares": {"kept_bytes": self.spares.kept_bytes, "reused": self.spares.reused},
             "frames": {"received": self.frames.received, "adopted": self.frames.adopted, "reused": self.frames.reused},
             "fallbacks": self.stats.fallbacks,

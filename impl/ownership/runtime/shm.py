@@ -33,6 +33,13 @@ when the mapping does, or when the reader dies. The node reuses a spare only
 once its write lock is granted. A spare never gets its old name back (names
 are fresh per copy), and a reader checks, once it holds its lock, that the
 name it opened still names the file it locked.
+
+Nodes of one machine (:func:`link_segment`): a node that pulls a copy from
+another node sharing its ``/dev/shm`` takes the other's segment under a
+name of its own, a hard link, instead of receiving its bytes: both nodes
+then keep the same pages, each under its own prefix, and each frees its
+name. The reuse rules above cover it: while either node maps the file, the
+other cannot take it as a spare.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ __all__ = [
     "SpareSegments",
     "StoreUsage",
     "cleanup_leftovers",
+    "link_segment",
     "list_segments",
     "open_segment",
     "safe_key",
@@ -210,6 +218,38 @@ def open_segment(name: str, *, populate: bool = False) -> SerializedValue:
     finally:
         os.close(fd)
     return serialized_from_buffer(memoryview(mapping))
+
+
+def link_segment(source: str, name: str) -> SerializedValue:
+    """Segment ``source`` (another node's, on this machine) under the second
+    name ``name`` too, mapped read-only as :func:`open_segment` maps it.
+
+    No byte moves: both names are the same file, and its pages live until
+    the last name and mapping are gone, so the copy outlives ``source``'s
+    node. Safe against reuse because the link is made while we hold a read
+    lock on the file ``source`` names, and our mapping (with its own lock)
+    is taken before that lock is let go: ``source``'s node cannot write the
+    file again while either lock lives. FileNotFoundError when ``source`` is
+    gone or being reused, FileExistsError when ``name`` exists.
+    """
+    shm = _require_posix()
+    fd = shm.shm_open("/" + source, os.O_RDONLY, mode=0)
+    try:
+        if _OFD_SETLK is not None and not _ofd_lock(fd, fcntl.F_RDLCK):
+            raise FileNotFoundError(f"segment {source} is being reused")
+        inode = os.fstat(fd).st_ino
+        os.link(SHM_DIR / source, SHM_DIR / name)
+        try:
+            # Renamed (freed) between our open and our link: the name we
+            # linked is another file, or none.
+            if os.stat(SHM_DIR / name).st_ino != inode:
+                raise FileNotFoundError(f"segment {source} was freed")
+            return open_segment(name)
+        except BaseException:
+            unlink_segment(name)
+            raise
+    finally:
+        os.close(fd)
 
 
 def unlink_segment(name: str) -> bool:
