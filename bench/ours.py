@@ -37,6 +37,9 @@ from bench.workloads import Sink, check_array, checksum, make_array, make_record
 CPUS = 2
 HOLDER = "holder"  # custom resource that pins the object's maker to chosen nodes
 ON_HOLDER = {HOLDER: 0.01}
+#: a holder node that serves its copies as bytes over TCP, as between machines
+TCP_HOLDER = "tcp_holder"
+ON_TCP_HOLDER = {TCP_HOLDER: 0.01}
 
 _remote_cache: dict[Any, Any] = {}
 
@@ -136,8 +139,9 @@ class Clusters:
             self._factory = memory_cluster
 
     @contextlib.asynccontextmanager
-    async def open(self, holders: int = 0) -> AsyncIterator[Any]:
-        """One plain node (the driver's), plus ``holders`` nodes offering ``holder``.
+    async def open(self, holders: int = 0, tcp_holder: bool = False) -> AsyncIterator[Any]:
+        """One plain node (the driver's), plus ``holders`` nodes offering
+        ``holder``, and with ``tcp_holder`` one offering ``tcp_holder``.
 
         Without holders the node has 2 CPUs; with them every node has 1.
         """
@@ -147,6 +151,8 @@ class Clusters:
                 async with trio.open_nursery() as starting:  # nodes start in parallel
                     for _ in range(holders):
                         starting.start_soon(self.add_holder, cluster)
+                if tcp_holder:
+                    await self.add_tcp_holder(cluster)
                 yield cluster
         else:
             node_resources = {f"n{i}": {HOLDER: 1.0} for i in range(2, 2 + holders)}
@@ -157,6 +163,21 @@ class Clusters:
 
     async def add_holder(self, cluster: Any) -> None:
         await cluster.add_node(num_cpus=1, resources={HOLDER: 1.0})
+
+    async def add_tcp_holder(self, cluster: Any) -> None:
+        """A holder node that does not pass copies to nodes of this machine by
+        segment: a pull from it moves the bytes over TCP, as between machines.
+        (The node process reads the setting from its environment at start;
+        nothing else starts a process meanwhile.)"""
+        previous = os.environ.get("OWNERSHIP_LINK_NODE_SEGMENTS")
+        os.environ["OWNERSHIP_LINK_NODE_SEGMENTS"] = "0"
+        try:
+            await cluster.add_node(num_cpus=1, resources={TCP_HOLDER: 1.0})
+        finally:
+            if previous is None:
+                del os.environ["OWNERSHIP_LINK_NODE_SEGMENTS"]
+            else:
+                os.environ["OWNERSHIP_LINK_NODE_SEGMENTS"] = previous
 
     def kill_holder(self, cluster: Any, identity: str) -> str:
         """Kill the process that holds the only copy: the node whose store has it."""
@@ -271,15 +292,21 @@ class OurRows:
         return {"borrow": dt * 1e3}
 
     async def row_remote_get(self, s: Sizes) -> Sample:
+        sample = {"remote_get": await self._remote_get(s, ON_HOLDER)}
+        if self.clusters.embedded:
+            sample["remote_get_tcp"] = await self._remote_get(s, ON_TCP_HOLDER)
+        return sample
+
+    async def _remote_get(self, s: Sizes, on: dict[str, float]) -> float:
         nbytes = s.remote_get_mib * MIB
-        ref = _remote(make_array, resources=ON_HOLDER).remote(nbytes)
+        ref = _remote(make_array, resources=on).remote(nbytes)
         await wait_stored(ref)  # made and stored on the holder node, not fetched
         t0 = timer()
         value = await ref
         dt = timer() - t0
         check_array(value, nbytes)
         del value, ref
-        return {"remote_get": nbytes / dt / 1e9}
+        return nbytes / dt / 1e9
 
     async def row_recovery(self, s: Sizes) -> Sample:
         if not self.clusters.embedded:
@@ -386,7 +413,7 @@ async def _run(doc: RunnerDoc, rows: Sequence[str], clusters: Clusters) -> None:
                 await doc.run_row_async(key, getattr(impl, f"row_{key}", None) or getattr(apps, f"row_{key}"))
     double = [r for r in rows if ROW_BY_KEY[r].two_nodes]
     if double:
-        async with clusters.open(holders=2) as cluster:
+        async with clusters.open(holders=2, tcp_holder="remote_get" in double) as cluster:
             impl.cluster = cluster
             for key in double:
                 await doc.run_row_async(key, getattr(impl, f"row_{key}"))
@@ -404,7 +431,11 @@ def body(doc: RunnerDoc, rows: Sequence[str]) -> None:
         raise Unavailable("not available", f"our API is not importable: {exc}") from None
     doc.set_version(getattr(ownership, "__version__", "unknown"))
     doc.set_setup(cluster=clusters.kind, cpus=f"{CPUS} per single node; 1 per node in the multi-node rows")
-    doc.note("remote_get", "the driver gets an object made on another node (one with the holder resource)")
+    doc.note(
+        "remote_get",
+        "the driver gets an object made on another node: its node links the holder's segment (nodes of one "
+        "machine, no bytes move); 'bytes over TCP' pulls from a node started with OWNERSHIP_LINK_NODE_SEGMENTS=0",
+    )
     doc.note("borrow", "list of refs passed through nested tasks; the last one gets their values")
     doc.note("serving", "examples/serving.py: 0-CPU Router and Model actors, 1-CPU preprocess tasks, closed-loop clients on the driver")
     doc.note("video", "examples/video.py: 0-CPU Decoder actor, 1-CPU flow/cumsum/smooth tasks, frames by reference")
