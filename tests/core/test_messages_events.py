@@ -39,6 +39,8 @@ def sample(cls: type) -> object:
         values["moved"] = (m.MovedRef(object_id="o/1", owner="d", epoch=1),)
     if "push" in attrs.fields_dict(cls):  # SegmentArguments carries a PushTask
         values["push"] = m.PushTask(task=values["task"], lease_id="l", attempt=1)
+    if "pull" in attrs.fields_dict(cls):  # SegmentPull carries a PullObject
+        values["pull"] = m.PullObject(object_id="o/1", requester="n1")
     fields = {}
     for a in attrs.fields(cls):
         if a.name in values:
