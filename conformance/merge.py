@@ -13,7 +13,9 @@ them that causality allows:
   the k-th send of it, which never puts a receipt before its send;
 - **crashes**: a process killed (``kill``/``kill_worker``), or seen lost by
   a peer without a clean stop in its log, crashes after its last step and
-  before every peer notices (a ``PeerLost`` of it, the head's ``NodeDied``).
+  before every peer notices (a ``PeerLost`` of it, the head's ``NodeDied``),
+  and after a peer took a message of it whose send no log holds (sent
+  before its first logged step), unless a peer noticed the death first.
   A worker of a crashed node dies with it. A message to a dead process that
   it never took is lost after the crash, and so is a task it was running
   (a received ``PushTask`` with neither a ``TaskDone`` nor a reply sent);
@@ -352,9 +354,15 @@ def merge(processes: dict[str, ProcessLog], harness: Harness, notes: Iterable[st
             ev = node.raw.event
             if isinstance(ev, Received):
                 receipts.setdefault((ev.src, address, message_key(ev.msg)), []).append(node)
+    #: receipts of messages whose send no log holds, by sender: what a
+    #: process sends before its core's first logged step (a worker's
+    #: RegisterWorker goes out as it starts)
+    unlogged: dict[str, list[_Node]] = {}
     for key, rs in receipts.items():
-        for (send, _msg), receipt in zip(sends.get(key, ()), rs):
+        ss = sends.get(key, ())
+        for (send, _msg), receipt in zip(ss, rs):
             _edge(send, receipt)
+        unlogged.setdefault(key[0], []).extend(rs[len(ss) :])
 
     # Crashes.
     pid_of = {log.pid: a for a, log in processes.items()}
@@ -400,6 +408,14 @@ def merge(processes: dict[str, ProcessLog], harness: Harness, notes: Iterable[st
             _edge(chain[-1], crash)
         for observer in noticed:
             _edge(crash, observer)
+        # A message of it that a peer took was sent while it lived, though no
+        # log shows the send: the crash comes after that receipt too, unless
+        # someone noticed the death first (one machine's clock; every edge
+        # here goes forward in it, so this one closes no cycle). A worker
+        # killed as it started has no step, but its node registered it.
+        for receipt in unlogged.get(address, ()):
+            if all(receipt.time < o.time for o in noticed):
+                _edge(receipt, crash)
         crashes[address] = crash
     # A worker of a crashed node dies with it: its steps come first.
     dead: dict[str, _Node] = dict(crashes)

@@ -54,3 +54,40 @@ def test_a_task_that_failed_as_it_arrived_is_not_lost_when_its_worker_dies_later
     assert worker in run.crashed
     drops = [s for s in run.steps if getattr(s.event, "kind", None) == "drop"]
     assert drops == [], drops
+
+
+def test_a_worker_killed_as_it_registered_dies_after_its_node_took_the_registration():
+    # Its RegisterWorker goes out as it starts, before its core's first
+    # logged step, and it was killed before taking any: no step of its own.
+    # The node registered it, then lost it. Placed before the registration
+    # (after its last step, i.e. at its start), the crash made a 90 s chaos
+    # log register a dead worker, which Scheduling rejects.
+    from conformance.merge import Kill
+    from ownership.core.messages import RegisterWorker
+
+    worker = "127.0.0.1:4#00000004"
+    register = RegisterWorker(worker=worker, node=NODE)
+    # SIGKILLed at 9, its registration (sent before) taken at 12.
+    node = _log(NODE, "node", [(12, Received(worker, register), ()), (20, PeerLost(address=worker), ())])
+    wrk = ProcessLog(Path("worker.steps"), worker, "worker", 4, NODE, 8, None, (), None)
+    run = merge({NODE: node, worker: wrk}, Harness(head=HEAD, nodes=(NODE,), kills=(Kill(worker, 4, 9, 9),)), [])
+    assert worker in run.crashed
+    order = ["register" if isinstance(s.event, Received) else "lost" if isinstance(s.event, PeerLost) else s.event.kind for s in run.steps]
+    assert order == ["register", "crash", "lost"]
+
+
+def test_a_death_noticed_before_a_message_of_it_was_taken_stays_before_it():
+    # The message was in flight when its sender died, and the head had
+    # noticed the death first: the crash is not moved after the receipt.
+    from conformance.merge import Kill
+    from ownership.core.messages import RegisterWorker
+
+    worker = "127.0.0.1:4#00000004"
+    register = RegisterWorker(worker=worker, node=NODE)
+    head = _log(HEAD, "head", [(15, PeerLost(address=worker), ())])
+    node = _log(NODE, "node", [(20, Received(worker, register), ())])
+    wrk = ProcessLog(Path("worker.steps"), worker, "worker", 4, NODE, 8, None, (), None)
+    run = merge({HEAD: head, NODE: node, worker: wrk}, Harness(head=HEAD, nodes=(NODE,), kills=(Kill(worker, 4, 9, 9),)), [])
+    crash = next(i for i, s in enumerate(run.steps) if getattr(s.event, "kind", None) == "crash")
+    lost = next(i for i, s in enumerate(run.steps) if isinstance(s.event, PeerLost))
+    assert crash < lost
