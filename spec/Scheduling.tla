@@ -768,14 +768,19 @@ OwnerReconstruct(o, t) ==
 
 (***************************************************************************)
 (* A worker the node started registers (the head has acknowledged it):     *)
-(* the node may lease it from now on.                                      *)
+(* the node may lease it from now on.  The head's answer may come after    *)
+(* the worker died (killed as it started): the node cannot know, and       *)
+(* registers it until it has detected the death itself, which it then      *)
+(* does as for any worker of its pool.  Its detection tells every live     *)
+(* owner, so "some live owner not told" is "not detected yet".             *)
 (***************************************************************************)
 \* impl: impl/ownership/core/scheduler.py::LocalScheduler.worker_registered
 SchedulerRegisterWorker(n, w) ==
     /\ nodeAlive[n]
     /\ w \in Unregistered
     /\ WorkerNode[w] = n
-    /\ workerAlive[w]
+    /\ \/ workerAlive[w]
+       \/ \E o \in Owners : OwnerAlive(o) /\ WorkerDiedMsg(o, w) \notin msgs /\ w \notin deadWorkers[o]
     /\ w \notin pool[n]  \* a worker leaves the pool only once it is dead
     /\ pool' = [pool EXCEPT ![n] = @ \cup {w}]
     /\ lastAction' = Step("SchedulerRegisterWorker", NoOwner, NoTask, n, w, NoNode, NoMsg)

@@ -185,7 +185,8 @@ class LocalScheduler:
                 /\ nodeAlive[n]
                 /\ w \in Unregistered
                 /\ WorkerNode[w] = n
-                /\ workerAlive[w]
+                /\ \/ workerAlive[w]
+                   \/ \E o \in Owners : OwnerAlive(o) /\ WorkerDiedMsg(o, w) \notin msgs /\ w \notin deadWorkers[o]
                 /\ w \notin pool[n]  \* a worker leaves the pool only once it is dead
                 /\ pool' = [pool EXCEPT ![n] = @ \cup {w}]
                 /\ lastAction' = Step("SchedulerRegisterWorker", NoOwner, NoTask, n, w, NoNode, NoMsg)
@@ -206,6 +207,9 @@ class LocalScheduler:
         Implementation:
 
         The head knows the worker now (so a node death will name it): use it.
+        It may have died since it asked (killed as it started): then its
+        connection's loss, which the node has not seen yet, takes it out of
+        the pool again (detect_worker_death).
         """
         slot = self.workers.get(msg.worker)
         if slot is None or slot.state != REGISTERING:
