@@ -64,9 +64,10 @@ conformance-full: $(STAMP) java
 	$(VENV)/bin/ownership traces generate RefCounting --config TwoTasks --no-tests --out $(CONFORMANCE_OUT)
 	$(VENV)/bin/ownership conformance run --no-shrink $(CONFORMANCE_OUT)
 
-# Every planted core bug (tests/mutants/*.toml), each in a copy of the tree,
-# against the conformance corpus and the scenario, core and API tests; one
-# job per core unless MUTANT_JOBS says otherwise (minutes, not in CI: a fast
+# Every planted bug (tests/mutants/*.toml), each in a copy of the tree: the
+# core's against the conformance corpus and the scenario, core and API
+# tests, the transport's against the TCP and frame-fuzzing tests; one job
+# per core unless MUTANT_JOBS says otherwise (minutes, not in CI: a fast
 # subset runs in tests/mutants/test_mutants.py). Fails while any survives.
 MUTANT_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 MUTANTS_REPORT ?= /tmp/ownership-mutants.json

@@ -1,8 +1,9 @@
-"""Planted protocol bugs in the core, each run against the conformance corpus and the tests.
+"""Planted protocol bugs in the core and the transport, each run against the conformance corpus and the tests.
 
 Each mutant (a record in one of the ``*.toml`` files beside this one) is a
-realistic bug planted in ``impl/ownership/core/``: one or more find/replace
-edits, each of whose find text must occur exactly once in its file. The
+realistic bug planted in ``impl/ownership/core/`` (the transport's, in
+``impl/ownership/runtime/``): one or more find/replace edits, each of whose
+find text must occur exactly once in its file. The
 runner applies one mutant at a time to a *copy* of the tree (``impl/``,
 ``conformance/``, ``spec/``, ``traces/``, ``tests/``, ``pyproject.toml``),
 runs that copy with ``PYTHONPATH`` pointing into it (checked: the copy's
@@ -10,8 +11,11 @@ modules are the ones imported, not the editable install's), and reports for
 each mutant:
 
 - whether the committed conformance corpus kills it
-  (``ownership conformance run traces/``), and with which traces;
-- which of the scenario, core and API tests kill it;
+  (``ownership conformance run traces/``), and with which traces (not run
+  for a transport mutant: the corpus drives the cores in memory, past
+  every byte of the transport);
+- which of the tests of its part kill it: the scenario, core and API tests
+  for the core, the TCP and frame-fuzzing tests for the transport;
 - a hang, only when a time limit fired, and said so: a replay that took more
   than ``--trace-timeout`` (the conformance harness reports it as a
   divergence of kind timeout), a test that ran past ``--test-timeout``
@@ -73,10 +77,27 @@ _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytes
 
 #: where mutants may be planted
 CORE = "impl/ownership/core/"
-#: the parts of the core, in the order the mutants are listed and run
-PARTS = ("submitter", "refcount", "recovery", "scheduler", "store", "head", "executor")
-#: the tests run against every mutant (the conformance corpus runs too)
+#: the parts, in the order the mutants are listed and run: the core's, then the transport
+PARTS = ("submitter", "refcount", "recovery", "scheduler", "store", "head", "executor", "transport")
+#: the parts not planted in the core: where their mutants go
+PLANTED_IN = {"transport": "impl/ownership/runtime/"}
+#: the tests run against a core mutant (the conformance corpus runs too)
 DEFAULT_TESTS = ("tests/core", "tests/scenarios", "tests/api")
+#: the tests run against the mutants of the other parts (no corpus)
+PART_TESTS = {"transport": ("tests/tcp", "tests/runtime/test_message_fuzz.py")}
+
+
+def planted_in(part: str) -> str:
+    return PLANTED_IN.get(part, CORE)
+
+
+def tests_of(part: str) -> tuple[str, ...]:
+    return PART_TESTS.get(part, DEFAULT_TESTS)
+
+
+def runs_conformance(part: str) -> bool:
+    """Whether the corpus can see a mutant of ``part`` (it replays the cores in memory)."""
+    return part not in PLANTED_IN
 
 EXIT_ALL_KILLED, EXIT_SURVIVORS, EXIT_ERROR = 0, 1, 2
 
@@ -145,17 +166,18 @@ def load_mutants(folder: Path = HERE) -> list[Mutant]:
                 raw_edits = [{"find": record.get("find"), "replace": record.get("replace")}]
             elif "find" in record or "replace" in record:
                 raise MutantError(f"{where}: give either find/replace or [[mutant.edit]] tables, not both")
+            if record.get("part") not in PARTS:
+                raise MutantError(f"{where}: part must be one of {', '.join(PARTS)} (got {record.get('part')!r})")
+            root = planted_in(record["part"])
             edits = []
             for edit in raw_edits:
                 target = edit.get("file", file)
-                if not isinstance(target, str) or not target.startswith(CORE):
-                    raise MutantError(f"{where}: every edit must name a file under {CORE} (got {target!r})")
+                if not isinstance(target, str) or not target.startswith(root):
+                    raise MutantError(f"{where}: every edit must name a file under {root} (got {target!r})")
                 find, replace = _text(edit, "find", where), _text(edit, "replace", where)
                 if not find or find == replace:
                     raise MutantError(f"{where}: an edit must replace a non-empty text with a different one")
                 edits.append(Edit(file=target, find=find, replace=replace))
-            if record.get("part") not in PARTS:
-                raise MutantError(f"{where}: part must be one of {', '.join(PARTS)} (got {record.get('part')!r})")
             unknown = set(record) - {"name", "part", "aspect", "why", "file", "find", "replace", "edit"}
             if unknown:
                 raise MutantError(f"{where}: unknown keys {sorted(unknown)}")
@@ -554,7 +576,8 @@ def run_tests(
 
 @attrs.define
 class Options:
-    tests: tuple[str, ...] = DEFAULT_TESTS
+    #: the tests run against every mutant; None: each mutant's part's (tests_of)
+    tests: tuple[str, ...] | None = None
     trace_timeout: float = 10.0
     conformance_limit: float = 600.0
     test_timeout: float = 60.0
@@ -614,9 +637,24 @@ class Result:
         }
 
 
-def check_tree(root: Path, mutant: Mutant | None, options: Options, *, unreliable: set[str], conformance: bool = True) -> Result:
-    """Plant ``mutant`` (None: the unmutated tree) in a fresh copy and run both checks."""
+def check_tree(
+    root: Path,
+    mutant: Mutant | None,
+    options: Options,
+    *,
+    unreliable: set[str],
+    conformance: bool = True,
+    paths: Sequence[str] | None = None,
+) -> Result:
+    """Plant ``mutant`` (None: the unmutated tree) in a fresh copy and run both
+    checks: the corpus (unless ``conformance`` is off, or the mutant's part
+    is out of its sight) and ``paths`` (default: the options' tests, else
+    the mutant's part's)."""
     name = mutant.name if mutant else "(unmutated)"
+    if mutant is not None:
+        conformance = conformance and runs_conformance(mutant.part)
+    if paths is None:
+        paths = options.tests or tests_of(mutant.part if mutant else "")
     result = Result(name=name, part=mutant.part if mutant else "", aspect=mutant.aspect if mutant else "", why=mutant.why if mutant else "")
     if _stopping.is_set():
         result.error = "not run: the runner was interrupted"
@@ -632,7 +670,7 @@ def check_tree(root: Path, mutant: Mutant | None, options: Options, *, unreliabl
         if conformance:
             result.conformance = run_conformance(copy, env, trace_timeout=options.trace_timeout, limit=options.conformance_limit)
         result.tests = run_tests(
-            copy, env, paths=options.tests, test_timeout=options.test_timeout, limit=options.tests_limit, max_hangs=options.max_hangs
+            copy, env, paths=paths, test_timeout=options.test_timeout, limit=options.tests_limit, max_hangs=options.max_hangs
         )
         result.unreliable = [t for t in result.tests.failures if t in unreliable]
     except (MutantError, RunnerError, Interrupted, OSError, subprocess.SubprocessError) as exc:
@@ -688,11 +726,11 @@ def print_report(results: Sequence[Result], unreliable: set[str], out: Any = Non
     from rich.table import Table
 
     console = Console(file=out, soft_wrap=False, width=200) if out is not None else Console(width=200)
-    table = Table(title="Planted core bugs", show_lines=False)
+    table = Table(title="Planted bugs", show_lines=False)
     table.add_column("mutant")
     table.add_column("part: aspect")
     table.add_column("conformance corpus")
-    table.add_column("tests (scenario, core, api)")
+    table.add_column("tests of its part")
     table.add_column("verdict")
     style = {"conformance": "green", "tests": "yellow", "survived": "bold red", "error": "bold magenta"}
     for r in results:
@@ -730,9 +768,23 @@ def print_report(results: Sequence[Result], unreliable: set[str], out: Any = Non
             console.print(f"[bold magenta]not judged[/] {r.name}: {r.error or summary_line(r)}", highlight=False)
 
 
-def baseline(root: Path, options: Options, runs: int, jobs: int, log: Callable[[str], None]) -> tuple[set[str], list[Result]]:
-    """Run the unmutated tree: the corpus must pass; tests that fail there are unreliable."""
-    results = _in_pool(min(jobs, runs), lambda i: check_tree(root, None, options, unreliable=set(), conformance=i == 0), range(runs))
+def baseline(
+    root: Path,
+    options: Options,
+    runs: int,
+    jobs: int,
+    log: Callable[[str], None],
+    parts: Sequence[str] = ("submitter",),
+) -> tuple[set[str], list[Result]]:
+    """Run the unmutated tree: the corpus must pass; tests that fail there are
+    unreliable. The tests are those the mutants of ``parts`` will run."""
+    paths = options.tests or tuple(dict.fromkeys(p for part in parts for p in tests_of(part)))
+    conformance = any(runs_conformance(part) for part in parts)
+    results = _in_pool(
+        min(jobs, runs),
+        lambda i: check_tree(root, None, options, unreliable=set(), conformance=conformance and i == 0, paths=paths),
+        range(runs),
+    )
     unreliable: set[str] = set()
     for i, r in enumerate(results, start=1):
         if r.error:
@@ -795,13 +847,17 @@ def _interrupt(signum: int, frame: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python tests/mutants/run.py",
-        description="Plant each core mutant in a copy of the tree; run the conformance corpus and the tests against it.",
+        description="Plant each mutant in a copy of the tree; run the conformance corpus and the tests against it.",
     )
     parser.add_argument("names", nargs="*", metavar="NAME", help="mutants, or parts (submitter, refcount, ...), to run (default: all)")
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="mutants run at once (default: one per core)")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--check", action="store_true", help="only check that every mutant still applies and compiles")
-    parser.add_argument("--tests", nargs="+", default=list(DEFAULT_TESTS), metavar="PATH", help="test paths run against each mutant")
+    parser.add_argument(
+        "--tests", nargs="+", default=None, metavar="PATH",
+        help=f"test paths run against each mutant (default: {' '.join(DEFAULT_TESTS)} for the core's, "
+        + "; ".join(f"{' '.join(t)} for the {part}'s" for part, t in PART_TESTS.items()) + ")",
+    )
     parser.add_argument("--trace-timeout", type=float, default=10.0, help="seconds one replayed trace may take (default 10)")
     parser.add_argument("--conformance-limit", type=float, default=600.0, help="seconds the whole corpus may take (default 600)")
     parser.add_argument("--test-timeout", type=float, default=60.0, help="seconds one test may take (default 60)")
@@ -830,7 +886,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--jobs must be at least 1")
 
     options = Options(
-        tests=tuple(args.tests),
+        tests=tuple(args.tests) if args.tests else None,
         trace_timeout=args.trace_timeout,
         conformance_limit=args.conformance_limit,
         test_timeout=args.test_timeout,
@@ -843,10 +899,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, flush=True)
 
     start = time.monotonic()
-    log(f"{len(mutants)} mutants, {args.jobs} at a time; each against the conformance corpus and {' '.join(options.tests)}")
+    parts = tuple(dict.fromkeys(m.part for m in mutants))
+    against = " ".join(options.tests) if options.tests else "the tests of its part"
+    log(f"{len(mutants)} mutants, {args.jobs} at a time; each against the conformance corpus (core parts) and {against}")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        unreliable, _ = baseline(REPO, options, args.baseline_runs, args.jobs, log) if args.baseline_runs > 0 else (set(), [])
+        unreliable, _ = baseline(REPO, options, args.baseline_runs, args.jobs, log, parts) if args.baseline_runs > 0 else (set(), [])
         results = run_mutants(mutants, options, jobs=args.jobs, unreliable=unreliable, log=log)
     except RunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The planted core bugs stay current, cover every part of the core, and get killed.
+"""The planted bugs stay current, cover every part of the core and the transport, and get killed.
 
 ``make mutants`` runs every mutant of ``tests/mutants/*.toml`` against the
 conformance corpus and the scenario, core and API tests (minutes). Here:
@@ -35,7 +35,7 @@ def _load_runner():
 runner = _load_runner()
 MUTANTS = runner.load_mutants()
 
-#: what the list must cover: each part of the core with the aspects it has
+#: what the list must cover: each part of the core, and the transport, with the aspects it has
 REQUIRED = {
     "submitter": {"leases", "pipelining", "replies", "resubmission", "spillback", "actors", "cancel"},
     "refcount": {
@@ -47,6 +47,7 @@ REQUIRED = {
     "store": {"pin", "free", "fate-sharing"},
     "head": {"membership", "failure publication", "failure detection", "fencing"},
     "executor": {"argument resolution", "ordering", "actor gating", "cancel"},
+    "transport": {"handshake", "authentication", "frame tags", "resend", "object plane"},
 }  # fmt: skip
 
 #: run end to end in CI, against the corpus and the core tests: mutant -> the

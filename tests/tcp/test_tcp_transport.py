@@ -373,6 +373,9 @@ BAD_FRAMES = {
     "oversize": (struct.pack("!Q", 2**40), False, "exceeds the limit"),
     "unknown-type": (raw_frame({"type": "NoSuchMessage", "fields": {}}), True, "unknown message type 'NoSuchMessage'"),
     "bad-fields": (raw_frame({"type": "TcpTestPing", "fields": {"nope": 1}}), True, "bad fields"),
+    # well-formed, as a peer's encoder writes it, but a field of the wrong
+    # type: refused as it is decoded, before any handler sees it
+    "wrong-field-type": (b"".join(bytes(c) for c in encode_message(TcpTestPing(seq="one")).chunks), True, "bad field TcpTestPing.seq"),
     "malformed": (struct.pack("!Q", 6) + b"\xff" * 6, True, "bad frame"),
     "truncated": (struct.pack("!Q", 100) + b"\x00" * 10, False, "stream ended"),
 }
