@@ -68,6 +68,11 @@ def read_on_b(arr):
     return describe(arr)
 
 
+async def add_a_and_b(local) -> tuple[str, str]:
+    """Two more nodes, offering A and B: where ``make`` and the readers run."""
+    return await local.add_node(num_cpus=1, resources={"A": 1}), await local.add_node(num_cpus=1, resources={"B": 1})
+
+
 def segment_of(mapping: str, session: str, node_pid: int) -> tuple[str, int]:
     """The segment name and the pid that wrote it, from a /dev/shm mapping of a node."""
     prefix = f"/dev/shm/own_{session}_{node_pid}_"
@@ -88,8 +93,7 @@ async def test_10_mib_array_is_mapped_on_its_node_and_pulled_to_another(tmp_path
     expected = float(np.arange(N, dtype=np.float64).sum())
     async with ownership.cluster(nodes=1, num_cpus=1) as local:
         with trio.fail_after(120):
-            a = await local.add_node(num_cpus=1, resources={"A": 1})
-            b = await local.add_node(num_cpus=1, resources={"B": 1})
+            a, b = await add_a_and_b(local)
             pid_a, pid_b, session = local.pid(a), local.pid(b), local.session
             ref = make.remote(N, str(runs))
 
@@ -161,8 +165,7 @@ async def test_a_copy_linked_by_another_node_outlives_the_node_that_made_it(tmp_
     expected = float(np.arange(N, dtype=np.float64).sum())
     async with ownership.cluster(nodes=1, num_cpus=1) as local:
         with trio.fail_after(120):
-            a = await local.add_node(num_cpus=1, resources={"A": 1})
-            b = await local.add_node(num_cpus=1, resources={"B": 1})
+            a, b = await add_a_and_b(local)
             pid_a = local.pid(a)
             ref = make.remote(N, str(runs))
             assert (await read_on_b.remote(ref))["sum"] == expected

@@ -63,6 +63,13 @@ async def nodes(session):
         store.close()
 
 
+def reader_at(node: NodeRuntime):
+    """Worker ``w1`` of ``node``, connected, reading ``o/x`` (owned by ``o``)."""
+    reader, tx = worker("w1", owners={"o/x": "o"})
+    connect(node, reader, tx)
+    return reader
+
+
 def stored_at(source: NodeRuntime, value: np.ndarray) -> str:
     """``o/x`` put at ``source`` by a worker there (bytes, written into a segment of source); its segment."""
     source.handle(Received("w9", RegisterWorker(worker="w9", node=source.address)))
@@ -91,8 +98,7 @@ def read(reader, copy: SegmentCopy) -> np.ndarray:
 
 async def test_a_pull_from_a_node_of_this_machine_links_its_segment(nodes, session) -> None:
     n1, n2 = nodes
-    reader, tx = worker("w1", owners={"o/x": "o"})
-    connect(n1, reader, tx)
+    reader = reader_at(n1)
     source_segment = stored_at(n2, LARGE)
 
     request, answer = pull(n1, n2)
@@ -130,8 +136,7 @@ async def test_a_pull_from_a_node_of_this_machine_links_its_segment(nodes, sessi
 
 async def test_a_linked_copy_outlives_the_source_node(nodes) -> None:
     n1, n2 = nodes
-    reader, tx = worker("w1", owners={"o/x": "o"})
-    connect(n1, reader, tx)
+    reader = reader_at(n1)
     stored_at(n2, LARGE)
     _, answer = pull(n1, n2)
     n1.handle(Received("n2", answer))
@@ -142,8 +147,7 @@ async def test_a_linked_copy_outlives_the_source_node(nodes) -> None:
 
 async def test_a_segment_freed_before_the_link_is_pulled_again_as_bytes(nodes) -> None:
     n1, n2 = nodes
-    reader, tx = worker("w1", owners={"o/x": "o"})
-    connect(n1, reader, tx)
+    reader = reader_at(n1)
     stored_at(n2, LARGE)
     _, answer = pull(n1, n2)
     n2.handle(Received("o", FreeObject(object_id="o/x")))  # freed (renamed a spare) while the answer travels
@@ -166,8 +170,7 @@ async def test_a_segment_freed_before_the_link_is_pulled_again_as_bytes(nodes) -
 )
 async def test_a_segment_that_cannot_be_ours_is_not_linked(nodes, session, segment) -> None:
     n1, _ = nodes
-    reader, tx = worker("w1", owners={"o/x": "o"})
-    connect(n1, reader, tx)
+    reader = reader_at(n1)
     n1.handle(Received("w1", FetchObject(object_id="o/x", owner="o", source="n2", requester="w1")))
     n1.transport.take()
     n1.handle(Received("n2", PeerSegmentCopy(object_id="o/x", segment=segment.format(session=session))))
