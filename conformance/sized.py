@@ -357,9 +357,11 @@ def window_model(
     - of what a kept owner knows is dead, and of the failure notices to it
       that no later line names, only what an action from the window on
       may read: a worker a later line names, a node a later line names
-      (or one of its workers), and where the owner's tasks are. The
+      (or one of its workers), where the owner's tasks are and where they
+      ran. The
       actions that read ``deadWorkers``/``deadNodes`` ask about a task's
-      location (``LocationDied``), a worker a line names (the knownDead of
+      location (``LocationDied``), the workers a finished task ran on and
+      their nodes (``OwnerReconstruct``), a worker a line names (the knownDead of
       ``OwnerHandleGrant``, the guard of ``SchedulerDetectWorkerDeath``) or
       a node a line names (``OwnerHandleSpillback``); a notice no line
       names is read only by that guard. Without this, what every owner
@@ -423,10 +425,14 @@ def window_model(
         """Whether an action from line ``a`` on may read that owner ``o``
         knows ``about`` (a worker or node) is dead (see above)."""
         field = "worker" if kind == "WorkerDied" else "node"
-        at = {_fn(s["location"]).get(t, {}).get(field) for t in tasks if c["TaskOwner"][t] == o}
+        mine = [t for t in tasks if c["TaskOwner"][t] == o]
+        at = {_fn(s["location"]).get(t, {}).get(field) for t in mine}
+        # OwnerReconstruct reads the deaths of the workers a finished task
+        # ran on, and of their nodes, which no later line need name.
+        ran_on = {w for t in mine for w in _fn(s["ranOn"]).get(t, ())}
         if kind == "WorkerDied":
-            return life.named_from(about, a) or about in at
-        return about in node_named or about in at
+            return life.named_from(about, a) or about in at or about in ran_on
+        return about in node_named or about in at or about in {c["WorkerNode"][w] for w in ran_on}
 
     out = []
     for s in states:
