@@ -820,21 +820,33 @@ SchedulerUnlend(n, w) ==
 (***************************************************************************)
 (* A node hears that an owner died (its worker, or the worker's node) and  *)
 (* reclaims what the owner had there: its waiting lease requests are       *)
-(* dropped and the workers leased to it are stopped, since no one will     *)
-(* return those leases (their slots come back when the node notices the    *)
-(* workers' deaths).  Which news tells the node is abstracted: the owner   *)
-(* is dead.                                                                *)
+(* dropped and the workers leased to it are told to stop, since no one     *)
+(* will return those leases (their slots come back when the node notices   *)
+(* the workers' deaths).  Which news tells the node is abstracted: the     *)
+(* owner is dead.                                                          *)
 (***************************************************************************)
 \* impl: impl/ownership/core/scheduler.py::LocalScheduler.reclaim_leases
 SchedulerReclaimLeases(n, o) ==
     /\ nodeAlive[n]
     /\ ~OwnerAlive(o)
-    /\ workerAlive' = [w \in Workers |->
-                          IF \E l \in granted[n] : l.worker = w /\ l.owner = o
-                          THEN FALSE ELSE workerAlive[w]]
     /\ msgs' = {m \in msgs : ~(m.type = "RequestLease" /\ m.node = n /\ m.owner = o)}
     /\ lastAction' = Step("SchedulerReclaimLeases", o, NoTask, n, NoWorker, NoNode, NoMsg)
-    /\ UNCHANGED <<nodeAlive, crashes, schedVars, ownerVars, histVars>>
+    /\ UNCHANGED <<envVars, schedVars, ownerVars, histVars>>
+
+(***************************************************************************)
+(* The stop lands: a worker leased to a dead owner is killed.  It is a     *)
+(* signal, which takes its time: until it lands the worker may still run   *)
+(* a task its owner pushed before it died (the reply is lost with the      *)
+(* owner).  Like the reclaim, it needs only that the owner is dead.        *)
+(***************************************************************************)
+\* env: impl/ownership/runtime/process.py::SubprocessLauncher.kill
+SchedulerStopWorker(n, w) ==
+    /\ nodeAlive[n]
+    /\ workerAlive[w]
+    /\ \E l \in granted[n] : l.worker = w /\ ~OwnerAlive(l.owner)
+    /\ workerAlive' = [workerAlive EXCEPT ![w] = FALSE]
+    /\ lastAction' = Step("SchedulerStopWorker", NoOwner, NoTask, n, w, NoNode, NoMsg)
+    /\ UNCHANGED <<nodeAlive, crashes, schedVars, ownerVars, msgs, histVars>>
 
 \* Every task has finished, or its owner is dead: the system may stay as it
 \* is.  A stuttering step, so that termination is not reported as a deadlock.
@@ -866,6 +878,7 @@ Next ==
     \/ \E o \in Owners, t \in Tasks : OwnerResubmit(o, t)
     \/ \E o \in Owners, t \in Tasks : OwnerReconstruct(o, t)
     \/ \E n \in Nodes, o \in Owners : SchedulerReclaimLeases(n, o)
+    \/ \E n \in Nodes, w \in Workers : SchedulerStopWorker(n, w)
     \/ \E n \in Nodes, w \in Workers : SchedulerRegisterWorker(n, w)
     \/ \E n \in Nodes, w \in Workers : SchedulerLend(n, w)
     \/ \E n \in Nodes, w \in Workers : SchedulerUnlend(n, w)
@@ -892,7 +905,8 @@ SchedulerStep(n) ==
     \/ NodeFenced(n)
     \/ \E w \in Workers : SchedulerRegisterWorker(n, w)
     \* a reclaim that finds nothing of the owner's changes nothing
-    \/ \E o \in Owners : SchedulerReclaimLeases(n, o) /\ (msgs' # msgs \/ workerAlive' # workerAlive)
+    \/ \E o \in Owners : SchedulerReclaimLeases(n, o) /\ msgs' # msgs
+    \/ \E w \in Workers : SchedulerStopWorker(n, w)
 WorkerStep(w) == \E m \in PushTaskMsgs : WorkerExecute(w, m)
 HeadStep == \E n \in Nodes : HeadDetectNodeDeath(n)
 

@@ -200,10 +200,13 @@ class _EventLogMixin:
         owner_of, node_of, worker_of, task_of = roles.owner, roles.node, roles.worker, roles.task
         lines: list[LogLine] = []
         dead: set[str] = set()
-        # workers a node stopped because their owner died (their end is part
-        # of SchedulerReclaimLeases) or because their actor's lease came back
+        # workers a node stopped because their actor's lease came back
         # (counted as their crash then): no crash line when they end
         reclaimed: set[str] = set()
+        # workers a node told to stop because their owner died, to their
+        # node: their end, when it comes, is the stop landing
+        # (SchedulerStopWorker), and until then they may still run
+        stopping: dict[str, str] = {}
         # workers whose end a node saw at the return of their lease with kill
         # (their slot is dying at once): no second detection when they end
         detected: set[str] = set()
@@ -237,7 +240,9 @@ class _EventLogMixin:
                 if ev.kind == "crash" and ev.address is not None:
                     parent_dead = any(ev.address.endswith("@" + d) for d in dead)
                     dead.add(ev.address)
-                    if ev.address in worker_of and not parent_dead and ev.address not in reclaimed:
+                    if ev.address in worker_of and not parent_dead and ev.address in stopping:
+                        add(s.clock, ev.address, "SchedulerStopWorker", n=node_of[stopping[ev.address]], w=worker_of[ev.address])
+                    elif ev.address in worker_of and not parent_dead and ev.address not in reclaimed:
                         add(s.clock, ev.address, "WorkerCrash", w=worker_of[ev.address])
                     elif ev.address in node_of:
                         add(s.clock, ev.address, "NodeCrash", n=node_of[ev.address])
@@ -353,9 +358,9 @@ class _EventLogMixin:
                         add(s.clock, p, "SchedulerReclaimLeases", n=n, o=owner_of[address])
                         swept.add((p, address))
                     leased_to_gone = {grants[i][0] for i in held if grants[i][1] in gone}
-                    reclaimed.update(
-                        e.worker for e in s.effects if isinstance(e, KillWorker) and e.worker in leased_to_gone
-                    )
+                    for e in s.effects:
+                        if isinstance(e, KillWorker) and e.worker in leased_to_gone and e.worker not in dead:
+                            stopping.setdefault(e.worker, p)
                 for e in sends:
                     msg = e.msg
                     if isinstance(msg, (LeaseGranted, Spillback)):

@@ -59,6 +59,44 @@ def test_lease_returned_with_kill_is_its_workers_detection_at_once():
     ], at_node
 
 
+def test_a_worker_told_to_stop_may_run_until_the_stop_lands():
+    """The owner, itself a worker, dies; its node hears of it and tells the
+    worker leased to it to stop (KillWorker, a SIGKILL). The signal takes
+    its time: the worker runs the task the owner pushed before it died,
+    then ends. The stop is SchedulerStopWorker at the worker's end, not a
+    death at the reclaim: a 90 s chaos log was rejected at that execution."""
+    from ownership.core.events import TaskDone
+    from ownership.core.messages import Payload, PushTask, TaskReply, TaskSpec, WorkerDied
+
+    mapping = _mapping()
+    mapping.unregistered = frozenset()
+    request = RequestLease(request_id="r1", owner=OWNER, task_id=TASK, resources=(("CPU", 1.0),))
+    granted = LeaseGranted(request_id="r1", lease_id="L1", worker=WORKER, node=NODE)
+    spec = TaskSpec(task_id=TASK, owner=OWNER, return_id=f"{TASK}.r", function_id="f", function=Payload(data=b"f"), args=())
+    push = PushTask(task=spec, lease_id="L1", attempt=1)
+    reply = TaskReply(task_id=TASK, return_id=spec.return_id, attempt=1, worker=WORKER, lease_id="L1", value=Payload(data=b"1"))
+    steps = [
+        CoreStep(1, OWNER, Received(OWNER, request), (Send(NODE, request),)),
+        CoreStep(2, NODE, Received(OWNER, request), (Send(OWNER, granted),)),
+        CoreStep(3, OWNER, Received(NODE, granted), (Send(WORKER, push),)),
+        CoreStep(4, WORKER, Received(OWNER, push), ()),
+        NetStep(5, NetworkEvent("crash", None, None, OWNER)),
+        CoreStep(6, NODE, Received("head", WorkerDied(worker=OWNER, node="127.0.0.1:9000#z")), (KillWorker(WORKER),)),
+        CoreStep(7, WORKER, TaskDone(task_id=TASK, value=Payload(data=b"1")), (Send(OWNER, reply),)),
+        NetStep(8, NetworkEvent("crash", None, None, WORKER)),
+        CoreStep(9, NODE, PeerLost(WORKER), ()),
+    ]
+    lines = mapping.recognize(steps)
+    at_node = [(line.clock, line.action) for line in lines if line.process in (NODE, WORKER)]
+    assert at_node == [
+        (2, "SchedulerGrantLease"),
+        (6, "SchedulerReclaimLeases"),
+        (7, "WorkerExecute"),
+        (8, "SchedulerStopWorker"),
+        (9, "SchedulerDetectWorkerDeath"),
+    ], at_node
+
+
 def test_a_task_failed_by_its_argument_before_any_lease_is_not_a_resubmit():
     """The owner hears that a worker died: the task that ran there is failed
     by the scan (out of retries), and the task waiting for that task's
@@ -167,6 +205,42 @@ def test_window_model_keeps_the_owners_its_lines_name_its_tasks_owners_and_drive
     assert cut["Workers"] == cut["Unregistered"] == set(w.values())
     assert dict(cut["OwnerWorker"].items()) == {driver: ModelValue("NoWorker"), busy: w[1], told: w[2]}
     assert set(cut["OwnerNode"]) == cut["Owners"]
+
+
+def test_a_window_keeps_the_deaths_a_reconstruction_reads():
+    """A window that starts with a lineage reconstruction keeps what the
+    owner knows of the deaths of the worker the task ran on and of its
+    node, though no later line names either: OwnerReconstruct reads them
+    through ranOn. (A chaos run's log was rejected at such a line, 17
+    lines into its window, the notice 200 lines before in the last.)"""
+    from conformance.eventlog import LogLine
+    from conformance.sized import _Lifetimes, window_model
+    from ownership.tla.values import TLARecord
+
+    o, t, k = ModelValue("o1"), ModelValue("t1"), ModelValue("k1")
+    ran, other = ModelValue("w1"), ModelValue("w2")
+    n1, n2 = ModelValue("n1"), ModelValue("n2")
+    constants = {
+        "Tasks": {t}, "Keys": {k}, "FreeKeys": set(), "Nodes": {n1, n2}, "NoNode": ModelValue("NoNode"),
+        "TaskOwner": TLAFunction({t: o}), "TaskKey": TLAFunction({t: k}),
+        "TaskRetries": TLAFunction({t: 3}), "SubmitOrder": (t,),
+        **_processes({o: None}, {ran: n2, other: n1}),
+    }
+    nowhere = TLARecord({"node": constants["NoNode"], "worker": constants["NoWorker"]})
+    state = {
+        "workerAlive": TLAFunction({ran: False, other: True}), "status": TLAFunction({t: "done"}),
+        "location": TLAFunction({t: nowhere}), "retries": TLAFunction({t: 3}), "execs": TLAFunction({t: 1}),
+        "ranOn": TLAFunction({t: frozenset({ran})}), "held": TLAFunction({o: frozenset()}),
+        "granted": TLAFunction({n1: frozenset(), n2: frozenset()}), "queue": TLAFunction({o: TLAFunction({k: ()})}),
+        "msgs": frozenset(), "deadWorkers": TLAFunction({o: frozenset({ran})}),
+        "deadNodes": TLAFunction({o: frozenset({n2})}),
+    }
+    lines = [
+        LogLine(1, NODE, "HeadDetectNodeDeath", {"n": n2}),
+        LogLine(2, OWNER, "OwnerReconstruct", {"o": o, "t": t}),
+    ]
+    _cut, starts = window_model(constants, _Lifetimes(lines), 1, 2, [state])
+    assert [(s["deadWorkers"][o], s["deadNodes"][o]) for s in starts] == [({ran}, {n2})]
 
 
 def test_a_request_the_spec_reclaimed_is_not_lost_again_when_its_node_dies():

@@ -180,7 +180,7 @@ def test_next_actions_reads_each_actions_quantifiers():
 
     text = (SPEC_DIR / "Scheduling.tla").read_text(encoding="utf-8")
     actions = next_actions(text)
-    assert len(actions) == 24 and "NodeFenced" in actions and "OwnerReconstruct" in actions and "SchedulerReclaimLeases" in actions
+    assert len(actions) == 25 and "NodeFenced" in actions and "OwnerReconstruct" in actions and "SchedulerStopWorker" in actions
     assert actions["OwnerReuseLease"].binds == (("o", "Owners"), ("w", "Workers"), ("t", "Tasks"))
     assert actions["SchedulerGrantLease"].args == "n, m"
     # the message sets only Next quantifies over; msgs is what actions read

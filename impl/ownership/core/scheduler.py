@@ -708,16 +708,15 @@ class LocalScheduler:
             SchedulerReclaimLeases(n, o) ==
                 /\ nodeAlive[n]
                 /\ ~OwnerAlive(o)
-                /\ workerAlive' = [w \in Workers |->
-                                      IF \E l \in granted[n] : l.worker = w /\ l.owner = o
-                                      THEN FALSE ELSE workerAlive[w]]
                 /\ msgs' = {m \in msgs : ~(m.type = "RequestLease" /\ m.node = n /\ m.owner = o)}
                 /\ lastAction' = Step("SchedulerReclaimLeases", o, NoTask, n, NoWorker, NoNode, NoMsg)
-                /\ UNCHANGED <<nodeAlive, crashes, schedVars, ownerVars, histVars>>
+                /\ UNCHANGED <<envVars, schedVars, ownerVars, histVars>>
 
         Implementation:
 
-        Owners died: their leased workers fate-share (stopped), requests dropped.
+        Owners died: their requests are dropped, and their leased workers
+        fate-share: each is told to stop (KillWorker), a signal that lands
+        later (Scheduling!SchedulerStopWorker).
         """
         fx: list[Effect] = []
         for req in list(self.queue):

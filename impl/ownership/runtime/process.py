@@ -213,7 +213,9 @@ class SubprocessLauncher:
     def kill(self, worker: str) -> None:
         """Kill the worker at address ``worker``, also when it is still starting:
         it registers with the node (and can be leased, and its owner die)
-        before its ready line reaches this launcher."""
+        before its ready line reaches this launcher. The signal lands some
+        time after the node's step that asked for it, and the worker may run
+        meanwhile (Scheduling!SchedulerStopWorker)."""
         proc = self.workers.get(worker) or self._announced.get(worker)
         if proc is None:
             if self.starting:
