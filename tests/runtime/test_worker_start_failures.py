@@ -178,3 +178,39 @@ async def test_worker_killed_before_its_address_line_is_read_dies_when_it_is() -
 def _announced(launcher: SubprocessLauncher) -> list[str]:
     """The addresses of workers that said them and are not ready yet."""
     return list(launcher._announced)
+
+
+def test_a_worker_whose_node_died_while_it_started_exits_without_an_error(monkeypatch, caplog) -> None:
+    """The node that started a worker is SIGKILLed before the worker writes
+    its address line: the pipe has no reader. The worker exits quietly (its
+    node's death is what the cluster already handles); a 6-minute chaos
+    run counted the BrokenPipeError it used to log as an ERROR."""
+    import logging
+    import os
+
+    from ownership.runtime import process
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    pipe = os.fdopen(write_end, "w")
+    monkeypatch.setattr(sys, "stdout", pipe)
+    try:
+        try:
+            process._tell_parent(f"{ADDRESS_PREFIX}127.0.0.1:1#00000001")
+        except process.ParentGone:
+            pass
+        else:
+            raise AssertionError("a write to a pipe with no reader must raise ParentGone")
+        pipe.write("later prints go to the log, not to the dead pipe\n")
+        pipe.flush()  # no BrokenPipeError: the pipe's fd is stderr's now
+    finally:
+        pipe.close()
+
+    async def starter_gone(args) -> int:
+        raise process.ParentGone("the process that started us is gone")
+
+    monkeypatch.setattr(process, "_run", starter_gone)
+    with caplog.at_level(logging.INFO, logger="ownership.process"):
+        code = process.main(["--role", "worker", "--token-file", "/nonexistent", "--node", "127.0.0.1:1"])
+    assert code == 1
+    assert [r.levelname for r in caplog.records if "started us is gone" in r.getMessage()] == ["INFO"], caplog.records

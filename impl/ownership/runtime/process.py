@@ -347,9 +347,25 @@ async def _watch_lifeline(stop: _Stop) -> None:
     stop.request("lifeline closed (the process that started us is gone)")
 
 
+class ParentGone(Exception):
+    """The process that started this one closed the pipe it reads our
+    lines from before we were ready: it is gone (a node SIGKILLed while
+    its worker starts), and this process has no one to serve."""
+
+
+def _tell_parent(line: str) -> None:
+    """Write ``line`` to the pipe the process that started us reads."""
+    try:
+        sys.stdout.write(f"{line}\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # What is still buffered goes to the log at exit, not to the pipe.
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+        raise ParentGone("the process that started us is gone") from None
+
+
 def _announce(address: str) -> None:
-    sys.stdout.write(f"{READY_PREFIX}{address}\n")
-    sys.stdout.flush()
+    _tell_parent(f"{READY_PREFIX}{address}")
     # From now on stdout is the log: whoever started us may stop reading
     # the pipe (``ownership start`` does), and a print must not hit EPIPE.
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
@@ -545,8 +561,7 @@ async def _run_worker(args: argparse.Namespace, token: bytes, config: CoreConfig
         transport = StatusTransport(tcp, "worker")
         # Before the hello to the node: if we die now, the node's launcher
         # knows we may have registered (see launch.py).
-        sys.stdout.write(f"{ADDRESS_PREFIX}{transport.address}\n")
-        sys.stdout.flush()
+        _tell_parent(f"{ADDRESS_PREFIX}{transport.address}")
         async with trio.open_nursery() as nursery:
             rt = await nursery.start(
                 lambda **kw: serve_worker(
@@ -735,6 +750,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise _single(group) from None
     except KeyboardInterrupt:
         return 130
+    except ParentGone as exc:  # the answer to our starter's death, not a fault of ours
+        logger.info("%s before we were ready; exiting", exc)
+        return 1
     except (OSError, ValueError) as exc:  # the token file, the address to bind or dial: a clear line, not a traceback
         logger.error("%s: %s", type(exc).__name__, exc)
         return 2
