@@ -296,7 +296,18 @@ class _EventLogMixin:
                         after[tid][1] < before[tid][1] or (after[tid][0] == FAILED and before[tid][0] != FAILED)
                     ):
                         requeued.append((tid, "OwnerResubmit"))
-                asked = [e.msg.task_id for e in sends if isinstance(e.msg, RequestLease) and not e.msg.spilled]
+                # Each request and each push on a lease it already held takes
+                # the head of its key's queue, in the order the step sends
+                # them (a grant's own push is not from the queue).
+                asked: list[str] = []
+                own_push = grant_lease
+                for e in sends:
+                    if isinstance(e.msg, RequestLease) and not e.msg.spilled:
+                        asked.append(e.msg.task_id)
+                    elif isinstance(e.msg, PushTask) and own_push is not None and e.msg.lease_id == own_push:
+                        own_push = None
+                    elif isinstance(e.msg, PushTask):
+                        asked.append(e.msg.task.task_id)
                 rank = {tid: i for i, tid in enumerate(asked)}
                 for tid, action in sorted(requeued, key=lambda r: rank.get(r[0], len(rank))):
                     add(s.clock, p, action, o=x, t=task_of.get(tid))

@@ -290,3 +290,30 @@ def test_a_finished_task_queued_again_is_a_reconstruction_in_the_order_it_asks()
         ("OwnerRequestLease", "t2"),
         ("OwnerRequestLease", "t1"),
     ], lines
+
+
+def test_tasks_queued_again_are_in_the_order_the_step_takes_them():
+    """The owner hears that a node died: two tasks that ran there are
+    resubmitted, and the step pushes the second (in the scan's order) to a
+    lease it holds and asks a lease for the first. Both the push and the
+    request take the head of the key's queue, so the resubmissions are in
+    the order of those sends: a 6-minute chaos log was rejected at the
+    reuse, which found the other task at the head."""
+    from ownership.core.messages import NodeDied, Payload, PushTask, TaskSpec
+
+    mapping = _mapping((TASK, "T2"))
+    before = {TASK: ("running", 1), "T2": ("running", 1)}
+    after = {TASK: ("queued", 0), "T2": ("queued", 0)}
+    spec = TaskSpec(task_id="T2", owner=OWNER, return_id="T2.r", function_id="f", function=Payload(data=b"f"), args=())
+    reuse = PushTask(task=spec, lease_id="L1", attempt=2)
+    ask = RequestLease(request_id="r1", owner=OWNER, task_id=TASK, resources=(("CPU", 1.0),))
+    died = NodeDied(node="127.0.0.1:9000#z", workers=())
+    steps = [CoreStep(1, OWNER, Received("head", died), (Send(WORKER, reuse), Send(NODE, ask)), before, after)]
+    lines = [(line.action, str(line.params.get("t", ""))) for line in mapping.recognize(steps)]
+    assert lines == [
+        ("OwnerHandleFailure", ""),
+        ("OwnerResubmit", "t2"),
+        ("OwnerResubmit", "t1"),
+        ("OwnerReuseLease", "t2"),
+        ("OwnerRequestLease", "t1"),
+    ], lines
