@@ -212,7 +212,7 @@ def test_a_window_keeps_the_deaths_a_reconstruction_reads():
     owner knows of the deaths of the worker the task ran on and of its
     node, though no later line names either: OwnerReconstruct reads them
     through ranOn. (A chaos run's log was rejected at such a line, 17
-    lines into its window, the notice 200 lines before in the last.)"""
+    lines into its window, the notice in the window before it.)"""
     from conformance.eventlog import LogLine
     from conformance.sized import _Lifetimes, window_model
     from ownership.tla.values import TLARecord
