@@ -298,28 +298,25 @@ class _EventLogMixin:
                         requeued.append((tid, "OwnerResubmit"))
                 # Each request and each push on a lease it already held takes
                 # the head of its key's queue, in the order the step sends
-                # them (a grant's own push is not from the queue).
-                asked: list[str] = []
-                own_push = grant_lease
-                for e in sends:
-                    if isinstance(e.msg, RequestLease) and not e.msg.spilled:
-                        asked.append(e.msg.task_id)
-                    elif isinstance(e.msg, PushTask) and own_push is not None and e.msg.lease_id == own_push:
-                        own_push = None
-                    elif isinstance(e.msg, PushTask):
-                        asked.append(e.msg.task.task_id)
-                rank = {tid: i for i, tid in enumerate(asked)}
+                # them; a grant's own push (the first on its lease) does not.
+                own_push = next(
+                    (i for i, e in enumerate(sends) if isinstance(e.msg, PushTask) and e.msg.lease_id == grant_lease), None
+                )
+                dispatched = [
+                    (i, e.msg)
+                    for i, e in enumerate(sends)
+                    if (isinstance(e.msg, PushTask) and i != own_push) or (isinstance(e.msg, RequestLease) and not e.msg.spilled)
+                ]
+                rank = {(m.task_id if isinstance(m, RequestLease) else m.task.task_id): r for r, (_i, m) in enumerate(dispatched)}
                 for tid, action in sorted(requeued, key=lambda r: rank.get(r[0], len(rank))):
                     add(s.clock, p, action, o=x, t=task_of.get(tid))
-                for e in sends:
+                from_queue = {i for i, _m in dispatched}
+                for i, e in enumerate(sends):
                     msg = e.msg
-                    if isinstance(msg, RequestLease) and not msg.spilled:
+                    if i in from_queue and isinstance(msg, RequestLease):
                         add(s.clock, p, "OwnerRequestLease", o=x, t=task_of.get(msg.task_id))
-                    elif isinstance(msg, PushTask):
-                        if grant_lease is not None and msg.lease_id == grant_lease:
-                            grant_lease = None  # the grant's own push
-                        else:
-                            add(s.clock, p, "OwnerReuseLease", o=x, w=worker_of.get(e.dst), t=task_of.get(msg.task.task_id))
+                    elif i in from_queue:
+                        add(s.clock, p, "OwnerReuseLease", o=x, w=worker_of.get(e.dst), t=task_of.get(msg.task.task_id))
                     elif isinstance(msg, ReturnLease) and (self.c is not None or msg.lease_id in grants):
                         add(s.clock, p, "OwnerReturnLease", o=x, w=worker_of.get(msg.worker))
             if p in node_of:
