@@ -33,6 +33,18 @@ def _mapping(task_ids: tuple[str, ...] = (TASK,)) -> SchedulingMapping:
     return mapping
 
 
+GRANTED = LeaseGranted(request_id="r1", lease_id="L1", worker=WORKER, node=NODE)
+
+
+def _leased() -> list[CoreStep]:
+    """The owner asks NODE for a lease for TASK (clock 1); NODE grants WORKER as L1 (clock 2)."""
+    request = RequestLease(request_id="r1", owner=OWNER, task_id=TASK, resources=(("CPU", 1.0),))
+    return [
+        CoreStep(1, OWNER, Received(OWNER, request), (Send(NODE, request),)),
+        CoreStep(2, NODE, Received(OWNER, request), (Send(OWNER, GRANTED),)),
+    ]
+
+
 def test_lease_returned_with_kill_is_its_workers_detection_at_once():
     """The owner lost the worker it leased and returns the lease with kill:
     the node marks the slot dying and never leases it again. The model's
@@ -40,11 +52,8 @@ def test_lease_returned_with_kill_is_its_workers_detection_at_once():
     until the process's exit is noticed, the model would grant it, and a
     spillback the node makes meanwhile would be rejected), and the exit,
     when the node notices it, is not a second detection."""
-    request = RequestLease(request_id="r1", owner=OWNER, task_id=TASK, resources=(("CPU", 1.0),))
     steps = [
-        CoreStep(1, OWNER, Received(OWNER, request), (Send(NODE, request),)),
-        CoreStep(2, NODE, Received(OWNER, request),
-                 (Send(OWNER, LeaseGranted(request_id="r1", lease_id="L1", worker=WORKER, node=NODE)),)),
+        *_leased(),
         NetStep(3, NetworkEvent("crash", None, None, WORKER)),
         CoreStep(4, NODE, Received(OWNER, ReturnLease(lease_id="L1", worker=WORKER, kill=True)), (KillWorker(WORKER),)),
         CoreStep(5, NODE, PeerLost(WORKER), ()),
@@ -70,15 +79,12 @@ def test_a_worker_told_to_stop_may_run_until_the_stop_lands():
 
     mapping = _mapping()
     mapping.unregistered = frozenset()
-    request = RequestLease(request_id="r1", owner=OWNER, task_id=TASK, resources=(("CPU", 1.0),))
-    granted = LeaseGranted(request_id="r1", lease_id="L1", worker=WORKER, node=NODE)
     spec = TaskSpec(task_id=TASK, owner=OWNER, return_id=f"{TASK}.r", function_id="f", function=Payload(data=b"f"), args=())
     push = PushTask(task=spec, lease_id="L1", attempt=1)
     reply = TaskReply(task_id=TASK, return_id=spec.return_id, attempt=1, worker=WORKER, lease_id="L1", value=Payload(data=b"1"))
     steps = [
-        CoreStep(1, OWNER, Received(OWNER, request), (Send(NODE, request),)),
-        CoreStep(2, NODE, Received(OWNER, request), (Send(OWNER, granted),)),
-        CoreStep(3, OWNER, Received(NODE, granted), (Send(WORKER, push),)),
+        *_leased(),
+        CoreStep(3, OWNER, Received(NODE, GRANTED), (Send(WORKER, push),)),
         CoreStep(4, WORKER, Received(OWNER, push), ()),
         NetStep(5, NetworkEvent("crash", None, None, OWNER)),
         CoreStep(6, NODE, Received("head", WorkerDied(worker=OWNER, node="127.0.0.1:9000#z")), (KillWorker(WORKER),)),
